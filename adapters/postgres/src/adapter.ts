@@ -1,0 +1,74 @@
+/** The postgres adapter's listener: accepts clients and runs a session for each. */
+import { createServer, type Server, type Socket } from 'node:net'
+import { createSecureContext } from 'node:tls'
+import { GatewayError, parseHostPort, validate, type ConnectionConfig, type Listener, type Logger, type Pipeline, type ProtocolAdapter } from '@gatehouse/core'
+import { PostgresOptions, UpstreamConfig } from './config.js'
+import { PostgresSession } from './session.js'
+import { loadSqlParser, SqlAnalyzer } from './sql/analyze.js'
+import { buildError } from './codec/backend.js'
+import { SQLSTATE } from './errors.js'
+
+export class PostgresAdapter implements ProtocolAdapter {
+  readonly protocol = 'postgres'
+  /** Shared across connections: analysis depends only on the SQL text. */
+  readonly analyzer = new SqlAnalyzer(8192)
+
+  constructor(private readonly logger: Logger) {}
+
+  checkConnection(connection: ConnectionConfig, path: string): void {
+    const options = validate(PostgresOptions, connection.options ?? {}, { base: `${path}.options` })
+    validate(UpstreamConfig, connection.upstream, { base: `${path}.upstream` })
+    if (options.clientAuth === 'cleartext' && !connection.tls?.required) {
+      throw new GatewayError('GH_ERR_CONFIG_INVALID', `${path}.options.clientAuth: cleartext tokens need TLS; set ${path}.tls with required: true`)
+    }
+  }
+
+  async listen(connection: ConnectionConfig, pipeline: Pipeline, signal: AbortSignal): Promise<Listener> {
+    await loadSqlParser()
+    const upstream = validate(UpstreamConfig, connection.upstream)
+    const options = validate(PostgresOptions, connection.options ?? {})
+    const tls = connection.tls ? { context: createSecureContext({ cert: connection.tls.cert, key: connection.tls.key }), required: connection.tls.required } : undefined
+    const logger = this.logger.child({ connection: connection.name })
+    const cancelKeys = new Map<string, PostgresSession>()
+    const sessions = new Set<PostgresSession>()
+    let accepting = true
+    const server: Server = createServer({ noDelay: true }, (socket: Socket) => {
+      if (!accepting) {
+        socket.end(buildError({ severity: 'FATAL', code: SQLSTATE.adminShutdown, message: 'gatehouse: the gateway is shutting down' }))
+        return
+      }
+      const session = new PostgresSession(socket, { connection, upstream, options, tls, pipeline, analyzer: this.analyzer, logger, cancelKeys })
+      sessions.add(session)
+      socket.once('close', () => sessions.delete(session))
+      session.start()
+    })
+    server.on('error', (err) => logger.error({ err: err.message }, 'listener error'))
+    const { host, port } = parseHostPort(connection.listen)
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    const address = server.address() as { address: string; port: number }
+    const stop = () =>
+      new Promise<void>((resolve) => {
+        accepting = false
+        server.close(() => resolve())
+        // server.close waits for open sockets; resolve once it stops listening.
+        setImmediate(resolve)
+      })
+    signal.addEventListener('abort', () => void stop(), { once: true })
+    return {
+      address: { host: address.address, port: address.port },
+      stopAccepting: stop,
+      closeAll: async (reason: string) => {
+        for (const s of sessions) s.close(reason)
+      },
+      get sessions() {
+        return sessions.size
+      },
+    }
+  }
+}

@@ -1,0 +1,23 @@
+/** @gatehouse/adapter-postgres — PostgreSQL wire protocol v3, both sides. */
+import { definePlugin, Logger, PLUGIN_API_VERSION } from '@gatehouse/core'
+import { Type } from '@sinclair/typebox'
+import { PostgresAdapter } from './adapter.js'
+
+export { PostgresAdapter } from './adapter.js'
+export { SqlAnalyzer, loadSqlParser, type SqlFacts, type SqlAnalysis } from './sql/analyze.js'
+export { normalizeSql } from './sql/normalize.js'
+export { UpstreamConfig, PostgresOptions } from './config.js'
+
+export const plugin = definePlugin({
+  name: 'postgres',
+  stage: 'adapter',
+  apiVersion: PLUGIN_API_VERSION,
+  configSchema: Type.Object({}, { additionalProperties: false }),
+  description: 'PostgreSQL wire protocol: SCRAM/TLS on the client side, injected credentials upstream, one request per statement',
+  register(container, _config, ctx) {
+    void container.resolve(Logger)
+    return new PostgresAdapter(ctx.logger)
+  },
+})
+
+export default plugin

@@ -1,0 +1,811 @@
+/**
+ * One client session of the PostgreSQL adapter: handshake, authentication through core, the
+ * upstream login, then the message relay with one request per executed statement.
+ *
+ * Why it is shaped this way:
+ * - Every backend message is attributed to the oldest outstanding client message (a FIFO of
+ *   expectations), which is how PostgreSQL itself orders responses. This lets the gateway count
+ *   rows and errors per statement, and put its own error exactly where PostgreSQL would have.
+ * - A refused statement is not simply dropped: the gateway sends the upstream a statement that
+ *   fails, and shows the client its own error in place of the upstream's. The upstream thus
+ *   enters the same state PostgreSQL would after an error (an open transaction is aborted, an
+ *   extended-protocol pipeline is skipped to Sync), so a refusal can never leave half of an
+ *   implicit transaction committed.
+ * - Prepared statements and portals are tracked per session and committed only when the
+ *   upstream confirms them; an Execute is judged by the statement the upstream will run, and an
+ *   Execute of anything the gateway has not seen parsed is refused (fail closed).
+ * - While a statement waits for the pipeline (policy, the intent record), reading from the
+ *   client pauses; backend data is streamed to the client without being buffered whole.
+ */
+import { randomBytes, randomInt } from 'node:crypto'
+import type { Socket } from 'node:net'
+import { TLSSocket, type SecureContext } from 'node:tls'
+import {
+  GatewayError,
+  isGatewayError,
+  type ConnectionConfig,
+  type GatewayRequest,
+  type Logger,
+  type Pipeline,
+  type SessionHandle,
+} from '@gatehouse/core'
+import { AUTH, B, buildAuth, buildAuthSasl, buildBackendKeyData, buildError, buildReadyForQuery, parseCommandTag, parseErrorFields, parseParameterStatus, rowsFromTag } from './codec/backend.js'
+import {
+  CANCEL_REQUEST,
+  F,
+  GSSENC_REQUEST,
+  PROTOCOL_3_0,
+  SSL_REQUEST,
+  buildParse,
+  buildQuery,
+  parseBind,
+  parseCancel,
+  parseExecute,
+  parseParse,
+  parsePassword,
+  parseQuery,
+  parseSaslInitial,
+  parseStartupParams,
+  parseTarget,
+  TERMINATE,
+} from './codec/frontend.js'
+import { MessageReader, ProtocolViolation, type FrontendMessage } from './codec/reader.js'
+import type { PostgresOptions, UpstreamConfig } from './config.js'
+import { renderError, SQLSTATE } from './errors.js'
+import type { SqlAnalysis, SqlAnalyzer } from './sql/analyze.js'
+import { cancelUpstream, connectUpstream, type UpstreamSession } from './upstream.js'
+
+export interface SessionDeps {
+  readonly connection: ConnectionConfig
+  readonly upstream: UpstreamConfig
+  readonly options: PostgresOptions
+  readonly tls: { context: SecureContext; required: boolean } | undefined
+  readonly pipeline: Pipeline
+  readonly analyzer: SqlAnalyzer
+  readonly logger: Logger
+  /** Cancel keys handed to clients → the session that owns them. */
+  readonly cancelKeys: Map<string, PostgresSession>
+}
+
+/** A statement sent upstream whose outcome is still to be recorded. */
+interface Pending {
+  readonly request: GatewayRequest | undefined
+  rows: number
+}
+
+interface PreparedStatement {
+  readonly query: string
+  readonly analysis: SqlAnalysis
+}
+
+interface Portal {
+  readonly statement: PreparedStatement | undefined
+  readonly params: readonly (string | null)[]
+}
+
+type Expectation =
+  | { kind: 'query'; stmts: Pending[]; idx: number; substitute?: Buffer; failed?: boolean }
+  | { kind: 'parse'; name: string; prev: PreparedStatement | undefined }
+  | { kind: 'bind'; name: string; prev: Portal | undefined }
+  | { kind: 'close'; target: 'S' | 'P'; name: string; prevStatement: PreparedStatement | undefined; prevPortal: Portal | undefined }
+  | { kind: 'describe' }
+  | { kind: 'execute'; pending: Pending }
+  | { kind: 'substitute'; error: Buffer }
+  | { kind: 'sync' }
+
+const UNSAFE_ENCODINGS = new Set(['SJIS', 'SHIFT_JIS_2004', 'BIG5', 'GBK', 'UHC', 'GB18030', 'JOHAB'])
+/** Sent upstream in place of a refused statement: fails with a syntax error, visibly so in server logs. */
+const REFUSAL_SQL = 'gatehouse: statement refused by the gateway'
+const STATUS_IDLE = 0x49 // 'I'
+
+const keyOf = (pid: number, secret: Buffer) => `${pid}:${secret.toString('hex')}`
+
+export class PostgresSession {
+  private client: Socket
+  private reader: MessageReader
+  private handle: SessionHandle | undefined
+  private upstream: UpstreamSession | undefined
+  private upSocket: Socket | undefined
+  private phase: 'startup' | 'auth' | 'connecting' | 'ready' | 'closed' = 'startup'
+  private startupTimer: NodeJS.Timeout | undefined
+  private pumping = false
+  private readonly expect: Expectation[] = []
+  private readonly statements = new Map<string, PreparedStatement>()
+  private readonly portals = new Map<string, Portal>()
+  private discardUntilSync = false
+  private txStatus = STATUS_IDLE
+  private settings = new Map<string, string>()
+  private cancelKey: string | undefined
+  // backend stream state
+  private upPending: Buffer | undefined
+  private streamRemaining = 0
+  private closeReason: string | undefined
+
+  private get closed(): boolean {
+    return this.phase === 'closed'
+  }
+  private authWaiter: ((msg: FrontendMessage) => void) | undefined
+  private user = ''
+  private startupParams = new Map<string, string>()
+
+  constructor(
+    socket: Socket,
+    private readonly deps: SessionDeps,
+  ) {
+    this.client = socket
+    this.reader = new MessageReader(deps.options.maxMessageBytes)
+  }
+
+  /** Number of bytes the session is holding from the client (for tests and metrics). */
+  get bufferedFromClient(): number {
+    return this.reader.buffered
+  }
+
+  start(): void {
+    this.client.setNoDelay(true)
+    this.startupTimer = setTimeout(() => this.fatal(SQLSTATE.protocolViolation, 'gatehouse: startup timed out'), this.deps.options.startupTimeoutMs)
+    this.attachClient(this.client)
+  }
+
+  private attachClient(socket: Socket): void {
+    socket.on('data', this.onClientData)
+    socket.on('error', this.onClientError)
+    socket.on('close', this.onClientClose)
+  }
+
+  private detachClient(socket: Socket): void {
+    socket.off('data', this.onClientData)
+    socket.off('error', this.onClientError)
+    socket.off('close', this.onClientClose)
+  }
+
+  private readonly onClientData = (chunk: Buffer) => {
+    this.reader.push(chunk)
+    void this.pump()
+  }
+
+  private readonly onClientError = (err: Error) => {
+    this.deps.logger.debug({ err: err.message, session: this.handle?.info.id }, 'client socket error')
+    this.close(`client error: ${(err as NodeJS.ErrnoException).code ?? err.message}`)
+  }
+
+  private readonly onClientClose = () => this.close(this.closeReason ?? 'client disconnected')
+
+  /** Ends the session now: both sockets, the pipeline session, pending outcomes. Idempotent. */
+  close(reason: string): void {
+    if (this.phase === 'closed') return
+    this.phase = 'closed'
+    this.closeReason = reason
+    clearTimeout(this.startupTimer)
+    if (this.cancelKey) this.deps.cancelKeys.delete(this.cancelKey)
+    for (const e of this.expect) this.abandon(e, reason)
+    this.expect.length = 0
+    if (this.upSocket && !this.upSocket.destroyed) {
+      this.upSocket.end(TERMINATE)
+      this.upSocket.destroySoon()
+    }
+    if (!this.client.destroyed) this.client.end()
+    setTimeout(() => this.client.destroy(), 1000).unref()
+    void this.handle?.end(reason)
+  }
+
+  private abandon(e: Expectation, reason: string): void {
+    const error = { code: 'GH_ERR_SESSION_CLOSED', message: `session closed before the statement finished: ${reason}` }
+    if (e.kind === 'query') for (let i = e.idx; i < e.stmts.length; i++) this.finish(e.stmts[i] as Pending, { error })
+    else if (e.kind === 'execute') this.finish(e.pending, { error })
+  }
+
+  /** Sends a FATAL error and closes (handshake failures, protocol violations). */
+  private fatal(code: string, message: string): void {
+    if (this.phase === 'closed') return
+    if (!this.client.destroyed && this.client.writable) this.client.write(buildError({ severity: 'FATAL', code, message }))
+    this.close(message)
+  }
+
+  // ---------------------------------------------------------------- client side
+
+  private async pump(): Promise<void> {
+    if (this.pumping || this.phase === 'closed') return
+    this.pumping = true
+    try {
+      while (!this.closed) {
+        if (this.phase === 'startup') {
+          const packet = this.reader.nextStartup()
+          if (!packet) break
+          // Not paused: the handshake reads its own messages (TLS, SASL) while this awaits.
+          const r = this.onStartupPacket(packet.code, packet.body)
+          if (r) await r
+          continue
+        }
+        const msg = this.reader.next()
+        if (!msg) break
+        const r = this.onClientMessage(msg)
+        if (r) await this.paused(r)
+      }
+    } catch (err) {
+      if (err instanceof ProtocolViolation) this.fatal(SQLSTATE.protocolViolation, `gatehouse: protocol violation: ${err.message}`)
+      else {
+        this.deps.logger.error({ err: (err as Error).stack ?? String(err), session: this.handle?.info.id }, 'session failed')
+        this.fatal(SQLSTATE.internalError, 'gatehouse: internal error')
+      }
+    } finally {
+      this.pumping = false
+    }
+  }
+
+  /** Waits for `work` with client reading paused; the one place reading resumes. */
+  private async paused(work: Promise<void>): Promise<void> {
+    this.client.pause()
+    try {
+      await work
+    } finally {
+      if (!this.closed) this.client.resume()
+    }
+  }
+
+  // ---------------------------------------------------------------- startup and authentication
+
+  private onStartupPacket(code: number, body: Buffer): Promise<void> | undefined {
+    if (code === SSL_REQUEST) {
+      if (this.client instanceof TLSSocket) throw new ProtocolViolation('SSLRequest inside TLS')
+      if (!this.deps.tls) {
+        this.client.write('N')
+        return undefined
+      }
+      // Bytes after SSLRequest but before the TLS handshake would be injected plaintext.
+      if (this.reader.buffered > 0) throw new ProtocolViolation('unexpected data after SSLRequest')
+      this.client.write('S')
+      return this.upgradeTls(this.deps.tls.context)
+    }
+    if (code === GSSENC_REQUEST) {
+      this.client.write('N')
+      return undefined
+    }
+    if (code === CANCEL_REQUEST) {
+      const { pid, secret } = parseCancel(body)
+      const target = this.deps.cancelKeys.get(keyOf(pid, secret))
+      if (target) target.cancel()
+      else this.deps.logger.info({ client: this.client.remoteAddress }, 'cancel request with unknown key ignored')
+      this.close('cancel request')
+      return undefined
+    }
+    if (code >> 16 !== 3) throw new ProtocolViolation(`unsupported frontend protocol ${code >> 16}.${code & 0xffff}`)
+    return this.onStartup(code, parseStartupParams(body))
+  }
+
+  private async upgradeTls(context: SecureContext): Promise<void> {
+    const plain = this.client
+    this.detachClient(plain)
+    const secure = new TLSSocket(plain, { isServer: true, secureContext: context })
+    this.client = secure
+    this.attachClient(secure)
+    await new Promise<void>((resolve) => {
+      secure.once('secure', () => resolve())
+      secure.once('close', () => resolve())
+    })
+  }
+
+  private async onStartup(code: number, params: Map<string, string>): Promise<void> {
+    const tls = this.client instanceof TLSSocket
+    if (this.deps.tls?.required && !tls) {
+      this.fatal(SQLSTATE.invalidAuthorization, `gatehouse: connection "${this.deps.connection.name}" requires TLS (use sslmode=require or stronger)`)
+      return
+    }
+    const replication = params.get('replication')
+    if (replication !== undefined && !['false', 'off', 'no', '0'].includes(replication.toLowerCase())) {
+      this.fatal(SQLSTATE.featureNotSupported, 'gatehouse: replication connections are not supported')
+      return
+    }
+    const user = params.get('user')
+    if (!user) {
+      this.fatal(SQLSTATE.invalidAuthorization, 'gatehouse: no user name in startup packet')
+      return
+    }
+    this.user = user
+    this.startupParams = params
+    // A newer minor protocol or _pq_ options: say what we speak, as PostgreSQL does.
+    const unknownOptions = [...params.keys()].filter((k) => k.startsWith('_pq_.'))
+    if ((code & 0xffff) !== 0 || unknownOptions.length > 0) {
+      const names = Buffer.concat(unknownOptions.map((k) => Buffer.from(`${k}\0`)))
+      const body = Buffer.allocUnsafe(8)
+      body.writeInt32BE(PROTOCOL_3_0, 0)
+      body.writeInt32BE(unknownOptions.length, 4)
+      const msg = Buffer.concat([Buffer.from([B.NegotiateProtocolVersion, 0, 0, 0, 0]), body, names])
+      msg.writeInt32BE(msg.length - 1, 1)
+      this.client.write(msg)
+    }
+    this.handle = this.deps.pipeline.openSession({ protocol: 'postgres', clientAddress: `${this.client.remoteAddress ?? '?'}:${this.client.remotePort ?? 0}`, tls })
+    this.phase = 'auth'
+    try {
+      if (this.deps.options.clientAuth === 'cleartext') await this.authCleartext()
+      else await this.authScram()
+    } catch (err) {
+      const e = isGatewayError(err) ? err : new GatewayError('GH_ERR_AUTH_FAILED', String(err))
+      if (err instanceof ProtocolViolation) throw err
+      const sqlstate = e.code === 'GH_ERR_AUTH_SCOPE' ? SQLSTATE.invalidAuthorization : e.code === 'GH_ERR_PROTOCOL' ? SQLSTATE.protocolViolation : SQLSTATE.invalidPassword
+      const message = e.code === 'GH_ERR_AUTH_FAILED' ? `gatehouse: authentication failed for user "${user}"` : `gatehouse: ${e.clientMessage}`
+      this.fatal(sqlstate, message)
+      return
+    }
+    if (this.closed) return
+    await this.connectUpstream()
+  }
+
+  private nextAuthMessage(): Promise<FrontendMessage> {
+    return new Promise((resolve) => {
+      this.authWaiter = resolve
+      this.pumpAuth()
+    })
+  }
+
+  /** Delivers a buffered authentication message while `pump` is awaiting this session's auth. */
+  private pumpAuth(): void {
+    if (!this.authWaiter) return
+    let msg: FrontendMessage | undefined
+    try {
+      msg = this.reader.next()
+    } catch (err) {
+      this.fatal(SQLSTATE.protocolViolation, `gatehouse: protocol violation: ${(err as Error).message}`)
+      return
+    }
+    if (!msg) return
+    const waiter = this.authWaiter
+    this.authWaiter = undefined
+    waiter(msg)
+  }
+
+  private readonly onAuthData = () => this.pumpAuth()
+
+  private async authMessage(): Promise<FrontendMessage> {
+    this.client.on('data', this.onAuthData)
+    try {
+      const msg = await this.nextAuthMessage()
+      if (msg.type !== F.Password) throw new ProtocolViolation(`expected a password message, got '${String.fromCharCode(msg.type)}'`)
+      return msg
+    } finally {
+      this.client.off('data', this.onAuthData)
+    }
+  }
+
+  private async authCleartext(): Promise<void> {
+    const session = (this.handle as SessionHandle).info
+    this.client.write(buildAuth(AUTH.Cleartext))
+    const msg = await this.authMessage()
+    await this.deps.pipeline.authenticate(session, { kind: 'password', user: this.user, password: parsePassword(msg.body) })
+  }
+
+  private async authScram(): Promise<void> {
+    const session = (this.handle as SessionHandle).info
+    const exchange = this.deps.pipeline.scram(session, this.user)
+    this.client.write(buildAuthSasl(['SCRAM-SHA-256']))
+    const initial = parseSaslInitial((await this.authMessage()).body)
+    if (initial.mechanism !== 'SCRAM-SHA-256') throw new GatewayError('GH_ERR_AUTH_UNSUPPORTED', `SASL mechanism ${initial.mechanism} not supported`)
+    this.client.write(buildAuth(AUTH.SASLContinue, Buffer.from(exchange.start(initial.data), 'utf8')))
+    const final = (await this.authMessage()).body.toString('utf8')
+    const { serverFinal } = await exchange.finish(final)
+    this.client.write(buildAuth(AUTH.SASLFinal, Buffer.from(serverFinal, 'utf8')))
+  }
+
+  private async connectUpstream(): Promise<void> {
+    this.phase = 'connecting'
+    const handle = this.handle as SessionHandle
+    const forwarded: Record<string, string> = {}
+    for (const name of this.deps.options.forwardParams) {
+      const v = this.startupParams.get(name)
+      if (v !== undefined && !['user', 'database', 'options', 'replication'].includes(name)) forwarded[name] = v
+    }
+    let up: UpstreamSession
+    try {
+      up = await connectUpstream(this.deps.upstream, forwarded, handle.info.signal)
+    } catch (err) {
+      const e = isGatewayError(err) ? err : new GatewayError('GH_ERR_UPSTREAM_UNAVAILABLE', String(err))
+      this.deps.logger.warn({ session: handle.info.id, code: e.code, err: e.message }, 'upstream connection failed')
+      const sqlstate = e.code === 'GH_ERR_UPSTREAM_AUTH' ? SQLSTATE.serverRejected : SQLSTATE.connectionFailure
+      this.closeReason = `${e.code}: ${e.message}`
+      this.fatal(sqlstate, `gatehouse: upstream of connection "${this.deps.connection.name}" is unavailable`)
+      return
+    }
+    if (this.closed) {
+      up.socket.destroy()
+      return
+    }
+    clearTimeout(this.startupTimer)
+    this.upstream = up
+    this.upSocket = up.socket
+    this.settings = new Map(up.parameters)
+    this.txStatus = up.status
+    // Our own cancel key: the upstream's never reaches the client.
+    const pid = randomInt(1, 0x7fffffff)
+    const secret = randomBytes(4)
+    this.cancelKey = keyOf(pid, secret)
+    this.deps.cancelKeys.set(this.cancelKey, this)
+    up.socket.on('data', this.onUpstreamData)
+    up.socket.on('error', (err) => this.close(`upstream error: ${(err as NodeJS.ErrnoException).code ?? err.message}`))
+    up.socket.on('close', () => this.close(this.closeReason ?? 'upstream closed the connection'))
+    up.socket.on('drain', () => this.client.resume())
+    this.client.on('drain', () => this.upSocket?.resume())
+    this.client.cork()
+    this.client.write(buildAuth(AUTH.Ok))
+    for (const m of up.parameterMessages) this.client.write(m)
+    this.client.write(buildBackendKeyData(pid, secret))
+    this.client.write(buildReadyForQuery(up.status))
+    this.client.uncork()
+    this.phase = 'ready'
+    if (up.leftover.length > 0) this.onUpstreamData(up.leftover)
+  }
+
+  /** Forwards a cancel for this session's running statement to the upstream backend. */
+  cancel(): void {
+    const up = this.upstream
+    if (!up) return
+    this.deps.logger.info({ session: this.handle?.info.id }, 'cancel request forwarded to upstream')
+    cancelUpstream(this.deps.upstream, up.pid, up.secret).catch((err: unknown) => this.deps.logger.warn({ err: String(err) }, 'cancel forwarding failed'))
+  }
+
+  // ---------------------------------------------------------------- ready: client → upstream
+
+  private toUpstream(buf: Buffer): void {
+    const up = this.upSocket
+    if (!up) return
+    if (!up.write(buf)) this.client.pause()
+  }
+
+  private onClientMessage(msg: FrontendMessage): Promise<void> | undefined {
+    const t = msg.type
+    if (this.discardUntilSync && t !== F.Sync && t !== F.Terminate) return undefined
+    switch (t) {
+      case F.Query:
+        return this.onQuery(msg)
+      case F.Parse:
+        return this.onParse(msg)
+      case F.Bind:
+        return this.onBind(msg)
+      case F.Execute:
+        return this.onExecute(msg)
+      case F.Describe:
+        parseTarget(msg.body)
+        this.expect.push({ kind: 'describe' })
+        this.toUpstream(msg.raw)
+        return undefined
+      case F.Close: {
+        const target = parseTarget(msg.body)
+        const prevStatement = target.kind === 'S' ? this.statements.get(target.name) : undefined
+        const prevPortal = target.kind === 'P' ? this.portals.get(target.name) : undefined
+        if (target.kind === 'S') this.statements.delete(target.name)
+        else this.portals.delete(target.name)
+        this.expect.push({ kind: 'close', target: target.kind, name: target.name, prevStatement, prevPortal })
+        this.toUpstream(msg.raw)
+        return undefined
+      }
+      case F.Sync:
+        this.discardUntilSync = false
+        this.expect.push({ kind: 'sync' })
+        this.toUpstream(msg.raw)
+        return undefined
+      case F.Flush:
+      case F.CopyData:
+      case F.CopyDone:
+      case F.CopyFail:
+        this.toUpstream(msg.raw)
+        return undefined
+      case F.Terminate:
+        this.closeReason = 'client terminated'
+        this.close('client terminated')
+        return undefined
+      case F.FunctionCall:
+        return this.refuseFunctionCall(msg)
+      default:
+        throw new ProtocolViolation(`unexpected message type '${String.fromCharCode(t)}'`)
+    }
+  }
+
+  /** The settings under which the gateway's SQL parsing would not match the server's. */
+  private unsafeSetting(): string | undefined {
+    const scs = this.settings.get('standard_conforming_strings')
+    if (scs !== undefined && scs !== 'on') return 'standard_conforming_strings is off'
+    const enc = this.settings.get('client_encoding')
+    if (enc !== undefined && UNSAFE_ENCODINGS.has(enc.toUpperCase())) return `client_encoding ${enc} is not supported`
+    return undefined
+  }
+
+  private newRequest(text: string, attrs: Record<string, unknown>, params?: readonly (string | null)[]): GatewayRequest {
+    return this.deps.pipeline.request((this.handle as SessionHandle).info, { action: 'sql.query', text, attrs, ...(params ? { params } : {}) })
+  }
+
+  private async onQuery(msg: FrontendMessage): Promise<void> {
+    const text = parseQuery(msg.body)
+    const unsafe = this.unsafeSetting()
+    if (unsafe) return this.refuseQuery(this.newRequest(text, { sql: { error: unsafe } }), 'gatehouse/session-settings', `${unsafe}; the gateway cannot judge statements safely`, SQLSTATE.featureNotSupported)
+    const analysis = this.deps.analyzer.analyze(text)
+    if (!analysis.ok) return this.refuseQuery(this.newRequest(text, { sql: { error: analysis.error } }), 'gatehouse/parse', `statement could not be parsed: ${analysis.error}`, SQLSTATE.syntaxError)
+    const stmts: Pending[] = []
+    let refusal: GatewayError | undefined
+    for (const s of analysis.statements) {
+      const request = this.newRequest(s.text, { sql: s.facts })
+      const admission = await this.deps.pipeline.admit(request)
+      stmts.push({ request, rows: 0 })
+      if (!admission.admitted) {
+        refusal ??= admission.error
+        this.deps.pipeline.complete(request, { error: { code: admission.error.code, message: admission.error.message } })
+      }
+      if (this.phase === 'closed') return
+    }
+    if (refusal) {
+      // Nothing in the string runs: the allowed statements are recorded as skipped.
+      for (const p of stmts) if (p.request) this.deps.pipeline.complete(p.request, { skipped: true })
+      this.substituteQuery(renderError(refusal))
+      return
+    }
+    this.expect.push({ kind: 'query', stmts, idx: 0 })
+    this.toUpstream(msg.raw)
+  }
+
+  private async refuseQuery(request: GatewayRequest, rule: string, reason: string, sqlstate: string): Promise<void> {
+    const error = await this.deps.pipeline.refuse(request, { rule, reason, code: sqlstate === SQLSTATE.syntaxError ? 'GH_ERR_PARSE_FAILED' : 'GH_ERR_PROTOCOL_UNSUPPORTED' })
+    this.deps.pipeline.complete(request, { error: { code: error.code, message: error.message } })
+    this.substituteQuery(renderError(error, sqlstate))
+  }
+
+  /** Sends the upstream a failing query in place of the client's; the client sees `error` instead. */
+  private substituteQuery(error: Buffer): void {
+    this.expect.push({ kind: 'query', stmts: [], idx: 0, substitute: error })
+    this.toUpstream(buildQuery(REFUSAL_SQL))
+  }
+
+  private async refuseFunctionCall(msg: FrontendMessage): Promise<void> {
+    const oid = msg.body.length >= 4 ? msg.body.readUInt32BE(0) : 0
+    const request = this.deps.pipeline.request((this.handle as SessionHandle).info, { action: 'sql.function-call', text: `FunctionCall oid=${oid}`, attrs: { sql: { functionOid: oid } } })
+    const error = await this.deps.pipeline.refuse(request, { rule: 'gatehouse/function-call', reason: 'the FunctionCall protocol message is not allowed through the gateway', code: 'GH_ERR_PROTOCOL_UNSUPPORTED' })
+    this.deps.pipeline.complete(request, { error: { code: error.code, message: error.message } })
+    this.substituteQuery(renderError(error, SQLSTATE.featureNotSupported))
+  }
+
+  private onParse(msg: FrontendMessage): undefined {
+    const p = parseParse(msg.body)
+    const prev = this.statements.get(p.name)
+    this.statements.set(p.name, { query: p.query, analysis: this.deps.analyzer.analyze(p.query) })
+    this.expect.push({ kind: 'parse', name: p.name, prev })
+    this.toUpstream(msg.raw)
+    return undefined
+  }
+
+  private onBind(msg: FrontendMessage): undefined {
+    const b = parseBind(msg.body)
+    const prev = this.portals.get(b.portal)
+    this.portals.set(b.portal, { statement: this.statements.get(b.statement), params: b.params })
+    this.expect.push({ kind: 'bind', name: b.portal, prev })
+    this.toUpstream(msg.raw)
+    return undefined
+  }
+
+  private async onExecute(msg: FrontendMessage): Promise<void> {
+    const { portal: name } = parseExecute(msg.body)
+    const portal = this.portals.get(name)
+    const stmt = portal?.statement
+    const info = (this.handle as SessionHandle).info
+    if (!portal || !stmt) {
+      const request = this.deps.pipeline.request(info, { action: 'sql.query', text: `EXECUTE portal "${name}"`, attrs: { sql: { error: 'unknown portal or statement' } } })
+      return this.refuseExecute(request, 'gatehouse/unknown-statement', 'the portal or prepared statement was not created through the gateway; it cannot be judged', SQLSTATE.insufficientPrivilege)
+    }
+    const unsafe = this.unsafeSetting()
+    if (unsafe) return this.refuseExecute(this.newRequest(stmt.query, { sql: { error: unsafe } }, portal.params), 'gatehouse/session-settings', `${unsafe}; the gateway cannot judge statements safely`, SQLSTATE.featureNotSupported)
+    const a = stmt.analysis
+    if (!a.ok) return this.refuseExecute(this.newRequest(stmt.query, { sql: { error: a.error } }, portal.params), 'gatehouse/parse', `statement could not be parsed: ${a.error}`, SQLSTATE.syntaxError)
+    if (a.statements.length === 0) {
+      // An empty query: nothing runs, PostgreSQL answers EmptyQueryResponse.
+      this.expect.push({ kind: 'execute', pending: { request: undefined, rows: 0 } })
+      this.toUpstream(msg.raw)
+      return
+    }
+    if (a.statements.length > 1) return this.refuseExecute(this.newRequest(stmt.query, { sql: { error: 'multiple statements' } }, portal.params), 'gatehouse/parse', 'a prepared statement must contain one statement', SQLSTATE.syntaxError)
+    const s = a.statements[0] as (typeof a.statements)[0]
+    const request = this.newRequest(s.text, { sql: s.facts }, portal.params)
+    const admission = await this.deps.pipeline.admit(request)
+    if (this.phase === 'closed') return
+    if (!admission.admitted) {
+      this.deps.pipeline.complete(request, { error: { code: admission.error.code, message: admission.error.message } })
+      this.substituteExtended(renderError(admission.error))
+      return
+    }
+    this.expect.push({ kind: 'execute', pending: { request, rows: 0 } })
+    this.toUpstream(msg.raw)
+  }
+
+  private async refuseExecute(request: GatewayRequest, rule: string, reason: string, sqlstate: string): Promise<void> {
+    const error = await this.deps.pipeline.refuse(request, { rule, reason, code: sqlstate === SQLSTATE.syntaxError ? 'GH_ERR_PARSE_FAILED' : sqlstate === SQLSTATE.featureNotSupported ? 'GH_ERR_PROTOCOL_UNSUPPORTED' : 'GH_ERR_POLICY_DENIED' })
+    this.deps.pipeline.complete(request, { error: { code: error.code, message: error.message } })
+    this.substituteExtended(renderError(error, sqlstate))
+  }
+
+  /**
+   * Extended protocol: make the upstream fail here (a Parse that cannot succeed), so it skips to
+   * Sync exactly as PostgreSQL would after an error; the client sees `error`; the gateway
+   * discards the client's messages until Sync.
+   */
+  private substituteExtended(error: Buffer): void {
+    this.expect.push({ kind: 'substitute', error })
+    this.toUpstream(buildParse('gatehouse_refused', REFUSAL_SQL))
+    this.discardUntilSync = true
+  }
+
+  // ---------------------------------------------------------------- ready: upstream → client
+
+  private readonly onUpstreamData = (chunk: Buffer) => {
+    if (this.phase === 'closed') return
+    let buf = chunk
+    if (this.upPending) {
+      buf = Buffer.concat([this.upPending, chunk])
+      this.upPending = undefined
+    }
+    const out = this.client
+    out.cork()
+    let i = 0
+    let passFrom = 0
+    const n = buf.length
+    try {
+      while (i < n) {
+        if (this.streamRemaining > 0) {
+          const take = Math.min(this.streamRemaining, n - i)
+          this.streamRemaining -= take
+          i += take
+          continue
+        }
+        if (n - i < 5) {
+          if (passFrom < i) out.write(buf.subarray(passFrom, i))
+          this.upPending = Buffer.from(buf.subarray(i))
+          passFrom = n
+          i = n
+          break
+        }
+        const type = buf[i] as number
+        const len = buf.readInt32BE(i + 1)
+        if (len < 4) throw new Error(`invalid backend message length ${len}`)
+        const end = i + 1 + len
+        if (type === B.DataRow || type === B.CopyData) {
+          if (type === B.DataRow) this.countRow()
+          if (end > n) {
+            this.streamRemaining = end - n
+            i = n
+            break
+          }
+          i = end
+          continue
+        }
+        if (end > n) {
+          if (passFrom < i) out.write(buf.subarray(passFrom, i))
+          this.upPending = Buffer.from(buf.subarray(i))
+          passFrom = n
+          i = n
+          break
+        }
+        const replacement = this.onBackendMessage(type, buf.subarray(i + 5, end))
+        if (replacement !== undefined) {
+          if (passFrom < i) out.write(buf.subarray(passFrom, i))
+          if (replacement.length > 0) out.write(replacement)
+          passFrom = end
+        }
+        i = end
+      }
+      if (passFrom < n) {
+        if (!out.write(passFrom === 0 ? buf : buf.subarray(passFrom, n))) this.upSocket?.pause()
+      }
+    } catch (err) {
+      this.deps.logger.error({ err: (err as Error).message, session: this.handle?.info.id }, 'upstream protocol error')
+      this.fatal(SQLSTATE.protocolViolation, 'gatehouse: upstream protocol error')
+    } finally {
+      out.uncork()
+    }
+    if (out.writableNeedDrain) this.upSocket?.pause()
+  }
+
+  private countRow(): void {
+    const head = this.expect[0]
+    if (head?.kind === 'execute') head.pending.rows++
+    else if (head?.kind === 'query') {
+      const p = head.stmts[head.idx]
+      if (p) p.rows++
+    }
+  }
+
+  private finish(p: Pending, outcome: { rows?: number; status?: string; error?: { code: string; message: string }; skipped?: boolean }): void {
+    if (p.request) this.deps.pipeline.complete(p.request, outcome)
+  }
+
+  /** Handles one whole backend message. Returns undefined to pass it on, or the bytes to send instead (empty: drop). */
+  private onBackendMessage(type: number, body: Buffer): Buffer | undefined {
+    const head = this.expect[0]
+    switch (type) {
+      case B.ParameterStatus: {
+        const [k, v] = parseParameterStatus(body)
+        this.settings.set(k, v)
+        return undefined
+      }
+      case B.CommandComplete: {
+        const tag = parseCommandTag(body)
+        if (head?.kind === 'query') {
+          const p = head.stmts[head.idx++]
+          if (p) this.finish(p, { rows: rowsFromTag(tag) ?? p.rows, status: tag })
+        } else if (head?.kind === 'execute') {
+          this.expect.shift()
+          this.finish(head.pending, { rows: rowsFromTag(tag) ?? head.pending.rows, status: tag })
+        }
+        return undefined
+      }
+      case B.EmptyQueryResponse:
+        if (head?.kind === 'execute') this.expect.shift()
+        return undefined
+      case B.PortalSuspended:
+        if (head?.kind === 'execute') {
+          this.expect.shift()
+          this.finish(head.pending, { rows: head.pending.rows, status: 'suspended' })
+        }
+        return undefined
+      case B.ReadyForQuery:
+        this.txStatus = body[0] as number
+        if (head?.kind === 'query') {
+          this.expect.shift()
+          for (let i = head.idx; i < head.stmts.length; i++) this.finish(head.stmts[i] as Pending, { skipped: true })
+        } else if (head?.kind === 'sync') this.expect.shift()
+        return undefined
+      case B.ErrorResponse:
+        return this.onBackendError(head, body)
+      case B.ParseComplete:
+      case B.BindComplete:
+      case B.CloseComplete:
+        if (head && (head.kind === 'parse' || head.kind === 'bind' || head.kind === 'close')) this.expect.shift()
+        return undefined
+      case B.RowDescription:
+      case B.NoData:
+        if (head?.kind === 'describe') this.expect.shift()
+        return undefined
+      default:
+        return undefined
+    }
+  }
+
+  private onBackendError(head: Expectation | undefined, body: Buffer): Buffer | undefined {
+    if (!head) return undefined
+    const fields = parseErrorFields(body)
+    const error = { code: `SQLSTATE ${fields.get('C') ?? '?'}`, message: fields.get('M') ?? 'error' }
+    if (head.kind === 'query') {
+      if (head.substitute) return head.substitute
+      const p = head.stmts[head.idx]
+      if (p) {
+        head.idx++
+        this.finish(p, { error })
+      }
+      return undefined
+    }
+    if (head.kind === 'sync') return undefined
+    // Extended protocol: the failing message, then everything up to Sync is skipped upstream.
+    this.expect.shift()
+    let replacement: Buffer | undefined
+    if (head.kind === 'substitute') replacement = head.error
+    else this.rollback(head, error)
+    while (this.expect.length > 0 && this.expect[0]?.kind !== 'sync') this.rollback(this.expect.shift() as Expectation, undefined)
+    return replacement
+  }
+
+  /** Undoes what a failed or skipped extended-protocol message did to the session's state. */
+  private rollback(e: Expectation, error: { code: string; message: string } | undefined): void {
+    switch (e.kind) {
+      case 'parse':
+        if (e.prev) this.statements.set(e.name, e.prev)
+        else this.statements.delete(e.name)
+        break
+      case 'bind':
+        if (e.prev) this.portals.set(e.name, e.prev)
+        else this.portals.delete(e.name)
+        break
+      case 'close':
+        if (e.prevStatement) this.statements.set(e.name, e.prevStatement)
+        if (e.prevPortal) this.portals.set(e.name, e.prevPortal)
+        break
+      case 'execute':
+        this.finish(e.pending, error ? { error } : { skipped: true })
+        break
+      default:
+        break
+    }
+  }
+}

@@ -1,0 +1,276 @@
+/**
+ * SQL analysis from PostgreSQL's own parser (libpg-query): splits a query string into statements
+ * and reports, per statement, its type and command tag, every statement kind nested inside it,
+ * the relations it names and the functions it calls. Results are cached (bounded LRU) by the
+ * text with numeric literals normalized, so a repeated query or a prepared statement costs a
+ * lookup, not a parse.
+ */
+import { loadModule, parseSync } from 'libpg-query'
+import { fromKeyOffset, normalizeSql, toKeyOffset } from './normalize.js'
+
+export interface SqlFacts {
+  /** Top-level statement type: SELECT, INSERT, DROP, CREATE, SET, BEGIN, … */
+  readonly statement: string
+  /** Command tag PostgreSQL would report, e.g. `DROP TABLE`, `CREATE INDEX`. */
+  readonly tag: string
+  /** Every statement type in the tree, including nested ones (CTEs, EXPLAIN, PREPARE, CREATE … AS). */
+  readonly kinds: readonly string[]
+  /** Relations named anywhere in the statement (`schema.name` when qualified). */
+  readonly tables: readonly string[]
+  /** Functions called anywhere in the statement (`schema.name` when qualified). */
+  readonly functions: readonly string[]
+  /** Number of statements in the query string this statement came from. */
+  readonly statements: number
+}
+
+export interface AnalyzedStatement {
+  readonly text: string
+  readonly facts: SqlFacts
+}
+
+export type SqlAnalysis = { readonly ok: true; readonly statements: readonly AnalyzedStatement[] } | { readonly ok: false; readonly error: string }
+
+interface CachedAnalysis {
+  /** Statement bounds as [start, end) offsets in the normalized key. */
+  readonly bounds: readonly number[]
+  readonly facts: readonly SqlFacts[]
+  readonly error?: string
+}
+
+let loaded: Promise<void> | undefined
+/** Loads the parser (WebAssembly). Call once before analysing; idempotent. */
+export function loadSqlParser(): Promise<void> {
+  loaded ??= loadModule()
+  return loaded
+}
+
+export class SqlAnalyzer {
+  private readonly cache = new Map<string, CachedAnalysis>()
+  hits = 0
+  misses = 0
+
+  constructor(private readonly maxEntries = 4096) {}
+
+  analyze(text: string): SqlAnalysis {
+    const norm = normalizeSql(text)
+    const key = norm ? norm.key : text
+    let entry = this.cache.get(key)
+    if (entry) {
+      this.hits++
+      // LRU: move to the back.
+      this.cache.delete(key)
+      this.cache.set(key, entry)
+    } else {
+      this.misses++
+      entry = parseAndDescribe(text, norm?.spans)
+      if (entry.bounds.length === 2 * entry.facts.length && (norm || text.length < 16384)) {
+        if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value as string)
+        this.cache.set(key, entry)
+      }
+    }
+    if (entry.error !== undefined) return { ok: false, error: entry.error }
+    const spans = norm?.spans ?? []
+    const statements: AnalyzedStatement[] = []
+    for (let i = 0; i < entry.facts.length; i++) {
+      const start = fromKeyOffset(entry.bounds[2 * i] as number, spans)
+      const end = fromKeyOffset(entry.bounds[2 * i + 1] as number, spans)
+      statements.push({ text: text.slice(start, end), facts: entry.facts[i] as SqlFacts })
+    }
+    return { ok: true, statements }
+  }
+
+  get size(): number {
+    return this.cache.size
+  }
+}
+
+interface RawStmt {
+  stmt?: Record<string, unknown>
+  stmt_location?: number
+  stmt_len?: number
+}
+
+function parseAndDescribe(text: string, spans: readonly number[] | undefined): CachedAnalysis {
+  let stmts: RawStmt[]
+  try {
+    stmts = (parseSync(text) as { stmts?: RawStmt[] }).stmts ?? []
+  } catch (err) {
+    return { bounds: [], facts: [], error: (err as Error).message || 'syntax error' }
+  }
+  const ascii = isAscii(text)
+  const bytes = ascii ? undefined : Buffer.from(text, 'utf8')
+  const charOffset = (byteOffset: number) => (bytes ? bytes.subarray(0, byteOffset).toString('utf8').length : byteOffset)
+  const bounds: number[] = []
+  const facts: SqlFacts[] = []
+  let cacheable = true
+  for (const raw of stmts) {
+    const loc = raw.stmt_location ?? 0
+    const len = raw.stmt_len ?? 0
+    let start = charOffset(loc)
+    let end = len === 0 ? text.length : charOffset(loc + len)
+    while (start < end && /\s/.test(text[start] as string)) start++
+    while (end > start && /\s/.test(text[end - 1] as string)) end--
+    const ks = toKeyOffset(start, spans ?? [])
+    const ke = toKeyOffset(end, spans ?? [])
+    if (ks === undefined || ke === undefined) cacheable = false
+    bounds.push(ks ?? start, ke ?? end)
+    facts.push(describe(raw.stmt ?? {}, stmts.length))
+  }
+  if (!cacheable) return { bounds: [], facts }
+  return { bounds, facts }
+}
+
+function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 127) return false
+  return true
+}
+
+const TRANSACTION_KINDS: Record<string, string> = {
+  TRANS_STMT_BEGIN: 'BEGIN',
+  TRANS_STMT_START: 'BEGIN',
+  TRANS_STMT_COMMIT: 'COMMIT',
+  TRANS_STMT_ROLLBACK: 'ROLLBACK',
+  TRANS_STMT_SAVEPOINT: 'SAVEPOINT',
+  TRANS_STMT_RELEASE: 'RELEASE',
+  TRANS_STMT_ROLLBACK_TO: 'ROLLBACK',
+  TRANS_STMT_PREPARE: 'PREPARE TRANSACTION',
+  TRANS_STMT_COMMIT_PREPARED: 'COMMIT PREPARED',
+  TRANS_STMT_ROLLBACK_PREPARED: 'ROLLBACK PREPARED',
+}
+
+const SIMPLE: Record<string, string> = {
+  SelectStmt: 'SELECT',
+  InsertStmt: 'INSERT',
+  UpdateStmt: 'UPDATE',
+  DeleteStmt: 'DELETE',
+  MergeStmt: 'MERGE',
+  TruncateStmt: 'TRUNCATE',
+  VariableShowStmt: 'SHOW',
+  CopyStmt: 'COPY',
+  ExplainStmt: 'EXPLAIN',
+  PrepareStmt: 'PREPARE',
+  ExecuteStmt: 'EXECUTE',
+  DeallocateStmt: 'DEALLOCATE',
+  DoStmt: 'DO',
+  CallStmt: 'CALL',
+  ClusterStmt: 'CLUSTER',
+  ReindexStmt: 'REINDEX',
+  LockStmt: 'LOCK',
+  ListenStmt: 'LISTEN',
+  NotifyStmt: 'NOTIFY',
+  UnlistenStmt: 'UNLISTEN',
+  DeclareCursorStmt: 'DECLARE',
+  ClosePortalStmt: 'CLOSE',
+  DiscardStmt: 'DISCARD',
+  CheckPointStmt: 'CHECKPOINT',
+  LoadStmt: 'LOAD',
+  CommentStmt: 'COMMENT',
+  SecLabelStmt: 'SECURITY LABEL',
+  ReassignOwnedStmt: 'REASSIGN',
+  RefreshMatViewStmt: 'REFRESH',
+  ConstraintsSetStmt: 'SET',
+  RenameStmt: 'ALTER',
+  AlterSystemStmt: 'ALTER',
+  DefineStmt: 'CREATE',
+  IndexStmt: 'CREATE',
+  ViewStmt: 'CREATE',
+  RuleStmt: 'CREATE',
+  CreatedbStmt: 'CREATE',
+  DropdbStmt: 'DROP',
+  DropRoleStmt: 'DROP',
+  DropOwnedStmt: 'DROP',
+  ImportForeignSchemaStmt: 'IMPORT',
+  CreateTableAsStmt: 'CREATE',
+}
+
+function objectType(t: unknown): string {
+  return typeof t === 'string' ? t.replace(/^OBJECT_/, '').replace(/_/g, ' ') : ''
+}
+
+/** The statement type and command tag of one parse-tree statement node. */
+export function statementType(node: Record<string, unknown>): { statement: string; tag: string } {
+  const name = Object.keys(node)[0] ?? 'Unknown'
+  const body = (node[name] ?? {}) as Record<string, unknown>
+  switch (name) {
+    case 'TransactionStmt': {
+      const s = TRANSACTION_KINDS[String(body.kind)] ?? 'TRANSACTION'
+      return { statement: s.split(' ')[0] as string, tag: s }
+    }
+    case 'VariableSetStmt': {
+      const reset = String(body.kind).startsWith('VAR_RESET')
+      return { statement: reset ? 'RESET' : 'SET', tag: reset ? 'RESET' : 'SET' }
+    }
+    case 'GrantStmt':
+    case 'GrantRoleStmt':
+      return body.is_grant ? { statement: 'GRANT', tag: 'GRANT' } : { statement: 'REVOKE', tag: 'REVOKE' }
+    case 'VacuumStmt':
+      return body.is_vacuumcmd ? { statement: 'VACUUM', tag: 'VACUUM' } : { statement: 'ANALYZE', tag: 'ANALYZE' }
+    case 'FetchStmt':
+      return body.ismove ? { statement: 'MOVE', tag: 'MOVE' } : { statement: 'FETCH', tag: 'FETCH' }
+    case 'DropStmt':
+      return { statement: 'DROP', tag: `DROP ${objectType(body.removeType)}`.trim() }
+    case 'AlterSystemStmt':
+      return { statement: 'ALTER', tag: 'ALTER SYSTEM' }
+    case 'CreateTableAsStmt':
+      return { statement: 'CREATE', tag: objectType(body.objtype) === 'MATVIEW' ? 'CREATE MATERIALIZED VIEW' : 'CREATE TABLE AS' }
+    case 'SelectStmt':
+      return { statement: 'SELECT', tag: body.intoClause ? 'SELECT INTO' : 'SELECT' }
+  }
+  const simple = SIMPLE[name]
+  if (simple) return { statement: simple, tag: simple === 'CREATE' || simple === 'ALTER' || simple === 'DROP' ? `${simple} ${humanize(name.replace(/^(Create|Alter|Drop)/, ''))}`.trim() : simple }
+  const m = /^(Create|Alter|Drop)(.*?)Stmt$/.exec(name)
+  if (m) {
+    const verb = (m[1] as string).toUpperCase()
+    return { statement: verb, tag: `${verb} ${humanize(m[2] as string)}`.trim() }
+  }
+  const plain = humanize(name.replace(/Stmt$/, ''))
+  return { statement: plain, tag: plain }
+}
+
+function humanize(camel: string): string {
+  return camel
+    .replace(/Stmt$/, '')
+    .replace(/([a-z])([A-Z])/g, '$1 $2')
+    .toUpperCase()
+}
+
+function nameOf(list: unknown): string {
+  if (!Array.isArray(list)) return ''
+  return list.map((x) => ((x as { String?: { sval?: string } }).String?.sval ?? '')).join('.')
+}
+
+function describe(stmt: Record<string, unknown>, count: number): SqlFacts {
+  const { statement, tag } = statementType(stmt)
+  const kinds = new Set<string>()
+  const tables = new Set<string>()
+  const functions = new Set<string>()
+  const walk = (value: unknown): void => {
+    if (Array.isArray(value)) {
+      for (const v of value) walk(v)
+      return
+    }
+    if (value === null || typeof value !== 'object') return
+    const relname = (value as { relname?: unknown }).relname
+    if (typeof relname === 'string' && 'relpersistence' in value) {
+      const schema = (value as { schemaname?: string }).schemaname
+      tables.add(schema ? `${schema}.${relname}` : relname)
+    }
+    for (const [key, child] of Object.entries(value as Record<string, unknown>)) {
+      if (key.endsWith('Stmt') && child !== null && typeof child === 'object') kinds.add(statementType({ [key]: child }).statement)
+      else if (key === 'FuncCall') {
+        const name = nameOf((child as { funcname?: unknown }).funcname)
+        if (name) functions.add(name)
+      }
+      walk(child)
+    }
+  }
+  walk(stmt)
+  return Object.freeze({
+    statement,
+    tag,
+    kinds: Object.freeze([...kinds]),
+    tables: Object.freeze([...tables]),
+    functions: Object.freeze([...functions]),
+    statements: count,
+  })
+}

@@ -1,0 +1,252 @@
+/**
+ * The upstream side: opens a connection to the real PostgreSQL server and logs in with the
+ * credentials from the connection config (SCRAM-SHA-256, md5, password or trust), optionally
+ * over TLS. The client never sees these credentials, and they are never logged: errors carry
+ * the server's message, not what was sent.
+ */
+import { createHash } from 'node:crypto'
+import { connect as netConnect, type Socket } from 'node:net'
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls'
+import { GatewayError, ScramClient } from '@gatehouse/core'
+import { AUTH, B, parseErrorFields, parseParameterStatus } from './codec/backend.js'
+import { buildCancel, buildPassword, buildSaslInitial, buildSaslResponse, buildSslRequest, buildStartup } from './codec/frontend.js'
+import type { UpstreamConfig } from './config.js'
+
+export interface UpstreamSession {
+  readonly socket: Socket | TLSSocket
+  /** ParameterStatus messages as received, to relay to the client. */
+  readonly parameterMessages: Buffer[]
+  readonly parameters: Map<string, string>
+  readonly pid: number
+  readonly secret: Buffer
+  readonly status: number
+  /** Bytes received after ReadyForQuery (normally none). */
+  readonly leftover: Buffer
+}
+
+function openSocket(cfg: UpstreamConfig, signal: AbortSignal): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host: cfg.host, port: cfg.port })
+    socket.setNoDelay(true)
+    const timer = setTimeout(() => fail(new Error(`connect timeout after ${cfg.connectTimeoutMs} ms`)), cfg.connectTimeoutMs)
+    const onAbort = () => fail(new Error('session closed'))
+    signal.addEventListener('abort', onAbort, { once: true })
+    function fail(err: Error) {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', onAbort)
+      socket.destroy()
+      reject(err)
+    }
+    socket.once('error', fail)
+    socket.once('connect', () => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', onAbort)
+      socket.off('error', fail)
+      resolve(socket)
+    })
+  })
+}
+
+/** Reads whole backend messages from a socket during login. */
+class LoginReader {
+  private buf: Buffer = Buffer.alloc(0)
+  private waiting: ((err?: Error) => void) | undefined
+  private error: Error | undefined
+  private readonly onData = (chunk: Buffer) => {
+    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk])
+    this.wake()
+  }
+  private readonly onEnd = () => {
+    this.error ??= new Error('upstream closed the connection during login')
+    this.wake()
+  }
+  private readonly onError = (err: Error) => {
+    this.error ??= err
+    this.wake()
+  }
+
+  constructor(private readonly socket: Socket) {
+    socket.on('data', this.onData)
+    socket.on('end', this.onEnd)
+    socket.on('close', this.onEnd)
+    socket.on('error', this.onError)
+  }
+
+  private wake() {
+    const w = this.waiting
+    this.waiting = undefined
+    w?.()
+  }
+
+  async byte(): Promise<number> {
+    while (this.buf.length < 1) await this.wait()
+    const b = this.buf[0] as number
+    this.buf = this.buf.subarray(1)
+    return b
+  }
+
+  async message(): Promise<{ type: number; body: Buffer }> {
+    for (;;) {
+      if (this.buf.length >= 5) {
+        const len = this.buf.readInt32BE(1)
+        if (len < 4 || len > 1 << 20) throw new Error(`invalid message length ${len} from upstream during login`)
+        if (this.buf.length >= len + 1) {
+          const type = this.buf[0] as number
+          const body = this.buf.subarray(5, len + 1)
+          this.buf = this.buf.subarray(len + 1)
+          return { type, body }
+        }
+      }
+      await this.wait()
+    }
+  }
+
+  private wait(): Promise<void> {
+    if (this.error) return Promise.reject(this.error)
+    return new Promise((resolve, reject) => {
+      this.waiting = () => (this.error && this.buf.length === 0 ? reject(this.error) : resolve())
+    })
+  }
+
+  detach(): Buffer {
+    this.socket.off('data', this.onData)
+    this.socket.off('end', this.onEnd)
+    this.socket.off('close', this.onEnd)
+    this.socket.off('error', this.onError)
+    const rest = this.buf
+    this.buf = Buffer.alloc(0)
+    return rest
+  }
+}
+
+function serverError(body: Buffer, code: 'GH_ERR_UPSTREAM_AUTH' | 'GH_ERR_UPSTREAM_UNAVAILABLE'): GatewayError {
+  const f = parseErrorFields(body)
+  const sqlstate = f.get('C') ?? ''
+  // 28xxx: the server refused our credentials.
+  const kind = sqlstate.startsWith('28') ? 'GH_ERR_UPSTREAM_AUTH' : code
+  return new GatewayError(kind, `upstream refused the connection: ${f.get('M') ?? 'unknown error'} (SQLSTATE ${sqlstate})`)
+}
+
+/** Opens and logs in an upstream connection. Throws GatewayError (GH_ERR_UPSTREAM_*) with a safe message. */
+export async function connectUpstream(cfg: UpstreamConfig, clientParams: Record<string, string>, signal: AbortSignal): Promise<UpstreamSession> {
+  let socket: Socket | TLSSocket
+  try {
+    socket = await openSocket(cfg, signal)
+  } catch (err) {
+    throw new GatewayError('GH_ERR_UPSTREAM_UNAVAILABLE', `cannot reach upstream ${cfg.host}:${cfg.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err })
+  }
+  try {
+    if (cfg.tls.mode !== 'disable') socket = await startTls(socket, cfg)
+    const reader = new LoginReader(socket)
+    socket.write(buildStartup({ ...clientParams, user: cfg.user, database: cfg.database }))
+    let scram: ScramClient | undefined
+    const parameterMessages: Buffer[] = []
+    const parameters = new Map<string, string>()
+    let pid = 0
+    let secret = Buffer.alloc(4)
+    const password = () => {
+      if (cfg.password === undefined) throw new GatewayError('GH_ERR_UPSTREAM_AUTH', 'upstream asked for a password but the connection has none configured')
+      return cfg.password
+    }
+    for (;;) {
+      const { type, body } = await reader.message()
+      if (type === B.ErrorResponse) throw serverError(body, 'GH_ERR_UPSTREAM_UNAVAILABLE')
+      if (type === B.Authentication) {
+        if (cfg.auth === 'trust' && body.readInt32BE(0) !== AUTH.Ok) throw new GatewayError('GH_ERR_UPSTREAM_AUTH', 'upstream asked for authentication but the connection is configured for trust')
+        const code = body.readInt32BE(0)
+        switch (code) {
+          case AUTH.Ok:
+            break
+          case AUTH.Cleartext:
+            socket.write(buildPassword(password()))
+            break
+          case AUTH.MD5: {
+            const salt = body.subarray(4, 8)
+            const inner = createHash('md5').update(password() + cfg.user).digest('hex')
+            const outer = createHash('md5').update(inner).update(salt).digest('hex')
+            socket.write(buildPassword(`md5${outer}`))
+            break
+          }
+          case AUTH.SASL: {
+            const mechanisms = body.toString('utf8', 4).split('\0').filter(Boolean)
+            if (!mechanisms.includes('SCRAM-SHA-256')) throw new GatewayError('GH_ERR_UPSTREAM_AUTH', `upstream offers only ${mechanisms.join(', ')}`)
+            scram = new ScramClient(password())
+            socket.write(buildSaslInitial('SCRAM-SHA-256', scram.first()))
+            break
+          }
+          case AUTH.SASLContinue:
+            if (!scram) throw new Error('unexpected SASLContinue')
+            socket.write(buildSaslResponse(scram.final(body.toString('utf8', 4))))
+            break
+          case AUTH.SASLFinal:
+            if (!scram) throw new Error('unexpected SASLFinal')
+            scram.verify(body.toString('utf8', 4))
+            break
+          default:
+            throw new GatewayError('GH_ERR_UPSTREAM_AUTH', `upstream asked for unsupported authentication method ${code}`)
+        }
+        continue
+      }
+      if (type === B.ParameterStatus) {
+        const [k, v] = parseParameterStatus(body)
+        parameters.set(k, v)
+        const raw = Buffer.allocUnsafe(5 + body.length)
+        raw[0] = type
+        raw.writeInt32BE(4 + body.length, 1)
+        body.copy(raw, 5)
+        parameterMessages.push(raw)
+        continue
+      }
+      if (type === B.BackendKeyData) {
+        pid = body.readInt32BE(0)
+        secret = Buffer.from(body.subarray(4))
+        continue
+      }
+      if (type === B.NoticeResponse || type === B.NegotiateProtocolVersion) continue
+      if (type === B.ReadyForQuery) {
+        const leftover = reader.detach()
+        return { socket, parameterMessages, parameters, pid, secret, status: body[0] as number, leftover }
+      }
+      throw new Error(`unexpected message '${String.fromCharCode(type)}' from upstream during login`)
+    }
+  } catch (err) {
+    socket.destroy()
+    if (err instanceof GatewayError) throw err
+    throw new GatewayError('GH_ERR_UPSTREAM_UNAVAILABLE', `upstream login failed: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+async function startTls(socket: Socket, cfg: UpstreamConfig): Promise<TLSSocket> {
+  socket.write(buildSslRequest())
+  const answer = await new Promise<number>((resolve, reject) => {
+    socket.once('data', (d: Buffer) => (d.length === 1 ? resolve(d[0] as number) : reject(new Error('unexpected bytes after SSLRequest'))))
+    socket.once('error', reject)
+    socket.once('close', () => reject(new Error('upstream closed during SSLRequest')))
+  })
+  if (answer !== 0x53) throw new GatewayError('GH_ERR_UPSTREAM_UNAVAILABLE', 'upstream does not accept TLS but the connection requires it')
+  const verify = cfg.tls.mode === 'verify-full'
+  const isIp = /^[\d.]+$|:/.test(cfg.host)
+  const options: ConnectionOptions = {
+    socket,
+    host: cfg.host,
+    rejectUnauthorized: verify,
+    ...(cfg.tls.ca ? { ca: cfg.tls.ca } : {}),
+    ...(cfg.tls.servername ? { servername: cfg.tls.servername } : isIp ? {} : { servername: cfg.host }),
+    ...(verify ? {} : { checkServerIdentity: () => undefined }),
+  }
+  return new Promise((resolve, reject) => {
+    const tls = tlsConnect(options)
+    tls.once('secureConnect', () => resolve(tls))
+    tls.once('error', (err) => reject(new GatewayError('GH_ERR_UPSTREAM_UNAVAILABLE', `TLS to upstream failed: ${err.message}`)))
+  })
+}
+
+/** Sends a CancelRequest for an upstream backend on a fresh connection. */
+export async function cancelUpstream(cfg: UpstreamConfig, pid: number, secret: Buffer): Promise<void> {
+  const socket = await openSocket(cfg, new AbortController().signal)
+  await new Promise<void>((resolve) => {
+    socket.end(buildCancel(pid, secret), () => resolve())
+    socket.once('error', () => resolve())
+  })
+  socket.destroy()
+}

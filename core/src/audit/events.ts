@@ -1,0 +1,80 @@
+/** The audit event union (DESIGN §7). Every event is self-describing JSON; sinks store them as given. */
+import type { Decision, Outcome, Principal } from '../types.js'
+
+interface EventBase {
+  /** Stable, unique id (sinks use it for idempotent writes). */
+  readonly id: string
+  readonly time: string
+  readonly session: string
+  readonly connection: string
+  readonly protocol: string
+}
+
+export interface PrincipalRef {
+  readonly id: string
+  readonly kind: string
+  readonly groups: readonly string[]
+  readonly credential: string
+}
+
+export interface SessionStartEvent extends EventBase {
+  readonly type: 'session.start'
+  readonly principal: PrincipalRef
+  readonly client: string
+  readonly tls: boolean
+}
+
+export interface SessionEndEvent extends EventBase {
+  readonly type: 'session.end'
+  readonly principal?: PrincipalRef
+  readonly durationMs: number
+  readonly requests: number
+  readonly reason?: string
+}
+
+/** A failed authentication attempt: recorded even though no principal exists. */
+export interface AuthFailureEvent extends EventBase {
+  readonly type: 'auth.failure'
+  readonly client: string
+  readonly user?: string
+  readonly code: string
+  readonly reason: string
+}
+
+/** The intent record: written before the request is forwarded (or refused). */
+export interface RequestEvent extends EventBase {
+  readonly type: 'request'
+  readonly request: string
+  readonly principal: PrincipalRef
+  readonly action: string
+  readonly target: string
+  readonly text?: string
+  readonly params?: readonly unknown[]
+  readonly attrs: Record<string, unknown>
+  readonly verdict: Decision['verdict']
+  readonly rule?: string
+  readonly reason?: string
+}
+
+/** The outcome record: after the upstream answered, correlated to its request by `request`. */
+export interface OutcomeEvent extends EventBase {
+  readonly type: 'outcome'
+  readonly request: string
+  readonly principal: PrincipalRef
+  readonly action: string
+  readonly verdict: Decision['verdict']
+  readonly rule?: string
+  readonly durationMs: number
+  readonly rows?: number
+  readonly status?: Outcome['status']
+  readonly bytesIn?: number
+  readonly bytesOut?: number
+  readonly error?: Outcome['error']
+  readonly skipped?: boolean
+}
+
+export type AuditEvent = SessionStartEvent | SessionEndEvent | AuthFailureEvent | RequestEvent | OutcomeEvent
+
+export function principalRef(p: Principal): PrincipalRef {
+  return { id: p.id, kind: p.kind, groups: p.groups, credential: p.credential }
+}

@@ -1,0 +1,166 @@
+/**
+ * SCRAM-SHA-256 (RFC 5802, RFC 7677) for both sides of the gateway:
+ * - server side, so a client proves it holds a gateway token without sending it;
+ * - client side, so the gateway logs in to an upstream without the upstream password crossing the wire.
+ * Channel binding is not offered (the gateway terminates TLS itself, so `tls-server-end-point`
+ * would bind to the gateway's certificate, which is what the client sees anyway; clients that
+ * insist on channel binding are refused with a clear message).
+ */
+import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto'
+import { GatewayError } from '../errors.js'
+
+export const SCRAM_MECHANISM = 'SCRAM-SHA-256'
+export const DEFAULT_ITERATIONS = 4096
+
+const hmac = (key: Buffer, data: string | Buffer): Buffer => createHmac('sha256', key).update(data).digest()
+const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest()
+
+function xor(a: Buffer, b: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(a.length)
+  for (let i = 0; i < a.length; i++) out[i] = (a[i] as number) ^ (b[i] as number)
+  return out
+}
+
+/** RFC 4013 SASLprep, approximated by NFKC; gateway tokens are ASCII, where it is the identity. */
+export function saslPrep(password: string): string {
+  return password.normalize('NFKC')
+}
+
+export interface ScramSecret {
+  readonly iterations: number
+  readonly salt: Buffer
+  readonly storedKey: Buffer
+  readonly serverKey: Buffer
+}
+
+export function deriveScramSecret(password: string, salt: Buffer, iterations = DEFAULT_ITERATIONS): ScramSecret {
+  const salted = pbkdf2Sync(saslPrep(password), salt, iterations, 32, 'sha256')
+  return { iterations, salt, storedKey: sha256(hmac(salted, 'Client Key')), serverKey: hmac(salted, 'Server Key') }
+}
+
+/** PostgreSQL's verifier text form: `SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>` (base64). */
+export function formatScramSecret(s: ScramSecret): string {
+  return `${SCRAM_MECHANISM}$${s.iterations}:${s.salt.toString('base64')}$${s.storedKey.toString('base64')}:${s.serverKey.toString('base64')}`
+}
+
+export function parseScramSecret(text: string): ScramSecret | undefined {
+  const m = /^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$/i.exec(text)
+  if (!m) return undefined
+  const iterations = Number(m[1])
+  const storedKey = Buffer.from(m[3] as string, 'base64')
+  const serverKey = Buffer.from(m[4] as string, 'base64')
+  if (!Number.isSafeInteger(iterations) || iterations < 1 || storedKey.length !== 32 || serverKey.length !== 32) return undefined
+  return { iterations, salt: Buffer.from(m[2] as string, 'base64'), storedKey, serverKey }
+}
+
+/** Constant-time check of a cleartext secret against a verifier. */
+export function verifyScramSecret(password: string, secret: ScramSecret): boolean {
+  const derived = deriveScramSecret(password, secret.salt, secret.iterations)
+  return timingSafeEqual(derived.storedKey, secret.storedKey)
+}
+
+function attrs(message: string): Map<string, string> {
+  const out = new Map<string, string>()
+  for (const part of message.split(',')) {
+    const eq = part.indexOf('=')
+    if (eq === 1) out.set(part[0] as string, part.slice(2))
+  }
+  return out
+}
+
+function protocolError(detail: string): GatewayError {
+  return new GatewayError('GH_ERR_PROTOCOL', `malformed SCRAM message: ${detail}`)
+}
+
+/**
+ * The server half of one SCRAM exchange. `candidates` share salt and iteration count; the proof
+ * is checked against each (several tokens of one identity during a rotation).
+ */
+export class ScramServer<T> {
+  private clientFirstBare = ''
+  private serverFirst = ''
+  private gs2Header = ''
+  private nonce = ''
+  private readonly salt: Buffer
+  private readonly iterations: number
+
+  constructor(private readonly candidates: readonly (ScramSecret & { readonly value: T })[], fallbackSalt: Buffer) {
+    this.salt = candidates[0]?.salt ?? fallbackSalt
+    this.iterations = candidates[0]?.iterations ?? DEFAULT_ITERATIONS
+  }
+
+  /** Takes client-first-message, returns server-first-message. */
+  start(clientFirst: string): string {
+    const m = /^([ny]|p=[^,]*),(a=[^,]*)?,(.*)$/s.exec(clientFirst)
+    if (!m) throw protocolError('client-first')
+    if ((m[1] as string).startsWith('p=')) throw new GatewayError('GH_ERR_AUTH_UNSUPPORTED', 'SCRAM channel binding is not supported by the gateway; use channel_binding=disable or prefer')
+    this.gs2Header = `${m[1]},${m[2] ?? ''},`
+    this.clientFirstBare = m[3] as string
+    const clientNonce = attrs(this.clientFirstBare).get('r')
+    if (!clientNonce || /[^\x21-\x2b\x2d-\x7e]/.test(clientNonce)) throw protocolError('nonce')
+    this.nonce = clientNonce + randomBytes(18).toString('base64')
+    this.serverFirst = `r=${this.nonce},s=${this.salt.toString('base64')},i=${this.iterations}`
+    return this.serverFirst
+  }
+
+  /** Takes client-final-message; returns the matched candidate and server-final-message, or undefined. */
+  finish(clientFinal: string): { value: T; serverFinal: string } | undefined {
+    const pIdx = clientFinal.lastIndexOf(',p=')
+    if (pIdx < 0) throw protocolError('client-final')
+    const withoutProof = clientFinal.slice(0, pIdx)
+    const a = attrs(withoutProof)
+    if (a.get('r') !== this.nonce) throw protocolError('nonce mismatch')
+    if (a.get('c') !== Buffer.from(this.gs2Header).toString('base64')) throw protocolError('channel binding data')
+    const proof = Buffer.from(clientFinal.slice(pIdx + 3), 'base64')
+    if (proof.length !== 32) throw protocolError('proof length')
+    const authMessage = `${this.clientFirstBare},${this.serverFirst},${withoutProof}`
+    let matched: (ScramSecret & { value: T }) | undefined
+    for (const c of this.candidates) {
+      const clientKey = xor(proof, hmac(c.storedKey, authMessage))
+      // Check every candidate, so timing does not reveal which one matched.
+      if (timingSafeEqual(sha256(clientKey), c.storedKey) && matched === undefined) matched = c
+    }
+    if (!matched) return undefined
+    return { value: matched.value, serverFinal: `v=${hmac(matched.serverKey, authMessage).toString('base64')}` }
+  }
+}
+
+/** The client half, used by adapters to log in to upstreams. */
+export class ScramClient {
+  private readonly clientNonce = randomBytes(18).toString('base64')
+  private clientFirstBare = ''
+  private expectedServerSignature: Buffer | undefined
+
+  constructor(private readonly password: string) {}
+
+  /** client-first-message (no channel binding, empty authzid and username as PostgreSQL does). */
+  first(): string {
+    this.clientFirstBare = `n=*,r=${this.clientNonce}`
+    return `n,,${this.clientFirstBare}`
+  }
+
+  /** Takes server-first-message, returns client-final-message. */
+  final(serverFirst: string): string {
+    const a = attrs(serverFirst)
+    const nonce = a.get('r')
+    const salt = a.get('s')
+    const iterations = Number(a.get('i'))
+    if (!nonce || !nonce.startsWith(this.clientNonce) || nonce.length === this.clientNonce.length) throw protocolError('server nonce')
+    if (!salt || !Number.isSafeInteger(iterations) || iterations < 1 || iterations > 10_000_000) throw protocolError('server salt or iterations')
+    const salted = pbkdf2Sync(saslPrep(this.password), Buffer.from(salt, 'base64'), iterations, 32, 'sha256')
+    const clientKey = hmac(salted, 'Client Key')
+    const withoutProof = `c=biws,r=${nonce}`
+    const authMessage = `${this.clientFirstBare},${serverFirst},${withoutProof}`
+    const proof = xor(clientKey, hmac(sha256(clientKey), authMessage))
+    this.expectedServerSignature = hmac(hmac(salted, 'Server Key'), authMessage)
+    return `${withoutProof},p=${proof.toString('base64')}`
+  }
+
+  /** Checks server-final-message; a server that cannot prove it knows the secret is refused. */
+  verify(serverFinal: string): void {
+    const v = attrs(serverFinal).get('v')
+    if (!v || !this.expectedServerSignature) throw protocolError('server-final')
+    const got = Buffer.from(v, 'base64')
+    if (got.length !== 32 || !timingSafeEqual(got, this.expectedServerSignature)) throw new GatewayError('GH_ERR_UPSTREAM_AUTH', 'upstream SCRAM server signature mismatch')
+  }
+}

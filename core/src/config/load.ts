@@ -1,0 +1,112 @@
+/**
+ * Loads `gatehouse.yaml`: parse YAML, resolve `${env:NAME}` / `${file:PATH}` secret references,
+ * apply defaults, validate against the TypeBox schema, check cross-references. Resolved secrets
+ * live only in the returned object; nothing here logs values.
+ */
+import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { parseDocument } from 'yaml'
+import { GatewayConfig } from './schema.js'
+import { ConfigError, validate, type ValidationIssue } from './validate.js'
+
+const REF = /\$\{(env|file):([^}]+)\}/g
+
+export interface LoadOptions {
+  /** Environment to resolve `${env:…}` from (defaults to process.env). */
+  env?: NodeJS.ProcessEnv
+  /** Directory relative `${file:…}` paths and `dataDir` resolve against. */
+  baseDir?: string
+}
+
+/** Resolves references in every string of `value`; collects unresolvable ones as issues. */
+export function resolveRefs(value: unknown, opts: Required<LoadOptions>, path: string, issues: ValidationIssue[]): unknown {
+  if (typeof value === 'string') {
+    if (!value.includes('${')) return value
+    return value.replace(REF, (_m, kind: string, arg: string) => {
+      const name = arg.trim()
+      if (kind === 'env') {
+        const v = opts.env[name]
+        if (v === undefined) {
+          issues.push({ path, message: `environment variable ${name} is not set` })
+          return ''
+        }
+        return v
+      }
+      try {
+        return readFileSync(resolve(opts.baseDir, name), 'utf8').replace(/\r?\n$/, '')
+      } catch (err) {
+        issues.push({ path, message: `cannot read file ${name}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` })
+        return ''
+      }
+    })
+  }
+  if (Array.isArray(value)) return value.map((v, i) => resolveRefs(v, opts, `${path}[${i}]`, issues))
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(value)) out[k] = resolveRefs(v, opts, path === '' ? k : `${path}.${k}`, issues)
+    return out
+  }
+  return value
+}
+
+export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig {
+  const full: Required<LoadOptions> = { env: opts.env ?? process.env, baseDir: opts.baseDir ?? process.cwd() }
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true })
+  if (doc.errors.length > 0) {
+    throw new ConfigError(doc.errors.map((e) => ({ path: `line ${e.linePos?.[0]?.line ?? '?'}`, message: e.message.split('\n')[0] ?? 'YAML error' })))
+  }
+  const raw = doc.toJS({ maxAliasCount: 100 }) as unknown
+  const refIssues: ValidationIssue[] = []
+  const resolved = resolveRefs(raw ?? {}, full, '', refIssues)
+  if (refIssues.length > 0) throw new ConfigError(refIssues, 'GH_ERR_CONFIG_REF')
+  const config = validate(GatewayConfig, resolved)
+  config.dataDir = resolve(full.baseDir, config.dataDir)
+  checkReferences(config)
+  return config
+}
+
+export function loadConfigFile(file: string, opts: Omit<LoadOptions, 'baseDir'> = {}): GatewayConfig {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError([{ path: file, message: `cannot read config: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }])
+  }
+  return parseConfig(text, { ...opts, baseDir: dirname(resolve(file)) })
+}
+
+/** Checks what the schema cannot: unique names, references between sections. */
+function checkReferences(config: GatewayConfig): void {
+  const issues: ValidationIssue[] = []
+  const unique = (items: readonly { name?: string; id?: string }[], key: 'name' | 'id', section: string) => {
+    const seen = new Map<string, number>()
+    items.forEach((item, i) => {
+      const v = item[key]
+      if (v === undefined) return
+      if (seen.has(v)) issues.push({ path: `${section}[${i}].${key}`, message: `duplicate ${key} "${v}" (also ${section}[${seen.get(v)}])` })
+      else seen.set(v, i)
+    })
+  }
+  unique(config.connections, 'name', 'connections')
+  unique(config.identities, 'id', 'identities')
+  unique(config.policies, 'id', 'policies')
+  const listens = new Map<string, number>()
+  config.connections.forEach((c, i) => {
+    if (listens.has(c.listen) && !c.listen.endsWith(':0')) issues.push({ path: `connections[${i}].listen`, message: `address ${c.listen} already used by connections[${listens.get(c.listen)}]` })
+    listens.set(c.listen, i)
+  })
+  const names = new Set(config.connections.map((c) => c.name))
+  config.identities.forEach((idn, i) =>
+    idn.tokens.forEach((t, j) =>
+      t.connections?.forEach((c, k) => {
+        if (!names.has(c)) issues.push({ path: `identities[${i}].tokens[${j}].connections[${k}]`, message: `unknown connection "${c}"` })
+      }),
+    ),
+  )
+  config.policies.forEach((p, i) =>
+    p.connections?.forEach((c, k) => {
+      if (!names.has(c)) issues.push({ path: `policies[${i}].connections[${k}]`, message: `unknown connection "${c}"` })
+    }),
+  )
+  if (issues.length > 0) throw new ConfigError(issues)
+}

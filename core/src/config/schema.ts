@@ -1,0 +1,134 @@
+/**
+ * The configuration file's types. The JSON Schema that validates `gatehouse.yaml` is generated
+ * from these same TypeBox definitions (`gatehouse schema` prints it), so code and schema cannot
+ * drift apart.
+ */
+import { Type, type Static } from '@sinclair/typebox'
+
+const Name = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', maxLength: 128 })
+const HostPort = Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$', description: 'host:port' })
+
+export const TokenEntry = Type.Object(
+  {
+    id: Type.Optional(Name),
+    hash: Type.String({ minLength: 8, description: 'scram-sha-256$… verifier or sha256:<hex>, from `gatehouse token issue`' }),
+    connections: Type.Optional(Type.Array(Name, { description: 'connections this token may open; omitted = all' })),
+    expires: Type.Optional(Type.String({ format: 'date-time', description: 'ISO-8601; the token is refused after it' })),
+  },
+  { additionalProperties: false },
+)
+
+export const Identity = Type.Object(
+  {
+    id: Name,
+    kind: Type.Union([Type.Literal('agent'), Type.Literal('human'), Type.Literal('service')], { default: 'agent' }),
+    groups: Type.Array(Name, { default: [] }),
+    claims: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    tokens: Type.Array(TokenEntry, { default: [] }),
+  },
+  { additionalProperties: false },
+)
+export type Identity = Static<typeof Identity>
+
+export const ServerTls = Type.Object(
+  {
+    cert: Type.String({ description: 'PEM certificate (use ${file:/path})' }),
+    key: Type.String({ description: 'PEM private key (use ${file:/path})' }),
+    required: Type.Boolean({ default: false, description: 'refuse clients that do not use TLS' }),
+  },
+  { additionalProperties: false },
+)
+
+export const StageChains = Type.Object(
+  {
+    authenticate: Type.Optional(Type.Array(Name)),
+    parse: Type.Optional(Type.Array(Name)),
+    decide: Type.Optional(Type.Array(Name)),
+    record: Type.Optional(Type.Array(Name)),
+    transform: Type.Optional(Type.Array(Name)),
+  },
+  { additionalProperties: false },
+)
+export type StageChains = Static<typeof StageChains>
+
+export const ConnectionConfig = Type.Object(
+  {
+    name: Name,
+    adapter: Type.String({ minLength: 1, description: 'adapter short name (postgres) or npm package name' }),
+    listen: HostPort,
+    tls: Type.Optional(ServerTls),
+    upstream: Type.Record(Type.String(), Type.Unknown(), { description: 'adapter-specific; see the adapter README' }),
+    options: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    plugins: Type.Optional(StageChains),
+  },
+  { additionalProperties: false },
+)
+export type ConnectionConfig = Static<typeof ConnectionConfig>
+
+export const PluginInstance = Type.Object(
+  {
+    use: Type.String({ minLength: 1, description: 'built-in short name or npm package name' }),
+    name: Type.Optional(Name),
+    config: Type.Optional(Type.Unknown()),
+  },
+  { additionalProperties: false },
+)
+export type PluginInstance = Static<typeof PluginInstance>
+
+const StringList = Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })
+
+export const Rule = Type.Object(
+  {
+    id: Type.Optional(Name),
+    effect: Type.Union([Type.Literal('allow'), Type.Literal('deny'), Type.Literal('review')]),
+    actions: Type.Optional(StringList),
+    when: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[a-z][a-zA-Z0-9_.-]*$' }), Type.Union([StringList, Type.Boolean()]), {
+        description: 'attribute matchers: every key must match; a list matches when the attribute (or any of its elements) equals an entry, case-insensitively; a boolean matches presence',
+      }),
+    ),
+    reason: Type.Optional(Type.String()),
+  },
+  { additionalProperties: false },
+)
+export type Rule = Static<typeof Rule>
+
+export const Policy = Type.Object(
+  {
+    id: Name,
+    description: Type.Optional(Type.String()),
+    principals: Type.Optional(
+      Type.Object(
+        { ids: Type.Optional(StringList), groups: Type.Optional(StringList), kinds: Type.Optional(StringList) },
+        { additionalProperties: false },
+      ),
+    ),
+    connections: Type.Optional(StringList),
+    rules: Type.Array(Rule, { minItems: 1 }),
+  },
+  { additionalProperties: false },
+)
+export type Policy = Static<typeof Policy>
+
+export const GatewayConfig = Type.Object(
+  {
+    version: Type.Optional(Type.Literal(1)),
+    dataDir: Type.String({ default: './.gatehouse', description: 'where the gateway keeps state and files' }),
+    log: Type.Object(
+      {
+        level: Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    shutdown: Type.Object(
+      { graceMs: Type.Integer({ minimum: 0, default: 10000, description: 'how long sessions may finish after SIGTERM' }) },
+      { additionalProperties: false, default: {} },
+    ),
+    identities: Type.Array(Identity, { default: [] }),
+    plugins: Type.Array(PluginInstance, { default: [] }),
+    connections: Type.Array(ConnectionConfig, { minItems: 1 }),
+    policies: Type.Array(Policy, { default: [] }),
+  },
+  { additionalProperties: false, $id: 'https://gatehouse.dev/schema/gatehouse.json' },
+)
+export type GatewayConfig = Static<typeof GatewayConfig>

@@ -1,0 +1,58 @@
+/** Schema validation with errors that name the path the operator has to fix. */
+import { FormatRegistry, type TSchema, type Static } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+import { GatewayError, type ErrorCode } from '../errors.js'
+
+if (!FormatRegistry.Has('date-time')) {
+  FormatRegistry.Set('date-time', (v) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(v) && !Number.isNaN(Date.parse(v)))
+}
+
+/** `/connections/2/upstream/port` → `connections[2].upstream.port` (prefixed with `base`). */
+export function formatPath(pointer: string, base = ''): string {
+  let out = base
+  for (const raw of pointer.split('/').slice(1)) {
+    const part = raw.replace(/~1/g, '/').replace(/~0/g, '~')
+    if (/^\d+$/.test(part)) out += `[${part}]`
+    else out += out === '' ? part : `.${part}`
+  }
+  return out === '' ? '(root)' : out
+}
+
+export interface ValidationIssue {
+  readonly path: string
+  readonly message: string
+}
+
+/** Applies defaults, then checks `value` against `schema`; returns the typed value or throws with every issue. */
+export function validate<S extends TSchema>(schema: S, value: unknown, opts: { base?: string; code?: ErrorCode } = {}): Static<S> {
+  const withDefaults = Value.Default(schema, Value.Clone(value))
+  const issues = collectIssues(schema, withDefaults, opts.base)
+  if (issues.length > 0) {
+    throw new ConfigError(issues, opts.code ?? 'GH_ERR_CONFIG_INVALID')
+  }
+  return withDefaults as Static<S>
+}
+
+export function collectIssues(schema: TSchema, value: unknown, base = ''): ValidationIssue[] {
+  const seen = new Set<string>()
+  const issues: ValidationIssue[] = []
+  for (const err of Value.Errors(schema, value)) {
+    const path = formatPath(err.path, base)
+    // Unions report one error per branch; the first one per path is the useful one.
+    if (seen.has(path)) continue
+    seen.add(path)
+    let message = err.message.replace(/^Expected /, 'expected ')
+    if (err.message.startsWith('Unexpected property')) message = 'unknown field'
+    issues.push({ path, message })
+  }
+  return issues
+}
+
+export class ConfigError extends GatewayError {
+  constructor(
+    readonly issues: readonly ValidationIssue[],
+    code: ErrorCode = 'GH_ERR_CONFIG_INVALID',
+  ) {
+    super(code, issues.map((i) => `${i.path}: ${i.message}`).join('\n'))
+  }
+}

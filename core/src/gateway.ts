@@ -1,0 +1,182 @@
+/**
+ * Boot and shutdown. Order matters and is fixed here:
+ * 1. root container with config and logger;
+ * 2. every plugin instance loaded, its config validated and frozen, `register` called;
+ * 3. connections checked against their adapter and chains resolved;
+ * 4. the container sealed — registering later is an error;
+ * 5. stage objects started (sinks open files), then listeners opened.
+ * Shutdown reverses it: stop accepting, let sessions finish up to the deadline, end the rest,
+ * flush and close sinks.
+ */
+import 'reflect-metadata'
+import { container as globalContainer, type DependencyContainer, type InjectionToken } from 'tsyringe'
+import { mkdirSync } from 'node:fs'
+import { AuditRecorder } from './audit/recorder.js'
+import { GatewayConfig as GatewayConfigToken, type GatewayConfigRef } from './config/token.js'
+import type { ConnectionConfig, GatewayConfig, StageChains } from './config/schema.js'
+import { validate } from './config/validate.js'
+import { GatewayError } from './errors.js'
+import { createLogger, Logger } from './logger.js'
+import type { Lifecycle, PluginDefinition, StageObjects } from './plugin/define.js'
+import { loadPluginDefinition } from './plugin/loader.js'
+import type { Listener, ProtocolAdapter, Stage } from './plugin/stages.js'
+import { ConnectionPipeline } from './pipeline/pipeline.js'
+import { sealContainer } from './container.js'
+
+/** Default chains for a connection that does not list its own: fail closed, audited. */
+export const DEFAULT_CHAINS: Required<StageChains> = {
+  authenticate: ['auth-token'],
+  parse: [],
+  decide: ['policy'],
+  record: ['audit-jsonl'],
+  transform: [],
+}
+
+interface Instance {
+  readonly name: string
+  readonly definition: PluginDefinition
+  readonly object: StageObjects[Stage] & Lifecycle
+}
+
+export interface BootOptions {
+  logger?: Logger
+  /** Directories to resolve third-party plugin packages from (default: cwd). */
+  pluginSearchDirs?: string[]
+}
+
+export class Gateway {
+  private listeners: { connection: ConnectionConfig; listener: Listener }[] = []
+  private pipelines: ConnectionPipeline[] = []
+  private readonly abort = new AbortController()
+  private stopping: Promise<void> | undefined
+
+  private constructor(
+    readonly config: GatewayConfig,
+    readonly container: DependencyContainer,
+    readonly logger: Logger,
+    private readonly instances: Map<string, Instance>,
+    private readonly plans: { connection: ConnectionConfig; adapter: ProtocolAdapter; pipeline: ConnectionPipeline }[],
+  ) {}
+
+  /** Loads and registers everything; opens nothing. `gatehouse validate` stops here. */
+  static async build(config: GatewayConfig, opts: BootOptions = {}): Promise<Gateway> {
+    const logger = opts.logger ?? createLogger(config.log.level)
+    const root = globalContainer.createChildContainer()
+    root.registerInstance(Logger, logger)
+    root.registerInstance<GatewayConfigRef>(GatewayConfigToken, Object.freeze(config))
+
+    const instances = new Map<string, Instance>()
+    const searchDirs = opts.pluginSearchDirs ?? [process.cwd()]
+    const register = async (use: string, name: string, rawConfig: unknown, path: string) => {
+      if (instances.has(name)) throw new GatewayError('GH_ERR_PLUGIN_DUPLICATE', `${path}: plugin instance name "${name}" is already used; set a distinct "name"`)
+      const definition = await loadPluginDefinition(use, path, searchDirs)
+      const pluginConfig = definition.configSchema ? deepFreeze(validate(definition.configSchema, rawConfig ?? {}, { base: `${path}.config`, code: 'GH_ERR_PLUGIN_CONFIG' })) : {}
+      const object = (await definition.register(root, pluginConfig, {
+        gateway: config,
+        instance: name,
+        logger: logger.child({ plugin: name }),
+        dataDir: config.dataDir,
+      })) as Instance['object']
+      instances.set(name, { name, definition, object })
+    }
+
+    for (const [i, p] of config.plugins.entries()) await register(p.use, p.name ?? p.use, p.config, `plugins[${i}]`)
+
+    const plans: { connection: ConnectionConfig; adapter: ProtocolAdapter; pipeline: ConnectionPipeline }[] = []
+    for (const [i, connection] of config.connections.entries()) {
+      const path = `connections[${i}]`
+      if (!instances.has(connection.adapter)) await register(connection.adapter, connection.adapter, {}, `${path}.adapter`)
+      const adapter = stageObject(instances, connection.adapter, 'adapter', `${path}.adapter`)
+      adapter.checkConnection?.(connection, path)
+      const chains = { ...DEFAULT_CHAINS, ...(connection.plugins ?? {}) }
+      const resolveChain = async <K extends Exclude<Stage, 'adapter'>>(stage: K): Promise<StageObjects[K][]> => {
+        const out: StageObjects[K][] = []
+        for (const [j, name] of chains[stage].entries()) {
+          const at = `${path}.plugins.${stage}[${j}]`
+          if (!instances.has(name)) await register(name, name, {}, at)
+          out.push(stageObject(instances, name, stage, at))
+        }
+        return out
+      }
+      const authenticators = await resolveChain('authenticate')
+      const analyzers = await resolveChain('parse')
+      const policies = await resolveChain('decide')
+      const sinks = await resolveChain('record')
+      const transformers = await resolveChain('transform')
+      if (sinks.length === 0) logger.warn({ connection: connection.name }, 'connection has no audit sink: requests will not be recorded')
+      const recorder = new AuditRecorder(chains.record.map((name, j) => ({ name, sink: sinks[j] as StageObjects['record'] })), logger)
+      const pipeline = new ConnectionPipeline(connection.name, { authenticators, analyzers, policies, transformers }, recorder, root, logger.child({ connection: connection.name }))
+      plans.push({ connection, adapter, pipeline })
+    }
+    sealContainer(root)
+    return new Gateway(config, root, logger, instances, plans)
+  }
+
+  /** Starts stage objects, then opens every connection's listener. */
+  async start(): Promise<void> {
+    mkdirSync(this.config.dataDir, { recursive: true })
+    for (const inst of this.instances.values()) await inst.object.start?.()
+    try {
+      for (const plan of this.plans) {
+        const listener = await plan.adapter.listen(plan.connection, plan.pipeline, this.abort.signal)
+        this.listeners.push({ connection: plan.connection, listener })
+        this.pipelines.push(plan.pipeline)
+        this.logger.info({ connection: plan.connection.name, adapter: plan.connection.adapter, address: `${listener.address.host}:${listener.address.port}` }, 'listening')
+      }
+    } catch (err) {
+      await this.shutdown(0)
+      throw err
+    }
+  }
+
+  /** The bound address of a connection's listener (useful with port 0). */
+  address(connection: string): { host: string; port: number } {
+    const l = this.listeners.find((x) => x.connection.name === connection)
+    if (!l) throw new Error(`no listener for connection ${connection}`)
+    return l.listener.address
+  }
+
+  /** Stop accepting, wait up to `graceMs` for sessions, end the rest, flush and close plugins. */
+  shutdown(graceMs = this.config.shutdown.graceMs): Promise<void> {
+    this.stopping ??= (async () => {
+      this.logger.info({ graceMs }, 'shutting down: no new sessions')
+      await Promise.all(this.listeners.map((l) => l.listener.stopAccepting()))
+      const deadline = Date.now() + graceMs
+      while (Date.now() < deadline && this.listeners.some((l) => l.listener.sessions > 0)) {
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      const left = this.listeners.reduce((n, l) => n + l.listener.sessions, 0)
+      if (left > 0) this.logger.warn({ sessions: left }, 'grace period over: ending remaining sessions')
+      await Promise.all(this.listeners.map((l) => l.listener.closeAll('gateway shutting down')))
+      await Promise.all(this.pipelines.map((p) => p.endAll('gateway shutting down')))
+      this.abort.abort()
+      for (const inst of [...this.instances.values()].reverse()) {
+        try {
+          await inst.object.close?.()
+        } catch (err) {
+          this.logger.error({ plugin: inst.name, err: String(err) }, 'plugin close failed')
+        }
+      }
+      this.logger.info('stopped')
+      this.logger.flush()
+    })()
+    return this.stopping
+  }
+}
+
+function stageObject<K extends Stage>(instances: Map<string, Instance>, name: string, stage: K, path: string): StageObjects[K] {
+  const inst = instances.get(name)
+  if (!inst) throw new GatewayError('GH_ERR_PLUGIN_UNKNOWN', `${path}: no plugin instance "${name}"`)
+  if (inst.definition.stage !== stage) throw new GatewayError('GH_ERR_PLUGIN_STAGE', `${path}: plugin "${name}" implements stage "${inst.definition.stage}", not "${stage}"`)
+  return inst.object as StageObjects[K]
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const v of Object.values(value as object)) deepFreeze(v)
+  }
+  return value
+}
+
+export type { InjectionToken }

@@ -1,0 +1,343 @@
+/**
+ * The pipeline an adapter drives: authenticate → parse → decide → record → (adapter forwards) →
+ * complete. It is the only way through the gateway: adapters translate wire formats, the
+ * security-relevant sequence lives here once so protocols cannot drift apart on it.
+ *
+ * Hot path notes: `admit` avoids awaiting when every stage answered synchronously except the
+ * intent write, and builds each audit event once.
+ */
+import { randomUUID, createHmac, randomBytes } from 'node:crypto'
+import type { DependencyContainer, InjectionToken } from 'tsyringe'
+import { principalRef, type AuditEvent, type RequestEvent } from '../audit/events.js'
+import type { AuditRecorder } from '../audit/recorder.js'
+import { ScramServer } from '../auth/scram.js'
+import { GatewayError, isGatewayError, toGatewayError, type ErrorCode } from '../errors.js'
+import type { Logger } from '../logger.js'
+import type { Analyzer, AuthContext, Authenticator, PolicyEngine, Transformer } from '../plugin/stages.js'
+import type { Admission, Credentials, Decision, GatewayRequest, Outcome, Principal, SessionInfo } from '../types.js'
+
+export const SessionInfoToken: InjectionToken<SessionInfo> = Symbol.for('gatehouse.SessionInfo')
+
+/** What an adapter holds for one client connection. */
+export interface SessionHandle {
+  readonly info: SessionInfo
+  /** The session's child container; disposed when the session ends. */
+  readonly container: DependencyContainer
+  /** Ends the session: aborts its signal, records session.end, disposes its container. Idempotent. */
+  end(reason?: string): Promise<void>
+}
+
+/** One SCRAM handshake run by core on an adapter's behalf. */
+export interface ScramExchange {
+  /** client-first-message → server-first-message */
+  start(clientFirst: string): string
+  /** client-final-message → principal and server-final-message; throws GatewayError when the proof fails. */
+  finish(clientFinal: string): Promise<{ principal: Principal; serverFinal: string }>
+}
+
+export interface Pipeline {
+  readonly connection: string
+  /** Opens a session for an accepted client. Called once per client connection. */
+  openSession(init: { protocol: string; clientAddress: string; tls: boolean }): SessionHandle
+  /** Turns presented credentials into a principal (and records session.start), or throws GatewayError. */
+  authenticate(session: SessionInfo, presented: Credentials): Promise<Principal>
+  /** Starts a SCRAM-SHA-256 exchange for `user`; a principal results only from a valid proof. */
+  scram(session: SessionInfo, user: string): ScramExchange
+  /** Builds a request with a fresh id. */
+  request(session: SessionInfo, init: { action: string; target?: string; text?: string; attrs: Record<string, unknown>; params?: readonly unknown[] }): GatewayRequest
+  /** Enrich → decide → record intent. Resolves to an admission; never forwards anything itself. */
+  admit(request: GatewayRequest): Promise<Admission>
+  /**
+   * Refuses a request without asking policy (unparseable text, a protocol feature the gateway
+   * does not allow): records the intent with verdict deny and returns the error to render.
+   */
+  refuse(request: GatewayRequest, refusal: { rule: string; reason: string; code?: ErrorCode }): Promise<GatewayError>
+  /** Records the outcome of an admitted (or refused) request. Never throws. */
+  complete(request: GatewayRequest, outcome: Outcome): void
+  /** Applies transform plugins to a response item. */
+  transform<T>(request: GatewayRequest, item: T): T
+}
+
+export interface Chains {
+  readonly authenticators: readonly Authenticator[]
+  readonly analyzers: readonly Analyzer[]
+  readonly policies: readonly PolicyEngine[]
+  readonly transformers: readonly Transformer[]
+}
+
+interface Admitted {
+  decision: Decision
+  startedAt: number
+}
+
+const MOCK_SALT_KEY = randomBytes(32)
+
+export class ConnectionPipeline implements Pipeline {
+  private readonly open = new Set<SessionHandle>()
+  private readonly admitted = new WeakMap<GatewayRequest, Admitted>()
+  private readonly requestCounts = new WeakMap<SessionInfo, number>()
+
+  constructor(
+    readonly connection: string,
+    private readonly chains: Chains,
+    private readonly recorder: AuditRecorder,
+    private readonly root: DependencyContainer,
+    private readonly logger: Logger,
+  ) {}
+
+  get sessionCount(): number {
+    return this.open.size
+  }
+
+  openSession(init: { protocol: string; clientAddress: string; tls: boolean }): SessionHandle {
+    const controller = new AbortController()
+    const info: SessionInfo = {
+      id: randomUUID(),
+      connection: this.connection,
+      protocol: init.protocol,
+      clientAddress: init.clientAddress,
+      tls: init.tls,
+      startedAt: Date.now(),
+      signal: controller.signal,
+    }
+    const container = this.root.createChildContainer()
+    container.registerInstance(SessionInfoToken, info)
+    let ended: Promise<void> | undefined
+    const handle: SessionHandle = {
+      info,
+      container,
+      end: (reason?: string) => {
+        ended ??= (async () => {
+          this.open.delete(handle)
+          controller.abort(new GatewayError('GH_ERR_INTERNAL', reason ?? 'session ended'))
+          if (info.principal) {
+            await this.recorder
+              .record({
+                ...this.base(info, 'session.end'),
+                type: 'session.end',
+                principal: principalRef(info.principal),
+                durationMs: Date.now() - info.startedAt,
+                requests: this.requestCounts.get(info) ?? 0,
+                ...(reason === undefined ? {} : { reason }),
+              })
+              .catch((err: unknown) => this.logger.error({ err: String(err), session: info.id }, 'could not record session.end'))
+          }
+          await container.dispose()
+        })()
+        return ended
+      },
+    }
+    this.open.add(handle)
+    return handle
+  }
+
+  /** Ends every open session (used by shutdown after the grace period). */
+  async endAll(reason: string): Promise<void> {
+    await Promise.all([...this.open].map((s) => s.end(reason)))
+  }
+
+  private base(session: SessionInfo, kind: string) {
+    void kind
+    return { id: randomUUID(), time: new Date().toISOString(), session: session.id, connection: session.connection, protocol: session.protocol }
+  }
+
+  private authContext(session: SessionInfo): AuthContext {
+    return { session, connection: this.connection, now: Date.now() }
+  }
+
+  async authenticate(session: SessionInfo, presented: Credentials): Promise<Principal> {
+    const ctx = this.authContext(session)
+    let refusal: GatewayError | undefined
+    for (const authenticator of this.chains.authenticators) {
+      try {
+        const principal = await authenticator.authenticate(presented, ctx)
+        if (principal) return await this.established(session, principal)
+      } catch (err) {
+        refusal = toGatewayError(err, 'GH_ERR_AUTH_FAILED')
+        break
+      }
+    }
+    const error = refusal ?? new GatewayError('GH_ERR_AUTH_FAILED')
+    await this.authFailed(session, 'user' in presented ? presented.user : undefined, error)
+    throw error
+  }
+
+  scram(session: SessionInfo, user: string): ScramExchange {
+    const ctx = this.authContext(session)
+    const candidates = this.chains.authenticators.flatMap((a) => a.scramVerifiers?.(user, ctx) ?? [])
+    const first = candidates[0]
+    const usable = first ? candidates.filter((c) => c.iterations === first.iterations && c.salt.equals(first.salt)) : []
+    // Unknown users get a stable fake salt, so the handshake does not reveal which users exist.
+    const mockSalt = createHmac('sha256', MOCK_SALT_KEY).update(user).digest().subarray(0, 16)
+    const server = new ScramServer(usable.map((c) => ({ ...c, value: c })), mockSalt)
+    return {
+      start: (clientFirst) => server.start(clientFirst),
+      finish: async (clientFinal) => {
+        let result: ReturnType<typeof server.finish>
+        let principal: Principal
+        try {
+          result = server.finish(clientFinal)
+          if (!result) throw new GatewayError('GH_ERR_AUTH_FAILED')
+          principal = result.value.accept()
+        } catch (err) {
+          const error = toGatewayError(err, 'GH_ERR_AUTH_FAILED')
+          await this.authFailed(session, user, error)
+          throw error
+        }
+        return { principal: await this.established(session, principal), serverFinal: result.serverFinal }
+      },
+    }
+  }
+
+  private async established(session: SessionInfo, principal: Principal): Promise<Principal> {
+    session.principal = principal
+    await this.recorder.record({
+      ...this.base(session, 'session.start'),
+      type: 'session.start',
+      principal: principalRef(principal),
+      client: session.clientAddress,
+      tls: session.tls,
+    })
+    this.logger.info({ session: session.id, connection: this.connection, principal: principal.id, client: session.clientAddress }, 'session authenticated')
+    return principal
+  }
+
+  private async authFailed(session: SessionInfo, user: string | undefined, error: GatewayError): Promise<void> {
+    this.logger.warn({ session: session.id, connection: this.connection, user, code: error.code, reason: error.message, client: session.clientAddress }, 'authentication failed')
+    await this.recorder
+      .record({
+        ...this.base(session, 'auth.failure'),
+        type: 'auth.failure',
+        client: session.clientAddress,
+        ...(user === undefined ? {} : { user }),
+        code: error.code,
+        reason: error.message,
+      })
+      .catch((err: unknown) => this.logger.error({ err: String(err) }, 'could not record auth.failure'))
+  }
+
+  request(session: SessionInfo, init: { action: string; target?: string; text?: string; attrs: Record<string, unknown>; params?: readonly unknown[] }): GatewayRequest {
+    const n = (this.requestCounts.get(session) ?? 0) + 1
+    this.requestCounts.set(session, n)
+    return {
+      id: `${session.id}.${n}`,
+      session,
+      protocol: session.protocol,
+      action: init.action,
+      target: init.target ?? this.connection,
+      attrs: init.attrs,
+      receivedAt: performance.now(),
+      ...(init.text === undefined ? {} : { text: init.text }),
+      ...(init.params === undefined ? {} : { params: init.params }),
+    }
+  }
+
+  async admit(request: GatewayRequest): Promise<Admission> {
+    const principal = request.session.principal
+    if (!principal) throw new GatewayError('GH_ERR_INTERNAL', 'admit called before authentication')
+    let decision: Decision
+    try {
+      for (const analyzer of this.chains.analyzers) {
+        const r = analyzer.analyze(request)
+        if (r !== undefined) await r
+      }
+      decision = await this.decide(request, principal)
+    } catch (err) {
+      decision = { verdict: 'deny', rule: 'gatehouse/error', reason: isGatewayError(err) ? err.message : 'policy evaluation failed' }
+      this.logger.error({ err: String(err), request: request.id }, 'decide stage failed; request denied')
+    }
+    const refusal = await this.recordIntent(request, principal, decision)
+    if (refusal) return refusal
+    if (decision.verdict === 'allow') return { admitted: true, decision }
+    if (decision.verdict === 'review') {
+      return { admitted: false, decision, error: new GatewayError('GH_ERR_POLICY_REVIEW', `needs approval (rule ${decision.rule ?? 'unnamed'}): ${decision.reason}; no approval workflow is configured`, { ...(decision.rule === undefined ? {} : { rule: decision.rule }) }) }
+    }
+    const ruleText = decision.rule === undefined ? '' : ` by rule "${decision.rule}"`
+    return { admitted: false, decision, error: new GatewayError('GH_ERR_POLICY_DENIED', `denied${ruleText}: ${decision.reason}`, { ...(decision.rule === undefined ? {} : { rule: decision.rule }) }) }
+  }
+
+  async refuse(request: GatewayRequest, refusal: { rule: string; reason: string; code?: ErrorCode }): Promise<GatewayError> {
+    const principal = request.session.principal
+    if (!principal) throw new GatewayError('GH_ERR_INTERNAL', 'refuse called before authentication')
+    const decision: Decision = { verdict: 'deny', rule: refusal.rule, reason: refusal.reason }
+    const failed = await this.recordIntent(request, principal, decision)
+    if (failed) return failed.error
+    return new GatewayError(refusal.code ?? 'GH_ERR_POLICY_DENIED', refusal.reason, { rule: refusal.rule })
+  }
+
+  /** Writes the intent record; returns a refusal when a required sink could not take it. */
+  private async recordIntent(request: GatewayRequest, principal: Principal, decision: Decision): Promise<(Admission & { admitted: false }) | undefined> {
+    this.admitted.set(request, { decision, startedAt: request.receivedAt })
+    const event: RequestEvent = {
+      ...this.base(request.session, 'request'),
+      type: 'request',
+      request: request.id,
+      principal: principalRef(principal),
+      action: request.action,
+      target: request.target,
+      ...(request.text === undefined ? {} : { text: request.text }),
+      ...(request.params === undefined ? {} : { params: request.params }),
+      attrs: request.attrs,
+      verdict: decision.verdict,
+      ...(decision.rule === undefined ? {} : { rule: decision.rule }),
+      ...(decision.reason === undefined ? {} : { reason: decision.reason }),
+    }
+    try {
+      await this.recorder.record(event)
+    } catch (err) {
+      const error = toGatewayError(err, 'GH_ERR_AUDIT_UNAVAILABLE')
+      this.logger.error({ request: request.id, code: error.code, err: String((err as Error).cause ?? err) }, 'intent record failed; request refused')
+      const refused: Decision = { verdict: 'deny', rule: 'gatehouse/audit', reason: error.message }
+      this.admitted.set(request, { decision: refused, startedAt: request.receivedAt })
+      return { admitted: false, decision: refused, error }
+    }
+    return undefined
+  }
+
+  /** Deny-overrides: any deny wins, then any review, then allow; no applicable rule means deny. */
+  private async decide(request: GatewayRequest, principal: Principal): Promise<Decision> {
+    const engines = this.chains.policies
+    if (engines.length === 0) return { verdict: 'deny', rule: 'gatehouse/no-policy', reason: 'no policy plugin is configured for this connection' }
+    let review: Decision | undefined
+    let allow: Decision | undefined
+    for (const engine of engines) {
+      let d: Decision | Promise<Decision>
+      try {
+        d = engine.decide(request, principal)
+        if (d instanceof Promise) d = await d
+      } catch (err) {
+        this.logger.error({ err: String(err), request: request.id }, 'policy plugin threw; request denied')
+        return { verdict: 'deny', rule: 'gatehouse/policy-error', reason: 'policy evaluation failed' }
+      }
+      if (d.verdict === 'deny') return d
+      if (d.verdict === 'review') review ??= d
+      else allow ??= d
+    }
+    return review ?? allow ?? { verdict: 'deny', rule: 'gatehouse/default-deny', reason: 'no rule allows this request' }
+  }
+
+  complete(request: GatewayRequest, outcome: Outcome): void {
+    const principal = request.session.principal
+    const admitted = this.admitted.get(request)
+    if (!principal || !admitted) return
+    this.admitted.delete(request)
+    const event: AuditEvent = {
+      ...this.base(request.session, 'outcome'),
+      type: 'outcome',
+      request: request.id,
+      principal: principalRef(principal),
+      action: request.action,
+      verdict: admitted.decision.verdict,
+      ...(admitted.decision.rule === undefined ? {} : { rule: admitted.decision.rule }),
+      durationMs: Math.round((performance.now() - admitted.startedAt) * 1000) / 1000,
+      ...outcome,
+    }
+    this.recorder.record(event).catch((err: unknown) => this.logger.error({ err: String(err), request: request.id }, 'could not record outcome'))
+  }
+
+  transform<T>(request: GatewayRequest, item: T): T {
+    let out = item
+    for (const t of this.chains.transformers) out = t.transform(request, out)
+    return out
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * The plugin contract. A plugin is a package (or built-in) exporting `plugin`, made with
+ * {@link definePlugin}: a name, the stage it serves, the core plugin API version it was written
+ * against, a TypeBox schema for its config, and `register`, which runs once at boot with the
+ * validated, frozen config and returns the stage object.
+ */
+import type { Static, TSchema } from '@sinclair/typebox'
+import type { DependencyContainer } from 'tsyringe'
+import type { GatewayConfig } from '../config/schema.js'
+import type { Logger } from '../logger.js'
+import type { Analyzer, AuditSink, Authenticator, PolicyEngine, ProtocolAdapter, Stage, Transformer } from './stages.js'
+
+/** The plugin API major version this core implements. */
+export const PLUGIN_API_VERSION = 1
+
+export interface StageObjects {
+  adapter: ProtocolAdapter
+  authenticate: Authenticator
+  parse: Analyzer
+  decide: PolicyEngine
+  record: AuditSink
+  transform: Transformer
+}
+
+/** Optional lifecycle a stage object may implement. */
+export interface Lifecycle {
+  /** Called after the container is sealed, before listeners open (open files, connect). */
+  start?(): Promise<void>
+  /** Called at shutdown, after sessions ended. */
+  close?(): Promise<void>
+}
+
+export interface PluginContext {
+  /** The whole validated config (read-only). */
+  readonly gateway: Readonly<GatewayConfig>
+  /** The instance name this registration is for (unique per gateway). */
+  readonly instance: string
+  readonly logger: Logger
+  readonly dataDir: string
+}
+
+export interface PluginDefinition<K extends Stage = Stage, S extends TSchema = TSchema> {
+  readonly name: string
+  readonly stage: K
+  /** Core plugin API major version the plugin was written against. */
+  readonly apiVersion: number
+  readonly configSchema?: S
+  readonly description?: string
+  /**
+   * Runs once per instance at boot, before the container is sealed. May register services in
+   * `container` (the root container); returns the stage object. Must not open listeners.
+   */
+  register(container: DependencyContainer, config: Static<S>, ctx: PluginContext): StageObjects[K] | Promise<StageObjects[K]>
+}
+
+export function definePlugin<K extends Stage, S extends TSchema>(def: PluginDefinition<K, S>): PluginDefinition<K, S> {
+  return Object.freeze(def)
+}
+
+export function isPluginDefinition(value: unknown): value is PluginDefinition {
+  if (value === null || typeof value !== 'object') return false
+  const v = value as Partial<PluginDefinition>
+  return typeof v.name === 'string' && typeof v.stage === 'string' && typeof v.register === 'function' && typeof v.apiVersion === 'number'
+}

@@ -1,0 +1,100 @@
+/**
+ * The stage interfaces plugins implement, each with a same-named injection token
+ * (`Symbol.for`, so the token is the same object in every package that imports core).
+ */
+import type { InjectionToken } from 'tsyringe'
+import type { AuditEvent } from '../audit/events.js'
+import type { ConnectionConfig } from '../config/schema.js'
+import type { Credentials, Decision, GatewayRequest, Principal, SessionInfo } from '../types.js'
+import type { Pipeline } from '../pipeline/pipeline.js'
+
+export type Stage = 'adapter' | 'authenticate' | 'parse' | 'decide' | 'record' | 'transform'
+
+/** Context an authenticator gets with each attempt. */
+export interface AuthContext {
+  readonly session: SessionInfo
+  readonly connection: string
+  readonly now: number
+}
+
+/** A SCRAM-SHA-256 verifier (RFC 5802/7677) the gateway can check a proof against. */
+export interface ScramVerifier {
+  readonly iterations: number
+  readonly salt: Buffer
+  readonly storedKey: Buffer
+  readonly serverKey: Buffer
+  /** Called when a proof matched this verifier; returns the principal or throws a GatewayError (expired, out of scope). */
+  readonly accept: () => Principal
+}
+
+export interface Authenticator {
+  /**
+   * Turns presented credentials into a principal. Returns `undefined` when the credentials are
+   * not of a kind this authenticator handles; throws a GatewayError to refuse. Must compare
+   * secrets in constant time and must never log them.
+   */
+  authenticate(presented: Credentials, ctx: AuthContext): Promise<Principal | undefined> | Principal | undefined
+  /**
+   * Optional: SCRAM verifiers for `user`, so protocols with a SCRAM handshake (PostgreSQL,
+   * MongoDB) can authenticate without the secret crossing the wire. All verifiers returned for
+   * one user must share salt and iteration count (the handshake announces one).
+   */
+  scramVerifiers?(user: string, ctx: AuthContext): readonly ScramVerifier[]
+}
+export const Authenticator: InjectionToken<Authenticator> = Symbol.for('gatehouse.Authenticator')
+
+/** Parse stage: enriches a request's attrs before decide. Must not forward or write anything. */
+export interface Analyzer {
+  analyze(request: GatewayRequest): void | Promise<void>
+}
+export const Analyzer: InjectionToken<Analyzer> = Symbol.for('gatehouse.Analyzer')
+
+/** Decide stage. Must be pure with respect to the request; throwing counts as deny (fail closed). */
+export interface PolicyEngine {
+  decide(request: GatewayRequest, principal: Principal): Decision | Promise<Decision>
+}
+export const PolicyEngine: InjectionToken<PolicyEngine> = Symbol.for('gatehouse.PolicyEngine')
+
+export type SinkMode = 'required' | 'best-effort'
+
+/** Record stage. */
+export interface AuditSink {
+  /** `required`: a request whose intent record this sink cannot take is refused. */
+  readonly mode: SinkMode
+  /**
+   * Takes one event. Resolves when the event is as durable as this sink promises (for audit-jsonl:
+   * written to the file); rejects when it cannot be taken. Events must be written in call order.
+   */
+  write(event: AuditEvent): Promise<void>
+  /** Writes everything buffered. Called at shutdown and on demand. */
+  flush(): Promise<void>
+  /** Flushes and releases resources; no write follows. */
+  close(): Promise<void>
+}
+export const AuditSink: InjectionToken<AuditSink> = Symbol.for('gatehouse.AuditSink')
+
+/** Response path: applies obligations (masking) to items flowing back to the client. */
+export interface Transformer {
+  transform<T>(request: GatewayRequest, item: T): T
+}
+export const Transformer: InjectionToken<Transformer> = Symbol.for('gatehouse.Transformer')
+
+/** An open listener of one connection. */
+export interface Listener {
+  readonly address: { host: string; port: number }
+  /** Stops accepting new clients; existing sessions continue. */
+  stopAccepting(): Promise<void>
+  /** Ends all sessions now (after the grace deadline). */
+  closeAll(reason: string): Promise<void>
+  /** Number of open sessions. */
+  readonly sessions: number
+}
+
+/** A protocol adapter: owns the listener and speaks the protocol on both sides. */
+export interface ProtocolAdapter {
+  readonly protocol: string
+  /** Validates and freezes the adapter-specific part of a connection (`upstream`, `options`). Throws GatewayError GH_ERR_CONFIG_INVALID naming the path. */
+  checkConnection?(connection: ConnectionConfig, path: string): void
+  listen(connection: ConnectionConfig, pipeline: Pipeline, signal: AbortSignal): Promise<Listener>
+}
+export const ProtocolAdapter: InjectionToken<ProtocolAdapter> = Symbol.for('gatehouse.ProtocolAdapter')

@@ -1,0 +1,132 @@
+/**
+ * audit-jsonl: append-only JSON Lines file, one event per line.
+ *
+ * Guarantees: events are written in the order `write` was called. `write` resolves once the
+ * line is in the file (handed to the kernel with write(2); with `fsync: always`, also fsync'd),
+ * so for a `required` sink the gateway forwards a request only after its intent record is in
+ * the file. Writes are batched: every event taken in one turn of the event loop goes out in one
+ * write(2). When the file cannot be written, pending and new writes reject (the gateway then
+ * refuses requests on connections where this sink is required) until a write succeeds again.
+ */
+import { Type } from '@sinclair/typebox'
+import { closeSync, fsync, mkdirSync, openSync, writeSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { definePlugin, PLUGIN_API_VERSION, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
+
+const ConfigSchema = Type.Object(
+  {
+    path: Type.Optional(Type.String({ minLength: 1, description: 'file to append to; default <dataDir>/audit.jsonl' })),
+    required: Type.Boolean({ default: true, description: 'refuse requests whose intent record cannot be written' }),
+    fsync: Type.Union([Type.Literal('never'), Type.Literal('always')], { default: 'never', description: 'always: fsync each batch before acknowledging it' }),
+    maxBatchBytes: Type.Integer({ minimum: 1024, default: 1 << 20 }),
+  },
+  { additionalProperties: false },
+)
+
+interface Pending {
+  resolve: () => void
+  reject: (err: Error) => void
+}
+
+export class JsonlSink implements AuditSink, Lifecycle {
+  readonly mode: SinkMode
+  private fd: number | undefined
+  private lines: string[] = []
+  private bytes = 0
+  private waiters: Pending[] = []
+  private scheduled = false
+  private closed = false
+  private failing = false
+
+  constructor(
+    readonly path: string,
+    required: boolean,
+    private readonly fsyncEach: boolean,
+    private readonly maxBatchBytes: number,
+    private readonly logger: Logger,
+  ) {
+    this.mode = required ? 'required' : 'best-effort'
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(dirname(this.path), { recursive: true })
+    this.fd = openSync(this.path, 'a', 0o600)
+  }
+
+  write(event: AuditEvent): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('audit-jsonl sink is closed'))
+    const line = `${JSON.stringify(event)}\n`
+    this.lines.push(line)
+    this.bytes += line.length
+    const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }))
+    if (this.bytes >= this.maxBatchBytes) this.drain()
+    else if (!this.scheduled) {
+      this.scheduled = true
+      setImmediate(() => this.drain())
+    }
+    return p
+  }
+
+  private drain(): void {
+    this.scheduled = false
+    if (this.lines.length === 0) return
+    const text = this.lines.length === 1 ? (this.lines[0] as string) : this.lines.join('')
+    const waiters = this.waiters
+    this.lines = []
+    this.bytes = 0
+    this.waiters = []
+    try {
+      if (this.fd === undefined) throw new Error('audit-jsonl sink not started')
+      const buf = Buffer.from(text, 'utf8')
+      let off = 0
+      while (off < buf.length) off += writeSync(this.fd, buf, off)
+    } catch (err) {
+      this.fail(waiters, err as Error)
+      return
+    }
+    if (this.failing) {
+      this.failing = false
+      this.logger.warn({ path: this.path }, 'audit file writable again')
+    }
+    if (!this.fsyncEach) {
+      for (const w of waiters) w.resolve()
+      return
+    }
+    fsync(this.fd as number, (err) => {
+      if (err) this.fail(waiters, err)
+      else for (const w of waiters) w.resolve()
+    })
+  }
+
+  private fail(waiters: Pending[], err: Error): void {
+    if (!this.failing) this.logger.error({ path: this.path, code: (err as NodeJS.ErrnoException).code, err: err.message }, 'audit file write failed')
+    this.failing = true
+    for (const w of waiters) w.reject(err)
+  }
+
+  async flush(): Promise<void> {
+    this.drain()
+    if (this.fd !== undefined) await new Promise<void>((r) => fsync(this.fd as number, () => r()))
+  }
+
+  async close(): Promise<void> {
+    await this.flush()
+    this.closed = true
+    if (this.fd !== undefined) closeSync(this.fd)
+    this.fd = undefined
+  }
+}
+
+export const plugin = definePlugin({
+  name: 'audit-jsonl',
+  stage: 'record',
+  apiVersion: PLUGIN_API_VERSION,
+  configSchema: ConfigSchema,
+  description: 'append-only JSON Lines audit file',
+  register(_container, config, ctx) {
+    const path = resolve(ctx.dataDir, config.path ?? 'audit.jsonl')
+    return new JsonlSink(path, config.required, config.fsync === 'always', config.maxBatchBytes, ctx.logger)
+  },
+})
+
+export default plugin

@@ -1,0 +1,137 @@
+/**
+ * auth-token: gateway tokens presented where a protocol expects a password.
+ *
+ * Tokens are stored only as hashes under `identities[].tokens` (SCRAM verifiers or sha256),
+ * each optionally scoped to connections and given an expiry. Every comparison is constant
+ * time; an unknown user costs the same work as a known one so timing does not reveal which
+ * identities exist. A refusal never says which part was wrong unless the caller proved it
+ * holds a valid token (expired, or out of scope).
+ */
+import { Type } from '@sinclair/typebox'
+import { createHash } from 'node:crypto'
+import {
+  definePlugin,
+  deriveScramSecret,
+  GatewayError,
+  identitySalt,
+  parseTokenHash,
+  PLUGIN_API_VERSION,
+  verifyToken,
+  type AuthContext,
+  type Authenticator,
+  type Credentials,
+  type GatewayConfig,
+  type ParsedTokenHash,
+  type Principal,
+  type ScramVerifier,
+} from '@gatehouse/core'
+
+interface TokenRecord {
+  readonly id: string
+  readonly hash: ParsedTokenHash
+  readonly connections?: ReadonlySet<string>
+  readonly expiresAt?: number
+}
+
+interface IdentityRecord {
+  readonly principalBase: Omit<Principal, 'credential' | 'claims'> & { claims: Record<string, unknown> }
+  readonly tokens: readonly TokenRecord[]
+}
+
+const ConfigSchema = Type.Object(
+  {
+    /** How many verified (token, identity) pairs to remember so reconnects skip PBKDF2. */
+    cacheSize: Type.Integer({ minimum: 0, default: 1024 }),
+  },
+  { additionalProperties: false },
+)
+
+export class TokenAuthenticator implements Authenticator {
+  private readonly identities = new Map<string, IdentityRecord>()
+  /** sha256(identity NUL token) → token id, for tokens already verified once. */
+  private readonly verified = new Map<string, string>()
+
+  constructor(
+    gateway: Readonly<GatewayConfig>,
+    private readonly cacheSize: number,
+  ) {
+    gateway.identities.forEach((identity, i) => {
+      const tokens = identity.tokens.map((t, j): TokenRecord => {
+        const hash = parseTokenHash(t.hash)
+        if (!hash) throw new GatewayError('GH_ERR_PLUGIN_CONFIG', `identities[${i}].tokens[${j}].hash: not a token hash (expected SCRAM-SHA-256$… or sha256:<64 hex>; use \`gatehouse token issue\`)`)
+        return {
+          id: t.id ?? `${identity.id}#${j}`,
+          hash,
+          ...(t.connections ? { connections: new Set(t.connections) } : {}),
+          ...(t.expires ? { expiresAt: Date.parse(t.expires) } : {}),
+        }
+      })
+      this.identities.set(identity.id, {
+        principalBase: { id: identity.id, kind: identity.kind, groups: Object.freeze([...identity.groups]), claims: { ...(identity.claims ?? {}) } },
+        tokens,
+      })
+    })
+  }
+
+  authenticate(presented: Credentials, ctx: AuthContext): Principal | undefined {
+    if (presented.kind !== 'password') return undefined
+    const identity = this.identities.get(presented.user)
+    if (!identity) {
+      // Same work as a real check, so timing does not reveal which users exist.
+      deriveScramSecret(presented.password, identitySalt(presented.user))
+      throw new GatewayError('GH_ERR_AUTH_FAILED', `unknown identity or wrong token for user "${presented.user}"`, { clientMessage: 'authentication failed' })
+    }
+    const cacheKey = createHash('sha256').update(presented.user).update('\0').update(presented.password).digest('base64')
+    const cachedId = this.verified.get(cacheKey)
+    let match = cachedId === undefined ? undefined : identity.tokens.find((t) => t.id === cachedId)
+    if (!match) {
+      for (const t of identity.tokens) {
+        if (verifyToken(presented.password, t.hash) && match === undefined) match = t
+      }
+      if (match && this.cacheSize > 0) {
+        if (this.verified.size >= this.cacheSize) this.verified.delete(this.verified.keys().next().value as string)
+        this.verified.set(cacheKey, match.id)
+      }
+    }
+    if (!match) throw new GatewayError('GH_ERR_AUTH_FAILED', `wrong token for identity "${presented.user}"`, { clientMessage: 'authentication failed' })
+    return this.accept(identity, match, ctx)
+  }
+
+  scramVerifiers(user: string, ctx: AuthContext): readonly ScramVerifier[] {
+    const identity = this.identities.get(user)
+    if (!identity) return []
+    const out: ScramVerifier[] = []
+    for (const t of identity.tokens) {
+      if (t.hash.kind !== 'scram') continue
+      out.push({ ...t.hash.secret, accept: () => this.accept(identity, t, ctx) })
+    }
+    return out
+  }
+
+  private accept(identity: IdentityRecord, token: TokenRecord, ctx: AuthContext): Principal {
+    if (token.expiresAt !== undefined && ctx.now >= token.expiresAt) {
+      throw new GatewayError('GH_ERR_AUTH_EXPIRED', `token "${token.id}" of identity "${identity.principalBase.id}" expired at ${new Date(token.expiresAt).toISOString()}`, { clientMessage: 'token expired' })
+    }
+    if (token.connections && !token.connections.has(ctx.connection)) {
+      throw new GatewayError('GH_ERR_AUTH_SCOPE', `token "${token.id}" of identity "${identity.principalBase.id}" is not valid for connection "${ctx.connection}"`, { clientMessage: `token not valid for connection "${ctx.connection}"` })
+    }
+    return Object.freeze({
+      ...identity.principalBase,
+      claims: Object.freeze({ ...identity.principalBase.claims, token: token.id }),
+      credential: `token:${token.id}`,
+    })
+  }
+}
+
+export const plugin = definePlugin({
+  name: 'auth-token',
+  stage: 'authenticate',
+  apiVersion: PLUGIN_API_VERSION,
+  configSchema: ConfigSchema,
+  description: 'gateway tokens (stored as hashes) presented as passwords',
+  register(_container, config, ctx) {
+    return new TokenAuthenticator(ctx.gateway, config.cacheSize)
+  },
+})
+
+export default plugin
