@@ -313,7 +313,9 @@ async function startGatehouse(tmp, upstream) {
       auditPath: path.join(tmp, 'audit.jsonl'),
     }),
   );
-  const svc = startService('gatehouse', process.execPath, [GATEWAY_CLI, 'start', '--config', configPath]);
+  // BENCH_GATEWAY_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the gateway.
+  const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const svc = startService('gatehouse', process.execPath, [...nodeArgs, GATEWAY_CLI, 'start', '--config', configPath]);
   try {
     await waitForPort(port, '127.0.0.1', 20000, svc.exitReason);
   } catch (e) {

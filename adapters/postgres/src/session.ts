@@ -109,7 +109,9 @@ export class PostgresSession {
   private phase: 'startup' | 'auth' | 'connecting' | 'ready' | 'closed' = 'startup'
   private startupTimer: NodeJS.Timeout | undefined
   private pumping = false
+  private pausedForPump = false
   private readonly expect: Expectation[] = []
+  private upQueue: Buffer[] = []
   private readonly statements = new Map<string, PreparedStatement>()
   private readonly portals = new Map<string, Portal>()
   private discardUntilSync = false
@@ -161,6 +163,13 @@ export class PostgresSession {
 
   private readonly onClientData = (chunk: Buffer) => {
     this.reader.push(chunk)
+    if (this.pumping) {
+      if (this.reader.buffered > PostgresSession.MAX_BUFFERED_WHILE_WAITING) {
+        this.client.pause()
+        this.pausedForPump = true
+      }
+      return
+    }
     void this.pump()
   }
 
@@ -220,8 +229,9 @@ export class PostgresSession {
         const msg = this.reader.next()
         if (!msg) break
         const r = this.onClientMessage(msg)
-        if (r) await this.paused(r)
+        if (r) await r
       }
+      this.flushUpstream()
     } catch (err) {
       if (err instanceof ProtocolViolation) this.fatal(SQLSTATE.protocolViolation, `gatehouse: protocol violation: ${err.message}`)
       else {
@@ -230,18 +240,18 @@ export class PostgresSession {
       }
     } finally {
       this.pumping = false
+      if (this.pausedForPump && !this.closed) {
+        this.pausedForPump = false
+        this.client.resume()
+      }
     }
   }
 
-  /** Waits for `work` with client reading paused; the one place reading resumes. */
-  private async paused(work: Promise<void>): Promise<void> {
-    this.client.pause()
-    try {
-      await work
-    } finally {
-      if (!this.closed) this.client.resume()
-    }
-  }
+  /**
+   * While the pump awaits a stage, bytes the client keeps sending are only buffered; past this
+   * much, reading from the client pauses until the pump has caught up (then `pump` resumes it).
+   */
+  private static readonly MAX_BUFFERED_WHILE_WAITING = 1 << 20
 
   // ---------------------------------------------------------------- startup and authentication
 
@@ -444,10 +454,32 @@ export class PostgresSession {
 
   // ---------------------------------------------------------------- ready: client → upstream
 
+  /** Queues a message for the upstream; `flushUpstream` writes the queue in one go. */
   private toUpstream(buf: Buffer): void {
+    const q = this.upQueue
+    const last = q[q.length - 1]
+    // Consecutive messages from one received chunk go out as one view, so one write.
+    if (last !== undefined && last.buffer === buf.buffer && last.byteOffset + last.length === buf.byteOffset) {
+      q[q.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + buf.length)
+    } else q.push(buf)
+  }
+
+  private flushUpstream(): void {
     const up = this.upSocket
-    if (!up) return
-    if (!up.write(buf)) this.client.pause()
+    const q = this.upQueue
+    if (q.length === 0) return
+    this.upQueue = []
+    if (!up || up.destroyed) return
+    let ok: boolean
+    if (q.length === 1) ok = up.write(q[0] as Buffer)
+    else {
+      up.cork()
+      for (const b of q) up.write(b)
+      up.uncork()
+      ok = !up.writableNeedDrain
+    }
+    // Backpressure: stop reading the client until the upstream drains.
+    if (!ok) this.client.pause()
   }
 
   private onClientMessage(msg: FrontendMessage): Promise<void> | undefined {
@@ -489,6 +521,7 @@ export class PostgresSession {
         this.toUpstream(msg.raw)
         return undefined
       case F.Terminate:
+        this.flushUpstream()
         this.closeReason = 'client terminated'
         this.close('client terminated')
         return undefined
@@ -631,14 +664,14 @@ export class PostgresSession {
   // ---------------------------------------------------------------- ready: upstream → client
 
   private readonly onUpstreamData = (chunk: Buffer) => {
-    if (this.phase === 'closed') return
+    if (this.closed) return
     let buf = chunk
     if (this.upPending) {
       buf = Buffer.concat([this.upPending, chunk])
       this.upPending = undefined
     }
-    const out = this.client
-    out.cork()
+    // Pieces to send, in order: views into `buf` and the gateway's own replacement messages.
+    const pieces: Buffer[] = []
     let i = 0
     let passFrom = 0
     const n = buf.length
@@ -651,10 +684,9 @@ export class PostgresSession {
           continue
         }
         if (n - i < 5) {
-          if (passFrom < i) out.write(buf.subarray(passFrom, i))
+          if (passFrom < i) pieces.push(buf.subarray(passFrom, i))
           this.upPending = Buffer.from(buf.subarray(i))
           passFrom = n
-          i = n
           break
         }
         const type = buf[i] as number
@@ -672,30 +704,36 @@ export class PostgresSession {
           continue
         }
         if (end > n) {
-          if (passFrom < i) out.write(buf.subarray(passFrom, i))
+          if (passFrom < i) pieces.push(buf.subarray(passFrom, i))
           this.upPending = Buffer.from(buf.subarray(i))
           passFrom = n
-          i = n
           break
         }
         const replacement = this.onBackendMessage(type, buf.subarray(i + 5, end))
         if (replacement !== undefined) {
-          if (passFrom < i) out.write(buf.subarray(passFrom, i))
-          if (replacement.length > 0) out.write(replacement)
+          if (passFrom < i) pieces.push(buf.subarray(passFrom, i))
+          if (replacement.length > 0) pieces.push(replacement)
           passFrom = end
         }
         i = end
       }
-      if (passFrom < n) {
-        if (!out.write(passFrom === 0 ? buf : buf.subarray(passFrom, n))) this.upSocket?.pause()
-      }
+      if (passFrom < n) pieces.push(passFrom === 0 ? buf : buf.subarray(passFrom, n))
     } catch (err) {
       this.deps.logger.error({ err: (err as Error).message, session: this.handle?.info.id }, 'upstream protocol error')
       this.fatal(SQLSTATE.protocolViolation, 'gatehouse: upstream protocol error')
-    } finally {
-      out.uncork()
+      return
     }
-    if (out.writableNeedDrain) this.upSocket?.pause()
+    const out = this.client
+    let ok = true
+    if (pieces.length === 1) ok = out.write(pieces[0] as Buffer)
+    else if (pieces.length > 1) {
+      out.cork()
+      for (const p of pieces) out.write(p)
+      out.uncork()
+      ok = !out.writableNeedDrain
+    }
+    // Backpressure: stop reading the upstream until the client drains.
+    if (!ok) this.upSocket?.pause()
   }
 
   private countRow(): void {

@@ -75,6 +75,14 @@ export interface OutcomeEvent extends EventBase {
 
 export type AuditEvent = SessionStartEvent | SessionEndEvent | AuthFailureEvent | RequestEvent | OutcomeEvent
 
+const refs = new WeakMap<Principal, PrincipalRef>()
+
+/** The principal as recorded in events: frozen and shared, so its JSON is built once. */
 export function principalRef(p: Principal): PrincipalRef {
-  return { id: p.id, kind: p.kind, groups: p.groups, credential: p.credential }
+  let ref = refs.get(p)
+  if (!ref) {
+    ref = Object.freeze({ id: p.id, kind: p.kind, groups: Object.freeze([...p.groups]), credential: p.credential })
+    refs.set(p, ref)
+  }
+  return ref
 }

@@ -71,6 +71,9 @@ interface Admitted {
 }
 
 const MOCK_SALT_KEY = randomBytes(32)
+const NO_POLICY: Decision = Object.freeze({ verdict: 'deny', rule: 'gatehouse/no-policy', reason: 'no policy plugin is configured for this connection' })
+const POLICY_ERROR: Decision = Object.freeze({ verdict: 'deny', rule: 'gatehouse/policy-error', reason: 'policy evaluation failed' })
+const DEFAULT_DENY: Decision = Object.freeze({ verdict: 'deny', rule: 'gatehouse/default-deny', reason: 'no rule allows this request' })
 
 export class ConnectionPipeline implements Pipeline {
   private readonly open = new Set<SessionHandle>()
@@ -113,7 +116,7 @@ export class ConnectionPipeline implements Pipeline {
           if (info.principal) {
             await this.recorder
               .record({
-                ...this.base(info, 'session.end'),
+                ...this.base(info, `${info.id}:end`),
                 type: 'session.end',
                 principal: principalRef(info.principal),
                 durationMs: Date.now() - info.startedAt,
@@ -136,9 +139,9 @@ export class ConnectionPipeline implements Pipeline {
     await Promise.all([...this.open].map((s) => s.end(reason)))
   }
 
-  private base(session: SessionInfo, kind: string) {
-    void kind
-    return { id: randomUUID(), time: new Date().toISOString(), session: session.id, connection: session.connection, protocol: session.protocol }
+  /** Common event fields. Event ids derive from session and request ids: unique, stable across retries. */
+  private base(session: SessionInfo, id: string) {
+    return { id, time: new Date().toISOString(), session: session.id, connection: session.connection, protocol: session.protocol }
   }
 
   private authContext(session: SessionInfo): AuthContext {
@@ -192,7 +195,7 @@ export class ConnectionPipeline implements Pipeline {
   private async established(session: SessionInfo, principal: Principal): Promise<Principal> {
     session.principal = principal
     await this.recorder.record({
-      ...this.base(session, 'session.start'),
+      ...this.base(session, `${session.id}:start`),
       type: 'session.start',
       principal: principalRef(principal),
       client: session.clientAddress,
@@ -206,7 +209,7 @@ export class ConnectionPipeline implements Pipeline {
     this.logger.warn({ session: session.id, connection: this.connection, user, code: error.code, reason: error.message, client: session.clientAddress }, 'authentication failed')
     await this.recorder
       .record({
-        ...this.base(session, 'auth.failure'),
+        ...this.base(session, `${session.id}:auth-failure`),
         type: 'auth.failure',
         client: session.clientAddress,
         ...(user === undefined ? {} : { user }),
@@ -227,8 +230,8 @@ export class ConnectionPipeline implements Pipeline {
       target: init.target ?? this.connection,
       attrs: init.attrs,
       receivedAt: performance.now(),
-      ...(init.text === undefined ? {} : { text: init.text }),
-      ...(init.params === undefined ? {} : { params: init.params }),
+      text: init.text,
+      params: init.params,
     }
   }
 
@@ -241,7 +244,8 @@ export class ConnectionPipeline implements Pipeline {
         const r = analyzer.analyze(request)
         if (r !== undefined) await r
       }
-      decision = await this.decide(request, principal)
+      const d = this.decide(request, principal)
+      decision = d instanceof Promise ? await d : d
     } catch (err) {
       decision = { verdict: 'deny', rule: 'gatehouse/error', reason: isGatewayError(err) ? err.message : 'policy evaluation failed' }
       this.logger.error({ err: String(err), request: request.id }, 'decide stage failed; request denied')
@@ -269,18 +273,22 @@ export class ConnectionPipeline implements Pipeline {
   private async recordIntent(request: GatewayRequest, principal: Principal, decision: Decision): Promise<(Admission & { admitted: false }) | undefined> {
     this.admitted.set(request, { decision, startedAt: request.receivedAt })
     const event: RequestEvent = {
-      ...this.base(request.session, 'request'),
+      id: `${request.id}:request`,
+      time: new Date().toISOString(),
+      session: request.session.id,
+      connection: request.session.connection,
+      protocol: request.protocol,
       type: 'request',
       request: request.id,
       principal: principalRef(principal),
       action: request.action,
       target: request.target,
-      ...(request.text === undefined ? {} : { text: request.text }),
-      ...(request.params === undefined ? {} : { params: request.params }),
+      text: request.text,
+      params: request.params,
       attrs: request.attrs,
       verdict: decision.verdict,
-      ...(decision.rule === undefined ? {} : { rule: decision.rule }),
-      ...(decision.reason === undefined ? {} : { reason: decision.reason }),
+      rule: decision.rule,
+      reason: decision.reason,
     }
     try {
       await this.recorder.record(event)
@@ -295,25 +303,41 @@ export class ConnectionPipeline implements Pipeline {
   }
 
   /** Deny-overrides: any deny wins, then any review, then allow; no applicable rule means deny. */
-  private async decide(request: GatewayRequest, principal: Principal): Promise<Decision> {
+  private decide(request: GatewayRequest, principal: Principal): Decision | Promise<Decision> {
     const engines = this.chains.policies
-    if (engines.length === 0) return { verdict: 'deny', rule: 'gatehouse/no-policy', reason: 'no policy plugin is configured for this connection' }
+    if (engines.length === 0) return NO_POLICY
+    if (engines.length === 1) {
+      // The common case, without a promise when the engine answers synchronously.
+      try {
+        const d = (engines[0] as PolicyEngine).decide(request, principal)
+        return d instanceof Promise ? d.catch((err: unknown) => this.policyFailed(request, err)) : d
+      } catch (err) {
+        return this.policyFailed(request, err)
+      }
+    }
+    return this.decideAll(request, principal, engines)
+  }
+
+  private async decideAll(request: GatewayRequest, principal: Principal, engines: readonly PolicyEngine[]): Promise<Decision> {
     let review: Decision | undefined
     let allow: Decision | undefined
     for (const engine of engines) {
-      let d: Decision | Promise<Decision>
+      let d: Decision
       try {
-        d = engine.decide(request, principal)
-        if (d instanceof Promise) d = await d
+        d = await engine.decide(request, principal)
       } catch (err) {
-        this.logger.error({ err: String(err), request: request.id }, 'policy plugin threw; request denied')
-        return { verdict: 'deny', rule: 'gatehouse/policy-error', reason: 'policy evaluation failed' }
+        return this.policyFailed(request, err)
       }
       if (d.verdict === 'deny') return d
       if (d.verdict === 'review') review ??= d
       else allow ??= d
     }
-    return review ?? allow ?? { verdict: 'deny', rule: 'gatehouse/default-deny', reason: 'no rule allows this request' }
+    return review ?? allow ?? DEFAULT_DENY
+  }
+
+  private policyFailed(request: GatewayRequest, err: unknown): Decision {
+    this.logger.error({ err: String(err), request: request.id }, 'policy plugin threw; request denied')
+    return POLICY_ERROR
   }
 
   complete(request: GatewayRequest, outcome: Outcome): void {
@@ -322,13 +346,17 @@ export class ConnectionPipeline implements Pipeline {
     if (!principal || !admitted) return
     this.admitted.delete(request)
     const event: AuditEvent = {
-      ...this.base(request.session, 'outcome'),
+      id: `${request.id}:outcome`,
+      time: new Date().toISOString(),
+      session: request.session.id,
+      connection: request.session.connection,
+      protocol: request.protocol,
       type: 'outcome',
       request: request.id,
       principal: principalRef(principal),
       action: request.action,
       verdict: admitted.decision.verdict,
-      ...(admitted.decision.rule === undefined ? {} : { rule: admitted.decision.rule }),
+      rule: admitted.decision.rule,
       durationMs: Math.round((performance.now() - admitted.startedAt) * 1000) / 1000,
       ...outcome,
     }

@@ -5,13 +5,14 @@
  * line is in the file (handed to the kernel with write(2); with `fsync: always`, also fsync'd),
  * so for a `required` sink the gateway forwards a request only after its intent record is in
  * the file. Writes are batched: every event taken in one turn of the event loop goes out in one
- * write(2). When the file cannot be written, pending and new writes reject (the gateway then
+ * write(2); outcome and session-end records, which nothing waits on, wait up to 5 ms to share
+ * the next write. When the file cannot be written, pending and new writes reject (the gateway then
  * refuses requests on connections where this sink is required) until a write succeeds again.
  */
 import { Type } from '@sinclair/typebox'
 import { closeSync, fsync, mkdirSync, openSync, writeSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { definePlugin, PLUGIN_API_VERSION, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
+import { definePlugin, PLUGIN_API_VERSION, serializeAuditEvent, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
 
 const ConfigSchema = Type.Object(
   {
@@ -22,6 +23,9 @@ const ConfigSchema = Type.Object(
   },
   { additionalProperties: false },
 )
+
+/** How long an outcome record may wait for company before it is written on its own. */
+const LAZY_FLUSH_MS = 5
 
 interface Pending {
   resolve: () => void
@@ -37,6 +41,7 @@ export class JsonlSink implements AuditSink, Lifecycle {
   private scheduled = false
   private closed = false
   private failing = false
+  private lazyTimer: NodeJS.Timeout | undefined
 
   constructor(
     readonly path: string,
@@ -55,20 +60,33 @@ export class JsonlSink implements AuditSink, Lifecycle {
 
   write(event: AuditEvent): Promise<void> {
     if (this.closed) return Promise.reject(new Error('audit-jsonl sink is closed'))
-    const line = `${JSON.stringify(event)}\n`
+    const line = `${serializeAuditEvent(event)}\n`
     this.lines.push(line)
     this.bytes += line.length
     const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }))
     if (this.bytes >= this.maxBatchBytes) this.drain()
-    else if (!this.scheduled) {
+    else if (event.type === 'outcome' || event.type === 'session.end') {
+      // Records nobody waits on ride along with the next intent record, or go out within a few ms.
+      this.lazyTimer ??= setTimeout(this.drainLazy, LAZY_FLUSH_MS)
+    } else if (!this.scheduled) {
       this.scheduled = true
-      setImmediate(() => this.drain())
+      setImmediate(this.drainNow)
     }
     return p
   }
 
+  private readonly drainNow = () => this.drain()
+  private readonly drainLazy = () => {
+    this.lazyTimer = undefined
+    if (!this.scheduled) this.drain()
+  }
+
   private drain(): void {
     this.scheduled = false
+    if (this.lazyTimer) {
+      clearTimeout(this.lazyTimer)
+      this.lazyTimer = undefined
+    }
     if (this.lines.length === 0) return
     const text = this.lines.length === 1 ? (this.lines[0] as string) : this.lines.join('')
     const waiters = this.waiters
