@@ -208,7 +208,7 @@ export class PostgresSession {
   private fatal(code: string, message: string): void {
     if (this.phase === 'closed') return
     if (!this.client.destroyed && this.client.writable) this.client.write(buildError({ severity: 'FATAL', code, message }))
-    this.close(message)
+    this.close(this.closeReason ?? message)
   }
 
   // ---------------------------------------------------------------- client side

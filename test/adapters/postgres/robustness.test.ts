@@ -1,0 +1,190 @@
+/**
+ * Bad input closes only the connection that sent it, with an error in PostgreSQL's own terms;
+ * other sessions keep working and nothing else is harmed.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import pg from 'pg'
+import fc from 'fast-check'
+import { randomBytes } from 'node:crypto'
+import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
+import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
+import { cstr, errorFields, RawPgClient, startupPacket, typed } from '../../fixtures/pg-raw.js'
+
+let cluster: PgCluster
+let gw: TestGateway
+let bystander: pg.Client
+
+beforeAll(async () => {
+  cluster = await startPgCluster()
+  gw = await startGateway({ upstream: pgUpstream(cluster), connection: { options: { startupTimeoutMs: 1000 } } })
+  bystander = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+  await bystander.connect()
+})
+
+afterAll(async () => {
+  await bystander?.end().catch(() => undefined)
+  await gw?.stop()
+  await cluster?.stop()
+})
+
+async function bystanderStillWorks(): Promise<void> {
+  const r = await bystander.query('SELECT $1::int * 2 AS v', [21])
+  expect(r.rows[0].v).toBe(42)
+}
+
+/** Reads until the gateway closes the connection; returns the FATAL/ERROR fields it sent. */
+async function errorThenClose(c: RawPgClient): Promise<Record<string, string>> {
+  let fields: Record<string, string> | undefined
+  for (;;) {
+    const m = await c.next(5000)
+    if (!m) break
+    if (m.type === 'E') fields = errorFields(m.body)
+  }
+  expect(c.closed).toBe(true)
+  expect(fields).toBeDefined()
+  return fields as Record<string, string>
+}
+
+describe('malformed frontend input', () => {
+  it('answers garbage before startup with a protocol error and closes', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    c.write('GET / HTTP/1.1\r\nHost: gatehouse\r\n\r\n')
+    const f = await errorThenClose(c)
+    expect(f).toMatchObject({ S: 'FATAL', C: '08P01' })
+    expect(f.M).toContain('invalid startup packet length')
+    await bystanderStillWorks()
+  })
+
+  it('closes a connection whose startup packet never completes', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    const packet = startupPacket({ user: 'agent-1', database: 'x' })
+    c.write(packet.subarray(0, 10))
+    const started = Date.now()
+    const f = await errorThenClose(c)
+    expect(f.M).toContain('startup timed out')
+    expect(Date.now() - started).toBeLessThan(4000)
+    await bystanderStillWorks()
+  })
+
+  it('closes a connection that drops in the middle of the startup packet', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    c.write(startupPacket({ user: 'agent-1' }).subarray(0, 7))
+    c.socket.end()
+    await new Promise((r) => setTimeout(r, 100))
+    await bystanderStillWorks()
+  })
+
+  it('refuses a 1 GiB length prefix at once, without buffering it', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    await c.login('agent-1', gw.tokens['agent-1'] as string)
+    const header = Buffer.alloc(5)
+    header.write('Q', 0, 'latin1')
+    header.writeInt32BE(0x40000000, 1)
+    const rssBefore = process.memoryUsage().rss
+    c.write(Buffer.concat([header, Buffer.from('SELECT 1')]))
+    const f = await errorThenClose(c)
+    expect(f).toMatchObject({ S: 'FATAL', C: '08P01' })
+    expect(f.M).toContain('exceeds the gateway\'s limit')
+    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(256 * 1024 * 1024)
+    await bystanderStillWorks()
+  })
+
+  it('refuses a message length below the minimum', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    await c.login('agent-1', gw.tokens['agent-1'] as string)
+    c.write(Buffer.from([0x51, 0, 0, 0, 2]))
+    const f = await errorThenClose(c)
+    expect(f.C).toBe('08P01')
+    expect(f.M).toContain('invalid message length 2')
+    await bystanderStillWorks()
+  })
+
+  it('refuses a startup packet that claims to be shorter than its header', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    c.write(Buffer.from([0, 0, 0, 4, 0, 3, 0, 0]))
+    const f = await errorThenClose(c)
+    expect(f.M).toContain('invalid startup packet length 4')
+  })
+
+  it('refuses plaintext smuggled after an SSLRequest', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    const ssl = Buffer.alloc(8)
+    ssl.writeInt32BE(8, 0)
+    ssl.writeInt32BE(80877103, 4)
+    // no TLS configured here: the gateway answers 'N' and reads a startup packet next
+    c.write(ssl)
+    const answer = await new Promise<Buffer>((resolve) => c.socket.once('data', resolve))
+    expect(answer.toString()).toBe('N')
+    c.close()
+    await bystanderStillWorks()
+  })
+
+  it('survives random bytes after login, one connection at a time', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 300 }), async (bytes) => {
+        const c = await RawPgClient.connect(gw.port)
+        await c.login('agent-1', gw.tokens['agent-1'] as string)
+        c.write(Buffer.from(bytes))
+        // whatever the gateway makes of it, it answers or closes; it does not hang or crash
+        await Promise.race([c.next(300).catch(() => undefined), new Promise((r) => setTimeout(r, 300))])
+        c.close()
+      }),
+      { numRuns: 40 },
+    )
+    await bystanderStillWorks()
+  })
+})
+
+describe('protocol features the gateway does not let through', () => {
+  it('refuses the FunctionCall message and keeps the session usable', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    await c.login('agent-1', gw.tokens['agent-1'] as string)
+    const body = Buffer.alloc(4 + 2 + 2 + 2)
+    body.writeUInt32BE(1598, 0) // random(): any function would do
+    c.write(typed('F', body))
+    const msgs = await c.until('Z')
+    const err = msgs.find((m) => m.type === 'E')
+    expect(err && errorFields(err.body)).toMatchObject({ C: '0A000', M: expect.stringContaining('FunctionCall') })
+    c.write(typed('Q', cstr('SELECT 1')))
+    const ok = await c.until('Z')
+    expect(ok.map((m) => m.type).join('')).toBe('TDCZ')
+    c.close()
+  })
+
+  it('refuses Execute of a statement prepared with SQL PREPARE, which it could not judge', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    await c.login('agent-1', gw.tokens['agent-1'] as string)
+    c.write(typed('Q', cstr('PREPARE sneaky AS SELECT 1')))
+    const prep = await c.until('Z')
+    // PREPARE is not in the test policy's allow list, so it is denied already
+    expect(prep.some((m) => m.type === 'E')).toBe(true)
+    // Bind the protocol-level name anyway: the gateway never saw it parsed, so Execute is refused
+    c.write(Buffer.concat([typed('B', Buffer.concat([cstr(''), cstr('sneaky'), Buffer.from([0, 0, 0, 0, 0, 0])])), typed('E', Buffer.concat([cstr(''), Buffer.alloc(4)])), typed('S', Buffer.alloc(0))]))
+    const msgs = await c.until('Z')
+    const err = msgs.find((m) => m.type === 'E')
+    expect(err && errorFields(err.body)).toMatchObject({ C: expect.stringMatching(/^(42501|26000)$/) })
+    c.close()
+  })
+
+  it('refuses replication connections', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    c.write(startupPacket({ user: 'agent-1', database: 'x', replication: 'database' }))
+    const f = await errorThenClose(c)
+    expect(f).toMatchObject({ C: '0A000', M: expect.stringContaining('replication') })
+  })
+
+  it('keeps many concurrent sessions apart', async () => {
+    const clients = await Promise.all(
+      Array.from({ length: 10 }, async (_, i) => {
+        const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+        await c.connect()
+        return { c, i }
+      }),
+    )
+    const results = await Promise.all(clients.map(({ c, i }) => c.query('SELECT $1::int AS i, pg_backend_pid() AS pid', [i])))
+    expect(results.map((r) => r.rows[0].i)).toEqual(clients.map(({ i }) => i))
+    expect(new Set(results.map((r) => r.rows[0].pid)).size).toBe(10)
+    await Promise.all(clients.map(({ c }) => c.end()))
+    void randomBytes
+  })
+})
