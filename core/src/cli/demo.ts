@@ -56,7 +56,7 @@ export async function runDemo(opts: { port: number; dataDir: string }): Promise<
         name: 'demo',
         adapter: 'postgres',
         listen: `127.0.0.1:${port}`,
-        upstream: { host: '127.0.0.1', port: upstreamPort, database: 'postgres', user: 'postgres', auth: 'trust' },
+        upstream: { host: '127.0.0.1', port: upstreamPort, database: 'postgres', user: 'postgres', password: 'pglite-accepts-any-password' },
       },
     ],
     policies: [
