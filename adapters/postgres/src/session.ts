@@ -52,7 +52,7 @@ import {
 import { MessageReader, ProtocolViolation, type FrontendMessage } from './codec/reader.js'
 import type { PostgresOptions, UpstreamConfig } from './config.js'
 import { renderError, SQLSTATE } from './errors.js'
-import type { SqlAnalysis, SqlAnalyzer } from './sql/analyze.js'
+import { UNSAFE_CLIENT_ENCODINGS, type SqlAnalysis, type SqlAnalyzer } from './sql/analyze.js'
 import { cancelUpstream, connectUpstream, type UpstreamSession } from './upstream.js'
 
 export interface SessionDeps {
@@ -93,7 +93,6 @@ type Expectation =
   | { kind: 'substitute'; error: Buffer }
   | { kind: 'sync' }
 
-const UNSAFE_ENCODINGS = new Set(['SJIS', 'SHIFT_JIS_2004', 'BIG5', 'GBK', 'UHC', 'GB18030', 'JOHAB'])
 /** Sent upstream in place of a refused statement: fails with a syntax error, visibly so in server logs. */
 const REFUSAL_SQL = 'gatehouse: statement refused by the gateway'
 const STATUS_IDLE = 0x49 // 'I'
@@ -537,7 +536,7 @@ export class PostgresSession {
     const scs = this.settings.get('standard_conforming_strings')
     if (scs !== undefined && scs !== 'on') return 'standard_conforming_strings is off'
     const enc = this.settings.get('client_encoding')
-    if (enc !== undefined && UNSAFE_ENCODINGS.has(enc.toUpperCase())) return `client_encoding ${enc} is not supported`
+    if (enc !== undefined && UNSAFE_CLIENT_ENCODINGS.has(enc.toUpperCase())) return `client_encoding ${enc} is not supported`
     return undefined
   }
 
@@ -551,6 +550,8 @@ export class PostgresSession {
     if (unsafe) return this.refuseQuery(this.newRequest(text, { sql: { error: unsafe } }), 'gatehouse/session-settings', `${unsafe}; the gateway cannot judge statements safely`, SQLSTATE.featureNotSupported)
     const analysis = this.deps.analyzer.analyze(text)
     if (!analysis.ok) return this.refuseQuery(this.newRequest(text, { sql: { error: analysis.error } }), 'gatehouse/parse', `statement could not be parsed: ${analysis.error}`, SQLSTATE.syntaxError)
+    const risky = analysis.statements.find((s) => s.facts.settingRisk !== undefined)
+    if (risky) return this.refuseQuery(this.newRequest(risky.text, { sql: risky.facts }), 'gatehouse/session-settings', `the statement ${risky.facts.settingRisk}; the gateway could no longer judge statements safely`, SQLSTATE.featureNotSupported)
     const stmts: Pending[] = []
     let refusal: GatewayError | undefined
     for (const s of analysis.statements) {
@@ -632,6 +633,7 @@ export class PostgresSession {
     }
     if (a.statements.length > 1) return this.refuseExecute(this.newRequest(stmt.query, { sql: { error: 'multiple statements' } }, portal.params), 'gatehouse/parse', 'a prepared statement must contain one statement', SQLSTATE.syntaxError)
     const s = a.statements[0] as (typeof a.statements)[0]
+    if (s.facts.settingRisk !== undefined) return this.refuseExecute(this.newRequest(s.text, { sql: s.facts }, portal.params), 'gatehouse/session-settings', `the statement ${s.facts.settingRisk}; the gateway could no longer judge statements safely`, SQLSTATE.featureNotSupported)
     const request = this.newRequest(s.text, { sql: s.facts }, portal.params)
     const admission = await this.deps.pipeline.admit(request)
     if (this.phase === 'closed') return

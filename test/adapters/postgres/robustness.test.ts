@@ -8,6 +8,7 @@ import fc from 'fast-check'
 import { randomBytes } from 'node:crypto'
 import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
 import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
+import { psql } from '../../fixtures/clients.js'
 import { cstr, errorFields, RawPgClient, startupPacket, typed } from '../../fixtures/pg-raw.js'
 
 let cluster: PgCluster
@@ -164,6 +165,22 @@ describe('protocol features the gateway does not let through', () => {
     const err = msgs.find((m) => m.type === 'E')
     expect(err && errorFields(err.body)).toMatchObject({ C: expect.stringMatching(/^(42501|26000)$/) })
     c.close()
+  })
+
+  it('refuses statements that would make its parse differ from the server\'s', async () => {
+    const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+    await c.connect()
+    await expect(c.query('SET standard_conforming_strings = off')).rejects.toMatchObject({ code: '0A000', message: expect.stringContaining('standard_conforming_strings off') })
+    await expect(c.query("SELECT set_config('standard_conforming_strings', 'off', false)")).rejects.toMatchObject({ code: '0A000' })
+    await expect(c.query("SET client_encoding = 'SJIS'")).rejects.toMatchObject({ code: '0A000' })
+    expect((await c.query('SHOW standard_conforming_strings')).rows[0].standard_conforming_strings).toBe('on')
+    await c.end()
+  })
+
+  it('refuses statements while the client encoding can hide quotes', async () => {
+    const r = await psql({ port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] }, 'SELECT 1;\n', [], { PGCLIENTENCODING: 'SJIS' })
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toContain('client_encoding SJIS is not supported')
   })
 
   it('refuses replication connections', async () => {

@@ -21,6 +21,12 @@ export interface SqlFacts {
   readonly functions: readonly string[]
   /** Number of statements in the query string this statement came from. */
   readonly statements: number
+  /**
+   * Set when the statement could switch the session to settings under which the gateway's
+   * parse would no longer match the server's (standard_conforming_strings off, a client
+   * encoding that can hide quotes in multibyte characters, or set_config with a computed name).
+   */
+  readonly settingRisk?: string
 }
 
 export interface AnalyzedStatement {
@@ -244,6 +250,7 @@ function describe(stmt: Record<string, unknown>, count: number): SqlFacts {
   const kinds = new Set<string>()
   const tables = new Set<string>()
   const functions = new Set<string>()
+  let settingRisk: string | undefined
   const walk = (value: unknown): void => {
     if (Array.isArray(value)) {
       for (const v of value) walk(v)
@@ -256,10 +263,14 @@ function describe(stmt: Record<string, unknown>, count: number): SqlFacts {
       tables.add(schema ? `${schema}.${relname}` : relname)
     }
     for (const [key, child] of Object.entries(value as Record<string, unknown>)) {
-      if (key.endsWith('Stmt') && child !== null && typeof child === 'object') kinds.add(statementType({ [key]: child }).statement)
-      else if (key === 'FuncCall') {
-        const name = nameOf((child as { funcname?: unknown }).funcname)
+      if (key.endsWith('Stmt') && child !== null && typeof child === 'object') {
+        kinds.add(statementType({ [key]: child }).statement)
+        if (key === 'VariableSetStmt') settingRisk ??= variableSetRisk(child as VariableSet)
+      } else if (key === 'FuncCall') {
+        const call = child as { funcname?: unknown; args?: unknown[] }
+        const name = nameOf(call.funcname)
         if (name) functions.add(name)
+        if (name === 'set_config' || name === 'pg_catalog.set_config') settingRisk ??= setConfigRisk(call.args ?? [])
       }
       walk(child)
     }
@@ -272,5 +283,53 @@ function describe(stmt: Record<string, unknown>, count: number): SqlFacts {
     tables: Object.freeze([...tables]),
     functions: Object.freeze([...functions]),
     statements: count,
+    ...(settingRisk === undefined ? {} : { settingRisk }),
   })
+}
+
+interface VariableSet {
+  kind?: string
+  name?: string
+  args?: unknown[]
+}
+
+/** The literal value of an A_Const node as text, or undefined if it is not a constant. */
+function constText(node: unknown): string | undefined {
+  const c = (node as { A_Const?: Record<string, unknown> } | undefined)?.A_Const
+  if (!c) return undefined
+  const sval = (c.sval as { sval?: string } | undefined)?.sval
+  if (sval !== undefined) return sval
+  const ival = (c.ival as { ival?: number } | undefined)?.ival
+  if (c.ival !== undefined) return String(ival ?? 0)
+  const boolval = (c.boolval as { boolval?: boolean } | undefined)?.boolval
+  if (c.boolval !== undefined) return boolval ? 'on' : 'off'
+  return undefined
+}
+
+export const UNSAFE_CLIENT_ENCODINGS: ReadonlySet<string> = new Set(['SJIS', 'SHIFT_JIS_2004', 'BIG5', 'GBK', 'UHC', 'GB18030', 'JOHAB', 'MSKANJI', 'SHIFTJIS', 'WIN932', 'WIN936', 'WIN949', 'WIN950', 'TCVN', 'CP932', 'CP936', 'CP949', 'CP950'])
+const SAFE_ON = new Set(['on', 'true', 'yes', '1', 't', 'y'])
+
+function settingValueRisk(name: string, value: string | undefined): string | undefined {
+  const n = name.toLowerCase()
+  if (n === 'standard_conforming_strings') {
+    return value !== undefined && SAFE_ON.has(value.toLowerCase()) ? undefined : 'turns standard_conforming_strings off'
+  }
+  if (n === 'client_encoding') {
+    if (value === undefined) return 'sets client_encoding to a computed value'
+    return UNSAFE_CLIENT_ENCODINGS.has(value.toUpperCase().replace(/[-_]/g, (m) => (m === '-' ? '_' : m))) ? `sets client_encoding to ${value}` : undefined
+  }
+  return undefined
+}
+
+function variableSetRisk(v: VariableSet): string | undefined {
+  if (!v.name || v.kind !== 'VAR_SET_VALUE') return undefined
+  const args = v.args ?? []
+  if (args.length !== 1) return settingValueRisk(v.name, undefined)
+  return settingValueRisk(v.name, constText(args[0]))
+}
+
+function setConfigRisk(args: unknown[]): string | undefined {
+  const name = constText(args[0])
+  if (name === undefined) return 'calls set_config with a computed parameter name'
+  return settingValueRisk(name, constText(args[1]))
 }
