@@ -14,6 +14,7 @@ import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
 import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
 import { psql } from '../../fixtures/clients.js'
 import { freePort } from '../../fixtures/net.js'
+import { errorFields, RawPgClient, startupPacket } from '../../fixtures/pg-raw.js'
 
 let cluster: PgCluster
 let certDir: string
@@ -109,6 +110,17 @@ describe('TLS toward the client', () => {
     expect(r.stderr).toBe('')
     // the upstream leg is plaintext here; the client leg was TLS (verify-full would have failed otherwise)
     expect(r.stdout.trim()).toBe('f')
+  })
+
+  it('refuses plaintext smuggled behind an SSLRequest', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    const ssl = Buffer.alloc(8)
+    ssl.writeInt32BE(8, 0)
+    ssl.writeInt32BE(80877103, 4)
+    c.write(Buffer.concat([ssl, startupPacket({ user: 'agent-1', database: 'x' })]))
+    let fields: Record<string, string> | undefined
+    for (let m = await c.next(); m; m = await c.next()) if (m.type === 'E') fields = errorFields(m.body)
+    expect(fields).toMatchObject({ C: '08P01', M: expect.stringContaining('unexpected data after SSLRequest') })
   })
 
   it('accepts cleartext tokens (sha256 hashes) only over TLS', async () => {

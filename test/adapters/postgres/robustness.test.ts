@@ -107,17 +107,28 @@ describe('malformed frontend input', () => {
     expect(f.M).toContain('invalid startup packet length 4')
   })
 
-  it('refuses plaintext smuggled after an SSLRequest', async () => {
+  it('answers SSLRequest with N when no certificate is configured', async () => {
     const c = await RawPgClient.connect(gw.port)
     const ssl = Buffer.alloc(8)
     ssl.writeInt32BE(8, 0)
     ssl.writeInt32BE(80877103, 4)
-    // no TLS configured here: the gateway answers 'N' and reads a startup packet next
     c.write(ssl)
-    const answer = await new Promise<Buffer>((resolve) => c.socket.once('data', resolve))
-    expect(answer.toString()).toBe('N')
+    expect(await c.byte()).toBe('N')
     c.close()
     await bystanderStillWorks()
+  })
+
+  it('declines GSS encryption and then serves the client normally', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    const gss = Buffer.alloc(8)
+    gss.writeInt32BE(8, 0)
+    gss.writeInt32BE(80877104, 4)
+    c.write(gss)
+    expect(await c.byte()).toBe('N')
+    await c.login('agent-1', gw.tokens['agent-1'] as string)
+    c.write(typed('Q', cstr('SELECT 1')))
+    expect((await c.until('Z')).map((m) => m.type).join('')).toBe('TDCZ')
+    c.close()
   })
 
   it('survives random bytes after login, one connection at a time', async () => {
