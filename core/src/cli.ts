@@ -49,7 +49,15 @@ token
     const secret = generateToken()
     const entry: Record<string, unknown> = { hash: hashToken(secret, opts.identity, opts.algorithm) }
     if (opts.connections) entry.connections = opts.connections.split(',').map((s) => s.trim()).filter(Boolean)
-    if (opts.ttl) entry.expires = new Date(Date.now() + parseDuration(opts.ttl)).toISOString()
+    if (opts.ttl) {
+      let ms: number
+      try {
+        ms = parseDuration(opts.ttl)
+      } catch (err) {
+        return exitWithError(err)
+      }
+      entry.expires = new Date(Date.now() + ms).toISOString()
+    }
     if (opts.json) {
       process.stdout.write(`${JSON.stringify({ token: secret, identity: opts.identity, ...entry })}\n`)
       return

@@ -12,7 +12,7 @@ export function sealContainer(container: DependencyContainer): void {
   const refuse = () => {
     throw new GatewayError('GH_ERR_CONTAINER_SEALED', 'the root container is sealed: register services in a plugin\'s register()')
   }
-  for (const method of ['register', 'registerInstance', 'registerSingleton', 'registerType'] as const) {
+  for (const method of ['register', 'registerInstance', 'registerSingleton', 'registerType', 'reset', 'clearInstances'] as const) {
     Object.defineProperty(container, method, { value: refuse, writable: false, configurable: false })
   }
   Object.defineProperty(container, SEALED, { value: true })

@@ -28,10 +28,11 @@ afterAll(() => {
 })
 
 /** A fresh directory with node_modules/<name>/{package.json,index.js} for each package given. */
-function pluginDir(packages: Record<string, string>, opts: { linkCore?: boolean } = {}): string {
+/** `link` lists scopes/packages of the repo's node_modules to symlink in (e.g. @gatehouse, @sinclair). */
+function pluginDir(packages: Record<string, string>, opts: { link?: string[] } = {}): string {
   const dir = join(root, `search-${++dirCount}`)
   mkdirSync(join(dir, 'node_modules'), { recursive: true })
-  if (opts.linkCore) symlinkSync(join(REPO, 'node_modules', '@gatehouse'), join(dir, 'node_modules', '@gatehouse'), 'dir')
+  for (const name of opts.link ?? []) symlinkSync(join(REPO, 'node_modules', name), join(dir, 'node_modules', name), 'dir')
   for (const [name, source] of Object.entries(packages)) {
     const pkg = join(dir, 'node_modules', name)
     mkdirSync(pkg, { recursive: true })
@@ -190,22 +191,43 @@ describe('third-party plugins by npm package name', () => {
   it("a plugin's config is validated against its configSchema and passed to register() frozen", async () => {
     const dir = pluginDir({
       'gatehouse-plugin-configured': `
+        import { Type } from '@sinclair/typebox'
         export const plugin = {
           name: 'configured', stage: 'decide', apiVersion: 1,
-          configSchema: { type: 'object', properties: { level: { type: 'integer', minimum: 1, default: 3 } }, additionalProperties: false },
+          configSchema: Type.Object({ level: Type.Integer({ minimum: 1, default: 3 }) }, { additionalProperties: false }),
           register(container, config, ctx) {
             globalThis.__ghConfigured = { config, frozen: Object.isFrozen(config), instance: ctx.instance, dataDir: ctx.dataDir }
             return { decide: () => ({ verdict: 'deny', reason: 'x' }) }
           },
         }
       `,
-    })
+    }, { link: ['@sinclair'] })
     const bad = await buildError(config({ plugins: [{ use: 'gatehouse-plugin-configured', config: { level: 0 } }] }), [dir])
     expect(bad.code).toBe('GH_ERR_PLUGIN_CONFIG')
     expect(bad.message).toMatch(/^plugins\[0\]\.config\.level: /)
     const gateway = await Gateway.build(config({ plugins: [{ use: 'gatehouse-plugin-configured', name: 'mine', config: {} }] }), { logger: silent(), pluginSearchDirs: [dir] })
     await gateway.shutdown(0)
     expect((globalThis as Record<string, unknown>).__ghConfigured).toEqual({ config: { level: 3 }, frozen: true, instance: 'mine', dataDir: join(root, 'data') })
+  })
+
+  // Bug (core/src/gateway.ts:73 with core/src/plugin/loader.ts): a third-party plugin whose
+  // configSchema is plain JSON Schema (no TypeBox Kind symbols) is accepted by
+  // isPluginDefinition, and Gateway.build then dies inside TypeBox's Value.Errors with a bare
+  // `Error: Unknown type` — no GatewayError code, no config path. The loader should refuse such a
+  // plugin (GH_ERR_PLUGIN_INVALID naming plugins[0]) or compile plain JSON Schema itself.
+  it('a plugin whose configSchema is not a TypeBox schema is refused with a typed error naming the path', async () => {
+    const dir = pluginDir({
+      'gatehouse-plugin-plain-schema': `
+        export const plugin = {
+          name: 'plain-schema', stage: 'decide', apiVersion: 1,
+          configSchema: { type: 'object', properties: { level: { type: 'integer' } }, additionalProperties: false },
+          register() { return { decide: () => ({ verdict: 'deny', reason: 'x' }) } },
+        }
+      `,
+    })
+    const err = await buildError(config({ plugins: [{ use: 'gatehouse-plugin-plain-schema', config: { level: 1 } }] }), [dir])
+    expect(err.code).toMatch(/^GH_ERR_PLUGIN_(INVALID|CONFIG)$/)
+    expect(err.message).toMatch(/^plugins\[0\]/)
   })
 
   it('a plugin may register services in register(), which resolve from the gateway container afterwards', async () => {
@@ -264,6 +286,23 @@ describe('the root container is sealed after build', () => {
     }
   })
 
+  // Gap (core/src/container.ts, sealContainer): only register/registerInstance/registerSingleton/
+  // registerType are blocked. reset() and clearInstances() still work on the sealed root, so a
+  // plugin holding the container can remove the Logger, the config and every plugin service under
+  // running sessions (and, sealed, nothing can be registered back). They should throw
+  // GH_ERR_CONTAINER_SEALED too.
+  it('a sealed container also refuses reset() and clearInstances(), keeping its services', async () => {
+    const gateway = await Gateway.build(config(), { logger: silent() })
+    try {
+      const configToken = Symbol.for('gatehouse.GatewayConfig')
+      expect(() => gateway.container.clearInstances()).toThrow(expect.objectContaining({ code: 'GH_ERR_CONTAINER_SEALED' }))
+      expect(() => gateway.container.reset()).toThrow(expect.objectContaining({ code: 'GH_ERR_CONTAINER_SEALED' }))
+      expect(gateway.container.isRegistered(configToken)).toBe(true)
+    } finally {
+      await gateway.shutdown(0)
+    }
+  })
+
   it('the config in the container is frozen', async () => {
     const gateway = await Gateway.build(config(), { logger: silent() })
     try {
@@ -291,12 +330,13 @@ describe('third-party plugins end to end (psql through a gateway on a throwaway 
   `
   const MEMORY_SINK = `
     import { definePlugin, PLUGIN_API_VERSION } from '@gatehouse/core'
+    import { Type } from '@sinclair/typebox'
     globalThis.__ghMemorySinks ??= {}
     export const plugin = definePlugin({
       name: 'memory-sink',
       stage: 'record',
       apiVersion: PLUGIN_API_VERSION,
-      configSchema: { type: 'object', properties: { key: { type: 'string' } }, required: ['key'], additionalProperties: false },
+      configSchema: Type.Object({ key: Type.String() }, { additionalProperties: false }),
       register(_container, config) {
         const events = (globalThis.__ghMemorySinks[config.key] = [])
         let started = false
@@ -314,7 +354,7 @@ describe('third-party plugins end to end (psql through a gateway on a throwaway 
 
   beforeAll(async () => {
     pg = await startPgCluster()
-    dir = pluginDir({ 'gatehouse-plugin-allow-all': ALLOW_ALL, 'gatehouse-plugin-memory-sink': MEMORY_SINK }, { linkCore: true })
+    dir = pluginDir({ 'gatehouse-plugin-allow-all': ALLOW_ALL, 'gatehouse-plugin-memory-sink': MEMORY_SINK }, { link: ['@gatehouse', '@sinclair'] })
   })
 
   afterAll(async () => {
@@ -358,7 +398,7 @@ describe('third-party plugins end to end (psql through a gateway on a throwaway 
       expect(types).toEqual(['session.start', 'request', 'outcome', 'session.end'])
       const [start, request, outcome] = events
       expect(start).toMatchObject({ type: 'session.start', connection: 'pg', principal: { id: 'agent-1', credential: 'token:agent-1-token' } })
-      expect(request).toMatchObject({ type: 'request', action: 'sql.query', text: 'select 40 + 2;', verdict: 'allow', rule: 'allow-all/any' })
+      expect(request).toMatchObject({ type: 'request', action: 'sql.query', text: 'select 40 + 2', verdict: 'allow', rule: 'allow-all/any' })
       expect(outcome).toMatchObject({ type: 'outcome', request: (request as { request: string }).request, verdict: 'allow', rule: 'allow-all/any', rows: 1 })
       expect(events.every((e) => e.session === start?.session)).toBe(true)
     } finally {

@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path'
 import { parseDocument } from 'yaml'
 import { GatewayConfig } from './schema.js'
 import { ConfigError, validate, type ValidationIssue } from './validate.js'
+import { parseHostPort } from '../net.js'
 
 const REF = /\$\{(env|file):([^}]+)\}/g
 
@@ -92,10 +93,23 @@ function checkReferences(config: GatewayConfig): void {
   unique(config.policies, 'id', 'policies')
   const listens = new Map<string, number>()
   config.connections.forEach((c, i) => {
+    try {
+      parseHostPort(c.listen)
+    } catch (err) {
+      issues.push({ path: `connections[${i}].listen`, message: (err as Error).message })
+    }
     if (listens.has(c.listen) && !c.listen.endsWith(':0')) issues.push({ path: `connections[${i}].listen`, message: `address ${c.listen} already used by connections[${listens.get(c.listen)}]` })
     listens.set(c.listen, i)
   })
   const names = new Set(config.connections.map((c) => c.name))
+  config.identities.forEach((idn, i) => {
+    const ids = new Map<string, number>()
+    idn.tokens.forEach((t, j) => {
+      if (t.id === undefined) return
+      if (ids.has(t.id)) issues.push({ path: `identities[${i}].tokens[${j}].id`, message: `duplicate token id "${t.id}" (also tokens[${ids.get(t.id)}])` })
+      else ids.set(t.id, j)
+    })
+  })
   config.identities.forEach((idn, i) =>
     idn.tokens.forEach((t, j) =>
       t.connections?.forEach((c, k) => {

@@ -43,6 +43,8 @@ export function collectIssues(schema: TSchema, value: unknown, base = ''): Valid
     seen.add(path)
     let message = err.message.replace(/^Expected /, 'expected ')
     if (err.message.startsWith('Unexpected property')) message = 'unknown field'
+    const anyOf = (err.schema as { anyOf?: { const?: unknown }[] }).anyOf
+    if (anyOf && anyOf.every((s) => s.const !== undefined)) message = `expected one of ${anyOf.map((s) => JSON.stringify(s.const)).join(', ')}`
     issues.push({ path, message })
   }
   return issues

@@ -6,6 +6,7 @@
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import { KindGuard } from '@sinclair/typebox'
 import { GatewayError } from '../errors.js'
 import { isPluginDefinition, PLUGIN_API_VERSION, type PluginDefinition } from './define.js'
 
@@ -43,6 +44,9 @@ export async function loadPluginDefinition(use: string, path: string, searchDirs
   }
   const def = mod.plugin ?? (mod.default as Record<string, unknown> | undefined)?.plugin ?? mod.default
   if (!isPluginDefinition(def)) throw new GatewayError('GH_ERR_PLUGIN_INVALID', `${path}: package "${pkg}" does not export a plugin made with definePlugin()`)
+  if (def.configSchema !== undefined && !KindGuard.IsSchema(def.configSchema)) {
+    throw new GatewayError('GH_ERR_PLUGIN_INVALID', `${path}: plugin "${def.name}" has a configSchema that is not a TypeBox schema`)
+  }
   if (def.apiVersion !== PLUGIN_API_VERSION) throw new GatewayError('GH_ERR_PLUGIN_API', `${path}: plugin "${def.name}" targets plugin API ${def.apiVersion}; this gateway implements ${PLUGIN_API_VERSION}`)
   return def
 }

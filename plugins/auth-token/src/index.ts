@@ -48,8 +48,8 @@ const ConfigSchema = Type.Object(
 
 export class TokenAuthenticator implements Authenticator {
   private readonly identities = new Map<string, IdentityRecord>()
-  /** sha256(identity NUL token) → token id, for tokens already verified once. */
-  private readonly verified = new Map<string, string>()
+  /** sha256(identity NUL token) → the token entry it matched, for tokens already verified once. */
+  private readonly verified = new Map<string, TokenRecord>()
 
   constructor(
     gateway: Readonly<GatewayConfig>,
@@ -82,19 +82,21 @@ export class TokenAuthenticator implements Authenticator {
       throw new GatewayError('GH_ERR_AUTH_FAILED', `unknown identity or wrong token for user "${presented.user}"`, { clientMessage: 'authentication failed' })
     }
     const cacheKey = createHash('sha256').update(presented.user).update('\0').update(presented.password).digest('base64')
-    const cachedId = this.verified.get(cacheKey)
-    let match = cachedId === undefined ? undefined : identity.tokens.find((t) => t.id === cachedId)
+    let match = this.verified.get(cacheKey)
+    const cached = match !== undefined
     if (!match) {
       for (const t of identity.tokens) {
         if (verifyToken(presented.password, t.hash) && match === undefined) match = t
       }
-      if (match && this.cacheSize > 0) {
-        if (this.verified.size >= this.cacheSize) this.verified.delete(this.verified.keys().next().value as string)
-        this.verified.set(cacheKey, match.id)
-      }
     }
     if (!match) throw new GatewayError('GH_ERR_AUTH_FAILED', `wrong token for identity "${presented.user}"`, { clientMessage: 'authentication failed' })
-    return this.accept(identity, match, ctx)
+    // Expiry and scope are checked on every attempt; only the hash comparison is remembered.
+    const principal = this.accept(identity, match, ctx)
+    if (!cached && this.cacheSize > 0) {
+      if (this.verified.size >= this.cacheSize) this.verified.delete(this.verified.keys().next().value as string)
+      this.verified.set(cacheKey, match)
+    }
+    return principal
   }
 
   scramVerifiers(user: string, ctx: AuthContext): readonly ScramVerifier[] {

@@ -1,0 +1,472 @@
+/**
+ * The `gatehouse` CLI as a subprocess (`node core/dist/cli.js …`): help, validate, token,
+ * schema, and a graceful SIGTERM shutdown of `start` in front of a throwaway cluster.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { connect } from 'node:net'
+import { join, resolve } from 'node:path'
+import { parseTokenHash, verifyToken, type AuditEvent } from '@gatehouse/core'
+import { startPgCluster, type PgCluster } from '../fixtures/pg-cluster.js'
+import { psql, type ClientResult } from '../fixtures/clients.js'
+
+const REPO = resolve(import.meta.dirname, '../..')
+const CLI = join(REPO, 'core', 'dist', 'cli.js')
+
+interface CliResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+function cli(args: string[], opts: { input?: string; cwd?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+  return new Promise((res) => {
+    const child = execFile(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? REPO, env: { ...process.env, ...opts.env }, timeout: 30_000 }, (err, stdout, stderr) => {
+      const e = err as (Error & { code?: number; signal?: NodeJS.Signals }) | null
+      res({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, signal: e?.signal ?? null, stdout: String(stdout), stderr: String(stderr) })
+    })
+    child.stdin?.end(opts.input ?? '')
+  })
+}
+
+interface Issued {
+  token: string
+  identity: string
+  hash: string
+  connections?: string[]
+  expires?: string
+}
+
+async function issue(args: string[]): Promise<Issued> {
+  const r = await cli(['token', 'issue', ...args, '--json'])
+  expect(r.stderr).toBe('')
+  expect(r.code).toBe(0)
+  return JSON.parse(r.stdout) as Issued
+}
+
+let dir: string
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'gatehouse-cli-test-'))
+})
+
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true })
+})
+
+describe.concurrent('help', () => {
+  it('--help on the root exits 0 and lists every command', async () => {
+    const r = await cli(['--help'])
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^Usage: gatehouse/)
+    for (const c of ['start', 'validate', 'token', 'schema', 'demo']) expect(r.stdout).toMatch(new RegExp(`^\\s+${c}\\b`, 'm'))
+  })
+
+  it.each([
+    [['start'], ['--config <file>']],
+    [['validate'], ['--config <file>']],
+    [['token'], ['issue', 'hash']],
+    [['token', 'issue'], ['--identity <id>', '--connections <names>', '--ttl <duration>', '--algorithm <alg>', '--json']],
+    [['token', 'hash'], ['--identity <id>', '--token <token>', '--algorithm <alg>']],
+    [['schema'], ['--output <file>']],
+    [['demo'], ['--port <port>', '--data-dir <dir>']],
+  ])('%s --help exits 0 and lists its options/commands', async (command, expected) => {
+    const r = await cli([...command, '--help'])
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain(`Usage: gatehouse ${command.join(' ')}`)
+    for (const e of expected) expect(r.stdout).toContain(e)
+  })
+
+  it('an unknown command exits non-zero with an error on stderr', async () => {
+    const r = await cli(['frobnicate'])
+    expect(r.code).not.toBe(0)
+    expect(r.stderr).toMatch(/unknown command 'frobnicate'/)
+  })
+
+  it('--version prints the version', async () => {
+    const r = await cli(['--version'])
+    expect(r.code).toBe(0)
+    expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/)
+  })
+})
+
+describe.concurrent('validate', () => {
+  const GOOD = `identities:
+  - id: ci
+    groups: [ci]
+    tokens:
+      - hash: "sha256:${'0'.repeat(64)}"
+connections:
+  - name: orders
+    adapter: postgres
+    listen: "127.0.0.1:15432"
+    upstream: { host: 127.0.0.1, port: 5432, database: orders, user: app, password: "\${env:GH_CLI_TEST_PW}" }
+policies:
+  - id: read-only
+    principals: { groups: [ci] }
+    rules:
+      - { effect: allow, when: { sql.statement: [SELECT] } }
+`
+
+  it('a good config exits 0 and prints ok with a summary', async () => {
+    const file = join(dir, 'good.yaml')
+    writeFileSync(file, GOOD)
+    const r = await cli(['validate', '--config', file], { env: { GH_CLI_TEST_PW: 'pw' } })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toBe(`${file}: ok (1 connection(s), 1 identity, 1 policy)\n`)
+  })
+
+  it('a bad config exits 1 and prints every error with its path on stderr', async () => {
+    const file = join(dir, 'bad.yaml')
+    writeFileSync(
+      file,
+      `connections:
+  - { name: a, adapter: postgres, listen: "127.0.0.1:15001" }
+  - { name: b, adapter: postgres, listen: "nowhere", upstream: {} }
+  - { name: c, adapter: postgres, listen: "127.0.0.1:15003", upstream: {}, colour: red }
+`,
+    )
+    const r = await cli(['validate', '--config', file])
+    expect(r.code).toBe(1)
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toContain('GH_ERR_CONFIG_INVALID')
+    expect(r.stderr).toMatch(/^ {2}connections\[0\]\.upstream: .*required/m)
+    expect(r.stderr).toMatch(/^ {2}connections\[1\]\.listen: /m)
+    expect(r.stderr).toMatch(/^ {2}connections\[2\]\.colour: unknown field$/m)
+  })
+
+  it('a missing secret reference exits 1 naming the path and the variable', async () => {
+    const file = join(dir, 'good-no-env.yaml')
+    writeFileSync(file, GOOD)
+    const env = { ...process.env }
+    delete env.GH_CLI_TEST_PW
+    const r = await new Promise<CliResult>((res) =>
+      execFile(process.execPath, [CLI, 'validate', '--config', file], { env }, (err, stdout, stderr) =>
+        res({ code: err ? ((err as { code?: number }).code ?? null) : 0, signal: null, stdout, stderr }),
+      ),
+    )
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain('GH_ERR_CONFIG_REF')
+    expect(r.stderr).toMatch(/connections\[0\]\.upstream\.password: environment variable GH_CLI_TEST_PW is not set/)
+  })
+
+  it('a plugin problem found while building exits 1 with the error code and path', async () => {
+    const file = join(dir, 'bad-plugin.yaml')
+    writeFileSync(file, `plugins:\n  - use: audit-jsonl\n    config: { fsync: sometimes }\n${GOOD.slice(GOOD.indexOf('connections:'))}`)
+    const r = await cli(['validate', '--config', file], { env: { GH_CLI_TEST_PW: 'pw' } })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain('GH_ERR_PLUGIN_CONFIG')
+    expect(r.stderr).toMatch(/^ {2}plugins\[0\]\.config\.fsync: /m)
+  })
+
+  it('an unknown plugin exits 1 with GH_ERR_PLUGIN_UNKNOWN and the chain path', async () => {
+    const file = join(dir, 'unknown-plugin.yaml')
+    writeFileSync(file, GOOD.replace('    upstream:', '    plugins: { decide: [no-such-plugin-gatehouse-test] }\n    upstream:'))
+    const r = await cli(['validate', '--config', file], { env: { GH_CLI_TEST_PW: 'pw' } })
+    expect(r.code).toBe(1)
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toMatch(/^gatehouse: GH_ERR_PLUGIN_UNKNOWN: connections\[0\]\.plugins\.decide\[0\]: /)
+  })
+
+  it('a YAML syntax error exits 1 naming the line', async () => {
+    const file = join(dir, 'syntax.yaml')
+    writeFileSync(file, 'connections:\n  - name: a\n   adapter: x\n')
+    const r = await cli(['validate', '--config', file])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/^ {2}line 3: /m)
+  })
+
+  it('a missing config file exits 1 naming the file', async () => {
+    const r = await cli(['validate', '--config', join(dir, 'absent.yaml')])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain('absent.yaml: cannot read config: ENOENT')
+  })
+
+  it('--config is required', async () => {
+    const r = await cli(['validate'])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/required option '-c, --config <file>'/)
+  })
+})
+
+describe.concurrent('token', () => {
+  it('issue --json prints a gh_ token with a SCRAM-SHA-256 4096-iteration hash that verifies it', async () => {
+    const out = await issue(['--identity', 'x'])
+    expect(out.identity).toBe('x')
+    expect(out.token).toMatch(/^gh_[A-Za-z0-9_-]{43}$/)
+    expect(out.hash).toMatch(/^SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$/)
+    expect(out).not.toHaveProperty('expires')
+    expect(out).not.toHaveProperty('connections')
+    const parsed = parseTokenHash(out.hash)
+    expect(parsed?.kind).toBe('scram')
+    expect(verifyToken(out.token, parsed!)).toBe(true)
+    expect(verifyToken(`${out.token}x`, parsed!)).toBe(false)
+  })
+
+  it('issue generates a different token each time', async () => {
+    const [a, b] = await Promise.all([issue(['--identity', 'x']), issue(['--identity', 'x'])])
+    expect(a.token).not.toBe(b.token)
+    expect(a.hash).not.toBe(b.hash)
+  })
+
+  it('issue --ttl 1h sets expires about an hour ahead', async () => {
+    const before = Date.now()
+    const out = await issue(['--identity', 'x', '--ttl', '1h'])
+    const after = Date.now()
+    const expires = Date.parse(out.expires ?? '')
+    expect(expires).toBeGreaterThanOrEqual(before + 3_600_000 - 1000)
+    expect(expires).toBeLessThanOrEqual(after + 3_600_000 + 1000)
+    expect(out.expires).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/)
+  })
+
+  it('issue --connections a,b is reflected as a list (whitespace and empty entries dropped)', async () => {
+    expect((await issue(['--identity', 'x', '--connections', 'a,b'])).connections).toEqual(['a', 'b'])
+    expect((await issue(['--identity', 'x', '--connections', ' a , ,b '])).connections).toEqual(['a', 'b'])
+  })
+
+  it('issue --algorithm sha256 gives sha256:<64 hex> of the token', async () => {
+    const out = await issue(['--identity', 'x', '--algorithm', 'sha256'])
+    expect(out.hash).toMatch(/^sha256:[0-9a-f]{64}$/)
+    expect(out.hash).toBe(`sha256:${createHash('sha256').update(out.token).digest('hex')}`)
+  })
+
+  it('issue refuses an unknown --algorithm', async () => {
+    const r = await cli(['token', 'issue', '--identity', 'x', '--algorithm', 'md5'])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/md5.*(scram-sha-256|choices)/s)
+    expect(r.stdout).toBe('')
+  })
+
+  it('issue requires --identity', async () => {
+    const r = await cli(['token', 'issue', '--json'])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/--identity/)
+  })
+
+  it('issue without --json prints the token and the config entry for humans', async () => {
+    const r = await cli(['token', 'issue', '--identity', 'ci-runner'])
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^ {2}gh_[A-Za-z0-9_-]{43}$/m)
+    expect(r.stdout).toContain('identities[id=ci-runner].tokens')
+    expect(r.stdout).toMatch(/- \{"hash":"SCRAM-SHA-256\$4096:/)
+  })
+
+  // Bug (core/src/cli.ts, `token issue` action): parseDuration throws outside any try/catch, so
+  // an invalid --ttl crashes with an uncaught exception and a Node stack trace instead of the
+  // CLI's usual one-line `gatehouse: …` error (exit code is 1 only because Node crashes).
+  it('issue with an invalid --ttl exits 1 with a one-line error and no stack trace', async () => {
+    const r = await cli(['token', 'issue', '--identity', 'x', '--ttl', 'soon'])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/^gatehouse: invalid duration "soon"/)
+    expect(r.stderr).not.toMatch(/\n\s+at /)
+  })
+
+  it('hash reads the token on stdin and prints the same hash issue printed (deterministic per identity)', async () => {
+    const out = await issue(['--identity', 'x'])
+    const r = await cli(['token', 'hash', '--identity', 'x'], { input: `${out.token}\n` })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toBe(`${out.hash}\n`)
+  })
+
+  it('hash of the same token for another identity differs (the identity salts the hash)', async () => {
+    const out = await issue(['--identity', 'x'])
+    const r = await cli(['token', 'hash', '--identity', 'y'], { input: out.token })
+    expect(r.code).toBe(0)
+    expect(r.stdout.trim()).toMatch(/^SCRAM-SHA-256\$4096:/)
+    expect(r.stdout.trim()).not.toBe(out.hash)
+  })
+
+  it('hash --token and --algorithm sha256 match issue --algorithm sha256', async () => {
+    const out = await issue(['--identity', 'x', '--algorithm', 'sha256'])
+    const r = await cli(['token', 'hash', '--identity', 'x', '--algorithm', 'sha256', '--token', out.token])
+    expect(r.code).toBe(0)
+    expect(r.stdout).toBe(`${out.hash}\n`)
+  })
+
+  it('hash with nothing on stdin exits 1 with a message', async () => {
+    const r = await cli(['token', 'hash', '--identity', 'x'], { input: '' })
+    expect(r.code).toBe(1)
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toContain('no token given')
+  })
+})
+
+describe.concurrent('schema', () => {
+  it('prints the JSON Schema of gatehouse.yaml, with connections required', async () => {
+    const r = await cli(['schema'])
+    expect(r.code).toBe(0)
+    const schema = JSON.parse(r.stdout) as { $id: string; type: string; properties: Record<string, { type?: string }>; required: string[] }
+    expect(schema.$id).toBe('https://gatehouse.dev/schema/gatehouse.json')
+    expect(schema.type).toBe('object')
+    expect(schema.properties.connections?.type).toBe('array')
+    expect(Object.keys(schema.properties)).toEqual(expect.arrayContaining(['connections', 'identities', 'plugins', 'policies', 'dataDir']))
+    expect(schema.required).toContain('connections')
+  })
+
+  it('--output writes the same schema to a file', async () => {
+    const out = join(dir, 'schema.json')
+    const [toFile, toStdout] = await Promise.all([cli(['schema', '--output', out]), cli(['schema'])])
+    expect(toFile.code).toBe(0)
+    expect(toFile.stdout).toBe('')
+    expect(readFileSync(out, 'utf8')).toBe(toStdout.stdout)
+  })
+})
+
+describe('start: graceful shutdown on SIGTERM', () => {
+  let pg: PgCluster
+  let gateway: ChildProcess | undefined
+
+  beforeAll(async () => {
+    pg = await startPgCluster()
+  })
+
+  afterAll(async () => {
+    if (gateway && gateway.exitCode === null && gateway.signalCode === null) gateway.kill('SIGKILL')
+    await pg?.stop()
+  })
+
+  /** True when a TCP connect is refused, or the gateway answers it only with a FATAL 57P01 and closes. */
+  function tcpRefused(port: number): Promise<boolean> {
+    return new Promise((res) => {
+      const socket = connect({ port, host: '127.0.0.1' })
+      let data = ''
+      socket.setTimeout(2000, () => {
+        socket.destroy()
+        res(false)
+      })
+      socket.on('data', (d: Buffer) => (data += d.toString('latin1')))
+      socket.once('error', () => res(true))
+      socket.once('close', () => res(data.includes('57P01')))
+    })
+  }
+
+  async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 15_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const v = probe()
+      if (v !== undefined) return v
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  }
+
+  it('lets an in-flight query finish, refuses new connections, records outcome and session.end, and exits 0', async () => {
+    const issued = await issue(['--identity', 'agent-1'])
+    const auditPath = join(dir, 'shutdown-audit.jsonl')
+    const configPath = join(dir, 'shutdown.yaml')
+    const q = JSON.stringify
+    writeFileSync(
+      configPath,
+      `dataDir: ${q(join(dir, 'shutdown-data'))}
+log: { level: info }
+shutdown: { graceMs: 10000 }
+identities:
+  - id: agent-1
+    groups: [agents]
+    tokens:
+      - { id: agent-1-token, hash: ${q(issued.hash)} }
+plugins:
+  - use: audit-jsonl
+    config: { path: ${q(auditPath)}, required: true }
+connections:
+  - name: pg
+    adapter: postgres
+    listen: "127.0.0.1:0"
+    upstream: { host: ${pg.host}, port: ${pg.port}, database: ${pg.database}, user: ${pg.users.scram.user}, password: ${q(pg.users.scram.password)} }
+policies:
+  - id: agents
+    principals: { groups: [agents] }
+    rules:
+      - { id: read, effect: allow, when: { sql.statement: [SELECT] } }
+`,
+    )
+
+    const child = spawn(process.execPath, [CLI, 'start', '--config', configPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
+    gateway = child
+    let stdout = ''
+    let stderr = ''
+    child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()))
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.once('exit', (code, signal) => res({ code, signal })))
+    const logs = () =>
+      stdout
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { msg: string; address?: string })
+
+    try {
+      // The gateway binds port 0; its "listening" log line names the real address.
+      const address = await until('the listening log line', () => {
+        if (child.exitCode !== null) throw new Error(`gateway exited early (${child.exitCode}): ${stderr}${stdout}`)
+        return logs().find((l) => l.msg === 'listening')?.address
+      })
+      const port = Number(address.split(':').at(-1))
+      const target = { port, user: 'agent-1', password: issued.token }
+
+      // Sanity: a quick query works before shutdown.
+      const before = await psql(target, 'select 1;')
+      expect(before.stderr).toBe('')
+      expect(before.stdout.trim()).toBe('1')
+
+      // Start the slow statement and wait until its intent record is in the audit file (it is
+      // written before the statement is forwarded), so SIGTERM lands while it runs.
+      let slowDone = false
+      const slow = psql(target, 'select pg_sleep(1) as slept;').then((r: ClientResult) => {
+        slowDone = true
+        return r
+      })
+      const readAudit = () =>
+        existsSync(auditPath)
+          ? readFileSync(auditPath, 'utf8')
+              .split('\n')
+              .filter(Boolean)
+              .map((l) => JSON.parse(l) as AuditEvent)
+          : []
+      const intent = await until('the pg_sleep intent record', () => readAudit().find((e) => e.type === 'request' && (e.text ?? '').includes('pg_sleep')))
+      expect(intent).toMatchObject({ verdict: 'allow', rule: 'agents/read' })
+
+      child.kill('SIGTERM')
+      await until('the shutdown log line', () => logs().find((l) => l.msg === 'shutting down: no new sessions'))
+
+      // New connections are refused while the slow statement is still running: first a raw TCP
+      // connect (instant, so it surely lands while pg_sleep runs), then a real psql.
+      expect(await tcpRefused(port)).toBe(true)
+      expect(slowDone).toBe(false)
+      const refused = await psql(target, 'select 2;')
+      expect(refused.code).not.toBe(0)
+      expect(refused.stdout).toBe('')
+      expect(refused.stderr).toMatch(/refused|shutting down|could not connect|server closed/i)
+
+      // The in-flight statement completes successfully.
+      const slowResult = await slow
+      expect(slowResult.stderr).toBe('')
+      expect(slowResult.code).toBe(0)
+
+      // The process exits 0 on its own.
+      const exit = await exited
+      expect(exit, stderr).toEqual({ code: 0, signal: null })
+      expect(logs().map((l) => l.msg)).toContain('stopped')
+
+      // The audit file holds the statement's outcome and the end of its session.
+      const events = readAudit()
+      const outcome = events.find((e) => e.type === 'outcome' && e.request === (intent as { request: string }).request)
+      expect(outcome).toBeDefined()
+      expect(outcome).toMatchObject({ type: 'outcome', verdict: 'allow', rows: 1 })
+      expect(outcome).not.toHaveProperty('error')
+      expect((outcome as { durationMs: number }).durationMs).toBeGreaterThanOrEqual(900)
+      const end = events.find((e) => e.type === 'session.end' && e.session === intent.session)
+      expect(end).toMatchObject({ type: 'session.end', principal: { id: 'agent-1' }, requests: 1 })
+      // the refused connection never became a session
+      expect(events.filter((e) => e.type === 'session.start')).toHaveLength(2)
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+      await exited
+    }
+  })
+})
