@@ -24,6 +24,7 @@ import {
   GatewayError,
   isGatewayError,
   type ConnectionConfig,
+  type Admission,
   type GatewayRequest,
   type Logger,
   type Pipeline,
@@ -52,7 +53,7 @@ import {
 import { MessageReader, ProtocolViolation, type FrontendMessage } from './codec/reader.js'
 import type { PostgresOptions, UpstreamConfig } from './config.js'
 import { renderError, SQLSTATE } from './errors.js'
-import { UNSAFE_CLIENT_ENCODINGS, type SqlAnalysis, type SqlAnalyzer } from './sql/analyze.js'
+import { UNSAFE_CLIENT_ENCODINGS, type AnalyzedStatement, type SqlAnalysis, type SqlAnalyzer } from './sql/analyze.js'
 import { cancelUpstream, connectUpstream, type UpstreamSession } from './upstream.js'
 
 export interface SessionDeps {
@@ -544,7 +545,7 @@ export class PostgresSession {
     return this.deps.pipeline.request((this.handle as SessionHandle).info, { action: 'sql.query', text, attrs, ...(params ? { params } : {}) })
   }
 
-  private async onQuery(msg: FrontendMessage): Promise<void> {
+  private onQuery(msg: FrontendMessage): Promise<void> | undefined {
     const text = parseQuery(msg.body)
     const unsafe = this.unsafeSetting()
     if (unsafe) return this.refuseQuery(this.newRequest(text, { sql: { error: unsafe } }), 'gatehouse/session-settings', `${unsafe}; the gateway cannot judge statements safely`, SQLSTATE.featureNotSupported)
@@ -552,9 +553,23 @@ export class PostgresSession {
     if (!analysis.ok) return this.refuseQuery(this.newRequest(text, { sql: { error: analysis.error } }), 'gatehouse/parse', `statement could not be parsed: ${analysis.error}`, SQLSTATE.syntaxError)
     const risky = analysis.statements.find((s) => s.facts.settingRisk !== undefined)
     if (risky) return this.refuseQuery(this.newRequest(risky.text, { sql: risky.facts }), 'gatehouse/session-settings', `the statement ${risky.facts.settingRisk}; the gateway could no longer judge statements safely`, SQLSTATE.featureNotSupported)
+    if (analysis.statements.length === 1) {
+      // The common case, without a promise when the pipeline answers synchronously.
+      const s = analysis.statements[0] as (typeof analysis.statements)[0]
+      const request = this.newRequest(s.text, { sql: s.facts })
+      const admission = this.deps.pipeline.admit(request)
+      if (admission instanceof Promise) return admission.then((a) => this.afterQueryAdmission(msg, request, a))
+      this.afterQueryAdmission(msg, request, admission)
+      return undefined
+    }
+    return this.onMultiStatementQuery(msg, analysis.statements)
+  }
+
+  /** Several statements in one Query: each judged and recorded; if one is refused, none runs. */
+  private async onMultiStatementQuery(msg: FrontendMessage, statements: readonly AnalyzedStatement[]): Promise<void> {
     const stmts: Pending[] = []
     let refusal: GatewayError | undefined
-    for (const s of analysis.statements) {
+    for (const s of statements) {
       const request = this.newRequest(s.text, { sql: s.facts })
       const admission = await this.deps.pipeline.admit(request)
       stmts.push({ request, rows: 0 })
@@ -571,6 +586,17 @@ export class PostgresSession {
       return
     }
     this.expect.push({ kind: 'query', stmts, idx: 0 })
+    this.toUpstream(msg.raw)
+  }
+
+  private afterQueryAdmission(msg: FrontendMessage, request: GatewayRequest, admission: Admission): void {
+    if (this.closed) return
+    if (!admission.admitted) {
+      this.deps.pipeline.complete(request, { error: { code: admission.error.code, message: admission.error.message } })
+      this.substituteQuery(renderError(admission.error))
+      return
+    }
+    this.expect.push({ kind: 'query', stmts: [{ request, rows: 0 }], idx: 0 })
     this.toUpstream(msg.raw)
   }
 
@@ -612,7 +638,7 @@ export class PostgresSession {
     return undefined
   }
 
-  private async onExecute(msg: FrontendMessage): Promise<void> {
+  private onExecute(msg: FrontendMessage): Promise<void> | undefined {
     const { portal: name } = parseExecute(msg.body)
     const portal = this.portals.get(name)
     const stmt = portal?.statement
@@ -635,8 +661,13 @@ export class PostgresSession {
     const s = a.statements[0] as (typeof a.statements)[0]
     if (s.facts.settingRisk !== undefined) return this.refuseExecute(this.newRequest(s.text, { sql: s.facts }, portal.params), 'gatehouse/session-settings', `the statement ${s.facts.settingRisk}; the gateway could no longer judge statements safely`, SQLSTATE.featureNotSupported)
     const request = this.newRequest(s.text, { sql: s.facts }, portal.params)
-    const admission = await this.deps.pipeline.admit(request)
-    if (this.phase === 'closed') return
+    const admission = this.deps.pipeline.admit(request)
+    if (admission instanceof Promise) return admission.then((a) => this.afterExecuteAdmission(msg, request, a))
+    this.afterExecuteAdmission(msg, request, admission)
+  }
+
+  private afterExecuteAdmission(msg: FrontendMessage, request: GatewayRequest, admission: Admission): void {
+    if (this.closed) return
     if (!admission.admitted) {
       this.deps.pipeline.complete(request, { error: { code: admission.error.code, message: admission.error.message } })
       this.substituteExtended(renderError(admission.error))

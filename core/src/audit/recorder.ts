@@ -25,13 +25,41 @@ export class AuditRecorder {
     return this.required.length + this.bestEffort.length > 0
   }
 
-  record(event: AuditEvent): Promise<void> {
+  /**
+   * Writes to every sink. Returns undefined when every required sink took the event
+   * synchronously; otherwise a promise that rejects with GH_ERR_AUDIT_UNAVAILABLE when a required
+   * sink could not take it. Throws (synchronously) the same error when a sink threw.
+   */
+  record(event: AuditEvent): Promise<void> | undefined {
     for (const sink of this.bestEffort) {
-      sink.write(event).catch((err: unknown) => this.logger.warn({ err: String(err), event: event.id }, 'best-effort audit sink failed'))
+      try {
+        sink.write(event)?.catch((err: unknown) => this.logger.warn({ err: String(err), event: event.id }, 'best-effort audit sink failed'))
+      } catch (err) {
+        this.logger.warn({ err: String(err), event: event.id }, 'best-effort audit sink failed')
+      }
     }
-    if (this.required.length === 0) return Promise.resolve()
-    if (this.required.length === 1) return (this.required[0] as AuditSink).write(event).catch(refuse)
-    return Promise.all(this.required.map((s) => s.write(event))).then(() => undefined, refuse)
+    let pending: Promise<void>[] | undefined
+    for (const sink of this.required) {
+      let r: Promise<void> | void
+      try {
+        r = sink.write(event)
+      } catch (err) {
+        refuse(err)
+      }
+      if (r !== undefined) (pending ??= []).push(r)
+    }
+    if (!pending) return undefined
+    if (pending.length === 1) return (pending[0] as Promise<void>).catch(refuse)
+    return Promise.all(pending).then(() => undefined, refuse)
+  }
+
+  /** Like record, but always a promise (for callers off the hot path). */
+  recordAsync(event: AuditEvent): Promise<void> {
+    try {
+      return this.record(event) ?? Promise.resolve()
+    } catch (err) {
+      return Promise.reject(err)
+    }
   }
 }
 

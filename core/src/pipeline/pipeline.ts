@@ -45,8 +45,12 @@ export interface Pipeline {
   scram(session: SessionInfo, user: string): ScramExchange
   /** Builds a request with a fresh id. */
   request(session: SessionInfo, init: { action: string; target?: string; text?: string; attrs: Record<string, unknown>; params?: readonly unknown[] }): GatewayRequest
-  /** Enrich → decide → record intent. Resolves to an admission; never forwards anything itself. */
-  admit(request: GatewayRequest): Promise<Admission>
+  /**
+   * Enrich → decide → record intent; never forwards anything itself. Answers synchronously when
+   * every stage did (the common case: a cached analysis, a synchronous policy, a sink that wrote
+   * the intent at once), otherwise with a promise. Never rejects: failures become refusals.
+   */
+  admit(request: GatewayRequest): Admission | Promise<Admission>
   /**
    * Refuses a request without asking policy (unparseable text, a protocol feature the gateway
    * does not allow): records the intent with verdict deny and returns the error to render.
@@ -115,7 +119,7 @@ export class ConnectionPipeline implements Pipeline {
           controller.abort(new GatewayError('GH_ERR_INTERNAL', reason ?? 'session ended'))
           if (info.principal) {
             await this.recorder
-              .record({
+              .recordAsync({
                 ...this.base(info, `${info.id}:end`),
                 type: 'session.end',
                 principal: principalRef(info.principal),
@@ -194,7 +198,7 @@ export class ConnectionPipeline implements Pipeline {
 
   private async established(session: SessionInfo, principal: Principal): Promise<Principal> {
     session.principal = principal
-    await this.recorder.record({
+    await this.recorder.recordAsync({
       ...this.base(session, `${session.id}:start`),
       type: 'session.start',
       principal: principalRef(principal),
@@ -208,7 +212,7 @@ export class ConnectionPipeline implements Pipeline {
   private async authFailed(session: SessionInfo, user: string | undefined, error: GatewayError): Promise<void> {
     this.logger.warn({ session: session.id, connection: this.connection, user, code: error.code, reason: error.message, client: session.clientAddress }, 'authentication failed')
     await this.recorder
-      .record({
+      .recordAsync({
         ...this.base(session, `${session.id}:auth-failure`),
         type: 'auth.failure',
         client: session.clientAddress,
@@ -235,23 +239,47 @@ export class ConnectionPipeline implements Pipeline {
     }
   }
 
-  async admit(request: GatewayRequest): Promise<Admission> {
+  admit(request: GatewayRequest): Admission | Promise<Admission> {
     const principal = request.session.principal
     if (!principal) throw new GatewayError('GH_ERR_INTERNAL', 'admit called before authentication')
+    if (this.chains.analyzers.length > 0) return this.admitAfterAnalysis(request, principal)
+    let d: Decision | Promise<Decision>
+    try {
+      d = this.decide(request, principal)
+    } catch (err) {
+      d = this.decideFailed(request, err)
+    }
+    if (d instanceof Promise) return d.then((decision) => this.conclude(request, principal, decision))
+    return this.conclude(request, principal, d)
+  }
+
+  private async admitAfterAnalysis(request: GatewayRequest, principal: Principal): Promise<Admission> {
     let decision: Decision
     try {
       for (const analyzer of this.chains.analyzers) {
         const r = analyzer.analyze(request)
         if (r !== undefined) await r
       }
-      const d = this.decide(request, principal)
-      decision = d instanceof Promise ? await d : d
+      decision = await this.decide(request, principal)
     } catch (err) {
-      decision = { verdict: 'deny', rule: 'gatehouse/error', reason: isGatewayError(err) ? err.message : 'policy evaluation failed' }
-      this.logger.error({ err: String(err), request: request.id }, 'decide stage failed; request denied')
+      decision = this.decideFailed(request, err)
     }
-    const refusal = await this.recordIntent(request, principal, decision)
-    if (refusal) return refusal
+    return this.conclude(request, principal, decision)
+  }
+
+  private decideFailed(request: GatewayRequest, err: unknown): Decision {
+    this.logger.error({ err: String(err), request: request.id }, 'decide stage failed; request denied')
+    return { verdict: 'deny', rule: 'gatehouse/error', reason: isGatewayError(err) ? err.message : 'policy evaluation failed' }
+  }
+
+  /** Records the intent, then answers; synchronous when every required sink took the record synchronously. */
+  private conclude(request: GatewayRequest, principal: Principal, decision: Decision): Admission | Promise<Admission> {
+    const recorded = this.recordIntent(request, principal, decision)
+    if (recorded === undefined) return this.verdict(decision)
+    return recorded.then((refusal) => refusal ?? this.verdict(decision))
+  }
+
+  private verdict(decision: Decision): Admission {
     if (decision.verdict === 'allow') return { admitted: true, decision }
     if (decision.verdict === 'review') {
       return { admitted: false, decision, error: new GatewayError('GH_ERR_POLICY_REVIEW', `needs approval (rule ${decision.rule ?? 'unnamed'}): ${decision.reason}; no approval workflow is configured`, { ...(decision.rule === undefined ? {} : { rule: decision.rule }) }) }
@@ -269,8 +297,11 @@ export class ConnectionPipeline implements Pipeline {
     return new GatewayError(refusal.code ?? 'GH_ERR_POLICY_DENIED', refusal.reason, { rule: refusal.rule })
   }
 
-  /** Writes the intent record; returns a refusal when a required sink could not take it. */
-  private async recordIntent(request: GatewayRequest, principal: Principal, decision: Decision): Promise<(Admission & { admitted: false }) | undefined> {
+  /**
+   * Writes the intent record. Returns undefined when every required sink took it synchronously,
+   * otherwise a promise of a refusal (a required sink could not take it) or undefined.
+   */
+  private recordIntent(request: GatewayRequest, principal: Principal, decision: Decision): Promise<(Admission & { admitted: false }) | undefined> | undefined {
     this.admitted.set(request, { decision, startedAt: request.receivedAt })
     const event: RequestEvent = {
       id: `${request.id}:request`,
@@ -290,16 +321,25 @@ export class ConnectionPipeline implements Pipeline {
       rule: decision.rule,
       reason: decision.reason,
     }
+    let pending: Promise<void> | undefined
     try {
-      await this.recorder.record(event)
+      pending = this.recorder.record(event)
     } catch (err) {
-      const error = toGatewayError(err, 'GH_ERR_AUDIT_UNAVAILABLE')
-      this.logger.error({ request: request.id, code: error.code, err: String((err as Error).cause ?? err) }, 'intent record failed; request refused')
-      const refused: Decision = { verdict: 'deny', rule: 'gatehouse/audit', reason: error.message }
-      this.admitted.set(request, { decision: refused, startedAt: request.receivedAt })
-      return { admitted: false, decision: refused, error }
+      return Promise.resolve(this.intentFailed(request, err))
     }
-    return undefined
+    if (pending === undefined) return undefined
+    return pending.then(
+      () => undefined,
+      (err: unknown) => this.intentFailed(request, err),
+    )
+  }
+
+  private intentFailed(request: GatewayRequest, err: unknown): Admission & { admitted: false } {
+    const error = toGatewayError(err, 'GH_ERR_AUDIT_UNAVAILABLE')
+    this.logger.error({ request: request.id, code: error.code, err: String((err as Error).cause ?? err) }, 'intent record failed; request refused')
+    const refused: Decision = { verdict: 'deny', rule: 'gatehouse/audit', reason: error.message }
+    this.admitted.set(request, { decision: refused, startedAt: request.receivedAt })
+    return { admitted: false, decision: refused, error }
   }
 
   /** Deny-overrides: any deny wins, then any review, then allow; no applicable rule means deny. */
@@ -360,7 +400,7 @@ export class ConnectionPipeline implements Pipeline {
       durationMs: Math.round((performance.now() - admitted.startedAt) * 1000) / 1000,
       ...outcome,
     }
-    this.recorder.record(event).catch((err: unknown) => this.logger.error({ err: String(err), request: request.id }, 'could not record outcome'))
+    this.recorder.recordAsync(event).catch((err: unknown) => this.logger.error({ err: String(err), request: request.id }, 'could not record outcome'))
   }
 
   transform<T>(request: GatewayRequest, item: T): T {

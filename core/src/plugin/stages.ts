@@ -62,10 +62,11 @@ export interface AuditSink {
   /** `required`: a request whose intent record this sink cannot take is refused. */
   readonly mode: SinkMode
   /**
-   * Takes one event. Resolves when the event is as durable as this sink promises (for audit-jsonl:
-   * written to the file); rejects when it cannot be taken. Events must be written in call order.
+   * Takes one event. Returns nothing when the event is already as durable as this sink promises
+   * (written synchronously), or a promise that resolves once it is; throws or rejects when it
+   * cannot be taken. Events must be written in call order.
    */
-  write(event: AuditEvent): Promise<void>
+  write(event: AuditEvent): Promise<void> | void
   /** Writes everything buffered. Called at shutdown and on demand. */
   flush(): Promise<void>
   /** Flushes and releases resources; no write follows. */

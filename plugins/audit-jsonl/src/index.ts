@@ -1,12 +1,12 @@
 /**
  * audit-jsonl: append-only JSON Lines file, one event per line.
  *
- * Guarantees: events are written in the order `write` was called. `write` resolves once the
- * line is in the file (handed to the kernel with write(2); with `fsync: always`, also fsync'd),
- * so for a `required` sink the gateway forwards a request only after its intent record is in
- * the file. Writes are batched: every event taken in one turn of the event loop goes out in one
- * write(2); outcome and session-end records, which nothing waits on, wait up to 5 ms to share
- * the next write. When the file cannot be written, pending and new writes reject (the gateway then
+ * Guarantees: events are written in the order `write` was called. An intent record (request,
+ * session start, auth failure) is in the file (handed to the kernel with write(2)) when `write`
+ * returns, so for a `required` sink the gateway forwards a request only after its intent record
+ * is written; with `fsync: always`, intent records are batched per event-loop turn and fsync'd
+ * before `write` resolves. Outcome and session-end records, which nothing waits on, wait up to
+ * 5 ms to share the next write(2). When the file cannot be written, pending and new writes reject (the gateway then
  * refuses requests on connections where this sink is required) until a write succeeds again.
  */
 import { Type } from '@sinclair/typebox'
@@ -58,14 +58,21 @@ export class JsonlSink implements AuditSink, Lifecycle {
     this.fd = openSync(this.path, 'a', 0o600)
   }
 
-  write(event: AuditEvent): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('audit-jsonl sink is closed'))
+  write(event: AuditEvent): Promise<void> | void {
+    if (this.closed) throw new Error('audit-jsonl sink is closed')
     const line = `${serializeAuditEvent(event)}\n`
     this.lines.push(line)
     this.bytes += line.length
+    const lazy = event.type === 'outcome' || event.type === 'session.end'
+    if (!lazy && !this.fsyncEach) {
+      // An intent record: write it now, with whatever waited for company, in one write(2).
+      // The caller may forward the request as soon as this returns.
+      this.drainSync()
+      return
+    }
     const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }))
     if (this.bytes >= this.maxBatchBytes) this.drain()
-    else if (event.type === 'outcome' || event.type === 'session.end') {
+    else if (lazy) {
       // Records nobody waits on ride along with the next intent record, or go out within a few ms.
       this.lazyTimer ??= setTimeout(this.drainLazy, LAZY_FLUSH_MS)
     } else if (!this.scheduled) {
@@ -79,6 +86,35 @@ export class JsonlSink implements AuditSink, Lifecycle {
   private readonly drainLazy = () => {
     this.lazyTimer = undefined
     if (!this.scheduled) this.drain()
+  }
+
+  /** Writes everything buffered now; throws if the write fails (after failing the waiters too). */
+  private drainSync(): void {
+    const text = this.lines.length === 1 ? (this.lines[0] as string) : this.lines.join('')
+    const waiters = this.waiters
+    this.lines = []
+    this.bytes = 0
+    this.waiters = []
+    if (this.lazyTimer) {
+      clearTimeout(this.lazyTimer)
+      this.lazyTimer = undefined
+    }
+    try {
+      if (this.fd === undefined) throw new Error('audit-jsonl sink not started')
+      writeAll(this.fd, text)
+    } catch (err) {
+      this.fail(waiters, err as Error)
+      throw err
+    }
+    this.recovered()
+    for (const w of waiters) w.resolve()
+  }
+
+  private recovered(): void {
+    if (this.failing) {
+      this.failing = false
+      this.logger.warn({ path: this.path }, 'audit file writable again')
+    }
   }
 
   private drain(): void {
@@ -95,17 +131,12 @@ export class JsonlSink implements AuditSink, Lifecycle {
     this.waiters = []
     try {
       if (this.fd === undefined) throw new Error('audit-jsonl sink not started')
-      const buf = Buffer.from(text, 'utf8')
-      let off = 0
-      while (off < buf.length) off += writeSync(this.fd, buf, off)
+      writeAll(this.fd, text)
     } catch (err) {
       this.fail(waiters, err as Error)
       return
     }
-    if (this.failing) {
-      this.failing = false
-      this.logger.warn({ path: this.path }, 'audit file writable again')
-    }
+    this.recovered()
     if (!this.fsyncEach) {
       for (const w of waiters) w.resolve()
       return
@@ -133,6 +164,12 @@ export class JsonlSink implements AuditSink, Lifecycle {
     if (this.fd !== undefined) closeSync(this.fd)
     this.fd = undefined
   }
+}
+
+function writeAll(fd: number, text: string): void {
+  const buf = Buffer.from(text, 'utf8')
+  let off = 0
+  while (off < buf.length) off += writeSync(fd, buf, off)
 }
 
 export const plugin = definePlugin({
