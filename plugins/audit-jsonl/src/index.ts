@@ -1,12 +1,12 @@
 /**
  * audit-jsonl: append-only JSON Lines file, one event per line.
  *
- * Guarantees: events are written in the order `write` was called. An intent record (request,
- * session start, auth failure) is in the file (handed to the kernel with write(2)) when `write`
- * returns, so for a `required` sink the gateway forwards a request only after its intent record
- * is written; with `fsync: always`, intent records are batched per event-loop turn and fsync'd
- * before `write` resolves. Outcome and session-end records, which nothing waits on, wait up to
- * 5 ms to share the next write(2). When the file cannot be written, pending and new writes reject (the gateway then
+ * Guarantees: events are written in the order `write` was called. `write` resolves once the
+ * line is in the file (handed to the kernel with write(2); with `fsync: always`, also fsync'd),
+ * so for a `required` sink the gateway forwards a request only after its intent record is in
+ * the file. Writes are batched (group commit): intent records taken in one turn of the event
+ * loop, from every session, go out in one write(2) at the end of that turn; outcome and
+ * session-end records, which nothing waits on, wait up to 5 ms to share the next write. When the file cannot be written, pending and new writes reject (the gateway then
  * refuses requests on connections where this sink is required) until a write succeeds again.
  */
 import { Type } from '@sinclair/typebox'
@@ -64,12 +64,6 @@ export class JsonlSink implements AuditSink, Lifecycle {
     this.lines.push(line)
     this.bytes += line.length
     const lazy = event.type === 'outcome' || event.type === 'session.end'
-    if (!lazy && !this.fsyncEach) {
-      // An intent record: write it now, with whatever waited for company, in one write(2).
-      // The caller may forward the request as soon as this returns.
-      this.drainSync()
-      return
-    }
     const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }))
     if (this.bytes >= this.maxBatchBytes) this.drain()
     else if (lazy) {
@@ -86,28 +80,6 @@ export class JsonlSink implements AuditSink, Lifecycle {
   private readonly drainLazy = () => {
     this.lazyTimer = undefined
     if (!this.scheduled) this.drain()
-  }
-
-  /** Writes everything buffered now; throws if the write fails (after failing the waiters too). */
-  private drainSync(): void {
-    const text = this.lines.length === 1 ? (this.lines[0] as string) : this.lines.join('')
-    const waiters = this.waiters
-    this.lines = []
-    this.bytes = 0
-    this.waiters = []
-    if (this.lazyTimer) {
-      clearTimeout(this.lazyTimer)
-      this.lazyTimer = undefined
-    }
-    try {
-      if (this.fd === undefined) throw new Error('audit-jsonl sink not started')
-      writeAll(this.fd, text)
-    } catch (err) {
-      this.fail(waiters, err as Error)
-      throw err
-    }
-    this.recovered()
-    for (const w of waiters) w.resolve()
   }
 
   private recovered(): void {
