@@ -34,7 +34,9 @@ import {
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const GATEWAY_CLI = path.join(REPO, 'core', 'dist', 'cli.js');
-const ALL_TARGETS = ['direct', 'haproxy', 'gatehouse'];
+// node-pipe: a bare Node.js socket pipe (no parsing, no policy, no audit): the ceiling for any
+// gateway written in Node on this machine, shown for reference.
+const ALL_TARGETS = ['direct', 'haproxy', 'node-pipe', 'gatehouse'];
 const MODES = [
   { name: 'simple', args: [] },
   { name: 'prepared', args: ['-M', 'prepared'] },
@@ -162,6 +164,28 @@ for (const sig of /** @type {const} */ (['SIGINT', 'SIGTERM', 'SIGHUP'])) {
     log(`${sig}: cleaning up`);
     cleanupAll().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
   });
+}
+
+/**
+ * A bare Node.js TCP pipe to the upstream, as a reference point.
+ * @param {number} upstreamPort
+ * @param {string} user
+ * @param {string} password
+ */
+async function startNodePipe(upstreamPort, user, password) {
+  const port = await freePort();
+  const code = `const net = require('net');
+net.createServer({ noDelay: true }, (c) => {
+  const u = net.connect(${upstreamPort}, '127.0.0.1'); u.setNoDelay(true);
+  c.pipe(u); u.pipe(c); c.on('error', () => u.destroy()); u.on('error', () => c.destroy());
+}).listen(${port}, '127.0.0.1');`;
+  const svc = startService('node-pipe', process.execPath, ['-e', code]);
+  try {
+    await waitForPort(port, '127.0.0.1', 10000, svc.exitReason);
+  } catch (e) {
+    throw new BenchError(`node-pipe did not start: ${/** @type {Error} */ (e).message}`, svc.tail());
+  }
+  return { name: 'node-pipe', port, user, password, service: svc };
 }
 
 /**
@@ -397,6 +421,10 @@ async function main() {
   if (targets.includes('haproxy')) {
     log('starting haproxy');
     endpoints.push(await startHaproxy(tmp, cluster.port, user, password));
+  }
+  if (targets.includes('node-pipe')) {
+    log('starting node-pipe');
+    endpoints.push(await startNodePipe(cluster.port, user, password));
   }
   if (targets.includes('gatehouse')) {
     log('starting gatehouse');
