@@ -18,6 +18,8 @@ import {
   type ScramSecret,
   type SessionInfo,
 } from '@gatehouse/core'
+import { GatewayConfigToken } from '@gatehouse/core'
+import { container as tsyringeContainer } from 'tsyringe'
 import { TokenAuthenticator, plugin } from '@gatehouse/plugin-auth-token'
 
 const NOW = Date.parse('2030-06-01T12:00:00Z')
@@ -79,7 +81,7 @@ const password = (user: string, pw: string) => ({ kind: 'password' as const, use
 
 describe('TokenAuthenticator.authenticate', () => {
   const good = generateToken()
-  const auth = new TokenAuthenticator(gatewayConfig([{ id: 'ci', kind: 'service', groups: ['ci', 'readers'], claims: { team: 'platform' }, tokens: [{ id: 'ci-2030', token: good }] }]), 16)
+  const auth = new TokenAuthenticator(gatewayConfig([{ id: 'ci', kind: 'service', groups: ['ci', 'readers'], claims: { team: 'platform' }, tokens: [{ id: 'ci-2030', token: good }] }]), { cacheSize: 16 })
 
   it('accepts the correct token and returns the identity as principal', () => {
     const p = auth.authenticate(password('ci', good), ctx()) as Principal
@@ -104,7 +106,7 @@ describe('TokenAuthenticator.authenticate', () => {
 
   it('refuses a token of another identity', () => {
     const other = generateToken()
-    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: good }] }, { id: 'ops', tokens: [{ token: other }] }]), 16)
+    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: good }] }, { id: 'ops', tokens: [{ token: other }] }]), { cacheSize: 16 })
     expect(refusal(() => a.authenticate(password('ci', other), ctx())).code).toBe('GH_ERR_AUTH_FAILED')
     expect((a.authenticate(password('ops', other), ctx()) as Principal).id).toBe('ops')
   })
@@ -115,13 +117,13 @@ describe('TokenAuthenticator.authenticate', () => {
 
   it('names a default token id after the identity and the token index', () => {
     const t2 = generateToken()
-    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: generateToken() }, { token: t2 }] }]), 16)
+    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: generateToken() }, { token: t2 }] }]), { cacheSize: 16 })
     expect((a.authenticate(password('ci', t2), ctx()) as Principal).credential).toBe('token:ci#1')
   })
 
   it('refuses an expired token with GH_ERR_AUTH_EXPIRED', () => {
     const t = generateToken()
-    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ id: 'old', token: t, expires: new Date(NOW - HOUR).toISOString() }] }]), 16)
+    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ id: 'old', token: t, expires: new Date(NOW - HOUR).toISOString() }] }]), { cacheSize: 16 })
     const err = refusal(() => a.authenticate(password('ci', t), ctx()))
     expect(err.code).toBe('GH_ERR_AUTH_EXPIRED')
     expect(err.clientMessage).toBe('token expired')
@@ -130,20 +132,20 @@ describe('TokenAuthenticator.authenticate', () => {
   it('accepts a token before its expiry and refuses it from the expiry instant on', () => {
     const t = generateToken()
     const expires = new Date(NOW + HOUR).toISOString()
-    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: t, expires }] }]), 16)
+    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: t, expires }] }]), { cacheSize: 16 })
     expect((a.authenticate(password('ci', t), ctx('orders', NOW + HOUR - 1)) as Principal).id).toBe('ci')
     // the second check hits the verified-token cache: expiry must still be enforced
     expect(refusal(() => a.authenticate(password('ci', t), ctx('orders', NOW + HOUR))).code).toBe('GH_ERR_AUTH_EXPIRED')
   })
 
   it('does not reveal expiry to someone presenting a wrong token', () => {
-    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: generateToken(), expires: new Date(NOW - HOUR).toISOString() }] }]), 16)
+    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: generateToken(), expires: new Date(NOW - HOUR).toISOString() }] }]), { cacheSize: 16 })
     expect(refusal(() => a.authenticate(password('ci', generateToken()), ctx())).code).toBe('GH_ERR_AUTH_FAILED')
   })
 
   it('refuses a token on a connection outside its scope with GH_ERR_AUTH_SCOPE', () => {
     const t = generateToken()
-    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: t, connections: ['orders'] }] }]), 16)
+    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: t, connections: ['orders'] }] }]), { cacheSize: 16 })
     expect((a.authenticate(password('ci', t), ctx('orders')) as Principal).id).toBe('ci')
     const err = refusal(() => a.authenticate(password('ci', t), ctx('billing')))
     expect(err.code).toBe('GH_ERR_AUTH_SCOPE')
@@ -159,7 +161,7 @@ describe('TokenAuthenticator.authenticate', () => {
     const newT = generateToken()
     const a = new TokenAuthenticator(
       gatewayConfig([{ id: 'ci', tokens: [{ id: 'old', token: oldT, connections: ['orders'] }, { id: 'new', token: newT, connections: ['billing'] }] }]),
-      16,
+      { cacheSize: 16 },
     )
     expect((a.authenticate(password('ci', newT), ctx('billing')) as Principal).credential).toBe('token:new')
     expect((a.authenticate(password('ci', oldT), ctx('orders')) as Principal).credential).toBe('token:old')
@@ -170,13 +172,13 @@ describe('TokenAuthenticator.authenticate', () => {
     const t = generateToken()
     const hash = hashToken(t, 'ci', 'sha256')
     expect(hash).toMatch(/^sha256:[0-9a-f]{64}$/)
-    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: t, algorithm: 'sha256' }] }]), 0)
+    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: t, algorithm: 'sha256' }] }]), { cacheSize: 0 })
     expect((a.authenticate(password('ci', t), ctx()) as Principal).id).toBe('ci')
     expect(refusal(() => a.authenticate(password('ci', `${t}x`), ctx())).code).toBe('GH_ERR_AUTH_FAILED')
   })
 
   it('works without a cache (cacheSize 0) for repeated logins', () => {
-    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: good }] }]), 0)
+    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: good }] }]), { cacheSize: 0 })
     for (let i = 0; i < 2; i++) expect((a.authenticate(password('ci', good), ctx()) as Principal).id).toBe('ci')
     expect(refusal(() => a.authenticate(password('ci', 'gh_wrong'), ctx())).code).toBe('GH_ERR_AUTH_FAILED')
   })
@@ -184,7 +186,7 @@ describe('TokenAuthenticator.authenticate', () => {
   it('refuses a config with a malformed hash, naming its path', () => {
     const config = gatewayConfig([{ id: 'ci', tokens: [{ token: good }] }, { id: 'ops', tokens: [{ token: good }] }])
     const broken = { ...config, identities: [config.identities[0]!, { ...config.identities[1]!, tokens: [{ hash: 'md5:abcdef0123' }] }] }
-    const err = refusal(() => new TokenAuthenticator(broken, 16))
+    const err = refusal(() => new TokenAuthenticator(broken, { cacheSize: 16 }))
     expect(err.code).toBe('GH_ERR_PLUGIN_CONFIG')
     expect(err.message).toContain('identities[1].tokens[0].hash')
   })
@@ -200,7 +202,7 @@ describe('TokenAuthenticator.authenticate', () => {
     const expired = generateToken()
     const a = new TokenAuthenticator(
       gatewayConfig([{ id: 'ci', tokens: [{ id: 'ci-token', token: valid }, { id: 'ci-token', token: expired, expires: new Date(NOW - HOUR).toISOString() }] }]),
-      16,
+      { cacheSize: 16 },
     )
     expect(refusal(() => a.authenticate(password('ci', expired), ctx())).code).toBe('GH_ERR_AUTH_EXPIRED')
     expect(refusal(() => a.authenticate(password('ci', expired), ctx())).code).toBe('GH_ERR_AUTH_EXPIRED')
@@ -338,8 +340,15 @@ describe('auth-token plugin definition', () => {
     const config = gatewayConfig([{ id: 'ci', tokens: [{ token }] }])
     expect(plugin.name).toBe('auth-token')
     expect(plugin.stage).toBe('authenticate')
-    const a = await plugin.register({} as never, { cacheSize: 4 }, { gateway: config, instance: 'auth-token', logger: undefined as never, dataDir: '/tmp' })
+    const a = await plugin.register(rootWith(config), { cacheSize: 4 }, { gateway: config, instance: 'auth-token', logger: undefined as never, dataDir: '/tmp' })
     expect(a).toBeInstanceOf(TokenAuthenticator)
     expect((a.authenticate(password('ci', token), ctx()) as Principal).id).toBe('ci')
   })
 })
+
+/** A root container holding what core registers before plugins: the gateway config. */
+function rootWith(config: unknown) {
+  const root = tsyringeContainer.createChildContainer()
+  root.registerInstance(GatewayConfigToken, config as never)
+  return root
+}

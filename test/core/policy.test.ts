@@ -4,6 +4,8 @@
  */
 import { describe, expect, it } from 'vitest'
 import { GatewayConfig, validate, type GatewayRequest, type Policy, type Principal, type SessionInfo } from '@gatehouse/core'
+import { GatewayConfigToken } from '@gatehouse/core'
+import { container as tsyringeContainer } from 'tsyringe'
 import { DEFAULT_DENY, RuleEngine, plugin } from '@gatehouse/plugin-policy'
 
 const agent: Principal = Object.freeze({ id: 'agent-1', kind: 'agent', groups: ['agents', 'readers'], claims: {}, credential: 'token:t' })
@@ -230,8 +232,15 @@ describe('policy plugin definition', () => {
       policies: [{ id: 'p', rules: [{ id: 'r', effect: 'allow', when: { 'sql.statement': ['SELECT'] } }] }] satisfies Policy[],
     })
     expect(plugin.stage).toBe('decide')
-    const e = await plugin.register({} as never, {}, { gateway: config, instance: 'policy', logger: undefined as never, dataDir: '/tmp' })
+    const e = await plugin.register(rootWith(config), {}, { gateway: config, instance: 'policy', logger: undefined as never, dataDir: '/tmp' })
     expect(await e.decide(request(sql('SELECT')), agent)).toMatchObject({ verdict: 'allow', rule: 'p/r' })
     expect((await e.decide(request(sql('DELETE')), agent)).verdict).toBe('deny')
   })
 })
+
+/** A root container holding what core registers before plugins: the gateway config. */
+function rootWith(config: unknown) {
+  const root = tsyringeContainer.createChildContainer()
+  root.registerInstance(GatewayConfigToken, config as never)
+  return root
+}

@@ -1,19 +1,24 @@
 /** The postgres adapter's listener: accepts clients and runs a session for each. */
 import { createServer, type Server, type Socket } from 'node:net'
 import { createSecureContext } from 'node:tls'
-import { GatewayError, parseHostPort, validate, type ConnectionConfig, type Listener, type Logger, type Pipeline, type ProtocolAdapter } from '@gatehouse/core'
+import { GatewayError, inject, injectable, parseHostPort, PluginContextToken, validate, type PluginContext, type ConnectionConfig, type Listener, type Logger, type Pipeline, type ProtocolAdapter } from '@gatehouse/core'
 import { PostgresOptions, UpstreamConfig } from './config.js'
 import { PostgresSession } from './session.js'
 import { loadSqlParser, SqlAnalyzer } from './sql/analyze.js'
 import { buildError } from './codec/backend.js'
 import { SQLSTATE } from './errors.js'
 
+@injectable()
 export class PostgresAdapter implements ProtocolAdapter {
   readonly protocol = 'postgres'
   /** Shared across connections: analysis depends only on the SQL text. */
   readonly analyzer = new SqlAnalyzer(8192)
 
-  constructor(private readonly logger: Logger) {}
+  private readonly logger: Logger
+
+  constructor(@inject(PluginContextToken) ctx: PluginContext) {
+    this.logger = ctx.logger
+  }
 
   checkConnection(connection: ConnectionConfig, path: string): void {
     const options = validate(PostgresOptions, connection.options ?? {}, { base: `${path}.options` })

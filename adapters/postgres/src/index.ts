@@ -1,5 +1,5 @@
 /** @gatehouse/adapter-postgres — PostgreSQL wire protocol v3, both sides. */
-import { definePlugin, Logger, PLUGIN_API_VERSION } from '@gatehouse/core'
+import { constructPlugin, definePlugin, PLUGIN_API_VERSION } from '@gatehouse/core'
 import { Type } from '@sinclair/typebox'
 import { PostgresAdapter } from './adapter.js'
 
@@ -14,9 +14,8 @@ export const plugin = definePlugin({
   apiVersion: PLUGIN_API_VERSION,
   configSchema: Type.Object({}, { additionalProperties: false }),
   description: 'PostgreSQL wire protocol: SCRAM/TLS on the client side, injected credentials upstream, one request per statement',
-  register(container, _config, ctx) {
-    void container.resolve(Logger)
-    return new PostgresAdapter(ctx.logger)
+  register(container, config, ctx) {
+    return constructPlugin(container, PostgresAdapter, config, ctx)
   },
 })
 

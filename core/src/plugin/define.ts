@@ -5,7 +5,7 @@
  * validated, frozen config and returns the stage object.
  */
 import type { Static, TSchema } from '@sinclair/typebox'
-import type { DependencyContainer } from 'tsyringe'
+import type { DependencyContainer, InjectionToken } from 'tsyringe'
 import type { GatewayConfig } from '../config/schema.js'
 import type { Logger } from '../logger.js'
 import type { Analyzer, AuditSink, Authenticator, PolicyEngine, ProtocolAdapter, Stage, Transformer } from './stages.js'
@@ -61,4 +61,21 @@ export function isPluginDefinition(value: unknown): value is PluginDefinition {
   if (value === null || typeof value !== 'object') return false
   const v = value as Partial<PluginDefinition>
   return typeof v.name === 'string' && typeof v.stage === 'string' && typeof v.register === 'function' && typeof v.apiVersion === 'number'
+}
+
+/** The validated, frozen config of the plugin instance being constructed (see {@link constructPlugin}). */
+export const PluginConfig: InjectionToken<unknown> = Symbol.for('gatehouse.PluginConfig')
+/** The {@link PluginContext} of the plugin instance being constructed. */
+export const PluginContextToken: InjectionToken<PluginContext> = Symbol.for('gatehouse.PluginContext')
+
+/**
+ * Builds a plugin's stage object through the container: `Class` declares what it needs with
+ * `@inject(Token)` on every constructor parameter — core services from the root container, and
+ * `PluginConfig` / `PluginContextToken` for this instance. Call it from `register`.
+ */
+export function constructPlugin<T>(container: DependencyContainer, Class: new (...args: never[]) => T, config: unknown, ctx: PluginContext): T {
+  const scope = container.createChildContainer()
+  scope.registerInstance(PluginConfig, config)
+  scope.registerInstance(PluginContextToken, ctx)
+  return scope.resolve(Class as unknown as InjectionToken<T>)
 }

@@ -9,10 +9,10 @@
  * session-end records, which nothing waits on, wait up to 5 ms to share the next write. When the file cannot be written, pending and new writes reject (the gateway then
  * refuses requests on connections where this sink is required) until a write succeeds again.
  */
-import { Type } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
 import { closeSync, fsync, mkdirSync, openSync, writeSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { definePlugin, PLUGIN_API_VERSION, serializeAuditEvent, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
+import { constructPlugin, definePlugin, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, serializeAuditEvent, type PluginContext, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
 
 const ConfigSchema = Type.Object(
   {
@@ -23,6 +23,7 @@ const ConfigSchema = Type.Object(
   },
   { additionalProperties: false },
 )
+type JsonlConfig = Static<typeof ConfigSchema>
 
 /** How long an outcome record may wait for company before it is written on its own. */
 const LAZY_FLUSH_MS = 5
@@ -32,6 +33,7 @@ interface Pending {
   reject: (err: Error) => void
 }
 
+@injectable()
 export class JsonlSink implements AuditSink, Lifecycle {
   readonly mode: SinkMode
   private fd: number | undefined
@@ -43,14 +45,17 @@ export class JsonlSink implements AuditSink, Lifecycle {
   private failing = false
   private lazyTimer: NodeJS.Timeout | undefined
 
-  constructor(
-    readonly path: string,
-    required: boolean,
-    private readonly fsyncEach: boolean,
-    private readonly maxBatchBytes: number,
-    private readonly logger: Logger,
-  ) {
-    this.mode = required ? 'required' : 'best-effort'
+  readonly path: string
+  private readonly fsyncEach: boolean
+  private readonly maxBatchBytes: number
+  private readonly logger: Logger
+
+  constructor(@inject(PluginConfig) config: JsonlConfig, @inject(PluginContextToken) ctx: PluginContext) {
+    this.path = resolve(ctx.dataDir, config.path ?? 'audit.jsonl')
+    this.mode = config.required ? 'required' : 'best-effort'
+    this.fsyncEach = config.fsync === 'always'
+    this.maxBatchBytes = config.maxBatchBytes
+    this.logger = ctx.logger
   }
 
   async start(): Promise<void> {
@@ -150,9 +155,8 @@ export const plugin = definePlugin({
   apiVersion: PLUGIN_API_VERSION,
   configSchema: ConfigSchema,
   description: 'append-only JSON Lines audit file',
-  register(_container, config, ctx) {
-    const path = resolve(ctx.dataDir, config.path ?? 'audit.jsonl')
-    return new JsonlSink(path, config.required, config.fsync === 'always', config.maxBatchBytes, ctx.logger)
+  register(container, config, ctx) {
+    return constructPlugin(container, JsonlSink, config, ctx)
   },
 })
 

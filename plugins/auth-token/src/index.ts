@@ -10,7 +10,12 @@
 import { Type } from '@sinclair/typebox'
 import { createHash } from 'node:crypto'
 import {
+  constructPlugin,
+  GatewayConfigToken,
+  inject,
+  PluginConfig,
   definePlugin,
+  injectable,
   deriveScramSecret,
   GatewayError,
   identitySalt,
@@ -46,15 +51,16 @@ const ConfigSchema = Type.Object(
   { additionalProperties: false },
 )
 
+@injectable()
 export class TokenAuthenticator implements Authenticator {
   private readonly identities = new Map<string, IdentityRecord>()
   /** sha256(identity NUL token) → the token entry it matched, for tokens already verified once. */
   private readonly verified = new Map<string, TokenRecord>()
 
-  constructor(
-    gateway: Readonly<GatewayConfig>,
-    private readonly cacheSize: number,
-  ) {
+  private readonly cacheSize: number
+
+  constructor(@inject(GatewayConfigToken) gateway: Readonly<GatewayConfig>, @inject(PluginConfig) config: { readonly cacheSize: number }) {
+    this.cacheSize = config.cacheSize
     gateway.identities.forEach((identity, i) => {
       const tokens = identity.tokens.map((t, j): TokenRecord => {
         const hash = parseTokenHash(t.hash)
@@ -131,8 +137,8 @@ export const plugin = definePlugin({
   apiVersion: PLUGIN_API_VERSION,
   configSchema: ConfigSchema,
   description: 'gateway tokens (stored as hashes) presented as passwords',
-  register(_container, config, ctx) {
-    return new TokenAuthenticator(ctx.gateway, config.cacheSize)
+  register(container, config, ctx) {
+    return constructPlugin(container, TokenAuthenticator, config, ctx)
   },
 })
 

@@ -4,8 +4,16 @@
  * `sql.functions`, …); it never parses protocol text itself.
  */
 import { Type } from '@sinclair/typebox'
-import { definePlugin, PLUGIN_API_VERSION, type PolicyEngine } from '@gatehouse/core'
+import { constructPlugin, definePlugin, GatewayConfigToken, inject, injectable, PLUGIN_API_VERSION, type GatewayConfigRef, type PolicyEngine } from '@gatehouse/core'
 import { RuleEngine } from './engine.js'
+
+/** The rule engine over the gateway config's `policies`. */
+@injectable()
+export class ConfiguredRuleEngine extends RuleEngine {
+  constructor(@inject(GatewayConfigToken) gateway: GatewayConfigRef) {
+    super(gateway.policies)
+  }
+}
 
 export { RuleEngine, compilePolicies, DEFAULT_DENY } from './engine.js'
 
@@ -17,8 +25,8 @@ export const plugin = definePlugin({
   apiVersion: PLUGIN_API_VERSION,
   configSchema: ConfigSchema,
   description: 'deny-overrides rules over principals, connections, actions and request attributes',
-  register(_container, _config, ctx): PolicyEngine {
-    return new RuleEngine(ctx.gateway.policies)
+  register(container, config, ctx): PolicyEngine {
+    return constructPlugin(container, ConfiguredRuleEngine, config, ctx)
   },
 })
 
