@@ -147,6 +147,75 @@ describe('malformed frontend input', () => {
   })
 })
 
+describe('extended protocol state', () => {
+  const parse = (name: string, sql: string, types: number[] = []) => {
+    const t = Buffer.alloc(2 + 4 * types.length)
+    t.writeInt16BE(types.length, 0)
+    types.forEach((oid, i) => t.writeInt32BE(oid, 2 + 4 * i))
+    return typed('P', Buffer.concat([cstr(name), cstr(sql), t]))
+  }
+  const bind = (portal: string, stmt: string, params: { format: 0 | 1; value: Buffer }[] = []) => {
+    const head = Buffer.alloc(2 + 2 * params.length)
+    head.writeInt16BE(params.length, 0)
+    params.forEach((p, i) => head.writeInt16BE(p.format, 2 + 2 * i))
+    const count = Buffer.alloc(2)
+    count.writeInt16BE(params.length, 0)
+    const values = params.map((p) => {
+      const len = Buffer.alloc(4)
+      len.writeInt32BE(p.value.length, 0)
+      return Buffer.concat([len, p.value])
+    })
+    return typed('B', Buffer.concat([cstr(portal), cstr(stmt), head, count, ...values, Buffer.from([0, 0])]))
+  }
+  const execute = (portal: string) => typed('E', Buffer.concat([cstr(portal), Buffer.alloc(4)]))
+  const sync = typed('S', Buffer.alloc(0))
+
+  it('records binary parameters as base64', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    await c.login('agent-1', gw.tokens['agent-1'] as string)
+    c.write(Buffer.concat([parse('', 'SELECT length($1::bytea) AS n', [17]), bind('', '', [{ format: 1, value: Buffer.from([1, 2, 3]) }]), execute(''), sync]))
+    const msgs = await c.until('Z')
+    expect(msgs.map((m) => m.type).join('')).toBe('12DCZ')
+    c.close()
+    const req = (await gw.audit()).find((e) => e.type === 'request' && e.text === 'SELECT length($1::bytea) AS n')
+    expect(req).toMatchObject({ params: ['base64:AQID'], verdict: 'allow' })
+  })
+
+  it('runs pipelined named statements and portals in order', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    await c.login('agent-1', gw.tokens['agent-1'] as string)
+    c.write(Buffer.concat([parse('s1', "SELECT 'first' AS v"), parse('s2', "SELECT 'second' AS v"), bind('p2', 's2'), bind('p1', 's1'), execute('p1'), execute('p2'), sync]))
+    const msgs = await c.until('Z')
+    expect(msgs.map((m) => m.type).join('')).toBe('1122DCDCZ')
+    const rows = msgs.filter((m) => m.type === 'D').map((m) => m.body.toString('utf8', 6))
+    expect(rows).toEqual(['first', 'second'])
+    c.close()
+  })
+
+  it('judges an Execute by the statement the upstream really holds after a failed re-Parse', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    await c.login('agent-1', gw.tokens['agent-1'] as string)
+    c.write(Buffer.concat([parse('s', 'SELECT 1'), sync]))
+    await c.until('Z')
+    // Re-parsing an existing name fails upstream (42P05); the gateway must keep judging "s" as SELECT 1.
+    c.write(Buffer.concat([parse('s', 'DROP TABLE items'), sync]))
+    const failed = await c.until('Z')
+    expect(errorFields((failed.find((m) => m.type === 'E') as { body: Buffer }).body).C).toBe('42P05')
+    c.write(Buffer.concat([bind('', 's'), execute(''), sync]))
+    const ran = await c.until('Z')
+    expect(ran.map((m) => m.type).join('')).toBe('2DCZ')
+    // and the other way round: a statement that was denied stays denied after a failed re-Parse
+    c.write(Buffer.concat([parse('d', 'TRUNCATE items'), sync]))
+    await c.until('Z')
+    c.write(Buffer.concat([parse('d', 'SELECT 1'), sync]))
+    await c.until('Z')
+    c.write(Buffer.concat([bind('', 'd'), execute(''), sync]))
+    const denied = await c.until('Z')
+    expect(errorFields((denied.find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '42501', M: expect.stringContaining('test/no-drop') })
+    c.close()
+  })
+})
+
 describe('protocol features the gateway does not let through', () => {
   it('refuses the FunctionCall message and keeps the session usable', async () => {
     const c = await RawPgClient.connect(gw.port)
