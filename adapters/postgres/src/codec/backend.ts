@@ -1,4 +1,5 @@
 /** Backend (server → client) messages: builders for what the gateway says itself, parsers for what it inspects. */
+import { typed } from './frame.js'
 
 export const B = {
   Authentication: 0x52, // R
@@ -29,13 +30,6 @@ export const B = {
 
 export const AUTH = { Ok: 0, Cleartext: 3, MD5: 5, SASL: 10, SASLContinue: 11, SASLFinal: 12 } as const
 
-function typed(type: number, body: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(5 + body.length)
-  out[0] = type
-  out.writeInt32BE(4 + body.length, 1)
-  body.copy(out, 5)
-  return out
-}
 
 function int32(n: number): Buffer {
   const b = Buffer.allocUnsafe(4)

@@ -1,4 +1,5 @@
 /** Frontend (client → server) messages the gateway needs to understand. */
+import { typed } from './frame.js'
 import { BodyReader, ProtocolViolation } from './reader.js'
 
 export const PROTOCOL_3_0 = 196608
@@ -120,13 +121,6 @@ export function parsePassword(body: Buffer): string {
 
 // Builders for the messages the gateway itself sends upstream.
 
-function typed(type: number, body: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(5 + body.length)
-  out[0] = type
-  out.writeInt32BE(4 + body.length, 1)
-  body.copy(out, 5)
-  return out
-}
 
 const cstr = (s: string) => Buffer.from(`${s}\0`, 'utf8')
 
