@@ -27,8 +27,9 @@ export class AuditRecorder {
 
   /**
    * Writes to every sink. Returns undefined when every required sink took the event
-   * synchronously; otherwise a promise that rejects with GH_ERR_AUDIT_UNAVAILABLE when a required
-   * sink could not take it. Throws (synchronously) the same error when a sink threw.
+   * synchronously; otherwise a promise that rejects when a required sink could not take it
+   * (with the sink's error when there is one required sink, GH_ERR_AUDIT_UNAVAILABLE otherwise).
+   * Throws GH_ERR_AUDIT_UNAVAILABLE (synchronously) when a required sink threw.
    */
   record(event: AuditEvent): Promise<void> | undefined {
     for (const sink of this.bestEffort) {
@@ -49,14 +50,15 @@ export class AuditRecorder {
       if (r !== undefined) (pending ??= []).push(r)
     }
     if (!pending) return undefined
-    if (pending.length === 1) return (pending[0] as Promise<void>).catch(refuse)
+    // One required sink (the common case): its own promise, without another link in the chain.
+    if (pending.length === 1) return pending[0] as Promise<void>
     return Promise.all(pending).then(() => undefined, refuse)
   }
 
   /** Like record, but always a promise (for callers off the hot path). */
   recordAsync(event: AuditEvent): Promise<void> {
     try {
-      return this.record(event) ?? Promise.resolve()
+      return (this.record(event) ?? Promise.resolve()).catch(refuse)
     } catch (err) {
       return Promise.reject(err)
     }

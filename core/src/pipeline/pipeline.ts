@@ -274,9 +274,17 @@ export class ConnectionPipeline implements Pipeline {
 
   /** Records the intent, then answers; synchronous when every required sink took the record synchronously. */
   private conclude(request: GatewayRequest, principal: Principal, decision: Decision): Admission | Promise<Admission> {
-    const recorded = this.recordIntent(request, principal, decision)
-    if (recorded === undefined) return this.verdict(decision)
-    return recorded.then((refusal) => refusal ?? this.verdict(decision))
+    let pending: Promise<void> | undefined
+    try {
+      pending = this.recordIntent(request, principal, decision)
+    } catch (err) {
+      return this.intentFailed(request, err)
+    }
+    if (pending === undefined) return this.verdict(decision)
+    return pending.then(
+      () => this.verdict(decision),
+      (err: unknown) => this.intentFailed(request, err),
+    )
   }
 
   private verdict(decision: Decision): Admission {
@@ -292,16 +300,19 @@ export class ConnectionPipeline implements Pipeline {
     const principal = request.session.principal
     if (!principal) throw new GatewayError('GH_ERR_INTERNAL', 'refuse called before authentication')
     const decision: Decision = { verdict: 'deny', rule: refusal.rule, reason: refusal.reason }
-    const failed = await this.recordIntent(request, principal, decision)
-    if (failed) return failed.error
+    try {
+      await this.recordIntent(request, principal, decision)
+    } catch (err) {
+      return this.intentFailed(request, err).error
+    }
     return new GatewayError(refusal.code ?? 'GH_ERR_POLICY_DENIED', refusal.reason, { rule: refusal.rule })
   }
 
   /**
    * Writes the intent record. Returns undefined when every required sink took it synchronously,
-   * otherwise a promise of a refusal (a required sink could not take it) or undefined.
+   * otherwise a promise that rejects when a required sink could not take it; may also throw.
    */
-  private recordIntent(request: GatewayRequest, principal: Principal, decision: Decision): Promise<(Admission & { admitted: false }) | undefined> | undefined {
+  private recordIntent(request: GatewayRequest, principal: Principal, decision: Decision): Promise<void> | undefined {
     this.admitted.set(request, { decision, startedAt: request.receivedAt })
     const event: RequestEvent = {
       id: `${request.id}:request`,
@@ -321,21 +332,11 @@ export class ConnectionPipeline implements Pipeline {
       rule: decision.rule,
       reason: decision.reason,
     }
-    let pending: Promise<void> | undefined
-    try {
-      pending = this.recorder.record(event)
-    } catch (err) {
-      return Promise.resolve(this.intentFailed(request, err))
-    }
-    if (pending === undefined) return undefined
-    return pending.then(
-      () => undefined,
-      (err: unknown) => this.intentFailed(request, err),
-    )
+    return this.recorder.record(event)
   }
 
   private intentFailed(request: GatewayRequest, err: unknown): Admission & { admitted: false } {
-    const error = toGatewayError(err, 'GH_ERR_AUDIT_UNAVAILABLE')
+    const error = isGatewayError(err) && err.code === 'GH_ERR_AUDIT_UNAVAILABLE' ? err : new GatewayError('GH_ERR_AUDIT_UNAVAILABLE', 'audit is unavailable; request refused', { cause: err })
     this.logger.error({ request: request.id, code: error.code, err: String((err as Error).cause ?? err) }, 'intent record failed; request refused')
     const refused: Decision = { verdict: 'deny', rule: 'gatehouse/audit', reason: error.message }
     this.admitted.set(request, { decision: refused, startedAt: request.receivedAt })
