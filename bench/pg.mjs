@@ -18,7 +18,7 @@
 // Progress goes to stderr; the table and the ratio line go to stdout after cleanup.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, writeFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -164,6 +164,19 @@ for (const sig of /** @type {const} */ (['SIGINT', 'SIGTERM', 'SIGHUP'])) {
     log(`${sig}: cleaning up`);
     cleanupAll().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
   });
+}
+
+/**
+ * User + system CPU time of a process in milliseconds (Linux /proc), or undefined.
+ * @param {number} pid
+ */
+function processCpuMs(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * (1000 / 100);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -440,8 +453,13 @@ async function main() {
     await pgbench(ep, [], WARMUP_SECONDS);
     for (const mode of MODES) {
       log(`${ep.name}: ${mode.name} ${seconds}s`);
+      const pid = ep.service?.proc.pid;
+      const cpu0 = pid ? processCpuMs(pid) : undefined;
       const r = await pgbench(ep, mode.args, seconds);
-      results.push({ target: ep.name, mode: mode.name, ...r });
+      const cpu1 = pid ? processCpuMs(pid) : undefined;
+      // CPU the proxy process spent per transaction: steadier than tps on a shared 2-core box.
+      const cpuUsPerTx = cpu0 !== undefined && cpu1 !== undefined && r.tps > 0 ? ((cpu1 - cpu0) * 1000) / (r.tps * seconds) : undefined;
+      results.push({ target: ep.name, mode: mode.name, ...r, cpuUsPerTx });
     }
   }
 
@@ -455,8 +473,8 @@ async function main() {
  * @param {number} seconds
  */
 function report(results, seconds) {
-  const rows = [['target', 'mode', 'tps', 'avg latency ms']];
-  for (const r of results) rows.push([r.target, r.mode, r.tps.toFixed(1), r.latencyMs.toFixed(3)]);
+  const rows = [['target', 'mode', 'tps', 'avg latency ms', 'proxy cpu us/tx']];
+  for (const r of results) rows.push([r.target, r.mode, r.tps.toFixed(1), r.latencyMs.toFixed(3), r.cpuUsPerTx === undefined ? '-' : r.cpuUsPerTx.toFixed(1)]);
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
   const line = (/** @type {string[]} */ row) =>
     row.map((cell, i) => (i < 2 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ');
