@@ -314,6 +314,7 @@ export class ConnectionPipeline implements Pipeline {
    */
   private recordIntent(request: GatewayRequest, principal: Principal, decision: Decision): Promise<void> | undefined {
     this.admitted.set(request, { decision, startedAt: request.receivedAt })
+    if (!this.recorder.hasSinks) return undefined
     const event: RequestEvent = {
       id: `${request.id}:request`,
       time: new Date().toISOString(),
@@ -386,6 +387,7 @@ export class ConnectionPipeline implements Pipeline {
     const admitted = this.admitted.get(request)
     if (!principal || !admitted) return
     this.admitted.delete(request)
+    if (!this.recorder.hasSinks) return
     const event: AuditEvent = {
       id: `${request.id}:outcome`,
       time: new Date().toISOString(),

@@ -94,14 +94,26 @@ export class RuleEngine {
     this.compiled = compilePolicies(policies)
   }
 
+  /** Per principal object (one per authenticated session): connection → applicable rules. */
+  private readonly byPrincipal = new WeakMap<Principal, Map<string, readonly CompiledRule[]>>()
+
   /** Rules that can apply to this principal on this connection, in config order. */
   rulesFor(principal: Principal, connection: string): readonly CompiledRule[] {
-    const key = `${connection}\0${principal.id}\0${principal.kind}\0${principal.groups.join(',')}`
-    let rules = this.applicable.get(key)
+    let perConnection = this.byPrincipal.get(principal)
+    if (!perConnection) {
+      perConnection = new Map()
+      this.byPrincipal.set(principal, perConnection)
+    }
+    let rules = perConnection.get(connection)
     if (!rules) {
-      rules = this.compiled.filter((p) => policyApplies(p.policy, principal, connection)).flatMap((p) => p.rules)
-      if (this.applicable.size > 10_000) this.applicable.clear()
-      this.applicable.set(key, rules)
+      const key = `${connection}\0${principal.id}\0${principal.kind}\0${principal.groups.join(',')}`
+      rules = this.applicable.get(key)
+      if (!rules) {
+        rules = this.compiled.filter((p) => policyApplies(p.policy, principal, connection)).flatMap((p) => p.rules)
+        if (this.applicable.size > 10_000) this.applicable.clear()
+        this.applicable.set(key, rules)
+      }
+      perConnection.set(connection, rules)
     }
     return rules
   }
