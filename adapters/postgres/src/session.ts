@@ -99,6 +99,14 @@ const REFUSAL_SQL = 'gatehouse: statement refused by the gateway'
 const STATUS_IDLE = 0x49 // 'I'
 
 const keyOf = (pid: number, secret: Buffer) => `${pid}:${secret.toString('hex')}`
+const FLUSH = Buffer.from([F.Flush, 0, 0, 0, 4])
+
+/** The upstream answered something the gateway did not expect: its view of the session is no longer trustworthy. */
+class Desync extends Error {
+  constructor(message: string, head: Expectation | undefined) {
+    super(`unexpected ${message} while expecting ${head?.kind ?? 'nothing'}`)
+  }
+}
 
 export class PostgresSession {
   private client: Socket
@@ -109,6 +117,7 @@ export class PostgresSession {
   private phase: 'startup' | 'auth' | 'connecting' | 'ready' | 'closed' = 'startup'
   private startupTimer: NodeJS.Timeout | undefined
   private pumping = false
+  private quietWaiter: (() => void) | undefined
   private pausedForPump = false
   private readonly expect: Expectation[] = []
   private upQueue: Buffer[] = []
@@ -189,6 +198,7 @@ export class PostgresSession {
     if (this.cancelKey) this.deps.cancelKeys.delete(this.cancelKey)
     for (const e of this.expect) this.abandon(e, reason)
     this.expect.length = 0
+    this.wakeQuietWaiter()
     if (this.upSocket && !this.upSocket.destroyed) {
       this.upSocket.end(TERMINATE)
       this.upSocket.destroySoon()
@@ -486,10 +496,14 @@ export class PostgresSession {
     const t = msg.type
     if (this.discardUntilSync && t !== F.Sync && t !== F.Terminate) return undefined
     switch (t) {
-      case F.Query:
-        return this.onQuery(msg)
-      case F.Parse:
-        return this.onParse(msg)
+      case F.Query: {
+        const q = this.quiet()
+        return q ? q.then(() => this.onQuery(msg)) : this.onQuery(msg)
+      }
+      case F.Parse: {
+        const q = this.quiet()
+        return q ? q.then(() => this.onParse(msg)) : this.onParse(msg)
+      }
       case F.Bind:
         return this.onBind(msg)
       case F.Execute:
@@ -532,6 +546,34 @@ export class PostgresSession {
     }
   }
 
+  /**
+   * The server lexes a Query or Parse text with the settings in force when it gets to it, which
+   * earlier statements still running may change (SET, set_config, a function that calls it).
+   * So before analysing such a text the gateway lets every earlier statement finish (asking the
+   * upstream to flush its output), then judges with the settings the upstream reported.
+   */
+  private quiet(): Promise<void> | undefined {
+    if (!this.busy()) return undefined
+    this.flushUpstream()
+    this.upSocket?.write(FLUSH)
+    return new Promise((resolve) => {
+      this.quietWaiter = resolve
+    })
+  }
+
+  private busy(): boolean {
+    for (const e of this.expect) if (e.kind === 'query' || e.kind === 'execute' || e.kind === 'substitute') return true
+    return false
+  }
+
+  private wakeQuietWaiter(): void {
+    if (this.quietWaiter && (this.closed || !this.busy())) {
+      const w = this.quietWaiter
+      this.quietWaiter = undefined
+      w()
+    }
+  }
+
   /** The settings under which the gateway's SQL parsing would not match the server's. */
   private unsafeSetting(): string | undefined {
     const scs = this.settings.get('standard_conforming_strings')
@@ -546,6 +588,10 @@ export class PostgresSession {
   }
 
   private onQuery(msg: FrontendMessage): Promise<void> | undefined {
+    if (this.closed) return undefined
+    // A simple Query destroys the unnamed statement and portal upstream.
+    this.statements.delete('')
+    this.portals.delete('')
     const text = parseQuery(msg.body)
     const unsafe = this.unsafeSetting()
     if (unsafe) return this.refuseQuery(this.newRequest(text, { sql: { error: unsafe } }), 'gatehouse/session-settings', `${unsafe}; the gateway cannot judge statements safely`, SQLSTATE.featureNotSupported)
@@ -585,6 +631,7 @@ export class PostgresSession {
       this.substituteQuery(renderError(refusal))
       return
     }
+    for (const p of stmts) if (p.request) this.forgetSqlLevelState(p.request)
     this.expect.push({ kind: 'query', stmts, idx: 0 })
     this.toUpstream(msg.raw)
   }
@@ -596,8 +643,23 @@ export class PostgresSession {
       this.substituteQuery(renderError(admission.error))
       return
     }
+    this.forgetSqlLevelState(request)
     this.expect.push({ kind: 'query', stmts: [{ request, rows: 0 }], idx: 0 })
     this.toUpstream(msg.raw)
+  }
+
+  /**
+   * SQL-level PREPARE, DEALLOCATE, DISCARD, DECLARE and CLOSE change the prepared statements and
+   * portals the protocol-level names refer to. The gateway does not follow them name by name; it
+   * forgets what it tracked, so a later Execute of such a name is refused (fail closed).
+   */
+  private forgetSqlLevelState(request: GatewayRequest): void {
+    const kinds = (request.attrs.sql as { kinds?: readonly string[] } | undefined)?.kinds
+    if (!kinds) return
+    for (const k of kinds) {
+      if (k === 'PREPARE' || k === 'DEALLOCATE' || k === 'DISCARD') this.statements.clear()
+      if (k === 'DECLARE' || k === 'CLOSE' || k === 'DISCARD') this.portals.clear()
+    }
   }
 
   private async refuseQuery(request: GatewayRequest, rule: string, reason: string, sqlstate: string): Promise<void> {
@@ -621,6 +683,7 @@ export class PostgresSession {
   }
 
   private onParse(msg: FrontendMessage): undefined {
+    if (this.closed) return undefined
     const p = parseParse(msg.body)
     const prev = this.statements.get(p.name)
     this.statements.set(p.name, { query: p.query, analysis: this.deps.analyzer.analyze(p.query) })
@@ -673,6 +736,7 @@ export class PostgresSession {
       this.substituteExtended(renderError(admission.error))
       return
     }
+    this.forgetSqlLevelState(request)
     this.expect.push({ kind: 'execute', pending: { request, rows: 0 } })
     this.toUpstream(msg.raw)
   }
@@ -752,10 +816,13 @@ export class PostgresSession {
       }
       if (passFrom < n) pieces.push(passFrom === 0 ? buf : buf.subarray(passFrom, n))
     } catch (err) {
-      this.deps.logger.error({ err: (err as Error).message, session: this.handle?.info.id }, 'upstream protocol error')
-      this.fatal(SQLSTATE.protocolViolation, 'gatehouse: upstream protocol error')
+      // Fail closed: a session whose statement tracking is off cannot be judged any more.
+      this.deps.logger.error({ err: (err as Error).message, session: this.handle?.info.id }, 'upstream protocol state lost; session closed')
+      if (pieces.length > 0) this.client.write(pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces))
+      this.fatal(SQLSTATE.protocolViolation, 'gatehouse: lost track of the upstream protocol state; session closed')
       return
     }
+    this.wakeQuietWaiter()
     const out = this.client
     let ok = true
     if (pieces.length === 1) ok = out.write(pieces[0] as Buffer)
@@ -799,17 +866,17 @@ export class PostgresSession {
         } else if (head?.kind === 'execute') {
           this.expect.shift()
           this.finish(head.pending, { rows: rowsFromTag(tag) ?? head.pending.rows, status: tag })
-        }
+        } else throw new Desync('CommandComplete', head)
         return undefined
       }
       case B.EmptyQueryResponse:
         if (head?.kind === 'execute') this.expect.shift()
+        else if (head?.kind !== 'query') throw new Desync('EmptyQueryResponse', head)
         return undefined
       case B.PortalSuspended:
-        if (head?.kind === 'execute') {
-          this.expect.shift()
-          this.finish(head.pending, { rows: head.pending.rows, status: 'suspended' })
-        }
+        if (head?.kind !== 'execute') throw new Desync('PortalSuspended', head)
+        this.expect.shift()
+        this.finish(head.pending, { rows: head.pending.rows, status: 'suspended' })
         return undefined
       case B.ReadyForQuery:
         this.txStatus = body[0] as number
@@ -817,17 +884,31 @@ export class PostgresSession {
           this.expect.shift()
           for (let i = head.idx; i < head.stmts.length; i++) this.finish(head.stmts[i] as Pending, { skipped: true })
         } else if (head?.kind === 'sync') this.expect.shift()
+        else throw new Desync('ReadyForQuery', head)
+        // Portals live until the end of their transaction.
+        if (this.txStatus === STATUS_IDLE) this.portals.clear()
         return undefined
       case B.ErrorResponse:
         return this.onBackendError(head, body)
       case B.ParseComplete:
+        if (head?.kind !== 'parse') throw new Desync('ParseComplete', head)
+        this.expect.shift()
+        return undefined
       case B.BindComplete:
+        if (head?.kind !== 'bind') throw new Desync('BindComplete', head)
+        this.expect.shift()
+        return undefined
       case B.CloseComplete:
-        if (head && (head.kind === 'parse' || head.kind === 'bind' || head.kind === 'close')) this.expect.shift()
+        if (head?.kind !== 'close') throw new Desync('CloseComplete', head)
+        this.expect.shift()
         return undefined
       case B.RowDescription:
-      case B.NoData:
         if (head?.kind === 'describe') this.expect.shift()
+        else if (head?.kind !== 'query') throw new Desync('RowDescription', head)
+        return undefined
+      case B.NoData:
+        if (head?.kind !== 'describe') throw new Desync('NoData', head)
+        this.expect.shift()
         return undefined
       default:
         return undefined
@@ -847,14 +928,16 @@ export class PostgresSession {
       }
       return undefined
     }
-    if (head.kind === 'sync') return undefined
+    if (head.kind === 'sync') throw new Desync('ErrorResponse', head)
     // Extended protocol: the failing message, then everything up to Sync is skipped upstream.
-    this.expect.shift()
-    let replacement: Buffer | undefined
-    if (head.kind === 'substitute') replacement = head.error
-    else this.rollback(head, error)
-    while (this.expect.length > 0 && this.expect[0]?.kind !== 'sync') this.rollback(this.expect.shift() as Expectation, undefined)
-    return replacement
+    const undone: Expectation[] = [this.expect.shift() as Expectation]
+    while (this.expect.length > 0 && this.expect[0]?.kind !== 'sync') undone.push(this.expect.shift() as Expectation)
+    // Undo newest first, so a name parsed twice ends up as it was before both.
+    for (let i = undone.length - 1; i >= 0; i--) this.rollback(undone[i] as Expectation, i === 0 ? error : undefined)
+    // The upstream now ignores everything until the client's Sync; so must the gateway, or it
+    // would track statements the upstream never created.
+    if (this.expect.length === 0) this.discardUntilSync = true
+    return head.kind === 'substitute' ? head.error : undefined
   }
 
   /** Undoes what a failed or skipped extended-protocol message did to the session's state. */
@@ -874,6 +957,9 @@ export class PostgresSession {
         break
       case 'execute':
         this.finish(e.pending, error ? { error } : { skipped: true })
+        break
+      case 'query':
+        for (let i = e.idx; i < e.stmts.length; i++) this.finish(e.stmts[i] as Pending, { skipped: true })
         break
       default:
         break

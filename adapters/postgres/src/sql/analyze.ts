@@ -41,6 +41,28 @@ interface CachedAnalysis {
   readonly bounds: readonly number[]
   readonly facts: readonly SqlFacts[]
   readonly error?: string
+  /** Some fact depends on a literal's value (SET, set_config): never shared across literals. */
+  readonly literalSensitive?: boolean
+}
+
+/** Texts longer than this are not cached (a cache of big texts is a memory lever for clients). */
+const MAX_CACHED_TEXT = 16 * 1024
+
+function materialize(text: string, entry: CachedAnalysis, spans: readonly number[] | undefined): SqlAnalysis {
+  if (entry.error !== undefined) return { ok: false, error: entry.error }
+  const statements: AnalyzedStatement[] = []
+  if (entry.bounds.length !== 2 * entry.facts.length) {
+    // Bounds could not be mapped to the key (not cached): fall back to a fresh parse's own bounds.
+    const fresh = parseAndDescribe(text, undefined)
+    if (fresh.error !== undefined) return { ok: false, error: fresh.error }
+    return materialize(text, fresh, undefined)
+  }
+  for (let i = 0; i < entry.facts.length; i++) {
+    const start = fromKeyOffset(entry.bounds[2 * i] as number, spans ?? [])
+    const end = fromKeyOffset(entry.bounds[2 * i + 1] as number, spans ?? [])
+    statements.push({ text: text.slice(start, end), facts: entry.facts[i] as SqlFacts })
+  }
+  return { ok: true, statements }
 }
 
 let loaded: Promise<void> | undefined
@@ -58,9 +80,20 @@ export class SqlAnalyzer {
   constructor(private readonly maxEntries = 4096) {}
 
   analyze(text: string): SqlAnalysis {
-    const norm = normalizeSql(text)
-    const key = norm ? norm.key : text
+    if (text.length > MAX_CACHED_TEXT) {
+      // Big texts are analysed every time and never held by the cache.
+      this.misses++
+      return materialize(text, parseAndDescribe(text, undefined), undefined)
+    }
+    let norm = normalizeSql(text)
+    let key = norm ? norm.key : text
     let entry = this.cache.get(key)
+    if (entry?.literalSensitive && norm && norm.spans.length > 0) {
+      // Its facts depend on literal values (SET x = 0 vs = 1): only the exact text may share it.
+      norm = undefined
+      key = text
+      entry = this.cache.get(key)
+    }
     if (entry) {
       this.hits++
       // LRU: move to the back.
@@ -69,20 +102,21 @@ export class SqlAnalyzer {
     } else {
       this.misses++
       entry = parseAndDescribe(text, norm?.spans)
-      if (entry.bounds.length === 2 * entry.facts.length && (norm || text.length < 16384)) {
-        if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value as string)
-        this.cache.set(key, entry)
+      if (entry.literalSensitive && norm && norm.spans.length > 0) {
+        // Keep a marker under the normalized key so texts differing only in literals parse afresh.
+        this.remember(key, { bounds: [], facts: [], literalSensitive: true })
+        norm = undefined
+        key = text
+        entry = parseAndDescribe(text, undefined)
       }
+      if (entry.error === undefined && entry.bounds.length === 2 * entry.facts.length) this.remember(key, entry)
     }
-    if (entry.error !== undefined) return { ok: false, error: entry.error }
-    const spans = norm?.spans ?? []
-    const statements: AnalyzedStatement[] = []
-    for (let i = 0; i < entry.facts.length; i++) {
-      const start = fromKeyOffset(entry.bounds[2 * i] as number, spans)
-      const end = fromKeyOffset(entry.bounds[2 * i + 1] as number, spans)
-      statements.push({ text: text.slice(start, end), facts: entry.facts[i] as SqlFacts })
-    }
-    return { ok: true, statements }
+    return materialize(text, entry, norm?.spans)
+  }
+
+  private remember(key: string, entry: CachedAnalysis): void {
+    if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value as string)
+    this.cache.set(key, entry)
   }
 
   get size(): number {
@@ -122,8 +156,9 @@ function parseAndDescribe(text: string, spans: readonly number[] | undefined): C
     bounds.push(ks ?? start, ke ?? end)
     facts.push(describe(raw.stmt ?? {}, stmts.length))
   }
-  if (!cacheable) return { bounds: [], facts }
-  return { bounds, facts }
+  const literalSensitive = facts.some((f) => f.kinds.includes('SET') || f.kinds.includes('RESET') || f.functions.some((fn) => fn === 'set_config' || fn.endsWith('.set_config')))
+  if (!cacheable) return { bounds: [], facts, literalSensitive }
+  return { bounds, facts, literalSensitive }
 }
 
 function isAscii(text: string): boolean {
