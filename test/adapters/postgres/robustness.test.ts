@@ -192,6 +192,42 @@ describe('extended protocol state', () => {
     c.close()
   })
 
+  it('does not track statements the upstream skipped after an error (no drift to a forbidden statement)', async () => {
+    await cluster.psql('CREATE TABLE IF NOT EXISTS victim (v int); INSERT INTO victim VALUES (1), (2), (3)', 'app_scram')
+    const c = await RawPgClient.connect(gw.port)
+    await c.login('agent-1', gw.tokens['agent-1'] as string)
+    const flush = typed('H', Buffer.alloc(0))
+    c.write(Buffer.concat([parse('bad0', 'SELECT * FROM nosuch'), flush]))
+    await c.until('E')
+    // the upstream skips this Parse (it waits for Sync); the gateway must not record "s" either
+    c.write(Buffer.concat([parse('s', 'SELECT 1'), sync]))
+    await c.until('Z')
+    c.write(Buffer.concat([parse('s', 'TRUNCATE victim'), parse('bad1', 'SELECT * FROM nosuch'), sync]))
+    await c.until('Z')
+    c.write(Buffer.concat([parse('bad2', 'SELECT * FROM nosuch'), sync]))
+    await c.until('Z')
+    c.write(Buffer.concat([bind('p', 's'), execute('p'), sync]))
+    const msgs = await c.until('Z')
+    expect(errorFields((msgs.find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '42501', M: expect.stringContaining('test/no-drop') })
+    c.close()
+    expect(await cluster.psql('SELECT count(*) FROM victim')).toBe('3')
+  })
+
+  it('judges a pipelined query with the settings an earlier statement leaves, not the ones before it', async () => {
+    await cluster.psql('CREATE TABLE IF NOT EXISTS victim2 (v int); INSERT INTO victim2 VALUES (1), (2)', 'app_scram')
+    const c = await RawPgClient.connect(gw.port)
+    await c.login('agent-1', gw.tokens['agent-1'] as string)
+    c.write(typed('Q', cstr('SET standard_conforming_strings = 1')))
+    expect((await c.until('Z')).map((m) => m.type).join('')).toBe('CZ')
+    // same text up to the literal: must not reuse the cached (safe) verdict of "= 1"
+    c.write(Buffer.concat([typed('Q', cstr('SET standard_conforming_strings = 0')), typed('Q', cstr("SELECT 'x\\' -- '; TRUNCATE victim2; --"))]))
+    const first = await c.until('Z')
+    expect(errorFields((first.find((m) => m.type === 'E') as { body: Buffer }).body).C).toBe('0A000')
+    await c.until('Z')
+    c.close()
+    expect(await cluster.psql('SELECT count(*) FROM victim2')).toBe('2')
+  })
+
   it('judges an Execute by the statement the upstream really holds after a failed re-Parse', async () => {
     const c = await RawPgClient.connect(gw.port)
     await c.login('agent-1', gw.tokens['agent-1'] as string)
