@@ -928,7 +928,9 @@ export class PostgresSession {
       }
       return undefined
     }
-    if (head.kind === 'sync') throw new Desync('ErrorResponse', head)
+    // An error at Sync: the implicit transaction failed to commit (a deferred constraint). The
+    // statements already reported their completion; the client sees the error as is.
+    if (head.kind === 'sync') return undefined
     // Extended protocol: the failing message, then everything up to Sync is skipped upstream.
     const undone: Expectation[] = [this.expect.shift() as Expectation]
     while (this.expect.length > 0 && this.expect[0]?.kind !== 'sync') undone.push(this.expect.shift() as Expectation)

@@ -174,6 +174,18 @@ describe('the pg driver (extended protocol)', () => {
     expect(await cluster.psql('SELECT count(*) FROM items')).toBe('3')
   })
 
+  it('passes an error raised at commit (a deferred constraint) and stays usable', async () => {
+    await cluster.psql('CREATE TABLE parent (id int PRIMARY KEY); CREATE TABLE child (pid int REFERENCES parent DEFERRABLE INITIALLY DEFERRED)', 'app_scram')
+    const c = client()
+    await c.connect()
+    // extended protocol: the implicit transaction commits at Sync, after CommandComplete
+    await expect(c.query('INSERT INTO child VALUES ($1)', [999])).rejects.toMatchObject({ code: '23503' })
+    // simple protocol: the error follows the statement's CommandComplete
+    await expect(c.query('INSERT INTO child VALUES (998)')).rejects.toMatchObject({ code: '23503' })
+    expect((await c.query('SELECT count(*)::int AS n FROM child')).rows[0].n).toBe(0)
+    await c.end()
+  })
+
   it('keeps the upstream credentials out of the audit', async () => {
     const text = readFileSync(gw.auditPath, 'utf8')
     expect(text).not.toContain(cluster.users.scram.password)
