@@ -31,6 +31,7 @@ export const PostgresOptions = Type.Object(
     }),
     maxMessageBytes: Type.Integer({ minimum: 1024, default: 64 * 1024 * 1024, description: 'largest frontend message accepted' }),
     startupTimeoutMs: Type.Integer({ minimum: 100, default: 15000, description: 'time a client has to finish TLS, startup and authentication' }),
+    maxPreparedStatements: Type.Integer({ minimum: 1, default: 10000, description: 'named prepared statements (and portals) one session may hold' }),
     forwardParams: Type.Array(Type.String(), {
       default: ['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'extra_float_digits'],
       description: 'startup parameters passed from the client to the upstream (never `options`, `user`, `database`, `replication`)',

@@ -685,6 +685,10 @@ export class PostgresSession {
   private onParse(msg: FrontendMessage): undefined {
     if (this.closed) return undefined
     const p = parseParse(msg.body)
+    if (!this.statements.has(p.name) && this.statements.size >= this.deps.options.maxPreparedStatements) {
+      this.substituteExtended(renderError(new GatewayError('GH_ERR_PROTOCOL_UNSUPPORTED', `too many prepared statements in this session (limit ${this.deps.options.maxPreparedStatements}); close some first`)))
+      return undefined
+    }
     const prev = this.statements.get(p.name)
     this.statements.set(p.name, { query: p.query, analysis: this.deps.analyzer.analyze(p.query) })
     this.expect.push({ kind: 'parse', name: p.name, prev })
@@ -694,6 +698,10 @@ export class PostgresSession {
 
   private onBind(msg: FrontendMessage): undefined {
     const b = parseBind(msg.body)
+    if (!this.portals.has(b.portal) && this.portals.size >= this.deps.options.maxPreparedStatements) {
+      this.substituteExtended(renderError(new GatewayError('GH_ERR_PROTOCOL_UNSUPPORTED', `too many open portals in this session (limit ${this.deps.options.maxPreparedStatements}); close some first`)))
+      return undefined
+    }
     const prev = this.portals.get(b.portal)
     this.portals.set(b.portal, { statement: this.statements.get(b.statement), params: b.params })
     this.expect.push({ kind: 'bind', name: b.portal, prev })

@@ -228,6 +228,25 @@ describe('extended protocol state', () => {
     expect(await cluster.psql('SELECT count(*) FROM victim2')).toBe('2')
   })
 
+  it('caps the prepared statements one session may hold, with an error the session survives', async () => {
+    const capped = await startGateway({ upstream: pgUpstream(cluster), connection: { options: { maxPreparedStatements: 3 } } })
+    try {
+      const c = await RawPgClient.connect(capped.port)
+      await c.login('agent-1', capped.tokens['agent-1'] as string)
+      c.write(Buffer.concat([parse('a', 'SELECT 1'), parse('b', 'SELECT 2'), parse('c', 'SELECT 3'), sync]))
+      expect((await c.until('Z')).map((m) => m.type).join('')).toBe('111Z')
+      c.write(Buffer.concat([parse('d', 'SELECT 4'), sync]))
+      const over = await c.until('Z')
+      expect(errorFields((over.find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '0A000', M: expect.stringContaining('too many prepared statements') })
+      // re-parsing a held name is fine once it is closed; the session stays usable
+      c.write(Buffer.concat([typed('C', Buffer.concat([Buffer.from('S'), cstr('a')])), parse('d', 'SELECT 4'), bind('', 'd'), execute(''), sync]))
+      expect((await c.until('Z')).map((m) => m.type).join('')).toBe('312DCZ')
+      c.close()
+    } finally {
+      await capped.stop()
+    }
+  })
+
   it('judges an Execute by the statement the upstream really holds after a failed re-Parse', async () => {
     const c = await RawPgClient.connect(gw.port)
     await c.login('agent-1', gw.tokens['agent-1'] as string)
