@@ -72,7 +72,11 @@ export interface SessionDeps {
 interface Pending {
   readonly request: GatewayRequest | undefined
   rows: number
+  /** Set at CommandComplete; recorded at ReadyForQuery, when the transaction's fate is known. */
+  done?: Outcome
 }
+
+type Outcome = { rows?: number; status?: string; error?: { code: string; message: string }; skipped?: boolean }
 
 interface PreparedStatement {
   readonly query: string
@@ -118,6 +122,7 @@ export class PostgresSession {
   private startupTimer: NodeJS.Timeout | undefined
   private pumping = false
   private quietWaiter: (() => void) | undefined
+  private commitError: { code: string; message: string } | undefined
   private pausedForPump = false
   private readonly expect: Expectation[] = []
   private upQueue: Buffer[] = []
@@ -196,6 +201,7 @@ export class PostgresSession {
     this.closeReason = reason
     clearTimeout(this.startupTimer)
     if (this.cancelKey) this.deps.cancelKeys.delete(this.cancelKey)
+    this.settle(undefined)
     for (const e of this.expect) this.abandon(e, reason)
     this.expect.length = 0
     this.wakeQuietWaiter()
@@ -853,8 +859,29 @@ export class PostgresSession {
     }
   }
 
-  private finish(p: Pending, outcome: { rows?: number; status?: string; error?: { code: string; message: string }; skipped?: boolean }): void {
+  private finish(p: Pending, outcome: Outcome): void {
     if (p.request) this.deps.pipeline.complete(p.request, outcome)
+  }
+
+  /**
+   * Statements that completed since the last ReadyForQuery. Their outcomes are recorded at
+   * ReadyForQuery: an implicit commit can still fail (a deferred constraint) after a statement's
+   * CommandComplete, and then the statement did not take effect.
+   */
+  private completed: Pending[] = []
+
+  private complete(p: Pending, outcome: Outcome): void {
+    p.done = outcome
+    this.completed.push(p)
+  }
+
+  /** At ReadyForQuery: record the held outcomes; a commit-time error lands on the last statement. */
+  private settle(commitError: { code: string; message: string } | undefined): void {
+    const list = this.completed
+    this.completed = []
+    const last = list[list.length - 1]
+    if (commitError && last?.done) last.done = { ...last.done, error: { code: commitError.code, message: `failed at commit: ${commitError.message}` } }
+    for (const p of list) this.finish(p, p.done ?? { skipped: true })
   }
 
   /** Handles one whole backend message. Returns undefined to pass it on, or the bytes to send instead (empty: drop). */
@@ -870,10 +897,10 @@ export class PostgresSession {
         const tag = parseCommandTag(body)
         if (head?.kind === 'query') {
           const p = head.stmts[head.idx++]
-          if (p) this.finish(p, { rows: rowsFromTag(tag) ?? p.rows, status: tag })
+          if (p) this.complete(p, { rows: rowsFromTag(tag) ?? p.rows, status: tag })
         } else if (head?.kind === 'execute') {
           this.expect.shift()
-          this.finish(head.pending, { rows: rowsFromTag(tag) ?? head.pending.rows, status: tag })
+          this.complete(head.pending, { rows: rowsFromTag(tag) ?? head.pending.rows, status: tag })
         } else throw new Desync('CommandComplete', head)
         return undefined
       }
@@ -888,6 +915,8 @@ export class PostgresSession {
         return undefined
       case B.ReadyForQuery:
         this.txStatus = body[0] as number
+        this.settle(this.commitError)
+        this.commitError = undefined
         if (head?.kind === 'query') {
           this.expect.shift()
           for (let i = head.idx; i < head.stmts.length; i++) this.finish(head.stmts[i] as Pending, { skipped: true })
@@ -933,12 +962,15 @@ export class PostgresSession {
       if (p) {
         head.idx++
         this.finish(p, { error })
-      }
+      } else this.commitError = error
       return undefined
     }
     // An error at Sync: the implicit transaction failed to commit (a deferred constraint). The
     // statements already reported their completion; the client sees the error as is.
-    if (head.kind === 'sync') return undefined
+    if (head.kind === 'sync') {
+      this.commitError = error
+      return undefined
+    }
     // Extended protocol: the failing message, then everything up to Sync is skipped upstream.
     const undone: Expectation[] = [this.expect.shift() as Expectation]
     while (this.expect.length > 0 && this.expect[0]?.kind !== 'sync') undone.push(this.expect.shift() as Expectation)

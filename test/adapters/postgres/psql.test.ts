@@ -184,6 +184,13 @@ describe('the pg driver (extended protocol)', () => {
     await expect(c.query('INSERT INTO child VALUES (998)')).rejects.toMatchObject({ code: '23503' })
     expect((await c.query('SELECT count(*)::int AS n FROM child')).rows[0].n).toBe(0)
     await c.end()
+    // the audit does not claim these inserts took effect
+    const events = await gw.audit()
+    const extended = requests(events).find((e) => e.text === 'INSERT INTO child VALUES ($1)') as RequestEvent
+    expect(outcomeOf(events, extended)?.error?.message).toMatch(/^failed at commit: .*violates foreign key constraint/)
+    // simple protocol: PostgreSQL commits before the last CommandComplete, so the error is the statement's own
+    const simple = requests(events).find((e) => e.text === 'INSERT INTO child VALUES (998)') as RequestEvent
+    expect(outcomeOf(events, simple)?.error?.message).toContain('violates foreign key constraint')
   })
 
   it('keeps the upstream credentials out of the audit', async () => {
