@@ -9,7 +9,7 @@
  * flush and close sinks.
  */
 import 'reflect-metadata'
-import { container as globalContainer, type DependencyContainer, type InjectionToken } from 'tsyringe'
+import { container as globalContainer, type DependencyContainer } from 'tsyringe'
 import { mkdirSync } from 'node:fs'
 import { AuditRecorder } from './audit/recorder.js'
 import { GatewayConfig as GatewayConfigToken, type GatewayConfigRef } from './config/token.js'
@@ -179,4 +179,3 @@ function deepFreeze<T>(value: T): T {
   return value
 }
 
-export type { InjectionToken }

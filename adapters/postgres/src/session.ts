@@ -25,6 +25,7 @@ import {
   isGatewayError,
   type ConnectionConfig,
   type Admission,
+  type ErrorCode,
   type GatewayRequest,
   type Logger,
   type Pipeline,
@@ -150,11 +151,6 @@ export class PostgresSession {
   ) {
     this.client = socket
     this.reader = new MessageReader(deps.options.maxMessageBytes)
-  }
-
-  /** Number of bytes the session is holding from the client (for tests and metrics). */
-  get bufferedFromClient(): number {
-    return this.reader.buffered
   }
 
   start(): void {
@@ -599,22 +595,55 @@ export class PostgresSession {
     this.statements.delete('')
     this.portals.delete('')
     const text = parseQuery(msg.body)
-    const unsafe = this.unsafeSetting()
-    if (unsafe) return this.refuseQuery(this.newRequest(text, { sql: { error: unsafe } }), 'gatehouse/session-settings', `${unsafe}; the gateway cannot judge statements safely`, SQLSTATE.featureNotSupported)
     const analysis = this.deps.analyzer.analyze(text)
-    if (!analysis.ok) return this.refuseQuery(this.newRequest(text, { sql: { error: analysis.error } }), 'gatehouse/parse', `statement could not be parsed: ${analysis.error}`, SQLSTATE.syntaxError)
-    const risky = analysis.statements.find((s) => s.facts.settingRisk !== undefined)
-    if (risky) return this.refuseQuery(this.newRequest(risky.text, { sql: risky.facts }), 'gatehouse/session-settings', `the statement ${risky.facts.settingRisk}; the gateway could no longer judge statements safely`, SQLSTATE.featureNotSupported)
+    const unjudgeable = this.refuseUnjudgeable(text, analysis, undefined, this.substituteQuery)
+    if (unjudgeable || !analysis.ok) return unjudgeable
     if (analysis.statements.length === 1) {
       // The common case, without a promise when the pipeline answers synchronously.
-      const s = analysis.statements[0] as (typeof analysis.statements)[0]
-      const request = this.newRequest(s.text, { sql: s.facts })
-      const admission = this.deps.pipeline.admit(request)
-      if (admission instanceof Promise) return admission.then((a) => this.afterQueryAdmission(msg, request, a))
-      this.afterQueryAdmission(msg, request, admission)
-      return undefined
+      const s = analysis.statements[0] as AnalyzedStatement
+      return this.admitThen(this.newRequest(s.text, { sql: s.facts }), msg, 'query')
     }
     return this.onMultiStatementQuery(msg, analysis.statements)
+  }
+
+  /**
+   * Refuses, before policy, what the gateway cannot judge: any statement while the session runs
+   * with settings under which its parse would differ from the server's, text the parser rejects,
+   * and statements that would switch the session to such settings. Returns undefined otherwise.
+   */
+  private refuseUnjudgeable(text: string, analysis: SqlAnalysis, params: readonly (string | null)[] | undefined, substitute: (error: Buffer) => void): Promise<void> | undefined {
+    const unsafe = this.unsafeSetting()
+    if (unsafe) return this.refuse(this.newRequest(text, { sql: { error: unsafe } }, params), 'gatehouse/session-settings', `${unsafe}; the gateway cannot judge statements safely`, 'GH_ERR_PROTOCOL_UNSUPPORTED', substitute)
+    if (!analysis.ok) return this.refuse(this.newRequest(text, { sql: { error: analysis.error } }, params), 'gatehouse/parse', `statement could not be parsed: ${analysis.error}`, 'GH_ERR_PARSE_FAILED', substitute)
+    const risky = analysis.statements.find((s) => s.facts.settingRisk !== undefined)
+    if (risky) return this.refuse(this.newRequest(risky.text, { sql: risky.facts }, params), 'gatehouse/session-settings', `the statement ${risky.facts.settingRisk}; the gateway could no longer judge statements safely`, 'GH_ERR_PROTOCOL_UNSUPPORTED', substitute)
+    return undefined
+  }
+
+  /** Asks the pipeline; forwards `msg` when admitted, or puts a refusal in its place. */
+  private admitThen(request: GatewayRequest, msg: FrontendMessage, kind: 'query' | 'execute'): Promise<void> | undefined {
+    const admission = this.deps.pipeline.admit(request)
+    if (admission instanceof Promise) return admission.then((a) => this.afterAdmission(msg, request, a, kind))
+    this.afterAdmission(msg, request, admission, kind)
+    return undefined
+  }
+
+  private afterAdmission(msg: FrontendMessage, request: GatewayRequest, admission: Admission, kind: 'query' | 'execute'): void {
+    if (this.closed) return
+    if (!admission.admitted) {
+      // The pipeline has recorded the refusal; the client sees it where PostgreSQL would put an error.
+      ;(kind === 'query' ? this.substituteQuery : this.substituteExtended)(renderError(admission.error))
+      return
+    }
+    this.forgetSqlLevelState(request)
+    this.expect.push(kind === 'query' ? { kind: 'query', stmts: [{ request, rows: 0 }], idx: 0 } : { kind: 'execute', pending: { request, rows: 0 } })
+    this.toUpstream(msg.raw)
+  }
+
+  /** Refuses a request the gateway will not put to policy; the pipeline records it. */
+  private async refuse(request: GatewayRequest, rule: string, reason: string, code: ErrorCode, substitute: (error: Buffer) => void): Promise<void> {
+    const error = await this.deps.pipeline.refuse(request, { rule, reason, code })
+    if (!this.closed) substitute(renderError(error))
   }
 
   /** Several statements in one Query: each judged and recorded; if one is refused, none runs. */
@@ -624,33 +653,18 @@ export class PostgresSession {
     for (const s of statements) {
       const request = this.newRequest(s.text, { sql: s.facts })
       const admission = await this.deps.pipeline.admit(request)
-      stmts.push({ request, rows: 0 })
-      if (!admission.admitted) {
-        refusal ??= admission.error
-        this.deps.pipeline.complete(request, { error: { code: admission.error.code, message: admission.error.message } })
-      }
-      if (this.phase === 'closed') return
+      if (admission.admitted) stmts.push({ request, rows: 0 })
+      else refusal ??= admission.error
+      if (this.closed) return
     }
     if (refusal) {
       // Nothing in the string runs: the allowed statements are recorded as skipped.
-      for (const p of stmts) if (p.request) this.deps.pipeline.complete(p.request, { skipped: true })
+      for (const p of stmts) this.finish(p, { skipped: true })
       this.substituteQuery(renderError(refusal))
       return
     }
     for (const p of stmts) if (p.request) this.forgetSqlLevelState(p.request)
     this.expect.push({ kind: 'query', stmts, idx: 0 })
-    this.toUpstream(msg.raw)
-  }
-
-  private afterQueryAdmission(msg: FrontendMessage, request: GatewayRequest, admission: Admission): void {
-    if (this.closed) return
-    if (!admission.admitted) {
-      this.deps.pipeline.complete(request, { error: { code: admission.error.code, message: admission.error.message } })
-      this.substituteQuery(renderError(admission.error))
-      return
-    }
-    this.forgetSqlLevelState(request)
-    this.expect.push({ kind: 'query', stmts: [{ request, rows: 0 }], idx: 0 })
     this.toUpstream(msg.raw)
   }
 
@@ -668,14 +682,8 @@ export class PostgresSession {
     }
   }
 
-  private async refuseQuery(request: GatewayRequest, rule: string, reason: string, sqlstate: string): Promise<void> {
-    const error = await this.deps.pipeline.refuse(request, { rule, reason, code: sqlstate === SQLSTATE.syntaxError ? 'GH_ERR_PARSE_FAILED' : 'GH_ERR_PROTOCOL_UNSUPPORTED' })
-    this.deps.pipeline.complete(request, { error: { code: error.code, message: error.message } })
-    this.substituteQuery(renderError(error, sqlstate))
-  }
-
   /** Sends the upstream a failing query in place of the client's; the client sees `error` instead. */
-  private substituteQuery(error: Buffer): void {
+  private readonly substituteQuery = (error: Buffer): void => {
     this.expect.push({ kind: 'query', stmts: [], idx: 0, substitute: error })
     this.toUpstream(buildQuery(REFUSAL_SQL))
   }
@@ -683,9 +691,7 @@ export class PostgresSession {
   private async refuseFunctionCall(msg: FrontendMessage): Promise<void> {
     const oid = msg.body.length >= 4 ? msg.body.readUInt32BE(0) : 0
     const request = this.deps.pipeline.request((this.handle as SessionHandle).info, { action: 'sql.function-call', text: `FunctionCall oid=${oid}`, attrs: { sql: { functionOid: oid } } })
-    const error = await this.deps.pipeline.refuse(request, { rule: 'gatehouse/function-call', reason: 'the FunctionCall protocol message is not allowed through the gateway', code: 'GH_ERR_PROTOCOL_UNSUPPORTED' })
-    this.deps.pipeline.complete(request, { error: { code: error.code, message: error.message } })
-    this.substituteQuery(renderError(error, SQLSTATE.featureNotSupported))
+    return this.refuse(request, 'gatehouse/function-call', 'the FunctionCall protocol message is not allowed through the gateway', 'GH_ERR_PROTOCOL_UNSUPPORTED', this.substituteQuery)
   }
 
   private onParse(msg: FrontendMessage): undefined {
@@ -722,43 +728,20 @@ export class PostgresSession {
     const info = (this.handle as SessionHandle).info
     if (!portal || !stmt) {
       const request = this.deps.pipeline.request(info, { action: 'sql.query', text: `EXECUTE portal "${name}"`, attrs: { sql: { error: 'unknown portal or statement' } } })
-      return this.refuseExecute(request, 'gatehouse/unknown-statement', 'the portal or prepared statement was not created through the gateway; it cannot be judged', SQLSTATE.insufficientPrivilege)
+      return this.refuse(request, 'gatehouse/unknown-statement', 'the portal or prepared statement was not created through the gateway; it cannot be judged', 'GH_ERR_POLICY_DENIED', this.substituteExtended)
     }
-    const unsafe = this.unsafeSetting()
-    if (unsafe) return this.refuseExecute(this.newRequest(stmt.query, { sql: { error: unsafe } }, portal.params), 'gatehouse/session-settings', `${unsafe}; the gateway cannot judge statements safely`, SQLSTATE.featureNotSupported)
     const a = stmt.analysis
-    if (!a.ok) return this.refuseExecute(this.newRequest(stmt.query, { sql: { error: a.error } }, portal.params), 'gatehouse/parse', `statement could not be parsed: ${a.error}`, SQLSTATE.syntaxError)
+    const unjudgeable = this.refuseUnjudgeable(stmt.query, a, portal.params, this.substituteExtended)
+    if (unjudgeable || !a.ok) return unjudgeable
     if (a.statements.length === 0) {
       // An empty query: nothing runs, PostgreSQL answers EmptyQueryResponse.
       this.expect.push({ kind: 'execute', pending: { request: undefined, rows: 0 } })
       this.toUpstream(msg.raw)
       return
     }
-    if (a.statements.length > 1) return this.refuseExecute(this.newRequest(stmt.query, { sql: { error: 'multiple statements' } }, portal.params), 'gatehouse/parse', 'a prepared statement must contain one statement', SQLSTATE.syntaxError)
-    const s = a.statements[0] as (typeof a.statements)[0]
-    if (s.facts.settingRisk !== undefined) return this.refuseExecute(this.newRequest(s.text, { sql: s.facts }, portal.params), 'gatehouse/session-settings', `the statement ${s.facts.settingRisk}; the gateway could no longer judge statements safely`, SQLSTATE.featureNotSupported)
-    const request = this.newRequest(s.text, { sql: s.facts }, portal.params)
-    const admission = this.deps.pipeline.admit(request)
-    if (admission instanceof Promise) return admission.then((a) => this.afterExecuteAdmission(msg, request, a))
-    this.afterExecuteAdmission(msg, request, admission)
-  }
-
-  private afterExecuteAdmission(msg: FrontendMessage, request: GatewayRequest, admission: Admission): void {
-    if (this.closed) return
-    if (!admission.admitted) {
-      this.deps.pipeline.complete(request, { error: { code: admission.error.code, message: admission.error.message } })
-      this.substituteExtended(renderError(admission.error))
-      return
-    }
-    this.forgetSqlLevelState(request)
-    this.expect.push({ kind: 'execute', pending: { request, rows: 0 } })
-    this.toUpstream(msg.raw)
-  }
-
-  private async refuseExecute(request: GatewayRequest, rule: string, reason: string, sqlstate: string): Promise<void> {
-    const error = await this.deps.pipeline.refuse(request, { rule, reason, code: sqlstate === SQLSTATE.syntaxError ? 'GH_ERR_PARSE_FAILED' : sqlstate === SQLSTATE.featureNotSupported ? 'GH_ERR_PROTOCOL_UNSUPPORTED' : 'GH_ERR_POLICY_DENIED' })
-    this.deps.pipeline.complete(request, { error: { code: error.code, message: error.message } })
-    this.substituteExtended(renderError(error, sqlstate))
+    if (a.statements.length > 1) return this.refuse(this.newRequest(stmt.query, { sql: { error: 'multiple statements' } }, portal.params), 'gatehouse/parse', 'a prepared statement must contain one statement', 'GH_ERR_PARSE_FAILED', this.substituteExtended)
+    const s = a.statements[0] as AnalyzedStatement
+    return this.admitThen(this.newRequest(s.text, { sql: s.facts }, portal.params), msg, 'execute')
   }
 
   /**
@@ -766,7 +749,7 @@ export class PostgresSession {
    * Sync exactly as PostgreSQL would after an error; the client sees `error`; the gateway
    * discards the client's messages until Sync.
    */
-  private substituteExtended(error: Buffer): void {
+  private readonly substituteExtended = (error: Buffer): void => {
     this.expect.push({ kind: 'substitute', error })
     this.toUpstream(buildParse('gatehouse_refused', REFUSAL_SQL))
     this.discardUntilSync = true
@@ -877,6 +860,7 @@ export class PostgresSession {
 
   /** At ReadyForQuery: record the held outcomes; a commit-time error lands on the last statement. */
   private settle(commitError: { code: string; message: string } | undefined): void {
+    if (this.completed.length === 0) return
     const list = this.completed
     this.completed = []
     const last = list[list.length - 1]

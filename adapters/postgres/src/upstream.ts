@@ -78,13 +78,6 @@ class LoginReader {
     w?.()
   }
 
-  async byte(): Promise<number> {
-    while (this.buf.length < 1) await this.wait()
-    const b = this.buf[0] as number
-    this.buf = this.buf.subarray(1)
-    return b
-  }
-
   async message(): Promise<{ type: number; body: Buffer }> {
     for (;;) {
       if (this.buf.length >= 5) {

@@ -53,10 +53,14 @@ export interface Pipeline {
   admit(request: GatewayRequest): Admission | Promise<Admission>
   /**
    * Refuses a request without asking policy (unparseable text, a protocol feature the gateway
-   * does not allow): records the intent with verdict deny and returns the error to render.
+   * does not allow): records the intent with verdict deny and the outcome, and returns the
+   * error to render.
    */
   refuse(request: GatewayRequest, refusal: { rule: string; reason: string; code?: ErrorCode }): Promise<GatewayError>
-  /** Records the outcome of an admitted (or refused) request. Never throws. */
+  /**
+   * Records the outcome of an admitted request. Never throws. Refused requests (by `admit` or
+   * `refuse`) have their outcome recorded by the pipeline already; a second call is ignored.
+   */
   complete(request: GatewayRequest, outcome: Outcome): void
   /** Applies transform plugins to a response item. */
   transform<T>(request: GatewayRequest, item: T): T
@@ -280,15 +284,26 @@ export class ConnectionPipeline implements Pipeline {
     } catch (err) {
       return this.intentFailed(request, err)
     }
-    if (pending === undefined) return this.verdict(decision)
+    if (pending === undefined) return this.verdict(request, decision)
     return pending.then(
-      () => this.verdict(decision),
+      () => this.verdict(request, decision),
       (err: unknown) => this.intentFailed(request, err),
     )
   }
 
-  private verdict(decision: Decision): Admission {
+  /** The admission for a recorded decision; a refusal's outcome is recorded here, once for every adapter. */
+  private verdict(request: GatewayRequest, decision: Decision): Admission {
     if (decision.verdict === 'allow') return { admitted: true, decision }
+    const refused = this.refusal(decision)
+    this.completeRefused(request, refused.error)
+    return refused
+  }
+
+  private completeRefused(request: GatewayRequest, error: GatewayError): void {
+    this.complete(request, { error: { code: error.code, message: error.message } })
+  }
+
+  private refusal(decision: Decision): Admission & { admitted: false } {
     if (decision.verdict === 'review') {
       return { admitted: false, decision, error: new GatewayError('GH_ERR_POLICY_REVIEW', `needs approval (rule ${decision.rule ?? 'unnamed'}): ${decision.reason}; no approval workflow is configured`, { ...(decision.rule === undefined ? {} : { rule: decision.rule }) }) }
     }
@@ -305,7 +320,9 @@ export class ConnectionPipeline implements Pipeline {
     } catch (err) {
       return this.intentFailed(request, err).error
     }
-    return new GatewayError(refusal.code ?? 'GH_ERR_POLICY_DENIED', refusal.reason, { rule: refusal.rule })
+    const error = new GatewayError(refusal.code ?? 'GH_ERR_POLICY_DENIED', refusal.reason, { rule: refusal.rule })
+    this.completeRefused(request, error)
+    return error
   }
 
   /**
@@ -341,6 +358,7 @@ export class ConnectionPipeline implements Pipeline {
     this.logger.error({ request: request.id, code: error.code, err: String((err as Error).cause ?? err) }, 'intent record failed; request refused')
     const refused: Decision = { verdict: 'deny', rule: 'gatehouse/audit', reason: error.message }
     this.admitted.set(request, { decision: refused, startedAt: request.receivedAt })
+    this.completeRefused(request, error)
     return { admitted: false, decision: refused, error }
   }
 

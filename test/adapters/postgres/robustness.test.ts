@@ -5,7 +5,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import pg from 'pg'
 import fc from 'fast-check'
-import { randomBytes } from 'node:crypto'
 import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
 import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
 import { psql } from '../../fixtures/clients.js'
@@ -288,18 +287,27 @@ describe('protocol features the gateway does not let through', () => {
   })
 
   it('refuses Execute of a statement prepared with SQL PREPARE, which it could not judge', async () => {
-    const c = await RawPgClient.connect(gw.port)
-    await c.login('agent-1', gw.tokens['agent-1'] as string)
-    c.write(typed('Q', cstr('PREPARE sneaky AS SELECT 1')))
-    const prep = await c.until('Z')
-    // PREPARE is not in the test policy's allow list, so it is denied already
-    expect(prep.some((m) => m.type === 'E')).toBe(true)
-    // Bind the protocol-level name anyway: the gateway never saw it parsed, so Execute is refused
-    c.write(Buffer.concat([typed('B', Buffer.concat([cstr(''), cstr('sneaky'), Buffer.from([0, 0, 0, 0, 0, 0])])), typed('E', Buffer.concat([cstr(''), Buffer.alloc(4)])), typed('S', Buffer.alloc(0))]))
-    const msgs = await c.until('Z')
-    const err = msgs.find((m) => m.type === 'E')
-    expect(err && errorFields(err.body)).toMatchObject({ C: expect.stringMatching(/^(42501|26000)$/) })
-    c.close()
+    await cluster.psql('CREATE TABLE IF NOT EXISTS victim3 (v int); INSERT INTO victim3 VALUES (1), (2)', 'app_scram')
+    // a policy that allows PREPARE itself, so the statement really exists upstream
+    const lax = await startGateway({
+      upstream: pgUpstream(cluster),
+      policies: [{ id: 'lax', rules: [{ id: 'read', effect: 'allow', when: { 'sql.statement': ['SELECT', 'PREPARE'] } }] }],
+    })
+    try {
+      const c = await RawPgClient.connect(lax.port)
+      await c.login('agent-1', lax.tokens['agent-1'] as string)
+      c.write(typed('Q', cstr('PREPARE sneaky AS DELETE FROM victim3')))
+      expect((await c.until('Z')).map((m) => m.type).join('')).toBe('CZ')
+      // Bind the protocol-level name: the gateway never saw it parsed, so Execute is refused
+      c.write(Buffer.concat([typed('B', Buffer.concat([cstr(''), cstr('sneaky'), Buffer.from([0, 0, 0, 0, 0, 0])])), typed('E', Buffer.concat([cstr(''), Buffer.alloc(4)])), typed('S', Buffer.alloc(0))]))
+      const msgs = await c.until('Z')
+      const err = msgs.find((m) => m.type === 'E')
+      expect(err && errorFields(err.body)).toMatchObject({ C: '42501', M: expect.stringContaining('not created through the gateway') })
+      c.close()
+    } finally {
+      await lax.stop()
+    }
+    expect(await cluster.psql('SELECT count(*) FROM victim3')).toBe('2')
   })
 
   it('refuses statements that would make its parse differ from the server\'s', async () => {
@@ -337,6 +345,5 @@ describe('protocol features the gateway does not let through', () => {
     expect(results.map((r) => r.rows[0].i)).toEqual(clients.map(({ i }) => i))
     expect(new Set(results.map((r) => r.rows[0].pid)).size).toBe(10)
     await Promise.all(clients.map(({ c }) => c.end()))
-    void randomBytes
   })
 })

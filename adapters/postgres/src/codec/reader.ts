@@ -74,14 +74,6 @@ export class MessageReader {
   private checkStartupLength(len: number, max: number): void {
     if (len < 8 || len > max) throw new ProtocolViolation(`invalid startup packet length ${len}`)
   }
-
-  /** Takes the unread bytes (used when a socket is handed to TLS). */
-  drain(): Buffer {
-    const rest = this.buf.subarray(this.off)
-    this.buf = EMPTY
-    this.off = 0
-    return rest
-  }
 }
 
 /** Reads NUL-terminated strings and integers from a message body. */

@@ -6,7 +6,7 @@
  * lookup, not a parse.
  */
 import { loadModule, parseSync } from 'libpg-query'
-import { fromKeyOffset, normalizeSql, toKeyOffset } from './normalize.js'
+import { fromKeyOffset, normalizeSql, toKeyOffset, type NormalizedSql } from './normalize.js'
 
 export interface SqlFacts {
   /** Top-level statement type: SELECT, INSERT, DROP, CREATE, SET, BEGIN, … */
@@ -37,10 +37,9 @@ export interface AnalyzedStatement {
 export type SqlAnalysis = { readonly ok: true; readonly statements: readonly AnalyzedStatement[] } | { readonly ok: false; readonly error: string }
 
 interface CachedAnalysis {
-  /** Statement bounds as [start, end) offsets in the normalized key. */
+  /** Statement bounds as [start, end) offsets in the key the entry is stored under. */
   readonly bounds: readonly number[]
   readonly facts: readonly SqlFacts[]
-  readonly error?: string
   /** Some fact depends on a literal's value (SET, set_config): never shared across literals. */
   readonly literalSensitive?: boolean
 }
@@ -48,22 +47,20 @@ interface CachedAnalysis {
 /** Texts longer than this are not cached (a cache of big texts is a memory lever for clients). */
 const MAX_CACHED_TEXT = 16 * 1024
 
-function materialize(text: string, entry: CachedAnalysis, spans: readonly number[] | undefined): SqlAnalysis {
-  if (entry.error !== undefined) return { ok: false, error: entry.error }
+/** The statements of `text`, from bounds given as offsets in a key whose literal spans are `spans`. */
+function materialize(text: string, bounds: readonly number[], facts: readonly SqlFacts[], spans: readonly number[]): SqlAnalysis {
   const statements: AnalyzedStatement[] = []
-  if (entry.bounds.length !== 2 * entry.facts.length) {
-    // Bounds could not be mapped to the key (not cached): fall back to a fresh parse's own bounds.
-    const fresh = parseAndDescribe(text, undefined)
-    if (fresh.error !== undefined) return { ok: false, error: fresh.error }
-    return materialize(text, fresh, undefined)
-  }
-  for (let i = 0; i < entry.facts.length; i++) {
-    const start = fromKeyOffset(entry.bounds[2 * i] as number, spans ?? [])
-    const end = fromKeyOffset(entry.bounds[2 * i + 1] as number, spans ?? [])
-    statements.push({ text: text.slice(start, end), facts: entry.facts[i] as SqlFacts })
+  for (let i = 0; i < facts.length; i++) {
+    const start = fromKeyOffset(bounds[2 * i] as number, spans)
+    const end = fromKeyOffset(bounds[2 * i + 1] as number, spans)
+    statements.push({ text: text.slice(start, end), facts: facts[i] as SqlFacts })
   }
   return { ok: true, statements }
 }
+
+const NO_SPANS: readonly number[] = []
+/** Stored under a normalized key whose texts must each be analysed on their own. */
+const LITERAL_SENSITIVE: CachedAnalysis = Object.freeze({ bounds: [], facts: [], literalSensitive: true })
 
 let loaded: Promise<void> | undefined
 /** Loads the parser (WebAssembly). Call once before analysing; idempotent. */
@@ -80,14 +77,9 @@ export class SqlAnalyzer {
   constructor(private readonly maxEntries = 4096) {}
 
   analyze(text: string): SqlAnalysis {
-    if (text.length > MAX_CACHED_TEXT) {
-      // Big texts are analysed every time and never held by the cache.
-      this.misses++
-      return materialize(text, parseAndDescribe(text, undefined), undefined)
-    }
-    let norm = normalizeSql(text)
+    let norm = text.length > MAX_CACHED_TEXT ? undefined : normalizeSql(text)
     let key = norm ? norm.key : text
-    let entry = this.cache.get(key)
+    let entry = text.length > MAX_CACHED_TEXT ? undefined : this.cache.get(key)
     if (entry?.literalSensitive && norm && norm.spans.length > 0) {
       // Its facts depend on literal values (SET x = 0 vs = 1): only the exact text may share it.
       norm = undefined
@@ -99,19 +91,35 @@ export class SqlAnalyzer {
       // LRU: move to the back.
       this.cache.delete(key)
       this.cache.set(key, entry)
-    } else {
-      this.misses++
-      entry = parseAndDescribe(text, norm?.spans)
-      if (entry.literalSensitive && norm && norm.spans.length > 0) {
-        // Keep a marker under the normalized key so texts differing only in literals parse afresh.
-        this.remember(key, { bounds: [], facts: [], literalSensitive: true })
-        norm = undefined
-        key = text
-        entry = parseAndDescribe(text, undefined)
-      }
-      if (entry.error === undefined && entry.bounds.length === 2 * entry.facts.length) this.remember(key, entry)
+      return materialize(text, entry.bounds, entry.facts, norm?.spans ?? NO_SPANS)
     }
-    return materialize(text, entry, norm?.spans)
+    this.misses++
+    const parsed = parseSql(text)
+    if ('error' in parsed) return { ok: false, error: parsed.error }
+    if (text.length <= MAX_CACHED_TEXT) this.rememberParsed(text, key, norm, parsed)
+    return materialize(text, parsed.bounds, parsed.facts, NO_SPANS)
+  }
+
+  /** Caches a fresh analysis under the normalized key, or the exact text when literals matter. */
+  private rememberParsed(text: string, key: string, norm: NormalizedSql | undefined, parsed: ParsedSql): void {
+    const spans = norm?.spans ?? NO_SPANS
+    if (spans.length === 0) {
+      this.remember(key, parsed)
+      return
+    }
+    if (parsed.literalSensitive) {
+      this.remember(key, LITERAL_SENSITIVE)
+      this.remember(text, parsed)
+      return
+    }
+    const bounds: number[] = []
+    for (const offset of parsed.bounds) {
+      const k = toKeyOffset(offset, spans)
+      // A bound inside a literal: the lexer and the parser disagree; do not share this analysis.
+      if (k === undefined) return
+      bounds.push(k)
+    }
+    this.remember(key, { bounds, facts: parsed.facts })
   }
 
   private remember(key: string, entry: CachedAnalysis): void {
@@ -130,19 +138,24 @@ interface RawStmt {
   stmt_len?: number
 }
 
-function parseAndDescribe(text: string, spans: readonly number[] | undefined): CachedAnalysis {
+interface ParsedSql {
+  /** Statement bounds as [start, end) character offsets in the text. */
+  readonly bounds: readonly number[]
+  readonly facts: readonly SqlFacts[]
+  readonly literalSensitive: boolean
+}
+
+function parseSql(text: string): ParsedSql | { error: string } {
   let stmts: RawStmt[]
   try {
     stmts = (parseSync(text) as { stmts?: RawStmt[] }).stmts ?? []
   } catch (err) {
-    return { bounds: [], facts: [], error: (err as Error).message || 'syntax error' }
+    return { error: (err as Error).message || 'syntax error' }
   }
-  const ascii = isAscii(text)
-  const bytes = ascii ? undefined : Buffer.from(text, 'utf8')
+  const bytes = isAscii(text) ? undefined : Buffer.from(text, 'utf8')
   const charOffset = (byteOffset: number) => (bytes ? bytes.subarray(0, byteOffset).toString('utf8').length : byteOffset)
   const bounds: number[] = []
   const facts: SqlFacts[] = []
-  let cacheable = true
   for (const raw of stmts) {
     const loc = raw.stmt_location ?? 0
     const len = raw.stmt_len ?? 0
@@ -150,14 +163,10 @@ function parseAndDescribe(text: string, spans: readonly number[] | undefined): C
     let end = len === 0 ? text.length : charOffset(loc + len)
     while (start < end && /\s/.test(text[start] as string)) start++
     while (end > start && /\s/.test(text[end - 1] as string)) end--
-    const ks = toKeyOffset(start, spans ?? [])
-    const ke = toKeyOffset(end, spans ?? [])
-    if (ks === undefined || ke === undefined) cacheable = false
-    bounds.push(ks ?? start, ke ?? end)
+    bounds.push(start, end)
     facts.push(describe(raw.stmt ?? {}, stmts.length))
   }
   const literalSensitive = facts.some((f) => f.kinds.includes('SET') || f.kinds.includes('RESET') || f.functions.some((fn) => fn === 'set_config' || fn.endsWith('.set_config')))
-  if (!cacheable) return { bounds: [], facts, literalSensitive }
   return { bounds, facts, literalSensitive }
 }
 
