@@ -14,7 +14,7 @@ import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
 import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
 import { psql } from '../../fixtures/clients.js'
 import { freePort } from '../../fixtures/net.js'
-import { errorFields, RawPgClient, startupPacket } from '../../fixtures/pg-raw.js'
+import { errorFields, RawPgClient, requestPacket, SSL_REQUEST, startupPacket } from '../../fixtures/pg-raw.js'
 
 let cluster: PgCluster
 let certDir: string
@@ -114,10 +114,7 @@ describe('TLS toward the client', () => {
 
   it('refuses plaintext smuggled behind an SSLRequest', async () => {
     const c = await RawPgClient.connect(gw.port)
-    const ssl = Buffer.alloc(8)
-    ssl.writeInt32BE(8, 0)
-    ssl.writeInt32BE(80877103, 4)
-    c.write(Buffer.concat([ssl, startupPacket({ user: 'agent-1', database: 'x' })]))
+    c.write(Buffer.concat([requestPacket(SSL_REQUEST), startupPacket({ user: 'agent-1', database: 'x' })]))
     let fields: Record<string, string> | undefined
     for (let m = await c.next(); m; m = await c.next()) if (m.type === 'E') fields = errorFields(m.body)
     expect(fields).toMatchObject({ C: '08P01', M: expect.stringContaining('unexpected data after SSLRequest') })

@@ -8,7 +8,7 @@ import fc from 'fast-check'
 import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
 import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
 import { psql } from '../../fixtures/clients.js'
-import { cstr, errorFields, RawPgClient, startupPacket, typed } from '../../fixtures/pg-raw.js'
+import { cstr, errorFields, GSSENC_REQUEST, RawPgClient, requestPacket, SSL_REQUEST, startupPacket, typed } from '../../fixtures/pg-raw.js'
 
 let cluster: PgCluster
 let gw: TestGateway
@@ -108,10 +108,7 @@ describe('malformed frontend input', () => {
 
   it('answers SSLRequest with N when no certificate is configured', async () => {
     const c = await RawPgClient.connect(gw.port)
-    const ssl = Buffer.alloc(8)
-    ssl.writeInt32BE(8, 0)
-    ssl.writeInt32BE(80877103, 4)
-    c.write(ssl)
+    c.write(requestPacket(SSL_REQUEST))
     expect(await c.byte()).toBe('N')
     c.close()
     await bystanderStillWorks()
@@ -119,10 +116,7 @@ describe('malformed frontend input', () => {
 
   it('declines GSS encryption and then serves the client normally', async () => {
     const c = await RawPgClient.connect(gw.port)
-    const gss = Buffer.alloc(8)
-    gss.writeInt32BE(8, 0)
-    gss.writeInt32BE(80877104, 4)
-    c.write(gss)
+    c.write(requestPacket(GSSENC_REQUEST))
     expect(await c.byte()).toBe('N')
     await c.login('agent-1', gw.tokens['agent-1'] as string)
     c.write(typed('Q', cstr('SELECT 1')))
