@@ -4,7 +4,8 @@ import { Type } from '@sinclair/typebox'
 import { PostgresAdapter } from './adapter.js'
 
 export { PostgresAdapter } from './adapter.js'
-export { SqlAnalyzer, loadSqlParser, type SqlFacts, type SqlAnalysis } from './sql/analyze.js'
+export { SqlAnalyzer, loadSqlParser, type SqlAnalysis } from './sql/analyze.js'
+export { describeStatement, type SqlFacts, type CopyFacts, type CodeFacts, type PreparedFacts } from './sql/facts.js'
 export { normalizeSql } from './sql/normalize.js'
 export { UpstreamConfig, PostgresOptions } from './config.js'
 

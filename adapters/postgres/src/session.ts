@@ -54,7 +54,8 @@ import {
 import { MessageReader, ProtocolViolation, type FrontendMessage } from './codec/reader.js'
 import type { PostgresOptions, UpstreamConfig } from './config.js'
 import { renderError, SQLSTATE } from './errors.js'
-import { UNSAFE_CLIENT_ENCODINGS, type AnalyzedStatement, type SqlAnalysis, type SqlAnalyzer } from './sql/analyze.js'
+import type { AnalyzedStatement, SqlAnalysis, SqlAnalyzer } from './sql/analyze.js'
+import { mergeExecuted, preparedFacts, UNSAFE_CLIENT_ENCODINGS, type SqlFacts } from './sql/facts.js'
 import { cancelUpstream, connectUpstream, type UpstreamSession } from './upstream.js'
 
 export interface SessionDeps {
