@@ -111,7 +111,7 @@ policies:
     principals: { groups: [bench] }
     connections: [bench]
     rules:
-      - { id: bench-read, effect: allow, when: { sql.statement: [SELECT] } }
+      - { id: bench-read, effect: allow, match: { sql.statement: [SELECT] } }
 `;
 }
 // ==============================================================================================

@@ -14,7 +14,7 @@ import { mkdirSync } from 'node:fs'
 import { AuditRecorder } from './audit/recorder.js'
 import { GatewayConfig as GatewayConfigToken, type GatewayConfigRef } from './config/token.js'
 import type { ConnectionConfig, GatewayConfig, StageChains } from './config/schema.js'
-import { validate } from './config/validate.js'
+import { ConfigError, validate, type ValidationIssue } from './config/validate.js'
 import { GatewayError } from './errors.js'
 import { createLogger, Logger } from './logger.js'
 import type { Lifecycle, PluginDefinition, StageObjects } from './plugin/define.js'
@@ -108,6 +108,7 @@ export class Gateway {
       const pipeline = new ConnectionPipeline(connection.name, { authenticators, analyzers, policies, transformers }, recorder, root, logger.child({ connection: connection.name }))
       plans.push({ connection, adapter, pipeline })
     }
+    checkPolicyActions(config, plans)
     sealContainer(root)
     return new Gateway(config, root, logger, instances, plans)
   }
@@ -179,3 +180,25 @@ function deepFreeze<T>(value: T): T {
   return value
 }
 
+
+/**
+ * Every action a policy names must be one the adapters of its connections can produce: a rule
+ * on `ssh.exec` over a PostgreSQL connection (or a typo, `sql.querry`) would never match, and an
+ * operator reading the config would believe it protects something.
+ */
+function checkPolicyActions(config: GatewayConfig, plans: readonly { connection: ConnectionConfig; adapter: ProtocolAdapter }[]): void {
+  const issues: ValidationIssue[] = []
+  config.policies.forEach((policy, i) => {
+    const relevant = plans.filter((p) => !policy.connections || policy.connections.includes(p.connection.name))
+    // An adapter that does not declare its actions cannot be checked against.
+    if (relevant.some((p) => !p.adapter.actions)) return
+    const known = new Set(relevant.flatMap((p) => p.adapter.actions ?? []))
+    policy.rules.forEach((rule, j) =>
+      rule.actions?.forEach((action, k) => {
+        const ok = action.endsWith('.*') ? [...known].some((a) => a.startsWith(action.slice(0, -1))) : known.has(action)
+        if (!ok) issues.push({ path: `policies[${i}].rules[${j}].actions[${k}]`, message: `unknown action "${action}"; this policy's connections produce: ${[...known].sort().join(', ') || 'none'}` })
+      }),
+    )
+  })
+  if (issues.length > 0) throw new ConfigError(issues)
+}

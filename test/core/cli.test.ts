@@ -109,7 +109,7 @@ policies:
   - id: read-only
     principals: { groups: [ci] }
     rules:
-      - { effect: allow, when: { sql.statement: [SELECT] } }
+      - { effect: allow, match: { sql.statement: [SELECT] } }
 `
 
   it('a good config exits 0 and prints ok with a summary', async () => {
@@ -383,7 +383,7 @@ policies:
   - id: agents
     principals: { groups: [agents] }
     rules:
-      - { id: read, effect: allow, when: { sql.statement: [SELECT] } }
+      - { id: read, effect: allow, match: { sql.statement: [SELECT] } }
 `,
     )
 

@@ -40,8 +40,8 @@ function engine(policies: unknown[]): RuleEngine {
 }
 
 describe('combining rules', () => {
-  const allowSelect = { id: 'allow-select', effect: 'allow', when: { 'sql.statement': ['SELECT'] } }
-  const denyFn = { id: 'no-dblink', effect: 'deny', when: { 'sql.functions': ['dblink'] }, reason: 'no network reach from SQL' }
+  const allowSelect = { id: 'allow-select', effect: 'allow', match: { 'sql.statement': ['SELECT'] } }
+  const denyFn = { id: 'no-dblink', effect: 'deny', match: { 'sql.functions': ['dblink'] }, reason: 'no network reach from SQL' }
 
   it('deny overrides allow when the deny rule comes after the allow rule', () => {
     const d = engine([{ id: 'p', rules: [allowSelect, denyFn] }]).decide(request(sql('SELECT', { functions: ['dblink'] })), agent)
@@ -68,7 +68,7 @@ describe('combining rules', () => {
   })
 
   it('review beats allow, in either order', () => {
-    const review = { id: 'review-writes', effect: 'review', when: { 'sql.statement': ['UPDATE'] } }
+    const review = { id: 'review-writes', effect: 'review', match: { 'sql.statement': ['UPDATE'] } }
     const allowAll = { id: 'allow-all', effect: 'allow' }
     const req = request(sql('UPDATE'))
     const d1 = engine([{ id: 'p', rules: [allowAll, review] }]).decide(req, agent)
@@ -97,7 +97,7 @@ describe('combining rules', () => {
   })
 
   it('names unnamed rules by policy id and index', () => {
-    const d = engine([{ id: 'p', rules: [{ effect: 'deny', when: { 'sql.statement': ['DROP'] } }, { effect: 'allow' }] }]).decide(request(sql('SELECT')), agent)
+    const d = engine([{ id: 'p', rules: [{ effect: 'deny', match: { 'sql.statement': ['DROP'] } }, { effect: 'allow' }] }]).decide(request(sql('SELECT')), agent)
     expect(d.rule).toBe('p/1')
   })
 })
@@ -156,40 +156,40 @@ describe('which policies apply', () => {
 
 describe('rule matchers', () => {
   it('when lists match case-insensitively', () => {
-    const e = engine([{ id: 'p', rules: [{ effect: 'allow', when: { 'sql.statement': ['select'] } }] }])
+    const e = engine([{ id: 'p', rules: [{ effect: 'allow', match: { 'sql.statement': ['select'] } }] }])
     expect(e.decide(request(sql('SELECT')), agent).verdict).toBe('allow')
     expect(e.decide(request(sql('Select')), agent).verdict).toBe('allow')
-    const upper = engine([{ id: 'p', rules: [{ effect: 'allow', when: { 'sql.statement': ['SELECT'] } }] }])
+    const upper = engine([{ id: 'p', rules: [{ effect: 'allow', match: { 'sql.statement': ['SELECT'] } }] }])
     expect(upper.decide(request(sql('select')), agent).verdict).toBe('allow')
   })
 
   it('a when list matches when any element of an array attribute is listed', () => {
-    const e = engine([{ id: 'p', rules: [{ id: 'no-drop', effect: 'deny', when: { 'sql.statement': ['DROP'] } }, { effect: 'allow' }] }])
+    const e = engine([{ id: 'p', rules: [{ id: 'no-drop', effect: 'deny', match: { 'sql.statement': ['DROP'] } }, { effect: 'allow' }] }])
     expect(e.decide(request(sql(['SELECT', 'DROP', 'SELECT'])), agent).rule).toBe('p/no-drop')
     expect(e.decide(request(sql(['SELECT', 'INSERT'])), agent).verdict).toBe('allow')
   })
 
   it('a when list does not match an empty array or a missing attribute', () => {
-    const e = engine([{ id: 'p', rules: [{ effect: 'allow', when: { 'sql.statement': ['SELECT'] } }] }])
+    const e = engine([{ id: 'p', rules: [{ effect: 'allow', match: { 'sql.statement': ['SELECT'] } }] }])
     expect(e.decide(request(sql([])), agent).verdict).toBe('deny')
     expect(e.decide(request({}), agent).verdict).toBe('deny')
     expect(e.decide(request({ sql: 'SELECT' }), agent).verdict).toBe('deny') // not an object at the path
   })
 
   it('a when list compares numbers and booleans by their text', () => {
-    const e = engine([{ id: 'p', rules: [{ effect: 'allow', when: { 'http.status': ['200'], 'k8s.tty': ['true'] } }] }])
+    const e = engine([{ id: 'p', rules: [{ effect: 'allow', match: { 'http.status': ['200'], 'k8s.tty': ['true'] } }] }])
     expect(e.decide(request({ http: { status: 200 }, k8s: { tty: true } }), agent).verdict).toBe('allow')
     expect(e.decide(request({ http: { status: 404 }, k8s: { tty: true } }), agent).verdict).toBe('deny')
   })
 
   it('every when key must match', () => {
-    const e = engine([{ id: 'p', rules: [{ effect: 'allow', when: { 'sql.statement': ['SELECT'], 'sql.tables': ['public.orders'] } }] }])
+    const e = engine([{ id: 'p', rules: [{ effect: 'allow', match: { 'sql.statement': ['SELECT'], 'sql.tables': ['public.orders'] } }] }])
     expect(e.decide(request(sql('SELECT', { tables: ['public.orders'] })), agent).verdict).toBe('allow')
     expect(e.decide(request(sql('SELECT', { tables: ['public.users'] })), agent).verdict).toBe('deny')
   })
 
   it('a boolean true matcher matches a present, non-empty attribute', () => {
-    const e = engine([{ id: 'p', rules: [{ id: 'has-fn', effect: 'allow', when: { 'sql.functions': true } }] }])
+    const e = engine([{ id: 'p', rules: [{ id: 'has-fn', effect: 'allow', match: { 'sql.functions': true } }] }])
     expect(e.decide(request(sql('SELECT', { functions: ['now'] })), agent).verdict).toBe('allow')
     expect(e.decide(request(sql('SELECT', { functions: [] })), agent).verdict).toBe('deny')
     expect(e.decide(request(sql('SELECT')), agent).verdict).toBe('deny')
@@ -198,7 +198,7 @@ describe('rule matchers', () => {
   })
 
   it('a boolean false matcher matches an absent or empty attribute', () => {
-    const e = engine([{ id: 'p', rules: [{ id: 'no-fn', effect: 'allow', when: { 'sql.functions': false } }] }])
+    const e = engine([{ id: 'p', rules: [{ id: 'no-fn', effect: 'allow', match: { 'sql.functions': false } }] }])
     expect(e.decide(request(sql('SELECT')), agent).verdict).toBe('allow')
     expect(e.decide(request(sql('SELECT', { functions: [] })), agent).verdict).toBe('allow')
     expect(e.decide(request(sql('SELECT', { functions: ['now'] })), agent).verdict).toBe('deny')
@@ -229,7 +229,7 @@ describe('policy plugin definition', () => {
   it('is a decide-stage plugin whose register() builds a RuleEngine over the gateway policies', async () => {
     const config = validate(GatewayConfig, {
       connections: [{ name: 'orders', adapter: 'postgres', listen: '127.0.0.1:0', upstream: {} }],
-      policies: [{ id: 'p', rules: [{ id: 'r', effect: 'allow', when: { 'sql.statement': ['SELECT'] } }] }] satisfies Policy[],
+      policies: [{ id: 'p', rules: [{ id: 'r', effect: 'allow', match: { 'sql.statement': ['SELECT'] } }] }] satisfies Policy[],
     })
     expect(plugin.stage).toBe('decide')
     const e = await plugin.register(rootWith(config), {}, { gateway: config, instance: 'policy', logger: undefined as never, dataDir: '/tmp' })

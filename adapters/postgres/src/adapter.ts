@@ -11,6 +11,7 @@ import { SQLSTATE } from './errors.js'
 @injectable()
 export class PostgresAdapter implements ProtocolAdapter {
   readonly protocol = 'postgres'
+  readonly actions = ['sql.query', 'sql.function-call'] as const
   /** Shared across connections: analysis depends only on the SQL text. */
   readonly analyzer = new SqlAnalyzer(8192)
 

@@ -74,6 +74,8 @@ export interface SessionDeps {
 interface Pending {
   readonly request: GatewayRequest | undefined
   rows: number
+  /** A SQL-level PREPARE: the statement its name holds once the upstream confirms it. */
+  prepares?: { readonly name: string; readonly statement: PreparedStatement }
   /** Set at CommandComplete; recorded at ReadyForQuery, when the transaction's fate is known. */
   done?: Outcome
 }
@@ -602,7 +604,9 @@ export class PostgresSession {
     if (analysis.statements.length === 1) {
       // The common case, without a promise when the pipeline answers synchronously.
       const s = analysis.statements[0] as AnalyzedStatement
-      return this.admitThen(this.newRequest(s.text, { sql: s.facts }), msg, 'query')
+      const facts = this.resolveExecutes(s.facts)
+      if (typeof facts === 'string') return this.refuseUnknownStatement(s.text, facts, undefined, this.substituteQuery)
+      return this.admitThen(this.newRequest(s.text, { sql: facts }), msg, 'query')
     }
     return this.onMultiStatementQuery(msg, analysis.statements)
   }
@@ -636,8 +640,9 @@ export class PostgresSession {
       ;(kind === 'query' ? this.substituteQuery : this.substituteExtended)(renderError(admission.error))
       return
     }
-    this.forgetSqlLevelState(request)
-    this.expect.push(kind === 'query' ? { kind: 'query', stmts: [{ request, rows: 0 }], idx: 0 } : { kind: 'execute', pending: { request, rows: 0 } })
+    const pending: Pending = { request, rows: 0 }
+    this.forgetSqlLevelState(pending)
+    this.expect.push(kind === 'query' ? { kind: 'query', stmts: [pending], idx: 0 } : { kind: 'execute', pending })
     this.toUpstream(msg.raw)
   }
 
@@ -652,7 +657,12 @@ export class PostgresSession {
     const stmts: Pending[] = []
     let refusal: GatewayError | undefined
     for (const s of statements) {
-      const request = this.newRequest(s.text, { sql: s.facts })
+      const facts = this.resolveExecutes(s.facts)
+      if (typeof facts === 'string') {
+        for (const p of stmts) this.finish(p, { skipped: true })
+        return this.refuseUnknownStatement(s.text, facts, undefined, this.substituteQuery)
+      }
+      const request = this.newRequest(s.text, { sql: facts })
       const admission = await this.deps.pipeline.admit(request)
       if (admission.admitted) stmts.push({ request, rows: 0 })
       else refusal ??= admission.error
@@ -664,21 +674,29 @@ export class PostgresSession {
       this.substituteQuery(renderError(refusal))
       return
     }
-    for (const p of stmts) if (p.request) this.forgetSqlLevelState(p.request)
+    for (const p of stmts) this.forgetSqlLevelState(p)
     this.expect.push({ kind: 'query', stmts, idx: 0 })
     this.toUpstream(msg.raw)
   }
 
   /**
    * SQL-level PREPARE, DEALLOCATE, DISCARD, DECLARE and CLOSE change the prepared statements and
-   * portals the protocol-level names refer to. The gateway does not follow them name by name; it
-   * forgets what it tracked, so a later Execute of such a name is refused (fail closed).
+   * portals the protocol-level names refer to (SQL and protocol names share one namespace). A
+   * PREPARE's name is forgotten now and learned when the upstream confirms the PREPARE, so a
+   * PREPARE that fails (a duplicate name) cannot make the gateway misjudge a later EXECUTE.
+   * DEALLOCATE and DISCARD make the gateway forget everything (fail closed).
    */
-  private forgetSqlLevelState(request: GatewayRequest): void {
-    const kinds = (request.attrs.sql as { kinds?: readonly string[] } | undefined)?.kinds
-    if (!kinds) return
-    for (const k of kinds) {
-      if (k === 'PREPARE' || k === 'DEALLOCATE' || k === 'DISCARD') this.statements.clear()
+  private forgetSqlLevelState(p: Pending): void {
+    const facts = p.request?.attrs.sql as SqlFacts | undefined
+    if (!facts?.kinds) return
+    const prepare = facts.prepare
+    if (prepare) {
+      this.statements.delete(prepare.name)
+      const held = preparedFacts(facts)
+      if (held && p.request?.text !== undefined) p.prepares = { name: prepare.name, statement: { query: p.request.text, analysis: { ok: true, statements: [{ text: p.request.text, facts: held }] } } }
+    }
+    for (const k of facts.kinds) {
+      if (k === 'DEALLOCATE' || k === 'DISCARD') this.statements.clear()
       if (k === 'DECLARE' || k === 'CLOSE' || k === 'DISCARD') this.portals.clear()
     }
   }
@@ -742,7 +760,30 @@ export class PostgresSession {
     }
     if (a.statements.length > 1) return this.refuse(this.newRequest(stmt.query, { sql: { error: 'multiple statements' } }, portal.params), 'gatehouse/parse', 'a prepared statement must contain one statement', 'GH_ERR_PARSE_FAILED', this.substituteExtended)
     const s = a.statements[0] as AnalyzedStatement
-    return this.admitThen(this.newRequest(s.text, { sql: s.facts }, portal.params), msg, 'execute')
+    const facts = this.resolveExecutes(s.facts)
+    if (typeof facts === 'string') return this.refuseUnknownStatement(s.text, facts, portal.params, this.substituteExtended)
+    return this.admitThen(this.newRequest(s.text, { sql: facts }, portal.params), msg, 'execute')
+  }
+
+  /**
+   * A SQL-level EXECUTE is judged by the statement it runs: the facts of the prepared statement
+   * (made by a Parse or a SQL PREPARE the gateway saw succeed) are merged in. Returns the name
+   * that cannot be resolved when one cannot.
+   */
+  private resolveExecutes(facts: SqlFacts): SqlFacts | string {
+    if (facts.executes.length === 0) return facts
+    const executed: SqlFacts[] = []
+    for (const name of facts.executes) {
+      const a = this.statements.get(name)?.analysis
+      if (!a || !a.ok || a.statements.length !== 1) return name
+      executed.push((a.statements[0] as AnalyzedStatement).facts)
+    }
+    return mergeExecuted(facts, executed)
+  }
+
+  private refuseUnknownStatement(text: string, name: string, params: readonly (string | null)[] | undefined, substitute: (error: Buffer) => void): Promise<void> {
+    const request = this.newRequest(text, { sql: { error: `unknown prepared statement "${name}"` } }, params)
+    return this.refuse(request, 'gatehouse/unknown-statement', `prepared statement "${name}" was not created through the gateway (or did not succeed); it cannot be judged`, 'GH_ERR_POLICY_DENIED', substitute)
   }
 
   /**
@@ -856,6 +897,7 @@ export class PostgresSession {
 
   private complete(p: Pending, outcome: Outcome): void {
     p.done = outcome
+    if (p.prepares && (this.statements.has(p.prepares.name) || this.statements.size < this.deps.options.maxPreparedStatements)) this.statements.set(p.prepares.name, p.prepares.statement)
     this.completed.push(p)
   }
 

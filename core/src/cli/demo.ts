@@ -64,8 +64,8 @@ export async function runDemo(opts: { port: number; dataDir: string }): Promise<
         id: 'demo',
         principals: { groups: ['demo'] },
         rules: [
-          { id: 'no-ddl', effect: 'deny', when: { 'sql.statement': ['DROP', 'TRUNCATE', 'ALTER', 'CREATE'] }, reason: 'schema changes are not allowed in the demo' },
-          { id: 'read-write', effect: 'allow', when: { 'sql.statement': ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'SHOW', 'SET', 'BEGIN', 'COMMIT', 'ROLLBACK', 'EXPLAIN', 'COPY'] } },
+          { id: 'no-ddl', effect: 'deny', match: { 'sql.statement': ['DROP', 'TRUNCATE', 'ALTER', 'CREATE'] }, reason: 'schema changes are not allowed in the demo' },
+          { id: 'read-write', effect: 'allow', match: { 'sql.statement': ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'SHOW', 'SET', 'BEGIN', 'COMMIT', 'ROLLBACK', 'EXPLAIN', 'COPY'] } },
         ],
       },
     ],

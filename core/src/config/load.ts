@@ -117,6 +117,9 @@ function checkReferences(config: GatewayConfig): void {
       }),
     ),
   )
+  config.policies.forEach((p, i) => {
+    if (p.rules.length === 0 && !p.include) issues.push({ path: `policies[${i}].rules`, message: 'a policy needs rules or include' })
+  })
   config.policies.forEach((p, i) =>
     p.connections?.forEach((c, k) => {
       if (!names.has(c)) issues.push({ path: `policies[${i}].connections[${k}]`, message: `unknown connection "${c}"` })

@@ -77,21 +77,37 @@ export type PluginInstance = Static<typeof PluginInstance>
 
 const StringList = Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })
 
+const ActionName = Type.String({ pattern: '^[a-z][a-z0-9-]*(\\.[a-z*][a-z0-9-]*)*$', description: "an action such as sql.query or ssh.exec; a trailing '.*' matches a protocol's every action" })
+
 export const Rule = Type.Object(
   {
     id: Type.Optional(Name),
     effect: Type.Union([Type.Literal('allow'), Type.Literal('deny'), Type.Literal('review')]),
-    actions: Type.Optional(StringList),
-    when: Type.Optional(
+    actions: Type.Optional(Type.Array(ActionName, { minItems: 1, description: 'actions the rule applies to; omitted = every action' })),
+    match: Type.Optional(
       Type.Record(Type.String({ pattern: '^[a-z][a-zA-Z0-9_.-]*$' }), Type.Union([StringList, Type.Boolean()]), {
-        description: 'attribute matchers: every key must match; a list matches when the attribute (or any of its elements) equals an entry, case-insensitively; a boolean matches presence',
+        description: 'attribute matchers (e.g. sql.statement: [SELECT]): every key must match; a list matches when the attribute (or any of its elements) equals an entry, case-insensitively; true matches a present, non-empty attribute and false an absent or empty one',
       }),
     ),
+    when: Type.Optional(Type.String({ minLength: 1, description: 'a CEL expression over principal, connection, request and time that must be true' })),
+    allowOpaque: Type.Optional(Type.Boolean({ description: 'an allow rule that also admits code the gateway cannot analyse (a DO block in another language, dynamic SQL)' })),
     reason: Type.Optional(Type.String()),
   },
   { additionalProperties: false },
 )
 export type Rule = Static<typeof Rule>
+
+export const RuleSetInclude = Type.Union([
+  Name,
+  Type.Object(
+    {
+      set: Name,
+      effect: Type.Optional(Type.Union([Type.Literal('deny'), Type.Literal('review')], { description: 'review holds matching requests for approval instead of denying them' })),
+    },
+    { additionalProperties: false },
+  ),
+])
+export type RuleSetInclude = Static<typeof RuleSetInclude>
 
 export const Policy = Type.Object(
   {
@@ -99,12 +115,18 @@ export const Policy = Type.Object(
     description: Type.Optional(Type.String()),
     principals: Type.Optional(
       Type.Object(
-        { ids: Type.Optional(StringList), groups: Type.Optional(StringList), kinds: Type.Optional(StringList) },
+        {
+          ids: Type.Optional(StringList),
+          groups: Type.Optional(StringList),
+          kinds: Type.Optional(StringList),
+          claims: Type.Optional(Type.Record(Type.String({ minLength: 1 }), StringList, { description: 'claim name → accepted values; a list claim matches when any element is accepted' })),
+        },
         { additionalProperties: false },
       ),
     ),
     connections: Type.Optional(StringList),
-    rules: Type.Array(Rule, { minItems: 1 }),
+    include: Type.Optional(Type.Array(RuleSetInclude, { minItems: 1, description: 'built-in rule sets by name: sql-outbound, sql-privilege, sql-dynamic, sql-write, sql-ddl' })),
+    rules: Type.Array(Rule, { default: [] }),
   },
   { additionalProperties: false },
 )

@@ -94,6 +94,8 @@ export interface Listener {
 /** A protocol adapter: owns the listener and speaks the protocol on both sides. */
 export interface ProtocolAdapter {
   readonly protocol: string
+  /** Every request action this adapter produces (`sql.query`, …); policies naming others are rejected at boot. */
+  readonly actions?: readonly string[]
   /** Validates and freezes the adapter-specific part of a connection (`upstream`, `options`). Throws GatewayError GH_ERR_CONFIG_INVALID naming the path. */
   checkConnection?(connection: ConnectionConfig, path: string): void
   listen(connection: ConnectionConfig, pipeline: Pipeline, signal: AbortSignal): Promise<Listener>

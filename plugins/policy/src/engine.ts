@@ -1,23 +1,35 @@
 /**
  * The rule engine behind the `policy` plugin (DESIGN §6).
  *
- * - A policy applies to a request when its `principals` and `connections` match (omitted = any).
- * - A rule applies when its `actions` (omitted = any) and every `when` matcher match.
+ * - A policy applies to a request when its `principals` (ids, kinds, groups, claims) and
+ *   `connections` match (omitted = any).
+ * - A rule applies when its `actions` (omitted = any), every `match` matcher and its `when` CEL
+ *   condition match. Rules of included rule sets apply like the policy's own.
  * - Combination is deny-overrides over every applicable rule of every applicable policy: any deny
- *   wins, then any review, then allow. No applicable rule means deny.
+ *   wins, then any review, then allow. No applicable rule means deny. A `when` that fails to
+ *   evaluate (or is not boolean) means deny, naming the rule.
+ * - A request carrying code the gateway could not analyse (`opaque`) is allowed only by an allow
+ *   rule with `allowOpaque: true`; the others do not count for it.
  *
  * Rules are compiled once; the per-principal rule list is cached, and matching allocates nothing
- * but the lower-cased attribute strings it compares.
+ * but the lower-cased attribute strings it compares. The CEL context is built only when a rule
+ * with a `when` is reached.
  */
-import type { Decision, GatewayRequest, Policy, Principal, Rule } from '@gatehouse/core'
+import { GatewayError, type Decision, type GatewayRequest, type Policy, type Principal, type Rule } from '@gatehouse/core'
+import { celContext, celError, compileCel, type CelProgram } from './cel.js'
+import { RULE_SETS } from './rule-sets.js'
 
 type Matcher = (attrs: Record<string, unknown>) => boolean
 
-interface CompiledRule {
+export interface CompiledRule {
   readonly id: string
   readonly effect: Rule['effect']
   readonly actions?: ReadonlySet<string>
+  /** `ssh.*` in actions: the prefixes (`ssh.`) any of which admits an action. */
+  readonly actionPrefixes?: readonly string[]
   readonly matchers: readonly Matcher[]
+  readonly when?: CelProgram
+  readonly allowOpaque: boolean
   readonly decision: Decision
 }
 
@@ -58,22 +70,50 @@ function compileMatcher(key: string, expected: readonly string[] | boolean): Mat
   }
 }
 
+function compileRule(rule: Rule, id: string, path: string): CompiledRule {
+  const reason = rule.reason ?? (rule.effect === 'allow' ? 'allowed' : rule.effect === 'deny' ? `matched deny rule ${id}` : `matched review rule ${id}`)
+  const decision: Decision = Object.freeze(rule.effect === 'allow' ? { verdict: 'allow' as const, rule: id, reason } : { verdict: rule.effect, rule: id, reason })
+  let when: CelProgram | undefined
+  if (rule.when !== undefined) {
+    try {
+      when = compileCel(rule.when)
+    } catch (err) {
+      throw new GatewayError('GH_ERR_CONFIG_INVALID', `${path}.when: ${(err as Error).message}`)
+    }
+  }
+  const exact = rule.actions?.filter((a) => !a.endsWith('.*'))
+  const prefixes = rule.actions?.filter((a) => a.endsWith('.*')).map((a) => a.slice(0, -1))
+  return {
+    id,
+    effect: rule.effect,
+    ...(exact ? { actions: new Set(exact) } : {}),
+    ...(prefixes && prefixes.length > 0 ? { actionPrefixes: prefixes } : {}),
+    matchers: Object.entries(rule.match ?? {}).map(([k, v]) => compileMatcher(k, v)),
+    ...(when ? { when } : {}),
+    allowOpaque: rule.allowOpaque === true,
+    decision,
+  }
+}
+
+/** Compiles every policy; throws GH_ERR_CONFIG_INVALID naming the path of a bad rule or rule set. */
 export function compilePolicies(policies: readonly Policy[]): CompiledPolicy[] {
-  return policies.map((policy) => ({
-    policy,
-    rules: policy.rules.map((rule, i): CompiledRule => {
-      const id = `${policy.id}/${rule.id ?? String(i)}`
-      const reason = rule.reason ?? (rule.effect === 'allow' ? 'allowed' : rule.effect === 'deny' ? `matched deny rule ${id}` : `matched review rule ${id}`)
-      const decision: Decision = Object.freeze(rule.effect === 'allow' ? { verdict: 'allow' as const, rule: id, reason } : { verdict: rule.effect, rule: id, reason })
-      return {
-        id,
-        effect: rule.effect,
-        ...(rule.actions ? { actions: new Set(rule.actions) } : {}),
-        matchers: Object.entries(rule.when ?? {}).map(([k, v]) => compileMatcher(k, v)),
-        decision,
-      }
-    }),
-  }))
+  return policies.map((policy, i) => {
+    const rules: CompiledRule[] = []
+    for (const [k, inc] of (policy.include ?? []).entries()) {
+      const name = typeof inc === 'string' ? inc : inc.set
+      const set = RULE_SETS[name]
+      if (!set) throw new GatewayError('GH_ERR_CONFIG_INVALID', `policies[${i}].include[${k}]: unknown rule set "${name}"; built-in sets are ${Object.keys(RULE_SETS).join(', ')}`)
+      const effect = typeof inc === 'string' ? undefined : inc.effect
+      for (const r of set.rules) rules.push(compileRule(effect ? { ...r, effect } : r, `${policy.id}/${name}/${r.id ?? ''}`, `rule set ${name}`))
+    }
+    policy.rules.forEach((rule, j) => rules.push(compileRule(rule, `${policy.id}/${rule.id ?? String(j)}`, `policies[${i}].rules[${j}]`)))
+    return { policy, rules }
+  })
+}
+
+function claimMatches(claim: unknown, accepted: readonly string[]): boolean {
+  if (Array.isArray(claim)) return claim.some((c) => accepted.includes(String(c)))
+  return claim !== undefined && claim !== null && accepted.includes(String(claim))
 }
 
 function policyApplies(p: Policy, principal: Principal, connection: string): boolean {
@@ -83,15 +123,30 @@ function policyApplies(p: Policy, principal: Principal, connection: string): boo
   if (who.ids && !who.ids.includes(principal.id)) return false
   if (who.kinds && !who.kinds.includes(principal.kind)) return false
   if (who.groups && !who.groups.some((g) => principal.groups.includes(g))) return false
+  if (who.claims) for (const [name, accepted] of Object.entries(who.claims)) if (!claimMatches(principal.claims[name], accepted)) return false
   return true
+}
+
+/** Why a request's attributes carry code the gateway could not analyse, if they do. */
+function opaqueReason(attrs: Record<string, unknown>): string | undefined {
+  for (const key in attrs) {
+    const v = attrs[key] as { opaque?: unknown; code?: readonly { analysed?: boolean; language?: string; why?: string }[] } | undefined
+    if (v && typeof v === 'object' && v.opaque === true) {
+      const c = v.code?.find((x) => x.analysed === false)
+      return c ? `${c.language ?? 'code'}: ${c.why ?? 'not analysed'}` : 'code the gateway cannot analyse'
+    }
+  }
+  return undefined
 }
 
 export class RuleEngine {
   private readonly compiled: CompiledPolicy[]
   private readonly applicable = new Map<string, readonly CompiledRule[]>()
+  private readonly usesClaims: boolean
 
   constructor(policies: readonly Policy[]) {
     this.compiled = compilePolicies(policies)
+    this.usesClaims = policies.some((p) => p.principals?.claims !== undefined)
   }
 
   /** Per principal object (one per authenticated session): connection → applicable rules. */
@@ -106,7 +161,7 @@ export class RuleEngine {
     }
     let rules = perConnection.get(connection)
     if (!rules) {
-      const key = `${connection}\0${principal.id}\0${principal.kind}\0${principal.groups.join(',')}`
+      const key = `${connection}\0${principal.id}\0${principal.kind}\0${principal.groups.join(',')}${this.usesClaims ? `\0${JSON.stringify(principal.claims)}` : ''}`
       rules = this.applicable.get(key)
       if (!rules) {
         rules = this.compiled.filter((p) => policyApplies(p.policy, principal, connection)).flatMap((p) => p.rules)
@@ -121,9 +176,12 @@ export class RuleEngine {
   decide(request: GatewayRequest, principal: Principal): Decision {
     let review: Decision | undefined
     let allow: Decision | undefined
+    let allowWithoutOpaque: CompiledRule | undefined
+    let context: Record<string, unknown> | undefined
     const attrs = request.attrs
+    const opaque = opaqueReason(attrs)
     for (const rule of this.rulesFor(principal, request.session.connection)) {
-      if (rule.actions && !rule.actions.has(request.action)) continue
+      if (!actionMatches(rule, request.action)) continue
       let ok = true
       for (const m of rule.matchers) {
         if (!m(attrs)) {
@@ -132,10 +190,30 @@ export class RuleEngine {
         }
       }
       if (!ok) continue
+      if (rule.when) {
+        let result: unknown
+        try {
+          result = rule.when((context ??= celContext(request, principal)))
+        } catch (err) {
+          return { verdict: 'deny', rule: rule.id, reason: `rule ${rule.id} could not be evaluated: ${celError(err)}` }
+        }
+        if (typeof result !== 'boolean') return { verdict: 'deny', rule: rule.id, reason: `rule ${rule.id} could not be evaluated: its condition gave ${typeof result}, not a boolean` }
+        if (!result) continue
+      }
       if (rule.effect === 'deny') return rule.decision
       if (rule.effect === 'review') review ??= rule.decision
+      else if (opaque !== undefined && !rule.allowOpaque) allowWithoutOpaque ??= rule
       else allow ??= rule.decision
     }
-    return review ?? allow ?? DEFAULT_DENY
+    if (review ?? allow) return (review ?? allow) as Decision
+    if (allowWithoutOpaque) return { verdict: 'deny', rule: 'gatehouse/opaque-code', reason: `the request carries code the gateway cannot analyse (${opaque}); rule ${allowWithoutOpaque.id} would allow it but does not set allowOpaque` }
+    return DEFAULT_DENY
   }
+}
+
+function actionMatches(rule: CompiledRule, action: string): boolean {
+  if (!rule.actions && !rule.actionPrefixes) return true
+  if (rule.actions?.has(action)) return true
+  if (rule.actionPrefixes) for (const p of rule.actionPrefixes) if (action.startsWith(p)) return true
+  return false
 }

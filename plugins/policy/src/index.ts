@@ -15,7 +15,9 @@ export class ConfiguredRuleEngine extends RuleEngine {
   }
 }
 
-export { RuleEngine, compilePolicies, DEFAULT_DENY } from './engine.js'
+export { RuleEngine, compilePolicies, DEFAULT_DENY, type CompiledRule } from './engine.js'
+export { RULE_SETS, type RuleSet } from './rule-sets.js'
+export { compileCel, celContext } from './cel.js'
 
 const ConfigSchema = Type.Object({}, { additionalProperties: false })
 

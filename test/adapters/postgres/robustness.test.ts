@@ -280,23 +280,38 @@ describe('protocol features the gateway does not let through', () => {
     c.close()
   })
 
-  it('refuses Execute of a statement prepared with SQL PREPARE, which it could not judge', async () => {
+  it('judges a protocol Execute or a SQL EXECUTE of a SQL-PREPAREd name by the statement it runs', async () => {
     await cluster.psql('CREATE TABLE IF NOT EXISTS victim3 (v int); INSERT INTO victim3 VALUES (1), (2)', 'app_scram')
     // a policy that allows PREPARE itself, so the statement really exists upstream
     const lax = await startGateway({
       upstream: pgUpstream(cluster),
-      policies: [{ id: 'lax', rules: [{ id: 'read', effect: 'allow', when: { 'sql.statement': ['SELECT', 'PREPARE'] } }] }],
+      policies: [{ id: 'lax', rules: [{ id: 'read', effect: 'allow', match: { 'sql.statement': ['SELECT', 'PREPARE'] } }] }],
     })
     try {
       const c = await RawPgClient.connect(lax.port)
       await c.login('agent-1', lax.tokens['agent-1'] as string)
       c.write(typed('Q', cstr('PREPARE sneaky AS DELETE FROM victim3')))
       expect((await c.until('Z')).map((m) => m.type).join('')).toBe('CZ')
-      // Bind the protocol-level name: the gateway never saw it parsed, so Execute is refused
+      // Bind the protocol-level name: the gateway learned it from the PREPARE and judges the DELETE
       c.write(Buffer.concat([typed('B', Buffer.concat([cstr(''), cstr('sneaky'), Buffer.from([0, 0, 0, 0, 0, 0])])), typed('E', Buffer.concat([cstr(''), Buffer.alloc(4)])), typed('S', Buffer.alloc(0))]))
       const msgs = await c.until('Z')
       const err = msgs.find((m) => m.type === 'E')
-      expect(err && errorFields(err.body)).toMatchObject({ C: '42501', M: expect.stringContaining('not created through the gateway') })
+      expect(err && errorFields(err.body)).toMatchObject({ C: '42501', M: expect.stringContaining('default-deny') })
+      // the same through SQL EXECUTE, and a name the gateway never saw succeed
+      c.write(typed('Q', cstr('EXECUTE sneaky')))
+      expect(errorFields(((await c.until('Z')).find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '42501', M: expect.stringContaining('default-deny') })
+      c.write(typed('Q', cstr('EXECUTE never_prepared')))
+      expect(errorFields(((await c.until('Z')).find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '42501', M: expect.stringContaining('not created through the gateway') })
+      // a PREPARE that fails upstream (the name exists) does not change what the name means
+      c.write(typed('Q', cstr('PREPARE sneaky AS SELECT 1')))
+      expect(errorFields(((await c.until('Z')).find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '42P05' })
+      c.write(typed('Q', cstr('EXECUTE sneaky')))
+      expect(errorFields(((await c.until('Z')).find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '42501' })
+      // an allowed prepared SELECT runs through EXECUTE
+      c.write(typed('Q', cstr('PREPARE fine AS SELECT count(*) FROM victim3')))
+      await c.until('Z')
+      c.write(typed('Q', cstr('EXECUTE fine')))
+      expect((await c.until('Z')).map((m) => m.type).join('')).toBe('TDCZ')
       c.close()
     } finally {
       await lax.stop()

@@ -63,7 +63,7 @@ export interface SqlFacts {
   readonly write: boolean
   /** The statement defines, changes or removes schema objects. */
   readonly ddl: boolean
-  /** COPY's direction and target, when the statement is or contains a COPY. */
+  /** COPY's direction and target, when the statement is or contains a COPY (with several, the one reaching furthest: program, then file). */
   readonly copy?: CopyFacts
   /** Code the statement carries (DO blocks, CREATE FUNCTION bodies). */
   readonly code: readonly CodeFacts[]
@@ -259,6 +259,8 @@ function relationName(rv: RangeVarNode): string {
 /** DROP object types whose objects are relations. */
 const RELATION_DROPS: ReadonlySet<string> = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_SEQUENCE', 'OBJECT_INDEX', 'OBJECT_FOREIGN_TABLE'])
 
+const COPY_REACH = { client: 0, file: 1, program: 2 } as const
+
 /** Mutable accumulator of one statement's facts while its tree is walked. */
 class Collector {
   readonly kinds = new Set<string>()
@@ -281,6 +283,11 @@ class Collector {
   private readonly writeTargets = new WeakSet<object>()
 
   constructor(private readonly depth: number) {}
+
+  /** Several COPYs (in a DO block): the one that reaches furthest is reported. */
+  noteCopy(copy: CopyFacts): void {
+    if (!this.copy || COPY_REACH[copy.target] > COPY_REACH[this.copy.target]) this.copy = copy
+  }
 
   addFunction(qualified: string): void {
     if (!qualified) return
@@ -394,7 +401,7 @@ class Collector {
         const from = body.is_from === true
         if (from) this.markWrite(body.relation)
         const target = body.is_program ? 'program' : typeof body.filename === 'string' ? 'file' : 'client'
-        this.copy = { direction: from ? 'from' : 'to', target, ...(target === 'client' ? {} : { source: String(body.filename) }) }
+        this.noteCopy({ direction: from ? 'from' : 'to', target, ...(target === 'client' ? {} : { source: String(body.filename) }) })
         break
       }
       case 'VariableSetStmt': {
@@ -530,7 +537,7 @@ class Collector {
     for (const s of f.settings) this.settings.add(s)
     for (const e of f.executes) this.executes.add(e)
     this.code.push(...f.code)
-    this.copy ??= f.copy
+    if (f.copy) this.noteCopy(f.copy)
     this.opaque ||= f.opaque
     this.dynamic ||= f.dynamic
     this.ddl ||= f.ddl

@@ -1,0 +1,210 @@
+/**
+ * Built-in rule sets an operator includes by name (`include: [sql-outbound]`). Each is a list of
+ * deny rules written in the same rule language as the config, over the facts the PostgreSQL
+ * analyzer reports (adapters/postgres/src/sql/facts.ts). They are written the way an attacker
+ * holding one read-only agent token looks for a way out of the database: every path to the
+ * network, the server's files, other programs, more privilege or SQL the gateway cannot see.
+ *
+ * Function names are matched on `sql.functionNames` (lower-cased, without schema), so a call
+ * written `"PG_READ_FILE"`, `pg_catalog.pg_read_file` or `U&"\0070g_read_file"` matches too.
+ */
+import type { Rule } from '@gatehouse/core'
+
+export interface RuleSet {
+  readonly description: string
+  readonly rules: readonly Rule[]
+}
+
+const SQL = ['sql.query']
+
+const deny = (id: string, reason: string, rule: Omit<Rule, 'id' | 'effect' | 'reason'>): Rule => ({ id, effect: 'deny', actions: SQL, reason, ...rule })
+
+/** The dblink extension: connections to other servers, and SQL sent there as text. */
+const DBLINK = [
+  'dblink',
+  'dblink_exec',
+  'dblink_connect',
+  'dblink_connect_u',
+  'dblink_disconnect',
+  'dblink_open',
+  'dblink_fetch',
+  'dblink_close',
+  'dblink_send_query',
+  'dblink_get_result',
+  'dblink_is_busy',
+  'dblink_cancel_query',
+  'dblink_error_message',
+  'dblink_get_connections',
+  'dblink_get_notify',
+  'dblink_get_pkey',
+  'dblink_current_query',
+  'dblink_build_sql_insert',
+  'dblink_build_sql_update',
+  'dblink_build_sql_delete',
+]
+
+const SERVER_FILE_FUNCTIONS = [
+  'pg_read_file',
+  'pg_read_binary_file',
+  'pg_ls_dir',
+  'pg_stat_file',
+  'pg_ls_logdir',
+  'pg_ls_waldir',
+  'pg_ls_tmpdir',
+  'pg_ls_archive_statusdir',
+  'pg_ls_logicalsnapdir',
+  'pg_ls_logicalmapdir',
+  'pg_ls_replslotdir',
+  'pg_current_logfile',
+  // adminpack
+  'pg_file_write',
+  'pg_file_rename',
+  'pg_file_unlink',
+  'pg_file_sync',
+  'pg_logdir_ls',
+  'pg_file_read',
+  'pg_file_length',
+  // the functions behind the configuration-file views
+  'pg_show_all_file_settings',
+  'pg_hba_file_rules',
+  'pg_ident_file_mappings',
+]
+
+/** Views that show the contents of the server's configuration files. */
+const CONFIG_FILE_VIEWS = ['pg_file_settings', 'pg_hba_file_rules', 'pg_ident_file_mappings'].flatMap((v) => [v, `pg_catalog.${v}`])
+
+export const RULE_SETS: Readonly<Record<string, RuleSet>> = {
+  'sql-outbound': {
+    description: "statements and functions that reach the network, the server's file system, or run programs",
+    rules: [
+      deny('dblink', 'dblink connects to another server', { match: { 'sql.functionNames': DBLINK } }),
+      deny('foreign-data', 'foreign servers, user mappings, foreign tables and subscriptions connect to other servers', {
+        match: {
+          'sql.tags': [
+            'CREATE SERVER',
+            'ALTER SERVER',
+            'CREATE FOREIGN DATA WRAPPER',
+            'ALTER FOREIGN DATA WRAPPER',
+            'CREATE USER MAPPING',
+            'ALTER USER MAPPING',
+            'CREATE FOREIGN TABLE',
+            'IMPORT FOREIGN SCHEMA',
+            'CREATE SUBSCRIPTION',
+            'ALTER SUBSCRIPTION',
+          ],
+        },
+      }),
+      deny('postgres-fdw', 'postgres_fdw functions manage connections to other servers', {
+        match: { 'sql.functionNames': ['postgres_fdw_get_connections', 'postgres_fdw_disconnect', 'postgres_fdw_disconnect_all', 'postgres_fdw_handler', 'postgres_fdw_validator'] },
+      }),
+      deny('copy-program', 'COPY … PROGRAM runs a program on the database server', { match: { 'sql.copy.target': ['program'] } }),
+      deny('copy-server-file', "COPY to or from a file reads or writes the database server's file system", { match: { 'sql.copy.target': ['file'] } }),
+      deny('large-object-files', "lo_import and lo_export read and write the database server's file system", { match: { 'sql.functionNames': ['lo_import', 'lo_export'] } }),
+      deny('server-files', "file functions read, list or write the database server's file system", { match: { 'sql.functionNames': SERVER_FILE_FUNCTIONS } }),
+      deny('config-files', "these views show the server's configuration files", { match: { 'sql.reads': CONFIG_FILE_VIEWS } }),
+      deny('untrusted-code', 'code in an untrusted or compiled language can reach the network and run programs', {
+        match: { 'sql.code': true },
+        when: 'request.sql.code.exists(c, c.language.endsWith("u") || c.language in ["c", "internal"])',
+      }),
+    ],
+  },
+  'sql-privilege': {
+    description: 'role and authorization changes, server configuration, extensions, grants, and functions that act on other sessions',
+    rules: [
+      deny('role-change', 'SET ROLE and SET SESSION AUTHORIZATION change whose privileges the session uses', { match: { 'sql.settings': ['role', 'session_authorization'] } }),
+      deny('alter-system', 'ALTER SYSTEM changes the server configuration', { match: { 'sql.tags': ['ALTER SYSTEM'] } }),
+      deny('extensions', 'extensions and languages load code into the server', { match: { 'sql.tags': ['CREATE EXTENSION', 'ALTER EXTENSION', 'CREATE LANGUAGE', 'ALTER LANGUAGE'] } }),
+      deny('load', 'LOAD loads a shared library into the server', { match: { 'sql.kinds': ['LOAD'] } }),
+      deny('grants', 'GRANT, REVOKE and default privileges change who may do what', { match: { 'sql.kinds': ['GRANT', 'REVOKE'] } }),
+      deny('default-privileges', 'ALTER DEFAULT PRIVILEGES changes who may do what', { match: { 'sql.tags': ['ALTER DEFAULT PRIVILEGES'] } }),
+      deny('roles', 'creating, changing or dropping roles and ownership', {
+        match: { 'sql.tags': ['CREATE ROLE', 'ALTER ROLE', 'DROP ROLE', 'ALTER OWNER', 'REASSIGN OWNED', 'DROP OWNED', 'SECURITY LABEL'] },
+      }),
+      deny('security-definer', 'a SECURITY DEFINER function runs with its owner’s privileges', { match: { 'sql.securityDefiner': true } }),
+      deny('server-control', 'these functions signal other sessions or control the server', {
+        match: {
+          'sql.functionNames': [
+            'pg_terminate_backend',
+            'pg_cancel_backend',
+            'pg_reload_conf',
+            'pg_rotate_logfile',
+            'pg_promote',
+            'pg_switch_wal',
+            'pg_create_restore_point',
+            'pg_backup_start',
+            'pg_backup_stop',
+            'pg_start_backup',
+            'pg_stop_backup',
+            'pg_log_backend_memory_contexts',
+            'pg_wal_replay_pause',
+            'pg_wal_replay_resume',
+            'pg_create_physical_replication_slot',
+            'pg_create_logical_replication_slot',
+            'pg_drop_replication_slot',
+            'pg_copy_physical_replication_slot',
+            'pg_copy_logical_replication_slot',
+            'pg_replication_origin_create',
+            'pg_replication_origin_drop',
+            'pg_stat_reset',
+            'pg_stat_reset_shared',
+            'pg_stat_reset_single_table_counters',
+            'pg_stat_reset_single_function_counters',
+            'pg_stat_reset_slru',
+            'pg_stat_reset_replication_slot',
+            'pg_stat_statements_reset',
+          ],
+        },
+      }),
+    ],
+  },
+  'sql-dynamic': {
+    description: 'functions and code that execute SQL given as text, which the gateway cannot see before it runs',
+    rules: [
+      deny('text-to-sql', 'this function runs SQL (or reads a table) named in a string', {
+        match: {
+          'sql.functionNames': [
+            'query_to_xml',
+            'query_to_xmlschema',
+            'query_to_xml_and_xmlschema',
+            'cursor_to_xml',
+            'cursor_to_xmlschema',
+            'table_to_xml',
+            'table_to_xmlschema',
+            'table_to_xml_and_xmlschema',
+            'schema_to_xml',
+            'schema_to_xmlschema',
+            'schema_to_xml_and_xmlschema',
+            'database_to_xml',
+            'database_to_xmlschema',
+            'database_to_xml_and_xmlschema',
+            'ts_stat',
+            'ts_rewrite',
+            'crosstab',
+            'crosstab2',
+            'crosstab3',
+            'crosstab4',
+            'connectby',
+            'dblink',
+            'dblink_exec',
+            'dblink_open',
+            'dblink_send_query',
+          ],
+        },
+      }),
+      deny('dynamic-plpgsql', 'PL/pgSQL EXECUTE runs SQL built at run time', { match: { 'sql.dynamic': true } }),
+    ],
+  },
+  'sql-write': {
+    description: 'anything that changes data, wherever it hides (CTEs, SELECT INTO, CREATE TABLE AS, COPY FROM, DO blocks, EXPLAIN ANALYZE)',
+    rules: [
+      deny('writes', 'the statement changes data', { match: { 'sql.write': true } }),
+      deny('write-functions', 'this function changes data (sequences, large objects)', {
+        match: { 'sql.functionNames': ['nextval', 'setval', 'lo_create', 'lo_creat', 'lo_from_bytea', 'lo_put', 'lo_unlink', 'lo_import', 'lowrite', 'lo_truncate', 'lo_truncate64', 'pg_logical_emit_message'] },
+      }),
+    ],
+  },
+  'sql-ddl': {
+    description: 'statements that create, change or remove schema objects',
+    rules: [deny('ddl', 'the statement changes the schema', { match: { 'sql.ddl': true } })],
+  },
+}
