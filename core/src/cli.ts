@@ -7,7 +7,7 @@ import { loadConfigFile } from './config/load.js'
 import { GatewayConfig } from './config/schema.js'
 import { ConfigError } from './config/validate.js'
 import { isGatewayError } from './errors.js'
-import { Gateway } from './gateway.js'
+import { Gateway, type ExplainedDecision } from './gateway.js'
 import { createLogger } from './logger.js'
 import { generateToken, hashToken, parseDuration, type TokenHashAlgorithm } from './auth/tokens.js'
 import { runDemo } from './cli/demo.js'
@@ -91,6 +91,30 @@ program
     else process.stdout.write(text)
   })
 
+const policy = program.command('policy').description('inspect what policies decide')
+policy
+  .command('explain')
+  .description('print what the gateway would decide for a request, with the rule, the reason and the analysed attributes; sends nothing to any upstream')
+  .requiredOption('-c, --config <file>', 'gatehouse.yaml')
+  .requiredOption('-p, --principal <id>', 'identity id from the config')
+  .requiredOption('--connection <name>', 'connection name from the config')
+  .option('--sql <text>', 'a SQL query string (postgres connections); several statements are judged one by one')
+  .option('--claim <name=value...>', 'extra principal claims, as a JWT would carry them')
+  .option('--json', 'print one JSON object {verdict, rule, reason, attrs}')
+  .action(async (opts: { config: string; principal: string; connection: string; sql?: string; claim?: string[]; json?: boolean }) => {
+    const config = loadOrExit(opts.config)
+    const claims: Record<string, string> = {}
+    for (const c of opts.claim ?? []) {
+      const eq = c.indexOf('=')
+      if (eq <= 0) exitWithError(new Error(`--claim ${c}: expected name=value`))
+      claims[c.slice(0, eq)] = c.slice(eq + 1)
+    }
+    if (opts.sql === undefined) exitWithError(new Error('say what to explain: --sql TEXT'))
+    const gateway = await Gateway.build(config, { logger: createLogger('silent') }).catch(exitWithError)
+    const decisions = await gateway.explain(opts.connection, opts.principal, { sql: opts.sql }, claims).catch(exitWithError)
+    process.stdout.write(formatExplanation(decisions, opts.json === true))
+  })
+
 program
   .command('demo')
   .description('start a gateway in front of an embedded PostgreSQL (PGlite) with a fresh token, and print how to connect')
@@ -99,6 +123,31 @@ program
   .action(async (opts: { port: string; dataDir: string }) => {
     await runDemo({ port: Number(opts.port), dataDir: opts.dataDir }).catch(exitWithError)
   })
+
+/** One decision for the whole input: the first statement that is not allowed decides (one refusal stops a query string). */
+function formatExplanation(decisions: readonly ExplainedDecision[], json: boolean): string {
+  const deciding = decisions.find((d) => d.decision.verdict !== 'allow') ?? decisions[0]
+  const top = deciding
+    ? { verdict: deciding.decision.verdict, rule: deciding.decision.rule ?? null, reason: deciding.decision.reason ?? null, attrs: deciding.attrs }
+    : { verdict: 'allow', rule: null, reason: 'the text holds no statement', attrs: {} }
+  const statements = decisions.map((d) => ({ text: d.text, action: d.action, verdict: d.decision.verdict, rule: d.decision.rule ?? null, reason: d.decision.reason ?? null, attrs: d.attrs }))
+  if (json) return `${JSON.stringify(decisions.length > 1 ? { ...top, statements } : top)}\n`
+  const lines = [`verdict: ${top.verdict}`, `rule:    ${top.rule ?? '-'}`, `reason:  ${top.reason ?? '-'}`]
+  for (const [i, st] of statements.entries()) {
+    lines.push('', `statement ${i + 1}/${statements.length}: ${st.text}`, `  ${st.verdict} by ${st.rule ?? '-'}: ${st.reason ?? '-'}`)
+    for (const line of flatten(st.attrs)) lines.push(`  ${line}`)
+  }
+  return `${lines.join('\n')}\n`
+}
+
+/** `{sql: {statement: 'SELECT'}}` → `sql.statement: SELECT`, skipping empty lists and false flags. */
+function flatten(value: unknown, prefix = ''): string[] {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    if (value === false || (Array.isArray(value) && value.length === 0)) return []
+    return [`${prefix}: ${Array.isArray(value) ? value.map((v) => (typeof v === 'object' ? JSON.stringify(v) : String(v))).join(', ') : String(value)}`]
+  }
+  return Object.entries(value as Record<string, unknown>).flatMap(([k, v]) => flatten(v, prefix ? `${prefix}.${k}` : k))
+}
 
 function loadOrExit(file: string) {
   try {

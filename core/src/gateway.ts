@@ -19,7 +19,16 @@ import { GatewayError } from './errors.js'
 import { createLogger, Logger } from './logger.js'
 import type { Lifecycle, PluginDefinition, StageObjects } from './plugin/define.js'
 import { loadPluginDefinition } from './plugin/loader.js'
-import type { Listener, ProtocolAdapter, Stage } from './plugin/stages.js'
+import type { ExplainInput, Listener, ProtocolAdapter, Stage } from './plugin/stages.js'
+import type { Decision, Principal, SessionInfo } from './types.js'
+
+/** One request of `gatehouse policy explain` with its decision. */
+export interface ExplainedDecision {
+  readonly action: string
+  readonly text: string
+  readonly attrs: Record<string, unknown>
+  readonly decision: Decision
+}
 import { ConnectionPipeline } from './pipeline/pipeline.js'
 import { sealContainer } from './container.js'
 
@@ -111,6 +120,28 @@ export class Gateway {
     checkPolicyActions(config, plans)
     sealContainer(root)
     return new Gateway(config, root, logger, instances, plans)
+  }
+
+  /**
+   * `gatehouse policy explain`: what would happen to `input` from identity `principalId` on
+   * `connectionName`. Analysed by the connection's adapter and judged by its decide chain;
+   * nothing is recorded and nothing is sent to any upstream.
+   */
+  async explain(connectionName: string, principalId: string, input: ExplainInput, claims: Record<string, unknown> = {}): Promise<ExplainedDecision[]> {
+    const plan = this.plans.find((p) => p.connection.name === connectionName)
+    if (!plan) throw new GatewayError('GH_ERR_CONFIG_INVALID', `unknown connection "${connectionName}"; the config has ${this.plans.map((p) => p.connection.name).join(', ')}`)
+    const identity = this.config.identities.find((i) => i.id === principalId)
+    if (!identity) throw new GatewayError('GH_ERR_CONFIG_INVALID', `unknown identity "${principalId}"`)
+    if (!plan.adapter.explain) throw new GatewayError('GH_ERR_CONFIG_INVALID', `the ${plan.connection.adapter} adapter cannot explain requests`)
+    const principal: Principal = Object.freeze({ id: identity.id, kind: identity.kind, groups: identity.groups, claims: Object.freeze({ ...(identity.claims ?? {}), ...claims }), credential: 'explain' })
+    const session: SessionInfo = { id: 'explain', connection: connectionName, protocol: plan.adapter.protocol, clientAddress: 'explain', startedAt: Date.now(), principal, tls: false, signal: new AbortController().signal }
+    const out: ExplainedDecision[] = []
+    for (const r of await plan.adapter.explain(input)) {
+      const request = plan.pipeline.request(session, { action: r.action, text: r.text, attrs: r.attrs })
+      const decision: Decision = r.refusal ? { verdict: 'deny', rule: r.refusal.rule, reason: r.refusal.reason } : await plan.pipeline.explain(request, principal)
+      out.push({ action: r.action, text: r.text, attrs: request.attrs, decision })
+    }
+    return out
   }
 
   /** Starts stage objects, then opens every connection's listener. */

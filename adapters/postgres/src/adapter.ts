@@ -1,9 +1,9 @@
 /** The postgres adapter's listener: accepts clients and runs a session for each. */
 import { createServer, type Server, type Socket } from 'node:net'
 import { createSecureContext } from 'node:tls'
-import { GatewayError, inject, injectable, parseHostPort, PluginContextToken, validate, type PluginContext, type ConnectionConfig, type Listener, type Logger, type Pipeline, type ProtocolAdapter } from '@gatehouse/core'
+import { GatewayError, inject, injectable, parseHostPort, PluginContextToken, validate, type PluginContext, type ConnectionConfig, type Listener, type Logger, type Pipeline, type ProtocolAdapter, type ExplainInput, type ExplainedRequest } from '@gatehouse/core'
 import { PostgresOptions, UpstreamConfig } from './config.js'
-import { PostgresSession } from './session.js'
+import { explainSql, PostgresSession } from './session.js'
 import { loadSqlParser, SqlAnalyzer } from './sql/analyze.js'
 import { buildError } from './codec/backend.js'
 import { SQLSTATE } from './errors.js'
@@ -27,6 +27,12 @@ export class PostgresAdapter implements ProtocolAdapter {
     if (options.clientAuth === 'cleartext' && !connection.tls?.required) {
       throw new GatewayError('GH_ERR_CONFIG_INVALID', `${path}.options.clientAuth: cleartext tokens need TLS; set ${path}.tls with required: true`)
     }
+  }
+
+  async explain(input: ExplainInput): Promise<readonly ExplainedRequest[]> {
+    if (input.sql === undefined) throw new GatewayError('GH_ERR_CONFIG_INVALID', 'a postgres connection is explained with --sql')
+    await loadSqlParser()
+    return explainSql(this.analyzer, input.sql)
   }
 
   async listen(connection: ConnectionConfig, pipeline: Pipeline, signal: AbortSignal): Promise<Listener> {

@@ -23,6 +23,7 @@ import { TLSSocket, type SecureContext } from 'node:tls'
 import {
   GatewayError,
   isGatewayError,
+  type ExplainedRequest,
   type ConnectionConfig,
   type Admission,
   type ErrorCode,
@@ -619,9 +620,8 @@ export class PostgresSession {
   private refuseUnjudgeable(text: string, analysis: SqlAnalysis, params: readonly (string | null)[] | undefined, substitute: (error: Buffer) => void): Promise<void> | undefined {
     const unsafe = this.unsafeSetting()
     if (unsafe) return this.refuse(this.newRequest(text, { sql: { error: unsafe } }, params), 'gatehouse/session-settings', `${unsafe}; the gateway cannot judge statements safely`, 'GH_ERR_PROTOCOL_UNSUPPORTED', substitute)
-    if (!analysis.ok) return this.refuse(this.newRequest(text, { sql: { error: analysis.error } }, params), 'gatehouse/parse', `statement could not be parsed: ${analysis.error}`, 'GH_ERR_PARSE_FAILED', substitute)
-    const risky = analysis.statements.find((s) => s.facts.settingRisk !== undefined)
-    if (risky) return this.refuse(this.newRequest(risky.text, { sql: risky.facts }, params), 'gatehouse/session-settings', `the statement ${risky.facts.settingRisk}; the gateway could no longer judge statements safely`, 'GH_ERR_PROTOCOL_UNSUPPORTED', substitute)
+    const u = unjudgeable(text, analysis)
+    if (u) return this.refuse(this.newRequest(u.text, u.attrs, params), u.rule, u.reason, u.code, substitute)
     return undefined
   }
 
@@ -782,8 +782,8 @@ export class PostgresSession {
   }
 
   private refuseUnknownStatement(text: string, name: string, params: readonly (string | null)[] | undefined, substitute: (error: Buffer) => void): Promise<void> {
-    const request = this.newRequest(text, { sql: { error: `unknown prepared statement "${name}"` } }, params)
-    return this.refuse(request, 'gatehouse/unknown-statement', `prepared statement "${name}" was not created through the gateway (or did not succeed); it cannot be judged`, 'GH_ERR_POLICY_DENIED', substitute)
+    const u = unknownStatement(name)
+    return this.refuse(this.newRequest(text, u.attrs, params), u.rule, u.reason, 'GH_ERR_POLICY_DENIED', substitute)
   }
 
   /**
@@ -1034,4 +1034,45 @@ export class PostgresSession {
         break
     }
   }
+}
+
+/** A statement the gateway refuses before policy, with the rule id and reason it reports. */
+interface Unjudgeable {
+  readonly text: string
+  readonly attrs: Record<string, unknown>
+  readonly rule: string
+  readonly reason: string
+  readonly code: ErrorCode
+}
+
+/** Text the parser rejects, or a statement that would switch the session to settings the gateway cannot parse under. */
+function unjudgeable(text: string, analysis: SqlAnalysis): Unjudgeable | undefined {
+  if (!analysis.ok) return { text, attrs: { sql: { error: analysis.error } }, rule: 'gatehouse/parse', reason: `statement could not be parsed: ${analysis.error}`, code: 'GH_ERR_PARSE_FAILED' }
+  const risky = analysis.statements.find((s) => s.facts.settingRisk !== undefined)
+  if (risky) return { text: risky.text, attrs: { sql: risky.facts }, rule: 'gatehouse/session-settings', reason: `the statement ${risky.facts.settingRisk}; the gateway could no longer judge statements safely`, code: 'GH_ERR_PROTOCOL_UNSUPPORTED' }
+  return undefined
+}
+
+function unknownStatement(name: string): { attrs: Record<string, unknown>; rule: string; reason: string } {
+  return { attrs: { sql: { error: `unknown prepared statement "${name}"` } }, rule: 'gatehouse/unknown-statement', reason: `prepared statement "${name}" was not created through the gateway (or did not succeed); it cannot be judged` }
+}
+
+/**
+ * `gatehouse policy explain --sql`: the requests a simple Query with this text becomes, with the
+ * refusals a session makes before policy. A SQL EXECUTE cannot be resolved outside a session
+ * and is reported as the session would report an unknown name.
+ */
+export function explainSql(analyzer: SqlAnalyzer, text: string): ExplainedRequest[] {
+  const analysis = analyzer.analyze(text)
+  const u = unjudgeable(text, analysis)
+  if (u) return [{ action: 'sql.query', text: u.text, attrs: u.attrs, refusal: { rule: u.rule, reason: u.reason } }]
+  if (!analysis.ok) return []
+  return analysis.statements.map((s): ExplainedRequest => {
+    const name = s.facts.executes[0]
+    if (name !== undefined) {
+      const unknown = unknownStatement(name)
+      return { action: 'sql.query', text: s.text, attrs: { sql: s.facts }, refusal: { rule: unknown.rule, reason: `${unknown.reason} (explain runs outside any session)` } }
+    }
+    return { action: 'sql.query', text: s.text, attrs: { sql: s.facts } }
+  })
 }

@@ -271,6 +271,16 @@ export class ConnectionPipeline implements Pipeline {
     return this.conclude(request, principal, decision)
   }
 
+  /** The decision for `request` as `admit` would reach it, with nothing recorded (`gatehouse policy explain`). */
+  async explain(request: GatewayRequest, principal: Principal): Promise<Decision> {
+    try {
+      for (const analyzer of this.chains.analyzers) await analyzer.analyze(request)
+      return await this.decide(request, principal)
+    } catch (err) {
+      return this.decideFailed(request, err)
+    }
+  }
+
   private decideFailed(request: GatewayRequest, err: unknown): Decision {
     this.logger.error({ err: String(err), request: request.id }, 'decide stage failed; request denied')
     return { verdict: 'deny', rule: 'gatehouse/error', reason: isGatewayError(err) ? err.message : 'policy evaluation failed' }

@@ -99,5 +99,26 @@ export interface ProtocolAdapter {
   /** Validates and freezes the adapter-specific part of a connection (`upstream`, `options`). Throws GatewayError GH_ERR_CONFIG_INVALID naming the path. */
   checkConnection?(connection: ConnectionConfig, path: string): void
   listen(connection: ConnectionConfig, pipeline: Pipeline, signal: AbortSignal): Promise<Listener>
+  /**
+   * For `gatehouse policy explain`: the requests this input would become, analysed as a session
+   * would analyse them, without connecting anywhere. A request the adapter would refuse before
+   * policy carries that refusal. Adapters without it cannot be explained.
+   */
+  explain?(input: ExplainInput): Promise<readonly ExplainedRequest[]>
+}
+
+/** What `gatehouse policy explain` was asked about; an adapter reads the fields of its protocol. */
+export interface ExplainInput {
+  readonly sql?: string
+  readonly command?: string
+  readonly k8s?: string
+}
+
+export interface ExplainedRequest {
+  readonly action: string
+  readonly text: string
+  readonly attrs: Record<string, unknown>
+  /** Set when the adapter refuses this request before policy (unparseable, unjudgeable). */
+  readonly refusal?: { readonly rule: string; readonly reason: string }
 }
 export const ProtocolAdapter: InjectionToken<ProtocolAdapter> = Symbol.for('gatehouse.ProtocolAdapter')
