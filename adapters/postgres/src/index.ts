@@ -3,6 +3,7 @@ import { constructPlugin, definePlugin, PLUGIN_API_VERSION } from '@gatehouse/co
 import { Type } from '@sinclair/typebox'
 import { PostgresAdapter } from './adapter.js'
 
+export { explainSql } from './session.js'
 export { PostgresAdapter } from './adapter.js'
 export { SqlAnalyzer, loadSqlParser, type SqlAnalysis } from './sql/analyze.js'
 export { describeStatement, type SqlFacts, type CopyFacts, type CodeFacts, type PreparedFacts } from './sql/facts.js'
