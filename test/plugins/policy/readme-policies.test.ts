@@ -1,0 +1,98 @@
+/**
+ * The policies the README shows load and behave as it says, and `gatehouse policy explain`
+ * prints what the README shows, for the README's own example and the example config.
+ */
+import { beforeAll, describe, expect, it } from 'vitest'
+import { execFile } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parse } from 'yaml'
+import { GatewayConfig, validate, type GatewayRequest, type Principal, type SessionInfo } from '@gatehouse/core'
+import { RuleEngine, RULE_SETS } from '@gatehouse/plugin-policy'
+import { loadSqlParser, SqlAnalyzer } from '@gatehouse/adapter-postgres'
+
+const root = fileURLToPath(new URL('../../..', import.meta.url))
+const readme = readFileSync(join(root, 'README.md'), 'utf8')
+const analyzer = new SqlAnalyzer()
+beforeAll(() => loadSqlParser())
+
+const ci: Principal = Object.freeze({ id: 'ci-runner', kind: 'agent', groups: ['ci'], claims: { team: 'payments' }, credential: 'token:x' })
+
+function judge(engine: RuleEngine, text: string) {
+  const a = analyzer.analyze(text)
+  if (!a.ok) throw new Error(a.error)
+  const session: SessionInfo = { id: 's', connection: 'orders-db', protocol: 'postgres', clientAddress: 'x', startedAt: 0, tls: false, signal: new AbortController().signal }
+  const request: GatewayRequest = { id: 's.1', session, protocol: 'postgres', action: 'sql.query', target: 'orders-db', text, attrs: { sql: a.statements[0]?.facts }, receivedAt: 0 }
+  return engine.decide(request, ci)
+}
+
+function explain(config: string, sql: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) =>
+    execFile(process.execPath, [join(root, 'core/dist/cli.js'), 'policy', 'explain', '--config', config, '--principal', 'ci-runner', '--connection', 'orders-db', '--sql', sql, '--json'], { env: { ...process.env, ORDERS_DB_PASSWORD: 'x' } }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    ),
+  )
+}
+
+describe('the configuration reference in the README', () => {
+  const yaml = /## Configuration reference[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)?.[1] ?? ''
+  const policies = (parse(yaml) as { policies: unknown[] }).policies
+  const engine = new RuleEngine(validate(GatewayConfig, { connections: [{ name: 'orders-db', adapter: 'postgres', listen: '127.0.0.1:0', upstream: {} }], policies }).policies)
+
+  it('allows reads, denies hidden writes, outbound reach and the payroll table, naming the rules it documents', () => {
+    expect(judge(engine, 'SELECT * FROM orders')).toMatchObject({ verdict: 'allow', rule: 'ci-read-only/reads' })
+    expect(judge(engine, 'WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d')).toMatchObject({ verdict: 'deny', rule: 'ci-read-only/sql-write/writes' })
+    expect(judge(engine, "SELECT pg_read_file('/etc/passwd')")).toMatchObject({ verdict: 'deny', rule: 'ci-read-only/sql-outbound/server-files' })
+    expect(judge(engine, 'SELECT * FROM hr.payroll')).toMatchObject({ verdict: 'deny', rule: 'ci-read-only/no-payroll', reason: 'the payroll table is off limits to CI' })
+    expect(judge(engine, 'DELETE FROM orders')).toMatchObject({ verdict: 'deny' })
+  })
+
+  it('the rule shown in the Policies section is valid, CEL and all', () => {
+    const block = /### Policies[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)?.[1] ?? ''
+    const rules = (parse(block) as { rules: unknown[] }).rules
+    const e = new RuleEngine(validate(GatewayConfig, { connections: [{ name: 'orders-db', adapter: 'postgres', listen: '127.0.0.1:0', upstream: {} }], policies: [{ id: 'p', rules }] }).policies)
+    const d = judge(e, 'SELECT 1')
+    expect(['p/reads', 'default-deny']).toContain(d.rule)
+  })
+
+  it('documents every built-in rule set and every rule in it', () => {
+    for (const [name, set] of Object.entries(RULE_SETS)) {
+      expect(readme).toContain(`| \`${name}\` |`)
+      for (const r of set.rules) expect(readme, `${name}/${r.id}`).toMatch(new RegExp(`[|,] \`${r.id}\`( |,)`))
+    }
+  })
+})
+
+describe('gatehouse policy explain', () => {
+  it('prints the README example decision as one JSON object', async () => {
+    const r = await explain(join(root, 'examples/local-postgres/gatehouse.yaml'), 'WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d')
+    expect(r.code).toBe(0)
+    const out = JSON.parse(r.stdout) as { verdict: string; rule: string; reason: string; attrs: { sql: { kinds: string[]; writes: string[] } } }
+    expect(out).toMatchObject({ verdict: 'deny', rule: 'ci-read-only/sql-write/writes', reason: 'the statement changes data' })
+    expect(out.attrs.sql).toMatchObject({ statement: 'SELECT', kinds: ['SELECT', 'DELETE'], writes: ['orders'] })
+    expect(readme).toContain('{"verdict":"deny","rule":"ci-read-only/sql-write/writes","reason":"the statement changes data"')
+  })
+
+  it('judges every statement of a string and reports the one that decides', async () => {
+    const r = await explain(join(root, 'examples/local-postgres/gatehouse.yaml'), "SELECT 1; SELECT lo_import('/etc/shadow')")
+    const out = JSON.parse(r.stdout) as { verdict: string; rule: string; statements: { verdict: string; rule: string }[] }
+    expect(out.verdict).toBe('deny')
+    expect(out.statements.map((s) => s.rule)).toEqual(['ci-read-only/one-statement-at-a-time', 'ci-read-only/sql-outbound/large-object-files'])
+  })
+
+  it('reports an unparseable string as denied with the parser message', async () => {
+    const r = await explain(join(root, 'examples/local-postgres/gatehouse.yaml'), 'SELECT FROM WHERE (')
+    expect(JSON.parse(r.stdout)).toMatchObject({ verdict: 'deny', rule: 'gatehouse/parse', reason: expect.stringContaining('syntax error') })
+  })
+
+  it('exits 1 naming an unknown identity', async () => {
+    const r = await new Promise<{ code: number; stderr: string }>((resolve) =>
+      execFile(process.execPath, [join(root, 'core/dist/cli.js'), 'policy', 'explain', '-c', join(root, 'examples/local-postgres/gatehouse.yaml'), '-p', 'nobody', '--connection', 'orders-db', '--sql', 'SELECT 1'], { env: { ...process.env, ORDERS_DB_PASSWORD: 'x' } }, (err, _o, stderr) =>
+        resolve({ code: err ? 1 : 0, stderr }),
+      ),
+    )
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain('unknown identity "nobody"')
+  })
+})
