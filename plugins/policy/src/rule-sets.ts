@@ -112,6 +112,23 @@ export const RULE_SETS: Readonly<Record<string, RuleSet>> = {
     description: 'role and authorization changes, server configuration, extensions, grants, and functions that act on other sessions',
     rules: [
       deny('role-change', 'SET ROLE and SET SESSION AUTHORIZATION change whose privileges the session uses', { match: { 'sql.settings': ['role', 'session_authorization'] } }),
+      deny('protected-settings', 'this setting turns off triggers, row security, read-only mode or server logging', {
+        match: {
+          'sql.settings': [
+            'session_replication_role',
+            'row_security',
+            'default_transaction_read_only',
+            'transaction_read_only',
+            'log_statement',
+            'log_min_duration_statement',
+            'log_min_messages',
+            'log_min_error_statement',
+            'log_duration',
+            'log_statement_sample_rate',
+            'log_transaction_sample_rate',
+          ],
+        },
+      }),
       deny('alter-system', 'ALTER SYSTEM changes the server configuration', { match: { 'sql.tags': ['ALTER SYSTEM'] } }),
       deny('extensions', 'extensions and languages load code into the server', { match: { 'sql.tags': ['CREATE EXTENSION', 'ALTER EXTENSION', 'CREATE LANGUAGE', 'ALTER LANGUAGE'] } }),
       deny('load', 'LOAD loads a shared library into the server', { match: { 'sql.kinds': ['LOAD'] } }),
