@@ -56,7 +56,7 @@ import { MessageReader, ProtocolViolation, type FrontendMessage } from './codec/
 import type { PostgresOptions, UpstreamConfig } from './config.js'
 import { renderError, SQLSTATE } from './errors.js'
 import type { AnalyzedStatement, SqlAnalysis, SqlAnalyzer } from './sql/analyze.js'
-import { mergeExecuted, preparedFacts, UNSAFE_CLIENT_ENCODINGS, type SqlFacts } from './sql/facts.js'
+import { isUnsafeClientEncoding, mergeExecuted, preparedFacts, type SqlFacts } from './sql/facts.js'
 import { cancelUpstream, connectUpstream, type UpstreamSession } from './upstream.js'
 
 export interface SessionDeps {
@@ -585,7 +585,7 @@ export class PostgresSession {
     const scs = this.settings.get('standard_conforming_strings')
     if (scs !== undefined && scs !== 'on') return 'standard_conforming_strings is off'
     const enc = this.settings.get('client_encoding')
-    if (enc !== undefined && UNSAFE_CLIENT_ENCODINGS.has(enc.toUpperCase())) return `client_encoding ${enc} is not supported`
+    if (enc !== undefined && isUnsafeClientEncoding(enc)) return `client_encoding ${enc} is not supported`
     return undefined
   }
 

@@ -125,7 +125,7 @@ export const Policy = Type.Object(
       ),
     ),
     connections: Type.Optional(StringList),
-    include: Type.Optional(Type.Array(RuleSetInclude, { minItems: 1, description: 'built-in rule sets by name: sql-outbound, sql-privilege, sql-dynamic, sql-write, sql-ddl' })),
+    include: Type.Optional(Type.Array(RuleSetInclude, { minItems: 1, description: 'built-in rule sets by name: sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl' })),
     rules: Type.Array(Rule, { default: [] }),
   },
   { additionalProperties: false },

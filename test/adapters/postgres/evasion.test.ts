@@ -22,7 +22,7 @@ const READ_ONLY = [
   {
     id: 'ro',
     principals: { groups: ['agents'] },
-    include: ['sql-outbound', 'sql-privilege', 'sql-dynamic', 'sql-write', 'sql-ddl'],
+    include: ['sql-outbound', 'sql-privilege', 'sql-dynamic', 'sql-secrets', 'sql-write', 'sql-ddl'],
     rules: [
       {
         id: 'reads',
@@ -109,11 +109,29 @@ const CORPUS: [string, string, string][] = [
   ['a large-object import of a server file', "SELECT lo_import('/etc/hostname')", 'ro/sql-outbound/large-object-files'],
   ['the server configuration files', 'SELECT * FROM pg_catalog.pg_hba_file_rules', 'ro/sql-outbound/config-files'],
   ['dblink to another host', "SELECT * FROM dblink('host=10.0.0.5', 'SELECT 1') AS t(x int)", 'ro/sql-outbound/dblink'],
+  // --- function calls without a call node: attribute notation
+  ['a file read in attribute notation', "SELECT ('/etc/hostname'::text).pg_read_file", 'ro/sql-outbound/server-files'],
+  ['a file read through a scalar function alias', "SELECT f.pg_read_file FROM unnest(ARRAY['/etc/hostname']) AS f", 'ro/sql-outbound/server-files'],
+  ['a sequence advanced in attribute notation', "SELECT ('items_seq'::regclass).nextval", 'ro/sql-write/write-functions'],
+  // --- other writes and side effects
+  ['row locks that block writers', 'SELECT id FROM items FOR UPDATE', 'ro/sql-write/row-locks'],
+  ['a notification to other sessions', "SELECT pg_notify('jobs', 'run')", 'ro/sql-write/write-functions'],
+  ['finishing another session’s prepared transaction', "COMMIT PREPARED 'someone-else'", 'ro/sql-write/two-phase'],
+  // --- secrets in the catalogs
+  ['password hashes', 'SELECT rolname, rolpassword FROM pg_authid', 'ro/sql-secrets/catalog-secrets'],
+  ['other sessions’ SQL', 'SELECT query FROM pg_catalog.pg_stat_activity', 'ro/sql-secrets/catalog-secrets'],
+  ['sampled column values', "SELECT most_common_vals FROM pg_stats WHERE tablename = 'items'", 'ro/sql-secrets/catalog-secrets'],
   // --- privilege
   ['SET ROLE', 'SET ROLE postgres', 'ro/sql-privilege/role-change'],
   ['SET SESSION AUTHORIZATION', 'SET SESSION AUTHORIZATION postgres', 'ro/sql-privilege/role-change'],
   ['a role change through set_config', "SELECT set_config('role', 'postgres', false)", 'ro/sql-privilege/role-change'],
   ['a role change through set_config with a computed name', "SELECT set_config(lower('ROLE'), 'postgres', false)", 'gatehouse/session-settings'],
+  ['a role change through a catalog-qualified set_config', "SELECT app.pg_catalog.set_config('role', 'postgres', false)", 'ro/sql-privilege/role-change'],
+  ['read-write mode for the session', 'SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE', 'ro/sql-privilege/read-write-mode'],
+  ['a read-write transaction', 'BEGIN READ WRITE', 'ro/sql-privilege/read-write-mode'],
+  ['read-write mode through set_config', "SELECT set_config('default_transaction_read_only', 'off', false)", 'ro/sql-privilege/read-write-mode'],
+  ['turning triggers off', 'SET session_replication_role = replica', 'ro/sql-privilege/protected-settings'],
+  ['a quote-hiding client encoding under another spelling', "SET client_encoding = 's-jis'", 'gatehouse/session-settings'],
   ['ALTER SYSTEM', "ALTER SYSTEM SET log_statement = 'none'", 'ro/sql-privilege/alter-system'],
   ['an extension', 'CREATE EXTENSION IF NOT EXISTS dblink', 'ro/sql-privilege/extensions'],
   ['a shared library', "LOAD 'auto_explain'", 'ro/sql-privilege/load'],
@@ -125,6 +143,7 @@ const CORPUS: [string, string, string][] = [
   ['code in a language the gateway cannot read', 'DO LANGUAGE plperl $$ print 1 $$', 'gatehouse/opaque-code'],
   ['an EXECUTE of a name never prepared', 'EXECUTE wipe', 'gatehouse/unknown-statement'],
   ['unparseable text', 'SEL/**/ECT 1', 'gatehouse/parse'],
+  ['a text whose nested comments would stall the parser', `SELECT 1 ${'/* '.repeat(300)}${'*/ '.repeat(300)}`, 'gatehouse/parse'],
   // --- reads that must keep working
   ['a plain read', 'SELECT count(*) FROM items', 'allow'],
   ['a keyword inside a comment', '/* DROP TABLE items; pg_read_file */ SELECT count(*) FROM items', 'allow'],
@@ -133,7 +152,7 @@ const CORPUS: [string, string, string][] = [
   ['functions that only compute', 'SELECT lower(name), length(name) FROM items ORDER BY upper(name)', 'allow'],
   ['EXPLAIN without ANALYZE of a read', 'EXPLAIN SELECT * FROM items', 'allow'],
   ['a DO block that only reads', 'DO $$ DECLARE n int; BEGIN SELECT count(*) INTO n FROM items; END $$', 'allow'],
-  ['row locks', 'SELECT id FROM items FOR UPDATE', 'allow'],
+  ['a read-only transaction', 'BEGIN READ ONLY', 'allow'],
 ]
 
 describe('the evasion corpus, through psql and a real gateway', () => {

@@ -100,7 +100,7 @@ describe('actions', () => {
 
 describe('built-in rule sets', () => {
   const readOnly = (include: unknown[]) =>
-    engine([{ id: 'ro', include, rules: [{ id: 'reads', effect: 'allow', match: { 'sql.statement': ['SELECT', 'SHOW', 'EXPLAIN', 'SET', 'DO', 'COPY', 'CREATE', 'ALTER', 'GRANT', 'LOAD', 'INSERT'] } }] }])
+    engine([{ id: 'ro', include, rules: [{ id: 'reads', effect: 'allow', match: { 'sql.statement': ['SELECT', 'SHOW', 'EXPLAIN', 'SET', 'DO', 'COPY', 'CREATE', 'ALTER', 'GRANT', 'LOAD', 'INSERT', 'BEGIN', 'ROLLBACK PREPARED'] } }] }])
 
   it('every set is documented and has rules with ids and reasons', () => {
     for (const [name, set] of Object.entries(RULE_SETS)) {
@@ -142,7 +142,7 @@ describe('built-in rule sets', () => {
     ['sql-privilege', 'SET SESSION AUTHORIZATION postgres', 'role-change'],
     ['sql-privilege', "SELECT set_config('role', 'postgres', false)", 'role-change'],
     ['sql-privilege', 'SET session_replication_role = replica', 'protected-settings'],
-    ['sql-privilege', 'SET default_transaction_read_only = off', 'protected-settings'],
+    ['sql-privilege', 'SET default_transaction_read_only = off', 'read-write-mode'],
     ['sql-privilege', "SELECT set_config('log_statement', 'none', true)", 'protected-settings'],
     ['sql-privilege', "ALTER SYSTEM SET archive_command = 'curl evil'", 'alter-system'],
     ['sql-privilege', 'CREATE EXTENSION dblink', 'extensions'],
@@ -159,6 +159,21 @@ describe('built-in rule sets', () => {
     ['sql-write', 'EXPLAIN ANALYZE UPDATE t SET a = 1', 'writes'],
     ['sql-write', "SELECT nextval('seq')", 'write-functions'],
     ['sql-write', 'DO $$ BEGIN DELETE FROM t; END $$', 'writes'],
+    ['sql-outbound', "SELECT ('/etc/passwd'::text).pg_read_file", 'server-files'],
+    ['sql-outbound', "SELECT (pg_relation_filepath('payroll')).pg_read_binary_file", 'server-files'],
+    ['sql-privilege', "SELECT mydb.pg_catalog.set_config('session_authorization', 'postgres', false)", 'role-change'],
+    ['sql-privilege', 'SET TRANSACTION READ WRITE', 'read-write-mode'],
+    ['sql-privilege', 'START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE', 'read-write-mode'],
+    ['sql-privilege', 'SET default_transaction_read_only TO DEFAULT', 'read-write-mode'],
+    ['sql-privilege', "SET pgaudit.log = 'none'", 'audit-settings'],
+    ['sql-privilege', "SELECT (pid).pg_terminate_backend FROM pg_stat_activity", 'server-control'],
+    ['sql-privilege', "SELECT * FROM pg_logical_slot_get_changes('slot', NULL, NULL)", 'server-control'],
+    ['sql-secrets', 'SELECT * FROM pg_catalog.pg_shadow', 'catalog-secrets'],
+    ['sql-secrets', 'SELECT umoptions FROM pg_user_mappings', 'catalog-secrets'],
+    ['sql-write', "SELECT (4242::oid).lo_unlink", 'write-functions'],
+    ['sql-write', "SELECT brin_summarize_new_values('idx')", 'write-functions'],
+    ['sql-write', "ROLLBACK PREPARED 'gid'", 'two-phase'],
+    ['sql-write', 'WITH x AS (SELECT * FROM t FOR SHARE) SELECT 1', 'row-locks'],
     ['sql-ddl', 'CREATE TABLE x AS SELECT 1', 'ddl'],
     ['sql-ddl', 'ALTER TABLE t ADD COLUMN c int', 'ddl'],
   ]
@@ -170,7 +185,7 @@ describe('built-in rule sets', () => {
 
   it('does not deny ordinary reads', () => {
     const e = readOnly(Object.keys(RULE_SETS))
-    for (const text of ['SELECT lower(name), count(*) FROM orders GROUP BY 1 ORDER BY 2 DESC', 'WITH x AS (SELECT 1 AS a) SELECT a FROM x', 'SHOW work_mem', "SET statement_timeout = '5s'", 'EXPLAIN SELECT * FROM orders']) {
+    for (const text of ['SELECT lower(name), count(*) FROM orders GROUP BY 1 ORDER BY 2 DESC', 'WITH x AS (SELECT 1 AS a) SELECT a FROM x', 'SHOW work_mem', "SET statement_timeout = '5s'", 'EXPLAIN SELECT * FROM orders', 'SET TRANSACTION READ ONLY', "SET default_transaction_read_only = 'on'", 'SELECT o.id, o.total FROM orders o']) {
       expect(e.decide(sqlRequest(text), agent), text).toMatchObject({ verdict: 'allow', rule: 'ro/reads' })
     }
   })

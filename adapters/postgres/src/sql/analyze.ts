@@ -27,6 +27,15 @@ interface CachedAnalysis {
 /** Texts longer than this are not cached (a cache of big texts is a memory lever for clients). */
 const MAX_CACHED_TEXT = 16 * 1024
 
+/** Texts longer than this (in characters) are not analysed, so they are refused: parsing blocks the event loop. */
+export const MAX_ANALYSED_TEXT = 1024 * 1024
+
+/**
+ * Nested comments make libpg-query's scanner quadratic (`/*` × 40 000 takes 16 s), and parsing
+ * runs on the event loop every session shares. Real statements have a handful of comments.
+ */
+export const MAX_COMMENT_OPENERS = 256
+
 /** The statements of `text`, from bounds given as offsets in a key whose literal spans are `spans`. */
 function materialize(text: string, bounds: readonly number[], facts: readonly SqlFacts[], spans: readonly number[]): SqlAnalysis {
   const statements: AnalyzedStatement[] = []
@@ -74,6 +83,8 @@ export class SqlAnalyzer {
       return materialize(text, entry.bounds, entry.facts, norm?.spans ?? NO_SPANS)
     }
     this.misses++
+    const refused = tooCostly(text)
+    if (refused) return { ok: false, error: refused }
     const parsed = parseSql(text)
     if ('error' in parsed) return { ok: false, error: parsed.error }
     if (text.length <= MAX_CACHED_TEXT) this.rememberParsed(text, key, norm, parsed)
@@ -112,6 +123,16 @@ export class SqlAnalyzer {
   }
 }
 
+/** Why a text is too costly to parse safely, if it is. */
+function tooCostly(text: string): string | undefined {
+  if (text.length > MAX_ANALYSED_TEXT) return `the statement text is longer than ${MAX_ANALYSED_TEXT} characters, more than the gateway analyses`
+  let openers = 0
+  for (let i = text.indexOf('/*'); i >= 0; i = text.indexOf('/*', i + 2)) {
+    if (++openers > MAX_COMMENT_OPENERS) return `the statement text opens more than ${MAX_COMMENT_OPENERS} comments, more than the gateway analyses`
+  }
+  return undefined
+}
+
 interface RawStmt {
   stmt?: Record<string, unknown>
   stmt_location?: number
@@ -144,7 +165,13 @@ function parseSql(text: string): ParsedSql | { error: string } {
     while (start < end && /\s/.test(text[start] as string)) start++
     while (end > start && /\s/.test(text[end - 1] as string)) end--
     bounds.push(start, end)
-    facts.push(describeStatement(raw.stmt ?? {}, stmts.length))
+    try {
+      facts.push(describeStatement(raw.stmt ?? {}, stmts.length))
+    } catch (err) {
+      // A tree deep enough to exhaust the stack: refused like text the parser rejects.
+      if (err instanceof RangeError) return { error: 'the statement is nested too deeply for the gateway to analyse' }
+      throw err
+    }
   }
   const literalSensitive = facts.some((f) => f.settings.length > 0)
   return { bounds, facts, literalSensitive }

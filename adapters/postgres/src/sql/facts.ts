@@ -59,6 +59,21 @@ export interface SqlFacts {
   readonly functions: readonly string[]
   /** The same functions without their schema, lower-cased: what rules match against. */
   readonly functionNames: readonly string[]
+  /**
+   * Names used in attribute notation, `x.name` or `(expr).name`, lower-cased. PostgreSQL resolves
+   * such a name as a call `name(x)` when `x` has no field of that name, so `('/etc/passwd'::text).pg_read_file`
+   * reads a file without a function-call node in the tree. Rules that deny a function by name
+   * match here too (the built-in sets do).
+   */
+  readonly attributeNames: readonly string[]
+  /**
+   * The statement turns off read-only mode for a transaction or the session: BEGIN/START/SET
+   * TRANSACTION … READ WRITE, SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE, or setting
+   * `transaction_read_only`/`default_transaction_read_only` to anything but on.
+   */
+  readonly readWrite: boolean
+  /** The statement takes row locks (`FOR UPDATE`, `FOR SHARE`, …). */
+  readonly locking: boolean
   /** The statement changes data (writes is not empty). */
   readonly write: boolean
   /** The statement defines, changes or removes schema objects. */
@@ -202,7 +217,9 @@ export function statementType(node: Record<string, unknown>): { statement: strin
   switch (name) {
     case 'TransactionStmt': {
       const s = TRANSACTION_KINDS[String(body.kind)] ?? 'TRANSACTION'
-      return { statement: s.split(' ')[0] as string, tag: s }
+      // Two-phase commands act on other sessions' transactions: their type is the whole tag, so
+      // an allow list with COMMIT or ROLLBACK does not admit COMMIT PREPARED.
+      return { statement: s, tag: s }
     }
     case 'VariableSetStmt': {
       const reset = String(body.kind).startsWith('VAR_RESET')
@@ -269,6 +286,7 @@ class Collector {
   readonly writes = new Set<string>()
   readonly functions = new Set<string>()
   readonly functionNames = new Set<string>()
+  readonly attributeNames = new Set<string>()
   readonly settings = new Set<string>()
   readonly code: CodeFacts[] = []
   readonly executes = new Set<string>()
@@ -277,6 +295,8 @@ class Collector {
   dynamic = false
   ddl = false
   securityDefiner = false
+  locking = false
+  readWrite = false
   prepare: PreparedFacts | undefined
   settingRisk: string | undefined
   /** RangeVar nodes that are write targets, marked by their parent before the walk reaches them. */
@@ -314,6 +334,9 @@ class Collector {
       if (child === null || typeof child !== 'object') continue
       if (key.endsWith('Stmt') && !Array.isArray(child)) this.statement(key, child as Record<string, unknown>)
       else if (key === 'FuncCall') this.funcCall(child as { funcname?: unknown; args?: unknown[] })
+      else if (key === 'ColumnRef') this.attributes(stringsOf((child as { fields?: unknown }).fields).slice(1))
+      else if (key === 'A_Indirection') this.attributes(stringsOf((child as { indirection?: unknown }).indirection))
+      else if (key === 'lockingClause') this.locking = true
       this.walk(child, inner)
     }
   }
@@ -344,12 +367,18 @@ class Collector {
     if (rv !== null && typeof rv === 'object') this.writeTargets.add(rv)
   }
 
+  private attributes(names: readonly string[]): void {
+    for (const n of names) if (n) this.attributeNames.add(n.toLowerCase())
+  }
+
   private funcCall(call: { funcname?: unknown; args?: unknown[] }): void {
-    const name = nameOf(call.funcname)
-    this.addFunction(name)
-    if (name === 'set_config' || name === 'pg_catalog.set_config') {
+    const parts = stringsOf(call.funcname)
+    this.addFunction(parts.join('.'))
+    // Whatever qualifies it (`pg_catalog.`, `db.pg_catalog.`), the server may resolve it to the real one.
+    if (parts[parts.length - 1]?.toLowerCase() === 'set_config') {
       const param = constText(call.args?.[0])
       this.settings.add(param === undefined ? '*' : param.toLowerCase())
+      if (param === undefined || (READ_ONLY_SETTINGS.has(param.toLowerCase()) && !isOn(constText(call.args?.[1])))) this.readWrite = true
       this.settingRisk ??= setConfigRisk(call.args ?? [])
     }
   }
@@ -406,10 +435,22 @@ class Collector {
       }
       case 'VariableSetStmt': {
         const v = body as VariableSet
-        this.settings.add(v.kind === 'VAR_RESET_ALL' || !v.name ? '*' : v.name.toLowerCase())
+        if (v.kind === 'VAR_SET_MULTI') {
+          // SET TRANSACTION … / SET SESSION CHARACTERISTICS AS TRANSACTION …: name what it changes.
+          const session = v.name === 'SESSION CHARACTERISTICS'
+          for (const o of transactionOptions(v.args)) this.settings.add(session ? `default_${o}` : o)
+          this.readWrite ||= setsReadWrite(v.args)
+        } else {
+          this.settings.add(v.kind === 'VAR_RESET_ALL' || !v.name ? '*' : v.name.toLowerCase())
+          if (v.name && READ_ONLY_SETTINGS.has(v.name.toLowerCase()) && (v.kind !== 'VAR_SET_VALUE' || !isOn(constText(v.args?.[0])))) this.readWrite = true
+        }
         this.settingRisk ??= variableSetRisk(v)
         break
       }
+      case 'TransactionStmt':
+        for (const o of transactionOptions(body.options as unknown[] | undefined)) this.settings.add(o)
+        this.readWrite ||= setsReadWrite(body.options as unknown[] | undefined)
+        break
       case 'PrepareStmt':
         if (typeof body.name === 'string' && body.query) this.prepare ??= Object.freeze({ name: body.name, ...statementType(body.query as Record<string, unknown>) })
         break
@@ -534,6 +575,9 @@ class Collector {
     for (const t of f.reads) this.reads.add(t)
     for (const t of f.writes) this.writes.add(t)
     for (const fn of f.functions) this.addFunction(fn)
+    for (const a of f.attributeNames) this.attributeNames.add(a)
+    this.locking ||= f.locking
+    this.readWrite ||= f.readWrite
     for (const s of f.settings) this.settings.add(s)
     for (const e of f.executes) this.executes.add(e)
     this.code.push(...f.code)
@@ -544,6 +588,31 @@ class Collector {
     this.securityDefiner ||= f.securityDefiner
     this.settingRisk ??= f.settingRisk
   }
+}
+
+/** `transaction_isolation`, `transaction_read_only`, … set by BEGIN/SET TRANSACTION options. */
+function transactionOptions(options: unknown[] | undefined): string[] {
+  const out: string[] = []
+  for (const o of options ?? []) {
+    const name = (o as { DefElem?: { defname?: string } }).DefElem?.defname
+    if (name) out.push(name.toLowerCase())
+  }
+  return out
+}
+
+const READ_ONLY_SETTINGS: ReadonlySet<string> = new Set(['transaction_read_only', 'default_transaction_read_only'])
+
+/** A BEGIN/SET TRANSACTION option list that says READ WRITE. */
+function setsReadWrite(options: unknown[] | undefined): boolean {
+  for (const o of options ?? []) {
+    const d = (o as { DefElem?: { defname?: string; arg?: unknown } }).DefElem
+    if (d?.defname === 'transaction_read_only' && constText(d.arg) !== '1') return true
+  }
+  return false
+}
+
+function isOn(value: string | undefined): boolean {
+  return value !== undefined && SAFE_ON.has(value.toLowerCase())
 }
 
 /** A dollar-quote tag that does not occur in `body`. */
@@ -593,6 +662,9 @@ function freezeFacts(c: Collector, statement: string, tag: string, count: number
     tables: Object.freeze([...new Set([...reads, ...writes])]),
     functions: Object.freeze([...c.functions]),
     functionNames: Object.freeze([...c.functionNames]),
+    attributeNames: Object.freeze([...c.attributeNames]),
+    locking: c.locking,
+    readWrite: c.readWrite,
     write: writes.length > 0,
     ddl: c.ddl,
     ...(c.copy ? { copy: Object.freeze(c.copy) } : {}),
@@ -653,7 +725,25 @@ function constText(node: unknown): string | undefined {
   return undefined
 }
 
-export const UNSAFE_CLIENT_ENCODINGS: ReadonlySet<string> = new Set(['SJIS', 'SHIFT_JIS_2004', 'BIG5', 'GBK', 'UHC', 'GB18030', 'JOHAB', 'MSKANJI', 'SHIFTJIS', 'WIN932', 'WIN936', 'WIN949', 'WIN950', 'TCVN', 'CP932', 'CP936', 'CP949', 'CP950'])
+/**
+ * Client encodings whose multibyte characters can contain the byte of a quote or backslash, by
+ * every name PostgreSQL accepts for them once it has dropped punctuation and case
+ * (`s-jis`, `Shift_JIS`, `windows932` …).
+ */
+const UNSAFE_CLIENT_ENCODINGS: ReadonlySet<string> = new Set([
+  'SJIS', 'SHIFTJIS', 'MSKANJI', 'WIN932', 'WINDOWS932', 'CP932',
+  'SHIFTJIS2004',
+  'BIG5', 'WIN950', 'WINDOWS950', 'CP950',
+  'GBK', 'WIN936', 'WINDOWS936', 'CP936',
+  'UHC', 'WIN949', 'WINDOWS949', 'CP949',
+  'GB18030',
+  'JOHAB',
+])
+
+/** True for an encoding name (as a client sets it or the server reports it) that can hide quotes. */
+export function isUnsafeClientEncoding(name: string): boolean {
+  return UNSAFE_CLIENT_ENCODINGS.has(name.toUpperCase().replace(/[^A-Z0-9]/g, ''))
+}
 const SAFE_ON = new Set(['on', 'true', 'yes', '1', 't', 'y'])
 
 function settingValueRisk(name: string, value: string | undefined): string | undefined {
@@ -663,7 +753,7 @@ function settingValueRisk(name: string, value: string | undefined): string | und
   }
   if (n === 'client_encoding') {
     if (value === undefined) return 'sets client_encoding to a computed value'
-    return UNSAFE_CLIENT_ENCODINGS.has(value.toUpperCase().replace(/-/g, '_')) ? `sets client_encoding to ${value}` : undefined
+    return isUnsafeClientEncoding(value) ? `sets client_encoding to ${value}` : undefined
   }
   return undefined
 }
