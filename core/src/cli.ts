@@ -102,7 +102,8 @@ policy
   .option('--claim <name=value...>', 'extra principal claims, as a JWT would carry them')
   .option('--json', 'print one JSON object {verdict, rule, reason, attrs}')
   .action(async (opts: { config: string; principal: string; connection: string; sql?: string; claim?: string[]; json?: boolean }) => {
-    const config = loadOrExit(opts.config)
+    // Explaining never connects anywhere, so it does not need the upstream secrets.
+    const config = loadOrExit(opts.config, { unresolved: 'placeholder' })
     const claims: Record<string, string> = {}
     for (const c of opts.claim ?? []) {
       const eq = c.indexOf('=')
@@ -149,9 +150,9 @@ function flatten(value: unknown, prefix = ''): string[] {
   return Object.entries(value as Record<string, unknown>).flatMap(([k, v]) => flatten(v, prefix ? `${prefix}.${k}` : k))
 }
 
-function loadOrExit(file: string) {
+function loadOrExit(file: string, opts: Parameters<typeof loadConfigFile>[1] = {}) {
   try {
-    return loadConfigFile(file)
+    return loadConfigFile(file, opts)
   } catch (err) {
     return exitWithError(err)
   }

@@ -17,6 +17,12 @@ export interface LoadOptions {
   env?: NodeJS.ProcessEnv
   /** Directory relative `${file:…}` paths and `dataDir` resolve against. */
   baseDir?: string
+  /**
+   * `placeholder`: a reference that cannot be resolved becomes an empty string instead of an
+   * error. Only for commands that never connect anywhere (`policy explain`), so an operator can
+   * ask about policy without holding the upstream secrets.
+   */
+  unresolved?: 'error' | 'placeholder'
 }
 
 /** Resolves references in every string of `value`; collects unresolvable ones as issues. */
@@ -28,7 +34,7 @@ export function resolveRefs(value: unknown, opts: Required<LoadOptions>, path: s
       if (kind === 'env') {
         const v = opts.env[name]
         if (v === undefined) {
-          issues.push({ path, message: `environment variable ${name} is not set` })
+          if (opts.unresolved !== 'placeholder') issues.push({ path, message: `environment variable ${name} is not set` })
           return ''
         }
         return v
@@ -36,7 +42,7 @@ export function resolveRefs(value: unknown, opts: Required<LoadOptions>, path: s
       try {
         return readFileSync(resolve(opts.baseDir, name), 'utf8').replace(/\r?\n$/, '')
       } catch (err) {
-        issues.push({ path, message: `cannot read file ${name}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` })
+        if (opts.unresolved !== 'placeholder') issues.push({ path, message: `cannot read file ${name}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` })
         return ''
       }
     })
@@ -51,7 +57,7 @@ export function resolveRefs(value: unknown, opts: Required<LoadOptions>, path: s
 }
 
 export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig {
-  const full: Required<LoadOptions> = { env: opts.env ?? process.env, baseDir: opts.baseDir ?? process.cwd() }
+  const full: Required<LoadOptions> = { env: opts.env ?? process.env, baseDir: opts.baseDir ?? process.cwd(), unresolved: opts.unresolved ?? 'error' }
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true })
   if (doc.errors.length > 0) {
     throw new ConfigError(doc.errors.map((e) => ({ path: `line ${e.linePos?.[0]?.line ?? '?'}`, message: e.message.split('\n')[0] ?? 'YAML error' })))

@@ -86,6 +86,16 @@ describe('gatehouse policy explain', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ verdict: 'deny', rule: 'gatehouse/parse', reason: expect.stringContaining('syntax error') })
   })
 
+  it('needs none of the upstream secrets the config references', async () => {
+    const env = { ...process.env }
+    delete env.ORDERS_DB_PASSWORD
+    const r = await new Promise<{ code: number; stdout: string }>((resolve) =>
+      execFile(process.execPath, [join(root, 'core/dist/cli.js'), 'policy', 'explain', '-c', join(root, 'examples/local-postgres/gatehouse.yaml'), '-p', 'ci-runner', '--connection', 'orders-db', '--sql', 'SELECT 1', '--json'], { env }, (err, stdout) => resolve({ code: err ? 1 : 0, stdout })),
+    )
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ verdict: 'allow', rule: 'ci-read-only/reads' })
+  })
+
   it('exits 1 naming an unknown identity', async () => {
     const r = await new Promise<{ code: number; stderr: string }>((resolve) =>
       execFile(process.execPath, [join(root, 'core/dist/cli.js'), 'policy', 'explain', '-c', join(root, 'examples/local-postgres/gatehouse.yaml'), '-p', 'nobody', '--connection', 'orders-db', '--sql', 'SELECT 1'], { env: { ...process.env, ORDERS_DB_PASSWORD: 'x' } }, (err, _o, stderr) =>
