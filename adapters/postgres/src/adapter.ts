@@ -5,6 +5,7 @@ import { GatewayError, inject, injectable, parseHostPort, PluginContextToken, va
 import { PostgresOptions, UpstreamConfig } from './config.js'
 import { explainSql, PostgresSession } from './session.js'
 import { loadSqlParser, SqlAnalyzer } from './sql/analyze.js'
+import { BackgroundParser } from './sql/background.js'
 import { buildError } from './codec/backend.js'
 import { SQLSTATE } from './errors.js'
 
@@ -12,8 +13,10 @@ import { SQLSTATE } from './errors.js'
 export class PostgresAdapter implements ProtocolAdapter {
   readonly protocol = 'postgres'
   readonly actions = ['sql.query', 'sql.function-call'] as const
+  /** Parses texts too large for the event loop, with a time budget. */
+  private readonly background = new BackgroundParser()
   /** Shared across connections: analysis depends only on the SQL text. */
-  readonly analyzer = new SqlAnalyzer(8192)
+  readonly analyzer = new SqlAnalyzer(8192, this.background)
 
   private readonly logger: Logger
 
@@ -27,6 +30,11 @@ export class PostgresAdapter implements ProtocolAdapter {
     if (options.clientAuth === 'cleartext' && !connection.tls?.required) {
       throw new GatewayError('GH_ERR_CONFIG_INVALID', `${path}.options.clientAuth: cleartext tokens need TLS; set ${path}.tls with required: true`)
     }
+  }
+
+  /** At gateway shutdown, after sessions ended: stops the background parser. */
+  async close(): Promise<void> {
+    await this.background.close()
   }
 
   async explain(input: ExplainInput): Promise<readonly ExplainedRequest[]> {

@@ -599,7 +599,12 @@ export class PostgresSession {
     this.statements.delete('')
     this.portals.delete('')
     const text = parseQuery(msg.body)
-    const analysis = this.deps.analyzer.analyze(text)
+    const analysis = this.deps.analyzer.analyzeOrDefer(text)
+    if (analysis instanceof Promise) return analysis.then((a) => (this.closed ? undefined : this.onQueryAnalysed(msg, text, a)))
+    return this.onQueryAnalysed(msg, text, analysis)
+  }
+
+  private onQueryAnalysed(msg: FrontendMessage, text: string, analysis: SqlAnalysis): Promise<void> | undefined {
     const unjudgeable = this.refuseUnjudgeable(text, analysis, undefined, this.substituteQuery)
     if (unjudgeable || !analysis.ok) return unjudgeable
     if (analysis.statements.length === 1) {
@@ -713,15 +718,21 @@ export class PostgresSession {
     return this.refuse(request, 'gatehouse/function-call', 'the FunctionCall protocol message is not allowed through the gateway', 'GH_ERR_PROTOCOL_UNSUPPORTED', this.substituteQuery)
   }
 
-  private onParse(msg: FrontendMessage): undefined {
+  private onParse(msg: FrontendMessage): Promise<void> | undefined {
     if (this.closed) return undefined
     const p = parseParse(msg.body)
     if (!this.statements.has(p.name) && this.statements.size >= this.deps.options.maxPreparedStatements) {
       this.substituteExtended(renderError(new GatewayError('GH_ERR_PROTOCOL_UNSUPPORTED', `too many prepared statements in this session (limit ${this.deps.options.maxPreparedStatements}); close some first`)))
       return undefined
     }
+    const analysis = this.deps.analyzer.analyzeOrDefer(p.query)
+    if (analysis instanceof Promise) return analysis.then((a) => (this.closed ? undefined : this.onParseAnalysed(msg, p, a)))
+    return this.onParseAnalysed(msg, p, analysis)
+  }
+
+  private onParseAnalysed(msg: FrontendMessage, p: { name: string; query: string }, analysis: SqlAnalysis): undefined {
     const prev = this.statements.get(p.name)
-    this.statements.set(p.name, { query: p.query, analysis: this.deps.analyzer.analyze(p.query) })
+    this.statements.set(p.name, { query: p.query, analysis })
     this.expect.push({ kind: 'parse', name: p.name, prev })
     this.toUpstream(msg.raw)
     return undefined

@@ -4,6 +4,7 @@
  * literals normalized, so a repeated query or a prepared statement costs a lookup, not a parse.
  */
 import { loadModule, parseSync } from 'libpg-query'
+import type { BackgroundParser } from './background.js'
 import { describeStatement, type SqlFacts } from './facts.js'
 import { fromKeyOffset, normalizeSql, toKeyOffset, type NormalizedSql } from './normalize.js'
 
@@ -36,6 +37,9 @@ export const MAX_ANALYSED_TEXT = 1024 * 1024
  */
 export const MAX_COMMENT_OPENERS = 256
 
+/** Texts up to this many characters are parsed inline; longer ones on the background parser, when there is one. */
+export const MAX_INLINE_TEXT = 8 * 1024
+
 /** The statements of `text`, from bounds given as offsets in a key whose literal spans are `spans`. */
 function materialize(text: string, bounds: readonly number[], facts: readonly SqlFacts[], spans: readonly number[]): SqlAnalysis {
   const statements: AnalyzedStatement[] = []
@@ -63,31 +67,62 @@ export class SqlAnalyzer {
   hits = 0
   misses = 0
 
-  constructor(private readonly maxEntries = 4096) {}
+  /**
+   * @param maxEntries bound of the LRU cache of analyses
+   * @param background where texts over MAX_INLINE_TEXT are parsed (`analyzeOrDefer`)
+   */
+  constructor(
+    private readonly maxEntries = 4096,
+    private readonly background?: BackgroundParser,
+  ) {}
 
+  /** Analyses `text` on the calling thread. */
   analyze(text: string): SqlAnalysis {
-    let norm = text.length > MAX_CACHED_TEXT ? undefined : normalizeSql(text)
+    const probe = this.probe(text)
+    if (probe.hit) return probe.hit
+    this.misses++
+    const refused = tooCostly(text)
+    if (refused) return { ok: false, error: refused }
+    return this.parsed(text, probe, parseSql(text))
+  }
+
+  /**
+   * Analyses `text`: a cached or small text at once; a large one on the background parser,
+   * answering with a promise, so the event loop other sessions share is not held for it.
+   */
+  analyzeOrDefer(text: string): SqlAnalysis | Promise<SqlAnalysis> {
+    if (!this.background || text.length <= MAX_INLINE_TEXT) return this.analyze(text)
+    const probe = this.probe(text)
+    if (probe.hit) return probe.hit
+    this.misses++
+    const refused = tooCostly(text)
+    if (refused) return { ok: false, error: refused }
+    return this.background.parse(text).then((parsed) => this.parsed(text, probe, parsed))
+  }
+
+  /** A cache lookup: the analysis if `text` (or a text differing only in numbers) was seen, and the key to store it under. */
+  private probe(text: string): { hit?: SqlAnalysis; key: string; norm: NormalizedSql | undefined } {
+    if (text.length > MAX_CACHED_TEXT) return { key: text, norm: undefined }
+    let norm = normalizeSql(text)
     let key = norm ? norm.key : text
-    let entry = text.length > MAX_CACHED_TEXT ? undefined : this.cache.get(key)
+    let entry = this.cache.get(key)
     if (entry?.literalSensitive && norm && norm.spans.length > 0) {
       // Its facts depend on literal values (SET x = 0 vs = 1): only the exact text may share it.
       norm = undefined
       key = text
       entry = this.cache.get(key)
     }
-    if (entry) {
-      this.hits++
-      // LRU: move to the back.
-      this.cache.delete(key)
-      this.cache.set(key, entry)
-      return materialize(text, entry.bounds, entry.facts, norm?.spans ?? NO_SPANS)
-    }
-    this.misses++
-    const refused = tooCostly(text)
-    if (refused) return { ok: false, error: refused }
-    const parsed = parseSql(text)
+    if (!entry) return { key, norm }
+    this.hits++
+    // LRU: move to the back.
+    this.cache.delete(key)
+    this.cache.set(key, entry)
+    return { hit: materialize(text, entry.bounds, entry.facts, norm?.spans ?? NO_SPANS), key, norm }
+  }
+
+  private parsed(text: string, probe: { key: string; norm: NormalizedSql | undefined }, parsed: ParsedSql | { error: string }): SqlAnalysis {
     if ('error' in parsed) return { ok: false, error: parsed.error }
-    if (text.length <= MAX_CACHED_TEXT) this.rememberParsed(text, key, norm, parsed)
+    if (text.length <= MAX_CACHED_TEXT) this.rememberParsed(text, probe.key, probe.norm, parsed)
     return materialize(text, parsed.bounds, parsed.facts, NO_SPANS)
   }
 
@@ -139,14 +174,15 @@ interface RawStmt {
   stmt_len?: number
 }
 
-interface ParsedSql {
+export interface ParsedSql {
   /** Statement bounds as [start, end) character offsets in the text. */
   readonly bounds: readonly number[]
   readonly facts: readonly SqlFacts[]
   readonly literalSensitive: boolean
 }
 
-function parseSql(text: string): ParsedSql | { error: string } {
+/** Parses `text` and describes each statement; used inline and by the background parser's worker. */
+export function parseSql(text: string): ParsedSql | { error: string } {
   let stmts: RawStmt[]
   try {
     stmts = (parseSync(text) as { stmts?: RawStmt[] }).stmts ?? []

@@ -1,0 +1,27 @@
+/**
+ * The worker thread behind BackgroundParser: parses SQL texts too large to parse on the event
+ * loop every session shares, one at a time, and answers with their bounds and facts.
+ */
+import { parentPort } from 'node:worker_threads'
+import { loadSqlParser, parseSql } from './analyze.js'
+
+interface Task {
+  readonly id: number
+  readonly text: string
+}
+
+const port = parentPort
+if (port) {
+  const ready = loadSqlParser()
+  port.on('message', (task: Task) => {
+    void ready.then(() => {
+      let result: ReturnType<typeof parseSql>
+      try {
+        result = parseSql(task.text)
+      } catch (err) {
+        result = { error: (err as Error).message || 'analysis failed' }
+      }
+      port.postMessage({ id: task.id, result })
+    })
+  })
+}
