@@ -514,13 +514,16 @@ export class PostgresSession {
         return this.onBind(msg)
       case F.Execute:
         return this.onExecute(msg)
-      case F.Describe:
-        parseTarget(msg.body)
+      case F.Describe: {
+        const target = parseTarget(msg.body)
+        if (this.refuseBadName(target.name)) return undefined
         this.expect.push({ kind: 'describe' })
         this.toUpstream(msg.raw)
         return undefined
+      }
       case F.Close: {
         const target = parseTarget(msg.body)
+        if (this.refuseBadName(target.name)) return undefined
         const prevStatement = target.kind === 'S' ? this.statements.get(target.name) : undefined
         const prevPortal = target.kind === 'P' ? this.portals.get(target.name) : undefined
         if (target.kind === 'S') this.statements.delete(target.name)
@@ -599,9 +602,14 @@ export class PostgresSession {
     this.statements.delete('')
     this.portals.delete('')
     const text = parseQuery(msg.body)
-    const analysis = this.deps.analyzer.analyzeOrDefer(text)
+    const analysis = this.deps.analyzer.analyzeOrDefer(text, this.owner())
     if (analysis instanceof Promise) return analysis.then((a) => (this.closed ? undefined : this.onQueryAnalysed(msg, text, a)))
     return this.onQueryAnalysed(msg, text, analysis)
+  }
+
+  /** Whose turn a background parse takes: the principal, so many sessions of one token share one turn. */
+  private owner(): string {
+    return this.handle?.info.principal?.id ?? ''
   }
 
   private onQueryAnalysed(msg: FrontendMessage, text: string, analysis: SqlAnalysis): Promise<void> | undefined {
@@ -721,11 +729,12 @@ export class PostgresSession {
   private onParse(msg: FrontendMessage): Promise<void> | undefined {
     if (this.closed) return undefined
     const p = parseParse(msg.body)
+    if (this.refuseBadName(p.name)) return undefined
     if (!this.statements.has(p.name) && this.statements.size >= this.deps.options.maxPreparedStatements) {
       this.substituteExtended(renderError(new GatewayError('GH_ERR_PROTOCOL_UNSUPPORTED', `too many prepared statements in this session (limit ${this.deps.options.maxPreparedStatements}); close some first`)))
       return undefined
     }
-    const analysis = this.deps.analyzer.analyzeOrDefer(p.query)
+    const analysis = this.deps.analyzer.analyzeOrDefer(p.query, this.owner())
     if (analysis instanceof Promise) return analysis.then((a) => (this.closed ? undefined : this.onParseAnalysed(msg, p, a)))
     return this.onParseAnalysed(msg, p, analysis)
   }
@@ -740,6 +749,7 @@ export class PostgresSession {
 
   private onBind(msg: FrontendMessage): undefined {
     const b = parseBind(msg.body)
+    if (this.refuseBadName(b.portal, b.statement)) return undefined
     if (!this.portals.has(b.portal) && this.portals.size >= this.deps.options.maxPreparedStatements) {
       this.substituteExtended(renderError(new GatewayError('GH_ERR_PROTOCOL_UNSUPPORTED', `too many open portals in this session (limit ${this.deps.options.maxPreparedStatements}); close some first`)))
       return undefined
@@ -753,6 +763,7 @@ export class PostgresSession {
 
   private onExecute(msg: FrontendMessage): Promise<void> | undefined {
     const { portal: name } = parseExecute(msg.body)
+    if (this.refuseBadName(name)) return undefined
     const portal = this.portals.get(name)
     const stmt = portal?.statement
     const info = (this.handle as SessionHandle).info
@@ -795,6 +806,22 @@ export class PostgresSession {
   private refuseUnknownStatement(text: string, name: string, params: readonly (string | null)[] | undefined, substitute: (error: Buffer) => void): Promise<void> {
     const u = unknownStatement(name)
     return this.refuse(this.newRequest(text, u.attrs, params), u.rule, u.reason, 'GH_ERR_POLICY_DENIED', substitute)
+  }
+
+  /**
+   * PostgreSQL keys prepared statements and portals by their first 63 bytes, in the server's
+   * encoding: `a…a` (63) and `a…aX` (64) are one name to the server and two to a map keyed by the
+   * full name. So the gateway could judge one statement while the server runs another. Names
+   * longer than 63 bytes, or outside printable ASCII (whose bytes the server may convert), are
+   * refused; every driver uses short ASCII names.
+   */
+  private refuseBadName(...names: string[]): boolean {
+    for (const name of names) {
+      if (name.length <= 63 && /^[\x20-\x7e]*$/.test(name)) continue
+      this.substituteExtended(renderError(new GatewayError('GH_ERR_PROTOCOL_UNSUPPORTED', 'prepared statement and portal names must be printable ASCII of at most 63 bytes')))
+      return true
+    }
+    return false
   }
 
   /**

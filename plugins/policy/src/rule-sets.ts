@@ -133,6 +133,8 @@ export const RULE_SETS: Readonly<Record<string, RuleSet>> = {
             'log_statement_sample_rate',
             'log_transaction_sample_rate',
             'track_activities',
+            'track_counts',
+            'track_functions',
           ],
         },
       }),
@@ -235,7 +237,7 @@ export const RULE_SETS: Readonly<Record<string, RuleSet>> = {
           'sql.reads': ['pg_authid', 'pg_shadow', 'pg_user_mapping', 'pg_user_mappings', 'pg_statistic', 'pg_statistic_ext_data', 'pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_stat_activity', 'pg_stat_statements', 'pg_largeobject'].flatMap((v) => [v, `pg_catalog.${v}`]),
         },
       }),
-      ...denyFunctions('session-activity', 'these functions show other sessions’ SQL or large-object contents', ['pg_stat_get_activity', 'pg_stat_statements', 'lo_get', 'loread']),
+      ...denyFunctions('session-activity', 'these functions show other sessions’ SQL or large-object contents', ['pg_stat_get_activity', 'pg_stat_get_backend_activity', 'pg_stat_statements', 'lo_get', 'loread']),
     ],
   },
   'sql-write': {

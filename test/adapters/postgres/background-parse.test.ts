@@ -27,6 +27,19 @@ describe('the background parser', () => {
     }
   })
 
+  it('takes texts in rotation by owner, so one owner with many texts does not starve another', async () => {
+    const background = new BackgroundParser()
+    try {
+      const order: string[] = []
+      const run = (owner: string, label: string, text: string) => background.parse(text, owner).then(() => order.push(label))
+      const slow = bigInList(30_000)
+      await Promise.all([run('a', 'a1', slow), run('a', 'a2', slow), run('a', 'a3', slow), run('b', 'b1', 'SELECT 1')])
+      expect(order).toEqual(['a1', 'a2', 'b1', 'a3'])
+    } finally {
+      await background.close()
+    }
+  })
+
   it('refuses a text that runs past its time budget, and the next text is parsed by a fresh worker', async () => {
     const background = new BackgroundParser(1)
     try {

@@ -174,6 +174,28 @@ describe('extended protocol state', () => {
     expect(req).toMatchObject({ params: ['base64:AQID'], verdict: 'allow' })
   })
 
+  it('refuses statement and portal names the server would truncate or convert, so it cannot be made to judge another statement', async () => {
+    await cluster.psql('CREATE TABLE IF NOT EXISTS victim_names (v int); INSERT INTO victim_names VALUES (1)', 'app_scram')
+    const c = await RawPgClient.connect(gw.port)
+    await c.login('agent-1', gw.tokens['agent-1'] as string)
+    const a63 = 'a'.repeat(63)
+    const close = (kind: 'S' | 'P', name: string) => typed('C', Buffer.concat([Buffer.from(kind), cstr(name)]))
+    // the server's a63 and a63+X are one statement; the gateway refuses the longer name everywhere
+    c.write(Buffer.concat([parse(a63, 'SELECT 1'), sync]))
+    expect((await c.until('Z')).map((m) => m.type).join('')).toBe('1Z')
+    for (const msg of [close('S', `${a63}X`), parse(`${a63}X`, 'DELETE FROM victim_names'), bind(`${a63}X`, a63), bind('', `${a63}X`), execute(`${a63}X`), parse('naïve', 'SELECT 1')]) {
+      c.write(Buffer.concat([msg, sync]))
+      const msgs = await c.until('Z')
+      const err = msgs.find((m) => m.type === 'E')
+      expect(err && errorFields(err.body)).toMatchObject({ C: '0A000', M: expect.stringContaining('at most 63 bytes') })
+    }
+    // the 63-byte statement is still the SELECT, and still runs
+    c.write(Buffer.concat([bind('', a63), execute(''), sync]))
+    expect((await c.until('Z')).map((m) => m.type).join('')).toBe('2DCZ')
+    c.close()
+    expect(await cluster.psql('SELECT count(*) FROM victim_names')).toBe('1')
+  })
+
   it('runs pipelined named statements and portals in order', async () => {
     const c = await RawPgClient.connect(gw.port)
     await c.login('agent-1', gw.tokens['agent-1'] as string)

@@ -49,6 +49,15 @@ describe('functions', () => {
     expect(f.functionNames).toEqual(['upper', 'quoted', 'generate_series', 'length', 'abs'])
   })
 
+  it('include the procedure of a CALL', () => {
+    expect(facts('CALL maintenance.purge(1)')).toMatchObject({ statement: 'CALL', functions: ['maintenance.purge'], functionNames: ['purge'] })
+    expect(facts('DO $$ BEGIN CALL purge(); END $$').functionNames).toEqual(['purge'])
+  })
+
+  it('include names in attribute notation, which the server may resolve as calls', () => {
+    expect(facts("SELECT ('/etc/passwd'::text).pg_read_file, t.col FROM t").attributeNames).toEqual(['pg_read_file', 'col'])
+  })
+
   it('include column defaults and trigger functions of DDL', () => {
     expect(facts("CREATE TABLE z (a text DEFAULT pg_read_file('/x'))").functionNames).toContain('pg_read_file')
     expect(facts('CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION audit.fire()').functions).toContain('audit.fire')
@@ -67,6 +76,8 @@ describe('COPY, code, settings and prepared statements', () => {
     expect(facts("DO $$ BEGIN EXECUTE 'SELECT 1'; END $$")).toMatchObject({ opaque: true, dynamic: true })
     expect(facts('DO LANGUAGE plpython3u $$ pass $$')).toMatchObject({ opaque: true, code: [{ language: 'plpython3u', analysed: false }] })
     expect(facts('DO $$ BEGIN this is not plpgsql; END $$')).toMatchObject({ opaque: true })
+    // comment openers that appear only once the E'' body is unescaped are counted before the PL/pgSQL parse
+    expect(facts(`DO E'${'\\x2f\\x2a'.repeat(300)}'`)).toMatchObject({ opaque: true, code: [{ language: 'plpgsql', analysed: false, why: expect.stringContaining('comments') }] })
   })
 
   it('a function body is analysed by its language, and SECURITY DEFINER is reported', () => {

@@ -169,6 +169,7 @@ describe('built-in rule sets', () => {
     ['sql-privilege', "SELECT (pid).pg_terminate_backend FROM pg_stat_activity", 'server-control'],
     ['sql-privilege', "SELECT * FROM pg_logical_slot_get_changes('slot', NULL, NULL)", 'server-control'],
     ['sql-secrets', 'SELECT * FROM pg_catalog.pg_shadow', 'catalog-secrets'],
+    ['sql-secrets', 'SELECT pg_stat_get_backend_activity(s) FROM pg_stat_get_backend_idset() s', 'session-activity'],
     ['sql-secrets', 'SELECT umoptions FROM pg_user_mappings', 'catalog-secrets'],
     ['sql-write', "SELECT (4242::oid).lo_unlink", 'write-functions'],
     ['sql-write', "SELECT brin_summarize_new_values('idx')", 'write-functions'],

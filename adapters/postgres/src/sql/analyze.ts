@@ -6,6 +6,7 @@
 import { loadModule, parseSync } from 'libpg-query'
 import type { BackgroundParser } from './background.js'
 import { describeStatement, type SqlFacts } from './facts.js'
+import { tooCostly } from './limits.js'
 import { fromKeyOffset, normalizeSql, toKeyOffset, type NormalizedSql } from './normalize.js'
 
 export type { SqlFacts } from './facts.js'
@@ -27,15 +28,6 @@ interface CachedAnalysis {
 
 /** Texts longer than this are not cached (a cache of big texts is a memory lever for clients). */
 const MAX_CACHED_TEXT = 16 * 1024
-
-/** Texts longer than this (in characters) are not analysed, so they are refused: parsing blocks the event loop. */
-export const MAX_ANALYSED_TEXT = 1024 * 1024
-
-/**
- * Nested comments make libpg-query's scanner quadratic (`/*` × 40 000 takes 16 s), and parsing
- * runs on the event loop every session shares. Real statements have a handful of comments.
- */
-export const MAX_COMMENT_OPENERS = 256
 
 /** Texts up to this many characters are parsed inline; longer ones on the background parser, when there is one. */
 export const MAX_INLINE_TEXT = 8 * 1024
@@ -89,15 +81,16 @@ export class SqlAnalyzer {
   /**
    * Analyses `text`: a cached or small text at once; a large one on the background parser,
    * answering with a promise, so the event loop other sessions share is not held for it.
+   * `owner` (the principal) gets its turn on the background parser in rotation with others.
    */
-  analyzeOrDefer(text: string): SqlAnalysis | Promise<SqlAnalysis> {
+  analyzeOrDefer(text: string, owner = ''): SqlAnalysis | Promise<SqlAnalysis> {
     if (!this.background || text.length <= MAX_INLINE_TEXT) return this.analyze(text)
     const probe = this.probe(text)
     if (probe.hit) return probe.hit
     this.misses++
     const refused = tooCostly(text)
     if (refused) return { ok: false, error: refused }
-    return this.background.parse(text).then((parsed) => this.parsed(text, probe, parsed))
+    return this.background.parse(text, owner).then((parsed) => this.parsed(text, probe, parsed))
   }
 
   /** A cache lookup: the analysis if `text` (or a text differing only in numbers) was seen, and the key to store it under. */
@@ -156,16 +149,6 @@ export class SqlAnalyzer {
   get size(): number {
     return this.cache.size
   }
-}
-
-/** Why a text is too costly to parse safely, if it is. */
-function tooCostly(text: string): string | undefined {
-  if (text.length > MAX_ANALYSED_TEXT) return `the statement text is longer than ${MAX_ANALYSED_TEXT} characters, more than the gateway analyses`
-  let openers = 0
-  for (let i = text.indexOf('/*'); i >= 0; i = text.indexOf('/*', i + 2)) {
-    if (++openers > MAX_COMMENT_OPENERS) return `the statement text opens more than ${MAX_COMMENT_OPENERS} comments, more than the gateway analyses`
-  }
-  return undefined
 }
 
 interface RawStmt {

@@ -7,6 +7,9 @@
  * parsed inline (a few µs, and usually cached); larger ones go to one worker, one at a time. A
  * parse that runs past the budget gets its worker terminated, a fresh one takes the next text,
  * and the statement is refused as unjudgeable (fail closed).
+ *
+ * Texts are taken in rotation by owner (the principal): one token opening many sessions, each
+ * sending slow texts, delays another principal's text by at most one budget, not one per session.
  */
 import { Worker } from 'node:worker_threads'
 import type { ParsedSql } from './analyze.js'
@@ -16,27 +19,43 @@ type Result = ParsedSql | { readonly error: string }
 interface Task {
   readonly id: number
   readonly text: string
+  readonly owner: string
   readonly resolve: (r: Result) => void
 }
 
 export class BackgroundParser {
   private worker: Worker | undefined
-  private readonly queue: Task[] = []
+  /** Waiting texts by owner; the map's order is the rotation (an owner that had its turn goes to the back). */
+  private readonly queues = new Map<string, Task[]>()
   private running: (Task & { timer: NodeJS.Timeout }) | undefined
   private nextId = 1
 
-  constructor(private readonly budgetMs = 5000) {}
+  constructor(private readonly budgetMs = 2000) {}
 
-  parse(text: string): Promise<Result> {
+  parse(text: string, owner = ''): Promise<Result> {
     return new Promise((resolve) => {
-      this.queue.push({ id: this.nextId++, text, resolve })
+      const queue = this.queues.get(owner)
+      const task = { id: this.nextId++, text, owner, resolve }
+      if (queue) queue.push(task)
+      else this.queues.set(owner, [task])
       this.startNext()
     })
   }
 
+  /** The next owner's oldest text; that owner goes to the back of the rotation. */
+  private take(): Task | undefined {
+    for (const [owner, queue] of this.queues) {
+      const task = queue.shift()
+      this.queues.delete(owner)
+      if (queue.length > 0) this.queues.set(owner, queue)
+      if (task) return task
+    }
+    return undefined
+  }
+
   private startNext(): void {
     if (this.running) return
-    const task = this.queue.shift()
+    const task = this.take()
     if (!task) return
     const worker = this.ensureWorker()
     const timer = setTimeout(() => this.timedOut(), this.budgetMs)
@@ -89,7 +108,8 @@ export class BackgroundParser {
 
   /** Stops the worker; texts still queued are refused. */
   async close(): Promise<void> {
-    for (const t of this.queue.splice(0)) t.resolve({ error: 'the gateway is shutting down' })
+    for (const queue of this.queues.values()) for (const t of queue) t.resolve({ error: 'the gateway is shutting down' })
+    this.queues.clear()
     const w = this.worker
     this.worker = undefined
     await w?.terminate()

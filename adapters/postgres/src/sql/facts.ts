@@ -11,6 +11,7 @@
  * wherever it is; code it cannot see through is reported as opaque, never as harmless.
  */
 import { parsePlPgSQLSync, parseSync } from 'libpg-query'
+import { tooCostly } from './limits.js'
 
 /** COPY's direction and where its data comes from or goes to. */
 export interface CopyFacts {
@@ -460,6 +461,10 @@ class Collector {
       case 'DoStmt':
         this.doBlock(body)
         break
+      case 'CallStmt':
+        // The procedure's FuncCall sits under `funccall`, not under a `FuncCall` key.
+        if (body.funccall) this.funcCall(body.funccall as { funcname?: unknown; args?: unknown[] })
+        break
       case 'CreateFunctionStmt':
         this.functionBody(body)
         break
@@ -512,6 +517,9 @@ class Collector {
   /** Parses PL/pgSQL and merges the facts of every SQL statement and expression inside it. */
   private plpgsql(createText: string, language: string): void {
     if (this.depth >= MAX_CODE_DEPTH) return this.opaqueCode(language, 'code nested too deeply')
+    // The body was unescaped by the parser (E'\x2f\x2a…'): check it again before parsing it.
+    const costly = tooCostly(createText)
+    if (costly) return this.opaqueCode(language, costly)
     let tree: unknown
     try {
       tree = parsePlPgSQLSync(createText)
@@ -559,6 +567,7 @@ class Collector {
 
   /** Parses `text` and merges the facts of its statements into this one. */
   private nested(text: string): boolean {
+    if (tooCostly(text)) return false
     let stmts: { stmt?: Record<string, unknown> }[]
     try {
       stmts = (parseSync(text) as { stmts?: { stmt?: Record<string, unknown> }[] }).stmts ?? []
