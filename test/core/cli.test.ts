@@ -1,6 +1,7 @@
 /**
  * The `gatehouse` CLI as a subprocess (`node core/dist/cli.js …`): help, validate, token,
- * schema, and a graceful SIGTERM shutdown of `start` in front of a throwaway cluster.
+ * schema, policy explain's help, a graceful SIGTERM shutdown of `start` in front of a throwaway
+ * cluster, and the quickstart's `demo` end to end.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
@@ -63,7 +64,7 @@ describe.concurrent('help', () => {
     const r = await cli(['--help'])
     expect(r.code).toBe(0)
     expect(r.stdout).toMatch(/^Usage: gatehouse/)
-    for (const c of ['start', 'validate', 'token', 'schema', 'demo']) expect(r.stdout).toMatch(new RegExp(`^\\s+${c}\\b`, 'm'))
+    for (const c of ['start', 'validate', 'token', 'schema', 'policy', 'demo']) expect(r.stdout).toMatch(new RegExp(`^\\s+${c}\\b`, 'm'))
   })
 
   it.each([
@@ -74,6 +75,8 @@ describe.concurrent('help', () => {
     [['token', 'hash'], ['--identity <id>', '--token <token>', '--algorithm <alg>']],
     [['schema'], ['--output <file>']],
     [['demo'], ['--port <port>', '--data-dir <dir>']],
+    [['policy'], ['explain']],
+    [['policy', 'explain'], ['--config <file>', '--principal <id>', '--connection <name>', '--sql <text>', '--claim <name=value...>', '--json']],
   ])('%s --help exits 0 and lists its options/commands', async (command, expected) => {
     const r = await cli([...command, '--help'])
     expect(r.code).toBe(0)
@@ -469,4 +472,36 @@ policies:
       await exited
     }
   })
+})
+
+describe('demo (the quickstart)', () => {
+  it('starts a gateway on an embedded PostgreSQL, prints how to connect, allows reads, denies DROP and file reads, and stops on SIGTERM', async () => {
+    const { freePort } = await import('../fixtures/net.js')
+    const port = await freePort()
+    const dataDir = join(dir, 'demo')
+    const child = spawn(process.execPath, [CLI, 'demo', '--port', String(port), '--data-dir', dataDir], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] })
+    try {
+      let out = ''
+      const url = await new Promise<string>((res, rej) => {
+        const timer = setTimeout(() => rej(new Error(`demo did not print its psql line: ${out}`)), 60_000)
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString()
+          const m = /psql "([^"]+)"/.exec(out)
+          if (m) {
+            clearTimeout(timer)
+            res(m[1] as string)
+          }
+        })
+      })
+      const run = (sql: string) => new Promise<{ stdout: string; stderr: string }>((res) => execFile('psql', ['-X', '-At', '-c', sql, url], (_e, stdout, stderr) => res({ stdout: String(stdout), stderr: String(stderr) })))
+      expect((await run('SELECT 1')).stdout.trim()).toBe('1')
+      expect((await run('DROP TABLE orders')).stderr).toContain('denied by rule "demo/no-ddl"')
+      expect((await run("SELECT pg_read_file('/etc/passwd')")).stderr).toContain('denied by rule "demo/sql-outbound/server-files"')
+      child.kill('SIGTERM')
+      const code = await new Promise<number | null>((res) => child.once('exit', (c) => res(c)))
+      expect(code).toBe(0)
+    } finally {
+      child.kill('SIGKILL')
+    }
+  }, 90_000)
 })

@@ -63,6 +63,7 @@ export async function runDemo(opts: { port: number; dataDir: string }): Promise<
       {
         id: 'demo',
         principals: { groups: ['demo'] },
+        include: ['sql-outbound', 'sql-privilege', 'sql-dynamic'],
         rules: [
           { id: 'no-ddl', effect: 'deny', match: { 'sql.statement': ['DROP', 'TRUNCATE', 'ALTER', 'CREATE'] }, reason: 'schema changes are not allowed in the demo' },
           { id: 'read-write', effect: 'allow', match: { 'sql.statement': ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'SHOW', 'SET', 'BEGIN', 'COMMIT', 'ROLLBACK', 'EXPLAIN', 'COPY'] } },
@@ -81,6 +82,7 @@ export async function runDemo(opts: { port: number; dataDir: string }): Promise<
         `  connect:   psql "${url}"`,
         `  try:       SELECT * FROM orders;      -- allowed`,
         `             DROP TABLE orders;         -- denied with SQLSTATE 42501, session stays usable`,
+        `             SELECT pg_read_file('/etc/passwd');  -- denied by the sql-outbound rule set`,
         `  audit log: ${dataDir}/audit.jsonl`,
         '',
         'The token above is valid for this run only. Ctrl-C stops the gateway.',
