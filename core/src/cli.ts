@@ -12,6 +12,7 @@ import { createLogger } from './logger.js'
 import { generateToken, hashToken, parseDuration, type TokenHashAlgorithm } from './auth/tokens.js'
 import { runDemo } from './cli/demo.js'
 import { runUntilSignal } from './cli/run.js'
+import { BUILTIN_PLUGINS } from './plugin/loader.js'
 
 const program = new Command()
 program.name('gatehouse').description('Layer 7 access gateway for automation and AI-agent runtimes').version('0.1.0').showHelpAfterError()
@@ -114,6 +115,29 @@ policy
     const gateway = await Gateway.build(config, { logger: createLogger('silent') }).catch(exitWithError)
     const decisions = await gateway.explain(opts.connection, opts.principal, { sql: opts.sql }, claims).catch(exitWithError)
     process.stdout.write(formatExplanation(decisions, opts.json === true))
+  })
+
+const ssh = program.command('ssh').description('SSH connections')
+ssh
+  .command('keygen')
+  .description('generate an Ed25519 host key for an ssh connection (options.hostKeys); prints the public key and its fingerprint')
+  .requiredOption('-o, --output <file>', 'where to write the private key (mode 0600); the public key goes to <file>.pub')
+  .option('--comment <text>', 'key comment', 'gatehouse')
+  .action(async (opts: { output: string; comment: string }) => {
+    // The SSH adapter owns key formats; it is a built-in plugin, loaded here by its package name.
+    const { generateHostKey, fingerprint } = (await import(BUILTIN_PLUGINS.ssh as string)) as {
+      generateHostKey: (comment: string) => { privateKey: string; publicKey: string }
+      fingerprint: (blob: Buffer) => string
+    }
+    const key = generateHostKey(opts.comment)
+    try {
+      writeFileSync(opts.output, key.privateKey, { mode: 0o600, flag: 'wx' })
+      writeFileSync(`${opts.output}.pub`, `${key.publicKey.trim()}\n`, { flag: 'wx' })
+    } catch (err) {
+      return exitWithError(new Error(`cannot write ${opts.output}: ${(err as NodeJS.ErrnoException).code ?? String(err)} (an existing key is never overwritten)`))
+    }
+    const blob = Buffer.from(key.publicKey.trim().split(/\s+/)[1] ?? '', 'base64')
+    process.stdout.write(`${opts.output}: new host key\n${key.publicKey.trim()}\n${fingerprint(blob)}\n`)
   })
 
 program

@@ -11,6 +11,8 @@
 import 'reflect-metadata'
 import { container as globalContainer, type DependencyContainer } from 'tsyringe'
 import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { AsciicastRecorder, TerminalRecorder } from './recording/asciicast.js'
 import { AuditRecorder } from './audit/recorder.js'
 import { GatewayConfig as GatewayConfigToken, type GatewayConfigRef } from './config/token.js'
 import type { ConnectionConfig, GatewayConfig, StageChains } from './config/schema.js'
@@ -34,7 +36,7 @@ import { sealContainer } from './container.js'
 
 /** Default chains for a connection that does not list its own: fail closed, audited. */
 export const DEFAULT_CHAINS: Required<StageChains> = {
-  authenticate: ['auth-token'],
+  authenticate: ['auth-token', 'auth-ssh-key'],
   parse: [],
   decide: ['policy'],
   record: ['audit-jsonl'],
@@ -73,6 +75,7 @@ export class Gateway {
     const root = globalContainer.createChildContainer()
     root.registerInstance(Logger, logger)
     root.registerInstance<GatewayConfigRef>(GatewayConfigToken, Object.freeze(config))
+    root.registerInstance(TerminalRecorder, new AsciicastRecorder(join(config.dataDir, 'recordings')))
 
     const instances = new Map<string, Instance>()
     const searchDirs = opts.pluginSearchDirs ?? [process.cwd()]

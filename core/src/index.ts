@@ -18,6 +18,7 @@ export { inject, injectable, type DependencyContainer, type InjectionToken } fro
 export * from './plugin/stages.js'
 export { BUILTIN_PLUGINS, loadPluginDefinition } from './plugin/loader.js'
 export * from './pipeline/pipeline.js'
+export * from './recording/asciicast.js'
 export { Gateway, DEFAULT_CHAINS, type BootOptions } from './gateway.js'
 export { sealContainer, isSealed } from './container.js'
 export { parseHostPort } from './net.js'

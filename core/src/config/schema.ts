@@ -25,6 +25,7 @@ export const Identity = Type.Object(
     groups: Type.Array(Name, { default: [] }),
     claims: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     tokens: Type.Array(TokenEntry, { default: [] }),
+    sshKeys: Type.Array(Type.String({ pattern: '^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\\.com|sk-ecdsa-sha2-nistp256@openssh\\.com) [A-Za-z0-9+/=]+( .*)?$', description: 'SSH public keys in authorized_keys form ("ssh-ed25519 AAAA… comment") that prove this identity' }), { default: [] }),
   },
   { additionalProperties: false },
 )

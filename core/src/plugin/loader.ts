@@ -13,7 +13,9 @@ import { isPluginDefinition, PLUGIN_API_VERSION, type PluginDefinition } from '.
 /** Built-in plugins and adapters by short name. */
 export const BUILTIN_PLUGINS: Readonly<Record<string, string>> = Object.freeze({
   postgres: '@gatehouse/adapter-postgres',
+  ssh: '@gatehouse/adapter-ssh',
   'auth-token': '@gatehouse/plugin-auth-token',
+  'auth-ssh-key': '@gatehouse/plugin-auth-ssh-key',
   policy: '@gatehouse/plugin-policy',
   'audit-jsonl': '@gatehouse/plugin-audit-jsonl',
 })

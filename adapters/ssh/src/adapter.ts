@@ -1,0 +1,81 @@
+/** The ssh adapter's listener: an ssh2 server whose every client connection runs an SshSession. */
+import { Server } from 'ssh2'
+import { GatewayError, inject, injectable, parseHostPort, PluginContextToken, TerminalRecorder, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
+import { SshOptions, UpstreamConfig } from './config.js'
+import { SshSession } from './session.js'
+import { analyzeCommand, loadShellParser } from './shell/programs.js'
+
+@injectable()
+export class SshAdapter implements ProtocolAdapter {
+  readonly protocol = 'ssh'
+  readonly actions = ['ssh.exec', 'ssh.shell', 'ssh.sftp', 'ssh.subsystem', 'ssh.forward', 'ssh.agent-forward', 'ssh.x11'] as const
+  private readonly logger: Logger
+
+  constructor(
+    @inject(PluginContextToken) ctx: PluginContext,
+    @inject(TerminalRecorder) private readonly recorder: TerminalRecorder,
+  ) {
+    this.logger = ctx.logger
+  }
+
+  checkConnection(connection: ConnectionConfig, path: string): void {
+    const upstream = validate(UpstreamConfig, connection.upstream, { base: `${path}.upstream` })
+    validate(SshOptions, connection.options ?? {}, { base: `${path}.options` })
+    if (!upstream.privateKey && !upstream.password) throw new GatewayError('GH_ERR_CONFIG_INVALID', `${path}.upstream: set privateKey or password, the credential the gateway uses on the target`)
+    if (connection.tls) throw new GatewayError('GH_ERR_CONFIG_INVALID', `${path}.tls: SSH brings its own encryption; configure options.hostKeys instead`)
+  }
+
+  async explain(input: ExplainInput): Promise<readonly ExplainedRequest[]> {
+    if (input.command === undefined) throw new GatewayError('GH_ERR_CONFIG_INVALID', 'an ssh connection is explained with --command')
+    await loadShellParser()
+    const a = analyzeCommand(input.command)
+    if (!a.ok) return [{ action: 'ssh.exec', text: input.command, attrs: { ssh: { command: input.command, error: a.error } }, refusal: { rule: 'gatehouse/parse', reason: `the command could not be judged: ${a.error}` } }]
+    return [{ action: 'ssh.exec', text: input.command, attrs: { ssh: { command: input.command, ...a.facts } } }]
+  }
+
+  async listen(connection: ConnectionConfig, pipeline: Pipeline, signal: AbortSignal): Promise<Listener> {
+    await loadShellParser()
+    const upstream = validate(UpstreamConfig, connection.upstream)
+    const options = validate(SshOptions, connection.options ?? {})
+    const logger = this.logger.child({ connection: connection.name })
+    const sessions = new Set<SshSession>()
+    let accepting = true
+    const server = new Server({ hostKeys: options.hostKeys, ident: 'Gatehouse' }, (client, info) => {
+      if (!accepting) {
+        client.end()
+        return
+      }
+      const session = new SshSession(client, `${info.ip}:${info.port}`, { connection: connection.name, upstream, options, pipeline, recorder: this.recorder, logger })
+      sessions.add(session)
+      client.on('close', () => sessions.delete(session))
+      session.start()
+    })
+    server.on('error', (err: Error) => logger.error({ err: err.message }, 'listener error'))
+    const { host, port } = parseHostPort(connection.listen)
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    const address = server.address() as { address: string; port: number }
+    const stop = () =>
+      new Promise<void>((resolve) => {
+        accepting = false
+        server.close(() => resolve())
+        setImmediate(resolve)
+      })
+    signal.addEventListener('abort', () => void stop(), { once: true })
+    return {
+      address: { host: address.address, port: address.port },
+      stopAccepting: stop,
+      closeAll: async (reason: string) => {
+        for (const s of sessions) s.close(reason)
+      },
+      get sessions() {
+        return sessions.size
+      },
+    }
+  }
+}

@@ -1,0 +1,462 @@
+/**
+ * One SSH client connection through the gateway: authenticate the caller (a registered public
+ * key, or a gateway token as the password), open the gateway's own connection to the target
+ * with the brokered credential, and put every channel and global request through the pipeline.
+ *
+ * Why it is shaped this way:
+ * - Nothing reaches the target before a decision: exec, shell, subsystem, every forwarded TCP
+ *   connection, agent and X11 requests each become a request that policy judges and the audit
+ *   records first. Forwarding, agent and X11 are refused unless a rule allows them.
+ * - A refusal speaks SSH: a denied command gets `gatehouse: denied by <rule>: <reason>` on
+ *   stderr and exit status 126; a denied channel or forward is refused as "administratively
+ *   prohibited"; the connection stays usable for what is allowed.
+ * - The relay is faithful: stdout and stderr stay apart, flow control is end to end, and the
+ *   exit status is sent only after the target's channel has ended and closed, before the
+ *   client's channel ends (an exit status sent after end is dropped).
+ */
+import { utils, type AuthContext, type ClientChannel, type Connection, type PseudoTtyInfo, type ServerChannel, type Session, type Client as SshClient, type TcpipBindInfo, type TcpipRequestInfo } from 'ssh2'
+import type { Duplex } from 'node:stream'
+import { GatewayError, isGatewayError, type Admission, type GatewayRequest, type Logger, type Pipeline, type SessionHandle, type TerminalRecorder, type TerminalRecording } from '@gatehouse/core'
+import type { SshOptions, UpstreamConfig } from './config.js'
+import { analyzeCommand } from './shell/programs.js'
+import { connectUpstream, UpstreamError } from './upstream.js'
+
+export interface SshSessionDeps {
+  readonly connection: string
+  readonly upstream: UpstreamConfig
+  readonly options: SshOptions
+  readonly pipeline: Pipeline
+  readonly recorder: TerminalRecorder
+  readonly logger: Logger
+}
+
+/** What a session channel has been told before its exec/shell/subsystem request. */
+interface ChannelSetup {
+  pty?: PseudoTtyInfo
+  readonly env: Record<string, string>
+  window?: { cols: number; rows: number; width: number; height: number }
+  /** The target's channel once the request runs: window changes and signals go to it. */
+  up?: ClientChannel
+  recording?: TerminalRecording
+}
+
+interface Counters {
+  bytesIn: number
+  bytesOut: number
+}
+
+export class SshSession {
+  private handle: SessionHandle | undefined
+  private upstream: Promise<SshClient> | undefined
+  private authFailures = 0
+  private closed = false
+  private readonly remoteForwards = new Map<string, TcpipBindInfo>()
+
+  constructor(
+    private readonly client: Connection,
+    private readonly clientAddress: string,
+    private readonly deps: SshSessionDeps,
+  ) {}
+
+  start(): void {
+    this.handle = this.deps.pipeline.openSession({ protocol: 'ssh', clientAddress: this.clientAddress, tls: false })
+    const loginTimer = setTimeout(() => this.close('login timeout'), this.deps.options.loginTimeoutMs)
+    loginTimer.unref()
+    this.client.on('authentication', (ctx) => void this.onAuthentication(ctx))
+    this.client.on('ready', () => {
+      clearTimeout(loginTimer)
+      this.onReady()
+    })
+    this.client.on('error', (err) => this.deps.logger.debug({ err: err.message, session: this.info.id }, 'client connection error'))
+    this.client.on('close', () => {
+      clearTimeout(loginTimer)
+      this.close('client disconnected')
+    })
+  }
+
+  private get info() {
+    return (this.handle as SessionHandle).info
+  }
+
+  /** Ends both connections and the pipeline session. Idempotent. */
+  close(reason: string): void {
+    if (this.closed) return
+    this.closed = true
+    this.client.end()
+    void this.upstream?.then((u) => u.end(), () => undefined)
+    void this.handle?.end(reason)
+  }
+
+  // ------------------------------------------------------------------ authentication
+
+  private async onAuthentication(ctx: AuthContext): Promise<void> {
+    const user = ctx.username
+    try {
+      if (ctx.method === 'password') {
+        await this.deps.pipeline.authenticate(this.info, { kind: 'password', user, password: ctx.password })
+        return ctx.accept()
+      }
+      if (ctx.method === 'publickey') {
+        // The first round only asks whether a key would do; proof of possession comes with the signature.
+        if (!ctx.signature || !ctx.blob) return ctx.accept()
+        const key = utils.parseKey(ctx.key.data)
+        if (key instanceof Error || !key.verify(ctx.blob, ctx.signature, ctx.hashAlgo)) throw new GatewayError('GH_ERR_AUTH_FAILED', 'public key signature does not verify')
+        await this.deps.pipeline.authenticate(this.info, { kind: 'public-key', user, algorithm: ctx.key.algo, key: ctx.key.data })
+        return ctx.accept()
+      }
+      return ctx.reject(['publickey', 'password'])
+    } catch (err) {
+      this.authFailures++
+      if (!isGatewayError(err)) this.deps.logger.error({ err: String(err), session: this.info.id }, 'authentication failed unexpectedly')
+      ctx.reject(['publickey', 'password'])
+      if (this.authFailures >= this.deps.options.maxAuthAttempts) this.close('too many authentication failures')
+    }
+  }
+
+  private onReady(): void {
+    // One connection to the target per client connection; its channels carry every request.
+    this.upstream = connectUpstream(this.deps.upstream, this.info.signal)
+    this.upstream.then(
+      (u) => {
+        u.on('close', () => this.close('target closed the connection'))
+        u.on('error', (err) => this.deps.logger.warn({ err: err.message, session: this.info.id }, 'target connection error'))
+        u.on('tcp connection', (info, accept, reject) => this.onRemoteForwardConnection(info, accept, reject))
+      },
+      (err: unknown) => this.deps.logger.warn({ err: (err as Error).message, session: this.info.id }, 'cannot reach the target'),
+    )
+    this.client.on('session', (accept) => this.onSessionChannel(accept()))
+    this.client.on('tcpip', (accept, reject, info) => void this.onDirectTcpip(accept, reject, info))
+    this.client.on('request', (accept, reject, name, info) => void this.onGlobalRequest(accept, reject, name, info))
+    this.client.on('openssh.streamlocal', (_accept, reject) => void this.refuseSimple('ssh.forward', 'unix socket forwarding', { kind: 'local-socket' }).then(() => reject()))
+  }
+
+  // ------------------------------------------------------------------ requests
+
+  private request(action: string, text: string, attrs: Record<string, unknown>): GatewayRequest {
+    return this.deps.pipeline.request(this.info, { action, text, attrs: { ssh: attrs } })
+  }
+
+  /** A terminal request: its attributes name the recording it will have, so the audit points to it. */
+  private terminalRequest(action: string, text: string, attrs: Record<string, unknown>): GatewayRequest {
+    const request = this.request(action, text, attrs)
+    ;(request.attrs.ssh as Record<string, unknown>).recording = this.deps.recorder.pathFor(this.info.id, request.id)
+    return request
+  }
+
+  private async admit(request: GatewayRequest): Promise<Admission> {
+    return await this.deps.pipeline.admit(request)
+  }
+
+  /** Judges a request that is refused by default and has no channel to report on; returns true if allowed. */
+  private async refuseSimple(action: string, text: string, attrs: Record<string, unknown>): Promise<boolean> {
+    const request = this.request(action, text, attrs)
+    const admission = await this.admit(request)
+    if (admission.admitted) this.deps.pipeline.complete(request, { status: 'unsupported', error: { code: 'GH_ERR_PROTOCOL_UNSUPPORTED', message: `${text} is not supported by the gateway` } })
+    return false
+  }
+
+  private target(): Promise<SshClient> {
+    return this.upstream ?? Promise.reject(new UpstreamError('not connected', 'unreachable'))
+  }
+
+  // ------------------------------------------------------------------ session channels
+
+  private onSessionChannel(session: Session): void {
+    const setup: ChannelSetup = { env: {} }
+    session.on('pty', (accept, _reject, info) => {
+      setup.pty = info
+      setup.window = { cols: info.cols, rows: info.rows, width: info.width, height: info.height }
+      accept?.()
+    })
+    session.on('window-change', (accept, _reject, info) => {
+      setup.window = { cols: info.cols, rows: info.rows, width: info.width, height: info.height }
+      setup.up?.setWindow(info.rows, info.cols, info.height, info.width)
+      setup.recording?.resize(info.cols, info.rows)
+      accept?.()
+    })
+    session.on('signal', (accept, _reject, info) => {
+      setup.up?.signal(info.name)
+      accept?.()
+    })
+    session.on('env', (accept, reject, info) => {
+      if (this.envAllowed(info.key)) {
+        setup.env[info.key] = info.val
+        accept?.()
+      } else reject?.()
+    })
+    session.on('auth-agent', (accept, reject) => {
+      void this.judgeAndRefuse('ssh.agent-forward', 'agent forwarding', {}).then((ok) => (ok ? accept?.() : reject?.()))
+    })
+    session.on('x11', (accept, reject, info) => {
+      void this.judgeAndRefuse('ssh.x11', 'X11 forwarding', { single: info.single, screen: info.screen }).then((ok) => (ok ? accept?.() : reject?.()))
+    })
+    // exec and shell are accepted at once and judged after: ssh2 drops a client's EOF that
+    // arrives before the accept (and accept then fails), and a refusal is an exit status anyway.
+    session.on('exec', (accept, _reject, info) => {
+      const down = accept()
+      if (!down) return
+      down.pause()
+      void this.onExec(setup, down, info.command)
+    })
+    session.on('shell', (accept) => {
+      const down = accept()
+      if (!down) return
+      down.pause()
+      void this.onShell(setup, down)
+    })
+    session.on('subsystem', (accept, reject, info) => void this.onSubsystem(setup, accept, reject, info.name))
+  }
+
+  /** Agent and X11 forwarding: judged and recorded; the gateway does not relay them yet, so even an allowed one is refused. */
+  private async judgeAndRefuse(action: string, text: string, attrs: Record<string, unknown>): Promise<boolean> {
+    return this.refuseSimple(action, text, attrs)
+  }
+
+  private envAllowed(name: string): boolean {
+    for (const pattern of this.deps.options.env) {
+      if (pattern.endsWith('*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern) return true
+    }
+    return false
+  }
+
+  private ptyAttrs(setup: ChannelSetup): Record<string, unknown> | undefined {
+    const w = setup.window
+    return setup.pty ? { term: setup.pty.term, cols: w?.cols ?? setup.pty.cols, rows: w?.rows ?? setup.pty.rows } : undefined
+  }
+
+  private async onExec(setup: ChannelSetup, down: ServerChannel, command: string): Promise<void> {
+    const analysis = analyzeCommand(command)
+    const pty = this.ptyAttrs(setup)
+    const attrs: Record<string, unknown> = analysis.ok
+      ? { command, ...analysis.facts, ...(pty ? { pty } : {}), env: Object.keys(setup.env) }
+      : { command, error: analysis.error, ...(pty ? { pty } : {}) }
+    const request = pty ? this.terminalRequest('ssh.exec', command, attrs) : this.request('ssh.exec', command, attrs)
+    if (!analysis.ok) {
+      await this.deps.pipeline.refuse(request, { rule: 'gatehouse/parse', reason: `the command could not be judged: ${analysis.error}`, code: 'GH_ERR_PARSE_FAILED' })
+      return this.denyExec(down, 'gatehouse/parse', `the command could not be judged: ${analysis.error}`)
+    }
+    const admission = await this.admit(request)
+    if (!admission.admitted) return this.denyExec(down, admission.decision.rule ?? 'default-deny', admission.decision.reason ?? 'denied')
+    await this.runOnTarget(request, setup, () => down, (message) => this.failExec(down, message), (u, cb) => u.exec(command, { ...(setup.pty ? { pty: this.ptyOptions(setup) } : {}), env: setup.env }, cb), setup.pty !== undefined)
+  }
+
+  private async onShell(setup: ChannelSetup, down: ServerChannel): Promise<void> {
+    const pty = this.ptyAttrs(setup)
+    const request = pty ? this.terminalRequest('ssh.shell', 'shell', { pty, env: Object.keys(setup.env) }) : this.request('ssh.shell', 'shell', { pty: false, env: Object.keys(setup.env) })
+    const admission = await this.admit(request)
+    if (!admission.admitted) return this.denyExec(down, admission.decision.rule ?? 'default-deny', admission.decision.reason ?? 'denied')
+    await this.runOnTarget(request, setup, () => down, (message) => this.failExec(down, message), (u, cb) => u.shell(setup.pty ? this.ptyOptions(setup) : false, { env: setup.env }, cb), true)
+  }
+
+  private async onSubsystem(setup: ChannelSetup, accept: () => ServerChannel, reject: () => void, name: string): Promise<void> {
+    const action = name === 'sftp' ? 'ssh.sftp' : 'ssh.subsystem'
+    const request = this.request(action, `subsystem ${name}`, { subsystem: name })
+    const admission = await this.admit(request)
+    if (!admission.admitted) {
+      reject()
+      return
+    }
+    await this.runOnTarget(request, setup, accept, () => reject(), (u, cb) => u.subsys(name, cb), false)
+  }
+
+  private ptyOptions(setup: ChannelSetup) {
+    const p = setup.pty as PseudoTtyInfo
+    const w = setup.window ?? p
+    return { term: p.term, cols: w.cols, rows: w.rows, width: w.width, height: w.height, modes: p.modes }
+  }
+
+  /** A refused command or shell: the reason on stderr, exit status 126, the channel closed. */
+  private denyExec(channel: ServerChannel, rule: string, reason: string): void {
+    channel.stderr.write(`gatehouse: denied by ${rule}: ${reason}\n`)
+    channel.exit(126)
+    channel.end()
+  }
+
+  /** An allowed command the target could not run: the reason on stderr, exit status 255 (as ssh reports its own failures). */
+  private failExec(channel: ServerChannel, message: string): void {
+    channel.stderr.write(`gatehouse: ${message}\n`)
+    channel.exit(255)
+    channel.end()
+  }
+
+  /**
+   * Opens the matching channel on the target and relays it. `record`: a terminal session, kept
+   * as an asciicast recording.
+   */
+  private async runOnTarget(
+    request: GatewayRequest,
+    setup: ChannelSetup,
+    claim: () => ServerChannel | undefined,
+    refuse: (message: string) => void,
+    open: (u: SshClient, cb: (err: Error | undefined, channel: ClientChannel) => void) => void,
+    record: boolean,
+  ): Promise<void> {
+    let up: ClientChannel
+    try {
+      const target = await this.target()
+      up = await new Promise<ClientChannel>((resolve, rejectOpen) => open(target, (err, ch) => (err ? rejectOpen(err) : resolve(ch))))
+    } catch (err) {
+      const message = err instanceof UpstreamError ? err.message : `the target refused the channel: ${(err as Error).message}`
+      this.deps.pipeline.complete(request, { error: { code: err instanceof UpstreamError ? 'GH_ERR_UPSTREAM_UNAVAILABLE' : 'GH_ERR_UPSTREAM_REFUSED', message } })
+      refuse(message)
+      return
+    }
+    const down = claim()
+    if (!down) {
+      up.close()
+      this.deps.pipeline.complete(request, { skipped: true })
+      return
+    }
+    setup.up = up
+    if (record && setup.pty) setup.recording = this.openRecording(request, setup)
+    this.relaySessionChannel(request, down, up, setup.recording)
+    down.resume()
+  }
+
+  private openRecording(request: GatewayRequest, setup: ChannelSetup): TerminalRecording | undefined {
+    const w = setup.window ?? setup.pty
+    try {
+      return this.deps.recorder.open({ session: this.info.id, request: request.id, cols: w?.cols ?? 80, rows: w?.rows ?? 24, term: setup.pty?.term, title: request.text, recordInput: this.deps.options.recordInput })
+    } catch (err) {
+      this.deps.logger.error({ err: String(err), session: this.info.id }, 'cannot open terminal recording')
+      return undefined
+    }
+  }
+
+  private relaySessionChannel(request: GatewayRequest, down: ServerChannel, up: ClientChannel, recording: TerminalRecording | undefined): void {
+    const counters: Counters = { bytesIn: 0, bytesOut: 0 }
+    const started = performance.now()
+    let exit: { code: number } | { signal: string; coreDumped: boolean; description: string } | undefined
+    // client → target
+    down.on('data', (d: Buffer) => {
+      counters.bytesIn += d.length
+      recording?.input(d)
+      if (!up.write(d)) down.pause()
+    })
+    up.on('drain', () => down.resume())
+    down.on('end', () => up.end())
+    // target → client, stdout and stderr apart
+    up.on('data', (d: Buffer) => {
+      counters.bytesOut += d.length
+      recording?.output(d)
+      if (!down.write(d)) up.pause()
+    })
+    up.stderr.on('data', (d: Buffer) => {
+      counters.bytesOut += d.length
+      recording?.output(d)
+      if (!down.stderr.write(d)) up.stderr.pause()
+    })
+    down.on('drain', () => {
+      up.resume()
+      up.stderr.resume()
+    })
+    up.on('exit', (code: number | null, signal?: string, coreDumped?: boolean, description?: string) => {
+      exit = code !== null && code !== undefined ? { code } : { signal: signal ?? 'KILL', coreDumped: coreDumped === true, description: description ?? '' }
+    })
+    up.on('close', () => {
+      // Everything the target sent has been written: now the exit status, then end.
+      if (exit && 'code' in exit) down.exit(exit.code)
+      else if (exit) down.exit(exit.signal, exit.coreDumped, exit.description)
+      down.end()
+      void recording?.close()
+      const status = exit ? ('code' in exit ? exit.code : `signal ${exit.signal}`) : 'closed'
+      this.deps.pipeline.complete(request, { status, bytesIn: counters.bytesIn, bytesOut: counters.bytesOut })
+      this.deps.logger.debug({ session: this.info.id, request: request.id, ms: Math.round(performance.now() - started) }, 'channel closed')
+    })
+    down.on('close', () => up.close())
+  }
+
+  // ------------------------------------------------------------------ forwarding
+
+  /** direct-tcpip: `ssh -L` and `ssh -D` open these to reach a host through the target. */
+  private async onDirectTcpip(accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo): Promise<void> {
+    const text = `forward to ${info.destIP}:${info.destPort}`
+    const request = this.request('ssh.forward', text, { kind: 'local', host: info.destIP, port: info.destPort, originator: `${info.srcIP}:${info.srcPort}` })
+    const admission = await this.admit(request)
+    if (!admission.admitted) return reject()
+    let up: ClientChannel
+    try {
+      const target = await this.target()
+      up = await new Promise<ClientChannel>((resolve, rejectOpen) => target.forwardOut(info.srcIP, info.srcPort, info.destIP, info.destPort, (err, ch) => (err ? rejectOpen(err) : resolve(ch))))
+    } catch (err) {
+      this.deps.pipeline.complete(request, { error: { code: 'GH_ERR_UPSTREAM_REFUSED', message: `the target could not connect: ${(err as Error).message}` } })
+      return reject()
+    }
+    this.pipeStreams(request, accept(), up)
+  }
+
+  /** tcpip-forward: `ssh -R` asks the target to listen and send connections back. */
+  private async onGlobalRequest(accept: ((port?: number) => void) | undefined, reject: (() => void) | undefined, name: string, info: TcpipBindInfo): Promise<void> {
+    if (name === 'tcpip-forward') {
+      const request = this.request('ssh.forward', `listen on ${info.bindAddr}:${info.bindPort}`, { kind: 'remote', host: info.bindAddr, port: info.bindPort })
+      const admission = await this.admit(request)
+      if (!admission.admitted) return reject?.()
+      try {
+        const target = await this.target()
+        const port = await new Promise<number>((resolve, rejectBind) => target.forwardIn(info.bindAddr, info.bindPort, (err, p) => (err ? rejectBind(err) : resolve(p))))
+        this.remoteForwards.set(`${info.bindAddr}:${port}`, info)
+        this.deps.pipeline.complete(request, { status: `listening on ${info.bindAddr}:${port}` })
+        accept?.(port)
+      } catch (err) {
+        this.deps.pipeline.complete(request, { error: { code: 'GH_ERR_UPSTREAM_REFUSED', message: (err as Error).message } })
+        reject?.()
+      }
+      return
+    }
+    if (name === 'cancel-tcpip-forward') {
+      const key = `${info.bindAddr}:${info.bindPort}`
+      if (!this.remoteForwards.has(key)) return reject?.()
+      this.remoteForwards.delete(key)
+      const target = await this.target().catch(() => undefined)
+      target?.unforwardIn(info.bindAddr, info.bindPort, () => undefined)
+      return accept?.()
+    }
+    reject?.()
+  }
+
+  /** A connection the target accepted on a remote forward: back to the client, recorded. */
+  private onRemoteForwardConnection(info: TcpipRequestInfo, accept: () => ClientChannel, reject: () => void): void {
+    const key = `${info.destIP}:${info.destPort}`
+    if (!this.remoteForwards.has(key)) return reject()
+    const request = this.request('ssh.forward', `connection from ${info.srcIP}:${info.srcPort} to ${key}`, { kind: 'remote-connection', host: info.destIP, port: info.destPort, originator: `${info.srcIP}:${info.srcPort}` })
+    void Promise.resolve(this.deps.pipeline.admit(request)).then((admission) => {
+      if (!admission.admitted) return reject()
+      this.client.forwardOut(info.destIP, info.destPort, info.srcIP, info.srcPort, (err, down) => {
+        if (err) {
+          this.deps.pipeline.complete(request, { error: { code: 'GH_ERR_UPSTREAM_REFUSED', message: err.message } })
+          return reject()
+        }
+        this.pipeStreams(request, down, accept())
+      })
+    })
+  }
+
+  /** Relays a forwarded TCP stream both ways with flow control, and records its byte counts. */
+  private pipeStreams(request: GatewayRequest, down: Duplex, up: Duplex): void {
+    const counters: Counters = { bytesIn: 0, bytesOut: 0 }
+    down.on('data', (d: Buffer) => {
+      counters.bytesIn += d.length
+      if (!up.write(d)) down.pause()
+    })
+    up.on('data', (d: Buffer) => {
+      counters.bytesOut += d.length
+      if (!down.write(d)) up.pause()
+    })
+    up.on('drain', () => down.resume())
+    down.on('drain', () => up.resume())
+    down.on('end', () => up.end())
+    up.on('end', () => down.end())
+    let done = false
+    const finish = () => {
+      if (done) return
+      done = true
+      down.destroy()
+      up.destroy()
+      this.deps.pipeline.complete(request, { status: 'closed', bytesIn: counters.bytesIn, bytesOut: counters.bytesOut })
+    }
+    down.on('close', finish)
+    up.on('close', finish)
+    down.on('error', finish)
+    up.on('error', finish)
+  }
+}

@@ -1,0 +1,1368 @@
+/**
+ * The programs a shell command line would run, read from tree-sitter-bash's parse tree: what an
+ * SSH client asks the server to run with `ssh host 'command'` is judged by these facts.
+ *
+ * Why it is shaped this way: the client writes the command line, so it hides a forbidden program
+ * from anything that looks at its surface — in a pipeline, a list, a subshell, a command or
+ * process substitution, a function body, a heredoc; behind quotes and escapes (`c"url"`,
+ * `$'\x63url'`, `cu\<newline>rl`, `c{u,}rl`); behind wrappers (`sudo env nohup curl`,
+ * `find -exec`, `xargs`); inside a script handed to another shell (`sh -c`, `eval`, `trap`,
+ * `alias`, a here-string fed to `bash`, an ssh remote command, `GIT_SSH_COMMAND=`). So the walk
+ * visits every node of the tree, decodes words the way bash does, looks through the wrappers it
+ * knows, and parses literal scripts recursively (to a bounded depth and amount of text). What it
+ * cannot see through — a program name or script computed at run time, a shell reading commands
+ * from a pipe or the SSH channel — sets `dynamic` rather than being reported as harmless.
+ *
+ * Where tree-sitter-bash reads a line differently from bash, the difference is either corrected
+ * or refused: a redirection followed by more words (`env >/dev/null curl`) swallows them in the
+ * tree, so they are given back to the command; backslash-newline splits a word in the tree
+ * (`cu\<newline>rl`), so continuations are removed and the line re-parsed; backticks inside a
+ * heredoc or inside `${x:-…}` are left as text, so they are found and parsed here. Other
+ * differences make the line refused: whitespace bash does not treat as whitespace (`\r`, `\v`,
+ * `\f`, Unicode line separators, `\<tab>`), which can make the tree start a comment bash does not
+ * see; a newline inside a simple command, which the tree sometimes has after a pipeline
+ * (`x | y | z⏎curl || w` becomes `z curl`) and bash never does. Anything the parser rejects is
+ * refused too: the gateway fails closed.
+ *
+ * The program list is best-effort by nature (a copy of `curl` renamed, an interpreter's own
+ * code, a wrapper not listed here, data turned into code at run time through arithmetic
+ * subscripts built from pieces). A denylist of programs is only as good as that; an allowlist is
+ * not affected, since an unknown wrapper is itself a program that is not allowed.
+ */
+import { createRequire } from 'node:module'
+import { Language, Parser, type Node, type Tree } from 'web-tree-sitter'
+
+/** What a command line would run, as far as the gateway can tell from its text. */
+export interface CommandFacts {
+  /** Basenames of every program the command line would run (`/usr/bin/curl` → `curl`), case kept, deduplicated, in first-seen order. */
+  readonly programs: readonly string[]
+  /** The program words as written after quote removal (`/usr/bin/curl`, `curl`); a computed name as written (`$x`). Deduplicated. */
+  readonly commands: readonly string[]
+  /** Some program name, or a script given to a shell or `eval`, is computed at run time, or a shell reads its commands from a pipe or the channel: `programs` may be incomplete. */
+  readonly dynamic: boolean
+  /** File targets of input and output redirections after quote removal (`/etc/passwd`, `/dev/tcp/10.0.0.1/80`); a computed target as written. */
+  readonly redirects: readonly string[]
+  /** A redirection or a word targets bash's network pseudo-files `/dev/tcp/…` or `/dev/udp/…`. */
+  readonly network: boolean
+  /** Something is run in the background: `&`, `coproc`, `nohup`, `setsid`, `disown`, `bg`, `at`, `sudo -b`, `ssh -f`. */
+  readonly background: boolean
+}
+
+/** The facts of a command line, or why it is refused (the gateway denies what it cannot analyse). */
+export type CommandAnalysis = { readonly ok: true; readonly facts: CommandFacts } | { readonly ok: false; readonly error: string }
+
+/** Command lines longer than this many bytes (UTF-8) are refused. */
+const MAX_COMMAND_BYTES = 64 * 1024
+/** How deep scripts may nest (`sh -c "eval 'bash -c …'"`) before the command line is refused. */
+const MAX_SCRIPT_DEPTH = 8
+/** How deep the syntax tree may nest before the command line is refused (the walk is recursive). */
+const MAX_SYNTAX_DEPTH = 256
+/** Characters parsed in all, across nested scripts, before the command line is refused (brace expansion and `eval` can multiply text). */
+const MAX_PARSED_CHARS = 4 * MAX_COMMAND_BYTES
+/** Words one brace expansion may produce before the word is treated as computed. */
+const MAX_BRACE_WORDS = 64
+
+const PARSE_ERROR = 'the command line could not be parsed'
+const DIVERGENT = 'the command line contains whitespace or escapes that bash and the parser read differently'
+const TOO_DEEP = 'the command line nests scripts or syntax deeper than the gateway analyses'
+const TOO_MUCH = 'the command line expands to more script text than the gateway analyses'
+const NUL = 'the command line contains a NUL character, where bash would cut it short'
+
+let parser: Parser | undefined
+let loading: Promise<void> | undefined
+
+/** Loads web-tree-sitter and the bash grammar (WebAssembly). Call once before `analyzeCommand`; idempotent. */
+export async function loadShellParser(): Promise<void> {
+  loading ??= (async () => {
+    await Parser.init()
+    const language = await Language.load(createRequire(import.meta.url).resolve('tree-sitter-bash/tree-sitter-bash.wasm'))
+    const p = new Parser()
+    p.setLanguage(language)
+    parser = p
+  })().catch((error: unknown) => {
+    loading = undefined
+    throw error
+  })
+  return loading
+}
+
+/**
+ * Analyses a command line as bash would run it. Synchronous; throws if `loadShellParser()` has
+ * not completed. Never throws on any input otherwise: what cannot be analysed is `ok: false`.
+ */
+export function analyzeCommand(text: string): CommandAnalysis {
+  if (!parser) throw new Error('analyzeCommand: the shell parser is not loaded; await loadShellParser() first')
+  if (text.length > MAX_COMMAND_BYTES || Buffer.byteLength(text, 'utf8') > MAX_COMMAND_BYTES) {
+    return { ok: false, error: `the command line is longer than ${MAX_COMMAND_BYTES} bytes, more than the gateway analyses` }
+  }
+  const facts = new Collector()
+  try {
+    new Script(parser, facts, 0).analyze(text)
+  } catch (error) {
+    if (error instanceof Refused) return { ok: false, error: error.reason }
+    return { ok: false, error: `the command line could not be analysed: ${error instanceof Error ? error.message : String(error)}` }
+  }
+  return { ok: true, facts: facts.freeze() }
+}
+
+/** Thrown to abandon an analysis; caught in `analyzeCommand`. */
+class Refused {
+  constructor(readonly reason: string) {}
+}
+
+/** Facts gathered across a command line and every script nested in it. */
+class Collector {
+  readonly programs = new Set<string>()
+  readonly commands = new Set<string>()
+  readonly redirects = new Set<string>()
+  dynamic = false
+  network = false
+  background = false
+  budget = MAX_PARSED_CHARS
+
+  freeze(): CommandFacts {
+    return Object.freeze({
+      programs: Object.freeze([...this.programs]),
+      commands: Object.freeze([...this.commands]),
+      dynamic: this.dynamic,
+      redirects: Object.freeze([...this.redirects]),
+      network: this.network,
+      background: this.background,
+    })
+  }
+}
+
+/** A word after bash's quote removal and brace expansion. */
+interface Word {
+  /** The word after quote removal; for a computed word, the text as written. */
+  readonly text: string
+  /** Part of the word is computed at run time: an expansion, a substitution, a glob. */
+  readonly dynamic: boolean
+  /** The literal text before the first computed part (all of it for a literal word). */
+  readonly prefix: string
+}
+
+/** Commands for a script: its text, or undefined when it comes from somewhere the gateway cannot read. */
+type Stdin = { readonly script: string } | undefined
+
+/** How a program is started: where its standard input comes from, and whether more arguments are appended at run time. */
+interface RunContext {
+  readonly stdin: () => Stdin
+  /** `xargs` and `find -exec … +` append words the gateway cannot see. */
+  readonly appended: boolean
+}
+
+const literal = (text: string): Word => ({ text, dynamic: false, prefix: text })
+
+/** Words that need no decoding: no quotes, escapes, expansions, globs, braces or tildes. */
+const PLAIN_WORD = /^[A-Za-z0-9_./@%+=:,-]*$/
+/** Characters bash does not treat as separators but tree-sitter-bash does (its `\s`), and escaped blanks it skips. */
+const SUSPECT = /[\r\v\f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]|\\[ \t]/
+/** Nodes whose text between children is literal text, not whitespace between tokens. */
+const LITERAL_GAPS = new Set(['string', 'translated_string', 'heredoc_body'])
+/** Unquoted tokens, in which a newline always ends the token in bash. */
+const UNQUOTED_LEAVES = new Set(['word', 'number', 'variable_name', 'file_descriptor', 'special_variable_name'])
+/** Leaves that may hold backticks tree-sitter did not parse as command substitution. */
+const BACKTICK_LEAVES = new Set(['word', 'string_content', 'regex', 'extglob_pattern'])
+const REDIRECTS = new Set(['file_redirect', 'heredoc_redirect', 'herestring_redirect'])
+/**
+ * Nodes bash never continues across an unescaped newline. tree-sitter-bash sometimes does
+ * (`x | y | z⏎curl || w` becomes `z curl`), which would hide the next line's program.
+ */
+const SINGLE_LINE = new Set(['command', 'redirected_statement', 'file_redirect', 'herestring_redirect', 'variable_assignment', 'variable_assignments', 'declaration_command', 'unset_command', 'concatenation', 'command_name'])
+const NO_NODES: readonly Node[] = []
+/** Statements through which a redirection reaches the last command (`a | b > x`, `a && b > x`). */
+const COMPOUNDS = new Set(['redirected_statement', 'pipeline', 'list', 'negated_command'])
+/** Builtins whose operands bash may evaluate as arithmetic or as names with subscripts, running `$(…)` inside data. */
+const DATA_EVALUATING_BUILTINS = new Set(['let', 'declare', 'typeset', 'local', 'export', 'readonly', 'printf', 'read', 'test', '[', 'unset', 'mapfile', 'readarray'])
+/** Environment variables whose value a program runs as a command. */
+const COMMAND_VARIABLES = new Set([
+  'GIT_SSH_COMMAND', 'GIT_SSH', 'GIT_PROXY_COMMAND', 'GIT_EXTERNAL_DIFF', 'GIT_EDITOR', 'GIT_SEQUENCE_EDITOR', 'GIT_PAGER', 'GIT_ASKPASS',
+  'SSH_ASKPASS', 'SUDO_ASKPASS', 'EDITOR', 'VISUAL', 'PAGER', 'MANPAGER', 'SYSTEMD_PAGER', 'LESSOPEN', 'LESSCLOSE', 'BROWSER',
+  'PROMPT_COMMAND', 'RSYNC_RSH', 'CVS_RSH',
+])
+/** Paths through which a shell or `source` reads its own standard input. */
+const STDIN_PATHS = /^(\/dev\/stdin|\/dev\/fd\/0|\/proc\/(self|thread-self|\d+)\/fd\/0)$/
+const NETWORK_PREFIXES = ['/dev/tcp/', '/dev/udp/']
+
+/** Whether a word names bash's network pseudo-files (exactly, or with a literal prefix only they start with). */
+function networkWord(word: Word): boolean {
+  const text = word.text.replace(/\/(\.\/)+/g, '/').replace(/\/{2,}/g, '/')
+  if (text.includes('/dev/tcp/') || text.includes('/dev/udp/')) return true
+  if (!word.dynamic) return false
+  const prefix = word.prefix.replace(/\/{2,}/g, '/')
+  return prefix.length >= 2 && NETWORK_PREFIXES.some((p) => p.startsWith(prefix))
+}
+
+/** The last path component of a program word (`./curl` → `curl`). */
+function basename(text: string): string {
+  const trimmed = text.replace(/\/+$/, '')
+  return trimmed.slice(trimmed.lastIndexOf('/') + 1)
+}
+
+/** Quotes a literal word so a shell reads it back unchanged. */
+function shellQuote(word: Word): string {
+  return word.dynamic ? word.text : `'${word.text.replace(/'/g, `'\\''`)}'`
+}
+
+/** A literal that bash could still run as code if it reaches arithmetic, `${x@P}`, PS4 or a subscript: it holds `$(` or a backtick. */
+const latentCode = (word: Word): boolean => !word.dynamic && (word.text.includes('$(') || word.text.includes('`'))
+
+/** Decodes the body of `$'…'` as bash does; a NUL ends the string, as in bash. */
+function decodeAnsiC(body: string): string {
+  let out = ''
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i] as string
+    if (c !== '\\' || i + 1 >= body.length) {
+      out += c
+      continue
+    }
+    const d = body[++i] as string
+    let code: number | undefined
+    switch (d) {
+      case 'a': code = 7; break
+      case 'b': code = 8; break
+      case 'e': case 'E': code = 27; break
+      case 'f': code = 12; break
+      case 'n': code = 10; break
+      case 'r': code = 13; break
+      case 't': code = 9; break
+      case 'v': code = 11; break
+      case '\\': case "'": case '"': case '?': out += d; continue
+      case 'x': case 'u': case 'U': {
+        const max = d === 'x' ? 2 : d === 'u' ? 4 : 8
+        const digits = /^[0-9a-fA-F]+/.exec(body.slice(i + 1, i + 1 + max))?.[0]
+        if (!digits) {
+          out += `\\${d}`
+          continue
+        }
+        i += digits.length
+        code = Number.parseInt(digits, 16)
+        if (d === 'x') code &= 0xff
+        if (code > 0x10ffff) {
+          out += `\\${d}${digits}`
+          continue
+        }
+        break
+      }
+      case 'c': {
+        const next = body[i + 1]
+        if (next === undefined) {
+          out += '\\c'
+          continue
+        }
+        i++
+        code = next === '?' ? 0x7f : next.toUpperCase().charCodeAt(0) & 0x1f
+        break
+      }
+      default: {
+        const digits = /^[0-7]{1,3}/.exec(body.slice(i, i + 3))?.[0]
+        if (!digits) {
+          out += `\\${d}`
+          continue
+        }
+        i += digits.length - 1
+        code = Number.parseInt(digits, 8) & 0xff
+      }
+    }
+    if (code === 0) return out
+    out += String.fromCodePoint(code)
+  }
+  return out
+}
+
+/** A word being decoded: its text, which characters were quoted, and whether part of it is computed. */
+class WordBuilder {
+  text = ''
+  quoted = ''
+  dynamic = false
+  prefix: string | undefined
+
+  add(text: string, quoted: boolean): void {
+    this.text += text
+    this.quoted += (quoted ? '1' : '0').repeat(text.length)
+  }
+
+  computed(): void {
+    if (!this.dynamic) this.prefix = this.text
+    this.dynamic = true
+  }
+
+  /** Appends unquoted word text, removing backslash escapes; a stray `$`, backtick or quote makes the word computed. */
+  unquoted(text: string): void {
+    for (let i = 0; i < text.length; i++) {
+      const c = text[i] as string
+      if (c === '\\') {
+        const next = text[i + 1]
+        if (next === undefined) this.add('\\', false)
+        else if (next !== '\n') this.add(next, true)
+        i++
+      } else if (c === '`' || c === "'" || c === '"' || (c === '$' && /[\w{(@*#?$!-]/.test(text[i + 1] ?? ''))) {
+        this.computed()
+        this.add(c, false)
+      } else {
+        this.add(c, false)
+      }
+    }
+  }
+
+  /** Appends text from inside double quotes, where a backslash escapes only `$`, backtick, `"`, `\` and newline. */
+  doubleQuoted(text: string): void {
+    for (let i = 0; i < text.length; i++) {
+      const c = text[i] as string
+      const next = text[i + 1]
+      if (c === '\\' && next !== undefined && '$`"\\\n'.includes(next)) {
+        if (next !== '\n') this.add(next, true)
+        i++
+      } else {
+        if (c === '`' || (c === '$' && /[\w{(@*#?$!-]/.test(next ?? ''))) this.computed()
+        this.add(c, true)
+      }
+    }
+  }
+}
+
+/** Whether the unquoted characters of a word make it a glob pattern. */
+function isGlob(text: string, quoted: string): boolean {
+  let bracket = false
+  for (let i = 0; i < text.length; i++) {
+    if (quoted[i] === '1') continue
+    const c = text[i]
+    if (c === '*' || c === '?') return true
+    if (c === '[') bracket = true
+    else if (c === ']' && bracket) return true
+  }
+  return false
+}
+
+/** Bash brace expansion of a word with its quoting mask; undefined when it would produce more than MAX_BRACE_WORDS words. */
+function expandBraces(text: string, quoted: string, out: string[] = [], level = 0): string[] | undefined {
+  // every nested or successive brace expression at least doubles the words, so deep recursion means too many
+  if (level > 16) return undefined
+  for (let open = text.indexOf('{'); open >= 0; open = text.indexOf('{', open + 1)) {
+    if (quoted[open] === '1' || (open > 0 && text[open - 1] === '$' && quoted[open - 1] === '0')) continue
+    let depth = 0
+    const commas: number[] = []
+    let close = -1
+    for (let j = open + 1; j < text.length && close < 0; j++) {
+      if (quoted[j] === '1') continue
+      const c = text[j]
+      if (c === '{') depth++
+      else if (c === '}') {
+        if (depth === 0) close = j
+        else depth--
+      } else if (c === ',' && depth === 0) commas.push(j)
+    }
+    if (close < 0) return out.length + 1 > MAX_BRACE_WORDS ? undefined : (out.push(text), out)
+    const prefix = text.slice(0, open)
+    const suffix = text.slice(close + 1)
+    const qPrefix = quoted.slice(0, open)
+    const qSuffix = quoted.slice(close + 1)
+    let alternatives: Array<[string, string]> = []
+    if (commas.length > 0) {
+      const bounds = [open, ...commas, close]
+      for (let k = 0; k + 1 < bounds.length; k++) {
+        const from = (bounds[k] as number) + 1
+        const to = bounds[k + 1] as number
+        alternatives.push([text.slice(from, to), quoted.slice(from, to)])
+      }
+    } else {
+      const inner = text.slice(open + 1, close)
+      if (quoted.slice(open + 1, close).includes('1')) continue
+      const sequence = braceSequence(inner)
+      if (sequence === undefined) continue
+      if (sequence.length > MAX_BRACE_WORDS) return undefined
+      alternatives = sequence.map((s) => [s, '0'.repeat(s.length)])
+    }
+    for (const [alt, qAlt] of alternatives) {
+      if (expandBraces(prefix + alt + suffix, qPrefix + qAlt + qSuffix, out, level + 1) === undefined) return undefined
+    }
+    return out
+  }
+  if (out.length + 1 > MAX_BRACE_WORDS) return undefined
+  out.push(text)
+  return out
+}
+
+/** The words of a sequence expression `{1..5}`, `{a..e..2}`; undefined when `inner` is not one. */
+function braceSequence(inner: string): string[] | undefined {
+  const m = /^(-?\d+|[A-Za-z])\.\.(-?\d+|[A-Za-z])(?:\.\.(-?\d+))?$/.exec(inner)
+  if (!m) return undefined
+  const [, from = '', to = '', step] = m
+  const numeric = /\d/.test(from)
+  if (numeric !== /\d/.test(to)) return undefined
+  const a = numeric ? Number(from) : from.charCodeAt(0)
+  const b = numeric ? Number(to) : to.charCodeAt(0)
+  const by = Math.abs(Number(step ?? 1)) || 1
+  const words: string[] = []
+  for (let v = a; a <= b ? v <= b : v >= b; v += a <= b ? by : -by) {
+    words.push(numeric ? String(v) : String.fromCharCode(v))
+    if (words.length > MAX_BRACE_WORDS) break
+  }
+  return words
+}
+
+/** Finds backtick command substitutions in text tree-sitter left unparsed; `skip` are [start, end) ranges it did parse. */
+function backtickScripts(text: string, skip: ReadonlyArray<readonly [number, number]> = []): string[] {
+  const scripts: string[] = []
+  let open = -1
+  let s = 0
+  for (let i = 0; i < text.length; i++) {
+    const range = skip[s]
+    if (range && i >= range[0]) {
+      s++
+      if (open < 0) {
+        i = range[1] - 1
+        continue
+      }
+    }
+    const c = text[i]
+    if (c === '\\') i++
+    else if (c === '`') {
+      if (open < 0) open = i + 1
+      else {
+        scripts.push(unescapeBackticks(text.slice(open, i)))
+        open = -1
+      }
+    }
+  }
+  if (open >= 0) throw new Refused(PARSE_ERROR)
+  return scripts
+}
+
+/** Inside backticks, bash removes the backslash before `\`, backtick and `$` before parsing. */
+const unescapeBackticks = (text: string): string => text.replace(/\\([\\`$])/g, '$1')
+
+/** Options of a wrapper that runs its operands as a program. */
+interface WrapperSpec {
+  /** Short options that take an argument (attached, or the next word). */
+  readonly args?: string
+  /** Long options (without `--`) that take an argument when not written with `=`. */
+  readonly longArgs?: readonly string[]
+  /** Operands before the program: timeout's duration, chroot's directory, taskset's mask. */
+  readonly skip?: number
+  /** Short options after which nothing is run (`command -v`, `sudo -e`, `taskset -p`). */
+  readonly inert?: string
+  /** Short options that run the program in the background (`sudo -b`). */
+  readonly backgroundOptions?: string
+  /** The wrapper always runs the program in the background (`nohup`, `setsid`). */
+  readonly background?: boolean
+  /** Short options that, with no program, start a shell reading standard input (`sudo -s`); `*` when it always does. */
+  readonly shellWithoutProgram?: string
+  /** Options written as a bare number (`nice -10`). */
+  readonly numeric?: boolean
+}
+
+/** The options a wrapper was given and where its operands start. */
+interface Scanned {
+  readonly index: number
+  readonly shorts: Set<string>
+  readonly longs: Set<string>
+  readonly values: Map<string, Word | undefined>
+  /** Every option with an argument, in order (`-o` may be given several times). */
+  readonly pairs: Array<readonly [string, Word | undefined]>
+}
+
+/** Reads options up to the first operand; undefined when a computed word stands where an option or the program could be. */
+function scanOptions(args: readonly Word[], spec: Pick<WrapperSpec, 'args' | 'longArgs' | 'numeric'>, from = 0, dashIsOption = false): Scanned | undefined {
+  const shorts = new Set<string>()
+  const longs = new Set<string>()
+  const values = new Map<string, Word | undefined>()
+  const pairs: Array<readonly [string, Word | undefined]> = []
+  const set = (key: string, value: Word | undefined): void => {
+    values.set(key, value)
+    pairs.push([key, value])
+  }
+  let i = from
+  for (; i < args.length; i++) {
+    const a = args[i] as Word
+    if (a.dynamic) return undefined
+    const t = a.text
+    if (t === '--') {
+      i++
+      break
+    }
+    if (t === '-' && dashIsOption) continue
+    if (t.startsWith('--')) {
+      const eq = t.indexOf('=')
+      const name = t.slice(2, eq < 0 ? undefined : eq)
+      longs.add(name)
+      if (eq >= 0) set(name, literal(t.slice(eq + 1)))
+      else if (spec.longArgs?.includes(name)) set(name, args[++i])
+      continue
+    }
+    if (t.length < 2 || t[0] !== '-') break
+    if (spec.numeric && /^-\d+$/.test(t)) continue
+    for (let j = 1; j < t.length; j++) {
+      const ch = t[j] as string
+      shorts.add(ch)
+      if (spec.args?.includes(ch)) {
+        set(ch, j + 1 < t.length ? literal(t.slice(j + 1)) : args[++i])
+        break
+      }
+    }
+  }
+  return { index: i, shorts, longs, values, pairs }
+}
+
+const hasAny = (set: Set<string>, letters: string | undefined): boolean => letters !== undefined && [...letters].some((c) => set.has(c))
+
+/** What running a known program means for the facts: the programs it runs in turn, the scripts it parses. */
+type Handler = (script: Script, args: readonly Word[], context: RunContext) => void
+
+/** A wrapper that runs its first operand (after `skip` more) as a program with the rest as arguments. */
+function wrapper(spec: WrapperSpec): Handler {
+  return (s, args, context) => {
+    const scanned = scanOptions(args, spec, 0, false)
+    if (!scanned) return s.markDynamic()
+    if (spec.background || hasAny(scanned.shorts, spec.backgroundOptions)) s.facts.background = true
+    if (hasAny(scanned.shorts, spec.inert)) return
+    const rest = args.slice(scanned.index + (spec.skip ?? 0))
+    if (rest.length > 0) return s.run(rest, context)
+    if (context.appended) return s.markDynamic()
+    if (spec.shellWithoutProgram === '*' || hasAny(scanned.shorts, spec.shellWithoutProgram)) s.stdinScript(context)
+  }
+}
+
+/** `sh -c SCRIPT`, `bash` reading a script file or its standard input. */
+const shell: Handler = (s, args, context) => {
+  let command = false
+  let readsStdin = false
+  let i = 0
+  for (; i < args.length; i++) {
+    const a = args[i] as Word
+    if (a.dynamic) return s.markDynamic()
+    const t = a.text
+    if (t === '--' || t === '-') {
+      i++
+      break
+    }
+    if (t.startsWith('--')) {
+      if (t === '--rcfile' || t === '--init-file') i++
+      continue
+    }
+    if (t.length < 2 || (t[0] !== '-' && t[0] !== '+')) break
+    for (const ch of t.slice(1)) {
+      if (ch === 'c') command = true
+      else if (ch === 's' || ch === 'i') readsStdin = true
+      else if (ch === 'o' || ch === 'O') i++
+    }
+  }
+  const operand = args[i]
+  if (command) {
+    if (operand) s.script(operand)
+    else if (context.appended) s.markDynamic()
+    return
+  }
+  if (context.appended) s.markDynamic()
+  if (operand && !readsStdin) {
+    if (operand.dynamic) s.markDynamic()
+    else if (STDIN_PATHS.test(operand.text)) s.stdinScript(context)
+    return
+  }
+  s.stdinScript(context)
+}
+
+/** `su [-c SCRIPT] [user [shell args…]]` and `runuser` without `-u`: options may come anywhere. */
+const su: Handler = (s, args, context) => {
+  const operands: Word[] = []
+  let script: Word | undefined
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as Word
+    if (a.dynamic) return s.markDynamic()
+    const t = a.text
+    if (t === '--') {
+      operands.push(...args.slice(i + 1))
+      break
+    }
+    const long = /^--(command|session-command|shell|group|supp-group|whitelist-environment)(?:=(.*))?$/s.exec(t)
+    if (long) {
+      const value = long[2] !== undefined ? literal(long[2]) : args[++i]
+      if (long[1] === 'command' || long[1] === 'session-command') script = value
+      continue
+    }
+    if (t.length > 1 && t[0] === '-' && t[1] !== '-') {
+      for (let j = 1; j < t.length; j++) {
+        const ch = t[j] as string
+        if ('cgGsw'.includes(ch)) {
+          const value = j + 1 < t.length ? literal(t.slice(j + 1)) : args[++i]
+          if (ch === 'c') script = value
+          break
+        }
+      }
+      continue
+    }
+    if (t !== '-') operands.push(a)
+  }
+  if (script) return s.script(script)
+  if (operands.length > 1) return shell(s, operands.slice(1), context)
+  s.stdinScript(context)
+}
+
+/** `env [options] [NAME=value…] [program args…]`, including `env -S 'string'`. */
+const env: Handler = (s, args, context) => {
+  const scanned = scanOptions(args, { args: 'uCS', longArgs: ['unset', 'chdir', 'split-string'] }, 0, true)
+  if (!scanned) return s.markDynamic()
+  let i = scanned.index
+  for (; i < args.length; i++) {
+    const a = args[i] as Word
+    if (a.dynamic) return s.markDynamic()
+    const eq = a.text.indexOf('=')
+    if (eq < 0) break
+    s.assignment(a.text.slice(0, eq), literal(a.text.slice(eq + 1)))
+  }
+  const split = scanned.values.get('S') ?? scanned.values.get('split-string')
+  if (split) {
+    if (split.dynamic) return s.markDynamic()
+    return s.scriptText(['env', split.text, ...args.slice(i).map(shellQuote)].join(' '))
+  }
+  if (i < args.length) s.run(args.slice(i), context)
+  else if (context.appended) s.markDynamic()
+}
+
+/** A word holding a placeholder that `xargs -I` or `find -exec` replaces with input: computed at run time. */
+const placeholder = (word: Word, marker: string): Word =>
+  !word.dynamic && marker !== '' && word.text.includes(marker) ? { text: word.text, dynamic: true, prefix: word.text.slice(0, word.text.indexOf(marker)) } : word
+
+/** `xargs [options] [program [args…]]`: the program gets words from standard input appended. */
+const xargs: Handler = (s, args, context) => {
+  const scanned = scanOptions(args, { args: 'aEdILnPs', longArgs: ['arg-file', 'delimiter', 'max-args', 'max-procs', 'max-chars', 'process-slot-var'] })
+  if (!scanned) return s.markDynamic()
+  const rest = args.slice(scanned.index)
+  const attached = args.slice(0, scanned.index).find((a) => /^-i./s.test(a.text))?.text.slice(2)
+  const replace = scanned.values.get('I')?.text ?? scanned.values.get('replace')?.text ?? attached ?? (scanned.shorts.has('i') || scanned.longs.has('replace') ? '{}' : undefined)
+  const appended: RunContext = { stdin: () => undefined, appended: true }
+  if (rest.length === 0) return s.run([literal('echo')], appended)
+  s.run(replace === undefined ? rest : rest.map((a) => placeholder(a, replace)), appended)
+}
+
+/** `find … -exec program args… ;` (and `-execdir`, `-ok`, `-okdir`; `+` appends file names). */
+const find: Handler = (s, args) => {
+  for (let i = 0; i < args.length; i++) {
+    const t = (args[i] as Word).text
+    if (t !== '-exec' && t !== '-execdir' && t !== '-ok' && t !== '-okdir') continue
+    let end = i + 1
+    while (end < args.length && (args[end] as Word).text !== ';' && (args[end] as Word).text !== '+') end++
+    const argv = args.slice(i + 1, end).map((a) => placeholder(a, '{}'))
+    if (argv.length > 0) s.run(argv, { stdin: () => undefined, appended: args[end]?.text === '+' })
+    i = end
+  }
+}
+
+/** `eval words…`: the words joined by spaces are a script. */
+const evalHandler: Handler = (s, args) => {
+  if (args.length === 0) return
+  if (args.some((a) => a.dynamic)) return s.markDynamic()
+  s.scriptText(args.map((a) => a.text).join(' '))
+}
+
+/** `trap 'script' SIGNAL…`: the script runs when the signal (or EXIT) comes. */
+const trap: Handler = (s, args) => {
+  let i = 0
+  while (i < args.length && /^-[lp]*$/.test((args[i] as Word).text) && (args[i] as Word).text !== '-') i++
+  if ((args[i] as Word | undefined)?.text === '--') i++
+  const operands = args.slice(i)
+  const action = operands[0]
+  if (!action || action.text === '-' || action.text === '') return
+  if (operands.length === 1 && !action.dynamic && /^(SIG)?[A-Z0-9+-]+$/i.test(action.text)) return
+  s.script(action)
+}
+
+/** `alias name='script'`: with `expand_aliases`, the name runs the script. */
+const alias: Handler = (s, args) => {
+  for (const a of args) {
+    if (a.dynamic) {
+      s.markDynamic()
+      continue
+    }
+    const eq = a.text.indexOf('=')
+    if (eq > 0) s.scriptText(a.text.slice(eq + 1))
+  }
+}
+
+/** `source FILE` / `. FILE`: the file's commands are unknown, unless it is standard input. */
+const source: Handler = (s, args, context) => {
+  const file = args[0]?.text === '--' ? args[1] : args[0]
+  if (!file) return
+  if (file.dynamic) s.markDynamic()
+  else if (STDIN_PATHS.test(file.text)) s.stdinScript(context)
+}
+
+/** `hash -p /path/prog name`: `name` now runs `/path/prog`. */
+const hash: Handler = (s, args) => {
+  const scanned = scanOptions(args, { args: 'p' })
+  const path = scanned?.values.get('p')
+  if (!scanned) s.markDynamic()
+  else if (path) s.program(path)
+}
+
+/** `watch [options] command…`: the words joined by spaces run through `sh -c` (with `-x`, as a program). */
+const watch: Handler = (s, args, context) => {
+  const scanned = scanOptions(args, { args: 'nq', longArgs: ['interval', 'equexit'] })
+  if (!scanned) return s.markDynamic()
+  const rest = args.slice(scanned.index)
+  if (scanned.shorts.has('x') || scanned.longs.has('exec')) return s.run(rest, context)
+  if (rest.some((a) => a.dynamic)) return s.markDynamic()
+  if (rest.length > 0) s.scriptText(rest.map((a) => a.text).join(' '))
+}
+
+/** `flock [options] lockfile program args…` or `flock lockfile -c script`. */
+const flock: Handler = (s, args, context) => {
+  const scanned = scanOptions(args, { args: 'Ew', longArgs: ['conflict-exit-code', 'timeout', 'wait'] })
+  if (!scanned) return s.markDynamic()
+  const rest = args.slice(scanned.index + 1)
+  const first = rest[0]
+  if (first && !first.dynamic && (first.text === '-c' || first.text === '--command')) {
+    const script = rest[1]
+    if (script) s.script(script)
+    return
+  }
+  if (rest.length > 0) s.run(rest, context)
+}
+
+/** `script -c command [file]` (util-linux); without `-c` it starts an interactive shell. */
+const scriptHandler: Handler = (s, args, context) => {
+  const scanned = scanOptions(args, { args: 'cEIOBTm', longArgs: ['command', 'echo', 'log-in', 'log-out', 'log-io', 'log-timing', 'logging-format', 'output-limit'] })
+  if (!scanned) return s.markDynamic()
+  const script = scanned.values.get('c') ?? scanned.values.get('command')
+  if (script) s.script(script)
+  else s.stdinScript(context)
+}
+
+/** `sg group [-c] command`: the command runs through `/bin/sh -c`. */
+const sg: Handler = (s, args, context) => {
+  let i = 0
+  if (args[i]?.text === '-') i++
+  i++
+  if (args[i]?.text === '-c') i++
+  const rest = args.slice(i)
+  if (rest.length === 0) return s.stdinScript(context)
+  if (rest.some((a) => a.dynamic)) return s.markDynamic()
+  s.scriptText(rest.map((a) => a.text).join(' '))
+}
+
+/** `runuser -u user -- program args…`, or `runuser [-l] user -c script` like su. */
+const runuser: Handler = (s, args, context) => {
+  if (!args.some((a) => a.text === '-u' || a.text.startsWith('--user'))) return su(s, args, context)
+  const scanned = scanOptions(args, { args: 'ugGw', longArgs: ['user', 'group', 'supp-group', 'whitelist-environment'] })
+  if (!scanned) return s.markDynamic()
+  const rest = args.slice(scanned.index)
+  if (rest.length > 0) s.run(rest, context)
+}
+
+/** `coproc [NAME] command`: tree-sitter-bash reads `coproc NAME { … }` as words, so the braces are skipped here. */
+const coproc: Handler = (s, args, context) => {
+  s.facts.background = true
+  let i = 0
+  const opens = (w: Word | undefined): boolean => w !== undefined && (w.text === '{' || w.text.startsWith('('))
+  if (opens(args[0])) i = 1
+  else if (opens(args[1])) i = 2
+  const rest = args.slice(i)
+  if (rest[0] && rest[0].dynamic && rest[0].text.startsWith('(')) return
+  if (rest.length > 0) s.run(rest, context)
+}
+
+/** `at`/`batch`: the commands come from standard input (or `-f file`) and run later. */
+const at: Handler = (s, args, context) => {
+  s.facts.background = true
+  const scanned = scanOptions(args, { args: 'qft' })
+  if (!scanned) return s.markDynamic()
+  if (!scanned.values.has('f') && !hasAny(scanned.shorts, 'lrdc')) s.stdinScript(context)
+}
+
+/** ssh options that name a command run on the local machine. */
+const LOCAL_COMMAND_OPTIONS = /^\s*(proxycommand|localcommand|knownhostscommand)\s*(?:=\s*|\s+)(.*)$/is
+
+/** Scripts given in `-o Option=value` that ssh runs locally. */
+function sshOptions(s: Script, values: Iterable<Word | undefined>): void {
+  for (const value of values) {
+    if (!value) continue
+    if (value.dynamic) {
+      if (/command/i.test(value.text)) s.markDynamic()
+      continue
+    }
+    const m = LOCAL_COMMAND_OPTIONS.exec(value.text)
+    if (m?.[2] && m[2].trim().toLowerCase() !== 'none') s.scriptText(m[2])
+  }
+}
+
+/** `ssh [options] destination [options] [command…]`: the remote command is a script (run there, judged here too). */
+const ssh: Handler = (s, args) => {
+  const spec = { args: 'BbcDEeFIiJLlmOoPpQRSWw' }
+  const oValues: Array<Word | undefined> = []
+  const collect = (from: number): Scanned | undefined => {
+    const scanned = scanOptions(args, spec, from)
+    if (!scanned) return undefined
+    if (scanned.shorts.has('f')) s.facts.background = true
+    for (const [key, value] of scanned.pairs) if (key === 'o') oValues.push(value)
+    return scanned
+  }
+  const first = collect(0)
+  if (!first) return s.markDynamic()
+  const second = collect(first.index + 1)
+  if (!second) return s.markDynamic()
+  sshOptions(s, oValues)
+  const remote = args.slice(second.index)
+  if (remote.length === 0) return
+  if (remote.some((a) => a.dynamic)) return s.markDynamic()
+  s.scriptText(remote.map((a) => a.text).join(' '))
+}
+
+/** `scp`/`sftp`: `-S program` replaces ssh, `-D path` (sftp) runs a local server, `-o ProxyCommand=…`. */
+const scp: Handler = (s, args) => {
+  const scanned = scanOptions(args, { args: 'BbcDFiJlOoPRSsX' })
+  if (!scanned) return s.markDynamic()
+  sshOptions(s, scanned.pairs.filter(([key]) => key === 'o').map(([, value]) => value))
+  for (const key of ['S', 'D']) {
+    const program = scanned.values.get(key)
+    if (program) s.program(program)
+  }
+}
+
+/** `rsync -e 'ssh …'` / `--rsh=…`: a command line rsync runs locally. */
+const rsync: Handler = (s, args) => {
+  for (let i = 0; i < args.length; i++) {
+    const t = (args[i] as Word).text
+    if (t === '-e' || t === '--rsh') {
+      const value = args[++i]
+      if (value) s.script(value)
+    } else if (t.startsWith('--rsh=')) s.scriptText(t.slice(6))
+    else {
+      // bundled short options: -avze 'ssh …', -essh; B, T, f and M take their own argument
+      const bundled = /^-([a-zA-Z0-9]*?)e(.*)$/s.exec(t)
+      if (!bundled || /[BTfM]/.test(bundled[1] ?? '')) continue
+      const value = bundled[2] ? literal(bundled[2]) : args[++i]
+      if (value) s.script(value)
+    }
+  }
+}
+
+/** tar options that run commands: `--to-command`, `-I`/`--use-compress-program`, `--checkpoint-action=exec=`, volume scripts, `--rsh-command`. */
+const tar: Handler = (s, args) => {
+  const scripts = /^--(to-command|use-compress-program|info-script|new-volume-script|rsh-command)(?:=(.*))?$/s
+  for (let i = 0; i < args.length; i++) {
+    const t = (args[i] as Word).text
+    const m = scripts.exec(t)
+    if (m) {
+      const value = m[2] !== undefined ? literal(m[2]) : args[++i]
+      if (value) s.script(value)
+    } else if (t === '-I' || t === '-F') {
+      const value = args[++i]
+      if (value) s.script(value)
+    } else if (t.startsWith('--checkpoint-action=exec=')) s.scriptText(t.slice('--checkpoint-action=exec='.length))
+  }
+}
+
+/** git configuration given with `-c key=value` whose value git runs as a command. */
+const GIT_COMMAND_KEYS = /^(core\.sshcommand|core\.pager|core\.editor|core\.askpass|core\.fsmonitor|sequence\.editor|diff\.external|pager\.[^=]+|alias\.[^=]+|credential\.helper|credential\..+\.helper)$/
+
+/** `git -c core.sshCommand=… …`: configuration values git runs (`alias.x=!cmd`, pagers, editors). */
+const git: Handler = (s, args) => {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as Word
+    if (a.text !== '-c' || !args[i + 1]) continue
+    const setting = args[++i] as Word
+    if (setting.dynamic) {
+      s.markDynamic()
+      continue
+    }
+    const eq = setting.text.indexOf('=')
+    if (eq < 0 || !GIT_COMMAND_KEYS.test(setting.text.slice(0, eq).toLowerCase())) continue
+    const value = setting.text.slice(eq + 1)
+    const isAlias = /^(alias\.|credential\.)/i.test(setting.text)
+    if (!isAlias || value.startsWith('!')) s.scriptText(isAlias ? value.slice(1) : value)
+  }
+}
+
+const STRACE_LONG = ['output', 'attach', 'string-limit', 'user', 'env', 'trace', 'signal', 'status', 'columns', 'trace-path', 'summary-sort-by']
+
+/** `disown`, `bg`: their operands are jobs, already started; what they say is that something runs in the background. */
+const backgroundOnly: Handler = (s) => {
+  s.facts.background = true
+}
+
+/** Programs whose operands are run as commands or scripts, by basename. */
+const HANDLERS = new Map<string, Handler>([
+  ['sh', shell], ['bash', shell], ['dash', shell], ['zsh', shell], ['ksh', shell], ['mksh', shell], ['pdksh', shell], ['ash', shell],
+  ['rbash', shell], ['yash', shell], ['posh', shell], ['fish', shell], ['csh', shell], ['tcsh', shell],
+  ['su', su], ['runuser', runuser], ['sg', sg],
+  ['eval', evalHandler], ['trap', trap], ['alias', alias], ['source', source], ['.', source], ['hash', hash],
+  ['env', env], ['xargs', xargs], ['find', find], ['watch', watch], ['flock', flock], ['script', scriptHandler],
+  ['ssh', ssh], ['scp', scp], ['sftp', scp], ['rsync', rsync], ['tar', tar], ['git', git],
+  ['coproc', coproc], ['at', at], ['batch', at],
+  ['sudo', wrapper({ args: 'aCcDgpRrTtUu', longArgs: ['user', 'group', 'prompt', 'close-from', 'chdir', 'chroot', 'role', 'type', 'command-timeout', 'other-user', 'host'], inert: 'e', backgroundOptions: 'b', shellWithoutProgram: 'is' })],
+  ['doas', wrapper({ args: 'uC', shellWithoutProgram: 's' })],
+  ['pkexec', wrapper({ longArgs: ['user'] })],
+  ['nohup', wrapper({ background: true })],
+  ['setsid', wrapper({ background: true })],
+  ['disown', backgroundOnly],
+  ['bg', backgroundOnly],
+  ['nice', wrapper({ args: 'n', longArgs: ['adjustment'], numeric: true })],
+  ['ionice', wrapper({ args: 'cnpPu', longArgs: ['class', 'classdata', 'pid', 'pgid', 'uid'], inert: 'pPu' })],
+  ['timeout', wrapper({ args: 'sk', longArgs: ['signal', 'kill-after'], skip: 1 })],
+  ['time', wrapper({ args: 'fo', longArgs: ['format', 'output'] })],
+  ['exec', wrapper({ args: 'a' })],
+  // `command -v`/`-V` only describe the program
+  ['command', wrapper({ inert: 'vV' })],
+  ['builtin', wrapper({})],
+  ['stdbuf', wrapper({ args: 'ioe', longArgs: ['input', 'output', 'error'] })],
+  ['chroot', wrapper({ longArgs: ['userspec', 'groups'], skip: 1, shellWithoutProgram: '*' })],
+  ['strace', wrapper({ args: 'abeEIoOpPsSuUX', longArgs: STRACE_LONG })],
+  ['ltrace', wrapper({ args: 'aADeFlnopsuwx', longArgs: ['output', 'library', 'config'] })],
+  ['busybox', wrapper({})],
+  ['taskset', wrapper({ skip: 1, inert: 'p' })],
+  ['chrt', wrapper({ args: 'DPT', skip: 1, inert: 'p' })],
+  ['faketime', wrapper({ longArgs: ['date-prog'], skip: 1 })],
+  ['unbuffer', wrapper({})],
+  ['catchsegv', wrapper({})],
+  ['proxychains', wrapper({ args: 'f' })],
+  ['proxychains4', wrapper({ args: 'f' })],
+  ['torsocks', wrapper({ args: 'uapP', longArgs: ['user', 'pass', 'address', 'port'] })],
+  ['ssh-agent', wrapper({ args: 'aEtP' })],
+  ['dbus-run-session', wrapper({ longArgs: ['config-file', 'dbus-daemon'] })],
+  ['nsenter', wrapper({ args: 'tSG', longArgs: ['target', 'setuid', 'setgid'] })],
+  ['unshare', wrapper({ args: 'SGRw', longArgs: ['setuid', 'setgid', 'root', 'wd', 'map-user', 'map-group', 'propagation'] })],
+  ['firejail', wrapper({})],
+  ['systemd-run', wrapper({ args: 'upEHM', longArgs: ['unit', 'property', 'description', 'slice', 'setenv', 'machine', 'host', 'uid', 'gid', 'working-directory', 'nice', 'service-type', 'on-active', 'on-boot', 'on-startup', 'on-unit-active', 'on-unit-inactive', 'on-calendar', 'timer-property'], background: true })],
+])
+
+/** One parsed script: the command line, or a script nested in it. */
+class Script {
+  /** The text the tree was parsed from (after line continuations are removed). */
+  private source = ''
+
+  constructor(
+    private readonly parser: Parser,
+    readonly facts: Collector,
+    private readonly level: number,
+  ) {}
+
+  /** Parses `text` and adds what it runs to the facts. */
+  analyze(text: string): void {
+    this.facts.budget -= text.length
+    if (this.facts.budget < 0) throw new Refused(TOO_MUCH)
+    if (text.includes('\0')) throw new Refused(NUL)
+    let tree = this.parse(text)
+    try {
+      if (text.includes('\\\n') || SUSPECT.test(text)) {
+        for (let pass = 0; ; pass++) {
+          const continuations: number[] = []
+          this.checkGaps(tree.rootNode, text, continuations, 0)
+          if (continuations.length === 0) break
+          if (pass >= 4) throw new Refused(PARSE_ERROR)
+          let joined = ''
+          let from = 0
+          for (const at of continuations) {
+            joined += text.slice(from, at)
+            from = at + 2
+          }
+          text = joined + text.slice(from)
+          tree.delete()
+          tree = this.parse(text)
+        }
+      }
+      this.source = text
+      this.walk(tree.rootNode, 0)
+    } finally {
+      tree.delete()
+    }
+  }
+
+  private parse(text: string): Tree {
+    const tree = this.parser.parse(text)
+    if (!tree) throw new Refused(PARSE_ERROR)
+    if (tree.rootNode.hasError) {
+      tree.delete()
+      throw new Refused(PARSE_ERROR)
+    }
+    return tree
+  }
+
+  /**
+   * Checks the text between tokens: bash separates words only by space, tab and newline, and
+   * joins a backslash-newline to what surrounds it; tree-sitter-bash skips more. Continuations
+   * are collected (to be removed and the text re-parsed); anything else is refused.
+   */
+  private checkGaps(node: Node, text: string, continuations: number[], nest: number): void {
+    if (nest > MAX_SYNTAX_DEPTH) throw new Refused(TOO_DEEP)
+    const literalGaps = LITERAL_GAPS.has(node.type)
+    let at = nest === 0 ? 0 : node.startIndex
+    const children = node.children
+    const gap = (from: number, to: number): void => {
+      if (literalGaps || from >= to) return
+      for (let i = from; i < to; i++) {
+        const c = text[i]
+        if (c === ' ' || c === '\t' || c === '\n') continue
+        if (c === '\\' && text[i + 1] === '\n' && i + 1 < to) {
+          continuations.push(i++)
+          continue
+        }
+        throw new Refused(DIVERGENT)
+      }
+    }
+    for (const child of children) {
+      if (!child) continue
+      gap(at, child.startIndex)
+      if (child.childCount > 0) this.checkGaps(child, text, continuations, nest + 1)
+      at = child.endIndex
+    }
+    gap(at, nest === 0 ? text.length : node.endIndex)
+  }
+
+  /**
+   * Visits every node, reporting what each runs, redirects to or puts in the background.
+   * `trailing` are redirections of enclosing `redirected_statement`s that bash applies to the
+   * last command of their body (`a | b > x` redirects `b`); they are passed down to it.
+   */
+  private walk(node: Node, nest: number, trailing: readonly Node[] = NO_NODES): void {
+    if (nest > MAX_SYNTAX_DEPTH) throw new Refused(TOO_DEEP)
+    // `( … ) > file word`: bash refuses the stray word; tree-sitter-bash makes it a redirect target
+    if (trailing.length > 0 && node.type !== 'command' && !COMPOUNDS.has(node.type) && this.redirectWords(trailing).length > 0) throw new Refused(PARSE_ERROR)
+    if (SINGLE_LINE.has(node.type)) this.singleLine(node)
+    switch (node.type) {
+      case 'command':
+        return this.command(node, nest, trailing)
+      case 'redirected_statement':
+      case 'pipeline':
+      case 'list':
+      case 'negated_command':
+        return this.compound(node, nest, trailing)
+      case 'comment':
+        return
+      case '&':
+        this.facts.background = true
+        return
+      case 'file_redirect':
+        this.fileRedirect(node)
+        break
+      case 'heredoc_redirect':
+        this.heredoc(node)
+        break
+      case 'command_substitution': {
+        const text = node.text
+        if (text.startsWith('`')) {
+          const inner = text.slice(1, -1)
+          const unescaped = unescapeBackticks(inner)
+          if (unescaped !== inner) this.scriptText(unescaped)
+        }
+        break
+      }
+      case 'variable_assignment':
+        this.variableAssignment(node)
+        break
+      case 'declaration_command':
+      case 'unset_command': {
+        const keyword = node.firstChild?.type
+        if (keyword) this.program(literal(keyword))
+        for (const child of node.namedChildren) {
+          if (child && child.type !== 'variable_assignment' && this.words(child).some(latentCode)) this.markDynamic()
+        }
+        break
+      }
+      case 'expansion':
+        // ${x@P} expands x as a prompt string, running any $(…) in its value
+        if (/@P\}$/.test(node.text)) this.markDynamic()
+        break
+      case 'test_command':
+        // [[ -v 'a[$(…)]' ]] and [[ x -eq 'a[$(…)]' ]] evaluate the subscript
+        if (this.holdsLatentCode(node)) this.markDynamic()
+        break
+      default:
+        if (node.childCount === 0) {
+          // an unquoted word never holds a raw newline in bash; tree-sitter-bash sometimes glues the next line's command onto one
+          if (UNQUOTED_LEAVES.has(node.type) && node.text.includes('\n')) throw new Refused(PARSE_ERROR)
+          if (BACKTICK_LEAVES.has(node.type)) {
+            const text = node.text
+            if (text.includes('`')) for (const script of backtickScripts(text)) this.scriptText(script)
+            if (text.includes('/dev/')) this.networkText(text)
+          } else if (node.type === 'raw_string' || node.type === 'ansi_c_string') {
+            if (node.text.includes('/dev/')) this.networkText(node.text)
+          }
+          return
+        }
+    }
+    for (const child of node.children) if (child) this.walk(child, nest + 1)
+  }
+
+  /** Whether a literal word under `node` holds `$(` or a backtick. */
+  private holdsLatentCode(node: Node): boolean {
+    for (const child of node.namedChildren) {
+      if (!child) continue
+      const type = child.type
+      if (type === 'word' || type === 'raw_string' || type === 'string' || type === 'ansi_c_string' || type === 'concatenation') {
+        if (this.words(child).some(latentCode)) return true
+      } else if (child.childCount > 0 && type !== 'command_substitution' && this.holdsLatentCode(child)) return true
+    }
+    return false
+  }
+
+  /** Refuses a node whose children are separated by a newline where bash would end the command. */
+  private singleLine(node: Node): void {
+    let at = -1
+    for (const child of node.children) {
+      if (!child) continue
+      if (at >= 0 && at < child.startIndex && this.source.slice(at, child.startIndex).includes('\n')) throw new Refused(PARSE_ERROR)
+      at = child.endIndex
+    }
+  }
+
+  /** Statements whose redirections, or whose last part, carry redirections to a command inside. */
+  private compound(node: Node, nest: number, trailing: readonly Node[]): void {
+    const children = node.children
+    if (node.type === 'redirected_statement') {
+      const body = node.firstNamedChild
+      const own = children.filter((c): c is Node => c !== null && c.id !== body?.id && REDIRECTS.has(c.type))
+      for (const child of children) if (child) this.walk(child, nest + 1, child.id === body?.id ? [...trailing, ...own] : NO_NODES)
+      return
+    }
+    const last = node.lastNamedChild
+    for (const child of children) if (child) this.walk(child, nest + 1, child.id === last?.id ? trailing : NO_NODES)
+  }
+
+  /** A simple command: its name, arguments (including words tree-sitter put after a redirection), and what it runs. */
+  private command(node: Node, nest: number, trailing: readonly Node[]): void {
+    let name: Word[] = []
+    const args: Node[] = []
+    const redirects: Node[] = []
+    for (const child of node.children) {
+      if (!child) continue
+      const type = child.type
+      if (type === 'command_name') {
+        const word = child.firstChild
+        // `coproc NAME { … }` leaves a lone `}` (or `{`) as a command name
+        if (word && !(word.type === 'word' && (word.text === '}' || word.text === '{'))) name = this.words(word)
+        // reported before what its arguments run, so programs come in the order they are written
+        if (name[0]) this.program(name[0])
+      } else if (REDIRECTS.has(type)) redirects.push(child)
+      else if (child.isNamed && type !== 'variable_assignment' && type !== 'comment') args.push(child)
+      this.walk(child, nest + 1)
+    }
+    redirects.push(...trailing)
+    if (name.length === 0) return
+    const extra = this.redirectWords(redirects)
+    const descriptors = new Map<number, string>()
+    const argNodes = [...args, ...extra].sort((a, b) => a.startIndex - b.startIndex).filter((a) => {
+      // `0</dev/null` after a word: tree-sitter reads the 0 as an argument, bash as the descriptor
+      const descriptor = /^\d+$/.test(a.text) && redirects.some((r) => r.startIndex === a.endIndex && !r.children.some((c) => c?.type === 'file_descriptor'))
+      if (descriptor) descriptors.set(a.endIndex, a.text)
+      return !descriptor
+    })
+    const argv = [...name, ...argNodes.flatMap((a) => this.words(a))]
+    this.run(argv, { stdin: () => this.stdinOf(redirects, descriptors), appended: false })
+  }
+
+  /** Words tree-sitter attached to redirections that bash gives to the command: a file redirection's second and later targets, a heredoc's arguments. */
+  private redirectWords(redirects: readonly Node[]): Node[] {
+    const words: Node[] = []
+    for (const r of redirects) {
+      if (r.type === 'file_redirect') {
+        words.push(...this.destinations(r).slice(1))
+      } else if (r.type === 'heredoc_redirect') {
+        for (let i = 0; i < r.childCount; i++) {
+          const field = r.fieldNameForChild(i)
+          const child = r.child(i)
+          if (!child) continue
+          if (field === 'argument') words.push(child)
+          else if (field === 'redirect' && child.type === 'file_redirect') words.push(...this.destinations(child).slice(1))
+        }
+      }
+    }
+    return words
+  }
+
+  private destinations(redirect: Node): Node[] {
+    return redirect.namedChildren.filter((c): c is Node => c !== null && c.type !== 'file_descriptor')
+  }
+
+  /** The script a command reads on standard input, if a heredoc or here-string gives it literally. */
+  private stdinOf(redirects: readonly Node[], descriptors: ReadonlyMap<number, string>): Stdin {
+    let stdin: Node | undefined
+    const nested = redirects.flatMap((r) => (r.type === 'heredoc_redirect' ? [r, ...r.namedChildren.filter((c): c is Node => c !== null && REDIRECTS.has(c.type))] : [r]))
+    for (const r of [...nested].sort((a, b) => a.startIndex - b.startIndex)) {
+      const fd = r.children.find((c) => c?.type === 'file_descriptor')?.text ?? descriptors.get(r.startIndex)
+      const operator = r.children.find((c) => c && !c.isNamed)?.type ?? ''
+      const input = r.type !== 'file_redirect' || operator === '<' || operator === '<&'
+      if (input && (fd === undefined || fd === '0')) stdin = r
+    }
+    if (!stdin) return undefined
+    if (stdin.type === 'herestring_redirect') {
+      const word = stdin.namedChildren.find((c) => c?.type !== 'file_descriptor')
+      const value = word ? this.words(word) : []
+      return value.length === 1 && !value[0]?.dynamic ? { script: `${value[0]?.text ?? ''}\n` } : undefined
+    }
+    if (stdin.type === 'heredoc_redirect') return this.heredocText(stdin)
+    const target = this.destinations(stdin)[0]
+    return target?.text === '/dev/null' ? { script: '' } : undefined
+  }
+
+  /** The text of a heredoc, if it is literal (a quoted delimiter, or no expansions in the body). */
+  private heredocText(redirect: Node): Stdin {
+    const start = redirect.children.find((c) => c?.type === 'heredoc_start')
+    const body = redirect.children.find((c) => c?.type === 'heredoc_body')
+    if (!body) return { script: '' }
+    if (start && /['"\\]/.test(start.text)) return { script: body.text }
+    if (body.namedChildren.some((c) => c?.type !== 'heredoc_content')) return undefined
+    const text = body.text
+    if (/(^|[^\\])(\\\\)*(`|\$[\w{(@*#?$!-])/.test(text)) return undefined
+    return { script: text.replace(/\\([\\$`])|\\\n/g, (_m, c: string | undefined) => c ?? '') }
+  }
+
+  /** An unquoted heredoc runs backticks in its body, which tree-sitter-bash leaves as text. */
+  private heredoc(redirect: Node): void {
+    const start = redirect.children.find((c) => c?.type === 'heredoc_start')
+    const body = redirect.children.find((c) => c?.type === 'heredoc_body')
+    if (!body || (start && /['"\\]/.test(start.text))) return
+    const text = body.text
+    if (!text.includes('`')) return
+    const skip = body.namedChildren
+      .filter((c): c is Node => c !== null && c.type !== 'heredoc_content')
+      .map((c) => [c.startIndex - body.startIndex, c.endIndex - body.startIndex] as const)
+    for (const script of backtickScripts(text, skip)) this.scriptText(script)
+  }
+
+  /** `> file`, `< file`, `&> file`, `>& file` (not `>&2`): the target is reported, and checked for /dev/tcp. */
+  private fileRedirect(node: Node): void {
+    const target = this.destinations(node)[0]
+    if (!target) return
+    const operator = node.children.find((c) => c && !c.isNamed)?.type ?? ''
+    for (const word of this.words(target)) {
+      if ((operator === '>&' || operator === '<&') && /^(\d+-?|-)$/.test(word.text)) continue
+      this.facts.redirects.add(word.text)
+      if (networkWord(word)) this.facts.network = true
+    }
+  }
+
+  /** `NAME=value`: a value a program runs as a command is parsed; a literal holding `$(` is latent code. */
+  private variableAssignment(node: Node): void {
+    const name = node.childForFieldName('name')?.text ?? ''
+    const value = node.childForFieldName('value')
+    if (!value) return
+    const elements = value.type === 'array' ? value.namedChildren.filter((c): c is Node => c !== null) : [value]
+    for (const element of elements) {
+      for (const word of this.words(element)) {
+        if (value.type !== 'array' && COMMAND_VARIABLES.has(name)) this.script(word)
+        else if (latentCode(word)) this.markDynamic()
+      }
+    }
+  }
+
+  /** `NAME=value` given to `env`. */
+  assignment(name: string, value: Word): void {
+    if (COMMAND_VARIABLES.has(name)) this.script(value)
+    else if (latentCode(value)) this.markDynamic()
+    if (networkWord(value)) this.facts.network = true
+  }
+
+  private networkText(text: string): void {
+    if (/\/dev\/+(tcp|udp)\//.test(text)) this.facts.network = true
+  }
+
+  /** The words a node stands for after quote removal and brace expansion. */
+  words(node: Node): Word[] {
+    const type = node.type
+    if ((type === 'word' || type === 'number') && PLAIN_WORD.test(node.text)) {
+      const word = literal(node.text)
+      if (word.text.includes('/dev/') && networkWord(word)) this.facts.network = true
+      return [word]
+    }
+    const b = new WordBuilder()
+    this.build(node, b)
+    if (!b.dynamic && b.text.startsWith('~') && b.quoted[0] === '0' && !b.text.includes('/')) b.computed()
+    if (!b.dynamic && isGlob(b.text, b.quoted)) b.computed()
+    let words: Word[]
+    if (b.dynamic) words = [{ text: node.text, dynamic: true, prefix: b.prefix ?? '' }]
+    else if (!b.quoted.includes('0') || !b.text.includes('{')) words = [literal(b.text)]
+    else {
+      const expanded = expandBraces(b.text, b.quoted)
+      words = expanded ? expanded.map(literal) : [{ text: node.text, dynamic: true, prefix: '' }]
+    }
+    for (const word of words) if (networkWord(word)) this.facts.network = true
+    return words
+  }
+
+  private build(node: Node, b: WordBuilder): void {
+    switch (node.type) {
+      case 'word':
+      case 'number':
+      case 'brace_expression':
+        return node.type === 'brace_expression' ? b.add(node.text, false) : b.unquoted(node.text)
+      case 'raw_string':
+        return b.add(node.text.slice(1, -1), true)
+      case 'ansi_c_string':
+        return b.add(decodeAnsiC(node.text.slice(2, -1)), true)
+      case 'translated_string':
+        for (const child of node.namedChildren) if (child) this.build(child, b)
+        return
+      case 'string': {
+        const text = node.text
+        const base = node.startIndex
+        let at = 1
+        for (const child of node.namedChildren) {
+          if (!child) continue
+          b.doubleQuoted(text.slice(at, child.startIndex - base))
+          if (child.type === 'string_content') b.doubleQuoted(child.text)
+          else {
+            b.computed()
+            b.add(child.text, true)
+          }
+          at = child.endIndex - base
+        }
+        b.doubleQuoted(text.slice(at, Math.max(at, text.length - 1)))
+        return
+      }
+      case 'concatenation':
+        for (const child of node.children) if (child) this.build(child, b)
+        return
+      default:
+        b.computed()
+        b.add(node.text, false)
+    }
+  }
+
+  /** Runs a program with its arguments: reports it, then looks through it if it runs something else. */
+  run(argv: readonly Word[], context: RunContext): void {
+    const [program, ...args] = argv
+    if (!program) return
+    if (program.dynamic) return this.program(program)
+    this.program(program)
+    const base = basename(program.text)
+    if (DATA_EVALUATING_BUILTINS.has(base) && args.some(latentCode)) this.markDynamic()
+    HANDLERS.get(base)?.(this, args, context)
+  }
+
+  /** Reports a program word without running its arguments. */
+  program(word: Word): void {
+    if (word.dynamic) {
+      this.markDynamic()
+      this.facts.commands.add(word.text)
+      return
+    }
+    this.facts.commands.add(word.text)
+    const base = basename(word.text)
+    if (base) this.facts.programs.add(base)
+  }
+
+  /** A script given as a word: parsed if literal, otherwise the facts are incomplete. */
+  script(word: Word): void {
+    if (word.dynamic) this.markDynamic()
+    else this.scriptText(word.text)
+  }
+
+  /** Parses a nested script and adds what it runs. */
+  scriptText(text: string): void {
+    if (text.trim() === '') return
+    if (this.level + 1 > MAX_SCRIPT_DEPTH) throw new Refused(TOO_DEEP)
+    new Script(this.parser, this.facts, this.level + 1).analyze(text)
+  }
+
+  /** A shell reading commands from standard input: parsed if a heredoc or here-string gives them, otherwise unknown. */
+  stdinScript(context: RunContext): void {
+    const stdin = context.stdin()
+    if (stdin) this.scriptText(stdin.script)
+    else this.markDynamic()
+  }
+
+  markDynamic(): void {
+    this.facts.dynamic = true
+  }
+}

