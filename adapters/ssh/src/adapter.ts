@@ -1,5 +1,5 @@
 /** The ssh adapter's listener: an ssh2 server whose every client connection runs an SshSession. */
-import { Server } from 'ssh2'
+import ssh2 from 'ssh2'
 import { GatewayError, inject, injectable, parseHostPort, PluginContextToken, TerminalRecorder, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
 import { SshOptions, UpstreamConfig } from './config.js'
 import { SshSession } from './session.js'
@@ -40,7 +40,7 @@ export class SshAdapter implements ProtocolAdapter {
     const logger = this.logger.child({ connection: connection.name })
     const sessions = new Set<SshSession>()
     let accepting = true
-    const server = new Server({ hostKeys: options.hostKeys, ident: 'Gatehouse' }, (client, info) => {
+    const server = new ssh2.Server({ hostKeys: options.hostKeys, ident: 'Gatehouse' }, (client, info) => {
       if (!accepting) {
         client.end()
         return

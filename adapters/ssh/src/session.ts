@@ -14,12 +14,15 @@
  *   exit status is sent only after the target's channel has ended and closed, before the
  *   client's channel ends (an exit status sent after end is dropped).
  */
-import { utils, type AuthContext, type ClientChannel, type Connection, type PseudoTtyInfo, type ServerChannel, type Session, type Client as SshClient, type TcpipBindInfo, type TcpipRequestInfo } from 'ssh2'
+import ssh2, { type AuthContext, type ClientChannel, type Connection, type PseudoTtyInfo, type ServerChannel, type Session, type Client as SshClient, type TcpipBindInfo, type TcpipRequestInfo } from 'ssh2'
 import type { Duplex } from 'node:stream'
 import { GatewayError, isGatewayError, type Admission, type GatewayRequest, type Logger, type Pipeline, type SessionHandle, type TerminalRecorder, type TerminalRecording } from '@gatehouse/core'
 import type { SshOptions, UpstreamConfig } from './config.js'
 import { analyzeCommand } from './shell/programs.js'
 import { connectUpstream, UpstreamError } from './upstream.js'
+
+/** SSH_OPEN_ADMINISTRATIVELY_PROHIBITED (RFC 4254 §5.1). */
+const ADMINISTRATIVELY_PROHIBITED = 1
 
 export interface SshSessionDeps {
   readonly connection: string
@@ -99,7 +102,7 @@ export class SshSession {
       if (ctx.method === 'publickey') {
         // The first round only asks whether a key would do; proof of possession comes with the signature.
         if (!ctx.signature || !ctx.blob) return ctx.accept()
-        const key = utils.parseKey(ctx.key.data)
+        const key = ssh2.utils.parseKey(ctx.key.data)
         if (key instanceof Error || !key.verify(ctx.blob, ctx.signature, ctx.hashAlgo)) throw new GatewayError('GH_ERR_AUTH_FAILED', 'public key signature does not verify')
         await this.deps.pipeline.authenticate(this.info, { kind: 'public-key', user, algorithm: ctx.key.algo, key: ctx.key.data })
         return ctx.accept()
@@ -204,7 +207,14 @@ export class SshSession {
       down.pause()
       void this.onShell(setup, down)
     })
-    session.on('subsystem', (accept, reject, info) => void this.onSubsystem(setup, accept, reject, info.name))
+    // Accepted at once too: OpenSSH's sftp sends its first packet without waiting for the reply,
+    // and ssh2 drops data that arrives before the accept.
+    session.on('subsystem', (accept, _reject, info) => {
+      const down = accept()
+      if (!down) return
+      down.pause()
+      void this.onSubsystem(setup, down, info.name)
+    })
   }
 
   /** Agent and X11 forwarding: judged and recorded; the gateway does not relay them yet, so even an allowed one is refused. */
@@ -248,15 +258,12 @@ export class SshSession {
     await this.runOnTarget(request, setup, () => down, (message) => this.failExec(down, message), (u, cb) => u.shell(setup.pty ? this.ptyOptions(setup) : false, { env: setup.env }, cb), true)
   }
 
-  private async onSubsystem(setup: ChannelSetup, accept: () => ServerChannel, reject: () => void, name: string): Promise<void> {
+  private async onSubsystem(setup: ChannelSetup, down: ServerChannel, name: string): Promise<void> {
     const action = name === 'sftp' ? 'ssh.sftp' : 'ssh.subsystem'
     const request = this.request(action, `subsystem ${name}`, { subsystem: name })
     const admission = await this.admit(request)
-    if (!admission.admitted) {
-      reject()
-      return
-    }
-    await this.runOnTarget(request, setup, accept, () => reject(), (u, cb) => u.subsys(name, cb), false)
+    if (!admission.admitted) return this.denyExec(down, admission.decision.rule ?? 'default-deny', admission.decision.reason ?? 'denied')
+    await this.runOnTarget(request, setup, () => down, (message) => this.failExec(down, message), (u, cb) => u.subsys(name, cb), false)
   }
 
   private ptyOptions(setup: ChannelSetup) {
@@ -373,7 +380,7 @@ export class SshSession {
     const text = `forward to ${info.destIP}:${info.destPort}`
     const request = this.request('ssh.forward', text, { kind: 'local', host: info.destIP, port: info.destPort, originator: `${info.srcIP}:${info.srcPort}` })
     const admission = await this.admit(request)
-    if (!admission.admitted) return reject()
+    if (!admission.admitted) return this.prohibit(reject, admission.decision.rule ?? 'default-deny')
     let up: ClientChannel
     try {
       const target = await this.target()
@@ -383,6 +390,24 @@ export class SshSession {
       return reject()
     }
     this.pipeStreams(request, accept(), up)
+  }
+
+  /**
+   * Refuses a channel open as "administratively prohibited" (what OpenSSH prints for a forward
+   * the server's policy refuses). ssh2's reject() says "connect failed" for an accepted channel
+   * type and takes no reason, so the one protocol call it makes is given the right reason and
+   * description; reject() still does its own bookkeeping.
+   */
+  private prohibit(reject: () => void, rule: string): void {
+    const proto = (this.client as unknown as { _protocol?: { channelOpenFail: (remote: number, reason: number, desc: string) => void } })._protocol
+    if (!proto) return reject()
+    const original = proto.channelOpenFail
+    proto.channelOpenFail = (remote: number) => original.call(proto, remote, ADMINISTRATIVELY_PROHIBITED, `gatehouse: denied by ${rule}`)
+    try {
+      reject()
+    } finally {
+      proto.channelOpenFail = original
+    }
   }
 
   /** tcpip-forward: `ssh -R` asks the target to listen and send connections back. */

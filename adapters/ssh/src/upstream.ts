@@ -4,7 +4,7 @@
  * refused before authentication, so a man in the middle never receives the credential.
  */
 import { createHash } from 'node:crypto'
-import { Client } from 'ssh2'
+import ssh2, { type Client } from 'ssh2'
 import type { UpstreamConfig } from './config.js'
 
 /** OpenSSH's fingerprint of a public key blob: `SHA256:` + unpadded base64 of its SHA-256. */
@@ -24,7 +24,7 @@ export class UpstreamError extends Error {
 /** Connects and authenticates; rejects with an UpstreamError whose message holds no secret. */
 export function connectUpstream(config: UpstreamConfig, signal: AbortSignal): Promise<Client> {
   return new Promise((resolve, reject) => {
-    const client = new Client()
+    const client = new ssh2.Client()
     let presented: string | undefined
     let settled = false
     const fail = (err: UpstreamError) => {

@@ -179,7 +179,7 @@ describe('sftp and scp', () => {
 describe('forwarding', () => {
   /** Starts `ssh -N` with forwarding options; resolves once it has authenticated. */
   async function forwarder(extra: string[]): Promise<{ stderr: () => string; stop: () => void; exited: Promise<number | null> }> {
-    const child = spawn('ssh', [...asAgent(['-N', ...extra])], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn('ssh', [...asAgent(['-o', 'LogLevel=INFO', '-N', ...extra])], { stdio: ['ignore', 'pipe', 'pipe'] })
     let stderr = ''
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
     const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)))
