@@ -9,7 +9,8 @@
 // last line:
 //   ratio gatehouse/direct download=X.XX upload=Y.YY
 //
-// Environment: BENCH_MB (default 200), BENCH_RUNS (default 2). Needs openssh-server and the
+// Environment: BENCH_MB (default 200), BENCH_RUNS (default 2), BENCH_GATEWAY_NODE_ARGS (e.g.
+// "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the gateway). Needs openssh-server and the
 // openssh client (apt). Progress goes to stderr.
 import { spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -103,7 +104,8 @@ policies:
 `
   const configPath = path.join(tmp, 'gatehouse.yaml')
   await writeFile(configPath, config)
-  gateway = spawn(process.execPath, [CLI, 'start', '--config', configPath], { stdio: ['ignore', 'ignore', 'inherit'] })
+  const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean)
+  gateway = spawn(process.execPath, [...nodeArgs, CLI, 'start', '--config', configPath], { stdio: ['ignore', 'ignore', 'inherit'] })
   await waitForPort(port, '127.0.0.1', 15000)
 
   const direct = sshArgs({ port: sshd.port, user: 'root', identityFile: sshd.clientKeyPath })

@@ -37,6 +37,7 @@ export function connectUpstream(config: UpstreamConfig, signal: AbortSignal): Pr
     signal.addEventListener('abort', onAbort, { once: true })
     client.once('ready', () => {
       settled = true
+      client.setNoDelay(true)
       signal.removeEventListener('abort', onAbort)
       resolve(client)
     })

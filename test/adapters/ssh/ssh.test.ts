@@ -151,6 +151,37 @@ describe('exec through the gateway', () => {
   })
 })
 
+describe('large transfers', () => {
+  it('moves 200 MB up and down over exec byte for byte (sha256)', async () => {
+    const size = 200 * 1024 * 1024
+    const data = Buffer.allocUnsafe(size)
+    // deterministic, incompressible-looking content
+    let x = 0x12345678
+    for (let i = 0; i < size; i += 4) {
+      x ^= x << 13
+      x ^= x >>> 17
+      x ^= x << 5
+      data.writeInt32LE(x | 0, i)
+    }
+    const want = createHash('sha256').update(data).digest('hex')
+    const remote = `/tmp/gatehouse-big-${process.pid}.bin`
+    const up = await run('ssh', [...asAgent(), `cat > ${remote} && sha256sum ${remote}`], { input: data, timeoutMs: 120_000 })
+    expect(up.code, up.stderr).toBe(0)
+    expect(up.stdout.split(' ')[0]).toBe(want)
+    const down = await new Promise<{ hash: string; bytes: number; code: number | null }>((resolve) => {
+      const child = spawn('ssh', [...asAgent(), `cat ${remote}; rm -f ${remote}`], { stdio: ['ignore', 'pipe', 'inherit'] })
+      const h = createHash('sha256')
+      let bytes = 0
+      child.stdout.on('data', (d: Buffer) => {
+        bytes += d.length
+        h.update(d)
+      })
+      child.on('close', (code) => resolve({ hash: h.digest('hex'), bytes, code }))
+    })
+    expect(down).toEqual({ hash: want, bytes: size, code: 0 })
+  }, 180_000)
+})
+
 describe('sftp and scp', () => {
   it('puts and gets a file with sftp, byte for byte', async () => {
     const local = join(dir, 'up.bin')
