@@ -100,9 +100,10 @@ policy
   .requiredOption('-p, --principal <id>', 'identity id from the config')
   .requiredOption('--connection <name>', 'connection name from the config')
   .option('--sql <text>', 'a SQL query string (postgres connections); several statements are judged one by one')
+  .option('--command <text>', 'a command line run with ssh exec (ssh connections)')
   .option('--claim <name=value...>', 'extra principal claims, as a JWT would carry them')
   .option('--json', 'print one JSON object {verdict, rule, reason, attrs}')
-  .action(async (opts: { config: string; principal: string; connection: string; sql?: string; claim?: string[]; json?: boolean }) => {
+  .action(async (opts: { config: string; principal: string; connection: string; sql?: string; command?: string; claim?: string[]; json?: boolean }) => {
     // Explaining never connects anywhere, so it does not need the upstream secrets.
     const config = loadOrExit(opts.config, { unresolved: 'placeholder' })
     const claims: Record<string, string> = {}
@@ -111,9 +112,10 @@ policy
       if (eq <= 0) exitWithError(new Error(`--claim ${c}: expected name=value`))
       claims[c.slice(0, eq)] = c.slice(eq + 1)
     }
-    if (opts.sql === undefined) exitWithError(new Error('say what to explain: --sql TEXT'))
+    if (opts.sql === undefined && opts.command === undefined) exitWithError(new Error('say what to explain: --sql TEXT or --command TEXT'))
     const gateway = await Gateway.build(config, { logger: createLogger('silent') }).catch(exitWithError)
-    const decisions = await gateway.explain(opts.connection, opts.principal, { sql: opts.sql }, claims).catch(exitWithError)
+    const input = { ...(opts.sql !== undefined ? { sql: opts.sql } : {}), ...(opts.command !== undefined ? { command: opts.command } : {}) }
+    const decisions = await gateway.explain(opts.connection, opts.principal, input, claims).catch(exitWithError)
     process.stdout.write(formatExplanation(decisions, opts.json === true))
   })
 

@@ -64,7 +64,7 @@ describe.concurrent('help', () => {
     const r = await cli(['--help'])
     expect(r.code).toBe(0)
     expect(r.stdout).toMatch(/^Usage: gatehouse/)
-    for (const c of ['start', 'validate', 'token', 'schema', 'policy', 'demo']) expect(r.stdout).toMatch(new RegExp(`^\\s+${c}\\b`, 'm'))
+    for (const c of ['start', 'validate', 'token', 'schema', 'policy', 'ssh', 'demo']) expect(r.stdout).toMatch(new RegExp(`^\\s+${c}\\b`, 'm'))
   })
 
   it.each([
@@ -76,7 +76,9 @@ describe.concurrent('help', () => {
     [['schema'], ['--output <file>']],
     [['demo'], ['--port <port>', '--data-dir <dir>']],
     [['policy'], ['explain']],
-    [['policy', 'explain'], ['--config <file>', '--principal <id>', '--connection <name>', '--sql <text>', '--claim <name=value...>', '--json']],
+    [['policy', 'explain'], ['--config <file>', '--principal <id>', '--connection <name>', '--sql <text>', '--command <text>', '--claim <name=value...>', '--json']],
+    [['ssh'], ['keygen']],
+    [['ssh', 'keygen'], ['--output <file>', '--comment <text>']],
   ])('%s --help exits 0 and lists its options/commands', async (command, expected) => {
     const r = await cli([...command, '--help'])
     expect(r.code).toBe(0)

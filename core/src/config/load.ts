@@ -12,13 +12,16 @@ import { parseHostPort } from '../net.js'
 
 const REF = /\$\{(env|file):([^}]+)\}/g
 
+/** What an unresolvable reference becomes with `unresolved: 'placeholder'` (non-empty, so required fields still validate). */
+const UNRESOLVED = 'unresolved-reference'
+
 export interface LoadOptions {
   /** Environment to resolve `${env:…}` from (defaults to process.env). */
   env?: NodeJS.ProcessEnv
   /** Directory relative `${file:…}` paths and `dataDir` resolve against. */
   baseDir?: string
   /**
-   * `placeholder`: a reference that cannot be resolved becomes an empty string instead of an
+   * `placeholder`: a reference that cannot be resolved becomes `unresolved-reference` instead of an
    * error. Only for commands that never connect anywhere (`policy explain`), so an operator can
    * ask about policy without holding the upstream secrets.
    */
@@ -35,7 +38,7 @@ export function resolveRefs(value: unknown, opts: Required<LoadOptions>, path: s
         const v = opts.env[name]
         if (v === undefined) {
           if (opts.unresolved !== 'placeholder') issues.push({ path, message: `environment variable ${name} is not set` })
-          return ''
+          return UNRESOLVED
         }
         return v
       }
@@ -43,7 +46,7 @@ export function resolveRefs(value: unknown, opts: Required<LoadOptions>, path: s
         return readFileSync(resolve(opts.baseDir, name), 'utf8').replace(/\r?\n$/, '')
       } catch (err) {
         if (opts.unresolved !== 'placeholder') issues.push({ path, message: `cannot read file ${name}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` })
-        return ''
+        return UNRESOLVED
       }
     })
   }
