@@ -142,6 +142,18 @@ describe('exec through the gateway', () => {
     expect((curl?.attrs as { ssh: { programs: string[] } }).ssh.programs).toEqual(['ls', 'curl'])
   })
 
+  it('passes an exit signal through as OpenSSH does directly', async () => {
+    const direct = await run('ssh', [...sshArgs({ port: sshd.port, user: 'root', identityFile: sshd.clientKeyPath }), 'kill -TERM $$'])
+    const through = await ssh('kill -TERM $$')
+    expect(through.code).toBe(direct.code)
+    expect(through.code).toBe(255)
+  })
+
+  it('passes allowed environment variables and refuses others', async () => {
+    const r = await run('ssh', [...asAgent(['-o', 'SendEnv=LANG GATEHOUSE_SECRET_PROBE']), 'echo "lang=$LANG probe=${GATEHOUSE_SECRET_PROBE:-unset}"'], { env: { LANG: 'C.UTF-8', GATEHOUSE_SECRET_PROBE: 'leak' } })
+    expect(r.stdout).toBe('lang=C.UTF-8 probe=unset\n')
+  })
+
   it('records an outcome with the exit code and byte counts', async () => {
     await ssh('head -c 1000 /dev/zero; exit 4')
     const events = await gw.audit()
@@ -350,6 +362,51 @@ describe('terminal sessions', () => {
     expect(events.some(([, kind, data]) => kind === 'o' && data.includes('24 80'))).toBe(true)
     expect(events.some(([, kind, data]) => kind === 'r' && data === '100x40')).toBe(true)
     expect(events.every(([t], i) => i === 0 || t >= (events[i - 1] as [number])[0])).toBe(true)
+  })
+})
+
+describe('a gateway whose policy allows only exec, with a credential the target refuses', () => {
+  let strict: TestGateway
+  let wrong: TestGateway
+  beforeAll(async () => {
+    const onlyExec = [{ id: 'exec-only', rules: [{ id: 'exec', effect: 'allow', actions: ['ssh.exec'] }] }]
+    const identities = [{ id: 'agent-1', groups: ['agents'], sshKeys: [agentKey.publicKey] }]
+    const connection = (privateKey: string) => ({
+      name: 'web',
+      adapter: 'ssh',
+      upstream: { host: sshd.host, port: sshd.port, user: sshd.user, privateKey, hostKey: sshd.hostKeyFingerprint },
+      options: { hostKeys: [generateHostKey().privateKey] },
+    })
+    strict = await startGateway({ upstream: {}, identities, connection: connection(sshd.clientPrivateKey), policies: onlyExec })
+    wrong = await startGateway({ upstream: {}, identities, connection: connection(strangerKey.privateKey), policies: onlyExec })
+  })
+  afterAll(async () => {
+    await strict?.stop()
+    await wrong?.stop()
+  })
+
+  it('refuses a shell with the reason on stderr and exit status 126', async () => {
+    const r = await run('ssh', [...sshArgs({ port: strict.port, user: 'agent-1', identityFile: agentKey.privateKeyPath, extra: ['-tt'] })], { input: 'echo hi\nexit\n' })
+    expect(r.code).toBe(126)
+    expect(r.stdout + r.stderr).toContain('gatehouse: denied by default-deny: no rule allows this request')
+  })
+
+  it('refuses sftp', async () => {
+    const batch = join(dir, 'batch-ls')
+    writeFileSync(batch, 'ls /\n')
+    const r = await run('sftp', sftpArgs({ port: strict.port, user: 'agent-1', identityFile: agentKey.privateKeyPath, extra: ['-b', batch] }))
+    expect(r.code).not.toBe(0)
+    const events = (await strict.audit()).filter((e): e is RequestEvent => e.type === 'request' && e.action === 'ssh.sftp')
+    expect(events.at(-1)).toMatchObject({ verdict: 'deny', rule: 'default-deny' })
+  })
+
+  it('reports a target that refuses the gateway credential, with exit status 255 and no secret', async () => {
+    const r = await run('ssh', [...sshArgs({ port: wrong.port, user: 'agent-1', identityFile: agentKey.privateKeyPath }), 'echo never'])
+    expect(r.code).toBe(255)
+    expect(r.stderr).toContain("gatehouse: the target refused the gateway's credential for root")
+    const audit = JSON.stringify(await wrong.audit())
+    expect(audit).toContain('GH_ERR_UPSTREAM_UNAVAILABLE')
+    expect(audit).not.toContain(strangerKey.privateKey.split('\n')[1] as string)
   })
 })
 
