@@ -69,9 +69,9 @@ describe('loading a valid config', () => {
     expect(parseConfig(`dataDir: /var/lib/gatehouse\n${MINIMAL}`, { baseDir: dir }).dataDir).toBe('/var/lib/gatehouse')
   })
 
-  it('fills identity defaults: kind agent, no groups, no tokens', () => {
+  it('fills identity defaults: kind agent, no groups, no tokens, no SSH keys', () => {
     const config = parseConfig(`identities:\n  - id: ci\n${MINIMAL}`, { baseDir: dir })
-    expect(config.identities[0]).toEqual({ id: 'ci', kind: 'agent', groups: [], tokens: [] })
+    expect(config.identities[0]).toEqual({ id: 'ci', kind: 'agent', groups: [], tokens: [], sshKeys: [] })
   })
 
   it('reports an unreadable config file with its path', () => {

@@ -44,6 +44,8 @@ function run(cmd: string, args: string[], opts: { input?: string | Buffer; env?:
       clearTimeout(timer)
       resolve({ code, stdout, stderr })
     })
+    // A client that exits before reading all its input (a refused command) closes the pipe.
+    child.stdin.on('error', () => undefined)
     child.stdin.end(opts.input ?? '')
   })
 }
