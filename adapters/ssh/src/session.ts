@@ -14,11 +14,12 @@
  *   exit status is sent only after the target's channel has ended and closed, before the
  *   client's channel ends (an exit status sent after end is dropped).
  */
-import ssh2, { type AuthContext, type ClientChannel, type Connection, type PseudoTtyInfo, type ServerChannel, type Session, type Client as SshClient, type TcpipBindInfo, type TcpipRequestInfo } from 'ssh2'
+import ssh2, { type AuthContext, type ClientChannel, type Connection, type PseudoTtyInfo, type ServerChannel, type Session, type SFTPWrapper, type Client as SshClient, type TcpipBindInfo, type TcpipRequestInfo } from 'ssh2'
 import type { Duplex } from 'node:stream'
 import { GatewayError, isGatewayError, type Admission, type GatewayRequest, type Logger, type Pipeline, type SessionHandle, type TerminalRecorder, type TerminalRecording } from '@gatehouse/core'
 import type { SshOptions, UpstreamConfig } from './config.js'
 import { analyzeCommand } from './shell/programs.js'
+import { SftpProxy } from './sftp.js'
 import { connectUpstream, UpstreamError } from './upstream.js'
 
 /** SSH_OPEN_ADMINISTRATIVELY_PROHIBITED (RFC 4254 §5.1). */
@@ -209,6 +210,10 @@ export class SshSession {
     })
     // Accepted at once too: OpenSSH's sftp sends its first packet without waiting for the reply,
     // and ssh2 drops data that arrives before the accept.
+    session.on('sftp', (accept) => {
+      const sftp = accept()
+      if (sftp) this.onSftp(sftp)
+    })
     session.on('subsystem', (accept, _reject, info) => {
       const down = accept()
       if (!down) return
@@ -256,6 +261,47 @@ export class SshSession {
     const admission = await this.admit(request)
     if (!admission.admitted) return this.denyExec(down, admission.decision.rule ?? 'default-deny', admission.decision.reason ?? 'denied')
     await this.runOnTarget(request, setup, () => down, (message) => this.failExec(down, message), (u, cb) => u.shell(setup.pty ? this.ptyOptions(setup) : false, { env: setup.env }, cb), true)
+  }
+
+  /**
+   * SFTP operation by operation (sftp.ts). The session itself is one `ssh.sftp` request (op
+   * `session`); each operation that touches a path is another.
+   */
+  private onSftp(client: SFTPWrapper): void {
+    const request = this.request('ssh.sftp', 'sftp', { subsystem: 'sftp', op: 'session' })
+    const started = performance.now()
+    let operations = 0
+    const target = (async (): Promise<SFTPWrapper> => {
+      const admission = await this.admit(request)
+      if (!admission.admitted) throw new GatewayError('GH_ERR_POLICY_DENIED', admission.decision.reason ?? 'denied')
+      const u = await this.target()
+      return await new Promise<SFTPWrapper>((resolve, reject) => u.sftp((err, sftp) => (err ? reject(err) : resolve(sftp))))
+    })()
+    const proxy = new SftpProxy(client, target, this.deps.pipeline, this.info, () => operations++)
+    proxy.start()
+    // The client's EOF ends the SFTP session: exit status 0, then close the channel, as sshd does
+    // when sftp-server exits (scp treats a missing exit status as a failure). ssh2's SFTP
+    // object has no exit(); it sends the same message a channel's exit() does.
+    client.on('end', () => {
+      const raw = client as unknown as { _protocol?: { exitStatus(id: number, code: number): void }; outgoing?: { id: number; state: string } }
+      if (raw._protocol && raw.outgoing && (raw.outgoing.state === 'open' || raw.outgoing.state === 'eof')) raw._protocol.exitStatus(raw.outgoing.id, 0)
+      client.end()
+    })
+    target.then(
+      (t) => {
+        t.on('close', () => client.end())
+        client.on('close', () => {
+          t.end()
+          proxy.finish()
+          this.deps.pipeline.complete(request, { status: `${operations} operations` })
+          this.deps.logger.debug({ session: this.info.id, ms: Math.round(performance.now() - started) }, 'sftp closed')
+        })
+      },
+      (err: unknown) => {
+        if (!(err instanceof GatewayError)) this.deps.pipeline.complete(request, { error: { code: 'GH_ERR_UPSTREAM_UNAVAILABLE', message: (err as Error).message } })
+        client.end()
+      },
+    )
   }
 
   private async onSubsystem(setup: ChannelSetup, down: ServerChannel, name: string): Promise<void> {
