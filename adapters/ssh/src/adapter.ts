@@ -1,5 +1,6 @@
 /** The ssh adapter's listener: an ssh2 server whose every client connection runs an SshSession. */
 import { createRequire } from 'node:module'
+import { createServer } from 'node:net'
 import ssh2, { type CipherAlgorithm } from 'ssh2'
 import { GatewayError, inject, injectable, parseHostPort, PluginContextToken, TerminalRecorder, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
 import { SshOptions, UpstreamConfig } from './config.js'
@@ -63,27 +64,48 @@ export class SshAdapter implements ProtocolAdapter {
         client.end()
         return
       }
-      // Window adjustments are small packets: with Nagle's algorithm each waits for an ACK.
-      ;(client as unknown as { setNoDelay(on: boolean): void }).setNoDelay(true)
-      const session = new SshSession(client, `${info.ip}:${info.port}`, { connection: connection.name, upstream, options, pipeline, recorder: this.recorder, logger })
+      const socket = pending.get(`${info.ip}:${info.port}`)
+      const session = new SshSession(client, `${info.ip}:${info.port}`, { connection: connection.name, upstream, options, pipeline, recorder: this.recorder, logger }, () => socket?.authenticated())
       sessions.add(session)
       client.on('close', () => sessions.delete(session))
       session.start()
     })
     server.on('error', (err: Error) => logger.error({ err: err.message }, 'listener error'))
+    // Our own listener in front of ssh2's: a connection that has not authenticated within
+    // loginTimeoutMs is dropped, even one that never sends its greeting (ssh2 only hands a
+    // connection over after the greeting), and at most maxUnauthenticated are logging in at once.
+    const pending = new Map<string, { authenticated: () => void }>()
+    const listener = createServer({ noDelay: true }, (socket) => {
+      if (!accepting || pending.size >= options.maxUnauthenticated) {
+        socket.destroy()
+        return
+      }
+      const key = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? 0}`
+      const timer = setTimeout(() => socket.destroy(), options.loginTimeoutMs)
+      const entry = {
+        authenticated: () => {
+          clearTimeout(timer)
+          pending.delete(key)
+        },
+      }
+      pending.set(key, entry)
+      socket.once('close', entry.authenticated)
+      server.injectSocket(socket)
+    })
+    listener.on('error', (err: Error) => logger.error({ err: err.message }, 'listener error'))
     const { host, port } = parseHostPort(connection.listen)
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(port, host, () => {
-        server.off('error', reject)
+      listener.once('error', reject)
+      listener.listen(port, host, () => {
+        listener.off('error', reject)
         resolve()
       })
     })
-    const address = server.address() as { address: string; port: number }
+    const address = listener.address() as { address: string; port: number }
     const stop = () =>
       new Promise<void>((resolve) => {
         accepting = false
-        server.close(() => resolve())
+        listener.close(() => resolve())
         setImmediate(resolve)
       })
     signal.addEventListener('abort', () => void stop(), { once: true })

@@ -56,26 +56,29 @@ export class SshSession {
   private closed = false
   private readonly remoteForwards = new Map<string, TcpipBindInfo>()
 
+  /** Outcomes still to be recorded for requests in flight, by whoever ends them first. */
+  private readonly openOutcomes = new Set<(status: string) => void>()
+
+  /**
+   * @param authenticated called once the client has logged in (the listener's login timer stops)
+   */
   constructor(
     private readonly client: Connection,
     private readonly clientAddress: string,
     private readonly deps: SshSessionDeps,
+    private readonly authenticated: () => void = () => undefined,
   ) {}
 
   start(): void {
     this.handle = this.deps.pipeline.openSession({ protocol: 'ssh', clientAddress: this.clientAddress, tls: false })
-    const loginTimer = setTimeout(() => this.close('login timeout'), this.deps.options.loginTimeoutMs)
-    loginTimer.unref()
     this.client.on('authentication', (ctx) => void this.onAuthentication(ctx))
     this.client.on('ready', () => {
-      clearTimeout(loginTimer)
+      if (this.closed) return
+      this.authenticated()
       this.onReady()
     })
     this.client.on('error', (err) => this.deps.logger.debug({ err: err.message, session: this.info.id }, 'client connection error'))
-    this.client.on('close', () => {
-      clearTimeout(loginTimer)
-      this.close('client disconnected')
-    })
+    this.client.on('close', () => this.close('client disconnected'))
   }
 
   private get info() {
@@ -86,6 +89,7 @@ export class SshSession {
   close(reason: string): void {
     if (this.closed) return
     this.closed = true
+    for (const record of [...this.openOutcomes]) record(`session ended: ${reason}`)
     this.client.end()
     void this.upstream?.then((u) => u.end(), () => undefined)
     void this.handle?.end(reason)
@@ -94,11 +98,13 @@ export class SshSession {
   // ------------------------------------------------------------------ authentication
 
   private async onAuthentication(ctx: AuthContext): Promise<void> {
+    // A session closed for too many failures answers nothing more, and establishes nothing.
+    if (this.closed) return ctx.reject()
     const user = ctx.username
     try {
       if (ctx.method === 'password') {
         await this.deps.pipeline.authenticate(this.info, { kind: 'password', user, password: ctx.password })
-        return ctx.accept()
+        return this.closed ? ctx.reject() : ctx.accept()
       }
       if (ctx.method === 'publickey') {
         // The first round only asks whether a key would do; proof of possession comes with the signature.
@@ -106,7 +112,7 @@ export class SshSession {
         const key = ssh2.utils.parseKey(ctx.key.data)
         if (key instanceof Error || !key.verify(ctx.blob, ctx.signature, ctx.hashAlgo)) throw new GatewayError('GH_ERR_AUTH_FAILED', 'public key signature does not verify')
         await this.deps.pipeline.authenticate(this.info, { kind: 'public-key', user, algorithm: ctx.key.algo, key: ctx.key.data })
-        return ctx.accept()
+        return this.closed ? ctx.reject() : ctx.accept()
       }
       return ctx.reject(['publickey', 'password'])
     } catch (err) {
@@ -131,7 +137,9 @@ export class SshSession {
     this.client.on('session', (accept) => this.onSessionChannel(accept()))
     this.client.on('tcpip', (accept, reject, info) => void this.onDirectTcpip(accept, reject, info))
     this.client.on('request', (accept, reject, name, info) => void this.onGlobalRequest(accept, reject, name, info))
-    this.client.on('openssh.streamlocal', (_accept, reject) => void this.refuseSimple('ssh.forward', 'unix socket forwarding', { kind: 'local-socket' }).then(() => reject()))
+    this.client.on('openssh.streamlocal', (_accept, reject, info: { socketPath?: string }) =>
+      void this.refuseSimple('ssh.forward', `forward to unix socket ${info?.socketPath ?? ''}`, { kind: 'local-socket', path: info?.socketPath ?? '' }).then(() => reject()),
+    )
   }
 
   // ------------------------------------------------------------------ requests
@@ -406,17 +414,29 @@ export class SshSession {
     up.on('exit', (code: number | null, signal?: string, coreDumped?: boolean, description?: string) => {
       exit = code !== null && code !== undefined ? { code } : { signal: signal ?? 'KILL', coreDumped: coreDumped === true, description: description ?? '' }
     })
+    // The outcome is recorded once, by whichever ends first: the target's channel, the client's
+    // channel (a client that stops reading and leaves), or the session.
+    let recorded = false
+    const record = (status: string | number) => {
+      if (recorded) return
+      recorded = true
+      this.openOutcomes.delete(record)
+      void recording?.close()
+      this.deps.pipeline.complete(request, { status, bytesIn: counters.bytesIn, bytesOut: counters.bytesOut })
+      this.deps.logger.debug({ session: this.info.id, request: request.id, ms: Math.round(performance.now() - started) }, 'channel closed')
+    }
+    this.openOutcomes.add(record)
     up.on('close', () => {
       // Everything the target sent has been written: now the exit status, then end.
       if (exit && 'code' in exit) down.exit(exit.code)
       else if (exit) down.exit(exit.signal, exit.coreDumped, exit.description)
       down.end()
-      void recording?.close()
-      const status = exit ? ('code' in exit ? exit.code : `signal ${exit.signal}`) : 'closed'
-      this.deps.pipeline.complete(request, { status, bytesIn: counters.bytesIn, bytesOut: counters.bytesOut })
-      this.deps.logger.debug({ session: this.info.id, request: request.id, ms: Math.round(performance.now() - started) }, 'channel closed')
+      record(exit ? ('code' in exit ? exit.code : `signal ${exit.signal}`) : 'closed')
     })
-    down.on('close', () => up.close())
+    down.on('close', () => {
+      up.close()
+      record('client closed the channel')
+    })
   }
 
   // ------------------------------------------------------------------ forwarding
@@ -474,6 +494,11 @@ export class SshSession {
       }
       return
     }
+    if (name === 'streamlocal-forward@openssh.com') {
+      const path = (info as unknown as { socketPath?: string }).socketPath ?? ''
+      await this.refuseSimple('ssh.forward', `listen on unix socket ${path}`, { kind: 'remote-socket', path })
+      return reject?.()
+    }
     if (name === 'cancel-tcpip-forward') {
       const key = `${info.bindAddr}:${info.bindPort}`
       if (!this.remoteForwards.has(key)) return reject?.()
@@ -521,10 +546,12 @@ export class SshSession {
     const finish = () => {
       if (done) return
       done = true
+      this.openOutcomes.delete(finish)
       down.destroy()
       up.destroy()
       this.deps.pipeline.complete(request, { status: 'closed', bytesIn: counters.bytesIn, bytesOut: counters.bytesOut })
     }
+    this.openOutcomes.add(finish)
     down.on('close', finish)
     up.on('close', finish)
     down.on('error', finish)

@@ -19,6 +19,9 @@ import type { Admission, Credentials, Decision, GatewayRequest, Outcome, Princip
 export const SessionInfoToken: InjectionToken<SessionInfo> = Symbol.for('gatehouse.SessionInfo')
 
 /** What an adapter holds for one client connection. */
+/** Longest client-supplied user name written to the audit as is. */
+const MAX_AUDITED_USER = 256
+
 export interface SessionHandle {
   readonly info: SessionInfo
   /** The session's child container; disposed when the session ends. */
@@ -87,6 +90,7 @@ export class ConnectionPipeline implements Pipeline {
   private readonly open = new Set<SessionHandle>()
   private readonly admitted = new WeakMap<GatewayRequest, Admitted>()
   private readonly requestCounts = new WeakMap<SessionInfo, number>()
+  private readonly authFailures = new WeakMap<SessionInfo, number>()
 
   constructor(
     readonly connection: string,
@@ -213,11 +217,16 @@ export class ConnectionPipeline implements Pipeline {
     return principal
   }
 
-  private async authFailed(session: SessionInfo, user: string | undefined, error: GatewayError): Promise<void> {
+  private async authFailed(session: SessionInfo, presentedUser: string | undefined, error: GatewayError): Promise<void> {
+    // The user name is the client's: bounded, so one cannot fill the audit with it.
+    const user = presentedUser === undefined || presentedUser.length <= MAX_AUDITED_USER ? presentedUser : `${presentedUser.slice(0, MAX_AUDITED_USER)}…`
+    // One event per attempt, each with its own stable id: a brute force is n events, not one.
+    const attempt = (this.authFailures.get(session) ?? 0) + 1
+    this.authFailures.set(session, attempt)
     this.logger.warn({ session: session.id, connection: this.connection, user, code: error.code, reason: error.message, client: session.clientAddress }, 'authentication failed')
     await this.recorder
       .recordAsync({
-        ...this.base(session, `${session.id}:auth-failure`),
+        ...this.base(session, `${session.id}:auth-failure:${attempt}`),
         type: 'auth.failure',
         client: session.clientAddress,
         ...(user === undefined ? {} : { user }),

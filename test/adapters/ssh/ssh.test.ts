@@ -436,6 +436,51 @@ describe('a gateway whose policy allows only exec, with a credential the target 
   })
 })
 
+describe('connections that never log in', () => {
+  let tight: TestGateway
+  beforeAll(async () => {
+    tight = await startGateway({
+      upstream: {},
+      identities: [{ id: 'agent-1', groups: ['agents'], sshKeys: [agentKey.publicKey] }],
+      connection: {
+        name: 'web',
+        adapter: 'ssh',
+        upstream: { host: sshd.host, port: sshd.port, user: sshd.user, privateKey: sshd.clientPrivateKey, hostKey: sshd.hostKeyFingerprint },
+        options: { hostKeys: [generateHostKey().privateKey], loginTimeoutMs: 1000, maxUnauthenticated: 3 },
+      },
+      policies: policies(echoPort),
+    })
+  })
+  afterAll(() => tight?.stop())
+
+  /** Opens a socket that sends `bytes` and nothing more; resolves with how long until the gateway closed it. */
+  const idle = (bytes: string) =>
+    new Promise<number>((resolve) => {
+      const started = Date.now()
+      const s = connect(tight.port, '127.0.0.1', () => s.write(bytes))
+      s.on('data', () => undefined)
+      s.on('error', () => undefined)
+      s.on('close', () => resolve(Date.now() - started))
+      setTimeout(() => s.destroy(), 10_000)
+    })
+
+  it('closes a connection that never sends its greeting, or stops after it, once loginTimeoutMs passes', async () => {
+    const [silent, greeted] = await Promise.all([idle(''), idle('SSH-2.0-Test\r\n')])
+    expect(silent).toBeGreaterThanOrEqual(900)
+    expect(silent).toBeLessThan(5000)
+    expect(greeted).toBeLessThan(5000)
+  })
+
+  it('drops connections beyond maxUnauthenticated at once, and still serves a real client afterwards', async () => {
+    const held = [idle(''), idle(''), idle('')]
+    await new Promise((r) => setTimeout(r, 100))
+    expect(await idle('')).toBeLessThan(500)
+    await Promise.all(held)
+    const r = await run('ssh', [...sshArgs({ port: tight.port, user: 'agent-1', identityFile: agentKey.privateKeyPath }), 'echo served'])
+    expect(r.stdout).toBe('served\n')
+  })
+})
+
 describe('the target', () => {
   it('refuses a target whose host key does not match the pinned fingerprint, without sending the credential', async () => {
     const logins = () => (sshd.log().match(/Accepted publickey/g) ?? []).length
@@ -481,6 +526,26 @@ describe('the target', () => {
     child.kill('SIGKILL')
     await new Promise((r) => setTimeout(r, 300))
     expect((await ssh('echo healthy')).stdout).toBe('healthy\n')
+  })
+
+  it('records an outcome for a command whose client stops reading and disconnects', async () => {
+    const child = spawn('ssh', [...asAgent(), 'head -c 500M /dev/zero'], { stdio: ['ignore', 'pipe', 'ignore'] })
+    child.stdout.pause()
+    await new Promise((r) => setTimeout(r, 1500))
+    child.kill('SIGKILL')
+    await new Promise((r) => setTimeout(r, 800))
+    const events = await gw.audit()
+    const req = [...events].reverse().find((e): e is RequestEvent => e.type === 'request' && e.text === 'head -c 500M /dev/zero')
+    expect(req).toBeDefined()
+    expect(events.filter((e) => e.type === 'outcome' && (e as { request?: string }).request === req?.request)).toHaveLength(1)
+  })
+
+  it('gives every failed login its own audit event id', async () => {
+    const before = (await gw.audit()).filter((e) => e.type === 'auth.failure').length
+    await run('ssh', [...sshArgs({ port: gw.port, user: 'agent-1', identityFile: strangerKey.privateKeyPath }), 'true'])
+    const failures = (await gw.audit()).filter((e) => e.type === 'auth.failure')
+    expect(failures.length).toBeGreaterThan(before)
+    expect(new Set(failures.map((e) => e.id)).size).toBe(failures.length)
   })
 
   it('lists its recordings under the data directory', () => {
