@@ -388,6 +388,10 @@ describe('terminal sessions', () => {
     expect(events.some(([, kind, data]) => kind === 'o' && data.includes('24 80'))).toBe(true)
     expect(events.some(([, kind, data]) => kind === 'r' && data === '100x40')).toBe(true)
     expect(events.every(([t], i) => i === 0 || t >= (events[i - 1] as [number])[0])).toBe(true)
+    // asciinema itself plays it back (under `script`, since it wants a terminal)
+    const replay = await run('script', ['-qec', `asciinema play -i 0.2 ${recording.recording}`, '/dev/null'])
+    expect(replay.code, replay.stderr).toBe(0)
+    expect(replay.stdout).toContain('24 80')
   })
 })
 
