@@ -332,6 +332,13 @@ describe('forwarding', () => {
     }
   })
 
+  it('refuses X11 forwarding, and audits the request', async () => {
+    const r = await run('ssh', [...asAgent(['-X', '-o', 'ForwardX11Trusted=yes']), 'echo "display:${DISPLAY:-none}"'], { env: { DISPLAY: 'localhost:99' } })
+    expect(r.stdout).toBe('display:none\n')
+    const x11 = (await requests()).filter((e) => e.action === 'ssh.x11')
+    expect(x11.at(-1)).toMatchObject({ verdict: 'deny', rule: 'default-deny' })
+  })
+
   it('refuses agent forwarding', async () => {
     const agentDir = mkdtempSync(join(tmpdir(), 'gh-agent-'))
     const sock = join(agentDir, 'agent.sock')
