@@ -1,7 +1,7 @@
 /** The postgres adapter's listener: accepts clients and runs a session for each. */
 import { createServer, type Server, type Socket } from 'node:net'
 import { createSecureContext } from 'node:tls'
-import { GatewayError, inject, injectable, parseHostPort, PluginContextToken, validate, type PluginContext, type ConnectionConfig, type Listener, type Logger, type Pipeline, type ProtocolAdapter, type ExplainInput, type ExplainedRequest } from '@gatehouse/core'
+import { GatewayError, inject, injectable, serveListener, PluginContextToken, validate, type PluginContext, type ConnectionConfig, type Listener, type Logger, type Pipeline, type ProtocolAdapter, type ExplainInput, type ExplainedRequest } from '@gatehouse/core'
 import { PostgresOptions, UpstreamConfig } from './config.js'
 import { explainSql, PostgresSession } from './session.js'
 import { loadSqlParser, SqlAnalyzer } from './sql/analyze.js'
@@ -63,32 +63,12 @@ export class PostgresAdapter implements ProtocolAdapter {
       session.start()
     })
     server.on('error', (err) => logger.error({ err: err.message }, 'listener error'))
-    const { host, port } = parseHostPort(connection.listen)
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(port, host, () => {
-        server.off('error', reject)
-        resolve()
-      })
-    })
-    const address = server.address() as { address: string; port: number }
-    const stop = () =>
-      new Promise<void>((resolve) => {
+    return serveListener(server, connection.listen, {
+      sessions,
+      signal,
+      stopAccepting: () => {
         accepting = false
-        server.close(() => resolve())
-        // server.close waits for open sockets; resolve once it stops listening.
-        setImmediate(resolve)
-      })
-    signal.addEventListener('abort', () => void stop(), { once: true })
-    return {
-      address: { host: address.address, port: address.port },
-      stopAccepting: stop,
-      closeAll: async (reason: string) => {
-        for (const s of sessions) s.close(reason)
       },
-      get sessions() {
-        return sessions.size
-      },
-    }
+    })
   }
 }

@@ -2,7 +2,7 @@
 import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
 import ssh2, { type CipherAlgorithm } from 'ssh2'
-import { GatewayError, inject, injectable, parseHostPort, PluginContextToken, TerminalRecorder, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
+import { GatewayError, inject, injectable, serveListener, PluginContextToken, TerminalRecorder, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
 import { SshOptions, UpstreamConfig } from './config.js'
 import { SshSession } from './session.js'
 import { analyzeCommand, loadShellParser } from './shell/programs.js'
@@ -93,31 +93,12 @@ export class SshAdapter implements ProtocolAdapter {
       server.injectSocket(socket)
     })
     listener.on('error', (err: Error) => logger.error({ err: err.message }, 'listener error'))
-    const { host, port } = parseHostPort(connection.listen)
-    await new Promise<void>((resolve, reject) => {
-      listener.once('error', reject)
-      listener.listen(port, host, () => {
-        listener.off('error', reject)
-        resolve()
-      })
-    })
-    const address = listener.address() as { address: string; port: number }
-    const stop = () =>
-      new Promise<void>((resolve) => {
+    return serveListener(listener, connection.listen, {
+      sessions,
+      signal,
+      stopAccepting: () => {
         accepting = false
-        listener.close(() => resolve())
-        setImmediate(resolve)
-      })
-    signal.addEventListener('abort', () => void stop(), { once: true })
-    return {
-      address: { host: address.address, port: address.port },
-      stopAccepting: stop,
-      closeAll: async (reason: string) => {
-        for (const s of sessions) s.close(reason)
       },
-      get sessions() {
-        return sessions.size
-      },
-    }
+    })
   }
 }

@@ -181,16 +181,47 @@ const COMMAND_VARIABLES = new Set([
   'SSH_ASKPASS', 'SUDO_ASKPASS', 'EDITOR', 'VISUAL', 'PAGER', 'MANPAGER', 'SYSTEMD_PAGER', 'LESSOPEN', 'LESSCLOSE', 'BROWSER',
   'PROMPT_COMMAND', 'RSYNC_RSH', 'CVS_RSH',
 ])
-/** Paths through which a shell or `source` reads its own standard input. */
-const STDIN_PATHS = /^(\/dev\/stdin|\/dev\/fd\/0|\/proc\/(self|thread-self|\d+)\/fd\/0)$/
+/**
+ * Variables bash expands like a double-quoted string when it uses them: the prompts (`set -x`
+ * prints PS4, `select` PS3), the mail message, and the startup files named by BASH_ENV and ENV.
+ * A `$(…)` in their value runs then, so a literal value is searched for substitutions and a
+ * computed one is dynamic.
+ */
+const EXPANDED_VARIABLES = new Set(['PS0', 'PS1', 'PS2', 'PS3', 'PS4', 'BASH_ENV', 'ENV', 'MAILPATH'])
+/** Variables naming a file a shell reads commands from when it starts: its content is unseen. */
+const STARTUP_VARIABLES = new Set(['BASH_ENV', 'ENV'])
+/** Variables a tilde expands to (`~`, `~+`, `~-`): giving one a value can turn `< ~/…` into `/dev/tcp/…`. */
+const TILDE_VARIABLES = new Set(['HOME', 'PWD', 'OLDPWD'])
+/** An environment variable holding an exported function: `BASH_FUNC_f%%=() { …; }` defines `f` in a child bash. */
+const EXPORTED_FUNCTION = /^BASH_FUNC_/
+/** Variables whose value bash or a program runs as code. */
+const codeVariable = (name: string): boolean => COMMAND_VARIABLES.has(name) || EXPANDED_VARIABLES.has(name) || EXPORTED_FUNCTION.test(name)
+/** Paths through which a shell or `source` reads its own standard input (after `//` and `/./` are collapsed). */
+const STDIN_PATHS = /^(\/dev\/stdin|\/dev\/fd\/0|\/proc\/(self|thread-self)\/fd\/0)$/
 const NETWORK_PREFIXES = ['/dev/tcp/', '/dev/udp/']
+
+/** A path with `//` and `/./` collapsed: the same file whatever the directories are. `..` is kept (through a symbolic link it may lead anywhere). */
+const collapsePath = (path: string): string => path.replace(/\/(\.\/)+/g, '/').replace(/\/{2,}/g, '/').replace(/\/(\.\/)+/g, '/')
+
+/**
+ * Whether a literal path is a shell's own standard input. A different process's (`/proc/1234/fd/0`),
+ * another descriptor (`/dev/fd/3`), a path through `..` or any other file is not: what it holds is
+ * unseen.
+ */
+const stdinPath = (path: string): boolean => STDIN_PATHS.test(collapsePath(path))
+
+/** Whether the literal start of a computed word shows it cannot become `/dev/tcp/…` or `/dev/udp/…` (bash matches those names as strings). */
+function rulesOutNetwork(prefix: string): boolean {
+  const p = collapsePath(prefix)
+  return !NETWORK_PREFIXES.some((n) => n.startsWith(p) || p.startsWith(n))
+}
 
 /** Whether a word names bash's network pseudo-files (exactly, or with a literal prefix only they start with). */
 function networkWord(word: Word): boolean {
-  const text = word.text.replace(/\/(\.\/)+/g, '/').replace(/\/{2,}/g, '/')
+  const text = collapsePath(word.text)
   if (text.includes('/dev/tcp/') || text.includes('/dev/udp/')) return true
   if (!word.dynamic) return false
-  const prefix = word.prefix.replace(/\/{2,}/g, '/')
+  const prefix = collapsePath(word.prefix)
   return prefix.length >= 2 && NETWORK_PREFIXES.some((p) => p.startsWith(prefix))
 }
 
@@ -451,6 +482,10 @@ interface WrapperSpec {
   readonly shellWithoutProgram?: string
   /** Options written as a bare number (`nice -10`). */
   readonly numeric?: boolean
+  /** `NAME=value` operands before the program set its environment (`sudo PS4=… bash -x`). */
+  readonly assignments?: boolean
+  /** Options whose argument is `NAME=value` for the program's environment (`systemd-run -E`, `firejail --env=`). */
+  readonly envOptions?: readonly string[]
 }
 
 /** The options a wrapper was given and where its operands start. */
@@ -517,7 +552,13 @@ function wrapper(spec: WrapperSpec): Handler {
     if (!scanned) return s.markDynamic()
     if (spec.background || hasAny(scanned.shorts, spec.backgroundOptions)) s.facts.background = true
     if (hasAny(scanned.shorts, spec.inert)) return
-    const rest = args.slice(scanned.index + (spec.skip ?? 0))
+    for (const [key, value] of scanned.pairs) if (spec.envOptions?.includes(key)) s.environment(value)
+    let rest = args.slice(scanned.index + (spec.skip ?? 0))
+    if (spec.assignments) {
+      let k = 0
+      while (k < rest.length && s.environment(rest[k] as Word, true)) k++
+      rest = rest.slice(k)
+    }
     if (rest.length > 0) return s.run(rest, context)
     if (context.appended) return s.markDynamic()
     if (spec.shellWithoutProgram === '*' || hasAny(scanned.shorts, spec.shellWithoutProgram)) s.stdinScript(context)
@@ -538,7 +579,11 @@ const shell: Handler = (s, args, context) => {
       break
     }
     if (t.startsWith('--')) {
-      if (t === '--rcfile' || t === '--init-file') i++
+      // a startup file: its content is unseen
+      if (/^--(rcfile|init-file)(=|$)/.test(t)) {
+        s.markDynamic()
+        if (!t.includes('=')) i++
+      }
       continue
     }
     if (t.length < 2 || (t[0] !== '-' && t[0] !== '+')) break
@@ -555,11 +600,7 @@ const shell: Handler = (s, args, context) => {
     return
   }
   if (context.appended) s.markDynamic()
-  if (operand && !readsStdin) {
-    if (operand.dynamic) s.markDynamic()
-    else if (STDIN_PATHS.test(operand.text)) s.stdinScript(context)
-    return
-  }
+  if (operand && !readsStdin) return s.scriptFile(operand, context)
   s.stdinScript(context)
 }
 
@@ -683,9 +724,54 @@ const alias: Handler = (s, args) => {
 /** `source FILE` / `. FILE`: the file's commands are unknown, unless it is standard input. */
 const source: Handler = (s, args, context) => {
   const file = args[0]?.text === '--' ? args[1] : args[0]
-  if (!file) return
-  if (file.dynamic) s.markDynamic()
-  else if (STDIN_PATHS.test(file.text)) s.stdinScript(context)
+  if (file) s.scriptFile(file, context)
+}
+
+/** `printf -v NAME format …`: NAME gets a value made at run time. A computed first word may be `-v`. */
+const printf: Handler = (s, args) => {
+  const first = args[0]
+  if (!first) return
+  if (first.dynamic || first.text === '-v') s.assignedName(args[1])
+  else if (first.text.startsWith('-v')) s.assign(first.text.slice(2), undefined)
+}
+
+/** `read [-a NAME] [NAME…]`: the names get values from input. */
+const read: Handler = (s, args) => {
+  const scanned = scanOptions(args, { args: 'adinNptu' })
+  if (!scanned) return s.markDynamic()
+  if (scanned.values.has('a')) s.assignedName(scanned.values.get('a'))
+  for (const name of args.slice(scanned.index)) s.assignedName(name)
+}
+
+/** `mapfile [-C callback [-c quantum]] [NAME]`: NAME gets lines from input; the callback is evaluated with an index and a line appended. */
+const mapfile: Handler = (s, args) => {
+  const scanned = scanOptions(args, { args: 'dnOsuCc' })
+  if (!scanned) return s.markDynamic()
+  if (scanned.values.has('C')) s.callback(scanned.values.get('C'), 2)
+  s.assignedName(args[scanned.index])
+}
+
+/**
+ * `compgen`/`complete`: `-C command` is evaluated and `-F function` called with three words
+ * appended, `-W wordlist` is expanded (substitutions run), `-V NAME` (bash 5.3) gets the matches.
+ */
+const completion: Handler = (s, args) => {
+  const scanned = scanOptions(args, { args: 'oAGWFCXPSV' })
+  if (!scanned) return s.markDynamic()
+  for (const [key, value] of scanned.pairs) {
+    if (key === 'C' || key === 'F') s.callback(value, 3)
+    else if (key === 'V') s.assignedName(value)
+    else if (key === 'W' && value) {
+      if (value.dynamic || /[<>]\(/.test(value.text)) s.markDynamic()
+      else s.expandedText(value.text)
+    }
+  }
+}
+
+/** `enable -f FILE NAME`: loads a builtin from a shared object, code the gateway cannot see. */
+const enable: Handler = (s, args) => {
+  const scanned = scanOptions(args, { args: 'f' })
+  if (!scanned || scanned.shorts.has('f')) s.markDynamic()
 }
 
 /** `hash -p /path/prog name`: `name` now runs `/path/prog`. */
@@ -767,7 +853,9 @@ const at: Handler = (s, args, context) => {
   s.facts.background = true
   const scanned = scanOptions(args, { args: 'qft' })
   if (!scanned) return s.markDynamic()
-  if (!scanned.values.has('f') && !hasAny(scanned.shorts, 'lrdc')) s.stdinScript(context)
+  // `-f FILE`: the commands are in a file, unseen
+  if (scanned.values.has('f')) s.markDynamic()
+  else if (!hasAny(scanned.shorts, 'lrdc')) s.stdinScript(context)
 }
 
 /** ssh options that name a command run on the local machine. */
@@ -778,11 +866,14 @@ function sshOptions(s: Script, values: Iterable<Word | undefined>): void {
   for (const value of values) {
     if (!value) continue
     if (value.dynamic) {
-      if (/command/i.test(value.text)) s.markDynamic()
+      if (/command|setenv/i.test(value.text)) s.markDynamic()
       continue
     }
     const m = LOCAL_COMMAND_OPTIONS.exec(value.text)
     if (m?.[2] && m[2].trim().toLowerCase() !== 'none') s.scriptText(m[2])
+    // SetEnv=NAME=value… sets the remote command's environment (quotes, if any, are ssh's)
+    const env = /^\s*setenv\s*(?:=\s*|\s+)(.*)$/is.exec(value.text)
+    if (env?.[1]) for (const pair of env[1].split(/\s+/)) s.environment(literal(pair.replace(/["']/g, '')))
   }
 }
 
@@ -887,10 +978,11 @@ const HANDLERS = new Map<string, Handler>([
   ['rbash', shell], ['yash', shell], ['posh', shell], ['fish', shell], ['csh', shell], ['tcsh', shell],
   ['su', su], ['runuser', runuser], ['sg', sg],
   ['eval', evalHandler], ['trap', trap], ['alias', alias], ['source', source], ['.', source], ['hash', hash],
+  ['printf', printf], ['read', read], ['mapfile', mapfile], ['readarray', mapfile], ['compgen', completion], ['complete', completion], ['enable', enable],
   ['env', env], ['xargs', xargs], ['find', find], ['watch', watch], ['flock', flock], ['script', scriptHandler],
   ['ssh', ssh], ['scp', scp], ['sftp', scp], ['rsync', rsync], ['tar', tar], ['git', git],
   ['coproc', coproc], ['at', at], ['batch', at],
-  ['sudo', wrapper({ args: 'aCcDgpRrTtUu', longArgs: ['user', 'group', 'prompt', 'close-from', 'chdir', 'chroot', 'role', 'type', 'command-timeout', 'other-user', 'host'], inert: 'e', backgroundOptions: 'b', shellWithoutProgram: 'is' })],
+  ['sudo', wrapper({ args: 'aCcDgpRrTtUu', longArgs: ['user', 'group', 'prompt', 'close-from', 'chdir', 'chroot', 'role', 'type', 'command-timeout', 'other-user', 'host'], inert: 'e', backgroundOptions: 'b', shellWithoutProgram: 'is', assignments: true })],
   ['doas', wrapper({ args: 'uC', shellWithoutProgram: 's' })],
   ['pkexec', wrapper({ longArgs: ['user'] })],
   ['nohup', wrapper({ background: true })],
@@ -922,8 +1014,8 @@ const HANDLERS = new Map<string, Handler>([
   ['dbus-run-session', wrapper({ longArgs: ['config-file', 'dbus-daemon'] })],
   ['nsenter', wrapper({ args: 'tSG', longArgs: ['target', 'setuid', 'setgid'] })],
   ['unshare', wrapper({ args: 'SGRw', longArgs: ['setuid', 'setgid', 'root', 'wd', 'map-user', 'map-group', 'propagation'] })],
-  ['firejail', wrapper({})],
-  ['systemd-run', wrapper({ args: 'upEHM', longArgs: ['unit', 'property', 'description', 'slice', 'setenv', 'machine', 'host', 'uid', 'gid', 'working-directory', 'nice', 'service-type', 'on-active', 'on-boot', 'on-startup', 'on-unit-active', 'on-unit-inactive', 'on-calendar', 'timer-property'], background: true })],
+  ['firejail', wrapper({ envOptions: ['env'] })],
+  ['systemd-run', wrapper({ args: 'upEHM', longArgs: ['unit', 'property', 'description', 'slice', 'setenv', 'machine', 'host', 'uid', 'gid', 'working-directory', 'nice', 'service-type', 'on-active', 'on-boot', 'on-startup', 'on-unit-active', 'on-unit-inactive', 'on-calendar', 'timer-property'], background: true, envOptions: ['E', 'setenv'] })],
 ])
 
 /** One parsed script: the command line, or a script nested in it. */
