@@ -22,6 +22,9 @@ import { analyzeCommand } from './shell/programs.js'
 import { SftpProxy } from './sftp.js'
 import { connectUpstream, UpstreamError } from './upstream.js'
 
+/** Environment variables that make the target's shell run something, or change which program runs. */
+const NEVER_PASSED_ENV = /^(BASH_ENV|ENV|PS[0-4]|PROMPT_COMMAND|SHELLOPTS|BASHOPTS|BASH_FUNC_.*|BASH_XTRACEFD|LD_.*|PATH|IFS|GLOBIGNORE|CDPATH|HISTFILE|MAIL|MAILPATH|PYTHON.*|PERL5.*|RUBY.*|NODE_OPTIONS|GIT_.*)$/
+
 /** SSH_OPEN_ADMINISTRATIVELY_PROHIBITED (RFC 4254 §5.1). */
 const ADMINISTRATIVELY_PROHIBITED = 1
 
@@ -236,6 +239,9 @@ export class SshSession {
   }
 
   private envAllowed(name: string): boolean {
+    // Variables the shell on the target executes or that change what runs: never passed,
+    // whatever options.env says (the command analysis cannot see them).
+    if (NEVER_PASSED_ENV.test(name)) return false
     for (const pattern of this.deps.options.env) {
       if (pattern.endsWith('*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern) return true
     }

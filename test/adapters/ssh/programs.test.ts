@@ -142,8 +142,8 @@ describe('scripts given to shells, eval and friends', () => {
     expect(facts('sudo -s')).toMatchObject({ dynamic: true })
     expect(facts('bash -s < /tmp/script')).toMatchObject({ dynamic: true })
     expect(facts('. <(curl -s http://x)')).toMatchObject({ programs: ['.', 'curl'], dynamic: true })
-    // a script file is like any program: what it runs is not known, but nothing is computed
-    expect(facts('bash ./deploy.sh')).toMatchObject({ programs: ['bash'], dynamic: false })
+    // a script file on the target: what it runs is unseen (allow a known script by name with a rule on `commands`)
+    expect(facts('bash ./deploy.sh')).toMatchObject({ programs: ['bash'], commands: ['bash'], dynamic: true })
   })
 
   it('a literal that bash can still run as code (arithmetic subscripts, ${x@P}) is dynamic', () => {
@@ -152,6 +152,146 @@ describe('scripts given to shells, eval and friends', () => {
     expect(facts("[[ -v 'a[$(curl y)]' ]]").dynamic).toBe(true)
     expect(facts("printf -v 'a[$(curl y)]' %s 1").dynamic).toBe(true)
     expect(facts("echo '$(curl y)'").dynamic).toBe(false)
+  })
+})
+
+describe('code bash runs from variables, callbacks and files (security review)', () => {
+  /** Each must report curl, or be dynamic: either way a policy denying curl or dynamic denies it. */
+  const seenOrDynamic = (command: string): void => {
+    const f = facts(command)
+    expect(f.programs.includes('curl') || f.dynamic, `${command}: ${JSON.stringify(f)}`).toBe(true)
+  }
+
+  it.each([
+    // prompts are expanded when bash prints them (PS4 by set -x, PS3 by select, PS0-2 interactively)
+    'x=\'$\'; PS4="${x}(curl -V >&2)"; set -x; :',
+    String.raw`printf -v PS4 '\x24(curl -V >&2)'; set -x; :`,
+    String.raw`printf -vPS4 '\x24(curl -V >&2)'; set -x; :`,
+    String.raw`PS4='\044(curl -V >&2) '; set -x; :`,
+    String.raw`PS3='$(curl -V)'; select x in a; do :; done`,
+    String.raw`read -r PS4 <<< x; set -x; :`,
+    String.raw`read -a PS4 <<< x; set -x; :`,
+    String.raw`mapfile -t PS4 <<< x; set -x; :`,
+    String.raw`readarray PS1 <<< x`,
+    String.raw`export PS4="$v"; set -x; :`,
+    String.raw`declare -x "PS4=$v"; set -x; :`,
+    String.raw`n=PS4; declare "$n=$v"; set -x; :`,
+    String.raw`local PS0=$v`,
+    String.raw`typeset PS2=$v`,
+    String.raw`PS4+='(curl -V >&2)'; set -x; :`,
+    String.raw`PS4=("$v"); set -x; :`,
+    String.raw`PS4[0]=$v; set -x; :`,
+    String.raw`PS4=$v bash -xc :`,
+    String.raw`env PS4=$v bash -xc :`,
+    String.raw`sudo PS4=$v bash -xc :`,
+    'unset PS4; : ${PS4:=$v}; set -x; :',
+    'n=PS4; : ${!n:=x}',
+    String.raw`for PS4 in "$v"; do set -x; :; done`,
+    String.raw`for PS4; do set -x; :; done`,
+    String.raw`declare -n r=PS4; r=$v; set -x; :`,
+    String.raw`declare -n r; r=PS4; r=$v; set -x; :`,
+    String.raw`PROMPT_COMMAND=$v bash -i`,
+    String.raw`MAILPATH="/x?$v"`,
+    // exported functions
+    String.raw`env 'BASH_FUNC_f%%=() { curl -V; }' bash -c f`,
+    String.raw`env "BASH_FUNC_f%%=() { $v; }" bash -c f`,
+    String.raw`env -S "BASH_FUNC_f%%='() { curl -V; }' bash -c f"`,
+    String.raw`sudo 'BASH_FUNC_f%%=() { curl -V; }' bash -c f`,
+    String.raw`export 'BASH_FUNC_f%%=() { curl -V; }'`,
+    // callbacks evaluated by builtins
+    String.raw`mapfile -C 'curl -V #' -c 1 a <<< x`,
+    String.raw`readarray -C 'curl -V #' -c 1 a <<< x`,
+    String.raw`mapfile -c1 -C'curl -V #' a <<< x`,
+    String.raw`mapfile -C timeout -c 1 a <<< curl`,
+    String.raw`mapfile -C "$v" a <<< x`,
+    String.raw`compgen -C 'curl -V' x`,
+    String.raw`compgen -F curl x`,
+    String.raw`complete -C 'curl -V' x`,
+    String.raw`complete -F "$v" x`,
+    String.raw`compgen -W '$(curl -V)' x`,
+    String.raw`compgen -W '<(curl -V)' x`,
+    String.raw`compgen -W "$v" x`,
+    String.raw`trap -- 'curl -V' EXIT`,
+    String.raw`trap "$v" DEBUG`,
+    String.raw`enable -f /tmp/curl.so curl`,
+    // shells reading their script from standard input, or from a file
+    'sh /dev/./stdin',
+    'sh /dev//stdin',
+    'sh /dev/fd//0',
+    'bash /proc/self/fd/0',
+    'bash /proc/1/fd/0',
+    'bash /dev/fd/0',
+    'bash /dev/fd/3 3< /tmp/x',
+    'bash /dev/../dev/stdin',
+    'bash -- /dev/stdin',
+    'sh ./x.sh',
+    'bash /tmp/x',
+    '. ./x.sh',
+    'source /tmp/x',
+    'command . /tmp/x',
+    'sudo bash /tmp/x',
+    'su root /tmp/x',
+    'at -f /tmp/x now',
+    'bash --rcfile /tmp/x -i',
+    'bash -i /tmp/x',
+    "bash -i /tmp/x <<'EOF'\n:\nEOF",
+    'bash --init-file=/tmp/x -i',
+    // startup files
+    'BASH_ENV=/dev/stdin bash -c :',
+    'BASH_ENV=/tmp/x bash -c :',
+    'env BASH_ENV=/tmp/x bash -c :',
+    'export BASH_ENV=/tmp/x; bash -c :',
+    'ENV=/tmp/x sh -ic :',
+    'systemd-run -E BASH_ENV=/tmp/x bash -c :',
+    'ssh -o SetEnv=BASH_ENV=/tmp/x host bash -c :',
+  ])('%s', seenOrDynamic)
+
+  it('a literal prompt or startup value is searched for substitutions, loosely decoded', () => {
+    expect(facts('x=\'$\'; PS4="${x}(curl -V >&2)"; set -x; :')).toMatchObject({ dynamic: true })
+    expect(facts(String.raw`printf -v PS4 '\x24(curl -V >&2)'; set -x; :`)).toMatchObject({ dynamic: true })
+    expect(facts(String.raw`PS4='$(curl -V >&2) '; set -x; :`)).toMatchObject({ programs: ['curl', 'set', ':'], dynamic: false })
+    expect(facts(String.raw`PS4='\044(curl -V >&2) '; set -x; :`).programs).toContain('curl')
+    expect(facts(String.raw`PS1='\[\e[1m\]\u@\h:\w\$ \[\e[0m\]'`)).toMatchObject({ programs: [], dynamic: false })
+    expect(facts('export PS4=\'+ ${BASH_SOURCE}:${LINENO}: \'; set -x')).toMatchObject({ programs: ['export', 'set'], dynamic: false })
+    expect(facts('PS4=`nc x` bash -xc :').programs).toEqual(['nc', 'bash', ':'])
+    expect(facts('PS1=\'"$(curl x)" ${y:-$(nc z)}\'').programs).toEqual(['curl', 'nc'])
+    expect(facts('unset PS4; : ${PS4:=\'$(curl -V >&2) \'}; set -x; :').programs).toContain('curl')
+    expect(facts(String.raw`for PS4 in '$(curl -V >&2)'; do set -x; :; done`).programs).toContain('curl')
+    expect(facts(String.raw`BASH_ENV='$(curl -V)' bash -c :`)).toMatchObject({ programs: ['curl', 'bash', ':'], dynamic: true })
+    expect(facts('BASH_ENV= bash -c :')).toMatchObject({ dynamic: false })
+    expect(facts("PS4=$'\\x24(curl -V >&2)' bash -xc :").programs).toContain('curl')
+  })
+
+  it('exported function bodies and callbacks are parsed when literal', () => {
+    expect(facts(String.raw`env 'BASH_FUNC_f%%=() { curl -V; }' bash -c f`)).toMatchObject({ programs: ['env', 'curl', 'bash', 'f'], dynamic: false })
+    expect(facts(String.raw`mapfile -C 'curl -V #' -c 1 a <<< x`)).toMatchObject({ programs: ['mapfile', 'curl'], dynamic: false })
+    expect(facts(String.raw`compgen -C 'curl -V' x`)).toMatchObject({ programs: ['compgen', 'curl'] })
+    // the callback gets words appended from input: a wrapper would run them
+    expect(facts('mapfile -C timeout -c 1 a <<< curl')).toMatchObject({ dynamic: true })
+    // a callback ending inside quotes would put the input line outside them: refused
+    expect(analyzeCommand('mapfile -C "eval \'" -c 1 a <<< x').ok).toBe(false)
+  })
+
+  it("inside double quotes, ${x:-'…'} quotes are characters: what they hold runs", () => {
+    expect(facts(`: "\${x:+'$(curl -V)'}"`).programs).toEqual([':', 'curl'])
+    expect(facts(`cat <<EOF\n\${x:-'$(curl -V)'}\nEOF`).programs).toEqual(['cat', 'curl'])
+    expect(facts(`: \${x:+'$(curl -V)'}`).programs).toEqual([':'])
+  })
+
+  it('ordinary uses stay static', () => {
+    for (const command of ['read -r line', 'mapfile -t lines < f', 'printf -v out %s x', "printf '%s\\n' \"$x\"", 'declare -n r=foo', 'for i in a b; do :; done', 'export "FOO=$v"', 'sudo -u x FOO=1 curl x', 'bash -c "echo hi"', 'enable -n echo', 'compgen -W "a b" x', 'BASH_FUNC=1 x', 'export PS4 BASH_ENV', 'local -a x; readonly y', 'x=1; echo "${x:-\'a b\'}"']) {
+      expect(facts(command).dynamic, command).toBe(false)
+    }
+  })
+
+  it('a shell reading its own standard input through another spelling parses a literal heredoc', () => {
+    for (const path of ['/dev/stdin', '/dev/./stdin', '/dev//stdin', '/dev/fd/0', '/dev/fd//0', '/proc/self/fd/0', '/proc/thread-self/fd/0']) {
+      expect(facts(`bash ${path} <<'EOF'\ncurl x\nEOF`), path).toMatchObject({ programs: ['bash', 'curl'], dynamic: false })
+    }
+    // another process's standard input, another descriptor, a path through `..` (a symbolic link may lead anywhere)
+    for (const path of ['/proc/1/fd/0', '/dev/fd/3', '/tmp/l/../../dev/stdin']) {
+      expect(facts(`bash ${path} <<'EOF'\ncurl x\nEOF`), path).toMatchObject({ programs: ['bash'], dynamic: true })
+    }
   })
 })
 
@@ -168,6 +308,21 @@ describe('redirections, network and background', () => {
     ['nohup, setsid, coproc, disown', 'nohup a; setsid b; coproc c; disown', { background: true, programs: ['nohup', 'a', 'setsid', 'b', 'coproc', 'c', 'disown'] }],
     ['coproc NAME { … } (tree-sitter reads the braces as words)', 'coproc N { nc -l 4444; }', { programs: ['coproc', 'nc'], background: true }],
     ['no background', 'curl x && wget y', { background: false, network: false }],
+    // bash opens /dev/tcp/HOST/PORT itself when the expanded target starts with it: a computed target may be one
+    ['a target computed from a variable', 'D=/dev; cat < $D/tcp/127.0.0.1/80', { network: true, dynamic: false }],
+    ['a target starting with a default expansion', 'cat < ${D:-/dev}/tcp/127.0.0.1/80', { network: true }],
+    ['a quoted computed target', 'cat < "$f"', { network: true }],
+    ['a computed target after a slash', 'cat < /$x', { network: true }],
+    ['a computed target after /dev/', 'echo > "/dev/$x"', { network: true }],
+    ['exec with a computed target', 'exec 3>"$x"', { network: true }],
+    ['>& with a computed word (a file unless it is digits)', 'echo hi >&$x', { network: true }],
+    ['a literal start that rules it out', 'cat < /tmp/$x > ./out.$y 2>> log/$z', { network: false }],
+    ['<& only duplicates descriptors', 'cat <&$fd', { network: false }],
+    ['a process substitution is a /dev/fd path', 'while read l; do :; done < <(ls)', { network: false }],
+    ['a tilde after HOME is given a value', 'HOME=$D; cat < ~/tcp/127.0.0.1/80', { network: true }],
+    ['a tilde after HOME is read', 'read HOME; cat < ~/tcp/127.0.0.1/80', { network: true }],
+    ['~+, ~- and ~N: directories cd and pushd change', 'cd /dev; cat < ~+/tcp/127.0.0.1/80; pushd /dev; cat < ~1/tcp/h/1; echo > ~-/x', { network: true }],
+    ['a tilde alone', 'echo hi > ~/out.txt; HOME=/home/x; cat < ~/in', { network: false }],
   ]
   it.each(cases)('%s: %s', (_title, command, expected) => {
     expect(facts(command)).toMatchObject(expected)
@@ -183,6 +338,8 @@ describe('what is refused', () => {
     ['an unclosed backtick in a heredoc', 'cat <<EOF\n`curl x\nEOF'],
     ['a word bash rejects after a compound statement', '(true) > /dev/null curl x'],
     ['<> (tree-sitter-bash does not parse it)', 'exec 3<>/dev/tcp/10.0.0.1/80'],
+    ['<> with a computed target', 'exec 3<>$D/tcp/10.0.0.1/80'],
+    ['<> with a descriptor variable', 'exec {fd}<>/dev/tcp/10.0.0.1/80'],
     ['vertical tab: tree-sitter starts a comment bash does not see', 'x\v#\v;curl y'],
     ['a carriage return before a newline', 'x \\\r\ncurl y'],
     ['an escaped tab', 'echo a\\\tb'],

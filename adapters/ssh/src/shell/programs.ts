@@ -7,11 +7,15 @@
  * process substitution, a function body, a heredoc; behind quotes and escapes (`c"url"`,
  * `$'\x63url'`, `cu\<newline>rl`, `c{u,}rl`); behind wrappers (`sudo env nohup curl`,
  * `find -exec`, `xargs`); inside a script handed to another shell (`sh -c`, `eval`, `trap`,
- * `alias`, a here-string fed to `bash`, an ssh remote command, `GIT_SSH_COMMAND=`). So the walk
+ * `alias`, a here-string fed to `bash`, an ssh remote command, `GIT_SSH_COMMAND=`); inside a
+ * value bash itself expands or runs later (`PS4` under `set -x`, `BASH_ENV`, an exported
+ * `BASH_FUNC_f%%`, a `mapfile -C` or `compgen -C` callback). So the walk
  * visits every node of the tree, decodes words the way bash does, looks through the wrappers it
  * knows, and parses literal scripts recursively (to a bounded depth and amount of text). What it
  * cannot see through — a program name or script computed at run time, a shell reading commands
- * from a pipe or the SSH channel — sets `dynamic` rather than being reported as harmless.
+ * from a pipe, the SSH channel or a file on the target (`sh FILE`, `. FILE`, `BASH_ENV=FILE`) —
+ * sets `dynamic` rather than being reported as harmless; a redirection target computed at run
+ * time that could be `/dev/tcp/…` sets `network`.
  *
  * Where tree-sitter-bash reads a line differently from bash, the difference is either corrected
  * or refused: a redirection followed by more words (`env >/dev/null curl`) swallows them in the
@@ -38,11 +42,11 @@ export interface CommandFacts {
   readonly programs: readonly string[]
   /** The program words as written after quote removal (`/usr/bin/curl`, `curl`); a computed name as written (`$x`). Deduplicated. */
   readonly commands: readonly string[]
-  /** Some program name, or a script given to a shell or `eval`, is computed at run time, or a shell reads its commands from a pipe or the channel: `programs` may be incomplete. */
+  /** Some program name, or a script given to a shell or `eval` (or held by a variable bash runs, like PS4), is computed at run time, or a shell reads its commands from a pipe, the channel or a file (`sh FILE`, `source FILE`, `BASH_ENV`): `programs` may be incomplete. */
   readonly dynamic: boolean
   /** File targets of input and output redirections after quote removal (`/etc/passwd`, `/dev/tcp/10.0.0.1/80`); a computed target as written. */
   readonly redirects: readonly string[]
-  /** A redirection or a word targets bash's network pseudo-files `/dev/tcp/…` or `/dev/udp/…`. */
+  /** A redirection or a word targets bash's network pseudo-files `/dev/tcp/…` or `/dev/udp/…`, or a redirection target computed at run time may (`< $d/tcp/…`, `> "$f"`; not `< /tmp/$f`). */
   readonly network: boolean
   /** Something is run in the background: `&`, `coproc`, `nohup`, `setsid`, `disown`, `bg`, `at`, `sudo -b`, `ssh -f`. */
   readonly background: boolean
@@ -119,6 +123,10 @@ class Collector {
   network = false
   background = false
   budget = MAX_PARSED_CHARS
+  /** HOME is given a value that could lead to `/dev/tcp/…`. */
+  tildeChanged = false
+  /** A redirection target starts with `~` (HOME). */
+  tildeRedirect = false
 
   freeze(): CommandFacts {
     return Object.freeze({
@@ -126,7 +134,7 @@ class Collector {
       commands: Object.freeze([...this.commands]),
       dynamic: this.dynamic,
       redirects: Object.freeze([...this.redirects]),
-      network: this.network,
+      network: this.network || (this.tildeChanged && this.tildeRedirect),
       background: this.background,
     })
   }
@@ -190,12 +198,17 @@ const COMMAND_VARIABLES = new Set([
 const EXPANDED_VARIABLES = new Set(['PS0', 'PS1', 'PS2', 'PS3', 'PS4', 'BASH_ENV', 'ENV', 'MAILPATH'])
 /** Variables naming a file a shell reads commands from when it starts: its content is unseen. */
 const STARTUP_VARIABLES = new Set(['BASH_ENV', 'ENV'])
-/** Variables a tilde expands to (`~`, `~+`, `~-`): giving one a value can turn `< ~/…` into `/dev/tcp/…`. */
-const TILDE_VARIABLES = new Set(['HOME', 'PWD', 'OLDPWD'])
+/** The variable `~` expands to: giving it a value can turn `< ~/…` into `/dev/tcp/…`. */
+const TILDE_VARIABLES = new Set(['HOME'])
 /** An environment variable holding an exported function: `BASH_FUNC_f%%=() { …; }` defines `f` in a child bash. */
 const EXPORTED_FUNCTION = /^BASH_FUNC_/
 /** Variables whose value bash or a program runs as code. */
 const codeVariable = (name: string): boolean => COMMAND_VARIABLES.has(name) || EXPANDED_VARIABLES.has(name) || EXPORTED_FUNCTION.test(name)
+/** Whether a nameref target (`declare -n r=TARGET`) is a variable assignments to which are checked, or holds code (`a[$(…)]`). */
+const referencesSpecial = (target: string): boolean => {
+  const name = target.replace(/\[[\s\S]*$/, '')
+  return codeVariable(name) || TILDE_VARIABLES.has(name) || target.includes('$(') || target.includes('`')
+}
 /** Paths through which a shell or `source` reads its own standard input (after `//` and `/./` are collapsed). */
 const STDIN_PATHS = /^(\/dev\/stdin|\/dev\/fd\/0|\/proc\/(self|thread-self)\/fd\/0)$/
 const NETWORK_PREFIXES = ['/dev/tcp/', '/dev/udp/']
@@ -589,7 +602,8 @@ const shell: Handler = (s, args, context) => {
     if (t.length < 2 || (t[0] !== '-' && t[0] !== '+')) break
     for (const ch of t.slice(1)) {
       if (ch === 'c') command = true
-      else if (ch === 's' || ch === 'i') readsStdin = true
+      // `-i` alone does not: `bash -i FILE` runs FILE
+      else if (ch === 's') readsStdin = true
       else if (ch === 'o' || ch === 'O') i++
     }
   }
@@ -1027,6 +1041,8 @@ class Script {
     private readonly parser: Parser,
     readonly facts: Collector,
     private readonly level: number,
+    /** The script is `: <<DELIMITER` wrapped around text to expand (see `expandedText`): the `:` is not reported. */
+    private readonly expansionOnly = false,
   ) {}
 
   /** Parses `text` and adds what it runs to the facts. */
@@ -1142,7 +1158,12 @@ class Script {
       case 'variable_assignment':
         this.variableAssignment(node)
         break
-      case 'declaration_command':
+      case 'declaration_command': {
+        const keyword = node.firstChild?.type
+        if (keyword) this.program(literal(keyword))
+        this.declaration(node, keyword ?? '')
+        break
+      }
       case 'unset_command': {
         const keyword = node.firstChild?.type
         if (keyword) this.program(literal(keyword))
@@ -1151,10 +1172,16 @@ class Script {
         }
         break
       }
-      case 'expansion':
-        // ${x@P} expands x as a prompt string, running any $(…) in its value
-        if (/@P\}$/.test(node.text)) this.markDynamic()
+      case 'for_statement':
+        this.forStatement(node)
         break
+      case 'expansion': {
+        const text = node.text
+        // ${x@P} expands x as a prompt string, running any $(…) in its value
+        if (/@P\}$/.test(text)) this.markDynamic()
+        if (text.includes('=')) this.defaultAssignment(node)
+        break
+      }
       case 'test_command':
         // [[ -v 'a[$(…)]' ]] and [[ x -eq 'a[$(…)]' ]] evaluate the subscript
         if (this.holdsLatentCode(node)) this.markDynamic()
@@ -1168,7 +1195,10 @@ class Script {
             if (text.includes('`')) for (const script of backtickScripts(text)) this.scriptText(script)
             if (text.includes('/dev/')) this.networkText(text)
           } else if (node.type === 'raw_string' || node.type === 'ansi_c_string') {
-            if (node.text.includes('/dev/')) this.networkText(node.text)
+            const text = node.text
+            if (text.includes('/dev/')) this.networkText(text)
+            // "${x:-'$(…)'}": inside double quotes bash reads these quotes as characters, and runs what they hold
+            if (node.type === 'raw_string' && /[$`]/.test(text) && this.insideDoubleQuotes(node)) this.expandedText(text.slice(1, -1))
           }
           return
         }
@@ -1186,6 +1216,105 @@ class Script {
       } else if (child.childCount > 0 && type !== 'command_substitution' && this.holdsLatentCode(child)) return true
     }
     return false
+  }
+
+  /** Whether a node is inside a double-quoted string or a heredoc body (not across a command substitution). */
+  private insideDoubleQuotes(node: Node): boolean {
+    for (let p = node.parent; p; p = p.parent) {
+      const type = p.type
+      if (type === 'string' || type === 'heredoc_body') return true
+      if (type === 'command_substitution' || type === 'process_substitution' || type === 'program') return false
+    }
+    return false
+  }
+
+  /**
+   * `declare`, `typeset`, `local`, `export`, `readonly`: `NAME=value` words are assignments
+   * (`variable_assignment` children are walked on their own); a computed word may assign any
+   * variable; `-n` makes a name a reference to another variable, which a later assignment sets.
+   */
+  private declaration(node: Node, keyword: string): void {
+    const references = keyword === 'declare' || keyword === 'typeset' || keyword === 'local'
+    let nameref = false
+    let options = true
+    for (const child of node.namedChildren) {
+      if (!child) continue
+      if (child.type === 'variable_assignment') {
+        options = false
+        if (!nameref) continue
+        const target = child.childForFieldName('value')
+        const words = target ? this.words(target) : []
+        if (words.length !== 1 || words[0]?.dynamic || referencesSpecial(words[0]?.text ?? '')) this.markDynamic()
+        continue
+      }
+      // a bare name: `export NAME`, `declare -n NAME` (a reference whose target the next assignment sets)
+      if (child.type === 'variable_name') {
+        options = false
+        if (nameref) this.markDynamic()
+        continue
+      }
+      for (const word of this.words(child)) {
+        if (word.dynamic) {
+          const eq = word.prefix.indexOf('=')
+          if (eq < 0) this.markDynamic()
+          else this.assign(word.prefix.slice(0, eq).replace(/\+$/, ''), undefined)
+          continue
+        }
+        if (latentCode(word)) this.markDynamic()
+        if (options && /^[-+]./.test(word.text)) {
+          if (references && word.text[0] === '-' && word.text.includes('n')) nameref = true
+          continue
+        }
+        options = false
+        const m = /^([^=]+?)(\+?)=([\s\S]*)$/.exec(word.text)
+        if (m) {
+          this.assign(m[1] as string, literal(m[3] as string), m[2] === '+')
+          if (nameref && referencesSpecial(m[3] as string)) this.markDynamic()
+        } else if (nameref) this.markDynamic()
+      }
+    }
+  }
+
+  /** `for NAME in words`, `select NAME in words`: NAME gets each word in turn (the positional parameters without `in`). */
+  private forStatement(node: Node): void {
+    const name = node.childForFieldName('variable')?.text
+    if (!name) return
+    let values = false
+    for (let i = 0; i < node.childCount; i++) {
+      const child = node.child(i)
+      if (!child) continue
+      if (child.type === 'in') values = true
+      else if (node.fieldNameForChild(i) === 'value') for (const word of this.words(child)) this.assign(name, word)
+    }
+    if (!values) this.assign(name, undefined)
+  }
+
+  /** `${NAME=word}`, `${NAME:=word}`: NAME gets the word when it is unset (or empty). */
+  private defaultAssignment(node: Node): void {
+    let name: string | undefined
+    let indirect = false
+    let at = -1
+    for (let i = 0; i < node.childCount && at < 0; i++) {
+      const child = node.child(i)
+      if (!child) continue
+      const type = child.type
+      if (type === '!') indirect = true
+      else if (name === undefined && type === 'variable_name') name = child.text
+      else if (name === undefined && type === 'subscript') name = child.childForFieldName('name')?.text ?? ''
+      else if (type === '=' || type === ':=') at = i
+      else if (name !== undefined) return
+    }
+    if (at < 0 || name === undefined) return
+    if (indirect) return this.markDynamic()
+    const values: Node[] = []
+    for (let i = at + 1; i < node.childCount; i++) {
+      const child = node.child(i)
+      if (child && child.type !== '}') values.push(child)
+    }
+    const first = values[0]
+    if (!first) return this.assign(name, literal(''))
+    const words = values.length === 1 && !(first.type === 'raw_string' && this.insideDoubleQuotes(node)) ? this.words(first) : []
+    this.assign(name, words.length === 1 ? words[0] : undefined)
   }
 
   /** Refuses a node whose children are separated by a newline where bash would end the command. */
@@ -1224,13 +1353,13 @@ class Script {
         // `coproc NAME { … }` leaves a lone `}` (or `{`) as a command name
         if (word && !(word.type === 'word' && (word.text === '}' || word.text === '{'))) name = this.words(word)
         // reported before what its arguments run, so programs come in the order they are written
-        if (name[0]) this.program(name[0])
+        if (name[0] && !(this.expansionOnly && node.startIndex === 0)) this.program(name[0])
       } else if (REDIRECTS.has(type)) redirects.push(child)
       else if (child.isNamed && type !== 'variable_assignment' && type !== 'comment') args.push(child)
       this.walk(child, nest + 1)
     }
     redirects.push(...trailing)
-    if (name.length === 0) return
+    if (name.length === 0 || (this.expansionOnly && node.startIndex === 0)) return
     const extra = this.redirectWords(redirects)
     const descriptors = new Map<number, string>()
     const argNodes = [...args, ...extra].sort((a, b) => a.startIndex - b.startIndex).filter((a) => {
@@ -1312,7 +1441,11 @@ class Script {
     for (const script of backtickScripts(text, skip)) this.scriptText(script)
   }
 
-  /** `> file`, `< file`, `&> file`, `>& file` (not `>&2`): the target is reported, and checked for /dev/tcp. */
+  /**
+   * `> file`, `< file`, `&> file`, `>& file` (not `>&2`): the target is reported, and checked for
+   * /dev/tcp. A computed target is taken for one unless its literal start rules it out; `<&` only
+   * duplicates descriptors, and a process substitution is a `/dev/fd/` path.
+   */
   private fileRedirect(node: Node): void {
     const target = this.destinations(node)[0]
     if (!target) return
@@ -1320,29 +1453,108 @@ class Script {
     for (const word of this.words(target)) {
       if ((operator === '>&' || operator === '<&') && /^(\d+-?|-)$/.test(word.text)) continue
       this.facts.redirects.add(word.text)
-      if (networkWord(word)) this.facts.network = true
+      if (word.dynamic && operator !== '<&' && target.type !== 'process_substitution' && !rulesOutNetwork(word.prefix)) this.facts.network = true
+    }
+    // `~` is HOME, checked where it is assigned; `~+`, `~-` and `~N` are directories `cd` and `pushd` change
+    const tilde = /^~([/+-]|\d|$)/.exec(target.text)
+    if (tilde) {
+      if (tilde[1] === '/' || tilde[1] === '') this.facts.tildeRedirect = true
+      else this.facts.network = true
     }
   }
 
-  /** `NAME=value`: a value a program runs as a command is parsed; a literal holding `$(` is latent code. */
+  /** `NAME=value`, `NAME+=value`, `NAME[i]=value`, `NAME=(values…)`. */
   private variableAssignment(node: Node): void {
-    const name = node.childForFieldName('name')?.text ?? ''
+    const target = node.childForFieldName('name')
+    const name = (target?.type === 'subscript' ? target.childForFieldName('name')?.text : target?.text) ?? ''
+    const append = node.children.some((c) => c?.type === '+=')
     const value = node.childForFieldName('value')
-    if (!value) return
+    if (!value) return this.assign(name, literal(''), append)
     const elements = value.type === 'array' ? value.namedChildren.filter((c): c is Node => c !== null) : [value]
-    for (const element of elements) {
-      for (const word of this.words(element)) {
-        if (value.type !== 'array' && COMMAND_VARIABLES.has(name)) this.script(word)
-        else if (latentCode(word)) this.markDynamic()
-      }
-    }
+    for (const element of elements) for (const word of this.words(element)) this.assign(name, word, append)
   }
 
-  /** `NAME=value` given to `env`. */
-  assignment(name: string, value: Word): void {
-    if (COMMAND_VARIABLES.has(name)) this.script(value)
-    else if (latentCode(value)) this.markDynamic()
-    if (networkWord(value)) this.facts.network = true
+  /**
+   * A variable gets a value (`NAME=value`, `env NAME=value`, `declare`, `for NAME in`,
+   * `${NAME:=value}`); `value` is undefined when only known at run time (`read NAME`,
+   * `printf -v NAME`, `mapfile NAME`). The value of a variable that bash or a program runs as code
+   * is parsed, or is dynamic when computed or appended to; another literal holding `$(` is latent code.
+   */
+  assign(target: string, value: Word | undefined, append = false): void {
+    const name = target.replace(/\[[\s\S]*$/, '')
+    if (TILDE_VARIABLES.has(name) && (!value || !rulesOutNetwork(value.dynamic ? value.prefix : value.text))) this.facts.tildeChanged = true
+    if (!codeVariable(name)) {
+      if (value && latentCode(value)) this.markDynamic()
+      return
+    }
+    if (!value || value.dynamic || append) return this.markDynamic()
+    if (COMMAND_VARIABLES.has(name)) return this.scriptText(value.text)
+    // bash defines the function from `f () { …; }`: the body is a script
+    if (EXPORTED_FUNCTION.test(name)) return this.scriptText(value.text.replace(/^\s*\(\s*\)/, ''))
+    this.expandedText(value.text)
+    // BASH_ENV and ENV name a file the shell sources: its content is unseen
+    if (STARTUP_VARIABLES.has(name) && value.text !== '') this.markDynamic()
+  }
+
+  /** A builtin gives the variable a word names a value made at run time (`read NAME`, `printf -v NAME`); a computed name may be any variable. */
+  assignedName(word: Word | undefined): void {
+    if (!word) return
+    if (word.dynamic) this.markDynamic()
+    else this.assign(word.text, undefined)
+  }
+
+  /** `NAME=value` given to `env`; `value` undefined when computed. */
+  assignment(name: string, value: Word | undefined): void {
+    this.assign(name, value)
+    if (value && networkWord(value)) this.facts.network = true
+  }
+
+  /**
+   * A word that may be `NAME=value` for a program's environment (`sudo NAME=value program`,
+   * `systemd-run -E`, ssh `SetEnv`). Returns whether it is one: a word that is not may be the
+   * program. As an option's argument (`operand` false), a computed word may set any variable.
+   */
+  environment(word: Word | undefined, operand = false): boolean {
+    if (!word) return false
+    const text = word.dynamic ? word.prefix : word.text
+    const eq = text.indexOf('=')
+    if (eq <= 0 || /[/\s]/.test(text.slice(0, eq))) {
+      if (!operand && word.dynamic) this.markDynamic()
+      return false
+    }
+    this.assignment(text.slice(0, eq), word.dynamic ? undefined : literal(text.slice(eq + 1)))
+    return true
+  }
+
+  /**
+   * A literal bash expands like a double-quoted string when it uses it (a prompt, BASH_ENV, a
+   * `compgen -W` list): its substitutions are parsed as those of a heredoc body. Prompt escapes are
+   * decoded loosely, so that more is found rather than less: an octal escape becomes its character
+   * (`\044(` is `$(`), every other backslash is dropped.
+   */
+  expandedText(text: string): void {
+    if (!/[$`\\]/.test(text)) return
+    const body = text.replace(/\\([0-7]{1,3}|[\s\S]?)/g, (_m, c: string) => {
+      const char = /^[0-7]/.test(c) ? String.fromCharCode(Number.parseInt(c, 8) & 0xff) : c
+      return char === '\\' || char === '\0' ? '' : char
+    })
+    if (!/[$`]/.test(body)) return
+    let delimiter = 'GATEHOUSE_EOF'
+    while (body.includes(delimiter)) delimiter += '_'
+    this.scriptText(`: <<${delimiter}\n${body}\n${delimiter}\n`, true)
+  }
+
+  /** A string a builtin evaluates with `appended` words from input added (`mapfile -C`, `compgen -C`/`-F`). */
+  callback(word: Word | undefined, appended: number): void {
+    if (!word) return
+    if (word.dynamic) return this.markDynamic()
+    this.scriptText(word.text + ' "$_"'.repeat(appended))
+  }
+
+  /** A shell or `source` runs a script file: its own standard input is read as such; any other file's content is unseen. */
+  scriptFile(file: Word, context: RunContext): void {
+    if (!file.dynamic && stdinPath(file.text)) this.stdinScript(context)
+    else this.markDynamic()
   }
 
   private networkText(text: string): void {
@@ -1441,10 +1653,10 @@ class Script {
   }
 
   /** Parses a nested script and adds what it runs. */
-  scriptText(text: string): void {
+  scriptText(text: string, expansionOnly = false): void {
     if (text.trim() === '') return
     if (this.level + 1 > MAX_SCRIPT_DEPTH) throw new Refused(TOO_DEEP)
-    new Script(this.parser, this.facts, this.level + 1).analyze(text)
+    new Script(this.parser, this.facts, this.level + 1, expansionOnly).analyze(text)
   }
 
   /** A shell reading commands from standard input: parsed if a heredoc or here-string gives them, otherwise unknown. */
