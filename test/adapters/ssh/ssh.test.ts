@@ -457,7 +457,7 @@ describe('connections that never log in', () => {
         name: 'web',
         adapter: 'ssh',
         upstream: { host: sshd.host, port: sshd.port, user: sshd.user, privateKey: sshd.clientPrivateKey, hostKey: sshd.hostKeyFingerprint },
-        options: { hostKeys: [generateHostKey().privateKey], loginTimeoutMs: 1000, maxUnauthenticated: 3 },
+        options: { hostKeys: [generateHostKey().privateKey], loginTimeoutMs: 1000, maxUnauthenticated: 3, env: ['LANG', 'BASH_ENV', 'LD_*'] },
       },
       policies: policies(echoPort),
     })
@@ -480,6 +480,13 @@ describe('connections that never log in', () => {
     expect(silent).toBeGreaterThanOrEqual(900)
     expect(silent).toBeLessThan(5000)
     expect(greeted).toBeLessThan(5000)
+  })
+
+  it('never passes variables that make the target shell run something, even when options.env lists them', async () => {
+    const r = await run('ssh', [...sshArgs({ port: tight.port, user: 'agent-1', identityFile: agentKey.privateKeyPath, extra: ['-o', 'SendEnv=LANG BASH_ENV LD_PRELOAD'] }), 'echo "${LANG:-unset} ${BASH_ENV:-unset} ${LD_PRELOAD:-unset}"'], {
+      env: { LANG: 'C.UTF-8', BASH_ENV: '/tmp/evil', LD_PRELOAD: '/tmp/evil.so' },
+    })
+    expect(r.stdout).toBe('C.UTF-8 unset unset\n')
   })
 
   it('drops connections beyond maxUnauthenticated at once, and still serves a real client afterwards', async () => {
