@@ -2,7 +2,8 @@
 /** The `gatehouse` command line. */
 import 'reflect-metadata'
 import { Command, Option } from 'commander'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { verifyChain } from './audit/chain.js'
 import { loadConfigFile } from './config/load.js'
 import { GatewayConfig } from './config/schema.js'
 import { ConfigError } from './config/validate.js'
@@ -117,6 +118,30 @@ policy
     const input = { ...(opts.sql !== undefined ? { sql: opts.sql } : {}), ...(opts.command !== undefined ? { command: opts.command } : {}) }
     const decisions = await gateway.explain(opts.connection, opts.principal, input, claims).catch(exitWithError)
     process.stdout.write(formatExplanation(decisions, opts.json === true))
+  })
+
+const audit = program.command('audit').description('work with audit logs')
+audit
+  .command('verify')
+  .description('check the hash chain of JSONL audit files (rotated files oldest first); report the first edited, removed or reordered event; exit 1 if there is one')
+  .argument('<files...>', 'audit.jsonl files, in order')
+  .option('--continues-from <hash>', 'the hash the first file continues from (a checkpoint kept elsewhere)')
+  .option('--json', 'print one JSON object')
+  .action((files: string[], opts: { continuesFrom?: string; json?: boolean }) => {
+    let inputs: { name: string; text: string }[]
+    try {
+      inputs = files.map((name) => ({ name, text: readFileSync(name, 'utf8') }))
+    } catch (err) {
+      return exitWithError(new Error(`cannot read ${(err as NodeJS.ErrnoException).path ?? 'file'}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`))
+    }
+    const report = verifyChain(inputs, opts.continuesFrom ? { continuesFrom: opts.continuesFrom } : {})
+    if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`)
+    else if (report.ok) process.stdout.write(`ok: ${report.events} events, chain intact; last hash ${report.last}\n`)
+    else {
+      const f = report.first as NonNullable<typeof report.first>
+      process.stdout.write(`${f.file}:${f.line}: ${f.problem}: ${f.detail}\n${report.events} events verified before it\n`)
+    }
+    process.exitCode = report.ok ? 0 : 1
   })
 
 const ssh = program.command('ssh').description('SSH connections')

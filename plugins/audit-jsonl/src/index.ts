@@ -6,13 +6,18 @@
  * so for a `required` sink the gateway forwards a request only after its intent record is in
  * the file. Writes are batched (group commit): intent records taken in one turn of the event
  * loop, from every session, go out in one write(2) at the end of that turn; outcome and
- * session-end records, which nothing waits on, wait up to 5 ms to share the next write. When the file cannot be written, pending and new writes reject (the gateway then
- * refuses requests on connections where this sink is required) until a write succeeds again.
+ * session-end records, which nothing waits on, wait up to 5 ms to share the next write. When
+ * the file cannot be written, pending and new writes reject (the gateway then refuses requests
+ * on connections where this sink is required) until a write succeeds again.
+ *
+ * Every line is sealed into a hash chain (core/src/audit/chain.ts): it carries the hash of the
+ * line before it and its own, so `gatehouse audit verify` finds an edited, removed or reordered
+ * line. A restarted gateway continues the chain from the file's last line.
  */
 import { Type, type Static } from '@sinclair/typebox'
-import { closeSync, fsync, mkdirSync, openSync, writeSync } from 'node:fs'
+import { closeSync, fstatSync, fsync, mkdirSync, openSync, readSync, writeSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { constructPlugin, definePlugin, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, serializeAuditEvent, type PluginContext, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
+import { constructPlugin, definePlugin, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, serializeAuditEvent, sealEvent, lineHash, GENESIS_HASH, type PluginContext, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
 
 const ConfigSchema = Type.Object(
   {
@@ -44,6 +49,8 @@ export class JsonlSink implements AuditSink, Lifecycle {
   private closed = false
   private failing = false
   private lazyTimer: NodeJS.Timeout | undefined
+  /** The hash of the last line written: the next line's `prev`. */
+  private prev = GENESIS_HASH
 
   readonly path: string
   private readonly fsyncEach: boolean
@@ -60,12 +67,14 @@ export class JsonlSink implements AuditSink, Lifecycle {
 
   async start(): Promise<void> {
     mkdirSync(dirname(this.path), { recursive: true })
-    this.fd = openSync(this.path, 'a', 0o600)
+    this.fd = openSync(this.path, 'a+', 0o600)
+    this.prev = lastLineHash(this.fd) ?? GENESIS_HASH
   }
 
   write(event: AuditEvent): Promise<void> | void {
     if (this.closed) throw new Error('audit-jsonl sink is closed')
-    const line = `${serializeAuditEvent(event)}\n`
+    // Sealed into the chain when written (drain), so a batch that fails leaves no gap.
+    const line = serializeAuditEvent(event)
     this.lines.push(line)
     this.bytes += line.length
     const lazy = event.type === 'outcome' || event.type === 'session.end'
@@ -101,7 +110,13 @@ export class JsonlSink implements AuditSink, Lifecycle {
       this.lazyTimer = undefined
     }
     if (this.lines.length === 0) return
-    const text = this.lines.length === 1 ? (this.lines[0] as string) : this.lines.join('')
+    let prev = this.prev
+    let text = ''
+    for (const json of this.lines) {
+      const sealed = sealEvent(json, prev)
+      prev = sealed.hash
+      text += `${sealed.line}\n`
+    }
     const waiters = this.waiters
     this.lines = []
     this.bytes = 0
@@ -113,6 +128,7 @@ export class JsonlSink implements AuditSink, Lifecycle {
       this.fail(waiters, err as Error)
       return
     }
+    this.prev = prev
     this.recovered()
     if (!this.fsyncEach) {
       for (const w of waiters) w.resolve()
@@ -141,6 +157,18 @@ export class JsonlSink implements AuditSink, Lifecycle {
     if (this.fd !== undefined) closeSync(this.fd)
     this.fd = undefined
   }
+}
+
+/** The hash of the last sealed line of an existing file, to continue its chain. */
+function lastLineHash(fd: number): string | undefined {
+  const size = fstatSync(fd).size
+  if (size === 0) return undefined
+  const length = Math.min(size, 256 * 1024)
+  const buf = Buffer.alloc(length)
+  readSync(fd, buf, 0, length, size - length)
+  const lines = buf.toString('utf8').split('\n').filter((l) => l !== '')
+  const last = lines[lines.length - 1]
+  return last === undefined ? undefined : lineHash(last)
 }
 
 function writeAll(fd: number, text: string): void {

@@ -1,0 +1,93 @@
+/**
+ * Tamper evidence for audit records: a hash chain over the lines a sink stores.
+ *
+ * Each stored event carries `prev`, the hash of the event stored before it (64 zeros for the
+ * first), and `hash`, the SHA-256 of its own serialization up to and including `prev`. The
+ * serialization is the exact text stored (the gateway's canonical JSON of the event), so any edit
+ * changes the hash; a removed event leaves its successor pointing at a hash that is not its
+ * predecessor's; events moved out of order point forward.
+ *
+ * Why over the stored text rather than a re-serialization: verification then needs no knowledge
+ * of the event schema, works on files written by any version, and cannot be fooled by a
+ * serializer that normalizes away a change.
+ */
+import { createHash } from 'node:crypto'
+
+/** The `prev` of the first event of a chain. */
+export const GENESIS_HASH = '0'.repeat(64)
+
+const HASH_SUFFIX = /,"hash":"([0-9a-f]{64})"\}$/
+const PREV_FIELD = /,"prev":"([0-9a-f]{64})"$/
+
+/** Seals one serialized event (a JSON object text) into the chain after `prev`. */
+export function sealEvent(json: string, prev: string): { line: string; hash: string } {
+  const body = `${json.slice(0, -1)},"prev":"${prev}"`
+  const hash = createHash('sha256').update(body).digest('hex')
+  return { line: `${body},"hash":"${hash}"}`, hash }
+}
+
+/** The stored hash of a sealed line, or undefined if the line is not sealed. */
+export function lineHash(line: string): string | undefined {
+  return HASH_SUFFIX.exec(line)?.[1]
+}
+
+export type ChainProblem = 'edited' | 'removed' | 'reordered' | 'unsealed' | 'truncated-head'
+
+export interface ChainFinding {
+  readonly problem: ChainProblem
+  /** 1-based line number within `file`. */
+  readonly line: number
+  readonly file: string
+  readonly detail: string
+}
+
+export interface ChainReport {
+  readonly ok: boolean
+  readonly events: number
+  /** The hash of the last event, to compare with a checkpoint kept elsewhere. */
+  readonly last: string
+  /** The first problem found, in file order. */
+  readonly first?: ChainFinding
+}
+
+/**
+ * Verifies the chain across `files` given in order (a rotated log: oldest first). Reports the
+ * first edited, removed or reordered event. The first file must start the chain (`prev` of 64
+ * zeros) unless `opts.continuesFrom` gives the hash it continues from.
+ */
+export function verifyChain(files: readonly { name: string; text: string }[], opts: { continuesFrom?: string } = {}): ChainReport {
+  // Every stored hash and where it is, to tell a removal from a reordering.
+  const positions = new Map<string, number>()
+  const lines: { file: string; line: number; text: string }[] = []
+  for (const f of files) {
+    const split = f.text.split('\n')
+    if (split[split.length - 1] === '') split.pop()
+    split.forEach((text, i) => {
+      const h = lineHash(text)
+      if (h !== undefined && !positions.has(h)) positions.set(h, lines.length)
+      lines.push({ file: f.name, line: i + 1, text })
+    })
+  }
+  let expected = opts.continuesFrom ?? GENESIS_HASH
+  let events = 0
+  for (const [index, l] of lines.entries()) {
+    const at = (problem: ChainProblem, detail: string): ChainReport => ({ ok: false, events, last: expected, first: { problem, line: l.line, file: l.file, detail } })
+    const stored = HASH_SUFFIX.exec(l.text)
+    if (!stored) return at('unsealed', 'the line carries no hash: it was not written by a chaining sink, or its end was cut off')
+    const body = l.text.slice(0, stored.index)
+    const prev = PREV_FIELD.exec(body)?.[1]
+    if (prev === undefined) return at('unsealed', 'the line carries no prev field')
+    const actual = createHash('sha256').update(body).digest('hex')
+    if (actual !== stored[1]) return at('edited', `the line's content does not match its hash ${(stored[1] as string).slice(0, 12)}…`)
+    if (prev !== expected) {
+      const pointsTo = positions.get(prev)
+      if (index === 0 && opts.continuesFrom === undefined) return at('truncated-head', `the first event continues from ${prev.slice(0, 12)}…, not from the start of a chain: earlier events are missing (pass the rotated files before it)`)
+      if (pointsTo !== undefined && pointsTo > index) return at('reordered', `the event follows one that is stored later (line ${(lines[pointsTo] as { line: number }).line}${(lines[pointsTo] as { file: string }).file === l.file ? '' : ` of ${(lines[pointsTo] as { file: string }).file}`})`)
+      if (pointsTo !== undefined && pointsTo < index) return at('reordered', `the event follows one stored earlier (line ${(lines[pointsTo] as { line: number }).line}), not the line before it: events were moved`)
+      return at('removed', `the event it follows (${prev.slice(0, 12)}…) is missing: events were removed before this line`)
+    }
+    expected = stored[1] as string
+    events++
+  }
+  return { ok: true, events, last: expected }
+}

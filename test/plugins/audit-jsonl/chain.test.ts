@@ -1,0 +1,107 @@
+/**
+ * The audit file is a hash chain: `gatehouse audit verify` accepts the file a real gateway wrote
+ * (across a restart), and finds an edited, a removed and a reordered line, naming the line.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { execFile } from 'node:child_process'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { verifyChain } from '@gatehouse/core'
+import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
+import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
+import { psql } from '../../fixtures/clients.js'
+
+const CLI = join(fileURLToPath(new URL('../../..', import.meta.url)), 'core/dist/cli.js')
+let cluster: PgCluster
+let gw: TestGateway
+let lines: string[]
+
+function verify(...args: string[]): Promise<{ code: number; stdout: string }> {
+  return new Promise((resolve) => execFile(process.execPath, [CLI, 'audit', 'verify', ...args], (err, stdout) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout })))
+}
+
+beforeAll(async () => {
+  cluster = await startPgCluster()
+  gw = await startGateway({ upstream: pgUpstream(cluster) })
+  const target = { port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }
+  await psql(target, 'SELECT 1;\nSELECT 2;\nDROP TABLE nothing;\nSELECT 3;\n')
+  await gw.audit()
+  lines = readFileSync(gw.auditPath, 'utf8').trim().split('\n')
+})
+
+afterAll(async () => {
+  await gw?.stop()
+  await cluster?.stop()
+})
+
+describe('the audit hash chain', () => {
+  it('seals every line: prev points at the line before, the first at the start of the chain', () => {
+    expect(lines.length).toBeGreaterThan(6)
+    const parsed = lines.map((l) => JSON.parse(l) as { prev: string; hash: string })
+    expect(parsed[0]?.prev).toBe('0'.repeat(64))
+    for (let i = 1; i < parsed.length; i++) expect(parsed[i]?.prev).toBe(parsed[i - 1]?.hash)
+  })
+
+  it('audit verify accepts the untouched file', async () => {
+    const r = await verify(gw.auditPath)
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(new RegExp(`^ok: ${lines.length} events, chain intact; last hash [0-9a-f]{64}`))
+  })
+
+  const tampered = (name: string, edit: (l: string[]) => string[]) => {
+    const file = join(gw.dir, name)
+    writeFileSync(file, `${edit([...lines]).join('\n')}\n`)
+    return file
+  }
+
+  it('finds an edited event, even one whose JSON stays valid', async () => {
+    const file = tampered('edited.jsonl', (l) => {
+      l[3] = (l[3] as string).replace('"verdict":"deny"', '"verdict":"allow"').replace('SELECT 2', 'SELECT 9')
+      return l
+    })
+    const r = await verify(file)
+    expect(r.code).toBe(1)
+    expect(r.stdout).toMatch(new RegExp(`^${file}:4: edited:`))
+  })
+
+  it('finds a removed event', async () => {
+    const file = tampered('removed.jsonl', (l) => [...l.slice(0, 4), ...l.slice(5)])
+    const r = await verify(file)
+    expect(r.code).toBe(1)
+    expect(r.stdout).toMatch(new RegExp(`^${file}:5: removed:`))
+  })
+
+  it('finds swapped events', async () => {
+    const file = tampered('swapped.jsonl', (l) => {
+      ;[l[2], l[3]] = [l[3] as string, l[2] as string]
+      return l
+    })
+    const r = await verify(file, '--json')
+    expect(r.code).toBe(1)
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, events: 2, first: { problem: 'reordered', line: 3 } })
+  })
+
+  it('finds a removed head, unless the hash it continues from is given', () => {
+    const text = `${lines.slice(2).join('\n')}\n`
+    expect(verifyChain([{ name: 'tail.jsonl', text }]).first?.problem).toBe('truncated-head')
+    const from = (JSON.parse(lines[1] as string) as { hash: string }).hash
+    expect(verifyChain([{ name: 'tail.jsonl', text }], { continuesFrom: from }).ok).toBe(true)
+  })
+
+  it('continues the chain when a gateway starts on an existing file', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'gatehouse-chain-')), 'audit.jsonl')
+    writeFileSync(path, `${lines.join('\n')}\n`)
+    const second = await startGateway({ upstream: pgUpstream(cluster), audit: { path } })
+    try {
+      await psql({ port: second.port, user: 'agent-1', password: second.tokens['agent-1'] as string }, 'SELECT 4;\n')
+      await second.audit()
+    } finally {
+      await second.stop()
+    }
+    const r = await verify(path)
+    expect(r.code, r.stdout).toBe(0)
+    expect(Number(/ok: (\d+) events/.exec(r.stdout)?.[1])).toBeGreaterThan(lines.length)
+  })
+})
