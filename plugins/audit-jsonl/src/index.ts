@@ -15,7 +15,7 @@
  * line. A restarted gateway continues the chain from the file's last line.
  */
 import { Type, type Static } from '@sinclair/typebox'
-import { closeSync, fstatSync, fsync, mkdirSync, openSync, readSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, fsync, fsyncSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { constructPlugin, definePlugin, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, serializeAuditEvent, sealEvent, lineHash, GENESIS_HASH, type PluginContext, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
 
@@ -25,6 +25,15 @@ const ConfigSchema = Type.Object(
     required: Type.Boolean({ default: true, description: 'refuse requests whose intent record cannot be written' }),
     fsync: Type.Union([Type.Literal('never'), Type.Literal('always')], { default: 'never', description: 'always: fsync each batch before acknowledging it' }),
     maxBatchBytes: Type.Integer({ minimum: 1024, default: 1 << 20 }),
+    rotate: Type.Optional(
+      Type.Object(
+        {
+          maxBytes: Type.Optional(Type.Integer({ minimum: 4096, description: 'start a new file once the current one would grow past this size' })),
+          maxAgeSeconds: Type.Optional(Type.Integer({ minimum: 1, description: 'start a new file once the current one is this old' })),
+        },
+        { additionalProperties: false, description: 'rotated files are renamed <path>.<UTC time>; the hash chain continues into the new file' },
+      ),
+    ),
   },
   { additionalProperties: false },
 )
@@ -51,6 +60,11 @@ export class JsonlSink implements AuditSink, Lifecycle {
   private lazyTimer: NodeJS.Timeout | undefined
   /** The hash of the last line written: the next line's `prev`. */
   private prev = GENESIS_HASH
+  /** Bytes in the current file and when it was started, for rotation. */
+  private size = 0
+  private openedAt = Date.now()
+  private readonly rotateBytes: number | undefined
+  private readonly rotateAgeMs: number | undefined
 
   readonly path: string
   private readonly fsyncEach: boolean
@@ -62,13 +76,39 @@ export class JsonlSink implements AuditSink, Lifecycle {
     this.mode = config.required ? 'required' : 'best-effort'
     this.fsyncEach = config.fsync === 'always'
     this.maxBatchBytes = config.maxBatchBytes
+    this.rotateBytes = config.rotate?.maxBytes
+    this.rotateAgeMs = config.rotate?.maxAgeSeconds === undefined ? undefined : config.rotate.maxAgeSeconds * 1000
     this.logger = ctx.logger
   }
 
   async start(): Promise<void> {
     mkdirSync(dirname(this.path), { recursive: true })
+    this.openFile()
+    this.prev = lastLineHash(this.fd as number) ?? GENESIS_HASH
+  }
+
+  private openFile(): void {
     this.fd = openSync(this.path, 'a+', 0o600)
-    this.prev = lastLineHash(this.fd) ?? GENESIS_HASH
+    const stat = fstatSync(this.fd)
+    this.size = stat.size
+    this.openedAt = stat.size === 0 ? Date.now() : stat.birthtimeMs || stat.mtimeMs
+  }
+
+  /** Moves the current file aside (`<path>.<UTC time>`) and starts a new one; the chain goes on. */
+  private rotateIfDue(incoming: number): void {
+    if (this.size === 0 || this.fd === undefined) return
+    const bySize = this.rotateBytes !== undefined && this.size + incoming > this.rotateBytes
+    const byAge = this.rotateAgeMs !== undefined && Date.now() - this.openedAt >= this.rotateAgeMs
+    if (!bySize && !byAge) return
+    if (this.fsyncEach) fsyncSync(this.fd)
+    closeSync(this.fd)
+    this.fd = undefined
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('.', '')
+    let target = `${this.path}.${stamp}`
+    for (let i = 1; existsSync(target); i++) target = `${this.path}.${stamp}-${i}`
+    renameSync(this.path, target)
+    this.logger.info({ path: this.path, rotated: target, bytes: this.size }, 'audit file rotated')
+    this.openFile()
   }
 
   write(event: AuditEvent): Promise<void> | void {
@@ -123,12 +163,14 @@ export class JsonlSink implements AuditSink, Lifecycle {
     this.waiters = []
     try {
       if (this.fd === undefined) throw new Error('audit-jsonl sink not started')
-      writeAll(this.fd, text)
+      this.rotateIfDue(Buffer.byteLength(text))
+      writeAll(this.fd as number, text)
     } catch (err) {
       this.fail(waiters, err as Error)
       return
     }
     this.prev = prev
+    this.size += Buffer.byteLength(text)
     this.recovered()
     if (!this.fsyncEach) {
       for (const w of waiters) w.resolve()

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -88,6 +88,27 @@ describe('the audit hash chain', () => {
     expect(verifyChain([{ name: 'tail.jsonl', text }]).first?.problem).toBe('truncated-head')
     const from = (JSON.parse(lines[1] as string) as { hash: string }).hash
     expect(verifyChain([{ name: 'tail.jsonl', text }], { continuesFrom: from }).ok).toBe(true)
+  })
+
+  it('rotates by size, and the chain runs on across the rotated files', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-rotate-'))
+    const path = join(dir, 'audit.jsonl')
+    const rotating = await startGateway({ upstream: pgUpstream(cluster), audit: { path, rotate: { maxBytes: 8192 } } })
+    try {
+      const statements = Array.from({ length: 40 }, (_, i) => `SELECT ${i} AS n;`).join('\n')
+      await psql({ port: rotating.port, user: 'agent-1', password: rotating.tokens['agent-1'] as string }, `${statements}\n`)
+      await rotating.audit()
+    } finally {
+      await rotating.stop()
+    }
+    const rotated = readdirSync(dir).filter((f) => f.startsWith('audit.jsonl.')).sort().map((f) => join(dir, f))
+    expect(rotated.length).toBeGreaterThan(1)
+    for (const f of rotated) expect(statSync(f).size).toBeLessThanOrEqual(8192)
+    const all = await verify(...rotated, path)
+    expect(all.code, all.stdout).toBe(0)
+    // the newest file alone starts mid-chain
+    const alone = await verify(path)
+    expect(alone.stdout).toMatch(/truncated-head/)
   })
 
   it('continues the chain when a gateway starts on an existing file', async () => {
