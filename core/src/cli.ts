@@ -13,6 +13,7 @@ import { createLogger } from './logger.js'
 import { generateToken, hashToken, parseDuration, type TokenHashAlgorithm } from './auth/tokens.js'
 import { runDemo } from './cli/demo.js'
 import { runUntilSignal } from './cli/run.js'
+import { replay } from './cli/replay.js'
 import { BUILTIN_PLUGINS } from './plugin/loader.js'
 
 const program = new Command()
@@ -142,6 +143,23 @@ audit
       process.stdout.write(`${f.file}:${f.line}: ${f.problem}: ${f.detail}\n${report.events} events verified before it\n`)
     }
     process.exitCode = report.ok ? 0 : 1
+  })
+
+program
+  .command('replay')
+  .description("play a session's terminal recordings here at recorded speed")
+  .argument('<session>', 'session id (from the audit log)')
+  .option('-c, --config <file>', 'gatehouse.yaml, for its dataDir')
+  .option('--data-dir <dir>', 'the data directory (instead of --config)')
+  .option('--request <id>', "only this request's recording")
+  .option('--speed <factor>', 'play faster (2) or slower (0.5)', '1')
+  .option('--idle-limit <seconds>', 'cap pauses at this many seconds', '2')
+  .action(async (session: string, opts: { config?: string; dataDir?: string; request?: string; speed: string; idleLimit: string }) => {
+    const dataDir = opts.dataDir ?? (opts.config ? loadOrExit(opts.config, { unresolved: 'placeholder' }).dataDir : './.gatehouse')
+    const speed = Number(opts.speed)
+    const idle = Number(opts.idleLimit)
+    if (!(speed > 0) || !(idle > 0)) return exitWithError(new Error('--speed and --idle-limit must be positive numbers'))
+    await replay({ dataDir, session, ...(opts.request ? { request: opts.request } : {}), speed, idleLimitSeconds: idle, write: (t) => process.stdout.write(t) }).catch(exitWithError)
   })
 
 const ssh = program.command('ssh').description('SSH connections')

@@ -64,7 +64,7 @@ describe.concurrent('help', () => {
     const r = await cli(['--help'])
     expect(r.code).toBe(0)
     expect(r.stdout).toMatch(/^Usage: gatehouse/)
-    for (const c of ['start', 'validate', 'token', 'schema', 'policy', 'audit', 'ssh', 'demo']) expect(r.stdout).toMatch(new RegExp(`^\\s+${c}\\b`, 'm'))
+    for (const c of ['start', 'validate', 'token', 'schema', 'policy', 'audit', 'replay', 'ssh', 'demo']) expect(r.stdout).toMatch(new RegExp(`^\\s+${c}\\b`, 'm'))
   })
 
   it.each([
@@ -79,6 +79,7 @@ describe.concurrent('help', () => {
     [['policy', 'explain'], ['--config <file>', '--principal <id>', '--connection <name>', '--sql <text>', '--command <text>', '--claim <name=value...>', '--json']],
     [['audit'], ['verify']],
     [['audit', 'verify'], ['--continues-from <hash>', '--json']],
+    [['replay'], ['--config <file>', '--data-dir <dir>', '--request <id>', '--speed <factor>', '--idle-limit <seconds>']],
     [['ssh'], ['keygen']],
     [['ssh', 'keygen'], ['--output <file>', '--comment <text>']],
   ])('%s --help exits 0 and lists its options/commands', async (command, expected) => {

@@ -11,12 +11,14 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { createServer, connect, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import type { AuditEvent, RequestEvent } from '@gatehouse/core'
 import { generateHostKey } from '@gatehouse/adapter-ssh'
 import { startGateway, type TestGateway } from '../../fixtures/gateway.js'
 import { generateKeyPair, sftpArgs, sshArgs, startSshd, type KeyPair, type Sshd } from '../../fixtures/sshd.js'
 import { freePort } from '../../fixtures/net.js'
 
+const REPO = fileURLToPath(new URL('../../..', import.meta.url))
 let sshd: Sshd
 let gw: TestGateway
 let dir: string
@@ -399,6 +401,11 @@ describe('terminal sessions', () => {
     const replay = await run('script', ['-qec', `asciinema play -i 0.2 ${recording.recording}`, '/dev/null'])
     expect(replay.code, replay.stderr).toBe(0)
     expect(replay.stdout).toContain('24 80')
+    // and so does `gatehouse replay SESSION`
+    const ours = await run(process.execPath, [join(REPO, 'core/dist/cli.js'), 'replay', shell?.session as string, '--data-dir', gw.dir, '--speed', '50'])
+    expect(ours.code, ours.stderr).toBe(0)
+    expect(ours.stdout).toContain('24 80')
+    expect(ours.stdout).toContain('40 100')
   })
 })
 
