@@ -18,7 +18,7 @@ import { GatewayConfig as GatewayConfigToken, type GatewayConfigRef } from './co
 import type { ConnectionConfig, GatewayConfig, StageChains } from './config/schema.js'
 import { ConfigError, validate, type ValidationIssue } from './config/validate.js'
 import { GatewayError } from './errors.js'
-import { createLogger, Logger } from './logger.js'
+import { createLogger, logDestination, Logger } from './logger.js'
 import type { Lifecycle, PluginDefinition, StageObjects } from './plugin/define.js'
 import { loadPluginDefinition } from './plugin/loader.js'
 import type { ExplainInput, Listener, ProtocolAdapter, Stage } from './plugin/stages.js'
@@ -71,7 +71,9 @@ export class Gateway {
 
   /** Loads and registers everything; opens nothing. `gatehouse validate` stops here. */
   static async build(config: GatewayConfig, opts: BootOptions = {}): Promise<Gateway> {
-    const logger = opts.logger ?? createLogger(config.log.level)
+    // With audit events on stdout, the log moves to stderr so the two never interleave.
+    const auditOnStdout = config.plugins.some((p) => p.use === 'audit-stdout') || config.connections.some((c) => c.plugins?.record?.includes('audit-stdout'))
+    const logger = opts.logger ?? createLogger(config.log.level, auditOnStdout ? logDestination(2) : undefined)
     const root = globalContainer.createChildContainer()
     root.registerInstance(Logger, logger)
     root.registerInstance<GatewayConfigRef>(GatewayConfigToken, Object.freeze(config))

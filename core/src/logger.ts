@@ -7,6 +7,11 @@ export const Logger: InjectionToken<Logger> = Symbol.for('gatehouse.Logger')
 
 export const REDACT_PATHS = ['password', 'token', 'secret', '*.password', '*.token', '*.secret', 'upstream.password', '*.upstream.password', 'authorization', '*.authorization']
 
+/** A log written to file descriptor `fd` (1: stdout, 2: stderr). */
+export function logDestination(fd: 1 | 2): DestinationStream {
+  return pino.destination({ fd, sync: false })
+}
+
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
     {

@@ -18,6 +18,7 @@ export const BUILTIN_PLUGINS: Readonly<Record<string, string>> = Object.freeze({
   'auth-ssh-key': '@gatehouse/plugin-auth-ssh-key',
   policy: '@gatehouse/plugin-policy',
   'audit-jsonl': '@gatehouse/plugin-audit-jsonl',
+  'audit-stdout': '@gatehouse/plugin-audit-stdout',
 })
 
 const NPM_NAME = /^(@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*$/
