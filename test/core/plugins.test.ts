@@ -123,9 +123,9 @@ describe('built-in plugins', () => {
   })
 
   it('an unknown key in a plugin config is GH_ERR_PLUGIN_CONFIG "unknown field" at its path', async () => {
-    const err = await buildError(config({ plugins: [{ use: 'policy' }, { use: 'audit-jsonl', config: { rotate: true } }] }))
+    const err = await buildError(config({ plugins: [{ use: 'policy' }, { use: 'audit-jsonl', config: { rotation: true } }] }))
     expect(err.code).toBe('GH_ERR_PLUGIN_CONFIG')
-    expect(err.message).toBe('plugins[1].config.rotate: unknown field')
+    expect(err.message).toBe('plugins[1].config.rotation: unknown field')
   })
 
   it('a plugin used in the wrong stage is GH_ERR_PLUGIN_STAGE naming the chain and both stages', async () => {
