@@ -2,6 +2,7 @@
 /** The `gatehouse` command line. */
 import 'reflect-metadata'
 import { Command, Option } from 'commander'
+import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { verifyChain } from './audit/chain.js'
 import { loadConfigFile } from './config/load.js'
@@ -127,22 +128,52 @@ audit
   .description('check the hash chain of JSONL audit files (rotated files oldest first); report the first edited, removed or reordered event; exit 1 if there is one')
   .argument('<files...>', 'audit.jsonl files, in order')
   .option('--continues-from <hash>', 'the hash the first file continues from (a checkpoint kept elsewhere)')
+  .option('--public-key <file>', 'Ed25519 public key (PEM) to check the signed checkpoints with')
   .option('--json', 'print one JSON object')
-  .action((files: string[], opts: { continuesFrom?: string; json?: boolean }) => {
+  .action((files: string[], opts: { continuesFrom?: string; publicKey?: string; json?: boolean }) => {
     let inputs: { name: string; text: string }[]
     try {
       inputs = files.map((name) => ({ name, text: readFileSync(name, 'utf8') }))
     } catch (err) {
       return exitWithError(new Error(`cannot read ${(err as NodeJS.ErrnoException).path ?? 'file'}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`))
     }
-    const report = verifyChain(inputs, opts.continuesFrom ? { continuesFrom: opts.continuesFrom } : {})
+    let publicKey: KeyObject | undefined
+    if (opts.publicKey) {
+      try {
+        publicKey = createPublicKey(readFileSync(opts.publicKey, 'utf8'))
+      } catch (err) {
+        return exitWithError(new Error(`--public-key ${opts.publicKey}: ${(err as NodeJS.ErrnoException).code ?? 'not a PEM public key'}`))
+      }
+    }
+    const report = verifyChain(inputs, { ...(opts.continuesFrom ? { continuesFrom: opts.continuesFrom } : {}), ...(publicKey ? { publicKey } : {}) })
     if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`)
-    else if (report.ok) process.stdout.write(`ok: ${report.events} events, chain intact; last hash ${report.last}\n`)
+    else if (report.ok && publicKey && report.checkpoints === 0) {
+      // A log re-sealed by someone without the key has no valid checkpoint left.
+      process.stdout.write(`no signed checkpoint in ${report.events} events: nothing here is vouched for by the key\n`)
+      process.exitCode = 1
+    } else if (report.ok) {
+      const signed = publicKey ? `; ${report.checkpoints} signed checkpoints verified, ${report.unsignedTail} events after the last one` : ''
+      process.stdout.write(`ok: ${report.events} events, chain intact${signed}; last hash ${report.last}\n`)
+    }
     else {
       const f = report.first as NonNullable<typeof report.first>
       process.stdout.write(`${f.file}:${f.line}: ${f.problem}: ${f.detail}\n${report.events} events verified before it\n`)
     }
-    process.exitCode = report.ok ? 0 : 1
+    if (!report.ok) process.exitCode = 1
+  })
+audit
+  .command('keygen')
+  .description('generate an Ed25519 key pair for signed audit checkpoints (audit-jsonl checkpoint.key)')
+  .requiredOption('-o, --output <file>', 'private key (PEM, mode 0600); the public key goes to <file>.pub')
+  .action((opts: { output: string }) => {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519')
+    try {
+      writeFileSync(opts.output, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' })
+      writeFileSync(`${opts.output}.pub`, publicKey.export({ type: 'spki', format: 'pem' }), { flag: 'wx' })
+    } catch (err) {
+      return exitWithError(new Error(`cannot write ${opts.output}: ${(err as NodeJS.ErrnoException).code ?? String(err)} (an existing key is never overwritten)`))
+    }
+    process.stdout.write(`${opts.output}: new signing key; verify with --public-key ${opts.output}.pub\n`)
   })
 
 program

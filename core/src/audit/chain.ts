@@ -11,7 +11,7 @@
  * of the event schema, works on files written by any version, and cannot be fooled by a
  * serializer that normalizes away a change.
  */
-import { createHash } from 'node:crypto'
+import { createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto'
 
 /** The `prev` of the first event of a chain. */
 export const GENESIS_HASH = '0'.repeat(64)
@@ -31,7 +31,23 @@ export function lineHash(line: string): string | undefined {
   return HASH_SUFFIX.exec(line)?.[1]
 }
 
-export type ChainProblem = 'edited' | 'removed' | 'reordered' | 'unsealed' | 'truncated-head'
+export type ChainProblem = 'edited' | 'removed' | 'reordered' | 'unsealed' | 'truncated-head' | 'bad-checkpoint'
+
+/**
+ * A signed checkpoint: a line of type `audit.checkpoint` whose `covers` is the hash of the line
+ * before it, signed with the gateway's Ed25519 key. Without the key, nobody can re-seal an
+ * edited log and keep its checkpoints valid (a plain hash chain alone can be recomputed).
+ */
+export function checkpointJson(covers: string, events: number, key: KeyObject, keyId: string): string {
+  const signature = sign(null, Buffer.from(covers, 'hex'), key).toString('base64')
+  return JSON.stringify({ id: `checkpoint:${covers.slice(0, 16)}`, time: new Date().toISOString(), type: 'audit.checkpoint', covers, events, keyId, signature })
+}
+
+/** A short id of an Ed25519 public key: the first 16 hex digits of the SHA-256 of its DER. */
+export function signingKeyId(key: KeyObject): string {
+  const pub = key.type === 'private' ? createPublicKey(key) : key
+  return createHash('sha256').update(pub.export({ type: 'spki', format: 'der' })).digest('hex').slice(0, 16)
+}
 
 export interface ChainFinding {
   readonly problem: ChainProblem
@@ -44,6 +60,10 @@ export interface ChainFinding {
 export interface ChainReport {
   readonly ok: boolean
   readonly events: number
+  /** Checkpoints whose signature was checked (with `publicKey`). */
+  readonly checkpoints: number
+  /** Events after the last verified checkpoint: only the chain vouches for them. */
+  readonly unsignedTail: number
   /** The hash of the last event, to compare with a checkpoint kept elsewhere. */
   readonly last: string
   /** The first problem found, in file order. */
@@ -55,7 +75,7 @@ export interface ChainReport {
  * first edited, removed or reordered event. The first file must start the chain (`prev` of 64
  * zeros) unless `opts.continuesFrom` gives the hash it continues from.
  */
-export function verifyChain(files: readonly { name: string; text: string }[], opts: { continuesFrom?: string } = {}): ChainReport {
+export function verifyChain(files: readonly { name: string; text: string }[], opts: { continuesFrom?: string; publicKey?: KeyObject } = {}): ChainReport {
   // Every stored hash and where it is, to tell a removal from a reordering.
   const positions = new Map<string, number>()
   const lines: { file: string; line: number; text: string }[] = []
@@ -70,8 +90,10 @@ export function verifyChain(files: readonly { name: string; text: string }[], op
   }
   let expected = opts.continuesFrom ?? GENESIS_HASH
   let events = 0
+  let checkpoints = 0
+  let sinceCheckpoint = 0
   for (const [index, l] of lines.entries()) {
-    const at = (problem: ChainProblem, detail: string): ChainReport => ({ ok: false, events, last: expected, first: { problem, line: l.line, file: l.file, detail } })
+    const at = (problem: ChainProblem, detail: string): ChainReport => ({ ok: false, events, checkpoints, unsignedTail: sinceCheckpoint, last: expected, first: { problem, line: l.line, file: l.file, detail } })
     const stored = HASH_SUFFIX.exec(l.text)
     if (!stored) return at('unsealed', 'the line carries no hash: it was not written by a chaining sink, or its end was cut off')
     const body = l.text.slice(0, stored.index)
@@ -86,8 +108,17 @@ export function verifyChain(files: readonly { name: string; text: string }[], op
       if (pointsTo !== undefined && pointsTo < index) return at('reordered', `the event follows one stored earlier (line ${(lines[pointsTo] as { line: number }).line}), not the line before it: events were moved`)
       return at('removed', `the event it follows (${prev.slice(0, 12)}…) is missing: events were removed before this line`)
     }
+    if (opts.publicKey && l.text.includes('"type":"audit.checkpoint"')) {
+      const c = JSON.parse(l.text) as { covers?: string; signature?: string }
+      if (c.covers !== prev) return at('bad-checkpoint', 'the checkpoint does not cover the event before it')
+      const good = typeof c.signature === 'string' && verify(null, Buffer.from(prev, 'hex'), opts.publicKey, Buffer.from(c.signature, 'base64'))
+      if (!good) return at('bad-checkpoint', 'the checkpoint signature does not verify with the given public key: the log was re-sealed, or signed with another key')
+      checkpoints++
+      sinceCheckpoint = -1
+    }
     expected = stored[1] as string
     events++
+    sinceCheckpoint++
   }
-  return { ok: true, events, last: expected }
+  return { ok: true, events, checkpoints, unsignedTail: sinceCheckpoint, last: expected }
 }

@@ -15,9 +15,10 @@
  * line. A restarted gateway continues the chain from the file's last line.
  */
 import { Type, type Static } from '@sinclair/typebox'
+import { createPrivateKey, type KeyObject } from 'node:crypto'
 import { closeSync, existsSync, fstatSync, fsync, fsyncSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { constructPlugin, definePlugin, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, serializeAuditEvent, sealEvent, lineHash, GENESIS_HASH, type PluginContext, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
+import { constructPlugin, definePlugin, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, serializeAuditEvent, sealEvent, lineHash, checkpointJson, signingKeyId, GatewayError, GENESIS_HASH, type PluginContext, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
 
 const ConfigSchema = Type.Object(
   {
@@ -25,6 +26,16 @@ const ConfigSchema = Type.Object(
     required: Type.Boolean({ default: true, description: 'refuse requests whose intent record cannot be written' }),
     fsync: Type.Union([Type.Literal('never'), Type.Literal('always')], { default: 'never', description: 'always: fsync each batch before acknowledging it' }),
     maxBatchBytes: Type.Integer({ minimum: 1024, default: 1 << 20 }),
+    checkpoint: Type.Optional(
+      Type.Object(
+        {
+          key: Type.String({ minLength: 1, description: 'Ed25519 private key, PEM (from `gatehouse audit keygen`; use ${file:…})' }),
+          everyEvents: Type.Integer({ minimum: 1, default: 1000 }),
+          everySeconds: Type.Integer({ minimum: 1, default: 60 }),
+        },
+        { additionalProperties: false, description: 'signed checkpoints in the chain; verify them with `gatehouse audit verify --public-key`' },
+      ),
+    ),
     rotate: Type.Optional(
       Type.Object(
         {
@@ -63,6 +74,9 @@ export class JsonlSink implements AuditSink, Lifecycle {
   /** Bytes in the current file and when it was started, for rotation. */
   private size = 0
   private openedAt = Date.now()
+  private readonly signing: { key: KeyObject; keyId: string; everyEvents: number; everyMs: number } | undefined
+  private sinceCheckpoint = 0
+  private lastCheckpointAt = Date.now()
   private readonly rotateBytes: number | undefined
   private readonly rotateAgeMs: number | undefined
 
@@ -76,6 +90,16 @@ export class JsonlSink implements AuditSink, Lifecycle {
     this.mode = config.required ? 'required' : 'best-effort'
     this.fsyncEach = config.fsync === 'always'
     this.maxBatchBytes = config.maxBatchBytes
+    if (config.checkpoint) {
+      let key: KeyObject
+      try {
+        key = createPrivateKey(config.checkpoint.key)
+      } catch {
+        throw new GatewayError('GH_ERR_PLUGIN_CONFIG', 'audit-jsonl checkpoint.key: not a PEM private key')
+      }
+      if (key.asymmetricKeyType !== 'ed25519') throw new GatewayError('GH_ERR_PLUGIN_CONFIG', `audit-jsonl checkpoint.key: an Ed25519 key is needed, not ${key.asymmetricKeyType ?? 'unknown'}`)
+      this.signing = { key, keyId: signingKeyId(key), everyEvents: config.checkpoint.everyEvents, everyMs: config.checkpoint.everySeconds * 1000 }
+    }
     this.rotateBytes = config.rotate?.maxBytes
     this.rotateAgeMs = config.rotate?.maxAgeSeconds === undefined ? undefined : config.rotate.maxAgeSeconds * 1000
     this.logger = ctx.logger
@@ -157,6 +181,13 @@ export class JsonlSink implements AuditSink, Lifecycle {
       prev = sealed.hash
       text += `${sealed.line}\n`
     }
+    const checkpointed = this.signing && (this.sinceCheckpoint + this.lines.length >= this.signing.everyEvents || Date.now() - this.lastCheckpointAt >= this.signing.everyMs)
+    if (checkpointed && this.signing) {
+      const sealed = sealEvent(checkpointJson(prev, this.sinceCheckpoint + this.lines.length, this.signing.key, this.signing.keyId), prev)
+      prev = sealed.hash
+      text += `${sealed.line}\n`
+    }
+    const count = this.lines.length
     const waiters = this.waiters
     this.lines = []
     this.bytes = 0
@@ -171,6 +202,10 @@ export class JsonlSink implements AuditSink, Lifecycle {
     }
     this.prev = prev
     this.size += Buffer.byteLength(text)
+    if (checkpointed) {
+      this.sinceCheckpoint = 0
+      this.lastCheckpointAt = Date.now()
+    } else this.sinceCheckpoint += count
     this.recovered()
     if (!this.fsyncEach) {
       for (const w of waiters) w.resolve()
@@ -194,6 +229,17 @@ export class JsonlSink implements AuditSink, Lifecycle {
   }
 
   async close(): Promise<void> {
+    // A clean shutdown leaves the whole log under a signature.
+    if (this.signing && this.sinceCheckpoint > 0 && this.fd !== undefined && !this.failing) {
+      const sealed = sealEvent(checkpointJson(this.prev, this.sinceCheckpoint, this.signing.key, this.signing.keyId), this.prev)
+      try {
+        writeAll(this.fd, `${sealed.line}\n`)
+        this.prev = sealed.hash
+        this.sinceCheckpoint = 0
+      } catch (err) {
+        this.logger.error({ path: this.path, err: (err as Error).message }, 'could not write the closing checkpoint')
+      }
+    }
     await this.flush()
     this.closed = true
     if (this.fd !== undefined) closeSync(this.fd)

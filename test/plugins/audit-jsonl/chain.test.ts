@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { verifyChain } from '@gatehouse/core'
+import { sealEvent, verifyChain } from '@gatehouse/core'
 import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
 import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
 import { psql } from '../../fixtures/clients.js'
@@ -109,6 +109,60 @@ describe('the audit hash chain', () => {
     // the newest file alone starts mid-chain
     const alone = await verify(path)
     expect(alone.stdout).toMatch(/truncated-head/)
+  })
+
+  it('signs checkpoints: a log re-sealed without the key fails, the real one verifies with the public key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-sign-'))
+    const keyFile = join(dir, 'signing.pem')
+    const keygen = await new Promise<number>((resolve) => execFile(process.execPath, [CLI, 'audit', 'keygen', '--output', keyFile], (err) => resolve(err ? 1 : 0)))
+    expect(keygen).toBe(0)
+    const path = join(dir, 'audit.jsonl')
+    const signed = await startGateway({ upstream: pgUpstream(cluster), audit: { path, checkpoint: { key: readFileSync(keyFile, 'utf8'), everyEvents: 5 } } })
+    try {
+      await psql({ port: signed.port, user: 'agent-1', password: signed.tokens['agent-1'] as string }, Array.from({ length: 8 }, (_, i) => `SELECT ${i};`).join('\n') + '\n')
+      await signed.audit()
+    } finally {
+      await signed.stop()
+    }
+    const good = await verify(path, '--public-key', `${keyFile}.pub`)
+    expect(good.code, good.stdout).toBe(0)
+    expect(good.stdout).toMatch(/ok: \d+ events, chain intact; [2-9]\d* signed checkpoints verified, 0 events after the last one/)
+    // An attacker edits an event and re-seals the whole chain (no key needed for that)...
+    const text = readFileSync(path, 'utf8').trim().split('\n')
+    let prev = '0'.repeat(64)
+    const resealed = text.map((line, i) => {
+      const obj = JSON.parse(line) as Record<string, unknown>
+      delete obj.prev
+      delete obj.hash
+      if (i === 2) obj.text = 'SELECT 42'
+      const { line: sealedLine, hash } = sealEvent(JSON.stringify(obj), prev)
+      prev = hash
+      return sealedLine
+    })
+    const forged = join(dir, 'forged.jsonl')
+    writeFileSync(forged, `${resealed.join('\n')}\n`)
+    // ...which passes a plain chain check, but not the checkpoint signatures
+    expect((await verify(forged)).code).toBe(0)
+    const caught = await verify(forged, '--public-key', `${keyFile}.pub`)
+    expect(caught.code).toBe(1)
+    expect(caught.stdout).toMatch(/bad-checkpoint/)
+    // and dropping the checkpoints instead leaves nothing the key vouches for
+    const stripped = join(dir, 'stripped.jsonl')
+    let p2 = '0'.repeat(64)
+    const noCheckpoints = text
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((o) => o.type !== 'audit.checkpoint')
+      .map((o) => {
+        delete o.prev
+        delete o.hash
+        const s2 = sealEvent(JSON.stringify(o), p2)
+        p2 = s2.hash
+        return s2.line
+      })
+    writeFileSync(stripped, `${noCheckpoints.join('\n')}\n`)
+    const none = await verify(stripped, '--public-key', `${keyFile}.pub`)
+    expect(none.code).toBe(1)
+    expect(none.stdout).toMatch(/no signed checkpoint/)
   })
 
   it('continues the chain when a gateway starts on an existing file', async () => {
