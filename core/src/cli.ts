@@ -126,16 +126,28 @@ const audit = program.command('audit').description('work with audit logs')
 audit
   .command('verify')
   .description('check the hash chain of JSONL audit files (rotated files oldest first); report the first edited, removed or reordered event; exit 1 if there is one')
-  .argument('<files...>', 'audit.jsonl files, in order')
+  .argument('[files...]', 'audit.jsonl files, in order')
+  .option('--postgres <url>', 'verify the audit-postgres table at this database instead')
+  .option('--table <name>', 'audit-postgres table', 'gatehouse_audit')
+  .option('--chain <name>', 'audit-postgres chain (one per gateway instance)', 'default')
   .option('--continues-from <hash>', 'the hash the first file continues from (a checkpoint kept elsewhere)')
   .option('--public-key <file>', 'Ed25519 public key (PEM) to check the signed checkpoints with')
   .option('--json', 'print one JSON object')
-  .action((files: string[], opts: { continuesFrom?: string; publicKey?: string; json?: boolean }) => {
+  .action(async (files: string[], opts: { continuesFrom?: string; publicKey?: string; json?: boolean; postgres?: string; table: string; chain: string }) => {
     let inputs: { name: string; text: string }[]
-    try {
-      inputs = files.map((name) => ({ name, text: readFileSync(name, 'utf8') }))
-    } catch (err) {
-      return exitWithError(new Error(`cannot read ${(err as NodeJS.ErrnoException).path ?? 'file'}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`))
+    if (opts.postgres) {
+      if (!/^[a-z_][a-z0-9_]{0,62}$/.test(opts.table)) return exitWithError(new Error(`--table ${opts.table}: not a plain table name`))
+      const { readChain } = (await import(BUILTIN_PLUGINS['audit-postgres'] as string)) as { readChain: (url: string, table: string, chain: string) => Promise<string> }
+      const text = await readChain(opts.postgres, opts.table, opts.chain).catch((err: Error) => exitWithError(new Error(`cannot read the audit table: ${err.message}`)))
+      // Rows are numbered in the report as if they were lines of a file named after the table.
+      inputs = [{ name: `${opts.table}[chain=${opts.chain}]`, text }]
+    } else {
+      if (files.length === 0) return exitWithError(new Error('give audit files, or --postgres URL'))
+      try {
+        inputs = files.map((name) => ({ name, text: readFileSync(name, 'utf8') }))
+      } catch (err) {
+        return exitWithError(new Error(`cannot read ${(err as NodeJS.ErrnoException).path ?? 'file'}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`))
+      }
     }
     let publicKey: KeyObject | undefined
     if (opts.publicKey) {

@@ -19,6 +19,7 @@ export const BUILTIN_PLUGINS: Readonly<Record<string, string>> = Object.freeze({
   policy: '@gatehouse/plugin-policy',
   'audit-jsonl': '@gatehouse/plugin-audit-jsonl',
   'audit-stdout': '@gatehouse/plugin-audit-stdout',
+  'audit-postgres': '@gatehouse/plugin-audit-postgres',
 })
 
 const NPM_NAME = /^(@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*$/

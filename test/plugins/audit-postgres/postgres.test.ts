@@ -1,0 +1,91 @@
+/**
+ * audit-postgres: a real gateway writes its audit events into a PostgreSQL table, batched and
+ * hash-chained; `gatehouse audit verify --postgres` checks the table and finds tampered rows; a
+ * required sink whose database is gone refuses statements.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { execFile } from 'node:child_process'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import pg from 'pg'
+import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
+import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
+import { psql } from '../../fixtures/clients.js'
+
+const CLI = join(fileURLToPath(new URL('../../..', import.meta.url)), 'core/dist/cli.js')
+let upstream: PgCluster
+let auditDb: PgCluster
+let gw: TestGateway
+let url: string
+
+function verify(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => execFile(process.execPath, [CLI, 'audit', 'verify', ...args], (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr })))
+}
+
+async function query<T extends pg.QueryResultRow>(sql: string): Promise<T[]> {
+  const c = new pg.Client({ connectionString: url })
+  await c.connect()
+  try {
+    return (await c.query<T>(sql)).rows
+  } finally {
+    await c.end()
+  }
+}
+
+beforeAll(async () => {
+  ;[upstream, auditDb] = await Promise.all([startPgCluster(), startPgCluster()])
+  url = `postgres://${auditDb.users.scram.user}:${encodeURIComponent(auditDb.users.scram.password)}@127.0.0.1:${auditDb.port}/${auditDb.database}`
+  await auditDb.psql(`GRANT CREATE ON SCHEMA public TO ${auditDb.users.scram.user}`)
+  gw = await startGateway({
+    upstream: pgUpstream(upstream),
+    connection: { plugins: { record: ['audit-postgres'] } },
+    extraPlugins: [{ use: 'audit-postgres', config: { url, chain: 'gw-1' } }],
+  })
+}, 60_000)
+
+afterAll(async () => {
+  await gw?.stop()
+  await Promise.all([upstream?.stop(), auditDb?.stop()])
+})
+
+describe('audit-postgres', () => {
+  it('stores a request and an outcome per statement, with the principal and verdict in their own columns', async () => {
+    const target = { port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }
+    await psql(target, 'SELECT 1;\nSELECT 2;\nDROP TABLE nothing;\n')
+    await new Promise((r) => setTimeout(r, 100))
+    const rows = await query<{ type: string; principal: string | null; verdict: string | null; rule: string | null }>("SELECT type, principal, verdict, rule FROM gatehouse_audit WHERE chain = 'gw-1' ORDER BY seq")
+    const requests = rows.filter((r) => r.type === 'request')
+    expect(requests.map((r) => r.verdict)).toEqual(['allow', 'allow', 'deny'])
+    expect(requests.every((r) => r.principal === 'agent-1')).toBe(true)
+    expect(rows.filter((r) => r.type === 'outcome')).toHaveLength(3)
+    const indexes = await query<{ indexname: string }>("SELECT indexname FROM pg_indexes WHERE tablename = 'gatehouse_audit'")
+    expect(indexes.map((i) => i.indexname)).toEqual(expect.arrayContaining(['gatehouse_audit_time', 'gatehouse_audit_session', 'gatehouse_audit_principal', 'gatehouse_audit_verdict']))
+  })
+
+  it('audit verify --postgres accepts the table, then finds an edited and a removed row', async () => {
+    const ok = await verify('--postgres', url, '--chain', 'gw-1')
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0)
+    expect(ok.stdout).toMatch(/^ok: \d+ events, chain intact/)
+    await query("UPDATE gatehouse_audit SET line = replace(line, '\"verdict\":\"deny\"', '\"verdict\":\"allow\"') WHERE chain = 'gw-1' AND type = 'request' AND verdict = 'deny'")
+    const edited = await verify('--postgres', url, '--chain', 'gw-1')
+    expect(edited.code).toBe(1)
+    expect(edited.stdout).toMatch(/edited/)
+    await query("DELETE FROM gatehouse_audit WHERE seq = (SELECT seq FROM gatehouse_audit WHERE chain = 'gw-1' ORDER BY seq LIMIT 1 OFFSET 1)")
+    const removed = await verify('--postgres', url, '--chain', 'gw-1')
+    expect(removed.code).toBe(1)
+    expect(removed.stdout).toMatch(/:2: removed/)
+  })
+
+  it('refuses statements while a required audit database is down, and the session survives', async () => {
+    const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+    await c.connect()
+    try {
+      expect((await c.query('SELECT 1 AS one')).rows[0].one).toBe(1)
+      await auditDb.stop()
+      await expect(c.query('SELECT 2')).rejects.toMatchObject({ code: '58000' })
+      await expect(c.query('SELECT 3')).rejects.toMatchObject({ code: '58000' })
+    } finally {
+      await c.end().catch(() => undefined)
+    }
+  })
+})
