@@ -11,12 +11,20 @@
  *   reordered rows. Each gateway instance keeps its own chain (`chain` column), continued
  *   across restarts.
  *
- * Not yet: an on-disk spool that keeps events while the database is down (planned; until then a
- * `required` sink refuses requests while it is down, and a `best-effort` one drops events and
- * logs each failed batch).
+ * - While the database cannot take a batch, events go to a local spool file instead
+ *   (`<dataDir>/spool/audit-postgres-<chain>.jsonl`, appended and fsync'd before the write
+ *   resolves), and every later event goes there too, so order is kept. A retry loop replays the
+ *   spool in order once the database answers again, then truncates it. Each replay first asks
+ *   the table for the chain's last stored event and skips what is already there (a multi-row
+ *   INSERT is atomic: a batch is in or not), so nothing is stored twice and the chain has no
+ *   gap.
+ * - The spool is bounded (`spoolMaxBytes`). When it is full, a `required` sink rejects new
+ *   events (their requests are refused) and keeps what it holds; a `best-effort` one drops them.
  */
 import { Type, type Static } from '@sinclair/typebox'
 import pg from 'pg'
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { constructPlugin, definePlugin, GENESIS_HASH, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, sealEvent, serializeAuditEvent, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type PluginContext, type SinkMode } from '@gatehouse/core'
 
 const ConfigSchema = Type.Object(
@@ -27,14 +35,29 @@ const ConfigSchema = Type.Object(
     required: Type.Boolean({ default: true }),
     maxBatch: Type.Integer({ minimum: 1, maximum: 5000, default: 500 }),
     connectTimeoutMs: Type.Integer({ minimum: 100, default: 5000 }),
+    spoolMaxBytes: Type.Integer({ minimum: 0, default: 64 * 1024 * 1024, description: 'local spool for events while the database is down; 0 disables it' }),
+    retryMs: Type.Integer({ minimum: 50, default: 1000, description: 'how often a spooled sink tries the database again' }),
   },
   { additionalProperties: false },
 )
 type PostgresAuditConfig = Static<typeof ConfigSchema>
 
-interface Pending {
-  readonly event: AuditEvent
+/** What a spool line holds: enough to insert the row later. */
+interface Spooled {
   readonly json: string
+  readonly id: string
+  readonly time: string
+  readonly type: string
+  readonly session: string | null
+  readonly connection: string | null
+  readonly principal: string | null
+  readonly action: string | null
+  readonly verdict: string | null
+  readonly rule: string | null
+}
+
+interface Pending {
+  readonly row: Spooled
   readonly resolve: () => void
   readonly reject: (err: Error) => void
 }
@@ -74,6 +97,13 @@ export class PostgresSink implements AuditSink, Lifecycle {
   private prev = GENESIS_HASH
   private failing = false
   private readonly logger: Logger
+  private readonly spoolPath: string
+  /** Bytes in the spool file; > 0 means every new event goes there, to keep order. */
+  private spoolBytes = 0
+  private retryTimer: NodeJS.Timeout | undefined
+  private replaying = false
+  /** Events dropped (best-effort) or refused (required) because the spool was full. */
+  dropped = 0
 
   constructor(
     @inject(PluginConfig) private readonly config: PostgresAuditConfig,
@@ -81,21 +111,38 @@ export class PostgresSink implements AuditSink, Lifecycle {
   ) {
     this.mode = config.required ? 'required' : 'best-effort'
     this.logger = ctx.logger
+    this.spoolPath = join(ctx.dataDir, 'spool', `audit-postgres-${config.chain.replace(/[^A-Za-z0-9._-]/g, '_')}.jsonl`)
   }
 
   async start(): Promise<void> {
     this.pool = new pg.Pool({ connectionString: this.config.url, max: 2, connectionTimeoutMillis: this.config.connectTimeoutMs })
     // An idle client that loses its server must not take the gateway down.
     this.pool.on('error', (err) => this.logger.warn({ err: err.message }, 'audit database connection lost'))
-    await this.pool.query(schemaSql(this.config.table))
-    const last = await this.pool.query<{ hash: string }>(`SELECT hash FROM ${this.config.table} WHERE chain = $1 ORDER BY seq DESC LIMIT 1`, [this.config.chain])
+    mkdirSync(dirname(this.spoolPath), { recursive: true })
+    this.spoolBytes = existsSync(this.spoolPath) ? statSync(this.spoolPath).size : 0
+    try {
+      await this.pool.query(schemaSql(this.config.table))
+      await this.syncChainHead()
+    } catch (err) {
+      // Starting while the database is down is fine when events can wait in the spool.
+      if (this.config.spoolMaxBytes === 0) throw err
+      this.logger.warn({ err: (err as Error).message }, 'audit database unavailable at start; events go to the spool')
+      this.spoolBytes = Math.max(this.spoolBytes, 1)
+    }
+    if (this.spoolBytes > 0) this.scheduleRetry()
+  }
+
+  /** The chain's last stored event: where the next row links. */
+  private async syncChainHead(): Promise<string | undefined> {
+    const last = await (this.pool as pg.Pool).query<{ id: string; hash: string }>(`SELECT id, hash FROM ${this.config.table} WHERE chain = $1 ORDER BY seq DESC LIMIT 1`, [this.config.chain])
     this.prev = last.rows[0]?.hash ?? GENESIS_HASH
+    return last.rows[0]?.id
   }
 
   write(event: AuditEvent): Promise<void> {
-    const json = serializeAuditEvent(event)
+    const row = toRow(event)
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ event, json, resolve, reject })
+      this.queue.push({ row, resolve, reject })
       if (!this.flushing) void this.flushLoop()
     })
   }
@@ -106,17 +153,18 @@ export class PostgresSink implements AuditSink, Lifecycle {
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, this.config.maxBatch)
+        if (this.spoolBytes > 0) {
+          this.spool(batch)
+          continue
+        }
         try {
-          await this.insert(batch)
-          if (this.failing) {
-            this.failing = false
-            this.logger.warn('audit database writable again')
-          }
+          await this.insert(batch.map((p) => p.row))
           for (const p of batch) p.resolve()
         } catch (err) {
-          if (!this.failing) this.logger.error({ err: (err as Error).message }, 'audit database write failed')
+          if (!this.failing) this.logger.error({ err: (err as Error).message }, 'audit database write failed; events go to the spool')
           this.failing = true
-          for (const p of batch) p.reject(err as Error)
+          if (this.config.spoolMaxBytes === 0) for (const p of batch) p.reject(err as Error)
+          else this.spool(batch)
         }
       }
     } finally {
@@ -124,19 +172,102 @@ export class PostgresSink implements AuditSink, Lifecycle {
     }
   }
 
-  private async insert(batch: readonly Pending[]): Promise<void> {
+  /**
+   * Appends events to the spool, fsync'd, and settles their writes: kept (resolve), or refused
+   * when the spool is full (required: reject, so the request is refused; best-effort: dropped).
+   */
+  private spool(batch: readonly Pending[]): void {
+    let text = ''
+    for (const p of batch) text += `${JSON.stringify(p.row)}\n`
+    const bytes = Buffer.byteLength(text)
+    if (this.config.spoolMaxBytes === 0 || this.spoolBytes + bytes > this.config.spoolMaxBytes) {
+      this.dropped += batch.length
+      this.logger.error({ spool: this.spoolPath, bytes: this.spoolBytes, dropped: this.dropped }, 'audit spool full: new events are refused')
+      const err = new Error('the audit database is unavailable and the audit spool is full')
+      for (const p of batch) (this.mode === 'required' ? p.reject(err) : p.resolve())
+      return
+    }
+    try {
+      const fd = openSync(this.spoolPath, 'a', 0o600)
+      try {
+        writeSync(fd, text)
+        fsyncSync(fd)
+      } finally {
+        closeSync(fd)
+      }
+    } catch (err) {
+      for (const p of batch) p.reject(err as Error)
+      return
+    }
+    this.spoolBytes = Math.max(this.spoolBytes, 0) + bytes
+    for (const p of batch) p.resolve()
+    this.scheduleRetry()
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.replaying) return
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined
+      void this.replay()
+    }, this.config.retryMs)
+    this.retryTimer.unref()
+  }
+
+  /**
+   * Replays the spool in order. Events already in the table (a batch whose commit was not
+   * acknowledged) are skipped by finding the chain's last stored id in the spool. The spool is
+   * truncated once everything up to its end is stored; events spooled meanwhile are replayed on
+   * the next round.
+   */
+  private async replay(): Promise<void> {
+    if (this.replaying || !this.pool) return
+    this.replaying = true
+    try {
+      // The table may not exist yet if the gateway started while the database was down.
+      await this.pool.query(schemaSql(this.config.table))
+      const lastId = await this.syncChainHead()
+      const text = existsSync(this.spoolPath) ? readFileSync(this.spoolPath, 'utf8') : ''
+      const consumed = Buffer.byteLength(text)
+      let rows = text
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Spooled)
+      const stored = lastId === undefined ? -1 : rows.findIndex((r) => r.id === lastId)
+      if (stored >= 0) rows = rows.slice(stored + 1)
+      for (let i = 0; i < rows.length; i += this.config.maxBatch) await this.insert(rows.slice(i, i + this.config.maxBatch))
+      // Everything read is stored; drop it, keeping what was spooled while we replayed.
+      const now = existsSync(this.spoolPath) ? statSync(this.spoolPath).size : 0
+      if (now === 0) {
+        // nothing was ever spooled (the database was down only at start)
+      } else if (now === consumed) truncateSync(this.spoolPath, 0)
+      else {
+        const rest = readFileSync(this.spoolPath).subarray(consumed)
+        writeFileSync(this.spoolPath, rest, { mode: 0o600 })
+      }
+      this.spoolBytes = now - consumed
+      if (this.spoolBytes === 0) {
+        this.failing = false
+        this.logger.warn({ replayed: rows.length }, 'audit database writable again; spool replayed')
+      }
+    } catch (err) {
+      this.logger.debug({ err: (err as Error).message }, 'audit database still unavailable')
+    } finally {
+      this.replaying = false
+      if (this.spoolBytes > 0) this.scheduleRetry()
+    }
+  }
+
+  private async insert(batch: readonly Spooled[]): Promise<void> {
     if (!this.pool) throw new Error('audit-postgres sink not started')
     let prev = this.prev
     const values: unknown[] = []
     const rows: string[] = []
-    for (const p of batch) {
+    for (const e of batch) {
       const before = prev
-      const sealed = sealEvent(p.json, before)
+      const sealed = sealEvent(e.json, before)
       prev = sealed.hash
-      const e = p.event as unknown as Record<string, unknown>
-      const principal = (e.principal as { id?: string } | undefined)?.id ?? null
       const base = values.length
-      values.push(this.config.chain, e.id, e.time, e.type, e.session ?? null, e.connection ?? null, principal, e.action ?? null, e.verdict ?? null, e.rule ?? null, sealed.line, sealed.line, before, sealed.hash)
+      values.push(this.config.chain, e.id, e.time, e.type, e.session, e.connection, e.principal, e.action, e.verdict, e.rule, sealed.line, sealed.line, before, sealed.hash)
       rows.push(`(${Array.from({ length: 14 }, (_, i) => `$${base + i + 1}`).join(',')})`)
     }
     const sql = `INSERT INTO ${this.config.table} (chain, id, time, type, session, connection, principal, action, verdict, rule, event, line, prev, hash) VALUES ${rows.join(',')} ON CONFLICT (id) DO NOTHING`
@@ -148,10 +279,30 @@ export class PostgresSink implements AuditSink, Lifecycle {
     while (this.flushing || this.queue.length > 0) await new Promise((r) => setTimeout(r, 5))
   }
 
+  /** At shutdown: queued events are inserted or spooled (the spool survives for the next start). */
   async close(): Promise<void> {
     await this.flush()
+    if (this.retryTimer) clearTimeout(this.retryTimer)
+    if (this.spoolBytes > 0) await this.replay()
     await this.pool?.end()
     this.pool = undefined
+  }
+}
+
+function toRow(event: AuditEvent): Spooled {
+  const e = event as unknown as Record<string, unknown>
+  const str = (v: unknown) => (typeof v === 'string' ? v : null)
+  return {
+    json: serializeAuditEvent(event),
+    id: String(e.id),
+    time: String(e.time),
+    type: String(e.type),
+    session: str(e.session),
+    connection: str(e.connection),
+    principal: str((e.principal as { id?: unknown } | undefined)?.id),
+    action: str(e.action),
+    verdict: str(e.verdict),
+    rule: str(e.rule),
   }
 }
 

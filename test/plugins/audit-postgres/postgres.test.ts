@@ -39,7 +39,7 @@ beforeAll(async () => {
   gw = await startGateway({
     upstream: pgUpstream(upstream),
     connection: { plugins: { record: ['audit-postgres'] } },
-    extraPlugins: [{ use: 'audit-postgres', config: { url, chain: 'gw-1' } }],
+    extraPlugins: [{ use: 'audit-postgres', config: { url, chain: 'gw-1', spoolMaxBytes: 8192, retryMs: 200, connectTimeoutMs: 1000 } }],
   })
 }, 60_000)
 
@@ -76,16 +76,113 @@ describe('audit-postgres', () => {
     expect(removed.stdout).toMatch(/:2: removed/)
   })
 
-  it('refuses statements while a required audit database is down, and the session survives', async () => {
+  it('spools while its database is down, refuses statements once the spool is full, and recovers', async () => {
     const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
     await c.connect()
     try {
       expect((await c.query('SELECT 1 AS one')).rows[0].one).toBe(1)
-      await auditDb.stop()
-      await expect(c.query('SELECT 2')).rejects.toMatchObject({ code: '58000' })
-      await expect(c.query('SELECT 3')).rejects.toMatchObject({ code: '58000' })
+      await auditDb.pause()
+      // the first statements are acknowledged: their records wait in the spool
+      let acknowledged = 0
+      let refusal: { code?: string; message?: string } | undefined
+      for (let i = 0; i < 200 && !refusal; i++) {
+        await c.query(`SELECT ${i}`).then(
+          () => acknowledged++,
+          (e: { code?: string; message?: string }) => (refusal = e),
+        )
+      }
+      expect(acknowledged).toBeGreaterThan(0)
+      expect(refusal).toMatchObject({ code: '58000' })
+      // ...and the session survives the refusal; once the database is back, statements run again
+      await auditDb.resume()
+      let back = false
+      for (let i = 0; i < 50 && !back; i++) {
+        back = await c.query('SELECT 2').then(
+          () => true,
+          () => false,
+        )
+        if (!back) await new Promise((r) => setTimeout(r, 200))
+      }
+      expect(back).toBe(true)
     } finally {
       await c.end().catch(() => undefined)
     }
   })
+})
+
+describe('audit-postgres with its spool, under load while the database is stopped and restarted', () => {
+  let db: PgCluster
+  let up: PgCluster
+  let gateway: TestGateway
+  let dbUrl: string
+  beforeAll(async () => {
+    ;[up, db] = await Promise.all([startPgCluster(), startPgCluster()])
+    await db.psql(`GRANT CREATE ON SCHEMA public TO ${db.users.scram.user}`)
+    dbUrl = `postgres://${db.users.scram.user}:${encodeURIComponent(db.users.scram.password)}@127.0.0.1:${db.port}/${db.database}`
+    gateway = await startGateway({
+      upstream: pgUpstream(up),
+      connection: { plugins: { record: ['audit-postgres'] } },
+      extraPlugins: [{ use: 'audit-postgres', config: { url: dbUrl, chain: 'fault', retryMs: 200, connectTimeoutMs: 1000 } }],
+    })
+  }, 60_000)
+  afterAll(async () => {
+    await gateway?.stop()
+    await Promise.all([up?.stop(), db?.stop()])
+  })
+
+  it('loses nothing and duplicates nothing: events equal acknowledged statements, and the chain verifies', async () => {
+    const clients = await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        const c = new pg.Client({ host: '127.0.0.1', port: gateway.port, user: 'agent-1', password: gateway.tokens['agent-1'], database: 'x' })
+        await c.connect()
+        return c
+      }),
+    )
+    let acknowledged = 0
+    let refused = 0
+    let running = true
+    const load = clients.map(async (c, n) => {
+      for (let i = 0; running; i++) {
+        try {
+          await c.query(`SELECT ${n * 1_000_000 + i} AS v`)
+          acknowledged++
+        } catch {
+          refused++
+        }
+      }
+    })
+    await new Promise((r) => setTimeout(r, 800))
+    await db.pause()
+    await new Promise((r) => setTimeout(r, 3000))
+    await db.resume()
+    await new Promise((r) => setTimeout(r, 800))
+    running = false
+    await Promise.all(load)
+    await Promise.all(clients.map((c) => c.end()))
+    // the spool drains after the database is back
+    let stored = 0
+    for (let i = 0; i < 50; i++) {
+      const rows = await query<{ n: string }>("SELECT count(*) AS n FROM gatehouse_audit WHERE chain = 'fault' AND type = 'request' AND verdict = 'allow'").catch(() => [{ n: '0' }])
+      stored = Number(rows[0]?.n)
+      if (stored >= acknowledged) break
+      await new Promise((r) => setTimeout(r, 200))
+    }
+    expect(acknowledged).toBeGreaterThan(100)
+    expect(refused).toBe(0)
+    expect(stored).toBe(acknowledged)
+    const dupes = await query<{ n: string }>("SELECT count(*) AS n FROM (SELECT id FROM gatehouse_audit GROUP BY id HAVING count(*) > 1) d")
+    expect(Number(dupes[0]?.n)).toBe(0)
+    const v = await verify('--postgres', dbUrl, '--chain', 'fault')
+    expect(v.code, v.stdout + v.stderr).toBe(0)
+  }, 60_000)
+
+  async function query<T extends pg.QueryResultRow>(sql: string): Promise<T[]> {
+    const c = new pg.Client({ connectionString: dbUrl })
+    await c.connect()
+    try {
+      return (await c.query<T>(sql)).rows
+    } finally {
+      await c.end()
+    }
+  }
 })
