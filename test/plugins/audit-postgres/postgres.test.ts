@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
 import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
-import { psql } from '../../fixtures/clients.js'
+import { psql, runClient } from '../../fixtures/clients.js'
 
 const CLI = join(fileURLToPath(new URL('../../..', import.meta.url)), 'core/dist/cli.js')
 let upstream: PgCluster
@@ -175,6 +175,37 @@ describe('audit-postgres with its spool, under load while the database is stoppe
     const v = await verify('--postgres', dbUrl, '--chain', 'fault')
     expect(v.code, v.stdout + v.stderr).toBe(0)
   }, 60_000)
+
+  it('under pgbench, with the audit database stopped for 10 s and restarted: events equal acknowledged transactions, no duplicates', async () => {
+    const env = { PGPASSWORD: up.users.scram.password, PGSSLMODE: 'disable' }
+    const init = await runClient('pgbench', ['-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', String(up.port), '-U', 'app_scram', 'app'], { env })
+    expect(init.code).toBe(0)
+    const bench = runClient('pgbench', ['-n', '-S', '-c', '4', '-j', '2', '-T', '16', '-h', '127.0.0.1', '-p', String(gateway.port), '-U', 'agent-1', 'app'], {
+      env: { PGPASSWORD: gateway.tokens['agent-1'] as string, PGSSLMODE: 'disable' },
+      timeoutMs: 60_000,
+    })
+    await new Promise((r) => setTimeout(r, 3000))
+    await db.pause()
+    await new Promise((r) => setTimeout(r, 10_000))
+    await db.resume()
+    const r = await bench
+    expect(r.code, r.stderr).toBe(0)
+    const processed = Number(/number of transactions actually processed: (\d+)/.exec(r.stdout)?.[1])
+    expect(processed).toBeGreaterThan(1000)
+    expect(r.stdout).not.toMatch(/number of failed transactions: [1-9]/)
+    let stored = 0
+    for (let i = 0; i < 100; i++) {
+      const rows = await query<{ n: string }>("SELECT count(*) AS n FROM gatehouse_audit WHERE chain = 'fault' AND type = 'request' AND verdict = 'allow' AND event->>'text' LIKE 'SELECT abalance FROM pgbench_accounts%'").catch(() => [{ n: '0' }])
+      stored = Number(rows[0]?.n)
+      if (stored >= processed) break
+      await new Promise((res) => setTimeout(res, 200))
+    }
+    expect(stored).toBe(processed)
+    const dupes = await query<{ n: string }>('SELECT count(*) AS n FROM (SELECT id FROM gatehouse_audit GROUP BY id HAVING count(*) > 1) d')
+    expect(Number(dupes[0]?.n)).toBe(0)
+    const v = await verify('--postgres', dbUrl, '--chain', 'fault')
+    expect(v.code, v.stdout + v.stderr).toBe(0)
+  }, 120_000)
 
   async function query<T extends pg.QueryResultRow>(sql: string): Promise<T[]> {
     const c = new pg.Client({ connectionString: dbUrl })
