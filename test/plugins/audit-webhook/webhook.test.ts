@@ -1,0 +1,64 @@
+/**
+ * audit-webhook: a real gateway POSTs its audit events in hash-chained NDJSON batches to an HTTP
+ * receiver, retrying the same batch (same Idempotency-Key) through failures; what the receiver
+ * keeps is complete, in order and verifiable.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createServer, type Server } from 'node:http'
+import { verifyChain } from '@gatehouse/core'
+import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
+import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
+import { psql } from '../../fixtures/clients.js'
+
+let cluster: PgCluster
+let receiver: Server
+let received: { key: string; body: string }[] = []
+let failNext = 0
+let gw: TestGateway
+
+beforeAll(async () => {
+  cluster = await startPgCluster()
+  receiver = createServer((req, res) => {
+    let body = ''
+    req.on('data', (d: Buffer) => (body += d.toString()))
+    req.on('end', () => {
+      if (failNext > 0) {
+        failNext--
+        res.statusCode = 503
+        return res.end('try later')
+      }
+      received.push({ key: String(req.headers['idempotency-key']), body })
+      res.statusCode = 204
+      res.end()
+    })
+  })
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()))
+  const url = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/audit`
+  gw = await startGateway({
+    upstream: pgUpstream(cluster),
+    connection: { plugins: { record: ['audit-jsonl', 'audit-webhook'] } },
+    extraPlugins: [{ use: 'audit-webhook', config: { url, required: true, flushMs: 10, backoffMs: 20, maxAttempts: 6 } }],
+  })
+})
+
+afterAll(async () => {
+  await gw?.stop()
+  receiver?.close()
+  await cluster?.stop()
+})
+
+describe('audit-webhook', () => {
+  it('delivers every event, in order, through failed attempts, and the received lines verify', async () => {
+    failNext = 3
+    const target = { port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }
+    const r = await psql(target, 'SELECT 1;\nSELECT 2;\nDROP TABLE nothing;\n')
+    expect(r.stdout).toBe('1\n2\n')
+    await new Promise((res) => setTimeout(res, 300))
+    const text = received.map((b) => b.body).join('')
+    const events = text.trim().split('\n').map((l) => JSON.parse(l) as { id: string; type: string })
+    const fromFile = (await gw.audit()).map((e) => e.id)
+    expect(events.map((e) => e.id)).toEqual(fromFile)
+    expect(verifyChain([{ name: 'webhook', text }]).ok).toBe(true)
+    expect(received.every((b) => b.key === (JSON.parse(b.body.split('\n')[0] as string) as { id: string }).id)).toBe(true)
+  })
+})
