@@ -17,7 +17,7 @@ import 'reflect-metadata'
 import { mkdtempSync, openSync, rmSync, writeSync, closeSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { serializeAuditEvent, createLogger } from '@gatehouse/core'
+import { serializeAuditEvent, createLogger, MetricsRegistry } from '@gatehouse/core'
 import { JsonlSink } from '@gatehouse/plugin-audit-jsonl'
 import { PostgresSink } from '@gatehouse/plugin-audit-postgres'
 import { startPgCluster } from '../test/fixtures/pg-cluster-impl.mjs'
@@ -73,7 +73,7 @@ async function postgres() {
   const cluster = await startPgCluster()
   try {
     const url = `postgres://postgres@/${cluster.database}?host=${encodeURIComponent(cluster.socketDir)}&port=${cluster.port}`
-    const sink = new PostgresSink({ url, table: 'gatehouse_audit', chain: 'bench', required: true, maxBatch: 500, connectTimeoutMs: 5000 }, { dataDir: dir, logger: createLogger('silent'), gateway: {}, instance: 'audit-postgres' })
+    const sink = new PostgresSink({ url, table: 'gatehouse_audit', chain: 'bench', required: true, maxBatch: 500, connectTimeoutMs: 5000, spoolMaxBytes: 64 * 1024 * 1024, retryMs: 1000 }, { dataDir: dir, logger: createLogger('silent'), gateway: {}, instance: 'audit-postgres' }, new MetricsRegistry())
     await sink.start()
     const started = process.hrtime.bigint()
     const pending = []

@@ -13,6 +13,9 @@ import { container as globalContainer, type DependencyContainer } from 'tsyringe
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { AsciicastRecorder, TerminalRecorder } from './recording/asciicast.js'
+import { Metrics, MetricsRegistry } from './metrics.js'
+import { startAdmin } from './admin.js'
+import type { FastifyInstance } from 'fastify'
 import { AuditRecorder } from './audit/recorder.js'
 import { GatewayConfig as GatewayConfigToken, type GatewayConfigRef } from './config/token.js'
 import type { ConnectionConfig, GatewayConfig, StageChains } from './config/schema.js'
@@ -78,6 +81,8 @@ export class Gateway {
     root.registerInstance(Logger, logger)
     root.registerInstance<GatewayConfigRef>(GatewayConfigToken, Object.freeze(config))
     root.registerInstance(TerminalRecorder, new AsciicastRecorder(join(config.dataDir, 'recordings')))
+    const metrics = new MetricsRegistry()
+    root.registerInstance(Metrics, metrics)
 
     const instances = new Map<string, Instance>()
     const searchDirs = opts.pluginSearchDirs ?? [process.cwd()]
@@ -160,11 +165,21 @@ export class Gateway {
         this.pipelines.push(plan.pipeline)
         this.logger.info({ connection: plan.connection.name, adapter: plan.connection.adapter, address: `${listener.address.host}:${listener.address.port}` }, 'listening')
       }
+      if (this.config.admin) {
+        const admin = await startAdmin(this.config.admin, { dataDir: this.config.dataDir, metrics: this.container.resolve(Metrics) })
+        this.admin = admin.app
+        this.adminPort = admin.port
+        this.logger.info({ address: `${this.config.admin.listen.replace(/:\d+$/, '')}:${admin.port}` }, 'admin API listening')
+      }
     } catch (err) {
       await this.shutdown(0)
       throw err
     }
   }
+
+  private admin: FastifyInstance | undefined
+  /** The admin API's bound port, when it is configured. */
+  adminPort: number | undefined
 
   /** The bound address of a connection's listener (useful with port 0). */
   address(connection: string): { host: string; port: number } {
@@ -178,6 +193,7 @@ export class Gateway {
     this.stopping ??= (async () => {
       this.logger.info({ graceMs }, 'shutting down: no new sessions')
       await Promise.all(this.listeners.map((l) => l.listener.stopAccepting()))
+      await this.admin?.close()
       const deadline = Date.now() + graceMs
       while (Date.now() < deadline && this.listeners.some((l) => l.listener.sessions > 0)) {
         await new Promise((r) => setTimeout(r, 50))

@@ -147,6 +147,15 @@ export const GatewayConfig = Type.Object(
       { graceMs: Type.Integer({ minimum: 0, default: 10000, description: 'how long sessions may finish after SIGTERM' }) },
       { additionalProperties: false, default: {} },
     ),
+    admin: Type.Optional(
+      Type.Object(
+        {
+          listen: HostPort,
+          tokens: Type.Array(Type.String({ minLength: 8 }), { minItems: 1, description: 'hashes of admin bearer tokens (`gatehouse token issue --identity admin`)' }),
+        },
+        { additionalProperties: false, description: 'the admin API: /metrics and terminal recordings' },
+      ),
+    ),
     identities: Type.Array(Identity, { default: [] }),
     plugins: Type.Array(PluginInstance, { default: [] }),
     connections: Type.Array(ConnectionConfig, { minItems: 1 }),

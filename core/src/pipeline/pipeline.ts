@@ -8,6 +8,8 @@
  */
 import { randomUUID, createHmac, randomBytes } from 'node:crypto'
 import type { DependencyContainer, InjectionToken } from 'tsyringe'
+import type { Counter } from 'prom-client'
+import { Metrics } from '../metrics.js'
 import { principalRef, type AuditEvent, type RequestEvent } from '../audit/events.js'
 import type { AuditRecorder } from '../audit/recorder.js'
 import { ScramServer } from '../auth/scram.js'
@@ -98,7 +100,12 @@ export class ConnectionPipeline implements Pipeline {
     private readonly recorder: AuditRecorder,
     private readonly root: DependencyContainer,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    // Requests decided, by connection, action and verdict, for the admin API's /metrics.
+    this.decisions = root.isRegistered(Metrics, true) ? root.resolve(Metrics).counter('gatehouse_requests_total', 'requests decided, by connection, action and verdict', ['connection', 'action', 'verdict']) : undefined
+  }
+
+  private readonly decisions: Counter<'connection' | 'action' | 'verdict'> | undefined
 
   get sessionCount(): number {
     return this.open.size
@@ -312,6 +319,7 @@ export class ConnectionPipeline implements Pipeline {
 
   /** The admission for a recorded decision; a refusal's outcome is recorded here, once for every adapter. */
   private verdict(request: GatewayRequest, decision: Decision): Admission {
+    this.decisions?.inc({ connection: this.connection, action: request.action, verdict: decision.verdict })
     if (decision.verdict === 'allow') return { admitted: true, decision }
     const refused = this.refusal(decision)
     this.completeRefused(request, refused.error)

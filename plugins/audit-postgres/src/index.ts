@@ -25,7 +25,8 @@ import { Type, type Static } from '@sinclair/typebox'
 import pg from 'pg'
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { constructPlugin, definePlugin, GENESIS_HASH, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, sealEvent, serializeAuditEvent, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type PluginContext, type SinkMode } from '@gatehouse/core'
+import type { Counter, Gauge } from 'prom-client'
+import { constructPlugin, definePlugin, GENESIS_HASH, Metrics, type MetricsRegistry, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, sealEvent, serializeAuditEvent, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type PluginContext, type SinkMode } from '@gatehouse/core'
 
 const ConfigSchema = Type.Object(
   {
@@ -105,12 +106,18 @@ export class PostgresSink implements AuditSink, Lifecycle {
   /** Events dropped (best-effort) or refused (required) because the spool was full. */
   dropped = 0
 
+  private readonly spoolGauge: Gauge<'sink'>
+  private readonly refusedCounter: Counter<'sink'>
+
   constructor(
     @inject(PluginConfig) private readonly config: PostgresAuditConfig,
     @inject(PluginContextToken) ctx: PluginContext,
+    @inject(Metrics) metrics: MetricsRegistry,
   ) {
     this.mode = config.required ? 'required' : 'best-effort'
     this.logger = ctx.logger
+    this.spoolGauge = metrics.gauge('gatehouse_audit_spool_bytes', 'bytes waiting in an audit sink\u2019s spool for its store to return', ['sink'])
+    this.refusedCounter = metrics.counter('gatehouse_audit_spool_full_events_total', 'events an audit sink could not keep because its spool was full (refused when required, dropped otherwise)', ['sink'])
     this.spoolPath = join(ctx.dataDir, 'spool', `audit-postgres-${config.chain.replace(/[^A-Za-z0-9._-]/g, '_')}.jsonl`)
   }
 
@@ -182,6 +189,7 @@ export class PostgresSink implements AuditSink, Lifecycle {
     const bytes = Buffer.byteLength(text)
     if (this.config.spoolMaxBytes === 0 || this.spoolBytes + bytes > this.config.spoolMaxBytes) {
       this.dropped += batch.length
+      this.refusedCounter.inc({ sink: `audit-postgres:${this.config.chain}` }, batch.length)
       this.logger.error({ spool: this.spoolPath, bytes: this.spoolBytes, dropped: this.dropped }, 'audit spool full: new events are refused')
       const err = new Error('the audit database is unavailable and the audit spool is full')
       for (const p of batch) (this.mode === 'required' ? p.reject(err) : p.resolve())
@@ -200,6 +208,7 @@ export class PostgresSink implements AuditSink, Lifecycle {
       return
     }
     this.spoolBytes = Math.max(this.spoolBytes, 0) + bytes
+    this.spoolGauge.set({ sink: `audit-postgres:${this.config.chain}` }, this.spoolBytes)
     for (const p of batch) p.resolve()
     this.scheduleRetry()
   }
@@ -245,6 +254,7 @@ export class PostgresSink implements AuditSink, Lifecycle {
         writeFileSync(this.spoolPath, rest, { mode: 0o600 })
       }
       this.spoolBytes = now - consumed
+      this.spoolGauge.set({ sink: `audit-postgres:${this.config.chain}` }, this.spoolBytes)
       if (this.spoolBytes === 0) {
         this.failing = false
         this.logger.warn({ replayed: rows.length }, 'audit database writable again; spool replayed')
