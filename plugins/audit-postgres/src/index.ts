@@ -23,10 +23,9 @@
  */
 import { Type, type Static } from '@sinclair/typebox'
 import pg from 'pg'
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import type { Counter, Gauge } from 'prom-client'
-import { constructPlugin, definePlugin, GENESIS_HASH, Metrics, type MetricsRegistry, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, sealEvent, serializeAuditEvent, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type PluginContext, type SinkMode } from '@gatehouse/core'
+import { constructPlugin, definePlugin, DiskSpool, GENESIS_HASH, Metrics, type MetricsRegistry, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, sealEvent, serializeAuditEvent, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type PluginContext, type SinkMode } from '@gatehouse/core'
 
 const ConfigSchema = Type.Object(
   {
@@ -98,9 +97,9 @@ export class PostgresSink implements AuditSink, Lifecycle {
   private prev = GENESIS_HASH
   private failing = false
   private readonly logger: Logger
-  private readonly spoolPath: string
-  /** Bytes in the spool file; > 0 means every new event goes there, to keep order. */
-  private spoolBytes = 0
+  private readonly spoolFile: DiskSpool
+  /** The database was down at start: spool even though the file may be empty, until a replay succeeds. */
+  private downAtStart = false
   private retryTimer: NodeJS.Timeout | undefined
   private replaying = false
   /** Events dropped (best-effort) or refused (required) because the spool was full. */
@@ -118,15 +117,13 @@ export class PostgresSink implements AuditSink, Lifecycle {
     this.logger = ctx.logger
     this.spoolGauge = metrics.gauge('gatehouse_audit_spool_bytes', 'bytes waiting in an audit sink\u2019s spool for its store to return', ['sink'])
     this.refusedCounter = metrics.counter('gatehouse_audit_spool_full_events_total', 'events an audit sink could not keep because its spool was full (refused when required, dropped otherwise)', ['sink'])
-    this.spoolPath = join(ctx.dataDir, 'spool', `audit-postgres-${config.chain.replace(/[^A-Za-z0-9._-]/g, '_')}.jsonl`)
+    this.spoolFile = new DiskSpool(join(ctx.dataDir, 'spool', `audit-postgres-${config.chain.replace(/[^A-Za-z0-9._-]/g, '_')}.jsonl`), config.spoolMaxBytes)
   }
 
   async start(): Promise<void> {
     this.pool = new pg.Pool({ connectionString: this.config.url, max: 2, connectionTimeoutMillis: this.config.connectTimeoutMs })
     // An idle client that loses its server must not take the gateway down.
     this.pool.on('error', (err) => this.logger.warn({ err: err.message }, 'audit database connection lost'))
-    mkdirSync(dirname(this.spoolPath), { recursive: true })
-    this.spoolBytes = existsSync(this.spoolPath) ? statSync(this.spoolPath).size : 0
     try {
       await this.pool.query(schemaSql(this.config.table))
       await this.syncChainHead()
@@ -134,9 +131,9 @@ export class PostgresSink implements AuditSink, Lifecycle {
       // Starting while the database is down is fine when events can wait in the spool.
       if (this.config.spoolMaxBytes === 0) throw err
       this.logger.warn({ err: (err as Error).message }, 'audit database unavailable at start; events go to the spool')
-      this.spoolBytes = Math.max(this.spoolBytes, 1)
+      this.downAtStart = true
     }
-    if (this.spoolBytes > 0) this.scheduleRetry()
+    if (this.spooling()) this.scheduleRetry()
   }
 
   /** The chain's last stored event: where the next row links. */
@@ -160,7 +157,7 @@ export class PostgresSink implements AuditSink, Lifecycle {
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, this.config.maxBatch)
-        if (this.spoolBytes > 0) {
+        if (this.spooling()) {
           this.spool(batch)
           continue
         }
@@ -179,36 +176,32 @@ export class PostgresSink implements AuditSink, Lifecycle {
     }
   }
 
+  private spooling(): boolean {
+    return this.downAtStart || this.spoolFile.size > 0
+  }
+
   /**
    * Appends events to the spool, fsync'd, and settles their writes: kept (resolve), or refused
    * when the spool is full (required: reject, so the request is refused; best-effort: dropped).
    */
   private spool(batch: readonly Pending[]): void {
-    let text = ''
-    for (const p of batch) text += `${JSON.stringify(p.row)}\n`
-    const bytes = Buffer.byteLength(text)
-    if (this.config.spoolMaxBytes === 0 || this.spoolBytes + bytes > this.config.spoolMaxBytes) {
-      this.dropped += batch.length
-      this.refusedCounter.inc({ sink: `audit-postgres:${this.config.chain}` }, batch.length)
-      this.logger.error({ spool: this.spoolPath, bytes: this.spoolBytes, dropped: this.dropped }, 'audit spool full: new events are refused')
-      const err = new Error('the audit database is unavailable and the audit spool is full')
-      for (const p of batch) (this.mode === 'required' ? p.reject(err) : p.resolve())
-      return
-    }
+    const sink = `audit-postgres:${this.config.chain}`
+    let kept: boolean
     try {
-      const fd = openSync(this.spoolPath, 'a', 0o600)
-      try {
-        writeSync(fd, text)
-        fsyncSync(fd)
-      } finally {
-        closeSync(fd)
-      }
+      kept = this.spoolFile.append(batch.map((p) => JSON.stringify(p.row)))
     } catch (err) {
       for (const p of batch) p.reject(err as Error)
       return
     }
-    this.spoolBytes = Math.max(this.spoolBytes, 0) + bytes
-    this.spoolGauge.set({ sink: `audit-postgres:${this.config.chain}` }, this.spoolBytes)
+    if (!kept) {
+      this.dropped += batch.length
+      this.refusedCounter.inc({ sink }, batch.length)
+      this.logger.error({ spool: this.spoolFile.path, bytes: this.spoolFile.size, dropped: this.dropped }, 'audit spool full: new events are refused')
+      const err = new Error('the audit database is unavailable and the audit spool is full')
+      for (const p of batch) (this.mode === 'required' ? p.reject(err) : p.resolve())
+      return
+    }
+    this.spoolGauge.set({ sink }, this.spoolFile.size)
     for (const p of batch) p.resolve()
     this.scheduleRetry()
   }
@@ -235,27 +228,16 @@ export class PostgresSink implements AuditSink, Lifecycle {
       // The table may not exist yet if the gateway started while the database was down.
       await this.pool.query(schemaSql(this.config.table))
       const lastId = await this.syncChainHead()
-      const text = existsSync(this.spoolPath) ? readFileSync(this.spoolPath, 'utf8') : ''
-      const consumed = Buffer.byteLength(text)
-      let rows = text
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Spooled)
+      const spooled = this.spoolFile.read()
+      let rows = spooled.lines.map((l) => JSON.parse(l) as Spooled)
       const stored = lastId === undefined ? -1 : rows.findIndex((r) => r.id === lastId)
       if (stored >= 0) rows = rows.slice(stored + 1)
       for (let i = 0; i < rows.length; i += this.config.maxBatch) await this.insert(rows.slice(i, i + this.config.maxBatch))
       // Everything read is stored; drop it, keeping what was spooled while we replayed.
-      const now = existsSync(this.spoolPath) ? statSync(this.spoolPath).size : 0
-      if (now === 0) {
-        // nothing was ever spooled (the database was down only at start)
-      } else if (now === consumed) truncateSync(this.spoolPath, 0)
-      else {
-        const rest = readFileSync(this.spoolPath).subarray(consumed)
-        writeFileSync(this.spoolPath, rest, { mode: 0o600 })
-      }
-      this.spoolBytes = now - consumed
-      this.spoolGauge.set({ sink: `audit-postgres:${this.config.chain}` }, this.spoolBytes)
-      if (this.spoolBytes === 0) {
+      this.spoolFile.consume(spooled.bytes)
+      this.downAtStart = false
+      this.spoolGauge.set({ sink: `audit-postgres:${this.config.chain}` }, this.spoolFile.size)
+      if (this.spoolFile.size === 0) {
         this.failing = false
         this.logger.warn({ replayed: rows.length }, 'audit database writable again; spool replayed')
       }
@@ -263,7 +245,7 @@ export class PostgresSink implements AuditSink, Lifecycle {
       this.logger.debug({ err: (err as Error).message }, 'audit database still unavailable')
     } finally {
       this.replaying = false
-      if (this.spoolBytes > 0) this.scheduleRetry()
+      if (this.spooling()) this.scheduleRetry()
     }
   }
 
@@ -293,7 +275,7 @@ export class PostgresSink implements AuditSink, Lifecycle {
   async close(): Promise<void> {
     await this.flush()
     if (this.retryTimer) clearTimeout(this.retryTimer)
-    if (this.spoolBytes > 0) await this.replay()
+    if (this.spooling()) await this.replay()
     await this.pool?.end()
     this.pool = undefined
   }

@@ -8,12 +8,17 @@
  * - A batch that fails (network error, timeout, or a status other than 2xx) is retried with
  *   exponential backoff, up to `maxAttempts`, with the same body and the same
  *   `Idempotency-Key` (the first event's id), so a receiver can drop a batch it already took.
- * - A write resolves when its batch was accepted (2xx). In `required` mode a batch that fails
- *   every attempt rejects its writes (the requests are refused); in `best-effort` mode (the
- *   default) it is dropped and logged, and the chain shows the gap to whoever verifies.
+ * - A write resolves when its batch was accepted (2xx), or when a batch that failed every
+ *   attempt is in the local spool (`<dataDir>/spool/audit-webhook-<name>.jsonl`, fsync'd); later
+ *   events queue behind it, and a retry loop sends the spool in order when the endpoint answers
+ *   again. A batch is sealed the same way every time it is sent, so a receiver that took a batch
+ *   whose acknowledgement was lost sees the same body and key again.
+ * - When the spool is full, a `required` sink rejects new events (their requests are refused)
+ *   and a `best-effort` one drops them; the chain shows the gap to whoever verifies.
  */
 import { Type, type Static } from '@sinclair/typebox'
-import { constructPlugin, definePlugin, GENESIS_HASH, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, sealEvent, serializeAuditEvent, type AuditEvent, type AuditSink, type Logger, type PluginContext, type SinkMode } from '@gatehouse/core'
+import { join } from 'node:path'
+import { constructPlugin, definePlugin, DiskSpool, GENESIS_HASH, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, sealEvent, serializeAuditEvent, type AuditEvent, type AuditSink, type Logger, type PluginContext, type SinkMode } from '@gatehouse/core'
 
 const ConfigSchema = Type.Object(
   {
@@ -25,6 +30,8 @@ const ConfigSchema = Type.Object(
     maxAttempts: Type.Integer({ minimum: 1, maximum: 20, default: 5 }),
     backoffMs: Type.Integer({ minimum: 1, default: 200, description: 'first retry delay; doubles each attempt' }),
     timeoutMs: Type.Integer({ minimum: 100, default: 5000 }),
+    spoolMaxBytes: Type.Integer({ minimum: 0, default: 64 * 1024 * 1024, description: 'local spool for batches the endpoint did not take; 0 disables it' }),
+    retryMs: Type.Integer({ minimum: 50, default: 1000, description: 'how often a spooled sink tries the endpoint again' }),
   },
   { additionalProperties: false },
 )
@@ -45,6 +52,8 @@ export class WebhookSink implements AuditSink {
   private timer: NodeJS.Timeout | undefined
   private prev = GENESIS_HASH
   private readonly logger: Logger
+  private readonly spool: DiskSpool
+  private retryTimer: NodeJS.Timeout | undefined
 
   constructor(
     @inject(PluginConfig) private readonly config: WebhookConfig,
@@ -52,6 +61,8 @@ export class WebhookSink implements AuditSink {
   ) {
     this.mode = config.required ? 'required' : 'best-effort'
     this.logger = ctx.logger
+    this.spool = new DiskSpool(join(ctx.dataDir, 'spool', `audit-webhook-${ctx.instance.replace(/[^A-Za-z0-9._-]/g, '_')}.jsonl`), config.spoolMaxBytes)
+    if (this.spool.size > 0) this.scheduleRetry()
   }
 
   write(event: AuditEvent): Promise<void> {
@@ -73,26 +84,85 @@ export class WebhookSink implements AuditSink {
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, this.config.maxBatch)
-        let prev = this.prev
-        let body = ''
-        for (const p of batch) {
-          const sealed = sealEvent(p.json, prev)
-          prev = sealed.hash
-          body += `${sealed.line}\n`
+        // Behind a non-empty spool, new events wait their turn there.
+        if (this.spool.size === 0) {
+          const sent = await this.send(batch.map((p) => p.json))
+          if (sent === undefined) {
+            for (const p of batch) p.resolve()
+            continue
+          }
+          this.logger.error({ url: redactUrl(this.config.url), events: batch.length, err: sent }, 'audit webhook batch failed after every attempt; spooling')
         }
-        const error = await this.deliver(body, (batch[0] as Pending).id)
-        if (!error) {
-          this.prev = prev
-          for (const p of batch) p.resolve()
-          continue
-        }
-        this.logger.error({ url: redactUrl(this.config.url), events: batch.length, err: error }, 'audit webhook batch failed after every attempt')
-        // The chain moves on past a dropped batch, so a verifier sees exactly where events are missing.
-        this.prev = prev
-        for (const p of batch) (this.mode === 'required' ? p.reject(new Error(`audit webhook unavailable: ${error}`)) : p.resolve())
+        this.toSpool(batch)
       }
     } finally {
       this.sending = false
+    }
+  }
+
+  /** Seals and POSTs one batch; the chain advances only when the endpoint took it. Returns the error, if any. */
+  private async send(jsons: readonly string[]): Promise<string | undefined> {
+    let prev = this.prev
+    let body = ''
+    for (const json of jsons) {
+      const sealed = sealEvent(json, prev)
+      prev = sealed.hash
+      body += `${sealed.line}\n`
+    }
+    const key = (JSON.parse(jsons[0] as string) as { id: string }).id
+    const error = await this.deliver(body, key)
+    if (error === undefined) this.prev = prev
+    return error
+  }
+
+  private toSpool(batch: readonly Pending[]): void {
+    let kept = false
+    try {
+      kept = this.spool.append(batch.map((p) => p.json))
+    } catch (err) {
+      for (const p of batch) p.reject(err as Error)
+      return
+    }
+    if (kept) {
+      for (const p of batch) p.resolve()
+      this.scheduleRetry()
+      return
+    }
+    this.logger.error({ spool: this.spool.path, bytes: this.spool.size }, 'audit webhook spool full: new events are refused')
+    const err = new Error('the audit webhook is unavailable and its spool is full')
+    for (const p of batch) (this.mode === 'required' ? p.reject(err) : p.resolve())
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer) return
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined
+      void this.replay()
+    }, this.config.retryMs)
+    this.retryTimer.unref()
+  }
+
+  /** Sends the spool in order, batch by batch; keeps whatever was not taken for the next round. */
+  private async replay(): Promise<void> {
+    if (this.sending) return this.scheduleRetry()
+    this.sending = true
+    try {
+      const spooled = this.spool.read()
+      for (let i = 0; i < spooled.lines.length; i += this.config.maxBatch) {
+        const error = await this.send(spooled.lines.slice(i, i + this.config.maxBatch))
+        if (error !== undefined) {
+          // Drop what went through; the rest waits for the next round.
+          const done = spooled.lines.slice(0, i).reduce((n, l) => n + Buffer.byteLength(l) + 1, 0)
+          this.spool.consume(done)
+          return
+        }
+      }
+      this.spool.consume(spooled.bytes)
+      this.logger.warn({ replayed: spooled.lines.length }, 'audit webhook reachable again; spool sent')
+    } finally {
+      this.sending = false
+      if (this.spool.size > 0) this.scheduleRetry()
+      else if (this.queue.length > 0) this.kick()
     }
   }
 
@@ -119,12 +189,14 @@ export class WebhookSink implements AuditSink {
   }
 
   async flush(): Promise<void> {
+    if (this.spool.size > 0) await this.replay()
     this.kick()
     while (this.sending || this.queue.length > 0) await new Promise((r) => setTimeout(r, 5))
   }
 
   async close(): Promise<void> {
     await this.flush()
+    if (this.retryTimer) clearTimeout(this.retryTimer)
   }
 }
 

@@ -14,6 +14,7 @@ let cluster: PgCluster
 let receiver: Server
 let received: { key: string; body: string }[] = []
 let failNext = 0
+let down = false
 let gw: TestGateway
 
 beforeAll(async () => {
@@ -22,6 +23,10 @@ beforeAll(async () => {
     let body = ''
     req.on('data', (d: Buffer) => (body += d.toString()))
     req.on('end', () => {
+      if (down) {
+        res.statusCode = 502
+        return res.end('down')
+      }
       if (failNext > 0) {
         failNext--
         res.statusCode = 503
@@ -37,7 +42,7 @@ beforeAll(async () => {
   gw = await startGateway({
     upstream: pgUpstream(cluster),
     connection: { plugins: { record: ['audit-jsonl', 'audit-webhook'] } },
-    extraPlugins: [{ use: 'audit-webhook', config: { url, required: true, flushMs: 10, backoffMs: 20, maxAttempts: 6 } }],
+    extraPlugins: [{ use: 'audit-webhook', config: { url, required: true, flushMs: 10, backoffMs: 20, maxAttempts: 3, retryMs: 100 } }],
   })
 })
 
@@ -49,7 +54,7 @@ afterAll(async () => {
 
 describe('audit-webhook', () => {
   it('delivers every event, in order, through failed attempts, and the received lines verify', async () => {
-    failNext = 3
+    failNext = 2
     const target = { port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }
     const r = await psql(target, 'SELECT 1;\nSELECT 2;\nDROP TABLE nothing;\n')
     expect(r.stdout).toBe('1\n2\n')
@@ -60,5 +65,22 @@ describe('audit-webhook', () => {
     expect(events.map((e) => e.id)).toEqual(fromFile)
     expect(verifyChain([{ name: 'webhook', text }]).ok).toBe(true)
     expect(received.every((b) => b.key === (JSON.parse(b.body.split('\n')[0] as string) as { id: string }).id)).toBe(true)
+  })
+
+  it('spools while the endpoint is down, keeps statements running, and sends everything in order once it is back', async () => {
+    received = []
+    down = true
+    const target = { port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }
+    const r = await psql(target, 'SELECT 10;\nSELECT 11;\nSELECT 12;\n')
+    expect(r.stdout).toBe('10\n11\n12\n')
+    expect(received).toEqual([])
+    down = false
+    for (let i = 0; i < 50 && !received.map((b) => b.body).join('').includes('SELECT 12'); i++) await new Promise((res) => setTimeout(res, 100))
+    await new Promise((res) => setTimeout(res, 200))
+    const fromFile = (await gw.audit()).map((e) => e.id)
+    const sent = received.map((b) => b.body).join('').trim().split('\n').map((l) => (JSON.parse(l) as { id: string }).id)
+    // everything the file has since the endpoint went down arrived, in the same order
+    expect(sent).toEqual(fromFile.slice(fromFile.length - sent.length))
+    expect(sent.length).toBeGreaterThanOrEqual(6)
   })
 })

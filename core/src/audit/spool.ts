@@ -1,0 +1,62 @@
+/**
+ * A bounded on-disk spool for audit events a sink's store cannot take right now (a database or
+ * a webhook that is down). Lines are appended and fsync'd before `append` returns, so an event
+ * in the spool survives a crash; the sink replays them in order when its store answers again,
+ * then drops what it replayed with `consume`, keeping anything appended meanwhile.
+ */
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
+import { dirname } from 'node:path'
+
+export class DiskSpool {
+  private bytes: number
+
+  constructor(
+    readonly path: string,
+    /** Most bytes the spool may hold; 0 disables it. */
+    readonly maxBytes: number,
+  ) {
+    mkdirSync(dirname(path), { recursive: true })
+    this.bytes = existsSync(path) ? statSync(path).size : 0
+  }
+
+  /** Bytes waiting; > 0 means new events must queue behind them to keep order. */
+  get size(): number {
+    return this.bytes
+  }
+
+  /** Appends lines durably; returns false (and writes nothing) when they do not fit. Throws on an I/O error. */
+  append(lines: readonly string[]): boolean {
+    let text = ''
+    for (const l of lines) text += `${l}\n`
+    const n = Buffer.byteLength(text)
+    if (this.maxBytes === 0 || this.bytes + n > this.maxBytes) return false
+    const fd = openSync(this.path, 'a', 0o600)
+    try {
+      writeSync(fd, text)
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+    this.bytes += n
+    return true
+  }
+
+  /** Everything spooled, and the byte count to pass to `consume` once it is stored. */
+  read(): { lines: string[]; bytes: number } {
+    if (!existsSync(this.path)) return { lines: [], bytes: 0 }
+    const text = readFileSync(this.path, 'utf8')
+    return { lines: text.split('\n').filter(Boolean), bytes: Buffer.byteLength(text) }
+  }
+
+  /** Drops the first `bytes` (what a replay stored), keeping lines appended since it read. */
+  consume(bytes: number): void {
+    if (!existsSync(this.path)) {
+      this.bytes = 0
+      return
+    }
+    const now = statSync(this.path).size
+    if (now <= bytes) truncateSync(this.path, 0)
+    else writeFileSync(this.path, readFileSync(this.path).subarray(bytes), { mode: 0o600 })
+    this.bytes = Math.max(0, now - bytes)
+  }
+}
