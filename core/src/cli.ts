@@ -157,9 +157,12 @@ audit
         return exitWithError(new Error(`--public-key ${opts.publicKey}: ${(err as NodeJS.ErrnoException).code ?? 'not a PEM public key'}`))
       }
     }
-    const report = verifyChain(inputs, { ...(opts.continuesFrom ? { continuesFrom: opts.continuesFrom } : {}), ...(publicKey ? { publicKey } : {}) })
+    const checked = verifyChain(inputs, { ...(opts.continuesFrom ? { continuesFrom: opts.continuesFrom } : {}), ...(publicKey ? { publicKey } : {}) })
+    // With a key, a log without a single valid checkpoint is not vouched for: not ok, in every output form.
+    const unsigned = checked.ok && publicKey !== undefined && checked.checkpoints === 0
+    const report = unsigned ? { ...checked, ok: false, first: { problem: 'no-checkpoint', line: 0, file: inputs[0]?.name ?? '', detail: 'no signed checkpoint: nothing here is vouched for by the key' } } : checked
     if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`)
-    else if (report.ok && publicKey && report.checkpoints === 0) {
+    else if (unsigned) {
       // A log re-sealed by someone without the key has no valid checkpoint left.
       process.stdout.write(`no signed checkpoint in ${report.events} events: nothing here is vouched for by the key\n`)
       process.exitCode = 1

@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mkdirSync, writeFileSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
 import { join } from 'node:path'
 import { generateToken, hashToken } from '@gatehouse/core'
 import { startPgCluster, type PgCluster } from '../fixtures/pg-cluster.js'
@@ -54,5 +55,21 @@ describe('admin API', () => {
     expect(await file.text()).toContain('"version":2')
     expect((await get('/recordings/sess-1/..%2F..%2Faudit.jsonl', adminToken)).status).toBe(404)
     expect((await get('/recordings/nope/x.cast', adminToken)).status).toBe(404)
+    // over a real socket the path is not normalised: `..` must not reach outside recordings/
+    writeFileSync(join(gw.dir, 'outside.cast'), 'secret')
+    const raw = (path: string) =>
+      new Promise<{ status: number; body: string }>((resolve) => {
+        const req = httpRequest({ host: '127.0.0.1', port: gw.gateway.adminPort, path, headers: { authorization: `Bearer ${adminToken}` } }, (res) => {
+          let body = ''
+          res.on('data', (d: Buffer) => (body += d.toString()))
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+        })
+        req.end()
+      })
+    for (const path of ['/recordings/..', '/recordings/../outside.cast', '/recordings/%2e%2e/outside.cast', '/recordings/./sess-1.3.cast']) {
+      const r = await raw(path)
+      expect(r.body, path).not.toContain('secret')
+      expect(r.body, path).not.toContain('outside.cast')
+    }
   })
 })

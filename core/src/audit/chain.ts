@@ -108,8 +108,9 @@ export function verifyChain(files: readonly { name: string; text: string }[], op
       if (pointsTo !== undefined && pointsTo < index) return at('reordered', `the event follows one stored earlier (line ${(lines[pointsTo] as { line: number }).line}), not the line before it: events were moved`)
       return at('removed', `the event it follows (${prev.slice(0, 12)}…) is missing: events were removed before this line`)
     }
-    if (opts.publicKey && l.text.includes('"type":"audit.checkpoint"')) {
-      const c = JSON.parse(l.text) as { covers?: string; signature?: string }
+    const c = opts.publicKey && l.text.includes('"type":"audit.checkpoint"') ? (JSON.parse(l.text) as { type?: string; covers?: string; signature?: string }) : undefined
+    // Only a line whose own type is audit.checkpoint is one (not an event quoting that text).
+    if (opts.publicKey && c?.type === 'audit.checkpoint') {
       if (c.covers !== prev) return at('bad-checkpoint', 'the checkpoint does not cover the event before it')
       const good = typeof c.signature === 'string' && verify(null, Buffer.from(prev, 'hex'), opts.publicKey, Buffer.from(c.signature, 'base64'))
       if (!good) return at('bad-checkpoint', 'the checkpoint signature does not verify with the given public key: the log was re-sealed, or signed with another key')

@@ -17,6 +17,15 @@ export class DiskSpool {
   ) {
     mkdirSync(dirname(path), { recursive: true })
     this.bytes = existsSync(path) ? statSync(path).size : 0
+    // A crash mid-append leaves a torn last line: cut it, so the next append starts a whole line.
+    if (this.bytes > 0) {
+      const text = readFileSync(path)
+      const end = text.lastIndexOf(0x0a) + 1
+      if (end < text.length) {
+        truncateSync(path, end)
+        this.bytes = end
+      }
+    }
   }
 
   /** Bytes waiting; > 0 means new events must queue behind them to keep order. */

@@ -4,7 +4,7 @@
  * Long pauses are capped, as asciinema does with --idle-time-limit.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 
 export interface ReplayOptions {
   readonly dataDir: string
@@ -19,7 +19,9 @@ export interface ReplayOptions {
 
 /** The recordings of a session, oldest request first. */
 export function recordingsOf(dataDir: string, session: string): string[] {
-  const dir = join(dataDir, 'recordings', session.replace(/[^A-Za-z0-9._-]/g, '_'))
+  // A session id is a path segment the gateway made: never `.`, `..` or anything with a slash.
+  if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(session)) return []
+  const dir = join(dataDir, 'recordings', session)
   if (!existsSync(dir)) return []
   const requestNumber = (f: string) => Number(/\.(\d+)\.cast$/.exec(f)?.[1] ?? 0)
   return readdirSync(dir)
@@ -32,7 +34,7 @@ export function recordingsOf(dataDir: string, session: string): string[] {
 export async function replay(opts: ReplayOptions): Promise<number> {
   const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)))
   let files = recordingsOf(opts.dataDir, opts.session)
-  if (opts.request) files = files.filter((f) => f.endsWith(`${opts.request?.replace(/[^A-Za-z0-9._-]/g, '_')}.cast`))
+  if (opts.request) files = files.filter((f) => basename(f) === `${opts.request}.cast`)
   if (files.length === 0) throw new Error(`no recordings for session ${opts.session}${opts.request ? ` request ${opts.request}` : ''} under ${join(opts.dataDir, 'recordings')}`)
   for (const file of files) {
     const [header, ...events] = readFileSync(file, 'utf8').split('\n').filter(Boolean)

@@ -16,7 +16,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox'
 import { createPrivateKey, type KeyObject } from 'node:crypto'
-import { closeSync, existsSync, fstatSync, fsync, fsyncSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { constructPlugin, definePlugin, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, serializeAuditEvent, sealEvent, lineHash, checkpointJson, signingKeyId, GatewayError, GENESIS_HASH, type PluginContext, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
 
@@ -124,13 +124,14 @@ export class JsonlSink implements AuditSink, Lifecycle {
     const bySize = this.rotateBytes !== undefined && this.size + incoming > this.rotateBytes
     const byAge = this.rotateAgeMs !== undefined && Date.now() - this.openedAt >= this.rotateAgeMs
     if (!bySize && !byAge) return
-    if (this.fsyncEach) fsyncSync(this.fd)
-    closeSync(this.fd)
-    this.fd = undefined
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('.', '')
     let target = `${this.path}.${stamp}`
     for (let i = 1; existsSync(target); i++) target = `${this.path}.${stamp}-${i}`
+    // Rename first, then switch files: a rename that fails leaves the sink writing the old file.
     renameSync(this.path, target)
+    if (this.fsyncEach) fsyncSync(this.fd)
+    closeSync(this.fd)
+    this.fd = undefined
     this.logger.info({ path: this.path, rotated: target, bytes: this.size }, 'audit file rotated')
     this.openFile()
   }
@@ -192,11 +193,21 @@ export class JsonlSink implements AuditSink, Lifecycle {
     this.lines = []
     this.bytes = 0
     this.waiters = []
+    let sizeBefore: number | undefined
     try {
       if (this.fd === undefined) throw new Error('audit-jsonl sink not started')
       this.rotateIfDue(Buffer.byteLength(text))
+      sizeBefore = fstatSync(this.fd as number).size
       writeAll(this.fd as number, text)
     } catch (err) {
+      // A partial write (the disk filled up mid-batch) must not leave a torn line in the chain.
+      if (sizeBefore !== undefined && this.fd !== undefined) {
+        try {
+          ftruncateSync(this.fd, sizeBefore)
+        } catch {
+          // the next start finds the torn line and refuses to continue from it
+        }
+      }
       this.fail(waiters, err as Error)
       return
     }
@@ -229,7 +240,8 @@ export class JsonlSink implements AuditSink, Lifecycle {
   }
 
   async close(): Promise<void> {
-    // A clean shutdown leaves the whole log under a signature.
+    // Pending lines first, then the checkpoint that signs them: a clean shutdown leaves the whole log signed.
+    this.drain()
     if (this.signing && this.sinceCheckpoint > 0 && this.fd !== undefined && !this.failing) {
       const sealed = sealEvent(checkpointJson(this.prev, this.sinceCheckpoint, this.signing.key, this.signing.keyId), this.prev)
       try {

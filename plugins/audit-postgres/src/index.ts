@@ -98,6 +98,8 @@ export class PostgresSink implements AuditSink, Lifecycle {
   private failing = false
   private readonly logger: Logger
   private readonly spoolFile: DiskSpool
+  /** An insert failed in a way that may have committed: the chain head must be read again. */
+  private headUnknown = false
   /** The database was down at start: spool even though the file may be empty, until a replay succeeds. */
   private downAtStart = false
   private retryTimer: NodeJS.Timeout | undefined
@@ -167,6 +169,8 @@ export class PostgresSink implements AuditSink, Lifecycle {
         } catch (err) {
           if (!this.failing) this.logger.error({ err: (err as Error).message }, 'audit database write failed; events go to the spool')
           this.failing = true
+          // The batch may have committed with its reply lost: ask the table before the next insert.
+          this.headUnknown = true
           if (this.config.spoolMaxBytes === 0) for (const p of batch) p.reject(err as Error)
           else this.spool(batch)
         }
@@ -229,7 +233,15 @@ export class PostgresSink implements AuditSink, Lifecycle {
       await this.pool.query(schemaSql(this.config.table))
       const lastId = await this.syncChainHead()
       const spooled = this.spoolFile.read()
-      let rows = spooled.lines.map((l) => JSON.parse(l) as Spooled)
+      let rows = spooled.lines.flatMap((l): Spooled[] => {
+        try {
+          return [JSON.parse(l) as Spooled]
+        } catch {
+          // A line torn by a crash mid-append: nothing of it can be trusted.
+          this.logger.error({ spool: this.spoolFile.path }, 'skipping a torn line in the audit spool')
+          return []
+        }
+      })
       const stored = lastId === undefined ? -1 : rows.findIndex((r) => r.id === lastId)
       if (stored >= 0) rows = rows.slice(stored + 1)
       for (let i = 0; i < rows.length; i += this.config.maxBatch) await this.insert(rows.slice(i, i + this.config.maxBatch))
@@ -251,6 +263,10 @@ export class PostgresSink implements AuditSink, Lifecycle {
 
   private async insert(batch: readonly Spooled[]): Promise<void> {
     if (!this.pool) throw new Error('audit-postgres sink not started')
+    if (this.headUnknown) {
+      await this.syncChainHead()
+      this.headUnknown = false
+    }
     let prev = this.prev
     const values: unknown[] = []
     const rows: string[] = []
@@ -259,7 +275,8 @@ export class PostgresSink implements AuditSink, Lifecycle {
       const sealed = sealEvent(e.json, before)
       prev = sealed.hash
       const base = values.length
-      values.push(this.config.chain, e.id, e.time, e.type, e.session, e.connection, e.principal, e.action, e.verdict, e.rule, sealed.line, sealed.line, before, sealed.hash)
+      // jsonb cannot hold NUL; the `line` column keeps the exact text the hash covers.
+      values.push(this.config.chain, e.id, e.time, e.type, e.session, e.connection, e.principal, e.action, e.verdict, e.rule, sealed.line.replace(/\\u0000/g, '\\ufffd'), sealed.line, before, sealed.hash)
       rows.push(`(${Array.from({ length: 14 }, (_, i) => `$${base + i + 1}`).join(',')})`)
     }
     const sql = `INSERT INTO ${this.config.table} (chain, id, time, type, session, connection, principal, action, verdict, rule, event, line, prev, hash) VALUES ${rows.join(',')} ON CONFLICT (id) DO NOTHING`

@@ -4,10 +4,11 @@
  * Guarantees:
  * - Batches go out one at a time, in order; the body is the batch's sealed lines
  *   (`application/x-ndjson`), the same hash-chained lines audit-jsonl writes, so the receiver can
- *   run `gatehouse audit verify` on what it stored.
+ *   run `gatehouse audit verify` on what it stored. The chain starts anew (from 64 zeros) each
+ *   time the gateway starts.
  * - A batch that fails (network error, timeout, or a status other than 2xx) is retried with
  *   exponential backoff, up to `maxAttempts`, with the same body and the same
- *   `Idempotency-Key` (the first event's id), so a receiver can drop a batch it already took.
+ *   `Idempotency-Key` (the SHA-256 of the body), so a receiver can drop a batch it already took.
  * - A write resolves when its batch was accepted (2xx), or when a batch that failed every
  *   attempt is in the local spool (`<dataDir>/spool/audit-webhook-<name>.jsonl`, fsync'd); later
  *   events queue behind it, and a retry loop sends the spool in order when the endpoint answers
@@ -17,6 +18,7 @@
  *   and a `best-effort` one drops them; the chain shows the gap to whoever verifies.
  */
 import { Type, type Static } from '@sinclair/typebox'
+import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import type { Counter, Gauge } from 'prom-client'
 import { constructPlugin, definePlugin, DiskSpool, GENESIS_HASH, Metrics, type MetricsRegistry, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, sealEvent, serializeAuditEvent, type AuditEvent, type AuditSink, type Logger, type PluginContext, type SinkMode } from '@gatehouse/core'
@@ -118,7 +120,8 @@ export class WebhookSink implements AuditSink {
       prev = sealed.hash
       body += `${sealed.line}\n`
     }
-    const key = (JSON.parse(jsons[0] as string) as { id: string }).id
+    // The key names this exact body: a receiver deduplicating by it never drops a different batch.
+    const key = createHash('sha256').update(body).digest('hex')
     const error = await this.deliver(body, key)
     if (error === undefined) this.prev = prev
     return error
@@ -148,7 +151,7 @@ export class WebhookSink implements AuditSink {
     if (this.retryTimer) return
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined
-      void this.replay()
+      this.replay().catch((err: unknown) => this.logger.error({ err: String(err) }, 'audit webhook replay failed'))
     }, this.config.retryMs)
     this.retryTimer.unref()
   }
@@ -160,11 +163,20 @@ export class WebhookSink implements AuditSink {
     try {
       const spooled = this.spool.read()
       for (let i = 0; i < spooled.lines.length; i += this.config.maxBatch) {
-        const error = await this.send(spooled.lines.slice(i, i + this.config.maxBatch))
+        const chunk = spooled.lines.slice(i, i + this.config.maxBatch).filter((l) => {
+          try {
+            JSON.parse(l)
+            return true
+          } catch {
+            // A line torn by a crash cannot be sent (the spool cuts torn tails when it opens).
+            this.logger.error({ spool: this.spool.path }, 'skipping a torn line in the audit webhook spool')
+            return false
+          }
+        })
+        const error = chunk.length === 0 ? undefined : await this.send(chunk)
         if (error !== undefined) {
           // Drop what went through; the rest waits for the next round.
-          const done = spooled.lines.slice(0, i).reduce((n, l) => n + Buffer.byteLength(l) + 1, 0)
-          this.spool.consume(done)
+          this.spool.consume(spooled.lines.slice(0, i).reduce((n, l) => n + Buffer.byteLength(l) + 1, 0))
           return
         }
       }

@@ -8,7 +8,9 @@ import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { sealEvent, verifyChain } from '@gatehouse/core'
+import { generateKeyPairSync } from 'node:crypto'
+import { createLogger, sealEvent, verifyChain } from '@gatehouse/core'
+import { JsonlSink } from '@gatehouse/plugin-audit-jsonl'
 import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
 import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
 import { psql } from '../../fixtures/clients.js'
@@ -163,6 +165,25 @@ describe('the audit hash chain', () => {
     const none = await verify(stripped, '--public-key', `${keyFile}.pub`)
     expect(none.code).toBe(1)
     expect(none.stdout).toMatch(/no signed checkpoint/)
+    const noneJson = await verify(stripped, '--public-key', `${keyFile}.pub`, '--json')
+    expect(noneJson.code).toBe(1)
+    expect(JSON.parse(noneJson.stdout)).toMatchObject({ ok: false, checkpoints: 0, first: { problem: 'no-checkpoint' } })
+  })
+
+  it('signs what was still pending at close: the closing checkpoint comes after the last event', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-close-'))
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519')
+    const sink = new JsonlSink(
+      { path: join(dir, 'audit.jsonl'), required: true, fsync: 'never', maxBatchBytes: 1 << 20, checkpoint: { key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, everyEvents: 1000, everySeconds: 3600 } },
+      { dataDir: dir, logger: createLogger('silent'), gateway: {} as never, instance: 'audit-jsonl' },
+    )
+    await sink.start()
+    const event = (n: number) => ({ id: `s.${n}:outcome`, time: new Date().toISOString(), session: 's', connection: 'c', protocol: 'postgres', type: 'outcome', request: `s.${n}`, verdict: 'allow' }) as never
+    void sink.write(event(1))
+    void sink.write(event(2))
+    await sink.close()
+    const report = verifyChain([{ name: 'audit.jsonl', text: readFileSync(join(dir, 'audit.jsonl'), 'utf8') }], { publicKey })
+    expect(report).toMatchObject({ ok: true, events: 3, checkpoints: 1, unsignedTail: 0 })
   })
 
   it('continues the chain when a gateway starts on an existing file', async () => {
