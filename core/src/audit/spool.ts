@@ -4,7 +4,7 @@
  * in the spool survives a crash; the sink replays them in order when its store answers again,
  * then drops what it replayed with `consume`, keeping anything appended meanwhile.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
 
 export class DiskSpool {
@@ -65,7 +65,18 @@ export class DiskSpool {
     }
     const now = statSync(this.path).size
     if (now <= bytes) truncateSync(this.path, 0)
-    else writeFileSync(this.path, readFileSync(this.path).subarray(bytes), { mode: 0o600 })
+    else {
+      // The rest goes to a new file, fsync'd, then takes the old one's place: a crash leaves one or the other whole.
+      const tmp = `${this.path}.tmp`
+      writeFileSync(tmp, readFileSync(this.path).subarray(bytes), { mode: 0o600 })
+      const fd = openSync(tmp, 'r')
+      try {
+        fsyncSync(fd)
+      } finally {
+        closeSync(fd)
+      }
+      renameSync(tmp, this.path)
+    }
     this.bytes = Math.max(0, now - bytes)
   }
 }

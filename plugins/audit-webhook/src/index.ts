@@ -224,11 +224,11 @@ export class WebhookSink implements AuditSink {
   }
 }
 
-/** The URL without credentials or query, for logs. */
+/** The URL's origin only, for logs: some webhook URLs carry their secret in the path. */
 function redactUrl(url: string): string {
   try {
     const u = new URL(url)
-    return `${u.protocol}//${u.host}${u.pathname}`
+    return `${u.protocol}//${u.host}`
   } catch {
     return 'invalid url'
   }
