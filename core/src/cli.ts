@@ -132,8 +132,9 @@ audit
   .option('--chain <name>', 'audit-postgres chain (one per gateway instance)', 'default')
   .option('--continues-from <hash>', 'the hash the first file continues from (a checkpoint kept elsewhere)')
   .option('--public-key <file>', 'Ed25519 public key (PEM) to check the signed checkpoints with')
+  .option('--expect <hash>', 'a hash printed by an earlier verify (kept elsewhere): it must still be in the chain, or events were cut from the end')
   .option('--json', 'print one JSON object')
-  .action(async (files: string[], opts: { continuesFrom?: string; publicKey?: string; json?: boolean; postgres?: string; table: string; chain: string }) => {
+  .action(async (files: string[], opts: { continuesFrom?: string; publicKey?: string; expect?: string; json?: boolean; postgres?: string; table: string; chain: string }) => {
     let inputs: { name: string; text: string }[]
     if (opts.postgres) {
       if (!/^[a-z_][a-z0-9_]{0,62}$/.test(opts.table)) return exitWithError(new Error(`--table ${opts.table}: not a plain table name`))
@@ -160,8 +161,15 @@ audit
     const checked = verifyChain(inputs, { ...(opts.continuesFrom ? { continuesFrom: opts.continuesFrom } : {}), ...(publicKey ? { publicKey } : {}) })
     // With a key, a log without a single valid checkpoint is not vouched for: not ok, in every output form.
     const unsigned = checked.ok && publicKey !== undefined && checked.checkpoints === 0
-    const report = unsigned ? { ...checked, ok: false, first: { problem: 'no-checkpoint', line: 0, file: inputs[0]?.name ?? '', detail: 'no signed checkpoint: nothing here is vouched for by the key' } } : checked
+    // An earlier head that is no longer in the chain: the end of the log was cut (and maybe regrown).
+    const cut = checked.ok && opts.expect !== undefined && !inputs.some((f) => f.text.includes(`"hash":"${opts.expect}"`))
+    const report = unsigned
+      ? { ...checked, ok: false, first: { problem: 'no-checkpoint', line: 0, file: inputs[0]?.name ?? '', detail: 'no signed checkpoint: nothing here is vouched for by the key' } }
+      : cut
+        ? { ...checked, ok: false, first: { problem: 'truncated-tail', line: 0, file: inputs[inputs.length - 1]?.name ?? '', detail: `the expected hash ${opts.expect?.slice(0, 12)}… is not in the chain: events were cut from the end` } }
+        : checked
     if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`)
+    else if (cut) process.stdout.write(`${report.first?.file}: truncated-tail: ${report.first?.detail}\n`)
     else if (unsigned) {
       // A log re-sealed by someone without the key has no valid checkpoint left.
       process.stdout.write(`no signed checkpoint in ${report.events} events: nothing here is vouched for by the key\n`)

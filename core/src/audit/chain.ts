@@ -38,9 +38,16 @@ export type ChainProblem = 'edited' | 'removed' | 'reordered' | 'unsealed' | 'tr
  * before it, signed with the gateway's Ed25519 key. Without the key, nobody can re-seal an
  * edited log and keep its checkpoints valid (a plain hash chain alone can be recomputed).
  */
-export function checkpointJson(covers: string, events: number, key: KeyObject, keyId: string): string {
-  const signature = sign(null, Buffer.from(covers, 'hex'), key).toString('base64')
-  return JSON.stringify({ id: `checkpoint:${covers.slice(0, 16)}`, time: new Date().toISOString(), type: 'audit.checkpoint', covers, events, keyId, signature })
+export function checkpointJson(covers: string, events: number, key: KeyObject, keyId: string, seq: number): string {
+  // The signature covers the sequence number too, so checkpoints cannot be dropped or renumbered unseen.
+  const signature = sign(null, checkpointMessage(covers, seq), key).toString('base64')
+  return JSON.stringify({ id: `checkpoint:${seq}:${covers.slice(0, 16)}`, time: new Date().toISOString(), type: 'audit.checkpoint', seq, covers, events, keyId, signature })
+}
+
+function checkpointMessage(covers: string, seq: number): Buffer {
+  const n = Buffer.alloc(8)
+  n.writeBigUInt64BE(BigInt(seq))
+  return Buffer.concat([Buffer.from(covers, 'hex'), n])
 }
 
 /** A short id of an Ed25519 public key: the first 16 hex digits of the SHA-256 of its DER. */
@@ -92,6 +99,7 @@ export function verifyChain(files: readonly { name: string; text: string }[], op
   let events = 0
   let checkpoints = 0
   let sinceCheckpoint = 0
+  let lastSeq: number | undefined
   for (const [index, l] of lines.entries()) {
     const at = (problem: ChainProblem, detail: string): ChainReport => ({ ok: false, events, checkpoints, unsignedTail: sinceCheckpoint, last: expected, first: { problem, line: l.line, file: l.file, detail } })
     const stored = HASH_SUFFIX.exec(l.text)
@@ -108,12 +116,15 @@ export function verifyChain(files: readonly { name: string; text: string }[], op
       if (pointsTo !== undefined && pointsTo < index) return at('reordered', `the event follows one stored earlier (line ${(lines[pointsTo] as { line: number }).line}), not the line before it: events were moved`)
       return at('removed', `the event it follows (${prev.slice(0, 12)}…) is missing: events were removed before this line`)
     }
-    const c = opts.publicKey && l.text.includes('"type":"audit.checkpoint"') ? (JSON.parse(l.text) as { type?: string; covers?: string; signature?: string }) : undefined
+    const c = opts.publicKey && l.text.includes('"type":"audit.checkpoint"') ? (JSON.parse(l.text) as { type?: string; seq?: number; covers?: string; signature?: string }) : undefined
     // Only a line whose own type is audit.checkpoint is one (not an event quoting that text).
     if (opts.publicKey && c?.type === 'audit.checkpoint') {
       if (c.covers !== prev) return at('bad-checkpoint', 'the checkpoint does not cover the event before it')
-      const good = typeof c.signature === 'string' && verify(null, Buffer.from(prev, 'hex'), opts.publicKey, Buffer.from(c.signature, 'base64'))
+      const seq = typeof c.seq === 'number' && Number.isSafeInteger(c.seq) && c.seq >= 0 ? c.seq : -1
+      const good = seq >= 0 && typeof c.signature === 'string' && verify(null, checkpointMessage(prev, seq), opts.publicKey, Buffer.from(c.signature, 'base64'))
       if (!good) return at('bad-checkpoint', 'the checkpoint signature does not verify with the given public key: the log was re-sealed, or signed with another key')
+      if (lastSeq !== undefined && seq !== lastSeq + 1) return at('bad-checkpoint', `checkpoint ${seq} follows checkpoint ${lastSeq}: checkpoints between them were removed`)
+      lastSeq = seq
       checkpoints++
       sinceCheckpoint = -1
     }

@@ -76,6 +76,8 @@ export class JsonlSink implements AuditSink, Lifecycle {
   private openedAt = Date.now()
   private readonly signing: { key: KeyObject; keyId: string; everyEvents: number; everyMs: number } | undefined
   private sinceCheckpoint = 0
+  /** The next checkpoint's sequence number; continues from the file's last checkpoint. */
+  private checkpointSeq = 0
   private lastCheckpointAt = Date.now()
   private readonly rotateBytes: number | undefined
   private readonly rotateAgeMs: number | undefined
@@ -108,7 +110,9 @@ export class JsonlSink implements AuditSink, Lifecycle {
   async start(): Promise<void> {
     mkdirSync(dirname(this.path), { recursive: true })
     this.openFile()
-    this.prev = lastLineHash(this.fd as number) ?? GENESIS_HASH
+    const tail = fileTail(this.fd as number)
+    this.prev = tail.lastHash ?? GENESIS_HASH
+    this.checkpointSeq = tail.lastCheckpointSeq === undefined ? 0 : tail.lastCheckpointSeq + 1
   }
 
   private openFile(): void {
@@ -184,7 +188,7 @@ export class JsonlSink implements AuditSink, Lifecycle {
     }
     const checkpointed = this.signing && (this.sinceCheckpoint + this.lines.length >= this.signing.everyEvents || Date.now() - this.lastCheckpointAt >= this.signing.everyMs)
     if (checkpointed && this.signing) {
-      const sealed = sealEvent(checkpointJson(prev, this.sinceCheckpoint + this.lines.length, this.signing.key, this.signing.keyId), prev)
+      const sealed = sealEvent(checkpointJson(prev, this.sinceCheckpoint + this.lines.length, this.signing.key, this.signing.keyId, this.checkpointSeq), prev)
       prev = sealed.hash
       text += `${sealed.line}\n`
     }
@@ -214,6 +218,7 @@ export class JsonlSink implements AuditSink, Lifecycle {
     this.prev = prev
     this.size += Buffer.byteLength(text)
     if (checkpointed) {
+      this.checkpointSeq++
       this.sinceCheckpoint = 0
       this.lastCheckpointAt = Date.now()
     } else this.sinceCheckpoint += count
@@ -243,10 +248,11 @@ export class JsonlSink implements AuditSink, Lifecycle {
     // Pending lines first, then the checkpoint that signs them: a clean shutdown leaves the whole log signed.
     this.drain()
     if (this.signing && this.sinceCheckpoint > 0 && this.fd !== undefined && !this.failing) {
-      const sealed = sealEvent(checkpointJson(this.prev, this.sinceCheckpoint, this.signing.key, this.signing.keyId), this.prev)
+      const sealed = sealEvent(checkpointJson(this.prev, this.sinceCheckpoint, this.signing.key, this.signing.keyId, this.checkpointSeq), this.prev)
       try {
         writeAll(this.fd, `${sealed.line}\n`)
         this.prev = sealed.hash
+        this.checkpointSeq++
         this.sinceCheckpoint = 0
       } catch (err) {
         this.logger.error({ path: this.path, err: (err as Error).message }, 'could not write the closing checkpoint')
@@ -259,16 +265,27 @@ export class JsonlSink implements AuditSink, Lifecycle {
   }
 }
 
-/** The hash of the last sealed line of an existing file, to continue its chain. */
-function lastLineHash(fd: number): string | undefined {
+/** The hash of the last sealed line of an existing file, and its last checkpoint's number, to continue both. */
+function fileTail(fd: number): { lastHash?: string; lastCheckpointSeq?: number } {
   const size = fstatSync(fd).size
-  if (size === 0) return undefined
-  const length = Math.min(size, 256 * 1024)
+  if (size === 0) return {}
+  const length = Math.min(size, 1024 * 1024)
   const buf = Buffer.alloc(length)
   readSync(fd, buf, 0, length, size - length)
   const lines = buf.toString('utf8').split('\n').filter((l) => l !== '')
   const last = lines[lines.length - 1]
-  return last === undefined ? undefined : lineHash(last)
+  let lastCheckpointSeq: number | undefined
+  for (let i = lines.length - 1; i >= 0 && lastCheckpointSeq === undefined; i--) {
+    const l = lines[i] as string
+    if (!l.includes('"type":"audit.checkpoint"')) continue
+    try {
+      const c = JSON.parse(l) as { type?: string; seq?: number }
+      if (c.type === 'audit.checkpoint' && typeof c.seq === 'number') lastCheckpointSeq = c.seq
+    } catch {
+      // a torn line: not a checkpoint
+    }
+  }
+  return { ...(last === undefined ? {} : { lastHash: lineHash(last) }), ...(lastCheckpointSeq === undefined ? {} : { lastCheckpointSeq }) }
 }
 
 function writeAll(fd: number, text: string): void {

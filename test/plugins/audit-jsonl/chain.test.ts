@@ -85,6 +85,16 @@ describe('the audit hash chain', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, events: 2, first: { problem: 'reordered', line: 3 } })
   })
 
+  it('finds a cut tail when given a hash printed by an earlier verify', async () => {
+    const full = await verify(gw.auditPath)
+    const head = /last hash ([0-9a-f]{64})/.exec(full.stdout)?.[1] as string
+    expect((await verify(gw.auditPath, '--expect', head)).code).toBe(0)
+    const file = tampered('cut.jsonl', (l) => l.slice(0, -2))
+    const r = await verify(file, '--expect', head)
+    expect(r.code).toBe(1)
+    expect(r.stdout).toMatch(/truncated-tail/)
+  })
+
   it('finds a removed head, unless the hash it continues from is given', () => {
     const text = `${lines.slice(2).join('\n')}\n`
     expect(verifyChain([{ name: 'tail.jsonl', text }]).first?.problem).toBe('truncated-head')
