@@ -4,8 +4,8 @@
  * Guarantees:
  * - Batches go out one at a time, in order; the body is the batch's sealed lines
  *   (`application/x-ndjson`), the same hash-chained lines audit-jsonl writes, so the receiver can
- *   run `gatehouse audit verify` on what it stored. The chain starts anew (from 64 zeros) each
- *   time the gateway starts.
+ *   run `gatehouse audit verify` on what it stored. The chain continues across restarts from the
+ *   last head the endpoint took (kept next to the spool).
  * - A batch that fails (network error, timeout, or a status other than 2xx) is retried with
  *   exponential backoff, up to `maxAttempts`, with the same body and the same
  *   `Idempotency-Key` (the SHA-256 of the body), so a receiver can drop a batch it already took.
@@ -19,6 +19,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox'
 import { createHash } from 'node:crypto'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Counter, Gauge } from 'prom-client'
 import { constructPlugin, definePlugin, DiskSpool, GENESIS_HASH, Metrics, type MetricsRegistry, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, sealEvent, serializeAuditEvent, type AuditEvent, type AuditSink, type Logger, type PluginContext, type SinkMode } from '@gatehouse/core'
@@ -57,6 +58,7 @@ export class WebhookSink implements AuditSink {
   private readonly logger: Logger
   private readonly spool: DiskSpool
   private retryTimer: NodeJS.Timeout | undefined
+  private readonly headFile: string
 
   private readonly spoolGauge: Gauge<'sink'>
   private readonly refusedCounter: Counter<'sink'>
@@ -72,7 +74,12 @@ export class WebhookSink implements AuditSink {
     this.sinkLabel = `audit-webhook:${ctx.instance}`
     this.spoolGauge = metrics.gauge('gatehouse_audit_spool_bytes', 'bytes waiting in an audit sink\u2019s spool for its store to return', ['sink'])
     this.refusedCounter = metrics.counter('gatehouse_audit_spool_full_events_total', 'events an audit sink could not keep because its spool was full (refused when required, dropped otherwise)', ['sink'])
-    this.spool = new DiskSpool(join(ctx.dataDir, 'spool', `audit-webhook-${ctx.instance.replace(/[^A-Za-z0-9._-]/g, '_')}.jsonl`), config.spoolMaxBytes)
+    const name = ctx.instance.replace(/[^A-Za-z0-9._-]/g, '_')
+    this.spool = new DiskSpool(join(ctx.dataDir, 'spool', `audit-webhook-${name}.jsonl`), config.spoolMaxBytes)
+    // The chain continues across restarts from the last head the endpoint took.
+    this.headFile = join(ctx.dataDir, 'spool', `audit-webhook-${name}.head`)
+    const head = existsSync(this.headFile) ? readFileSync(this.headFile, 'utf8').trim() : ''
+    if (/^[0-9a-f]{64}$/.test(head)) this.prev = head
     if (this.spool.size > 0) this.scheduleRetry()
   }
 
@@ -123,7 +130,10 @@ export class WebhookSink implements AuditSink {
     // The key names this exact body: a receiver deduplicating by it never drops a different batch.
     const key = createHash('sha256').update(body).digest('hex')
     const error = await this.deliver(body, key)
-    if (error === undefined) this.prev = prev
+    if (error === undefined) {
+      this.prev = prev
+      writeFileSync(this.headFile, `${prev}\n`, { mode: 0o600 })
+    }
     return error
   }
 

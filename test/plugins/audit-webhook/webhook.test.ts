@@ -6,7 +6,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createHash } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
-import { verifyChain } from '@gatehouse/core'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createLogger, MetricsRegistry, verifyChain } from '@gatehouse/core'
+import { WebhookSink } from '@gatehouse/plugin-audit-webhook'
 import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
 import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
 import { psql } from '../../fixtures/clients.js'
@@ -67,6 +71,23 @@ describe('audit-webhook', () => {
     expect(verifyChain([{ name: 'webhook', text }]).ok).toBe(true)
     // the Idempotency-Key names the exact body
     expect(received.every((b) => b.key === createHash('sha256').update(b.body).digest('hex'))).toBe(true)
+  })
+
+  it('continues its chain across a restart: what the endpoint received from both runs verifies as one chain', async () => {
+    received = []
+    const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-webhook-'))
+    const url = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/audit`
+    const config = { url, headers: {}, required: true, maxBatch: 500, flushMs: 5, maxAttempts: 2, backoffMs: 10, timeoutMs: 2000, spoolMaxBytes: 1 << 20, retryMs: 100 }
+    const ctx = { dataDir, logger: createLogger('silent'), gateway: {} as never, instance: 'audit-webhook' }
+    const event = (n: number) => ({ id: `s.${n}:outcome`, time: new Date().toISOString(), session: 's', connection: 'c', protocol: 'postgres', type: 'outcome', request: `s.${n}`, verdict: 'allow' }) as never
+    const first = new WebhookSink(config, ctx, new MetricsRegistry())
+    await Promise.all([first.write(event(1)), first.write(event(2))])
+    await first.close()
+    const second = new WebhookSink(config, ctx, new MetricsRegistry())
+    await second.write(event(3))
+    await second.close()
+    const text = received.map((b) => b.body).join('')
+    expect(verifyChain([{ name: 'received', text }])).toMatchObject({ ok: true, events: 3 })
   })
 
   it('spools while the endpoint is down, keeps statements running, and sends everything in order once it is back', async () => {
