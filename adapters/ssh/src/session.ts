@@ -141,7 +141,7 @@ export class SshSession {
     this.client.on('tcpip', (accept, reject, info) => void this.onDirectTcpip(accept, reject, info))
     this.client.on('request', (accept, reject, name, info) => void this.onGlobalRequest(accept, reject, name, info))
     this.client.on('openssh.streamlocal', (_accept, reject, info: { socketPath?: string }) =>
-      void this.refuseSimple('ssh.forward', `forward to unix socket ${info?.socketPath ?? ''}`, { kind: 'local-socket', path: info?.socketPath ?? '' }).then(() => reject()),
+      void this.judgeUnsupported('ssh.forward', `forward to unix socket ${info?.socketPath ?? ''}`, { kind: 'local-socket', path: info?.socketPath ?? '' }).then(() => reject()),
     )
   }
 
@@ -162,12 +162,14 @@ export class SshSession {
     return await this.deps.pipeline.admit(request)
   }
 
-  /** Judges a request that is refused by default and has no channel to report on; returns true if allowed. */
-  private async refuseSimple(action: string, text: string, attrs: Record<string, unknown>): Promise<boolean> {
+  /**
+   * A request the gateway does not relay (agent and X11 forwarding, unix-socket forwards): put
+   * to policy and recorded like any other, then refused even if a rule allows it.
+   */
+  private async judgeUnsupported(action: string, text: string, attrs: Record<string, unknown>): Promise<void> {
     const request = this.request(action, text, attrs)
     const admission = await this.admit(request)
     if (admission.admitted) this.deps.pipeline.complete(request, { status: 'unsupported', error: { code: 'GH_ERR_PROTOCOL_UNSUPPORTED', message: `${text} is not supported by the gateway` } })
-    return false
   }
 
   private target(): Promise<SshClient> {
@@ -199,11 +201,11 @@ export class SshSession {
         accept?.()
       } else reject?.()
     })
-    session.on('auth-agent', (accept, reject) => {
-      void this.judgeAndRefuse('ssh.agent-forward', 'agent forwarding', {}).then((ok) => (ok ? accept?.() : reject?.()))
+    session.on('auth-agent', (_accept, reject) => {
+      void this.judgeUnsupported('ssh.agent-forward', 'agent forwarding', {}).then(() => reject?.())
     })
-    session.on('x11', (accept, reject, info) => {
-      void this.judgeAndRefuse('ssh.x11', 'X11 forwarding', { single: info.single, screen: info.screen }).then((ok) => (ok ? accept?.() : reject?.()))
+    session.on('x11', (_accept, reject, info) => {
+      void this.judgeUnsupported('ssh.x11', 'X11 forwarding', { single: info.single, screen: info.screen }).then(() => reject?.())
     })
     // exec and shell are accepted at once and judged after: ssh2 drops a client's EOF that
     // arrives before the accept (and accept then fails), and a refusal is an exit status anyway.
@@ -231,11 +233,6 @@ export class SshSession {
       down.pause()
       void this.onSubsystem(setup, down, info.name)
     })
-  }
-
-  /** Agent and X11 forwarding: judged and recorded; the gateway does not relay them yet, so even an allowed one is refused. */
-  private async judgeAndRefuse(action: string, text: string, attrs: Record<string, unknown>): Promise<boolean> {
-    return this.refuseSimple(action, text, attrs)
   }
 
   private envAllowed(name: string): boolean {
@@ -502,7 +499,7 @@ export class SshSession {
     }
     if (name === 'streamlocal-forward@openssh.com') {
       const path = (info as unknown as { socketPath?: string }).socketPath ?? ''
-      await this.refuseSimple('ssh.forward', `listen on unix socket ${path}`, { kind: 'remote-socket', path })
+      await this.judgeUnsupported('ssh.forward', `listen on unix socket ${path}`, { kind: 'remote-socket', path })
       return reject?.()
     }
     if (name === 'cancel-tcpip-forward') {

@@ -146,9 +146,11 @@ export class SftpProxy {
     run(request)
   }
 
+  /** Hands out a handle; an open's outcome waits for its close (with the bytes), an opendir's is recorded now. */
   private issue(id: number, handle: Buffer, request: GatewayRequest): void {
-    this.handles.set(handle.toString('hex'), { request: request.attrs.ssh && (request.attrs.ssh as { op?: string }).op === 'open' ? request : undefined, bytesIn: 0, bytesOut: 0 })
-    if ((request.attrs.ssh as { op?: string }).op !== 'open') this.pipeline.complete(request, { status: 'opened' })
+    const isOpen = (request.attrs.ssh as { op?: string }).op === 'open'
+    this.handles.set(handle.toString('hex'), { request: isOpen ? request : undefined, bytesIn: 0, bytesOut: 0 })
+    if (!isOpen) this.pipeline.complete(request, { status: 'opened' })
     this.client.handle(id, handle)
   }
 

@@ -6,15 +6,33 @@
  */
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
+import type { MetricsRegistry } from '../metrics.js'
+
+/** Where a spool reports its size and what it could not keep (`gatehouse_audit_spool_*{sink}`). */
+export interface SpoolMetrics {
+  readonly metrics: MetricsRegistry
+  /** The `sink` label, e.g. `audit-postgres:gw-1`. */
+  readonly sink: string
+}
 
 export class DiskSpool {
   private bytes: number
+  private readonly report: ((bytes: number) => void) | undefined
+  private readonly refused: ((events: number) => void) | undefined
 
   constructor(
     readonly path: string,
     /** Most bytes the spool may hold; 0 disables it. */
     readonly maxBytes: number,
+    metrics?: SpoolMetrics,
   ) {
+    if (metrics) {
+      const labels = { sink: metrics.sink }
+      const gauge = metrics.metrics.gauge('gatehouse_audit_spool_bytes', 'bytes waiting in an audit sink\u2019s spool for its store to return', ['sink'])
+      const counter = metrics.metrics.counter('gatehouse_audit_spool_full_events_total', 'events an audit sink could not keep because its spool was full (refused when required, dropped otherwise)', ['sink'])
+      this.report = (bytes) => gauge.set(labels, bytes)
+      this.refused = (events) => counter.inc(labels, events)
+    }
     mkdirSync(dirname(path), { recursive: true })
     this.bytes = existsSync(path) ? statSync(path).size : 0
     // A crash mid-append leaves a torn last line: cut it, so the next append starts a whole line.
@@ -26,6 +44,7 @@ export class DiskSpool {
         this.bytes = end
       }
     }
+    this.report?.(this.bytes)
   }
 
   /** Bytes waiting; > 0 means new events must queue behind them to keep order. */
@@ -38,7 +57,10 @@ export class DiskSpool {
     let text = ''
     for (const l of lines) text += `${l}\n`
     const n = Buffer.byteLength(text)
-    if (this.maxBytes === 0 || this.bytes + n > this.maxBytes) return false
+    if (this.maxBytes === 0 || this.bytes + n > this.maxBytes) {
+      this.refused?.(lines.length)
+      return false
+    }
     const fd = openSync(this.path, 'a', 0o600)
     try {
       writeSync(fd, text)
@@ -47,6 +69,7 @@ export class DiskSpool {
       closeSync(fd)
     }
     this.bytes += n
+    this.report?.(this.bytes)
     return true
   }
 
@@ -61,6 +84,7 @@ export class DiskSpool {
   consume(bytes: number): void {
     if (!existsSync(this.path)) {
       this.bytes = 0
+      this.report?.(0)
       return
     }
     const now = statSync(this.path).size
@@ -78,5 +102,6 @@ export class DiskSpool {
       renameSync(tmp, this.path)
     }
     this.bytes = Math.max(0, now - bytes)
+    this.report?.(this.bytes)
   }
 }

@@ -24,7 +24,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import pg from 'pg'
 import { join } from 'node:path'
-import type { Counter, Gauge } from 'prom-client'
 import { constructPlugin, definePlugin, DiskSpool, GENESIS_HASH, Metrics, type MetricsRegistry, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, sealEvent, serializeAuditEvent, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type PluginContext, type SinkMode } from '@gatehouse/core'
 
 const ConfigSchema = Type.Object(
@@ -107,8 +106,6 @@ export class PostgresSink implements AuditSink, Lifecycle {
   /** Events dropped (best-effort) or refused (required) because the spool was full. */
   dropped = 0
 
-  private readonly spoolGauge: Gauge<'sink'>
-  private readonly refusedCounter: Counter<'sink'>
 
   constructor(
     @inject(PluginConfig) private readonly config: PostgresAuditConfig,
@@ -117,9 +114,7 @@ export class PostgresSink implements AuditSink, Lifecycle {
   ) {
     this.mode = config.required ? 'required' : 'best-effort'
     this.logger = ctx.logger
-    this.spoolGauge = metrics.gauge('gatehouse_audit_spool_bytes', 'bytes waiting in an audit sink\u2019s spool for its store to return', ['sink'])
-    this.refusedCounter = metrics.counter('gatehouse_audit_spool_full_events_total', 'events an audit sink could not keep because its spool was full (refused when required, dropped otherwise)', ['sink'])
-    this.spoolFile = new DiskSpool(join(ctx.dataDir, 'spool', `audit-postgres-${config.chain.replace(/[^A-Za-z0-9._-]/g, '_')}.jsonl`), config.spoolMaxBytes)
+    this.spoolFile = new DiskSpool(join(ctx.dataDir, 'spool', `audit-postgres-${config.chain.replace(/[^A-Za-z0-9._-]/g, '_')}.jsonl`), config.spoolMaxBytes, { metrics, sink: `audit-postgres:${config.chain}` })
   }
 
   async start(): Promise<void> {
@@ -189,7 +184,6 @@ export class PostgresSink implements AuditSink, Lifecycle {
    * when the spool is full (required: reject, so the request is refused; best-effort: dropped).
    */
   private spool(batch: readonly Pending[]): void {
-    const sink = `audit-postgres:${this.config.chain}`
     let kept: boolean
     try {
       kept = this.spoolFile.append(batch.map((p) => JSON.stringify(p.row)))
@@ -199,13 +193,11 @@ export class PostgresSink implements AuditSink, Lifecycle {
     }
     if (!kept) {
       this.dropped += batch.length
-      this.refusedCounter.inc({ sink }, batch.length)
       this.logger.error({ spool: this.spoolFile.path, bytes: this.spoolFile.size, dropped: this.dropped }, 'audit spool full: new events are refused')
       const err = new Error('the audit database is unavailable and the audit spool is full')
       for (const p of batch) (this.mode === 'required' ? p.reject(err) : p.resolve())
       return
     }
-    this.spoolGauge.set({ sink }, this.spoolFile.size)
     for (const p of batch) p.resolve()
     this.scheduleRetry()
   }
@@ -248,7 +240,6 @@ export class PostgresSink implements AuditSink, Lifecycle {
       // Everything read is stored; drop it, keeping what was spooled while we replayed.
       this.spoolFile.consume(spooled.bytes)
       this.downAtStart = false
-      this.spoolGauge.set({ sink: `audit-postgres:${this.config.chain}` }, this.spoolFile.size)
       if (this.spoolFile.size === 0) {
         this.failing = false
         this.logger.warn({ replayed: rows.length }, 'audit database writable again; spool replayed')

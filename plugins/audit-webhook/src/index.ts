@@ -21,7 +21,6 @@ import { Type, type Static } from '@sinclair/typebox'
 import { createHash } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { Counter, Gauge } from 'prom-client'
 import { constructPlugin, definePlugin, DiskSpool, GENESIS_HASH, Metrics, type MetricsRegistry, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, sealEvent, serializeAuditEvent, type AuditEvent, type AuditSink, type Logger, type PluginContext, type SinkMode } from '@gatehouse/core'
 
 const ConfigSchema = Type.Object(
@@ -60,9 +59,6 @@ export class WebhookSink implements AuditSink {
   private retryTimer: NodeJS.Timeout | undefined
   private readonly headFile: string
 
-  private readonly spoolGauge: Gauge<'sink'>
-  private readonly refusedCounter: Counter<'sink'>
-  private readonly sinkLabel: string
 
   constructor(
     @inject(PluginConfig) private readonly config: WebhookConfig,
@@ -71,11 +67,8 @@ export class WebhookSink implements AuditSink {
   ) {
     this.mode = config.required ? 'required' : 'best-effort'
     this.logger = ctx.logger
-    this.sinkLabel = `audit-webhook:${ctx.instance}`
-    this.spoolGauge = metrics.gauge('gatehouse_audit_spool_bytes', 'bytes waiting in an audit sink\u2019s spool for its store to return', ['sink'])
-    this.refusedCounter = metrics.counter('gatehouse_audit_spool_full_events_total', 'events an audit sink could not keep because its spool was full (refused when required, dropped otherwise)', ['sink'])
     const name = ctx.instance.replace(/[^A-Za-z0-9._-]/g, '_')
-    this.spool = new DiskSpool(join(ctx.dataDir, 'spool', `audit-webhook-${name}.jsonl`), config.spoolMaxBytes)
+    this.spool = new DiskSpool(join(ctx.dataDir, 'spool', `audit-webhook-${name}.jsonl`), config.spoolMaxBytes, { metrics, sink: `audit-webhook:${ctx.instance}` })
     // The chain continues across restarts from the last head the endpoint took.
     this.headFile = join(ctx.dataDir, 'spool', `audit-webhook-${name}.head`)
     const head = existsSync(this.headFile) ? readFileSync(this.headFile, 'utf8').trim() : ''
@@ -145,13 +138,11 @@ export class WebhookSink implements AuditSink {
       for (const p of batch) p.reject(err as Error)
       return
     }
-    this.spoolGauge.set({ sink: this.sinkLabel }, this.spool.size)
     if (kept) {
       for (const p of batch) p.resolve()
       this.scheduleRetry()
       return
     }
-    this.refusedCounter.inc({ sink: this.sinkLabel }, batch.length)
     this.logger.error({ spool: this.spool.path, bytes: this.spool.size }, 'audit webhook spool full: new events are refused')
     const err = new Error('the audit webhook is unavailable and its spool is full')
     for (const p of batch) (this.mode === 'required' ? p.reject(err) : p.resolve())
@@ -193,7 +184,6 @@ export class WebhookSink implements AuditSink {
       this.spool.consume(spooled.bytes)
       this.logger.warn({ replayed: spooled.lines.length }, 'audit webhook reachable again; spool sent')
     } finally {
-      this.spoolGauge.set({ sink: this.sinkLabel }, this.spool.size)
       this.sending = false
       if (this.spool.size > 0) this.scheduleRetry()
       else if (this.queue.length > 0) this.kick()
