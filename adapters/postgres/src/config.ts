@@ -32,6 +32,13 @@ export const PostgresOptions = Type.Object(
     maxMessageBytes: Type.Integer({ minimum: 1024, default: 64 * 1024 * 1024, description: 'largest frontend message accepted' }),
     startupTimeoutMs: Type.Integer({ minimum: 100, default: 15000, description: 'time a client has to finish TLS, startup and authentication' }),
     maxPreparedStatements: Type.Integer({ minimum: 1, default: 10000, description: 'named prepared statements (and portals) one session may hold' }),
+    maxStatementsPerQuery: Type.Integer({ minimum: 1, default: 1000, description: 'statements one simple Query message may hold; more is refused before any runs' }),
+    transactionIdleTimeoutMs: Type.Integer({
+      minimum: 0,
+      default: 300_000,
+      description: 'longest silence from the client inside an open transaction or an unsynced extended-protocol pipeline (while the server is not working for it); the session is then ended. 0: no limit',
+    }),
+    maxSessionAgeMs: Type.Integer({ minimum: 0, default: 86_400_000, description: 'longest a session may last; it is then ended. 0: no limit' }),
     forwardParams: Type.Array(Type.String(), {
       default: ['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'extra_float_digits'],
       description: 'startup parameters passed from the client to the upstream (never `options`, `user`, `database`, `replication`)',

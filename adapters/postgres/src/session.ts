@@ -1,23 +1,32 @@
 /**
  * One client session of the PostgreSQL adapter: handshake, authentication through core, the
- * upstream login, then the message relay with one request per executed statement.
+ * upstream login, then the message relay with one request per statement text and per execution.
  *
  * Why it is shaped this way:
+ * - What the upstream session holds (statements, portals, settings) is the SessionModel's
+ *   (session-model.ts), whose invariants say why the gateway cannot judge one text while the
+ *   server runs another: every statement and portal the server sees is named by the gateway,
+ *   once. This file is the relay around it: it renames the client's names, judges, and routes
+ *   the server's answers back to the model.
  * - Every backend message is attributed to the oldest outstanding client message (a FIFO of
  *   expectations), which is how PostgreSQL itself orders responses. This lets the gateway count
  *   rows and errors per statement, and put its own error exactly where PostgreSQL would have.
+ * - A statement is judged when its text first arrives (Query or Parse: a Parse takes locks and
+ *   can fail loudly, so a denied one never reaches the server) and each execution again, with
+ *   its parameters (Execute).
  * - A refused statement is not simply dropped: the gateway sends the upstream a statement that
  *   fails, and shows the client its own error in place of the upstream's. The upstream thus
  *   enters the same state PostgreSQL would after an error (an open transaction is aborted, an
  *   extended-protocol pipeline is skipped to Sync), so a refusal can never leave half of an
  *   implicit transaction committed.
- * - Prepared statements and portals are tracked per session and committed only when the
- *   upstream confirms them; an Execute is judged by the statement the upstream will run, and an
- *   Execute of anything the gateway has not seen parsed is refused (fail closed).
+ * - After each statement the server's command tag is checked against the statement judged (a
+ *   tripwire: a SELECT cannot complete as DELETE unless the model drifted); a mismatch ends the
+ *   session and is audited as an integrity event.
  * - While a statement waits for the pipeline (policy, the intent record), reading from the
  *   client pauses; backend data is streamed to the client without being buffered whole.
  */
 import { randomBytes, randomInt } from 'node:crypto'
+import { isUtf8 } from 'node:buffer'
 import type { Socket } from 'node:net'
 import { TLSSocket, type SecureContext } from 'node:tls'
 import {
@@ -34,29 +43,34 @@ import {
 } from '@gatehouse/core'
 import { AUTH, B, buildAuth, buildAuthSasl, buildBackendKeyData, buildError, buildReadyForQuery, parseCommandTag, parseErrorFields, parseParameterStatus, rowsFromTag } from './codec/backend.js'
 import {
+  buildExecute,
+  buildParse,
+  buildQuery,
+  buildTarget,
   CANCEL_REQUEST,
   F,
   GSSENC_REQUEST,
   PROTOCOL_3_0,
-  SSL_REQUEST,
-  buildParse,
-  buildQuery,
   parseBind,
   parseCancel,
   parseExecute,
   parseParse,
   parsePassword,
-  parseQuery,
   parseSaslInitial,
   parseStartupParams,
   parseTarget,
+  renameBind,
+  renameParse,
+  SSL_REQUEST,
   TERMINATE,
 } from './codec/frontend.js'
 import { MessageReader, ProtocolViolation, type FrontendMessage } from './codec/reader.js'
 import type { PostgresOptions, UpstreamConfig } from './config.js'
 import { renderError, SQLSTATE } from './errors.js'
+import { NO_SUCH_NAME, RESERVED_PREFIX, SessionModel, type NameChange, type ServerClose, type ServerStatement } from './session-model.js'
 import type { AnalyzedStatement, SqlAnalysis, SqlAnalyzer } from './sql/analyze.js'
-import { isUnsafeClientEncoding, mergeExecuted, preparedFacts, type SqlFacts } from './sql/facts.js'
+import { isAcceptedClientEncoding, mergeExecuted, preparedFacts, type SqlFacts } from './sql/facts.js'
+import { tagContradicts } from './sql/tags.js'
 import { cancelUpstream, connectUpstream, type UpstreamSession } from './upstream.js'
 
 export interface SessionDeps {
@@ -76,28 +90,20 @@ interface Pending {
   readonly request: GatewayRequest | undefined
   rows: number
   /** A SQL-level PREPARE: the statement its name holds once the upstream confirms it. */
-  prepares?: { readonly name: string; readonly statement: PreparedStatement }
+  prepares?: { readonly name: string; readonly statement: ServerStatement }
   /** Set at CommandComplete; recorded at ReadyForQuery, when the transaction's fate is known. */
   done?: Outcome
 }
 
 type Outcome = { rows?: number; status?: string; error?: { code: string; message: string }; skipped?: boolean }
 
-interface PreparedStatement {
-  readonly query: string
-  readonly analysis: SqlAnalysis
-}
-
-interface Portal {
-  readonly statement: PreparedStatement | undefined
-  readonly params: readonly (string | null)[]
-}
-
 type Expectation =
-  | { kind: 'query'; stmts: Pending[]; idx: number; substitute?: Buffer; failed?: boolean }
-  | { kind: 'parse'; name: string; prev: PreparedStatement | undefined }
-  | { kind: 'bind'; name: string; prev: Portal | undefined }
-  | { kind: 'close'; target: 'S' | 'P'; name: string; prevStatement: PreparedStatement | undefined; prevPortal: Portal | undefined }
+  | { kind: 'query'; stmts: Pending[]; idx: number; substitute?: Buffer }
+  | { kind: 'parse'; change: NameChange; pending: Pending }
+  | { kind: 'bind'; change: NameChange }
+  | { kind: 'close'; change: NameChange }
+  /** A Close the gateway sent on its own (an object no client name refers to): its answer is not the client's. */
+  | { kind: 'internal-close'; close: ServerClose }
   | { kind: 'describe' }
   | { kind: 'execute'; pending: Pending }
   | { kind: 'substitute'; error: Buffer }
@@ -106,6 +112,7 @@ type Expectation =
 /** Sent upstream in place of a refused statement: fails with a syntax error, visibly so in server logs. */
 const REFUSAL_SQL = 'gatehouse: statement refused by the gateway'
 const STATUS_IDLE = 0x49 // 'I'
+const EMPTY = Buffer.alloc(0)
 
 const keyOf = (pid: number, secret: Buffer) => `${pid}:${secret.toString('hex')}`
 const FLUSH = Buffer.from([F.Flush, 0, 0, 0, 4])
@@ -126,16 +133,19 @@ export class PostgresSession {
   private phase: 'startup' | 'auth' | 'connecting' | 'ready' | 'closed' = 'startup'
   private startupTimer: NodeJS.Timeout | undefined
   private pumping = false
-  private quietWaiter: (() => void) | undefined
+  /** The pump waits for the server: resumed when `until` holds (or the session closed). */
+  private quietWaiter: { until: () => boolean; resolve: () => void } | undefined
   private commitError: { code: string; message: string } | undefined
   private pausedForPump = false
   private readonly expect: Expectation[] = []
   private upQueue: Buffer[] = []
-  private readonly statements = new Map<string, PreparedStatement>()
-  private readonly portals = new Map<string, Portal>()
+  /** The gateway's model of the upstream session; exists once the upstream login succeeded. */
+  private model: SessionModel | undefined
   private discardUntilSync = false
-  private txStatus = STATUS_IDLE
-  private settings = new Map<string, string>()
+  /** Extended-protocol messages forwarded since the last Sync: the server holds an implicit transaction open. */
+  private unsynced = false
+  private idleTimer: NodeJS.Timeout | undefined
+  private ageTimer: NodeJS.Timeout | undefined
   private cancelKey: string | undefined
   // backend stream state
   private upPending: Buffer | undefined
@@ -159,7 +169,7 @@ export class PostgresSession {
 
   start(): void {
     this.client.setNoDelay(true)
-    this.startupTimer = setTimeout(() => this.fatal(SQLSTATE.protocolViolation, 'gatehouse: startup timed out'), this.deps.options.startupTimeoutMs)
+    this.startupTimer = setTimeout(() => this.refuseStartup(SQLSTATE.protocolViolation, 'gatehouse: startup timed out', 'startup.timeout'), this.deps.options.startupTimeoutMs)
     this.attachClient(this.client)
   }
 
@@ -177,6 +187,10 @@ export class PostgresSession {
 
   private readonly onClientData = (chunk: Buffer) => {
     this.reader.push(chunk)
+    if (this.idleTimer) {
+      clearTimeout(this.idleTimer)
+      this.idleTimer = undefined
+    }
     if (this.pumping) {
       if (this.reader.buffered > PostgresSession.MAX_BUFFERED_WHILE_WAITING) {
         this.client.pause()
@@ -200,6 +214,8 @@ export class PostgresSession {
     this.phase = 'closed'
     this.closeReason = reason
     clearTimeout(this.startupTimer)
+    clearTimeout(this.idleTimer)
+    clearTimeout(this.ageTimer)
     if (this.cancelKey) this.deps.cancelKeys.delete(this.cancelKey)
     this.settle(undefined)
     for (const e of this.expect) this.abandon(e, reason)
@@ -217,7 +233,7 @@ export class PostgresSession {
   private abandon(e: Expectation, reason: string): void {
     const error = { code: 'GH_ERR_SESSION_CLOSED', message: `session closed before the statement finished: ${reason}` }
     if (e.kind === 'query') for (let i = e.idx; i < e.stmts.length; i++) this.finish(e.stmts[i] as Pending, { error })
-    else if (e.kind === 'execute') this.finish(e.pending, { error })
+    else if (e.kind === 'execute' || e.kind === 'parse') this.finish(e.pending, { error })
   }
 
   /** Sends a FATAL error and closes (handshake failures, protocol violations). */
@@ -225,6 +241,24 @@ export class PostgresSession {
     if (this.phase === 'closed') return
     if (!this.client.destroyed && this.client.writable) this.client.write(buildError({ severity: 'FATAL', code, message }))
     this.close(this.closeReason ?? message)
+  }
+
+  /** The session's handle, opened on first need: events before authentication are recorded under it too. */
+  private session(): SessionHandle {
+    this.handle ??= this.deps.pipeline.openSession({ protocol: 'postgres', clientAddress: `${this.client.remoteAddress ?? '?'}:${this.client.remotePort ?? 0}`, tls: this.client instanceof TLSSocket })
+    return this.handle
+  }
+
+  /** Records a protocol-level event (core logs, counts and audits it). */
+  private protocolEvent(event: string, reason: string, attrs?: Record<string, unknown>): Promise<void> {
+    return this.deps.pipeline.protocolEvent(this.session().info, { event, reason, ...(attrs ? { attrs } : {}) })
+  }
+
+  /** A connection refused before it became a session: audited, then the FATAL. */
+  private refuseStartup(code: string, message: string, event = 'startup.refused', attrs?: Record<string, unknown>): void {
+    if (this.closed) return
+    void this.protocolEvent(event, message, { sqlstate: code, ...attrs })
+    this.fatal(code, message)
   }
 
   // ---------------------------------------------------------------- client side
@@ -249,7 +283,7 @@ export class PostgresSession {
       }
       this.flushUpstream()
     } catch (err) {
-      if (err instanceof ProtocolViolation) this.fatal(SQLSTATE.protocolViolation, `gatehouse: protocol violation: ${err.message}`)
+      if (err instanceof ProtocolViolation) this.refuseStartup(SQLSTATE.protocolViolation, `gatehouse: protocol violation: ${err.message}`, 'protocol.violation')
       else {
         this.deps.logger.error({ err: (err as Error).stack ?? String(err), session: this.handle?.info.id }, 'session failed')
         this.fatal(SQLSTATE.internalError, 'gatehouse: internal error')
@@ -260,6 +294,7 @@ export class PostgresSession {
         this.pausedForPump = false
         this.client.resume()
       }
+      this.armIdleTimer()
     }
   }
 
@@ -290,12 +325,15 @@ export class PostgresSession {
     if (code === CANCEL_REQUEST) {
       const { pid, secret } = parseCancel(body)
       const target = this.deps.cancelKeys.get(keyOf(pid, secret))
+      void this.protocolEvent('cancel', target ? 'cancel request forwarded to the session it names' : 'cancel request with an unknown key ignored', target ? { target: target.handle?.info.id } : { pid })
       if (target) target.cancel()
-      else this.deps.logger.info({ client: this.client.remoteAddress }, 'cancel request with unknown key ignored')
       this.close('cancel request')
       return undefined
     }
-    if (code >> 16 !== 3) throw new ProtocolViolation(`unsupported frontend protocol ${code >> 16}.${code & 0xffff}`)
+    if (code >> 16 !== 3) {
+      this.refuseStartup(SQLSTATE.protocolViolation, `gatehouse: unsupported frontend protocol ${code >> 16}.${code & 0xffff}`, 'startup.refused', { protocol: `${code >> 16}.${code & 0xffff}` })
+      return undefined
+    }
     return this.onStartup(code, parseStartupParams(body))
   }
 
@@ -314,17 +352,22 @@ export class PostgresSession {
   private async onStartup(code: number, params: Map<string, string>): Promise<void> {
     const tls = this.client instanceof TLSSocket
     if (this.deps.tls?.required && !tls) {
-      this.fatal(SQLSTATE.invalidAuthorization, `gatehouse: connection "${this.deps.connection.name}" requires TLS (use sslmode=require or stronger)`)
+      this.refuseStartup(SQLSTATE.invalidAuthorization, `gatehouse: connection "${this.deps.connection.name}" requires TLS (use sslmode=require or stronger)`)
       return
     }
     const replication = params.get('replication')
     if (replication !== undefined && !['false', 'off', 'no', '0'].includes(replication.toLowerCase())) {
-      this.fatal(SQLSTATE.featureNotSupported, 'gatehouse: replication connections are not supported')
+      this.refuseStartup(SQLSTATE.featureNotSupported, 'gatehouse: replication connections are not supported', 'startup.refused', { replication })
       return
     }
     const user = params.get('user')
     if (!user) {
-      this.fatal(SQLSTATE.invalidAuthorization, 'gatehouse: no user name in startup packet')
+      this.refuseStartup(SQLSTATE.invalidAuthorization, 'gatehouse: no user name in startup packet')
+      return
+    }
+    const encoding = params.get('client_encoding')
+    if (encoding !== undefined && !isAcceptedClientEncoding(encoding) && !isSqlAscii(encoding)) {
+      this.refuseStartup(SQLSTATE.featureNotSupported, `gatehouse: client_encoding "${encoding}" is not supported: the gateway reads SQL as UTF-8 (connect with client_encoding=UTF8)`, 'startup.refused', { client_encoding: encoding })
       return
     }
     this.user = user
@@ -340,7 +383,7 @@ export class PostgresSession {
       msg.writeInt32BE(msg.length - 1, 1)
       this.client.write(msg)
     }
-    this.handle = this.deps.pipeline.openSession({ protocol: 'postgres', clientAddress: `${this.client.remoteAddress ?? '?'}:${this.client.remotePort ?? 0}`, tls })
+    this.session()
     this.phase = 'auth'
     try {
       if (this.deps.options.clientAuth === 'cleartext') await this.authCleartext()
@@ -350,6 +393,7 @@ export class PostgresSession {
       if (err instanceof ProtocolViolation) throw err
       const sqlstate = e.code === 'GH_ERR_AUTH_SCOPE' ? SQLSTATE.invalidAuthorization : e.code === 'GH_ERR_PROTOCOL' ? SQLSTATE.protocolViolation : SQLSTATE.invalidPassword
       const message = e.code === 'GH_ERR_AUTH_FAILED' ? `gatehouse: authentication failed for user "${user}"` : `gatehouse: ${e.clientMessage}`
+      // Core has recorded the failure (auth.failure).
       this.fatal(sqlstate, message)
       return
     }
@@ -371,7 +415,7 @@ export class PostgresSession {
     try {
       msg = this.reader.next()
     } catch (err) {
-      this.fatal(SQLSTATE.protocolViolation, `gatehouse: protocol violation: ${(err as Error).message}`)
+      this.refuseStartup(SQLSTATE.protocolViolation, `gatehouse: protocol violation: ${(err as Error).message}`, 'protocol.violation')
       return
     }
     if (!msg) return
@@ -420,6 +464,9 @@ export class PostgresSession {
       const v = this.startupParams.get(name)
       if (v !== undefined && !['user', 'database', 'options', 'replication'].includes(name)) forwarded[name] = v
     }
+    // The gateway reads text as UTF-8: the server must too, whatever its database's encoding.
+    const encoding = forwarded.client_encoding
+    if (encoding === undefined || !isSqlAscii(encoding)) forwarded.client_encoding = 'UTF8'
     let up: UpstreamSession
     try {
       up = await connectUpstream(this.deps.upstream, forwarded, handle.info.signal)
@@ -428,7 +475,7 @@ export class PostgresSession {
       this.deps.logger.warn({ session: handle.info.id, code: e.code, err: e.message }, 'upstream connection failed')
       const sqlstate = e.code === 'GH_ERR_UPSTREAM_AUTH' ? SQLSTATE.serverRejected : SQLSTATE.connectionFailure
       this.closeReason = `${e.code}: ${e.message}`
-      this.fatal(sqlstate, `gatehouse: upstream of connection "${this.deps.connection.name}" is unavailable`)
+      this.refuseStartup(sqlstate, `gatehouse: upstream of connection "${this.deps.connection.name}" is unavailable`, 'startup.upstream-unavailable', { code: e.code })
       return
     }
     if (this.closed) {
@@ -438,8 +485,13 @@ export class PostgresSession {
     clearTimeout(this.startupTimer)
     this.upstream = up
     this.upSocket = up.socket
-    this.settings = new Map(up.parameters)
-    this.txStatus = up.status
+    this.model = new SessionModel({ parameters: up.parameters, status: up.status })
+    const unreadable = this.unreadableEncoding()
+    if (unreadable) {
+      up.socket.destroy()
+      this.refuseStartup(SQLSTATE.featureNotSupported, `gatehouse: ${unreadable}`, 'startup.refused', { client_encoding: this.model.settings.get('client_encoding'), server_encoding: this.model.settings.get('server_encoding') })
+      return
+    }
     // Our own cancel key: the upstream's never reaches the client.
     const pid = randomInt(1, 0x7fffffff)
     const secret = randomBytes(4)
@@ -457,7 +509,22 @@ export class PostgresSession {
     this.client.write(buildReadyForQuery(up.status))
     this.client.uncork()
     this.phase = 'ready'
+    const maxAge = this.deps.options.maxSessionAgeMs
+    if (maxAge > 0) {
+      this.ageTimer = setTimeout(() => this.endByLimit('limit.session-age', SQLSTATE.adminShutdown, `terminating the session: it is older than the gateway's limit of ${maxAge} ms (maxSessionAgeMs)`), maxAge)
+      this.ageTimer.unref()
+    }
     if (up.leftover.length > 0) this.onUpstreamData(up.leftover)
+  }
+
+  /** Why the server would read the client's bytes in an encoding other than the gateway's, if it would. */
+  private unreadableEncoding(): string | undefined {
+    const client = this.model?.settings.get('client_encoding')
+    if (client === undefined || isAcceptedClientEncoding(client)) return undefined
+    // SQL_ASCII: the server takes the bytes as they are, in the database's encoding.
+    const server = this.model?.settings.get('server_encoding')
+    if (isSqlAscii(client) && server !== undefined && isAcceptedClientEncoding(server)) return undefined
+    return `client_encoding ${client} (server_encoding ${server ?? 'unknown'}) is not supported: the gateway reads SQL as UTF-8`
   }
 
   /** Forwards a cancel for this session's running statement to the upstream backend. */
@@ -466,6 +533,34 @@ export class PostgresSession {
     if (!up) return
     this.deps.logger.info({ session: this.handle?.info.id }, 'cancel request forwarded to upstream')
     cancelUpstream(this.deps.upstream, up.pid, up.secret).catch((err: unknown) => this.deps.logger.warn({ err: String(err) }, 'cancel forwarding failed'))
+  }
+
+  // ---------------------------------------------------------------- limits
+
+  /**
+   * Inside an open transaction or an unsynced pipeline the server holds locks and a snapshot,
+   * and its own idle_in_transaction_session_timeout does not fire while an extended-protocol
+   * message is unsynced. The gateway ends a session whose client stays silent there too long.
+   */
+  private armIdleTimer(): void {
+    const ms = this.deps.options.transactionIdleTimeoutMs
+    if (ms <= 0 || this.closed || this.phase !== 'ready' || this.idleTimer) return
+    if (!this.unsynced && this.model?.txStatus === STATUS_IDLE) return
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined
+      // The server is still working for the client (a long statement): not the client's silence.
+      if (this.busy()) return this.armIdleTimer()
+      if (!this.unsynced && this.model?.txStatus === STATUS_IDLE) return
+      this.endByLimit('limit.transaction-idle', '25P03', `terminating the session: idle inside a transaction or an unsynced pipeline for more than ${ms} ms (transactionIdleTimeoutMs)`)
+    }, ms)
+    this.idleTimer.unref()
+  }
+
+  private endByLimit(event: string, sqlstate: string, message: string): void {
+    if (this.closed) return
+    void this.protocolEvent(event, message)
+    this.flushUpstream()
+    this.fatal(sqlstate, `gatehouse: ${message}`)
   }
 
   // ---------------------------------------------------------------- ready: client → upstream
@@ -498,44 +593,32 @@ export class PostgresSession {
     if (!ok) this.client.pause()
   }
 
+  private get state(): SessionModel {
+    return this.model as SessionModel
+  }
+
   private onClientMessage(msg: FrontendMessage): Promise<void> | undefined {
     const t = msg.type
     if (this.discardUntilSync && t !== F.Sync && t !== F.Terminate) return undefined
     switch (t) {
-      case F.Query: {
-        const q = this.quiet()
-        return q ? q.then(() => this.onQuery(msg)) : this.onQuery(msg)
-      }
-      case F.Parse: {
-        const q = this.quiet()
-        return q ? q.then(() => this.onParse(msg)) : this.onParse(msg)
-      }
+      case F.Query:
+        return this.afterQuiet(() => this.onQuery(msg))
+      case F.Parse:
+        return this.afterQuiet(() => this.onParse(msg))
       case F.Bind:
         return this.onBind(msg)
       case F.Execute:
         return this.onExecute(msg)
-      case F.Describe: {
-        const target = parseTarget(msg.body)
-        if (this.refuseBadName(target.name)) return undefined
-        this.expect.push({ kind: 'describe' })
-        this.toUpstream(msg.raw)
-        return undefined
-      }
-      case F.Close: {
-        const target = parseTarget(msg.body)
-        if (this.refuseBadName(target.name)) return undefined
-        const prevStatement = target.kind === 'S' ? this.statements.get(target.name) : undefined
-        const prevPortal = target.kind === 'P' ? this.portals.get(target.name) : undefined
-        if (target.kind === 'S') this.statements.delete(target.name)
-        else this.portals.delete(target.name)
-        this.expect.push({ kind: 'close', target: target.kind, name: target.name, prevStatement, prevPortal })
-        this.toUpstream(msg.raw)
-        return undefined
-      }
+      case F.Describe:
+        return this.onDescribe(msg)
+      case F.Close:
+        return this.onClose(msg)
       case F.Sync:
         this.discardUntilSync = false
+        this.unsynced = false
         this.expect.push({ kind: 'sync' })
         this.toUpstream(msg.raw)
+        this.state.endBlock()
         return undefined
       case F.Flush:
       case F.CopyData:
@@ -555,18 +638,27 @@ export class PostgresSession {
     }
   }
 
+  private afterQuiet(next: () => Promise<void> | undefined): Promise<void> | undefined {
+    const q = this.quiet()
+    return q ? q.then(() => (this.closed ? undefined : next())) : next()
+  }
+
   /**
-   * The server lexes a Query or Parse text with the settings in force when it gets to it, which
-   * earlier statements still running may change (SET, set_config, a function that calls it).
-   * So before analysing such a text the gateway lets every earlier statement finish (asking the
-   * upstream to flush its output), then judges with the settings the upstream reported.
+   * Before a Query or Parse text is judged, every earlier statement finishes (the gateway asks
+   * the upstream to flush its output): SQL-level prepared statements it resolves (EXECUTE x)
+   * must be the ones the server confirmed, and the settings the ones the server reported.
    */
   private quiet(): Promise<void> | undefined {
     if (!this.busy()) return undefined
+    return this.waitForServer()
+  }
+
+  /** Flushes what is queued, asks the upstream to answer everything it has, and waits until nothing runs. */
+  private waitForServer(until: () => boolean = () => !this.busy()): Promise<void> {
     this.flushUpstream()
     this.upSocket?.write(FLUSH)
     return new Promise((resolve) => {
-      this.quietWaiter = resolve
+      this.quietWaiter = { until, resolve }
     })
   }
 
@@ -576,19 +668,16 @@ export class PostgresSession {
   }
 
   private wakeQuietWaiter(): void {
-    if (this.quietWaiter && (this.closed || !this.busy())) {
-      const w = this.quietWaiter
-      this.quietWaiter = undefined
-      w()
-    }
+    const w = this.quietWaiter
+    if (!w || !(this.closed || w.until())) return
+    this.quietWaiter = undefined
+    w.resolve()
   }
 
   /** The settings under which the gateway's SQL parsing would not match the server's. */
   private unsafeSetting(): string | undefined {
-    const scs = this.settings.get('standard_conforming_strings')
+    const scs = this.state.settings.get('standard_conforming_strings')
     if (scs !== undefined && scs !== 'on') return 'standard_conforming_strings is off'
-    const enc = this.settings.get('client_encoding')
-    if (enc !== undefined && isUnsafeClientEncoding(enc)) return `client_encoding ${enc} is not supported`
     return undefined
   }
 
@@ -596,15 +685,31 @@ export class PostgresSession {
     return this.deps.pipeline.request((this.handle as SessionHandle).info, { action: 'sql.query', text, attrs, ...(params ? { params } : {}) })
   }
 
+  /**
+   * The server decodes a message's text in the client encoding, which the gateway holds to
+   * UTF-8; bytes that are not UTF-8 would decode to something else on each side. Refused with
+   * PostgreSQL's own SQLSTATE.
+   */
+  private invalidText(body: Buffer, start: number, end: number): boolean {
+    return !isUtf8(body.subarray(start, end))
+  }
+
   private onQuery(msg: FrontendMessage): Promise<void> | undefined {
     if (this.closed) return undefined
     // A simple Query destroys the unnamed statement and portal upstream.
-    this.statements.delete('')
-    this.portals.delete('')
-    const text = parseQuery(msg.body)
+    this.state.simpleQuery()
+    const end = msg.body.indexOf(0)
+    if (end < 0) throw new ProtocolViolation('Query message is not NUL-terminated')
+    if (this.invalidText(msg.body, 0, end)) return this.refuseInvalidText(this.substituteQuery)
+    const text = msg.body.toString('utf8', 0, end)
     const analysis = this.deps.analyzer.analyzeOrDefer(text, this.owner())
     if (analysis instanceof Promise) return analysis.then((a) => (this.closed ? undefined : this.onQueryAnalysed(msg, text, a)))
     return this.onQueryAnalysed(msg, text, analysis)
+  }
+
+  private refuseInvalidText(substitute: (error: Buffer) => void): Promise<void> {
+    const reason = 'invalid byte sequence for encoding "UTF8": the gateway and the server read text as UTF-8'
+    return this.refuse(this.newRequest('', { sql: { error: reason } }), 'gatehouse/encoding', reason, 'GH_ERR_PARSE_FAILED', substitute, '22021')
   }
 
   /** Whose turn a background parse takes: the principal, so many sessions of one token share one turn. */
@@ -615,20 +720,25 @@ export class PostgresSession {
   private onQueryAnalysed(msg: FrontendMessage, text: string, analysis: SqlAnalysis): Promise<void> | undefined {
     const unjudgeable = this.refuseUnjudgeable(text, analysis, undefined, this.substituteQuery)
     if (unjudgeable || !analysis.ok) return unjudgeable
+    const max = this.deps.options.maxStatementsPerQuery
+    if (analysis.statements.length > max) {
+      return this.refuse(this.newRequest(text, { sql: { error: 'too many statements', statements: analysis.statements.length } }), 'gatehouse/limits', `the query holds ${analysis.statements.length} statements, more than the gateway's limit of ${max} (maxStatementsPerQuery)`, 'GH_ERR_PROTOCOL_UNSUPPORTED', this.substituteQuery, '54000')
+    }
     if (analysis.statements.length === 1) {
       // The common case, without a promise when the pipeline answers synchronously.
       const s = analysis.statements[0] as AnalyzedStatement
       const facts = this.resolveExecutes(s.facts)
       if (typeof facts === 'string') return this.refuseUnknownStatement(s.text, facts, undefined, this.substituteQuery)
-      return this.admitThen(this.newRequest(s.text, { sql: facts }), msg, 'query')
+      return this.admitThen(this.newRequest(s.text, { sql: facts }), msg.raw, 'query')
     }
     return this.onMultiStatementQuery(msg, analysis.statements)
   }
 
   /**
    * Refuses, before policy, what the gateway cannot judge: any statement while the session runs
-   * with settings under which its parse would differ from the server's, text the parser rejects,
-   * and statements that would switch the session to such settings. Returns undefined otherwise.
+   * with settings under which its parse would differ from the server's, text the parser rejects
+   * or that reads two ways, statements that would switch the session to such settings, and SQL
+   * that names the gateway's own statements and portals. Returns undefined otherwise.
    */
   private refuseUnjudgeable(text: string, analysis: SqlAnalysis, params: readonly (string | null)[] | undefined, substitute: (error: Buffer) => void): Promise<void> | undefined {
     const unsafe = this.unsafeSetting()
@@ -638,15 +748,15 @@ export class PostgresSession {
     return undefined
   }
 
-  /** Asks the pipeline; forwards `msg` when admitted, or puts a refusal in its place. */
-  private admitThen(request: GatewayRequest, msg: FrontendMessage, kind: 'query' | 'execute'): Promise<void> | undefined {
+  /** Asks the pipeline; forwards `raw` when admitted, or puts a refusal in its place. */
+  private admitThen(request: GatewayRequest, raw: Buffer, kind: 'query' | 'execute'): Promise<void> | undefined {
     const admission = this.deps.pipeline.admit(request)
-    if (admission instanceof Promise) return admission.then((a) => this.afterAdmission(msg, request, a, kind))
-    this.afterAdmission(msg, request, admission, kind)
+    if (admission instanceof Promise) return admission.then((a) => this.afterAdmission(raw, request, a, kind))
+    this.afterAdmission(raw, request, admission, kind)
     return undefined
   }
 
-  private afterAdmission(msg: FrontendMessage, request: GatewayRequest, admission: Admission, kind: 'query' | 'execute'): void {
+  private afterAdmission(raw: Buffer, request: GatewayRequest, admission: Admission, kind: 'query' | 'execute'): void {
     if (this.closed) return
     if (!admission.admitted) {
       // The pipeline has recorded the refusal; the client sees it where PostgreSQL would put an error.
@@ -655,14 +765,21 @@ export class PostgresSession {
     }
     const pending: Pending = { request, rows: 0 }
     this.forgetSqlLevelState(pending)
-    this.expect.push(kind === 'query' ? { kind: 'query', stmts: [pending], idx: 0 } : { kind: 'execute', pending })
-    this.toUpstream(msg.raw)
+    if (kind === 'query') {
+      this.expect.push({ kind: 'query', stmts: [pending], idx: 0 })
+      this.toUpstream(raw)
+      this.state.endBlock()
+    } else {
+      this.expect.push({ kind: 'execute', pending })
+      this.toUpstream(raw)
+      this.unsynced = true
+    }
   }
 
   /** Refuses a request the gateway will not put to policy; the pipeline records it. */
-  private async refuse(request: GatewayRequest, rule: string, reason: string, code: ErrorCode, substitute: (error: Buffer) => void): Promise<void> {
+  private async refuse(request: GatewayRequest, rule: string, reason: string, code: ErrorCode, substitute: (error: Buffer) => void, sqlstate?: string): Promise<void> {
     const error = await this.deps.pipeline.refuse(request, { rule, reason, code })
-    if (!this.closed) substitute(renderError(error))
+    if (!this.closed) substitute(renderError(error, sqlstate))
   }
 
   /** Several statements in one Query: each judged and recorded; if one is refused, none runs. */
@@ -690,34 +807,34 @@ export class PostgresSession {
     for (const p of stmts) this.forgetSqlLevelState(p)
     this.expect.push({ kind: 'query', stmts, idx: 0 })
     this.toUpstream(msg.raw)
+    this.state.endBlock()
   }
 
   /**
-   * SQL-level PREPARE, DEALLOCATE, DISCARD, DECLARE and CLOSE change the prepared statements and
-   * portals the protocol-level names refer to (SQL and protocol names share one namespace). A
+   * SQL-level PREPARE, DEALLOCATE and DISCARD change the SQL-level prepared statements. A
    * PREPARE's name is forgotten now and learned when the upstream confirms the PREPARE, so a
-   * PREPARE that fails (a duplicate name) cannot make the gateway misjudge a later EXECUTE.
-   * DEALLOCATE and DISCARD make the gateway forget everything (fail closed).
+   * PREPARE that fails (a duplicate name) cannot make the gateway misjudge a later EXECUTE. A
+   * DEALLOCATE or DISCARD, and code the gateway cannot see through (which may do either),
+   * make it forget the names now (fail closed).
    */
   private forgetSqlLevelState(p: Pending): void {
     const facts = p.request?.attrs.sql as SqlFacts | undefined
     if (!facts?.kinds) return
     const prepare = facts.prepare
     if (prepare) {
-      this.statements.delete(prepare.name)
+      this.state.forgetSqlStatement(prepare.name)
       const held = preparedFacts(facts)
-      if (held && p.request?.text !== undefined) p.prepares = { name: prepare.name, statement: { query: p.request.text, analysis: { ok: true, statements: [{ text: p.request.text, facts: held }] } } }
+      if (held && p.request?.text !== undefined) p.prepares = { name: prepare.name, statement: { serverName: prepare.name, text: p.request.text, analysis: { ok: true, statements: [{ text: p.request.text, facts: held }] } } }
     }
-    for (const k of facts.kinds) {
-      if (k === 'DEALLOCATE' || k === 'DISCARD') this.statements.clear()
-      if (k === 'DECLARE' || k === 'CLOSE' || k === 'DISCARD') this.portals.clear()
-    }
+    for (const d of facts.deallocates) this.state.forgetSqlStatement(d)
+    if (facts.opaque || facts.dynamic) this.state.forgetSqlStatement('*')
   }
 
   /** Sends the upstream a failing query in place of the client's; the client sees `error` instead. */
   private readonly substituteQuery = (error: Buffer): void => {
     this.expect.push({ kind: 'query', stmts: [], idx: 0, substitute: error })
     this.toUpstream(buildQuery(REFUSAL_SQL))
+    this.state.endBlock()
   }
 
   private async refuseFunctionCall(msg: FrontendMessage): Promise<void> {
@@ -726,77 +843,171 @@ export class PostgresSession {
     return this.refuse(request, 'gatehouse/function-call', 'the FunctionCall protocol message is not allowed through the gateway', 'GH_ERR_PROTOCOL_UNSUPPORTED', this.substituteQuery)
   }
 
+  // ---------------------------------------------------------------- extended protocol
+
+  /** Sends the Closes the model queued for server objects no client name refers to any more. */
+  private sendQueuedCloses(): void {
+    for (const c of this.state.takeCloses()) {
+      this.expect.push({ kind: 'internal-close', close: c })
+      this.toUpstream(buildTarget(F.Close, c.kind, c.serverName))
+    }
+  }
+
+  /** Answers a name conflict as PostgreSQL would, after the server settled an earlier change to the name. */
+  private async conflictThen(kind: 'S' | 'P', name: string, next: () => Promise<void> | undefined): Promise<void> {
+    for (;;) {
+      const c = this.state.conflict(kind, name)
+      if (c === 'free') return next()
+      if (c === 'taken') {
+        const what = kind === 'S' ? 'prepared statement' : 'cursor'
+        this.substituteExtended(buildError({ code: kind === 'S' ? '42P05' : '42P03', message: `${what} "${name}" already exists` }))
+        return
+      }
+      await this.waitForServer(() => this.state.conflict(kind, name) !== 'unsettled')
+      if (this.closed) return
+    }
+  }
+
   private onParse(msg: FrontendMessage): Promise<void> | undefined {
     if (this.closed) return undefined
     const p = parseParse(msg.body)
-    if (this.refuseBadName(p.name)) return undefined
-    if (!this.statements.has(p.name) && this.statements.size >= this.deps.options.maxPreparedStatements) {
-      this.substituteExtended(renderError(new GatewayError('GH_ERR_PROTOCOL_UNSUPPORTED', `too many prepared statements in this session (limit ${this.deps.options.maxPreparedStatements}); close some first`)))
-      return undefined
+    const bad = this.badName(p.name)
+    if (bad) return bad
+    if (this.state.conflict('S', p.name) !== 'free') return this.conflictThen('S', p.name, () => this.onParseFree(msg, p))
+    return this.onParseFree(msg, p)
+  }
+
+  private onParseFree(msg: FrontendMessage, p: { name: string; query: string }): Promise<void> | undefined {
+    if (p.name !== '' && this.state.held.statements >= this.deps.options.maxPreparedStatements) {
+      return this.refuseLimit(`too many prepared statements in this session (limit ${this.deps.options.maxPreparedStatements}, maxPreparedStatements); close some first`)
     }
+    const nameEnd = msg.body.indexOf(0)
+    const queryEnd = msg.body.indexOf(0, nameEnd + 1)
+    if (this.invalidText(msg.body, nameEnd + 1, queryEnd)) return this.refuseInvalidText(this.substituteExtended)
     const analysis = this.deps.analyzer.analyzeOrDefer(p.query, this.owner())
     if (analysis instanceof Promise) return analysis.then((a) => (this.closed ? undefined : this.onParseAnalysed(msg, p, a)))
     return this.onParseAnalysed(msg, p, analysis)
   }
 
-  private onParseAnalysed(msg: FrontendMessage, p: { name: string; query: string }, analysis: SqlAnalysis): undefined {
-    const prev = this.statements.get(p.name)
-    this.statements.set(p.name, { query: p.query, analysis })
-    this.expect.push({ kind: 'parse', name: p.name, prev })
-    this.toUpstream(msg.raw)
+  /** A Parse is judged like the statement it holds: it takes locks and its text is what every Execute of it runs. */
+  private onParseAnalysed(msg: FrontendMessage, p: { name: string; query: string }, analysis: SqlAnalysis): Promise<void> | undefined {
+    const unjudgeable = this.refuseUnjudgeable(p.query, analysis, undefined, this.substituteExtended)
+    if (unjudgeable || !analysis.ok) return unjudgeable
+    if (analysis.statements.length > 1) {
+      // PostgreSQL refuses it too (42601): say so in its terms, and record it.
+      return this.refuse(this.newRequest(p.query, { sql: { error: 'multiple statements' } }), 'gatehouse/parse', 'cannot insert multiple commands into a prepared statement', 'GH_ERR_PARSE_FAILED', this.substituteExtended)
+    }
+    if (analysis.statements.length === 0) {
+      this.forwardParse(msg, p, analysis, { request: undefined, rows: 0 })
+      return undefined
+    }
+    const s = analysis.statements[0] as AnalyzedStatement
+    const facts = this.resolveExecutes(s.facts)
+    if (typeof facts === 'string') return this.refuseUnknownStatement(s.text, facts, undefined, this.substituteExtended)
+    const request = this.newRequest(s.text, { sql: facts, phase: 'parse' })
+    const admission = this.deps.pipeline.admit(request)
+    if (admission instanceof Promise) return admission.then((a) => this.afterParseAdmission(msg, p, analysis, request, a))
+    this.afterParseAdmission(msg, p, analysis, request, admission)
     return undefined
   }
 
-  private onBind(msg: FrontendMessage): undefined {
-    const b = parseBind(msg.body)
-    if (this.refuseBadName(b.portal, b.statement)) return undefined
-    if (!this.portals.has(b.portal) && this.portals.size >= this.deps.options.maxPreparedStatements) {
-      this.substituteExtended(renderError(new GatewayError('GH_ERR_PROTOCOL_UNSUPPORTED', `too many open portals in this session (limit ${this.deps.options.maxPreparedStatements}); close some first`)))
-      return undefined
+  private afterParseAdmission(msg: FrontendMessage, p: { name: string; query: string }, analysis: SqlAnalysis, request: GatewayRequest, admission: Admission): void {
+    if (this.closed) return
+    if (!admission.admitted) {
+      this.substituteExtended(renderError(admission.error))
+      return
     }
-    const prev = this.portals.get(b.portal)
-    this.portals.set(b.portal, { statement: this.statements.get(b.statement), params: b.params })
-    this.expect.push({ kind: 'bind', name: b.portal, prev })
-    this.toUpstream(msg.raw)
+    this.forwardParse(msg, p, analysis, { request, rows: 0 })
+  }
+
+  private forwardParse(msg: FrontendMessage, p: { name: string; query: string }, analysis: SqlAnalysis, pending: Pending): void {
+    const { statement, change } = this.state.parse(p.name, p.query, analysis)
+    this.sendQueuedCloses()
+    this.expect.push({ kind: 'parse', change, pending })
+    this.toUpstream(renameParse(msg.body, statement.serverName))
+    this.unsynced = true
+  }
+
+  private onBind(msg: FrontendMessage): Promise<void> | undefined {
+    const b = parseBind(msg.body)
+    const bad = this.badName(b.portal, b.statement)
+    if (bad) return bad
+    const statement = this.state.statement(b.statement)
+    if (!statement) return this.refuseUnknownName('S', b.statement, b.params, 'BIND')
+    if (this.state.conflict('P', b.portal) !== 'free') return this.conflictThen('P', b.portal, () => this.onBindFree(msg, b, statement))
+    return this.onBindFree(msg, b, statement)
+  }
+
+  private onBindFree(msg: FrontendMessage, b: { portal: string; statement: string; params: readonly (string | null)[] }, statement: ServerStatement): Promise<void> | undefined {
+    if (b.portal !== '' && this.state.held.portals >= this.deps.options.maxPreparedStatements) {
+      return this.refuseLimit(`too many open portals in this session (limit ${this.deps.options.maxPreparedStatements}, maxPreparedStatements); close some first`)
+    }
+    const { portal, change } = this.state.bindPortal(b.portal, statement, b.params)
+    this.sendQueuedCloses()
+    this.expect.push({ kind: 'bind', change })
+    this.toUpstream(renameBind(msg.body, portal.serverName, statement.serverName))
+    this.unsynced = true
+    return undefined
+  }
+
+  private onDescribe(msg: FrontendMessage): Promise<void> | undefined {
+    const target = parseTarget(msg.body)
+    const bad = this.badName(target.name)
+    if (bad) return bad
+    const object = target.kind === 'S' ? this.state.statement(target.name) : this.state.portal(target.name)
+    if (!object) return this.refuseUnknownName(target.kind, target.name, undefined, 'DESCRIBE')
+    this.expect.push({ kind: 'describe' })
+    this.toUpstream(buildTarget(F.Describe, target.kind, object.serverName))
+    this.unsynced = true
+    return undefined
+  }
+
+  private onClose(msg: FrontendMessage): Promise<void> | undefined {
+    const target = parseTarget(msg.body)
+    const bad = this.badName(target.name)
+    if (bad) return bad
+    // Closing a name that is not bound is not an error: the server closes NO_SUCH_NAME and says CloseComplete.
+    const { serverName, change } = this.state.close(target.kind, target.name)
+    this.expect.push({ kind: 'close', change })
+    this.toUpstream(buildTarget(F.Close, target.kind, serverName))
+    this.unsynced = true
     return undefined
   }
 
   private onExecute(msg: FrontendMessage): Promise<void> | undefined {
-    const { portal: name } = parseExecute(msg.body)
-    if (this.refuseBadName(name)) return undefined
-    const portal = this.portals.get(name)
-    const stmt = portal?.statement
-    const info = (this.handle as SessionHandle).info
-    if (!portal || !stmt) {
-      const request = this.deps.pipeline.request(info, { action: 'sql.query', text: `EXECUTE portal "${name}"`, attrs: { sql: { error: 'unknown portal or statement' } } })
-      return this.refuse(request, 'gatehouse/unknown-statement', 'the portal or prepared statement was not created through the gateway; it cannot be judged', 'GH_ERR_POLICY_DENIED', this.substituteExtended)
-    }
+    const { portal: name, maxRows } = parseExecute(msg.body)
+    const bad = this.badName(name)
+    if (bad) return bad
+    const portal = this.state.portal(name)
+    if (!portal) return this.refuseUnknownName('P', name, undefined, 'EXECUTE')
+    const stmt = portal.statement
     const a = stmt.analysis
-    const unjudgeable = this.refuseUnjudgeable(stmt.query, a, portal.params, this.substituteExtended)
+    const raw = buildExecute(portal.serverName, maxRows)
+    const unjudgeable = this.refuseUnjudgeable(stmt.text, a, portal.params, this.substituteExtended)
     if (unjudgeable || !a.ok) return unjudgeable
     if (a.statements.length === 0) {
       // An empty query: nothing runs, PostgreSQL answers EmptyQueryResponse.
       this.expect.push({ kind: 'execute', pending: { request: undefined, rows: 0 } })
-      this.toUpstream(msg.raw)
-      return
+      this.toUpstream(raw)
+      this.unsynced = true
+      return undefined
     }
-    if (a.statements.length > 1) return this.refuse(this.newRequest(stmt.query, { sql: { error: 'multiple statements' } }, portal.params), 'gatehouse/parse', 'a prepared statement must contain one statement', 'GH_ERR_PARSE_FAILED', this.substituteExtended)
     const s = a.statements[0] as AnalyzedStatement
     const facts = this.resolveExecutes(s.facts)
     if (typeof facts === 'string') return this.refuseUnknownStatement(s.text, facts, portal.params, this.substituteExtended)
-    return this.admitThen(this.newRequest(s.text, { sql: facts }, portal.params), msg, 'execute')
+    return this.admitThen(this.newRequest(s.text, { sql: facts, phase: 'execute' }, portal.params), raw, 'execute')
   }
 
   /**
-   * A SQL-level EXECUTE is judged by the statement it runs: the facts of the prepared statement
-   * (made by a Parse or a SQL PREPARE the gateway saw succeed) are merged in. Returns the name
-   * that cannot be resolved when one cannot.
+   * A SQL-level EXECUTE is judged by the statement it runs: the facts of the SQL-level prepared
+   * statement the server confirmed are merged in. Returns the name that cannot be resolved when
+   * one cannot.
    */
   private resolveExecutes(facts: SqlFacts): SqlFacts | string {
     if (facts.executes.length === 0) return facts
     const executed: SqlFacts[] = []
     for (const name of facts.executes) {
-      const a = this.statements.get(name)?.analysis
+      const a = this.state.sqlStatement(name)?.analysis
       if (!a || !a.ok || a.statements.length !== 1) return name
       executed.push((a.statements[0] as AnalyzedStatement).facts)
     }
@@ -808,20 +1019,35 @@ export class PostgresSession {
     return this.refuse(this.newRequest(text, u.attrs, params), u.rule, u.reason, 'GH_ERR_POLICY_DENIED', substitute)
   }
 
+  /** A protocol message names a statement or portal the client does not hold: PostgreSQL's own error, recorded. */
+  private refuseUnknownName(kind: 'S' | 'P', name: string, params: readonly (string | null)[] | undefined, verb: string): Promise<void> {
+    const what = kind === 'S' ? (name === '' ? 'unnamed prepared statement' : `prepared statement "${name}"`) : `portal "${name}"`
+    const reason = `${what} does not exist`
+    const request = this.newRequest(`${verb} ${kind === 'S' ? 'statement' : 'portal'} "${name}"`, { sql: { error: reason } }, params)
+    return this.refuse(request, 'gatehouse/unknown-statement', reason, 'GH_ERR_POLICY_DENIED', this.substituteExtended, kind === 'S' ? '26000' : '34000')
+  }
+
+  private async refuseLimit(reason: string): Promise<void> {
+    await this.protocolEvent('limit.refused', reason)
+    if (!this.closed) this.substituteExtended(renderError(new GatewayError('GH_ERR_PROTOCOL_UNSUPPORTED', reason), '54000'))
+  }
+
   /**
    * PostgreSQL keys prepared statements and portals by their first 63 bytes, in the server's
-   * encoding: `a…a` (63) and `a…aX` (64) are one name to the server and two to a map keyed by the
-   * full name. So the gateway could judge one statement while the server runs another. Names
-   * longer than 63 bytes, or outside printable ASCII (whose bytes the server may convert), are
-   * refused; every driver uses short ASCII names.
+   * encoding. The gateway's own names never reach the server as the client's, but a client's
+   * name longer than that, or outside printable ASCII, or in the gateway's reserved prefix, is
+   * refused (and audited): every driver uses short ASCII names.
    */
-  private refuseBadName(...names: string[]): boolean {
+  private badName(...names: string[]): Promise<void> | undefined {
     for (const name of names) {
-      if (name.length <= 63 && /^[\x20-\x7e]*$/.test(name)) continue
-      this.substituteExtended(renderError(new GatewayError('GH_ERR_PROTOCOL_UNSUPPORTED', 'prepared statement and portal names must be printable ASCII of at most 63 bytes')))
-      return true
+      if (name.length <= 63 && /^[\x20-\x7e]*$/.test(name) && !name.toLowerCase().startsWith(RESERVED_PREFIX)) continue
+      const reason = `prepared statement and portal names must be printable ASCII of at most 63 bytes, not starting with "${RESERVED_PREFIX}"`
+      const shown = name.length > 80 ? `${name.slice(0, 80)}…` : name
+      return this.protocolEvent('name.refused', reason, { name: shown }).then(() => {
+        if (!this.closed) this.substituteExtended(renderError(new GatewayError('GH_ERR_PROTOCOL_UNSUPPORTED', reason)))
+      })
     }
-    return false
+    return undefined
   }
 
   /**
@@ -831,8 +1057,9 @@ export class PostgresSession {
    */
   private readonly substituteExtended = (error: Buffer): void => {
     this.expect.push({ kind: 'substitute', error })
-    this.toUpstream(buildParse('gatehouse_refused', REFUSAL_SQL))
+    this.toUpstream(buildParse(NO_SUCH_NAME, REFUSAL_SQL))
     this.discardUntilSync = true
+    this.unsynced = true
   }
 
   // ---------------------------------------------------------------- ready: upstream → client
@@ -890,12 +1117,14 @@ export class PostgresSession {
           passFrom = end
         }
         i = end
+        if (this.closed) return
       }
       if (passFrom < n) pieces.push(passFrom === 0 ? buf : buf.subarray(passFrom, n))
     } catch (err) {
       // Fail closed: a session whose statement tracking is off cannot be judged any more.
       this.deps.logger.error({ err: (err as Error).message, session: this.handle?.info.id }, 'upstream protocol state lost; session closed')
       if (pieces.length > 0) this.client.write(pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces))
+      void this.protocolEvent('upstream.desync', (err as Error).message)
       this.fatal(SQLSTATE.protocolViolation, 'gatehouse: lost track of the upstream protocol state; session closed')
       return
     }
@@ -911,6 +1140,7 @@ export class PostgresSession {
     }
     // Backpressure: stop reading the upstream until the client drains.
     if (!ok) this.upSocket?.pause()
+    if (this.expect.length === 0) this.armIdleTimer()
   }
 
   private countRow(): void {
@@ -933,10 +1163,31 @@ export class PostgresSession {
    */
   private completed: Pending[] = []
 
-  private complete(p: Pending, outcome: Outcome): void {
-    p.done = outcome
-    if (p.prepares && (this.statements.has(p.prepares.name) || this.statements.size < this.deps.options.maxPreparedStatements)) this.statements.set(p.prepares.name, p.prepares.statement)
+  /** CommandComplete of a statement: the tripwire, then what it changed in the model. Returns false when the session was ended. */
+  private complete(p: Pending, tag: string): boolean {
+    const facts = p.request?.attrs.sql as SqlFacts | undefined
+    if (p.request && facts?.statement !== undefined) {
+      const contradiction = tagContradicts(facts, tag)
+      if (contradiction) {
+        this.integrityViolation(p, facts, tag, contradiction)
+        return false
+      }
+    }
+    p.done = { rows: rowsFromTag(tag) ?? p.rows, status: tag }
+    const model = this.state
+    if (p.prepares && model.held.statements < this.deps.options.maxPreparedStatements) model.learnSqlStatement(p.prepares.name, p.prepares.statement)
+    if (tag === 'DEALLOCATE ALL') model.serverDroppedAll(false)
+    else if (tag === 'DISCARD ALL') model.serverDroppedAll(true)
     this.completed.push(p)
+    return true
+  }
+
+  /** The server ran something other than what was judged: record both, end the session. */
+  private integrityViolation(p: Pending, facts: SqlFacts, tag: string, reason: string): void {
+    this.finish(p, { status: tag, error: { code: 'GH_ERR_INTEGRITY', message: reason } })
+    void this.deps.pipeline.integrity((this.handle as SessionHandle).info, { ...(p.request ? { request: p.request } : {}), expected: facts.statement, actual: tag, reason })
+    this.closeReason = `integrity violation: ${reason}`
+    this.fatal(SQLSTATE.internalError, 'gatehouse: the server ran something other than the statement the gateway judged; the session was ended')
   }
 
   /** At ReadyForQuery: record the held outcomes; a commit-time error lands on the last statement. */
@@ -952,20 +1203,28 @@ export class PostgresSession {
   /** Handles one whole backend message. Returns undefined to pass it on, or the bytes to send instead (empty: drop). */
   private onBackendMessage(type: number, body: Buffer): Buffer | undefined {
     const head = this.expect[0]
+    const model = this.state
     switch (type) {
       case B.ParameterStatus: {
         const [k, v] = parseParameterStatus(body)
-        this.settings.set(k, v)
+        model.settings.set(k, v)
+        if (k === 'client_encoding' || k === 'server_encoding') {
+          const unreadable = this.unreadableEncoding()
+          if (unreadable) {
+            void this.protocolEvent('session.unreadable-encoding', unreadable)
+            this.fatal(SQLSTATE.featureNotSupported, `gatehouse: ${unreadable}; the session was ended`)
+          }
+        }
         return undefined
       }
       case B.CommandComplete: {
         const tag = parseCommandTag(body)
         if (head?.kind === 'query') {
           const p = head.stmts[head.idx++]
-          if (p) this.complete(p, { rows: rowsFromTag(tag) ?? p.rows, status: tag })
+          if (p && !this.complete(p, tag)) return EMPTY
         } else if (head?.kind === 'execute') {
           this.expect.shift()
-          this.complete(head.pending, { rows: rowsFromTag(tag) ?? head.pending.rows, status: tag })
+          if (!this.complete(head.pending, tag)) return EMPTY
         } else throw new Desync('CommandComplete', head)
         return undefined
       }
@@ -979,7 +1238,7 @@ export class PostgresSession {
         this.finish(head.pending, { rows: head.pending.rows, status: 'suspended' })
         return undefined
       case B.ReadyForQuery:
-        this.txStatus = body[0] as number
+        model.readyForQuery(body[0] as number)
         this.settle(this.commitError)
         this.commitError = undefined
         if (head?.kind === 'query') {
@@ -987,22 +1246,28 @@ export class PostgresSession {
           for (let i = head.idx; i < head.stmts.length; i++) this.finish(head.stmts[i] as Pending, { skipped: true })
         } else if (head?.kind === 'sync') this.expect.shift()
         else throw new Desync('ReadyForQuery', head)
-        // Portals live until the end of their transaction.
-        if (this.txStatus === STATUS_IDLE) this.portals.clear()
         return undefined
       case B.ErrorResponse:
         return this.onBackendError(head, body)
       case B.ParseComplete:
         if (head?.kind !== 'parse') throw new Desync('ParseComplete', head)
         this.expect.shift()
+        model.confirm(head.change)
+        this.finish(head.pending, { status: 'PARSE' })
         return undefined
       case B.BindComplete:
         if (head?.kind !== 'bind') throw new Desync('BindComplete', head)
         this.expect.shift()
+        model.confirm(head.change)
         return undefined
       case B.CloseComplete:
+        if (head?.kind === 'internal-close') {
+          this.expect.shift()
+          return EMPTY
+        }
         if (head?.kind !== 'close') throw new Desync('CloseComplete', head)
         this.expect.shift()
+        model.confirm(head.change)
         return undefined
       case B.RowDescription:
         if (head?.kind === 'describe') this.expect.shift()
@@ -1039,7 +1304,7 @@ export class PostgresSession {
     // Extended protocol: the failing message, then everything up to Sync is skipped upstream.
     const undone: Expectation[] = [this.expect.shift() as Expectation]
     while (this.expect.length > 0 && this.expect[0]?.kind !== 'sync') undone.push(this.expect.shift() as Expectation)
-    // Undo newest first, so a name parsed twice ends up as it was before both.
+    // Undo newest first, so a name changed twice ends up as it was before both.
     for (let i = undone.length - 1; i >= 0; i--) this.rollback(undone[i] as Expectation, i === 0 ? error : undefined)
     // The upstream now ignores everything until the client's Sync; so must the gateway, or it
     // would track statements the upstream never created.
@@ -1051,16 +1316,15 @@ export class PostgresSession {
   private rollback(e: Expectation, error: { code: string; message: string } | undefined): void {
     switch (e.kind) {
       case 'parse':
-        if (e.prev) this.statements.set(e.name, e.prev)
-        else this.statements.delete(e.name)
+        this.state.rollback(e.change)
+        this.finish(e.pending, error ? { error } : { skipped: true })
         break
       case 'bind':
-        if (e.prev) this.portals.set(e.name, e.prev)
-        else this.portals.delete(e.name)
-        break
       case 'close':
-        if (e.prevStatement) this.statements.set(e.name, e.prevStatement)
-        if (e.prevPortal) this.portals.set(e.name, e.prevPortal)
+        this.state.rollback(e.change)
+        break
+      case 'internal-close':
+        this.state.closeSkipped(e.close)
         break
       case 'execute':
         this.finish(e.pending, error ? { error } : { skipped: true })
@@ -1074,6 +1338,11 @@ export class PostgresSession {
   }
 }
 
+/** SQL_ASCII, by the names PostgreSQL accepts for it: no conversion, the bytes are read in the server's encoding. */
+function isSqlAscii(name: string): boolean {
+  return name.toUpperCase().replace(/[^A-Z0-9]/g, '') === 'SQLASCII'
+}
+
 /** A statement the gateway refuses before policy, with the rule id and reason it reports. */
 interface Unjudgeable {
   readonly text: string
@@ -1083,11 +1352,22 @@ interface Unjudgeable {
   readonly code: ErrorCode
 }
 
-/** Text the parser rejects, or a statement that would switch the session to settings the gateway cannot parse under. */
+/**
+ * Text the parser rejects or that reads two ways, a statement that would switch the session to
+ * settings the gateway cannot parse under, and SQL naming the gateway's own statements and portals.
+ */
 function unjudgeable(text: string, analysis: SqlAnalysis): Unjudgeable | undefined {
-  if (!analysis.ok) return { text, attrs: { sql: { error: analysis.error } }, rule: 'gatehouse/parse', reason: `statement could not be parsed: ${analysis.error}`, code: 'GH_ERR_PARSE_FAILED' }
-  const risky = analysis.statements.find((s) => s.facts.settingRisk !== undefined)
-  if (risky) return { text: risky.text, attrs: { sql: risky.facts }, rule: 'gatehouse/session-settings', reason: `the statement ${risky.facts.settingRisk}; the gateway could no longer judge statements safely`, code: 'GH_ERR_PROTOCOL_UNSUPPORTED' }
+  if (!analysis.ok) {
+    const rule = analysis.rule ?? 'gatehouse/parse'
+    const reason = rule === 'gatehouse/parse' ? `statement could not be parsed: ${analysis.error}` : analysis.error
+    return { text, attrs: { sql: { error: analysis.error } }, rule, reason, code: 'GH_ERR_PARSE_FAILED' }
+  }
+  for (const s of analysis.statements) {
+    const f = s.facts
+    if (f.settingRisk !== undefined) return { text: s.text, attrs: { sql: f }, rule: 'gatehouse/session-settings', reason: `the statement ${f.settingRisk}; the gateway could no longer judge statements safely`, code: 'GH_ERR_PROTOCOL_UNSUPPORTED' }
+    const reserved = f.names.find((n) => n.toLowerCase().startsWith(RESERVED_PREFIX))
+    if (reserved !== undefined) return { text: s.text, attrs: { sql: f }, rule: 'gatehouse/reserved-name', reason: `the name "${reserved}" is reserved for the gateway's own prepared statements and portals`, code: 'GH_ERR_POLICY_DENIED' }
+  }
   return undefined
 }
 

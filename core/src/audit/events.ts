@@ -73,7 +73,36 @@ export interface OutcomeEvent extends EventBase {
   readonly skipped?: boolean
 }
 
-export type AuditEvent = SessionStartEvent | SessionEndEvent | AuthFailureEvent | RequestEvent | OutcomeEvent
+/**
+ * Something at the protocol level that no request event covers: a connection refused at startup
+ * (protocol version, replication, TLS, encoding), a CancelRequest (valid or not), a statement or
+ * portal name the gateway refuses, a session ended by a limit. Recorded with or without a principal.
+ */
+export interface ProtocolEvent extends EventBase {
+  readonly type: 'protocol'
+  /** What happened, dotted: `startup.refused`, `cancel`, `name.refused`, `limit.timeout`, … */
+  readonly event: string
+  readonly client: string
+  readonly principal?: PrincipalRef
+  readonly reason: string
+  readonly attrs?: Record<string, unknown>
+}
+
+/**
+ * The upstream's answer contradicts what the gateway judged (a statement judged as a SELECT
+ * completed as `DELETE 5`): the gateway's model of the session drifted. The session is ended.
+ */
+export interface IntegrityEvent extends EventBase {
+  readonly type: 'integrity'
+  readonly principal?: PrincipalRef
+  /** The request whose outcome contradicted its judgement. */
+  readonly request?: string
+  readonly expected: string
+  readonly actual: string
+  readonly reason: string
+}
+
+export type AuditEvent = SessionStartEvent | SessionEndEvent | AuthFailureEvent | RequestEvent | OutcomeEvent | ProtocolEvent | IntegrityEvent
 
 const refs = new WeakMap<Principal, PrincipalRef>()
 

@@ -10,7 +10,7 @@ import { randomUUID, createHmac, randomBytes } from 'node:crypto'
 import type { DependencyContainer, InjectionToken } from 'tsyringe'
 import type { Counter } from 'prom-client'
 import { Metrics } from '../metrics.js'
-import { principalRef, type AuditEvent, type RequestEvent } from '../audit/events.js'
+import { principalRef, type AuditEvent, type IntegrityEvent, type ProtocolEvent, type RequestEvent } from '../audit/events.js'
 import type { AuditRecorder } from '../audit/recorder.js'
 import { ScramServer } from '../auth/scram.js'
 import { GatewayError, isGatewayError, toGatewayError, type ErrorCode } from '../errors.js'
@@ -69,6 +69,17 @@ export interface Pipeline {
   complete(request: GatewayRequest, outcome: Outcome): void
   /** Applies transform plugins to a response item. */
   transform<T>(request: GatewayRequest, item: T): T
+  /**
+   * Records a protocol-level event no request covers (a startup refused, a CancelRequest, a name
+   * refused, a limit that ended the session), logs and counts it. Works before authentication.
+   * Never rejects.
+   */
+  protocolEvent(session: SessionInfo, event: { event: string; reason: string; attrs?: Record<string, unknown> }): Promise<void>
+  /**
+   * Records that the upstream's answer contradicts what the gateway judged (its model of the
+   * session drifted), logs it as an error and counts it. The adapter ends the session. Never rejects.
+   */
+  integrity(session: SessionInfo, violation: { request?: GatewayRequest; expected: string; actual: string; reason: string }): Promise<void>
 }
 
 export interface Chains {
@@ -102,10 +113,16 @@ export class ConnectionPipeline implements Pipeline {
     private readonly logger: Logger,
   ) {
     // Requests decided, by connection, action and verdict, for the admin API's /metrics.
-    this.decisions = root.isRegistered(Metrics, true) ? root.resolve(Metrics).counter('gatehouse_requests_total', 'requests decided, by connection, action and verdict', ['connection', 'action', 'verdict']) : undefined
+    const metrics = root.isRegistered(Metrics, true) ? root.resolve(Metrics) : undefined
+    this.decisions = metrics?.counter('gatehouse_requests_total', 'requests decided, by connection, action and verdict', ['connection', 'action', 'verdict'])
+    this.protocolEvents = metrics?.counter('gatehouse_protocol_events_total', 'protocol-level events (startup refusals, cancels, refused names, limits), by connection and event', ['connection', 'event'])
+    this.integrityViolations = metrics?.counter('gatehouse_integrity_violations_total', "sessions ended because the upstream's answer contradicted what the gateway judged, by connection", ['connection'])
   }
 
   private readonly decisions: Counter<'connection' | 'action' | 'verdict'> | undefined
+  private readonly protocolEvents: Counter<'connection' | 'event'> | undefined
+  private readonly integrityViolations: Counter<'connection'> | undefined
+  private readonly protocolEventCounts = new WeakMap<SessionInfo, number>()
 
   get sessionCount(): number {
     return this.open.size
@@ -449,6 +466,38 @@ export class ConnectionPipeline implements Pipeline {
       ...outcome,
     }
     this.recorder.recordAsync(event).catch((err: unknown) => this.logger.error({ err: String(err), request: request.id }, 'could not record outcome'))
+  }
+
+  async protocolEvent(session: SessionInfo, e: { event: string; reason: string; attrs?: Record<string, unknown> }): Promise<void> {
+    const n = (this.protocolEventCounts.get(session) ?? 0) + 1
+    this.protocolEventCounts.set(session, n)
+    this.protocolEvents?.inc({ connection: this.connection, event: e.event })
+    this.logger.warn({ session: session.id, connection: this.connection, event: e.event, reason: e.reason, client: session.clientAddress, ...(session.principal ? { principal: session.principal.id } : {}) }, 'protocol event')
+    const event: ProtocolEvent = {
+      ...this.base(session, `${session.id}:protocol:${n}`),
+      type: 'protocol',
+      event: e.event,
+      client: session.clientAddress,
+      ...(session.principal ? { principal: principalRef(session.principal) } : {}),
+      reason: e.reason,
+      ...(e.attrs ? { attrs: e.attrs } : {}),
+    }
+    await this.recorder.recordAsync(event).catch((err: unknown) => this.logger.error({ err: String(err), session: session.id }, 'could not record a protocol event'))
+  }
+
+  async integrity(session: SessionInfo, v: { request?: GatewayRequest; expected: string; actual: string; reason: string }): Promise<void> {
+    this.integrityViolations?.inc({ connection: this.connection })
+    this.logger.error({ session: session.id, connection: this.connection, request: v.request?.id, expected: v.expected, actual: v.actual, reason: v.reason }, 'integrity violation: the upstream contradicts what the gateway judged; session ended')
+    const event: IntegrityEvent = {
+      ...this.base(session, `${session.id}:integrity:${v.request?.id ?? 'session'}`),
+      type: 'integrity',
+      ...(session.principal ? { principal: principalRef(session.principal) } : {}),
+      ...(v.request ? { request: v.request.id } : {}),
+      expected: v.expected,
+      actual: v.actual,
+      reason: v.reason,
+    }
+    await this.recorder.recordAsync(event).catch((err: unknown) => this.logger.error({ err: String(err), session: session.id }, 'could not record an integrity event'))
   }
 
   transform<T>(request: GatewayRequest, item: T): T {

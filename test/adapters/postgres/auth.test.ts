@@ -185,8 +185,9 @@ describe('upstream credentials', () => {
       expect(r.code).not.toBe(0)
       expect(r.stderr).toContain('upstream of connection "pg" is unavailable')
       const events = await gw.audit()
-      expect(events.map((e) => e.type)).toEqual(['session.start', 'session.end'])
-      expect(events[1]).toMatchObject({ reason: expect.stringContaining('GH_ERR_UPSTREAM_UNAVAILABLE') })
+      expect(events.map((e) => e.type)).toEqual(['session.start', 'protocol', 'session.end'])
+      expect(events[1]).toMatchObject({ event: 'startup.upstream-unavailable', attrs: { code: 'GH_ERR_UPSTREAM_UNAVAILABLE' } })
+      expect(events[2]).toMatchObject({ reason: expect.stringContaining('GH_ERR_UPSTREAM_UNAVAILABLE') })
       // the pg driver sees SQLSTATE 08006
       const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
       await expect(c.connect()).rejects.toMatchObject({ code: '08006' })

@@ -16,6 +16,8 @@ let gw: TestGateway
 let target: { port: number; user: string; password: string }
 
 const requests = (events: AuditEvent[]) => events.filter((e): e is RequestEvent => e.type === 'request')
+/** Executions: a Parse is judged and recorded too, with `phase: 'parse'`. */
+const executions = (events: AuditEvent[]) => requests(events).filter((e) => e.attrs.phase !== 'parse')
 const outcomeOf = (events: AuditEvent[], req: RequestEvent) => events.find((e): e is OutcomeEvent => e.type === 'outcome' && e.request === req.request)
 
 function client(): pg.Client {
@@ -148,10 +150,10 @@ describe('the pg driver (extended protocol)', () => {
     expect(bin.rows[0].n).toBe(3)
     await c.end()
     const events = await gw.audit()
-    const req = requests(events).find((e) => e.params?.includes('p3-marker'))
+    const req = executions(events).find((e) => e.params?.includes('p3-marker'))
     expect(req).toMatchObject({ text: 'SELECT $1::int + $2::int AS sum, $3::text AS label', params: ['2', '3', 'p3-marker'], verdict: 'allow' })
     expect(outcomeOf(events, req as RequestEvent)).toMatchObject({ rows: 1, status: 'SELECT 1' })
-    const byteaReq = requests(events).find((e) => e.text === 'SELECT length($1::bytea) AS n')
+    const byteaReq = executions(events).find((e) => e.text === 'SELECT length($1::bytea) AS n')
     expect(byteaReq?.params).toEqual([expect.stringMatching(/^(base64:AQID|\\x010203)$/)])
   })
 
@@ -186,7 +188,7 @@ describe('the pg driver (extended protocol)', () => {
     await c.end()
     // the audit does not claim these inserts took effect
     const events = await gw.audit()
-    const extended = requests(events).find((e) => e.text === 'INSERT INTO child VALUES ($1)') as RequestEvent
+    const extended = executions(events).find((e) => e.text === 'INSERT INTO child VALUES ($1)') as RequestEvent
     expect(outcomeOf(events, extended)?.error?.message).toMatch(/^failed at commit: .*violates foreign key constraint/)
     // simple protocol: PostgreSQL commits before the last CommandComplete, so the error is the statement's own
     const simple = requests(events).find((e) => e.text === 'INSERT INTO child VALUES (998)') as RequestEvent

@@ -170,8 +170,9 @@ describe('extended protocol state', () => {
     const msgs = await c.until('Z')
     expect(msgs.map((m) => m.type).join('')).toBe('12DCZ')
     c.close()
-    const req = (await gw.audit()).find((e) => e.type === 'request' && e.text === 'SELECT length($1::bytea) AS n')
-    expect(req).toMatchObject({ params: ['base64:AQID'], verdict: 'allow' })
+    const reqs = (await gw.audit()).filter((e) => e.type === 'request' && e.text === 'SELECT length($1::bytea) AS n')
+    // judged twice: when its text arrived (Parse), and when it ran, with its parameters (Execute)
+    expect(reqs).toMatchObject([{ attrs: { phase: 'parse' }, verdict: 'allow' }, { attrs: { phase: 'execute' }, params: ['base64:AQID'], verdict: 'allow' }])
   })
 
   it('refuses statement and portal names the server would truncate or convert, so it cannot be made to judge another statement', async () => {
@@ -217,13 +218,15 @@ describe('extended protocol state', () => {
     // the upstream skips this Parse (it waits for Sync); the gateway must not record "s" either
     c.write(Buffer.concat([parse('s', 'SELECT 1'), sync]))
     await c.until('Z')
+    // a Parse is judged when its text arrives: the TRUNCATE never reaches the upstream
     c.write(Buffer.concat([parse('s', 'TRUNCATE victim'), parse('bad1', 'SELECT * FROM nosuch'), sync]))
-    await c.until('Z')
+    const refused = await c.until('Z')
+    expect(errorFields((refused.find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '42501', M: expect.stringContaining('test/no-drop') })
     c.write(Buffer.concat([parse('bad2', 'SELECT * FROM nosuch'), sync]))
     await c.until('Z')
     c.write(Buffer.concat([bind('p', 's'), execute('p'), sync]))
     const msgs = await c.until('Z')
-    expect(errorFields((msgs.find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '42501', M: expect.stringContaining('test/no-drop') })
+    expect(errorFields((msgs.find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '26000', M: expect.stringContaining('"s" does not exist') })
     c.close()
     expect(await cluster.psql('SELECT count(*) FROM victim')).toBe('3')
   })
@@ -252,7 +255,7 @@ describe('extended protocol state', () => {
       expect((await c.until('Z')).map((m) => m.type).join('')).toBe('111Z')
       c.write(Buffer.concat([parse('d', 'SELECT 4'), sync]))
       const over = await c.until('Z')
-      expect(errorFields((over.find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '0A000', M: expect.stringContaining('too many prepared statements') })
+      expect(errorFields((over.find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '54000', M: expect.stringContaining('too many prepared statements') })
       // re-parsing a held name is fine once it is closed; the session stays usable
       c.write(Buffer.concat([typed('C', Buffer.concat([Buffer.from('S'), cstr('a')])), parse('d', 'SELECT 4'), bind('', 'd'), execute(''), sync]))
       expect((await c.until('Z')).map((m) => m.type).join('')).toBe('312DCZ')
@@ -274,14 +277,14 @@ describe('extended protocol state', () => {
     c.write(Buffer.concat([bind('', 's'), execute(''), sync]))
     const ran = await c.until('Z')
     expect(ran.map((m) => m.type).join('')).toBe('2DCZ')
-    // and the other way round: a statement that was denied stays denied after a failed re-Parse
+    // a denied Parse never creates the statement: the name is free, as after any failed Parse
     c.write(Buffer.concat([parse('d', 'TRUNCATE items'), sync]))
-    await c.until('Z')
-    c.write(Buffer.concat([parse('d', 'SELECT 1'), sync]))
-    await c.until('Z')
-    c.write(Buffer.concat([bind('', 'd'), execute(''), sync]))
     const denied = await c.until('Z')
     expect(errorFields((denied.find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '42501', M: expect.stringContaining('test/no-drop') })
+    c.write(Buffer.concat([parse('d', 'SELECT 1'), sync]))
+    expect((await c.until('Z')).map((m) => m.type).join('')).toBe('1Z')
+    c.write(Buffer.concat([bind('', 'd'), execute(''), sync]))
+    expect((await c.until('Z')).map((m) => m.type).join('')).toBe('2DCZ')
     c.close()
   })
 })
@@ -314,11 +317,11 @@ describe('protocol features the gateway does not let through', () => {
       await c.login('agent-1', lax.tokens['agent-1'] as string)
       c.write(typed('Q', cstr('PREPARE sneaky AS DELETE FROM victim3')))
       expect((await c.until('Z')).map((m) => m.type).join('')).toBe('CZ')
-      // Bind the protocol-level name: the gateway learned it from the PREPARE and judges the DELETE
+      // protocol-level names are the client's own through the gateway: a Bind cannot reach a SQL-level one
       c.write(Buffer.concat([typed('B', Buffer.concat([cstr(''), cstr('sneaky'), Buffer.from([0, 0, 0, 0, 0, 0])])), typed('E', Buffer.concat([cstr(''), Buffer.alloc(4)])), typed('S', Buffer.alloc(0))]))
       const msgs = await c.until('Z')
       const err = msgs.find((m) => m.type === 'E')
-      expect(err && errorFields(err.body)).toMatchObject({ C: '42501', M: expect.stringContaining('default-deny') })
+      expect(err && errorFields(err.body)).toMatchObject({ C: '26000', M: expect.stringContaining('"sneaky" does not exist') })
       // the same through SQL EXECUTE, and a name the gateway never saw succeed
       c.write(typed('Q', cstr('EXECUTE sneaky')))
       expect(errorFields(((await c.until('Z')).find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '42501', M: expect.stringContaining('default-deny') })
@@ -354,7 +357,7 @@ describe('protocol features the gateway does not let through', () => {
   it('refuses statements while the client encoding can hide quotes', async () => {
     const r = await psql({ port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] }, 'SELECT 1;\n', [], { PGCLIENTENCODING: 'SJIS' })
     expect(r.stdout).toBe('')
-    expect(r.stderr).toContain('client_encoding SJIS is not supported')
+    expect(r.stderr).toContain('client_encoding "SJIS" is not supported')
   })
 
   it('refuses replication connections', async () => {

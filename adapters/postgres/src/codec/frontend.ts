@@ -160,6 +160,36 @@ export function buildParse(name: string, sql: string): Buffer {
   return typed(F.Parse, Buffer.concat([cstr(name), cstr(sql), Buffer.from([0, 0])]))
 }
 
+/** The client's Parse under another statement name: the query text and parameter types as sent. */
+export function renameParse(body: Buffer, name: string): Buffer {
+  const end = body.indexOf(0)
+  if (end < 0) throw new ProtocolViolation('Parse name is not NUL-terminated')
+  return typed(F.Parse, Buffer.concat([cstr(name), body.subarray(end + 1)]))
+}
+
+/** The client's Bind under other portal and statement names: formats and parameter values as sent. */
+export function renameBind(body: Buffer, portal: string, statement: string): Buffer {
+  const a = body.indexOf(0)
+  const b = a < 0 ? -1 : body.indexOf(0, a + 1)
+  if (b < 0) throw new ProtocolViolation('Bind names are not NUL-terminated')
+  return typed(F.Bind, Buffer.concat([cstr(portal), cstr(statement), body.subarray(b + 1)]))
+}
+
+export function buildExecute(portal: string, maxRows: number): Buffer {
+  const name = cstr(portal)
+  const body = Buffer.allocUnsafe(name.length + 4)
+  name.copy(body, 0)
+  body.writeInt32BE(maxRows, name.length)
+  return typed(F.Execute, body)
+}
+
+/** Describe or Close (`type`) of a statement ('S') or portal ('P'). */
+export function buildTarget(type: typeof F.Describe | typeof F.Close, kind: 'S' | 'P', name: string): Buffer {
+  return typed(type, Buffer.concat([Buffer.from(kind, 'latin1'), cstr(name)]))
+}
+
+export const SYNC = Buffer.from([F.Sync, 0, 0, 0, 4])
+
 export function buildPassword(password: string): Buffer {
   return typed(F.Password, cstr(password))
 }

@@ -7,6 +7,7 @@ import { loadModule, parseSync } from 'libpg-query'
 import type { BackgroundParser } from './background.js'
 import { describeStatement, type SqlFacts } from './facts.js'
 import { tooCostly } from './limits.js'
+import { ambiguousLiteral } from './literals.js'
 import { fromKeyOffset, normalizeSql, toKeyOffset, type NormalizedSql } from './normalize.js'
 
 export type { SqlFacts } from './facts.js'
@@ -16,7 +17,10 @@ export interface AnalyzedStatement {
   readonly facts: SqlFacts
 }
 
-export type SqlAnalysis = { readonly ok: true; readonly statements: readonly AnalyzedStatement[] } | { readonly ok: false; readonly error: string }
+export type SqlAnalysis =
+  | { readonly ok: true; readonly statements: readonly AnalyzedStatement[] }
+  /** `rule`: the gateway's rule that refuses it, when it is not simply unparseable (gatehouse/parse). */
+  | { readonly ok: false; readonly error: string; readonly rule?: string }
 
 interface CachedAnalysis {
   /** Statement bounds as [start, end) offsets in the key the entry is stored under. */
@@ -113,8 +117,8 @@ export class SqlAnalyzer {
     return { hit: materialize(text, entry.bounds, entry.facts, norm?.spans ?? NO_SPANS), key, norm }
   }
 
-  private parsed(text: string, probe: { key: string; norm: NormalizedSql | undefined }, parsed: ParsedSql | { error: string }): SqlAnalysis {
-    if ('error' in parsed) return { ok: false, error: parsed.error }
+  private parsed(text: string, probe: { key: string; norm: NormalizedSql | undefined }, parsed: ParsedSql | { error: string; rule?: string }): SqlAnalysis {
+    if ('error' in parsed) return { ok: false, error: parsed.error, ...(parsed.rule ? { rule: parsed.rule } : {}) }
     if (text.length <= MAX_CACHED_TEXT) this.rememberParsed(text, probe.key, probe.norm, parsed)
     return materialize(text, parsed.bounds, parsed.facts, NO_SPANS)
   }
@@ -165,13 +169,15 @@ export interface ParsedSql {
 }
 
 /** Parses `text` and describes each statement; used inline and by the background parser's worker. */
-export function parseSql(text: string): ParsedSql | { error: string } {
+export function parseSql(text: string): ParsedSql | { error: string; rule?: string } {
   let stmts: RawStmt[]
   try {
     stmts = (parseSync(text) as { stmts?: RawStmt[] }).stmts ?? []
   } catch (err) {
     return { error: (err as Error).message || 'syntax error' }
   }
+  const ambiguous = ambiguousLiteral(text)
+  if (ambiguous) return { error: ambiguous, rule: 'gatehouse/ambiguous-literal' }
   const bytes = isAscii(text) ? undefined : Buffer.from(text, 'utf8')
   const charOffset = (byteOffset: number) => (bytes ? bytes.subarray(0, byteOffset).toString('utf8').length : byteOffset)
   const bounds: number[] = []

@@ -14,7 +14,7 @@
 import { Worker } from 'node:worker_threads'
 import type { ParsedSql } from './analyze.js'
 
-type Result = ParsedSql | { readonly error: string }
+type Result = ParsedSql | { readonly error: string; readonly rule?: string }
 
 interface Task {
   readonly id: number

@@ -12,6 +12,7 @@
  */
 import { parsePlPgSQLSync, parseSync } from 'libpg-query'
 import { tooCostly } from './limits.js'
+import { ambiguousLiteral } from './literals.js'
 
 /** COPY's direction and where its data comes from or goes to. */
 export interface CopyFacts {
@@ -95,6 +96,10 @@ export interface SqlFacts {
   readonly prepare?: PreparedFacts
   /** Names of prepared statements a SQL-level EXECUTE runs; the adapter resolves them. */
   readonly executes: readonly string[]
+  /** Every prepared-statement and cursor name the statement names at SQL level (PREPARE, EXECUTE, DEALLOCATE, DECLARE, FETCH, MOVE, CLOSE). */
+  readonly names: readonly string[]
+  /** Prepared statements the statement may deallocate: names, or `*` for all (DEALLOCATE ALL, DISCARD ALL). */
+  readonly deallocates: readonly string[]
   /**
    * Set when the statement could switch the session to settings under which the gateway's
    * parse would no longer match the server's (standard_conforming_strings off, a client
@@ -291,6 +296,8 @@ class Collector {
   readonly settings = new Set<string>()
   readonly code: CodeFacts[] = []
   readonly executes = new Set<string>()
+  readonly names = new Set<string>()
+  readonly deallocates = new Set<string>()
   copy: CopyFacts | undefined
   opaque = false
   dynamic = false
@@ -454,9 +461,27 @@ class Collector {
         break
       case 'PrepareStmt':
         if (typeof body.name === 'string' && body.query) this.prepare ??= Object.freeze({ name: body.name, ...statementType(body.query as Record<string, unknown>) })
+        if (typeof body.name === 'string') this.names.add(body.name)
         break
       case 'ExecuteStmt':
-        if (typeof body.name === 'string') this.executes.add(body.name)
+        if (typeof body.name === 'string') {
+          this.executes.add(body.name)
+          this.names.add(body.name)
+        }
+        break
+      case 'DeallocateStmt':
+        if (typeof body.name === 'string') {
+          this.names.add(body.name)
+          this.deallocates.add(body.name)
+        } else this.deallocates.add('*')
+        break
+      case 'DiscardStmt':
+        if (body.target === 'DISCARD_ALL') this.deallocates.add('*')
+        break
+      case 'DeclareCursorStmt':
+      case 'FetchStmt':
+      case 'ClosePortalStmt':
+        if (typeof body.portalname === 'string') this.names.add(body.portalname)
         break
       case 'DoStmt':
         this.doBlock(body)
@@ -482,6 +507,8 @@ class Collector {
     }
     if (source === undefined) return this.opaqueCode(language, 'no body')
     if (language !== 'plpgsql') return this.opaqueCode(language, `the gateway cannot analyse ${language} code`)
+    const ambiguous = ambiguousLiteral(source)
+    if (ambiguous) return this.opaqueCode(language, ambiguous)
     const tag = dollarTag(source)
     this.plpgsql(`CREATE FUNCTION gatehouse_do() RETURNS void LANGUAGE plpgsql AS ${tag}${source}${tag}`, language)
   }
@@ -498,6 +525,9 @@ class Collector {
     // BEGIN ATOMIC bodies are part of the tree (sql_body) and are walked like any other node.
     if (body.sql_body !== undefined && source.length === 0) return
     if (source.length === 0) return this.opaqueCode(language, 'no body')
+    // The body is read when it runs, under whatever standard_conforming_strings is then.
+    const ambiguous = ambiguousLiteral(source.join('\n'))
+    if (ambiguous && (language === 'sql' || language === 'plpgsql')) return this.opaqueCode(language, ambiguous)
     if (language === 'sql') {
       const merged = this.nested(source[0] as string)
       if (!merged) this.opaqueCode(language, 'the function body could not be parsed')
@@ -589,6 +619,8 @@ class Collector {
     this.readWrite ||= f.readWrite
     for (const s of f.settings) this.settings.add(s)
     for (const e of f.executes) this.executes.add(e)
+    for (const n of f.names) this.names.add(n)
+    for (const d of f.deallocates) this.deallocates.add(d)
     this.code.push(...f.code)
     if (f.copy) this.noteCopy(f.copy)
     this.opaque ||= f.opaque
@@ -684,6 +716,8 @@ function freezeFacts(c: Collector, statement: string, tag: string, count: number
     securityDefiner: c.securityDefiner,
     ...(c.prepare === undefined ? {} : { prepare: c.prepare }),
     executes: Object.freeze([...c.executes]),
+    names: Object.freeze([...c.names]),
+    deallocates: Object.freeze([...c.deallocates]),
     ...(c.settingRisk === undefined ? {} : { settingRisk: c.settingRisk }),
   })
 }
@@ -735,23 +769,14 @@ function constText(node: unknown): string | undefined {
 }
 
 /**
- * Client encodings whose multibyte characters can contain the byte of a quote or backslash, by
- * every name PostgreSQL accepts for them once it has dropped punctuation and case
- * (`s-jis`, `Shift_JIS`, `windows932` …).
+ * The client encodings the gateway reads SQL text in: UTF-8, by every name PostgreSQL accepts for
+ * it once it has dropped punctuation and case (`utf8`, `UTF-8`, `unicode`). Any other encoding
+ * would have the server read bytes the gateway decoded as UTF-8 as other characters (and some,
+ * like SJIS or BIG5, can hide a quote or backslash inside a multibyte character).
  */
-const UNSAFE_CLIENT_ENCODINGS: ReadonlySet<string> = new Set([
-  'SJIS', 'SHIFTJIS', 'MSKANJI', 'WIN932', 'WINDOWS932', 'CP932',
-  'SHIFTJIS2004',
-  'BIG5', 'WIN950', 'WINDOWS950', 'CP950',
-  'GBK', 'WIN936', 'WINDOWS936', 'CP936',
-  'UHC', 'WIN949', 'WINDOWS949', 'CP949',
-  'GB18030',
-  'JOHAB',
-])
-
-/** True for an encoding name (as a client sets it or the server reports it) that can hide quotes. */
-export function isUnsafeClientEncoding(name: string): boolean {
-  return UNSAFE_CLIENT_ENCODINGS.has(name.toUpperCase().replace(/[^A-Z0-9]/g, ''))
+export function isAcceptedClientEncoding(name: string): boolean {
+  const n = name.toUpperCase().replace(/[^A-Z0-9]/g, '')
+  return n === 'UTF8' || n === 'UNICODE'
 }
 const SAFE_ON = new Set(['on', 'true', 'yes', '1', 't', 'y'])
 
@@ -762,7 +787,7 @@ function settingValueRisk(name: string, value: string | undefined): string | und
   }
   if (n === 'client_encoding') {
     if (value === undefined) return 'sets client_encoding to a computed value'
-    return isUnsafeClientEncoding(value) ? `sets client_encoding to ${value}` : undefined
+    return isAcceptedClientEncoding(value) ? undefined : `sets client_encoding to ${value}`
   }
   return undefined
 }
