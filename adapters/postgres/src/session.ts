@@ -640,7 +640,18 @@ export class PostgresSession {
 
   private afterQuiet(next: () => Promise<void> | undefined): Promise<void> | undefined {
     const q = this.quiet()
-    return q ? q.then(() => (this.closed ? undefined : next())) : next()
+    return q ? q.then(() => (this.closed || this.discardUntilSync ? undefined : next())) : next()
+  }
+
+  /**
+   * While a message waited (for the server, an analysis, the pipeline), an error from the server
+   * may have put the upstream into skip-to-Sync mode: it will not answer this message, so the
+   * gateway must not forward it nor expect an answer. True when the message is to be dropped.
+   */
+  private skipping(pending?: Pending): boolean {
+    if (!this.discardUntilSync) return false
+    if (pending) this.finish(pending, { skipped: true })
+    return true
   }
 
   /**
@@ -758,6 +769,7 @@ export class PostgresSession {
 
   private afterAdmission(raw: Buffer, request: GatewayRequest, admission: Admission, kind: 'query' | 'execute'): void {
     if (this.closed) return
+    if (kind === 'execute' && this.skipping(admission.admitted ? { request, rows: 0 } : undefined)) return
     if (!admission.admitted) {
       // The pipeline has recorded the refusal; the client sees it where PostgreSQL would put an error.
       ;(kind === 'query' ? this.substituteQuery : this.substituteExtended)(renderError(admission.error))
@@ -864,7 +876,7 @@ export class PostgresSession {
         return
       }
       await this.waitForServer(() => this.state.conflict(kind, name) !== 'unsettled')
-      if (this.closed) return
+      if (this.closed || this.skipping()) return
     }
   }
 
@@ -921,6 +933,7 @@ export class PostgresSession {
   }
 
   private forwardParse(msg: FrontendMessage, p: { name: string; query: string }, analysis: SqlAnalysis, pending: Pending): void {
+    if (this.skipping(pending)) return
     const { statement, change } = this.state.parse(p.name, p.query, analysis)
     this.sendQueuedCloses()
     this.expect.push({ kind: 'parse', change, pending })
@@ -1056,6 +1069,7 @@ export class PostgresSession {
    * discards the client's messages until Sync.
    */
   private readonly substituteExtended = (error: Buffer): void => {
+    if (this.skipping()) return
     this.expect.push({ kind: 'substitute', error })
     this.toUpstream(buildParse(NO_SUCH_NAME, REFUSAL_SQL))
     this.discardUntilSync = true
