@@ -6,26 +6,31 @@
  *
  * Invariants — what the gateway guarantees about the text it judged and the text the server runs:
  *
- * 1. **Server names are the gateway's, used once.** Every statement a protocol Parse creates and
- *    every portal a Bind creates gets a name the gateway chose (`_gh_s<n>`, `_gh_p<n>`), never
- *    reused in the session. A server name therefore refers to exactly one text — the one the
- *    gateway analysed and judged when that Parse passed — or to nothing. No ordering of Parse,
- *    Bind, Describe, Execute, Close, Sync and Flush, pipelined or not, and no failure or skip of
- *    any of them, can make the server run under a name a text other than the one the gateway
- *    holds for it: at worst the server answers that the name does not exist.
- * 2. **Client names are bindings to server names**, changed by the client's Parse, Bind and
- *    Close. A binding made in a Sync block is used, unconfirmed, by later messages of the same
- *    block (if the message that made it fails, the server skips the rest of the block, so
- *    nothing later in the block can act on it), and rolled back when the server rejects or skips
- *    that message. A name conflict (a Parse or Bind of a name still bound) is answered by the
- *    gateway itself, as PostgreSQL would (42P05, 42P03), after waiting for the server to settle
- *    any earlier block that changed the name.
- * 3. **SQL-level names** (PREPARE, EXECUTE, DEALLOCATE) are the client's own; the server sees them
+ * 1. **Named statements and portals get the gateway's names, used once.** Every named
+ *    statement a Parse creates and every named portal a Bind creates gets a name the gateway
+ *    chose (`_gh_s<n>`, `_gh_p<n>`), never reused in the session. Such a server name refers to
+ *    exactly one text — the one the gateway judged when that Parse passed — or to nothing. No
+ *    ordering of Parse, Bind, Describe, Execute, Close, Sync and Flush, pipelined or not, and no
+ *    failure or skip of any of them, can make the server run under it a text other than the one
+ *    the gateway holds for it: at worst the server answers that the name does not exist.
+ * 2. **The unnamed statement and portal are the server's own**, replaced by every Parse or Bind
+ *    of `''` (and dropped by a simple Query). The gateway resolves `''` only when it knows what
+ *    the server holds under it: within the Sync block of the message that last changed it (if
+ *    that message fails, the server skips the rest of the block, so nothing later in the block
+ *    acts on it), or once the server has finished that block. A message of a later block that
+ *    names `''` while an earlier block's change to it is unsettled waits for the server first.
+ * 3. **Client names are bindings**, changed by the client's Parse, Bind and Close, used
+ *    unconfirmed by later messages of the same block, and rolled back when the server rejects
+ *    or skips the message that made them. A name conflict (a Parse or Bind of a name still
+ *    bound) is answered by the gateway itself, as PostgreSQL would (42P05, 42P03), after the
+ *    server settled whatever could still free the name (an earlier block, a running statement
+ *    that may end the transaction).
+ * 4. **SQL-level names** (PREPARE, EXECUTE, DEALLOCATE) are the client's own; the server sees them
  *    as written. A PREPARE's statement is learned only when the server completes it; a name is
  *    forgotten as soon as a statement that may deallocate it is sent (DEALLOCATE, DISCARD, code
  *    the gateway cannot see through). SQL that names the gateway's reserved prefix is refused
  *    by the relay, so SQL cannot reach the gateway's own statements and portals.
- * 4. **Settings and transaction status come from the server** (ParameterStatus, ReadyForQuery),
+ * 5. **Settings and transaction status come from the server** (ParameterStatus, ReadyForQuery),
  *    never from what the client asked for. The gateway's reading of SQL text does not depend on
  *    them (see sql/literals.ts and the accepted encodings in session.ts).
  */
@@ -53,6 +58,8 @@ type Target<K extends Kind> = K extends 'S' ? ServerStatement : ServerPortal
 
 interface Binding<T> {
   readonly target: T
+  /** Order among the messages that changed names: what a transaction's end, mid-pipeline, reaches. */
+  readonly seq: number
   /** The Sync block of the message that made it, until the server confirms that message. */
   pendingBlock: number | undefined
 }
@@ -66,12 +73,6 @@ export interface NameChange {
   readonly next: Binding<ServerStatement | ServerPortal> | undefined
 }
 
-/** A Close the gateway sends for a server object no client name refers to any more. */
-export interface ServerClose {
-  readonly kind: Kind
-  readonly serverName: string
-}
-
 /** A name no Parse or Bind ever gets: a Close of it closes nothing and answers CloseComplete. */
 export const NO_SUCH_NAME = `${RESERVED_PREFIX}none`
 
@@ -80,10 +81,9 @@ export class SessionModel {
   private readonly portals = new Map<string, Binding<ServerPortal>>()
   /** SQL-level prepared statements (PREPARE): the server knows them by the client's name. */
   private readonly sqlStatements = new Map<string, ServerStatement>()
-  /** Server objects no client name refers to any more, to be closed before the next Parse or Bind. */
-  private closes: ServerClose[] = []
   private nextStatement = 1
   private nextPortal = 1
+  private seq = 0
   /** Sync blocks (Sync or Query messages) forwarded so far; the current block's number. */
   private clientBlocks = 0
   /** Sync blocks the server has finished (ReadyForQuery received). */
@@ -112,12 +112,20 @@ export class SessionModel {
     return this.sqlStatements.get(name)
   }
 
-  /** Client names bound (statements and portals), plus server objects still to close: what the session holds upstream. */
+  /** Client names bound (statements and portals): what the session holds upstream. */
   get held(): { statements: number; portals: number } {
-    let s = this.statements.size + this.sqlStatements.size
-    let p = this.portals.size
-    for (const c of this.closes) c.kind === 'S' ? s++ : p++
-    return { statements: s, portals: p }
+    return { statements: this.statements.size + this.sqlStatements.size, portals: this.portals.size }
+  }
+
+  /**
+   * Whether the server's unnamed statement or portal is known: false while a change to `''`
+   * made in an earlier block is unsettled (the server may have skipped it). Named objects are
+   * always known by their unique server names.
+   */
+  resolvable(kind: Kind, name: string): boolean {
+    if (name !== '') return true
+    const change = this.lastChange(kind, name)
+    return change === undefined || change >= this.clientBlocks || change < this.serverBlocks
   }
 
   /**
@@ -133,7 +141,11 @@ export class SessionModel {
     return b ? 'taken' : 'free'
   }
 
-  /** Block of the latest unconfirmed change to a name (binding or removal), if any. */
+  /**
+   * The block of the latest change to each name (binding or removal). A change is settled when
+   * the server has finished its block, not when it confirmed the message: the end of the block
+   * can still change the name (a portal ends with its transaction).
+   */
   private readonly unsettled = new Map<string, number>()
   private lastChange(kind: Kind, name: string): number | undefined {
     return this.unsettled.get(`${kind}${name}`)
@@ -143,13 +155,13 @@ export class SessionModel {
 
   /** A protocol Parse: binds `name` to a new server statement. The caller forwards the Parse under `serverName`. */
   parse(name: string, text: string, analysis: SqlAnalysis): { statement: ServerStatement; change: NameChange } {
-    const statement: ServerStatement = { serverName: `${RESERVED_PREFIX}s${this.nextStatement++}`, text, analysis }
+    const statement: ServerStatement = { serverName: name === '' ? '' : `${RESERVED_PREFIX}s${this.nextStatement++}`, text, analysis }
     return { statement, change: this.bind('S', name, statement) }
   }
 
   /** A Bind: binds portal `name` to a new server portal of `statement`. */
   bindPortal(name: string, statement: ServerStatement, params: readonly (string | null)[]): { portal: ServerPortal; change: NameChange } {
-    const portal: ServerPortal = { serverName: `${RESERVED_PREFIX}p${this.nextPortal++}`, statement, params }
+    const portal: ServerPortal = { serverName: name === '' ? '' : `${RESERVED_PREFIX}p${this.nextPortal++}`, statement, params }
     return { portal, change: this.bind('P', name, portal) }
   }
 
@@ -160,63 +172,56 @@ export class SessionModel {
     map.delete(name)
     const change: NameChange = { kind, name, block: this.clientBlocks, prev, next: undefined }
     this.unsettled.set(`${kind}${name}`, this.clientBlocks)
-    return { serverName: prev?.target.serverName ?? NO_SUCH_NAME, change }
+    return { serverName: name === '' ? '' : (prev?.target.serverName ?? NO_SUCH_NAME), change }
   }
 
   private bind(kind: Kind, name: string, target: ServerStatement | ServerPortal): NameChange {
     const map = (kind === 'S' ? this.statements : this.portals) as Map<string, Binding<ServerStatement | ServerPortal>>
     const prev = map.get(name)
-    const next: Binding<ServerStatement | ServerPortal> = { target, pendingBlock: this.clientBlocks }
+    const next: Binding<ServerStatement | ServerPortal> = { target, seq: ++this.seq, pendingBlock: this.clientBlocks }
     map.set(name, next)
     this.unsettled.set(`${kind}${name}`, this.clientBlocks)
-    // Only the unnamed statement and portal are replaced (a named one conflicts): close the old object.
-    if (prev) this.closes.push({ kind, serverName: prev.target.serverName })
     return { kind, name, block: this.clientBlocks, prev, next }
   }
 
   /** The server confirmed the message that made `change` (ParseComplete, BindComplete, CloseComplete). */
   confirm(change: NameChange): void {
     if (change.next) change.next.pendingBlock = undefined
-    this.settleName(change)
   }
 
-  /** The server rejected or skipped the message that made `change`: the name means what it meant before. */
-  rollback(change: NameChange): void {
+  /**
+   * The server skipped the message that made `change` (`failed`: rejected it): the name means what
+   * it meant before — except that a Parse or Bind of `''` that fails has already dropped the old
+   * unnamed object on the server.
+   */
+  rollback(change: NameChange, failed: boolean): void {
     const map = (change.kind === 'S' ? this.statements : this.portals) as Map<string, Binding<ServerStatement | ServerPortal>>
-    if (map.get(change.name) === change.next) {
-      if (change.prev) map.set(change.name, change.prev)
-      else map.delete(change.name)
-    }
-    // The old object was queued for closing when it was replaced; it is bound again.
-    if (change.next && change.prev) this.closes = this.closes.filter((c) => c.serverName !== change.prev?.target.serverName)
-    this.settleName(change)
-  }
-
-  private settleName(change: NameChange): void {
-    const key = `${change.kind}${change.name}`
-    if (this.unsettled.get(key) === change.block) this.unsettled.delete(key)
-  }
-
-  /** Closes to send before the next Parse or Bind; the caller re-queues those the server skips (`closeSkipped`). */
-  takeCloses(): ServerClose[] {
-    const out = this.closes
-    this.closes = []
-    return out
-  }
-
-  closeSkipped(c: ServerClose): void {
-    this.closes.push(c)
+    if (map.get(change.name) !== change.next) return
+    if (change.prev && !(failed && change.name === '' && change.next)) map.set(change.name, change.prev)
+    else map.delete(change.name)
   }
 
   /** A simple Query destroys the unnamed statement and portal (PostgreSQL does so before running it). */
   simpleQuery(): void {
-    for (const kind of ['S', 'P'] as const) {
-      const map = kind === 'S' ? this.statements : this.portals
-      const b = map.get('')
-      if (!b) continue
-      map.delete('')
-      this.closes.push({ kind, serverName: b.target.serverName })
-    }
+    this.statements.delete('')
+    this.portals.delete('')
+    // Deterministic (a Query is never skipped): nothing about '' is left to settle.
+    this.unsettled.delete('S')
+    this.unsettled.delete('P')
+  }
+
+  /** Where the next message stands among the name changes, for `transactionEnded`. */
+  get position(): number {
+    return this.seq
+  }
+
+  /**
+   * A COMMIT, ROLLBACK or PREPARE TRANSACTION completed: the transaction ended, and with it every
+   * portal bound before that statement's message (`position` when it was sent); portals bound
+   * by later messages of the pipeline were bound after the end.
+   */
+  transactionEnded(position: number): void {
+    for (const [name, b] of this.portals) if (b.seq <= position) this.portals.delete(name)
   }
 
   /** A Sync or Query was forwarded: later messages belong to the next block. */
@@ -228,12 +233,12 @@ export class SessionModel {
   readyForQuery(status: number): void {
     this.serverBlocks++
     this.txStatus = status
+    if (this.unsettled.size > 256) for (const [key, block] of this.unsettled) if (block < this.serverBlocks) this.unsettled.delete(key)
     if (status !== 0x49) return
     for (const [name, b] of this.portals) {
       // A portal bound in a block the server has not reached yet still exists after this one.
       if (b.pendingBlock === undefined || b.pendingBlock < this.serverBlocks) this.portals.delete(name)
     }
-    this.closes = this.closes.filter((c) => c.kind === 'S')
   }
 
   // ------------------------------------------------------------------ SQL-level names
@@ -250,17 +255,13 @@ export class SessionModel {
   }
 
   /**
-   * The server completed DEALLOCATE ALL or DISCARD ALL: it dropped every prepared statement
-   * (DISCARD ALL also every portal), the gateway's own included. Bindings made in blocks the
-   * server has not reached yet are kept.
+   * The server completed DEALLOCATE ALL or DISCARD ALL: it dropped every named prepared statement
+   * (DISCARD ALL also every portal), the gateway's own included; the unnamed statement stays.
+   * Bindings made by messages after that statement's (`position` when it was sent) are kept.
    */
-  serverDroppedAll(portalsToo: boolean): void {
+  serverDroppedAll(position: number, portalsToo: boolean): void {
     this.sqlStatements.clear()
-    const drop = <T>(map: Map<string, Binding<T>>) => {
-      for (const [name, b] of map) if (b.pendingBlock === undefined || b.pendingBlock < this.serverBlocks) map.delete(name)
-    }
-    drop(this.statements)
-    if (portalsToo) drop(this.portals)
-    this.closes = this.closes.filter((c) => c.kind === 'P' && !portalsToo)
+    for (const [name, b] of this.statements) if (name !== '' && b.seq <= position) this.statements.delete(name)
+    if (portalsToo) this.transactionEnded(position)
   }
 }

@@ -67,7 +67,7 @@ import {
 import { MessageReader, ProtocolViolation, type FrontendMessage } from './codec/reader.js'
 import type { PostgresOptions, UpstreamConfig } from './config.js'
 import { renderError, SQLSTATE } from './errors.js'
-import { NO_SUCH_NAME, RESERVED_PREFIX, SessionModel, type NameChange, type ServerClose, type ServerStatement } from './session-model.js'
+import { NO_SUCH_NAME, RESERVED_PREFIX, SessionModel, type NameChange, type ServerStatement } from './session-model.js'
 import type { AnalyzedStatement, SqlAnalysis, SqlAnalyzer } from './sql/analyze.js'
 import { isAcceptedClientEncoding, mergeExecuted, preparedFacts, type SqlFacts } from './sql/facts.js'
 import { tagContradicts } from './sql/tags.js'
@@ -93,6 +93,8 @@ interface Pending {
   prepares?: { readonly name: string; readonly statement: ServerStatement }
   /** Set at CommandComplete; recorded at ReadyForQuery, when the transaction's fate is known. */
   done?: Outcome
+  /** The model's position when it was sent (a transaction's end drops the portals bound before it). */
+  at?: number
 }
 
 type Outcome = { rows?: number; status?: string; error?: { code: string; message: string }; skipped?: boolean }
@@ -102,8 +104,6 @@ type Expectation =
   | { kind: 'parse'; change: NameChange; pending: Pending }
   | { kind: 'bind'; change: NameChange }
   | { kind: 'close'; change: NameChange }
-  /** A Close the gateway sent on its own (an object no client name refers to): its answer is not the client's. */
-  | { kind: 'internal-close'; close: ServerClose }
   | { kind: 'describe' }
   | { kind: 'execute'; pending: Pending }
   | { kind: 'substitute'; error: Buffer }
@@ -113,6 +113,9 @@ type Expectation =
 const REFUSAL_SQL = 'gatehouse: statement refused by the gateway'
 const STATUS_IDLE = 0x49 // 'I'
 const EMPTY = Buffer.alloc(0)
+
+/** Statements whose completion ends the transaction, and with it its portals. */
+const ENDS_TRANSACTION: ReadonlySet<string> = new Set(['COMMIT', 'ROLLBACK', 'PREPARE TRANSACTION'])
 
 const keyOf = (pid: number, secret: Buffer) => `${pid}:${secret.toString('hex')}`
 const FLUSH = Buffer.from([F.Flush, 0, 0, 0, 4])
@@ -775,7 +778,7 @@ export class PostgresSession {
       ;(kind === 'query' ? this.substituteQuery : this.substituteExtended)(renderError(admission.error))
       return
     }
-    const pending: Pending = { request, rows: 0 }
+    const pending: Pending = { request, rows: 0, at: this.state.position }
     this.forgetSqlLevelState(pending)
     if (kind === 'query') {
       this.expect.push({ kind: 'query', stmts: [pending], idx: 0 })
@@ -857,19 +860,17 @@ export class PostgresSession {
 
   // ---------------------------------------------------------------- extended protocol
 
-  /** Sends the Closes the model queued for server objects no client name refers to any more. */
-  private sendQueuedCloses(): void {
-    for (const c of this.state.takeCloses()) {
-      this.expect.push({ kind: 'internal-close', close: c })
-      this.toUpstream(buildTarget(F.Close, c.kind, c.serverName))
-    }
-  }
-
   /** Answers a name conflict as PostgreSQL would, after the server settled an earlier change to the name. */
   private async conflictThen(kind: 'S' | 'P', name: string, next: () => Promise<void> | undefined): Promise<void> {
     for (;;) {
       const c = this.state.conflict(kind, name)
       if (c === 'free') return next()
+      // A statement still running may end the transaction (and its portals) or deallocate every statement.
+      if (c === 'taken' && this.busy()) {
+        await this.waitForServer()
+        if (this.closed || this.skipping()) return
+        continue
+      }
       if (c === 'taken') {
         const what = kind === 'S' ? 'prepared statement' : 'cursor'
         this.substituteExtended(buildError({ code: kind === 'S' ? '42P05' : '42P03', message: `${what} "${name}" already exists` }))
@@ -935,16 +936,29 @@ export class PostgresSession {
   private forwardParse(msg: FrontendMessage, p: { name: string; query: string }, analysis: SqlAnalysis, pending: Pending): void {
     if (this.skipping(pending)) return
     const { statement, change } = this.state.parse(p.name, p.query, analysis)
-    this.sendQueuedCloses()
     this.expect.push({ kind: 'parse', change, pending })
     this.toUpstream(renameParse(msg.body, statement.serverName))
     this.unsynced = true
+  }
+
+  /**
+   * Runs `next` once the client's `name` can be resolved: at once, except for the unnamed
+   * statement or portal while an earlier block's change to it is unsettled (session-model.ts,
+   * invariant 2), when the gateway first waits for the server.
+   */
+  private whenResolvable(kind: 'S' | 'P', name: string, next: () => Promise<void> | undefined): Promise<void> | undefined {
+    if (this.state.resolvable(kind, name)) return next()
+    return this.waitForServer(() => this.state.resolvable(kind, name)).then(() => (this.closed || this.skipping() ? undefined : next()))
   }
 
   private onBind(msg: FrontendMessage): Promise<void> | undefined {
     const b = parseBind(msg.body)
     const bad = this.badName(b.portal, b.statement)
     if (bad) return bad
+    return this.whenResolvable('S', b.statement, () => this.onBindResolved(msg, b))
+  }
+
+  private onBindResolved(msg: FrontendMessage, b: { portal: string; statement: string; params: readonly (string | null)[] }): Promise<void> | undefined {
     const statement = this.state.statement(b.statement)
     if (!statement) return this.refuseUnknownName('S', b.statement, b.params, 'BIND')
     if (this.state.conflict('P', b.portal) !== 'free') return this.conflictThen('P', b.portal, () => this.onBindFree(msg, b, statement))
@@ -956,7 +970,6 @@ export class PostgresSession {
       return this.refuseLimit(`too many open portals in this session (limit ${this.deps.options.maxPreparedStatements}, maxPreparedStatements); close some first`)
     }
     const { portal, change } = this.state.bindPortal(b.portal, statement, b.params)
-    this.sendQueuedCloses()
     this.expect.push({ kind: 'bind', change })
     this.toUpstream(renameBind(msg.body, portal.serverName, statement.serverName))
     this.unsynced = true
@@ -967,12 +980,14 @@ export class PostgresSession {
     const target = parseTarget(msg.body)
     const bad = this.badName(target.name)
     if (bad) return bad
-    const object = target.kind === 'S' ? this.state.statement(target.name) : this.state.portal(target.name)
-    if (!object) return this.refuseUnknownName(target.kind, target.name, undefined, 'DESCRIBE')
-    this.expect.push({ kind: 'describe' })
-    this.toUpstream(buildTarget(F.Describe, target.kind, object.serverName))
-    this.unsynced = true
-    return undefined
+    return this.whenResolvable(target.kind, target.name, () => {
+      const object = target.kind === 'S' ? this.state.statement(target.name) : this.state.portal(target.name)
+      if (!object) return this.refuseUnknownName(target.kind, target.name, undefined, 'DESCRIBE')
+      this.expect.push({ kind: 'describe' })
+      this.toUpstream(buildTarget(F.Describe, target.kind, object.serverName))
+      this.unsynced = true
+      return undefined
+    })
   }
 
   private onClose(msg: FrontendMessage): Promise<void> | undefined {
@@ -991,6 +1006,10 @@ export class PostgresSession {
     const { portal: name, maxRows } = parseExecute(msg.body)
     const bad = this.badName(name)
     if (bad) return bad
+    return this.whenResolvable('P', name, () => this.onExecuteResolved(name, maxRows))
+  }
+
+  private onExecuteResolved(name: string, maxRows: number): Promise<void> | undefined {
     const portal = this.state.portal(name)
     if (!portal) return this.refuseUnknownName('P', name, undefined, 'EXECUTE')
     const stmt = portal.statement
@@ -1190,8 +1209,9 @@ export class PostgresSession {
     p.done = { rows: rowsFromTag(tag) ?? p.rows, status: tag }
     const model = this.state
     if (p.prepares && model.held.statements < this.deps.options.maxPreparedStatements) model.learnSqlStatement(p.prepares.name, p.prepares.statement)
-    if (tag === 'DEALLOCATE ALL') model.serverDroppedAll(false)
-    else if (tag === 'DISCARD ALL') model.serverDroppedAll(true)
+    if (facts && p.at !== undefined && ENDS_TRANSACTION.has(facts.statement) && facts.tag !== 'ROLLBACK TO SAVEPOINT') model.transactionEnded(p.at)
+    if (p.at !== undefined && tag === 'DEALLOCATE ALL') model.serverDroppedAll(p.at, false)
+    else if (p.at !== undefined && tag === 'DISCARD ALL') model.serverDroppedAll(p.at, true)
     this.completed.push(p)
     return true
   }
@@ -1275,10 +1295,6 @@ export class PostgresSession {
         model.confirm(head.change)
         return undefined
       case B.CloseComplete:
-        if (head?.kind === 'internal-close') {
-          this.expect.shift()
-          return EMPTY
-        }
         if (head?.kind !== 'close') throw new Desync('CloseComplete', head)
         this.expect.shift()
         model.confirm(head.change)
@@ -1330,15 +1346,12 @@ export class PostgresSession {
   private rollback(e: Expectation, error: { code: string; message: string } | undefined): void {
     switch (e.kind) {
       case 'parse':
-        this.state.rollback(e.change)
+        this.state.rollback(e.change, error !== undefined)
         this.finish(e.pending, error ? { error } : { skipped: true })
         break
       case 'bind':
       case 'close':
-        this.state.rollback(e.change)
-        break
-      case 'internal-close':
-        this.state.closeSkipped(e.close)
+        this.state.rollback(e.change, error !== undefined)
         break
       case 'execute':
         this.finish(e.pending, error ? { error } : { skipped: true })

@@ -243,7 +243,6 @@ export const RULE_SETS: Readonly<Record<string, RuleSet>> = {
   'sql-write': {
     description: 'anything that changes data, wherever it hides (CTEs, SELECT INTO, CREATE TABLE AS, COPY FROM, DO blocks, EXPLAIN ANALYZE)',
     rules: [
-      deny('writes', 'the statement changes data', { match: { 'sql.write': true } }),
       ...denyFunctions('write-functions', 'this function changes data (sequences, large objects, indexes) or signals other sessions', [
         'nextval',
         'setval',
@@ -263,6 +262,9 @@ export const RULE_SETS: Readonly<Record<string, RuleSet>> = {
         'brin_desummarize_range',
         'gin_clean_pending_list',
       ]),
+      // After the named functions, so their more specific reason is the one reported. `sql.write`
+      // also holds for every function the analysis classifies as having side effects.
+      deny('writes', 'the statement changes data or state', { match: { 'sql.write': true } }),
       deny('two-phase', 'COMMIT PREPARED and ROLLBACK PREPARED finish other sessions’ transactions', { match: { 'sql.tags': ['PREPARE TRANSACTION', 'COMMIT PREPARED', 'ROLLBACK PREPARED'] } }),
       deny('row-locks', 'FOR UPDATE / FOR SHARE take row locks that block writers', { match: { 'sql.locking': true } }),
     ],

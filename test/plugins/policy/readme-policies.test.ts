@@ -69,7 +69,7 @@ describe('gatehouse policy explain', () => {
     const r = await explain(join(root, 'examples/local-postgres/gatehouse.yaml'), 'WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d')
     expect(r.code).toBe(0)
     const out = JSON.parse(r.stdout) as { verdict: string; rule: string; reason: string; attrs: { sql: { kinds: string[]; writes: string[] } } }
-    expect(out).toMatchObject({ verdict: 'deny', rule: 'ci-read-only/sql-write/writes', reason: 'the statement changes data' })
+    expect(out).toMatchObject({ verdict: 'deny', rule: 'ci-read-only/sql-write/writes', reason: 'the statement changes data or state' })
     expect(out.attrs.sql).toMatchObject({ statement: 'SELECT', kinds: ['SELECT', 'DELETE'], writes: ['orders'] })
     expect(readme).toContain('{"verdict":"deny","rule":"ci-read-only/sql-write/writes","reason":"the statement changes data"')
   })

@@ -12,6 +12,7 @@
  */
 import { parsePlPgSQLSync, parseSync } from 'libpg-query'
 import { tooCostly } from './limits.js'
+import { classifyFunction } from './functions.js'
 import { ambiguousLiteral } from './literals.js'
 
 /** COPY's direction and where its data comes from or goes to. */
@@ -76,8 +77,13 @@ export interface SqlFacts {
   readonly readWrite: boolean
   /** The statement takes row locks (`FOR UPDATE`, `FOR SHARE`, …). */
   readonly locking: boolean
-  /** The statement changes data (writes is not empty). */
+  /** The statement changes data or state: writes is not empty, or it calls a function with side effects. */
   readonly write: boolean
+  /**
+   * It calls a function that changes state beyond its result (sequences, large objects,
+   * advisory locks, notifications, settings, other sessions, the server: sql/functions.ts).
+   */
+  readonly sideEffects: boolean
   /** The statement defines, changes or removes schema objects. */
   readonly ddl: boolean
   /** COPY's direction and target, when the statement is or contains a COPY (with several, the one reaching furthest: program, then file). */
@@ -225,6 +231,7 @@ export function statementType(node: Record<string, unknown>): { statement: strin
       const s = TRANSACTION_KINDS[String(body.kind)] ?? 'TRANSACTION'
       // Two-phase commands act on other sessions' transactions: their type is the whole tag, so
       // an allow list with COMMIT or ROLLBACK does not admit COMMIT PREPARED.
+      if (body.kind === 'TRANS_STMT_ROLLBACK_TO') return { statement: s, tag: 'ROLLBACK TO SAVEPOINT' }
       return { statement: s, tag: s }
     }
     case 'VariableSetStmt': {
@@ -303,6 +310,7 @@ class Collector {
   dynamic = false
   ddl = false
   securityDefiner = false
+  sideEffects = false
   locking = false
   readWrite = false
   prepare: PreparedFacts | undefined
@@ -321,7 +329,20 @@ class Collector {
     if (!qualified) return
     this.functions.add(qualified)
     const dot = qualified.lastIndexOf('.')
-    this.functionNames.add((dot < 0 ? qualified : qualified.slice(dot + 1)).toLowerCase())
+    const name = (dot < 0 ? qualified : qualified.slice(dot + 1)).toLowerCase()
+    this.functionNames.add(name)
+    this.classify(name)
+  }
+
+  /** What calling `name` does beyond its result (a call or, for one argument, attribute notation). */
+  private classify(name: string): void {
+    const c = classifyFunction(name)
+    if (!c) return
+    this.sideEffects ||= c.sideEffects
+    if (c.runsSql && !this.code.some((x) => x.why?.endsWith(`(${name})`))) {
+      this.dynamic = true
+      this.opaqueCode('sql', `runs SQL or reads relations named at run time (${name})`)
+    }
   }
 
   /** Walks any node; `scope` holds the CTE names visible here (a bare name in it is not a table). */
@@ -376,7 +397,11 @@ class Collector {
   }
 
   private attributes(names: readonly string[]): void {
-    for (const n of names) if (n) this.attributeNames.add(n.toLowerCase())
+    for (const n of names) {
+      if (!n) continue
+      this.attributeNames.add(n.toLowerCase())
+      this.classify(n.toLowerCase())
+    }
   }
 
   private funcCall(call: { funcname?: unknown; args?: unknown[] }): void {
@@ -539,7 +564,7 @@ class Collector {
     this.plpgsql(`CREATE FUNCTION gatehouse_fn() RETURNS SETOF record LANGUAGE plpgsql AS ${tag}${source[0] as string}${tag}`, language)
   }
 
-  private opaqueCode(language: string, why: string): void {
+  opaqueCode(language: string, why: string): void {
     this.opaque = true
     this.code.push({ language, analysed: false, why })
   }
@@ -627,6 +652,7 @@ class Collector {
     this.dynamic ||= f.dynamic
     this.ddl ||= f.ddl
     this.securityDefiner ||= f.securityDefiner
+    this.sideEffects ||= f.sideEffects
     this.settingRisk ??= f.settingRisk
   }
 }
@@ -706,7 +732,8 @@ function freezeFacts(c: Collector, statement: string, tag: string, count: number
     attributeNames: Object.freeze([...c.attributeNames]),
     locking: c.locking,
     readWrite: c.readWrite,
-    write: writes.length > 0,
+    write: writes.length > 0 || c.sideEffects,
+    sideEffects: c.sideEffects,
     ddl: c.ddl,
     ...(c.copy ? { copy: Object.freeze(c.copy) } : {}),
     code: Object.freeze(c.code.map((x) => Object.freeze(x))),
