@@ -71,7 +71,7 @@ describe('gatehouse policy explain', () => {
     const out = JSON.parse(r.stdout) as { verdict: string; rule: string; reason: string; attrs: { sql: { kinds: string[]; writes: string[] } } }
     expect(out).toMatchObject({ verdict: 'deny', rule: 'ci-read-only/sql-write/writes', reason: 'the statement changes data or state' })
     expect(out.attrs.sql).toMatchObject({ statement: 'SELECT', kinds: ['SELECT', 'DELETE'], writes: ['orders'] })
-    expect(readme).toContain('{"verdict":"deny","rule":"ci-read-only/sql-write/writes","reason":"the statement changes data"')
+    expect(readme).toContain('{"verdict":"deny","rule":"ci-read-only/sql-write/writes","reason":"the statement changes data or state"')
   })
 
   it('judges every statement of a string and reports the one that decides', async () => {
