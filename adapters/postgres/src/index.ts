@@ -9,6 +9,9 @@ export { SqlAnalyzer, loadSqlParser, MAX_INLINE_TEXT, type SqlAnalysis } from '.
 export { BackgroundParser } from './sql/background.js'
 export { describeStatement, type SqlFacts, type CopyFacts, type CodeFacts, type PreparedFacts } from './sql/facts.js'
 export { normalizeSql } from './sql/normalize.js'
+export { classifyFunction, classifiedNames, type FunctionClass } from './sql/functions.js'
+export { ambiguousLiteral } from './sql/literals.js'
+export { SessionModel, RESERVED_PREFIX } from './session-model.js'
 export { UpstreamConfig, PostgresOptions } from './config.js'
 
 export const plugin = definePlugin({

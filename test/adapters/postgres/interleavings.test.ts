@@ -18,7 +18,7 @@ import fc from 'fast-check'
 import type { AuditEvent, OutcomeEvent, RequestEvent } from '@gatehouse/core'
 import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
 import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
-import { rawDirect, RawPgClient, wire } from '../../fixtures/pg-raw.js'
+import { errorFields, rawDirect, RawPgClient, wire } from '../../fixtures/pg-raw.js'
 
 const RUNS = Number(process.env.GATEHOUSE_FUZZ_RUNS ?? 120)
 /** Interleavings per gateway (the audit is checked, and the gateway replaced, after each batch). */
@@ -87,11 +87,27 @@ function encode(msgs: readonly Msg[]): { bytes: Buffer; syncs: number } {
   return { bytes: Buffer.concat(out), syncs: msgs.filter((x) => x.m === 'sync').length + 2 }
 }
 
-/** The answers' types, without asynchronous messages (notices, parameter status). */
-async function answers(c: RawPgClient, syncs: number): Promise<string> {
-  let types = ''
-  for (let i = 0; i < syncs; i++) for (const m of await c.until('Z', 10_000)) if (m.type !== 'N' && m.type !== 'S') types += m.type
-  return types
+/** The answers, one token each (`E` with its SQLSTATE), without asynchronous messages (notices, parameter status). */
+async function answers(c: RawPgClient, syncs: number): Promise<string[]> {
+  const tokens: string[] = []
+  for (let i = 0; i < syncs; i++) {
+    for (const m of await c.until('Z', 10_000)) {
+      if (m.type === 'N' || m.type === 'S') continue
+      tokens.push(m.type === 'E' ? `E:${errorFields(m.body).C}` : m.type)
+    }
+  }
+  return tokens
+}
+
+/**
+ * The one deliberate difference: after a Bind of the unnamed portal failed while planning inside a
+ * transaction, PostgreSQL keeps an undefined portal and answers an Execute of it with
+ * EmptyQueryResponse; the gateway does not know that portal and answers 34000. Nothing runs
+ * either way, and the gateway will not forward an Execute it cannot judge.
+ */
+function sameAnswers(direct: readonly string[], viaGateway: readonly string[]): boolean {
+  if (direct.length !== viaGateway.length) return false
+  return direct.every((d, i) => d === viaGateway[i] || (d === 'I' && viaGateway[i] === 'E:34000'))
 }
 
 let cluster: PgCluster
@@ -143,7 +159,7 @@ describe('random extended-protocol interleavings', () => {
               direct.write(bytes)
               viaGateway.write(bytes)
               const [expected, got] = await Promise.all([answers(direct, syncs), answers(viaGateway, syncs)])
-              expect(got, JSON.stringify(msgs)).toBe(expected)
+              if (!sameAnswers(expected, got)) expect(got.join(' '), JSON.stringify(msgs)).toBe(expected.join(' '))
             } finally {
               direct.close()
               viaGateway.close()

@@ -95,11 +95,11 @@ export const VOLATILE_READ_ONLY: readonly string[] = [
   'pg_stat_get_xact_function_calls', 'pg_stat_get_xact_function_self_time', 'pg_stat_get_xact_function_total_time', 'pg_stat_get_xact_numscans',
   'pg_stat_get_xact_tuples_deleted', 'pg_stat_get_xact_tuples_fetched', 'pg_stat_get_xact_tuples_hot_updated', 'pg_stat_get_xact_tuples_inserted',
   'pg_stat_get_xact_tuples_returned', 'pg_stat_get_xact_tuples_updated',
-  'pg_xact_commit_timestamp', 'pg_xact_commit_timestamp_origin', 'txid_status', 'postgres_fdw_get_connections',
+  'pg_xact_commit_timestamp', 'pg_xact_commit_timestamp_origin', 'pg_xact_status', 'txid_status', 'postgres_fdw_get_connections',
   // access-method, language and tablesample support functions: called by the server, not by SQL that reads data
   'amvalidate', 'bernoulli', 'system', 'dsnowball_init', 'dsnowball_lexize', 'plpgsql_validator', 'plpgsql_call_handler', 'plpgsql_inline_handler',
   'dblink_fdw_validator', 'file_fdw_handler', 'file_fdw_validator', 'postgres_fdw_handler', 'postgres_fdw_validator',
-  'brinhandler', 'bthandler', 'ginhandler', 'gisthandler', 'hashhandler', 'spghandler',
+  'brinhandler', 'bthandler', 'ginhandler', 'gisthandler', 'hashhandler', 'spghandler', 'heap_tableam_handler',
 ]
 
 export interface FunctionClass {
