@@ -13,7 +13,7 @@ import { SQLSTATE } from './errors.js'
 export class PostgresAdapter implements ProtocolAdapter {
   readonly protocol = 'postgres'
   readonly actions = ['sql.query', 'sql.function-call'] as const
-  /** Parses texts too large for the event loop, with a time budget. */
+  /** Parses every text the analysis cache has not seen, off the event loop, with a time budget. */
   private readonly background = new BackgroundParser()
   /** Shared across connections: analysis depends only on the SQL text. */
   readonly analyzer = new SqlAnalyzer(8192, this.background)
@@ -45,6 +45,7 @@ export class PostgresAdapter implements ProtocolAdapter {
 
   async listen(connection: ConnectionConfig, pipeline: Pipeline, signal: AbortSignal): Promise<Listener> {
     await loadSqlParser()
+    this.background.warm()
     const upstream = validate(UpstreamConfig, connection.upstream)
     const options = validate(PostgresOptions, connection.options ?? {})
     const tls = connection.tls ? { context: createSecureContext({ cert: connection.tls.cert, key: connection.tls.key }), required: connection.tls.required } : undefined

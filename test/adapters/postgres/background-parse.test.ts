@@ -27,8 +27,23 @@ describe('the background parser', () => {
     }
   })
 
+  it('gives another owner a worker at once while one owner\'s costly texts take theirs', async () => {
+    const background = new BackgroundParser(2000, 2)
+    try {
+      const order: string[] = []
+      const run = (owner: string, label: string, text: string) => background.parse(text, owner).then(() => order.push(label))
+      const slow = bigInList(30_000)
+      await Promise.all([run('a', 'a1', slow), run('a', 'a2', slow), run('a', 'a3', slow), run('b', 'b1', 'SELECT 1'), run('c', 'c1', 'SELECT 2')])
+      // one owner holds one worker at a time: b and c never wait behind a's texts
+      expect(order.slice(0, 2).sort()).toEqual(['b1', 'c1'])
+      expect(order.slice(2)).toEqual(['a1', 'a2', 'a3'])
+    } finally {
+      await background.close()
+    }
+  })
+
   it('takes texts in rotation by owner, so one owner with many texts does not starve another', async () => {
-    const background = new BackgroundParser()
+    const background = new BackgroundParser(2000, 1)
     try {
       const order: string[] = []
       const run = (owner: string, label: string, text: string) => background.parse(text, owner).then(() => order.push(label))

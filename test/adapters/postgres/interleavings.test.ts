@@ -100,14 +100,23 @@ async function answers(c: RawPgClient, syncs: number): Promise<string[]> {
 }
 
 /**
- * The one deliberate difference: after a Bind of the unnamed portal failed while planning inside a
- * transaction, PostgreSQL keeps an undefined portal and answers an Execute of it with
- * EmptyQueryResponse; the gateway does not know that portal and answers 34000. Nothing runs
- * either way, and the gateway will not forward an Execute it cannot judge.
+ * The deliberate differences (adapters/postgres/README.md, "What differs from a direct connection"):
+ * - after a Bind of the unnamed portal failed while planning inside a transaction, PostgreSQL
+ *   keeps an undefined portal and answers an Execute of it with EmptyQueryResponse; the gateway
+ *   does not know that portal and answers 34000. Nothing runs either way, and the gateway will
+ *   not forward an Execute it cannot judge;
+ * - a Parse or Bind of a name still in use is answered by the gateway (42P05, 42P03) before the
+ *   server sees it; PostgreSQL reports an error in the text or the parameters first, if there is
+ *   one. Both are errors and nothing is created.
  */
 function sameAnswers(direct: readonly string[], viaGateway: readonly string[]): boolean {
   if (direct.length !== viaGateway.length) return false
-  return direct.every((d, i) => d === viaGateway[i] || (d === 'I' && viaGateway[i] === 'E:34000'))
+  return direct.every((d, i) => {
+    const g = viaGateway[i] as string
+    if (d === g) return true
+    if (d === 'I' && g === 'E:34000') return true
+    return d.startsWith('E:') && (g === 'E:42P05' || g === 'E:42P03')
+  })
 }
 
 let cluster: PgCluster

@@ -2,7 +2,10 @@
  * SQL analysis from PostgreSQL's own parser (libpg-query): splits a query string into statements
  * and describes each (facts.ts). Results are cached (bounded LRU) by the text with numeric
  * literals normalized, so a repeated query or a prepared statement costs a lookup, not a parse.
+ * In the gateway every text not in the cache is parsed on the background parser's workers, never
+ * on the event loop; refusals are cached too, so a costly text sent again costs a lookup.
  */
+import { createHash } from 'node:crypto'
 import { loadModule, parseSync } from 'libpg-query'
 import type { BackgroundParser } from './background.js'
 import { describeStatement, type SqlFacts } from './facts.js'
@@ -33,8 +36,16 @@ interface CachedAnalysis {
 /** Texts longer than this are not cached (a cache of big texts is a memory lever for clients). */
 const MAX_CACHED_TEXT = 16 * 1024
 
-/** Texts up to this many characters are parsed inline; longer ones on the background parser, when there is one. */
+/**
+ * Kept for callers that parse without a background parser (explain, tests): the size above which
+ * the gateway used to defer. With a background parser every miss is deferred, whatever its size.
+ */
 export const MAX_INLINE_TEXT = 8 * 1024
+
+/** Refusals remembered, by text (or its hash when long), so a refused costly text is not parsed again. */
+const MAX_REFUSALS = 1024
+
+type Refusal = { readonly ok: false; readonly error: string; readonly rule?: string }
 
 /** The statements of `text`, from bounds given as offsets in a key whose literal spans are `spans`. */
 function materialize(text: string, bounds: readonly number[], facts: readonly SqlFacts[], spans: readonly number[]): SqlAnalysis {
@@ -60,6 +71,7 @@ export function loadSqlParser(): Promise<void> {
 
 export class SqlAnalyzer {
   private readonly cache = new Map<string, CachedAnalysis>()
+  private readonly refusals = new Map<string, Refusal>()
   hits = 0
   misses = 0
 
@@ -76,6 +88,8 @@ export class SqlAnalyzer {
   analyze(text: string): SqlAnalysis {
     const probe = this.probe(text)
     if (probe.hit) return probe.hit
+    const refusedBefore = this.refusals.get(refusalKey(text))
+    if (refusedBefore) return refusedBefore
     this.misses++
     const refused = tooCostly(text)
     if (refused) return { ok: false, error: refused }
@@ -83,18 +97,22 @@ export class SqlAnalyzer {
   }
 
   /**
-   * Analyses `text`: a cached or small text at once; a large one on the background parser,
-   * answering with a promise, so the event loop other sessions share is not held for it.
-   * `owner` (the principal) gets its turn on the background parser in rotation with others.
+   * Analyses `text`: a cached text (or a refused one) at once; any other on the background
+   * parser, answering with a promise, so the event loop other sessions share is never held for
+   * a parse. `owner` (the principal) gets its turn on the background parser in rotation with
+   * others. Without a background parser, inline.
    */
   analyzeOrDefer(text: string, owner = ''): SqlAnalysis | Promise<SqlAnalysis> {
-    if (!this.background || text.length <= MAX_INLINE_TEXT) return this.analyze(text)
+    if (!this.background) return this.analyze(text)
     const probe = this.probe(text)
     if (probe.hit) return probe.hit
+    const key = refusalKey(text)
+    const refusedBefore = this.refusals.get(key)
+    if (refusedBefore) return refusedBefore
     this.misses++
     const refused = tooCostly(text)
     if (refused) return { ok: false, error: refused }
-    return this.background.parse(text, owner).then((parsed) => this.parsed(text, probe, parsed))
+    return this.background.parse(text, owner).then((parsed) => this.parsed(text, probe, parsed, key))
   }
 
   /** A cache lookup: the analysis if `text` (or a text differing only in numbers) was seen, and the key to store it under. */
@@ -117,8 +135,16 @@ export class SqlAnalyzer {
     return { hit: materialize(text, entry.bounds, entry.facts, norm?.spans ?? NO_SPANS), key, norm }
   }
 
-  private parsed(text: string, probe: { key: string; norm: NormalizedSql | undefined }, parsed: ParsedSql | { error: string; rule?: string }): SqlAnalysis {
-    if ('error' in parsed) return { ok: false, error: parsed.error, ...(parsed.rule ? { rule: parsed.rule } : {}) }
+  private parsed(text: string, probe: { key: string; norm: NormalizedSql | undefined }, parsed: ParsedSql | { error: string; rule?: string }, key = refusalKey(text)): SqlAnalysis {
+    if ('error' in parsed) {
+      const refusal: Refusal = Object.freeze({ ok: false, error: parsed.error, ...(parsed.rule ? { rule: parsed.rule } : {}) })
+      // Not remembered: a refusal because the gateway is stopping says nothing about the text.
+      if (!parsed.error.includes('shutting down')) {
+        if (this.refusals.size >= MAX_REFUSALS) this.refusals.delete(this.refusals.keys().next().value as string)
+        this.refusals.set(key, refusal)
+      }
+      return refusal
+    }
     if (text.length <= MAX_CACHED_TEXT) this.rememberParsed(text, probe.key, probe.norm, parsed)
     return materialize(text, parsed.bounds, parsed.facts, NO_SPANS)
   }
@@ -153,6 +179,11 @@ export class SqlAnalyzer {
   get size(): number {
     return this.cache.size
   }
+}
+
+/** The key a refusal is remembered under: the text itself, or its hash when it is long. */
+function refusalKey(text: string): string {
+  return text.length <= MAX_CACHED_TEXT ? text : `sha256:${createHash('sha256').update(text).digest('base64')}`
 }
 
 interface RawStmt {
