@@ -16,7 +16,7 @@ let gw: TestGateway
 beforeAll(async () => {
   cluster = await startPgCluster()
   // The contrib extensions that reach out of the database are part of the table too.
-  await cluster.psql('CREATE EXTENSION dblink; CREATE EXTENSION adminpack; CREATE EXTENSION lo; CREATE EXTENSION postgres_fdw; CREATE EXTENSION file_fdw; CREATE SEQUENCE s; GRANT ALL ON SEQUENCE s TO app_scram')
+  await cluster.psql('CREATE EXTENSION dblink; CREATE EXTENSION adminpack; CREATE EXTENSION lo; CREATE EXTENSION postgres_fdw; CREATE EXTENSION file_fdw; CREATE EXTENSION tablefunc; CREATE SEQUENCE s; GRANT ALL ON SEQUENCE s TO app_scram')
   // What a careful operator writes for read-only, with no built-in rule set included.
   gw = await startGateway({ upstream: pgUpstream(cluster), policies: [{ id: 'ro', rules: [{ id: 'read', effect: 'allow', match: { 'sql.statement': ['SELECT'], 'sql.write': false } }] }] })
   await loadSqlParser()
@@ -43,7 +43,17 @@ describe('the function table', () => {
   })
 
   it('treats every catalog function that takes a query text as running SQL', async () => {
-    const takesQuery = (await cluster.psql(`SELECT DISTINCT proname FROM pg_proc WHERE proargnames && ARRAY['query', 'sql', 'cursor'] AND proname !~ '^pg_stat_get' ORDER BY 1`)).split('\n').filter(Boolean)
+    // Catalog functions with a parameter named for a query, and extension functions whose first parameter is text run as SQL (tablefunc, dblink).
+    const takesQuery = (
+      await cluster.psql(
+        `SELECT DISTINCT proname FROM pg_proc WHERE (proargnames && ARRAY['query', 'sql', 'cursor'] AND proname !~ '^pg_stat_get')
+            OR proname IN (SELECT p.proname FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e' JOIN pg_extension e ON e.oid = d.refobjid WHERE e.extname IN ('tablefunc', 'dblink') AND p.proname !~ '(normal_rand|validator|error_message|get_connections|is_busy|get_notify|disconnect|cancel_query|get_pkey)')
+          ORDER BY 1`,
+      )
+    )
+      .split('\n')
+      .filter(Boolean)
+    expect(takesQuery).toEqual(expect.arrayContaining(['query_to_xml', 'ts_stat', 'crosstab', 'connectby', 'dblink_exec']))
     const analyzer = new SqlAnalyzer()
     for (const name of takesQuery) {
       const a = analyzer.analyze(`SELECT ${name}('x')`)
@@ -69,6 +79,7 @@ describe('a read-only policy written without the rule sets', () => {
     "SELECT ts_rewrite('a'::tsquery, 'SELECT t, s FROM aliases')",
     "SELECT table_to_xml('pg_authid', true, true, '')",
     "SELECT dblink_exec('host=10.0.0.9', 'DROP TABLE x')",
+    "SELECT * FROM crosstab('SELECT owner, key, value FROM secrets') AS t(a text, b text)",
     "SELECT pg_catalog.set_config('work_mem', '1GB', false)",
   ]
   for (const sql of refused) {

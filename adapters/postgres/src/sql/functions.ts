@@ -5,7 +5,8 @@
  *
  * Enumerated from the catalog, not from memory: every function PostgreSQL 15's `pg_catalog`
  * marks volatile (`provolatile = 'v'`), and every function of the contrib extensions that reach
- * out of the database (dblink, adminpack, lo, postgres_fdw, file_fdw), is classified below as
+ * out of the database or run SQL from text (dblink, adminpack, lo, postgres_fdw, file_fdw,
+ * tablefunc), is classified below as
  * having side effects, running SQL given as text, or only reading. A test
  * (test/adapters/postgres/function-catalog.test.ts) lists the volatile functions of the live
  * server's catalog and fails on any this table does not classify, so a new server version
@@ -21,6 +22,8 @@ const RUNS_SQL: readonly string[] = [
   'schema_to_xml', 'schema_to_xmlschema', 'schema_to_xml_and_xmlschema',
   'database_to_xml', 'database_to_xmlschema', 'database_to_xml_and_xmlschema',
   'ts_stat', 'ts_rewrite',
+  // tablefunc: crosstab and connectby run the query text (or read the table) they are given.
+  'crosstab', 'crosstab2', 'crosstab3', 'crosstab4', 'connectby',
   // dblink: SQL on another server, over a connection the database opens.
   'dblink', 'dblink_exec', 'dblink_open', 'dblink_fetch', 'dblink_close', 'dblink_send_query', 'dblink_get_result',
   'dblink_connect', 'dblink_connect_u', 'dblink_disconnect', 'dblink_cancel_query', 'dblink_get_notify', 'dblink_is_busy',
@@ -95,7 +98,7 @@ export const VOLATILE_READ_ONLY: readonly string[] = [
   'pg_stat_get_xact_function_calls', 'pg_stat_get_xact_function_self_time', 'pg_stat_get_xact_function_total_time', 'pg_stat_get_xact_numscans',
   'pg_stat_get_xact_tuples_deleted', 'pg_stat_get_xact_tuples_fetched', 'pg_stat_get_xact_tuples_hot_updated', 'pg_stat_get_xact_tuples_inserted',
   'pg_stat_get_xact_tuples_returned', 'pg_stat_get_xact_tuples_updated',
-  'pg_xact_commit_timestamp', 'pg_xact_commit_timestamp_origin', 'pg_xact_status', 'txid_status', 'postgres_fdw_get_connections',
+  'pg_xact_commit_timestamp', 'pg_xact_commit_timestamp_origin', 'pg_xact_status', 'txid_status', 'postgres_fdw_get_connections', 'normal_rand',
   // access-method, language and tablesample support functions: called by the server, not by SQL that reads data
   'amvalidate', 'bernoulli', 'system', 'dsnowball_init', 'dsnowball_lexize', 'plpgsql_validator', 'plpgsql_call_handler', 'plpgsql_inline_handler',
   'dblink_fdw_validator', 'file_fdw_handler', 'file_fdw_validator', 'postgres_fdw_handler', 'postgres_fdw_validator',
