@@ -73,7 +73,7 @@ export interface NameChange {
   readonly next: Binding<ServerStatement | ServerPortal> | undefined
 }
 
-/** A name no Parse or Bind ever gets: a Close of it closes nothing and answers CloseComplete. */
+/** A name no Parse or Bind ever gets: the refusal the gateway sends in place of a refused message is a Parse of it that fails. */
 export const NO_SUCH_NAME = `${RESERVED_PREFIX}none`
 
 export class SessionModel {
@@ -165,14 +165,18 @@ export class SessionModel {
     return { portal, change: this.bind('P', name, portal) }
   }
 
-  /** A Close of a client name: unbinds it; the server object it named is what the caller closes (or NO_SUCH_NAME). */
+  /**
+   * A Close of a client name: unbinds it. The caller closes the server object it named, or, for a
+   * name not bound at protocol level, the server's object of the client's own name (a SQL-level
+   * cursor or prepared statement, or nothing).
+   */
   close(kind: Kind, name: string): { serverName: string; change: NameChange } {
     const map = kind === 'S' ? this.statements : this.portals
     const prev = map.get(name)
     map.delete(name)
     const change: NameChange = { kind, name, block: this.clientBlocks, prev, next: undefined }
     this.unsettled.set(`${kind}${name}`, this.clientBlocks)
-    return { serverName: name === '' ? '' : (prev?.target.serverName ?? NO_SUCH_NAME), change }
+    return { serverName: prev?.target.serverName ?? name, change }
   }
 
   private bind(kind: Kind, name: string, target: ServerStatement | ServerPortal): NameChange {

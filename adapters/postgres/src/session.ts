@@ -982,9 +982,10 @@ export class PostgresSession {
     if (bad) return bad
     return this.whenResolvable(target.kind, target.name, () => {
       const object = target.kind === 'S' ? this.state.statement(target.name) : this.state.portal(target.name)
-      if (!object) return this.refuseUnknownName(target.kind, target.name, undefined, 'DESCRIBE')
+      // Not a protocol-level name: a SQL-level cursor or prepared statement (psycopg describes the
+      // cursor it DECLAREd). Describing runs nothing; the server answers for its own object.
       this.expect.push({ kind: 'describe' })
-      this.toUpstream(buildTarget(F.Describe, target.kind, object.serverName))
+      this.toUpstream(buildTarget(F.Describe, target.kind, object ? object.serverName : target.name))
       this.unsynced = true
       return undefined
     })
@@ -994,8 +995,10 @@ export class PostgresSession {
     const target = parseTarget(msg.body)
     const bad = this.badName(target.name)
     if (bad) return bad
-    // Closing a name that is not bound is not an error: the server closes NO_SUCH_NAME and says CloseComplete.
+    // A name not bound at protocol level is the client's SQL-level cursor or prepared statement (or
+    // nothing: closing that is not an error). The server closes its own object of that name.
     const { serverName, change } = this.state.close(target.kind, target.name)
+    if (target.kind === 'S' && serverName === target.name) this.state.forgetSqlStatement(target.name)
     this.expect.push({ kind: 'close', change })
     this.toUpstream(buildTarget(F.Close, target.kind, serverName))
     this.unsynced = true
