@@ -18,7 +18,8 @@
  *    the server holds under it: within the Sync block of the message that last changed it (if
  *    that message fails, the server skips the rest of the block, so nothing later in the block
  *    acts on it), or once the server has finished that block. A message of a later block that
- *    names `''` while an earlier block's change to it is unsettled waits for the server first.
+ *    names `''` while an earlier block's change to it is unsettled waits for the server first;
+ *    so does one naming a statement or portal whose Close is unsettled.
  * 3. **Client names are bindings**, changed by the client's Parse, Bind and Close, used
  *    unconfirmed by later messages of the same block, and rolled back when the server rejects
  *    or skips the message that made them. A name conflict (a Parse or Bind of a name still
@@ -123,10 +124,16 @@ export class SessionModel {
    * always known by their unique server names.
    */
   resolvable(kind: Kind, name: string): boolean {
-    if (name !== '') return true
+    // A named binding made in an earlier block is safe to use unsettled (its server name is
+    // unique: if the Parse failed, the server says so); a removal (Close) is not, since the
+    // server may have skipped it and still hold the object.
+    if (name !== '' && this.removals.get(`${kind}${name}`) === undefined) return true
     const change = this.lastChange(kind, name)
     return change === undefined || change >= this.clientBlocks || change < this.serverBlocks
   }
+
+  /** Names whose latest change was a Close, by the block it was sent in. */
+  private readonly removals = new Map<string, number>()
 
   /**
    * Whether a Parse or Bind of `name` conflicts with a binding: 'free', 'taken' (the server would
@@ -176,6 +183,7 @@ export class SessionModel {
     map.delete(name)
     const change: NameChange = { kind, name, block: this.clientBlocks, prev, next: undefined }
     this.unsettled.set(`${kind}${name}`, this.clientBlocks)
+    this.removals.set(`${kind}${name}`, this.clientBlocks)
     return { serverName: prev?.target.serverName ?? name, change }
   }
 
@@ -185,6 +193,7 @@ export class SessionModel {
     const next: Binding<ServerStatement | ServerPortal> = { target, seq: ++this.seq, pendingBlock: this.clientBlocks }
     map.set(name, next)
     this.unsettled.set(`${kind}${name}`, this.clientBlocks)
+    this.removals.delete(`${kind}${name}`)
     return { kind, name, block: this.clientBlocks, prev, next }
   }
 
@@ -238,6 +247,7 @@ export class SessionModel {
     this.serverBlocks++
     this.txStatus = status
     if (this.unsettled.size > 256) for (const [key, block] of this.unsettled) if (block < this.serverBlocks) this.unsettled.delete(key)
+    if (this.removals.size > 256) for (const [key, block] of this.removals) if (block < this.serverBlocks) this.removals.delete(key)
     if (status !== 0x49) return
     for (const [name, b] of this.portals) {
       // A portal bound in a block the server has not reached yet still exists after this one.

@@ -364,3 +364,16 @@ describe('finding 9: sessions and transactions that never end', () => {
   })
 })
 
+
+describe('transparency of pipelined name changes', () => {
+  it('a Close the server skipped in an earlier block leaves the name usable, as in PostgreSQL', async () => {
+    const c = await login()
+    c.write(Buffer.concat([wire.parse('kept', 'SELECT 7'), wire.sync]))
+    await c.until('Z')
+    // One write: an error, a Close the server skips, then a Bind of the name in the next block.
+    c.write(Buffer.concat([wire.parse('bad', 'SELECT * FROM nosuch'), wire.close('S', 'kept'), wire.sync, wire.bind('', 'kept'), wire.execute(''), wire.sync]))
+    expect(errorOf(await c.until('Z'))?.C).toBe('42P01')
+    expect((await c.until('Z')).map((m) => m.type).join('')).toBe('2DCZ')
+    c.close()
+  })
+})
