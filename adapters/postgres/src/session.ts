@@ -809,7 +809,7 @@ export class PostgresSession {
       }
       const request = this.newRequest(s.text, { sql: facts })
       const admission = await this.deps.pipeline.admit(request)
-      if (admission.admitted) stmts.push({ request, rows: 0 })
+      if (admission.admitted) stmts.push({ request, rows: 0, at: this.state.position })
       else refusal ??= admission.error
       if (this.closed) return
     }
