@@ -605,7 +605,7 @@ export class PostgresSession {
     if (this.discardUntilSync && t !== F.Sync && t !== F.Terminate) return undefined
     switch (t) {
       case F.Query:
-        return this.afterQuiet(() => this.onQuery(msg))
+        return this.afterQuiet(() => this.onQuery(msg), this.afterUnsynced())
       case F.Parse:
         return this.afterQuiet(() => this.onParse(msg))
       case F.Bind:
@@ -635,15 +635,25 @@ export class PostgresSession {
         this.close('client terminated')
         return undefined
       case F.FunctionCall:
-        return this.refuseFunctionCall(msg)
+        return this.afterQuiet(() => this.refuseFunctionCall(msg), this.afterUnsynced())
       default:
         throw new ProtocolViolation(`unexpected message type '${String.fromCharCode(t)}'`)
     }
   }
 
-  private afterQuiet(next: () => Promise<void> | undefined): Promise<void> | undefined {
-    const q = this.quiet()
+  private afterQuiet(next: () => Promise<void> | undefined, until?: () => boolean): Promise<void> | undefined {
+    const q = until ? (until() ? undefined : this.waitForServer(until)) : this.quiet()
     return q ? q.then(() => (this.closed || this.discardUntilSync ? undefined : next())) : next()
+  }
+
+  /**
+   * A Query (or FunctionCall) after extended-protocol messages with no Sync between: the server
+   * runs it only if none of them failed, and skips it otherwise, without a ReadyForQuery. So the
+   * gateway waits until the server has answered all of them: then it knows which (and drops the
+   * message, as the server will, when one failed).
+   */
+  private afterUnsynced(): (() => boolean) | undefined {
+    return this.unsynced ? () => this.expect.length === 0 : undefined
   }
 
   /**
@@ -784,6 +794,7 @@ export class PostgresSession {
       this.expect.push({ kind: 'query', stmts: [pending], idx: 0 })
       this.toUpstream(raw)
       this.state.endBlock()
+      this.unsynced = false
     } else {
       this.expect.push({ kind: 'execute', pending })
       this.toUpstream(raw)
@@ -823,6 +834,7 @@ export class PostgresSession {
     this.expect.push({ kind: 'query', stmts, idx: 0 })
     this.toUpstream(msg.raw)
     this.state.endBlock()
+    this.unsynced = false
   }
 
   /**
@@ -850,6 +862,7 @@ export class PostgresSession {
     this.expect.push({ kind: 'query', stmts: [], idx: 0, substitute: error })
     this.toUpstream(buildQuery(REFUSAL_SQL))
     this.state.endBlock()
+    this.unsynced = false
   }
 
   private async refuseFunctionCall(msg: FrontendMessage): Promise<void> {

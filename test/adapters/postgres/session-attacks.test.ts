@@ -377,3 +377,21 @@ describe('transparency of pipelined name changes', () => {
     c.close()
   })
 })
+
+describe('a simple Query inside an unsynced pipeline', () => {
+  it('is skipped when an earlier message failed, as the server skips it, and the session goes on', async () => {
+    const c = await login()
+    c.write(Buffer.concat([wire.parse('', 'SELECT 5'), wire.sync]))
+    await c.until('Z')
+    // The Query would be skipped by the server (no ReadyForQuery for it); the Bind of the next
+    // block must then resolve the unnamed statement without waiting for an answer that never comes.
+    c.write(Buffer.concat([wire.parse('bad', 'SELECT * FROM nosuch'), wire.query('SELECT 1'), wire.sync, wire.bind('', ''), wire.execute(''), wire.sync]))
+    const first = await c.until('Z')
+    expect(first.map((m) => m.type).join('')).toBe('EZ')
+    expect((await c.until('Z')).map((m) => m.type).join('')).toBe('2DCZ')
+    // Without an error the Query runs, and ends the pipeline's block.
+    c.write(Buffer.concat([wire.parse('', 'SELECT 6'), wire.bind('', ''), wire.execute(''), wire.query('SELECT 2')]))
+    expect((await c.until('Z')).map((m) => m.type).join('')).toBe('12DCTDCZ')
+    c.close()
+  })
+})
