@@ -74,6 +74,9 @@ export interface NameChange {
   readonly next: Binding<ServerStatement | ServerPortal> | undefined
 }
 
+/** SQLSTATEs of a Bind that fails before it replaces the unnamed portal (the old one survives). */
+const BIND_FAILS_BEFORE_PORTAL: ReadonlySet<string> = new Set(['26000', '08P01', '25P02', '42P18', '22P03', '0A000'])
+
 /** A name no Parse or Bind ever gets: the refusal the gateway sends in place of a refused message is a Parse of it that fails. */
 export const NO_SUCH_NAME = `${RESERVED_PREFIX}none`
 
@@ -203,14 +206,18 @@ export class SessionModel {
   }
 
   /**
-   * The server skipped the message that made `change` (`failed`: rejected it): the name means what
-   * it meant before — except that a Parse or Bind of `''` that fails has already dropped the old
-   * unnamed object on the server.
+   * The server skipped the message that made `change`, or rejected it with SQLSTATE `failed`: the
+   * name means what it meant before — except where PostgreSQL has already dropped the old unnamed
+   * object: a Parse of `''` drops it before anything else; a Bind of `''` drops the old portal
+   * once it gets past its checks (the statement exists, the parameter count, the transaction is
+   * not aborted). Either way the gateway errs only towards refusing: it never resolves `''` to an
+   * object whose text it did not judge.
    */
-  rollback(change: NameChange, failed: boolean): void {
+  rollback(change: NameChange, failed: string | undefined): void {
     const map = (change.kind === 'S' ? this.statements : this.portals) as Map<string, Binding<ServerStatement | ServerPortal>>
     if (map.get(change.name) !== change.next) return
-    if (change.prev && !(failed && change.name === '' && change.next)) map.set(change.name, change.prev)
+    const dropped = failed !== undefined && change.name === '' && change.next !== undefined && (change.kind === 'S' || !BIND_FAILS_BEFORE_PORTAL.has(failed))
+    if (change.prev && !dropped) map.set(change.name, change.prev)
     else map.delete(change.name)
   }
 

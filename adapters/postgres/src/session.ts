@@ -1351,7 +1351,8 @@ export class PostgresSession {
     const undone: Expectation[] = [this.expect.shift() as Expectation]
     while (this.expect.length > 0 && this.expect[0]?.kind !== 'sync') undone.push(this.expect.shift() as Expectation)
     // Undo newest first, so a name changed twice ends up as it was before both.
-    for (let i = undone.length - 1; i >= 0; i--) this.rollback(undone[i] as Expectation, i === 0 ? error : undefined)
+    const sqlstate = fields.get('C') ?? '?'
+    for (let i = undone.length - 1; i >= 0; i--) this.rollback(undone[i] as Expectation, i === 0 ? { ...error, sqlstate } : undefined)
     // The upstream now ignores everything until the client's Sync; so must the gateway, or it
     // would track statements the upstream never created.
     if (this.expect.length === 0) this.discardUntilSync = true
@@ -1359,18 +1360,18 @@ export class PostgresSession {
   }
 
   /** Undoes what a failed or skipped extended-protocol message did to the session's state. */
-  private rollback(e: Expectation, error: { code: string; message: string } | undefined): void {
+  private rollback(e: Expectation, error: { code: string; message: string; sqlstate: string } | undefined): void {
     switch (e.kind) {
       case 'parse':
-        this.state.rollback(e.change, error !== undefined)
-        this.finish(e.pending, error ? { error } : { skipped: true })
+        this.state.rollback(e.change, error?.sqlstate)
+        this.finish(e.pending, error ? { error: { code: error.code, message: error.message } } : { skipped: true })
         break
       case 'bind':
       case 'close':
-        this.state.rollback(e.change, error !== undefined)
+        this.state.rollback(e.change, error?.sqlstate)
         break
       case 'execute':
-        this.finish(e.pending, error ? { error } : { skipped: true })
+        this.finish(e.pending, error ? { error: { code: error.code, message: error.message } } : { skipped: true })
         break
       case 'query':
         for (let i = e.idx; i < e.stmts.length; i++) this.finish(e.stmts[i] as Pending, { skipped: true })
