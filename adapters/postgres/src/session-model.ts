@@ -74,6 +74,9 @@ export interface NameChange {
   readonly next: Binding<ServerStatement | ServerPortal> | undefined
 }
 
+/** Bound on the entries kept about recent name changes (`note`). */
+const MAX_NOTED = 20_000
+
 /** SQLSTATEs of a Bind that fails before it replaces the unnamed portal (the old one survives). */
 const BIND_FAILS_BEFORE_PORTAL: ReadonlySet<string> = new Set(['26000', '08P01', '25P02', '42P18', '22P03', '0A000'])
 
@@ -122,9 +125,9 @@ export class SessionModel {
   }
 
   /**
-   * Whether the server's unnamed statement or portal is known: false while a change to `''`
-   * made in an earlier block is unsettled (the server may have skipped it). Named objects are
-   * always known by their unique server names.
+   * Whether the gateway knows what the server holds under the client's `name`: false while a
+   * change to `''`, or a Close of a named object, made in an earlier block is unsettled (the
+   * server may have skipped it).
    */
   resolvable(kind: Kind, name: string): boolean {
     // A named binding made in an earlier block is safe to use unsettled (its server name is
@@ -161,6 +164,18 @@ export class SessionModel {
     return this.unsettled.get(`${kind}${name}`)
   }
 
+  /**
+   * Records `block` for `key`, newest last. Bounded: a client that names ever new objects in one
+   * unsynced pipeline evicts the oldest entries. Losing one costs only exactness of a conflict or
+   * a wait (the gateway may answer "does not exist" or "already exists" where PostgreSQL would
+   * not), never the guarantee of invariant 1.
+   */
+  private note(map: Map<string, number>, key: string, block: number): void {
+    map.delete(key)
+    map.set(key, block)
+    if (map.size > MAX_NOTED) map.delete(map.keys().next().value as string)
+  }
+
   // ------------------------------------------------------------------ changes the relay forwards
 
   /** A protocol Parse: binds `name` to a new server statement. The caller forwards the Parse under `serverName`. */
@@ -185,8 +200,11 @@ export class SessionModel {
     const prev = map.get(name)
     map.delete(name)
     const change: NameChange = { kind, name, block: this.clientBlocks, prev, next: undefined }
-    this.unsettled.set(`${kind}${name}`, this.clientBlocks)
-    this.removals.set(`${kind}${name}`, this.clientBlocks)
+    // Closing a name not bound changes nothing the gateway resolves.
+    if (prev) {
+      this.note(this.unsettled, `${kind}${name}`, this.clientBlocks)
+      this.note(this.removals, `${kind}${name}`, this.clientBlocks)
+    }
     return { serverName: prev?.target.serverName ?? name, change }
   }
 
@@ -195,7 +213,7 @@ export class SessionModel {
     const prev = map.get(name)
     const next: Binding<ServerStatement | ServerPortal> = { target, seq: ++this.seq, pendingBlock: this.clientBlocks }
     map.set(name, next)
-    this.unsettled.set(`${kind}${name}`, this.clientBlocks)
+    this.note(this.unsettled, `${kind}${name}`, this.clientBlocks)
     this.removals.delete(`${kind}${name}`)
     return { kind, name, block: this.clientBlocks, prev, next }
   }
