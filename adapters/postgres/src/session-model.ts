@@ -59,10 +59,8 @@ type Target<K extends Kind> = K extends 'S' ? ServerStatement : ServerPortal
 
 interface Binding<T> {
   readonly target: T
-  /** Order among the messages that changed names: what a transaction's end, mid-pipeline, reaches. */
+  /** Order among the messages that changed names: what a transaction's end or DEALLOCATE ALL reaches. */
   readonly seq: number
-  /** The Sync block of the message that made it, until the server confirms that message. */
-  pendingBlock: number | undefined
 }
 
 /** A change to one client name, made when its message is forwarded and settled by the server's answer. */
@@ -91,6 +89,16 @@ export class SessionModel {
   private nextStatement = 1
   private nextPortal = 1
   private seq = 0
+  /**
+   * Drop horizons, in message order (`seq`): every named statement bound at or before
+   * `statementsDroppedUpTo` and every portal bound at or before `portalsDroppedUpTo` is gone
+   * on the server (DEALLOCATE ALL, DISCARD ALL, a transaction's end). A rollback never brings
+   * such a binding back.
+   */
+  private statementsDroppedUpTo = 0
+  private portalsDroppedUpTo = 0
+  /** `seq` at the end of each block the server has not finished yet, oldest first. */
+  private readonly blockEnds: number[] = []
   /** Sync blocks (Sync or Query messages) forwarded so far; the current block's number. */
   private clientBlocks = 0
   /** Sync blocks the server has finished (ReadyForQuery received). */
@@ -211,16 +219,11 @@ export class SessionModel {
   private bind(kind: Kind, name: string, target: ServerStatement | ServerPortal): NameChange {
     const map = (kind === 'S' ? this.statements : this.portals) as Map<string, Binding<ServerStatement | ServerPortal>>
     const prev = map.get(name)
-    const next: Binding<ServerStatement | ServerPortal> = { target, seq: ++this.seq, pendingBlock: this.clientBlocks }
+    const next: Binding<ServerStatement | ServerPortal> = { target, seq: ++this.seq }
     map.set(name, next)
     this.note(this.unsettled, `${kind}${name}`, this.clientBlocks)
     this.removals.delete(`${kind}${name}`)
     return { kind, name, block: this.clientBlocks, prev, next }
-  }
-
-  /** The server confirmed the message that made `change` (ParseComplete, BindComplete, CloseComplete). */
-  confirm(change: NameChange): void {
-    if (change.next) change.next.pendingBlock = undefined
   }
 
   /**
@@ -235,8 +238,13 @@ export class SessionModel {
     const map = (change.kind === 'S' ? this.statements : this.portals) as Map<string, Binding<ServerStatement | ServerPortal>>
     if (map.get(change.name) !== change.next) return
     const dropped = failed !== undefined && change.name === '' && change.next !== undefined && (change.kind === 'S' || !BIND_FAILS_BEFORE_PORTAL.has(failed))
-    if (change.prev && !dropped) map.set(change.name, change.prev)
+    if (change.prev && !dropped && !this.droppedOnServer(change.kind, change.name, change.prev)) map.set(change.name, change.prev)
     else map.delete(change.name)
+  }
+
+  private droppedOnServer(kind: Kind, name: string, b: Binding<ServerStatement | ServerPortal>): boolean {
+    if (kind === 'P') return b.seq <= this.portalsDroppedUpTo
+    return name !== '' && b.seq <= this.statementsDroppedUpTo
   }
 
   /** A simple Query destroys the unnamed statement and portal (PostgreSQL does so before running it). */
@@ -259,11 +267,13 @@ export class SessionModel {
    * by later messages of the pipeline were bound after the end.
    */
   transactionEnded(position: number): void {
+    this.portalsDroppedUpTo = Math.max(this.portalsDroppedUpTo, position)
     for (const [name, b] of this.portals) if (b.seq <= position) this.portals.delete(name)
   }
 
   /** A Sync or Query was forwarded: later messages belong to the next block. */
   endBlock(): void {
+    this.blockEnds.push(this.seq)
     this.clientBlocks++
   }
 
@@ -271,13 +281,11 @@ export class SessionModel {
   readyForQuery(status: number): void {
     this.serverBlocks++
     this.txStatus = status
+    const end = this.blockEnds.shift() ?? this.seq
     if (this.unsettled.size > 256) for (const [key, block] of this.unsettled) if (block < this.serverBlocks) this.unsettled.delete(key)
     if (this.removals.size > 256) for (const [key, block] of this.removals) if (block < this.serverBlocks) this.removals.delete(key)
-    if (status !== 0x49) return
-    for (const [name, b] of this.portals) {
-      // A portal bound in a block the server has not reached yet still exists after this one.
-      if (b.pendingBlock === undefined || b.pendingBlock < this.serverBlocks) this.portals.delete(name)
-    }
+    // Outside a transaction no portal survives the block; those bound in later blocks still exist.
+    if (status === 0x49) this.transactionEnded(end)
   }
 
   // ------------------------------------------------------------------ SQL-level names
@@ -300,6 +308,7 @@ export class SessionModel {
    */
   serverDroppedAll(position: number, portalsToo: boolean): void {
     this.sqlStatements.clear()
+    this.statementsDroppedUpTo = Math.max(this.statementsDroppedUpTo, position)
     for (const [name, b] of this.statements) if (name !== '' && b.seq <= position) this.statements.delete(name)
     if (portalsToo) this.transactionEnded(position)
   }

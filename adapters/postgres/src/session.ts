@@ -1302,18 +1302,15 @@ export class PostgresSession {
       case B.ParseComplete:
         if (head?.kind !== 'parse') throw new Desync('ParseComplete', head)
         this.expect.shift()
-        model.confirm(head.change)
         this.finish(head.pending, { status: 'PARSE' })
         return undefined
       case B.BindComplete:
         if (head?.kind !== 'bind') throw new Desync('BindComplete', head)
         this.expect.shift()
-        model.confirm(head.change)
         return undefined
       case B.CloseComplete:
         if (head?.kind !== 'close') throw new Desync('CloseComplete', head)
         this.expect.shift()
-        model.confirm(head.change)
         return undefined
       case B.RowDescription:
         if (head?.kind === 'describe') this.expect.shift()

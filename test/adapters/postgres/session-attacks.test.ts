@@ -378,6 +378,24 @@ describe('transparency of pipelined name changes', () => {
   })
 })
 
+describe('names the server dropped stay dropped', () => {
+  it('a Close skipped after DEALLOCATE ALL does not bring the deallocated name back', async () => {
+    const g = await startGateway({ upstream: pgUpstream(cluster), policies: [{ id: 'p', rules: [{ id: 'r', effect: 'allow', match: { 'sql.statement': ['SELECT', 'DEALLOCATE'] } }] }] })
+    try {
+      const c = await login(g)
+      // DEALLOCATE ALL drops b (itself); an error then makes the server skip the Close of b.
+      c.write(Buffer.concat([wire.parse('b', 'DEALLOCATE ALL'), wire.bind('', 'b'), wire.execute(''), wire.describe('S', 'nosuch'), wire.close('S', 'b'), wire.sync]))
+      expect(errorOf(await c.until('Z'))?.C).toBe('26000')
+      // b is free on the server, as in PostgreSQL: a new Parse of it succeeds and runs.
+      c.write(Buffer.concat([wire.parse('b', 'SELECT 9'), wire.bind('', 'b'), wire.execute(''), wire.sync]))
+      expect((await c.until('Z')).map((m) => m.type).join('')).toBe('12DCZ')
+      c.close()
+    } finally {
+      await g.stop()
+    }
+  })
+})
+
 describe('a simple Query inside an unsynced pipeline', () => {
   it('is skipped when an earlier message failed, as the server skips it, and the session goes on', async () => {
     const c = await login()
