@@ -61,6 +61,8 @@ interface Binding<T> {
   readonly target: T
   /** Order among the messages that changed names: what a transaction's end or DEALLOCATE ALL reaches. */
   readonly seq: number
+  /** The message that made it was rejected or skipped: it never existed, wherever it is still referenced. */
+  void?: true
 }
 
 /** A change to one client name, made when its message is forwarded and settled by the server's answer. */
@@ -235,10 +237,12 @@ export class SessionModel {
    * object whose text it did not judge.
    */
   rollback(change: NameChange, failed: string | undefined): void {
+    // A later change (a Close of the same name in a later block) may still hold it as its `prev`.
+    if (change.next) change.next.void = true
     const map = (change.kind === 'S' ? this.statements : this.portals) as Map<string, Binding<ServerStatement | ServerPortal>>
     if (map.get(change.name) !== change.next) return
     const dropped = failed !== undefined && change.name === '' && change.next !== undefined && (change.kind === 'S' || !BIND_FAILS_BEFORE_PORTAL.has(failed))
-    if (change.prev && !dropped && !this.droppedOnServer(change.kind, change.name, change.prev)) map.set(change.name, change.prev)
+    if (change.prev && !change.prev.void && !dropped && !this.droppedOnServer(change.kind, change.name, change.prev)) map.set(change.name, change.prev)
     else map.delete(change.name)
   }
 

@@ -396,6 +396,18 @@ describe('names the server dropped stay dropped', () => {
   })
 })
 
+describe('a name whose Parse failed stays unbound', () => {
+  it('a skipped Close of it in a later block does not bring back a statement that never existed', async () => {
+    const c = await login()
+    c.write(Buffer.concat([wire.parse('a', 'SELECT * FROM nosuch'), wire.parse('b', 'SELECT 1'), wire.sync, wire.bind('', 'a'), wire.execute(''), wire.close('S', 'b'), wire.sync, wire.parse('b', 'SELECT 2'), wire.bind('', 'b'), wire.execute(''), wire.sync]))
+    expect(errorOf(await c.until('Z'))?.C).toBe('42P01')
+    expect(errorOf(await c.until('Z'))?.C).toBe('26000')
+    // b was never created (its Parse was skipped): a new Parse of it succeeds, as in PostgreSQL
+    expect((await c.until('Z')).map((m) => m.type).join('')).toBe('12DCZ')
+    c.close()
+  })
+})
+
 describe('a simple Query inside an unsynced pipeline', () => {
   it('is skipped when an earlier message failed, as the server skips it, and the session goes on', async () => {
     const c = await login()
