@@ -1,7 +1,9 @@
 /**
  * Real drivers through the gateway, on the paths that exercise the session model: psycopg 3
- * (server-side prepared statements, pipeline mode, executemany, named cursors), psycopg2, and
- * pgjdbc (named statements after prepareThreshold, fetch-size portals that suspend, batches).
+ * (server-side prepared statements, pipeline mode, executemany, named cursors), psycopg2,
+ * pgjdbc (named statements after prepareThreshold, fetch-size portals that suspend, batches),
+ * pg-cursor (a portal read in chunks with Execute and Flush, no Sync between) and postgres.js
+ * (named prepared statements, pipelined queries).
  * Each driver program prints "ok" only when every result matched; a denied statement must come
  * back as SQLSTATE 42501 and leave the session usable.
  */
@@ -9,6 +11,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import pg from 'pg'
+import Cursor from 'pg-cursor'
+import postgres from 'postgres'
 import { runClient } from '../../fixtures/clients.js'
 import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
 import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
@@ -156,5 +161,48 @@ describe('real drivers through the gateway', () => {
     const r = await runClient('java', ['-cp', '/usr/share/java/postgresql.jar', join(dir, 'Probe.java'), url, 'agent-1', gw.tokens['agent-1'] as string], { timeoutMs: 60_000 })
     expect(r.stderr + r.stdout).toContain('ok')
     expect(r.code).toBe(0)
+  })
+
+  it('pg-cursor: a portal read in chunks, outside and inside a transaction', async () => {
+    const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+    await c.connect()
+    try {
+      for (const tx of [false, true]) {
+        if (tx) await c.query('BEGIN')
+        const cursor = c.query(new Cursor('SELECT id FROM items WHERE id > $1 ORDER BY id', [10]))
+        const seen: number[] = []
+        for (;;) {
+          const rows = (await cursor.read(7)) as { id: number }[]
+          if (rows.length === 0) break
+          seen.push(...rows.map((r) => r.id))
+        }
+        await cursor.close()
+        expect(seen).toEqual(Array.from({ length: 40 }, (_, i) => i + 11))
+        if (tx) await c.query('COMMIT')
+      }
+      await expect(c.query('DROP TABLE items')).rejects.toMatchObject({ code: '42501' })
+      expect((await c.query('SELECT count(*)::int AS n FROM items')).rows[0].n).toBe(50)
+    } finally {
+      await c.end()
+    }
+  })
+
+  it('postgres.js: named prepared statements and pipelined queries', async () => {
+    const sql = postgres({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string, database: 'x', max: 1, prepare: true, onnotice: () => undefined })
+    try {
+      // the same query several times: prepared once under a name, then bound again
+      for (let i = 0; i < 5; i++) expect((await sql`SELECT ${i}::int + 1 AS v`)[0]?.v).toBe(i + 1)
+      // many queries at once on one connection: pipelined
+      const many = await Promise.all(Array.from({ length: 30 }, (_, i) => sql`SELECT name FROM items WHERE id = ${i + 1}`))
+      expect(many.map((r) => r[0]?.name)).toEqual(Array.from({ length: 30 }, (_, i) => `n${i + 1}`))
+      await expect(sql`DROP TABLE items`).rejects.toMatchObject({ code: '42501' })
+      const rows = await sql.begin(async (tx) => {
+        await tx`INSERT INTO sink VALUES (${999})`
+        return tx`SELECT count(*)::int AS n FROM sink WHERE v = 999`
+      })
+      expect(rows[0]?.n).toBe(1)
+    } finally {
+      await sql.end({ timeout: 5 })
+    }
   })
 })
