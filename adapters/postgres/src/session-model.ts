@@ -251,13 +251,17 @@ export class SessionModel {
     return name !== '' && b.seq <= this.statementsDroppedUpTo
   }
 
-  /** A simple Query destroys the unnamed statement and portal (PostgreSQL does so before running it). */
+  /**
+   * A simple Query: PostgreSQL drops the unnamed statement before anything else. The unnamed
+   * portal it replaces only if it gets as far as running a statement (an error in the text leaves
+   * the old one), and drops its own at the end: afterwards the server holds the old portal or
+   * none, never another. So the binding stays: an Execute of `''` is judged by the old portal's
+   * text, and the server runs that or answers that the portal does not exist.
+   */
   simpleQuery(): void {
     this.statements.delete('')
-    this.portals.delete('')
-    // Deterministic (a Query is never skipped): nothing about '' is left to settle.
+    // Deterministic (a Query the gateway forwards is never skipped): nothing about it is left to settle.
     this.unsettled.delete('S')
-    this.unsettled.delete('P')
   }
 
   /** Where the next message stands among the name changes, for `transactionEnded`. */
