@@ -15,9 +15,9 @@
  *    the gateway holds for it: at worst the server answers that the name does not exist.
  * 2. **The unnamed statement and portal are the server's own**, replaced by every Parse or Bind
  *    of `''` (the statement also dropped by a simple Query). The gateway resolves `''` only when
- *    it knows what the server holds under it: within the Sync block of the message that last changed it (if
- *    that message fails, the server skips the rest of the block, so nothing later in the block
- *    acts on it), or once the server has finished that block. A message of a later block that
+ *    it knows what the server holds under it: within the Sync block of the message that last
+ *    changed it (if that message fails, the server skips the rest of the block, so nothing later
+ *    in the block acts on it), or once the server has finished that block. A message of a later block that
  *    names `''` while an earlier block's change to it is unsettled waits for the server first;
  *    so does one naming a statement or portal whose Close is unsettled.
  * 3. **Client names are bindings**, changed by the client's Parse, Bind and Close, used
