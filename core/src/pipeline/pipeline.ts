@@ -365,6 +365,7 @@ export class ConnectionPipeline implements Pipeline {
       return this.intentFailed(request, err).error
     }
     const error = new GatewayError(refusal.code ?? 'GH_ERR_POLICY_DENIED', refusal.reason, { rule: refusal.rule })
+    this.decisions?.inc({ connection: this.connection, action: request.action, verdict: 'deny' })
     this.completeRefused(request, error)
     return error
   }

@@ -268,6 +268,13 @@ describe('finding 6: the tripwire', () => {
       expect(integrity).toMatchObject({ expected: 'SELECT', actual: 'DELETE 1', principal: { id: 'agent-1' } })
       const metrics = await (await fetch(`http://127.0.0.1:${g.gateway.adminPort}/metrics`, { headers: { authorization: `Bearer ${adminToken}` } })).text()
       expect(metrics).toMatch(/gatehouse_integrity_violations_total\{connection="pg"\} 1/)
+      // refusals made before policy are counted with the policy's (here: an unparseable text, refused on a fresh session)
+      const d = await login(g)
+      d.write(wire.query('SELEC 1'))
+      expect(errorOf(await d.until('Z'))?.C).toBe('42601')
+      d.close()
+      const after = await (await fetch(`http://127.0.0.1:${g.gateway.adminPort}/metrics`, { headers: { authorization: `Bearer ${adminToken}` } })).text()
+      expect(after).toMatch(/gatehouse_requests_total\{connection="pg",action="sql.query",verdict="deny"\} 1/)
     } finally {
       await g.stop()
       await cluster.psql('INSERT INTO victim VALUES (3)')
