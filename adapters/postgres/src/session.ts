@@ -950,7 +950,7 @@ export class PostgresSession {
     if (this.skipping(pending)) return
     const { statement, change } = this.state.parse(p.name, p.query, analysis)
     this.expect.push({ kind: 'parse', change, pending })
-    this.toUpstream(renameParse(msg.body, statement.serverName))
+    this.toUpstream(statement.serverName === p.name ? msg.raw : renameParse(msg.body, statement.serverName))
     this.unsynced = true
   }
 
@@ -984,7 +984,7 @@ export class PostgresSession {
     }
     const { portal, change } = this.state.bindPortal(b.portal, statement, b.params)
     this.expect.push({ kind: 'bind', change })
-    this.toUpstream(renameBind(msg.body, portal.serverName, statement.serverName))
+    this.toUpstream(portal.serverName === b.portal && statement.serverName === b.statement ? msg.raw : renameBind(msg.body, portal.serverName, statement.serverName))
     this.unsynced = true
     return undefined
   }
@@ -1022,15 +1022,15 @@ export class PostgresSession {
     const { portal: name, maxRows } = parseExecute(msg.body)
     const bad = this.badName(name)
     if (bad) return bad
-    return this.whenResolvable('P', name, () => this.onExecuteResolved(name, maxRows))
+    return this.whenResolvable('P', name, () => this.onExecuteResolved(msg, name, maxRows))
   }
 
-  private onExecuteResolved(name: string, maxRows: number): Promise<void> | undefined {
+  private onExecuteResolved(msg: FrontendMessage, name: string, maxRows: number): Promise<void> | undefined {
     const portal = this.state.portal(name)
     if (!portal) return this.refuseUnknownName('P', name, undefined, 'EXECUTE')
     const stmt = portal.statement
     const a = stmt.analysis
-    const raw = buildExecute(portal.serverName, maxRows)
+    const raw = portal.serverName === name ? msg.raw : buildExecute(portal.serverName, maxRows)
     const unjudgeable = this.refuseUnjudgeable(stmt.text, a, portal.params, this.substituteExtended)
     if (unjudgeable || !a.ok) return unjudgeable
     if (a.statements.length === 0) {

@@ -160,11 +160,30 @@ export function buildParse(name: string, sql: string): Buffer {
   return typed(F.Parse, Buffer.concat([cstr(name), cstr(sql), Buffer.from([0, 0])]))
 }
 
+/**
+ * A message `type` whose body starts with the C strings `names`, followed by `rest` as sent: one
+ * allocation, one copy (this is on the path of every renamed Parse, Bind and Execute).
+ */
+function withNames(type: number, names: readonly string[], rest: Buffer): Buffer {
+  let len = 4 + rest.length
+  for (const n of names) len += Buffer.byteLength(n, 'utf8') + 1
+  const out = Buffer.allocUnsafe(1 + len)
+  out[0] = type
+  out.writeInt32BE(len, 1)
+  let o = 5
+  for (const n of names) {
+    o += out.write(n, o, 'utf8')
+    out[o++] = 0
+  }
+  rest.copy(out, o)
+  return out
+}
+
 /** The client's Parse under another statement name: the query text and parameter types as sent. */
 export function renameParse(body: Buffer, name: string): Buffer {
   const end = body.indexOf(0)
   if (end < 0) throw new ProtocolViolation('Parse name is not NUL-terminated')
-  return typed(F.Parse, Buffer.concat([cstr(name), body.subarray(end + 1)]))
+  return withNames(F.Parse, [name], body.subarray(end + 1))
 }
 
 /** The client's Bind under other portal and statement names: formats and parameter values as sent. */
@@ -172,15 +191,13 @@ export function renameBind(body: Buffer, portal: string, statement: string): Buf
   const a = body.indexOf(0)
   const b = a < 0 ? -1 : body.indexOf(0, a + 1)
   if (b < 0) throw new ProtocolViolation('Bind names are not NUL-terminated')
-  return typed(F.Bind, Buffer.concat([cstr(portal), cstr(statement), body.subarray(b + 1)]))
+  return withNames(F.Bind, [portal, statement], body.subarray(b + 1))
 }
 
 export function buildExecute(portal: string, maxRows: number): Buffer {
-  const name = cstr(portal)
-  const body = Buffer.allocUnsafe(name.length + 4)
-  name.copy(body, 0)
-  body.writeInt32BE(maxRows, name.length)
-  return typed(F.Execute, body)
+  const rows = Buffer.allocUnsafe(4)
+  rows.writeInt32BE(maxRows, 0)
+  return withNames(F.Execute, [portal], rows)
 }
 
 /** Describe or Close (`type`) of a statement ('S') or portal ('P'). */
