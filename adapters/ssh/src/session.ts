@@ -356,9 +356,18 @@ export class SshSession {
     record: boolean,
   ): Promise<void> {
     let up: ClientChannel
+    let exit: ExitHolder
     try {
       const target = await this.target()
-      up = await new Promise<ClientChannel>((resolve, rejectOpen) => open(target, (err, ch) => (err ? rejectOpen(err) : resolve(ch))))
+      ;[up, exit] = await new Promise<[ClientChannel, ExitHolder]>((resolve, rejectOpen) =>
+        open(target, (err, ch) => {
+          if (err) return rejectOpen(err)
+          // The target's success, data, exit-status and close can arrive in one read, handled
+          // before the promise settles: the exit status must be caught here, not after an await
+          // (data waits in the stream's buffer; an 'exit' event does not wait).
+          resolve([ch, captureExit(ch)])
+        }),
+      )
     } catch (err) {
       const message = err instanceof UpstreamError ? err.message : `the target refused the channel: ${(err as Error).message}`
       this.deps.pipeline.complete(request, { error: { code: err instanceof UpstreamError ? 'GH_ERR_UPSTREAM_UNAVAILABLE' : 'GH_ERR_UPSTREAM_REFUSED', message } })
@@ -373,7 +382,7 @@ export class SshSession {
     }
     setup.up = up
     if (record && setup.pty) setup.recording = this.openRecording(request, setup)
-    this.relaySessionChannel(request, down, up, setup.recording)
+    this.relaySessionChannel(request, down, up, exit, setup.recording)
     down.resume()
   }
 
@@ -387,10 +396,9 @@ export class SshSession {
     }
   }
 
-  private relaySessionChannel(request: GatewayRequest, down: ServerChannel, up: ClientChannel, recording: TerminalRecording | undefined): void {
+  private relaySessionChannel(request: GatewayRequest, down: ServerChannel, up: ClientChannel, exitHolder: ExitHolder, recording: TerminalRecording | undefined): void {
     const counters: Counters = { bytesIn: 0, bytesOut: 0 }
     const started = performance.now()
-    let exit: { code: number } | { signal: string; coreDumped: boolean; description: string } | undefined
     // client → target
     down.on('data', (d: Buffer) => {
       counters.bytesIn += d.length
@@ -414,9 +422,6 @@ export class SshSession {
       up.resume()
       up.stderr.resume()
     })
-    up.on('exit', (code: number | null, signal?: string, coreDumped?: boolean, description?: string) => {
-      exit = code !== null && code !== undefined ? { code } : { signal: signal ?? 'KILL', coreDumped: coreDumped === true, description: description ?? '' }
-    })
     // The outcome is recorded once, by whichever ends first: the target's channel, the client's
     // channel (a client that stops reading and leaves), or the session.
     let recorded = false
@@ -431,6 +436,7 @@ export class SshSession {
     this.openOutcomes.add(record)
     up.on('close', () => {
       // Everything the target sent has been written: now the exit status, then end.
+      const exit = exitHolder.exit
       if (exit && 'code' in exit) down.exit(exit.code)
       else if (exit) down.exit(exit.signal, exit.coreDumped, exit.description)
       down.end()
@@ -560,4 +566,20 @@ export class SshSession {
     down.on('error', finish)
     up.on('error', finish)
   }
+}
+
+type Exit = { code: number } | { signal: string; coreDumped: boolean; description: string }
+
+/** The target channel's exit status, once it arrives. */
+interface ExitHolder {
+  exit: Exit | undefined
+}
+
+/** Listens for the channel's exit status from now on; call in the callback that hands out the channel. */
+function captureExit(ch: ClientChannel): ExitHolder {
+  const holder: ExitHolder = { exit: undefined }
+  ch.on('exit', (code: number | null, signal?: string, coreDumped?: boolean, description?: string) => {
+    holder.exit = code !== null && code !== undefined ? { code } : { signal: signal ?? 'KILL', coreDumped: coreDumped === true, description: description ?? '' }
+  })
+  return holder
 }
