@@ -17,9 +17,9 @@
  *    of `''` (the statement also dropped by a simple Query). The gateway resolves `''` only when
  *    it knows what the server holds under it: within the Sync block of the message that last
  *    changed it (if that message fails, the server skips the rest of the block, so nothing later
- *    in the block acts on it), or once the server has finished that block. A message of a later block that
- *    names `''` while an earlier block's change to it is unsettled waits for the server first;
- *    so does one naming a statement or portal whose Close is unsettled.
+ *    in the block acts on it), or once the server has finished that block. A message of a later
+ *    block that names `''` while an earlier block's change to it is unsettled waits for the
+ *    server first; so does one naming a statement or portal whose Close is unsettled.
  * 3. **Client names are bindings**, changed by the client's Parse, Bind and Close, used
  *    unconfirmed by later messages of the same block, and rolled back when the server rejects
  *    or skips the message that made them. A name conflict (a Parse or Bind of a name still
@@ -37,7 +37,7 @@
  */
 import type { SqlAnalysis } from './sql/analyze.js'
 
-/** Names the gateway gives server-side objects; SQL naming them is refused. Lower case: SQL folds unquoted names. */
+/** Names the gateway gives server-side objects; SQL naming them is refused. Lower case: SQL folds them. */
 export const RESERVED_PREFIX = '_gh_'
 
 /** A statement as the server holds it under the gateway's name. Immutable: the name is never reused. */
@@ -55,7 +55,6 @@ export interface ServerPortal {
 }
 
 type Kind = 'S' | 'P'
-type Target<K extends Kind> = K extends 'S' ? ServerStatement : ServerPortal
 
 interface Binding<T> {
   readonly target: T
@@ -80,7 +79,7 @@ const MAX_NOTED = 20_000
 /** SQLSTATEs of a Bind that fails before it replaces the unnamed portal (the old one survives). */
 const BIND_FAILS_BEFORE_PORTAL: ReadonlySet<string> = new Set(['26000', '08P01', '25P02', '42P18', '22P03', '0A000'])
 
-/** A name no Parse or Bind ever gets: the refusal the gateway sends in place of a refused message is a Parse of it that fails. */
+/** A name no Parse or Bind ever gets: the gateway's stand-in for a refused message is a failing Parse of it. */
 export const NO_SUCH_NAME = `${RESERVED_PREFIX}none`
 
 export class SessionModel {
@@ -190,13 +189,15 @@ export class SessionModel {
 
   /** A protocol Parse: binds `name` to a new server statement. The caller forwards the Parse under `serverName`. */
   parse(name: string, text: string, analysis: SqlAnalysis): { statement: ServerStatement; change: NameChange } {
-    const statement: ServerStatement = { serverName: name === '' ? '' : `${RESERVED_PREFIX}s${this.nextStatement++}`, text, analysis }
+    const serverName = name === '' ? '' : `${RESERVED_PREFIX}s${this.nextStatement++}`
+    const statement: ServerStatement = { serverName, text, analysis }
     return { statement, change: this.bind('S', name, statement) }
   }
 
   /** A Bind: binds portal `name` to a new server portal of `statement`. */
   bindPortal(name: string, statement: ServerStatement, params: readonly (string | null)[]): { portal: ServerPortal; change: NameChange } {
-    const portal: ServerPortal = { serverName: name === '' ? '' : `${RESERVED_PREFIX}p${this.nextPortal++}`, statement, params }
+    const serverName = name === '' ? '' : `${RESERVED_PREFIX}p${this.nextPortal++}`
+    const portal: ServerPortal = { serverName, statement, params }
     return { portal, change: this.bind('P', name, portal) }
   }
 
@@ -241,8 +242,10 @@ export class SessionModel {
     if (change.next) change.next.void = true
     const map = (change.kind === 'S' ? this.statements : this.portals) as Map<string, Binding<ServerStatement | ServerPortal>>
     if (map.get(change.name) !== change.next) return
-    const dropped = failed !== undefined && change.name === '' && change.next !== undefined && (change.kind === 'S' || !BIND_FAILS_BEFORE_PORTAL.has(failed))
-    if (change.prev && !change.prev.void && !dropped && !this.droppedOnServer(change.kind, change.name, change.prev)) map.set(change.name, change.prev)
+    const replacedUnnamed = failed !== undefined && change.name === '' && change.next !== undefined
+    const unnamedDropped = replacedUnnamed && (change.kind === 'S' || !BIND_FAILS_BEFORE_PORTAL.has(failed))
+    const prev = change.prev
+    if (prev && !prev.void && !unnamedDropped && !this.droppedOnServer(change.kind, change.name, prev)) map.set(change.name, prev)
     else map.delete(change.name)
   }
 
@@ -290,10 +293,15 @@ export class SessionModel {
     this.serverBlocks++
     this.txStatus = status
     const end = this.blockEnds.shift() ?? this.seq
-    if (this.unsettled.size > 256) for (const [key, block] of this.unsettled) if (block < this.serverBlocks) this.unsettled.delete(key)
-    if (this.removals.size > 256) for (const [key, block] of this.removals) if (block < this.serverBlocks) this.removals.delete(key)
+    this.forgetSettled(this.unsettled)
+    this.forgetSettled(this.removals)
     // Outside a transaction no portal survives the block; those bound in later blocks still exist.
     if (status === 0x49) this.transactionEnded(end)
+  }
+
+  /** Drops notes of blocks the server has finished, once there are enough to be worth a sweep. */
+  private forgetSettled(map: Map<string, number>): void {
+    if (map.size > 256) for (const [key, block] of map) if (block < this.serverBlocks) map.delete(key)
   }
 
   // ------------------------------------------------------------------ SQL-level names
@@ -317,7 +325,9 @@ export class SessionModel {
   serverDroppedAll(position: number, portalsToo: boolean): void {
     this.sqlStatements.clear()
     this.statementsDroppedUpTo = Math.max(this.statementsDroppedUpTo, position)
-    for (const [name, b] of this.statements) if (name !== '' && b.seq <= position) this.statements.delete(name)
+    for (const [name, b] of this.statements) {
+      if (name !== '' && b.seq <= position) this.statements.delete(name)
+    }
     if (portalsToo) this.transactionEnded(position)
   }
 }

@@ -53,6 +53,8 @@ import {
   PROTOCOL_3_0,
   parseBind,
   parseCancel,
+  type BindMessage,
+  type ParseMessage,
   parseExecute,
   parseParse,
   parsePassword,
@@ -172,7 +174,7 @@ export class PostgresSession {
 
   start(): void {
     this.client.setNoDelay(true)
-    this.startupTimer = setTimeout(() => this.refuseStartup(SQLSTATE.protocolViolation, 'gatehouse: startup timed out', 'startup.timeout'), this.deps.options.startupTimeoutMs)
+    this.startupTimer = setTimeout(() => this.endWith(SQLSTATE.protocolViolation, 'gatehouse: startup timed out', 'startup.timeout'), this.deps.options.startupTimeoutMs)
     this.attachClient(this.client)
   }
 
@@ -257,8 +259,11 @@ export class PostgresSession {
     return this.deps.pipeline.protocolEvent(this.session().info, { event, reason, ...(attrs ? { attrs } : {}) })
   }
 
-  /** A connection refused before it became a session: audited, then the FATAL. */
-  private refuseStartup(code: string, message: string, event = 'startup.refused', attrs?: Record<string, unknown>): void {
+  /**
+   * Ends the session with a FATAL the gateway decided on (a connection refused at startup, a
+   * protocol violation, a limit), after recording it as a protocol event.
+   */
+  private endWith(code: string, message: string, event = 'startup.refused', attrs?: Record<string, unknown>): void {
     if (this.closed) return
     void this.protocolEvent(event, message, { sqlstate: code, ...attrs })
     this.fatal(code, message)
@@ -286,7 +291,7 @@ export class PostgresSession {
       }
       this.flushUpstream()
     } catch (err) {
-      if (err instanceof ProtocolViolation) this.refuseStartup(SQLSTATE.protocolViolation, `gatehouse: protocol violation: ${err.message}`, 'protocol.violation')
+      if (err instanceof ProtocolViolation) this.endWith(SQLSTATE.protocolViolation, `gatehouse: protocol violation: ${err.message}`, 'protocol.violation')
       else {
         this.deps.logger.error({ err: (err as Error).stack ?? String(err), session: this.handle?.info.id }, 'session failed')
         this.fatal(SQLSTATE.internalError, 'gatehouse: internal error')
@@ -334,7 +339,7 @@ export class PostgresSession {
       return undefined
     }
     if (code >> 16 !== 3) {
-      this.refuseStartup(SQLSTATE.protocolViolation, `gatehouse: unsupported frontend protocol ${code >> 16}.${code & 0xffff}`, 'startup.refused', { protocol: `${code >> 16}.${code & 0xffff}` })
+      this.endWith(SQLSTATE.protocolViolation, `gatehouse: unsupported frontend protocol ${code >> 16}.${code & 0xffff}`, 'startup.refused', { protocol: `${code >> 16}.${code & 0xffff}` })
       return undefined
     }
     return this.onStartup(code, parseStartupParams(body))
@@ -355,22 +360,22 @@ export class PostgresSession {
   private async onStartup(code: number, params: Map<string, string>): Promise<void> {
     const tls = this.client instanceof TLSSocket
     if (this.deps.tls?.required && !tls) {
-      this.refuseStartup(SQLSTATE.invalidAuthorization, `gatehouse: connection "${this.deps.connection.name}" requires TLS (use sslmode=require or stronger)`)
+      this.endWith(SQLSTATE.invalidAuthorization, `gatehouse: connection "${this.deps.connection.name}" requires TLS (use sslmode=require or stronger)`)
       return
     }
     const replication = params.get('replication')
     if (replication !== undefined && !['false', 'off', 'no', '0'].includes(replication.toLowerCase())) {
-      this.refuseStartup(SQLSTATE.featureNotSupported, 'gatehouse: replication connections are not supported', 'startup.refused', { replication })
+      this.endWith(SQLSTATE.featureNotSupported, 'gatehouse: replication connections are not supported', 'startup.refused', { replication })
       return
     }
     const user = params.get('user')
     if (!user) {
-      this.refuseStartup(SQLSTATE.invalidAuthorization, 'gatehouse: no user name in startup packet')
+      this.endWith(SQLSTATE.invalidAuthorization, 'gatehouse: no user name in startup packet')
       return
     }
     const encoding = params.get('client_encoding')
     if (encoding !== undefined && !isAcceptedClientEncoding(encoding) && !isSqlAscii(encoding)) {
-      this.refuseStartup(SQLSTATE.featureNotSupported, `gatehouse: client_encoding "${encoding}" is not supported: the gateway reads SQL as UTF-8 (connect with client_encoding=UTF8)`, 'startup.refused', { client_encoding: encoding })
+      this.endWith(SQLSTATE.featureNotSupported, `gatehouse: client_encoding "${encoding}" is not supported: the gateway reads SQL as UTF-8 (connect with client_encoding=UTF8)`, 'startup.refused', { client_encoding: encoding })
       return
     }
     this.user = user
@@ -418,7 +423,7 @@ export class PostgresSession {
     try {
       msg = this.reader.next()
     } catch (err) {
-      this.refuseStartup(SQLSTATE.protocolViolation, `gatehouse: protocol violation: ${(err as Error).message}`, 'protocol.violation')
+      this.endWith(SQLSTATE.protocolViolation, `gatehouse: protocol violation: ${(err as Error).message}`, 'protocol.violation')
       return
     }
     if (!msg) return
@@ -478,7 +483,7 @@ export class PostgresSession {
       this.deps.logger.warn({ session: handle.info.id, code: e.code, err: e.message }, 'upstream connection failed')
       const sqlstate = e.code === 'GH_ERR_UPSTREAM_AUTH' ? SQLSTATE.serverRejected : SQLSTATE.connectionFailure
       this.closeReason = `${e.code}: ${e.message}`
-      this.refuseStartup(sqlstate, `gatehouse: upstream of connection "${this.deps.connection.name}" is unavailable`, 'startup.upstream-unavailable', { code: e.code })
+      this.endWith(sqlstate, `gatehouse: upstream of connection "${this.deps.connection.name}" is unavailable`, 'startup.upstream-unavailable', { code: e.code })
       return
     }
     if (this.closed) {
@@ -492,7 +497,7 @@ export class PostgresSession {
     const unreadable = this.unreadableEncoding()
     if (unreadable) {
       up.socket.destroy()
-      this.refuseStartup(SQLSTATE.featureNotSupported, `gatehouse: ${unreadable}`, 'startup.refused', { client_encoding: this.model.settings.get('client_encoding'), server_encoding: this.model.settings.get('server_encoding') })
+      this.endWith(SQLSTATE.featureNotSupported, `gatehouse: ${unreadable}`, 'startup.refused', { client_encoding: this.model.settings.get('client_encoding'), server_encoding: this.model.settings.get('server_encoding') })
       return
     }
     // Our own cancel key: the upstream's never reaches the client.
@@ -514,7 +519,7 @@ export class PostgresSession {
     this.phase = 'ready'
     const maxAge = this.deps.options.maxSessionAgeMs
     if (maxAge > 0) {
-      this.ageTimer = setTimeout(() => this.endByLimit('limit.session-age', SQLSTATE.adminShutdown, `terminating the session: it is older than the gateway's limit of ${maxAge} ms (maxSessionAgeMs)`), maxAge)
+      this.ageTimer = setTimeout(() => this.endWith(SQLSTATE.adminShutdown, `gatehouse: terminating the session: it is older than the gateway's limit of ${maxAge} ms (maxSessionAgeMs)`, 'limit.session-age'), maxAge)
       this.ageTimer.unref()
     }
     if (up.leftover.length > 0) this.onUpstreamData(up.leftover)
@@ -554,16 +559,9 @@ export class PostgresSession {
       // The server is still working for the client (a long statement): not the client's silence.
       if (this.busy()) return this.armIdleTimer()
       if (!this.unsynced && this.model?.txStatus === STATUS_IDLE) return
-      this.endByLimit('limit.transaction-idle', '25P03', `terminating the session: idle inside a transaction or an unsynced pipeline for more than ${ms} ms (transactionIdleTimeoutMs)`)
+      this.endWith('25P03', `gatehouse: terminating the session: idle inside a transaction or an unsynced pipeline for more than ${ms} ms (transactionIdleTimeoutMs)`, 'limit.transaction-idle')
     }, ms)
     this.idleTimer.unref()
-  }
-
-  private endByLimit(event: string, sqlstate: string, message: string): void {
-    if (this.closed) return
-    void this.protocolEvent(event, message)
-    this.flushUpstream()
-    this.fatal(sqlstate, `gatehouse: ${message}`)
   }
 
   // ---------------------------------------------------------------- ready: client → upstream
@@ -885,8 +883,11 @@ export class PostgresSession {
         continue
       }
       if (c === 'taken') {
-        const what = kind === 'S' ? 'prepared statement' : 'cursor'
-        this.substituteExtended(buildError({ code: kind === 'S' ? '42P05' : '42P03', message: `${what} "${name}" already exists` }))
+        // The gateway answers in the server's place, with the server's words: recorded like any refusal.
+        const message = `${kind === 'S' ? 'prepared statement' : 'cursor'} "${name}" already exists`
+        const sqlstate = kind === 'S' ? '42P05' : '42P03'
+        void this.protocolEvent('name.in-use', message, { sqlstate, name })
+        this.substituteExtended(buildError({ code: sqlstate, message }))
         return
       }
       await this.waitForServer(() => this.state.conflict(kind, name) !== 'unsettled')
@@ -903,7 +904,7 @@ export class PostgresSession {
     return this.onParseFree(msg, p)
   }
 
-  private onParseFree(msg: FrontendMessage, p: { name: string; query: string }): Promise<void> | undefined {
+  private onParseFree(msg: FrontendMessage, p: ParseMessage): Promise<void> | undefined {
     if (p.name !== '' && this.state.held.statements >= this.deps.options.maxPreparedStatements) {
       return this.refuseLimit(`too many prepared statements in this session (limit ${this.deps.options.maxPreparedStatements}, maxPreparedStatements); close some first`)
     }
@@ -916,7 +917,7 @@ export class PostgresSession {
   }
 
   /** A Parse is judged like the statement it holds: it takes locks and its text is what every Execute of it runs. */
-  private onParseAnalysed(msg: FrontendMessage, p: { name: string; query: string }, analysis: SqlAnalysis): Promise<void> | undefined {
+  private onParseAnalysed(msg: FrontendMessage, p: ParseMessage, analysis: SqlAnalysis): Promise<void> | undefined {
     const unjudgeable = this.refuseUnjudgeable(p.query, analysis, undefined, this.substituteExtended)
     if (unjudgeable || !analysis.ok) return unjudgeable
     if (analysis.statements.length > 1) {
@@ -937,7 +938,7 @@ export class PostgresSession {
     return undefined
   }
 
-  private afterParseAdmission(msg: FrontendMessage, p: { name: string; query: string }, analysis: SqlAnalysis, request: GatewayRequest, admission: Admission): void {
+  private afterParseAdmission(msg: FrontendMessage, p: ParseMessage, analysis: SqlAnalysis, request: GatewayRequest, admission: Admission): void {
     if (this.closed) return
     if (!admission.admitted) {
       this.substituteExtended(renderError(admission.error))
@@ -946,7 +947,7 @@ export class PostgresSession {
     this.forwardParse(msg, p, analysis, { request, rows: 0 })
   }
 
-  private forwardParse(msg: FrontendMessage, p: { name: string; query: string }, analysis: SqlAnalysis, pending: Pending): void {
+  private forwardParse(msg: FrontendMessage, p: ParseMessage, analysis: SqlAnalysis, pending: Pending): void {
     if (this.skipping(pending)) return
     const { statement, change } = this.state.parse(p.name, p.query, analysis)
     this.expect.push({ kind: 'parse', change, pending })
@@ -971,14 +972,14 @@ export class PostgresSession {
     return this.whenResolvable('S', b.statement, () => this.onBindResolved(msg, b))
   }
 
-  private onBindResolved(msg: FrontendMessage, b: { portal: string; statement: string; params: readonly (string | null)[] }): Promise<void> | undefined {
+  private onBindResolved(msg: FrontendMessage, b: BindMessage): Promise<void> | undefined {
     const statement = this.state.statement(b.statement)
     if (!statement) return this.refuseUnknownName('S', b.statement, b.params, 'BIND')
     if (this.state.conflict('P', b.portal) !== 'free') return this.conflictThen('P', b.portal, () => this.onBindFree(msg, b, statement))
     return this.onBindFree(msg, b, statement)
   }
 
-  private onBindFree(msg: FrontendMessage, b: { portal: string; statement: string; params: readonly (string | null)[] }, statement: ServerStatement): Promise<void> | undefined {
+  private onBindFree(msg: FrontendMessage, b: BindMessage, statement: ServerStatement): Promise<void> | undefined {
     if (b.portal !== '' && this.state.held.portals >= this.deps.options.maxPreparedStatements) {
       return this.refuseLimit(`too many open portals in this session (limit ${this.deps.options.maxPreparedStatements}, maxPreparedStatements); close some first`)
     }

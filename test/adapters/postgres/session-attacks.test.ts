@@ -30,6 +30,17 @@ async function login(g: TestGateway = gw): Promise<RawPgClient> {
 
 const count = (table: string) => cluster.psql(`SELECT count(*) FROM ${table}`)
 
+/**
+ * An operator who judges executions only, not texts: a Parse of a DELETE passes, its Execute is
+ * judged. So the tests of the session model are not stopped early by the Parse judgement.
+ */
+function execOnlyGateway(): Promise<TestGateway> {
+  return startGateway({
+    upstream: pgUpstream(cluster),
+    policies: [{ id: 'exec-only', rules: [{ id: 'select', effect: 'allow', match: { 'sql.statement': ['SELECT'] } }, { id: 'prep', effect: 'allow', match: { 'sql.statement': ['DELETE'] }, when: "request.phase == 'parse'" }] }],
+  })
+}
+
 beforeAll(async () => {
   cluster = await startPgCluster()
   await cluster.psql(
@@ -52,11 +63,7 @@ afterAll(async () => {
 
 describe('finding 1: a statement name always means the text the gateway judged', () => {
   it('a re-Parse of a held name in one pipelined write cannot replace what the name runs', async () => {
-    // An operator who judges executions only, not texts: Parse of a DELETE passes, its Execute is judged.
-    const g = await startGateway({
-      upstream: pgUpstream(cluster),
-      policies: [{ id: 'exec-only', rules: [{ id: 'select', effect: 'allow', match: { 'sql.statement': ['SELECT'] } }, { id: 'prep', effect: 'allow', match: { 'sql.statement': ['DELETE'] }, when: "request.phase == 'parse'" }] }],
-    })
+    const g = await execOnlyGateway()
     try {
       const c = await login(g)
       c.write(Buffer.concat([wire.parse('x', 'DELETE FROM victim'), wire.sync]))
@@ -76,16 +83,15 @@ describe('finding 1: a statement name always means the text the gateway judged',
       // No request event says SELECT 1 ran: the audit describes what the server holds.
       const executed = requests(events).filter((e) => e.attrs.phase === 'execute')
       expect(executed.map((e) => [e.text, e.verdict])).toEqual([['DELETE FROM victim', 'deny']])
+      // The conflict the gateway answered itself is recorded.
+      expect(protocolEvents(events).find((e) => e.event === 'name.in-use')).toMatchObject({ attrs: { sqlstate: '42P05', name: 'x' } })
     } finally {
       await g.stop()
     }
   })
 
   it('a statement re-Parsed in a block the server skipped is never judged as the one it replaced', async () => {
-    const g = await startGateway({
-      upstream: pgUpstream(cluster),
-      policies: [{ id: 'exec-only', rules: [{ id: 'select', effect: 'allow', match: { 'sql.statement': ['SELECT'] } }, { id: 'prep', effect: 'allow', match: { 'sql.statement': ['DELETE'] }, when: "request.phase == 'parse'" }] }],
-    })
+    const g = await execOnlyGateway()
     try {
       const c = await login(g)
       c.write(Buffer.concat([wire.parse('', 'DELETE FROM victim'), wire.sync]))

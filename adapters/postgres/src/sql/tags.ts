@@ -23,9 +23,8 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   COPY: ['COPY'],
   FETCH: ['FETCH'],
   MOVE: ['MOVE'],
-  // CREATE TABLE … AS, CREATE MATERIALIZED VIEW and SELECT INTO report `SELECT n`.
+  // CREATE TABLE … AS and CREATE MATERIALIZED VIEW report `SELECT n` (or their own CREATE tag).
   CREATE: ['SELECT'],
-  // A CTAS-like EXPLAIN ANALYZE reports EXPLAIN; REFRESH reports REFRESH MATERIALIZED VIEW.
 }
 
 /** Why `tag` contradicts `judged`, or undefined when it is consistent with it. */
