@@ -72,6 +72,8 @@ export interface Outcome {
   readonly error?: { readonly code: string; readonly message: string }
   /** True when the request was admitted but never executed (its batch was refused or aborted). */
   readonly skipped?: boolean
+  /** The terminal recording the request produced (a shell, or an exec with a pty), once it exists. */
+  readonly recording?: string
 }
 
 /** What a client presented to prove who it is. Adapters produce these; authenticators judge them. */

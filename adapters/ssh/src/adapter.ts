@@ -27,7 +27,7 @@ const CIPHERS: CipherAlgorithm[] = NATIVE_CHACHA ? ['chacha20-poly1305@openssh.c
 @injectable()
 export class SshAdapter implements ProtocolAdapter {
   readonly protocol = 'ssh'
-  readonly actions = ['ssh.exec', 'ssh.shell', 'ssh.sftp', 'ssh.subsystem', 'ssh.forward', 'ssh.agent-forward', 'ssh.x11'] as const
+  readonly actions = ['ssh.exec', 'ssh.shell', 'ssh.sftp', 'ssh.subsystem', 'ssh.forward', 'ssh.agent-forward', 'ssh.x11', 'ssh.env', 'ssh.signal', 'ssh.channel', 'ssh.packet'] as const
   private readonly logger: Logger
 
   constructor(

@@ -13,6 +13,14 @@
  * - The relay is faithful: stdout and stderr stay apart, flow control is end to end, and the
  *   exit status is sent only after the target's channel has ended and closed, before the
  *   client's channel ends (an exit status sent after end is dropped).
+ * - One session never ends the process: every handler the session registers runs through
+ *   `on()`, which turns a throw or a rejected promise into the end of this session alone
+ *   (logged, and recorded as a protocol event). Nothing here registers a handler any other way.
+ * - The target is reached only when an admitted request needs it (`target()`): `ssh -N` with
+ *   nothing allowed never logs into the target.
+ * - Every attempt leaves a trace: refused environment names, channel types and channel requests
+ *   the gateway does not relay, a second exec on a channel and a packet too large to read are
+ *   each recorded as a refused request (or, before login, a protocol event).
  */
 import ssh2, { type AuthContext, type ClientChannel, type Connection, type PseudoTtyInfo, type ServerChannel, type Session, type SFTPWrapper, type Client as SshClient, type TcpipBindInfo, type TcpipRequestInfo } from 'ssh2'
 import type { Duplex } from 'node:stream'
@@ -27,6 +35,15 @@ const NEVER_PASSED_ENV = /^(BASH_ENV|ENV|PS[0-4]|PROMPT_COMMAND|SHELLOPTS|BASHOP
 
 /** SSH_OPEN_ADMINISTRATIVELY_PROHIBITED (RFC 4254 §5.1). */
 const ADMINISTRATIVELY_PROHIBITED = 1
+
+/** The signal names RFC 4254 §6.10 defines, exactly as written there; any other name is refused. */
+const SIGNALS = new Set(['ABRT', 'ALRM', 'FPE', 'HUP', 'ILL', 'INT', 'KILL', 'PIPE', 'QUIT', 'SEGV', 'TERM', 'USR1', 'USR2'])
+
+/** A subsystem name the gateway passes on: printable ASCII, no spaces, bounded (sshd looks it up by name in its config). */
+const SUBSYSTEM_NAME = /^[\x21-\x7e]{1,64}$/
+
+/** Channel types the gateway handles (ssh2 refuses every other type itself, and this session records it). */
+const HANDLED_CHANNELS = new Set(['session', 'direct-tcpip', 'direct-streamlocal@openssh.com'])
 
 export interface SshSessionDeps {
   readonly connection: string
@@ -57,6 +74,8 @@ export class SshSession {
   private upstream: Promise<SshClient> | undefined
   private authFailures = 0
   private closed = false
+  /** Why the connection is ending, when the gateway knows better than "client disconnected". */
+  private endReason: string | undefined
   private readonly remoteForwards = new Map<string, TcpipBindInfo>()
 
   /** Outcomes still to be recorded for requests in flight, by whoever ends them first. */
@@ -74,14 +93,51 @@ export class SshSession {
 
   start(): void {
     this.handle = this.deps.pipeline.openSession({ protocol: 'ssh', clientAddress: this.clientAddress, tls: false })
-    this.client.on('authentication', (ctx) => void this.onAuthentication(ctx))
-    this.client.on('ready', () => {
+    this.on(this.client, 'authentication', 'authentication', (ctx: AuthContext) => this.onAuthentication(ctx))
+    this.on(this.client, 'ready', 'ready', () => {
       if (this.closed) return
       this.authenticated()
       this.onReady()
     })
-    this.client.on('error', (err) => this.deps.logger.debug({ err: err.message, session: this.info.id }, 'client connection error'))
-    this.client.on('close', () => this.close('client disconnected'))
+    this.on(this.client, 'error', 'client error', (err: Error) => this.onClientError(err))
+    this.on(this.client, 'close', 'client close', () => this.close(this.endReason ?? 'client disconnected'))
+  }
+
+  /**
+   * Registers a handler of this session. A throw, or a promise it returns that rejects, ends
+   * this session only: the error is logged and recorded, the connections are closed, and every
+   * other session goes on. Every handler a session registers goes through here.
+   */
+  private on(emitter: { on(event: string, listener: (...args: never[]) => void): unknown }, event: string, where: string, handler: (...args: never[]) => unknown): void {
+    emitter.on(event, (...args: never[]) => {
+      let result: unknown
+      try {
+        result = handler(...args)
+      } catch (err) {
+        return this.fault(where, err)
+      }
+      if (result instanceof Promise) result.catch((err: unknown) => this.fault(where, err))
+    })
+  }
+
+  /** A handler failed: the session ends, and the failure is logged and recorded. */
+  private fault(where: string, err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err)
+    this.deps.logger.error({ err: message, where, session: this.handle?.info.id }, 'ssh session failed; ending it')
+    if (this.handle && !this.closed) void this.deps.pipeline.protocolEvent(this.info, { event: 'session.fault', reason: `internal error in ${where}: ${message}` })
+    this.close(`internal error in ${where}`)
+  }
+
+  /**
+   * The client's connection failed. A packet larger than ssh2 reads (about 35 KB: a very long
+   * command line) ends the connection, as in OpenSSH; it is recorded, since no request was.
+   */
+  private onClientError(err: Error): void {
+    this.deps.logger.debug({ err: err.message, session: this.info.id }, 'client connection error')
+    if (!/packet length/i.test(err.message)) return
+    this.endReason = 'the client sent a packet larger than the gateway reads (about 35 KB)'
+    if (this.info.principal) void this.refuseUnjudged('ssh.packet', 'oversized packet', {}, 'gatehouse/limits', this.endReason)
+    else void this.deps.pipeline.protocolEvent(this.info, { event: 'packet.too-large', reason: this.endReason })
   }
 
   private get info() {
@@ -94,8 +150,8 @@ export class SshSession {
     this.closed = true
     for (const record of [...this.openOutcomes]) record(`session ended: ${reason}`)
     this.client.end()
-    void this.upstream?.then((u) => u.end(), () => undefined)
-    void this.handle?.end(reason)
+    this.upstream?.then((u) => u.end(), () => undefined)
+    this.handle?.end(reason).catch((err: unknown) => this.deps.logger.error({ err: String(err), session: this.handle?.info.id }, 'could not end the session'))
   }
 
   // ------------------------------------------------------------------ authentication
@@ -127,35 +183,63 @@ export class SshSession {
   }
 
   private onReady(): void {
-    // One connection to the target per client connection; its channels carry every request.
-    this.upstream = connectUpstream(this.deps.upstream, this.info.signal)
-    this.upstream.then(
-      (u) => {
-        u.on('close', () => this.close('target closed the connection'))
-        u.on('error', (err) => this.deps.logger.warn({ err: err.message, session: this.info.id }, 'target connection error'))
-        u.on('tcp connection', (info, accept, reject) => this.onRemoteForwardConnection(info, accept, reject))
-      },
-      (err: unknown) => this.deps.logger.warn({ err: (err as Error).message, session: this.info.id }, 'cannot reach the target'),
-    )
-    this.client.on('session', (accept) => this.onSessionChannel(accept()))
-    this.client.on('tcpip', (accept, reject, info) => void this.onDirectTcpip(accept, reject, info))
-    this.client.on('request', (accept, reject, name, info) => void this.onGlobalRequest(accept, reject, name, info))
-    this.client.on('openssh.streamlocal', (_accept, reject, info: { socketPath?: string }) =>
-      void this.judgeUnsupported('ssh.forward', `forward to unix socket ${info?.socketPath ?? ''}`, { kind: 'local-socket', path: info?.socketPath ?? '' }).then(() => reject()),
-    )
+    this.on(this.client, 'session', 'session channel', (accept: () => Session) => this.onSessionChannel(accept()))
+    this.on(this.client, 'tcpip', 'direct-tcpip', (accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo) => this.onDirectTcpip(accept, reject, info))
+    this.on(this.client, 'request', 'global request', (accept: ((port?: number) => void) | undefined, reject: (() => void) | undefined, name: string, info: TcpipBindInfo) => this.onGlobalRequest(accept, reject, name, info))
+    this.on(this.client, 'openssh.streamlocal', 'streamlocal', async (_accept: unknown, reject: () => void, info: { socketPath?: string }) => {
+      await this.judgeUnsupported('ssh.forward', `forward to unix socket ${info?.socketPath ?? ''}`, { kind: 'local-socket', path: info?.socketPath ?? '' })
+      reject()
+    })
+    this.watchUnhandledChannels()
+  }
+
+  /**
+   * ssh2 refuses channel types it does not know (`ssh -w` tunnels, `x11`, `auth-agent@openssh.com`
+   * opened by a client) without telling anyone; the gateway records each as a refused request.
+   * It wraps the one protocol handler that sees them, and passes every open on unchanged.
+   */
+  private watchUnhandledChannels(): void {
+    const handlers = (this.client as unknown as { _protocol?: { _handlers?: Record<string, (...args: unknown[]) => unknown> } })._protocol?._handlers
+    const original = handlers?.CHANNEL_OPEN
+    if (!handlers || !original) return
+    handlers.CHANNEL_OPEN = (p: unknown, info: unknown) => {
+      const type = (info as { type?: unknown } | undefined)?.type
+      if (typeof type === 'string' && !HANDLED_CHANNELS.has(type) && !this.closed) {
+        this.refuseUnjudged('ssh.channel', `channel ${printable(type)}`, { type: printable(type) }, 'gatehouse/unsupported', `the gateway does not relay ${printable(type)} channels`).catch((err: unknown) => this.fault('channel open', err))
+      }
+      return original(p, info)
+    }
+  }
+
+  /**
+   * The target connection, opened on first use by an admitted request: one per client
+   * connection, carrying every channel. A session that never needs the target never logs in.
+   */
+  private target(): Promise<SshClient> {
+    if (this.closed) return Promise.reject(new UpstreamError('the session has ended', 'unreachable'))
+    if (!this.upstream) {
+      const upstream = connectUpstream(this.deps.upstream, this.info.signal)
+      this.upstream = upstream
+      upstream.then(
+        (u) => {
+          if (this.closed) return u.end()
+          this.on(u, 'close', 'target close', () => this.close('target closed the connection'))
+          this.on(u, 'error', 'target error', (err: Error) => this.deps.logger.warn({ err: err.message, session: this.info.id }, 'target connection error'))
+          this.on(u, 'tcp connection', 'remote forward connection', (info: TcpipRequestInfo, accept: () => ClientChannel, reject: () => void) => this.onRemoteForwardConnection(info, accept, reject))
+        },
+        // Reported to the caller by the request that needed the target; a session that ended first is not news.
+        (err: unknown) => {
+          if (!this.closed) this.deps.logger.warn({ err: (err as Error).message, session: this.info.id }, 'cannot reach the target')
+        },
+      )
+    }
+    return this.upstream
   }
 
   // ------------------------------------------------------------------ requests
 
   private request(action: string, text: string, attrs: Record<string, unknown>): GatewayRequest {
     return this.deps.pipeline.request(this.info, { action, text, attrs: { ssh: attrs } })
-  }
-
-  /** A terminal request: its attributes name the recording it will have, so the audit points to it. */
-  private terminalRequest(action: string, text: string, attrs: Record<string, unknown>): GatewayRequest {
-    const request = this.request(action, text, attrs)
-    ;(request.attrs.ssh as Record<string, unknown>).recording = this.deps.recorder.pathFor(this.info.id, request.id)
-    return request
   }
 
   private async admit(request: GatewayRequest): Promise<Admission> {
@@ -172,67 +256,103 @@ export class SshSession {
     if (admission.admitted) this.deps.pipeline.complete(request, { status: 'unsupported', error: { code: 'GH_ERR_PROTOCOL_UNSUPPORTED', message: `${text} is not supported by the gateway` } })
   }
 
-  private target(): Promise<SshClient> {
-    return this.upstream ?? Promise.reject(new UpstreamError('not connected', 'unreachable'))
+  /**
+   * A request the gateway refuses before policy (a limit, something it does not relay): recorded
+   * as a refused request under `rule`, never put to policy.
+   */
+  private async refuseUnjudged(action: string, text: string, attrs: Record<string, unknown>, rule: string, reason: string): Promise<void> {
+    if (!this.handle || !this.info.principal) return
+    await this.deps.pipeline.refuse(this.request(action, text, attrs), { rule, reason, code: 'GH_ERR_PROTOCOL_UNSUPPORTED' })
   }
 
   // ------------------------------------------------------------------ session channels
 
   private onSessionChannel(session: Session): void {
     const setup: ChannelSetup = { env: {} }
-    session.on('pty', (accept, _reject, info) => {
+    this.on(session, 'pty', 'pty', (accept: (() => void) | undefined, _reject: unknown, info: PseudoTtyInfo) => {
       setup.pty = info
       setup.window = { cols: info.cols, rows: info.rows, width: info.width, height: info.height }
       accept?.()
     })
-    session.on('window-change', (accept, _reject, info) => {
+    this.on(session, 'window-change', 'window-change', (accept: (() => void) | undefined, _reject: unknown, info: PseudoTtyInfo) => {
       setup.window = { cols: info.cols, rows: info.rows, width: info.width, height: info.height }
       setup.up?.setWindow(info.rows, info.cols, info.height, info.width)
       setup.recording?.resize(info.cols, info.rows)
       accept?.()
     })
-    session.on('signal', (accept, _reject, info) => {
-      setup.up?.signal(info.name)
+    this.on(session, 'signal', 'signal', (accept: (() => void) | undefined, reject: (() => void) | undefined, info: { name: unknown }) => {
+      // RFC 4254 names only, as written there (ssh2 would upper-case `int` and throw on others)
+      const name = typeof info.name === 'string' ? info.name : ''
+      if (!SIGNALS.has(name) || !setup.up) {
+        reject?.()
+        return this.refuseUnjudged('ssh.signal', `signal ${printable(name)}`, { signal: printable(name) }, 'gatehouse/signal', setup.up ? `${printable(name)} is not a signal RFC 4254 defines` : 'no command is running on this channel')
+      }
+      setup.up.signal(name)
       accept?.()
     })
-    session.on('env', (accept, reject, info) => {
+    this.on(session, 'env', 'env', (accept: (() => void) | undefined, reject: (() => void) | undefined, info: { key: string; val: string }) => {
       if (this.envAllowed(info.key)) {
         setup.env[info.key] = info.val
-        accept?.()
-      } else reject?.()
+        return accept?.()
+      }
+      reject?.()
+      // the name only: values may hold secrets
+      return this.refuseUnjudged('ssh.env', `env ${printable(info.key)}`, { name: printable(info.key) }, 'gatehouse/env', NEVER_PASSED_ENV.test(info.key) ? `${printable(info.key)} changes what the target runs; it is never passed` : `${printable(info.key)} is not in options.env`)
     })
-    session.on('auth-agent', (_accept, reject) => {
-      void this.judgeUnsupported('ssh.agent-forward', 'agent forwarding', {}).then(() => reject?.())
+    this.on(session, 'auth-agent', 'auth-agent', async (_accept: unknown, reject: (() => void) | undefined) => {
+      await this.judgeUnsupported('ssh.agent-forward', 'agent forwarding', {})
+      reject?.()
     })
-    session.on('x11', (_accept, reject, info) => {
-      void this.judgeUnsupported('ssh.x11', 'X11 forwarding', { single: info.single, screen: info.screen }).then(() => reject?.())
+    this.on(session, 'x11', 'x11', async (_accept: unknown, reject: (() => void) | undefined, info: { single: boolean; screen: number }) => {
+      await this.judgeUnsupported('ssh.x11', 'X11 forwarding', { single: info.single, screen: info.screen })
+      reject?.()
     })
     // exec and shell are accepted at once and judged after: ssh2 drops a client's EOF that
     // arrives before the accept (and accept then fails), and a refusal is an exit status anyway.
-    session.on('exec', (accept, _reject, info) => {
+    // A channel runs one request: a second exec, shell or subsystem is refused (accept() gives nothing).
+    this.on(session, 'exec', 'exec', (accept: () => ServerChannel | undefined, reject: unknown, info: { command: string }) => {
       const down = accept()
-      if (!down) return
+      if (!down) return this.secondRequest(session, reject !== undefined, 'ssh.exec', info.command, { command: info.command })
       down.pause()
-      void this.onExec(setup, down, info.command)
+      return this.onExec(setup, down, info.command)
     })
-    session.on('shell', (accept) => {
+    this.on(session, 'shell', 'shell', (accept: () => ServerChannel | undefined, reject: unknown) => {
       const down = accept()
-      if (!down) return
+      if (!down) return this.secondRequest(session, reject !== undefined, 'ssh.shell', 'shell', {})
       down.pause()
-      void this.onShell(setup, down)
+      return this.onShell(setup, down)
     })
     // Accepted at once too: OpenSSH's sftp sends its first packet without waiting for the reply,
     // and ssh2 drops data that arrives before the accept.
-    session.on('sftp', (accept) => {
+    this.on(session, 'sftp', 'sftp', (accept: () => SFTPWrapper | undefined, reject: unknown) => {
       const sftp = accept()
-      if (sftp) this.onSftp(sftp)
+      if (!sftp) return this.secondRequest(session, reject !== undefined, 'ssh.sftp', 'sftp', { subsystem: 'sftp', op: 'session' })
+      return this.onSftp(sftp)
     })
-    session.on('subsystem', (accept, _reject, info) => {
+    this.on(session, 'subsystem', 'subsystem', (accept: () => ServerChannel | undefined, reject: (() => void) | undefined, info: { name: string }) => {
+      // Nothing that is not a plain name reaches the target: a NUL or a control byte makes sshd drop the connection.
+      if (!SUBSYSTEM_NAME.test(info.name)) {
+        reject?.()
+        return this.refuseUnjudged('ssh.subsystem', `subsystem ${printable(info.name)}`, { subsystem: printable(info.name) }, 'gatehouse/subsystem', 'a subsystem name is printable ASCII without spaces, at most 64 characters')
+      }
       const down = accept()
-      if (!down) return
+      if (!down) return this.secondRequest(session, reject !== undefined, 'ssh.subsystem', `subsystem ${info.name}`, { subsystem: info.name })
       down.pause()
-      void this.onSubsystem(setup, down, info.name)
+      return this.onSubsystem(setup, down, info.name)
     })
+  }
+
+  /**
+   * A second exec, shell or subsystem on a channel that already runs one: ssh2 has nothing to
+   * hand out and would leave a client that asked for a reply waiting. Answered with a failure
+   * and recorded as refused.
+   */
+  private async secondRequest(session: Session, wantReply: boolean, action: string, text: string, attrs: Record<string, unknown>): Promise<void> {
+    const raw = session as unknown as { _chanInfo?: { outgoing?: { id: number } } }
+    const proto = (this.client as unknown as { _protocol?: { channelFailure(id: number): void } })._protocol
+    const id = raw._chanInfo?.outgoing?.id
+    if (wantReply && proto && id !== undefined) proto.channelFailure(id)
+    await this.refuseUnjudged(action, text, attrs, 'gatehouse/one-request-per-channel', 'this channel already runs a command, shell or subsystem')
   }
 
   private envAllowed(name: string): boolean {
@@ -256,7 +376,7 @@ export class SshSession {
     const attrs: Record<string, unknown> = analysis.ok
       ? { command, ...analysis.facts, ...(pty ? { pty } : {}), env: Object.keys(setup.env) }
       : { command, error: analysis.error, ...(pty ? { pty } : {}) }
-    const request = pty ? this.terminalRequest('ssh.exec', command, attrs) : this.request('ssh.exec', command, attrs)
+    const request = this.request('ssh.exec', command, attrs)
     if (!analysis.ok) {
       await this.deps.pipeline.refuse(request, { rule: 'gatehouse/parse', reason: `the command could not be judged: ${analysis.error}`, code: 'GH_ERR_PARSE_FAILED' })
       return this.denyExec(down, 'gatehouse/parse', `the command could not be judged: ${analysis.error}`)
@@ -268,7 +388,7 @@ export class SshSession {
 
   private async onShell(setup: ChannelSetup, down: ServerChannel): Promise<void> {
     const pty = this.ptyAttrs(setup)
-    const request = pty ? this.terminalRequest('ssh.shell', 'shell', { pty, env: Object.keys(setup.env) }) : this.request('ssh.shell', 'shell', { pty: false, env: Object.keys(setup.env) })
+    const request = this.request('ssh.shell', 'shell', { pty: pty ?? false, env: Object.keys(setup.env) })
     const admission = await this.admit(request)
     if (!admission.admitted) return this.denyExec(down, admission.decision.rule ?? 'default-deny', admission.decision.reason ?? 'denied')
     await this.runOnTarget(request, setup, () => down, (message) => this.failExec(down, message), (u, cb) => u.shell(setup.pty ? this.ptyOptions(setup) : false, { env: setup.env }, cb), true)
@@ -284,32 +404,44 @@ export class SshSession {
     let operations = 0
     const target = (async (): Promise<SFTPWrapper> => {
       const admission = await this.admit(request)
-      if (!admission.admitted) throw new GatewayError('GH_ERR_POLICY_DENIED', admission.decision.reason ?? 'denied')
-      const u = await this.target()
-      return await new Promise<SFTPWrapper>((resolve, reject) => u.sftp((err, sftp) => (err ? reject(err) : resolve(sftp))))
+      if (!admission.admitted) throw new SftpRefused(`denied by ${admission.decision.rule ?? 'default-deny'}: ${admission.decision.reason ?? 'denied'}`, 126)
+      try {
+        const u = await this.target()
+        return await new Promise<SFTPWrapper>((resolve, reject) => u.sftp((err, sftp) => (err ? reject(err) : resolve(sftp))))
+      } catch (err) {
+        const message = err instanceof UpstreamError ? err.message : `the target refused sftp: ${(err as Error).message}`
+        this.deps.pipeline.complete(request, { error: { code: err instanceof UpstreamError ? 'GH_ERR_UPSTREAM_UNAVAILABLE' : 'GH_ERR_UPSTREAM_REFUSED', message } })
+        throw new SftpRefused(message, 255)
+      }
     })()
-    const proxy = new SftpProxy(client, target, this.deps.pipeline, this.info, () => operations++)
+    const proxy = new SftpProxy(client, target, this.deps.pipeline, this.info, () => operations++, (emitter, event, where, handler) => this.on(emitter, event, where, handler))
     proxy.start()
+    const raw = client as unknown as { _protocol?: { exitStatus(id: number, code: number): void; channelExtData(id: number, data: Buffer, type: number): void }; outgoing?: { id: number; state: string } }
+    const open = () => raw._protocol !== undefined && raw.outgoing !== undefined && (raw.outgoing.state === 'open' || raw.outgoing.state === 'eof')
     // The client's EOF ends the SFTP session: exit status 0, then close the channel, as sshd does
     // when sftp-server exits (scp treats a missing exit status as a failure). ssh2's SFTP
-    // object has no exit(); it sends the same message a channel's exit() does.
-    client.on('end', () => {
-      const raw = client as unknown as { _protocol?: { exitStatus(id: number, code: number): void }; outgoing?: { id: number; state: string } }
-      if (raw._protocol && raw.outgoing && (raw.outgoing.state === 'open' || raw.outgoing.state === 'eof')) raw._protocol.exitStatus(raw.outgoing.id, 0)
+    // object has no exit() and no stderr; the same messages a channel sends are sent here.
+    this.on(client, 'end', 'sftp end', () => {
+      if (open()) raw._protocol?.exitStatus(raw.outgoing?.id as number, 0)
       client.end()
     })
     target.then(
       (t) => {
-        t.on('close', () => client.end())
-        client.on('close', () => {
+        this.on(t, 'close', 'target sftp close', () => client.end())
+        this.on(client, 'close', 'sftp close', () => {
           t.end()
           proxy.finish()
           this.deps.pipeline.complete(request, { status: `${operations} operations` })
           this.deps.logger.debug({ session: this.info.id, ms: Math.round(performance.now() - started) }, 'sftp closed')
         })
       },
+      // sftp and scp print the channel's stderr: the caller sees why, as for a refused command
       (err: unknown) => {
-        if (!(err instanceof GatewayError)) this.deps.pipeline.complete(request, { error: { code: 'GH_ERR_UPSTREAM_UNAVAILABLE', message: (err as Error).message } })
+        const refused = err instanceof SftpRefused ? err : new SftpRefused((err as Error).message, 255)
+        if (open()) {
+          raw._protocol?.channelExtData(raw.outgoing?.id as number, Buffer.from(`gatehouse: ${refused.message}\n`), 1)
+          raw._protocol?.exitStatus(raw.outgoing?.id as number, refused.status)
+        }
         client.end()
       },
     )
@@ -400,25 +532,25 @@ export class SshSession {
     const counters: Counters = { bytesIn: 0, bytesOut: 0 }
     const started = performance.now()
     // client → target
-    down.on('data', (d: Buffer) => {
+    this.on(down, 'data', 'relay data', (d: Buffer) => {
       counters.bytesIn += d.length
       recording?.input(d)
       if (!up.write(d)) down.pause()
     })
-    up.on('drain', () => down.resume())
-    down.on('end', () => up.end())
+    this.on(up, 'drain', 'relay drain', () => down.resume())
+    this.on(down, 'end', 'relay end', () => up.end())
     // target → client, stdout and stderr apart
-    up.on('data', (d: Buffer) => {
+    this.on(up, 'data', 'relay data', (d: Buffer) => {
       counters.bytesOut += d.length
       recording?.output(d)
       if (!down.write(d)) up.pause()
     })
-    up.stderr.on('data', (d: Buffer) => {
+    this.on(up.stderr, 'data', 'relay data', (d: Buffer) => {
       counters.bytesOut += d.length
       recording?.output(d)
       if (!down.stderr.write(d)) up.stderr.pause()
     })
-    down.on('drain', () => {
+    this.on(down, 'drain', 'relay drain', () => {
       up.resume()
       up.stderr.resume()
     })
@@ -430,11 +562,11 @@ export class SshSession {
       recorded = true
       this.openOutcomes.delete(record)
       void recording?.close()
-      this.deps.pipeline.complete(request, { status, bytesIn: counters.bytesIn, bytesOut: counters.bytesOut })
+      this.deps.pipeline.complete(request, { status, bytesIn: counters.bytesIn, bytesOut: counters.bytesOut, ...(recording ? { recording: recording.path } : {}) })
       this.deps.logger.debug({ session: this.info.id, request: request.id, ms: Math.round(performance.now() - started) }, 'channel closed')
     }
     this.openOutcomes.add(record)
-    up.on('close', () => {
+    this.on(up, 'close', 'relay close', () => {
       // Everything the target sent has been written: now the exit status, then end.
       const exit = exitHolder.exit
       if (exit && 'code' in exit) down.exit(exit.code)
@@ -442,7 +574,7 @@ export class SshSession {
       down.end()
       record(exit ? ('code' in exit ? exit.code : `signal ${exit.signal}`) : 'closed')
     })
-    down.on('close', () => {
+    this.on(down, 'close', 'relay close', () => {
       up.close()
       record('client closed the channel')
     })
@@ -512,45 +644,50 @@ export class SshSession {
       const key = `${info.bindAddr}:${info.bindPort}`
       if (!this.remoteForwards.has(key)) return reject?.()
       this.remoteForwards.delete(key)
+      // The target connection may be gone (ssh2's unforwardIn then throws "Not connected"):
+      // the forward is gone with it, and the client is told it was cancelled either way.
       const target = await this.target().catch(() => undefined)
-      target?.unforwardIn(info.bindAddr, info.bindPort, () => undefined)
+      try {
+        target?.unforwardIn(info.bindAddr, info.bindPort, () => undefined)
+      } catch (err) {
+        this.deps.logger.debug({ err: (err as Error).message, session: this.info.id }, 'cancel-tcpip-forward on a closed target connection')
+      }
       return accept?.()
     }
     reject?.()
   }
 
   /** A connection the target accepted on a remote forward: back to the client, recorded. */
-  private onRemoteForwardConnection(info: TcpipRequestInfo, accept: () => ClientChannel, reject: () => void): void {
+  private async onRemoteForwardConnection(info: TcpipRequestInfo, accept: () => ClientChannel, reject: () => void): Promise<void> {
     const key = `${info.destIP}:${info.destPort}`
     if (!this.remoteForwards.has(key)) return reject()
     const request = this.request('ssh.forward', `connection from ${info.srcIP}:${info.srcPort} to ${key}`, { kind: 'remote-connection', host: info.destIP, port: info.destPort, originator: `${info.srcIP}:${info.srcPort}` })
-    void Promise.resolve(this.deps.pipeline.admit(request)).then((admission) => {
-      if (!admission.admitted) return reject()
-      this.client.forwardOut(info.destIP, info.destPort, info.srcIP, info.srcPort, (err, down) => {
-        if (err) {
-          this.deps.pipeline.complete(request, { error: { code: 'GH_ERR_UPSTREAM_REFUSED', message: err.message } })
-          return reject()
-        }
-        this.pipeStreams(request, down, accept())
-      })
+    const admission = await this.admit(request)
+    if (!admission.admitted) return reject()
+    this.client.forwardOut(info.destIP, info.destPort, info.srcIP, info.srcPort, (err, down) => {
+      if (err) {
+        this.deps.pipeline.complete(request, { error: { code: 'GH_ERR_UPSTREAM_REFUSED', message: err.message } })
+        return reject()
+      }
+      this.pipeStreams(request, down, accept())
     })
   }
 
   /** Relays a forwarded TCP stream both ways with flow control, and records its byte counts. */
   private pipeStreams(request: GatewayRequest, down: Duplex, up: Duplex): void {
     const counters: Counters = { bytesIn: 0, bytesOut: 0 }
-    down.on('data', (d: Buffer) => {
+    this.on(down, 'data', 'forward data', (d: Buffer) => {
       counters.bytesIn += d.length
       if (!up.write(d)) down.pause()
     })
-    up.on('data', (d: Buffer) => {
+    this.on(up, 'data', 'forward data', (d: Buffer) => {
       counters.bytesOut += d.length
       if (!down.write(d)) up.pause()
     })
-    up.on('drain', () => down.resume())
-    down.on('drain', () => up.resume())
-    down.on('end', () => up.end())
-    up.on('end', () => down.end())
+    this.on(up, 'drain', 'forward drain', () => down.resume())
+    this.on(down, 'drain', 'forward drain', () => up.resume())
+    this.on(down, 'end', 'forward end', () => up.end())
+    this.on(up, 'end', 'forward end', () => down.end())
     let done = false
     const finish = () => {
       if (done) return
@@ -561,11 +698,27 @@ export class SshSession {
       this.deps.pipeline.complete(request, { status: 'closed', bytesIn: counters.bytesIn, bytesOut: counters.bytesOut })
     }
     this.openOutcomes.add(finish)
-    down.on('close', finish)
-    up.on('close', finish)
-    down.on('error', finish)
-    up.on('error', finish)
+    this.on(down, 'close', 'forward close', finish)
+    this.on(up, 'close', 'forward close', finish)
+    this.on(down, 'error', 'forward error', finish)
+    this.on(up, 'error', 'forward error', finish)
   }
+}
+
+/** Why an SFTP session does not start: the text for the caller's stderr and the exit status. */
+class SftpRefused extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message)
+  }
+}
+
+/** A name the client sent, safe to log and audit: control bytes shown as escapes, at most 128 characters. */
+function printable(text: string): string {
+  const shown = JSON.stringify(text).slice(1, -1)
+  return shown.length > 128 ? `${shown.slice(0, 128)}…` : shown
 }
 
 type Exit = { code: number } | { signal: string; coreDumped: boolean; description: string }

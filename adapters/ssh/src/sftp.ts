@@ -1,17 +1,30 @@
 /**
  * SFTP, operation by operation: the gateway speaks SFTP to the client (ssh2's server mode) and
- * to the target (ssh2's client), so every operation that opens, creates, changes or removes a
- * path is a request that policy judges and the audit records, with the path and the mode.
+ * to the target (ssh2's client), so every operation that names a path is a request that policy
+ * judges and the audit records, with the path and the mode.
  *
  * Why it is shaped this way:
+ * - Judged on the path the target would open, not as the client spelled it. The client's path
+ *   is first canonicalised on the target with SFTP `REALPATH` (which resolves `.`, `..`, `//`
+ *   and every symlink, the last one too), and the canonical path is what policy sees
+ *   (`ssh.path`; the client's spelling is `ssh.requestedPath`) and what is sent to the target.
+ *   Operations that act on a name itself rather than on what it points to (`lstat`,
+ *   `readlink`, `remove`, `rmdir`, `mkdir`, `rename`, `symlink`) canonicalise the directory
+ *   and keep the last name, so a symlink is judged where it is, and `mkdir` through a dangling
+ *   link is judged where it would create. A path the target cannot canonicalise is refused
+ *   with the target's own error (recorded as refused, rule `gatehouse/path`).
+ * - What stays open: the target resolves the path again when it runs the operation. A symlink
+ *   swapped in between (by another process on the target, or by this caller over another
+ *   channel) is not seen. `ChrootDirectory` on the target (with `ForceCommand internal-sftp`
+ *   for the gateway's account) closes it: no path outside the chroot exists to point to.
  * - Judged: `open` (with read/write/append/create/truncate/exclusive), `opendir`, `remove`,
- *   `rename`, `mkdir`, `rmdir`, `setstat` (chmod, chown, utimes), `symlink`. A refused one
- *   answers SSH_FX_PERMISSION_DENIED with `gatehouse: denied by <rule>: <reason>`; the session
- *   goes on.
- * - Not judged, but only ever on what was admitted: `read`, `write`, `fstat`, `fsetstat`,
- *   `readdir` and `close` act on a handle, and the gateway answers them only for handles it
- *   handed out for an admitted `open`/`opendir` (a forged handle gets SSH_FX_FAILURE).
- *   `stat`, `lstat`, `realpath` and `readlink` read metadata and pass.
+ *   `rename`, `mkdir`, `rmdir`, `setstat` and `fsetstat` (chmod, chown, utimes, truncate; op
+ *   `setstat`, on the handle's path for `fsetstat`), `symlink`, and the metadata reads `stat`,
+ *   `lstat`, `readlink` and `realpath`. A refused one answers SSH_FX_PERMISSION_DENIED with
+ *   `gatehouse: denied by <rule>: <reason>`; the session goes on.
+ * - Not judged, but only ever on what was admitted: `read`, `write`, `fstat`, `readdir` and
+ *   `close` act on a handle, and the gateway answers them only for handles it handed out for an
+ *   admitted `open`/`opendir` (a forged handle gets SSH_FX_FAILURE).
  * - An `open`'s outcome (bytes read and written) is recorded when its handle is closed.
  */
 import ssh2, { type Attributes, type FileEntry, type SFTPWrapper } from 'ssh2'
@@ -19,11 +32,22 @@ import type { GatewayRequest, Pipeline, SessionInfo } from '@gatehouse/core'
 
 const { OPEN_MODE, STATUS_CODE } = ssh2.utils.sftp
 
+/** Registers a handler so that a throw or a rejection ends the session only (SshSession.on). */
+export type Guard = (emitter: { on(event: string, listener: (...args: never[]) => void): unknown }, event: string, where: string, handler: (...args: never[]) => unknown) => void
+
 interface OpenHandle {
   readonly request: GatewayRequest | undefined
+  /** The canonical path it was opened with: `fsetstat` is judged against it. */
+  readonly path: string
   bytesIn: number
   bytesOut: number
 }
+
+/** How a path is resolved before it is judged: through a last symlink (`follow`), or up to the last name (`name`). */
+type Resolve = 'follow' | 'name'
+
+/** The path the target canonicalised, or the target's error. */
+type Canonical = { readonly path: string } | { readonly error: Error & { code?: unknown } }
 
 /** The open flags as words a rule can match: read, write, append, create, truncate, exclusive. */
 export function openModes(flags: number): string[] {
@@ -37,6 +61,16 @@ export function openModes(flags: number): string[] {
   return modes
 }
 
+/** Splits off the last name of a path (trailing slashes dropped): `[directory, name]`; the name is '' for `/`, `.`, `..` and the like. */
+export function splitLast(path: string): [string, string] {
+  const trimmed = path.replace(/\/+$/, '')
+  if (trimmed === '') return [path.startsWith('/') ? '/' : '.', '']
+  const at = trimmed.lastIndexOf('/')
+  const dir = at < 0 ? '.' : at === 0 ? '/' : trimmed.slice(0, at)
+  const name = trimmed.slice(at + 1)
+  return name === '.' || name === '..' ? [path, ''] : [dir, name]
+}
+
 export class SftpProxy {
   private readonly handles = new Map<string, OpenHandle>()
 
@@ -47,40 +81,62 @@ export class SftpProxy {
     private readonly pipeline: Pipeline,
     private readonly session: SessionInfo,
     private readonly onOperation: () => void,
+    private readonly guard: Guard,
   ) {}
 
   /** Registers every handler at once, so no request the client sends early goes unanswered. */
   start(): void {
     const c = this.client
     // Each handler runs once the target is ready; promise callbacks keep the client's order.
-    const on = (event: string, handler: (t: SFTPWrapper, ...args: never[]) => void) =>
-      c.on(event, (...args: unknown[]) => {
-        void this.target.then(
-          (t) => handler(t, ...(args as never[])),
-          () => c.status(args[0] as number, STATUS_CODE.FAILURE, 'gatehouse: sftp is not available'),
-        )
+    const on = (event: string, handler: (t: SFTPWrapper, ...args: never[]) => unknown) =>
+      this.guard(c, event, `sftp ${event.toLowerCase()}`, async (...args: never[]) => {
+        let t: SFTPWrapper
+        try {
+          t = await this.target
+        } catch {
+          return c.status((args as unknown[])[0] as number, STATUS_CODE.FAILURE, 'gatehouse: sftp is not available')
+        }
+        return handler(t, ...args)
       })
     on('OPEN', (t, id: number, path: string, flags: number, attrs: Attributes) =>
-      void this.judged(id, 'open', path, { mode: openModes(flags) }, (request) =>
-        t.open(path, flags, attrs, (err, handle) => (err ? this.fail(id, err, request) : this.issue(id, handle, request))),
+      this.judged(t, id, 'open', path, 'follow', { mode: openModes(flags) }, (canonical, request) =>
+        t.open(canonical, flags, attrs, (err, handle) => (err ? this.fail(id, err, request) : this.issue(id, handle, canonical, request))),
       ),
     )
     on('OPENDIR', (t, id: number, path: string) =>
-      void this.judged(id, 'opendir', path, {}, (request) => t.opendir(path, (err, handle) => (err ? this.fail(id, err, request) : this.issue(id, handle, request)))),
+      this.judged(t, id, 'opendir', path, 'follow', {}, (canonical, request) => t.opendir(canonical, (err, handle) => (err ? this.fail(id, err, request) : this.issue(id, handle, canonical, request)))),
     )
-    on('REMOVE', (t, id: number, path: string) => void this.judged(id, 'remove', path, {}, (request) => t.unlink(path, (err) => this.done(id, err, request))))
-    on('RMDIR', (t, id: number, path: string) => void this.judged(id, 'rmdir', path, {}, (request) => t.rmdir(path, (err) => this.done(id, err, request))))
-    on('MKDIR', (t, id: number, path: string, attrs: Attributes) => void this.judged(id, 'mkdir', path, {}, (request) => t.mkdir(path, attrs, (err) => this.done(id, err, request))))
-    on('RENAME', (t, id: number, from: string, to: string) => void this.judged(id, 'rename', from, { to }, (request) => t.rename(from, to, (err) => this.done(id, err, request))))
-    on('SETSTAT', (t, id: number, path: string, attrs: Attributes) => void this.judged(id, 'setstat', path, { attrs: describeAttrs(attrs) }, (request) => t.setstat(path, attrs, (err) => this.done(id, err, request))))
+    on('REMOVE', (t, id: number, path: string) => this.judged(t, id, 'remove', path, 'name', {}, (canonical, request) => t.unlink(canonical, (err) => this.done(id, err, request))))
+    on('RMDIR', (t, id: number, path: string) => this.judged(t, id, 'rmdir', path, 'name', {}, (canonical, request) => t.rmdir(canonical, (err) => this.done(id, err, request))))
+    on('MKDIR', (t, id: number, path: string, attrs: Attributes) => this.judged(t, id, 'mkdir', path, 'name', {}, (canonical, request) => t.mkdir(canonical, attrs, (err) => this.done(id, err, request))))
+    on('RENAME', async (t, id: number, from: string, to: string) => {
+      const destination = await this.canonical(t, to, 'name')
+      if ('error' in destination) return this.unresolvable(id, 'rename', from, { to, error: destination.error })
+      return this.judged(t, id, 'rename', from, 'name', { to: destination.path, requestedTo: to }, (canonical, request) => t.rename(canonical, destination.path, (err) => this.done(id, err, request)))
+    })
+    on('SETSTAT', (t, id: number, path: string, attrs: Attributes) => this.judged(t, id, 'setstat', path, 'follow', { attrs: describeAttrs(attrs) }, (canonical, request) => t.setstat(canonical, attrs, (err) => this.done(id, err, request))))
+    // the link's own name is judged; what it points to is judged when something opens through it
     on('SYMLINK', (t, id: number, linkPath: string, targetPath: string) =>
-      void this.judged(id, 'symlink', linkPath, { to: targetPath }, (request) => t.symlink(targetPath, linkPath, (err) => this.done(id, err, request))),
+      this.judged(t, id, 'symlink', linkPath, 'name', { to: targetPath }, (canonical, request) => t.symlink(targetPath, canonical, (err) => this.done(id, err, request))),
     )
-    // Metadata reads pass.
-    on('STAT', (t, id: number, path: string) => t.stat(path, (err, stats) => (err ? this.fail(id, err) : c.attrs(id, stats))))
-    on('LSTAT', (t, id: number, path: string) => t.lstat(path, (err, stats) => (err ? this.fail(id, err) : c.attrs(id, stats))))
-    on('REALPATH', (t, id: number, path: string) => t.realpath(path, (err, abs) => (err ? this.fail(id, err) : c.name(id, [{ filename: abs, longname: abs, attrs: {} as Attributes }]))))
-    on('READLINK', (t, id: number, path: string) => t.readlink(path, (err, link) => (err ? this.fail(id, err) : c.name(id, [{ filename: link, longname: link, attrs: {} as Attributes }]))))
+    // Metadata reads: judged like opendir (a one-directory grant does not reveal the filesystem).
+    on('STAT', (t, id: number, path: string) => this.judged(t, id, 'stat', path, 'follow', {}, (canonical, request) => t.stat(canonical, (err, stats) => this.attrs(id, err, stats, request))))
+    on('LSTAT', (t, id: number, path: string) => this.judged(t, id, 'lstat', path, 'name', {}, (canonical, request) => t.lstat(canonical, (err, stats) => this.attrs(id, err, stats, request))))
+    on('REALPATH', (t, id: number, path: string) =>
+      this.judged(t, id, 'realpath', path, 'follow', {}, (canonical, request) => {
+        this.pipeline.complete(request, { status: 'ok' })
+        c.name(id, [{ filename: canonical, longname: canonical, attrs: {} as Attributes }])
+      }),
+    )
+    on('READLINK', (t, id: number, path: string) =>
+      this.judged(t, id, 'readlink', path, 'name', {}, (canonical, request) =>
+        t.readlink(canonical, (err, link) => {
+          if (err) return this.fail(id, err, request)
+          this.pipeline.complete(request, { status: 'ok' })
+          c.name(id, [{ filename: link, longname: link, attrs: {} as Attributes }])
+        }),
+      ),
+    )
     // Operations on handles the gateway handed out.
     on('READ', (t, id: number, handle: Buffer, offset: number, length: number) => {
       const h = this.known(id, handle)
@@ -105,8 +161,14 @@ export class SftpProxy {
     on('FSTAT', (t, id: number, handle: Buffer) => {
       if (this.known(id, handle)) t.fstat(handle, (err, stats) => (err ? this.fail(id, err) : c.attrs(id, stats)))
     })
-    on('FSETSTAT', (t, id: number, handle: Buffer, attrs: Attributes) => {
-      if (this.known(id, handle)) t.fsetstat(handle, attrs, (err) => this.done(id, err))
+    // chmod, chown, utimes or truncate through a handle changes the file as setstat does: judged
+    // as setstat on the path the handle was opened with (a read-only open does not grant it).
+    on('FSETSTAT', async (t, id: number, handle: Buffer, attrs: Attributes) => {
+      const h = this.known(id, handle)
+      if (!h) return
+      const request = this.pipeline.request(this.session, { action: 'ssh.sftp', text: `sftp setstat ${h.path}`, attrs: { ssh: { subsystem: 'sftp', op: 'setstat', path: h.path, requestedPath: h.path, handle: true, attrs: describeAttrs(attrs) } } })
+      if (!(await this.admitted(id, request))) return
+      t.fsetstat(handle, attrs, (err) => this.done(id, err, request))
     })
     on('READDIR', (t, id: number, handle: Buffer) => {
       if (!this.known(id, handle)) return
@@ -125,7 +187,7 @@ export class SftpProxy {
         this.done(id, err)
       })
     })
-    on('EXTENDED', (t, id: number) => c.status(id, STATUS_CODE.OP_UNSUPPORTED))
+    on('EXTENDED', (_t, id: number) => c.status(id, STATUS_CODE.OP_UNSUPPORTED))
   }
 
   /** At the end of the SFTP session: outcomes for handles never closed. */
@@ -134,22 +196,47 @@ export class SftpProxy {
     this.handles.clear()
   }
 
-  private async judged(id: number, op: string, path: string, extra: Record<string, unknown>, run: (request: GatewayRequest) => void): Promise<void> {
+  /** The path as the target resolves it (see the file comment for `follow` and `name`). */
+  private async canonical(t: SFTPWrapper, path: string, resolve: Resolve): Promise<Canonical> {
+    const [dir, name] = resolve === 'name' ? splitLast(path) : [path, '']
+    const real = await new Promise<Canonical>((done) => t.realpath(dir, (error, abs) => done(error ? { error } : { path: abs })))
+    if ('error' in real || name === '') return real
+    return { path: real.path === '/' ? `/${name}` : `${real.path}/${name}` }
+  }
+
+  /**
+   * Canonicalises the path, puts the operation to policy with both spellings and, when it is
+   * admitted, runs it on the canonical path. A path the target cannot canonicalise is refused.
+   */
+  private async judged(t: SFTPWrapper, id: number, op: string, path: string, resolve: Resolve, extra: Record<string, unknown>, run: (canonical: string, request: GatewayRequest) => void): Promise<void> {
     this.onOperation()
-    const text = `sftp ${op} ${path}${typeof extra.to === 'string' ? ` -> ${extra.to}` : ''}`
-    const request = this.pipeline.request(this.session, { action: 'ssh.sftp', text, attrs: { ssh: { subsystem: 'sftp', op, path, ...extra } } })
+    const resolved = await this.canonical(t, path, resolve)
+    if ('error' in resolved) return this.unresolvable(id, op, path, { ...extra, error: resolved.error })
+    const text = `sftp ${op} ${resolved.path}${typeof extra.to === 'string' ? ` -> ${extra.to}` : ''}`
+    const request = this.pipeline.request(this.session, { action: 'ssh.sftp', text, attrs: { ssh: { subsystem: 'sftp', op, path: resolved.path, requestedPath: path, ...extra } } })
+    if (await this.admitted(id, request)) run(resolved.path, request)
+  }
+
+  /** Puts a request to policy; a refusal is answered here. */
+  private async admitted(id: number, request: GatewayRequest): Promise<boolean> {
     const admission = await this.pipeline.admit(request)
-    if (!admission.admitted) {
-      this.client.status(id, STATUS_CODE.PERMISSION_DENIED, `gatehouse: denied by ${admission.decision.rule ?? 'default-deny'}: ${admission.decision.reason ?? 'denied'}`)
-      return
-    }
-    run(request)
+    if (!admission.admitted) this.client.status(id, STATUS_CODE.PERMISSION_DENIED, `gatehouse: denied by ${admission.decision.rule ?? 'default-deny'}: ${admission.decision.reason ?? 'denied'}`)
+    return admission.admitted
+  }
+
+  /** The target could not canonicalise a path: refused (and recorded), answered with the target's own error. */
+  private async unresolvable(id: number, op: string, path: string, extra: { to?: string; error: Error & { code?: unknown } } & Record<string, unknown>): Promise<void> {
+    const { error, to, ...rest } = extra
+    const request = this.pipeline.request(this.session, { action: 'ssh.sftp', text: `sftp ${op} ${path}`, attrs: { ssh: { subsystem: 'sftp', op, requestedPath: path, ...(to === undefined ? {} : { requestedTo: to }), ...rest } } })
+    await this.pipeline.refuse(request, { rule: 'gatehouse/path', reason: `the target cannot resolve the path: ${error.message}`, code: 'GH_ERR_PARSE_FAILED' })
+    const code = typeof error.code === 'number' ? error.code : STATUS_CODE.NO_SUCH_FILE
+    this.client.status(id, code, error.message)
   }
 
   /** Hands out a handle; an open's outcome waits for its close (with the bytes), an opendir's is recorded now. */
-  private issue(id: number, handle: Buffer, request: GatewayRequest): void {
+  private issue(id: number, handle: Buffer, path: string, request: GatewayRequest): void {
     const isOpen = (request.attrs.ssh as { op?: string }).op === 'open'
-    this.handles.set(handle.toString('hex'), { request: isOpen ? request : undefined, bytesIn: 0, bytesOut: 0 })
+    this.handles.set(handle.toString('hex'), { request: isOpen ? request : undefined, path, bytesIn: 0, bytesOut: 0 })
     if (!isOpen) this.pipeline.complete(request, { status: 'opened' })
     this.client.handle(id, handle)
   }
@@ -158,6 +245,12 @@ export class SftpProxy {
     const h = this.handles.get(handle.toString('hex'))
     if (!h) this.client.status(id, STATUS_CODE.FAILURE, 'gatehouse: unknown handle')
     return h
+  }
+
+  private attrs(id: number, err: Error | undefined, stats: Attributes, request: GatewayRequest): void {
+    if (err) return this.fail(id, err, request)
+    this.pipeline.complete(request, { status: 'ok' })
+    this.client.attrs(id, stats)
   }
 
   private done(id: number, err: Error | null | undefined, request?: GatewayRequest): void {

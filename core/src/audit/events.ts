@@ -71,6 +71,7 @@ export interface OutcomeEvent extends EventBase {
   readonly bytesOut?: number
   readonly error?: Outcome['error']
   readonly skipped?: boolean
+  readonly recording?: string
 }
 
 /**

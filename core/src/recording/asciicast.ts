@@ -25,7 +25,7 @@ export interface TerminalRecordingInit {
 }
 
 export interface TerminalRecording {
-  /** Where the recording is written; put it in the request's audit attributes. */
+  /** Where the recording is written; name it in the request's outcome (`recording`). */
   readonly path: string
   /** Bytes the terminal showed. Must not throw. */
   output(data: Buffer | string): void
@@ -37,7 +37,7 @@ export interface TerminalRecording {
 }
 
 export interface TerminalRecorder {
-  /** Where the recording of this request is (or would be) written: put it in the request's audit attributes. */
+  /** Where the recording of this request is (or would be) written. */
   pathFor(session: string, request: string): string
   /** Opens a recording for one terminal request. Called once per request, before its first output. */
   open(init: TerminalRecordingInit): TerminalRecording

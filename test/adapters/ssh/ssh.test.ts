@@ -66,7 +66,7 @@ const policies = (echoPort: number) => [
     rules: [
       { id: 'no-lateral', effect: 'deny', actions: ['ssh.exec'], match: { 'ssh.programs': ['ssh', 'scp', 'nc', 'ncat', 'socat', 'curl', 'wget', 'telnet'] }, reason: 'no lateral movement from the target' },
       { id: 'no-dev-tcp', effect: 'deny', actions: ['ssh.exec'], match: { 'ssh.network': true }, reason: 'no network redirections' },
-      { id: 'no-etc-writes', effect: 'deny', actions: ['ssh.sftp'], when: 'has(request.ssh.path) && request.ssh.path.startsWith("/etc/") && request.ssh.op != "open" || has(request.ssh.mode) && request.ssh.path.startsWith("/etc/") && request.ssh.mode.exists(m, m != "read")', reason: 'nothing under /etc changes over sftp' },
+      { id: 'no-etc-writes', effect: 'deny', actions: ['ssh.sftp'], when: 'has(request.ssh.path) && request.ssh.path.startsWith("/etc/") && !(request.ssh.op in ["open", "opendir", "stat", "lstat", "readlink", "realpath"]) || has(request.ssh.mode) && request.ssh.path.startsWith("/etc/") && request.ssh.mode.exists(m, m != "read")', reason: 'nothing under /etc changes over sftp' },
       { id: 'commands', effect: 'allow', actions: ['ssh.exec', 'ssh.shell', 'ssh.sftp'] },
       { id: 'echo-forward', effect: 'allow', actions: ['ssh.forward'], when: `request.ssh.kind == "local" && request.ssh.host == "127.0.0.1" && request.ssh.port == ${echoPort}` },
     ],
@@ -388,9 +388,11 @@ describe('terminal sessions', () => {
     }
     const shell = (await requests()).filter((e) => e.action === 'ssh.shell').at(-1)
     expect(shell).toMatchObject({ verdict: 'allow' })
-    const recording = (shell?.attrs as { ssh: { recording: string; pty: { term: string } } }).ssh
-    expect(recording.pty.term).toBeTruthy()
+    expect((shell?.attrs as { ssh: { pty: { term: string } } }).ssh.pty.term).toBeTruthy()
     await new Promise((r) => setTimeout(r, 200))
+    // the outcome names the recording once it exists
+    const outcome = (await gw.audit()).find((e) => e.type === 'outcome' && e.request === shell?.request) as { recording?: string } | undefined
+    const recording = { recording: outcome?.recording as string }
     const lines = readFileSync(recording.recording, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as unknown)
     expect(lines[0]).toMatchObject({ version: 2, width: 80, height: 24 })
     const events = lines.slice(1) as [number, string, string][]
