@@ -116,7 +116,7 @@ export class SshSession {
       } catch (err) {
         return this.fault(where, err)
       }
-      if (result instanceof Promise) result.catch((err: unknown) => this.fault(where, err))
+      if (isThenable(result)) result.then(undefined, (err: unknown) => this.fault(where, err))
     })
   }
 
@@ -714,6 +714,8 @@ class SftpRefused extends Error {
     super(message)
   }
 }
+
+const isThenable = (value: unknown): value is PromiseLike<unknown> => typeof (value as PromiseLike<unknown> | undefined)?.then === 'function'
 
 /** A name the client sent, safe to log and audit: control bytes shown as escapes, at most 128 characters. */
 function printable(text: string): string {

@@ -1,0 +1,464 @@
+/**
+ * The SSH adapter against a hostile caller, with the real OpenSSH clients (and ssh2's client
+ * where a message must be crafted) through a real gateway in front of a real sshd:
+ * - sftp paths judged as the target resolves them (`..`, symlinks), not as spelled;
+ * - fsetstat and metadata reads judged like the operations they are;
+ * - attempts that used to leave no trace (refused env, tunnel channels, a second exec on a
+ *   channel, oversized commands, bad signals and subsystem names) recorded as refused;
+ * - messages a caller can act on (sftp against a target with the wrong host key);
+ * - the target reached only when an admitted request needs it;
+ * - a failure inside any session handler ends that session only, never the process.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { spawn } from 'node:child_process'
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { createServer, connect, type Server, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createRequire } from 'node:module'
+import ssh2 from 'ssh2'
+import type { AuditEvent, RequestEvent } from '@gatehouse/core'
+import { generateHostKey } from '@gatehouse/adapter-ssh'
+import { startGateway, type TestGateway } from '../../fixtures/gateway.js'
+import { generateKeyPair, sftpArgs, sshArgs, startSshd, type KeyPair, type Sshd } from '../../fixtures/sshd.js'
+
+let sshd: Sshd
+let gw: TestGateway
+let dir: string
+let art: string
+let secret: string
+let agentKey: KeyPair
+/** Connections the gateway made to the target (through a counting TCP relay in front of sshd). */
+let targetConnections = 0
+let relay: Server
+const relaySockets = new Set<Socket>()
+
+interface Run {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 20_000)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
+    child.stdin.on('error', () => undefined)
+    child.stdin.end(opts.input ?? '')
+  })
+}
+
+const asAgent = (extra: string[] = [], port = gw.port) => sshArgs({ port, user: 'agent-1', identityFile: agentKey.privateKeyPath, extra })
+const ssh = (command: string, extra: string[] = []) => run('ssh', [...asAgent(extra), command])
+const sftpBatch = (lines: string[], port = gw.port) => {
+  const batch = join(dir, `batch-${Math.random().toString(36).slice(2)}`)
+  writeFileSync(batch, `${lines.join('\n')}\n`)
+  return run('sftp', sftpArgs({ port, user: 'agent-1', identityFile: agentKey.privateKeyPath, extra: ['-b', batch] }))
+}
+
+async function requests(action?: string): Promise<RequestEvent[]> {
+  return (await gw.audit()).filter((e): e is RequestEvent => e.type === 'request' && (action === undefined || e.action === action))
+}
+
+const sshAttrs = (e: RequestEvent) => (e.attrs as { ssh: Record<string, unknown> }).ssh
+
+/** An ssh2 client logged into the gateway as agent-1. */
+async function client(port = gw.port): Promise<ssh2.Client> {
+  const c = new ssh2.Client()
+  await new Promise<void>((resolve, reject) => {
+    c.once('ready', () => resolve())
+    c.once('error', reject)
+    c.connect({ host: '127.0.0.1', port, username: 'agent-1', privateKey: readFileSync(agentKey.privateKeyPath), readyTimeout: 10_000 })
+  })
+  c.on('error', () => undefined)
+  return c
+}
+
+function execOn(c: ssh2.Client, command: string): Promise<{ code: number | undefined; stdout: string; stderr: string; channel: ssh2.ClientChannel }> {
+  return new Promise((resolve, reject) => {
+    c.exec(command, (err, ch) => {
+      if (err) return reject(err)
+      let stdout = ''
+      let stderr = ''
+      let code: number | undefined
+      ch.on('data', (d: Buffer) => (stdout += d.toString()))
+      ch.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+      ch.on('exit', (c2: number) => (code = c2))
+      ch.on('close', () => resolve({ code, stdout, stderr, channel: ch }))
+    })
+  })
+}
+
+function sftpOf(c: ssh2.Client): Promise<ssh2.SFTPWrapper> {
+  return new Promise((resolve, reject) => c.sftp((err, s) => (err ? reject(err) : resolve(s))))
+}
+
+const closed = (c: ssh2.Client) => new Promise<void>((resolve) => c.once('close', () => resolve()))
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'gatehouse-ssh-attacks-'))
+  chmodSync(dir, 0o755)
+  art = join(dir, 'artifacts')
+  secret = join(dir, 'home', '.ssh')
+  mkdirSync(join(art, 'sub'), { recursive: true })
+  mkdirSync(secret, { recursive: true })
+  writeFileSync(join(art, 'build.txt'), 'artifact\n')
+  writeFileSync(join(secret, 'id_ed25519'), 'PRIVATE KEY\n')
+  chmodSync(join(art, 'build.txt'), 0o644)
+  symlinkSync(join(secret, 'id_ed25519'), join(art, 'leak'))
+  symlinkSync(join(secret, 'planted'), join(art, 'dangling'))
+  sshd = await startSshd()
+  agentKey = await generateKeyPair(dir, 'agent')
+  relay = createServer((down) => {
+    targetConnections++
+    const up = connect(sshd.port, sshd.host)
+    relaySockets.add(down)
+    relaySockets.add(up)
+    down.pipe(up).pipe(down)
+    const end = () => {
+      down.destroy()
+      up.destroy()
+      relaySockets.delete(down)
+      relaySockets.delete(up)
+    }
+    down.on('error', end)
+    up.on('error', end)
+    down.on('close', end)
+    up.on('close', end)
+  })
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', () => r()))
+  const relayPort = (relay.address() as { port: number }).port
+  const hostKey = generateHostKey()
+  const underArt = `request.ssh.path.startsWith("${art}/")`
+  gw = await startGateway({
+    upstream: {},
+    identities: [{ id: 'agent-1', groups: ['agents'], sshKeys: [agentKey.publicKey] }],
+    connection: {
+      name: 'target',
+      adapter: 'ssh',
+      upstream: { host: '127.0.0.1', port: relayPort, user: sshd.user, privateKey: sshd.clientPrivateKey, hostKey: sshd.hostKeyFingerprint },
+      options: { hostKeys: [hostKey.privateKey] },
+    },
+    extraConnections: [
+      {
+        name: 'wrong-key',
+        adapter: 'ssh',
+        upstream: { host: sshd.host, port: sshd.port, user: sshd.user, privateKey: sshd.clientPrivateKey, hostKey: `SHA256:${'A'.repeat(43)}` },
+        options: { hostKeys: [hostKey.privateKey] },
+      },
+    ],
+    policies: [
+      {
+        id: 'artifacts',
+        principals: { groups: ['agents'] },
+        rules: [
+          { id: 'sftp-session', effect: 'allow', actions: ['ssh.sftp'], match: { 'ssh.op': ['session'] } },
+          // sftp asks where it starts (REALPATH ".") before anything else
+          { id: 'where-am-i', effect: 'allow', actions: ['ssh.sftp'], match: { 'ssh.op': ['realpath'] } },
+          { id: 'read-artifacts', effect: 'allow', actions: ['ssh.sftp'], when: `request.ssh.op in ["opendir", "stat", "lstat", "readlink"] && ${underArt} || request.ssh.op == "open" && request.ssh.mode == ["read"] && ${underArt}` },
+          { id: 'scratch', effect: 'allow', actions: ['ssh.sftp'], when: `has(request.ssh.path) && request.ssh.path.startsWith("${art}/scratch/")` },
+          { id: 'commands', effect: 'allow', actions: ['ssh.exec', 'ssh.subsystem'] },
+          { id: 'remote-forward', effect: 'allow', actions: ['ssh.forward'], match: { 'ssh.kind': ['remote'] } },
+        ],
+      },
+    ],
+  })
+}, 60_000)
+
+afterAll(async () => {
+  await gw?.stop()
+  for (const s of relaySockets) s.destroy()
+  relay?.close()
+  await sshd?.stop()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+describe('sftp paths are judged as the target resolves them', () => {
+  it('refuses a `..` path out of the granted directory, and judges the canonical path', async () => {
+    const back = join(dir, 'stolen-1')
+    const spelled = `${art}/../home/.ssh/id_ed25519`
+    const r = await sftpBatch([`get ${spelled} ${back}`])
+    expect(r.code).not.toBe(0)
+    expect(() => readFileSync(back)).toThrow()
+    const open = (await requests('ssh.sftp')).find((e) => sshAttrs(e).requestedPath === spelled)
+    expect(open).toBeDefined()
+    expect(sshAttrs(open as RequestEvent).path).toBe(join(secret, 'id_ed25519'))
+    expect((open as RequestEvent).verdict).toBe('deny')
+  })
+
+  it('refuses a symlink inside the granted directory that points out of it', async () => {
+    const back = join(dir, 'stolen-2')
+    const r = await sftpBatch([`get ${art}/leak ${back}`])
+    expect(r.code).not.toBe(0)
+    expect(r.stderr).toContain('Permission denied')
+    expect(() => readFileSync(back)).toThrow()
+    const judged = (await requests('ssh.sftp')).filter((e) => sshAttrs(e).requestedPath === `${art}/leak`)
+    expect(judged.length).toBeGreaterThan(0)
+    for (const e of judged) expect(sshAttrs(e).path === `${art}/leak` ? sshAttrs(e).op : e.verdict).toMatch(/^(lstat|readlink|deny)$/)
+    expect(judged.some((e) => sshAttrs(e).path === join(secret, 'id_ed25519') && e.verdict === 'deny')).toBe(true)
+  })
+
+  it('still serves what the grant allows, by its canonical path, with the spelling kept', async () => {
+    const back = join(dir, 'build-copy')
+    const r = await sftpBatch([`get ${art}/./sub/../build.txt ${back}`])
+    expect(r.code, r.stderr).toBe(0)
+    expect(readFileSync(back, 'utf8')).toBe('artifact\n')
+    const open = (await requests('ssh.sftp')).find((e) => sshAttrs(e).op === 'open' && sshAttrs(e).requestedPath === `${art}/./sub/../build.txt`)
+    expect(open).toMatchObject({ verdict: 'allow' })
+    expect(sshAttrs(open as RequestEvent).path).toBe(`${art}/build.txt`)
+  })
+
+  it('judges mkdir through a dangling symlink where it would create, and forwards the canonical path', async () => {
+    mkdirSync(join(art, 'scratch'), { recursive: true })
+    const c = await client()
+    try {
+      const s = await sftpOf(c)
+      // a symlink in the writable scratch directory pointing outside: writing through it is judged outside
+      symlinkSync(join(secret, 'authorized_keys'), join(art, 'scratch', 'ak'))
+      const write = await new Promise<string>((resolve) => s.open(`${art}/scratch/ak`, 'w', (err) => resolve(err ? err.message : 'opened')))
+      expect(write).toContain('denied')
+      expect(() => statSync(join(secret, 'authorized_keys'))).toThrow()
+      // mkdir does not follow the last name: judged (and made) in scratch
+      const made = await new Promise<string>((resolve) => s.mkdir(`${art}/scratch/../scratch/newdir`, (err) => resolve(err ? err.message : 'ok')))
+      expect(made).toBe('ok')
+      expect(statSync(join(art, 'scratch', 'newdir')).isDirectory()).toBe(true)
+      const mkdir = (await requests('ssh.sftp')).find((e) => sshAttrs(e).op === 'mkdir')
+      expect(sshAttrs(mkdir as RequestEvent)).toMatchObject({ path: `${art}/scratch/newdir`, requestedPath: `${art}/scratch/../scratch/newdir` })
+    } finally {
+      c.end()
+    }
+  })
+
+  it('refuses a path the target cannot resolve, with the target\'s own error, and records it', async () => {
+    const c = await client()
+    try {
+      const s = await sftpOf(c)
+      const err = await new Promise<Error & { code?: number }>((resolve) => s.open(`${art}/missing/deeper`, 'r', (e) => resolve(e as Error)))
+      expect(err.code).toBe(ssh2.utils.sftp.STATUS_CODE.NO_SUCH_FILE)
+      const refused = (await requests('ssh.sftp')).find((e) => sshAttrs(e).requestedPath === `${art}/missing/deeper`)
+      expect(refused).toMatchObject({ verdict: 'deny', rule: 'gatehouse/path' })
+    } finally {
+      c.end()
+    }
+  })
+})
+
+describe('handles and metadata', () => {
+  it('judges fsetstat on a read-only handle as setstat on its path: a read grant cannot chmod', async () => {
+    const before = statSync(join(art, 'build.txt')).mode & 0o7777
+    const c = await client()
+    try {
+      const s = await sftpOf(c)
+      const handle = await new Promise<Buffer>((resolve, reject) => s.open(`${art}/build.txt`, 'r', (err, h) => (err ? reject(err) : resolve(h))))
+      const err = await new Promise<Error | undefined>((resolve) => s.fchmod(handle, 0o777, (e) => resolve(e ?? undefined)))
+      expect(err?.message).toContain('denied')
+      const truncated = await new Promise<Error | undefined>((resolve) => s.fsetstat(handle, { size: 0 }, (e) => resolve(e ?? undefined)))
+      expect(truncated?.message).toContain('denied')
+      expect(statSync(join(art, 'build.txt')).mode & 0o7777).toBe(before)
+      expect(readFileSync(join(art, 'build.txt'), 'utf8')).toBe('artifact\n')
+      const setstat = (await requests('ssh.sftp')).filter((e) => sshAttrs(e).op === 'setstat' && sshAttrs(e).handle === true)
+      expect(setstat.map((e) => [sshAttrs(e).path, e.verdict])).toEqual([
+        [`${art}/build.txt`, 'deny'],
+        [`${art}/build.txt`, 'deny'],
+      ])
+    } finally {
+      c.end()
+    }
+  })
+
+  it('judges and records stat, lstat and readlink: a one-directory grant does not reveal the filesystem', async () => {
+    const c = await client()
+    try {
+      const s = await sftpOf(c)
+      const stat = await new Promise<string>((resolve) => s.stat('/etc/shadow', (err) => resolve(err ? err.message : 'revealed')))
+      const lstat = await new Promise<string>((resolve) => s.lstat('/root', (err) => resolve(err ? err.message : 'revealed')))
+      const link = await new Promise<string>((resolve) => s.readlink('/etc/os-release', (err) => resolve(err ? err.message : 'revealed')))
+      expect([stat, lstat, link].every((m) => m.includes('denied'))).toBe(true)
+      const ok = await new Promise<string>((resolve) => s.stat(`${art}/build.txt`, (err, st) => resolve(err ? err.message : String(st.size))))
+      expect(ok).toBe('9')
+      const ops = (await requests('ssh.sftp')).map((e) => [sshAttrs(e).op, sshAttrs(e).path, e.verdict])
+      expect(ops).toEqual(expect.arrayContaining([['stat', '/etc/shadow', 'deny'], ['lstat', '/root', 'deny'], ['readlink', '/etc/os-release', 'deny'], ['stat', `${art}/build.txt`, 'allow']]))
+    } finally {
+      c.end()
+    }
+  })
+})
+
+describe('attempts leave a trace', () => {
+  it('records a refused environment variable by name, never its value', async () => {
+    const r = await ssh('echo ran', ['-o', 'SetEnv=GATEHOUSE_PROBE_NAME=s3cr3t-value'])
+    expect(r.stdout).toBe('ran\n')
+    const env = (await requests('ssh.env')).find((e) => sshAttrs(e).name === 'GATEHOUSE_PROBE_NAME')
+    expect(env).toMatchObject({ verdict: 'deny', rule: 'gatehouse/env' })
+    expect(readFileSync(gw.auditPath, 'utf8')).not.toContain('s3cr3t-value')
+  })
+
+  it('records an `ssh -w` tunnel channel as refused', async () => {
+    const r = await run('ssh', [...asAgent(['-o', 'ExitOnForwardFailure=yes', '-o', 'Tunnel=point-to-point', '-w', 'any:any', '-N'])], { timeoutMs: 10_000 })
+    expect(r.code).toBe(255)
+    const channel = (await requests('ssh.channel')).find((e) => sshAttrs(e).type === 'tun@openssh.com')
+    expect(channel).toMatchObject({ verdict: 'deny', rule: 'gatehouse/unsupported' })
+  })
+
+  it('refuses and records a second exec on a channel; the first runs undisturbed', async () => {
+    const c = await client()
+    try {
+      const result = await new Promise<{ stdout: string; code: number | undefined }>((resolve, reject) => {
+        c.exec('sleep 0.3; echo first', (err, ch) => {
+          if (err) return reject(err)
+          let stdout = ''
+          let code: number | undefined
+          ch.on('data', (d: Buffer) => (stdout += d.toString()))
+          ch.on('exit', (x: number) => (code = x))
+          ch.on('close', () => resolve({ stdout, code }))
+          const raw = c as unknown as { _protocol: { exec(id: number, command: string, wantReply: boolean): void } }
+          raw._protocol.exec((ch as unknown as { outgoing: { id: number } }).outgoing.id, 'echo second-ran', true)
+        })
+      })
+      expect(result).toEqual({ stdout: 'first\n', code: 0 })
+      const second = (await requests('ssh.exec')).find((e) => e.text === 'echo second-ran')
+      expect(second).toMatchObject({ verdict: 'deny', rule: 'gatehouse/one-request-per-channel' })
+    } finally {
+      c.end()
+    }
+  })
+
+  it('records a command line too large to read, and says why the session ended', async () => {
+    const huge = `echo ${'x'.repeat(40_000)}`
+    const r = await ssh(huge)
+    expect(r.code).toBe(255)
+    const events = await gw.audit()
+    const packet = events.find((e): e is RequestEvent => e.type === 'request' && e.action === 'ssh.packet')
+    expect(packet).toMatchObject({ verdict: 'deny', rule: 'gatehouse/limits' })
+    const end = events.find((e) => e.type === 'session.end' && e.session === packet?.session) as { reason?: string } | undefined
+    expect(end?.reason).toContain('larger than the gateway reads')
+  })
+})
+
+describe('messages', () => {
+  it('tells an sftp user why the target was refused (host key mismatch), not just "Connection closed"', async () => {
+    const r = await sftpBatch(['ls'], gw.portOf('wrong-key'))
+    expect(r.code).not.toBe(0)
+    expect(r.stderr).toContain('gatehouse: target host key')
+    expect(r.stderr).toContain('does not match')
+  })
+})
+
+describe('the target is reached only when needed', () => {
+  it('does not log into the target for `ssh -N` or a denied request; does for the first admitted one', async () => {
+    const before = targetConnections
+    const idle = spawn('ssh', asAgent(['-N']), { stdio: 'ignore' })
+    await new Promise((r) => setTimeout(r, 1500))
+    idle.kill()
+    const denied = await ssh('cat /etc/hostname', ['-o', 'RequestTTY=no', '-s'])
+    expect(denied.code).not.toBe(0)
+    expect(targetConnections).toBe(before)
+    expect((await ssh('echo reached')).stdout).toBe('reached\n')
+    expect(targetConnections).toBe(before + 1)
+  })
+})
+
+describe('one session never ends the process', () => {
+  it('refuses a subsystem name with a NUL or control byte before it reaches the target, and goes on', async () => {
+    const c = await client()
+    try {
+      for (const name of ['sftp\0x', 'sftp\nx', 'a b']) {
+        const err = await new Promise<Error | undefined>((resolve) => c.subsys(name, (e) => resolve(e ?? undefined)))
+        expect(err, JSON.stringify(name)).toBeDefined()
+      }
+      expect((await execOn(c, 'echo alive')).stdout).toBe('alive\n')
+      const refused = (await requests('ssh.subsystem')).filter((e) => e.rule === 'gatehouse/subsystem').map((e) => sshAttrs(e).subsystem)
+      expect(refused).toEqual(expect.arrayContaining(['sftp\\u0000x', 'sftp\\nx', 'a b']))
+    } finally {
+      c.end()
+    }
+  })
+
+  it('refuses a signal with an unknown name without dropping the connection', async () => {
+    // ssh2's client refuses to send names outside its table; the attacker's client has no such table
+    const constants = createRequire(import.meta.url)('ssh2/lib/protocol/constants.js') as { SIGNALS: Record<string, number> }
+    constants.SIGNALS.GATEHOUSEBOGUS = 1
+    const c = await client()
+    try {
+      const done = await new Promise<{ stdout: string }>((resolve, reject) => {
+        c.exec('sleep 0.5; echo survived', (err, ch) => {
+          if (err) return reject(err)
+          let stdout = ''
+          ch.on('data', (d: Buffer) => (stdout += d.toString()))
+          ch.on('close', () => resolve({ stdout }))
+          ch.signal('GATEHOUSEBOGUS')
+        })
+      })
+      expect(done.stdout).toBe('survived\n')
+      expect((await execOn(c, 'echo still')).stdout).toBe('still\n')
+      expect((await requests('ssh.signal')).some((e) => sshAttrs(e).signal === 'GATEHOUSEBOGUS' && e.verdict === 'deny')).toBe(true)
+    } finally {
+      delete constants.SIGNALS.GATEHOUSEBOGUS
+      c.end()
+    }
+  })
+
+  it('survives cancel-tcpip-forward after the target dropped the gateway\'s connection', async () => {
+    const c = await client()
+    const ended = closed(c)
+    const port = await new Promise<number>((resolve, reject) => c.forwardIn('127.0.0.1', 0, (err, p) => (err ? reject(err) : resolve(p))))
+    // the target drops the gateway's connection (as it did on a NUL subsystem name): kill the relay's sockets
+    for (const s of relaySockets) s.destroy()
+    c.unforwardIn('127.0.0.1', port, () => undefined)
+    await ended
+    expect((await ssh('echo next-session')).stdout).toBe('next-session\n')
+  })
+
+  // A throw (sync) or a rejection (async) injected into each handler a session registers: the
+  // session ends, the failure is recorded, the process and every other session go on.
+  const sessionModule = createRequire(import.meta.url).resolve('@gatehouse/adapter-ssh').replace(/index\.js$/, 'session.js')
+  const sftpModule = sessionModule.replace(/session\.js$/, 'sftp.js')
+  const cases: Array<{ module: 'session' | 'sftp'; cls: string; method: string; async: boolean; trigger: (c: ssh2.Client) => Promise<unknown> }> = [
+    { module: 'session', cls: 'SshSession', method: 'onExec', async: true, trigger: (c) => execOn(c, 'echo x') },
+    { module: 'session', cls: 'SshSession', method: 'onSessionChannel', async: false, trigger: (c) => execOn(c, 'echo x') },
+    { module: 'session', cls: 'SshSession', method: 'onSubsystem', async: true, trigger: (c) => new Promise((r) => c.subsys('gatehouse-none', () => r(undefined))) },
+    { module: 'session', cls: 'SshSession', method: 'onSftp', async: false, trigger: (c) => sftpOf(c) },
+    { module: 'session', cls: 'SshSession', method: 'onDirectTcpip', async: true, trigger: (c) => new Promise((r) => c.forwardOut('127.0.0.1', 1, '127.0.0.1', 9, () => r(undefined))) },
+    { module: 'session', cls: 'SshSession', method: 'onGlobalRequest', async: true, trigger: (c) => new Promise((r) => c.forwardIn('127.0.0.1', 0, () => r(undefined))) },
+    { module: 'session', cls: 'SshSession', method: 'relaySessionChannel', async: false, trigger: (c) => execOn(c, 'echo x') },
+    { module: 'session', cls: 'SshSession', method: 'secondRequest', async: true, trigger: (c) => new Promise((r) => c.exec('sleep 0.2', (_e, ch) => {
+      ;(c as unknown as { _protocol: { exec(id: number, cmd: string, reply: boolean): void } })._protocol.exec((ch as unknown as { outgoing: { id: number } }).outgoing.id, 'true', true)
+      ch.on('close', r)
+    })) },
+    { module: 'sftp', cls: 'SftpProxy', method: 'judged', async: true, trigger: async (c) => {
+      const s = await sftpOf(c)
+      await new Promise((r) => s.opendir(art, () => r(undefined)))
+    } },
+  ]
+  for (const mode of ['throws', 'rejects'] as const) {
+    for (const k of cases.filter((c) => mode === 'throws' || c.async)) {
+      it(`ends only the session when ${k.cls}.${k.method} ${mode}`, async () => {
+        const mod = (await import(k.module === 'session' ? sessionModule : sftpModule)) as Record<string, { prototype: Record<string, unknown> }>
+        const proto = (mod[k.cls] as { prototype: Record<string, unknown> }).prototype
+        const original = proto[k.method]
+        const bystander = await client()
+        const victim = await client()
+        const victimClosed = closed(victim)
+        proto[k.method] = mode === 'throws' ? () => { throw new Error(`injected into ${k.method}`) } : () => Promise.reject(new Error(`injected into ${k.method}`))
+        try {
+          void k.trigger(victim).catch(() => undefined)
+          await victimClosed
+        } finally {
+          proto[k.method] = original
+        }
+        expect((await execOn(bystander, 'echo bystander')).stdout).toBe('bystander\n')
+        bystander.end()
+        const faults = (await gw.audit()).filter((e: AuditEvent) => e.type === 'protocol' && (e as { event?: string }).event === 'session.fault')
+        expect(faults.some((e) => (e as { reason?: string }).reason?.includes(`injected into ${k.method}`))).toBe(true)
+      })
+    }
+  }
+})
