@@ -155,7 +155,27 @@ describe('which policies apply', () => {
 })
 
 describe('rule matchers', () => {
-  it('when lists match case-insensitively', () => {
+  it('match lists are case-sensitive except on sql.* attributes (SQL keywords and unquoted names fold)', () => {
+    const ssh = (attrs: Record<string, unknown>) => request({ ssh: attrs }, { action: 'ssh.exec' })
+    const e = engine([{ id: 'p', rules: [{ effect: 'allow', match: { 'ssh.commands': ['make'], 'ssh.path': ['/srv/Artifacts'] } }] }])
+    expect(e.decide(ssh({ commands: ['make'], path: '/srv/Artifacts' }), agent).verdict).toBe('allow')
+    expect(e.decide(ssh({ commands: ['MAKE'], path: '/srv/Artifacts' }), agent).verdict).toBe('deny')
+    expect(e.decide(ssh({ commands: ['make'], path: '/srv/artifacts' }), agent).verdict).toBe('deny')
+    const tables = engine([{ id: 'p', rules: [{ id: 'no-secrets', effect: 'deny', match: { 'sql.tables': ['Secrets'] } }, { effect: 'allow' }] }])
+    expect(tables.decide(request(sql('SELECT', { tables: ['secrets'] })), agent).rule).toBe('p/no-secrets')
+  })
+
+  it('a list of word lists matches an attribute equal to one of them, word for word and case-sensitively', () => {
+    const e = engine([{ id: 'p', rules: [{ id: 'exact', effect: 'allow', actions: ['ssh.exec'], match: { 'ssh.argv': [['make', 'build'], ['make', 'test']] } }] }])
+    const argv = (words: unknown) => request({ ssh: { argv: words } }, { action: 'ssh.exec' })
+    expect(e.decide(argv(['make', 'build']), agent).verdict).toBe('allow')
+    expect(e.decide(argv(['make', 'test']), agent).verdict).toBe('allow')
+    for (const words of [['make', 'BUILD'], ['make', 'build', 'extra'], ['make'], ['make', 'build test'], ['build', 'make'], 'make build', undefined, [['make', 'build']]]) {
+      expect(e.decide(argv(words), agent).verdict, JSON.stringify(words)).toBe('deny')
+    }
+  })
+
+  it('sql.* lists match case-insensitively', () => {
     const e = engine([{ id: 'p', rules: [{ effect: 'allow', match: { 'sql.statement': ['select'] } }] }])
     expect(e.decide(request(sql('SELECT')), agent).verdict).toBe('allow')
     expect(e.decide(request(sql('Select')), agent).verdict).toBe('allow')

@@ -374,7 +374,7 @@ export class SshSession {
     const analysis = analyzeCommand(command)
     const pty = this.ptyAttrs(setup)
     const attrs: Record<string, unknown> = analysis.ok
-      ? { command, ...analysis.facts, ...(pty ? { pty } : {}), env: Object.keys(setup.env) }
+      ? { command, ...analysis.facts, ...(pty ? { pty } : {}), env: [...new Set([...Object.keys(setup.env), ...analysis.facts.env])] }
       : { command, error: analysis.error, ...(pty ? { pty } : {}) }
     const request = this.request('ssh.exec', command, attrs)
     if (!analysis.ok) {

@@ -86,8 +86,9 @@ export const Rule = Type.Object(
     effect: Type.Union([Type.Literal('allow'), Type.Literal('deny'), Type.Literal('review')]),
     actions: Type.Optional(Type.Array(ActionName, { minItems: 1, description: 'actions the rule applies to; omitted = every action' })),
     match: Type.Optional(
-      Type.Record(Type.String({ pattern: '^[a-z][a-zA-Z0-9_.-]*$' }), Type.Union([StringList, Type.Boolean()]), {
-        description: 'attribute matchers (e.g. sql.statement: [SELECT]): every key must match; a list matches when the attribute (or any of its elements) equals an entry, case-insensitively; true matches a present, non-empty attribute and false an absent or empty one',
+      Type.Record(Type.String({ pattern: '^[a-z][a-zA-Z0-9_.-]*$' }), Type.Union([StringList, Type.Boolean(), Type.Array(Type.Array(Type.String(), { minItems: 1 }), { minItems: 1 })]), {
+        description:
+          'attribute matchers (e.g. sql.statement: [SELECT]): every key must match; a list matches when the attribute (or any of its elements) equals an entry, case-sensitively except for sql.* attributes (SQL keywords and unquoted names are case-insensitive); a list of lists (e.g. ssh.argv: [[make, build]]) matches when the attribute is a list equal to one of them, word for word and case-sensitively; true matches a present, non-empty attribute and false an absent or empty one',
       }),
     ),
     when: Type.Optional(Type.String({ minLength: 1, description: 'a CEL expression over principal, connection, request and time that must be true' })),

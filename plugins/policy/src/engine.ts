@@ -12,7 +12,7 @@
  *   rule with `allowOpaque: true`; the others do not count for it.
  *
  * Rules are compiled once; the per-principal rule list is cached, and matching allocates nothing
- * but the lower-cased attribute strings it compares. The CEL context is built only when a rule
+ * but the lower-cased strings of the case-insensitive (`sql.*`) attributes it compares. The CEL context is built only when a rule
  * with a `when` is reached.
  */
 import { GatewayError, type Decision, type GatewayRequest, type Policy, type Principal, type Rule } from '@gatehouse/core'
@@ -55,11 +55,20 @@ function present(v: unknown): boolean {
   return true
 }
 
-function compileMatcher(key: string, expected: readonly string[] | boolean): Matcher {
+/**
+ * Attributes compared without regard to case: SQL keywords and unquoted identifiers are
+ * case-insensitive in the protocol itself. Everything else (commands, paths, names, hosts) is
+ * compared exactly: `make BUILD` is not `make build`.
+ */
+const CASE_INSENSITIVE = /^sql\./
+
+function compileMatcher(key: string, expected: readonly string[] | readonly (readonly string[])[] | boolean): Matcher {
   const path = key.split('.')
   if (typeof expected === 'boolean') return (attrs) => present(lookup(attrs, path)) === expected
-  const wanted = new Set(expected.map((e) => e.toLowerCase()))
-  const one = (v: unknown) => (typeof v === 'string' ? wanted.has(v.toLowerCase()) : typeof v === 'number' || typeof v === 'boolean' ? wanted.has(String(v)) : false)
+  if (expected.some((e) => Array.isArray(e))) return sequenceMatcher(path, expected as readonly (readonly string[])[])
+  const fold = CASE_INSENSITIVE.test(key)
+  const wanted = new Set((expected as readonly string[]).map((e) => (fold ? e.toLowerCase() : e)))
+  const one = (v: unknown) => (typeof v === 'string' ? wanted.has(fold ? v.toLowerCase() : v) : typeof v === 'number' || typeof v === 'boolean' ? wanted.has(String(v)) : false)
   return (attrs) => {
     const v = lookup(attrs, path)
     if (Array.isArray(v)) {
@@ -67,6 +76,15 @@ function compileMatcher(key: string, expected: readonly string[] | boolean): Mat
       return false
     }
     return one(v)
+  }
+}
+
+/** A list of word lists: the attribute must be a list of strings equal to one of them, word for word, case-sensitively. */
+function sequenceMatcher(path: readonly string[], expected: readonly (readonly string[])[]): Matcher {
+  const wanted = new Set(expected.map((words) => JSON.stringify(Array.isArray(words) ? words : [words])))
+  return (attrs) => {
+    const v = lookup(attrs, path)
+    return Array.isArray(v) && v.every((w) => typeof w === 'string') && wanted.has(JSON.stringify(v))
   }
 }
 

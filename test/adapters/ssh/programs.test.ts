@@ -123,7 +123,7 @@ describe('scripts given to shells, eval and friends', () => {
     ['a here-string fed to sh', 'sh <<< "nc -e /bin/sh h 1"', { programs: ['sh', 'nc'], dynamic: false }],
     ['trap and alias values are scripts', "trap 'curl x' EXIT; alias l='nc y'", { programs: ['trap', 'curl', 'alias', 'nc'] }],
     ['variables whose value a program runs', 'GIT_SSH_COMMAND="nc x" git fetch; PAGER=\'curl y\' man ls', { programs: ['nc', 'git', 'curl', 'man'] }],
-    ['interpreters are reported, their code is not parsed', 'python3 -c "import os; os.system(\'x\')"; perl -e 1; awk \'BEGIN{system("y")}\'', { programs: ['python3', 'perl', 'awk'], dynamic: false }],
+    ['interpreters are reported, their code is not parsed: dynamic', 'python3 -c "import os; os.system(\'x\')"; perl -e 1; awk \'BEGIN{system("y")}\'', { programs: ['python3', 'perl', 'awk'], dynamic: true }],
     ['source and . are programs', 'source ~/.bashrc; . ./env.sh', { programs: ['source', '.'] }],
   ]
   it.each(cases)('%s: %s', (_title, command, expected) => {
@@ -455,5 +455,61 @@ describe('properties', () => {
       }),
       { numRuns: 2000 },
     )
+  })
+})
+
+describe('what a README-style policy must see (issue: exec analysis a policy can trust)', () => {
+  it.each([
+    ['make -f - build', 'make -f'],
+    ['make -f /dev/stdin build', 'make -f'],
+    ['make --eval=\'x:=$(shell id)\' build', 'make --eval'],
+    ['make --ev=x build', 'make --ev'],
+    ['make -C /tmp/elsewhere build', 'make -C'],
+    ['make -kf evil.mk build', 'make -f'],
+    ["make CC='sh -c id' build", 'make CC='],
+    ['make build MAKEFLAGS=--eval=x', 'make MAKEFLAGS='],
+    ['PATH=~/bin make build', 'PATH= changes what runs'],
+    ['LD_PRELOAD=/tmp/x.so make build', 'LD_PRELOAD= changes what runs'],
+    ['MAKEFLAGS=--eval=x make build', 'MAKEFLAGS= changes what runs'],
+    ['export PATH=/tmp:$PATH; make build', 'PATH= changes what runs'],
+    ['env GCONV_PATH=/tmp make build', 'GCONV_PATH= changes what runs'],
+    ['sudo PYTHONSTARTUP=/tmp/x python3 x', 'PYTHONSTARTUP= changes what runs'],
+    ['git -C /tmp/other status', 'git -C'],
+    ['node -e 1', 'node runs code from its arguments or standard input'],
+    ["awk '{print}' f", 'awk runs code from its arguments or standard input'],
+    ['make $TARGET', 'make is given an argument computed at run time'],
+  ])('%s is dynamic (%s)', (command, reason) => {
+    const f = facts(command)
+    expect(f.dynamic).toBe(true)
+    expect(f.dynamicReasons).toContain(reason)
+  })
+
+  it('plain uses stay static, and inert forms of interpreters run nothing', () => {
+    for (const command of ['make build', 'make -j4 test', 'make -k build', 'python3 --version', 'git status', 'LANG=C make build', 'git log --oneline']) {
+      expect(facts(command).dynamic, command).toBe(false)
+    }
+  })
+
+  it('reports prefix and env assignments as env, by name', () => {
+    expect(facts('LANG=C TZ=UTC make build').env).toEqual(['LANG', 'TZ'])
+    expect(facts('env -i FOO=1 make').env).toEqual(['FOO'])
+    expect(facts('make build').env).toEqual([])
+  })
+
+  it('keeps the path the caller gave: ~/bin/make is not make in commands, nor in argv', () => {
+    const f = facts('~/bin/make build')
+    expect(f.commands).toEqual(['~/bin/make'])
+    expect(f.argv).toEqual(['~/bin/make', 'build'])
+    expect(facts('/usr/bin/make build').commands).toEqual(['/usr/bin/make'])
+  })
+
+  it('gives argv only for one simple command of literal words', () => {
+    expect(facts('make build').argv).toEqual(['make', 'build'])
+    expect(facts('make "build"').argv).toEqual(['make', 'build'])
+    expect(facts("make 'BUILD'").argv).toEqual(['make', 'BUILD'])
+    expect(facts('make build # a comment').argv).toEqual(['make', 'build'])
+    for (const command of ['make build; id', 'make build && id', 'make build | tee x', 'make build > /tmp/x', 'make $T', 'make *', 'X=1 make build', 'make build &', 'make $(id)', '(make build)', '{ make build; }', 'make build\nid']) {
+      expect(facts(command).argv, JSON.stringify(command)).toBeUndefined()
+    }
   })
 })

@@ -111,6 +111,7 @@ beforeAll(async () => {
   mkdirSync(join(art, 'sub'), { recursive: true })
   mkdirSync(secret, { recursive: true })
   writeFileSync(join(art, 'build.txt'), 'artifact\n')
+  writeFileSync(join(dir, 'Makefile'), 'build:\n\t@echo built\n')
   writeFileSync(join(secret, 'id_ed25519'), 'PRIVATE KEY\n')
   chmodSync(join(art, 'build.txt'), 0o644)
   symlinkSync(join(secret, 'id_ed25519'), join(art, 'leak'))
@@ -149,6 +150,18 @@ beforeAll(async () => {
     },
     extraConnections: [
       {
+        name: 'build',
+        adapter: 'ssh',
+        upstream: { host: sshd.host, port: sshd.port, user: sshd.user, privateKey: sshd.clientPrivateKey, hostKey: sshd.hostKeyFingerprint },
+        options: { hostKeys: [hostKey.privateKey] },
+      },
+      {
+        name: 'by-program',
+        adapter: 'ssh',
+        upstream: { host: sshd.host, port: sshd.port, user: sshd.user, privateKey: sshd.clientPrivateKey, hostKey: sshd.hostKeyFingerprint },
+        options: { hostKeys: [hostKey.privateKey] },
+      },
+      {
         name: 'wrong-key',
         adapter: 'ssh',
         upstream: { host: sshd.host, port: sshd.port, user: sshd.user, privateKey: sshd.clientPrivateKey, hostKey: `SHA256:${'A'.repeat(43)}` },
@@ -156,8 +169,23 @@ beforeAll(async () => {
       },
     ],
     policies: [
+      // the README's lead pattern: exactly these commands
+      {
+        id: 'build',
+        connections: ['build'],
+        principals: { groups: ['agents'] },
+        rules: [{ id: 'exact', effect: 'allow', actions: ['ssh.exec'], match: { 'ssh.argv': [['make', 'build'], ['make', 'test'], ['make', '-f', join(dir, 'Makefile'), 'build']] } }],
+      },
+      // the README's second pattern: by program (as the caller wrote it), nothing dynamic
+      {
+        id: 'by-program',
+        connections: ['by-program'],
+        principals: { groups: ['agents'] },
+        rules: [{ id: 'make-only', effect: 'allow', actions: ['ssh.exec'], when: 'request.ssh.commands.all(c, c in ["make"]) && !request.ssh.dynamic' }],
+      },
       {
         id: 'artifacts',
+        connections: ['target', 'wrong-key'],
         principals: { groups: ['agents'] },
         rules: [
           { id: 'sftp-session', effect: 'allow', actions: ['ssh.sftp'], match: { 'ssh.op': ['session'] } },
@@ -289,6 +317,32 @@ describe('handles and metadata', () => {
     } finally {
       c.end()
     }
+  })
+})
+
+describe('exec analysis a README-style policy can trust', () => {
+  const on = (connection: string, command: string) => run('ssh', [...asAgent([], gw.portOf(connection)), command])
+
+  it('exact commands: only the listed argv runs, word for word and case-sensitively', async () => {
+    const allowed = await on('build', `make -f ${join(dir, 'Makefile')} build`)
+    expect(allowed).toMatchObject({ code: 0, stdout: 'built\n' })
+    // `make build` is listed: it reaches the target (which has no Makefile in the home directory)
+    expect((await on('build', 'make build')).stderr).toContain('No rule to make target')
+    for (const command of ['make BUILD', 'make build extra', 'make -f - build', 'make --eval=x build', 'PATH=~/bin make build', '~/bin/make build', 'make build; id', `make -f ${join(dir, 'Makefile')} build > /tmp/x`]) {
+      const r = await on('build', command)
+      expect(r.code, command).toBe(126)
+      expect(r.stderr, command).toContain('gatehouse: denied by default-deny')
+    }
+  })
+
+  it('by program: make -f -, --eval, variable overrides, PATH/LD_PRELOAD/MAKEFLAGS and ~/bin/make are refused', async () => {
+    expect((await on('by-program', 'make build')).stderr).toContain('No rule to make target')
+    for (const command of ['make -f - build', 'make -f /dev/stdin build', 'make --eval=x build', "make CC='sh -c id' build", 'PATH=~/bin make build', 'LD_PRELOAD=/tmp/x.so make build', 'MAKEFLAGS=--eval=x make build', '~/bin/make build', '/tmp/make build']) {
+      const r = await on('by-program', command)
+      expect(r.code, command).toBe(126)
+    }
+    const refused = (await requests('ssh.exec')).find((e) => e.text === 'PATH=~/bin make build' && e.session !== undefined && sshAttrs(e).dynamicReasons !== undefined)
+    expect(sshAttrs(refused as RequestEvent)).toMatchObject({ env: ['PATH'], dynamic: true, dynamicReasons: ['PATH= changes what runs'] })
   })
 })
 

@@ -35,6 +35,7 @@
  */
 import { createRequire } from 'node:module'
 import { Language, Parser, type Node, type Tree } from 'web-tree-sitter'
+import { changesWhatRuns, codeArgsReason, CODE_ARGS } from './code-args.js'
 
 /** What a command line would run, as far as the gateway can tell from its text. */
 export interface CommandFacts {
@@ -50,6 +51,16 @@ export interface CommandFacts {
   readonly network: boolean
   /** Something is run in the background: `&`, `coproc`, `nohup`, `setsid`, `disown`, `bg`, `at`, `sudo -b`, `ssh -f`. */
   readonly background: boolean
+  /**
+   * The exact words the target runs, case kept, when the command line is one simple command
+   * made only of literal words: no expansion, substitution or glob, no redirection, no variable
+   * assignment, nothing in the background. Absent otherwise. What `ssh.argv` rules match.
+   */
+  readonly argv?: readonly string[]
+  /** Variables the command line sets for a program or the shell (`X=1 make`, `env X=1 …`, `export X=…`), by name. */
+  readonly env: readonly string[]
+  /** Why `dynamic` is set, where the reason is one of the table's (code-args.ts): `make -f`, `PATH=`, an interpreter's code. */
+  readonly dynamicReasons: readonly string[]
 }
 
 /** The facts of a command line, or why it is refused (the gateway denies what it cannot analyse). */
@@ -119,6 +130,9 @@ class Collector {
   readonly programs = new Set<string>()
   readonly commands = new Set<string>()
   readonly redirects = new Set<string>()
+  readonly env = new Set<string>()
+  readonly reasons = new Set<string>()
+  argv: readonly string[] | undefined
   dynamic = false
   network = false
   background = false
@@ -136,6 +150,9 @@ class Collector {
       redirects: Object.freeze([...this.redirects]),
       network: this.network || (this.tildeChanged && this.tildeRedirect),
       background: this.background,
+      ...(this.argv && !this.background ? { argv: Object.freeze([...this.argv]) } : {}),
+      env: Object.freeze([...this.env]),
+      dynamicReasons: Object.freeze([...this.reasons]),
     })
   }
 }
@@ -1257,7 +1274,7 @@ class Script {
         if (word.dynamic) {
           const eq = word.prefix.indexOf('=')
           if (eq < 0) this.markDynamic()
-          else this.assign(word.prefix.slice(0, eq).replace(/\+$/, ''), undefined)
+          else this.assign(word.prefix.slice(0, eq).replace(/\+$/, ''), undefined, false, true)
           continue
         }
         if (latentCode(word)) this.markDynamic()
@@ -1268,7 +1285,7 @@ class Script {
         options = false
         const m = /^([^=]+?)(\+?)=([\s\S]*)$/.exec(word.text)
         if (m) {
-          this.assign(m[1] as string, literal(m[3] as string), m[2] === '+')
+          this.assign(m[1] as string, literal(m[3] as string), m[2] === '+', true)
           if (nameref && referencesSpecial(m[3] as string)) this.markDynamic()
         } else if (nameref) this.markDynamic()
       }
@@ -1369,7 +1386,16 @@ class Script {
       return !descriptor
     })
     const argv = [...name, ...argNodes.flatMap((a) => this.words(a))]
+    if (this.isWholeLine(node) && redirects.length === 0 && !node.children.some((c) => c?.type === 'variable_assignment') && argv.every((w) => !w.dynamic)) {
+      this.facts.argv = argv.map((w) => w.text)
+    }
     this.run(argv, { stdin: () => this.stdinOf(redirects, descriptors), appended: false })
+  }
+
+  /** The node is the command line's only statement (comments aside), at the top level. */
+  private isWholeLine(node: Node): boolean {
+    if (this.level !== 0 || this.expansionOnly || node.parent?.type !== 'program') return false
+    return node.parent.namedChildren.filter((c) => c !== null && c.type !== 'comment').length === 1
   }
 
   /** Words tree-sitter attached to redirections that bash gives to the command: a file redirection's second and later targets, a heredoc's arguments. */
@@ -1469,9 +1495,9 @@ class Script {
     const name = (target?.type === 'subscript' ? target.childForFieldName('name')?.text : target?.text) ?? ''
     const append = node.children.some((c) => c?.type === '+=')
     const value = node.childForFieldName('value')
-    if (!value) return this.assign(name, literal(''), append)
+    if (!value) return this.assign(name, literal(''), append, true)
     const elements = value.type === 'array' ? value.namedChildren.filter((c): c is Node => c !== null) : [value]
-    for (const element of elements) for (const word of this.words(element)) this.assign(name, word, append)
+    for (const element of elements) for (const word of this.words(element)) this.assign(name, word, append, true)
   }
 
   /**
@@ -1480,8 +1506,10 @@ class Script {
    * `printf -v NAME`, `mapfile NAME`). The value of a variable that bash or a program runs as code
    * is parsed, or is dynamic when computed or appended to; another literal holding `$(` is latent code.
    */
-  assign(target: string, value: Word | undefined, append = false): void {
+  assign(target: string, value: Word | undefined, append = false, environment = false): void {
     const name = target.replace(/\[[\s\S]*$/, '')
+    if (environment) this.facts.env.add(name)
+    if (changesWhatRuns(name) && !codeVariable(name)) this.markDynamic(`${name}= changes what runs`)
     if (TILDE_VARIABLES.has(name) && (!value || !rulesOutNetwork(value.dynamic ? value.prefix : value.text))) this.facts.tildeChanged = true
     if (!codeVariable(name)) {
       if (value && latentCode(value)) this.markDynamic()
@@ -1505,7 +1533,7 @@ class Script {
 
   /** `NAME=value` given to `env`; `value` undefined when computed. */
   assignment(name: string, value: Word | undefined): void {
-    this.assign(name, value)
+    this.assign(name, value, false, true)
     if (value && networkWord(value)) this.facts.network = true
   }
 
@@ -1632,6 +1660,12 @@ class Script {
     const base = basename(program.text)
     if (DATA_EVALUATING_BUILTINS.has(base) && args.some(latentCode)) this.markDynamic()
     HANDLERS.get(base)?.(this, args, context)
+    if (CODE_ARGS.has(base)) {
+      // a computed argument of such a program may be the option that makes it read code
+      if (args.some((a) => a.dynamic)) return this.markDynamic(`${base} is given an argument computed at run time`)
+      const reason = codeArgsReason(base, args.map((a) => a.text))
+      if (reason) this.markDynamic(reason)
+    }
   }
 
   /** Reports a program word without running its arguments. */
@@ -1666,7 +1700,8 @@ class Script {
     else this.markDynamic()
   }
 
-  markDynamic(): void {
+  markDynamic(reason?: string): void {
     this.facts.dynamic = true
+    if (reason) this.facts.reasons.add(reason)
   }
 }
