@@ -18,8 +18,12 @@ function explain(command: string): Promise<{ verdict: string; rule: string; attr
 }
 
 describe('policy explain --command (examples/ssh-target)', () => {
-  it('allows operating commands and names the programs', async () => {
-    expect(await explain('systemctl status app | grep -c running')).toMatchObject({ verdict: 'allow', rule: 'ci-ops/operate', attrs: { ssh: { programs: ['systemctl', 'grep'] } } })
+  it('allows the listed commands exactly, and inspection commands by program as written', async () => {
+    expect(await explain('systemctl restart web')).toMatchObject({ verdict: 'allow', rule: 'ci-ops/operate', attrs: { ssh: { argv: ['systemctl', 'restart', 'web'] } } })
+    expect(await explain('journalctl -u app | grep -c running')).toMatchObject({ verdict: 'allow', rule: 'ci-ops/inspect', attrs: { ssh: { programs: ['journalctl', 'grep'] } } })
+    for (const command of ['systemctl restart WEB', 'systemctl stop web', '~/bin/cat app.log', 'systemctl restart web; id']) {
+      expect((await explain(command)).verdict, command).toBe('deny')
+    }
   })
 
   it('denies a hop to another host hidden in a pipeline, a wrapper or a substitution', async () => {

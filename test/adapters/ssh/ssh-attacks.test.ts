@@ -11,7 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { spawn } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer, connect, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -398,6 +398,18 @@ describe('attempts leave a trace', () => {
 })
 
 describe('messages', () => {
+  it('a denied shell names no recording, and none is written', async () => {
+    const r = await run('ssh', [...asAgent(['-tt'])], { timeoutMs: 10_000 })
+    expect(r.code).toBe(126)
+    expect(r.stdout + r.stderr).toContain('gatehouse: denied by default-deny')
+    const shell = (await requests('ssh.shell')).at(-1) as RequestEvent
+    expect(shell).toMatchObject({ verdict: 'deny' })
+    expect(sshAttrs(shell).recording).toBeUndefined()
+    const outcome = (await gw.audit()).find((e) => e.type === 'outcome' && e.request === shell.request) as { recording?: string } | undefined
+    expect(outcome?.recording).toBeUndefined()
+    expect(existsSync(join(gw.dir, 'recordings', shell.session))).toBe(false)
+  })
+
   it('tells an sftp user why the target was refused (host key mismatch), not just "Connection closed"', async () => {
     const r = await sftpBatch(['ls'], gw.portOf('wrong-key'))
     expect(r.code).not.toBe(0)
