@@ -19,6 +19,7 @@ import { createRequire } from 'node:module'
 import ssh2 from 'ssh2'
 import type { AuditEvent, RequestEvent } from '@gatehouse/core'
 import { generateHostKey } from '@gatehouse/adapter-ssh'
+import { runClient } from '../../fixtures/clients.js'
 import { startGateway, type TestGateway } from '../../fixtures/gateway.js'
 import { generateKeyPair, sftpArgs, sshArgs, startSshd, type KeyPair, type Sshd } from '../../fixtures/sshd.js'
 
@@ -33,28 +34,7 @@ let targetConnections = 0
 let relay: Server
 const relaySockets = new Set<Socket>()
 
-interface Run {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 20_000)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr })
-    })
-    child.stdin.on('error', () => undefined)
-    child.stdin.end(opts.input ?? '')
-  })
-}
+const run = runClient
 
 const asAgent = (extra: string[] = [], port = gw.port) => sshArgs({ port, user: 'agent-1', identityFile: agentKey.privateKeyPath, extra })
 const ssh = (command: string, extra: string[] = []) => run('ssh', [...asAgent(extra), command])
