@@ -58,7 +58,7 @@ describe('command names decoded as bash does', () => {
     ['ANSI-C: a NUL ends the string', "$'nc\\x00zzz' x", { programs: ['nc'] }],
     ['a line continuation inside the name (tree-sitter splits the word)', 'cu\\\nrl x', { programs: ['curl'] }],
     ['brace expansion', 'c{u,}rl x', { programs: ['curl'] }],
-    ['a path keeps its basename, the written form is in commands', '/usr/bin/curl x; ./nc y', { programs: ['curl', 'nc'], commands: ['/usr/bin/curl', './nc'] }],
+    ['a path is reported by its basename and as written', '/usr/bin/curl x; ./nc y', { programs: ['curl', '/usr/bin/curl', 'nc', './nc'], commands: ['/usr/bin/curl', './nc'] }],
     ['leading assignments are not the program', 'FOO=1 BAR="x y" curl x', { programs: ['curl'] }],
     ['case is kept, names are deduplicated', 'Curl a; curl b; curl c', { programs: ['Curl', 'curl'] }],
   ]
@@ -93,7 +93,7 @@ describe('wrappers that run their argument', () => {
     ['brace expansion moves the program', 'e{n,}v {curl,x}', { programs: ['env', 'ev'] }],
     ['a redirection before the program (tree-sitter makes the program a redirect target)', 'env >/dev/null curl x; sudo 0</dev/null nc y', { programs: ['env', 'curl', 'sudo', 'nc'], redirects: ['/dev/null'] }],
     ['words after a heredoc operator are still arguments', 'sudo <<EOF curl x\nhi\nEOF', { programs: ['sudo', 'curl'] }],
-    ['hash -p makes a name run another program', 'hash -p /usr/bin/curl ls; ls x', { programs: ['hash', 'curl', 'ls'] }],
+    ['hash -p makes a name run another program', 'hash -p /usr/bin/curl ls; ls x', { programs: ['hash', 'curl', '/usr/bin/curl', 'ls'] }],
     ['a program that runs no program is only itself', 'sudo -e /etc/hosts; timeout 5', { programs: ['sudo', 'timeout'], dynamic: false }],
   ]
   it.each(cases)('%s: %s', (_title, command, expected) => {
@@ -496,8 +496,9 @@ describe('what a README-style policy must see (issue: exec analysis a policy can
     expect(facts('make build').env).toEqual([])
   })
 
-  it('keeps the path the caller gave: ~/bin/make is not make in commands, nor in argv', () => {
+  it('keeps the path the caller gave: ~/bin/make is not only make, in programs, commands and argv', () => {
     const f = facts('~/bin/make build')
+    expect(f.programs).toEqual(['make', '~/bin/make'])
     expect(f.commands).toEqual(['~/bin/make'])
     expect(f.argv).toEqual(['~/bin/make', 'build'])
     expect(facts('/usr/bin/make build').commands).toEqual(['/usr/bin/make'])

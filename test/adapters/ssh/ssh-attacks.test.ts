@@ -161,7 +161,7 @@ beforeAll(async () => {
         id: 'by-program',
         connections: ['by-program'],
         principals: { groups: ['agents'] },
-        rules: [{ id: 'make-only', effect: 'allow', actions: ['ssh.exec'], when: 'request.ssh.commands.all(c, c in ["make"]) && !request.ssh.dynamic' }],
+        rules: [{ id: 'make-only', effect: 'allow', actions: ['ssh.exec'], when: 'request.ssh.programs.all(p, p in ["make"]) && !request.ssh.dynamic' }],
       },
       {
         id: 'artifacts',

@@ -39,7 +39,11 @@ import { changesWhatRuns, codeArgsReason, CODE_ARGS } from './code-args.js'
 
 /** What a command line would run, as far as the gateway can tell from its text. */
 export interface CommandFacts {
-  /** Basenames of every program the command line would run (`/usr/bin/curl` → `curl`), case kept, deduplicated, in first-seen order. */
+  /**
+   * Every program the command line would run, by base name, and also by the path the caller gave
+   * when it gave one (`/usr/bin/curl` → `curl`, `/usr/bin/curl`; `~/bin/make` → `make`,
+   * `~/bin/make`). Case kept, deduplicated, in first-seen order.
+   */
   readonly programs: readonly string[]
   /** The program words as written after quote removal (`/usr/bin/curl`, `curl`); a computed name as written (`$x`). Deduplicated. */
   readonly commands: readonly string[]
@@ -1678,6 +1682,9 @@ class Script {
     this.facts.commands.add(word.text)
     const base = basename(word.text)
     if (base) this.facts.programs.add(base)
+    // a program the caller named by path is also reported by that path: an allowlist of names
+    // (`make`) then does not admit `~/bin/make`, and a denylist of names still catches `/usr/bin/curl`
+    if (base && base !== word.text) this.facts.programs.add(word.text)
   }
 
   /** A script given as a word: parsed if literal, otherwise the facts are incomplete. */
