@@ -61,6 +61,8 @@ export class SshAdapter implements ProtocolAdapter {
     let accepting = true
     const server = new ssh2.Server({ hostKeys: options.hostKeys, ident: 'Gatehouse', algorithms: { cipher: CIPHERS } }, (client, info) => {
       if (!accepting) {
+        // ssh2 emits socket errors (EPIPE from a client already gone) on the connection: without a listener, that would throw
+        client.on('error', () => undefined)
         client.end()
         return
       }
