@@ -2,10 +2,10 @@
 import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
 import ssh2, { type CipherAlgorithm } from 'ssh2'
-import { GatewayError, inject, injectable, serveListener, PluginContextToken, TerminalRecorder, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
+import { BackgroundPool, GatewayError, inject, injectable, serveListener, PluginContextToken, TerminalRecorder, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
 import { SshOptions, UpstreamConfig } from './config.js'
 import { SshSession } from './session.js'
-import { analyzeCommand, loadShellParser } from './shell/programs.js'
+import { analyzeCommand, loadShellParser, type CommandAnalysis } from './shell/programs.js'
 
 /**
  * Ciphers the gateway offers clients. OpenSSH clients prefer chacha20-poly1305. ssh2 runs it in
@@ -29,6 +29,15 @@ export class SshAdapter implements ProtocolAdapter {
   readonly protocol = 'ssh'
   readonly actions = ['ssh.exec', 'ssh.shell', 'ssh.sftp', 'ssh.subsystem', 'ssh.forward', 'ssh.agent-forward', 'ssh.x11', 'ssh.env', 'ssh.signal', 'ssh.channel', 'ssh.packet'] as const
   private readonly logger: Logger
+  /**
+   * Command lines are analysed off the event loop, each within a second: tree-sitter's error
+   * recovery is superlinear on some hostile lines (16 KB of `a|` took 10 s, then aborted its
+   * WebAssembly module), which on the loop would stall every session of every protocol.
+   */
+  private readonly analysis = new BackgroundPool<string, CommandAnalysis>(new URL('./shell/analyze-worker.js', import.meta.url), {
+    budgetMs: 1000,
+    failed: (reason) => ({ ok: false, error: `the command line could not be analysed: ${reason}` }),
+  })
 
   constructor(
     @inject(PluginContextToken) ctx: PluginContext,
@@ -44,6 +53,11 @@ export class SshAdapter implements ProtocolAdapter {
     if (connection.tls) throw new GatewayError('GH_ERR_CONFIG_INVALID', `${path}.tls: SSH brings its own encryption; configure options.hostKeys instead`)
   }
 
+  /** At gateway shutdown, after sessions ended: stops the analysis workers. */
+  async close(): Promise<void> {
+    await this.analysis.close()
+  }
+
   async explain(input: ExplainInput): Promise<readonly ExplainedRequest[]> {
     if (input.command === undefined) throw new GatewayError('GH_ERR_CONFIG_INVALID', 'an ssh connection is explained with --command')
     await loadShellParser()
@@ -54,6 +68,8 @@ export class SshAdapter implements ProtocolAdapter {
 
   async listen(connection: ConnectionConfig, pipeline: Pipeline, signal: AbortSignal): Promise<Listener> {
     await loadShellParser()
+    this.analysis.warm()
+    const analyze = (command: string, owner: string) => this.analysis.run(command, owner)
     const upstream = validate(UpstreamConfig, connection.upstream)
     const options = validate(SshOptions, connection.options ?? {})
     const logger = this.logger.child({ connection: connection.name })
@@ -67,7 +83,7 @@ export class SshAdapter implements ProtocolAdapter {
         return
       }
       const socket = pending.get(`${info.ip}:${info.port}`)
-      const session = new SshSession(client, `${info.ip}:${info.port}`, { connection: connection.name, upstream, options, pipeline, recorder: this.recorder, logger }, () => socket?.authenticated())
+      const session = new SshSession(client, `${info.ip}:${info.port}`, { connection: connection.name, upstream, options, pipeline, recorder: this.recorder, logger, analyze }, () => socket?.authenticated())
       sessions.add(session)
       client.on('close', () => sessions.delete(session))
       session.start()

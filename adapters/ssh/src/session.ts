@@ -26,7 +26,7 @@ import ssh2, { type AuthContext, type ClientChannel, type Connection, type Pseud
 import type { Duplex } from 'node:stream'
 import { GatewayError, isGatewayError, type Admission, type GatewayRequest, type Logger, type Pipeline, type SessionHandle, type TerminalRecorder, type TerminalRecording } from '@gatehouse/core'
 import type { SshOptions, UpstreamConfig } from './config.js'
-import { analyzeCommand } from './shell/programs.js'
+import type { CommandAnalysis } from './shell/programs.js'
 import { SftpProxy } from './sftp.js'
 import { connectUpstream, UpstreamError } from './upstream.js'
 
@@ -52,6 +52,8 @@ export interface SshSessionDeps {
   readonly pipeline: Pipeline
   readonly recorder: TerminalRecorder
   readonly logger: Logger
+  /** Analyses a command line off the event loop (shell/analyze-worker.ts), in turn by owner (the principal). */
+  readonly analyze: (command: string, owner: string) => Promise<CommandAnalysis>
 }
 
 /** What a session channel has been told before its exec/shell/subsystem request. */
@@ -371,7 +373,7 @@ export class SshSession {
   }
 
   private async onExec(setup: ChannelSetup, down: ServerChannel, command: string): Promise<void> {
-    const analysis = analyzeCommand(command)
+    const analysis = await this.deps.analyze(command, this.info.principal?.id ?? '')
     const pty = this.ptyAttrs(setup)
     const attrs: Record<string, unknown> = analysis.ok
       ? { command, ...analysis.facts, ...(pty ? { pty } : {}), env: [...new Set([...Object.keys(setup.env), ...analysis.facts.env])] }

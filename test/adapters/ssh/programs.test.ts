@@ -350,7 +350,7 @@ describe('what is refused', () => {
   ])('%s', (_title, command) => {
     const a = analyzeCommand(command)
     expect(a.ok).toBe(false)
-    if (!a.ok) expect(a.error).toMatch(/could not be parsed|read differently|NUL/)
+    if (!a.ok) expect(a.error).toMatch(/could not be parsed|read differently|NUL|splits where bash does not/)
   })
 
   it('the parse error says so', () => {
@@ -484,8 +484,33 @@ describe('what a README-style policy must see (issue: exec analysis a policy can
     expect(f.dynamicReasons).toContain(reason)
   })
 
+  it.each([
+    ["make '$(shell id)x=1' build", 'make $(shell id)x='],
+    ["make 'CC::=$(shell id)'", 'make CC::='],
+    ["make ' CC = $(shell id)'", 'make  CC ='],
+    ["make -- 'CC=$(shell id)'", 'make CC='],
+    ['make .SHELLFLAGS=-c build', 'make .SHELLFLAGS='],
+    ["RM='id;' make clean", 'make takes RM= from its environment'],
+    ['LANG=C make build', 'make takes LANG= from its environment'],
+    ['make -E x build', 'make -E'],
+  ])('make reads code from %s (review findings)', (command, reason) => {
+    const f = facts(command)
+    expect(f.dynamic).toBe(true)
+    expect(f.dynamicReasons).toContain(reason)
+  })
+
+  it('words tree-sitter-bash splits or swallows where bash reads one word are refused, never given as argv', () => {
+    for (const command of ['make -C$"build"', 'make -fevil$"build"', 'make -f$ build', 'make build -C$', 'make == build', 'make =~ build', 'make $ build', 'env -S$"curl x"', 'make ]]\\#']) {
+      const a = analyzeCommand(command)
+      expect(a.ok ? a.facts.argv : a.error, command).toMatch(/splits where bash does not|could not be parsed/)
+    }
+    // a parameter inside a brace token is computed: no argv, and as a program name, dynamic
+    expect(facts('cat $@{1..2}').argv).toBeUndefined()
+    expect(facts('$@{1..2} x').dynamic).toBe(true)
+  })
+
   it('plain uses stay static, and inert forms of interpreters run nothing', () => {
-    for (const command of ['make build', 'make -j4 test', 'make -k build', 'python3 --version', 'git status', 'LANG=C make build', 'git log --oneline']) {
+    for (const command of ['make build', 'make -j4 test', 'make -k build', 'python3 --version', 'git status', 'LANG=C git status', 'git log --oneline']) {
       expect(facts(command).dynamic, command).toBe(false)
     }
   })

@@ -413,6 +413,25 @@ describe('the target is reached only when needed', () => {
 })
 
 describe('one session never ends the process', () => {
+  it('a command line that makes the shell parser crawl is refused off the event loop; other sessions and later commands go on', async () => {
+    const hostile = 'a|'.repeat(16_000)
+    const started = performance.now()
+    const attack = ssh(hostile)
+    // while the hostile line is being analysed, another session runs a command promptly
+    await new Promise((r) => setTimeout(r, 300))
+    const t = performance.now()
+    expect((await ssh('echo bystander')).stdout).toBe('bystander\n')
+    const bystanderMs = performance.now() - t
+    const r = await attack
+    expect(r.code).toBe(126)
+    expect(r.stderr).toContain('gatehouse: denied by gatehouse/parse')
+    expect(performance.now() - started).toBeLessThan(10_000)
+    expect(bystanderMs).toBeLessThan(3_000)
+    // the parser still works for everyone afterwards
+    expect((await ssh('echo after')).stdout).toBe('after\n')
+  })
+
+
   it('refuses a subsystem name with a NUL or control byte before it reaches the target, and goes on', async () => {
     const c = await client()
     try {

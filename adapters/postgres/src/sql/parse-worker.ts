@@ -7,7 +7,7 @@ import { loadSqlParser, parseSql } from './analyze.js'
 
 interface Task {
   readonly id: number
-  readonly text: string
+  readonly input: string
 }
 
 const port = parentPort
@@ -17,7 +17,7 @@ if (port) {
     void ready.then(() => {
       let result: ReturnType<typeof parseSql>
       try {
-        result = parseSql(task.text)
+        result = parseSql(task.input)
       } catch (err) {
         result = { error: (err as Error).message || 'analysis failed' }
       }

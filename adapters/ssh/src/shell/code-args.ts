@@ -26,11 +26,13 @@ export interface CodeArgs {
   readonly inert?: readonly string[]
   /** Long options are also written with one dash (`go build -toolexec`, `openssl -engine`). */
   readonly dashLong?: boolean
+  /** The program takes variables from its environment as overrides (`RM='id;' make clean`): any variable the command line sets makes it dynamic. */
+  readonly environment?: boolean
 }
 
 const VERSION = ['--version', '-V', '--help', '-h', '-v']
 
-const make: CodeArgs = { short: 'fCIe', long: ['file', 'makefile', 'directory', 'eval', 'include-dir', 'environment-overrides'], assignmentOperands: true }
+const make: CodeArgs = { short: 'fCIeE', long: ['file', 'makefile', 'directory', 'eval', 'include-dir', 'environment-overrides'], assignmentOperands: true, environment: true }
 const python: CodeArgs = { interpreter: true, inert: ['--version', '-V', '--help', '-h'] }
 const node: CodeArgs = { interpreter: true, inert: ['--version', '-v', '--help', '-h'] }
 const perl: CodeArgs = { interpreter: true, inert: ['--version', '-v', '--help', '-h'] }
@@ -108,8 +110,17 @@ export function codeArgsReason(program: string, args: readonly string[]): string
     if (args.length > 0 && args.every((a) => spec.inert?.includes(a))) return undefined
     return `${program} runs code from its arguments or standard input`
   }
+  let options = true
   for (const arg of args) {
-    if (arg === '--') break
+    // GNU make reads `NAME=value` operands after `--` too: only options end there
+    if (arg === '--') {
+      options = false
+      continue
+    }
+    if (!options) {
+      if (spec.assignmentOperands && arg.includes('=')) return `${program} ${arg.split('=')[0]}=`
+      continue
+    }
     if (arg.startsWith('--') || (spec.dashLong && /^-[A-Za-z]{2,}/.test(arg))) {
       const name = arg.replace(/^--?/, '').split('=')[0] as string
       if (name.length > 0 && spec.long?.some((l) => l.startsWith(name))) return `${program} ${arg.split('=')[0]}`
@@ -120,7 +131,8 @@ export function codeArgsReason(program: string, args: readonly string[]): string
       if (letter) return `${program} -${letter}`
       continue
     }
-    if (spec.assignmentOperands && /^[A-Za-z_][A-Za-z0-9_.-]*[:+?!]?=/.test(arg)) return `${program} ${arg.split('=')[0]}=`
+    // any operand with `=` is an assignment to make (`CC::=…`, ` CC = …`, `.SHELLFLAGS=…`, `$(shell id)x=1`)
+    if (spec.assignmentOperands && arg.includes('=')) return `${program} ${arg.split('=')[0]}=`
   }
   return undefined
 }

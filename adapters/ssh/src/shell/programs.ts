@@ -85,6 +85,16 @@ const PARSE_ERROR = 'the command line could not be parsed'
 const DIVERGENT = 'the command line contains whitespace or escapes that bash and the parser read differently'
 const TOO_DEEP = 'the command line nests scripts or syntax deeper than the gateway analyses'
 const TOO_MUCH = 'the command line expands to more script text than the gateway analyses'
+const TOO_SLOW = 'the command line takes longer to analyse than the gateway spends on one'
+/**
+ * Milliseconds of parsing one analysis may take, nested scripts included. It runs on the event
+ * loop, and a hostile line can make tree-sitter's error recovery superlinear: 16 KB of `a|` took
+ * 10 s and then aborted the WebAssembly module, which broke every later analysis. Real command
+ * lines parse far below this (a 55 KB script in about 20 ms); the bound is generous so that a
+ * loaded machine does not refuse them.
+ */
+const MAX_ANALYSIS_MS = 300
+const SPLIT_TOKEN = 'the command line has a word the parser splits where bash does not'
 const NUL = 'the command line contains a NUL character, where bash would cut it short'
 
 let parser: Parser | undefined
@@ -141,6 +151,8 @@ class Collector {
   network = false
   background = false
   budget = MAX_PARSED_CHARS
+  /** performance.now() after which parsing is abandoned. */
+  readonly deadline = performance.now() + MAX_ANALYSIS_MS
   /** HOME is given a value that could lead to `/dev/tcp/…`. */
   tildeChanged = false
   /** A redirection target starts with `~` (HOME). */
@@ -1098,8 +1110,14 @@ class Script {
   }
 
   private parse(text: string): Tree {
-    const tree = this.parser.parse(text)
-    if (!tree) throw new Refused(PARSE_ERROR)
+    const deadline = this.facts.deadline
+    if (performance.now() > deadline) throw new Refused(TOO_SLOW)
+    const tree = this.parser.parse(text, null, { progressCallback: () => performance.now() > deadline })
+    if (!tree) {
+      // a halted parse would be resumed by the next call: start the next one afresh
+      this.parser.reset()
+      throw new Refused(performance.now() > deadline ? TOO_SLOW : PARSE_ERROR)
+    }
     if (tree.rootNode.hasError) {
       tree.delete()
       throw new Refused(PARSE_ERROR)
@@ -1366,9 +1384,16 @@ class Script {
     let name: Word[] = []
     const args: Node[] = []
     const redirects: Node[] = []
+    let previous: Node | undefined
     for (const child of node.children) {
       if (!child) continue
       const type = child.type
+      // An operator-like token among the words (`make == build`, `make -C$"x"`): tree-sitter-bash
+      // drops or splits what bash reads as one word. So are two word nodes with nothing between them.
+      if (!child.isNamed) throw new Refused(SPLIT_TOKEN)
+      const word = type === 'command_name' || (!REDIRECTS.has(type) && type !== 'variable_assignment' && type !== 'comment')
+      if (word && previous && previous.endIndex === child.startIndex) throw new Refused(SPLIT_TOKEN)
+      previous = word ? child : undefined
       if (type === 'command_name') {
         const word = child.firstChild
         // `coproc NAME { … }` leaves a lone `}` (or `{`) as a command name
@@ -1621,6 +1646,11 @@ class Script {
       case 'word':
       case 'number':
       case 'brace_expression':
+        // `$@{1..2}`: tree-sitter-bash puts a parameter into the brace token; its value is only known at run time
+        if (node.type === 'brace_expression' && /[$`]/.test(node.text)) {
+          b.computed()
+          return b.add(node.text, false)
+        }
         return node.type === 'brace_expression' ? b.add(node.text, false) : b.unquoted(node.text)
       case 'raw_string':
         return b.add(node.text.slice(1, -1), true)
@@ -1664,9 +1694,11 @@ class Script {
     const base = basename(program.text)
     if (DATA_EVALUATING_BUILTINS.has(base) && args.some(latentCode)) this.markDynamic()
     HANDLERS.get(base)?.(this, args, context)
-    if (CODE_ARGS.has(base)) {
+    const spec = CODE_ARGS.get(base)
+    if (spec) {
       // a computed argument of such a program may be the option that makes it read code
       if (args.some((a) => a.dynamic)) return this.markDynamic(`${base} is given an argument computed at run time`)
+      if (spec.environment && this.facts.env.size > 0) this.markDynamic(`${base} takes ${[...this.facts.env][0] ?? ''}= from its environment`)
       const reason = codeArgsReason(base, args.map((a) => a.text))
       if (reason) this.markDynamic(reason)
     }
