@@ -416,7 +416,18 @@ export class SshSession {
         throw new SftpRefused(message, 255)
       }
     })()
-    const proxy = new SftpProxy(client, target, this.deps.pipeline, this.info, () => operations++, (emitter, event, where, handler) => this.on(emitter, event, where, handler))
+    const proxy = new SftpProxy(
+      client,
+      target,
+      this.deps.pipeline,
+      this.info,
+      () => operations++,
+      (emitter, event, where, handler) => this.on(emitter, event, where, handler),
+      (reason) => {
+        void this.deps.pipeline.protocolEvent(this.info, { event: 'limit.sftp', reason })
+        this.close(reason)
+      },
+    )
     proxy.start()
     const raw = client as unknown as { _protocol?: { exitStatus(id: number, code: number): void; channelExtData(id: number, data: Buffer, type: number): void }; outgoing?: { id: number; state: string } }
     const open = () => raw._protocol !== undefined && raw.outgoing !== undefined && (raw.outgoing.state === 'open' || raw.outgoing.state === 'eof')

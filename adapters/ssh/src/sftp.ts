@@ -11,8 +11,11 @@
  *   Operations that act on a name itself rather than on what it points to (`lstat`,
  *   `readlink`, `remove`, `rmdir`, `mkdir`, `rename`, `symlink`) canonicalise the directory
  *   and keep the last name, so a symlink is judged where it is, and `mkdir` through a dangling
- *   link is judged where it would create. A path the target cannot canonicalise is refused
- *   with the target's own error (recorded as refused, rule `gatehouse/path`).
+ *   link is judged where it would create. A path the target cannot canonicalise goes nowhere:
+ *   it is judged as written, made absolute and normalised lexically (`resolved: false`), and
+ *   answered with the target's error only if policy admits it, so existence is revealed only
+ *   where policy lets the caller look. Every operation also carries `paths`, all the canonical
+ *   paths it touches (both ends of a rename), for rules that must hold for each.
  * - What stays open: the target resolves the path again when it runs the operation. A symlink
  *   swapped in between (by another process on the target, or by this caller over another
  *   channel) is not seen. `ChrootDirectory` on the target (with `ForceCommand internal-sftp`
@@ -27,10 +30,18 @@
  *   admitted `open`/`opendir` (a forged handle gets SSH_FX_FAILURE).
  * - An `open`'s outcome (bytes read and written) is recorded when its handle is closed.
  */
+import { posix } from 'node:path'
 import ssh2, { type Attributes, type FileEntry, type SFTPWrapper } from 'ssh2'
 import type { GatewayRequest, Pipeline, SessionInfo } from '@gatehouse/core'
 
 const { OPEN_MODE, STATUS_CODE } = ssh2.utils.sftp
+
+/** The most one READ is given (OpenSSH's sftp asks for 32 KiB without the limits extension, which the gateway does not offer). */
+const MAX_READ = 64 * 1024
+/** Reads and writes one SFTP session may have at the target at once (OpenSSH's sftp keeps 64). */
+const MAX_IN_FLIGHT = 128
+/** Replies waiting for the client's window before the session is ended: a client that asks and never reads would grow them without bound. */
+const MAX_BUFFERED = 16 * 1024 * 1024
 
 /** Registers a handler so that a throw or a rejection ends the session only (SshSession.on). */
 export type Guard = (emitter: { on(event: string, listener: (...args: never[]) => void): unknown }, event: string, where: string, handler: (...args: never[]) => unknown) => void
@@ -82,7 +93,14 @@ export class SftpProxy {
     private readonly session: SessionInfo,
     private readonly onOperation: () => void,
     private readonly guard: Guard,
+    /** Ends the session for a limit the client broke, with the reason. */
+    private readonly limit: (reason: string) => void,
   ) {}
+
+  /** Reads and writes at the target now. */
+  private inFlight = 0
+  /** The target's home directory (`REALPATH .`), fetched once: relative paths that cannot be resolved are judged against it. */
+  private home: Promise<string> | undefined
 
   /** Registers every handler at once, so no request the client sends early goes unanswered. */
   start(): void {
@@ -99,7 +117,8 @@ export class SftpProxy {
         return handler(t, ...args)
       })
     on('OPEN', (t, id: number, path: string, flags: number, attrs: Attributes) =>
-      this.judged(t, id, 'open', path, 'follow', { mode: openModes(flags) }, (canonical, request) =>
+      // TRUNC, CREAT and APPEND change a file even without WRITE (sftp-server truncates on READ|TRUNC)
+      this.judged(t, id, 'open', path, 'follow', { mode: openModes(flags), writes: openModes(flags).some((m) => m !== 'read') }, (canonical, request) =>
         t.open(canonical, flags, attrs, (err, handle) => (err ? this.fail(id, err, request) : this.issue(id, handle, canonical, request))),
       ),
     )
@@ -111,7 +130,7 @@ export class SftpProxy {
     on('MKDIR', (t, id: number, path: string, attrs: Attributes) => this.judged(t, id, 'mkdir', path, 'name', {}, (canonical, request) => t.mkdir(canonical, attrs, (err) => this.done(id, err, request))))
     on('RENAME', async (t, id: number, from: string, to: string) => {
       const destination = await this.canonical(t, to, 'name')
-      if ('error' in destination) return this.unresolvable(id, 'rename', from, { to, error: destination.error })
+      if ('error' in destination) return this.unresolvable(t, id, 'rename', from, { to, error: destination.error })
       return this.judged(t, id, 'rename', from, 'name', { to: destination.path, requestedTo: to }, (canonical, request) => t.rename(canonical, destination.path, (err) => this.done(id, err, request)))
     })
     on('SETSTAT', (t, id: number, path: string, attrs: Attributes) => this.judged(t, id, 'setstat', path, 'follow', { attrs: describeAttrs(attrs) }, (canonical, request) => t.setstat(canonical, attrs, (err) => this.done(id, err, request))))
@@ -140,9 +159,10 @@ export class SftpProxy {
     // Operations on handles the gateway handed out.
     on('READ', (t, id: number, handle: Buffer, offset: number, length: number) => {
       const h = this.known(id, handle)
-      if (!h) return
-      const buf = Buffer.allocUnsafe(Math.min(length, 256 * 1024))
+      if (!h || !this.admitIo(id)) return
+      const buf = Buffer.allocUnsafe(Math.max(0, Math.min(length, MAX_READ)))
       t.read(handle, buf, 0, buf.length, offset, (err, bytesRead) => {
+        this.inFlight--
         if (err) return this.fail(id, err)
         if (bytesRead === 0) return c.status(id, STATUS_CODE.EOF)
         h.bytesOut += bytesRead
@@ -151,8 +171,9 @@ export class SftpProxy {
     })
     on('WRITE', (t, id: number, handle: Buffer, offset: number, data: Buffer) => {
       const h = this.known(id, handle)
-      if (!h) return
+      if (!h || !this.admitIo(id)) return
       t.write(handle, data, 0, data.length, offset, (err) => {
+        this.inFlight--
         if (err) return this.fail(id, err)
         h.bytesIn += data.length
         c.status(id, STATUS_CODE.OK)
@@ -196,6 +217,25 @@ export class SftpProxy {
     this.handles.clear()
   }
 
+  /**
+   * Whether one more read or write may go to the target: at most MAX_IN_FLIGHT at once, and not
+   * while more than MAX_BUFFERED of replies wait for a client that does not read them (that ends
+   * the session).
+   */
+  private admitIo(id: number): boolean {
+    const buffered = ((this.client as unknown as { _buffer?: Buffer[] })._buffer ?? []).reduce((n, b) => n + b.length, 0)
+    if (buffered > MAX_BUFFERED) {
+      this.limit(`the sftp client asked for more than ${MAX_BUFFERED} bytes it does not read`)
+      return false
+    }
+    if (this.inFlight >= MAX_IN_FLIGHT) {
+      this.client.status(id, STATUS_CODE.FAILURE, `gatehouse: more than ${MAX_IN_FLIGHT} reads and writes in flight`)
+      return false
+    }
+    this.inFlight++
+    return true
+  }
+
   /** The path as the target resolves it (see the file comment for `follow` and `name`). */
   private async canonical(t: SFTPWrapper, path: string, resolve: Resolve): Promise<Canonical> {
     const [dir, name] = resolve === 'name' ? splitLast(path) : [path, '']
@@ -211,9 +251,10 @@ export class SftpProxy {
   private async judged(t: SFTPWrapper, id: number, op: string, path: string, resolve: Resolve, extra: Record<string, unknown>, run: (canonical: string, request: GatewayRequest) => void): Promise<void> {
     this.onOperation()
     const resolved = await this.canonical(t, path, resolve)
-    if ('error' in resolved) return this.unresolvable(id, op, path, { ...extra, error: resolved.error })
+    if ('error' in resolved) return this.unresolvable(t, id, op, path, { ...extra, error: resolved.error })
     const text = `sftp ${op} ${resolved.path}${typeof extra.to === 'string' ? ` -> ${extra.to}` : ''}`
-    const request = this.pipeline.request(this.session, { action: 'ssh.sftp', text, attrs: { ssh: { subsystem: 'sftp', op, path: resolved.path, requestedPath: path, ...extra } } })
+    const paths = typeof extra.requestedTo === 'string' ? [resolved.path, extra.to as string] : [resolved.path]
+    const request = this.pipeline.request(this.session, { action: 'ssh.sftp', text, attrs: { ssh: { subsystem: 'sftp', op, path: resolved.path, paths, requestedPath: path, ...extra } } })
     if (await this.admitted(id, request)) run(resolved.path, request)
   }
 
@@ -224,13 +265,20 @@ export class SftpProxy {
     return admission.admitted
   }
 
-  /** The target could not canonicalise a path: refused (and recorded), answered with the target's own error. */
-  private async unresolvable(id: number, op: string, path: string, extra: { to?: string; error: Error & { code?: unknown } } & Record<string, unknown>): Promise<void> {
+  /**
+   * The target could not canonicalise a path (it does not exist, or a directory on the way does
+   * not). Nothing is sent on; the path is judged as written, made absolute against the home
+   * directory and normalised lexically (`ssh.resolved: false`). Refused, it is answered like any
+   * refusal, so a caller learns whether a path exists only where policy lets it look; admitted,
+   * it gets the target's own error.
+   */
+  private async unresolvable(t: SFTPWrapper, id: number, op: string, path: string, extra: { to?: string; error: Error & { code?: unknown } } & Record<string, unknown>): Promise<void> {
     const { error, to, ...rest } = extra
-    const request = this.pipeline.request(this.session, { action: 'ssh.sftp', text: `sftp ${op} ${path}`, attrs: { ssh: { subsystem: 'sftp', op, requestedPath: path, ...(to === undefined ? {} : { requestedTo: to }), ...rest } } })
-    await this.pipeline.refuse(request, { rule: 'gatehouse/path', reason: `the target cannot resolve the path: ${error.message}`, code: 'GH_ERR_PARSE_FAILED' })
-    const code = typeof error.code === 'number' ? error.code : STATUS_CODE.NO_SUCH_FILE
-    this.client.status(id, code, error.message)
+    this.home ??= new Promise((done) => t.realpath('.', (err, abs) => done(err ? '/' : abs)))
+    const lexical = posix.resolve(await this.home, path)
+    const request = this.pipeline.request(this.session, { action: 'ssh.sftp', text: `sftp ${op} ${lexical}`, attrs: { ssh: { subsystem: 'sftp', op, path: lexical, paths: [lexical], requestedPath: path, resolved: false, ...(to === undefined ? {} : { requestedTo: to }), ...rest } } })
+    if (!(await this.admitted(id, request))) return
+    this.fail(id, error, request)
   }
 
   /** Hands out a handle; an open's outcome waits for its close (with the bytes), an opendir's is recorded now. */

@@ -172,7 +172,8 @@ beforeAll(async () => {
           // sftp asks where it starts (REALPATH ".") before anything else
           { id: 'where-am-i', effect: 'allow', actions: ['ssh.sftp'], match: { 'ssh.op': ['realpath'] } },
           { id: 'read-artifacts', effect: 'allow', actions: ['ssh.sftp'], when: `request.ssh.op in ["opendir", "stat", "lstat", "readlink"] && ${underArt} || request.ssh.op == "open" && request.ssh.mode == ["read"] && ${underArt}` },
-          { id: 'scratch', effect: 'allow', actions: ['ssh.sftp'], when: `has(request.ssh.path) && request.ssh.path.startsWith("${art}/scratch/")` },
+          // every path the operation touches (both ends of a rename) must be in scratch
+          { id: 'scratch', effect: 'allow', actions: ['ssh.sftp'], when: `has(request.ssh.paths) && request.ssh.paths.all(p, p.startsWith("${art}/scratch/"))` },
           { id: 'commands', effect: 'allow', actions: ['ssh.exec', 'ssh.subsystem'] },
           { id: 'remote-forward', effect: 'allow', actions: ['ssh.forward'], match: { 'ssh.kind': ['remote'] } },
         ],
@@ -245,18 +246,65 @@ describe('sftp paths are judged as the target resolves them', () => {
     }
   })
 
-  it('refuses a path the target cannot resolve, with the target\'s own error, and records it', async () => {
+  it('a path the target cannot resolve goes nowhere; its existence is revealed only where policy lets the caller look', async () => {
     const c = await client()
     try {
       const s = await sftpOf(c)
-      const err = await new Promise<Error & { code?: number }>((resolve) => s.open(`${art}/missing/deeper`, 'r', (e) => resolve(e as Error)))
-      expect(err.code).toBe(ssh2.utils.sftp.STATUS_CODE.NO_SUCH_FILE)
-      const refused = (await requests('ssh.sftp')).find((e) => sshAttrs(e).requestedPath === `${art}/missing/deeper`)
-      expect(refused).toMatchObject({ verdict: 'deny', rule: 'gatehouse/path' })
+      // inside the grant: the target's own answer
+      const inside = await new Promise<Error & { code?: number }>((resolve) => s.open(`${art}/missing/deeper`, 'r', (e) => resolve(e as Error)))
+      expect(inside.code).toBe(ssh2.utils.sftp.STATUS_CODE.NO_SUCH_FILE)
+      // outside: the same refusal whether or not the file exists (no oracle)
+      const missing = await new Promise<Error & { code?: number }>((resolve) => s.stat(`${secret}/nope/..`, (e) => resolve(e as Error)))
+      const present = await new Promise<Error & { code?: number }>((resolve) => s.stat(`${secret}/id_ed25519/..`, (e) => resolve(e as Error)))
+      expect(missing.code).toBe(ssh2.utils.sftp.STATUS_CODE.PERMISSION_DENIED)
+      expect(present.code).toBe(ssh2.utils.sftp.STATUS_CODE.PERMISSION_DENIED)
+      const judged = (await requests('ssh.sftp')).find((e) => sshAttrs(e).requestedPath === `${art}/missing/deeper`)
+      expect(judged).toMatchObject({ verdict: 'allow' })
+      expect(sshAttrs(judged as RequestEvent)).toMatchObject({ path: `${art}/missing/deeper`, resolved: false })
     } finally {
       c.end()
     }
   })
+
+  it('reports an open that can change a file without WRITE (READ|TRUNC, READ|CREAT) as writes, and refuses it under a read grant', async () => {
+    const c = await client()
+    try {
+      const s = await sftpOf(c)
+      const { OPEN_MODE } = ssh2.utils.sftp
+      const raw = s as unknown as { open(path: string, flags: number, cb: (err: Error | undefined) => void): void }
+      const flagsOf = (...f: number[]) => f.reduce((a, b) => a | b, 0)
+      // ssh2's open takes a flags string; a number is sent as is
+      const err = await new Promise<Error | undefined>((resolve) => raw.open(`${art}/build.txt`, flagsOf(OPEN_MODE.READ, OPEN_MODE.TRUNC), (e) => resolve(e)))
+      expect(err?.message).toContain('denied')
+      expect(readFileSync(join(art, 'build.txt'), 'utf8')).toBe('artifact\n')
+      const open = (await requests('ssh.sftp')).filter((e) => sshAttrs(e).op === 'open' && (sshAttrs(e).mode as string[]).includes('truncate')).at(-1)
+      expect(sshAttrs(open as RequestEvent)).toMatchObject({ mode: ['read', 'truncate'], writes: true })
+    } finally {
+      c.end()
+    }
+  })
+
+  it('judges a rename by both ends: paths lists the destination too', async () => {
+    const c = await client()
+    try {
+      const s = await sftpOf(c)
+      writeFileSync(join(art, 'scratch', 'movable'), 'x')
+      const err = await new Promise<Error | undefined>((resolve) => s.rename(`${art}/scratch/movable`, `${secret}/planted`, (e) => resolve(e ?? undefined)))
+      const rename = (await requests('ssh.sftp')).filter((e) => sshAttrs(e).op === 'rename').at(-1) as RequestEvent
+      expect(sshAttrs(rename).paths).toEqual([`${art}/scratch/movable`, `${secret}/planted`])
+      expect(rename.verdict).toBe('deny')
+      expect(err?.message).toContain('denied')
+      expect(existsSync(join(art, 'scratch', 'movable'))).toBe(true)
+      expect(existsSync(join(secret, 'planted'))).toBe(false)
+      // within scratch, allowed
+      const inside = await new Promise<Error | undefined>((resolve) => s.rename(`${art}/scratch/movable`, `${art}/scratch/moved`, (e) => resolve(e ?? undefined)))
+      expect(inside).toBeUndefined()
+      expect(existsSync(join(art, 'scratch', 'moved'))).toBe(true)
+    } finally {
+      c.end()
+    }
+  })
+
 })
 
 describe('handles and metadata', () => {
@@ -322,7 +370,7 @@ describe('exec analysis a README-style policy can trust', () => {
       expect(r.code, command).toBe(126)
     }
     const refused = (await requests('ssh.exec')).find((e) => e.text === 'PATH=~/bin make build' && e.session !== undefined && sshAttrs(e).dynamicReasons !== undefined)
-    expect(sshAttrs(refused as RequestEvent)).toMatchObject({ env: ['PATH'], dynamic: true, dynamicReasons: ['PATH= changes what runs'] })
+    expect(sshAttrs(refused as RequestEvent)).toMatchObject({ env: ['PATH'], dynamic: true, dynamicReasons: expect.arrayContaining(['PATH= changes what runs']) })
   })
 })
 
