@@ -34,7 +34,7 @@ interface Slot<I, R> {
 export interface BackgroundPoolOptions<R> {
   /** Longest a job may run before its worker is terminated and the job refused. */
   readonly budgetMs: number
-  /** Workers in the pool; at least two, so one principal never holds them all. */
+  /** Workers in the pool (default: two to four). Keep at least two, so one principal never holds them all. */
   readonly size?: number
   /** The result of a job that failed: timed out, its worker died, or the pool closed. */
   readonly failed: (reason: string) => R
@@ -53,7 +53,7 @@ export class BackgroundPool<I, R> {
     private readonly script: URL,
     private readonly options: BackgroundPoolOptions<R>,
   ) {
-    const size = Math.max(2, options.size ?? Math.min(4, availableParallelism()))
+    const size = options.size ?? Math.max(2, Math.min(4, availableParallelism()))
     this.slots = Array.from({ length: size }, () => ({ worker: undefined, running: undefined }))
   }
 

@@ -451,7 +451,7 @@ describe('properties', () => {
       fc.property(commandLine([' | ', ' && ', '; ', '\n', ' |\n', ' &&\n', ' ||\n', '\n\n', ' # comment\n']), ({ text }) => {
         const a = analyzeCommand(text)
         if (a.ok) expect(a.facts.programs).toContain('curl')
-        else expect(a.error).toBe('the command line could not be parsed')
+        else expect(a.error).toMatch(/^the command line (could not be parsed|has a word the parser splits where bash does not)$/)
       }),
       { numRuns: 2000 },
     )
