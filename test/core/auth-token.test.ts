@@ -67,9 +67,9 @@ function ctx(connection = 'orders', now = NOW): AuthContext {
   return { session, connection, now }
 }
 
-function refusal(fn: () => unknown): GatewayError {
+async function refusal(fn: () => unknown): Promise<GatewayError> {
   try {
-    fn()
+    await fn()
   } catch (err) {
     expect(err).toBeInstanceOf(GatewayError)
     return err as GatewayError
@@ -83,110 +83,110 @@ describe('TokenAuthenticator.authenticate', () => {
   const good = generateToken()
   const auth = new TokenAuthenticator(gatewayConfig([{ id: 'ci', kind: 'service', groups: ['ci', 'readers'], claims: { team: 'platform' }, tokens: [{ id: 'ci-2030', token: good }] }]), { cacheSize: 16 })
 
-  it('accepts the correct token and returns the identity as principal', () => {
-    const p = auth.authenticate(password('ci', good), ctx()) as Principal
+  it('accepts the correct token and returns the identity as principal', async () => {
+    const p = (await auth.authenticate(password('ci', good), ctx())) as Principal
     expect(p).toEqual({ id: 'ci', kind: 'service', groups: ['ci', 'readers'], claims: { team: 'platform', token: 'ci-2030' }, credential: 'token:ci-2030' })
     expect(Object.isFrozen(p)).toBe(true)
   })
 
-  it('refuses a wrong token with GH_ERR_AUTH_FAILED and a generic client message', () => {
-    const err = refusal(() => auth.authenticate(password('ci', generateToken()), ctx()))
+  it('refuses a wrong token with GH_ERR_AUTH_FAILED and a generic client message', async () => {
+    const err = await refusal(() => auth.authenticate(password('ci', generateToken()), ctx()))
     expect(err.code).toBe('GH_ERR_AUTH_FAILED')
     expect(err.clientMessage).toBe('authentication failed')
     expect(err.message).not.toContain(good)
   })
 
-  it('refuses an unknown identity with the same GH_ERR_AUTH_FAILED and client message as a wrong token', () => {
-    const wrong = refusal(() => auth.authenticate(password('ci', generateToken()), ctx()))
-    const unknown = refusal(() => auth.authenticate(password('nobody', good), ctx()))
+  it('refuses an unknown identity with the same GH_ERR_AUTH_FAILED and client message as a wrong token', async () => {
+    const wrong = await refusal(() => auth.authenticate(password('ci', generateToken()), ctx()))
+    const unknown = await refusal(() => auth.authenticate(password('nobody', good), ctx()))
     expect(unknown.code).toBe('GH_ERR_AUTH_FAILED')
     expect(unknown.kind).toBe(wrong.kind)
     expect(unknown.clientMessage).toBe(wrong.clientMessage)
   })
 
-  it('refuses a token of another identity', () => {
+  it('refuses a token of another identity', async () => {
     const other = generateToken()
     const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: good }] }, { id: 'ops', tokens: [{ token: other }] }]), { cacheSize: 16 })
-    expect(refusal(() => a.authenticate(password('ci', other), ctx())).code).toBe('GH_ERR_AUTH_FAILED')
-    expect((a.authenticate(password('ops', other), ctx()) as Principal).id).toBe('ops')
+    expect((await refusal(() => a.authenticate(password('ci', other), ctx()))).code).toBe('GH_ERR_AUTH_FAILED')
+    expect(((await a.authenticate(password('ops', other), ctx())) as Principal).id).toBe('ops')
   })
 
-  it('ignores credentials that are not passwords (another authenticator may handle them)', () => {
-    expect(auth.authenticate({ kind: 'bearer', token: good, user: 'ci' }, ctx())).toBeUndefined()
+  it('ignores credentials that are not passwords (another authenticator may handle them)', async () => {
+    expect(await auth.authenticate({ kind: 'bearer', token: good, user: 'ci' }, ctx())).toBeUndefined()
   })
 
-  it('names a default token id after the identity and the token index', () => {
+  it('names a default token id after the identity and the token index', async () => {
     const t2 = generateToken()
     const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: generateToken() }, { token: t2 }] }]), { cacheSize: 16 })
-    expect((a.authenticate(password('ci', t2), ctx()) as Principal).credential).toBe('token:ci#1')
+    expect(((await a.authenticate(password('ci', t2), ctx())) as Principal).credential).toBe('token:ci#1')
   })
 
-  it('refuses an expired token with GH_ERR_AUTH_EXPIRED', () => {
+  it('refuses an expired token with GH_ERR_AUTH_EXPIRED', async () => {
     const t = generateToken()
     const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ id: 'old', token: t, expires: new Date(NOW - HOUR).toISOString() }] }]), { cacheSize: 16 })
-    const err = refusal(() => a.authenticate(password('ci', t), ctx()))
+    const err = await refusal(() => a.authenticate(password('ci', t), ctx()))
     expect(err.code).toBe('GH_ERR_AUTH_EXPIRED')
     expect(err.clientMessage).toBe('token expired')
   })
 
-  it('accepts a token before its expiry and refuses it from the expiry instant on', () => {
+  it('accepts a token before its expiry and refuses it from the expiry instant on', async () => {
     const t = generateToken()
     const expires = new Date(NOW + HOUR).toISOString()
     const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: t, expires }] }]), { cacheSize: 16 })
-    expect((a.authenticate(password('ci', t), ctx('orders', NOW + HOUR - 1)) as Principal).id).toBe('ci')
+    expect(((await a.authenticate(password('ci', t), ctx('orders', NOW + HOUR - 1))) as Principal).id).toBe('ci')
     // the second check hits the verified-token cache: expiry must still be enforced
-    expect(refusal(() => a.authenticate(password('ci', t), ctx('orders', NOW + HOUR))).code).toBe('GH_ERR_AUTH_EXPIRED')
+    expect((await refusal(() => a.authenticate(password('ci', t), ctx('orders', NOW + HOUR)))).code).toBe('GH_ERR_AUTH_EXPIRED')
   })
 
-  it('does not reveal expiry to someone presenting a wrong token', () => {
+  it('does not reveal expiry to someone presenting a wrong token', async () => {
     const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: generateToken(), expires: new Date(NOW - HOUR).toISOString() }] }]), { cacheSize: 16 })
-    expect(refusal(() => a.authenticate(password('ci', generateToken()), ctx())).code).toBe('GH_ERR_AUTH_FAILED')
+    expect((await refusal(() => a.authenticate(password('ci', generateToken()), ctx()))).code).toBe('GH_ERR_AUTH_FAILED')
   })
 
-  it('refuses a token on a connection outside its scope with GH_ERR_AUTH_SCOPE', () => {
+  it('refuses a token on a connection outside its scope with GH_ERR_AUTH_SCOPE', async () => {
     const t = generateToken()
     const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: t, connections: ['orders'] }] }]), { cacheSize: 16 })
-    expect((a.authenticate(password('ci', t), ctx('orders')) as Principal).id).toBe('ci')
-    const err = refusal(() => a.authenticate(password('ci', t), ctx('billing')))
+    expect(((await a.authenticate(password('ci', t), ctx('orders'))) as Principal).id).toBe('ci')
+    const err = await refusal(() => a.authenticate(password('ci', t), ctx('billing')))
     expect(err.code).toBe('GH_ERR_AUTH_SCOPE')
     expect(err.clientMessage).toContain('billing')
   })
 
-  it('a token without connections is valid for every connection', () => {
-    expect((auth.authenticate(password('ci', good), ctx('billing')) as Principal).id).toBe('ci')
+  it('a token without connections is valid for every connection', async () => {
+    expect(((await auth.authenticate(password('ci', good), ctx('billing'))) as Principal).id).toBe('ci')
   })
 
-  it('picks the matching token among several (rotation), each with its own scope', () => {
+  it('picks the matching token among several (rotation), each with its own scope', async () => {
     const oldT = generateToken()
     const newT = generateToken()
     const a = new TokenAuthenticator(
       gatewayConfig([{ id: 'ci', tokens: [{ id: 'old', token: oldT, connections: ['orders'] }, { id: 'new', token: newT, connections: ['billing'] }] }]),
       { cacheSize: 16 },
     )
-    expect((a.authenticate(password('ci', newT), ctx('billing')) as Principal).credential).toBe('token:new')
-    expect((a.authenticate(password('ci', oldT), ctx('orders')) as Principal).credential).toBe('token:old')
-    expect(refusal(() => a.authenticate(password('ci', oldT), ctx('billing'))).code).toBe('GH_ERR_AUTH_SCOPE')
+    expect(((await a.authenticate(password('ci', newT), ctx('billing'))) as Principal).credential).toBe('token:new')
+    expect(((await a.authenticate(password('ci', oldT), ctx('orders'))) as Principal).credential).toBe('token:old')
+    expect((await refusal(() => a.authenticate(password('ci', oldT), ctx('billing')))).code).toBe('GH_ERR_AUTH_SCOPE')
   })
 
-  it('accepts sha256-form hashes and refuses a wrong token against them', () => {
+  it('accepts sha256-form hashes and refuses a wrong token against them', async () => {
     const t = generateToken()
     const hash = hashToken(t, 'ci', 'sha256')
     expect(hash).toMatch(/^sha256:[0-9a-f]{64}$/)
     const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: t, algorithm: 'sha256' }] }]), { cacheSize: 0 })
-    expect((a.authenticate(password('ci', t), ctx()) as Principal).id).toBe('ci')
-    expect(refusal(() => a.authenticate(password('ci', `${t}x`), ctx())).code).toBe('GH_ERR_AUTH_FAILED')
+    expect(((await a.authenticate(password('ci', t), ctx())) as Principal).id).toBe('ci')
+    expect((await refusal(() => a.authenticate(password('ci', `${t}x`), ctx()))).code).toBe('GH_ERR_AUTH_FAILED')
   })
 
-  it('works without a cache (cacheSize 0) for repeated logins', () => {
+  it('works without a cache (cacheSize 0) for repeated logins', async () => {
     const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: good }] }]), { cacheSize: 0 })
-    for (let i = 0; i < 2; i++) expect((a.authenticate(password('ci', good), ctx()) as Principal).id).toBe('ci')
-    expect(refusal(() => a.authenticate(password('ci', 'gh_wrong'), ctx())).code).toBe('GH_ERR_AUTH_FAILED')
+    for (let i = 0; i < 2; i++) expect(((await a.authenticate(password('ci', good), ctx())) as Principal).id).toBe('ci')
+    expect((await refusal(() => a.authenticate(password('ci', 'gh_wrong'), ctx()))).code).toBe('GH_ERR_AUTH_FAILED')
   })
 
-  it('refuses a config with a malformed hash, naming its path', () => {
+  it('refuses a config with a malformed hash, naming its path', async () => {
     const config = gatewayConfig([{ id: 'ci', tokens: [{ token: good }] }, { id: 'ops', tokens: [{ token: good }] }])
     const broken = { ...config, identities: [config.identities[0]!, { ...config.identities[1]!, tokens: [{ hash: 'md5:abcdef0123' }] }] }
-    const err = refusal(() => new TokenAuthenticator(broken, { cacheSize: 16 }))
+    const err = await refusal(() => new TokenAuthenticator(broken, { cacheSize: 16 }))
     expect(err.code).toBe('GH_ERR_PLUGIN_CONFIG')
     expect(err.message).toContain('identities[1].tokens[0].hash')
   })
@@ -197,15 +197,15 @@ describe('TokenAuthenticator.authenticate', () => {
   // the cache resolves to the first one. The cache entry is also written before accept() checks
   // expiry/scope. Result: an expired (or out-of-scope) token is refused once, then accepted on
   // the second attempt with the other entry's expiry and scope.
-  it('an expired token stays refused on a second attempt even if another token entry shares its id', () => {
+  it('an expired token stays refused on a second attempt even if another token entry shares its id', async () => {
     const valid = generateToken()
     const expired = generateToken()
     const a = new TokenAuthenticator(
       gatewayConfig([{ id: 'ci', tokens: [{ id: 'ci-token', token: valid }, { id: 'ci-token', token: expired, expires: new Date(NOW - HOUR).toISOString() }] }]),
       { cacheSize: 16 },
     )
-    expect(refusal(() => a.authenticate(password('ci', expired), ctx())).code).toBe('GH_ERR_AUTH_EXPIRED')
-    expect(refusal(() => a.authenticate(password('ci', expired), ctx())).code).toBe('GH_ERR_AUTH_EXPIRED')
+    expect((await refusal(() => a.authenticate(password('ci', expired), ctx()))).code).toBe('GH_ERR_AUTH_EXPIRED')
+    expect((await refusal(() => a.authenticate(password('ci', expired), ctx()))).code).toBe('GH_ERR_AUTH_EXPIRED')
   })
 })
 
@@ -228,7 +228,7 @@ describe('TokenAuthenticator.scramVerifiers', () => {
     16,
   )
 
-  it('returns one verifier per SCRAM-form token (sha256 tokens cannot do SCRAM), all with the identity salt', () => {
+  it('returns one verifier per SCRAM-form token (sha256 tokens cannot do SCRAM), all with the identity salt', async () => {
     const vs = auth.scramVerifiers('ci', ctx())
     expect(vs).toHaveLength(2)
     for (const v of vs) {
@@ -242,25 +242,25 @@ describe('TokenAuthenticator.scramVerifiers', () => {
     expect(vs[0]?.storedKey.equals((parsed as { secret: ScramSecret }).secret.storedKey)).toBe(true)
   })
 
-  it('returns no verifiers for an unknown user', () => {
+  it('returns no verifiers for an unknown user', async () => {
     expect(auth.scramVerifiers('nobody', ctx())).toEqual([])
   })
 
-  it("a verifier's accept() returns the principal when expiry and scope allow", () => {
+  it("a verifier's accept() returns the principal when expiry and scope allow", async () => {
     const [scoped, expiring] = auth.scramVerifiers('ci', ctx('orders'))
     expect(scoped?.accept()).toMatchObject({ id: 'ci', groups: ['ci'], credential: 'token:scoped' })
     expect(expiring?.accept()).toMatchObject({ id: 'ci', credential: 'token:expiring' })
   })
 
-  it("a verifier's accept() enforces the token's connection scope", () => {
+  it("a verifier's accept() enforces the token's connection scope", async () => {
     const [scoped, expiring] = auth.scramVerifiers('ci', ctx('billing'))
-    expect(refusal(() => scoped?.accept()).code).toBe('GH_ERR_AUTH_SCOPE')
+    expect((await refusal(() => scoped?.accept())).code).toBe('GH_ERR_AUTH_SCOPE')
     expect(expiring?.accept().id).toBe('ci')
   })
 
-  it("a verifier's accept() enforces the token's expiry", () => {
+  it("a verifier's accept() enforces the token's expiry", async () => {
     const [, expiring] = auth.scramVerifiers('ci', ctx('orders', NOW + 2 * HOUR))
-    expect(refusal(() => expiring?.accept()).code).toBe('GH_ERR_AUTH_EXPIRED')
+    expect((await refusal(() => expiring?.accept())).code).toBe('GH_ERR_AUTH_EXPIRED')
   })
 })
 
@@ -279,7 +279,7 @@ describe('SCRAM-SHA-256 round trip (core ScramClient ↔ ScramServer) with verif
     return { client, serverFirst, result }
   }
 
-  it('the correct token matches, and the server signature verifies on the client', () => {
+  it('the correct token matches, and the server signature verifies on the client', async () => {
     const token = generateToken()
     const { client, serverFirst, result } = exchange(token, [verifier(token, 'ci', 'ci-token')])
     expect(serverFirst).toContain(`s=${identitySalt('ci').toString('base64')}`)
@@ -289,25 +289,25 @@ describe('SCRAM-SHA-256 round trip (core ScramClient ↔ ScramServer) with verif
     expect(() => client.verify(result!.serverFinal)).not.toThrow()
   })
 
-  it('picks the matching candidate among several tokens of one identity', () => {
+  it('picks the matching candidate among several tokens of one identity', async () => {
     const a = generateToken()
     const b = generateToken()
     const { result } = exchange(b, [verifier(a, 'ci', 'a'), verifier(b, 'ci', 'b')])
     expect(result?.value).toBe('b')
   })
 
-  it('a wrong token does not match', () => {
+  it('a wrong token does not match', async () => {
     const { result } = exchange(generateToken(), [verifier(generateToken(), 'ci', 'ci-token')])
     expect(result).toBeUndefined()
   })
 
-  it('with no candidates (unknown user) the exchange still runs and does not match', () => {
+  it('with no candidates (unknown user) the exchange still runs and does not match', async () => {
     const { serverFirst, result } = exchange(generateToken(), [])
     expect(serverFirst).toContain(`s=${identitySalt('fallback').toString('base64')}`)
     expect(result).toBeUndefined()
   })
 
-  it('the client refuses a forged server signature', () => {
+  it('the client refuses a forged server signature', async () => {
     const token = generateToken()
     const { client } = exchange(token, [verifier(token, 'ci', 'x')])
     const forged = `v=${Buffer.alloc(32, 7).toString('base64')}`
@@ -320,7 +320,7 @@ describe('SCRAM-SHA-256 round trip (core ScramClient ↔ ScramServer) with verif
     expect((err as GatewayError).code).toBe('GH_ERR_UPSTREAM_AUTH')
   })
 
-  it('the server refuses a client-final with a tampered nonce as a protocol error', () => {
+  it('the server refuses a client-final with a tampered nonce as a protocol error', async () => {
     const token = generateToken()
     const client = new ScramClient(token)
     const server = new ScramServer([verifier(token, 'ci', 'x')], identitySalt('x'))
@@ -328,7 +328,7 @@ describe('SCRAM-SHA-256 round trip (core ScramClient ↔ ScramServer) with verif
     expect(() => server.finish(final.replace(/r=([^,]+)/, 'r=$1X'))).toThrow(expect.objectContaining({ code: 'GH_ERR_PROTOCOL' }))
   })
 
-  it('the server refuses channel binding with GH_ERR_AUTH_UNSUPPORTED', () => {
+  it('the server refuses channel binding with GH_ERR_AUTH_UNSUPPORTED', async () => {
     const server = new ScramServer([], identitySalt('x'))
     expect(() => server.start('p=tls-server-end-point,,n=*,r=abc')).toThrow(expect.objectContaining({ code: 'GH_ERR_AUTH_UNSUPPORTED' }))
   })
@@ -342,7 +342,7 @@ describe('auth-token plugin definition', () => {
     expect(plugin.stage).toBe('authenticate')
     const a = await plugin.register(rootWith(config), { cacheSize: 4 }, { gateway: config, instance: 'auth-token', logger: undefined as never, dataDir: '/tmp' })
     expect(a).toBeInstanceOf(TokenAuthenticator)
-    expect((a.authenticate(password('ci', token), ctx()) as Principal).id).toBe('ci')
+    expect(((await a.authenticate(password('ci', token), ctx())) as Principal).id).toBe('ci')
   })
 })
 

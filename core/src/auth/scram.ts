@@ -6,7 +6,7 @@
  * would bind to the gateway's certificate, which is what the client sees anyway; clients that
  * insist on channel binding are refused with a clear message).
  */
-import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHash, createHmac, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto'
 import { GatewayError } from '../errors.js'
 
 export const SCRAM_MECHANISM = 'SCRAM-SHA-256'
@@ -53,9 +53,28 @@ export function parseScramSecret(text: string): ScramSecret | undefined {
   return { iterations, salt: Buffer.from(m[2] as string, 'base64'), storedKey, serverKey }
 }
 
+/**
+ * `deriveScramSecret` on libuv's thread pool: PBKDF2 of 4,096 rounds takes a few milliseconds
+ * of CPU, and a flood of wrong passwords on the event loop would hold up every session.
+ */
+export function deriveScramSecretAsync(password: string, salt: Buffer, iterations = DEFAULT_ITERATIONS): Promise<ScramSecret> {
+  return new Promise((resolve, reject) =>
+    pbkdf2(saslPrep(password), salt, iterations, 32, 'sha256', (err, salted) => {
+      if (err) return reject(err)
+      resolve({ iterations, salt, storedKey: sha256(hmac(salted, 'Client Key')), serverKey: hmac(salted, 'Server Key') })
+    }),
+  )
+}
+
 /** Constant-time check of a cleartext secret against a verifier. */
 export function verifyScramSecret(password: string, secret: ScramSecret): boolean {
   const derived = deriveScramSecret(password, secret.salt, secret.iterations)
+  return timingSafeEqual(derived.storedKey, secret.storedKey)
+}
+
+/** `verifyScramSecret` off the event loop. */
+export async function verifyScramSecretAsync(password: string, secret: ScramSecret): Promise<boolean> {
+  const derived = await deriveScramSecretAsync(password, secret.salt, secret.iterations)
   return timingSafeEqual(derived.storedKey, secret.storedKey)
 }
 

@@ -7,7 +7,7 @@
  * - `sha256:<hex>`: a plain SHA-256, for protocols that only ever receive the token itself.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import { DEFAULT_ITERATIONS, deriveScramSecret, formatScramSecret, parseScramSecret, verifyScramSecret, type ScramSecret } from './scram.js'
+import { DEFAULT_ITERATIONS, deriveScramSecret, formatScramSecret, parseScramSecret, verifyScramSecret, verifyScramSecretAsync, type ScramSecret } from './scram.js'
 
 export const TOKEN_PREFIX = 'gh_'
 
@@ -38,6 +38,12 @@ export function parseTokenHash(hash: string): ParsedTokenHash | undefined {
 export function verifyToken(token: string, hash: ParsedTokenHash): boolean {
   if (hash.kind === 'sha256') return timingSafeEqual(createHash('sha256').update(token).digest(), hash.digest)
   return verifyScramSecret(token, hash.secret)
+}
+
+/** `verifyToken` with the key derivation off the event loop (what the gateway uses for every login). */
+export async function verifyTokenAsync(token: string, hash: ParsedTokenHash): Promise<boolean> {
+  if (hash.kind === 'sha256') return timingSafeEqual(createHash('sha256').update(token).digest(), hash.digest)
+  return verifyScramSecretAsync(token, hash.secret)
 }
 
 /** Parses durations like `90s`, `15m`, `12h`, `7d`. */

@@ -16,12 +16,12 @@ import {
   PluginConfig,
   definePlugin,
   injectable,
-  deriveScramSecret,
+  deriveScramSecretAsync,
   GatewayError,
   identitySalt,
   parseTokenHash,
   PLUGIN_API_VERSION,
-  verifyToken,
+  verifyTokenAsync,
   type AuthContext,
   type Authenticator,
   type Credentials,
@@ -79,12 +79,16 @@ export class TokenAuthenticator implements Authenticator {
     })
   }
 
-  authenticate(presented: Credentials, ctx: AuthContext): Principal | undefined {
+  /**
+   * The key derivation (PBKDF2) runs on libuv's thread pool, never on the event loop: a flood of
+   * wrong tokens must not hold up the statements of sessions already logged in.
+   */
+  async authenticate(presented: Credentials, ctx: AuthContext): Promise<Principal | undefined> {
     if (presented.kind !== 'password') return undefined
     const identity = this.identities.get(presented.user)
     if (!identity) {
       // Same work as a real check, so timing does not reveal which users exist.
-      deriveScramSecret(presented.password, identitySalt(presented.user))
+      await deriveScramSecretAsync(presented.password, identitySalt(presented.user))
       throw new GatewayError('GH_ERR_AUTH_FAILED', `unknown identity or wrong token for user "${presented.user}"`, { clientMessage: 'authentication failed' })
     }
     const cacheKey = createHash('sha256').update(presented.user).update('\0').update(presented.password).digest('base64')
@@ -92,7 +96,7 @@ export class TokenAuthenticator implements Authenticator {
     const cached = match !== undefined
     if (!match) {
       for (const t of identity.tokens) {
-        if (verifyToken(presented.password, t.hash) && match === undefined) match = t
+        if ((await verifyTokenAsync(presented.password, t.hash)) && match === undefined) match = t
       }
     }
     if (!match) throw new GatewayError('GH_ERR_AUTH_FAILED', `wrong token for identity "${presented.user}"`, { clientMessage: 'authentication failed' })
