@@ -130,7 +130,8 @@ connections:
     listen: "127.0.0.1:${sshPort}"
     # never reached: every flood login fails before the gateway would connect
     upstream: { host: 127.0.0.1, port: 9, user: nobody, password: unused, hostKey: "SHA256:${'A'.repeat(43)}" }
-    options: { hostKeys: ["\${file:${path.join(tmp, 'host_ed25519')}}"], maxUnauthenticated: 1000 }
+    options: { hostKeys: ["\${file:${path.join(tmp, 'host_ed25519')}}"] }
+    limits: { unauthenticated: { total: 1000, perSource: 1000 } }
 policies:
   - id: bench
     principals: { groups: [bench] }

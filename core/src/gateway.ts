@@ -35,6 +35,7 @@ export interface ExplainedDecision {
   readonly decision: Decision
 }
 import { ConnectionPipeline } from './pipeline/pipeline.js'
+import { ConnectionAdmission } from './pipeline/admission.js'
 import { sealContainer } from './container.js'
 
 /** Default chains for a connection that does not list its own: fail closed, audited. */
@@ -124,7 +125,8 @@ export class Gateway {
       const transformers = await resolveChain('transform')
       if (sinks.length === 0) logger.warn({ connection: connection.name }, 'connection has no audit sink: requests will not be recorded')
       const recorder = new AuditRecorder(chains.record.map((name, j) => ({ name, sink: sinks[j] as StageObjects['record'] })), logger)
-      const pipeline = new ConnectionPipeline(connection.name, { authenticators, analyzers, policies, transformers }, recorder, root, logger.child({ connection: connection.name }))
+      const admission = new ConnectionAdmission(config.limits, connection.limits)
+      const pipeline = new ConnectionPipeline(connection.name, { authenticators, analyzers, policies, transformers }, recorder, root, logger.child({ connection: connection.name }), admission)
       plans.push({ connection, adapter, pipeline })
     }
     checkPolicyActions(config, plans)

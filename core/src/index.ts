@@ -21,6 +21,7 @@ export { inject, injectable, type DependencyContainer, type InjectionToken } fro
 export * from './plugin/stages.js'
 export { BUILTIN_PLUGINS, loadPluginDefinition } from './plugin/loader.js'
 export * from './pipeline/pipeline.js'
+export { type ConnectionSlot, DEFAULT_UNAUTHENTICATED_TOTAL, DEFAULT_UNAUTHENTICATED_PER_SOURCE } from './pipeline/admission.js'
 export * from './recording/asciicast.js'
 export { Metrics, MetricsRegistry } from './metrics.js'
 export { Gateway, DEFAULT_CHAINS, type BootOptions } from './gateway.js'

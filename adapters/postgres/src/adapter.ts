@@ -58,9 +58,18 @@ export class PostgresAdapter implements ProtocolAdapter {
         socket.end(buildError({ severity: 'FATAL', code: SQLSTATE.adminShutdown, message: 'gatehouse: the gateway is shutting down' }))
         return
       }
-      const session = new PostgresSession(socket, { connection, upstream, options, tls, pipeline, analyzer: this.analyzer, logger, cancelKeys })
+      // core's limits: how many may be logging in at once, in all and from one source address
+      const slot = pipeline.admitConnection(socket.remoteAddress ?? '', 'postgres')
+      if (!slot) {
+        socket.end(buildError({ severity: 'FATAL', code: SQLSTATE.tooManyConnections, message: 'gatehouse: too many connections are logging in from this address; try again later' }))
+        return
+      }
+      const session = new PostgresSession(socket, { connection, upstream, options, tls, pipeline, analyzer: this.analyzer, logger, cancelKeys, loggedIn: () => slot.authenticated() })
       sessions.add(session)
-      socket.once('close', () => sessions.delete(session))
+      socket.once('close', () => {
+        sessions.delete(session)
+        slot.release()
+      })
       session.start()
     })
     server.on('error', (err) => logger.error({ err: err.message }, 'listener error'))

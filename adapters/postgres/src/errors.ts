@@ -14,6 +14,7 @@ export const SQLSTATE = {
   adminShutdown: '57P01',
   systemError: '58000',
   internalError: 'XX000',
+  tooManyConnections: '53300',
 } as const
 
 const BY_CODE: Partial<Record<GatewayError['code'], string>> = {

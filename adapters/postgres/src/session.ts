@@ -85,6 +85,8 @@ export interface SessionDeps {
   readonly logger: Logger
   /** Cancel keys handed to clients → the session that owns them. */
   readonly cancelKeys: Map<string, PostgresSession>
+  /** Called once the client has logged in and the upstream is ready: it no longer counts against core's login limits. */
+  readonly loggedIn?: () => void
 }
 
 /** A statement sent upstream whose outcome is still to be recorded. */
@@ -491,6 +493,7 @@ export class PostgresSession {
       return
     }
     clearTimeout(this.startupTimer)
+    this.deps.loggedIn?.()
     this.upstream = up
     this.upSocket = up.socket
     this.model = new SessionModel({ parameters: up.parameters, status: up.status })

@@ -91,10 +91,12 @@ export class SshAdapter implements ProtocolAdapter {
     server.on('error', (err: Error) => logger.error({ err: err.message }, 'listener error'))
     // Our own listener in front of ssh2's: a connection that has not authenticated within
     // loginTimeoutMs is dropped, even one that never sends its greeting (ssh2 only hands a
-    // connection over after the greeting), and at most maxUnauthenticated are logging in at once.
+    // connection over after the greeting), and core's limits decide how many may be logging in
+    // at once, in all and from one source address.
     const pending = new Map<string, { authenticated: () => void }>()
     const listener = createServer({ noDelay: true }, (socket) => {
-      if (!accepting || pending.size >= options.maxUnauthenticated) {
+      const slot = accepting ? pipeline.admitConnection(socket.remoteAddress ?? '', 'ssh') : undefined
+      if (!slot) {
         socket.destroy()
         return
       }
@@ -104,10 +106,14 @@ export class SshAdapter implements ProtocolAdapter {
         authenticated: () => {
           clearTimeout(timer)
           pending.delete(key)
+          slot.authenticated()
         },
       }
       pending.set(key, entry)
-      socket.once('close', entry.authenticated)
+      socket.once('close', () => {
+        entry.authenticated()
+        slot.release()
+      })
       server.injectSocket(socket)
     })
     listener.on('error', (err: Error) => logger.error({ err: err.message }, 'listener error'))

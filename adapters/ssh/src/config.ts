@@ -32,7 +32,6 @@ export const SshOptions = Type.Object(
     recordInput: Type.Boolean({ default: false, description: 'record what users type in terminal sessions (may capture secrets typed at prompts)' }),
     maxAuthAttempts: Type.Integer({ minimum: 1, maximum: 20, default: 6 }),
     loginTimeoutMs: Type.Integer({ minimum: 1000, default: 30000, description: 'a connection must have authenticated this long after it opened' }),
-    maxUnauthenticated: Type.Integer({ minimum: 1, default: 128, description: 'connections still logging in at once; more are dropped at accept' }),
   },
   { additionalProperties: false },
 )

@@ -52,6 +52,26 @@ export const StageChains = Type.Object(
 )
 export type StageChains = Static<typeof StageChains>
 
+/**
+ * Limits core enforces for every adapter (issue: abuse resistance in core). Set under `limits`
+ * for every connection, and under a connection's own `limits` to override it there.
+ */
+export const Limits = Type.Object(
+  {
+    unauthenticated: Type.Optional(
+      Type.Object(
+        {
+          total: Type.Optional(Type.Integer({ minimum: 1, description: 'connections of one listener still logging in at once; more are dropped at accept (default 256)' })),
+          perSource: Type.Optional(Type.Integer({ minimum: 1, description: 'of those, from one source address, so one source cannot take every slot (default 16)' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+)
+export type Limits = Static<typeof Limits>
+
 export const ConnectionConfig = Type.Object(
   {
     name: Name,
@@ -61,6 +81,7 @@ export const ConnectionConfig = Type.Object(
     upstream: Type.Record(Type.String(), Type.Unknown(), { description: 'adapter-specific; see the adapter README' }),
     options: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     plugins: Type.Optional(StageChains),
+    limits: Type.Optional(Limits),
   },
   { additionalProperties: false },
 )
@@ -159,6 +180,7 @@ export const GatewayConfig = Type.Object(
     ),
     identities: Type.Array(Identity, { default: [] }),
     plugins: Type.Array(PluginInstance, { default: [] }),
+    limits: Type.Optional(Limits),
     connections: Type.Array(ConnectionConfig, { minItems: 1 }),
     policies: Type.Array(Policy, { default: [] }),
   },

@@ -13,6 +13,7 @@ import { Metrics } from '../metrics.js'
 import { principalRef, type AuditEvent, type IntegrityEvent, type ProtocolEvent, type RequestEvent } from '../audit/events.js'
 import type { AuditRecorder } from '../audit/recorder.js'
 import { ScramServer } from '../auth/scram.js'
+import { ConnectionAdmission, isRefused, type ConnectionSlot } from './admission.js'
 import { GatewayError, isGatewayError, toGatewayError, type ErrorCode } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { Analyzer, AuthContext, Authenticator, PolicyEngine, Transformer } from '../plugin/stages.js'
@@ -42,6 +43,14 @@ export interface ScramExchange {
 
 export interface Pipeline {
   readonly connection: string
+  /**
+   * Asks, at accept and before anything else, whether a connection from `source` (its address,
+   * without the port) may start logging in: at most `limits.unauthenticated.total` connections of
+   * this listener log in at once, and `perSource` of them from one address. Undefined means drop
+   * it (core has counted, logged and audited the refusal). The adapter calls `authenticated()`
+   * once the client has logged in and `release()` when the connection closes.
+   */
+  admitConnection(source: string, protocol: string): ConnectionSlot | undefined
   /** Opens a session for an accepted client. Called once per client connection. */
   openSession(init: { protocol: string; clientAddress: string; tls: boolean }): SessionHandle
   /** Turns presented credentials into a principal (and records session.start), or throws GatewayError. */
@@ -111,21 +120,37 @@ export class ConnectionPipeline implements Pipeline {
     private readonly recorder: AuditRecorder,
     private readonly root: DependencyContainer,
     private readonly logger: Logger,
+    private readonly admission: ConnectionAdmission = new ConnectionAdmission(undefined, undefined),
   ) {
     // Requests decided, by connection, action and verdict, for the admin API's /metrics.
     const metrics = root.isRegistered(Metrics, true) ? root.resolve(Metrics) : undefined
     this.decisions = metrics?.counter('gatehouse_requests_total', 'requests decided, by connection, action and verdict', ['connection', 'action', 'verdict'])
     this.protocolEvents = metrics?.counter('gatehouse_protocol_events_total', 'protocol-level events (startup refusals, cancels, refused names, limits), by connection and event', ['connection', 'event'])
+    this.limitRefusals = metrics?.counter('gatehouse_limit_refusals_total', 'connections and requests refused by a limit, by connection and limit', ['connection', 'limit'])
     this.integrityViolations = metrics?.counter('gatehouse_integrity_violations_total', "sessions ended because the upstream's answer contradicted what the gateway judged, by connection", ['connection'])
   }
 
   private readonly decisions: Counter<'connection' | 'action' | 'verdict'> | undefined
   private readonly protocolEvents: Counter<'connection' | 'event'> | undefined
   private readonly integrityViolations: Counter<'connection'> | undefined
+  private readonly limitRefusals: Counter<'connection' | 'limit'> | undefined
   private readonly protocolEventCounts = new WeakMap<SessionInfo, number>()
 
   get sessionCount(): number {
     return this.open.size
+  }
+
+  admitConnection(source: string, protocol: string): ConnectionSlot | undefined {
+    const r = this.admission.admit(source)
+    if (!isRefused(r)) return r
+    this.limitRefusals?.inc({ connection: this.connection, limit: r.limit })
+    if (r.firstOfBurst) {
+      this.logger.warn({ connection: this.connection, limit: r.limit, client: source, reason: r.reason }, 'connection refused by a limit (the first of a burst from this address; the rest are counted in gatehouse_limit_refusals_total)')
+      // no session exists yet: the audit record gets an id of its own
+      const info: SessionInfo = { id: r.id, connection: this.connection, protocol, clientAddress: source, tls: false, startedAt: Date.now(), signal: AbortSignal.abort() }
+      void this.protocolEvent(info, { event: `limit.${r.limit}`, reason: r.reason })
+    }
+    return undefined
   }
 
   openSession(init: { protocol: string; clientAddress: string; tls: boolean }): SessionHandle {

@@ -466,7 +466,8 @@ describe('connections that never log in', () => {
         name: 'web',
         adapter: 'ssh',
         upstream: { host: sshd.host, port: sshd.port, user: sshd.user, privateKey: sshd.clientPrivateKey, hostKey: sshd.hostKeyFingerprint },
-        options: { hostKeys: [generateHostKey().privateKey], loginTimeoutMs: 1000, maxUnauthenticated: 3, env: ['LANG', 'BASH_ENV', 'LD_*'] },
+        options: { hostKeys: [generateHostKey().privateKey], loginTimeoutMs: 1000, env: ['LANG', 'BASH_ENV', 'LD_*'] },
+        limits: { unauthenticated: { total: 3 } },
       },
       policies: policies(echoPort),
     })
@@ -498,7 +499,7 @@ describe('connections that never log in', () => {
     expect(r.stdout).toBe('C.UTF-8 unset unset\n')
   })
 
-  it('drops connections beyond maxUnauthenticated at once, and still serves a real client afterwards', async () => {
+  it('drops connections beyond limits.unauthenticated.total at once, and still serves a real client afterwards', async () => {
     const held = [idle(''), idle(''), idle('')]
     await new Promise((r) => setTimeout(r, 100))
     expect(await idle('')).toBeLessThan(500)

@@ -1,0 +1,81 @@
+/**
+ * Connections still logging in, per listener: a total and a share per source address, so that
+ * one source holding sockets open (never sending a greeting, or logging in slowly) cannot take
+ * every slot and lock everyone else out. Adapters ask at accept (`Pipeline.admitConnection`),
+ * say when the connection has logged in, and release it when it closes.
+ *
+ * Nothing is refused in silence: every connection dropped is counted in
+ * `gatehouse_limit_refusals_total{connection,limit}`, and each burst from one source (refusals
+ * less than BURST_MS apart) is logged and audited once when it starts, with the source address.
+ */
+import { randomUUID } from 'node:crypto'
+import type { Limits } from '../config/schema.js'
+
+export const DEFAULT_UNAUTHENTICATED_TOTAL = 256
+export const DEFAULT_UNAUTHENTICATED_PER_SOURCE = 16
+/** Refusals from one source closer together than this are one burst: logged and audited once. */
+const BURST_MS = 10_000
+
+/** One admitted connection's place among those logging in. Both methods are idempotent. */
+export interface ConnectionSlot {
+  /** The connection logged in: it no longer counts as logging in. */
+  authenticated(): void
+  /** The connection closed. */
+  release(): void
+}
+
+export interface RefusedConnection {
+  readonly limit: 'unauthenticated.total' | 'unauthenticated.per-source'
+  readonly source: string
+  readonly reason: string
+  /** The first refusal of a burst from this source: log and audit it. */
+  readonly firstOfBurst: boolean
+  /** An id for the audit record of this refusal (no session exists). */
+  readonly id: string
+}
+
+export class ConnectionAdmission {
+  private readonly total: number
+  private readonly perSource: number
+  private inProgress = 0
+  private readonly bySource = new Map<string, number>()
+  /** Last refusal time by source, for bursts; bounded by forgetting entries older than a burst. */
+  private readonly lastRefusal = new Map<string, number>()
+
+  constructor(limits: Limits | undefined, override: Limits | undefined) {
+    this.total = override?.unauthenticated?.total ?? limits?.unauthenticated?.total ?? DEFAULT_UNAUTHENTICATED_TOTAL
+    this.perSource = override?.unauthenticated?.perSource ?? limits?.unauthenticated?.perSource ?? DEFAULT_UNAUTHENTICATED_PER_SOURCE
+  }
+
+  /** A slot for a connection from `source`, or why there is none. */
+  admit(source: string): ConnectionSlot | RefusedConnection {
+    const fromSource = this.bySource.get(source) ?? 0
+    if (fromSource >= this.perSource) return this.refuse('unauthenticated.per-source', source, `${this.perSource} connections from ${source} are already logging in (limits.unauthenticated.perSource)`)
+    if (this.inProgress >= this.total) return this.refuse('unauthenticated.total', source, `${this.total} connections are already logging in (limits.unauthenticated.total)`)
+    this.inProgress++
+    this.bySource.set(source, fromSource + 1)
+    let counted = true
+    const done = () => {
+      if (!counted) return
+      counted = false
+      this.inProgress--
+      const n = (this.bySource.get(source) ?? 1) - 1
+      if (n <= 0) this.bySource.delete(source)
+      else this.bySource.set(source, n)
+    }
+    return { authenticated: done, release: done }
+  }
+
+  private refuse(limit: RefusedConnection['limit'], source: string, reason: string): RefusedConnection {
+    const now = Date.now()
+    const last = this.lastRefusal.get(source)
+    const firstOfBurst = last === undefined || now - last > BURST_MS
+    this.lastRefusal.set(source, now)
+    if (this.lastRefusal.size > 10_000) {
+      for (const [s, t] of this.lastRefusal) if (now - t > BURST_MS) this.lastRefusal.delete(s)
+    }
+    return { limit, source, reason, firstOfBurst, id: randomUUID() }
+  }
+}
+
+export const isRefused = (r: ConnectionSlot | RefusedConnection): r is RefusedConnection => 'limit' in r
