@@ -186,7 +186,10 @@ export class WebhookSink implements AuditSink {
     } finally {
       this.sending = false
       if (this.spool.size > 0) this.scheduleRetry()
-      else if (this.queue.length > 0) this.kick()
+      // Events written while the replay ran found the sink busy (their kick did nothing): they
+      // go now, to the endpoint or behind the spool. Waiting for an empty spool would hold them,
+      // and a required sink's statements with them, for as long as the endpoint is down.
+      if (this.queue.length > 0) this.kick()
     }
   }
 

@@ -90,6 +90,28 @@ describe('audit-webhook', () => {
     expect(verifyChain([{ name: 'received', text }])).toMatchObject({ ok: true, events: 3 })
   })
 
+  it('takes an event written while a replay of the spool is running, though the endpoint stays down', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-webhook-'))
+    const url = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/audit`
+    const config = { url, headers: {}, required: true, maxBatch: 500, flushMs: 1, maxAttempts: 1, backoffMs: 1, timeoutMs: 2000, spoolMaxBytes: 1 << 20, retryMs: 5 }
+    const ctx = { dataDir, logger: createLogger('silent'), gateway: {} as never, instance: 'audit-webhook' }
+    const event = (n: number) => ({ id: `r.${n}:outcome`, time: new Date().toISOString(), session: 'r', connection: 'c', protocol: 'postgres', type: 'outcome', request: `r.${n}`, verdict: 'allow' }) as never
+    down = true
+    const sink = new WebhookSink(config, ctx, new MetricsRegistry())
+    try {
+      await sink.write(event(0))
+      // replays run every few ms against the down endpoint; writes land during some of them
+      for (let n = 1; n <= 40; n++) {
+        const taken = await Promise.race([sink.write(event(n)).then(() => true), new Promise((r) => setTimeout(() => r(false), 3000))])
+        expect(taken, `event ${n}`).toBe(true)
+        await new Promise((r) => setTimeout(r, n % 7))
+      }
+    } finally {
+      down = false
+      await sink.close()
+    }
+  })
+
   it('spools while the endpoint is down, keeps statements running, and sends everything in order once it is back', async () => {
     received = []
     down = true
