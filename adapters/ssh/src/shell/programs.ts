@@ -85,15 +85,6 @@ const PARSE_ERROR = 'the command line could not be parsed'
 const DIVERGENT = 'the command line contains whitespace or escapes that bash and the parser read differently'
 const TOO_DEEP = 'the command line nests scripts or syntax deeper than the gateway analyses'
 const TOO_MUCH = 'the command line expands to more script text than the gateway analyses'
-const TOO_SLOW = 'the command line takes longer to analyse than the gateway spends on one'
-/**
- * Milliseconds of parsing one analysis may take, nested scripts included. It runs on the event
- * loop, and a hostile line can make tree-sitter's error recovery superlinear: 16 KB of `a|` took
- * 10 s and then aborted the WebAssembly module, which broke every later analysis. Real command
- * lines parse far below this (a 55 KB script in about 20 ms); the bound is generous so that a
- * loaded machine does not refuse them.
- */
-const MAX_ANALYSIS_MS = 300
 const SPLIT_TOKEN = 'the command line has a word the parser splits where bash does not'
 const NUL = 'the command line contains a NUL character, where bash would cut it short'
 
@@ -118,6 +109,8 @@ export async function loadShellParser(): Promise<void> {
 /**
  * Analyses a command line as bash would run it. Synchronous; throws if `loadShellParser()` has
  * not completed. Never throws on any input otherwise: what cannot be analysed is `ok: false`.
+ * Not bounded in time (some hostile lines take tree-sitter seconds): the gateway calls it on a
+ * worker thread with a budget (shell/analyze-worker.ts), never on the event loop.
  */
 export function analyzeCommand(text: string): CommandAnalysis {
   if (!parser) throw new Error('analyzeCommand: the shell parser is not loaded; await loadShellParser() first')
@@ -151,8 +144,6 @@ class Collector {
   network = false
   background = false
   budget = MAX_PARSED_CHARS
-  /** performance.now() after which parsing is abandoned. */
-  readonly deadline = performance.now() + MAX_ANALYSIS_MS
   /** HOME is given a value that could lead to `/dev/tcp/…`. */
   tildeChanged = false
   /** A redirection target starts with `~` (HOME). */
@@ -1110,13 +1101,13 @@ class Script {
   }
 
   private parse(text: string): Tree {
-    const deadline = this.facts.deadline
-    if (performance.now() > deadline) throw new Refused(TOO_SLOW)
-    const tree = this.parser.parse(text, null, { progressCallback: () => performance.now() > deadline })
+    // Time is bounded by the caller: the gateway runs this on a worker with a budget (the SSH
+    // adapter's BackgroundPool), since tree-sitter's error recovery is superlinear on some lines
+    // and its progress callback does not stop it promptly.
+    const tree = this.parser.parse(text)
     if (!tree) {
-      // a halted parse would be resumed by the next call: start the next one afresh
       this.parser.reset()
-      throw new Refused(performance.now() > deadline ? TOO_SLOW : PARSE_ERROR)
+      throw new Refused(PARSE_ERROR)
     }
     if (tree.rootNode.hasError) {
       tree.delete()
