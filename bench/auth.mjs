@@ -131,7 +131,8 @@ connections:
     # never reached: every flood login fails before the gateway would connect
     upstream: { host: 127.0.0.1, port: 9, user: nobody, password: unused, hostKey: "SHA256:${'A'.repeat(43)}" }
     options: { hostKeys: ["\${file:${path.join(tmp, 'host_ed25519')}}"] }
-    limits: { unauthenticated: { total: 1000, perSource: 1000 } }
+    # no lockout: this bench measures what each wrong token costs to check
+    limits: { unauthenticated: { total: 1000, perSource: 1000 }, logins: { perSource: 1000000000, perIdentity: 1000000000 } }
 policies:
   - id: bench
     principals: { groups: [bench] }

@@ -36,6 +36,7 @@ export interface ExplainedDecision {
 }
 import { ConnectionPipeline } from './pipeline/pipeline.js'
 import { ConnectionAdmission } from './pipeline/admission.js'
+import { LoginThrottle } from './pipeline/throttle.js'
 import { sealContainer } from './container.js'
 
 /** Default chains for a connection that does not list its own: fail closed, audited. */
@@ -126,7 +127,8 @@ export class Gateway {
       if (sinks.length === 0) logger.warn({ connection: connection.name }, 'connection has no audit sink: requests will not be recorded')
       const recorder = new AuditRecorder(chains.record.map((name, j) => ({ name, sink: sinks[j] as StageObjects['record'] })), logger)
       const admission = new ConnectionAdmission(config.limits, connection.limits)
-      const pipeline = new ConnectionPipeline(connection.name, { authenticators, analyzers, policies, transformers }, recorder, root, logger.child({ connection: connection.name }), admission)
+      const throttle = new LoginThrottle(config.limits, connection.limits)
+      const pipeline = new ConnectionPipeline(connection.name, { authenticators, analyzers, policies, transformers }, recorder, root, logger.child({ connection: connection.name }), admission, throttle)
       plans.push({ connection, adapter, pipeline })
     }
     checkPolicyActions(config, plans)

@@ -49,7 +49,7 @@ beforeAll(async () => {
   gw = await startGateway({
     upstream: pgUpstream(pg),
     identities: [{ id: 'agent-1', groups: ['agents'], sshKeys: [key.publicKey] }],
-    connection: { limits: { unauthenticated: { perSource: PER_SOURCE } } },
+    connection: { limits: { unauthenticated: { perSource: PER_SOURCE }, logins: { perSource: 5, baseDelayMs: 2000 } } },
     extraConnections: [
       {
         name: 'ssh',
@@ -110,3 +110,23 @@ describe('connections still logging in, per source address', () => {
     expect(await metric('unauthenticated.per-source', 'ssh')).toBe(3)
   })
 })
+
+describe('failed logins', () => {
+  it('PostgreSQL: after the free failures an address is locked out, even with the right token, then let in once the lockout passes', async () => {
+    const target = (password: string) => ({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password })
+    for (let i = 0; i < 6; i++) {
+      const r = await psql(target(`gh_wrong_${i}`), 'SELECT 1;')
+      expect(r.stderr, `attempt ${i}`).toContain('authentication failed')
+    }
+    const locked = await psql(target(gw.tokens['agent-1'] as string), 'SELECT 1;')
+    expect(locked.stdout).toBe('')
+    expect(locked.stderr).toMatch(/too many failed logins; try again in \d+ s/)
+    await new Promise((r) => setTimeout(r, 2100))
+    const after = await psql(target(gw.tokens['agent-1'] as string), 'SELECT 1 AS ok;')
+    expect(after.stdout.trim()).toBe('1')
+    const throttled = (await gw.audit()).filter((e: AuditEvent) => e.type === 'auth.failure' && (e as { code?: string }).code === 'GH_ERR_AUTH_THROTTLED')
+    expect(throttled.length).toBe(1)
+    expect(await metric('logins.per-source', 'pg')).toBe(1)
+  })
+})
+

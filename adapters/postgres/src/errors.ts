@@ -30,6 +30,7 @@ const BY_CODE: Partial<Record<GatewayError['code'], string>> = {
   GH_ERR_SHUTTING_DOWN: SQLSTATE.adminShutdown,
   GH_ERR_AUTH_FAILED: SQLSTATE.invalidPassword,
   GH_ERR_AUTH_EXPIRED: SQLSTATE.invalidPassword,
+  GH_ERR_AUTH_THROTTLED: SQLSTATE.invalidAuthorization,
   GH_ERR_AUTH_SCOPE: SQLSTATE.invalidAuthorization,
 }
 

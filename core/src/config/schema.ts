@@ -58,6 +58,16 @@ export type StageChains = Static<typeof StageChains>
  */
 export const Limits = Type.Object(
   {
+    logins: Type.Optional(
+      Type.Object(
+        {
+          perSource: Type.Optional(Type.Integer({ minimum: 1, description: 'failed logins from one address before it is locked out, for a time that doubles with each further failure (default 20)' })),
+          perIdentity: Type.Optional(Type.Integer({ minimum: 1, description: 'failed logins for one identity, from any address, before it is locked out the same way (default 50)' })),
+          baseDelayMs: Type.Optional(Type.Integer({ minimum: 1, description: 'the first lockout; each further failure doubles it, up to 5 min per address and 1 min per identity (default 1000)' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     unauthenticated: Type.Optional(
       Type.Object(
         {

@@ -14,6 +14,7 @@ import { principalRef, type AuditEvent, type IntegrityEvent, type ProtocolEvent,
 import type { AuditRecorder } from '../audit/recorder.js'
 import { ScramServer } from '../auth/scram.js'
 import { ConnectionAdmission, isRefused, type ConnectionSlot } from './admission.js'
+import { LoginThrottle, sourceOf } from './throttle.js'
 import { GatewayError, isGatewayError, toGatewayError, type ErrorCode } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { Analyzer, AuthContext, Authenticator, PolicyEngine, Transformer } from '../plugin/stages.js'
@@ -121,6 +122,7 @@ export class ConnectionPipeline implements Pipeline {
     private readonly root: DependencyContainer,
     private readonly logger: Logger,
     private readonly admission: ConnectionAdmission = new ConnectionAdmission(undefined, undefined),
+    private readonly throttle: LoginThrottle = new LoginThrottle(undefined, undefined),
   ) {
     // Requests decided, by connection, action and verdict, for the admin API's /metrics.
     const metrics = root.isRegistered(Metrics, true) ? root.resolve(Metrics) : undefined
@@ -209,20 +211,45 @@ export class ConnectionPipeline implements Pipeline {
     return { session, connection: this.connection, now: Date.now() }
   }
 
+  /**
+   * Refuses a login attempt at once while its source address or identity is locked out after
+   * failed logins (limits.logins), without checking the credential.
+   */
+  private throttled(session: SessionInfo, user: string | undefined): GatewayError | undefined {
+    const t = this.throttle.check(sourceOf(session.clientAddress), user)
+    if (!t) return undefined
+    this.limitRefusals?.inc({ connection: this.connection, limit: `logins.per-${t.key}` })
+    const seconds = Math.ceil(t.retryAfterMs / 1000)
+    return new GatewayError('GH_ERR_AUTH_THROTTLED', `too many failed logins from this ${t.key === 'source' ? 'address' : 'identity'}; locked for ${seconds} s more`, {
+      clientMessage: `too many failed logins; try again in ${seconds} s`,
+    })
+  }
+
   async authenticate(session: SessionInfo, presented: Credentials): Promise<Principal> {
     const ctx = this.authContext(session)
+    const user = 'user' in presented ? presented.user : undefined
+    const locked = this.throttled(session, user)
+    if (locked) {
+      await this.authFailed(session, user, locked)
+      throw locked
+    }
     let refusal: GatewayError | undefined
     for (const authenticator of this.chains.authenticators) {
       try {
         const principal = await authenticator.authenticate(presented, ctx)
-        if (principal) return await this.established(session, principal)
+        if (principal) {
+          this.throttle.succeeded(sourceOf(session.clientAddress), principal.id)
+          return await this.established(session, principal)
+        }
       } catch (err) {
         refusal = toGatewayError(err, 'GH_ERR_AUTH_FAILED')
         break
       }
     }
     const error = refusal ?? new GatewayError('GH_ERR_AUTH_FAILED')
-    await this.authFailed(session, 'user' in presented ? presented.user : undefined, error)
+    // an expired or out-of-scope token proved its holder: not a guess
+    if (error.code === 'GH_ERR_AUTH_FAILED') this.throttle.failed(sourceOf(session.clientAddress), user)
+    await this.authFailed(session, user, error)
     throw error
   }
 
@@ -239,15 +266,22 @@ export class ConnectionPipeline implements Pipeline {
       finish: async (clientFinal) => {
         let result: ReturnType<typeof server.finish>
         let principal: Principal
+        const locked = this.throttled(session, user)
+        if (locked) {
+          await this.authFailed(session, user, locked)
+          throw locked
+        }
         try {
           result = server.finish(clientFinal)
           if (!result) throw new GatewayError('GH_ERR_AUTH_FAILED')
           principal = result.value.accept()
         } catch (err) {
           const error = toGatewayError(err, 'GH_ERR_AUTH_FAILED')
+          if (error.code === 'GH_ERR_AUTH_FAILED') this.throttle.failed(sourceOf(session.clientAddress), user)
           await this.authFailed(session, user, error)
           throw error
         }
+        this.throttle.succeeded(sourceOf(session.clientAddress), principal.id)
         return { principal: await this.established(session, principal), serverFinal: result.serverFinal }
       },
     }
