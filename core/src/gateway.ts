@@ -35,7 +35,7 @@ export interface ExplainedDecision {
   readonly decision: Decision
 }
 import { ConnectionPipeline } from './pipeline/pipeline.js'
-import { ConnectionAdmission } from './pipeline/admission.js'
+import { ConnectionAdmission, SessionCaps } from './pipeline/admission.js'
 import { LoginThrottle } from './pipeline/throttle.js'
 import { sealContainer } from './container.js'
 
@@ -128,7 +128,8 @@ export class Gateway {
       const recorder = new AuditRecorder(chains.record.map((name, j) => ({ name, sink: sinks[j] as StageObjects['record'] })), logger)
       const admission = new ConnectionAdmission(config.limits, connection.limits)
       const throttle = new LoginThrottle(config.limits, connection.limits)
-      const pipeline = new ConnectionPipeline(connection.name, { authenticators, analyzers, policies, transformers }, recorder, root, logger.child({ connection: connection.name }), admission, throttle)
+      const caps = new SessionCaps(config.limits, connection.limits)
+      const pipeline = new ConnectionPipeline(connection.name, { authenticators, analyzers, policies, transformers }, recorder, root, logger.child({ connection: connection.name }), admission, throttle, caps)
       plans.push({ connection, adapter, pipeline })
     }
     checkPolicyActions(config, plans)

@@ -9,6 +9,7 @@ import { connect, type Socket } from 'node:net'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import pgDriver from 'pg'
 import { generateToken, hashToken, type AuditEvent } from '@gatehouse/core'
 import { generateHostKey } from '@gatehouse/adapter-ssh'
 import { psql, runClient } from '../fixtures/clients.js'
@@ -49,7 +50,7 @@ beforeAll(async () => {
   gw = await startGateway({
     upstream: pgUpstream(pg),
     identities: [{ id: 'agent-1', groups: ['agents'], sshKeys: [key.publicKey] }],
-    connection: { limits: { unauthenticated: { perSource: PER_SOURCE }, logins: { perSource: 5, baseDelayMs: 2000 } } },
+    connection: { limits: { unauthenticated: { perSource: PER_SOURCE }, logins: { perSource: 5, baseDelayMs: 2000 }, sessions: { perIdentity: 3 } } },
     extraConnections: [
       {
         name: 'ssh',
@@ -127,6 +128,32 @@ describe('failed logins', () => {
     const throttled = (await gw.audit()).filter((e: AuditEvent) => e.type === 'auth.failure' && (e as { code?: string }).code === 'GH_ERR_AUTH_THROTTLED')
     expect(throttled.length).toBe(1)
     expect(await metric('logins.per-source', 'pg')).toBe(1)
+  })
+})
+
+describe('sessions per identity', () => {
+  it('PostgreSQL: past the cap a login gets 53300 naming the limit, and gets in once a session ends', async () => {
+    const open: pgDriver.Client[] = []
+    try {
+      for (let i = 0; i < 3; i++) {
+        const c = new pgDriver.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+        await c.connect()
+        open.push(c)
+      }
+      const refused = await psql({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }, 'SELECT 1;')
+      expect(refused.stdout).toBe('')
+      expect(refused.stderr).toContain('too many sessions')
+      expect(refused.stderr).toContain('limits.sessions.perIdentity')
+      await (open.pop() as pgDriver.Client).end()
+      await new Promise((r) => setTimeout(r, 200))
+      const after = await psql({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }, 'SELECT 1 AS ok;')
+      expect(after.stdout.trim()).toBe('1')
+      expect(await metric('sessions.per-identity', 'pg')).toBe(1)
+      const failure = (await gw.audit()).find((e: AuditEvent) => e.type === 'auth.failure' && (e as { code?: string }).code === 'GH_ERR_LIMIT_SESSIONS')
+      expect(failure).toBeDefined()
+    } finally {
+      await Promise.all(open.map((c) => c.end()))
+    }
   })
 })
 

@@ -31,6 +31,7 @@ const BY_CODE: Partial<Record<GatewayError['code'], string>> = {
   GH_ERR_AUTH_FAILED: SQLSTATE.invalidPassword,
   GH_ERR_AUTH_EXPIRED: SQLSTATE.invalidPassword,
   GH_ERR_AUTH_THROTTLED: SQLSTATE.invalidAuthorization,
+  GH_ERR_LIMIT_SESSIONS: SQLSTATE.tooManyConnections,
   GH_ERR_AUTH_SCOPE: SQLSTATE.invalidAuthorization,
 }
 

@@ -68,6 +68,16 @@ export const Limits = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    sessions: Type.Optional(
+      Type.Object(
+        {
+          perIdentity: Type.Optional(Type.Integer({ minimum: 1, description: 'logged-in sessions of one identity on one connection (default 32)' })),
+          perToken: Type.Optional(Type.Integer({ minimum: 1, description: 'logged-in sessions that presented one token or key, on one connection (default 32)' })),
+          total: Type.Optional(Type.Integer({ minimum: 1, description: 'logged-in sessions on one connection (default 1024)' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     unauthenticated: Type.Optional(
       Type.Object(
         {

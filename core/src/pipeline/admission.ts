@@ -79,3 +79,53 @@ export class ConnectionAdmission {
 }
 
 export const isRefused = (r: ConnectionSlot | RefusedConnection): r is RefusedConnection => 'limit' in r
+
+export const SESSION_DEFAULTS = { perIdentity: 32, perToken: 32, total: 1024 } as const
+
+/**
+ * Logged-in sessions per identity, per credential (token or key) and in all, on one connection:
+ * one agent token cannot open enough sessions to exhaust the upstream's own connection slots
+ * (PostgreSQL's `max_connections`) and lock everyone else out, the database superuser included.
+ */
+export class SessionCaps {
+  private readonly perIdentity: number
+  private readonly perToken: number
+  private readonly total: number
+  private count = 0
+  private readonly byIdentity = new Map<string, number>()
+  private readonly byToken = new Map<string, number>()
+  private readonly held = new WeakMap<object, { identity: string; token: string }>()
+
+  constructor(limits: Limits | undefined, override: Limits | undefined) {
+    this.perIdentity = override?.sessions?.perIdentity ?? limits?.sessions?.perIdentity ?? SESSION_DEFAULTS.perIdentity
+    this.perToken = override?.sessions?.perToken ?? limits?.sessions?.perToken ?? SESSION_DEFAULTS.perToken
+    this.total = override?.sessions?.total ?? limits?.sessions?.total ?? SESSION_DEFAULTS.total
+  }
+
+  /** Takes a place for `session`, or says which cap is full. */
+  take(session: object, identity: string, token: string): { limit: string; reason: string } | undefined {
+    if (this.count >= this.total) return { limit: 'sessions.total', reason: `${this.total} sessions are open on this connection (limits.sessions.total)` }
+    if ((this.byIdentity.get(identity) ?? 0) >= this.perIdentity) return { limit: 'sessions.per-identity', reason: `identity "${identity}" has ${this.perIdentity} sessions open on this connection (limits.sessions.perIdentity)` }
+    if ((this.byToken.get(token) ?? 0) >= this.perToken) return { limit: 'sessions.per-token', reason: `${this.perToken} sessions are open with this credential on this connection (limits.sessions.perToken)` }
+    this.count++
+    this.byIdentity.set(identity, (this.byIdentity.get(identity) ?? 0) + 1)
+    this.byToken.set(token, (this.byToken.get(token) ?? 0) + 1)
+    this.held.set(session, { identity, token })
+    return undefined
+  }
+
+  /** Gives back the place `session` took, if it took one. Idempotent. */
+  release(session: object): void {
+    const h = this.held.get(session)
+    if (!h) return
+    this.held.delete(session)
+    this.count--
+    const dec = (map: Map<string, number>, key: string) => {
+      const n = (map.get(key) ?? 1) - 1
+      if (n <= 0) map.delete(key)
+      else map.set(key, n)
+    }
+    dec(this.byIdentity, h.identity)
+    dec(this.byToken, h.token)
+  }
+}

@@ -13,7 +13,7 @@ import { Metrics } from '../metrics.js'
 import { principalRef, type AuditEvent, type IntegrityEvent, type ProtocolEvent, type RequestEvent } from '../audit/events.js'
 import type { AuditRecorder } from '../audit/recorder.js'
 import { ScramServer } from '../auth/scram.js'
-import { ConnectionAdmission, isRefused, type ConnectionSlot } from './admission.js'
+import { ConnectionAdmission, isRefused, SessionCaps, type ConnectionSlot } from './admission.js'
 import { LoginThrottle, sourceOf } from './throttle.js'
 import { GatewayError, isGatewayError, toGatewayError, type ErrorCode } from '../errors.js'
 import type { Logger } from '../logger.js'
@@ -123,6 +123,7 @@ export class ConnectionPipeline implements Pipeline {
     private readonly logger: Logger,
     private readonly admission: ConnectionAdmission = new ConnectionAdmission(undefined, undefined),
     private readonly throttle: LoginThrottle = new LoginThrottle(undefined, undefined),
+    private readonly caps: SessionCaps = new SessionCaps(undefined, undefined),
   ) {
     // Requests decided, by connection, action and verdict, for the admin API's /metrics.
     const metrics = root.isRegistered(Metrics, true) ? root.resolve(Metrics) : undefined
@@ -175,6 +176,7 @@ export class ConnectionPipeline implements Pipeline {
       end: (reason?: string) => {
         ended ??= (async () => {
           this.open.delete(handle)
+          this.caps.release(info)
           controller.abort(new GatewayError('GH_ERR_INTERNAL', reason ?? 'session ended'))
           if (info.principal) {
             await this.recorder
@@ -282,12 +284,23 @@ export class ConnectionPipeline implements Pipeline {
           throw error
         }
         this.throttle.succeeded(sourceOf(session.clientAddress), principal.id)
-        return { principal: await this.established(session, principal), serverFinal: result.serverFinal }
+        try {
+          return { principal: await this.established(session, principal), serverFinal: result.serverFinal }
+        } catch (err) {
+          const error = toGatewayError(err, 'GH_ERR_LIMIT_SESSIONS')
+          await this.authFailed(session, user, error)
+          throw error
+        }
       },
     }
   }
 
   private async established(session: SessionInfo, principal: Principal): Promise<Principal> {
+    const full = this.caps.take(session, principal.id, principal.credential)
+    if (full) {
+      this.limitRefusals?.inc({ connection: this.connection, limit: full.limit })
+      throw new GatewayError('GH_ERR_LIMIT_SESSIONS', full.reason, { clientMessage: `too many sessions: ${full.reason}` })
+    }
     session.principal = principal
     await this.recorder.recordAsync({
       ...this.base(session, `${session.id}:start`),

@@ -74,7 +74,7 @@ beforeAll(async () => {
       upstream: { host: sshd.host, port: sshd.port, user: ACCOUNT, privateKey: sshd.clientPrivateKey, hostKey: sshd.hostKeyFingerprint },
       // all 200 log in at once from one address (core's default admits 16 per source)
       options: { hostKeys: [hostKey.privateKey] },
-      limits: { unauthenticated: { total: 400, perSource: 400 } },
+      limits: { unauthenticated: { total: 400, perSource: 400 }, sessions: { perIdentity: 400, perToken: 400 } },
     },
     policies: [{ id: 'ops', principals: { groups: ['agents'] }, rules: [{ id: 'exec', effect: 'allow', actions: ['ssh.exec'] }] }],
   })
