@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Makes a fresh clone runnable: installs dependencies when node_modules is missing or older than
-// the lockfile, then builds (tsc -b is incremental, so this is fast when nothing changed).
+// the lockfile, then builds (tsc -b is incremental, so this is fast when nothing changed) and links
+// the `gatehouse` command.
 import { execSync } from 'node:child_process'
 import { existsSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -15,3 +16,6 @@ if (!existsSync(marker) || (existsSync(lock) && statSync(lock).mtimeMs > statSyn
   run('npm ci --no-audit --no-fund')
 }
 run('npx tsc -b')
+// npm links a workspace's bin only if its target exists at install time, and `npm ci` runs before
+// the build: link `gatehouse` now, so the README's `npx gatehouse …` works on a fresh clone.
+if (!existsSync(join(root, 'node_modules', '.bin', 'gatehouse'))) run('npm rebuild @gatehouse/core --ignore-scripts --no-audit --no-fund')

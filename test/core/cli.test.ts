@@ -101,6 +101,18 @@ describe.concurrent('help', () => {
     expect(r.code).toBe(0)
     expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/)
   })
+
+  it('`npx --no-install gatehouse` runs, as the README writes every command (the bootstrap links the bin)', async () => {
+    const r = await new Promise<CliResult>((res) =>
+      execFile('npx', ['--no-install', 'gatehouse', '--version'], { cwd: REPO, timeout: 30_000 }, (err, stdout, stderr) => {
+        const e = err as (Error & { code?: number; signal?: NodeJS.Signals }) | null
+        res({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, signal: e?.signal ?? null, stdout: String(stdout), stderr: String(stderr) })
+      }),
+    )
+    expect(r.stderr).not.toContain('could not determine executable')
+    expect(r.code).toBe(0)
+    expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/)
+  })
 })
 
 describe.concurrent('validate', () => {
