@@ -58,6 +58,12 @@ export interface SshSessionDeps {
 
 /** What a session channel has been told before its exec/shell/subsystem request. */
 interface ChannelSetup {
+  /**
+   * The channel's exec, shell or subsystem was received: its pty and environment are fixed from
+   * then on. ssh2 still emits later `pty-req` and `env` requests (it only stops replying), and
+   * taking them would run the command with settings other than the ones judged.
+   */
+  started?: boolean
   pty?: PseudoTtyInfo
   readonly env: Record<string, string>
   window?: { cols: number; rows: number; width: number; height: number }
@@ -272,6 +278,7 @@ export class SshSession {
   private onSessionChannel(session: Session): void {
     const setup: ChannelSetup = { env: {} }
     this.on(session, 'pty', 'pty', (accept: (() => void) | undefined, _reject: unknown, info: PseudoTtyInfo) => {
+      if (setup.started) return
       setup.pty = info
       setup.window = { cols: info.cols, rows: info.rows, width: info.width, height: info.height }
       accept?.()
@@ -293,6 +300,7 @@ export class SshSession {
       accept?.()
     })
     this.on(session, 'env', 'env', (accept: (() => void) | undefined, reject: (() => void) | undefined, info: { key: string; val: string }) => {
+      if (setup.started) return this.refuseUnjudged('ssh.env', `env ${printable(info.key)}`, { name: printable(info.key) }, 'gatehouse/env', 'the channel already runs its command; its environment is fixed')
       if (this.envAllowed(info.key)) {
         setup.env[info.key] = info.val
         return accept?.()
@@ -315,12 +323,14 @@ export class SshSession {
     this.on(session, 'exec', 'exec', (accept: () => ServerChannel | undefined, reject: unknown, info: { command: string }) => {
       const down = accept()
       if (!down) return this.secondRequest(session, reject !== undefined, 'ssh.exec', info.command, { command: info.command })
+      setup.started = true
       down.pause()
       return this.onExec(setup, down, info.command)
     })
     this.on(session, 'shell', 'shell', (accept: () => ServerChannel | undefined, reject: unknown) => {
       const down = accept()
       if (!down) return this.secondRequest(session, reject !== undefined, 'ssh.shell', 'shell', {})
+      setup.started = true
       down.pause()
       return this.onShell(setup, down)
     })
@@ -329,6 +339,7 @@ export class SshSession {
     this.on(session, 'sftp', 'sftp', (accept: () => SFTPWrapper | undefined, reject: unknown) => {
       const sftp = accept()
       if (!sftp) return this.secondRequest(session, reject !== undefined, 'ssh.sftp', 'sftp', { subsystem: 'sftp', op: 'session' })
+      setup.started = true
       return this.onSftp(sftp)
     })
     this.on(session, 'subsystem', 'subsystem', (accept: () => ServerChannel | undefined, reject: (() => void) | undefined, info: { name: string }) => {
@@ -339,6 +350,7 @@ export class SshSession {
       }
       const down = accept()
       if (!down) return this.secondRequest(session, reject !== undefined, 'ssh.subsystem', `subsystem ${info.name}`, { subsystem: info.name })
+      setup.started = true
       down.pause()
       return this.onSubsystem(setup, down, info.name)
     })

@@ -413,6 +413,28 @@ describe('attempts leave a trace', () => {
     }
   })
 
+  it('an env or pty request after the exec does not change the command judged: refused and recorded', async () => {
+    const c = await client()
+    try {
+      const out = await new Promise<string>((resolve, reject) => {
+        c.exec('echo "lang=${LANG:-unset}"', (err, ch) => {
+          if (err) return reject(err)
+          let stdout = ''
+          ch.on('data', (d: Buffer) => (stdout += d.toString()))
+          ch.on('close', () => resolve(stdout))
+          // LANG is a variable options.env passes; sent after the exec, while it is being judged
+          const raw = c as unknown as { _protocol: { env(id: number, key: string, val: string, wantReply: boolean): void } }
+          raw._protocol.env((ch as unknown as { outgoing: { id: number } }).outgoing.id, 'LANG', 'late-value', false)
+        })
+      })
+      expect(out).toBe('lang=unset\n')
+      const late = (await requests('ssh.env')).find((e) => sshAttrs(e).name === 'LANG')
+      expect(late).toMatchObject({ verdict: 'deny', rule: 'gatehouse/env', reason: 'the channel already runs its command; its environment is fixed' })
+    } finally {
+      c.end()
+    }
+  })
+
   it('records a command line too large to read, and says why the session ended', async () => {
     const huge = `echo ${'x'.repeat(40_000)}`
     const r = await ssh(huge)
