@@ -16,38 +16,19 @@ import { spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import ssh2 from 'ssh2'
-import { cleanEnv, freePort, run, startPgCluster, waitForPort } from '../test/fixtures/pg-cluster-impl.mjs'
+import { cleanEnv, freePort, startPgCluster, waitForPort } from '../test/fixtures/pg-cluster-impl.mjs'
+import { CLI, REPO, cli, issueToken, latencyRow, percentile } from './common.mjs'
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const CLI = path.join(REPO, 'core', 'dist', 'cli.js')
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8)
 const RATE = Number(process.env.BENCH_FLOOD_RATE ?? 150)
 const PER_CONNECTION = 6
 const LIMIT_MS = 10
 const log = (...a) => console.error('[bench:auth]', ...a)
 
-async function cli(args) {
-  const r = await run(process.execPath, [CLI, ...args], { cwd: REPO })
-  return r.stdout
-}
 
-async function issue(identity) {
-  const out = await cli(['token', 'issue', '--identity', identity, '--json'])
-  for (const line of out.trim().split('\n').reverse()) {
-    try {
-      const j = JSON.parse(line)
-      if (typeof j.token === 'string') return j
-    } catch {
-      /* not the JSON line */
-    }
-  }
-  throw new Error(`token issue failed: ${out}`)
-}
 
-const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]
 
 /** The victim's loop: latencies in ms, until `until`. */
 async function victim(port, token, until) {
@@ -107,7 +88,7 @@ async function main() {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-bench-auth-'))
   let gateway
   try {
-    const v = await issue('victim')
+    const v = await issueToken('victim')
     await cli(['ssh', 'keygen', '--output', path.join(tmp, 'host_ed25519')])
     const [pgPort, sshPort] = [await freePort(), await freePort()]
     const q = JSON.stringify
@@ -155,8 +136,7 @@ policies:
     const until = Date.now() + SECONDS * 1000
     const [flooded, guesses] = await Promise.all([victim(pgPort, v.token, until), flood(sshPort, until)])
 
-    const row = (label, lat) =>
-      `${label.padEnd(16)} n=${String(lat.length).padStart(6)}  p50=${percentile(lat, 50).toFixed(2).padStart(7)} ms  p99=${percentile(lat, 99).toFixed(2).padStart(7)} ms  max=${lat[lat.length - 1].toFixed(2).padStart(7)} ms`
+    const row = (label, lat) => latencyRow(label, lat, 16)
     process.stdout.write(`${row('victim quiet', quiet)}\n${row('victim flooded', flooded)}\n`)
     process.stdout.write(`wrong tokens tried: ${guesses} in ${SECONDS} s (${(guesses / SECONDS).toFixed(0)}/s)\n`)
     const [x, y] = [percentile(quiet, 99), percentile(flooded, 99)]

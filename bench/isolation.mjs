@@ -15,33 +15,16 @@ import { spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import pg from 'pg'
-import { cleanEnv, freePort, run, startPgCluster, waitForPort } from '../test/fixtures/pg-cluster-impl.mjs'
+import { cleanEnv, freePort, startPgCluster, waitForPort } from '../test/fixtures/pg-cluster-impl.mjs'
+import { CLI, REPO, issueToken, latencyRow, percentile } from './common.mjs'
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const CLI = path.join(REPO, 'core', 'dist', 'cli.js')
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8)
 const HOSTILE_SESSIONS = Number(process.env.BENCH_HOSTILE_SESSIONS ?? 4)
 const LIMIT_MS = 20
 const log = (...a) => console.error('[bench:isolation]', ...a)
 
-async function issue(identity) {
-  const r = await run(process.execPath, [CLI, 'token', 'issue', '--identity', identity, '--json'], { cwd: REPO })
-  for (const line of r.stdout.trim().split('\n').reverse()) {
-    try {
-      const j = JSON.parse(line)
-      if (typeof j.token === 'string') return j
-    } catch {
-      /* not the JSON line */
-    }
-  }
-  throw new Error(`token issue failed: ${r.stdout}${r.stderr}`)
-}
 
-function percentile(sorted, p) {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]
-}
 
 /** The victim's loop: latencies in ms, until `until`. */
 async function victim(port, token, until) {
@@ -77,7 +60,7 @@ async function main() {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-isolation-'))
   let gateway
   try {
-    const [v, h] = [await issue('victim'), await issue('hostile')]
+    const [v, h] = [await issueToken('victim'), await issueToken('hostile')]
     const port = await freePort()
     const q = JSON.stringify
     const u = cluster.users.scram
@@ -115,8 +98,7 @@ policies:
     const [withHostile, ...sent] = await Promise.all([victim(port, v.token, until), ...Array.from({ length: HOSTILE_SESSIONS }, () => hostile(port, h.token, until))])
     const total = sent.reduce((a, b) => a + b, 0)
 
-    const row = (label, lat) =>
-      `${label.padEnd(22)} n=${String(lat.length).padStart(6)}  p50=${percentile(lat, 50).toFixed(2).padStart(7)} ms  p99=${percentile(lat, 99).toFixed(2).padStart(7)} ms  max=${lat[lat.length - 1].toFixed(2).padStart(7)} ms`
+    const row = (label, lat) => latencyRow(label, lat)
     process.stdout.write(`${row('victim alone', alone)}\n${row('victim with hostile', withHostile)}\n`)
     process.stdout.write(`hostile statements sent: ${total} (each ≈100 ms of parser time, refused)\n`)
     const p99 = percentile(withHostile, 99)

@@ -35,8 +35,7 @@ export interface ExplainedDecision {
   readonly decision: Decision
 }
 import { ConnectionPipeline } from './pipeline/pipeline.js'
-import { ConnectionAdmission, SessionCaps } from './pipeline/admission.js'
-import { LoginThrottle } from './pipeline/throttle.js'
+import { resolveLimits } from './pipeline/limits.js'
 import { sealContainer } from './container.js'
 
 /** Default chains for a connection that does not list its own: fail closed, audited. */
@@ -126,10 +125,8 @@ export class Gateway {
       const transformers = await resolveChain('transform')
       if (sinks.length === 0) logger.warn({ connection: connection.name }, 'connection has no audit sink: requests will not be recorded')
       const recorder = new AuditRecorder(chains.record.map((name, j) => ({ name, sink: sinks[j] as StageObjects['record'] })), logger)
-      const admission = new ConnectionAdmission(config.limits, connection.limits)
-      const throttle = new LoginThrottle(config.limits, connection.limits)
-      const caps = new SessionCaps(config.limits, connection.limits)
-      const pipeline = new ConnectionPipeline(connection.name, { authenticators, analyzers, policies, transformers }, recorder, root, logger.child({ connection: connection.name }), admission, throttle, caps)
+      const limits = resolveLimits(config.limits, connection.limits)
+      const pipeline = new ConnectionPipeline(connection.name, { authenticators, analyzers, policies, transformers }, recorder, root, logger.child({ connection: connection.name }), limits)
       plans.push({ connection, adapter, pipeline })
     }
     checkPolicyActions(config, plans)

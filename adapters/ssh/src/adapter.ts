@@ -36,7 +36,7 @@ export class SshAdapter implements ProtocolAdapter {
    */
   private readonly analysis = new BackgroundPool<string, CommandAnalysis>(new URL('./shell/analyze-worker.js', import.meta.url), {
     budgetMs: 1000,
-    failed: (reason) => ({ ok: false, error: `the command line could not be analysed: ${reason}` }),
+    failed: (kind, detail) => ({ ok: false, error: kind === 'timeout' ? `the command line ${detail} to analyse` : kind === 'crashed' ? `the command line could not be analysed: the analyser ${detail}` : detail }),
   })
 
   constructor(

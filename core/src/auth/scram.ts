@@ -33,9 +33,11 @@ export interface ScramSecret {
   readonly serverKey: Buffer
 }
 
+/** The verifier from SaltedPassword (RFC 5802 §3). */
+const secretOf = (salted: Buffer, salt: Buffer, iterations: number): ScramSecret => ({ iterations, salt, storedKey: sha256(hmac(salted, 'Client Key')), serverKey: hmac(salted, 'Server Key') })
+
 export function deriveScramSecret(password: string, salt: Buffer, iterations = DEFAULT_ITERATIONS): ScramSecret {
-  const salted = pbkdf2Sync(saslPrep(password), salt, iterations, 32, 'sha256')
-  return { iterations, salt, storedKey: sha256(hmac(salted, 'Client Key')), serverKey: hmac(salted, 'Server Key') }
+  return secretOf(pbkdf2Sync(saslPrep(password), salt, iterations, 32, 'sha256'), salt, iterations)
 }
 
 /** PostgreSQL's verifier text form: `SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>` (base64). */
@@ -59,10 +61,7 @@ export function parseScramSecret(text: string): ScramSecret | undefined {
  */
 export function deriveScramSecretAsync(password: string, salt: Buffer, iterations = DEFAULT_ITERATIONS): Promise<ScramSecret> {
   return new Promise((resolve, reject) =>
-    pbkdf2(saslPrep(password), salt, iterations, 32, 'sha256', (err, salted) => {
-      if (err) return reject(err)
-      resolve({ iterations, salt, storedKey: sha256(hmac(salted, 'Client Key')), serverKey: hmac(salted, 'Server Key') })
-    }),
+    pbkdf2(saslPrep(password), salt, iterations, 32, 'sha256', (err, salted) => (err ? reject(err) : resolve(secretOf(salted, salt, iterations)))),
   )
 }
 

@@ -36,15 +36,15 @@ export function parseTokenHash(hash: string): ParsedTokenHash | undefined {
 
 /** Constant-time check of a presented token against a stored hash. */
 export function verifyToken(token: string, hash: ParsedTokenHash): boolean {
-  if (hash.kind === 'sha256') return timingSafeEqual(createHash('sha256').update(token).digest(), hash.digest)
-  return verifyScramSecret(token, hash.secret)
+  return hash.kind === 'sha256' ? sha256Matches(token, hash.digest) : verifyScramSecret(token, hash.secret)
 }
 
 /** `verifyToken` with the key derivation off the event loop (what the gateway uses for every login). */
 export async function verifyTokenAsync(token: string, hash: ParsedTokenHash): Promise<boolean> {
-  if (hash.kind === 'sha256') return timingSafeEqual(createHash('sha256').update(token).digest(), hash.digest)
-  return verifyScramSecretAsync(token, hash.secret)
+  return hash.kind === 'sha256' ? sha256Matches(token, hash.digest) : verifyScramSecretAsync(token, hash.secret)
 }
+
+const sha256Matches = (token: string, digest: Buffer): boolean => timingSafeEqual(createHash('sha256').update(token).digest(), digest)
 
 /** Parses durations like `90s`, `15m`, `12h`, `7d`. */
 export function parseDuration(text: string): number {

@@ -3,7 +3,8 @@
  * from these same TypeBox definitions (`gatehouse schema` prints it), so code and schema cannot
  * drift apart.
  */
-import { Type, type Static } from '@sinclair/typebox'
+import { Type, type Static, type TProperties } from '@sinclair/typebox'
+import { LIMIT_DEFAULTS } from '../pipeline/limits.js'
 
 const Name = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', maxLength: 128 })
 const HostPort = Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$', description: 'host:port' })
@@ -52,41 +53,30 @@ export const StageChains = Type.Object(
 )
 export type StageChains = Static<typeof StageChains>
 
+/** A count a limit allows, with its default (from LIMIT_DEFAULTS, so the two cannot disagree). */
+const limitCount = (description: string, fallback: number) => Type.Optional(Type.Integer({ minimum: 1, description: `${description} (default ${fallback})` }))
+const limitGroup = <T extends TProperties>(fields: T) => Type.Optional(Type.Object(fields, { additionalProperties: false }))
+
 /**
- * Limits core enforces for every adapter (issue: abuse resistance in core). Set under `limits`
- * for every connection, and under a connection's own `limits` to override it there.
+ * Limits core enforces for every adapter (README, "Limits"). Set under `limits` for every
+ * connection, and under a connection's own `limits` to override it there.
  */
 export const Limits = Type.Object(
   {
-    logins: Type.Optional(
-      Type.Object(
-        {
-          perSource: Type.Optional(Type.Integer({ minimum: 1, description: 'failed logins from one address before it is locked out, for a time that doubles with each further failure (default 20)' })),
-          perIdentity: Type.Optional(Type.Integer({ minimum: 1, description: 'failed logins for one identity, from any address, before it is locked out the same way (default 50)' })),
-          baseDelayMs: Type.Optional(Type.Integer({ minimum: 1, description: 'the first lockout; each further failure doubles it, up to 5 min per address and 1 min per identity (default 1000)' })),
-        },
-        { additionalProperties: false },
-      ),
-    ),
-    sessions: Type.Optional(
-      Type.Object(
-        {
-          perIdentity: Type.Optional(Type.Integer({ minimum: 1, description: 'logged-in sessions of one identity on one connection (default 32)' })),
-          perToken: Type.Optional(Type.Integer({ minimum: 1, description: 'logged-in sessions that presented one token or key, on one connection (default 32)' })),
-          total: Type.Optional(Type.Integer({ minimum: 1, description: 'logged-in sessions on one connection (default 1024)' })),
-        },
-        { additionalProperties: false },
-      ),
-    ),
-    unauthenticated: Type.Optional(
-      Type.Object(
-        {
-          total: Type.Optional(Type.Integer({ minimum: 1, description: 'connections of one listener still logging in at once; more are dropped at accept (default 256)' })),
-          perSource: Type.Optional(Type.Integer({ minimum: 1, description: 'of those, from one source address, so one source cannot take every slot (default 16)' })),
-        },
-        { additionalProperties: false },
-      ),
-    ),
+    logins: limitGroup({
+      perSource: limitCount('failed logins from one address before it is locked out, for a time that doubles with each further failure', LIMIT_DEFAULTS.logins.perSource),
+      perIdentity: limitCount('failed logins for one identity, from any address, before it is locked out the same way', LIMIT_DEFAULTS.logins.perIdentity),
+      baseDelayMs: limitCount('the first lockout; each further failure doubles it, up to 5 min per address and 1 min per identity', LIMIT_DEFAULTS.logins.baseDelayMs),
+    }),
+    sessions: limitGroup({
+      perIdentity: limitCount('logged-in sessions of one identity on one connection', LIMIT_DEFAULTS.sessions.perIdentity),
+      perToken: limitCount('logged-in sessions that presented one token or key, on one connection', LIMIT_DEFAULTS.sessions.perToken),
+      total: limitCount('logged-in sessions on one connection', LIMIT_DEFAULTS.sessions.total),
+    }),
+    unauthenticated: limitGroup({
+      total: limitCount('connections of one listener still logging in at once; more are dropped at accept', LIMIT_DEFAULTS.unauthenticated.total),
+      perSource: limitCount('of those, from one source address, so one source cannot take every slot', LIMIT_DEFAULTS.unauthenticated.perSource),
+    }),
   },
   { additionalProperties: false },
 )

@@ -9,10 +9,7 @@
  * less than BURST_MS apart) is logged and audited once when it starts, with the source address.
  */
 import { randomUUID } from 'node:crypto'
-import type { Limits } from '../config/schema.js'
-
-export const DEFAULT_UNAUTHENTICATED_TOTAL = 256
-export const DEFAULT_UNAUTHENTICATED_PER_SOURCE = 16
+import type { ResolvedLimits } from './limits.js'
 /** Refusals from one source closer together than this are one burst: logged and audited once. */
 const BURST_MS = 10_000
 
@@ -35,23 +32,19 @@ export interface RefusedConnection {
 }
 
 export class ConnectionAdmission {
-  private readonly total: number
-  private readonly perSource: number
   private inProgress = 0
   private readonly bySource = new Map<string, number>()
   /** Last refusal time by source, for bursts; bounded by forgetting entries older than a burst. */
   private readonly lastRefusal = new Map<string, number>()
 
-  constructor(limits: Limits | undefined, override: Limits | undefined) {
-    this.total = override?.unauthenticated?.total ?? limits?.unauthenticated?.total ?? DEFAULT_UNAUTHENTICATED_TOTAL
-    this.perSource = override?.unauthenticated?.perSource ?? limits?.unauthenticated?.perSource ?? DEFAULT_UNAUTHENTICATED_PER_SOURCE
-  }
+  constructor(private readonly limits: ResolvedLimits['unauthenticated']) {}
 
   /** A slot for a connection from `source`, or why there is none. */
   admit(source: string): ConnectionSlot | RefusedConnection {
+    const { perSource, total } = this.limits
     const fromSource = this.bySource.get(source) ?? 0
-    if (fromSource >= this.perSource) return this.refuse('unauthenticated.per-source', source, `${this.perSource} connections from ${source} are already logging in (limits.unauthenticated.perSource)`)
-    if (this.inProgress >= this.total) return this.refuse('unauthenticated.total', source, `${this.total} connections are already logging in (limits.unauthenticated.total)`)
+    if (fromSource >= perSource) return this.refuse('unauthenticated.per-source', source, `${perSource} connections from ${source} are already logging in (limits.unauthenticated.perSource)`)
+    if (this.inProgress >= total) return this.refuse('unauthenticated.total', source, `${total} connections are already logging in (limits.unauthenticated.total)`)
     this.inProgress++
     this.bySource.set(source, fromSource + 1)
     let counted = true
@@ -80,33 +73,25 @@ export class ConnectionAdmission {
 
 export const isRefused = (r: ConnectionSlot | RefusedConnection): r is RefusedConnection => 'limit' in r
 
-export const SESSION_DEFAULTS = { perIdentity: 32, perToken: 32, total: 1024 } as const
-
 /**
  * Logged-in sessions per identity, per credential (token or key) and in all, on one connection:
  * one agent token cannot open enough sessions to exhaust the upstream's own connection slots
  * (PostgreSQL's `max_connections`) and lock everyone else out, the database superuser included.
  */
 export class SessionCaps {
-  private readonly perIdentity: number
-  private readonly perToken: number
-  private readonly total: number
   private count = 0
   private readonly byIdentity = new Map<string, number>()
   private readonly byToken = new Map<string, number>()
   private readonly held = new WeakMap<object, { identity: string; token: string }>()
 
-  constructor(limits: Limits | undefined, override: Limits | undefined) {
-    this.perIdentity = override?.sessions?.perIdentity ?? limits?.sessions?.perIdentity ?? SESSION_DEFAULTS.perIdentity
-    this.perToken = override?.sessions?.perToken ?? limits?.sessions?.perToken ?? SESSION_DEFAULTS.perToken
-    this.total = override?.sessions?.total ?? limits?.sessions?.total ?? SESSION_DEFAULTS.total
-  }
+  constructor(private readonly limits: ResolvedLimits['sessions']) {}
 
   /** Takes a place for `session`, or says which cap is full. */
   take(session: object, identity: string, token: string): { limit: string; reason: string } | undefined {
-    if (this.count >= this.total) return { limit: 'sessions.total', reason: `${this.total} sessions are open on this connection (limits.sessions.total)` }
-    if ((this.byIdentity.get(identity) ?? 0) >= this.perIdentity) return { limit: 'sessions.per-identity', reason: `identity "${identity}" has ${this.perIdentity} sessions open on this connection (limits.sessions.perIdentity)` }
-    if ((this.byToken.get(token) ?? 0) >= this.perToken) return { limit: 'sessions.per-token', reason: `${this.perToken} sessions are open with this credential on this connection (limits.sessions.perToken)` }
+    const { total, perIdentity, perToken } = this.limits
+    if (this.count >= total) return { limit: 'sessions.total', reason: `${total} sessions are open on this connection (limits.sessions.total)` }
+    if ((this.byIdentity.get(identity) ?? 0) >= perIdentity) return { limit: 'sessions.per-identity', reason: `identity "${identity}" has ${perIdentity} sessions open on this connection (limits.sessions.perIdentity)` }
+    if ((this.byToken.get(token) ?? 0) >= perToken) return { limit: 'sessions.per-token', reason: `${perToken} sessions are open with this credential on this connection (limits.sessions.perToken)` }
     this.count++
     this.byIdentity.set(identity, (this.byIdentity.get(identity) ?? 0) + 1)
     this.byToken.set(token, (this.byToken.get(token) ?? 0) + 1)

@@ -15,6 +15,7 @@ import type { AuditRecorder } from '../audit/recorder.js'
 import { ScramServer } from '../auth/scram.js'
 import { ConnectionAdmission, isRefused, SessionCaps, type ConnectionSlot } from './admission.js'
 import { LoginThrottle, sourceOf } from './throttle.js'
+import { resolveLimits, type ResolvedLimits } from './limits.js'
 import { GatewayError, isGatewayError, toGatewayError, type ErrorCode } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { Analyzer, AuthContext, Authenticator, PolicyEngine, Transformer } from '../plugin/stages.js'
@@ -121,10 +122,11 @@ export class ConnectionPipeline implements Pipeline {
     private readonly recorder: AuditRecorder,
     private readonly root: DependencyContainer,
     private readonly logger: Logger,
-    private readonly admission: ConnectionAdmission = new ConnectionAdmission(undefined, undefined),
-    private readonly throttle: LoginThrottle = new LoginThrottle(undefined, undefined),
-    private readonly caps: SessionCaps = new SessionCaps(undefined, undefined),
+    limits: ResolvedLimits = resolveLimits(undefined, undefined),
   ) {
+    this.admission = new ConnectionAdmission(limits.unauthenticated)
+    this.throttle = new LoginThrottle(limits.logins)
+    this.caps = new SessionCaps(limits.sessions)
     // Requests decided, by connection, action and verdict, for the admin API's /metrics.
     const metrics = root.isRegistered(Metrics, true) ? root.resolve(Metrics) : undefined
     this.decisions = metrics?.counter('gatehouse_requests_total', 'requests decided, by connection, action and verdict', ['connection', 'action', 'verdict'])
@@ -137,6 +139,9 @@ export class ConnectionPipeline implements Pipeline {
   private readonly protocolEvents: Counter<'connection' | 'event'> | undefined
   private readonly integrityViolations: Counter<'connection'> | undefined
   private readonly limitRefusals: Counter<'connection' | 'limit'> | undefined
+  private readonly admission: ConnectionAdmission
+  private readonly throttle: LoginThrottle
+  private readonly caps: SessionCaps
   private readonly protocolEventCounts = new WeakMap<SessionInfo, number>()
 
   get sessionCount(): number {

@@ -9,9 +9,12 @@
  * identity; its cap is lower, because any source can make it bite (tokens are 256-bit random:
  * the lockout protects the gateway's CPU and the audit more than the secret).
  */
-import type { Limits } from '../config/schema.js'
+import type { ResolvedLimits } from './limits.js'
 
-export const LOGIN_DEFAULTS = { perSource: 20, perIdentity: 50, baseDelayMs: 1000, maxSourceLockoutMs: 300_000, maxIdentityLockoutMs: 60_000, windowMs: 900_000 } as const
+/** Longest lockouts, and how long a failure is remembered. */
+const MAX_SOURCE_LOCKOUT_MS = 300_000
+const MAX_IDENTITY_LOCKOUT_MS = 60_000
+const WINDOW_MS = 900_000
 
 interface Entry {
   failures: number
@@ -28,17 +31,10 @@ export interface Throttled {
 const MAX_KEYS = 50_000
 
 export class LoginThrottle {
-  private readonly perSource: number
-  private readonly perIdentity: number
-  private readonly baseDelayMs: number
   private readonly sources = new Map<string, Entry>()
   private readonly identities = new Map<string, Entry>()
 
-  constructor(limits: Limits | undefined, override: Limits | undefined) {
-    this.perSource = override?.logins?.perSource ?? limits?.logins?.perSource ?? LOGIN_DEFAULTS.perSource
-    this.perIdentity = override?.logins?.perIdentity ?? limits?.logins?.perIdentity ?? LOGIN_DEFAULTS.perIdentity
-    this.baseDelayMs = override?.logins?.baseDelayMs ?? limits?.logins?.baseDelayMs ?? LOGIN_DEFAULTS.baseDelayMs
-  }
+  constructor(private readonly limits: ResolvedLimits['logins']) {}
 
   /** Whether an attempt from `source` for `identity` is refused now, and for how long. */
   check(source: string, identity: string | undefined, now = Date.now()): Throttled | undefined {
@@ -50,8 +46,8 @@ export class LoginThrottle {
   }
 
   failed(source: string, identity: string | undefined, now = Date.now()): void {
-    this.count(this.sources, source, this.perSource, LOGIN_DEFAULTS.maxSourceLockoutMs, now)
-    if (identity !== undefined) this.count(this.identities, identity, this.perIdentity, LOGIN_DEFAULTS.maxIdentityLockoutMs, now)
+    this.count(this.sources, source, this.limits.perSource, MAX_SOURCE_LOCKOUT_MS, now)
+    if (identity !== undefined) this.count(this.identities, identity, this.limits.perIdentity, MAX_IDENTITY_LOCKOUT_MS, now)
   }
 
   succeeded(source: string, identity: string): void {
@@ -61,7 +57,7 @@ export class LoginThrottle {
 
   private live(map: Map<string, Entry>, key: string, now: number): Entry | undefined {
     const e = map.get(key)
-    if (e && now - e.last > LOGIN_DEFAULTS.windowMs && e.lockedUntil <= now) {
+    if (e && now - e.last > WINDOW_MS && e.lockedUntil <= now) {
       map.delete(key)
       return undefined
     }
@@ -72,7 +68,7 @@ export class LoginThrottle {
     const e = this.live(map, key, now) ?? { failures: 0, last: now, lockedUntil: 0 }
     e.failures++
     e.last = now
-    if (e.failures > free) e.lockedUntil = now + Math.min(maxLockoutMs, this.baseDelayMs * 2 ** Math.min(30, e.failures - free - 1))
+    if (e.failures > free) e.lockedUntil = now + Math.min(maxLockoutMs, this.limits.baseDelayMs * 2 ** Math.min(30, e.failures - free - 1))
     map.delete(key)
     map.set(key, e)
     if (map.size > MAX_KEYS) map.delete(map.keys().next().value as string)

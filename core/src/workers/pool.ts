@@ -36,8 +36,11 @@ export interface BackgroundPoolOptions<R> {
   readonly budgetMs: number
   /** Workers in the pool (default: two to four). Keep at least two, so one principal never holds them all. */
   readonly size?: number
-  /** The result of a job that failed: timed out, its worker died, or the pool closed. */
-  readonly failed: (reason: string) => R
+  /**
+   * The result of a job that failed: it ran past the budget (`timeout`), its worker died
+   * (`crashed`, with `detail` such as "stopped" or "failed: <error>"), or the pool closed.
+   */
+  readonly failed: (kind: 'timeout' | 'crashed' | 'closed', detail: string) => R
 }
 
 export class BackgroundPool<I, R> {
@@ -63,7 +66,7 @@ export class BackgroundPool<I, R> {
   }
 
   run(input: I, owner = ''): Promise<R> {
-    if (this.closed) return Promise.resolve(this.options.failed('the gateway is shutting down'))
+    if (this.closed) return Promise.resolve(this.options.failed('closed', 'the gateway is shutting down'))
     return new Promise((resolve) => {
       const queue = this.queues.get(owner)
       const task = { id: this.nextId++, input, owner, resolve }
@@ -104,8 +107,8 @@ export class BackgroundPool<I, R> {
     const worker = new Worker(this.script)
     worker.unref()
     worker.on('message', (m: { id: number; result: R }) => this.settle(slot, m.id, m.result))
-    worker.on('error', (err) => this.crashed(slot, worker, `the worker failed: ${err.message}`))
-    worker.on('exit', () => this.crashed(slot, worker, 'the worker stopped'))
+    worker.on('error', (err) => this.crashed(slot, worker, `failed: ${err.message}`))
+    worker.on('exit', () => this.crashed(slot, worker, 'stopped'))
     slot.worker = worker
     return worker
   }
@@ -130,25 +133,25 @@ export class BackgroundPool<I, R> {
     const worker = slot.worker
     slot.worker = undefined
     void worker?.terminate()
-    this.finish(slot, this.options.failed(`it took longer than ${this.options.budgetMs} ms to analyse`))
+    this.finish(slot, this.options.failed('timeout', `took longer than ${this.options.budgetMs} ms`))
   }
 
   private crashed(slot: Slot<I, R>, worker: Worker, reason: string): void {
     if (slot.worker !== worker) return
     slot.worker = undefined
-    this.finish(slot, this.options.failed(reason))
+    this.finish(slot, this.options.failed('crashed', reason))
   }
 
   /** Stops the workers; jobs still queued or running are refused. */
   async close(): Promise<void> {
     this.closed = true
-    for (const queue of this.queues.values()) for (const t of queue) t.resolve(this.options.failed('the gateway is shutting down'))
+    for (const queue of this.queues.values()) for (const t of queue) t.resolve(this.options.failed('closed', 'the gateway is shutting down'))
     this.queues.clear()
     const workers: Worker[] = []
     for (const slot of this.slots) {
       if (slot.worker) workers.push(slot.worker)
       slot.worker = undefined
-      this.finish(slot, this.options.failed('the gateway is shutting down'))
+      this.finish(slot, this.options.failed('closed', 'the gateway is shutting down'))
     }
     await Promise.all(workers.map((w) => w.terminate()))
   }

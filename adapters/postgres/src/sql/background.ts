@@ -20,7 +20,7 @@ export class BackgroundParser {
     this.pool = new BackgroundPool<string, Result>(new URL('./parse-worker.js', import.meta.url), {
       budgetMs,
       ...(size === undefined ? {} : { size }),
-      failed: (reason) => ({ error: reason.startsWith('it took longer') ? `the statement took longer than ${budgetMs} ms to analyse` : reason.replace('the worker', 'the parser') }),
+      failed: (kind, detail) => ({ error: kind === 'timeout' ? `the statement ${detail} to analyse` : kind === 'crashed' ? `the parser ${detail}` : detail }),
     })
   }
 
