@@ -99,6 +99,8 @@ export class SftpProxy {
 
   /** Reads and writes at the target now. */
   private inFlight = 0
+  /** The in-flight limit was reached in this session (recorded the first time). */
+  private overInFlight = false
   /** The target's home directory (`REALPATH .`), fetched once: relative paths that cannot be resolved are judged against it. */
   private home: Promise<string> | undefined
 
@@ -229,6 +231,11 @@ export class SftpProxy {
       return false
     }
     if (this.inFlight >= MAX_IN_FLIGHT) {
+      // recorded once per sftp session (a client over the limit would otherwise write a record per request)
+      if (!this.overInFlight) {
+        this.overInFlight = true
+        void this.pipeline.protocolEvent(this.session, { event: 'limit.sftp-in-flight', reason: `the sftp client had more than ${MAX_IN_FLIGHT} reads and writes in flight; the excess is answered with a failure` })
+      }
       this.client.status(id, STATUS_CODE.FAILURE, `gatehouse: more than ${MAX_IN_FLIGHT} reads and writes in flight`)
       return false
     }
