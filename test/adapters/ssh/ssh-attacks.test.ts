@@ -486,17 +486,29 @@ describe('one session never ends the process', () => {
   it('a command line that makes the shell parser crawl is refused off the event loop; other sessions and later commands go on', async () => {
     const hostile = 'a|'.repeat(16_000)
     const started = performance.now()
-    const attack = ssh(hostile)
-    // while the hostile line is being analysed, another session runs a command promptly
-    await new Promise((r) => setTimeout(r, 300))
-    const t = performance.now()
-    expect((await ssh('echo bystander')).stdout).toBe('bystander\n')
-    const bystanderMs = performance.now() - t
-    const r = await attack
-    expect(r.code).toBe(126)
-    expect(r.stderr).toContain('gatehouse: denied by gatehouse/parse')
+    // The gateway runs in this process: the longest gap between ticks of its event loop while
+    // the line is analysed. Parsed on the loop, as before, this line held it for about 10 s.
+    let last = performance.now()
+    let longestGap = 0
+    const ticker = setInterval(() => {
+      const now = performance.now()
+      longestGap = Math.max(longestGap, now - last)
+      last = now
+    }, 20)
+    try {
+      const attack = ssh(hostile)
+      // while the hostile line is being analysed, another session runs a command
+      await new Promise((r) => setTimeout(r, 300))
+      expect((await ssh('echo bystander')).stdout).toBe('bystander\n')
+      const r = await attack
+      expect(r.code).toBe(126)
+      expect(r.stderr).toContain('gatehouse: denied by gatehouse/parse')
+    } finally {
+      clearInterval(ticker)
+    }
     expect(performance.now() - started).toBeLessThan(10_000)
-    expect(bystanderMs).toBeLessThan(3_000)
+    // loose, so a loaded CI machine passes; the old code's gap was several seconds
+    expect(longestGap).toBeLessThan(3_000)
     // the parser still works for everyone afterwards
     expect((await ssh('echo after')).stdout).toBe('after\n')
   })
