@@ -13,7 +13,7 @@ import { Gateway, type ExplainedDecision } from './gateway.js'
 import { createLogger } from './logger.js'
 import { generateToken, hashToken, parseDuration, type TokenHashAlgorithm } from './auth/tokens.js'
 import { runDemo } from './cli/demo.js'
-import { runUntilSignal } from './cli/run.js'
+import { pidFile, readReloadStatus, runUntilSignal } from './cli/run.js'
 import { replay } from './cli/replay.js'
 import { BUILTIN_PLUGINS } from './plugin/loader.js'
 
@@ -27,7 +27,43 @@ program
   .action(async (opts: { config: string }) => {
     const config = loadOrExit(opts.config)
     const gateway = await Gateway.build(config).catch(exitWithError)
-    await runUntilSignal(gateway)
+    await runUntilSignal(gateway, undefined, { configFile: opts.config })
+  })
+
+program
+  .command('reload')
+  .description('check a config file, then have the gateway running on it reload it (SIGHUP): identities, tokens, policies, limits; sessions stay up')
+  .requiredOption('-c, --config <file>', 'gatehouse.yaml (the file the gateway was started with)')
+  .option('--timeout <seconds>', 'how long to wait for the gateway to answer', '30')
+  .action(async (opts: { config: string; timeout: string }) => {
+    const config = loadOrExit(opts.config)
+    await Gateway.build(config, { logger: createLogger('silent') }).catch((err: unknown) => {
+      process.stderr.write('gatehouse: not reloaded; the running gateway was not touched\n')
+      exitWithError(err)
+    })
+    let pid: number
+    try {
+      pid = Number(readFileSync(pidFile(config.dataDir), 'utf8').trim())
+      process.kill(pid, 0)
+    } catch {
+      exitWithError(new Error(`no gateway is running on ${config.dataDir} (no live pid in ${pidFile(config.dataDir)})`))
+    }
+    const before = readReloadStatus(config.dataDir)
+    process.kill(pid, 'SIGHUP')
+    const deadline = Date.now() + Number(opts.timeout) * 1000
+    for (;;) {
+      const status = readReloadStatus(config.dataDir)
+      if (status && status.pid === pid && (before === undefined || before.pid !== pid || status.seq > before.seq)) {
+        if (!status.ok) {
+          process.stderr.write(`gatehouse: reload refused by the gateway (pid ${pid}); the configuration in force is unchanged:\n${(status.errors ?? []).map((e) => `  ${e}`).join('\n')}\n`)
+          process.exit(1)
+        }
+        process.stdout.write(`reloaded (pid ${pid})${status.sessionsEnded ? `; ${status.sessionsEnded} session(s) ended: their credential is no longer accepted` : ''}\n`)
+        return
+      }
+      if (Date.now() > deadline) exitWithError(new Error(`gateway pid ${pid} did not report a reload within ${opts.timeout} s; see its log`))
+      await new Promise((r) => setTimeout(r, 100))
+    }
   })
 
 program

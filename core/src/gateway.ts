@@ -35,7 +35,7 @@ export interface ExplainedDecision {
   readonly decision: Decision
 }
 import { ConnectionPipeline } from './pipeline/pipeline.js'
-import { resolveLimits } from './pipeline/limits.js'
+import { isCoreLimitGroup, LIMIT_DEFAULTS, resolveLimits, type SessionLimits } from './pipeline/limits.js'
 import { sealContainer } from './container.js'
 
 /** Default chains for a connection that does not list its own: fail closed, audited. */
@@ -57,6 +57,8 @@ export interface BootOptions {
   logger?: Logger
   /** Directories to resolve third-party plugin packages from (default: cwd). */
   pluginSearchDirs?: string[]
+  /** The metrics registry to count in (a reload keeps the running gateway's). */
+  metrics?: MetricsRegistry
 }
 
 export class Gateway {
@@ -66,12 +68,72 @@ export class Gateway {
   private stopping: Promise<void> | undefined
 
   private constructor(
-    readonly config: GatewayConfig,
+    private current: GatewayConfig,
     readonly container: DependencyContainer,
     readonly logger: Logger,
     private readonly instances: Map<string, Instance>,
     private readonly plans: { connection: ConnectionConfig; adapter: ProtocolAdapter; pipeline: ConnectionPipeline }[],
+    private readonly bootOptions: BootOptions,
   ) {}
+
+  /** The config in force (a reload replaces it). */
+  get config(): GatewayConfig {
+    return this.current
+  }
+
+  private reloading: Promise<unknown> = Promise.resolve()
+
+  /**
+   * Applies `next` to the running gateway without dropping sessions: identities, tokens,
+   * policies, limits, and the authenticate, parse, decide and transform plugins. It is built and
+   * checked exactly as `gatehouse validate` would; if anything is wrong, or it changes what needs
+   * a restart (listeners, upstreams, adapters, audit sinks, the data directory, the admin API),
+   * it throws a ConfigError naming the paths and the config in force stays as it was. Open
+   * sessions go on under the new policies and limits; those whose credential the new config no
+   * longer accepts (a token removed, now expired, no longer scoped to the connection; a key
+   * removed) are ended. Reloads run one at a time.
+   */
+  reload(next: GatewayConfig): Promise<{ ended: number }> {
+    const run = this.reloading.then(() => this.applyReload(next))
+    this.reloading = run.catch(() => undefined)
+    return run
+  }
+
+  private async applyReload(next: GatewayConfig): Promise<{ ended: number }> {
+    const fresh = await Gateway.build(next, { ...this.bootOptions, logger: this.logger, metrics: this.container.resolve(Metrics) })
+    const restart = restartOnlyChanges(this.current, next, (name) => (this.instances.get(name) ?? fresh.instances.get(name))?.definition.stage)
+    if (restart.length > 0) throw new ConfigError(restart)
+    const reloadable = (inst: Instance) => RELOADABLE_STAGES.has(inst.definition.stage)
+    const started: Instance[] = []
+    try {
+      for (const inst of fresh.instances.values()) {
+        if (!reloadable(inst)) continue
+        await inst.object.start?.()
+        started.push(inst)
+      }
+    } catch (err) {
+      for (const inst of started) await inst.object.close?.()
+      throw err
+    }
+    let ended = 0
+    for (const plan of this.plans) {
+      const replacement = fresh.plans.find((p) => p.connection.name === plan.connection.name)
+      if (replacement) ended += plan.pipeline.reconfigure(replacement.pipeline.settings).ended
+    }
+    const retired = [...this.instances.values()].filter(reloadable)
+    for (const inst of retired) this.instances.delete(inst.name)
+    for (const inst of started) this.instances.set(inst.name, inst)
+    this.current = next
+    for (const inst of retired) {
+      try {
+        await inst.object.close?.()
+      } catch (err) {
+        this.logger.error({ plugin: inst.name, err: String(err) }, 'plugin close failed')
+      }
+    }
+    this.logger.info({ identities: next.identities.length, policies: next.policies.length, sessionsEnded: ended }, 'configuration reloaded')
+    return { ended }
+  }
 
   /** Loads and registers everything; opens nothing. `gatehouse validate` stops here. */
   static async build(config: GatewayConfig, opts: BootOptions = {}): Promise<Gateway> {
@@ -82,7 +144,7 @@ export class Gateway {
     root.registerInstance(Logger, logger)
     root.registerInstance<GatewayConfigRef>(GatewayConfigToken, Object.freeze(config))
     root.registerInstance(TerminalRecorder, new AsciicastRecorder(join(config.dataDir, 'recordings')))
-    const metrics = new MetricsRegistry()
+    const metrics = opts.metrics ?? new MetricsRegistry()
     root.registerInstance(Metrics, metrics)
 
     const instances = new Map<string, Instance>()
@@ -125,13 +187,14 @@ export class Gateway {
       const transformers = await resolveChain('transform')
       if (sinks.length === 0) logger.warn({ connection: connection.name }, 'connection has no audit sink: requests will not be recorded')
       const recorder = new AuditRecorder(chains.record.map((name, j) => ({ name, sink: sinks[j] as StageObjects['record'] })), logger)
-      const limits = resolveLimits(config.limits, connection.limits)
-      const pipeline = new ConnectionPipeline(connection.name, { authenticators, analyzers, policies, transformers }, recorder, root, logger.child({ connection: connection.name }), limits)
+      const limits = resolveLimits(config.limits, connection.limits, { protocol: adapter.protocol, schema: adapter.limits, path })
+      const pipeline = new ConnectionPipeline(connection.name, { authenticators, analyzers, policies, transformers }, recorder, root, logger.child({ connection: connection.name }), limits, identityLimits(config))
       plans.push({ connection, adapter, pipeline })
     }
     checkPolicyActions(config, plans)
+    checkLimitGroups(config, plans)
     sealContainer(root)
-    return new Gateway(config, root, logger, instances, plans)
+    return new Gateway(config, root, logger, instances, plans, opts)
   }
 
   /**
@@ -255,4 +318,61 @@ function checkPolicyActions(config: GatewayConfig, plans: readonly { connection:
     )
   })
   if (issues.length > 0) throw new ConfigError(issues)
+}
+
+/** Identity id → the session limits it sets for itself. */
+function identityLimits(config: GatewayConfig): Map<string, Partial<SessionLimits>> {
+  return new Map(config.identities.filter((i) => i.limits?.sessions).map((i) => [i.id, { ...i.limits?.sessions }]))
+}
+
+/**
+ * Every key under `limits` is one of core's groups or the protocol of an adapter that declares
+ * limits: a typo (`limits.sesions`) or limits for an adapter this config does not use would
+ * otherwise be ignored while the operator believes them in force.
+ */
+function checkLimitGroups(config: GatewayConfig, plans: readonly { connection: ConnectionConfig; adapter: ProtocolAdapter }[]): void {
+  const declared = new Set(plans.filter((p) => p.adapter.limits).map((p) => p.adapter.protocol))
+  const known = [...Object.keys(LIMIT_DEFAULTS), ...declared].sort().join(', ')
+  const issues: ValidationIssue[] = []
+  const check = (limits: object | undefined, path: string, protocol?: string) => {
+    for (const key of Object.keys(limits ?? {})) {
+      if (isCoreLimitGroup(key)) continue
+      if (protocol === undefined ? declared.has(key) : key === protocol && declared.has(key)) continue
+      issues.push({ path: `${path}.${key}`, message: `unknown limit group; ${protocol === undefined ? 'this config has' : 'this connection has'}: ${protocol === undefined ? known : [...Object.keys(LIMIT_DEFAULTS), ...(declared.has(protocol) ? [protocol] : [])].join(', ')}` })
+    }
+  }
+  check(config.limits, 'limits')
+  plans.forEach((p, i) => check(p.connection.limits, `connections[${i}].limits`, p.adapter.protocol))
+  if (issues.length > 0) throw new ConfigError(issues)
+}
+
+/** Stages whose plugin instances a reload replaces; adapters and audit sinks need a restart. */
+const RELOADABLE_STAGES: ReadonlySet<Stage> = new Set<Stage>(['authenticate', 'parse', 'decide', 'transform'])
+
+/**
+ * What differs between two configs that a reload cannot apply: listeners and their TLS,
+ * upstreams and adapter options, adapters and audit sinks (and their plugin configs), the data
+ * directory, the admin API, logging and shutdown.
+ */
+function restartOnlyChanges(old: GatewayConfig, next: GatewayConfig, stageOf: (instance: string) => Stage | undefined): ValidationIssue[] {
+  const issues: ValidationIssue[] = []
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
+  const needsRestart = (path: string) => issues.push({ path, message: 'changing this needs a restart; nothing was reloaded' })
+  for (const key of ['dataDir', 'log', 'shutdown', 'admin'] as const) if (!same(old[key], next[key])) needsRestart(key)
+  const names = (c: GatewayConfig) => c.connections.map((x) => x.name)
+  if (!same(names(old), names(next))) needsRestart('connections')
+  else {
+    next.connections.forEach((c, i) => {
+      const was = old.connections[i] as ConnectionConfig
+      for (const key of ['adapter', 'listen', 'tls', 'upstream', 'options'] as const) if (!same(was[key], c[key])) needsRestart(`connections[${i}].${key}`)
+      if (!same(was.plugins?.record, c.plugins?.record)) needsRestart(`connections[${i}].plugins.record`)
+    })
+  }
+  const fixed = (c: GatewayConfig) => c.plugins.map((p, i) => ({ p, i })).filter(({ p }) => !RELOADABLE_STAGES.has(stageOf(p.name ?? p.use) ?? 'record'))
+  for (const { p, i } of fixed(old)) {
+    const now = next.plugins.find((q) => (q.name ?? q.use) === (p.name ?? p.use))
+    if (!same(p, now)) needsRestart(`plugins[${i}]`)
+  }
+  for (const { p, i } of fixed(next)) if (!old.plugins.some((q) => (q.name ?? q.use) === (p.name ?? p.use))) needsRestart(`plugins[${i}]`)
+  return issues
 }

@@ -11,6 +11,8 @@ export interface Principal {
   readonly claims: Readonly<Record<string, unknown>>
   /** Which credential proved the identity, e.g. `token:ci-2026-11` — recorded in every audit event. */
   readonly credential: string
+  /** When that credential stops being valid (ms since the epoch): core ends the session then. */
+  readonly expiresAt?: number
 }
 
 /** One client connection through the gateway, from accept to close. */

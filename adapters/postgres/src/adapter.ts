@@ -1,8 +1,8 @@
 /** The postgres adapter's listener: accepts clients and runs a session for each. */
 import { createServer, type Server, type Socket } from 'node:net'
 import { createSecureContext } from 'node:tls'
-import { GatewayError, inject, injectable, serveListener, PluginContextToken, validate, type PluginContext, type ConnectionConfig, type Listener, type Logger, type Pipeline, type ProtocolAdapter, type ExplainInput, type ExplainedRequest } from '@gatehouse/core'
-import { PostgresOptions, UpstreamConfig } from './config.js'
+import { checkMovedOptions, GatewayError, inject, injectable, serveListener, PluginContextToken, validate, type PluginContext, type ConnectionConfig, type Listener, type Logger, type Pipeline, type ProtocolAdapter, type ExplainInput, type ExplainedRequest } from '@gatehouse/core'
+import { MOVED_OPTIONS, PostgresLimits, PostgresOptions, UpstreamConfig } from './config.js'
 import { explainSql, PostgresSession } from './session.js'
 import { loadSqlParser, SqlAnalyzer } from './sql/analyze.js'
 import { BackgroundParser } from './sql/background.js'
@@ -13,6 +13,8 @@ import { SQLSTATE } from './errors.js'
 export class PostgresAdapter implements ProtocolAdapter {
   readonly protocol = 'postgres'
   readonly actions = ['sql.query', 'sql.function-call'] as const
+  /** Its own limits, under `limits.postgres`. */
+  readonly limits = PostgresLimits
   /** Parses every text the analysis cache has not seen, off the event loop, with a time budget. */
   private readonly background = new BackgroundParser()
   /** Shared across connections: analysis depends only on the SQL text. */
@@ -25,6 +27,7 @@ export class PostgresAdapter implements ProtocolAdapter {
   }
 
   checkConnection(connection: ConnectionConfig, path: string): void {
+    checkMovedOptions(connection.options, path, MOVED_OPTIONS)
     const options = validate(PostgresOptions, connection.options ?? {}, { base: `${path}.options` })
     validate(UpstreamConfig, connection.upstream, { base: `${path}.upstream` })
     if (options.clientAuth === 'cleartext' && !connection.tls?.required) {
@@ -59,18 +62,20 @@ export class PostgresAdapter implements ProtocolAdapter {
         return
       }
       // core's limits: how many may be logging in at once, in all and from one source address
-      const slot = pipeline.admitConnection(socket.remoteAddress ?? '', 'postgres')
+      let session: PostgresSession | undefined
+      const slot = pipeline.admitConnection(socket.remoteAddress ?? '', 'postgres', () => session?.loginTimedOut())
       if (!slot) {
         socket.end(buildError({ severity: 'FATAL', code: SQLSTATE.tooManyConnections, message: 'gatehouse: too many connections are logging in from this address; try again later' }))
         return
       }
-      const session = new PostgresSession(socket, { connection, upstream, options, tls, pipeline, analyzer: this.analyzer, logger, cancelKeys, loggedIn: () => slot.authenticated() })
-      sessions.add(session)
+      const started = new PostgresSession(socket, { connection, upstream, options, tls, pipeline, analyzer: this.analyzer, logger, cancelKeys, loggedIn: () => slot.authenticated() })
+      session = started
+      sessions.add(started)
       socket.once('close', () => {
-        sessions.delete(session)
+        sessions.delete(started)
         slot.release()
       })
-      session.start()
+      started.start()
     })
     server.on('error', (err) => logger.error({ err: err.message }, 'listener error'))
     return serveListener(server, connection.listen, {

@@ -29,16 +29,6 @@ export const PostgresOptions = Type.Object(
       default: 'scram',
       description: 'scram: SCRAM-SHA-256 with the token (needs SCRAM-form token hashes); cleartext: the token as a password, only over TLS (tls.required must be true)',
     }),
-    maxMessageBytes: Type.Integer({ minimum: 1024, default: 64 * 1024 * 1024, description: 'largest frontend message accepted' }),
-    startupTimeoutMs: Type.Integer({ minimum: 100, default: 15000, description: 'time a client has to finish TLS, startup and authentication' }),
-    maxPreparedStatements: Type.Integer({ minimum: 1, default: 10000, description: 'named prepared statements (and portals) one session may hold' }),
-    maxStatementsPerQuery: Type.Integer({ minimum: 1, default: 1000, description: 'statements one simple Query message may hold; more is refused before any runs' }),
-    transactionIdleTimeoutMs: Type.Integer({
-      minimum: 0,
-      default: 300_000,
-      description: 'longest silence from the client inside an open transaction or an unsynced extended-protocol pipeline (while the server is not working for it); the session is then ended. 0: no limit',
-    }),
-    maxSessionAgeMs: Type.Integer({ minimum: 0, default: 86_400_000, description: 'longest a session may last; it is then ended. 0: no limit' }),
     forwardParams: Type.Array(Type.String(), {
       default: ['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'extra_float_digits'],
       description: 'startup parameters passed from the client to the upstream (never `options`, `user`, `database`, `replication`)',
@@ -47,3 +37,32 @@ export const PostgresOptions = Type.Object(
   { additionalProperties: false, default: {} },
 )
 export type PostgresOptions = Static<typeof PostgresOptions>
+
+/**
+ * The postgres adapter's own limits, under `limits.postgres` (README, "Limits"): validated,
+ * resolved and observed by core like core's own.
+ */
+export const PostgresLimits = Type.Object(
+  {
+    transactionIdleMs: Type.Integer({
+      minimum: 0,
+      default: 300_000,
+      description: 'longest silence from the client inside an open transaction or an unsynced extended-protocol pipeline (while the server is not working for it); the session is then ended (FATAL 25P03). 0: no limit',
+    }),
+    statementsPerQuery: Type.Integer({ minimum: 1, default: 1000, description: 'statements one simple Query message may hold; more is refused (54000) before any runs' }),
+    preparedStatements: Type.Integer({ minimum: 1, default: 10000, description: 'named prepared statements (and, separately, portals) one session may hold; more are refused (54000)' }),
+    messageBytes: Type.Integer({ minimum: 1024, default: 64 * 1024 * 1024, description: 'largest frontend message accepted; a larger one ends the session (08P01)' }),
+  },
+  { additionalProperties: false, default: {} },
+)
+export type PostgresLimits = Static<typeof PostgresLimits>
+
+/** Options that became limits, for a message that says where they went. */
+export const MOVED_OPTIONS = {
+  startupTimeoutMs: 'limits.unauthenticated.loginTimeoutMs',
+  maxSessionAgeMs: 'limits.sessions.maxAgeMs',
+  transactionIdleTimeoutMs: 'limits.postgres.transactionIdleMs',
+  maxStatementsPerQuery: 'limits.postgres.statementsPerQuery',
+  maxPreparedStatements: 'limits.postgres.preparedStatements',
+  maxMessageBytes: 'limits.postgres.messageBytes',
+} as const

@@ -12,6 +12,8 @@ export const SQLSTATE = {
   invalidAuthorization: '28000',
   invalidPassword: '28P01',
   adminShutdown: '57P01',
+  idleSessionTimeout: '57P05',
+  idleInTransactionTimeout: '25P03',
   systemError: '58000',
   internalError: 'XX000',
   tooManyConnections: '53300',
@@ -33,6 +35,8 @@ const BY_CODE: Partial<Record<GatewayError['code'], string>> = {
   GH_ERR_AUTH_THROTTLED: SQLSTATE.invalidAuthorization,
   GH_ERR_LIMIT_SESSIONS: SQLSTATE.tooManyConnections,
   GH_ERR_AUTH_SCOPE: SQLSTATE.invalidAuthorization,
+  GH_ERR_AUTH_REVOKED: SQLSTATE.adminShutdown,
+  GH_ERR_SESSION_LIMIT: SQLSTATE.adminShutdown,
 }
 
 export function sqlstateFor(err: GatewayError): string {

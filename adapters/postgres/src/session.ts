@@ -40,7 +40,9 @@ import {
   type Logger,
   type Pipeline,
   type SessionHandle,
+  type Termination,
 } from '@gatehouse/core'
+import type { PostgresLimits } from './config.js'
 import { AUTH, B, buildAuth, buildAuthSasl, buildBackendKeyData, buildError, buildReadyForQuery, parseCommandTag, parseErrorFields, parseParameterStatus, rowsFromTag } from './codec/backend.js'
 import {
   buildExecute,
@@ -138,7 +140,6 @@ export class PostgresSession {
   private upstream: UpstreamSession | undefined
   private upSocket: Socket | undefined
   private phase: 'startup' | 'auth' | 'connecting' | 'ready' | 'closed' = 'startup'
-  private startupTimer: NodeJS.Timeout | undefined
   private pumping = false
   /** The pump waits for the server: resumed when `until` holds (or the session closed). */
   private quietWaiter: { until: () => boolean; resolve: () => void } | undefined
@@ -152,7 +153,6 @@ export class PostgresSession {
   /** Extended-protocol messages forwarded since the last Sync: the server holds an implicit transaction open. */
   private unsynced = false
   private idleTimer: NodeJS.Timeout | undefined
-  private ageTimer: NodeJS.Timeout | undefined
   private cancelKey: string | undefined
   // backend stream state
   private upPending: Buffer | undefined
@@ -171,13 +171,28 @@ export class PostgresSession {
     private readonly deps: SessionDeps,
   ) {
     this.client = socket
-    this.reader = new MessageReader(deps.options.maxMessageBytes)
+    this.reader = new MessageReader(this.limits.messageBytes)
   }
 
   start(): void {
     this.client.setNoDelay(true)
-    this.startupTimer = setTimeout(() => this.endWith(SQLSTATE.protocolViolation, 'gatehouse: startup timed out', 'startup.timeout'), this.deps.options.startupTimeoutMs)
     this.attachClient(this.client)
+  }
+
+  /** The adapter's own limits (limits.postgres), as core resolved them; a config reload replaces them. */
+  private get limits(): PostgresLimits {
+    return this.deps.pipeline.limits.adapter as PostgresLimits
+  }
+
+  /** Core's login timeout passed before the client logged in (core counted and recorded it). */
+  loginTimedOut(): void {
+    this.fatal(SQLSTATE.protocolViolation, `gatehouse: startup timed out: the client did not log in within ${this.deps.pipeline.limits.unauthenticated.loginTimeoutMs} ms`)
+  }
+
+  /** Core ended the session (a limit, or the credential expired or was removed): the client is told why. */
+  private readonly renderTermination = (t: Termination): void => {
+    const code = t.cause === 'sessions.idle' ? SQLSTATE.idleSessionTimeout : t.cause === 'postgres.transaction-idle' ? SQLSTATE.idleInTransactionTimeout : SQLSTATE.adminShutdown
+    this.fatal(code, `gatehouse: terminating the session: ${t.reason}`)
   }
 
   private attachClient(socket: Socket): void {
@@ -194,6 +209,7 @@ export class PostgresSession {
 
   private readonly onClientData = (chunk: Buffer) => {
     this.reader.push(chunk)
+    this.handle?.touch()
     if (this.idleTimer) {
       clearTimeout(this.idleTimer)
       this.idleTimer = undefined
@@ -220,9 +236,7 @@ export class PostgresSession {
     if (this.phase === 'closed') return
     this.phase = 'closed'
     this.closeReason = reason
-    clearTimeout(this.startupTimer)
     clearTimeout(this.idleTimer)
-    clearTimeout(this.ageTimer)
     if (this.cancelKey) this.deps.cancelKeys.delete(this.cancelKey)
     this.settle(undefined)
     for (const e of this.expect) this.abandon(e, reason)
@@ -252,7 +266,10 @@ export class PostgresSession {
 
   /** The session's handle, opened on first need: events before authentication are recorded under it too. */
   private session(): SessionHandle {
-    this.handle ??= this.deps.pipeline.openSession({ protocol: 'postgres', clientAddress: `${this.client.remoteAddress ?? '?'}:${this.client.remotePort ?? 0}`, tls: this.client instanceof TLSSocket })
+    if (!this.handle) {
+      this.handle = this.deps.pipeline.openSession({ protocol: 'postgres', clientAddress: `${this.client.remoteAddress ?? '?'}:${this.client.remotePort ?? 0}`, tls: this.client instanceof TLSSocket })
+      this.handle.onTerminate(this.renderTermination)
+    }
     return this.handle
   }
 
@@ -492,7 +509,6 @@ export class PostgresSession {
       up.socket.destroy()
       return
     }
-    clearTimeout(this.startupTimer)
     this.deps.loggedIn?.()
     this.upstream = up
     this.upSocket = up.socket
@@ -520,11 +536,6 @@ export class PostgresSession {
     this.client.write(buildReadyForQuery(up.status))
     this.client.uncork()
     this.phase = 'ready'
-    const maxAge = this.deps.options.maxSessionAgeMs
-    if (maxAge > 0) {
-      this.ageTimer = setTimeout(() => this.endWith(SQLSTATE.adminShutdown, `gatehouse: terminating the session: it is older than the gateway's limit of ${maxAge} ms (maxSessionAgeMs)`, 'limit.session-age'), maxAge)
-      this.ageTimer.unref()
-    }
     if (up.leftover.length > 0) this.onUpstreamData(up.leftover)
   }
 
@@ -554,7 +565,7 @@ export class PostgresSession {
    * message is unsynced. The gateway ends a session whose client stays silent there too long.
    */
   private armIdleTimer(): void {
-    const ms = this.deps.options.transactionIdleTimeoutMs
+    const ms = this.limits.transactionIdleMs
     if (ms <= 0 || this.closed || this.phase !== 'ready' || this.idleTimer) return
     if (!this.unsynced && this.model?.txStatus === STATUS_IDLE) return
     this.idleTimer = setTimeout(() => {
@@ -562,7 +573,7 @@ export class PostgresSession {
       // The server is still working for the client (a long statement): not the client's silence.
       if (this.busy()) return this.armIdleTimer()
       if (!this.unsynced && this.model?.txStatus === STATUS_IDLE) return
-      this.endWith('25P03', `gatehouse: terminating the session: idle inside a transaction or an unsynced pipeline for more than ${ms} ms (transactionIdleTimeoutMs)`, 'limit.transaction-idle')
+      this.handle?.terminate({ cause: 'postgres.transaction-idle', code: 'GH_ERR_SESSION_LIMIT', reason: `idle inside a transaction or an unsynced pipeline for more than ${ms} ms (limits.postgres.transactionIdleMs)` })
     }, ms)
     this.idleTimer.unref()
   }
@@ -745,9 +756,11 @@ export class PostgresSession {
   private onQueryAnalysed(msg: FrontendMessage, text: string, analysis: SqlAnalysis): Promise<void> | undefined {
     const unjudgeable = this.refuseUnjudgeable(text, analysis, undefined, this.substituteQuery)
     if (unjudgeable || !analysis.ok) return unjudgeable
-    const max = this.deps.options.maxStatementsPerQuery
+    const max = this.limits.statementsPerQuery
     if (analysis.statements.length > max) {
-      return this.refuse(this.newRequest(text, { sql: { error: 'too many statements', statements: analysis.statements.length } }), 'gatehouse/limits', `the query holds ${analysis.statements.length} statements, more than the gateway's limit of ${max} (maxStatementsPerQuery)`, 'GH_ERR_PROTOCOL_UNSUPPORTED', this.substituteQuery, '54000')
+      const reason = `the query holds ${analysis.statements.length} statements, more than the gateway's limit of ${max} (limits.postgres.statementsPerQuery)`
+      void this.deps.pipeline.limitReached(this.session().info, 'postgres.statements-per-query', reason, { recorded: true })
+      return this.refuse(this.newRequest(text, { sql: { error: 'too many statements', statements: analysis.statements.length } }), 'gatehouse/limits', reason, 'GH_ERR_PROTOCOL_UNSUPPORTED', this.substituteQuery, '54000')
     }
     if (analysis.statements.length === 1) {
       // The common case, without a promise when the pipeline answers synchronously.
@@ -908,8 +921,8 @@ export class PostgresSession {
   }
 
   private onParseFree(msg: FrontendMessage, p: ParseMessage): Promise<void> | undefined {
-    if (p.name !== '' && this.state.held.statements >= this.deps.options.maxPreparedStatements) {
-      return this.refuseLimit(`too many prepared statements in this session (limit ${this.deps.options.maxPreparedStatements}, maxPreparedStatements); close some first`)
+    if (p.name !== '' && this.state.held.statements >= this.limits.preparedStatements) {
+      return this.refuseLimit(`too many prepared statements in this session (limit ${this.limits.preparedStatements}, limits.postgres.preparedStatements); close some first`)
     }
     const nameEnd = msg.body.indexOf(0)
     const queryEnd = msg.body.indexOf(0, nameEnd + 1)
@@ -983,8 +996,8 @@ export class PostgresSession {
   }
 
   private onBindFree(msg: FrontendMessage, b: BindMessage, statement: ServerStatement): Promise<void> | undefined {
-    if (b.portal !== '' && this.state.held.portals >= this.deps.options.maxPreparedStatements) {
-      return this.refuseLimit(`too many open portals in this session (limit ${this.deps.options.maxPreparedStatements}, maxPreparedStatements); close some first`)
+    if (b.portal !== '' && this.state.held.portals >= this.limits.preparedStatements) {
+      return this.refuseLimit(`too many open portals in this session (limit ${this.limits.preparedStatements}, limits.postgres.preparedStatements); close some first`)
     }
     const { portal, change } = this.state.bindPortal(b.portal, statement, b.params)
     this.expect.push({ kind: 'bind', change })
@@ -1080,7 +1093,7 @@ export class PostgresSession {
   }
 
   private async refuseLimit(reason: string): Promise<void> {
-    await this.protocolEvent('limit.refused', reason)
+    await this.deps.pipeline.limitReached(this.session().info, 'postgres.prepared-statements', reason)
     if (!this.closed) this.substituteExtended(renderError(new GatewayError('GH_ERR_PROTOCOL_UNSUPPORTED', reason), '54000'))
   }
 
@@ -1118,6 +1131,7 @@ export class PostgresSession {
   // ---------------------------------------------------------------- ready: upstream → client
 
   private readonly onUpstreamData = (chunk: Buffer) => {
+    this.handle?.touch()
     if (this.closed) return
     let buf = chunk
     if (this.upPending) {
@@ -1228,7 +1242,7 @@ export class PostgresSession {
     }
     p.done = { rows: rowsFromTag(tag) ?? p.rows, status: tag }
     const model = this.state
-    if (p.prepares && model.held.statements < this.deps.options.maxPreparedStatements) model.learnSqlStatement(p.prepares.name, p.prepares.statement)
+    if (p.prepares && model.held.statements < this.limits.preparedStatements) model.learnSqlStatement(p.prepares.name, p.prepares.statement)
     if (facts && p.at !== undefined && ENDS_TRANSACTION.has(facts.statement) && facts.tag !== 'ROLLBACK TO SAVEPOINT') model.transactionEnded(p.at)
     if (p.at !== undefined && tag === 'DEALLOCATE ALL') model.serverDroppedAll(p.at, false)
     else if (p.at !== undefined && tag === 'DISCARD ALL') model.serverDroppedAll(p.at, true)

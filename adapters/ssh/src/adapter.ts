@@ -1,8 +1,8 @@
 /** The ssh adapter's listener: an ssh2 server whose every client connection runs an SshSession. */
 import { createRequire } from 'node:module'
-import { createServer } from 'node:net'
+import { createServer, type Socket } from 'node:net'
 import ssh2, { type CipherAlgorithm } from 'ssh2'
-import { BackgroundPool, GatewayError, inject, injectable, serveListener, PluginContextToken, TerminalRecorder, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
+import { BackgroundPool, checkMovedOptions, GatewayError, inject, injectable, serveListener, PluginContextToken, TerminalRecorder, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
 import { SshOptions, UpstreamConfig } from './config.js'
 import { SshSession } from './session.js'
 import { analyzeCommand, loadShellParser, type CommandAnalysis } from './shell/programs.js'
@@ -47,6 +47,7 @@ export class SshAdapter implements ProtocolAdapter {
   }
 
   checkConnection(connection: ConnectionConfig, path: string): void {
+    checkMovedOptions(connection.options, path, { loginTimeoutMs: 'limits.unauthenticated.loginTimeoutMs', maxAuthAttempts: 'limits.logins.perConnection' })
     const upstream = validate(UpstreamConfig, connection.upstream, { base: `${path}.upstream` })
     validate(SshOptions, connection.options ?? {}, { base: `${path}.options` })
     if (!upstream.privateKey && !upstream.password) throw new GatewayError('GH_ERR_CONFIG_INVALID', `${path}.upstream: set privateKey or password, the credential the gateway uses on the target`)
@@ -84,27 +85,28 @@ export class SshAdapter implements ProtocolAdapter {
       }
       const socket = pending.get(`${info.ip}:${info.port}`)
       const session = new SshSession(client, `${info.ip}:${info.port}`, { connection: connection.name, upstream, options, pipeline, recorder: this.recorder, logger, analyze }, () => socket?.authenticated())
+      // any packet from the client (data, a keystroke, a keepalive) means the session is not idle
+      socket?.socket.on('data', () => session.touch())
       sessions.add(session)
       client.on('close', () => sessions.delete(session))
       session.start()
     })
     server.on('error', (err: Error) => logger.error({ err: err.message }, 'listener error'))
-    // Our own listener in front of ssh2's: a connection that has not authenticated within
-    // loginTimeoutMs is dropped, even one that never sends its greeting (ssh2 only hands a
-    // connection over after the greeting), and core's limits decide how many may be logging in
-    // at once, in all and from one source address.
-    const pending = new Map<string, { authenticated: () => void }>()
+    // Our own listener in front of ssh2's: core's limits decide how many may be logging in at
+    // once, in all and from one source address, and drop a connection that has not logged in
+    // within limits.unauthenticated.loginTimeoutMs, even one that never sends its greeting
+    // (ssh2 only hands a connection over after the greeting).
+    const pending = new Map<string, { socket: Socket; authenticated: () => void }>()
     const listener = createServer({ noDelay: true }, (socket) => {
-      const slot = accepting ? pipeline.admitConnection(socket.remoteAddress ?? '', 'ssh') : undefined
+      const slot = accepting ? pipeline.admitConnection(socket.remoteAddress ?? '', 'ssh', () => socket.destroy()) : undefined
       if (!slot) {
         socket.destroy()
         return
       }
       const key = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? 0}`
-      const timer = setTimeout(() => socket.destroy(), options.loginTimeoutMs)
       const entry = {
+        socket,
         authenticated: () => {
-          clearTimeout(timer)
           pending.delete(key)
           slot.authenticated()
         },

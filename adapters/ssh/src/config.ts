@@ -30,8 +30,6 @@ export const SshOptions = Type.Object(
       description: 'environment variables a client may pass (a trailing * matches a prefix); others are refused',
     }),
     recordInput: Type.Boolean({ default: false, description: 'record what users type in terminal sessions (may capture secrets typed at prompts)' }),
-    maxAuthAttempts: Type.Integer({ minimum: 1, maximum: 20, default: 6 }),
-    loginTimeoutMs: Type.Integer({ minimum: 1000, default: 30000, description: 'a connection must have authenticated this long after it opened' }),
   },
   { additionalProperties: false },
 )

@@ -24,7 +24,8 @@
  */
 import ssh2, { type AuthContext, type ClientChannel, type Connection, type PseudoTtyInfo, type ServerChannel, type Session, type SFTPWrapper, type Client as SshClient, type TcpipBindInfo, type TcpipRequestInfo } from 'ssh2'
 import type { Duplex } from 'node:stream'
-import { GatewayError, isGatewayError, type Admission, type GatewayRequest, type Logger, type Pipeline, type SessionHandle, type TerminalRecorder, type TerminalRecording } from '@gatehouse/core'
+import { GatewayError, isGatewayError, type Admission, type GatewayRequest, type Logger, type Pipeline, type SessionHandle, type TerminalRecorder, type TerminalRecording, type Termination } from '@gatehouse/core'
+import { disconnect, DISCONNECT } from './disconnect.js'
 import type { SshOptions, UpstreamConfig } from './config.js'
 import type { CommandAnalysis } from './shell/programs.js'
 import { SftpProxy } from './sftp.js'
@@ -101,6 +102,7 @@ export class SshSession {
 
   start(): void {
     this.handle = this.deps.pipeline.openSession({ protocol: 'ssh', clientAddress: this.clientAddress, tls: false })
+    this.handle.onTerminate((t) => this.terminated(t))
     this.on(this.client, 'authentication', 'authentication', (ctx: AuthContext) => this.onAuthentication(ctx))
     this.on(this.client, 'ready', 'ready', () => {
       if (this.closed) return
@@ -152,6 +154,22 @@ export class SshSession {
     return (this.handle as SessionHandle).info
   }
 
+  /** Traffic from the client: the session is not idle. */
+  touch(): void {
+    this.handle?.touch()
+  }
+
+  /**
+   * Core ended the session (a limit, or the credential expired or was removed): the client gets
+   * an SSH disconnect message that says why (OpenSSH prints "Received disconnect … : <reason>").
+   */
+  private terminated(t: Termination): void {
+    if (this.closed) return
+    this.endReason = t.reason
+    disconnect(this.client, t.cause.startsWith('credential.') ? DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE : DISCONNECT.BY_APPLICATION, `gatehouse: session ended: ${t.reason}`)
+    this.close(t.reason)
+  }
+
   /** Ends both connections and the pipeline session. Idempotent. */
   close(reason: string): void {
     if (this.closed) return
@@ -185,8 +203,16 @@ export class SshSession {
     } catch (err) {
       this.authFailures++
       if (!isGatewayError(err)) this.deps.logger.error({ err: String(err), session: this.info.id }, 'authentication failed unexpectedly')
+      // A session cap is no reason to try another key: the client is told why, and the connection ends.
+      if (isGatewayError(err) && err.code === 'GH_ERR_LIMIT_SESSIONS') {
+        disconnect(this.client, DISCONNECT.TOO_MANY_CONNECTIONS, `gatehouse: ${err.clientMessage}`)
+        return this.close(err.message)
+      }
       ctx.reject(['publickey', 'password'])
-      if (this.authFailures >= this.deps.options.maxAuthAttempts) this.close('too many authentication failures')
+      if (this.authFailures >= this.deps.pipeline.limits.logins.perConnection) {
+        disconnect(this.client, DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE, 'gatehouse: too many authentication failures')
+        this.close('too many authentication failures (limits.logins.perConnection)')
+      }
     }
   }
 
@@ -566,11 +592,13 @@ export class SshSession {
     this.on(down, 'end', 'relay end', () => up.end())
     // target → client, stdout and stderr apart
     this.on(up, 'data', 'relay data', (d: Buffer) => {
+      this.touch()
       counters.bytesOut += d.length
       recording?.output(d)
       if (!down.write(d)) up.pause()
     })
     this.on(up.stderr, 'data', 'relay data', (d: Buffer) => {
+      this.touch()
       counters.bytesOut += d.length
       recording?.output(d)
       if (!down.stderr.write(d)) up.stderr.pause()
@@ -706,6 +734,7 @@ export class SshSession {
       if (!up.write(d)) down.pause()
     })
     this.on(up, 'data', 'forward data', (d: Buffer) => {
+      this.touch()
       counters.bytesOut += d.length
       if (!down.write(d)) up.pause()
     })

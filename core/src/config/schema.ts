@@ -9,6 +9,20 @@ import { LIMIT_DEFAULTS } from '../pipeline/limits.js'
 const Name = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', maxLength: 128 })
 const HostPort = Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$', description: 'host:port' })
 
+/** A count a limit allows, with its default (from LIMIT_DEFAULTS, so the two cannot disagree). */
+const limitCount = (description: string, fallback: number) => Type.Optional(Type.Integer({ minimum: 1, description: `${description} (default ${fallback})` }))
+/** A time limit in milliseconds; 0 turns it off. */
+const limitMs = (description: string, fallback: number) => Type.Optional(Type.Integer({ minimum: 0, description: `${description}; 0: no limit (default ${fallback})` }))
+const limitGroup = <T extends TProperties>(fields: T) => Type.Optional(Type.Object(fields, { additionalProperties: false }))
+
+const SessionLimitFields = {
+  perIdentity: limitCount('logged-in sessions of one identity on one connection', LIMIT_DEFAULTS.sessions.perIdentity),
+  perToken: limitCount('logged-in sessions that presented one token or key, on one connection', LIMIT_DEFAULTS.sessions.perToken),
+  total: limitCount('logged-in sessions on one connection', LIMIT_DEFAULTS.sessions.total),
+  idleMs: limitMs('a session with no traffic either way for this long is ended', LIMIT_DEFAULTS.sessions.idleMs),
+  maxAgeMs: limitMs('a session is ended this long after it opened', LIMIT_DEFAULTS.sessions.maxAgeMs),
+}
+
 export const TokenEntry = Type.Object(
   {
     id: Type.Optional(Name),
@@ -26,6 +40,9 @@ export const Identity = Type.Object(
     groups: Type.Array(Name, { default: [] }),
     claims: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     tokens: Type.Array(TokenEntry, { default: [] }),
+    limits: Type.Optional(
+      Type.Object({ sessions: limitGroup(SessionLimitFields) }, { additionalProperties: false, description: "this identity's session limits, over the connection's" }),
+    ),
     sshKeys: Type.Array(Type.String({ pattern: '^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\\.com|sk-ecdsa-sha2-nistp256@openssh\\.com) [A-Za-z0-9+/=]+( .*)?$', description: 'SSH public keys in authorized_keys form ("ssh-ed25519 AAAA… comment") that prove this identity' }), { default: [] }),
   },
   { additionalProperties: false },
@@ -53,13 +70,11 @@ export const StageChains = Type.Object(
 )
 export type StageChains = Static<typeof StageChains>
 
-/** A count a limit allows, with its default (from LIMIT_DEFAULTS, so the two cannot disagree). */
-const limitCount = (description: string, fallback: number) => Type.Optional(Type.Integer({ minimum: 1, description: `${description} (default ${fallback})` }))
-const limitGroup = <T extends TProperties>(fields: T) => Type.Optional(Type.Object(fields, { additionalProperties: false }))
-
 /**
  * Limits core enforces for every adapter (README, "Limits"). Set under `limits` for every
- * connection, and under a connection's own `limits` to override it there.
+ * connection, and under a connection's own `limits` to override it there. Other keys are an
+ * adapter's own limits, under its protocol name (`limits.postgres`), checked against what the
+ * adapter declares.
  */
 export const Limits = Type.Object(
   {
@@ -67,18 +82,16 @@ export const Limits = Type.Object(
       perSource: limitCount('failed logins from one address before it is locked out, for a time that doubles with each further failure', LIMIT_DEFAULTS.logins.perSource),
       perIdentity: limitCount('failed logins for one identity, from any address, before it is locked out the same way', LIMIT_DEFAULTS.logins.perIdentity),
       baseDelayMs: limitCount('the first lockout; each further failure doubles it, up to 5 min per address and 1 min per identity', LIMIT_DEFAULTS.logins.baseDelayMs),
+      perConnection: limitCount('failed login attempts on one client connection before it is closed (SSH clients try several keys)', LIMIT_DEFAULTS.logins.perConnection),
     }),
-    sessions: limitGroup({
-      perIdentity: limitCount('logged-in sessions of one identity on one connection', LIMIT_DEFAULTS.sessions.perIdentity),
-      perToken: limitCount('logged-in sessions that presented one token or key, on one connection', LIMIT_DEFAULTS.sessions.perToken),
-      total: limitCount('logged-in sessions on one connection', LIMIT_DEFAULTS.sessions.total),
-    }),
+    sessions: limitGroup(SessionLimitFields),
     unauthenticated: limitGroup({
       total: limitCount('connections of one listener still logging in at once; more are dropped at accept', LIMIT_DEFAULTS.unauthenticated.total),
       perSource: limitCount('of those, from one source address, so one source cannot take every slot', LIMIT_DEFAULTS.unauthenticated.perSource),
+      loginTimeoutMs: limitCount('a connection that has not logged in this long after it opened is closed', LIMIT_DEFAULTS.unauthenticated.loginTimeoutMs),
     }),
   },
-  { additionalProperties: false },
+  { additionalProperties: Type.Record(Type.String(), Type.Unknown(), { description: "an adapter's own limits, under its protocol name (limits.postgres)" }) },
 )
 export type Limits = Static<typeof Limits>
 

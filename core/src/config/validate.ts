@@ -58,3 +58,15 @@ export class ConfigError extends GatewayError {
     super(code, issues.map((i) => `${i.path}: ${i.message}`).join('\n'))
   }
 }
+
+/**
+ * Refuses adapter options that moved elsewhere (into `limits`), naming where they went: an
+ * operator upgrading keeps a config that says what it means instead of a bare "unknown field".
+ */
+export function checkMovedOptions(options: unknown, path: string, moved: Readonly<Record<string, string>>): void {
+  if (options === null || typeof options !== 'object') return
+  const issues = Object.keys(options)
+    .filter((k) => Object.hasOwn(moved, k))
+    .map((k) => ({ path: `${path}.options.${k}`, message: `moved: set ${moved[k]} instead (under the connection's limits, or the top-level limits for every connection)` }))
+  if (issues.length > 0) throw new ConfigError(issues)
+}

@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { ResolvedLimits } from './limits.js'
-/** Refusals from one source closer together than this are one burst: logged and audited once. */
+/** Refusals by one limit from one source closer together than this are one burst: logged and audited once. */
 const BURST_MS = 10_000
 
 /** One admitted connection's place among those logging in. Both methods are idempotent. */
@@ -22,7 +22,7 @@ export interface ConnectionSlot {
 }
 
 export interface RefusedConnection {
-  readonly limit: 'unauthenticated.total' | 'unauthenticated.per-source'
+  readonly limit: 'unauthenticated.total' | 'unauthenticated.per-source' | 'unauthenticated.login-timeout'
   readonly source: string
   readonly reason: string
   /** The first refusal of a burst from this source: log and audit it. */
@@ -37,10 +37,15 @@ export class ConnectionAdmission {
   /** Last refusal time by source, for bursts; bounded by forgetting entries older than a burst. */
   private readonly lastRefusal = new Map<string, number>()
 
-  constructor(private readonly limits: ResolvedLimits['unauthenticated']) {}
+  /** Replaced on config reload; counts carry over. */
+  constructor(public limits: ResolvedLimits['unauthenticated']) {}
 
-  /** A slot for a connection from `source`, or why there is none. */
-  admit(source: string): ConnectionSlot | RefusedConnection {
+  /**
+   * A slot for a connection from `source`, or why there is none. If the connection has not
+   * logged in (nor closed) `loginTimeoutMs` after this, `timedOut` is called with the refusal
+   * to count and record, and the slot is released.
+   */
+  admit(source: string, timedOut: (r: RefusedConnection) => void): ConnectionSlot | RefusedConnection {
     const { perSource, total } = this.limits
     const fromSource = this.bySource.get(source) ?? 0
     if (fromSource >= perSource) return this.refuse('unauthenticated.per-source', source, `${perSource} connections from ${source} are already logging in (limits.unauthenticated.perSource)`)
@@ -48,9 +53,17 @@ export class ConnectionAdmission {
     this.inProgress++
     this.bySource.set(source, fromSource + 1)
     let counted = true
+    const timeout = this.limits.loginTimeoutMs
+    const timer = setTimeout(() => {
+      if (!counted) return
+      done()
+      timedOut(this.refuse('unauthenticated.login-timeout', source, `the connection did not log in within ${timeout} ms (limits.unauthenticated.loginTimeoutMs)`))
+    }, timeout)
+    timer.unref()
     const done = () => {
       if (!counted) return
       counted = false
+      clearTimeout(timer)
       this.inProgress--
       const n = (this.bySource.get(source) ?? 1) - 1
       if (n <= 0) this.bySource.delete(source)
@@ -61,9 +74,10 @@ export class ConnectionAdmission {
 
   private refuse(limit: RefusedConnection['limit'], source: string, reason: string): RefusedConnection {
     const now = Date.now()
-    const last = this.lastRefusal.get(source)
+    const key = `${limit} ${source}`
+    const last = this.lastRefusal.get(key)
     const firstOfBurst = last === undefined || now - last > BURST_MS
-    this.lastRefusal.set(source, now)
+    this.lastRefusal.set(key, now)
     if (this.lastRefusal.size > 10_000) {
       for (const [s, t] of this.lastRefusal) if (now - t > BURST_MS) this.lastRefusal.delete(s)
     }
@@ -84,11 +98,13 @@ export class SessionCaps {
   private readonly byToken = new Map<string, number>()
   private readonly held = new WeakMap<object, { identity: string; token: string }>()
 
-  constructor(private readonly limits: ResolvedLimits['sessions']) {}
+  /** Replaced on config reload; counts carry over. */
+  constructor(public limits: ResolvedLimits['sessions']) {}
 
-  /** Takes a place for `session`, or says which cap is full. */
-  take(session: object, identity: string, token: string): { limit: string; reason: string } | undefined {
-    const { total, perIdentity, perToken } = this.limits
+  /** Takes a place for `session`, or says which cap is full; `own` are the identity's limits. */
+  take(session: object, identity: string, token: string, own: ResolvedLimits['sessions'] = this.limits): { limit: string; reason: string } | undefined {
+    const { total } = this.limits
+    const { perIdentity, perToken } = own
     if (this.count >= total) return { limit: 'sessions.total', reason: `${total} sessions are open on this connection (limits.sessions.total)` }
     if ((this.byIdentity.get(identity) ?? 0) >= perIdentity) return { limit: 'sessions.per-identity', reason: `identity "${identity}" has ${perIdentity} sessions open on this connection (limits.sessions.perIdentity)` }
     if ((this.byToken.get(token) ?? 0) >= perToken) return { limit: 'sessions.per-token', reason: `${perToken} sessions are open with this credential on this connection (limits.sessions.perToken)` }

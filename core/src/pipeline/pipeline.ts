@@ -13,9 +13,9 @@ import { Metrics } from '../metrics.js'
 import { principalRef, type AuditEvent, type IntegrityEvent, type ProtocolEvent, type RequestEvent } from '../audit/events.js'
 import type { AuditRecorder } from '../audit/recorder.js'
 import { ScramServer } from '../auth/scram.js'
-import { ConnectionAdmission, isRefused, SessionCaps, type ConnectionSlot } from './admission.js'
+import { ConnectionAdmission, isRefused, SessionCaps, type ConnectionSlot, type RefusedConnection } from './admission.js'
 import { LoginThrottle, sourceOf } from './throttle.js'
-import { resolveLimits, type ResolvedLimits } from './limits.js'
+import { resolveLimits, sessionLimitsFor, type ResolvedLimits, type SessionLimits } from './limits.js'
 import { GatewayError, isGatewayError, toGatewayError, type ErrorCode } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { Analyzer, AuthContext, Authenticator, PolicyEngine, Transformer } from '../plugin/stages.js'
@@ -33,6 +33,33 @@ export interface SessionHandle {
   readonly container: DependencyContainer
   /** Ends the session: aborts its signal, records session.end, disposes its container. Idempotent. */
   end(reason?: string): Promise<void>
+  /** Traffic moved, either way: the session is not idle (limits.sessions.idleMs). Cheap: call it per chunk. */
+  touch(): void
+  /**
+   * How the adapter tells its client that the gateway ended the session (its protocol's error
+   * or disconnect message, naming `t.reason`) before it closes and calls `end`. Set once, right
+   * after `openSession`; without it core just ends the session (the signal aborts).
+   */
+  onTerminate(render: (t: Termination) => void): void
+  /**
+   * Ends the session because of a limit or because its credential stopped being valid: core
+   * logs it, counts it, audits it (a protocol event, then session.end with the reason) and has
+   * the adapter render it. Adapters call it for their own limits (`postgres.transaction-idle`).
+   * The first call wins.
+   */
+  terminate(t: Termination): void
+}
+
+/** Why the gateway ended a session. */
+export interface Termination {
+  /**
+   * What ended it: a limit (`sessions.idle`, `sessions.max-age`, an adapter's
+   * `postgres.transaction-idle`), or the credential (`credential.expired`, `credential.revoked`).
+   */
+  readonly cause: string
+  readonly code: ErrorCode
+  /** Why, for the client, the log and the audit: names the limit or the credential, never a secret. */
+  readonly reason: string
 }
 
 /** One SCRAM handshake run by core on an adapter's behalf. */
@@ -50,9 +77,23 @@ export interface Pipeline {
    * without the port) may start logging in: at most `limits.unauthenticated.total` connections of
    * this listener log in at once, and `perSource` of them from one address. Undefined means drop
    * it (core has counted, logged and audited the refusal). The adapter calls `authenticated()`
-   * once the client has logged in and `release()` when the connection closes.
+   * once the client has logged in and `release()` when the connection closes. A connection that
+   * has done neither within `limits.unauthenticated.loginTimeoutMs` is counted and recorded
+   * (once per burst per source) and `timedOut` is called: the adapter tells the client and closes.
    */
-  admitConnection(source: string, protocol: string): ConnectionSlot | undefined
+  admitConnection(source: string, protocol: string, timedOut: () => void): ConnectionSlot | undefined
+  /**
+   * The limits in force for this connection (core's and, under `adapter`, the adapter's own),
+   * read when needed: a config reload replaces them.
+   */
+  readonly limits: ResolvedLimits
+  /**
+   * A request or message refused by one of the adapter's own limits (too many prepared
+   * statements …): counted in gatehouse_limit_refusals_total and recorded as a protocol event
+   * `limit.<limit>` — or only logged, with `recorded`, when the adapter records the refusal as a
+   * refused request itself. The adapter answers the client. Never rejects.
+   */
+  limitReached(session: SessionInfo, limit: string, reason: string, opts?: { recorded?: boolean }): Promise<void>
   /** Opens a session for an accepted client. Called once per client connection. */
   openSession(init: { protocol: string; clientAddress: string; tls: boolean }): SessionHandle
   /** Turns presented credentials into a principal (and records session.start), or throws GatewayError. */
@@ -110,20 +151,50 @@ const NO_POLICY: Decision = Object.freeze({ verdict: 'deny', rule: 'gatehouse/no
 const POLICY_ERROR: Decision = Object.freeze({ verdict: 'deny', rule: 'gatehouse/policy-error', reason: 'policy evaluation failed' })
 const DEFAULT_DENY: Decision = Object.freeze({ verdict: 'deny', rule: 'gatehouse/default-deny', reason: 'no rule allows this request' })
 
+/** What core keeps about each open session, for its limits and its credential. */
+interface Live {
+  readonly handle: SessionHandle
+  lastActive: number
+  limits: SessionLimits
+  /** When the credential stops being valid (from the principal; a reload may change it). */
+  expiresAt: number | undefined
+  render: ((t: Termination) => void) | undefined
+  terminated: boolean
+}
+
+/** What a config reload replaces in a running pipeline. */
+export interface PipelineSettings {
+  readonly chains: Chains
+  readonly limits: ResolvedLimits
+  /** Identity id → its own session limits. */
+  readonly identityLimits: ReadonlyMap<string, Partial<SessionLimits>>
+}
+
+/** How long an adapter has to close a terminated session before core ends it anyway. */
+const TERMINATE_GRACE_MS = 5000
+
 export class ConnectionPipeline implements Pipeline {
-  private readonly open = new Set<SessionHandle>()
+  private readonly open = new Map<SessionInfo, Live>()
   private readonly admitted = new WeakMap<GatewayRequest, Admitted>()
   private readonly requestCounts = new WeakMap<SessionInfo, number>()
   private readonly authFailures = new WeakMap<SessionInfo, number>()
 
+  private chains: Chains
+  private identityLimits: ReadonlyMap<string, Partial<SessionLimits>>
+  private currentLimits: ResolvedLimits
+
   constructor(
     readonly connection: string,
-    private readonly chains: Chains,
+    chains: Chains,
     private readonly recorder: AuditRecorder,
     private readonly root: DependencyContainer,
     private readonly logger: Logger,
     limits: ResolvedLimits = resolveLimits(undefined, undefined),
+    identityLimits: ReadonlyMap<string, Partial<SessionLimits>> = new Map(),
   ) {
+    this.chains = chains
+    this.currentLimits = limits
+    this.identityLimits = identityLimits
     this.admission = new ConnectionAdmission(limits.unauthenticated)
     this.throttle = new LoginThrottle(limits.logins)
     this.caps = new SessionCaps(limits.sessions)
@@ -133,7 +204,10 @@ export class ConnectionPipeline implements Pipeline {
     this.protocolEvents = metrics?.counter('gatehouse_protocol_events_total', 'protocol-level events (startup refusals, cancels, refused names, limits), by connection and event', ['connection', 'event'])
     this.limitRefusals = metrics?.counter('gatehouse_limit_refusals_total', 'connections and requests refused by a limit, by connection and limit', ['connection', 'limit'])
     this.integrityViolations = metrics?.counter('gatehouse_integrity_violations_total', "sessions ended because the upstream's answer contradicted what the gateway judged, by connection", ['connection'])
+    this.credentialEnds = metrics?.counter('gatehouse_sessions_credential_ended_total', 'sessions ended because the credential they logged in with expired or was removed, by connection and cause', ['connection', 'cause'])
   }
+
+  private readonly credentialEnds: Counter<'connection' | 'cause'> | undefined
 
   private readonly decisions: Counter<'connection' | 'action' | 'verdict'> | undefined
   private readonly protocolEvents: Counter<'connection' | 'event'> | undefined
@@ -148,9 +222,143 @@ export class ConnectionPipeline implements Pipeline {
     return this.open.size
   }
 
-  admitConnection(source: string, protocol: string): ConnectionSlot | undefined {
-    const r = this.admission.admit(source)
+  get limits(): ResolvedLimits {
+    return this.currentLimits
+  }
+
+  /** The settings a config reload brings: new chains and limits for requests and sessions from now on. */
+  get settings(): PipelineSettings {
+    return { chains: this.chains, limits: this.currentLimits, identityLimits: this.identityLimits }
+  }
+
+  /**
+   * Applies a reloaded config: later logins and requests use the new chains and limits; open
+   * sessions keep running under them, except those whose credential the new authenticators no
+   * longer accept (ended, `credential.revoked`) — see `revalidate`. Counts (sessions open, logins
+   * failed) carry over.
+   */
+  reconfigure(next: PipelineSettings): { ended: number } {
+    this.chains = next.chains
+    this.currentLimits = next.limits
+    this.identityLimits = next.identityLimits
+    this.admission.limits = next.limits.unauthenticated
+    this.throttle.limits = next.limits.logins
+    this.caps.limits = next.limits.sessions
+    let ended = 0
+    for (const live of this.open.values()) {
+      const principal = live.handle.info.principal
+      if (!principal || live.terminated) continue
+      live.limits = sessionLimitsFor(next.limits.sessions, next.identityLimits.get(principal.id))
+      const verdict = this.revalidate(live.handle.info, principal)
+      if (verdict.valid) {
+        live.expiresAt = verdict.expiresAt
+        continue
+      }
+      ended++
+      this.terminate(live, { cause: 'credential.revoked', code: 'GH_ERR_AUTH_REVOKED', reason: `the credential this session logged in with (${principal.credential}) is no longer valid: ${verdict.reason}` })
+    }
+    this.rearmSweeper()
+    return { ended }
+  }
+
+  /**
+   * Whether `principal`'s credential is still accepted by the current authenticators. The one
+   * that recognises the credential answers; if none does and every authenticator could have
+   * answered, it is gone. An authenticator without `revalidate` cannot answer: its sessions are
+   * kept (documented for plugin authors).
+   */
+  private revalidate(session: SessionInfo, principal: Principal): { valid: true; expiresAt: number | undefined } | { valid: false; reason: string } {
+    const ctx = this.authContext(session)
+    let canTell = true
+    for (const a of this.chains.authenticators) {
+      if (!a.revalidate) {
+        canTell = false
+        continue
+      }
+      try {
+        const r = a.revalidate(principal, ctx)
+        if (r) return { valid: true, expiresAt: r.expiresAt }
+      } catch (err) {
+        return { valid: false, reason: toGatewayError(err, 'GH_ERR_AUTH_REVOKED').message }
+      }
+    }
+    if (!canTell) return { valid: true, expiresAt: principal.expiresAt }
+    return { valid: false, reason: 'no configured authenticator accepts it any more' }
+  }
+
+  /** Session timers: one sweep over open sessions, often enough for the shortest limit in force. */
+  private sweeper: NodeJS.Timeout | undefined
+
+  private rearmSweeper(): void {
+    if (this.sweeper) clearInterval(this.sweeper)
+    this.sweeper = undefined
+    if (this.open.size === 0) return
+    const times = [this.currentLimits.sessions.idleMs, this.currentLimits.sessions.maxAgeMs]
+    for (const own of this.identityLimits.values()) times.push(own.idleMs ?? 0, own.maxAgeMs ?? 0)
+    const shortest = Math.min(4000, ...times.filter((t) => t > 0))
+    this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.floor(shortest / 4)))
+    this.sweeper.unref()
+  }
+
+  private sweep(): void {
+    if (this.open.size === 0) return this.rearmSweeper()
+    const now = Date.now()
+    for (const live of this.open.values()) {
+      const info = live.handle.info
+      const principal = info.principal
+      if (!principal || live.terminated) continue
+      const { idleMs, maxAgeMs } = live.limits
+      if (live.expiresAt !== undefined && now >= live.expiresAt) {
+        this.terminate(live, { cause: 'credential.expired', code: 'GH_ERR_AUTH_EXPIRED', reason: `the credential this session logged in with (${principal.credential}) expired at ${new Date(live.expiresAt).toISOString()}` })
+      } else if (maxAgeMs > 0 && now - info.startedAt >= maxAgeMs) {
+        this.terminate(live, { cause: 'sessions.max-age', code: 'GH_ERR_SESSION_LIMIT', reason: `the session is older than the gateway's limit of ${maxAgeMs} ms (limits.sessions.maxAgeMs)` })
+      } else if (idleMs > 0 && now - live.lastActive >= idleMs) {
+        this.terminate(live, { cause: 'sessions.idle', code: 'GH_ERR_SESSION_LIMIT', reason: `no traffic for ${idleMs} ms (limits.sessions.idleMs)` })
+      }
+    }
+  }
+
+  private terminate(live: Live, t: Termination): void {
+    if (live.terminated) return
+    live.terminated = true
+    const info = live.handle.info
+    const credential = t.cause.startsWith('credential.')
+    if (credential) this.credentialEnds?.inc({ connection: this.connection, cause: t.cause })
+    else this.limitRefusals?.inc({ connection: this.connection, limit: t.cause })
+    void this.protocolEvent(info, { event: credential ? t.cause : `limit.${t.cause}`, reason: t.reason, attrs: { code: t.code } })
+    if (!live.render) {
+      void live.handle.end(t.reason)
+      return
+    }
+    try {
+      live.render(t)
+    } catch (err) {
+      this.logger.error({ err: String(err), session: info.id }, 'adapter failed to render a session termination')
+    }
+    // The adapter closes and ends the session; if it does not, core does.
+    setTimeout(() => void live.handle.end(t.reason), TERMINATE_GRACE_MS).unref()
+  }
+
+  limitReached(session: SessionInfo, limit: string, reason: string, opts: { recorded?: boolean } = {}): Promise<void> {
+    this.limitRefusals?.inc({ connection: this.connection, limit })
+    if (!opts.recorded) return this.protocolEvent(session, { event: `limit.${limit}`, reason })
+    this.logger.warn({ session: session.id, connection: this.connection, limit, reason, client: session.clientAddress }, 'request refused by a limit')
+    return Promise.resolve()
+  }
+
+  admitConnection(source: string, protocol: string, timedOut: () => void): ConnectionSlot | undefined {
+    const r = this.admission.admit(source, (refused) => {
+      this.connectionRefused(refused, protocol)
+      timedOut()
+    })
     if (!isRefused(r)) return r
+    this.connectionRefused(r, protocol)
+    return undefined
+  }
+
+  /** Counts a connection a limit refused or closed before login; logs and audits the first of each burst. */
+  private connectionRefused(r: RefusedConnection, protocol: string): void {
+    const source = r.source
     this.limitRefusals?.inc({ connection: this.connection, limit: r.limit })
     if (r.firstOfBurst) {
       this.logger.warn({ connection: this.connection, limit: r.limit, client: source, reason: r.reason }, 'connection refused by a limit (the first of a burst from this address; the rest are counted in gatehouse_limit_refusals_total)')
@@ -158,7 +366,6 @@ export class ConnectionPipeline implements Pipeline {
       const info: SessionInfo = { id: r.id, connection: this.connection, protocol, clientAddress: source, tls: false, startedAt: Date.now(), signal: AbortSignal.abort() }
       void this.protocolEvent(info, { event: `limit.${r.limit}`, reason: r.reason })
     }
-    return undefined
   }
 
   openSession(init: { protocol: string; clientAddress: string; tls: boolean }): SessionHandle {
@@ -178,9 +385,16 @@ export class ConnectionPipeline implements Pipeline {
     const handle: SessionHandle = {
       info,
       container,
+      touch: () => {
+        live.lastActive = Date.now()
+      },
+      onTerminate: (render) => {
+        live.render = render
+      },
+      terminate: (t) => this.terminate(live, t),
       end: (reason?: string) => {
         ended ??= (async () => {
-          this.open.delete(handle)
+          this.open.delete(info)
           this.caps.release(info)
           controller.abort(new GatewayError('GH_ERR_INTERNAL', reason ?? 'session ended'))
           if (info.principal) {
@@ -200,13 +414,15 @@ export class ConnectionPipeline implements Pipeline {
         return ended
       },
     }
-    this.open.add(handle)
+    const live: Live = { handle, lastActive: info.startedAt, limits: this.currentLimits.sessions, expiresAt: undefined, render: undefined, terminated: false }
+    this.open.set(info, live)
+    if (!this.sweeper) this.rearmSweeper()
     return handle
   }
 
   /** Ends every open session (used by shutdown after the grace period). */
   async endAll(reason: string): Promise<void> {
-    await Promise.all([...this.open].map((s) => s.end(reason)))
+    await Promise.all([...this.open.values()].map((s) => s.handle.end(reason)))
   }
 
   /** Common event fields. Event ids derive from session and request ids: unique, stable across retries. */
@@ -220,9 +436,15 @@ export class ConnectionPipeline implements Pipeline {
 
   /**
    * Refuses a login attempt at once while its source address or identity is locked out after
-   * failed logins (limits.logins), without checking the credential.
+   * failed logins, or after too many failures on this client connection (limits.logins),
+   * without checking the credential.
    */
   private throttled(session: SessionInfo, user: string | undefined): GatewayError | undefined {
+    const perConnection = this.currentLimits.logins.perConnection
+    if ((this.authFailures.get(session) ?? 0) >= perConnection) {
+      this.limitRefusals?.inc({ connection: this.connection, limit: 'logins.per-connection' })
+      return new GatewayError('GH_ERR_AUTH_THROTTLED', `${perConnection} failed logins on this client connection (limits.logins.perConnection)`, { clientMessage: 'too many failed logins on this connection' })
+    }
     const t = this.throttle.check(sourceOf(session.clientAddress), user)
     if (!t) return undefined
     this.limitRefusals?.inc({ connection: this.connection, limit: `logins.per-${t.key}` })
@@ -301,12 +523,19 @@ export class ConnectionPipeline implements Pipeline {
   }
 
   private async established(session: SessionInfo, principal: Principal): Promise<Principal> {
-    const full = this.caps.take(session, principal.id, principal.credential)
+    const live = this.open.get(session)
+    const own = sessionLimitsFor(this.currentLimits.sessions, this.identityLimits.get(principal.id))
+    const full = this.caps.take(session, principal.id, principal.credential, own)
     if (full) {
       this.limitRefusals?.inc({ connection: this.connection, limit: full.limit })
       throw new GatewayError('GH_ERR_LIMIT_SESSIONS', full.reason, { clientMessage: `too many sessions: ${full.reason}` })
     }
     session.principal = principal
+    if (live) {
+      live.limits = own
+      live.expiresAt = principal.expiresAt
+      live.lastActive = Date.now()
+    }
     await this.recorder.recordAsync({
       ...this.base(session, `${session.id}:start`),
       type: 'session.start',

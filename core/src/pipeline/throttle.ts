@@ -34,7 +34,8 @@ export class LoginThrottle {
   private readonly sources = new Map<string, Entry>()
   private readonly identities = new Map<string, Entry>()
 
-  constructor(private readonly limits: ResolvedLimits['logins']) {}
+  /** Replaced on config reload; counts carry over. */
+  constructor(public limits: ResolvedLimits['logins']) {}
 
   /** Whether an attempt from `source` for `identity` is refused now, and for how long. */
   check(source: string, identity: string | undefined, now = Date.now()): Throttled | undefined {

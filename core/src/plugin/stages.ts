@@ -2,6 +2,7 @@
  * The stage interfaces plugins implement, each with a same-named injection token
  * (`Symbol.for`, so the token is the same object in every package that imports core).
  */
+import type { TObject } from '@sinclair/typebox'
 import type { InjectionToken } from 'tsyringe'
 import type { AuditEvent } from '../audit/events.js'
 import type { ConnectionConfig } from '../config/schema.js'
@@ -40,6 +41,15 @@ export interface Authenticator {
    * one user must share salt and iteration count (the handshake announces one).
    */
   scramVerifiers?(user: string, ctx: AuthContext): readonly ScramVerifier[]
+  /**
+   * Optional, asked after a config reload for every open session: may a session that logged in
+   * as `principal` go on under this authenticator's configuration? Returns `undefined` when the
+   * credential is not one this authenticator issues principals for; the credential's (possibly
+   * new) expiry when it is still valid; throws a GatewayError naming why when it no longer is
+   * (removed, revoked, out of scope now), and core ends the session. Authenticators without it
+   * cannot have their sessions ended by a reload.
+   */
+  revalidate?(principal: Principal, ctx: AuthContext): { readonly expiresAt?: number } | undefined
 }
 export const Authenticator: InjectionToken<Authenticator> = Symbol.for('gatehouse.Authenticator')
 
@@ -96,6 +106,13 @@ export interface ProtocolAdapter {
   readonly protocol: string
   /** Every request action this adapter produces (`sql.query`, …); policies naming others are rejected at boot. */
   readonly actions?: readonly string[]
+  /**
+   * The adapter's own limits, as a TypeBox object schema with defaults: configured under
+   * `limits.<protocol>` (top level and per connection), validated and resolved by core, read
+   * from `pipeline.limits.adapter`. Refusals go through `pipeline.limitReached` or a session
+   * handle's `terminate`, so they are counted and audited like core's.
+   */
+  readonly limits?: TObject
   /** Validates and freezes the adapter-specific part of a connection (`upstream`, `options`). Throws GatewayError GH_ERR_CONFIG_INVALID naming the path. */
   checkConnection?(connection: ConnectionConfig, path: string): void
   listen(connection: ConnectionConfig, pipeline: Pipeline, signal: AbortSignal): Promise<Listener>

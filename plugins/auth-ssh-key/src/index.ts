@@ -32,6 +32,12 @@ export function parseAuthorizedKey(line: string): { algorithm: string; blob: Buf
   return { algorithm, blob, comment: rest.join(' ') }
 }
 
+/**
+ * The key blob behind each principal this plugin produced, for `revalidate` after a config
+ * reload (module-wide: the reloaded instance answers for sessions the old one let in).
+ */
+const keyOf = new WeakMap<Principal, Buffer>()
+
 @injectable()
 export class SshKeyAuthenticator implements Authenticator {
   private readonly identities = new Map<string, IdentityKeys>()
@@ -60,7 +66,18 @@ export class SshKeyAuthenticator implements Authenticator {
     const identity = this.identities.get(presented.user)
     const key = identity?.keys.find((k) => k.blob.length === presented.key.length && timingSafeEqual(k.blob, presented.key))
     if (!identity || !key) throw new GatewayError('GH_ERR_AUTH_FAILED', `public key not registered to identity "${presented.user}"`, { clientMessage: 'authentication failed' })
-    return Object.freeze({ ...identity.principal, claims: Object.freeze({ ...identity.principal.claims, sshKey: key.label }), credential: `ssh-key:${key.label}` })
+    const principal: Principal = Object.freeze({ ...identity.principal, claims: Object.freeze({ ...identity.principal.claims, sshKey: key.label }), credential: `ssh-key:${key.label}` })
+    keyOf.set(principal, key.blob)
+    return principal
+  }
+
+  /** After a reload: the key must still be registered to the identity. */
+  revalidate(principal: Principal, _ctx: AuthContext): { expiresAt?: number } | undefined {
+    const blob = keyOf.get(principal)
+    if (!blob) return undefined
+    const identity = this.identities.get(principal.id)
+    if (!identity?.keys.some((k) => k.blob.equals(blob))) throw new GatewayError('GH_ERR_AUTH_REVOKED', `key ${principal.credential} is no longer registered to identity "${principal.id}"`)
+    return {}
   }
 }
 

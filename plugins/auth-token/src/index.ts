@@ -33,6 +33,8 @@ import {
 
 interface TokenRecord {
   readonly id: string
+  /** The stored hash as configured: what identifies the token across a config reload. */
+  readonly hashText: string
   readonly hash: ParsedTokenHash
   readonly connections?: ReadonlySet<string>
   readonly expiresAt?: number
@@ -51,6 +53,13 @@ const ConfigSchema = Type.Object(
   { additionalProperties: false },
 )
 
+/**
+ * The token behind each principal this plugin produced (by its stored hash: ids like `ci#0`
+ * shift when an earlier token is removed), for `revalidate` after a config reload. Module-wide:
+ * the reloaded instance answers for sessions the old one let in.
+ */
+const tokenOf = new WeakMap<Principal, string>()
+
 @injectable()
 export class TokenAuthenticator implements Authenticator {
   private readonly identities = new Map<string, IdentityRecord>()
@@ -67,6 +76,7 @@ export class TokenAuthenticator implements Authenticator {
         if (!hash) throw new GatewayError('GH_ERR_PLUGIN_CONFIG', `identities[${i}].tokens[${j}].hash: not a token hash (expected SCRAM-SHA-256$… or sha256:<64 hex>; use \`gatehouse token issue\`)`)
         return {
           id: t.id ?? `${identity.id}#${j}`,
+          hashText: t.hash,
           hash,
           ...(t.connections ? { connections: new Set(t.connections) } : {}),
           ...(t.expires ? { expiresAt: Date.parse(t.expires) } : {}),
@@ -127,11 +137,28 @@ export class TokenAuthenticator implements Authenticator {
     if (token.connections && !token.connections.has(ctx.connection)) {
       throw new GatewayError('GH_ERR_AUTH_SCOPE', `token "${token.id}" of identity "${identity.principalBase.id}" is not valid for connection "${ctx.connection}"`, { clientMessage: `token not valid for connection "${ctx.connection}"` })
     }
-    return Object.freeze({
+    const principal: Principal = Object.freeze({
       ...identity.principalBase,
       claims: Object.freeze({ ...identity.principalBase.claims, token: token.id }),
       credential: `token:${token.id}`,
+      ...(token.expiresAt === undefined ? {} : { expiresAt: token.expiresAt }),
     })
+    tokenOf.set(principal, token.hashText)
+    return principal
+  }
+
+  /**
+   * After a reload: the token must still be configured for the identity, unexpired and valid
+   * for this connection; its (possibly changed) expiry is what core ends the session at.
+   */
+  revalidate(principal: Principal, ctx: AuthContext): { expiresAt?: number } | undefined {
+    const hashText = tokenOf.get(principal)
+    if (hashText === undefined) return undefined
+    const identity = this.identities.get(principal.id)
+    const token = identity?.tokens.find((t) => t.hashText === hashText)
+    if (!identity || !token) throw new GatewayError('GH_ERR_AUTH_REVOKED', `${principal.credential} of identity "${principal.id}" is no longer in the configuration`)
+    const accepted = this.accept(identity, token, ctx)
+    return accepted.expiresAt === undefined ? {} : { expiresAt: accepted.expiresAt }
   }
 }
 

@@ -16,7 +16,7 @@ let bystander: pg.Client
 
 beforeAll(async () => {
   cluster = await startPgCluster()
-  gw = await startGateway({ upstream: pgUpstream(cluster), connection: { options: { startupTimeoutMs: 1000 } } })
+  gw = await startGateway({ upstream: pgUpstream(cluster), connection: { limits: { unauthenticated: { loginTimeoutMs: 1000 } } } })
   bystander = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
   await bystander.connect()
 })
@@ -247,7 +247,7 @@ describe('extended protocol state', () => {
   })
 
   it('caps the prepared statements one session may hold, with an error the session survives', async () => {
-    const capped = await startGateway({ upstream: pgUpstream(cluster), connection: { options: { maxPreparedStatements: 3 } } })
+    const capped = await startGateway({ upstream: pgUpstream(cluster), connection: { limits: { postgres: { preparedStatements: 3 } } } })
     try {
       const c = await RawPgClient.connect(capped.port)
       await c.login('agent-1', capped.tokens['agent-1'] as string)

@@ -53,7 +53,7 @@ beforeAll(async () => {
       "CREATE FUNCTION reprepare() RETURNS int LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'DEALLOCATE x'; EXECUTE 'PREPARE x AS DELETE FROM victim WHERE v = 3'; RETURN 1; END $$",
     ].join(';\n'),
   )
-  gw = await startGateway({ upstream: pgUpstream(cluster), policies: READ_ONLY, connection: { options: { maxStatementsPerQuery: 50 } } })
+  gw = await startGateway({ upstream: pgUpstream(cluster), policies: READ_ONLY, connection: { limits: { postgres: { statementsPerQuery: 50 } } } })
 })
 
 afterAll(async () => {
@@ -319,7 +319,7 @@ describe('finding 8: volume limits per query', () => {
   it('refuses a Query holding more statements than the limit, before any runs', async () => {
     const c = await login()
     c.write(wire.query('SELECT 1;'.repeat(51)))
-    expect(errorOf(await c.until('Z'))).toMatchObject({ C: '54000', M: expect.stringContaining('maxStatementsPerQuery') })
+    expect(errorOf(await c.until('Z'))).toMatchObject({ C: '54000', M: expect.stringContaining('limits.postgres.statementsPerQuery') })
     c.write(wire.query('SELECT 1;'.repeat(50)))
     expect((await c.until('Z')).filter((m) => m.type === 'C')).toHaveLength(50)
     c.close()
@@ -331,7 +331,7 @@ describe('finding 9: sessions and transactions that never end', () => {
     const g = await startGateway({
       upstream: pgUpstream(cluster),
       policies: [{ id: 'tx', rules: [{ id: 'r', effect: 'allow', match: { 'sql.statement': ['SELECT', 'BEGIN', 'ROLLBACK'] } }] }],
-      connection: { options: { transactionIdleTimeoutMs: 400 } },
+      connection: { limits: { postgres: { transactionIdleMs: 400 } } },
     })
     try {
       // Without Sync the server keeps the implicit transaction and its lock; idle_in_transaction_session_timeout never fires.
@@ -344,7 +344,7 @@ describe('finding 9: sessions and transactions that never end', () => {
         if (!m) break
         if (m.type === 'E') fatal = errorFields(m.body)
       }
-      expect(fatal).toMatchObject({ S: 'FATAL', C: '25P03', M: expect.stringContaining('transactionIdleTimeoutMs') })
+      expect(fatal).toMatchObject({ S: 'FATAL', C: '25P03', M: expect.stringContaining('limits.postgres.transactionIdleMs') })
       expect(Date.now() - started).toBeLessThan(3000)
       // An explicit transaction left open: the same.
       const b = await login(g)
@@ -359,18 +359,18 @@ describe('finding 9: sessions and transactions that never end', () => {
       expect((await idle.until('Z')).map((m) => m.type).join('')).toBe('TDCZ')
       idle.close()
       const events = protocolEvents(await g.audit())
-      expect(events.filter((e) => e.event === 'limit.transaction-idle')).toHaveLength(2)
+      expect(events.filter((e) => e.event === 'limit.postgres.transaction-idle')).toHaveLength(2)
     } finally {
       await g.stop()
     }
   })
 
   it('ends a session older than the maximum age', async () => {
-    const g = await startGateway({ upstream: pgUpstream(cluster), policies: READ_ONLY, connection: { options: { maxSessionAgeMs: 500 } } })
+    const g = await startGateway({ upstream: pgUpstream(cluster), policies: READ_ONLY, connection: { limits: { sessions: { maxAgeMs: 500 } } } })
     try {
       const c = await login(g)
       const f = await c.until('E', 5000)
-      expect(errorFields((f[f.length - 1] as { body: Buffer }).body)).toMatchObject({ S: 'FATAL', C: '57P01', M: expect.stringContaining('maxSessionAgeMs') })
+      expect(errorFields((f[f.length - 1] as { body: Buffer }).body)).toMatchObject({ S: 'FATAL', C: '57P01', M: expect.stringContaining('limits.sessions.maxAgeMs') })
     } finally {
       await g.stop()
     }

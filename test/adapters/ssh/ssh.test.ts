@@ -466,8 +466,8 @@ describe('connections that never log in', () => {
         name: 'web',
         adapter: 'ssh',
         upstream: { host: sshd.host, port: sshd.port, user: sshd.user, privateKey: sshd.clientPrivateKey, hostKey: sshd.hostKeyFingerprint },
-        options: { hostKeys: [generateHostKey().privateKey], loginTimeoutMs: 1000, env: ['LANG', 'BASH_ENV', 'LD_*'] },
-        limits: { unauthenticated: { total: 3 } },
+        options: { hostKeys: [generateHostKey().privateKey], env: ['LANG', 'BASH_ENV', 'LD_*'] },
+        limits: { unauthenticated: { total: 3, loginTimeoutMs: 1000 } },
       },
       policies: policies(echoPort),
     })
@@ -485,7 +485,7 @@ describe('connections that never log in', () => {
       setTimeout(() => s.destroy(), 10_000)
     })
 
-  it('closes a connection that never sends its greeting, or stops after it, once loginTimeoutMs passes', async () => {
+  it('closes a connection that never sends its greeting, or stops after it, once limits.unauthenticated.loginTimeoutMs passes', async () => {
     const [silent, greeted] = await Promise.all([idle(''), idle('SSH-2.0-Test\r\n')])
     expect(silent).toBeGreaterThanOrEqual(900)
     expect(silent).toBeLessThan(5000)
