@@ -36,11 +36,17 @@ program
   .requiredOption('-c, --config <file>', 'gatehouse.yaml (the file the gateway was started with)')
   .option('--timeout <seconds>', 'how long to wait for the gateway to answer', '30')
   .action(async (opts: { config: string; timeout: string }) => {
-    const config = loadOrExit(opts.config)
-    await Gateway.build(config, { logger: createLogger('silent') }).catch((err: unknown) => {
+    const notReloaded = (err: unknown): never => {
       process.stderr.write('gatehouse: not reloaded; the running gateway was not touched\n')
-      exitWithError(err)
-    })
+      return exitWithError(err)
+    }
+    let config: GatewayConfig
+    try {
+      config = loadConfigFile(opts.config)
+    } catch (err) {
+      return notReloaded(err)
+    }
+    await Gateway.build(config, { logger: createLogger('silent') }).catch(notReloaded)
     let pid: number
     try {
       pid = Number(readFileSync(pidFile(config.dataDir), 'utf8').trim())

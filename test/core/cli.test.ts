@@ -64,7 +64,7 @@ describe.concurrent('help', () => {
     const r = await cli(['--help'])
     expect(r.code).toBe(0)
     expect(r.stdout).toMatch(/^Usage: gatehouse/)
-    for (const c of ['start', 'validate', 'token', 'schema', 'policy', 'audit', 'replay', 'ssh', 'demo']) expect(r.stdout).toMatch(new RegExp(`^\\s+${c}\\b`, 'm'))
+    for (const c of ['start', 'reload', 'validate', 'token', 'schema', 'policy', 'audit', 'replay', 'ssh', 'demo']) expect(r.stdout).toMatch(new RegExp(`^\\s+${c}\\b`, 'm'))
   })
 
   it.each([
@@ -489,6 +489,90 @@ policies:
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
       await exited
     }
+  })
+  it('reload: `gatehouse reload` applies a new token set to the running gateway and ends the removed token\'s session; an invalid file is refused (by the command and on SIGHUP) and the old config stays', async () => {
+    const [a, b] = [await issue(['--identity', 'agent-1']), await issue(['--identity', 'agent-1'])]
+    const configPath = join(dir, 'reload.yaml')
+    const auditPath = join(dir, 'reload-audit.jsonl')
+    const q = JSON.stringify
+    const write = (tokens: Issued[], extra = '') =>
+      writeFileSync(
+        configPath,
+        `dataDir: ${q(join(dir, 'reload-data'))}
+log: { level: info }
+identities:
+  - id: agent-1
+    groups: [agents]
+    tokens:
+${tokens.map((t, i) => `      - { id: t${i}, hash: ${q(t.hash)} }`).join('\n')}
+plugins:
+  - use: audit-jsonl
+    config: { path: ${q(auditPath)}, required: true }
+connections:
+  - name: pg
+    adapter: postgres
+    listen: "127.0.0.1:0"
+    upstream: { host: ${pg.host}, port: ${pg.port}, database: ${pg.database}, user: ${pg.users.scram.user}, password: ${q(pg.users.scram.password)} }
+policies:
+  - id: agents
+    principals: { groups: [agents] }
+    rules:
+      - { id: read, effect: allow, match: { sql.statement: [SELECT] } }
+${extra}`,
+      )
+    write([a])
+    const child = spawn(process.execPath, [CLI, 'start', '--config', configPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
+    gateway = child
+    let stdout = ''
+    let stderr = ''
+    child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()))
+    const exited = new Promise<{ code: number | null }>((res) => child.once('exit', (code) => res({ code })))
+    const logs = () =>
+      stdout
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { msg: string; address?: string; errors?: string[] })
+    try {
+      const address = await until('the listening log line', () => {
+        if (child.exitCode !== null) throw new Error(`gateway exited early (${child.exitCode}): ${stderr}${stdout}`)
+        return logs().find((l) => l.msg === 'gateway ready') ? logs().find((l) => l.msg === 'listening')?.address : undefined
+      })
+      const port = Number(address.split(':').at(-1))
+      const as = (t: Issued) => ({ port, user: 'agent-1', password: t.token })
+      expect((await psql(as(a), 'select 1;')).stdout.trim()).toBe('1')
+      expect((await psql(as(b), 'select 1;')).stderr).toContain('authentication failed')
+
+      // token a is replaced by b while a session of a runs a statement
+      const slow = psql(as(a), 'select pg_sleep(5);')
+      await new Promise((r) => setTimeout(r, 700))
+      write([b])
+      const reloaded = await cli(['reload', '--config', configPath])
+      expect(reloaded.stderr).toBe('')
+      expect(reloaded.code).toBe(0)
+      expect(reloaded.stdout).toMatch(/^reloaded \(pid \d+\); 1 session\(s\) ended: their credential is no longer accepted\n$/)
+      const cut = await slow
+      expect(cut.stderr).toMatch(/FATAL:\s+gatehouse: terminating the session: the credential this session logged in with \(token:t0\) is no longer valid/)
+      expect((await psql(as(a), 'select 1;')).stderr).toContain('authentication failed')
+      expect((await psql(as(b), 'select 2;')).stdout.trim()).toBe('2')
+
+      // an invalid file: the command refuses it without touching the gateway …
+      write([b], 'bogus: 1\n')
+      const refused = await cli(['reload', '--config', configPath])
+      expect(refused.code).toBe(1)
+      expect(refused.stderr).toContain('gatehouse: not reloaded; the running gateway was not touched')
+      expect(refused.stderr).toContain('bogus: unknown field')
+      // … and a SIGHUP sent straight to the gateway leaves the config in force
+      child.kill('SIGHUP')
+      const logged = await until('the reload refused log line', () => logs().find((l) => l.msg.startsWith('reload refused')))
+      expect(logged.errors).toEqual(['bogus: unknown field'])
+      expect((await psql(as(b), 'select 3;')).stdout.trim()).toBe('3')
+      expect(child.exitCode).toBeNull()
+    } finally {
+      if (child.exitCode === null) child.kill('SIGTERM')
+      await exited
+    }
+    expect(existsSync(join(dir, 'reload-data', 'gatehouse.pid'))).toBe(false)
   })
 })
 

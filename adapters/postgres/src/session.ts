@@ -269,6 +269,7 @@ export class PostgresSession {
     if (!this.handle) {
       this.handle = this.deps.pipeline.openSession({ protocol: 'postgres', clientAddress: `${this.client.remoteAddress ?? '?'}:${this.client.remotePort ?? 0}`, tls: this.client instanceof TLSSocket })
       this.handle.onTerminate(this.renderTermination)
+      this.handle.busyWhen(() => this.busy())
     }
     return this.handle
   }

@@ -89,6 +89,8 @@ export class SshSession {
 
   /** Outcomes still to be recorded for requests in flight, by whoever ends them first. */
   private readonly openOutcomes = new Set<(status: string) => void>()
+  /** Exec and subsystem channels relayed now (terminal sessions do not count). */
+  private running = 0
 
   /**
    * @param authenticated called once the client has logged in (the listener's login timer stops)
@@ -103,6 +105,8 @@ export class SshSession {
   start(): void {
     this.handle = this.deps.pipeline.openSession({ protocol: 'ssh', clientAddress: this.clientAddress, tls: false })
     this.handle.onTerminate((t) => this.terminated(t))
+    // a command or subsystem running is work even when nothing moves; an idle shell is idle
+    this.handle.busyWhen(() => this.running > 0)
     this.on(this.client, 'authentication', 'authentication', (ctx: AuthContext) => this.onAuthentication(ctx))
     this.on(this.client, 'ready', 'ready', () => {
       if (this.closed) return
@@ -614,11 +618,13 @@ export class SshSession {
       if (recorded) return
       recorded = true
       this.openOutcomes.delete(record)
+      if (!recording) this.running--
       void recording?.close()
       this.deps.pipeline.complete(request, { status, bytesIn: counters.bytesIn, bytesOut: counters.bytesOut, ...(recording ? { recording: recording.path } : {}) })
       this.deps.logger.debug({ session: this.info.id, request: request.id, ms: Math.round(performance.now() - started) }, 'channel closed')
     }
     this.openOutcomes.add(record)
+    if (!recording) this.running++
     this.on(up, 'close', 'relay close', () => {
       // Everything the target sent has been written: now the exit status, then end.
       const exit = exitHolder.exit

@@ -36,6 +36,11 @@ export interface SessionHandle {
   /** Traffic moved, either way: the session is not idle (limits.sessions.idleMs). Cheap: call it per chunk. */
   touch(): void
   /**
+   * Tells core how to ask whether the session is working although no bytes move (a statement
+   * running on the server, a command executing): such a session is not idle. Set once.
+   */
+  busyWhen(probe: () => boolean): void
+  /**
    * How the adapter tells its client that the gateway ended the session (its protocol's error
    * or disconnect message, naming `t.reason`) before it closes and calls `end`. Set once, right
    * after `openSession`; without it core just ends the session (the signal aborts).
@@ -159,6 +164,7 @@ interface Live {
   /** When the credential stops being valid (from the principal; a reload may change it). */
   expiresAt: number | undefined
   render: ((t: Termination) => void) | undefined
+  busy: (() => boolean) | undefined
   terminated: boolean
 }
 
@@ -313,6 +319,10 @@ export class ConnectionPipeline implements Pipeline {
       } else if (maxAgeMs > 0 && now - info.startedAt >= maxAgeMs) {
         this.terminate(live, { cause: 'sessions.max-age', code: 'GH_ERR_SESSION_LIMIT', reason: `the session is older than the gateway's limit of ${maxAgeMs} ms (limits.sessions.maxAgeMs)` })
       } else if (idleMs > 0 && now - live.lastActive >= idleMs) {
+        if (live.busy?.()) {
+          live.lastActive = now
+          continue
+        }
         this.terminate(live, { cause: 'sessions.idle', code: 'GH_ERR_SESSION_LIMIT', reason: `no traffic for ${idleMs} ms (limits.sessions.idleMs)` })
       }
     }
@@ -391,6 +401,9 @@ export class ConnectionPipeline implements Pipeline {
       onTerminate: (render) => {
         live.render = render
       },
+      busyWhen: (probe) => {
+        live.busy = probe
+      },
       terminate: (t) => this.terminate(live, t),
       end: (reason?: string) => {
         ended ??= (async () => {
@@ -414,7 +427,7 @@ export class ConnectionPipeline implements Pipeline {
         return ended
       },
     }
-    const live: Live = { handle, lastActive: info.startedAt, limits: this.currentLimits.sessions, expiresAt: undefined, render: undefined, terminated: false }
+    const live: Live = { handle, lastActive: info.startedAt, limits: this.currentLimits.sessions, expiresAt: undefined, render: undefined, busy: undefined, terminated: false }
     this.open.set(info, live)
     if (!this.sweeper) this.rearmSweeper()
     return handle
