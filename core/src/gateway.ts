@@ -10,6 +10,7 @@
  */
 import 'reflect-metadata'
 import { container as globalContainer, type DependencyContainer } from 'tsyringe'
+import { createHash } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { AsciicastRecorder, TerminalRecorder } from './recording/asciicast.js'
@@ -131,6 +132,9 @@ export class Gateway {
         this.logger.error({ plugin: inst.name, err: String(err) }, 'plugin close failed')
       }
     }
+    const digest = (v: unknown) => `sha256:${createHash('sha256').update(JSON.stringify(v)).digest('hex')}`
+    const facts = { policies: digest(next.policies), identities: digest(next.identities), limits: digest({ top: next.limits, connections: next.connections.map((c) => c.limits) }), sessionsEnded: ended }
+    await Promise.all(this.plans.map((p) => p.pipeline.recordReload(p.adapter.protocol, facts)))
     this.logger.info({ identities: next.identities.length, policies: next.policies.length, sessionsEnded: ended }, 'configuration reloaded')
     return { ended }
   }

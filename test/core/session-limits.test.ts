@@ -13,6 +13,7 @@ import pgDriver from 'pg'
 import { ConfigError, generateToken, hashToken, type AuditEvent, type GatewayConfig } from '@gatehouse/core'
 import { generateHostKey } from '@gatehouse/adapter-ssh'
 import { psql, runClient } from '../fixtures/clients.js'
+import { RawPgClient } from '../fixtures/pg-raw.js'
 import { pgUpstream, startGateway, type StartGatewayOptions, type TestGateway } from '../fixtures/gateway.js'
 import { freePort } from '../fixtures/net.js'
 import { startPgCluster, type PgCluster } from '../fixtures/pg-cluster.js'
@@ -247,6 +248,29 @@ describe('config reload', () => {
     }
   })
 
+  it('a login whose credential was checked before a reload removed it does not become a session', async () => {
+    const gw = await gatewayWith({})
+    const c = await RawPgClient.connect(gw.port)
+    try {
+      // the SCRAM exchange started under the old config; the reload lands before its last round
+      const login = c.login('agent-1', gw.tokens['agent-1'] as string, {
+        beforeFinal: () =>
+          gw.gateway.reload(
+            edited(gw, (cfg) => {
+              ;(cfg.identities[0] as { tokens: unknown[] }).tokens = []
+            }),
+          ),
+      })
+      await expect(login).rejects.toThrow(/credential no longer valid/)
+      const failure = (await gw.audit()).find((e) => e.type === 'auth.failure' && (e as { code?: string }).code === 'GH_ERR_AUTH_REVOKED')
+      expect(failure).toBeDefined()
+      expect((await gw.audit()).filter((e) => e.type === 'session.start')).toHaveLength(0)
+    } finally {
+      c.close()
+      await gw.stop()
+    }
+  })
+
   it('a new policy and new limits apply to open sessions and to the next logins', async () => {
     const gw = await gatewayWith({})
     const open = pgClient(gw)
@@ -263,6 +287,10 @@ describe('config reload', () => {
       expect((await open.query('SHOW server_version_num')).rows).toHaveLength(1)
       const second = await psql(pgTarget(gw), 'SHOW server_version_num;')
       expect(second.stderr).toContain('(limits.sessions.perIdentity)')
+      // the audit shows from where on the new rules judged
+      const reloads = protocolEvents(await gw.audit(), 'config.reloaded') as (AuditEvent & { attrs?: { policies?: string } })[]
+      expect(reloads.map((e) => e.connection).sort()).toEqual(['pg', 'ssh'])
+      expect(reloads[0]?.attrs?.policies).toMatch(/^sha256:[0-9a-f]{64}$/)
     } finally {
       await open.end().catch(() => undefined)
       await gw.stop()

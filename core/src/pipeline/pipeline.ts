@@ -244,6 +244,7 @@ export class ConnectionPipeline implements Pipeline {
    * failed) carry over.
    */
   reconfigure(next: PipelineSettings): { ended: number } {
+    this.generation++
     this.chains = next.chains
     this.currentLimits = next.limits
     this.identityLimits = next.identityLimits
@@ -291,6 +292,9 @@ export class ConnectionPipeline implements Pipeline {
     if (!canTell) return { valid: true, expiresAt: principal.expiresAt }
     return { valid: false, reason: 'no configured authenticator accepts it any more' }
   }
+
+  /** Counts reloads: a login checked under an older config is checked again (`established`). */
+  private generation = 0
 
   /** Session timers: one sweep over open sessions, often enough for the shortest limit in force. */
   private sweeper: NodeJS.Timeout | undefined
@@ -349,6 +353,20 @@ export class ConnectionPipeline implements Pipeline {
     setTimeout(() => void live.handle.end(t.reason), TERMINATE_GRACE_MS).unref()
   }
 
+  /** A session-like record for events no session owns: the audit record gets an id of its own. */
+  private sessionless(id: string, protocol: string, clientAddress: string): SessionInfo {
+    return { id, connection: this.connection, protocol, clientAddress, tls: false, startedAt: Date.now(), signal: AbortSignal.abort() }
+  }
+
+  /**
+   * Records that the configuration was reloaded (a `protocol` event `config.reloaded` on this
+   * connection, with digests of the policies and identities now in force), so the audit shows
+   * from which event on which rules judged.
+   */
+  recordReload(protocol: string, attrs: Record<string, unknown>): Promise<void> {
+    return this.protocolEvent(this.sessionless(randomUUID(), protocol, 'gateway'), { event: 'config.reloaded', reason: 'the configuration was reloaded', attrs })
+  }
+
   limitReached(session: SessionInfo, limit: string, reason: string, opts: { recorded?: boolean } = {}): Promise<void> {
     this.limitRefusals?.inc({ connection: this.connection, limit })
     if (!opts.recorded) return this.protocolEvent(session, { event: `limit.${limit}`, reason })
@@ -372,9 +390,7 @@ export class ConnectionPipeline implements Pipeline {
     this.limitRefusals?.inc({ connection: this.connection, limit: r.limit })
     if (r.firstOfBurst) {
       this.logger.warn({ connection: this.connection, limit: r.limit, client: source, reason: r.reason }, 'connection refused by a limit (the first of a burst from this address; the rest are counted in gatehouse_limit_refusals_total)')
-      // no session exists yet: the audit record gets an id of its own
-      const info: SessionInfo = { id: r.id, connection: this.connection, protocol, clientAddress: source, tls: false, startedAt: Date.now(), signal: AbortSignal.abort() }
-      void this.protocolEvent(info, { event: `limit.${r.limit}`, reason: r.reason })
+      void this.protocolEvent(this.sessionless(r.id, protocol, source), { event: `limit.${r.limit}`, reason: r.reason })
     }
   }
 
@@ -468,6 +484,7 @@ export class ConnectionPipeline implements Pipeline {
   }
 
   async authenticate(session: SessionInfo, presented: Credentials): Promise<Principal> {
+    const generation = this.generation
     const ctx = this.authContext(session)
     const user = 'user' in presented ? presented.user : undefined
     const locked = this.throttled(session, user)
@@ -481,7 +498,7 @@ export class ConnectionPipeline implements Pipeline {
         const principal = await authenticator.authenticate(presented, ctx)
         if (principal) {
           this.throttle.succeeded(sourceOf(session.clientAddress), principal.id)
-          return await this.established(session, principal)
+          return await this.established(session, principal, generation)
         }
       } catch (err) {
         refusal = toGatewayError(err, 'GH_ERR_AUTH_FAILED')
@@ -496,6 +513,7 @@ export class ConnectionPipeline implements Pipeline {
   }
 
   scram(session: SessionInfo, user: string): ScramExchange {
+    const generation = this.generation
     const ctx = this.authContext(session)
     const candidates = this.chains.authenticators.flatMap((a) => a.scramVerifiers?.(user, ctx) ?? [])
     const first = candidates[0]
@@ -525,7 +543,7 @@ export class ConnectionPipeline implements Pipeline {
         }
         this.throttle.succeeded(sourceOf(session.clientAddress), principal.id)
         try {
-          return { principal: await this.established(session, principal), serverFinal: result.serverFinal }
+          return { principal: await this.established(session, principal, generation), serverFinal: result.serverFinal }
         } catch (err) {
           const error = toGatewayError(err, 'GH_ERR_LIMIT_SESSIONS')
           await this.authFailed(session, user, error)
@@ -535,7 +553,19 @@ export class ConnectionPipeline implements Pipeline {
     }
   }
 
-  private async established(session: SessionInfo, principal: Principal): Promise<Principal> {
+  /**
+   * A login that succeeded becomes a session. `generation`: the config the credential was
+   * checked under; if a reload came in between (the check runs off the event loop), the
+   * credential is checked again against the config now in force, so a token removed by that
+   * reload cannot slip in.
+   */
+  private async established(session: SessionInfo, principal: Principal, generation: number): Promise<Principal> {
+    let expiresAt = principal.expiresAt
+    if (generation !== this.generation) {
+      const verdict = this.revalidate(session, principal)
+      if (!verdict.valid) throw new GatewayError('GH_ERR_AUTH_REVOKED', `${principal.credential} of identity "${principal.id}" is no longer valid: ${verdict.reason}`, { clientMessage: 'credential no longer valid' })
+      expiresAt = verdict.expiresAt
+    }
     const live = this.open.get(session)
     const own = sessionLimitsFor(this.currentLimits.sessions, this.identityLimits.get(principal.id))
     const full = this.caps.take(session, principal.id, principal.credential, own)
@@ -546,7 +576,7 @@ export class ConnectionPipeline implements Pipeline {
     session.principal = principal
     if (live) {
       live.limits = own
-      live.expiresAt = principal.expiresAt
+      live.expiresAt = expiresAt
       live.lastActive = Date.now()
     }
     await this.recorder.recordAsync({
