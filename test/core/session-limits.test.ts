@@ -13,7 +13,8 @@ import pgDriver from 'pg'
 import { ConfigError, generateToken, hashToken, type AuditEvent, type GatewayConfig } from '@gatehouse/core'
 import { generateHostKey } from '@gatehouse/adapter-ssh'
 import { psql, runClient } from '../fixtures/clients.js'
-import { RawPgClient } from '../fixtures/pg-raw.js'
+import { connect } from 'node:net'
+import { RawPgClient, errorFields, wire } from '../fixtures/pg-raw.js'
 import { pgUpstream, startGateway, type StartGatewayOptions, type TestGateway } from '../fixtures/gateway.js'
 import { freePort } from '../fixtures/net.js'
 import { startPgCluster, type PgCluster } from '../fixtures/pg-cluster.js'
@@ -89,6 +90,98 @@ async function sshWithToken(gw: TestGateway, id: string, command: string) {
 const protocolEvents = (events: AuditEvent[], event: string) => events.filter((e) => e.type === 'protocol' && (e as { event?: string }).event === event) as (AuditEvent & { client?: string; reason?: string })[]
 const sessionEnd = (events: AuditEvent[], session: string) => events.find((e) => e.type === 'session.end' && e.session === session) as (AuditEvent & { reason?: string }) | undefined
 const inMs = (ms: number) => new Date(Date.now() + ms).toISOString()
+
+describe('before login', () => {
+  it('a connection that does not log in in time is closed (PostgreSQL with a FATAL); audited once per burst per address, each counted', async () => {
+    const gw = await gatewayWith({ connection: { limits: { unauthenticated: { loginTimeoutMs: 500 } } }, sshLimits: { unauthenticated: { loginTimeoutMs: 500 } } })
+    try {
+      const hold = (port: number) =>
+        new Promise<{ ms: number; data: string }>((resolve) => {
+          const started = Date.now()
+          const s = connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2' })
+          let data = ''
+          s.on('data', (d: Buffer) => (data += d.toString('latin1')))
+          s.on('error', () => undefined)
+          s.on('close', () => resolve({ ms: Date.now() - started, data }))
+          setTimeout(() => s.destroy(), 5000)
+        })
+      const closed = await Promise.all([hold(gw.port), hold(gw.port), hold(gw.port), hold(gw.portOf('ssh')), hold(gw.portOf('ssh')), hold(gw.portOf('ssh'))])
+      for (const c of closed) expect(c.ms).toBeLessThan(2500)
+      for (const c of closed.slice(0, 3)) expect(c.data).toContain('startup timed out: the client did not log in within 500 ms')
+      const events = protocolEvents(await gw.audit(), 'limit.unauthenticated.login-timeout')
+      expect(events.map((e) => [e.connection, e.client]).sort()).toEqual([
+        ['pg', '127.0.0.2'],
+        ['ssh', '127.0.0.2'],
+      ])
+      expect(await gw.metric('gatehouse_limit_refusals_total', 'connection="pg",limit="unauthenticated.login-timeout"')).toBe(3)
+      expect(await gw.metric('gatehouse_limit_refusals_total', 'connection="ssh",limit="unauthenticated.login-timeout"')).toBe(3)
+    } finally {
+      await gw.stop()
+    }
+  })
+
+  it('a flood of wrong tokens from one address is locked out; psql from another address still logs in within 1 s', async () => {
+    const gw = await gatewayWith({ connection: { limits: { unauthenticated: { perSource: 64 } } } })
+    let flooding = true
+    let attempts = 0
+    const flood = async () => {
+      while (flooding) {
+        const c = await RawPgClient.connect(gw.port, '127.0.0.2')
+        await c.login('agent-1', generateToken()).catch(() => undefined)
+        c.close()
+        attempts++
+      }
+    }
+    try {
+      const floods = Array.from({ length: 8 }, flood)
+      await new Promise((r) => setTimeout(r, 1000))
+      for (let i = 0; i < 3; i++) {
+        const started = Date.now()
+        const r = await psql(pgTarget(gw), 'SELECT 1;')
+        expect(r.stdout.trim()).toBe('1')
+        expect(Date.now() - started).toBeLessThan(1000)
+      }
+      flooding = false
+      await Promise.all(floods)
+      expect(attempts).toBeGreaterThan(50)
+      expect(await gw.metric('gatehouse_limit_refusals_total', 'connection="pg",limit="logins.per-source"')).toBeGreaterThan(0)
+    } finally {
+      flooding = false
+      await gw.stop()
+    }
+  })
+
+  it('SSH: a client that fails too many keys on one connection is disconnected with the reason, and it is counted', async () => {
+    const gw = await gatewayWith({ identities: [{ id: 'agent-1', sshKeys: [key.publicKey] }], sshLimits: { logins: { perConnection: 2 } } })
+    try {
+      const strangers = await Promise.all([1, 2, 3].map((i) => generateKeyPair(dir, `stranger-${i}`)))
+      const args = sshArgs({ port: gw.portOf('ssh'), user: 'agent-1', extra: ['-o', 'LogLevel=INFO', ...strangers.flatMap((k) => ['-i', k.privateKeyPath])] })
+      const r = await runClient('ssh', [...args, 'echo in'])
+      expect(r.stdout).toBe('')
+      expect(r.stderr).toMatch(/Received disconnect from .*gatehouse: too many authentication failures/)
+      expect(await gw.metric('gatehouse_limit_refusals_total', 'connection="ssh",limit="logins.per-connection"')).toBe(1)
+      expect(protocolEvents(await gw.audit(), 'limit.logins.per-connection')).toHaveLength(1)
+    } finally {
+      await gw.stop()
+    }
+  })
+
+  it('PostgreSQL: a message over limits.postgres.messageBytes ends the session with a FATAL naming the limit, counted and audited', async () => {
+    const gw = await gatewayWith({ connection: { limits: { postgres: { messageBytes: 1024 } } } })
+    const c = await RawPgClient.connect(gw.port)
+    try {
+      await c.login('agent-1', gw.tokens['agent-1'] as string)
+      c.write(wire.query(`SELECT '${'x'.repeat(2000)}'`))
+      const e = await c.until('E', 5000)
+      expect(errorFields((e[e.length - 1] as { body: Buffer }).body)).toMatchObject({ S: 'FATAL', C: '08P01', M: expect.stringContaining('(limits.postgres.messageBytes)') })
+      expect(protocolEvents(await gw.audit(), 'limit.postgres.message-bytes')).toHaveLength(1)
+      expect(await gw.metric('gatehouse_limit_refusals_total', 'connection="pg",limit="postgres.message-bytes"')).toBe(1)
+    } finally {
+      c.close()
+      await gw.stop()
+    }
+  })
+})
 
 describe('a token that expires ends the sessions it opened', () => {
   it('PostgreSQL: psql in the middle of a statement gets a FATAL naming the expired token; audited and counted', async () => {

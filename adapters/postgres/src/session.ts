@@ -68,7 +68,7 @@ import {
   SSL_REQUEST,
   TERMINATE,
 } from './codec/frontend.js'
-import { MessageReader, ProtocolViolation, type FrontendMessage } from './codec/reader.js'
+import { MessageReader, MessageTooLarge, ProtocolViolation, type FrontendMessage } from './codec/reader.js'
 import type { PostgresOptions, UpstreamConfig } from './config.js'
 import { renderError, SQLSTATE } from './errors.js'
 import { NO_SUCH_NAME, RESERVED_PREFIX, SessionModel, type NameChange, type ServerStatement } from './session-model.js'
@@ -311,7 +311,10 @@ export class PostgresSession {
       }
       this.flushUpstream()
     } catch (err) {
-      if (err instanceof ProtocolViolation) this.endWith(SQLSTATE.protocolViolation, `gatehouse: protocol violation: ${err.message}`, 'protocol.violation')
+      if (err instanceof MessageTooLarge) {
+        void this.deps.pipeline.limitReached(this.session().info, 'postgres.message-bytes', err.message)
+        this.fatal(SQLSTATE.protocolViolation, `gatehouse: ${err.message}`)
+      } else if (err instanceof ProtocolViolation) this.endWith(SQLSTATE.protocolViolation, `gatehouse: protocol violation: ${err.message}`, 'protocol.violation')
       else {
         this.deps.logger.error({ err: (err as Error).stack ?? String(err), session: this.handle?.info.id }, 'session failed')
         this.fatal(SQLSTATE.internalError, 'gatehouse: internal error')

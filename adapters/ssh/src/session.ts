@@ -213,7 +213,9 @@ export class SshSession {
         return this.close(err.message)
       }
       ctx.reject(['publickey', 'password'])
-      if (this.authFailures >= this.deps.pipeline.limits.logins.perConnection) {
+      const perConnection = this.deps.pipeline.limits.logins.perConnection
+      if (this.authFailures >= perConnection) {
+        void this.deps.pipeline.limitReached(this.info, 'logins.per-connection', `${perConnection} failed authentication attempts on this connection (limits.logins.perConnection)`)
         disconnect(this.client, DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE, 'gatehouse: too many authentication failures')
         this.close('too many authentication failures (limits.logins.perConnection)')
       }
@@ -466,7 +468,7 @@ export class SshSession {
       () => operations++,
       (emitter, event, where, handler) => this.on(emitter, event, where, handler),
       (reason) => {
-        void this.deps.pipeline.protocolEvent(this.info, { event: 'limit.sftp', reason })
+        void this.deps.pipeline.limitReached(this.info, 'sftp', reason)
         this.close(reason)
       },
     )

@@ -234,7 +234,7 @@ export class SftpProxy {
       // recorded once per sftp session (a client over the limit would otherwise write a record per request)
       if (!this.overInFlight) {
         this.overInFlight = true
-        void this.pipeline.protocolEvent(this.session, { event: 'limit.sftp-in-flight', reason: `the sftp client had more than ${MAX_IN_FLIGHT} reads and writes in flight; the excess is answered with a failure` })
+        void this.pipeline.limitReached(this.session, 'sftp-in-flight', `the sftp client had more than ${MAX_IN_FLIGHT} reads and writes in flight; the excess is answered with a failure`)
       }
       this.client.status(id, STATUS_CODE.FAILURE, `gatehouse: more than ${MAX_IN_FLIGHT} reads and writes in flight`)
       return false

@@ -8,6 +8,9 @@ export class ProtocolViolation extends Error {
   override readonly name = 'ProtocolViolation'
 }
 
+/** A message longer than `limits.postgres.messageBytes`: a limit, counted as one. */
+export class MessageTooLarge extends ProtocolViolation {}
+
 export interface FrontendMessage {
   readonly type: number
   /** The message body (after the length word). */
@@ -47,7 +50,7 @@ export class MessageReader {
     const type = this.buf[start] as number
     const len = this.buf.readInt32BE(start + 1)
     if (len < 4) throw new ProtocolViolation(`invalid message length ${len}`)
-    if (len - 4 > this.maxMessageBytes) throw new ProtocolViolation(`message of ${len} bytes exceeds the gateway's limit of ${this.maxMessageBytes}`)
+    if (len - 4 > this.maxMessageBytes) throw new MessageTooLarge(`message of ${len} bytes exceeds the gateway's limit of ${this.maxMessageBytes} (limits.postgres.messageBytes)`)
     if (avail < len + 1) return undefined
     this.off = start + 1 + len
     return { type, body: this.buf.subarray(start + 5, start + 1 + len), raw: this.buf.subarray(start, start + 1 + len) }
