@@ -13,7 +13,7 @@ import { Gateway, type ExplainedDecision } from './gateway.js'
 import { createLogger } from './logger.js'
 import { generateToken, hashToken, parseDuration, type TokenHashAlgorithm } from './auth/tokens.js'
 import { runDemo } from './cli/demo.js'
-import { pidFile, readReloadStatus, runUntilSignal } from './cli/run.js'
+import { readConfigFile, readReloadStatus, runningGateway, runUntilSignal } from './cli/run.js'
 import { replay } from './cli/replay.js'
 import { BUILTIN_PLUGINS } from './plugin/loader.js'
 
@@ -40,31 +40,33 @@ program
       process.stderr.write('gatehouse: not reloaded; the running gateway was not touched\n')
       return exitWithError(err)
     }
-    let config: GatewayConfig
+    let file: ReturnType<typeof readConfigFile>
     try {
-      config = loadConfigFile(opts.config)
+      file = readConfigFile(opts.config)
     } catch (err) {
       return notReloaded(err)
     }
+    const config = file.config
     await Gateway.build(config, { logger: createLogger('silent') }).catch(notReloaded)
-    let pid: number
-    try {
-      pid = Number(readFileSync(pidFile(config.dataDir), 'utf8').trim())
-      process.kill(pid, 0)
-    } catch {
-      exitWithError(new Error(`no gateway is running on ${config.dataDir} (no live pid in ${pidFile(config.dataDir)})`))
-    }
+    const running = runningGateway(config.dataDir)
+    if ('error' in running) return exitWithError(new Error(running.error))
+    const pid = running.pid
     const before = readReloadStatus(config.dataDir)
     process.kill(pid, 'SIGHUP')
     const deadline = Date.now() + Number(opts.timeout) * 1000
     for (;;) {
       const status = readReloadStatus(config.dataDir)
       if (status && status.pid === pid && (before === undefined || before.pid !== pid || status.seq > before.seq)) {
+        const elsewhere = status.config !== undefined && (status.config.path !== file.path || status.config.sha256 !== file.sha256)
+        if (elsewhere) {
+          process.stderr.write(`gatehouse: the gateway (pid ${pid}) read ${status.config?.path} (sha256 ${status.config?.sha256.slice(0, 12)}…), not the file checked here (${file.path}, sha256 ${file.sha256.slice(0, 12)}…): it reloads the file it was started with\n`)
+        }
         if (!status.ok) {
           process.stderr.write(`gatehouse: reload refused by the gateway (pid ${pid}); the configuration in force is unchanged:\n${(status.errors ?? []).map((e) => `  ${e}`).join('\n')}\n`)
           process.exit(1)
         }
-        process.stdout.write(`reloaded (pid ${pid})${status.sessionsEnded ? `; ${status.sessionsEnded} session(s) ended: their credential is no longer accepted` : ''}\n`)
+        process.stdout.write(`reloaded${elsewhere ? ` ${status.config?.path}` : ''} (pid ${pid})${status.sessionsEnded ? `; ${status.sessionsEnded} session(s) ended: their credential is no longer accepted` : ''}\n`)
+        if (elsewhere) process.exit(1)
         return
       }
       if (Date.now() > deadline) exitWithError(new Error(`gateway pid ${pid} did not report a reload within ${opts.timeout} s; see its log`))

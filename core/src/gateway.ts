@@ -101,6 +101,8 @@ export class Gateway {
   }
 
   private async applyReload(next: GatewayConfig): Promise<{ ended: number }> {
+    if (this.stopping) throw new GatewayError('GH_ERR_SHUTTING_DOWN', 'the gateway is shutting down; nothing was reloaded')
+    if (this.listeners.length === 0) throw new GatewayError('GH_ERR_CONFIG_INVALID', 'the gateway has not started yet; nothing was reloaded')
     const fresh = await Gateway.build(next, { ...this.bootOptions, logger: this.logger, metrics: this.container.resolve(Metrics) })
     const restart = restartOnlyChanges(this.current, next, (name) => (this.instances.get(name) ?? fresh.instances.get(name))?.definition.stage)
     if (restart.length > 0) throw new ConfigError(restart)

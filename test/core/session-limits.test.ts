@@ -266,6 +266,20 @@ describe('idle time and session age', () => {
   })
 })
 
+describe('idle SSH sessions', () => {
+  it('keepalives are not traffic: ssh -N with ServerAliveInterval=1 is still ended as idle, with the reason', async () => {
+    const gw = await gatewayWith({ identities: [{ id: 'agent-1', sshKeys: [key.publicKey] }], sshLimits: { sessions: { idleMs: 2500 } } })
+    try {
+      const started = Date.now()
+      const r = await runClient('ssh', [...sshArgs({ port: gw.portOf('ssh'), user: 'agent-1', identityFile: key.privateKeyPath, extra: ['-N', '-o', 'LogLevel=INFO', '-o', 'ServerAliveInterval=1', '-o', 'ServerAliveCountMax=10'] })])
+      expect(Date.now() - started).toBeLessThan(6000)
+      expect(r.stderr).toMatch(/Received disconnect from .*gatehouse: session ended: no traffic for 2500 ms \(limits.sessions.idleMs\)/)
+    } finally {
+      await gw.stop()
+    }
+  })
+})
+
 describe('per-identity limits', () => {
   it('an identity’s own session cap applies to it alone; OpenSSH past the cap is told why', async () => {
     const gw = await gatewayWith({
@@ -384,6 +398,24 @@ describe('config reload', () => {
       const reloads = protocolEvents(await gw.audit(), 'config.reloaded') as (AuditEvent & { attrs?: { policies?: string } })[]
       expect(reloads.map((e) => e.connection).sort()).toEqual(['pg', 'ssh'])
       expect(reloads[0]?.attrs?.policies).toMatch(/^sha256:[0-9a-f]{64}$/)
+    } finally {
+      await open.end().catch(() => undefined)
+      await gw.stop()
+    }
+  })
+
+  it('an identity taken out of a group loses what the group allowed in its open sessions too', async () => {
+    const gw = await gatewayWith({})
+    const open = pgClient(gw)
+    try {
+      await open.connect()
+      expect((await open.query('SELECT 1 AS n')).rows).toEqual([{ n: 1 }])
+      const { ended } = await gw.gateway.reload(edited(gw, (c) => ((c.identities[0] as { groups: string[] }).groups = ['contractors'])))
+      expect(ended).toBe(0)
+      await expect(open.query('SELECT 1')).rejects.toThrow(/no rule allows this request/)
+      const [updated] = protocolEvents(await gw.audit(), 'principal.updated') as (AuditEvent & { attrs?: { before?: { groups?: string[] }; after?: { groups?: string[] } } })[]
+      expect(updated?.attrs?.before?.groups).toEqual(['agents'])
+      expect(updated?.attrs?.after?.groups).toEqual(['contractors'])
     } finally {
       await open.end().catch(() => undefined)
       await gw.stop()

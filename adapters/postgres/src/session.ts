@@ -210,6 +210,7 @@ export class PostgresSession {
   private readonly onClientData = (chunk: Buffer) => {
     this.reader.push(chunk)
     this.handle?.touch()
+    this.flushedForIdle = false
     if (this.idleTimer) {
       clearTimeout(this.idleTimer)
       this.idleTimer = undefined
@@ -269,7 +270,7 @@ export class PostgresSession {
     if (!this.handle) {
       this.handle = this.deps.pipeline.openSession({ protocol: 'postgres', clientAddress: `${this.client.remoteAddress ?? '?'}:${this.client.remotePort ?? 0}`, tls: this.client instanceof TLSSocket })
       this.handle.onTerminate(this.renderTermination)
-      this.handle.busyWhen(() => this.busy())
+      this.handle.busyWhen(() => this.working())
     }
     return this.handle
   }
@@ -575,7 +576,7 @@ export class PostgresSession {
     this.idleTimer = setTimeout(() => {
       this.idleTimer = undefined
       // The server is still working for the client (a long statement): not the client's silence.
-      if (this.busy()) return this.armIdleTimer()
+      if (this.working()) return this.armIdleTimer()
       if (!this.unsynced && this.model?.txStatus === STATUS_IDLE) return
       this.handle?.terminate({ cause: 'postgres.transaction-idle', code: 'GH_ERR_SESSION_LIMIT', reason: `idle inside a transaction or an unsynced pipeline for more than ${ms} ms (limits.postgres.transactionIdleMs)` })
     }, ms)
@@ -701,6 +702,30 @@ export class PostgresSession {
       this.quietWaiter = { until, resolve }
     })
   }
+
+  /**
+   * Whether the server is working for the client, for the idle limits: a statement is running.
+   * An Execute the client never follows with Sync or Flush leaves its results in the server's
+   * output buffer and the statement looks busy forever; so the first time a busy session is
+   * checked, the gateway sends a Flush of its own (it has no response: results just come back,
+   * and the statement settles). Busy at a later check means the server really is working. A
+   * client that does not read its results is silent, not working.
+   */
+  private working(): boolean {
+    if (!this.busy()) {
+      this.flushedForIdle = false
+      return false
+    }
+    if (this.client.writableNeedDrain) return false
+    if (!this.flushedForIdle && !this.pumping && this.phase === 'ready') {
+      this.flushedForIdle = true
+      this.toUpstream(FLUSH)
+      this.flushUpstream()
+    }
+    return true
+  }
+
+  private flushedForIdle = false
 
   private busy(): boolean {
     for (const e of this.expect) if (e.kind === 'query' || e.kind === 'execute' || e.kind === 'substitute') return true

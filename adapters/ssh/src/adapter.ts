@@ -84,9 +84,7 @@ export class SshAdapter implements ProtocolAdapter {
         return
       }
       const socket = pending.get(`${info.ip}:${info.port}`)
-      const session = new SshSession(client, `${info.ip}:${info.port}`, { connection: connection.name, upstream, options, pipeline, recorder: this.recorder, logger, analyze }, () => socket?.authenticated())
-      // any packet from the client (data, a keystroke, a keepalive) means the session is not idle
-      socket?.socket.on('data', () => session.touch())
+      const session = new SshSession(client, `${info.ip}:${info.port}`, { connection: connection.name, upstream, options, pipeline, recorder: this.recorder, logger, analyze }, () => socket?.authenticated(), socket?.socket)
       sessions.add(session)
       client.on('close', () => sessions.delete(session))
       session.start()

@@ -100,6 +100,8 @@ export class SshSession {
     private readonly clientAddress: string,
     private readonly deps: SshSessionDeps,
     private readonly authenticated: () => void = () => undefined,
+    /** The client's TCP connection: destroyed shortly after the session closes, whether or not the client ends its side. */
+    private readonly socket?: { destroy(): void },
   ) {}
 
   start(): void {
@@ -158,7 +160,7 @@ export class SshSession {
     return (this.handle as SessionHandle).info
   }
 
-  /** Traffic from the client: the session is not idle. */
+  /** Channel traffic (not SSH keepalives, which clients answer on their own): the session is not idle. */
   touch(): void {
     this.handle?.touch()
   }
@@ -180,6 +182,8 @@ export class SshSession {
     this.closed = true
     for (const record of [...this.openOutcomes]) record(`session ended: ${reason}`)
     this.client.end()
+    // a client that ignores DISCONNECT and keeps its half open must not hold the socket outside every limit
+    if (this.socket) setTimeout(() => this.socket?.destroy(), 1000).unref()
     this.upstream?.then((u) => u.end(), () => undefined)
     this.handle?.end(reason).catch((err: unknown) => this.deps.logger.error({ err: String(err), session: this.handle?.info.id }, 'could not end the session'))
   }
@@ -466,7 +470,12 @@ export class SshSession {
       this.deps.pipeline,
       this.info,
       () => operations++,
-      (emitter, event, where, handler) => this.on(emitter, event, where, handler),
+      // every sftp request (reads and writes on handles too) is traffic: the session is not idle
+      (emitter, event, where, handler) =>
+        this.on(emitter, event, where, (...args: never[]) => {
+          this.touch()
+          return handler(...args)
+        }),
       (reason) => {
         void this.deps.pipeline.limitReached(this.info, 'sftp', reason)
         this.close(reason)
@@ -590,6 +599,7 @@ export class SshSession {
     const started = performance.now()
     // client → target
     this.on(down, 'data', 'relay data', (d: Buffer) => {
+      this.touch()
       counters.bytesIn += d.length
       recording?.input(d)
       if (!up.write(d)) down.pause()
@@ -616,17 +626,19 @@ export class SshSession {
     // The outcome is recorded once, by whichever ends first: the target's channel, the client's
     // channel (a client that stops reading and leaves), or the session.
     let recorded = false
+    // a command or subsystem is work while it runs, silent or not; a shell waits on its user
+    const working = request.action !== 'ssh.shell'
     const record = (status: string | number) => {
       if (recorded) return
       recorded = true
       this.openOutcomes.delete(record)
-      if (!recording) this.running--
+      if (working) this.running--
       void recording?.close()
       this.deps.pipeline.complete(request, { status, bytesIn: counters.bytesIn, bytesOut: counters.bytesOut, ...(recording ? { recording: recording.path } : {}) })
       this.deps.logger.debug({ session: this.info.id, request: request.id, ms: Math.round(performance.now() - started) }, 'channel closed')
     }
     this.openOutcomes.add(record)
-    if (!recording) this.running++
+    if (working) this.running++
     this.on(up, 'close', 'relay close', () => {
       // Everything the target sent has been written: now the exit status, then end.
       const exit = exitHolder.exit
@@ -738,6 +750,7 @@ export class SshSession {
   private pipeStreams(request: GatewayRequest, down: Duplex, up: Duplex): void {
     const counters: Counters = { bytesIn: 0, bytesOut: 0 }
     this.on(down, 'data', 'forward data', (d: Buffer) => {
+      this.touch()
       counters.bytesIn += d.length
       if (!up.write(d)) down.pause()
     })

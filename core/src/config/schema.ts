@@ -41,7 +41,10 @@ export const Identity = Type.Object(
     claims: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     tokens: Type.Array(TokenEntry, { default: [] }),
     limits: Type.Optional(
-      Type.Object({ sessions: limitGroup(SessionLimitFields) }, { additionalProperties: false, description: "this identity's session limits, over the connection's" }),
+      Type.Object(
+        { sessions: limitGroup({ perIdentity: SessionLimitFields.perIdentity, perToken: SessionLimitFields.perToken, idleMs: SessionLimitFields.idleMs, maxAgeMs: SessionLimitFields.maxAgeMs }) },
+        { additionalProperties: false, description: "this identity's session limits, over the connection's" },
+      ),
     ),
     sshKeys: Type.Array(Type.String({ pattern: '^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\\.com|sk-ecdsa-sha2-nistp256@openssh\\.com) [A-Za-z0-9+/=]+( .*)?$', description: 'SSH public keys in authorized_keys form ("ssh-ed25519 AAAA… comment") that prove this identity' }), { default: [] }),
   },

@@ -258,7 +258,7 @@ export class ConnectionPipeline implements Pipeline {
       live.limits = sessionLimitsFor(next.limits.sessions, next.identityLimits.get(principal.id))
       const verdict = this.revalidate(live.handle.info, principal)
       if (verdict.valid) {
-        live.expiresAt = verdict.expiresAt
+        this.refreshPrincipal(live, verdict.principal)
         continue
       }
       ended++
@@ -274,7 +274,7 @@ export class ConnectionPipeline implements Pipeline {
    * answered, it is gone. An authenticator without `revalidate` cannot answer: its sessions are
    * kept (documented for plugin authors).
    */
-  private revalidate(session: SessionInfo, principal: Principal): { valid: true; expiresAt: number | undefined } | { valid: false; reason: string } {
+  private revalidate(session: SessionInfo, principal: Principal): { valid: true; principal: Principal } | { valid: false; reason: string } {
     const ctx = this.authContext(session)
     let canTell = true
     for (const a of this.chains.authenticators) {
@@ -283,14 +283,38 @@ export class ConnectionPipeline implements Pipeline {
         continue
       }
       try {
-        const r = a.revalidate(principal, ctx)
-        if (r) return { valid: true, expiresAt: r.expiresAt }
+        const current = a.revalidate(principal, ctx)
+        if (!current) continue
+        if (current.id !== principal.id) return { valid: false, reason: `the credential now proves identity "${current.id}"` }
+        return { valid: true, principal: current }
       } catch (err) {
         return { valid: false, reason: toGatewayError(err, 'GH_ERR_AUTH_REVOKED').message }
       }
     }
-    if (!canTell) return { valid: true, expiresAt: principal.expiresAt }
+    if (!canTell) return { valid: true, principal }
     return { valid: false, reason: 'no configured authenticator accepts it any more' }
+  }
+
+  /**
+   * Puts the principal as the config now describes it (groups, kind, claims, expiry) on an open
+   * session, so the policies judge its next request as they would judge a new login, and
+   * records the change when there is one.
+   */
+  private refreshPrincipal(live: Live, current: Principal): void {
+    const info = live.handle.info
+    const was = info.principal
+    if (current.expiresAt !== undefined || live.expiresAt === undefined) live.expiresAt = current.expiresAt
+    if (!was || current === was) return
+    const describe = (p: Principal) => JSON.stringify({ kind: p.kind, groups: p.groups, claims: p.claims, credential: p.credential })
+    const changed = describe(was) !== describe(current)
+    info.principal = current
+    if (changed) {
+      void this.protocolEvent(info, {
+        event: 'principal.updated',
+        reason: 'a config reload changed the identity this session logged in as; its next requests are judged as the new config describes it',
+        attrs: { before: { kind: was.kind, groups: was.groups, credential: was.credential }, after: { kind: current.kind, groups: current.groups, credential: current.credential } },
+      })
+    }
   }
 
   /** Counts reloads: a login checked under an older config is checked again (`established`). */
@@ -314,21 +338,31 @@ export class ConnectionPipeline implements Pipeline {
     if (this.open.size === 0) return this.rearmSweeper()
     const now = Date.now()
     for (const live of this.open.values()) {
-      const info = live.handle.info
-      const principal = info.principal
-      if (!principal || live.terminated) continue
-      const { idleMs, maxAgeMs } = live.limits
-      if (live.expiresAt !== undefined && now >= live.expiresAt) {
-        this.terminate(live, { cause: 'credential.expired', code: 'GH_ERR_AUTH_EXPIRED', reason: `the credential this session logged in with (${principal.credential}) expired at ${new Date(live.expiresAt).toISOString()}` })
-      } else if (maxAgeMs > 0 && now - info.startedAt >= maxAgeMs) {
-        this.terminate(live, { cause: 'sessions.max-age', code: 'GH_ERR_SESSION_LIMIT', reason: `the session is older than the gateway's limit of ${maxAgeMs} ms (limits.sessions.maxAgeMs)` })
-      } else if (idleMs > 0 && now - live.lastActive >= idleMs) {
-        if (live.busy?.()) {
-          live.lastActive = now
-          continue
-        }
-        this.terminate(live, { cause: 'sessions.idle', code: 'GH_ERR_SESSION_LIMIT', reason: `no traffic for ${idleMs} ms (limits.sessions.idleMs)` })
+      try {
+        this.check(live, now)
+      } catch (err) {
+        this.logger.error({ err: String(err), session: live.handle.info.id }, 'session limit check failed; ending the session')
+        this.terminate(live, { cause: 'sessions.check-failed', code: 'GH_ERR_INTERNAL', reason: 'the gateway could not check this session against its limits' })
       }
+    }
+  }
+
+  /** Ends `live` if its credential expired or a limit says so. */
+  private check(live: Live, now: number): void {
+    const info = live.handle.info
+    const principal = info.principal
+    if (!principal || live.terminated) return
+    const { idleMs, maxAgeMs } = live.limits
+    if (live.expiresAt !== undefined && now >= live.expiresAt) {
+      this.terminate(live, { cause: 'credential.expired', code: 'GH_ERR_AUTH_EXPIRED', reason: `the credential this session logged in with (${principal.credential}) expired at ${new Date(live.expiresAt).toISOString()}` })
+    } else if (maxAgeMs > 0 && now - info.startedAt >= maxAgeMs) {
+      this.terminate(live, { cause: 'sessions.max-age', code: 'GH_ERR_SESSION_LIMIT', reason: `the session is older than the gateway's limit of ${maxAgeMs} ms (limits.sessions.maxAgeMs)` })
+    } else if (idleMs > 0 && now - live.lastActive >= idleMs) {
+      if (live.busy?.()) {
+        live.lastActive = now
+        return
+      }
+      this.terminate(live, { cause: 'sessions.idle', code: 'GH_ERR_SESSION_LIMIT', reason: `no traffic for ${idleMs} ms (limits.sessions.idleMs)` })
     }
   }
 
@@ -560,13 +594,15 @@ export class ConnectionPipeline implements Pipeline {
    * reload cannot slip in.
    */
   private async established(session: SessionInfo, principal: Principal, generation: number): Promise<Principal> {
-    let expiresAt = principal.expiresAt
+    const live = this.open.get(session)
+    // The client left (or its login time ran out) while the credential was being checked: no session.
+    if (!live || session.signal.aborted) throw new GatewayError('GH_ERR_SESSION_CLOSED', 'the connection closed while logging in')
     if (generation !== this.generation) {
       const verdict = this.revalidate(session, principal)
       if (!verdict.valid) throw new GatewayError('GH_ERR_AUTH_REVOKED', `${principal.credential} of identity "${principal.id}" is no longer valid: ${verdict.reason}`, { clientMessage: 'credential no longer valid' })
-      expiresAt = verdict.expiresAt
+      principal = verdict.principal
     }
-    const live = this.open.get(session)
+    const expiresAt = principal.expiresAt
     const own = sessionLimitsFor(this.currentLimits.sessions, this.identityLimits.get(principal.id))
     const full = this.caps.take(session, principal.id, principal.credential, own)
     if (full) {
@@ -574,11 +610,9 @@ export class ConnectionPipeline implements Pipeline {
       throw new GatewayError('GH_ERR_LIMIT_SESSIONS', full.reason, { clientMessage: `too many sessions: ${full.reason}` })
     }
     session.principal = principal
-    if (live) {
-      live.limits = own
-      live.expiresAt = expiresAt
-      live.lastActive = Date.now()
-    }
+    live.limits = own
+    live.expiresAt = expiresAt
+    live.lastActive = Date.now()
     await this.recorder.recordAsync({
       ...this.base(session, `${session.id}:start`),
       type: 'session.start',

@@ -44,12 +44,14 @@ export interface Authenticator {
   /**
    * Optional, asked after a config reload for every open session: may a session that logged in
    * as `principal` go on under this authenticator's configuration? Returns `undefined` when the
-   * credential is not one this authenticator issues principals for; the credential's (possibly
-   * new) expiry when it is still valid; throws a GatewayError naming why when it no longer is
-   * (removed, revoked, out of scope now), and core ends the session. Authenticators without it
-   * cannot have their sessions ended by a reload.
+   * credential is not one this authenticator issues principals for; when it is still valid, the
+   * principal as the configuration now describes it (groups, kind, claims, `expiresAt` may have
+   * changed; core puts it on the session, so the policies judge it as they would a new login);
+   * throws a GatewayError naming why when it no longer is (removed, revoked, out of scope now),
+   * and core ends the session. Authenticators without it cannot have their sessions ended or
+   * updated by a reload.
    */
-  revalidate?(principal: Principal, ctx: AuthContext): { readonly expiresAt?: number } | undefined
+  revalidate?(principal: Principal, ctx: AuthContext): Principal | undefined
 }
 export const Authenticator: InjectionToken<Authenticator> = Symbol.for('gatehouse.Authenticator')
 

@@ -71,13 +71,14 @@ export class SshKeyAuthenticator implements Authenticator {
     return principal
   }
 
-  /** After a reload: the key must still be registered to the identity. */
-  revalidate(principal: Principal, _ctx: AuthContext): { expiresAt?: number } | undefined {
+  /** After a reload: the key must still be registered to the identity; the answer is the principal as the config now describes it. */
+  revalidate(principal: Principal, ctx: AuthContext): Principal | undefined {
     const blob = keyOf.get(principal)
     if (!blob) return undefined
     const identity = this.identities.get(principal.id)
-    if (!identity?.keys.some((k) => k.blob.equals(blob))) throw new GatewayError('GH_ERR_AUTH_REVOKED', `key ${principal.credential} is no longer registered to identity "${principal.id}"`)
-    return {}
+    const key = identity?.keys.find((k) => k.blob.equals(blob))
+    if (!key) throw new GatewayError('GH_ERR_AUTH_REVOKED', `key ${principal.credential} is no longer registered to identity "${principal.id}"`)
+    return this.authenticate({ kind: 'public-key', user: principal.id, algorithm: key.algorithm, key: blob }, ctx)
   }
 }
 

@@ -149,16 +149,15 @@ export class TokenAuthenticator implements Authenticator {
 
   /**
    * After a reload: the token must still be configured for the identity, unexpired and valid
-   * for this connection; its (possibly changed) expiry is what core ends the session at.
+   * for this connection; the answer is the principal as the config now describes it.
    */
-  revalidate(principal: Principal, ctx: AuthContext): { expiresAt?: number } | undefined {
+  revalidate(principal: Principal, ctx: AuthContext): Principal | undefined {
     const hashText = tokenOf.get(principal)
     if (hashText === undefined) return undefined
     const identity = this.identities.get(principal.id)
     const token = identity?.tokens.find((t) => t.hashText === hashText)
     if (!identity || !token) throw new GatewayError('GH_ERR_AUTH_REVOKED', `${principal.credential} of identity "${principal.id}" is no longer in the configuration`)
-    const accepted = this.accept(identity, token, ctx)
-    return accepted.expiresAt === undefined ? {} : { expiresAt: accepted.expiresAt }
+    return this.accept(identity, token, ctx)
   }
 }
 

@@ -346,7 +346,18 @@ describe('finding 9: sessions and transactions that never end', () => {
       }
       expect(fatal).toMatchObject({ S: 'FATAL', C: '25P03', M: expect.stringContaining('limits.postgres.transactionIdleMs') })
       expect(Date.now() - started).toBeLessThan(3000)
-      // An explicit transaction left open: the same.
+      // Neither Sync nor Flush: the results stay in the server's buffer and the statement looks
+      // busy; the gateway flushes once, and the silence inside the implicit transaction still ends it.
+      const noFlush = await login(g)
+      noFlush.write(Buffer.concat([wire.parse('', 'SELECT * FROM victim'), wire.bind('', ''), wire.execute('')]))
+      let fatal2: Record<string, string> | undefined
+      for (;;) {
+        const m = await noFlush.next(5000)
+        if (!m) break
+        if (m.type === 'E') fatal2 = errorFields(m.body)
+      }
+      expect(fatal2).toMatchObject({ S: 'FATAL', C: '25P03' })
+            // An explicit transaction left open: the same.
       const b = await login(g)
       b.write(wire.query('BEGIN'))
       await b.until('Z')
@@ -359,7 +370,7 @@ describe('finding 9: sessions and transactions that never end', () => {
       expect((await idle.until('Z')).map((m) => m.type).join('')).toBe('TDCZ')
       idle.close()
       const events = protocolEvents(await g.audit())
-      expect(events.filter((e) => e.event === 'limit.postgres.transaction-idle')).toHaveLength(2)
+      expect(events.filter((e) => e.event === 'limit.postgres.transaction-idle')).toHaveLength(3)
     } finally {
       await g.stop()
     }
