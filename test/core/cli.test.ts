@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { connect } from 'node:net'
 import { join, resolve } from 'node:path'
@@ -377,21 +377,20 @@ describe('start: graceful shutdown on SIGTERM', () => {
     }
   }
 
-  it('lets an in-flight query finish, refuses new connections, records outcome and session.end, and exits 0', async () => {
-    const issued = await issue(['--identity', 'agent-1'])
-    const auditPath = join(dir, 'shutdown-audit.jsonl')
-    const configPath = join(dir, 'shutdown.yaml')
+  /** A config file with one postgres connection in front of the cluster, identity agent-1 with `tokens`, reads allowed. */
+  function writeConfig(path: string, o: { name: string; tokens: { id: string; hash: string }[]; extra?: string }): { auditPath: string } {
     const q = JSON.stringify
+    const auditPath = join(dir, `${o.name}-audit.jsonl`)
     writeFileSync(
-      configPath,
-      `dataDir: ${q(join(dir, 'shutdown-data'))}
+      path,
+      `dataDir: ${q(join(dir, `${o.name}-data`))}
 log: { level: info }
 shutdown: { graceMs: 10000 }
 identities:
   - id: agent-1
     groups: [agents]
     tokens:
-      - { id: agent-1-token, hash: ${q(issued.hash)} }
+${o.tokens.map((t) => `      - { id: ${t.id}, hash: ${q(t.hash)} }`).join('\n')}
 plugins:
   - use: audit-jsonl
     config: { path: ${q(auditPath)}, required: true }
@@ -405,9 +404,13 @@ policies:
     principals: { groups: [agents] }
     rules:
       - { id: read, effect: allow, match: { sql.statement: [SELECT] } }
-`,
+${o.extra ?? ''}`,
     )
+    return { auditPath }
+  }
 
+  /** `gatehouse start` as a child process; `port()` resolves once its listener is up. */
+  function startCli(configPath: string) {
     const child = spawn(process.execPath, [CLI, 'start', '--config', configPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
     gateway = child
     let stdout = ''
@@ -419,15 +422,26 @@ policies:
       stdout
         .split('\n')
         .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as { msg: string; address?: string })
-
-    try {
-      // The gateway binds port 0; its "listening" log line names the real address.
+        .map((l) => JSON.parse(l) as { msg: string; address?: string; errors?: string[] })
+    // The gateway binds port 0; its "listening" log line names the real address.
+    const port = async () => {
       const address = await until('the listening log line', () => {
         if (child.exitCode !== null) throw new Error(`gateway exited early (${child.exitCode}): ${stderr}${stdout}`)
-        return logs().find((l) => l.msg === 'listening')?.address
+        return logs().find((l) => l.msg === 'gateway ready') ? logs().find((l) => l.msg === 'listening')?.address : undefined
       })
-      const port = Number(address.split(':').at(-1))
+      return Number(address.split(':').at(-1))
+    }
+    return { child, exited, logs, port, stderr: () => stderr }
+  }
+
+  it('lets an in-flight query finish, refuses new connections, records outcome and session.end, and exits 0', async () => {
+    const issued = await issue(['--identity', 'agent-1'])
+    const configPath = join(dir, 'shutdown.yaml')
+    const { auditPath } = writeConfig(configPath, { name: 'shutdown', tokens: [{ id: 'agent-1-token', hash: issued.hash }] })
+    const { child, exited, logs, port: listening, stderr } = startCli(configPath)
+
+    try {
+      const port = await listening()
       const target = { port, user: 'agent-1', password: issued.token }
 
       // Sanity: a quick query works before shutdown.
@@ -471,7 +485,7 @@ policies:
 
       // The process exits 0 on its own.
       const exit = await exited
-      expect(exit, stderr).toEqual({ code: 0, signal: null })
+      expect(exit, stderr()).toEqual({ code: 0, signal: null })
       expect(logs().map((l) => l.msg)).toContain('stopped')
 
       // The audit file holds the statement's outcome and the end of its session.
@@ -493,52 +507,11 @@ policies:
   it('reload: `gatehouse reload` applies a new token set to the running gateway and ends the removed token\'s session; an invalid file is refused (by the command and on SIGHUP) and the old config stays', async () => {
     const [a, b] = [await issue(['--identity', 'agent-1']), await issue(['--identity', 'agent-1'])]
     const configPath = join(dir, 'reload.yaml')
-    const auditPath = join(dir, 'reload-audit.jsonl')
-    const q = JSON.stringify
-    const write = (tokens: Issued[], extra = '') =>
-      writeFileSync(
-        configPath,
-        `dataDir: ${q(join(dir, 'reload-data'))}
-log: { level: info }
-identities:
-  - id: agent-1
-    groups: [agents]
-    tokens:
-${tokens.map((t, i) => `      - { id: t${i}, hash: ${q(t.hash)} }`).join('\n')}
-plugins:
-  - use: audit-jsonl
-    config: { path: ${q(auditPath)}, required: true }
-connections:
-  - name: pg
-    adapter: postgres
-    listen: "127.0.0.1:0"
-    upstream: { host: ${pg.host}, port: ${pg.port}, database: ${pg.database}, user: ${pg.users.scram.user}, password: ${q(pg.users.scram.password)} }
-policies:
-  - id: agents
-    principals: { groups: [agents] }
-    rules:
-      - { id: read, effect: allow, match: { sql.statement: [SELECT] } }
-${extra}`,
-      )
+    const write = (tokens: Issued[], extra = '') => writeConfig(configPath, { name: 'reload', tokens: tokens.map((t, i) => ({ id: `t${i}`, hash: t.hash })), extra })
     write([a])
-    const child = spawn(process.execPath, [CLI, 'start', '--config', configPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
-    gateway = child
-    let stdout = ''
-    let stderr = ''
-    child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()))
-    const exited = new Promise<{ code: number | null }>((res) => child.once('exit', (code) => res({ code })))
-    const logs = () =>
-      stdout
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as { msg: string; address?: string; errors?: string[] })
+    const { child, exited, logs, port: listening } = startCli(configPath)
     try {
-      const address = await until('the listening log line', () => {
-        if (child.exitCode !== null) throw new Error(`gateway exited early (${child.exitCode}): ${stderr}${stdout}`)
-        return logs().find((l) => l.msg === 'gateway ready') ? logs().find((l) => l.msg === 'listening')?.address : undefined
-      })
-      const port = Number(address.split(':').at(-1))
+      const port = await listening()
       const as = (t: Issued) => ({ port, user: 'agent-1', password: t.token })
       expect((await psql(as(a), 'select 1;')).stdout.trim()).toBe('1')
       expect((await psql(as(b), 'select 1;')).stderr).toContain('authentication failed')
@@ -567,6 +540,14 @@ ${extra}`,
       const logged = await until('the reload refused log line', () => logs().find((l) => l.msg.startsWith('reload refused')))
       expect(logged.errors).toEqual(['bogus: unknown field'])
       expect((await psql(as(b), 'select 3;')).stdout.trim()).toBe('3')
+      // a copy elsewhere: valid, but not the file the gateway reads, and the command says so
+      write([b])
+      const copy = join(dir, 'reload-copy.yaml')
+      writeFileSync(copy, readFileSync(configPath))
+      const other = await cli(['reload', '--config', copy])
+      expect(other.code).toBe(1)
+      expect(other.stderr).toContain(`read ${realpathSync(configPath)}`)
+      expect(other.stderr).toContain(`not the file checked here (${realpathSync(copy)}`)
       expect(child.exitCode).toBeNull()
     } finally {
       if (child.exitCode === null) child.kill('SIGTERM')
