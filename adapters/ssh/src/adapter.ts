@@ -3,7 +3,7 @@ import { createRequire } from 'node:module'
 import { createServer, type Socket } from 'node:net'
 import ssh2, { type CipherAlgorithm } from 'ssh2'
 import { BackgroundPool, checkMovedOptions, GatewayError, inject, injectable, serveListener, PluginContextToken, TerminalRecorder, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
-import { SshOptions, UpstreamConfig } from './config.js'
+import { SshLimits, SshOptions, UpstreamConfig } from './config.js'
 import { SshSession } from './session.js'
 import { analyzeCommand, loadShellParser, type CommandAnalysis } from './shell/programs.js'
 
@@ -28,6 +28,8 @@ const CIPHERS: CipherAlgorithm[] = NATIVE_CHACHA ? ['chacha20-poly1305@openssh.c
 export class SshAdapter implements ProtocolAdapter {
   readonly protocol = 'ssh'
   readonly actions = ['ssh.exec', 'ssh.shell', 'ssh.sftp', 'ssh.subsystem', 'ssh.forward', 'ssh.agent-forward', 'ssh.x11', 'ssh.env', 'ssh.signal', 'ssh.channel', 'ssh.packet'] as const
+  /** Its own limits, under `limits.ssh`. */
+  readonly limits = SshLimits
   private readonly logger: Logger
   /**
    * Command lines are analysed off the event loop, each within a second: tree-sitter's error

@@ -34,3 +34,13 @@ export const SshOptions = Type.Object(
   { additionalProperties: false },
 )
 export type SshOptions = Static<typeof SshOptions>
+
+/** The SSH adapter's own limits, under `limits.ssh`: validated, resolved, counted and audited by core. */
+export const SshLimits = Type.Object(
+  {
+    sftpInFlight: Type.Integer({ minimum: 1, default: 128, description: "reads and writes one SFTP session may have at the target at once (OpenSSH's sftp keeps 64); more are answered with a failure" }),
+    sftpUnreadBytes: Type.Integer({ minimum: 65536, default: 16 * 1024 * 1024, description: 'SFTP replies waiting for a client that does not read them; past this the session is ended' }),
+  },
+  { additionalProperties: false, default: {} },
+)
+export type SshLimits = Static<typeof SshLimits>

@@ -477,7 +477,7 @@ export class SshSession {
           return handler(...args)
         }),
       (reason) => {
-        void this.deps.pipeline.limitReached(this.info, 'sftp', reason)
+        void this.deps.pipeline.limitReached(this.info, 'ssh.sftp-unread', reason)
         this.close(reason)
       },
     )

@@ -33,15 +33,12 @@
 import { posix } from 'node:path'
 import ssh2, { type Attributes, type FileEntry, type SFTPWrapper } from 'ssh2'
 import type { GatewayRequest, Pipeline, SessionInfo } from '@gatehouse/core'
+import type { SshLimits } from './config.js'
 
 const { OPEN_MODE, STATUS_CODE } = ssh2.utils.sftp
 
 /** The most one READ is given (OpenSSH's sftp asks for 32 KiB without the limits extension, which the gateway does not offer). */
 const MAX_READ = 64 * 1024
-/** Reads and writes one SFTP session may have at the target at once (OpenSSH's sftp keeps 64). */
-const MAX_IN_FLIGHT = 128
-/** Replies waiting for the client's window before the session is ended: a client that asks and never reads would grow them without bound. */
-const MAX_BUFFERED = 16 * 1024 * 1024
 
 /** Registers a handler so that a throw or a rejection ends the session only (SshSession.on). */
 export type Guard = (emitter: { on(event: string, listener: (...args: never[]) => void): unknown }, event: string, where: string, handler: (...args: never[]) => unknown) => void
@@ -220,23 +217,25 @@ export class SftpProxy {
   }
 
   /**
-   * Whether one more read or write may go to the target: at most MAX_IN_FLIGHT at once, and not
-   * while more than MAX_BUFFERED of replies wait for a client that does not read them (that ends
-   * the session).
+   * Whether one more read or write may go to the target: at most `limits.ssh.sftpInFlight` at
+   * once, and not while more than `sftpUnreadBytes` of replies wait for a client that does not
+   * read them (a client that asks and never reads would grow them without bound: that ends the
+   * session).
    */
   private admitIo(id: number): boolean {
+    const { sftpInFlight, sftpUnreadBytes } = this.pipeline.limits.adapter as SshLimits
     const buffered = ((this.client as unknown as { _buffer?: Buffer[] })._buffer ?? []).reduce((n, b) => n + b.length, 0)
-    if (buffered > MAX_BUFFERED) {
-      this.limit(`the sftp client asked for more than ${MAX_BUFFERED} bytes it does not read`)
+    if (buffered > sftpUnreadBytes) {
+      this.limit(`the sftp client asked for more than ${sftpUnreadBytes} bytes it does not read (limits.ssh.sftpUnreadBytes)`)
       return false
     }
-    if (this.inFlight >= MAX_IN_FLIGHT) {
+    if (this.inFlight >= sftpInFlight) {
       // recorded once per sftp session (a client over the limit would otherwise write a record per request)
       if (!this.overInFlight) {
         this.overInFlight = true
-        void this.pipeline.limitReached(this.session, 'sftp-in-flight', `the sftp client had more than ${MAX_IN_FLIGHT} reads and writes in flight; the excess is answered with a failure`)
+        void this.pipeline.limitReached(this.session, 'ssh.sftp-in-flight', `the sftp client had more than ${sftpInFlight} reads and writes in flight (limits.ssh.sftpInFlight); the excess is answered with a failure`)
       }
-      this.client.status(id, STATUS_CODE.FAILURE, `gatehouse: more than ${MAX_IN_FLIGHT} reads and writes in flight`)
+      this.client.status(id, STATUS_CODE.FAILURE, `gatehouse: more than ${sftpInFlight} reads and writes in flight (limits.ssh.sftpInFlight)`)
       return false
     }
     this.inFlight++

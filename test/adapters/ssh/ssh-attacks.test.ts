@@ -307,6 +307,30 @@ describe('sftp paths are judged as the target resolves them', () => {
 
 })
 
+describe('sftp limits (limits.ssh)', () => {
+  it('answers reads past sftpInFlight with a failure naming the limit, records it once, and the session goes on', async () => {
+    const running = structuredClone(gw.gateway.config)
+    await gw.gateway.reload({ ...structuredClone(running), limits: { ...running.limits, ssh: { sftpInFlight: 4 } } })
+    const c = await client()
+    try {
+      const s = await sftpOf(c)
+      const handle = await new Promise<Buffer>((resolve, reject) => s.open(`${art}/build.txt`, 'r', (err, h) => (err ? reject(err) : resolve(h))))
+      const read = () => new Promise<string>((resolve) => s.read(handle, Buffer.alloc(9), 0, 9, 0, (err, n, buf) => resolve(err ? `error: ${err.message}` : buf.subarray(0, n).toString())))
+      const results = await Promise.all(Array.from({ length: 40 }, read))
+      expect(results.filter((r) => r === 'artifact\n').length).toBeGreaterThanOrEqual(4)
+      const refused = results.filter((r) => r.startsWith('error'))
+      expect(refused.length).toBeGreaterThan(0)
+      expect(refused[0]).toContain('more than 4 reads and writes in flight (limits.ssh.sftpInFlight)')
+      expect(await read()).toBe('artifact\n')
+      const events = (await gw.audit()).filter((e) => e.type === 'protocol' && (e as { event?: string }).event === 'limit.ssh.sftp-in-flight')
+      expect(events).toHaveLength(1)
+    } finally {
+      c.end()
+      await gw.gateway.reload(running)
+    }
+  })
+})
+
 describe('handles and metadata', () => {
   it('judges fsetstat on a read-only handle as setstat on its path: a read grant cannot chmod', async () => {
     const before = statSync(join(art, 'build.txt')).mode & 0o7777
