@@ -8,11 +8,13 @@ import { loadSqlParser, SqlAnalyzer } from './sql/analyze.js'
 import { BackgroundParser } from './sql/background.js'
 import { buildError } from './codec/backend.js'
 import { SQLSTATE } from './errors.js'
+import { FunctionOids } from './function-oids.js'
+import { queryUpstream } from './upstream.js'
 
 @injectable()
 export class PostgresAdapter implements ProtocolAdapter {
   readonly protocol = 'postgres'
-  readonly actions = ['sql.query', 'sql.function-call'] as const
+  readonly actions = ['sql.query'] as const
   /** Its own limits, under `limits.postgres`. */
   readonly limits = PostgresLimits
   /** Parses every text the analysis cache has not seen, off the event loop, with a time budget. */
@@ -54,6 +56,7 @@ export class PostgresAdapter implements ProtocolAdapter {
     const tls = connection.tls ? { context: createSecureContext({ cert: connection.tls.cert, key: connection.tls.key }), required: connection.tls.required } : undefined
     const logger = this.logger.child({ connection: connection.name })
     const cancelKeys = new Map<string, PostgresSession>()
+    const functionOids = new FunctionOids((sql) => queryUpstream(upstream, sql, signal))
     const sessions = new Set<PostgresSession>()
     let accepting = true
     const server: Server = createServer({ noDelay: true }, (socket: Socket) => {
@@ -68,7 +71,7 @@ export class PostgresAdapter implements ProtocolAdapter {
         socket.end(buildError({ severity: 'FATAL', code: SQLSTATE.tooManyConnections, message: 'gatehouse: too many connections are logging in from this address; try again later' }))
         return
       }
-      const started = new PostgresSession(socket, { connection, upstream, options, tls, pipeline, analyzer: this.analyzer, logger, cancelKeys, loggedIn: () => slot.authenticated() })
+      const started = new PostgresSession(socket, { connection, upstream, options, tls, pipeline, analyzer: this.analyzer, logger, cancelKeys, functionOids, loggedIn: () => slot.authenticated() })
       session = started
       sessions.add(started)
       socket.once('close', () => {

@@ -43,6 +43,7 @@ import {
   type Termination,
 } from '@gatehouse/core'
 import type { PostgresLimits } from './config.js'
+import { callText, type FunctionName, type FunctionOids } from './function-oids.js'
 import { AUTH, B, buildAuth, buildAuthSasl, buildBackendKeyData, buildError, buildReadyForQuery, parseCommandTag, parseErrorFields, parseParameterStatus, rowsFromTag } from './codec/backend.js'
 import {
   buildExecute,
@@ -58,6 +59,7 @@ import {
   type BindMessage,
   type ParseMessage,
   parseExecute,
+  parseFunctionCall,
   parseParse,
   parsePassword,
   parseSaslInitial,
@@ -85,6 +87,8 @@ export interface SessionDeps {
   readonly pipeline: Pipeline
   readonly analyzer: SqlAnalyzer
   readonly logger: Logger
+  /** Function OIDs to names, for FunctionCall (shared by the connection's sessions). */
+  readonly functionOids: FunctionOids
   /** Cancel keys handed to clients → the session that owns them. */
   readonly cancelKeys: Map<string, PostgresSession>
   /** Called once the client has logged in and the upstream is ready: it no longer counts against core's login limits. */
@@ -106,7 +110,7 @@ interface Pending {
 type Outcome = { rows?: number; status?: string; error?: { code: string; message: string }; skipped?: boolean }
 
 type Expectation =
-  | { kind: 'query'; stmts: Pending[]; idx: number; substitute?: Buffer }
+  | { kind: 'query'; stmts: Pending[]; idx: number; substitute?: Buffer; fastpath?: true }
   | { kind: 'parse'; change: NameChange; pending: Pending }
   | { kind: 'bind'; change: NameChange }
   | { kind: 'close'; change: NameChange }
@@ -652,7 +656,7 @@ export class PostgresSession {
         this.close('client terminated')
         return undefined
       case F.FunctionCall:
-        return this.afterQuiet(() => this.refuseFunctionCall(msg), this.afterUnsynced())
+        return this.afterQuiet(() => this.onFunctionCall(msg), this.afterUnsynced())
       default:
         throw new ProtocolViolation(`unexpected message type '${String.fromCharCode(t)}'`)
     }
@@ -823,18 +827,18 @@ export class PostgresSession {
     return undefined
   }
 
-  private afterAdmission(raw: Buffer, request: GatewayRequest, admission: Admission, kind: 'query' | 'execute'): void {
+  private afterAdmission(raw: Buffer, request: GatewayRequest, admission: Admission, kind: 'query' | 'execute' | 'fastpath'): void {
     if (this.closed) return
     if (kind === 'execute' && this.skipping(admission.admitted ? { request, rows: 0 } : undefined)) return
     if (!admission.admitted) {
       // The pipeline has recorded the refusal; the client sees it where PostgreSQL would put an error.
-      ;(kind === 'query' ? this.substituteQuery : this.substituteExtended)(renderError(admission.error))
+      ;(kind === 'execute' ? this.substituteExtended : this.substituteQuery)(renderError(admission.error))
       return
     }
     const pending: Pending = { request, rows: 0, at: this.state.position }
     this.forgetSqlLevelState(pending)
-    if (kind === 'query') {
-      this.expect.push({ kind: 'query', stmts: [pending], idx: 0 })
+    if (kind === 'query' || kind === 'fastpath') {
+      this.expect.push({ kind: 'query', stmts: [pending], idx: 0, ...(kind === 'fastpath' ? { fastpath: true as const } : {}) })
       this.toUpstream(raw)
       this.state.endBlock()
       this.unsynced = false
@@ -908,10 +912,32 @@ export class PostgresSession {
     this.unsynced = false
   }
 
-  private async refuseFunctionCall(msg: FrontendMessage): Promise<void> {
-    const oid = msg.body.length >= 4 ? msg.body.readUInt32BE(0) : 0
-    const request = this.deps.pipeline.request((this.handle as SessionHandle).info, { action: 'sql.function-call', text: `FunctionCall oid=${oid}`, attrs: { sql: { functionOid: oid } } })
-    return this.refuse(request, 'gatehouse/function-call', 'the FunctionCall protocol message is not allowed through the gateway', 'GH_ERR_PROTOCOL_UNSUPPORTED', this.substituteQuery)
+  /**
+   * A FunctionCall (large objects through libpq, psycopg2, pgjdbc, pg_dump): judged as the SQL
+   * call of the function its OID names on the upstream, with the same attributes and rules as
+   * `SELECT schema.name($1, …)` and its arguments as parameters, then forwarded as sent.
+   */
+  private async onFunctionCall(msg: FrontendMessage): Promise<void> {
+    const call = parseFunctionCall(msg.body)
+    const info = (this.handle as SessionHandle).info
+    const unresolved = (reason: string, code: ErrorCode, sqlstate: string) =>
+      this.refuse(this.deps.pipeline.request(info, { action: 'sql.query', text: `FunctionCall oid=${call.oid}`, attrs: { sql: { error: reason }, functionCall: { oid: call.oid } }, params: call.args }), 'gatehouse/function-call', reason, code, this.substituteQuery, sqlstate)
+    let fn: FunctionName | undefined
+    try {
+      fn = await this.deps.functionOids.resolve(call.oid)
+    } catch (err) {
+      return unresolved(`the gateway could not look up function OID ${call.oid}: ${isGatewayError(err) ? err.message : String(err)}`, 'GH_ERR_UPSTREAM_UNAVAILABLE', SQLSTATE.connectionFailure)
+    }
+    if (this.closed) return
+    if (!fn) return unresolved(`function with OID ${call.oid} does not exist`, 'GH_ERR_POLICY_DENIED', '42883')
+    const text = callText(fn, call.args.length)
+    const analysis = await this.deps.analyzer.analyzeOrDefer(text, this.owner())
+    if (this.closed) return
+    const unjudgeable = this.refuseUnjudgeable(text, analysis, call.args, this.substituteQuery)
+    if (unjudgeable || !analysis.ok) return unjudgeable
+    const facts = (analysis.statements[0] as AnalyzedStatement).facts
+    const request = this.deps.pipeline.request(info, { action: 'sql.query', text, attrs: { sql: facts, functionCall: { oid: call.oid, function: `${fn.schema}.${fn.name}` } }, params: call.args })
+    this.afterAdmission(msg.raw, request, await this.deps.pipeline.admit(request), 'fastpath')
   }
 
   // ---------------------------------------------------------------- extended protocol
@@ -1329,6 +1355,15 @@ export class PostgresSession {
         if (head?.kind === 'execute') this.expect.shift()
         else if (head?.kind !== 'query') throw new Desync('EmptyQueryResponse', head)
         return undefined
+      case B.FunctionCallResponse: {
+        if (head?.kind !== 'query' || !head.fastpath) throw new Desync('FunctionCallResponse', head)
+        const p = head.stmts[head.idx++]
+        if (p) {
+          p.done = { status: 'FUNCTION CALL' }
+          this.completed.push(p)
+        }
+        return undefined
+      }
       case B.PortalSuspended:
         if (head?.kind !== 'execute') throw new Desync('PortalSuspended', head)
         this.expect.shift()

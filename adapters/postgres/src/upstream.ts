@@ -9,7 +9,7 @@ import { connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls'
 import { GatewayError, ScramClient } from '@gatehouse/core'
 import { AUTH, B, parseErrorFields, parseParameterStatus } from './codec/backend.js'
-import { buildCancel, buildPassword, buildSaslInitial, buildSaslResponse, buildSslRequest, buildStartup } from './codec/frontend.js'
+import { buildCancel, buildPassword, buildQuery, buildSaslInitial, buildSaslResponse, buildSslRequest, buildStartup, TERMINATE } from './codec/frontend.js'
 import type { UpstreamConfig } from './config.js'
 
 export interface UpstreamSession {
@@ -242,4 +242,39 @@ export async function cancelUpstream(cfg: UpstreamConfig, pid: number, secret: B
     socket.once('error', () => resolve())
   })
   socket.destroy()
+}
+
+/**
+ * Runs one catalog query on a connection of its own (the gateway's credentials, the connection's
+ * database) and returns its rows as text; a server error is thrown as GH_ERR_UPSTREAM_UNAVAILABLE.
+ * For lookups the gateway needs to judge a request, never for the client's own statements.
+ */
+export async function queryUpstream(cfg: UpstreamConfig, sql: string, signal: AbortSignal): Promise<(string | null)[][]> {
+  const up = await connectUpstream(cfg, { client_encoding: 'UTF8', application_name: 'gatehouse catalog lookup' }, signal)
+  const reader = new LoginReader(up.socket)
+  try {
+    up.socket.write(buildQuery(sql))
+    const rows: (string | null)[][] = []
+    let error: string | undefined
+    for (;;) {
+      const { type, body } = await reader.message()
+      if (type === B.DataRow) {
+        const row: (string | null)[] = []
+        let at = 2
+        for (let i = body.readInt16BE(0); i > 0; i--) {
+          const len = body.readInt32BE(at)
+          at += 4
+          row.push(len < 0 ? null : body.toString('utf8', at, at + len))
+          if (len > 0) at += len
+        }
+        rows.push(row)
+      } else if (type === B.ErrorResponse) error = parseErrorFields(body).get('M') ?? 'error'
+      else if (type === B.ReadyForQuery) break
+    }
+    if (error !== undefined) throw new GatewayError('GH_ERR_UPSTREAM_UNAVAILABLE', `catalog lookup failed: ${error}`)
+    return rows
+  } finally {
+    up.socket.end(TERMINATE)
+    up.socket.destroy()
+  }
 }

@@ -221,7 +221,7 @@ describe('validation at boot', () => {
   })
 
   it('an unknown action names the path and the actions the connection produces', async () => {
-    await expect(build([{ id: 'p', rules: [{ effect: 'allow', actions: ['sql.querry'] }] }])).rejects.toThrow(/policies\[0\]\.rules\[0\]\.actions\[0\]: unknown action "sql.querry"; this policy's connections produce: sql.function-call, sql.query/)
+    await expect(build([{ id: 'p', rules: [{ effect: 'allow', actions: ['sql.querry'] }] }])).rejects.toThrow(/policies\[0\]\.rules\[0\]\.actions\[0\]: unknown action "sql.querry"; this policy's connections produce: sql.query/)
     await expect(build([{ id: 'p', rules: [{ effect: 'allow', actions: ['ssh.*'] }] }])).rejects.toThrow(/unknown action "ssh\.\*"/)
     await expect(build([{ id: 'p', rules: [{ effect: 'allow', actions: ['sql.*'] }] }])).resolves.toBeDefined()
   })

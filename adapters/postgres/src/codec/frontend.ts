@@ -93,6 +93,30 @@ export function parseBind(body: Buffer): BindMessage {
   return { portal, statement, params }
 }
 
+/** A FunctionCall ('F', the fast-path interface large objects use): the function's OID and its arguments as Bind carries them. */
+export function parseFunctionCall(body: Buffer): { oid: number; args: (string | null)[] } {
+  const r = new BodyReader(body)
+  const oid = r.int32() >>> 0
+  const nFormats = r.int16()
+  const formats: number[] = []
+  for (let i = 0; i < nFormats; i++) formats.push(r.int16())
+  const nArgs = r.int16()
+  if (nFormats > 1 && nFormats !== nArgs) throw new ProtocolViolation(`FunctionCall has ${nFormats} argument formats for ${nArgs} arguments`)
+  const args: (string | null)[] = []
+  for (let i = 0; i < nArgs; i++) {
+    const len = r.int32()
+    if (len === -1) {
+      args.push(null)
+      continue
+    }
+    const bytes = r.bytes(len)
+    const format = nFormats === 0 ? 0 : nFormats === 1 ? formats[0] : formats[i]
+    args.push(format === 1 ? `base64:${bytes.toString('base64')}` : bytes.toString('utf8'))
+  }
+  r.int16() // the result's format
+  return { oid, args }
+}
+
 export function parseExecute(body: Buffer): { portal: string; maxRows: number } {
   const r = new BodyReader(body)
   return { portal: r.cstring(), maxRows: r.int32() }

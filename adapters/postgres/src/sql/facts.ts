@@ -826,8 +826,31 @@ function variableSetRisk(v: VariableSet): string | undefined {
   return settingValueRisk(v.name, constText(args[0]))
 }
 
+/**
+ * set_config with a computed name (pg_dump's `set_config(name, 'view, foreign-table', false) FROM
+ * pg_settings WHERE name = …`) can only hurt when its value could turn one of the settings the
+ * gateway reads text under to something it cannot read: a spelling of boolean false
+ * (standard_conforming_strings) or an encoding name other than UTF-8 (client_encoding). Any
+ * other constant value is harmless to the gateway, and the call is judged by policy as usual.
+ */
 function setConfigRisk(args: unknown[]): string | undefined {
   const name = constText(args[0])
-  if (name === undefined) return 'calls set_config with a computed parameter name'
-  return settingValueRisk(name, constText(args[1]))
+  const value = constText(args[1])
+  if (name !== undefined) return settingValueRisk(name, value)
+  if (value === undefined) return 'calls set_config with a computed parameter name and value'
+  if (couldBeFalse(value) || couldBeEncoding(value)) return `calls set_config with a computed parameter name and the value '${value}', which could turn standard_conforming_strings off or change client_encoding`
+  return undefined
+}
+
+/** Every spelling PostgreSQL's parse_bool reads as false: a prefix of false, no, off (at least "of"), or 0. */
+function couldBeFalse(value: string): boolean {
+  const v = value.trim().toLowerCase()
+  if (v === '') return false
+  return 'false'.startsWith(v) || 'no'.startsWith(v) || (v.length >= 2 && 'off'.startsWith(v)) || v === '0'
+}
+
+/** A value shaped like an encoding name (letters, digits, '-' and '_') that is not UTF-8. */
+function couldBeEncoding(value: string): boolean {
+  const v = value.trim()
+  return /^[A-Za-z0-9_-]+$/.test(v) && !isAcceptedClientEncoding(v)
 }
