@@ -31,7 +31,7 @@ export const PostgresOptions = Type.Object(
     }),
     forwardParams: Type.Array(Type.String(), {
       default: ['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'extra_float_digits'],
-      description: 'startup parameters passed from the client to the upstream (never `options`, `user`, `database`, `replication`)',
+      description: 'startup settings passed from the client to the upstream without asking policy (what drivers send on their own); every other setting, as a startup parameter or `-c name=value` in `options`, is judged as the SET it amounts to',
     }),
   },
   { additionalProperties: false, default: {} },

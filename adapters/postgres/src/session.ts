@@ -25,7 +25,7 @@
  * - While a statement waits for the pipeline (policy, the intent record), reading from the
  *   client pauses; backend data is streamed to the client without being buffered whole.
  */
-import { randomBytes, randomInt } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { isUtf8 } from 'node:buffer'
 import type { Socket } from 'node:net'
 import { TLSSocket, type SecureContext } from 'node:tls'
@@ -44,6 +44,7 @@ import {
 } from '@gatehouse/core'
 import type { PostgresLimits } from './config.js'
 import { callText, type FunctionName, type FunctionOids } from './function-oids.js'
+import { setText, startupSettings } from './startup-settings.js'
 import { AUTH, B, buildAuth, buildAuthSasl, buildBackendKeyData, buildError, buildReadyForQuery, parseCommandTag, parseErrorFields, parseParameterStatus, rowsFromTag } from './codec/backend.js'
 import {
   buildExecute,
@@ -77,7 +78,7 @@ import { NO_SUCH_NAME, RESERVED_PREFIX, SessionModel, type NameChange, type Serv
 import type { AnalyzedStatement, SqlAnalysis, SqlAnalyzer } from './sql/analyze.js'
 import { isAcceptedClientEncoding, mergeExecuted, preparedFacts, type SqlFacts } from './sql/facts.js'
 import { tagContradicts } from './sql/tags.js'
-import { cancelUpstream, connectUpstream, type UpstreamSession } from './upstream.js'
+import { cancelUpstream, connectUpstream, UpstreamRefused, type UpstreamSession } from './upstream.js'
 
 export interface SessionDeps {
   readonly connection: ConnectionConfig
@@ -495,19 +496,23 @@ export class PostgresSession {
   private async connectUpstream(): Promise<void> {
     this.phase = 'connecting'
     const handle = this.handle as SessionHandle
-    const forwarded: Record<string, string> = {}
-    for (const name of this.deps.options.forwardParams) {
-      const v = this.startupParams.get(name)
-      if (v !== undefined && !['user', 'database', 'options', 'replication'].includes(name)) forwarded[name] = v
-    }
+    const forwarded = await this.startupSettings()
+    if (!forwarded || this.closed) return
     // The gateway reads text as UTF-8: the server must too, whatever its database's encoding.
-    const encoding = forwarded.client_encoding
-    if (encoding === undefined || !isSqlAscii(encoding)) forwarded.client_encoding = 'UTF8'
+    const encoding = forwarded.params.client_encoding
+    if (encoding === undefined || !isSqlAscii(encoding)) forwarded.params.client_encoding = 'UTF8'
     let up: UpstreamSession
     try {
-      up = await connectUpstream(this.deps.upstream, forwarded, handle.info.signal)
+      up = await connectUpstream(this.deps.upstream, forwarded.params, handle.info.signal)
     } catch (err) {
       const e = isGatewayError(err) ? err : new GatewayError('GH_ERR_UPSTREAM_UNAVAILABLE', String(err))
+      for (const r of forwarded.judged) this.deps.pipeline.complete(r, { error: { code: e.code, message: e.message } })
+      // The server refused a setting the client asked for: the client sees why, as it would directly.
+      if (err instanceof UpstreamRefused && err.setting && forwarded.asked) {
+        this.closeReason = `${e.code}: ${e.message}`
+        this.endWith(err.sqlstate, err.serverMessage, 'startup.refused', { code: e.code })
+        return
+      }
       this.deps.logger.warn({ session: handle.info.id, code: e.code, err: e.message }, 'upstream connection failed')
       const sqlstate = e.code === 'GH_ERR_UPSTREAM_AUTH' ? SQLSTATE.serverRejected : SQLSTATE.connectionFailure
       this.closeReason = `${e.code}: ${e.message}`
@@ -519,6 +524,7 @@ export class PostgresSession {
       return
     }
     this.deps.loggedIn?.()
+    for (const r of forwarded.judged) this.deps.pipeline.complete(r, { status: 'SET' })
     this.upstream = up
     this.upSocket = up.socket
     this.model = new SessionModel({ parameters: up.parameters, status: up.status })
@@ -528,8 +534,10 @@ export class PostgresSession {
       this.endWith(SQLSTATE.featureNotSupported, `gatehouse: ${unreadable}`, 'startup.refused', { client_encoding: this.model.settings.get('client_encoding'), server_encoding: this.model.settings.get('server_encoding') })
       return
     }
-    // Our own cancel key: the upstream's never reaches the client.
-    const pid = randomInt(1, 0x7fffffff)
+    // The upstream backend's real pid (clients compare it with pg_backend_pid(), filter their own
+    // NOTIFYs by it, terminate their own backend with it), with a secret of the gateway's own:
+    // the upstream's secret never reaches the client, so a cancel goes through the gateway.
+    const pid = up.pid
     const secret = randomBytes(4)
     this.cancelKey = keyOf(pid, secret)
     this.deps.cancelKeys.set(this.cancelKey, this)
@@ -546,6 +554,63 @@ export class PostgresSession {
     this.client.uncork()
     this.phase = 'ready'
     if (up.leftover.length > 0) this.onUpstreamData(up.leftover)
+  }
+
+  /**
+   * The settings the client asked for at startup (startup-settings.ts), as the startup parameters
+   * to send upstream. Those named in `options.forwardParams` (what drivers send on their own:
+   * application_name, DateStyle …) pass as before; every other one is judged as the `SET` it
+   * amounts to (action sql.query, attribute `startup`), and a refusal ends the session with a
+   * FATAL naming the setting. Any of them that would make the gateway misread text is refused
+   * before policy. Undefined when the session was ended.
+   */
+  private async startupSettings(): Promise<{ params: Record<string, string>; judged: GatewayRequest[]; asked: boolean } | undefined> {
+    const asked = startupSettings(this.startupParams)
+    if ('error' in asked) {
+      this.endWith(SQLSTATE.featureNotSupported, `gatehouse: ${asked.error}`, 'startup.refused')
+      return undefined
+    }
+    const passed = new Set(this.deps.options.forwardParams.map((n) => n.toLowerCase()))
+    const info = (this.handle as SessionHandle).info
+    const params: Record<string, string> = {}
+    const judged: GatewayRequest[] = []
+    for (const setting of asked.settings) {
+      // PostgreSQL's setting names are case-insensitive: one name, one value, as the gateway judged it.
+      const name = setting.name.toLowerCase()
+      if (name === 'client_encoding') {
+        if (!isAcceptedClientEncoding(setting.value) && !isSqlAscii(setting.value)) {
+          this.endWith(SQLSTATE.featureNotSupported, `gatehouse: client_encoding "${setting.value}" is not supported: the gateway reads SQL as UTF-8 (connect with client_encoding=UTF8)`, 'startup.refused', { client_encoding: setting.value })
+          return undefined
+        }
+        params[name] = setting.value
+        continue
+      }
+      const text = setText({ ...setting, name })
+      const analysis = await this.deps.analyzer.analyzeOrDefer(text, this.owner())
+      if (this.closed) return undefined
+      const u = unjudgeable(text, analysis)
+      const facts = analysis.ok ? (analysis.statements[0] as AnalyzedStatement | undefined)?.facts : undefined
+      if (u || !facts) {
+        const reason = u?.reason ?? 'the setting could not be read'
+        const request = this.deps.pipeline.request(info, { action: 'sql.query', text, attrs: { ...(u?.attrs ?? {}), startup: { from: setting.from } } })
+        const error = await this.deps.pipeline.refuse(request, { rule: u?.rule ?? 'gatehouse/parse', reason, code: u?.code ?? 'GH_ERR_PARSE_FAILED' })
+        this.fatal(SQLSTATE.featureNotSupported, `gatehouse: the startup setting ${name} was refused: ${error.clientMessage}`)
+        return undefined
+      }
+      if (!passed.has(name)) {
+        const request = this.deps.pipeline.request(info, { action: 'sql.query', text, attrs: { sql: facts, startup: { from: setting.from } } })
+        const admission = await this.deps.pipeline.admit(request)
+        if (this.closed) return undefined
+        if (!admission.admitted) {
+          // The pipeline recorded the refusal; the client learns which setting, and why.
+          this.fatal(SQLSTATE.insufficientPrivilege, `gatehouse: the startup setting ${name} was refused: ${admission.error.clientMessage}`)
+          return undefined
+        }
+        judged.push(request)
+      }
+      params[name] = setting.value
+    }
+    return { params, judged, asked: judged.length > 0 }
   }
 
   /** Why the server would read the client's bytes in an encoding other than the gateway's, if it would. */

@@ -112,12 +112,28 @@ class LoginReader {
   }
 }
 
+/** The upstream refused the login; `setting` is set when it refused a setting the client asked for (its message names it). */
+export class UpstreamRefused extends GatewayError {
+  constructor(
+    code: 'GH_ERR_UPSTREAM_AUTH' | 'GH_ERR_UPSTREAM_UNAVAILABLE',
+    readonly sqlstate: string,
+    readonly serverMessage: string,
+  ) {
+    super(code, `upstream refused the connection: ${serverMessage} (SQLSTATE ${sqlstate})`)
+  }
+
+  /** A refusal of a setting's name or value (22023, 42704, 55P02 …), which the client may see as is. */
+  get setting(): boolean {
+    return /^(22|42|55)/.test(this.sqlstate)
+  }
+}
+
 function serverError(body: Buffer, code: 'GH_ERR_UPSTREAM_AUTH' | 'GH_ERR_UPSTREAM_UNAVAILABLE'): GatewayError {
   const f = parseErrorFields(body)
   const sqlstate = f.get('C') ?? ''
   // 28xxx: the server refused our credentials.
   const kind = sqlstate.startsWith('28') ? 'GH_ERR_UPSTREAM_AUTH' : code
-  return new GatewayError(kind, `upstream refused the connection: ${f.get('M') ?? 'unknown error'} (SQLSTATE ${sqlstate})`)
+  return new UpstreamRefused(kind, sqlstate, f.get('M') ?? 'unknown error')
 }
 
 /** Opens and logs in an upstream connection. Throws GatewayError (GH_ERR_UPSTREAM_*) with a safe message. */

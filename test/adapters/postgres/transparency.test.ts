@@ -1,0 +1,205 @@
+/**
+ * Real clients behave through the gateway as they do directly: pg_dump and pg_restore with a
+ * large object, startup settings (PGOPTIONS, node `pg`'s statement_timeout and options) judged
+ * and applied — never dropped —, large objects through the FunctionCall message (psql
+ * \lo_import/\lo_export, psycopg2 lobject), and the upstream's real backend pid.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
+import type { AuditEvent, RequestEvent } from '@gatehouse/core'
+import { psql, runClient } from '../../fixtures/clients.js'
+import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
+import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
+
+let cluster: PgCluster
+let gw: TestGateway
+let dir: string
+
+/**
+ * What a backup job needs and nothing more: reads (SELECT and COPY out), the session and
+ * transaction settings pg_dump makes, LOCK … IN ACCESS SHARE MODE, and reading large objects.
+ * Writes, DDL, reaching out of the server and privileged calls stay denied.
+ */
+const BACKUP_POLICY = [
+  {
+    id: 'backup',
+    principals: { ids: ['backup'] },
+    // not sql-privilege: it denies any SET of row_security, and pg_dump sets it (off: an error
+    // instead of rows hidden by row-level security)
+    include: ['sql-outbound', 'sql-ddl'],
+    rules: [
+      { id: 'no-role-change', effect: 'deny', match: { 'sql.settings': ['role', 'session_authorization'] }, reason: 'backups run as themselves' },
+      { id: 'no-lo-writes', effect: 'deny', match: { 'sql.functionNames': ['lo_creat', 'lo_create', 'lowrite', 'lo_unlink', 'lo_truncate', 'lo_truncate64', 'lo_put', 'lo_from_bytea', 'lo_import', 'lo_export'] }, reason: 'backups do not change large objects' },
+      { id: 'dump', effect: 'allow', match: { 'sql.statement': ['SELECT', 'SET', 'SHOW', 'BEGIN', 'COMMIT', 'ROLLBACK', 'LOCK', 'COPY', 'PREPARE', 'EXECUTE', 'DEALLOCATE', 'DECLARE', 'FETCH', 'CLOSE'] }, when: "!has(request.sql.copy) || request.sql.copy.direction == 'to'" },
+    ],
+  },
+  {
+    id: 'agents',
+    principals: { groups: ['agents'] },
+    rules: [
+      { id: 'no-replication-role', effect: 'deny', match: { 'sql.settings': ['session_replication_role'] }, reason: 'triggers stay on' },
+      { id: 'all', effect: 'allow' },
+    ],
+  },
+]
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'gatehouse-transparency-'))
+  cluster = await startPgCluster()
+  await cluster.psql(`
+    CREATE TABLE items (id int PRIMARY KEY, name text);
+    INSERT INTO items VALUES (1, 'apple'), (2, 'pear');
+    CREATE VIEW named AS SELECT name FROM items;
+    SELECT lo_from_bytea(4242, 'large object payload');
+    GRANT SELECT ON ALL TABLES IN SCHEMA public TO app_scram;
+    ALTER LARGE OBJECT 4242 OWNER TO app_scram;
+    CREATE SCHEMA other AUTHORIZATION app_scram;
+    CREATE TABLE other.marker (v text); INSERT INTO other.marker VALUES ('in other');
+    ALTER TABLE other.marker OWNER TO app_scram;
+    CREATE DATABASE restored OWNER app_scram;
+  `)
+  gw = await startGateway({
+    upstream: pgUpstream(cluster),
+    identities: [{ id: 'agent-1', groups: ['agents'] }, { id: 'backup', groups: ['backup'] }],
+    policies: BACKUP_POLICY,
+    extraConnections: [{ name: 'restore', upstream: { ...pgUpstream(cluster), database: 'restored' } }],
+  })
+}, 60_000)
+
+afterAll(async () => {
+  await gw?.stop()
+  await cluster?.stop()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+const env = (id: string, extra: Record<string, string> = {}) => ({ PGPASSWORD: gw.tokens[id] as string, PGSSLMODE: 'disable', PGCONNECT_TIMEOUT: '10', ...extra })
+const conn = (id: string, port = gw.port) => ['-h', '127.0.0.1', '-p', String(port), '-U', id, '-d', 'app']
+const requests = async () => (await gw.audit()).filter((e: AuditEvent): e is RequestEvent => e.type === 'request')
+
+describe('pg_dump and pg_restore', () => {
+  it('pg_dump (plain and custom, with a large object) works under a backup policy; pg_restore puts it all back', async () => {
+    const plain = await runClient('pg_dump', [...conn('backup'), '--no-owner'], { env: env('backup') })
+    expect(plain.stderr).toBe('')
+    expect(plain.code).toBe(0)
+    expect(plain.stdout).toContain('COPY public.items (id, name) FROM stdin;')
+    expect(plain.stdout).toContain('1\tapple')
+    expect(plain.stdout).toContain('CREATE VIEW public.named')
+    expect(plain.stdout).toMatch(/SELECT pg_catalog\.lo_open\('4242'/)
+
+    const archive = join(dir, 'app.dump')
+    const custom = await runClient('pg_dump', [...conn('backup'), '-Fc', '-f', archive], { env: env('backup') })
+    expect(custom.stderr).toBe('')
+    expect(custom.code).toBe(0)
+    // the large object was read through FunctionCall, judged as the SQL call of lo_open/loread
+    const calls = (await requests()).filter((e) => (e.attrs as { functionCall?: { function?: string } }).functionCall?.function?.startsWith('pg_catalog.lo'))
+    expect(new Set(calls.map((e) => (e.attrs as { functionCall: { function: string } }).functionCall.function))).toEqual(new Set(['pg_catalog.lo_open', 'pg_catalog.loread', 'pg_catalog.lo_close']))
+    expect(calls.every((e) => e.verdict === 'allow' && e.principal.id === 'backup')).toBe(true)
+
+    const restore = await runClient('pg_restore', [...conn('agent-1', gw.portOf('restore')), '--no-owner', archive], { env: env('agent-1') })
+    expect(restore.stderr).toBe('')
+    expect(restore.code).toBe(0)
+    expect(await cluster.psql('\\c restored\nSELECT string_agg(name, \',\' ORDER BY id) FROM items;')).toContain('apple,pear')
+    expect(await cluster.psql("\\c restored\nSELECT convert_from(lo_get(4242), 'UTF8');")).toContain('large object payload')
+  })
+
+  it('the backup identity cannot write a large object through FunctionCall: refused naming the rule, and the session goes on', async () => {
+    const file = join(dir, 'upload.txt')
+    writeFileSync(file, 'not allowed\n')
+    const r = await runClient('psql', [...conn('backup'), '-X', '-At', '-c', `\\lo_import ${file}`, '-c', 'SELECT 1 AS still_here'], { env: env('backup') })
+    expect(r.stderr).toContain('denied by rule "backup/no-lo-writes": backups do not change large objects')
+    expect(r.stdout).toContain('1')
+  })
+})
+
+describe('large objects through FunctionCall', () => {
+  it('psql \\lo_import and \\lo_export round-trip a file; every call is judged and recorded as the function it names', async () => {
+    const src = join(dir, 'in.bin')
+    const out = join(dir, 'out.bin')
+    writeFileSync(src, Buffer.from(Array.from({ length: 70_000 }, (_, i) => i % 251)))
+    const imported = await runClient('psql', [...conn('agent-1'), '-X', '-At', '-c', `\\lo_import ${src}`], { env: env('agent-1') })
+    expect(imported.stderr).toBe('')
+    const oid = /lo_import (\d+)/.exec(imported.stdout)?.[1]
+    expect(oid).toBeDefined()
+    const exported = await runClient('psql', [...conn('agent-1'), '-X', '-At', '-c', `\\lo_export ${oid} ${out}`], { env: env('agent-1') })
+    expect(exported.stderr).toBe('')
+    expect(readFileSync(out).equals(readFileSync(src))).toBe(true)
+    const names = (await requests()).map((e) => (e.attrs as { functionCall?: { function?: string } }).functionCall?.function).filter(Boolean)
+    expect(names).toEqual(expect.arrayContaining(['pg_catalog.lo_creat', 'pg_catalog.lo_open', 'pg_catalog.lowrite', 'pg_catalog.loread', 'pg_catalog.lo_close']))
+  })
+
+  it('psycopg2 lobject writes and reads a large object', async () => {
+    const script = join(dir, 'lob.py')
+    writeFileSync(
+      script,
+      `import sys, psycopg2
+conn = psycopg2.connect(sys.argv[1])
+lob = conn.lobject(0, 'wb')
+lob.write(b'written by psycopg2')
+oid = lob.oid
+lob.close()
+conn.commit()
+print(conn.lobject(oid, 'rb').read().decode())
+conn.commit()
+`,
+    )
+    const r = await runClient('/usr/bin/python3', [script, `host=127.0.0.1 port=${gw.port} user=agent-1 password=${gw.tokens['agent-1']} dbname=app sslmode=disable`], { timeoutMs: 30_000 })
+    expect(r.stderr).toBe('')
+    expect(r.stdout).toBe('written by psycopg2\n')
+  })
+})
+
+describe('startup settings', () => {
+  it('PGOPTIONS -c settings reach the server (statement_timeout, search_path), judged and recorded as SET', async () => {
+    const r = await psql({ port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }, 'SHOW statement_timeout; SELECT v FROM marker; SELECT pg_sleep(1);', [], { PGOPTIONS: '-c statement_timeout=300ms --search-path=other,public' })
+    expect(r.stdout.split('\n').slice(0, 2)).toEqual(['300ms', 'in other'])
+    expect(r.stderr).toContain('canceling statement due to statement timeout')
+    const set = (await requests()).filter((e) => (e.attrs as { startup?: unknown }).startup !== undefined)
+    expect(set.map((e) => e.text)).toEqual(expect.arrayContaining(["SET statement_timeout = '300ms'", "SET search_path = 'other,public'"]))
+  })
+
+  it('node pg: statement_timeout and options from the client config are applied', async () => {
+    const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app', statement_timeout: 250, options: '-c lock_timeout=1234ms -c app.tenant=acme' })
+    await c.connect()
+    try {
+      const r = await c.query("SELECT current_setting('statement_timeout') AS st, current_setting('lock_timeout') AS lt, current_setting('app.tenant') AS tenant")
+      expect(r.rows[0]).toEqual({ st: '250ms', lt: '1234ms', tenant: 'acme' })
+    } finally {
+      await c.end()
+    }
+  })
+
+  it('a setting policy denies refuses the session with a FATAL naming it; one the gateway cannot read under is refused before policy', async () => {
+    const denied = await psql({ port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }, 'SELECT 1;', [], { PGOPTIONS: '-c session_replication_role=replica' })
+    expect(denied.stdout).toBe('')
+    expect(denied.stderr).toContain('FATAL:  gatehouse: the startup setting session_replication_role was refused: denied by rule "agents/no-replication-role": triggers stay on')
+    const unreadable = await psql({ port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }, 'SELECT 1;', [], { PGOPTIONS: '-c standard_conforming_strings=off' })
+    expect(unreadable.stdout).toBe('')
+    expect(unreadable.stderr).toContain('the startup setting standard_conforming_strings was refused')
+    const switched = await psql({ port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }, 'SELECT 1;', [], { PGOPTIONS: '-d 5' })
+    expect(switched.stderr).toContain('the startup option "-d" is not supported (only -c name=value and --name=value)')
+    // a value the server rejects reaches the client as the server's own error
+    const invalid = await psql({ port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }, 'SELECT 1;', [], { PGOPTIONS: '-c statement_timeout=soon' })
+    expect(invalid.stderr).toContain('invalid value for parameter "statement_timeout": "soon"')
+  })
+})
+
+describe('the backend pid', () => {
+  it('is the upstream backend’s: pg_backend_pid(), pg_stat_activity and notifications agree with what the client was told', async () => {
+    const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app', application_name: 'pid-check' })
+    await c.connect()
+    try {
+      const told = (c as unknown as { processID: number }).processID
+      expect((await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid).toBe(told)
+      expect(await cluster.psql("SELECT pid FROM pg_stat_activity WHERE application_name = 'pid-check'")).toBe(String(told))
+      const note = new Promise<{ processId: number }>((resolve) => c.on('notification', resolve))
+      await c.query('LISTEN pidcheck')
+      await c.query("NOTIFY pidcheck, 'self'")
+      expect((await note).processId).toBe(told)
+    } finally {
+      await c.end()
+    }
+  })
+})
