@@ -71,7 +71,7 @@ import {
   SSL_REQUEST,
   TERMINATE,
 } from './codec/frontend.js'
-import { MessageReader, MessageTooLarge, ProtocolViolation, type FrontendMessage } from './codec/reader.js'
+import { InvalidStartupPacket, MessageReader, MessageTooLarge, ProtocolViolation, type FrontendMessage } from './codec/reader.js'
 import type { PostgresOptions, UpstreamConfig } from './config.js'
 import { renderError, SQLSTATE } from './errors.js'
 import { NO_SUCH_NAME, RESERVED_PREFIX, SessionModel, type NameChange, type ServerStatement } from './session-model.js'
@@ -317,7 +317,11 @@ export class PostgresSession {
       }
       this.flushUpstream()
     } catch (err) {
-      if (err instanceof MessageTooLarge) {
+      if (err instanceof InvalidStartupPacket) {
+        // as PostgreSQL does: recorded, and the connection closed without an answer
+        void this.protocolEvent('protocol.violation', err.message)
+        this.close(`protocol violation: ${err.message}`)
+      } else if (err instanceof MessageTooLarge) {
         void this.deps.pipeline.limitReached(this.session().info, 'postgres.message-bytes', err.message)
         this.fatal(SQLSTATE.protocolViolation, `gatehouse: ${err.message}`)
       } else if (err instanceof ProtocolViolation) this.endWith(SQLSTATE.protocolViolation, `gatehouse: protocol violation: ${err.message}`, 'protocol.violation')
@@ -859,6 +863,14 @@ export class PostgresSession {
       const reason = `the query holds ${analysis.statements.length} statements, more than the gateway's limit of ${max} (limits.postgres.statementsPerQuery)`
       void this.deps.pipeline.limitReached(this.session().info, 'postgres.statements-per-query', reason, { recorded: true })
       return this.refuse(this.newRequest(text, { sql: { error: 'too many statements', statements: analysis.statements.length } }), 'gatehouse/limits', reason, 'GH_ERR_PROTOCOL_UNSUPPORTED', this.substituteQuery, '54000')
+    }
+    if (analysis.statements.length === 0) {
+      // An empty query (blanks, a lone `;`, a comment): nothing runs, PostgreSQL answers EmptyQueryResponse.
+      this.expect.push({ kind: 'query', stmts: [], idx: 0 })
+      this.toUpstream(msg.raw)
+      this.state.endBlock()
+      this.unsynced = false
+      return undefined
     }
     if (analysis.statements.length === 1) {
       // The common case, without a promise when the pipeline answers synchronously.

@@ -46,12 +46,15 @@ async function errorThenClose(c: RawPgClient): Promise<Record<string, string>> {
 }
 
 describe('malformed frontend input', () => {
-  it('answers garbage before startup with a protocol error and closes', async () => {
-    const c = await RawPgClient.connect(gw.port)
-    c.write('GET / HTTP/1.1\r\nHost: gatehouse\r\n\r\n')
-    const f = await errorThenClose(c)
-    expect(f).toMatchObject({ S: 'FATAL', C: '08P01' })
-    expect(f.M).toContain('invalid startup packet length')
+  it('closes a connection that sends garbage or a Terminate before the startup packet without a word, as PostgreSQL does, and records it', async () => {
+    for (const garbage of [Buffer.from('GET / HTTP/1.1\r\nHost: gatehouse\r\n\r\n'), Buffer.from([0x58, 0, 0, 0, 4])]) {
+      const c = await RawPgClient.connect(gw.port)
+      c.write(garbage)
+      expect(await c.next(5000)).toBeUndefined()
+      expect(c.closed).toBe(true)
+    }
+    const events = (await gw.audit()).filter((e) => e.type === 'protocol' && (e as { event?: string }).event === 'protocol.violation' && (e as { reason?: string }).reason?.startsWith('invalid startup packet length'))
+    expect(events.length).toBeGreaterThanOrEqual(2)
     await bystanderStillWorks()
   })
 
@@ -99,11 +102,11 @@ describe('malformed frontend input', () => {
     await bystanderStillWorks()
   })
 
-  it('refuses a startup packet that claims to be shorter than its header', async () => {
+  it('closes a connection whose startup packet claims to be shorter than its header, without a word', async () => {
     const c = await RawPgClient.connect(gw.port)
     c.write(Buffer.from([0, 0, 0, 4, 0, 3, 0, 0]))
-    const f = await errorThenClose(c)
-    expect(f.M).toContain('invalid startup packet length 4')
+    expect(await c.next(5000)).toBeUndefined()
+    expect(c.closed).toBe(true)
   })
 
   it('answers SSLRequest with N when no certificate is configured', async () => {
@@ -290,19 +293,40 @@ describe('extended protocol state', () => {
 })
 
 describe('protocol features the gateway does not let through', () => {
-  it('refuses the FunctionCall message and keeps the session usable', async () => {
+  it('judges a FunctionCall as the function its OID names; an unknown OID gets 42883, a malformed one ends only that session', async () => {
     const c = await RawPgClient.connect(gw.port)
     await c.login('agent-1', gw.tokens['agent-1'] as string)
-    const body = Buffer.alloc(4 + 2 + 2 + 2)
-    body.writeUInt32BE(1598, 0) // random(): any function would do
-    c.write(typed('F', body))
-    const msgs = await c.until('Z')
-    const err = msgs.find((m) => m.type === 'E')
-    expect(err && errorFields(err.body)).toMatchObject({ C: '0A000', M: expect.stringContaining('FunctionCall') })
+    const call = (oid: number, args: Buffer[] = []) => {
+      const head = Buffer.alloc(4 + 2 + 2)
+      head.writeUInt32BE(oid, 0)
+      head.writeInt16BE(0, 4) // all arguments as text
+      head.writeInt16BE(args.length, 6)
+      const parts = args.map((a) => {
+        const len = Buffer.alloc(4)
+        len.writeInt32BE(a.length, 0)
+        return Buffer.concat([len, a])
+      })
+      return typed('F', Buffer.concat([head, ...parts, Buffer.from([0, 0])]))
+    }
+    const abs = Number(await cluster.psql("SELECT 'pg_catalog.int4abs(int4)'::regprocedure::oid"))
+    c.write(call(abs, [Buffer.from('-42')]))
+    const answered = await c.until('Z')
+    expect(answered.map((m) => m.type).join('')).toBe('VZ')
+    const v = answered[0] as { body: Buffer }
+    expect(v.body.toString('utf8', 4, 4 + v.body.readInt32BE(0))).toBe('42')
+    const recorded = (await gw.audit()).find((e) => e.type === 'request' && e.text === 'SELECT "pg_catalog"."int4abs"($1)')
+    expect(recorded).toMatchObject({ verdict: 'allow', params: ['-42'], attrs: { functionCall: { oid: abs, function: 'pg_catalog.int4abs' } } })
+    c.write(call(4_000_000_000))
+    const unknown = await c.until('Z')
+    expect(errorFields((unknown.find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '42883', M: expect.stringContaining('function with OID 4000000000 does not exist') })
     c.write(typed('Q', cstr('SELECT 1')))
-    const ok = await c.until('Z')
-    expect(ok.map((m) => m.type).join('')).toBe('TDCZ')
+    expect((await c.until('Z')).map((m) => m.type).join('')).toBe('TDCZ')
+    // arguments that run past the message
+    c.write(typed('F', Buffer.from([0, 0, 6, 62, 0, 0, 0, 1, 0, 0, 0, 9])))
+    const broken = await c.until('E')
+    expect(errorFields((broken[broken.length - 1] as { body: Buffer }).body)).toMatchObject({ S: 'FATAL', C: '08P01' })
     c.close()
+    await bystanderStillWorks()
   })
 
   it('judges a protocol Execute or a SQL EXECUTE of a SQL-PREPAREd name by the statement it runs', async () => {

@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import pg from 'pg'
 import type { AuditEvent, RequestEvent } from '@gatehouse/core'
 import { psql, runClient } from '../../fixtures/clients.js'
+import { RawPgClient, cstr, typed } from '../../fixtures/pg-raw.js'
 import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
 import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
 
@@ -200,6 +201,21 @@ describe('the backend pid', () => {
       expect((await note).processId).toBe(told)
     } finally {
       await c.end()
+    }
+  })
+})
+
+describe('small things drivers rely on', () => {
+  it('an empty query gets EmptyQueryResponse, as from PostgreSQL', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    try {
+      await c.login('agent-1', gw.tokens['agent-1'] as string)
+      for (const text of ['', ' ', ';', '-- only a comment']) {
+        c.write(typed('Q', cstr(text)))
+        expect((await c.until('Z')).map((m) => m.type).join(''), JSON.stringify(text)).toBe('IZ')
+      }
+    } finally {
+      c.close()
     }
   })
 })

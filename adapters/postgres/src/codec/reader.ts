@@ -8,6 +8,9 @@ export class ProtocolViolation extends Error {
   override readonly name = 'ProtocolViolation'
 }
 
+/** Bytes before the startup packet that are not one (an HTTP request, a Terminate): PostgreSQL closes without a word. */
+export class InvalidStartupPacket extends ProtocolViolation {}
+
 /** A message longer than `limits.postgres.messageBytes`: a limit, counted as one. */
 export class MessageTooLarge extends ProtocolViolation {}
 
@@ -75,7 +78,7 @@ export class MessageReader {
   }
 
   private checkStartupLength(len: number, max: number): void {
-    if (len < 8 || len > max) throw new ProtocolViolation(`invalid startup packet length ${len}`)
+    if (len < 8 || len > max) throw new InvalidStartupPacket(`invalid startup packet length ${len}`)
   }
 }
 

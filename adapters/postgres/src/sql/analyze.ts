@@ -203,7 +203,8 @@ export interface ParsedSql {
 export function parseSql(text: string): ParsedSql | { error: string; rule?: string } {
   let stmts: RawStmt[]
   try {
-    stmts = (parseSync(text) as { stmts?: RawStmt[] }).stmts ?? []
+    // libpg-query refuses an empty string, which PostgreSQL answers with EmptyQueryResponse
+    stmts = text === '' ? [] : ((parseSync(text) as { stmts?: RawStmt[] }).stmts ?? [])
   } catch (err) {
     return { error: (err as Error).message || 'syntax error' }
   }
