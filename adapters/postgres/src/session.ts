@@ -116,9 +116,11 @@ type Expectation =
   | { kind: 'bind'; change: NameChange }
   | { kind: 'close'; change: NameChange }
   | { kind: 'describe' }
-  | { kind: 'execute'; pending: Pending }
+  /** `copyIn`: a COPY … FROM STDIN; `copyEnded` once the client sent CopyDone or CopyFail for it. */
+  | { kind: 'execute'; pending: Pending; copyIn?: true; copyEnded?: true }
   | { kind: 'substitute'; error: Buffer }
-  | { kind: 'sync' }
+  /** `inCopy`: sent while an extended-protocol COPY FROM STDIN may be taking data: the server ignores it once the copy starts. */
+  | { kind: 'sync'; inCopy?: true }
 
 /** Sent upstream in place of a refused statement: fails with a syntax error, visibly so in server logs. */
 const REFUSAL_SQL = 'gatehouse: statement refused by the gateway'
@@ -709,14 +711,17 @@ export class PostgresSession {
       case F.Sync:
         this.discardUntilSync = false
         this.unsynced = false
-        this.expect.push({ kind: 'sync' })
+        this.expect.push(this.copyInPending() ? { kind: 'sync', inCopy: true } : { kind: 'sync' })
         this.toUpstream(msg.raw)
         this.state.endBlock()
         return undefined
-      case F.Flush:
-      case F.CopyData:
       case F.CopyDone:
       case F.CopyFail:
+        for (const e of this.expect) if (e.kind === 'execute' && e.copyIn) e.copyEnded = true
+        this.toUpstream(msg.raw)
+        return undefined
+      case F.Flush:
+      case F.CopyData:
         this.toUpstream(msg.raw)
         return undefined
       case F.Terminate:
@@ -799,6 +804,12 @@ export class PostgresSession {
   }
 
   private flushedForIdle = false
+
+  /** A COPY FROM STDIN sent through the extended protocol may be taking data (its CopyDone not sent yet). */
+  private copyInPending(): boolean {
+    for (const e of this.expect) if (e.kind === 'execute' && e.copyIn && !e.copyEnded) return true
+    return false
+  }
 
   private busy(): boolean {
     for (const e of this.expect) if (e.kind === 'query' || e.kind === 'execute' || e.kind === 'substitute') return true
@@ -920,7 +931,8 @@ export class PostgresSession {
       this.state.endBlock()
       this.unsynced = false
     } else {
-      this.expect.push({ kind: 'execute', pending })
+      const copy = (request.attrs.sql as SqlFacts | undefined)?.copy
+      this.expect.push(copy?.direction === 'from' && copy.target === 'client' ? { kind: 'execute', pending, copyIn: true } : { kind: 'execute', pending })
       this.toUpstream(raw)
       this.unsynced = true
     }
@@ -1431,6 +1443,16 @@ export class PostgresSession {
       case B.EmptyQueryResponse:
         if (head?.kind === 'execute') this.expect.shift()
         else if (head?.kind !== 'query') throw new Desync('EmptyQueryResponse', head)
+        return undefined
+      case B.CopyInResponse:
+        // An extended-protocol COPY FROM STDIN has started: the server ignores the Syncs the
+        // client sent before its CopyDone (libpq sends one right after Execute), so no answer comes for them.
+        if (head?.kind === 'execute' && head.copyIn) {
+          for (let i = this.expect.length - 1; i > 0; i--) {
+            const e = this.expect[i] as Expectation
+            if (e.kind === 'sync' && e.inCopy) this.expect.splice(i, 1)
+          }
+        }
         return undefined
       case B.FunctionCallResponse: {
         if (head?.kind !== 'query' || !head.fastpath) throw new Desync('FunctionCallResponse', head)

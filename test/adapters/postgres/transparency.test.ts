@@ -9,9 +9,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
+import Cursor from 'pg-cursor'
 import type { AuditEvent, RequestEvent } from '@gatehouse/core'
 import { psql, runClient } from '../../fixtures/clients.js'
-import { RawPgClient, cstr, typed } from '../../fixtures/pg-raw.js'
+import { RawPgClient, cstr, typed, wire } from '../../fixtures/pg-raw.js'
 import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
 import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
 
@@ -217,5 +218,61 @@ describe('small things drivers rely on', () => {
     } finally {
       c.close()
     }
+  })
+})
+
+describe('COPY FROM STDIN through the extended protocol', () => {
+  it('as libpq sends it (Sync right after Execute, another after CopyDone): the rows arrive and the session goes on', async () => {
+    await cluster.psql('CREATE TABLE copied (v int); GRANT ALL ON copied TO app_scram')
+    const c = await RawPgClient.connect(gw.port)
+    try {
+      await c.login('agent-1', gw.tokens['agent-1'] as string)
+      c.write(Buffer.concat([wire.parse('', 'COPY copied FROM STDIN'), wire.bind('', ''), wire.describe('P', ''), wire.execute(''), wire.sync]))
+      expect((await c.until('G')).map((m) => m.type).join('')).toBe('12nG')
+      c.write(Buffer.concat([typed('d', Buffer.from('1\n2\n')), typed('c', Buffer.alloc(0)), wire.sync]))
+      // the server ignored the first Sync: one CommandComplete, one ReadyForQuery
+      expect((await c.until('Z')).map((m) => m.type).join('')).toBe('CZ')
+      c.write(wire.query('SELECT count(*) FROM copied'))
+      expect((await c.until('Z')).map((m) => m.type).join('')).toBe('TDCZ')
+      // and a COPY that fails before it starts: its Sync is answered
+      c.write(Buffer.concat([wire.parse('', 'COPY no_such_table FROM STDIN'), wire.bind('', ''), wire.execute(''), wire.sync]))
+      expect((await c.until('Z')).map((m) => m.type).join('')).toBe('12EZ')
+      c.write(wire.query('SELECT 1'))
+      expect((await c.until('Z')).map((m) => m.type).join('')).toBe('TDCZ')
+    } finally {
+      c.close()
+    }
+    expect(await cluster.psql('SELECT count(*) FROM copied')).toBe('2')
+  })
+})
+
+describe('pg-cursor when the statement fails', () => {
+  it('at Bind or at Parse, in 200 sessions: every session gets the server\'s error and goes on (none lost)', async () => {
+    const outcomes = new Map<string, number>()
+    let lost = 0
+    const one = async (sql: string, params: unknown[]) => {
+      const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app' })
+      c.on('error', () => undefined)
+      await c.connect()
+      try {
+        const cursor = c.query(new Cursor(sql, params))
+        await cursor.read(10).then(
+          () => outcomes.set('no error', (outcomes.get('no error') ?? 0) + 1),
+          (e: Error) => outcomes.set(e.message, (outcomes.get(e.message) ?? 0) + 1),
+        )
+        await c.query('SELECT 1').catch(() => lost++)
+      } finally {
+        await c.end().catch(() => undefined)
+      }
+    }
+    // in waves, within the per-identity session cap
+    for (let wave = 0; wave < 20; wave++) {
+      await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? one('SELECT $1::int AS n', ['not a number']) : one('SELECT n FROM no_such_table WHERE n = $1', [1]))))
+    }
+    expect(lost).toBe(0)
+    expect(Object.fromEntries(outcomes)).toEqual({
+      'invalid input syntax for type integer: "not a number"': 100,
+      'relation "no_such_table" does not exist': 100,
+    })
   })
 })
