@@ -328,9 +328,23 @@ describe('SCRAM-SHA-256 round trip (core ScramClient ↔ ScramServer) with verif
     expect(() => server.finish(final.replace(/r=([^,]+)/, 'r=$1X'))).toThrow(expect.objectContaining({ code: 'GH_ERR_PROTOCOL' }))
   })
 
-  it('the server refuses channel binding with GH_ERR_AUTH_UNSUPPORTED', async () => {
+  it('without TLS channel binding data the server refuses a client that asks for channel binding, with GH_ERR_AUTH_UNSUPPORTED', async () => {
     const server = new ScramServer([], identitySalt('x'))
     expect(() => server.start('p=tls-server-end-point,,n=*,r=abc')).toThrow(expect.objectContaining({ code: 'GH_ERR_AUTH_UNSUPPORTED' }))
+  })
+
+  it('with channel binding offered: a "y" client is a downgrade, PLUS without p= is refused, and the proof must carry the binding data', async () => {
+    const data = Buffer.from('end-point-hash')
+    expect(() => new ScramServer([], identitySalt('x'), { data, plus: false }).start('y,,n=*,r=abc')).toThrow(expect.objectContaining({ code: 'GH_ERR_PROTOCOL', message: expect.stringContaining('downgrade') }))
+    expect(() => new ScramServer([], identitySalt('x'), { data, plus: true }).start('n,,n=*,r=abc')).toThrow(expect.objectContaining({ code: 'GH_ERR_PROTOCOL' }))
+    expect(() => new ScramServer([], identitySalt('x'), { data, plus: true }).start('p=tls-unique,,n=*,r=abc')).toThrow(expect.objectContaining({ code: 'GH_ERR_AUTH_UNSUPPORTED' }))
+    // a plain client on a TLS connection that offered PLUS too is fine
+    expect(new ScramServer([], identitySalt('x'), { data, plus: false }).start('n,,n=*,r=abc')).toMatch(/^r=abc/)
+    const server = new ScramServer([], identitySalt('x'), { data, plus: true })
+    const nonce = /r=([^,]+)/.exec(server.start('p=tls-server-end-point,,n=*,r=abc'))?.[1]
+    const proof = Buffer.alloc(32).toString('base64')
+    const without = `c=${Buffer.from('p=tls-server-end-point,,').toString('base64')},r=${nonce}`
+    expect(() => server.finish(`${without},p=${proof}`)).toThrow(expect.objectContaining({ code: 'GH_ERR_PROTOCOL', message: expect.stringContaining('channel binding data') }))
   })
 })
 

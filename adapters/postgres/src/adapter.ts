@@ -1,7 +1,8 @@
 /** The postgres adapter's listener: accepts clients and runs a session for each. */
 import { createServer, type Server, type Socket } from 'node:net'
+import { X509Certificate } from 'node:crypto'
 import { createSecureContext } from 'node:tls'
-import { checkMovedOptions, GatewayError, inject, injectable, serveListener, PluginContextToken, validate, type PluginContext, type ConnectionConfig, type Listener, type Logger, type Pipeline, type ProtocolAdapter, type ExplainInput, type ExplainedRequest } from '@gatehouse/core'
+import { checkMovedOptions, GatewayError, inject, tlsServerEndPoint, injectable, serveListener, PluginContextToken, validate, type PluginContext, type ConnectionConfig, type Listener, type Logger, type Pipeline, type ProtocolAdapter, type ExplainInput, type ExplainedRequest } from '@gatehouse/core'
 import { MOVED_OPTIONS, PostgresLimits, PostgresOptions, UpstreamConfig } from './config.js'
 import { explainSql, PostgresSession } from './session.js'
 import { loadSqlParser, SqlAnalyzer } from './sql/analyze.js'
@@ -53,7 +54,8 @@ export class PostgresAdapter implements ProtocolAdapter {
     this.background.warm()
     const upstream = validate(UpstreamConfig, connection.upstream)
     const options = validate(PostgresOptions, connection.options ?? {})
-    const tls = connection.tls ? { context: createSecureContext({ cert: connection.tls.cert, key: connection.tls.key }), required: connection.tls.required } : undefined
+    const binding = connection.tls ? tlsServerEndPoint(Buffer.from(new X509Certificate(connection.tls.cert).raw)) : undefined
+    const tls = connection.tls ? { context: createSecureContext({ cert: connection.tls.cert, key: connection.tls.key }), required: connection.tls.required, ...(binding ? { channelBinding: binding } : {}) } : undefined
     const logger = this.logger.child({ connection: connection.name })
     const cancelKeys = new Map<string, PostgresSession>()
     const functionOids = new FunctionOids((sql) => queryUpstream(upstream, sql, signal))

@@ -84,7 +84,8 @@ export interface SessionDeps {
   readonly connection: ConnectionConfig
   readonly upstream: UpstreamConfig
   readonly options: PostgresOptions
-  readonly tls: { context: SecureContext; required: boolean } | undefined
+  /** `channelBinding`: the certificate's tls-server-end-point data, when its signature algorithm has one. */
+  readonly tls: { context: SecureContext; required: boolean; channelBinding?: Buffer } | undefined
   readonly pipeline: Pipeline
   readonly analyzer: SqlAnalyzer
   readonly logger: Logger
@@ -489,10 +490,14 @@ export class PostgresSession {
 
   private async authScram(): Promise<void> {
     const session = (this.handle as SessionHandle).info
-    const exchange = this.deps.pipeline.scram(session, this.user)
-    this.client.write(buildAuthSasl(['SCRAM-SHA-256']))
+    // Over TLS, SCRAM-SHA-256-PLUS binds the proof to this TLS connection (tls-server-end-point):
+    // a man in the middle with another certificate cannot relay the login.
+    const binding = this.client instanceof TLSSocket ? this.deps.tls?.channelBinding : undefined
+    this.client.write(buildAuthSasl(binding ? ['SCRAM-SHA-256-PLUS', 'SCRAM-SHA-256'] : ['SCRAM-SHA-256']))
     const initial = parseSaslInitial((await this.authMessage()).body)
-    if (initial.mechanism !== 'SCRAM-SHA-256') throw new GatewayError('GH_ERR_AUTH_UNSUPPORTED', `SASL mechanism ${initial.mechanism} not supported`)
+    const plus = initial.mechanism === 'SCRAM-SHA-256-PLUS'
+    if (initial.mechanism !== 'SCRAM-SHA-256' && !(plus && binding)) throw new GatewayError('GH_ERR_AUTH_UNSUPPORTED', `SASL mechanism ${initial.mechanism} not supported`)
+    const exchange = this.deps.pipeline.scram(session, this.user, binding ? { data: binding, plus } : undefined)
     this.client.write(buildAuth(AUTH.SASLContinue, Buffer.from(exchange.start(initial.data), 'utf8')))
     const final = (await this.authMessage()).body.toString('utf8')
     const { serverFinal } = await exchange.finish(final)

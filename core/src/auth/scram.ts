@@ -102,7 +102,18 @@ export class ScramServer<T> {
   private readonly salt: Buffer
   private readonly iterations: number
 
-  constructor(private readonly candidates: readonly (ScramSecret & { readonly value: T })[], fallbackSalt: Buffer) {
+  private channelData: Buffer = Buffer.alloc(0)
+
+  /**
+   * @param channelBinding the `tls-server-end-point` data of the connection (RFC 5929), when the
+   * client connected over TLS and the mechanism offered was SCRAM-SHA-256-PLUS; `plus` says
+   * whether the client chose that mechanism.
+   */
+  constructor(
+    private readonly candidates: readonly (ScramSecret & { readonly value: T })[],
+    fallbackSalt: Buffer,
+    private readonly channelBinding?: { readonly data: Buffer; readonly plus: boolean },
+  ) {
     this.salt = candidates[0]?.salt ?? fallbackSalt
     this.iterations = candidates[0]?.iterations ?? DEFAULT_ITERATIONS
   }
@@ -111,8 +122,19 @@ export class ScramServer<T> {
   start(clientFirst: string): string {
     const m = /^([ny]|p=[^,]*),(a=[^,]*)?,(.*)$/s.exec(clientFirst)
     if (!m) throw protocolError('client-first')
-    if ((m[1] as string).startsWith('p=')) throw new GatewayError('GH_ERR_AUTH_UNSUPPORTED', 'SCRAM channel binding is not supported by the gateway; use channel_binding=disable or prefer')
-    this.gs2Header = `${m[1]},${m[2] ?? ''},`
+    const flag = m[1] as string
+    const cb = this.channelBinding
+    if (flag.startsWith('p=')) {
+      if (!cb?.plus) throw new GatewayError('GH_ERR_AUTH_UNSUPPORTED', 'SCRAM channel binding needs SCRAM-SHA-256-PLUS over TLS; use channel_binding=disable or prefer on a plaintext connection')
+      if (flag !== 'p=tls-server-end-point') throw new GatewayError('GH_ERR_AUTH_UNSUPPORTED', `SCRAM channel binding type ${flag.slice(2)} is not supported (tls-server-end-point is)`)
+      this.channelData = cb.data
+    } else if (cb?.plus) {
+      throw protocolError('channel binding flag: SCRAM-SHA-256-PLUS needs p=tls-server-end-point')
+    } else if (flag === 'y' && cb) {
+      // The client can bind but believes the server cannot, while this server offered to: a downgrade (RFC 5802 §6).
+      throw protocolError('channel binding downgrade: the server supports channel binding')
+    }
+    this.gs2Header = `${flag},${m[2] ?? ''},`
     this.clientFirstBare = m[3] as string
     const clientNonce = attrs(this.clientFirstBare).get('r')
     if (!clientNonce || /[^\x21-\x2b\x2d-\x7e]/.test(clientNonce)) throw protocolError('nonce')
@@ -128,7 +150,7 @@ export class ScramServer<T> {
     const withoutProof = clientFinal.slice(0, pIdx)
     const a = attrs(withoutProof)
     if (a.get('r') !== this.nonce) throw protocolError('nonce mismatch')
-    if (a.get('c') !== Buffer.from(this.gs2Header).toString('base64')) throw protocolError('channel binding data')
+    if (a.get('c') !== Buffer.concat([Buffer.from(this.gs2Header), this.channelData]).toString('base64')) throw protocolError('channel binding data')
     const proof = Buffer.from(clientFinal.slice(pIdx + 3), 'base64')
     if (proof.length !== 32) throw protocolError('proof length')
     const authMessage = `${this.clientFirstBare},${this.serverFirst},${withoutProof}`
@@ -181,4 +203,49 @@ export class ScramClient {
     const got = Buffer.from(v, 'base64')
     if (got.length !== 32 || !timingSafeEqual(got, this.expectedServerSignature)) throw new GatewayError('GH_ERR_UPSTREAM_AUTH', 'upstream SCRAM server signature mismatch')
   }
+}
+
+/**
+ * The `tls-server-end-point` channel binding data of a certificate (RFC 5929 §4.1): its DER
+ * encoding hashed with the hash of its signature algorithm, SHA-256 when that is MD5 or SHA-1.
+ * Undefined for signature algorithms with no single hash (Ed25519, RSASSA-PSS): PostgreSQL offers
+ * no channel binding then either.
+ */
+export function tlsServerEndPoint(certDer: Buffer): Buffer | undefined {
+  const hash = signatureHash(certDer)
+  return hash === undefined ? undefined : createHash(hash).update(certDer).digest()
+}
+
+/** OIDs of certificate signature algorithms, DER-encoded, and the hash tls-server-end-point uses for each. */
+const SIGNATURE_HASHES: ReadonlyMap<string, string> = new Map([
+  ['2a864886f70d010104', 'sha256'], // md5WithRSAEncryption
+  ['2a864886f70d010105', 'sha256'], // sha1WithRSAEncryption
+  ['2a864886f70d01010b', 'sha256'],
+  ['2a864886f70d01010c', 'sha384'],
+  ['2a864886f70d01010d', 'sha512'],
+  ['2a864886f70d01010e', 'sha224'],
+  ['2a8648ce3d040301', 'sha256'], // ecdsa-with-SHA1
+  ['2a8648ce3d040302', 'sha256'],
+  ['2a8648ce3d040303', 'sha384'],
+  ['2a8648ce3d040304', 'sha512'],
+])
+
+/** The signature algorithm of a DER certificate: SEQUENCE { tbsCertificate, SEQUENCE { OID … }, … }. */
+function signatureHash(der: Buffer): string | undefined {
+  const header = (at: number): { content: number; end: number } | undefined => {
+    if (at + 2 > der.length) return undefined
+    const first = der[at + 1] as number
+    if (first < 0x80) return { content: at + 2, end: at + 2 + first }
+    const n = first & 0x7f
+    if (n < 1 || n > 4 || at + 2 + n > der.length) return undefined
+    let len = 0
+    for (let i = 0; i < n; i++) len = len * 256 + (der[at + 2 + i] as number)
+    return { content: at + 2 + n, end: at + 2 + n + len }
+  }
+  const cert = header(0)
+  const tbs = cert && header(cert.content)
+  const alg = tbs && header(tbs.end)
+  const oid = alg && der[alg.content] === 0x06 ? header(alg.content) : undefined
+  if (!oid || oid.end > der.length) return undefined
+  return SIGNATURE_HASHES.get(der.subarray(oid.content, oid.end).toString('hex'))
 }

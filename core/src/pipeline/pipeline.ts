@@ -103,8 +103,12 @@ export interface Pipeline {
   openSession(init: { protocol: string; clientAddress: string; tls: boolean }): SessionHandle
   /** Turns presented credentials into a principal (and records session.start), or throws GatewayError. */
   authenticate(session: SessionInfo, presented: Credentials): Promise<Principal>
-  /** Starts a SCRAM-SHA-256 exchange for `user`; a principal results only from a valid proof. */
-  scram(session: SessionInfo, user: string): ScramExchange
+  /**
+   * Starts a SCRAM-SHA-256 exchange for `user`; a principal results only from a valid proof.
+   * `channelBinding`: over TLS, the connection's tls-server-end-point data, and whether the client
+   * chose SCRAM-SHA-256-PLUS (then its proof must carry that data).
+   */
+  scram(session: SessionInfo, user: string, channelBinding?: { data: Buffer; plus: boolean }): ScramExchange
   /** Builds a request with a fresh id. */
   request(session: SessionInfo, init: { action: string; target?: string; text?: string; attrs: Record<string, unknown>; params?: readonly unknown[] }): GatewayRequest
   /**
@@ -546,7 +550,7 @@ export class ConnectionPipeline implements Pipeline {
     throw error
   }
 
-  scram(session: SessionInfo, user: string): ScramExchange {
+  scram(session: SessionInfo, user: string, channelBinding?: { data: Buffer; plus: boolean }): ScramExchange {
     const generation = this.generation
     const ctx = this.authContext(session)
     const candidates = this.chains.authenticators.flatMap((a) => a.scramVerifiers?.(user, ctx) ?? [])
@@ -554,7 +558,7 @@ export class ConnectionPipeline implements Pipeline {
     const usable = first ? candidates.filter((c) => c.iterations === first.iterations && c.salt.equals(first.salt)) : []
     // Unknown users get a stable fake salt, so the handshake does not reveal which users exist.
     const mockSalt = createHmac('sha256', MOCK_SALT_KEY).update(user).digest().subarray(0, 16)
-    const server = new ScramServer(usable.map((c) => ({ ...c, value: c })), mockSalt)
+    const server = new ScramServer(usable.map((c) => ({ ...c, value: c })), mockSalt, channelBinding)
     return {
       start: (clientFirst) => server.start(clientFirst),
       finish: async (clientFinal) => {

@@ -99,6 +99,15 @@ describe('TLS toward the client', () => {
   })
   afterAll(() => gw?.stop())
 
+  it('binds the SCRAM proof to the TLS connection when the client requires it (SCRAM-SHA-256-PLUS, tls-server-end-point)', async () => {
+    const r = await psql({ port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], sslmode: 'verify-full' }, 'SELECT 1 AS bound;\n', [], { PGSSLROOTCERT: tls.caFile, PGCHANNELBINDING: 'require' })
+    expect(r.stderr).toBe('')
+    expect(r.stdout.trim()).toBe('1')
+    // a wrong token still fails, channel binding or not
+    const wrong = await psql({ port: gw.port, user: 'agent-1', password: 'gh_wrong', sslmode: 'verify-full' }, 'SELECT 1;\n', [], { PGSSLROOTCERT: tls.caFile, PGCHANNELBINDING: 'require' })
+    expect(wrong.stderr).toContain('authentication failed')
+  })
+
   it('refuses a plaintext client when TLS is required', async () => {
     const r = await psql({ port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], sslmode: 'disable' }, 'SELECT 1;\n')
     expect(r.code).not.toBe(0)
