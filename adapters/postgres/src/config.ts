@@ -52,6 +52,7 @@ export const PostgresLimits = Type.Object(
     statementsPerQuery: Type.Integer({ minimum: 1, default: 1000, description: 'statements one simple Query message may hold; more is refused (54000) before any runs' }),
     preparedStatements: Type.Integer({ minimum: 1, default: 10000, description: 'named prepared statements (and, separately, portals) one session may hold; more are refused (54000)' }),
     messageBytes: Type.Integer({ minimum: 1024, default: 64 * 1024 * 1024, description: 'largest frontend message accepted; a larger one ends the session (08P01)' }),
+    clientStallMs: Type.Integer({ minimum: 0, default: 60_000, description: 'a client that reads none of its results for this long (the gateway holds them and the upstream backend waits) is ended; 0: no limit' }),
   },
   { additionalProperties: false, default: {} },
 )

@@ -246,6 +246,7 @@ export class PostgresSession {
     this.phase = 'closed'
     this.closeReason = reason
     clearTimeout(this.idleTimer)
+    clearTimeout(this.stallTimer)
     if (this.cancelKey) this.deps.cancelKeys.delete(this.cancelKey)
     this.settle(undefined)
     for (const e of this.expect) this.abandon(e, reason)
@@ -556,7 +557,11 @@ export class PostgresSession {
     up.socket.on('error', (err) => this.close(`upstream error: ${(err as NodeJS.ErrnoException).code ?? err.message}`))
     up.socket.on('close', () => this.close(this.closeReason ?? 'upstream closed the connection'))
     up.socket.on('drain', () => this.client.resume())
-    this.client.on('drain', () => this.upSocket?.resume())
+    this.client.on('drain', () => {
+      clearTimeout(this.stallTimer)
+      this.stallTimer = undefined
+      this.upSocket?.resume()
+    })
     this.client.cork()
     this.client.write(buildAuth(AUTH.Ok))
     for (const m of up.parameterMessages) this.client.write(m)
@@ -809,6 +814,26 @@ export class PostgresSession {
   }
 
   private flushedForIdle = false
+
+  /**
+   * A client that stops reading what it asked for holds its upstream backend (and, once both
+   * directions are blocked, the gateway reads nothing from it, so not even its disconnect is
+   * seen). A client that has not drained anything for `limits.postgres.clientStallMs` is ended.
+   */
+  private stallTimer: NodeJS.Timeout | undefined
+
+  private armStallTimer(): void {
+    const ms = this.limits.clientStallMs
+    if (ms <= 0 || this.stallTimer || this.closed) return
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = undefined
+      if (!this.client.writableNeedDrain || this.closed) return
+      this.handle?.terminate({ cause: 'postgres.client-stalled', code: 'GH_ERR_SESSION_LIMIT', reason: `the client read none of its results for ${ms} ms (limits.postgres.clientStallMs)` })
+      // it is not reading: it will not see a FATAL either
+      this.client.destroy()
+    }, ms)
+    this.stallTimer.unref()
+  }
 
   /** A COPY FROM STDIN sent through the extended protocol may be taking data (its CopyDone not sent yet). */
   private copyInPending(): boolean {
@@ -1355,7 +1380,10 @@ export class PostgresSession {
       ok = !out.writableNeedDrain
     }
     // Backpressure: stop reading the upstream until the client drains.
-    if (!ok) this.upSocket?.pause()
+    if (!ok) {
+      this.upSocket?.pause()
+      this.armStallTimer()
+    }
     if (this.expect.length === 0) this.armIdleTimer()
   }
 

@@ -276,3 +276,28 @@ describe('pg-cursor when the statement fails', () => {
     })
   })
 })
+
+describe('a client that stops reading', () => {
+  it('is ended after limits.postgres.clientStallMs, and its upstream backend is freed', async () => {
+    const g = await startGateway({ upstream: pgUpstream(cluster), connection: { limits: { postgres: { clientStallMs: 1000 } } }, policies: [{ id: 'all', principals: { groups: ['agents'] }, rules: [{ id: 'all', effect: 'allow' }] }] })
+    const backends = () => cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%stall_marker%' AND pid <> pg_backend_pid()")
+    const c = await RawPgClient.connect(g.port)
+    try {
+      await c.login('agent-1', g.tokens['agent-1'] as string)
+      c.socket.pause()
+      c.write(wire.query("SELECT repeat('x', 10000) AS stall_marker FROM generate_series(1, 50000)"))
+      // the statement runs upstream, its output backs up into the gateway …
+      const started = Date.now()
+      while ((await backends()) !== '1' && Date.now() - started < 5000) await new Promise((r) => setTimeout(r, 100))
+      expect(await backends()).toBe('1')
+      const deadline = Date.now() + 8000
+      while ((await backends()) !== '0' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200))
+      expect(await backends()).toBe('0')
+      const events = (await g.audit()).filter((e) => e.type === 'protocol' && (e as { event?: string }).event === 'limit.postgres.client-stalled')
+      expect(events).toHaveLength(1)
+    } finally {
+      c.close()
+      await g.stop()
+    }
+  })
+})
