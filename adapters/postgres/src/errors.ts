@@ -44,6 +44,6 @@ export function sqlstateFor(err: GatewayError): string {
 }
 
 /** An ERROR-level ErrorResponse for a refused statement; the session stays usable. */
-export function renderError(err: GatewayError, sqlstate = sqlstateFor(err)): Buffer {
-  return buildError({ code: sqlstate, message: `gatehouse: ${err.clientMessage}`, detail: `gateway error ${err.code}${err.opts.rule ? `, rule ${err.opts.rule}` : ''}` })
+export function renderError(err: GatewayError, sqlstate = sqlstateFor(err), position?: number): Buffer {
+  return buildError({ code: sqlstate, message: `gatehouse: ${err.clientMessage}`, detail: `gateway error ${err.code}${err.opts.rule ? `, rule ${err.opts.rule}` : ''}`, ...(position ? { position } : {}) })
 }

@@ -933,7 +933,7 @@ export class PostgresSession {
     const unsafe = this.unsafeSetting()
     if (unsafe) return this.refuse(this.newRequest(text, { sql: { error: unsafe } }, params), 'gatehouse/session-settings', `${unsafe}; the gateway cannot judge statements safely`, 'GH_ERR_PROTOCOL_UNSUPPORTED', substitute)
     const u = unjudgeable(text, analysis)
-    if (u) return this.refuse(this.newRequest(u.text, u.attrs, params), u.rule, u.reason, u.code, substitute)
+    if (u) return this.refuse(this.newRequest(u.text, u.attrs, params), u.rule, u.reason, u.code, substitute, undefined, u.position)
     return undefined
   }
 
@@ -969,9 +969,9 @@ export class PostgresSession {
   }
 
   /** Refuses a request the gateway will not put to policy; the pipeline records it. */
-  private async refuse(request: GatewayRequest, rule: string, reason: string, code: ErrorCode, substitute: (error: Buffer) => void, sqlstate?: string): Promise<void> {
+  private async refuse(request: GatewayRequest, rule: string, reason: string, code: ErrorCode, substitute: (error: Buffer) => void, sqlstate?: string, position?: number): Promise<void> {
     const error = await this.deps.pipeline.refuse(request, { rule, reason, code })
-    if (!this.closed) substitute(renderError(error, sqlstate))
+    if (!this.closed) substitute(renderError(error, sqlstate, position))
   }
 
   /** Several statements in one Query: each judged and recorded; if one is refused, none runs. */
@@ -1605,6 +1605,8 @@ interface Unjudgeable {
   readonly rule: string
   readonly reason: string
   readonly code: ErrorCode
+  /** Where the parser stopped (1-based characters), for the client's caret. */
+  readonly position?: number
 }
 
 /**
@@ -1615,7 +1617,7 @@ function unjudgeable(text: string, analysis: SqlAnalysis): Unjudgeable | undefin
   if (!analysis.ok) {
     const rule = analysis.rule ?? 'gatehouse/parse'
     const reason = rule === 'gatehouse/parse' ? `statement could not be parsed: ${analysis.error}` : analysis.error
-    return { text, attrs: { sql: { error: analysis.error } }, rule, reason, code: 'GH_ERR_PARSE_FAILED' }
+    return { text, attrs: { sql: { error: analysis.error } }, rule, reason, code: 'GH_ERR_PARSE_FAILED', ...(analysis.position ? { position: analysis.position } : {}) }
   }
   for (const s of analysis.statements) {
     const f = s.facts

@@ -207,6 +207,15 @@ describe('the backend pid', () => {
 })
 
 describe('small things drivers rely on', () => {
+  it('a syntax error the gateway finds keeps its position: psql prints the same caret as directly', async () => {
+    const sql = "SELECT 'é' AS accent, * FORM items;"
+    const direct = await psql({ port: cluster.port, user: cluster.users.scram.user, password: cluster.users.scram.password, database: 'app' }, sql)
+    const through = await psql({ port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }, sql)
+    const caret = (stderr: string) => stderr.split('\n').filter((l) => /^LINE 1:|^\s+\^$/.test(l))
+    expect(caret(direct.stderr)).toHaveLength(2)
+    expect(caret(through.stderr)).toEqual(caret(direct.stderr))
+  })
+
   it('an empty query gets EmptyQueryResponse, as from PostgreSQL', async () => {
     const c = await RawPgClient.connect(gw.port)
     try {

@@ -43,6 +43,8 @@ export interface ErrorFields {
   message: string
   detail?: string
   hint?: string
+  /** 1-based character position in the query text (psql prints its caret there). */
+  position?: number
 }
 
 export function buildError(f: ErrorFields, type: number = B.ErrorResponse): Buffer {
@@ -50,6 +52,7 @@ export function buildError(f: ErrorFields, type: number = B.ErrorResponse): Buff
   const parts = [`S${sev}`, `V${sev}`, `C${f.code}`, `M${f.message}`]
   if (f.detail) parts.push(`D${f.detail}`)
   if (f.hint) parts.push(`H${f.hint}`)
+  if (f.position) parts.push(`P${f.position}`)
   return typed(type, Buffer.from(`${parts.join('\0')}\0\0`, 'utf8'))
 }
 

@@ -23,7 +23,8 @@ export interface AnalyzedStatement {
 export type SqlAnalysis =
   | { readonly ok: true; readonly statements: readonly AnalyzedStatement[] }
   /** `rule`: the gateway's rule that refuses it, when it is not simply unparseable (gatehouse/parse). */
-  | { readonly ok: false; readonly error: string; readonly rule?: string }
+  /** `position`: where the parser stopped, as PostgreSQL reports it (1-based, in characters), for the client's caret. */
+  | { readonly ok: false; readonly error: string; readonly rule?: string; readonly position?: number }
 
 interface CachedAnalysis {
   /** Statement bounds as [start, end) offsets in the key the entry is stored under. */
@@ -45,7 +46,7 @@ export const MAX_INLINE_TEXT = 8 * 1024
 /** Refusals remembered, by text (or its hash when long), so a refused costly text is not parsed again. */
 const MAX_REFUSALS = 1024
 
-type Refusal = { readonly ok: false; readonly error: string; readonly rule?: string }
+type Refusal = { readonly ok: false; readonly error: string; readonly rule?: string; readonly position?: number }
 
 /** The statements of `text`, from bounds given as offsets in a key whose literal spans are `spans`. */
 function materialize(text: string, bounds: readonly number[], facts: readonly SqlFacts[], spans: readonly number[]): SqlAnalysis {
@@ -135,9 +136,9 @@ export class SqlAnalyzer {
     return { hit: materialize(text, entry.bounds, entry.facts, norm?.spans ?? NO_SPANS), key, norm }
   }
 
-  private parsed(text: string, probe: { key: string; norm: NormalizedSql | undefined }, parsed: ParsedSql | { error: string; rule?: string }, key = refusalKey(text)): SqlAnalysis {
+  private parsed(text: string, probe: { key: string; norm: NormalizedSql | undefined }, parsed: ParsedSql | { error: string; rule?: string; position?: number }, key = refusalKey(text)): SqlAnalysis {
     if ('error' in parsed) {
-      const refusal: Refusal = Object.freeze({ ok: false, error: parsed.error, ...(parsed.rule ? { rule: parsed.rule } : {}) })
+      const refusal: Refusal = Object.freeze({ ok: false, error: parsed.error, ...(parsed.rule ? { rule: parsed.rule } : {}), ...(parsed.position ? { position: parsed.position } : {}) })
       // Not remembered: a refusal because the gateway is stopping says nothing about the text.
       if (!parsed.error.includes('shutting down')) {
         if (this.refusals.size >= MAX_REFUSALS) this.refusals.delete(this.refusals.keys().next().value as string)
@@ -200,13 +201,16 @@ export interface ParsedSql {
 }
 
 /** Parses `text` and describes each statement; used inline and by the background parser's worker. */
-export function parseSql(text: string): ParsedSql | { error: string; rule?: string } {
+export function parseSql(text: string): ParsedSql | { error: string; rule?: string; position?: number } {
   let stmts: RawStmt[]
   try {
     // libpg-query refuses an empty string, which PostgreSQL answers with EmptyQueryResponse
     stmts = text === '' ? [] : ((parseSync(text) as { stmts?: RawStmt[] }).stmts ?? [])
   } catch (err) {
-    return { error: (err as Error).message || 'syntax error' }
+    // the parser's cursor counts characters from 0; PostgreSQL reports them from 1
+    const cursor = (err as { sqlDetails?: { cursorPosition?: unknown } }).sqlDetails?.cursorPosition
+    const position = typeof cursor === 'number' && cursor >= 0 ? cursor + 1 : undefined
+    return { error: (err as Error).message || 'syntax error', ...(position ? { position } : {}) }
   }
   const ambiguous = ambiguousLiteral(text)
   if (ambiguous) return { error: ambiguous, rule: 'gatehouse/ambiguous-literal' }
