@@ -32,7 +32,7 @@ const log = (...a) => console.error('[bench:auth]', ...a)
 
 /** The victim's loop: latencies in ms, until `until`. */
 async function victim(port, token, until) {
-  const c = new pg.Client({ host: '127.0.0.1', port, user: 'victim', password: token, database: 'x' })
+  const c = new pg.Client({ host: '127.0.0.1', port, user: 'victim', password: token, database: 'app' })
   await c.connect()
   const lat = []
   for (let i = 0; Date.now() < until; i++) {

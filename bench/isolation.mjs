@@ -28,7 +28,7 @@ const log = (...a) => console.error('[bench:isolation]', ...a)
 
 /** The victim's loop: latencies in ms, until `until`. */
 async function victim(port, token, until) {
-  const c = new pg.Client({ host: '127.0.0.1', port, user: 'victim', password: token, database: 'x' })
+  const c = new pg.Client({ host: '127.0.0.1', port, user: 'victim', password: token, database: 'app' })
   await c.connect()
   const lat = []
   for (let i = 0; Date.now() < until; i++) {
@@ -43,7 +43,7 @@ async function victim(port, token, until) {
 
 /** One hostile session: costly never-seen texts back to back; returns how many it sent. */
 async function hostile(port, token, until) {
-  const c = new pg.Client({ host: '127.0.0.1', port, user: 'hostile', password: token, database: 'x' })
+  const c = new pg.Client({ host: '127.0.0.1', port, user: 'hostile', password: token, database: 'app' })
   await c.connect()
   let n = 0
   const terms = Array.from({ length: 4000 }, () => 'a').join('+')

@@ -33,7 +33,7 @@ async function gatewayWith(record: Record<string, unknown>[], extraPlugins: unkn
   })
   const gateway = await Gateway.build(config, { logger: createLogger('silent'), pluginSearchDirs: [pluginDir] })
   await gateway.start()
-  const client = () => new pg.Client({ host: '127.0.0.1', port: gateway.address('pg').port, user: 'agent-1', password: token, database: 'x' })
+  const client = () => new pg.Client({ host: '127.0.0.1', port: gateway.address('pg').port, user: 'agent-1', password: token, database: 'app' })
   return { gateway, client }
 }
 

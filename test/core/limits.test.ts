@@ -136,7 +136,7 @@ describe('sessions per identity', () => {
     const open: pgDriver.Client[] = []
     try {
       for (let i = 0; i < 3; i++) {
-        const c = new pgDriver.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+        const c = new pgDriver.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app' })
         await c.connect()
         open.push(c)
       }

@@ -70,7 +70,7 @@ async function gatewayWith(opts: Partial<StartGatewayOptions> & { sshLimits?: Re
 const pgTarget = (gw: TestGateway, id = 'agent-1') => ({ host: '127.0.0.1', port: gw.port, user: id, password: gw.tokens[id] as string })
 
 function pgClient(gw: TestGateway, id = 'agent-1'): pgDriver.Client & { lost: Promise<Error> } {
-  const c = new pgDriver.Client({ ...pgTarget(gw, id), database: 'x' })
+  const c = new pgDriver.Client({ ...pgTarget(gw, id), database: 'app' })
   const lost = new Promise<Error>((resolve) => c.on('error', resolve))
   return Object.assign(c, { lost })
 }

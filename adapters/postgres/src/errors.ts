@@ -17,6 +17,7 @@ export const SQLSTATE = {
   systemError: '58000',
   internalError: 'XX000',
   tooManyConnections: '53300',
+  invalidCatalogName: '3D000',
 } as const
 
 const BY_CODE: Partial<Record<GatewayError['code'], string>> = {

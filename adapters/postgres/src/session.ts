@@ -508,6 +508,14 @@ export class PostgresSession {
   private async connectUpstream(): Promise<void> {
     this.phase = 'connecting'
     const handle = this.handle as SessionHandle
+    // A connection serves one database: a client that asks for another is told so, as
+    // PostgreSQL tells it the database does not exist (after authentication, as PostgreSQL does).
+    const served = this.deps.upstream.database
+    const asked = this.startupParams.get('database') || this.user
+    if (asked !== served) {
+      this.endWith(SQLSTATE.invalidCatalogName, `gatehouse: connection "${this.deps.connection.name}" serves database "${served}", not "${asked}"`, 'startup.refused', { database: asked })
+      return
+    }
     const forwarded = await this.startupSettings()
     if (!forwarded || this.closed) return
     // The gateway reads text as UTF-8: the server must too, whatever its database's encoding.

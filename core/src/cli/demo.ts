@@ -72,7 +72,7 @@ export async function runDemo(opts: { port: number; dataDir: string }): Promise<
     ],
   })
   const gateway = await Gateway.build(config)
-  const url = `postgresql://demo:${token}@127.0.0.1:${port}/demo?sslmode=disable`
+  const url = `postgresql://demo:${token}@127.0.0.1:${port}/postgres?sslmode=disable`
   await runUntilSignal(gateway, () => {
     process.stdout.write(
       [

@@ -79,7 +79,7 @@ describe('a real gateway on arbitrary input', () => {
   })
 
   it('refuses unparseable text with 42601 and the session keeps working', async () => {
-    const client = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+    const client = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app' })
     await client.connect()
     try {
       const samples = fc.sample(soup, { numRuns: 60, seed: 20261126 }).filter((t) => !analyzer.analyze(t).ok && !t.includes('\0'))

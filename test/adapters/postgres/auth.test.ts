@@ -123,7 +123,7 @@ describe('TLS toward the client', () => {
 
   it('refuses plaintext smuggled behind an SSLRequest', async () => {
     const c = await RawPgClient.connect(gw.port)
-    c.write(Buffer.concat([requestPacket(SSL_REQUEST), startupPacket({ user: 'agent-1', database: 'x' })]))
+    c.write(Buffer.concat([requestPacket(SSL_REQUEST), startupPacket({ user: 'agent-1', database: 'app' })]))
     let fields: Record<string, string> | undefined
     for (let m = await c.next(); m; m = await c.next()) if (m.type === 'E') fields = errorFields(m.body)
     expect(fields).toMatchObject({ C: '08P01', M: expect.stringContaining('unexpected data after SSLRequest') })
@@ -198,7 +198,7 @@ describe('upstream credentials', () => {
       expect(events[1]).toMatchObject({ event: 'startup.upstream-unavailable', attrs: { code: 'GH_ERR_UPSTREAM_UNAVAILABLE' } })
       expect(events[2]).toMatchObject({ reason: expect.stringContaining('GH_ERR_UPSTREAM_UNAVAILABLE') })
       // the pg driver sees SQLSTATE 08006
-      const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+      const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app' })
       await expect(c.connect()).rejects.toMatchObject({ code: '08006' })
     } finally {
       await gw.stop()

@@ -87,7 +87,7 @@ describe('large statements through a real gateway', () => {
   })
 
   it('runs a large allowed statement in both protocols and refuses a large one with a denial hidden at its end', async () => {
-    const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+    const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app' })
     await c.connect()
     try {
       const text = bigInList(40_000)

@@ -138,7 +138,7 @@ public class Probe {
 }
 `
 
-const conninfo = () => `host=127.0.0.1 port=${gw.port} user=agent-1 password=${gw.tokens['agent-1']} dbname=x sslmode=disable`
+const conninfo = () => `host=127.0.0.1 port=${gw.port} user=agent-1 password=${gw.tokens['agent-1']} dbname=app sslmode=disable`
 
 describe('real drivers through the gateway', () => {
   it('psycopg 3: server-side prepares, pipeline mode, executemany, a named cursor, a refusal', async () => {
@@ -157,14 +157,14 @@ describe('real drivers through the gateway', () => {
 
   it('pgjdbc: named statements, fetch-size portals, a batch, a refusal', async () => {
     writeFileSync(join(dir, 'Probe.java'), JDBC)
-    const url = `jdbc:postgresql://127.0.0.1:${gw.port}/x?sslmode=disable&prepareThreshold=1`
+    const url = `jdbc:postgresql://127.0.0.1:${gw.port}/app?sslmode=disable&prepareThreshold=1`
     const r = await runClient('java', ['-cp', '/usr/share/java/postgresql.jar', join(dir, 'Probe.java'), url, 'agent-1', gw.tokens['agent-1'] as string], { timeoutMs: 60_000 })
     expect(r.stdout.trim(), r.stderr).toBe('ok')
     expect(r.code).toBe(0)
   })
 
   it('pg-cursor: a portal read in chunks, outside and inside a transaction', async () => {
-    const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+    const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app' })
     await c.connect()
     try {
       for (const tx of [false, true]) {
@@ -188,7 +188,7 @@ describe('real drivers through the gateway', () => {
   })
 
   it('postgres.js: named prepared statements and pipelined queries', async () => {
-    const sql = postgres({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string, database: 'x', max: 1, prepare: true, onnotice: () => undefined })
+    const sql = postgres({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string, database: 'app', max: 1, prepare: true, onnotice: () => undefined })
     try {
       // the same query several times: prepared once under a name, then bound again
       for (let i = 0; i < 5; i++) expect((await sql`SELECT ${i}::int + 1 AS v`)[0]?.v).toBe(i + 1)

@@ -84,7 +84,7 @@ describe('a read-only policy written without the rule sets', () => {
   ]
   for (const sql of refused) {
     it(`refuses ${sql}`, async () => {
-      const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+      const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app' })
       await c.connect()
       try {
         await expect(c.query(sql)).rejects.toMatchObject({ code: '42501' })
@@ -95,7 +95,7 @@ describe('a read-only policy written without the rule sets', () => {
   }
 
   it('allows reads, including volatile ones that only read', async () => {
-    const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+    const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app' })
     await c.connect()
     try {
       const r = await c.query("SELECT random() < 2 AS r, clock_timestamp() IS NOT NULL AS t, pg_relation_size('s') >= 0 AS size, currval IS NULL AS c FROM (SELECT NULL::bigint AS currval) x")

@@ -21,7 +21,7 @@ const executions = (events: AuditEvent[]) => requests(events).filter((e) => e.at
 const outcomeOf = (events: AuditEvent[], req: RequestEvent) => events.find((e): e is OutcomeEvent => e.type === 'outcome' && e.request === req.request)
 
 function client(): pg.Client {
-  return new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'any', ssl: false })
+  return new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app', ssl: false })
 }
 
 beforeAll(async () => {
@@ -103,7 +103,7 @@ describe('psql through the gateway', () => {
     await other.connect()
     const env: Record<string, string> = {}
     for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('PG')) env[k] = v
-    const child = spawn('psql', ['-X', '-h', '127.0.0.1', '-p', String(gw.port), '-U', 'agent-1', '-d', 'x', '-c', 'SELECT pg_sleep(30)'], {
+    const child = spawn('psql', ['-X', '-h', '127.0.0.1', '-p', String(gw.port), '-U', 'agent-1', '-d', 'app', '-c', 'SELECT pg_sleep(30)'], {
       env: { ...env, PGPASSWORD: target.password, PGSSLMODE: 'disable' },
     })
     let stderr = ''

@@ -17,7 +17,7 @@ let bystander: pg.Client
 beforeAll(async () => {
   cluster = await startPgCluster()
   gw = await startGateway({ upstream: pgUpstream(cluster), connection: { limits: { unauthenticated: { loginTimeoutMs: 1000 } } } })
-  bystander = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+  bystander = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app' })
   await bystander.connect()
 })
 
@@ -60,7 +60,7 @@ describe('malformed frontend input', () => {
 
   it('closes a connection whose startup packet never completes', async () => {
     const c = await RawPgClient.connect(gw.port)
-    const packet = startupPacket({ user: 'agent-1', database: 'x' })
+    const packet = startupPacket({ user: 'agent-1', database: 'app' })
     c.write(packet.subarray(0, 10))
     const started = Date.now()
     const f = await errorThenClose(c)
@@ -369,7 +369,7 @@ describe('protocol features the gateway does not let through', () => {
   })
 
   it('refuses statements that would make its parse differ from the server\'s', async () => {
-    const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+    const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app' })
     await c.connect()
     await expect(c.query('SET standard_conforming_strings = off')).rejects.toMatchObject({ code: '0A000', message: expect.stringContaining('standard_conforming_strings off') })
     await expect(c.query("SELECT set_config('standard_conforming_strings', 'off', false)")).rejects.toMatchObject({ code: '0A000' })
@@ -394,7 +394,7 @@ describe('protocol features the gateway does not let through', () => {
   it('keeps many concurrent sessions apart', async () => {
     const clients = await Promise.all(
       Array.from({ length: 10 }, async (_, i) => {
-        const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+        const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app' })
         await c.connect()
         return { c, i }
       }),

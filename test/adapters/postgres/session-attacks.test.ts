@@ -161,7 +161,7 @@ describe('finding 2: text that reads two ways under standard_conforming_strings'
   })
 
   it('accepts backslashes where both readings agree: E strings, dollar quotes, identifiers, comments', async () => {
-    const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+    const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app' })
     await c.connect()
     try {
       const r = await c.query("SELECT E'a\\\\b' AS e, $$c\\d$$ AS d, 1 AS \"x\\y\" -- '\\'")
@@ -175,7 +175,7 @@ describe('finding 2: text that reads two ways under standard_conforming_strings'
   it('is refused inside a function body, which runs under whatever the setting is then', async () => {
     const g = await startGateway({ upstream: pgUpstream(cluster), policies: [{ id: 'ddl', rules: [{ id: 'create', effect: 'allow', match: { 'sql.statement': ['CREATE'] } }] }] })
     try {
-      const c = new pg.Client({ host: '127.0.0.1', port: g.port, user: 'agent-1', password: g.tokens['agent-1'], database: 'x' })
+      const c = new pg.Client({ host: '127.0.0.1', port: g.port, user: 'agent-1', password: g.tokens['agent-1'], database: 'app' })
       await c.connect()
       await expect(c.query("CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $b$ SELECT 'x\\' $b$")).rejects.toMatchObject({ code: '42501', message: expect.stringContaining('opaque') })
       await c.end()

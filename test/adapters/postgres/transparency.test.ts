@@ -78,7 +78,7 @@ afterAll(async () => {
 })
 
 const env = (id: string, extra: Record<string, string> = {}) => ({ PGPASSWORD: gw.tokens[id] as string, PGSSLMODE: 'disable', PGCONNECT_TIMEOUT: '10', ...extra })
-const conn = (id: string, port = gw.port) => ['-h', '127.0.0.1', '-p', String(port), '-U', id, '-d', 'app']
+const conn = (id: string, port = gw.port, database = 'app') => ['-h', '127.0.0.1', '-p', String(port), '-U', id, '-d', database]
 const requests = async () => (await gw.audit()).filter((e: AuditEvent): e is RequestEvent => e.type === 'request')
 
 describe('pg_dump and pg_restore', () => {
@@ -100,7 +100,7 @@ describe('pg_dump and pg_restore', () => {
     expect(new Set(calls.map((e) => (e.attrs as { functionCall: { function: string } }).functionCall.function))).toEqual(new Set(['pg_catalog.lo_open', 'pg_catalog.loread', 'pg_catalog.lo_close']))
     expect(calls.every((e) => e.verdict === 'allow' && e.principal.id === 'backup')).toBe(true)
 
-    const restore = await runClient('pg_restore', [...conn('agent-1', gw.portOf('restore')), '--no-owner', archive], { env: env('agent-1') })
+    const restore = await runClient('pg_restore', [...conn('agent-1', gw.portOf('restore'), 'restored'), '--no-owner', archive], { env: env('agent-1') })
     expect(restore.stderr).toBe('')
     expect(restore.code).toBe(0)
     expect(await cluster.psql('\\c restored\nSELECT string_agg(name, \',\' ORDER BY id) FROM items;')).toContain('apple,pear')
@@ -207,6 +207,12 @@ describe('the backend pid', () => {
 })
 
 describe('small things drivers rely on', () => {
+  it('a database the connection does not serve is refused after login with 3D000 naming the one it serves', async () => {
+    const r = await runClient('psql', ['-h', '127.0.0.1', '-p', String(gw.port), '-U', 'agent-1', '-d', 'template1', '-X', '-c', 'SELECT 1'], { env: env('agent-1') })
+    expect(r.stderr).toContain('FATAL:  gatehouse: connection "pg" serves database "app", not "template1"')
+    expect((await psql({ port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }, 'SELECT current_database();')).stdout.trim()).toBe('app')
+  })
+
   it('a syntax error the gateway finds keeps its position: psql prints the same caret as directly', async () => {
     const sql = "SELECT 'é' AS accent, * FORM items;"
     const direct = await psql({ port: cluster.port, user: cluster.users.scram.user, password: cluster.users.scram.password, database: 'app' }, sql)

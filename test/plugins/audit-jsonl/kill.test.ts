@@ -52,7 +52,7 @@ policies: [{ id: p, rules: [{ id: read, effect: allow, match: { sql.statement: [
     await waitForPort(port, '127.0.0.1', 15_000)
     const clients = await Promise.all(
       Array.from({ length: 4 }, async () => {
-        const c = new pg.Client({ host: '127.0.0.1', port, user: 'agent-1', password: token, database: 'x' })
+        const c = new pg.Client({ host: '127.0.0.1', port, user: 'agent-1', password: token, database: 'app' })
         c.on('error', () => undefined)
         await c.connect()
         return c

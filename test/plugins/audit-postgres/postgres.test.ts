@@ -77,7 +77,7 @@ describe('audit-postgres', () => {
   })
 
   it('spools while its database is down, refuses statements once the spool is full, and recovers', async () => {
-    const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'x' })
+    const c = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app' })
     await c.connect()
     try {
       expect((await c.query('SELECT 1 AS one')).rows[0].one).toBe(1)
@@ -133,7 +133,7 @@ describe('audit-postgres with its spool, under load while the database is stoppe
   it('loses nothing and duplicates nothing: events equal acknowledged statements, and the chain verifies', async () => {
     const clients = await Promise.all(
       Array.from({ length: 4 }, async () => {
-        const c = new pg.Client({ host: '127.0.0.1', port: gateway.port, user: 'agent-1', password: gateway.tokens['agent-1'], database: 'x' })
+        const c = new pg.Client({ host: '127.0.0.1', port: gateway.port, user: 'agent-1', password: gateway.tokens['agent-1'], database: 'app' })
         await c.connect()
         return c
       }),
