@@ -87,6 +87,8 @@ export class SessionModel {
   private readonly portals = new Map<string, Binding<ServerPortal>>()
   /** SQL-level prepared statements (PREPARE): the server knows them by the client's name. */
   private readonly sqlStatements = new Map<string, ServerStatement>()
+  /** SQL-level names the gateway let go of while the server may still hold them; `*`: any name. */
+  private readonly forgotten = new Set<string>()
   private nextStatement = 1
   private nextPortal = 1
   private seq = 0
@@ -308,6 +310,7 @@ export class SessionModel {
 
   /** A PREPARE the server completed. */
   learnSqlStatement(name: string, statement: ServerStatement): void {
+    this.forgotten.delete(name)
     this.sqlStatements.set(name, statement)
   }
 
@@ -315,6 +318,16 @@ export class SessionModel {
   forgetSqlStatement(name: string): void {
     if (name === '*') this.sqlStatements.clear()
     else this.sqlStatements.delete(name)
+    this.forgotten.add(name)
+  }
+
+  /**
+   * Whether the server may hold a SQL-level prepared statement of this name that the gateway does
+   * not: one it forgot (a PREPARE in flight, code it could not follow). A name never seen cannot
+   * exist, and the client is told so as PostgreSQL would tell it (26000).
+   */
+  mayHoldSqlStatement(name: string): boolean {
+    return this.sqlStatements.has(name) || this.forgotten.has(name) || this.forgotten.has('*')
   }
 
   /**

@@ -1263,7 +1263,9 @@ export class PostgresSession {
 
   private refuseUnknownStatement(text: string, name: string, params: readonly (string | null)[] | undefined, substitute: (error: Buffer) => void): Promise<void> {
     const u = unknownStatement(name)
-    return this.refuse(this.newRequest(text, u.attrs, params), u.rule, u.reason, 'GH_ERR_POLICY_DENIED', substitute)
+    // a name that cannot exist upstream gets PostgreSQL's own answer; one that may gets the refusal's
+    const sqlstate = this.state.mayHoldSqlStatement(name) ? undefined : '26000'
+    return this.refuse(this.newRequest(text, u.attrs, params), u.rule, u.reason, 'GH_ERR_POLICY_DENIED', substitute, sqlstate)
   }
 
   /** A protocol message names a statement or portal the client does not hold: PostgreSQL's own error, recorded. */

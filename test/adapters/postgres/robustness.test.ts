@@ -350,7 +350,7 @@ describe('protocol features the gateway does not let through', () => {
       c.write(typed('Q', cstr('EXECUTE sneaky')))
       expect(errorFields(((await c.until('Z')).find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '42501', M: expect.stringContaining('default-deny') })
       c.write(typed('Q', cstr('EXECUTE never_prepared')))
-      expect(errorFields(((await c.until('Z')).find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '42501', M: expect.stringContaining('not created through the gateway') })
+      expect(errorFields(((await c.until('Z')).find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '26000', M: expect.stringContaining('not created through the gateway') })
       // a PREPARE that fails upstream (the name exists) does not change what the name means
       c.write(typed('Q', cstr('PREPARE sneaky AS SELECT 1')))
       expect(errorFields(((await c.until('Z')).find((m) => m.type === 'E') as { body: Buffer }).body)).toMatchObject({ C: '42P05' })

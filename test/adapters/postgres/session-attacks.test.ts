@@ -76,7 +76,7 @@ describe('finding 1: a statement name always means the text the gateway judged',
       expect(errorOf(second)).toMatchObject({ C: '42501', M: expect.stringContaining('default-deny') })
       // The SQL namespace cannot reach the protocol-level name: judged as unknown, not as SELECT 1.
       const third = await c.until('Z')
-      expect(errorOf(third)).toMatchObject({ C: '42501', M: expect.stringContaining('not created through the gateway') })
+      expect(errorOf(third)).toMatchObject({ C: '26000', M: expect.stringContaining('not created through the gateway') })
       c.close()
       expect(await count('victim')).toBe('3')
       const events = await g.audit()
