@@ -74,47 +74,40 @@ export function parseBind(body: Buffer): BindMessage {
   const r = new BodyReader(body)
   const portal = r.cstring()
   const statement = r.cstring()
-  const nFormats = r.int16()
-  const formats: number[] = []
-  for (let i = 0; i < nFormats; i++) formats.push(r.int16())
-  const nParams = r.int16()
-  if (nFormats > 1 && nFormats !== nParams) throw new ProtocolViolation(`Bind has ${nFormats} parameter formats for ${nParams} parameters`)
-  const params: (string | null)[] = []
-  for (let i = 0; i < nParams; i++) {
-    const len = r.int32()
-    if (len === -1) {
-      params.push(null)
-      continue
-    }
-    const bytes = r.bytes(len)
-    const format = nFormats === 0 ? 0 : nFormats === 1 ? formats[0] : formats[i]
-    params.push(format === 1 ? `base64:${bytes.toString('base64')}` : bytes.toString('utf8'))
-  }
-  return { portal, statement, params }
+  return { portal, statement, params: readValues(r, 'Bind', 'parameter') }
 }
 
 /** A FunctionCall ('F', the fast-path interface large objects use): the function's OID and its arguments as Bind carries them. */
 export function parseFunctionCall(body: Buffer): { oid: number; args: (string | null)[] } {
   const r = new BodyReader(body)
   const oid = r.int32() >>> 0
+  const args = readValues(r, 'FunctionCall', 'argument')
+  r.int16() // the result's format
+  return { oid, args }
+}
+
+/**
+ * Format codes, then values, as Bind and FunctionCall carry them: text values as strings,
+ * binary ones as `base64:…`, NULL as null (what the audit records).
+ */
+function readValues(r: BodyReader, message: string, what: string): (string | null)[] {
   const nFormats = r.int16()
   const formats: number[] = []
   for (let i = 0; i < nFormats; i++) formats.push(r.int16())
-  const nArgs = r.int16()
-  if (nFormats > 1 && nFormats !== nArgs) throw new ProtocolViolation(`FunctionCall has ${nFormats} argument formats for ${nArgs} arguments`)
-  const args: (string | null)[] = []
-  for (let i = 0; i < nArgs; i++) {
+  const n = r.int16()
+  if (nFormats > 1 && nFormats !== n) throw new ProtocolViolation(`${message} has ${nFormats} ${what} formats for ${n} ${what}s`)
+  const values: (string | null)[] = []
+  for (let i = 0; i < n; i++) {
     const len = r.int32()
     if (len === -1) {
-      args.push(null)
+      values.push(null)
       continue
     }
     const bytes = r.bytes(len)
     const format = nFormats === 0 ? 0 : nFormats === 1 ? formats[0] : formats[i]
-    args.push(format === 1 ? `base64:${bytes.toString('base64')}` : bytes.toString('utf8'))
+    values.push(format === 1 ? `base64:${bytes.toString('base64')}` : bytes.toString('utf8'))
   }
-  r.int16() // the result's format
-  return { oid, args }
+  return values
 }
 
 export function parseExecute(body: Buffer): { portal: string; maxRows: number } {
