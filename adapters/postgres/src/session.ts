@@ -134,6 +134,9 @@ const ENDS_TRANSACTION: ReadonlySet<string> = new Set(['COMMIT', 'ROLLBACK', 'PR
 const keyOf = (pid: number, secret: Buffer) => `${pid}:${secret.toString('hex')}`
 const FLUSH = Buffer.from([F.Flush, 0, 0, 0, 4])
 
+/** What a client may send while the server takes COPY FROM STDIN data (Flush and Sync it ignores). */
+const COPY_IN_MESSAGES: ReadonlySet<number> = new Set([F.CopyData, F.CopyDone, F.CopyFail, F.Flush, F.Sync, F.Terminate])
+
 /** The upstream answered something the gateway did not expect: its view of the session is no longer trustworthy. */
 class Desync extends Error {
   constructor(message: string, head: Expectation | undefined) {
@@ -712,6 +715,10 @@ export class PostgresSession {
 
   private onClientMessage(msg: FrontendMessage): Promise<void> | undefined {
     const t = msg.type
+    // During COPY FROM STDIN the server takes only copy messages; anything else makes it end the
+    // session ("protocol synchronization was lost"). The gateway does the same, rather than
+    // holding the message until the copy ends, which it never would.
+    if (this.copyingIn && !COPY_IN_MESSAGES.has(t)) throw new ProtocolViolation(`unexpected message type '${String.fromCharCode(t)}' during COPY from stdin; protocol synchronization was lost`)
     if (this.discardUntilSync && t !== F.Sync && t !== F.Terminate) return undefined
     switch (t) {
       case F.Query:
@@ -735,6 +742,9 @@ export class PostgresSession {
         return undefined
       case F.CopyDone:
       case F.CopyFail:
+        // sent with the COPY itself, before the server started it: that copy is complete already
+        if (this.copyingIn) this.copyingIn = false
+        else this.copyEndsAhead++
         for (const e of this.expect) if (e.kind === 'execute' && e.copyIn) e.copyEnded = true
         this.toUpstream(msg.raw)
         return undefined
@@ -822,6 +832,11 @@ export class PostgresSession {
   }
 
   private flushedForIdle = false
+
+  /** The server is taking COPY FROM STDIN data: until the client's CopyDone or CopyFail, or the server's error. */
+  private copyingIn = false
+  /** CopyDone or CopyFail the client sent for a copy the server has not started yet (all in one write). */
+  private copyEndsAhead = 0
 
   /**
    * A client that stops reading what it asked for holds its upstream backend (and, once both
@@ -1488,6 +1503,14 @@ export class PostgresSession {
         else if (head?.kind !== 'query') throw new Desync('EmptyQueryResponse', head)
         return undefined
       case B.CopyInResponse:
+        if (this.copyEndsAhead > 0) this.copyEndsAhead--
+        else this.copyingIn = true
+        // A message the client sent before the server started the copy, and that waits for the
+        // server, can only be a protocol violation now: the server will take nothing but copy data.
+        if (this.copyingIn && this.quietWaiter) {
+          this.endWith(SQLSTATE.protocolViolation, 'gatehouse: protocol violation: a message other than COPY data was sent during COPY from stdin; protocol synchronization was lost', 'protocol.violation')
+          return undefined
+        }
         // An extended-protocol COPY FROM STDIN has started: the server ignores the Syncs the
         // client sent before its CopyDone (libpq sends one right after Execute), so no answer comes for them.
         if (head?.kind === 'execute' && head.copyIn) {
@@ -1512,6 +1535,9 @@ export class PostgresSession {
         this.finish(head.pending, { rows: head.pending.rows, status: 'suspended' })
         return undefined
       case B.ReadyForQuery:
+        // no copy outlives its query cycle (copy messages the server dropped after an error included)
+        this.copyingIn = false
+        this.copyEndsAhead = 0
         model.readyForQuery(body[0] as number)
         this.settle(this.commitError)
         this.commitError = undefined
@@ -1522,6 +1548,7 @@ export class PostgresSession {
         else throw new Desync('ReadyForQuery', head)
         return undefined
       case B.ErrorResponse:
+        this.copyingIn = false
         return this.onBackendError(head, body)
       case B.ParseComplete:
         if (head?.kind !== 'parse') throw new Desync('ParseComplete', head)

@@ -12,7 +12,7 @@ import pg from 'pg'
 import Cursor from 'pg-cursor'
 import type { AuditEvent, RequestEvent } from '@gatehouse/core'
 import { psql, runClient } from '../../fixtures/clients.js'
-import { RawPgClient, cstr, typed, wire } from '../../fixtures/pg-raw.js'
+import { RawPgClient, cstr, errorFields, typed, wire } from '../../fixtures/pg-raw.js'
 import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
 import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
 
@@ -258,6 +258,48 @@ describe('COPY FROM STDIN through the extended protocol', () => {
       c.close()
     }
     expect(await cluster.psql('SELECT count(*) FROM copied')).toBe('2')
+  })
+})
+
+describe('COPY FROM STDIN and other messages', () => {
+  it('a Query during COPY FROM STDIN ends the session with 08P01, as PostgreSQL does, sent after the copy started or with it in one write', async () => {
+    await cluster.psql('CREATE TABLE IF NOT EXISTS copied2 (v int); GRANT ALL ON copied2 TO app_scram')
+    for (const together of [false, true]) {
+      const c = await RawPgClient.connect(gw.port)
+      try {
+        await c.login('agent-1', gw.tokens['agent-1'] as string)
+        if (together) c.write(Buffer.concat([wire.query('COPY copied2 FROM STDIN'), wire.query('SELECT 2')]))
+        else {
+          c.write(wire.query('COPY copied2 FROM STDIN'))
+          await c.until('G')
+          c.write(wire.query('SELECT 2'))
+        }
+        const seen: string[] = []
+        for (;;) {
+          const m = await c.next(5000)
+          if (!m) break
+          seen.push(m.type === 'E' ? `${errorFields(m.body).S} ${errorFields(m.body).C}` : m.type)
+        }
+        expect(seen.filter((x) => x !== 'G'), String(together)).toEqual(['FATAL 08P01'])
+        expect(c.closed).toBe(true)
+      } finally {
+        c.close()
+      }
+    }
+    expect((await psql({ port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }, 'SELECT 3;')).stdout.trim()).toBe('3')
+  })
+
+  it('a COPY sent with its data and the next Query in one write runs both, as PostgreSQL does', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    try {
+      await c.login('agent-1', gw.tokens['agent-1'] as string)
+      c.write(Buffer.concat([wire.query('COPY copied2 FROM STDIN'), typed('d', Buffer.from('7\n')), typed('c', Buffer.alloc(0)), wire.query('SELECT count(*) FROM copied2 WHERE v = 7')]))
+      expect((await c.until('Z')).map((m) => m.type).join('')).toBe('GCZ')
+      const second = await c.until('Z')
+      expect(second.map((m) => m.type).join('')).toBe('TDCZ')
+    } finally {
+      c.close()
+    }
   })
 })
 
