@@ -27,7 +27,7 @@ const POLICY = [
     id: 'drivers',
     rules: [
       { id: 'no-drop', effect: 'deny', match: { 'sql.statement': ['DROP', 'TRUNCATE'] } },
-      { id: 'work', effect: 'allow', match: { 'sql.statement': ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'BEGIN', 'COMMIT', 'ROLLBACK', 'SET', 'SHOW', 'DECLARE', 'FETCH', 'CLOSE', 'CREATE'] } },
+      { id: 'work', effect: 'allow', match: { 'sql.statement': ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'BEGIN', 'COMMIT', 'ROLLBACK', 'SET', 'SHOW', 'DECLARE', 'FETCH', 'CLOSE', 'CREATE', 'LISTEN', 'NOTIFY'] } },
     ],
   },
 ]
@@ -161,6 +161,58 @@ describe('real drivers through the gateway', () => {
     const r = await runClient('java', ['-cp', '/usr/share/java/postgresql.jar', join(dir, 'Probe.java'), url, 'agent-1', gw.tokens['agent-1'] as string], { timeoutMs: 60_000 })
     expect(r.stdout.trim(), r.stderr).toBe('ok')
     expect(r.code).toBe(0)
+  })
+
+  it('pgjdbc: LargeObjectManager writes and reads a large object (FunctionCall, judged as the functions it names)', async () => {
+    writeFileSync(
+      join(dir, 'Lob.java'),
+      `
+import java.sql.*;
+import org.postgresql.PGConnection;
+import org.postgresql.largeobject.*;
+public class Lob {
+  public static void main(String[] a) throws Exception {
+    try (Connection c = DriverManager.getConnection(a[0], a[1], a[2])) {
+      c.setAutoCommit(false);
+      LargeObjectManager lom = c.unwrap(PGConnection.class).getLargeObjectAPI();
+      long oid = lom.createLO(LargeObjectManager.READWRITE);
+      LargeObject w = lom.open(oid, LargeObjectManager.WRITE);
+      w.write("written by pgjdbc".getBytes("UTF-8"));
+      w.close();
+      c.commit();
+      LargeObject r = lom.open(oid, LargeObjectManager.READ);
+      System.out.println(new String(r.read(100), "UTF-8"));
+      r.close();
+      c.commit();
+    }
+  }
+}
+`,
+    )
+    const url = `jdbc:postgresql://127.0.0.1:${gw.port}/app?sslmode=disable`
+    const r = await runClient('java', ['-cp', '/usr/share/java/postgresql.jar', join(dir, 'Lob.java'), url, 'agent-1', gw.tokens['agent-1'] as string], { timeoutMs: 60_000 })
+    expect(r.stdout.trim(), r.stderr).toBe('written by pgjdbc')
+    const calls = (await gw.audit()).filter((e) => e.type === 'request' && (e.attrs as { functionCall?: unknown }).functionCall !== undefined)
+    expect(new Set(calls.map((e) => (e.attrs as { functionCall: { function: string } }).functionCall.function))).toEqual(new Set(['pg_catalog.lo_creat', 'pg_catalog.lo_open', 'pg_catalog.lowrite', 'pg_catalog.loread', 'pg_catalog.lo_close']))
+  })
+
+  it('postgres.js: LISTEN/NOTIFY, and listening again after its backend is terminated (pg_terminate_backend of the pid the server reports)', async () => {
+    const sql = postgres({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string, database: 'app', max: 2, onnotice: () => undefined })
+    try {
+      const got: string[] = []
+      let ready = 0
+      await sql.listen('gh_events', (payload) => got.push(payload), () => ready++)
+      await sql.notify('gh_events', 'first')
+      await expect.poll(() => got).toEqual(['first'])
+      // terminate the listening connection's own backend: postgres.js reconnects and listens again
+      const [{ pid }] = await sql`SELECT pid FROM pg_stat_activity WHERE query ILIKE 'listen%' AND usename = ${cluster.users.scram.user}`
+      await cluster.psql(`SELECT pg_terminate_backend(${pid})`)
+      await expect.poll(() => ready, { timeout: 10_000 }).toBeGreaterThanOrEqual(2)
+      await sql.notify('gh_events', 'second')
+      await expect.poll(() => got, { timeout: 10_000 }).toEqual(['first', 'second'])
+    } finally {
+      await sql.end({ timeout: 1 })
+    }
   })
 
   it('pg-cursor: a portal read in chunks, outside and inside a transaction', async () => {
