@@ -303,6 +303,34 @@ describe('COPY FROM STDIN and other messages', () => {
   })
 })
 
+describe('libpq pipeline mode', () => {
+  it('psycopg 3: a pipeline in which one statement fails reports that error and the session goes on, as directly', async () => {
+    const script = join(dir, 'pipeline.py')
+    writeFileSync(
+      script,
+      `import sys, psycopg
+conn = psycopg.connect(sys.argv[1], autocommit=True)
+try:
+    with conn.pipeline():
+        a = conn.execute("SELECT 1")
+        b = conn.execute("SELECT 1/0")
+        c = conn.execute("SELECT 2")
+except psycopg.errors.DivisionByZero as e:
+    print("failed:", e.sqlstate)
+print("after:", conn.execute("SELECT 42").fetchone()[0])
+with conn.pipeline():
+    rows = [conn.execute("SELECT %s::int", (i,)) for i in range(20)]
+print("pipelined:", sum(r.fetchone()[0] for r in rows))
+`,
+    )
+    const through = await runClient('/usr/bin/python3', [script, `host=127.0.0.1 port=${gw.port} user=agent-1 password=${gw.tokens['agent-1']} dbname=app sslmode=disable`], { timeoutMs: 30_000 })
+    const direct = await runClient('/usr/bin/python3', [script, `host=127.0.0.1 port=${cluster.port} user=${cluster.users.scram.user} password=${cluster.users.scram.password} dbname=app sslmode=disable`], { timeoutMs: 30_000 })
+    expect(direct.stdout).toBe('failed: 22012\nafter: 42\npipelined: 190\n')
+    expect(through.stderr).toBe('')
+    expect(through.stdout).toBe(direct.stdout)
+  })
+})
+
 describe('pg-cursor when the statement fails', () => {
   it('at Bind or at Parse, in 200 sessions: every session gets the server\'s error and goes on (none lost)', async () => {
     const outcomes = new Map<string, number>()
