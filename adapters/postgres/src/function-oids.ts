@@ -2,8 +2,8 @@
  * Function OIDs to names, for the FunctionCall message (the fast-path interface libpq, psycopg2,
  * pgjdbc and pg_dump/pg_restore use for large objects): it names its function only by OID, so the
  * gateway looks the OID up in the upstream's catalog, on a connection of its own, and judges the
- * call as the SQL call of that function. Found names are remembered (OIDs are not reused while
- * the server runs); an OID not found is looked up again next time.
+ * call as the SQL call of that function. Names of built-in functions are remembered; a user's
+ * function is looked up on every call (it can be renamed under the same OID).
  */
 export interface FunctionName {
   readonly schema: string
@@ -11,6 +11,8 @@ export interface FunctionName {
 }
 
 const MAX_KNOWN = 10_000
+/** PostgreSQL's first OID for objects users create: everything below is built in. */
+const FIRST_NORMAL_OBJECT_ID = 16384
 
 export class FunctionOids {
   private readonly known = new Map<number, FunctionName>()
@@ -30,8 +32,12 @@ export class FunctionOids {
           const [schema, name] = rows[0] ?? []
           if (typeof schema !== 'string' || typeof name !== 'string') return undefined
           const found = { schema, name }
-          if (this.known.size >= MAX_KNOWN) this.known.delete(this.known.keys().next().value as number)
-          this.known.set(oid, found)
+          // Built-in functions (below FirstNormalObjectId) keep their names; a user's function can
+          // be renamed or moved under the same OID, so its name is looked up on every call.
+          if (oid < FIRST_NORMAL_OBJECT_ID) {
+            if (this.known.size >= MAX_KNOWN) this.known.delete(this.known.keys().next().value as number)
+            this.known.set(oid, found)
+          }
           return found
         })
         .finally(() => this.looking.delete(oid))

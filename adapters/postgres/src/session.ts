@@ -637,6 +637,8 @@ export class PostgresSession {
       }
       params[name] = setting.value
     }
+    // never from the client, whatever it named: the gateway's own login decides these
+    for (const key of ['user', 'database', 'options', 'replication']) delete params[key]
     return { params, judged, asked: judged.length > 0 }
   }
 
@@ -742,9 +744,10 @@ export class PostgresSession {
         return undefined
       case F.CopyDone:
       case F.CopyFail:
-        // sent with the COPY itself, before the server started it: that copy is complete already
+        // sent with the COPY itself, before the server started it: that copy is complete already;
+        // one with no COPY FROM STDIN pending the server ignores, and so does the gateway
         if (this.copyingIn) this.copyingIn = false
-        else this.copyEndsAhead++
+        else if (this.copyFromClientPending()) this.copyEndsAhead++
         for (const e of this.expect) if (e.kind === 'execute' && e.copyIn) e.copyEnded = true
         this.toUpstream(msg.raw)
         return undefined
@@ -856,6 +859,19 @@ export class PostgresSession {
       this.client.destroy()
     }, ms)
     this.stallTimer.unref()
+  }
+
+  /** A COPY FROM STDIN was sent (simple or extended) and the server has not answered it yet. */
+  private copyFromClientPending(): boolean {
+    const fromClient = (p: Pending | undefined) => {
+      const copy = (p?.request?.attrs.sql as SqlFacts | undefined)?.copy
+      return copy?.direction === 'from' && copy.target === 'client'
+    }
+    for (const e of this.expect) {
+      if (e.kind === 'execute' && e.copyIn && !e.copyEnded) return true
+      if (e.kind === 'query' && e.stmts.slice(e.idx).some(fromClient)) return true
+    }
+    return false
   }
 
   /** A COPY FROM STDIN sent through the extended protocol may be taking data (its CopyDone not sent yet). */

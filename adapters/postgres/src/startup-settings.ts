@@ -25,6 +25,7 @@ export function startupSettings(params: ReadonlyMap<string, string>): { settings
   const settings: StartupSetting[] = []
   for (const [name, value] of params) {
     if (NOT_SETTINGS.has(name) || name.startsWith('_pq_.')) continue
+
     settings.push({ name, value, from: 'parameter' })
   }
   const options = params.get('options')
@@ -33,7 +34,13 @@ export function startupSettings(params: ReadonlyMap<string, string>): { settings
     if ('error' in parsed) return parsed
     settings.push(...parsed.settings)
   }
-  for (const s of settings) if (!SETTING_NAME.test(s.name)) return { error: `"${printable(s.name)}" is not a setting name` }
+  for (const s of settings) {
+    if (!SETTING_NAME.test(s.name)) return { error: `"${printable(s.name)}" is not a setting name` }
+    // `Options`, `-c options=…`, `--replication=…`, `_PQ_.x`: names PostgreSQL reads as packet
+    // keys once lower-cased, not as settings; they would carry what was never judged.
+    const lower = s.name.toLowerCase()
+    if (NOT_SETTINGS.has(lower) || lower.startsWith('_pq_.')) return { error: `"${printable(s.name)}" cannot be set at startup` }
+  }
   return { settings }
 }
 

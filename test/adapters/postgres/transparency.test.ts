@@ -182,6 +182,17 @@ describe('startup settings', () => {
     expect(unreadable.stderr).toContain('the startup setting standard_conforming_strings was refused')
     const switched = await psql({ port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }, 'SELECT 1;', [], { PGOPTIONS: '-d 5' })
     expect(switched.stderr).toContain('the startup option "-d" is not supported (only -c name=value and --name=value)')
+    // names PostgreSQL reads as packet keys, not settings, cannot smuggle what was never judged
+    for (const options of ['-c options=-c\\ session_replication_role=replica', '--replication=database', '-c _PQ_.x=1']) {
+      const smuggled = await psql({ port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }, 'SELECT 1;', [], { PGOPTIONS: options })
+      expect(smuggled.stdout, options).toBe('')
+      expect(smuggled.stderr, options).toContain('cannot be set at startup')
+    }
+    const c = await RawPgClient.connect(gw.port)
+    await expect(c.login('agent-1', gw.tokens['agent-1'] as string, { params: { Options: '-c session_replication_role=replica' } })).rejects.toThrow(/got E/)
+    c.close()
+    const refusals = (await gw.audit()).filter((e) => e.type === 'protocol' && (e as { event?: string }).event === 'startup.refused').map((e) => (e as { reason?: string }).reason)
+    expect(refusals).toContain('gatehouse: "Options" cannot be set at startup')
     // a value the server rejects reaches the client as the server's own error
     const invalid = await psql({ port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }, 'SELECT 1;', [], { PGOPTIONS: '-c statement_timeout=soon' })
     expect(invalid.stderr).toContain('invalid value for parameter "statement_timeout": "soon"')
@@ -287,6 +298,26 @@ describe('COPY FROM STDIN and other messages', () => {
       }
     }
     expect((await psql({ port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }, 'SELECT 3;')).stdout.trim()).toBe('3')
+  })
+
+  it('a stray CopyDone while no COPY runs does not make the gateway miss the next COPY', async () => {
+    const c = await RawPgClient.connect(gw.port)
+    try {
+      await c.login('agent-1', gw.tokens['agent-1'] as string)
+      c.write(typed('c', Buffer.alloc(0)))
+      c.write(wire.query('COPY copied2 FROM STDIN'))
+      await c.until('G')
+      c.write(wire.query('SELECT 2'))
+      const seen: string[] = []
+      for (;;) {
+        const m = await c.next(5000)
+        if (!m) break
+        if (m.type === 'E') seen.push(`${errorFields(m.body).S} ${errorFields(m.body).C}`)
+      }
+      expect(seen).toEqual(['FATAL 08P01'])
+    } finally {
+      c.close()
+    }
   })
 
   it('a COPY sent with its data and the next Query in one write runs both, as PostgreSQL does', async () => {
