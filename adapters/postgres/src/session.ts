@@ -134,6 +134,12 @@ const ENDS_TRANSACTION: ReadonlySet<string> = new Set(['COMMIT', 'ROLLBACK', 'PR
 const keyOf = (pid: number, secret: Buffer) => `${pid}:${secret.toString('hex')}`
 const FLUSH = Buffer.from([F.Flush, 0, 0, 0, 4])
 
+/** Whether the request is a COPY … FROM STDIN: the server then takes data from the client. */
+function copiesFromClient(request: GatewayRequest | undefined): boolean {
+  const copy = (request?.attrs.sql as SqlFacts | undefined)?.copy
+  return copy?.direction === 'from' && copy.target === 'client'
+}
+
 /** What a client may send while the server takes COPY FROM STDIN data (Flush and Sync it ignores). */
 const COPY_IN_MESSAGES: ReadonlySet<number> = new Set([F.CopyData, F.CopyDone, F.CopyFail, F.Flush, F.Sync, F.Terminate])
 
@@ -531,7 +537,7 @@ export class PostgresSession {
       const e = isGatewayError(err) ? err : new GatewayError('GH_ERR_UPSTREAM_UNAVAILABLE', String(err))
       for (const r of forwarded.judged) this.deps.pipeline.complete(r, { error: { code: e.code, message: e.message } })
       // The server refused a setting the client asked for: the client sees why, as it would directly.
-      if (err instanceof UpstreamRefused && err.setting && forwarded.asked) {
+      if (err instanceof UpstreamRefused && err.setting && forwarded.judged.length > 0) {
         this.closeReason = `${e.code}: ${e.message}`
         this.endWith(err.sqlstate, err.serverMessage, 'startup.refused', { code: e.code })
         return
@@ -591,7 +597,7 @@ export class PostgresSession {
    * FATAL naming the setting. Any of them that would make the gateway misread text is refused
    * before policy. Undefined when the session was ended.
    */
-  private async startupSettings(): Promise<{ params: Record<string, string>; judged: GatewayRequest[]; asked: boolean } | undefined> {
+  private async startupSettings(): Promise<{ params: Record<string, string>; judged: GatewayRequest[] } | undefined> {
     const asked = startupSettings(this.startupParams)
     if ('error' in asked) {
       this.endWith(SQLSTATE.featureNotSupported, `gatehouse: ${asked.error}`, 'startup.refused')
@@ -639,7 +645,7 @@ export class PostgresSession {
     }
     // never from the client, whatever it named: the gateway's own login decides these
     for (const key of ['user', 'database', 'options', 'replication']) delete params[key]
-    return { params, judged, asked: judged.length > 0 }
+    return { params, judged }
   }
 
   /** Why the server would read the client's bytes in an encoding other than the gateway's, if it would. */
@@ -738,7 +744,7 @@ export class PostgresSession {
       case F.Sync:
         this.discardUntilSync = false
         this.unsynced = false
-        this.expect.push(this.copyInPending() ? { kind: 'sync', inCopy: true } : { kind: 'sync' })
+        this.expect.push(this.copyFromClientPending(false) ? { kind: 'sync', inCopy: true } : { kind: 'sync' })
         this.toUpstream(msg.raw)
         this.state.endBlock()
         return undefined
@@ -747,7 +753,7 @@ export class PostgresSession {
         // sent with the COPY itself, before the server started it: that copy is complete already;
         // one with no COPY FROM STDIN pending the server ignores, and so does the gateway
         if (this.copyingIn) this.copyingIn = false
-        else if (this.copyFromClientPending()) this.copyEndsAhead++
+        else if (this.copyFromClientPending(true)) this.copyEndsAhead++
         for (const e of this.expect) if (e.kind === 'execute' && e.copyIn) e.copyEnded = true
         this.toUpstream(msg.raw)
         return undefined
@@ -861,22 +867,15 @@ export class PostgresSession {
     this.stallTimer.unref()
   }
 
-  /** A COPY FROM STDIN was sent (simple or extended) and the server has not answered it yet. */
-  private copyFromClientPending(): boolean {
-    const fromClient = (p: Pending | undefined) => {
-      const copy = (p?.request?.attrs.sql as SqlFacts | undefined)?.copy
-      return copy?.direction === 'from' && copy.target === 'client'
-    }
+  /**
+   * A COPY FROM STDIN was sent and its CopyDone not yet: through the extended protocol only, or
+   * also in a simple Query the server has not answered yet.
+   */
+  private copyFromClientPending(viaQueryToo: boolean): boolean {
     for (const e of this.expect) {
       if (e.kind === 'execute' && e.copyIn && !e.copyEnded) return true
-      if (e.kind === 'query' && e.stmts.slice(e.idx).some(fromClient)) return true
+      if (viaQueryToo && e.kind === 'query' && e.stmts.slice(e.idx).some((p) => copiesFromClient(p.request))) return true
     }
-    return false
-  }
-
-  /** A COPY FROM STDIN sent through the extended protocol may be taking data (its CopyDone not sent yet). */
-  private copyInPending(): boolean {
-    for (const e of this.expect) if (e.kind === 'execute' && e.copyIn && !e.copyEnded) return true
     return false
   }
 
@@ -1000,8 +999,7 @@ export class PostgresSession {
       this.state.endBlock()
       this.unsynced = false
     } else {
-      const copy = (request.attrs.sql as SqlFacts | undefined)?.copy
-      this.expect.push(copy?.direction === 'from' && copy.target === 'client' ? { kind: 'execute', pending, copyIn: true } : { kind: 'execute', pending })
+      this.expect.push(copiesFromClient(request) ? { kind: 'execute', pending, copyIn: true } : { kind: 'execute', pending })
       this.toUpstream(raw)
       this.unsynced = true
     }

@@ -24,7 +24,7 @@
  */
 import ssh2, { type AuthContext, type ClientChannel, type Connection, type PseudoTtyInfo, type ServerChannel, type Session, type SFTPWrapper, type Client as SshClient, type TcpipBindInfo, type TcpipRequestInfo } from 'ssh2'
 import type { Duplex } from 'node:stream'
-import { GatewayError, isGatewayError, type Admission, type GatewayRequest, type Logger, type Pipeline, type SessionHandle, type TerminalRecorder, type TerminalRecording, type Termination } from '@gatehouse/core'
+import { GatewayError, isGatewayError, toGatewayError, type Admission, type GatewayRequest, type Logger, type Pipeline, type SessionHandle, type TerminalRecorder, type TerminalRecording, type Termination } from '@gatehouse/core'
 import { disconnect, DISCONNECT } from './disconnect.js'
 import type { SshOptions, UpstreamConfig } from './config.js'
 import type { CommandAnalysis } from './shell/programs.js'
@@ -81,7 +81,6 @@ interface Counters {
 export class SshSession {
   private handle: SessionHandle | undefined
   private upstream: Promise<SshClient> | undefined
-  private authFailures = 0
   private closed = false
   /** Why the connection is ending, when the gateway knows better than "client disconnected". */
   private endReason: string | undefined
@@ -203,27 +202,35 @@ export class SshSession {
         // The first round only asks whether a key would do; proof of possession comes with the signature.
         if (!ctx.signature || !ctx.blob) return ctx.accept()
         const key = ssh2.utils.parseKey(ctx.key.data)
-        if (key instanceof Error || !key.verify(ctx.blob, ctx.signature, ctx.hashAlgo)) throw new GatewayError('GH_ERR_AUTH_FAILED', 'public key signature does not verify')
+        if (key instanceof Error || !key.verify(ctx.blob, ctx.signature, ctx.hashAlgo)) {
+          // refused before core is asked: core records and counts it like its own refusals
+          await this.deps.pipeline.loginRefused(this.info, user, new GatewayError('GH_ERR_AUTH_FAILED', 'public key signature does not verify'))
+          return this.rejectLogin(ctx)
+        }
         await this.deps.pipeline.authenticate(this.info, { kind: 'public-key', user, algorithm: ctx.key.algo, key: ctx.key.data })
         return this.closed ? ctx.reject() : ctx.accept()
       }
       return ctx.reject(['publickey', 'password'])
     } catch (err) {
-      this.authFailures++
-      if (!isGatewayError(err)) this.deps.logger.error({ err: String(err), session: this.info.id }, 'authentication failed unexpectedly')
+      if (!isGatewayError(err)) {
+        this.deps.logger.error({ err: String(err), session: this.info.id }, 'authentication failed unexpectedly')
+        await this.deps.pipeline.loginRefused(this.info, user, toGatewayError(err, 'GH_ERR_AUTH_FAILED'))
+      }
       // A session cap is no reason to try another key: the client is told why, and the connection ends.
       if (isGatewayError(err) && err.code === 'GH_ERR_LIMIT_SESSIONS') {
         disconnect(this.client, DISCONNECT.TOO_MANY_CONNECTIONS, `gatehouse: ${err.clientMessage}`)
         return this.close(err.message)
       }
-      ctx.reject(['publickey', 'password'])
-      const perConnection = this.deps.pipeline.limits.logins.perConnection
-      if (this.authFailures >= perConnection) {
-        void this.deps.pipeline.limitReached(this.info, 'logins.per-connection', `${perConnection} failed authentication attempts on this connection (limits.logins.perConnection)`)
-        disconnect(this.client, DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE, 'gatehouse: too many authentication failures')
-        this.close('too many authentication failures (limits.logins.perConnection)')
-      }
+      return this.rejectLogin(ctx)
     }
+  }
+
+  /** Refuses one login attempt; once core says the connection has none left, it ends. */
+  private rejectLogin(ctx: AuthContext): void {
+    ctx.reject(['publickey', 'password'])
+    if (this.deps.pipeline.loginAttemptsLeft(this.info) > 0) return
+    disconnect(this.client, DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE, 'gatehouse: too many authentication failures')
+    this.close('too many authentication failures (limits.logins.perConnection)')
   }
 
   private onReady(): void {

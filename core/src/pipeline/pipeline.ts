@@ -104,6 +104,14 @@ export interface Pipeline {
   /** Turns presented credentials into a principal (and records session.start), or throws GatewayError. */
   authenticate(session: SessionInfo, presented: Credentials): Promise<Principal>
   /**
+   * Records a login attempt the adapter refused before asking core (an SSH signature that does
+   * not verify) as core records its own: an `auth.failure` event, counted against the lockouts
+   * and the connection's attempts. Never rejects.
+   */
+  loginRefused(session: SessionInfo, presentedUser: string | undefined, error: GatewayError): Promise<void>
+  /** Failed login attempts this client connection has left (limits.logins.perConnection); at 0 the adapter ends it. */
+  loginAttemptsLeft(session: SessionInfo): number
+  /**
    * Starts a SCRAM-SHA-256 exchange for `user`; a principal results only from a valid proof.
    * `channelBinding`: over TLS, the connection's tls-server-end-point data, and whether the client
    * chose SCRAM-SHA-256-PLUS (then its proof must carry that data).
@@ -307,8 +315,9 @@ export class ConnectionPipeline implements Pipeline {
   private refreshPrincipal(live: Live, current: Principal): void {
     const info = live.handle.info
     const was = info.principal
-    if (current.expiresAt !== undefined || live.expiresAt === undefined) live.expiresAt = current.expiresAt
+    // the same principal back: no authenticator could tell, and the session keeps what it has
     if (!was || current === was) return
+    live.expiresAt = current.expiresAt
     const describe = (p: Principal) => JSON.stringify({ kind: p.kind, groups: p.groups, claims: p.claims, credential: p.credential })
     const changed = describe(was) !== describe(current)
     info.principal = current
@@ -526,10 +535,7 @@ export class ConnectionPipeline implements Pipeline {
     const ctx = this.authContext(session)
     const user = 'user' in presented ? presented.user : undefined
     const locked = this.throttled(session, user)
-    if (locked) {
-      await this.authFailed(session, user, locked)
-      throw locked
-    }
+    if (locked) throw await this.loginFailed(session, user, locked)
     let refusal: GatewayError | undefined
     for (const authenticator of this.chains.authenticators) {
       try {
@@ -543,11 +549,31 @@ export class ConnectionPipeline implements Pipeline {
         break
       }
     }
-    const error = refusal ?? new GatewayError('GH_ERR_AUTH_FAILED')
-    // an expired or out-of-scope token proved its holder: not a guess
+    throw await this.loginFailed(session, user, refusal ?? new GatewayError('GH_ERR_AUTH_FAILED'))
+  }
+
+  async loginRefused(session: SessionInfo, presentedUser: string | undefined, error: GatewayError): Promise<void> {
+    await this.loginFailed(session, presentedUser, error)
+  }
+
+  loginAttemptsLeft(session: SessionInfo): number {
+    return this.currentLimits.logins.perConnection - (this.authFailures.get(session) ?? 0)
+  }
+
+  /**
+   * One failed login, whatever refused it: a wrong credential counts against the lockouts (an
+   * expired or out-of-scope token proved its holder: not a guess), every failure is recorded,
+   * and the one that uses up the connection's attempts is counted and recorded as that limit.
+   * Returns the error to throw.
+   */
+  private async loginFailed(session: SessionInfo, user: string | undefined, error: GatewayError): Promise<GatewayError> {
     if (error.code === 'GH_ERR_AUTH_FAILED') this.throttle.failed(sourceOf(session.clientAddress), user)
     await this.authFailed(session, user, error)
-    throw error
+    const perConnection = this.currentLimits.logins.perConnection
+    if ((this.authFailures.get(session) ?? 0) === perConnection) {
+      await this.limitReached(session, 'logins.per-connection', `${perConnection} failed logins on this client connection (limits.logins.perConnection)`)
+    }
+    return error
   }
 
   scram(session: SessionInfo, user: string, channelBinding?: { data: Buffer; plus: boolean }): ScramExchange {
@@ -565,27 +591,19 @@ export class ConnectionPipeline implements Pipeline {
         let result: ReturnType<typeof server.finish>
         let principal: Principal
         const locked = this.throttled(session, user)
-        if (locked) {
-          await this.authFailed(session, user, locked)
-          throw locked
-        }
+        if (locked) throw await this.loginFailed(session, user, locked)
         try {
           result = server.finish(clientFinal)
           if (!result) throw new GatewayError('GH_ERR_AUTH_FAILED')
           principal = result.value.accept()
         } catch (err) {
-          const error = toGatewayError(err, 'GH_ERR_AUTH_FAILED')
-          if (error.code === 'GH_ERR_AUTH_FAILED') this.throttle.failed(sourceOf(session.clientAddress), user)
-          await this.authFailed(session, user, error)
-          throw error
+          throw await this.loginFailed(session, user, toGatewayError(err, 'GH_ERR_AUTH_FAILED'))
         }
         this.throttle.succeeded(sourceOf(session.clientAddress), principal.id)
         try {
           return { principal: await this.established(session, principal, generation), serverFinal: result.serverFinal }
         } catch (err) {
-          const error = toGatewayError(err, 'GH_ERR_LIMIT_SESSIONS')
-          await this.authFailed(session, user, error)
-          throw error
+          throw await this.loginFailed(session, user, toGatewayError(err, 'GH_ERR_LIMIT_SESSIONS'))
         }
       },
     }
@@ -606,7 +624,6 @@ export class ConnectionPipeline implements Pipeline {
       if (!verdict.valid) throw new GatewayError('GH_ERR_AUTH_REVOKED', `${principal.credential} of identity "${principal.id}" is no longer valid: ${verdict.reason}`, { clientMessage: 'credential no longer valid' })
       principal = verdict.principal
     }
-    const expiresAt = principal.expiresAt
     const own = sessionLimitsFor(this.currentLimits.sessions, this.identityLimits.get(principal.id))
     const full = this.caps.take(session, principal.id, principal.credential, own)
     if (full) {
@@ -615,7 +632,7 @@ export class ConnectionPipeline implements Pipeline {
     }
     session.principal = principal
     live.limits = own
-    live.expiresAt = expiresAt
+    live.expiresAt = principal.expiresAt
     live.lastActive = Date.now()
     await this.recorder.recordAsync({
       ...this.base(session, `${session.id}:start`),

@@ -272,6 +272,16 @@ describe('COPY FROM STDIN through the extended protocol', () => {
   })
 })
 
+/** Reads until the gateway closes the connection; the errors it sent, as `SEVERITY SQLSTATE`. */
+async function errorsUntilClosed(c: RawPgClient): Promise<string[]> {
+  const seen: string[] = []
+  for (;;) {
+    const m = await c.next(5000)
+    if (!m) return seen
+    if (m.type === 'E') seen.push(`${errorFields(m.body).S} ${errorFields(m.body).C}`)
+  }
+}
+
 describe('COPY FROM STDIN and other messages', () => {
   it('a Query during COPY FROM STDIN ends the session with 08P01, as PostgreSQL does, sent after the copy started or with it in one write', async () => {
     await cluster.psql('CREATE TABLE IF NOT EXISTS copied2 (v int); GRANT ALL ON copied2 TO app_scram')
@@ -285,13 +295,7 @@ describe('COPY FROM STDIN and other messages', () => {
           await c.until('G')
           c.write(wire.query('SELECT 2'))
         }
-        const seen: string[] = []
-        for (;;) {
-          const m = await c.next(5000)
-          if (!m) break
-          seen.push(m.type === 'E' ? `${errorFields(m.body).S} ${errorFields(m.body).C}` : m.type)
-        }
-        expect(seen.filter((x) => x !== 'G'), String(together)).toEqual(['FATAL 08P01'])
+        expect(await errorsUntilClosed(c), String(together)).toEqual(['FATAL 08P01'])
         expect(c.closed).toBe(true)
       } finally {
         c.close()
@@ -308,13 +312,7 @@ describe('COPY FROM STDIN and other messages', () => {
       c.write(wire.query('COPY copied2 FROM STDIN'))
       await c.until('G')
       c.write(wire.query('SELECT 2'))
-      const seen: string[] = []
-      for (;;) {
-        const m = await c.next(5000)
-        if (!m) break
-        if (m.type === 'E') seen.push(`${errorFields(m.body).S} ${errorFields(m.body).C}`)
-      }
-      expect(seen).toEqual(['FATAL 08P01'])
+      expect(await errorsUntilClosed(c)).toEqual(['FATAL 08P01'])
     } finally {
       c.close()
     }
