@@ -8,7 +8,7 @@ export const UpstreamConfig = Type.Object(
     database: Type.String({ minLength: 1 }),
     user: Type.String({ minLength: 1 }),
     password: Type.Optional(Type.String({ description: 'use ${env:NAME} or ${file:PATH}; never a literal' })),
-    auth: Type.Union([Type.Literal('auto'), Type.Literal('trust')], { default: 'auto', description: 'auto: answer whatever the server asks (SCRAM-SHA-256, md5, password)' }),
+    auth: Type.Union([Type.Literal('auto'), Type.Literal('trust'), Type.Literal('scram-sha-256')], { default: 'auto', description: 'auto: answer what the server asks (SCRAM-SHA-256, md5, or the password over TLS); scram-sha-256: only a SCRAM login in which the server proves it knows the password; trust: no authentication' }),
     tls: Type.Object(
       {
         mode: Type.Union([Type.Literal('disable'), Type.Literal('require'), Type.Literal('verify-full')], { default: 'disable' }),

@@ -161,8 +161,8 @@ export async function connectUpstream(cfg: UpstreamConfig, clientParams: Record<
       const { type, body } = await reader.message()
       if (type === B.ErrorResponse) throw serverError(body, 'GH_ERR_UPSTREAM_UNAVAILABLE')
       if (type === B.Authentication) {
-        if (cfg.auth === 'trust' && body.readInt32BE(0) !== AUTH.Ok) throw new GatewayError('GH_ERR_UPSTREAM_AUTH', 'upstream asked for authentication but the connection is configured for trust')
         const code = body.readInt32BE(0)
+        checkAuthRequest(cfg, code, socket, scram)
         switch (code) {
           case AUTH.Ok:
             break
@@ -185,7 +185,7 @@ export async function connectUpstream(cfg: UpstreamConfig, clientParams: Record<
           }
           case AUTH.SASLContinue:
             if (!scram) throw new Error('unexpected SASLContinue')
-            socket.write(buildSaslResponse(scram.final(body.toString('utf8', 4))))
+            socket.write(buildSaslResponse(await scram.finalAsync(body.toString('utf8', 4))))
             break
           case AUTH.SASLFinal:
             if (!scram) throw new Error('unexpected SASLFinal')
@@ -223,6 +223,25 @@ export async function connectUpstream(cfg: UpstreamConfig, clientParams: Record<
     if (err instanceof GatewayError) throw err
     throw new GatewayError('GH_ERR_UPSTREAM_UNAVAILABLE', `upstream login failed: ${(err as Error).message}`, { cause: err })
   }
+}
+
+/**
+ * Refuses an authentication request the upstream must not make. The server side of the login is
+ * not trusted until it proves itself: an impostor in the upstream's place (a hijacked address, a
+ * man in the middle without verify-full TLS) must not learn the password or be let in unproven.
+ * - A SCRAM exchange ends with the server's signature: AuthenticationOk before it means the server
+ *   never proved it knows the password.
+ * - The password in cleartext only over TLS.
+ * - `auth: trust` expects no request at all; `auth: scram-sha-256` accepts only a proven SCRAM login.
+ */
+function checkAuthRequest(cfg: UpstreamConfig, code: number, socket: Socket | TLSSocket, scram: ScramClient | undefined): void {
+  if (cfg.auth === 'trust' && code !== AUTH.Ok) throw new GatewayError('GH_ERR_UPSTREAM_AUTH', 'upstream asked for authentication but the connection is configured for trust')
+  if (code === AUTH.Ok && scram !== undefined && !scram.verified) throw new GatewayError('GH_ERR_UPSTREAM_AUTH', 'upstream ended the SCRAM login without proving it knows the password (no server signature)')
+  if (cfg.auth === 'scram-sha-256') {
+    const scramStep = code === AUTH.SASL || code === AUTH.SASLContinue || code === AUTH.SASLFinal
+    if (!scramStep && !(code === AUTH.Ok && scram?.verified)) throw new GatewayError('GH_ERR_UPSTREAM_AUTH', `upstream asked for authentication method ${code} but the connection requires SCRAM-SHA-256 (auth: scram-sha-256)`)
+  }
+  if (code === AUTH.Cleartext && !('encrypted' in socket && socket.encrypted)) throw new GatewayError('GH_ERR_UPSTREAM_AUTH', 'upstream asked for the password in cleartext over an unencrypted connection; set upstream tls.mode')
 }
 
 async function startTls(socket: Socket, cfg: UpstreamConfig): Promise<TLSSocket> {

@@ -170,6 +170,7 @@ export class ScramClient {
   private readonly clientNonce = randomBytes(18).toString('base64')
   private clientFirstBare = ''
   private expectedServerSignature: Buffer | undefined
+  private serverVerified = false
 
   constructor(private readonly password: string) {}
 
@@ -179,15 +180,35 @@ export class ScramClient {
     return `n,,${this.clientFirstBare}`
   }
 
-  /** Takes server-first-message, returns client-final-message. */
+  /** Takes server-first-message, returns client-final-message (the key derivation on the event loop: for tests and tools). */
   final(serverFirst: string): string {
+    const { salt, iterations } = this.parseServerFirst(serverFirst)
+    return this.finish(serverFirst, pbkdf2Sync(saslPrep(this.password), salt, iterations, 32, 'sha256'))
+  }
+
+  /**
+   * `final` with the key derivation off the event loop. The server chooses the iteration count: an
+   * upstream (or an impostor in its place) asking for millions must not stall every session.
+   */
+  async finalAsync(serverFirst: string): Promise<string> {
+    const { salt, iterations } = this.parseServerFirst(serverFirst)
+    const salted = await new Promise<Buffer>((resolve, reject) => pbkdf2(saslPrep(this.password), salt, iterations, 32, 'sha256', (err, key) => (err ? reject(err) : resolve(key))))
+    return this.finish(serverFirst, salted)
+  }
+
+  private parseServerFirst(serverFirst: string): { salt: Buffer; iterations: number } {
+    if (this.expectedServerSignature !== undefined) throw protocolError('a second server-first-message')
     const a = attrs(serverFirst)
     const nonce = a.get('r')
     const salt = a.get('s')
     const iterations = Number(a.get('i'))
     if (!nonce || !nonce.startsWith(this.clientNonce) || nonce.length === this.clientNonce.length) throw protocolError('server nonce')
     if (!salt || !Number.isSafeInteger(iterations) || iterations < 1 || iterations > 10_000_000) throw protocolError('server salt or iterations')
-    const salted = pbkdf2Sync(saslPrep(this.password), Buffer.from(salt, 'base64'), iterations, 32, 'sha256')
+    return { salt: Buffer.from(salt, 'base64'), iterations }
+  }
+
+  private finish(serverFirst: string, salted: Buffer): string {
+    const nonce = attrs(serverFirst).get('r') as string
     const clientKey = hmac(salted, 'Client Key')
     const withoutProof = `c=biws,r=${nonce}`
     const authMessage = `${this.clientFirstBare},${serverFirst},${withoutProof}`
@@ -199,9 +220,15 @@ export class ScramClient {
   /** Checks server-final-message; a server that cannot prove it knows the secret is refused. */
   verify(serverFinal: string): void {
     const v = attrs(serverFinal).get('v')
-    if (!v || !this.expectedServerSignature) throw protocolError('server-final')
+    if (!v || !this.expectedServerSignature || this.serverVerified) throw protocolError('server-final')
     const got = Buffer.from(v, 'base64')
     if (got.length !== 32 || !timingSafeEqual(got, this.expectedServerSignature)) throw new GatewayError('GH_ERR_UPSTREAM_AUTH', 'upstream SCRAM server signature mismatch')
+    this.serverVerified = true
+  }
+
+  /** Whether the server proved it knows the secret (a valid server-final-message was checked). */
+  get verified(): boolean {
+    return this.serverVerified
   }
 }
 
