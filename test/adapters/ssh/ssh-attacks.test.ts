@@ -370,6 +370,44 @@ describe('handles and metadata', () => {
       c.end()
     }
   })
+
+  it('answers only handles it handed out: forged, predicted, closed and other-channel handles are refused by the gateway', async () => {
+    const c = await client()
+    try {
+      const s = await sftpOf(c)
+      const other = await sftpOf(c)
+      const refusal = (op: (h: Buffer, cb: (err: Error | null | undefined, ...rest: unknown[]) => void) => void, h: Buffer) =>
+        new Promise<string>((resolve) => op(h, (err, ...rest) => resolve(err ? err.message : `answered ${JSON.stringify(rest).slice(0, 40)}`)))
+      const ops = (h: Buffer) => [
+        refusal((hh, cb) => s.read(hh, Buffer.alloc(16), 0, 16, 0, cb), h),
+        refusal((hh, cb) => s.write(hh, Buffer.from('pwned'), 0, 5, 0, cb), h),
+        refusal((hh, cb) => s.fstat(hh, cb), h),
+        refusal((hh, cb) => s.fsetstat(hh, { mode: 0o777 }, cb), h),
+        refusal((hh, cb) => s.readdir(hh, cb as never), h),
+        refusal((hh, cb) => s.close(hh, cb), h),
+      ]
+      // before any open: OpenSSH numbers its handles from 0 as 4-byte integers, so these are the upstream's next ones
+      for (const forged of [Buffer.from([0, 0, 0, 0]), Buffer.from([0, 0, 0, 1]), Buffer.from('not-a-handle'), Buffer.alloc(0)]) {
+        expect(await Promise.all(ops(forged))).toEqual(Array(6).fill('gatehouse: unknown handle'))
+      }
+      const handle = await new Promise<Buffer>((resolve, reject) => s.open(`${art}/build.txt`, 'r', (err, h) => (err ? reject(err) : resolve(h))))
+      // the handle handed out works on its channel, and only there
+      expect(await refusal((hh, cb) => s.read(hh, Buffer.alloc(8), 0, 8, 0, cb), handle)).toMatch(/^answered \[8,/)
+      const onOther = await new Promise<string>((resolve) => other.read(handle, Buffer.alloc(8), 0, 8, 0, (err) => resolve(err ? err.message : 'answered')))
+      expect(onOther).toBe('gatehouse: unknown handle')
+      // the handle after it, which the upstream would hand out next, was never handed out here
+      const next = Buffer.from(handle)
+      next[next.length - 1] = (next[next.length - 1] as number) + 1
+      expect(await Promise.all(ops(next))).toEqual(Array(6).fill('gatehouse: unknown handle'))
+      // closed once, the handle is gone
+      expect(await refusal((hh, cb) => s.close(hh, cb), handle)).toMatch(/^answered/)
+      expect(await refusal((hh, cb) => s.read(hh, Buffer.alloc(8), 0, 8, 0, cb), handle)).toBe('gatehouse: unknown handle')
+      expect(readFileSync(join(art, 'build.txt'), 'utf8')).toBe('artifact\n')
+      expect(statSync(join(art, 'build.txt')).mode & 0o777).toBe(0o644)
+    } finally {
+      c.end()
+    }
+  })
 })
 
 describe('exec analysis a README-style policy can trust', () => {
