@@ -6,14 +6,17 @@
  *   (`application/x-ndjson`), the same hash-chained lines audit-jsonl writes, so the receiver can
  *   run `gatehouse audit verify` on what it stored. The chain continues across restarts from the
  *   last head the endpoint took (kept next to the spool).
- * - A batch that fails (network error, timeout, or a status other than 2xx) is retried with
- *   exponential backoff, up to `maxAttempts`, with the same body and the same
- *   `Idempotency-Key` (the SHA-256 of the body), so a receiver can drop a batch it already took.
- * - A write resolves when its batch was accepted (2xx), or when a batch that failed every
- *   attempt is in the local spool (`<dataDir>/spool/audit-webhook-<name>.jsonl`, fsync'd); later
- *   events queue behind it, and a retry loop sends the spool in order when the endpoint answers
- *   again. A batch is sealed the same way every time it is sent, so a receiver that took a batch
- *   whose acknowledgement was lost sees the same body and key again.
+ * - A write resolves when its batch was accepted (2xx), or once it is in the local spool
+ *   (`<dataDir>/spool/audit-webhook-<name>.jsonl`, fsync'd). A write waits for at most one
+ *   attempt of the endpoint: a batch whose first attempt fails (network error, timeout, a status
+ *   other than 2xx) goes to the spool at once, and while the spool holds anything (or is being
+ *   sent) new events go straight behind it, without waiting for the network. A statement behind
+ *   a required sink is never held for the length of an outage: that is what the spool is for.
+ * - A retry loop sends the spool in order, each batch retried with exponential backoff up to
+ *   `maxAttempts` with the same body and the same `Idempotency-Key` (the SHA-256 of the body), so
+ *   a receiver can drop a batch it already took. A line is sealed the same way every time it is
+ *   sent, so a receiver that took a batch whose acknowledgement was lost sees the same lines again.
+ * - Without a spool (`spoolMaxBytes: 0`) a batch is retried in place, up to `maxAttempts`.
  * - When the spool is full, a `required` sink rejects new events (their requests are refused)
  *   and a `best-effort` one drops them; the chain shows the gap to whoever verifies.
  */
@@ -51,7 +54,10 @@ interface Pending {
 export class WebhookSink implements AuditSink {
   readonly mode: SinkMode
   private queue: Pending[] = []
+  /** A batch is on its way to the endpoint from the write path. */
   private sending = false
+  /** The spool is being sent; new events go behind it. */
+  private replaying: Promise<void> | undefined
   private timer: NodeJS.Timeout | undefined
   private prev = GENESIS_HASH
   private readonly logger: Logger
@@ -95,14 +101,14 @@ export class WebhookSink implements AuditSink {
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, this.config.maxBatch)
-        // Behind a non-empty spool, new events wait their turn there.
-        if (this.spool.size === 0) {
-          const sent = await this.send(batch.map((p) => p.json))
+        // Behind a non-empty spool, or one being sent, new events wait their turn there.
+        if (this.spool.size === 0 && this.replaying === undefined) {
+          const sent = await this.send(batch.map((p) => p.json), this.spool.maxBytes > 0 ? 1 : this.config.maxAttempts)
           if (sent === undefined) {
             for (const p of batch) p.resolve()
             continue
           }
-          this.logger.error({ url: redactUrl(this.config.url), events: batch.length, err: sent }, 'audit webhook batch failed after every attempt; spooling')
+          this.logger.error({ url: redactUrl(this.config.url), events: batch.length, err: sent }, 'audit webhook batch failed; spooling')
         }
         this.toSpool(batch)
       }
@@ -112,7 +118,7 @@ export class WebhookSink implements AuditSink {
   }
 
   /** Seals and POSTs one batch; the chain advances only when the endpoint took it. Returns the error, if any. */
-  private async send(jsons: readonly string[]): Promise<string | undefined> {
+  private async send(jsons: readonly string[], attempts: number): Promise<string | undefined> {
     let prev = this.prev
     let body = ''
     for (const json of jsons) {
@@ -122,7 +128,7 @@ export class WebhookSink implements AuditSink {
     }
     // The key names this exact body: a receiver deduplicating by it never drops a different batch.
     const key = createHash('sha256').update(body).digest('hex')
-    const error = await this.deliver(body, key)
+    const error = await this.deliver(body, key, attempts)
     if (error === undefined) {
       this.prev = prev
       writeFileSync(this.headFile, `${prev}\n`, { mode: 0o600 })
@@ -157,11 +163,25 @@ export class WebhookSink implements AuditSink {
     this.retryTimer.unref()
   }
 
-  /** Sends the spool in order, batch by batch; keeps whatever was not taken for the next round. */
-  private async replay(): Promise<void> {
-    if (this.sending) return this.scheduleRetry()
-    this.sending = true
-    try {
+  /** Sends the spool in order (the round in progress, if one is). */
+  private replay(): Promise<void> {
+    // A batch in flight from the write path goes first; it spools behind if it fails.
+    if (this.sending) {
+      this.scheduleRetry()
+      return Promise.resolve()
+    }
+    this.replaying ??= this.replayRounds().finally(() => {
+      this.replaying = undefined
+      if (this.spool.size > 0) this.scheduleRetry()
+      // Events that arrived as the last round ended were spooled or queued: send what is queued.
+      if (this.queue.length > 0) this.kick()
+    })
+    return this.replaying
+  }
+
+  /** Rounds of the spool until it is empty or the endpoint fails; events spooled meanwhile go in the next round. */
+  private async replayRounds(): Promise<void> {
+    while (this.spool.size > 0) {
       const spooled = this.spool.read()
       for (let i = 0; i < spooled.lines.length; i += this.config.maxBatch) {
         const chunk = spooled.lines.slice(i, i + this.config.maxBatch).filter((l) => {
@@ -174,7 +194,7 @@ export class WebhookSink implements AuditSink {
             return false
           }
         })
-        const error = chunk.length === 0 ? undefined : await this.send(chunk)
+        const error = chunk.length === 0 ? undefined : await this.send(chunk, this.config.maxAttempts)
         if (error !== undefined) {
           // Drop what went through; the rest waits for the next round.
           this.spool.consume(spooled.lines.slice(0, i).reduce((n, l) => n + Buffer.byteLength(l) + 1, 0))
@@ -183,20 +203,13 @@ export class WebhookSink implements AuditSink {
       }
       this.spool.consume(spooled.bytes)
       this.logger.warn({ replayed: spooled.lines.length }, 'audit webhook reachable again; spool sent')
-    } finally {
-      this.sending = false
-      if (this.spool.size > 0) this.scheduleRetry()
-      // Events written while the replay ran found the sink busy (their kick did nothing): they
-      // go now, to the endpoint or behind the spool. Waiting for an empty spool would hold them,
-      // and a required sink's statements with them, for as long as the endpoint is down.
-      if (this.queue.length > 0) this.kick()
     }
   }
 
   /** POSTs one batch with retries; resolves undefined on success, or the last error. */
-  private async deliver(body: string, idempotencyKey: string): Promise<string | undefined> {
+  private async deliver(body: string, idempotencyKey: string, attempts: number): Promise<string | undefined> {
     let last = 'not sent'
-    for (let attempt = 0; attempt < this.config.maxAttempts; attempt++) {
+    for (let attempt = 0; attempt < attempts; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, this.config.backoffMs * 2 ** (attempt - 1)))
       try {
         const res = await fetch(this.config.url, {
@@ -216,9 +229,10 @@ export class WebhookSink implements AuditSink {
   }
 
   async flush(): Promise<void> {
-    if (this.spool.size > 0) await this.replay()
     this.kick()
     while (this.sending || this.queue.length > 0) await new Promise((r) => setTimeout(r, 5))
+    if (this.spool.size > 0) await this.replay()
+    while (this.sending || this.replaying !== undefined || this.queue.length > 0) await new Promise((r) => setTimeout(r, 5))
   }
 
   async close(): Promise<void> {

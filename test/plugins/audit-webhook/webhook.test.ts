@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createHash } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -63,7 +64,9 @@ describe('audit-webhook', () => {
     const target = { port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }
     const r = await psql(target, 'SELECT 1;\nSELECT 2;\nDROP TABLE nothing;\n')
     expect(r.stdout).toBe('1\n2\n')
-    await new Promise((res) => setTimeout(res, 300))
+    // the failed batch went to the spool; the retry loop sends it, and what came after, in order
+    const fileIds = async () => (await gw.audit()).map((e) => e.id)
+    for (let i = 0; i < 100 && received.map((b) => b.body).join('').trim().split('\n').length < (await fileIds()).length; i++) await new Promise((res) => setTimeout(res, 50))
     const text = received.map((b) => b.body).join('')
     const events = text.trim().split('\n').map((l) => JSON.parse(l) as { id: string; type: string })
     const fromFile = (await gw.audit()).map((e) => e.id)
@@ -128,4 +131,59 @@ describe('audit-webhook', () => {
     expect(sent).toEqual(fromFile.slice(fromFile.length - sent.length))
     expect(sent.length).toBeGreaterThanOrEqual(6)
   })
+
+  it('never holds statements for an outage: with a replay of the spool running against a silent endpoint, under CPU load, psql runs at once', async () => {
+    // An endpoint that accepts connections and never answers while `silent`: every attempt waits
+    // for its timeout, so one replay round lasts well over 15 s (4 attempts × 3 s + backoff).
+    let silent = true
+    const got: string[] = []
+    const held = new Set<import('node:http').ServerResponse>()
+    const endpoint = createServer((req, res) => {
+      let body = ''
+      req.on('data', (d: Buffer) => (body += d.toString()))
+      req.on('end', () => {
+        if (silent) return void held.add(res)
+        got.push(body)
+        res.statusCode = 204
+        res.end()
+      })
+    })
+    await new Promise<void>((r) => endpoint.listen(0, '127.0.0.1', () => r()))
+    const url = `http://127.0.0.1:${(endpoint.address() as { port: number }).port}/audit`
+    const gw2 = await startGateway({
+      upstream: pgUpstream(cluster),
+      connection: { plugins: { record: ['audit-jsonl', 'audit-webhook'] } },
+      extraPlugins: [{ use: 'audit-webhook', config: { url, required: true, flushMs: 5, timeoutMs: 3000, maxAttempts: 4, backoffMs: 1000, retryMs: 100 } }],
+    })
+    const burners: ChildProcess[] = []
+    try {
+      const target = { port: gw2.port, user: 'agent-1', password: gw2.tokens['agent-1'] as string }
+      // the first batch waits for one attempt (3 s), then goes to the spool; the replay starts
+      const first = await psql(target, 'SELECT 1;\n')
+      expect(first.stdout).toBe('1\n')
+      // both cores busy for the rest of the test (each burner stops by itself after 20 s)
+      for (let i = 0; i < 2; i++) burners.push(spawn(process.execPath, ['-e', 'const end = Date.now() + 20000; while (Date.now() < end) {}'], { stdio: 'ignore' }))
+      const statements = Array.from({ length: 20 }, (_, i) => `SELECT ${100 + i};`).join('\n')
+      const started = Date.now()
+      const r = await psql(target, `${statements}\n`)
+      const took = Date.now() - started
+      expect(r.stdout.trim().split('\n')).toEqual(Array.from({ length: 20 }, (_, i) => String(100 + i)))
+      // a replay round against the silent endpoint lasts over 15 s; the session did not wait for it
+      expect(took).toBeLessThan(8000)
+      expect(got).toEqual([])
+      // the endpoint answers again: everything arrives, in the file's order, as one verifiable chain
+      silent = false
+      for (const res of held) res.destroy()
+      const fileIds = async () => (await gw2.audit()).map((e) => e.id)
+      const gotIds = () => got.join('').trim().split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { id: string }).id)
+      for (let i = 0; i < 300 && gotIds().length < (await fileIds()).length; i++) await new Promise((res) => setTimeout(res, 100))
+      expect(gotIds()).toEqual(await fileIds())
+      expect(verifyChain([{ name: 'endpoint', text: got.join('') }]).ok).toBe(true)
+    } finally {
+      for (const b of burners) b.kill()
+      await gw2.stop()
+      for (const res of held) res.destroy()
+      endpoint.close()
+    }
+  }, 90_000)
 })
