@@ -25,7 +25,7 @@ import { GatewayError } from './errors.js'
 import { createLogger, logDestination, Logger } from './logger.js'
 import type { Lifecycle, PluginDefinition, StageObjects } from './plugin/define.js'
 import { loadPluginDefinition } from './plugin/loader.js'
-import type { ExplainInput, Listener, ProtocolAdapter, Stage } from './plugin/stages.js'
+import type { AuditSink, ExplainInput, Listener, ProtocolAdapter, Stage } from './plugin/stages.js'
 import type { Decision, Principal, SessionInfo } from './types.js'
 
 /** One request of `gatehouse policy explain` with its decision. */
@@ -257,6 +257,16 @@ export class Gateway {
     const l = this.listeners.find((x) => x.connection.name === connection)
     if (!l) throw new Error(`no listener for connection ${connection}`)
     return l.listener.address
+  }
+
+  /** Sessions open on every listener now. */
+  get openSessions(): number {
+    return this.listeners.reduce((n, l) => n + l.listener.sessions, 0)
+  }
+
+  /** Waits until every audit sink has made durable what it was given (its `flush`). */
+  async flushAudit(): Promise<void> {
+    for (const inst of this.instances.values()) if (inst.definition.stage === 'record') await (inst.object as AuditSink).flush()
   }
 
   /** Stop accepting, wait up to `graceMs` for sessions, end the rest, flush and close plugins. */

@@ -576,10 +576,15 @@ describe('demo (the quickstart)', () => {
           }
         })
       })
-      const run = (sql: string) => new Promise<{ stdout: string; stderr: string }>((res) => execFile('psql', ['-X', '-At', '-c', sql, url], (_e, stdout, stderr) => res({ stdout: String(stdout), stderr: String(stderr) })))
-      expect((await run('SELECT 1')).stdout.trim()).toBe('1')
-      expect((await run('DROP TABLE orders')).stderr).toContain('denied by rule "demo/no-ddl"')
-      expect((await run("SELECT pg_read_file('/etc/passwd')")).stderr).toContain('denied by rule "demo/sql-outbound/server-files"')
+      // one session: the refusals are PostgreSQL errors with SQLSTATE 42501, and the session goes on after each
+      const session = await new Promise<{ stdout: string; stderr: string }>((res) =>
+        execFile('psql', ['-X', '-At', '-v', 'VERBOSITY=verbose', url], { timeout: 30_000 }, (_e, stdout, stderr) => res({ stdout: String(stdout), stderr: String(stderr) })).stdin?.end(
+          "SELECT 1;\nDROP TABLE orders;\nSELECT 2;\nSELECT pg_read_file('/etc/passwd');\nSELECT count(*) > 0 FROM orders;\n",
+        ),
+      )
+      expect(session.stdout).toBe('1\n2\nt\n')
+      expect(session.stderr).toMatch(/ERROR: {2}42501: gatehouse: denied by rule "demo\/no-ddl"/)
+      expect(session.stderr).toMatch(/ERROR: {2}42501: gatehouse: denied by rule "demo\/sql-outbound\/server-files"/)
       child.kill('SIGTERM')
       const code = await new Promise<number | null>((res) => child.once('exit', (c) => res(c)))
       expect(code).toBe(0)

@@ -2,7 +2,7 @@
  * The policies the README shows load and behave as it says, and `gatehouse policy explain`
  * prints what the README shows, for the README's own example and the example config.
  */
-import { beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -19,12 +19,12 @@ beforeAll(() => loadSqlParser())
 
 const ci: Principal = Object.freeze({ id: 'ci-runner', kind: 'agent', groups: ['ci'], claims: { team: 'payments' }, credential: 'token:x' })
 
-function judge(engine: RuleEngine, text: string) {
+function judge(engine: RuleEngine, text: string, principal: Principal = ci) {
   const a = analyzer.analyze(text)
   if (!a.ok) throw new Error(a.error)
   const session: SessionInfo = { id: 's', connection: 'orders-db', protocol: 'postgres', clientAddress: 'x', startedAt: 0, tls: false, signal: new AbortController().signal }
   const request: GatewayRequest = { id: 's.1', session, protocol: 'postgres', action: 'sql.query', target: 'orders-db', text, attrs: { sql: a.statements[0]?.facts }, receivedAt: 0 }
-  return engine.decide(request, ci)
+  return engine.decide(request, principal)
 }
 
 function explain(config: string, sql: string): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -52,8 +52,26 @@ describe('the configuration reference in the README', () => {
     const block = /### Policies[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)?.[1] ?? ''
     const rules = (parse(block) as { rules: unknown[] }).rules
     const e = new RuleEngine(validate(GatewayConfig, { connections: [{ name: 'orders-db', adapter: 'postgres', listen: '127.0.0.1:0', upstream: {} }], policies: [{ id: 'p', rules }] }).policies)
-    const d = judge(e, 'SELECT 1')
-    expect(['p/reads', 'default-deny']).toContain(d.rule)
+    // the rule's CEL reads the clock: pin it on each side of 18:00 UTC
+    vi.useFakeTimers({ toFake: ['Date'] })
+    try {
+      vi.setSystemTime(new Date('2026-12-01T10:00:00Z'))
+      expect(judge(e, 'SELECT 1')).toMatchObject({ verdict: 'allow', rule: 'p/reads', reason: 'read access for payments CI' })
+      expect(judge(e, 'SELECT 1', { ...ci, claims: { team: 'marketing' } })).toMatchObject({ verdict: 'deny', rule: 'default-deny' })
+      expect(judge(e, 'UPDATE orders SET n = 1')).toMatchObject({ verdict: 'deny', rule: 'default-deny' })
+      vi.setSystemTime(new Date('2026-12-01T18:00:00Z'))
+      expect(judge(e, 'SELECT 1')).toMatchObject({ verdict: 'deny', rule: 'default-deny' })
+    } finally {
+      vi.useRealTimers()
+    }
+    // the list-of-lists matcher: the exact argv only
+    const exec = (argv: string[]) => {
+      const session: SessionInfo = { id: 's', connection: 'orders-db', protocol: 'ssh', clientAddress: 'x', startedAt: 0, tls: false, signal: new AbortController().signal }
+      return e.decide({ id: 's.1', session, protocol: 'ssh', action: 'ssh.exec', target: 'orders-db', text: argv.join(' '), attrs: { ssh: { argv } }, receivedAt: 0 }, ci)
+    }
+    expect(exec(['make', 'build'])).toMatchObject({ verdict: 'allow', rule: 'p/build' })
+    expect(exec(['make', 'build', 'clean'])).toMatchObject({ verdict: 'deny', rule: 'default-deny' })
+    expect(exec(['Make', 'build'])).toMatchObject({ verdict: 'deny', rule: 'default-deny' })
   })
 
   it('documents every built-in rule set and every rule in it', () => {
