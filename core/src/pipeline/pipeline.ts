@@ -470,6 +470,7 @@ export class ConnectionPipeline implements Pipeline {
       terminate: (t) => this.terminate(live, t),
       end: (reason?: string) => {
         ended ??= (async () => {
+          this.logger.debug({ session: info.id, principal: info.principal?.id, requests: this.requestCounts.get(info) ?? 0, reason }, 'session ended')
           this.open.delete(info)
           this.caps.release(info)
           controller.abort(new GatewayError('GH_ERR_INTERNAL', reason ?? 'session ended'))
@@ -741,6 +742,8 @@ export class ConnectionPipeline implements Pipeline {
   /** The admission for a recorded decision; a refusal's outcome is recorded here, once for every adapter. */
   private verdict(request: GatewayRequest, decision: Decision): Admission {
     this.decisions?.inc({ connection: this.connection, action: request.action, verdict: decision.verdict })
+    // The decision, not the request's text or parameters (the audit has those, under its own access control).
+    if (this.logger.isLevelEnabled('trace')) this.logger.trace({ session: request.session.id, request: request.id, action: request.action, verdict: decision.verdict, rule: decision.rule }, 'request decided')
     if (decision.verdict === 'allow') return { admitted: true, decision }
     const refused = this.refusal(decision)
     this.completeRefused(request, refused.error)
