@@ -13,7 +13,14 @@
  *   worker at a time. With two or more workers, one principal sending costly inputs from any
  *   number of sessions cannot make another principal's jobs wait for a worker.
  *
- * The worker script answers `{id, input}` messages with `{id, result}`.
+ * - A job's budget runs from the moment its worker is ready (the script has loaded its parser):
+ *   starting a worker and loading WebAssembly take long on a loaded machine, and counting that
+ *   against the first jobs would refuse innocent statements right after a start. Loading has its
+ *   own, longer budget (`loadBudgetMs`); a worker that does not get ready in it is replaced and
+ *   its job refused.
+ *
+ * The worker script posts `{ready: true}` once it can take jobs, and answers `{id, input}`
+ * messages with `{id, result}` (it may receive jobs before it is ready, and answers them after).
  */
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
@@ -28,12 +35,16 @@ interface Task<I, R> {
 /** One worker thread and the job it runs. */
 interface Slot<I, R> {
   worker: Worker | undefined
+  /** The worker posted `{ready: true}`: its jobs' budgets run. */
+  ready: boolean
   running: (Task<I, R> & { timer: NodeJS.Timeout }) | undefined
 }
 
 export interface BackgroundPoolOptions<R> {
   /** Longest a job may run before its worker is terminated and the job refused. */
   readonly budgetMs: number
+  /** Longest a new worker may take to get ready (default 30 s). */
+  readonly loadBudgetMs?: number
   /** Workers in the pool (default: two to four). Keep at least two, so one principal never holds them all. */
   readonly size?: number
   /**
@@ -57,7 +68,7 @@ export class BackgroundPool<I, R> {
     private readonly options: BackgroundPoolOptions<R>,
   ) {
     const size = options.size ?? Math.max(2, Math.min(4, availableParallelism()))
-    this.slots = Array.from({ length: size }, () => ({ worker: undefined, running: undefined }))
+    this.slots = Array.from({ length: size }, () => ({ worker: undefined, ready: false, running: undefined }))
   }
 
   /** Starts the workers now, so the first jobs do not wait for them to load. */
@@ -94,19 +105,40 @@ export class BackgroundPool<I, R> {
       const task = this.take()
       if (!task) return
       const worker = this.ensureWorker(slot)
-      const timer = setTimeout(() => this.timedOut(slot), this.options.budgetMs)
-      timer.unref()
-      slot.running = { ...task, timer }
+      slot.running = { ...task, timer: this.budget(slot) }
       this.running.add(task.owner)
       worker.postMessage({ id: task.id, input: task.input })
     }
+  }
+
+  /** The timer of the slot's job: its budget once the worker is ready, the load budget until then. */
+  private budget(slot: Slot<I, R>): NodeJS.Timeout {
+    const timer = slot.ready
+      ? setTimeout(() => this.timedOut(slot, 'timeout', `took longer than ${this.options.budgetMs} ms`), this.options.budgetMs)
+      : setTimeout(() => this.timedOut(slot, 'crashed', `did not load in ${this.loadBudgetMs} ms`), this.loadBudgetMs)
+    timer.unref()
+    return timer
+  }
+
+  private get loadBudgetMs(): number {
+    return this.options.loadBudgetMs ?? 30_000
   }
 
   private ensureWorker(slot: Slot<I, R>): Worker {
     if (slot.worker) return slot.worker
     const worker = new Worker(this.script)
     worker.unref()
-    worker.on('message', (m: { id: number; result: R }) => this.settle(slot, m.id, m.result))
+    slot.ready = false
+    worker.on('message', (m: { id: number; result: R } | { ready: true }) => {
+      if (!('ready' in m)) return this.settle(slot, m.id, m.result)
+      if (slot.worker !== worker) return
+      slot.ready = true
+      // The job waiting for this worker gets its budget from now.
+      if (slot.running) {
+        clearTimeout(slot.running.timer)
+        slot.running.timer = this.budget(slot)
+      }
+    })
     worker.on('error', (err) => this.crashed(slot, worker, `failed: ${err.message}`))
     worker.on('exit', () => this.crashed(slot, worker, 'stopped'))
     slot.worker = worker
@@ -129,11 +161,11 @@ export class BackgroundPool<I, R> {
     this.finish(slot, result)
   }
 
-  private timedOut(slot: Slot<I, R>): void {
+  private timedOut(slot: Slot<I, R>, kind: 'timeout' | 'crashed', detail: string): void {
     const worker = slot.worker
     slot.worker = undefined
     void worker?.terminate()
-    this.finish(slot, this.options.failed('timeout', `took longer than ${this.options.budgetMs} ms`))
+    this.finish(slot, this.options.failed(kind, detail))
   }
 
   private crashed(slot: Slot<I, R>, worker: Worker, reason: string): void {

@@ -13,6 +13,7 @@ interface Task {
 const port = parentPort
 if (port) {
   const ready = loadSqlParser()
+  void ready.then(() => port.postMessage({ ready: true }))
   port.on('message', (task: Task) => {
     void ready.then(() => {
       let result: ReturnType<typeof parseSql>

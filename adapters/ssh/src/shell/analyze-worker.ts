@@ -9,6 +9,7 @@ import { analyzeCommand, loadShellParser, type CommandAnalysis } from './program
 const port = parentPort
 if (port) {
   const ready = loadShellParser()
+  void ready.then(() => port.postMessage({ ready: true }))
   port.on('message', (task: { id: number; input: string }) => {
     void ready.then(() => {
       let result: CommandAnalysis
