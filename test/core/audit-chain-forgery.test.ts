@@ -5,7 +5,7 @@
  * so that the plain hash check passes, and then tries to make the checkpoints agree too.
  */
 import { describe, expect, it } from 'vitest'
-import { generateKeyPairSync, type KeyObject } from 'node:crypto'
+import { createHash, createPublicKey, generateKeyPairSync, verify as verifySignature, type KeyObject } from 'node:crypto'
 import { checkpointJson, GENESIS_HASH, sealEvent, signingKeyId, verifyChain } from '@gatehouse/core'
 
 const real = generateKeyPairSync('ed25519')
@@ -157,3 +157,108 @@ describe('the chain itself', () => {
     expect(cut.events).toBe(3)
   })
 })
+
+describe('the checkpoint format, as an outside verifier reads it', () => {
+  it('signs the covered hash (as bytes) followed by the sequence number as a 64-bit big-endian integer', () => {
+    const covers = createHash('sha256').update('x').digest('hex')
+    const cp = JSON.parse(checkpointJson(covers, 12, real.privateKey, signingKeyId(real.privateKey), 7)) as Record<string, unknown>
+    expect(cp).toMatchObject({ id: `checkpoint:7:${covers.slice(0, 16)}`, type: 'audit.checkpoint', seq: 7, covers, events: 12, keyId: signingKeyId(real.publicKey) })
+    const seq = Buffer.alloc(8)
+    seq.writeBigUInt64BE(7n)
+    const message = Buffer.concat([Buffer.from(covers, 'hex'), seq])
+    expect(verifySignature(null, message, real.publicKey, Buffer.from(cp.signature as string, 'base64'))).toBe(true)
+  })
+
+  it('names a key by the first 16 hex digits of the SHA-256 of its public key (DER), from either half', () => {
+    const der = real.publicKey.export({ type: 'spki', format: 'der' })
+    const id = createHash('sha256').update(der).digest('hex').slice(0, 16)
+    expect(signingKeyId(real.privateKey)).toBe(id)
+    expect(signingKeyId(createPublicKey(real.privateKey))).toBe(id)
+    expect(signingKeyId(attacker.publicKey)).not.toBe(id)
+  })
+})
+
+describe('what verify says, word for word', () => {
+  const sealed = (n: number) => seal(Array.from({ length: n }, (_, i) => event(i + 1))).trim().split('\n')
+  const hashOf = (line: string) => (/"hash":"([0-9a-f]{64})"\}$/.exec(line) as RegExpExecArray)[1] as string
+  const prevOf = (line: string) => (/"prev":"([0-9a-f]{64})"/.exec(line) as RegExpExecArray)[1] as string
+  const text = (l: string[]) => `${l.join('\n')}\n`
+
+  it('a log without a final newline is read whole', () => {
+    const l = sealed(3)
+    expect(checkPlain(l.join('\n'))).toMatchObject({ ok: true, events: 3, last: hashOf(l[2] as string) })
+  })
+
+  it('names the problem of each line with the hashes it saw', () => {
+    const l = sealed(4)
+    const edited = [...l]
+    edited[1] = (edited[1] as string).replace('SELECT 2', 'SELECT 9')
+    expect(checkPlain(text(edited)).first).toEqual({ problem: 'edited', line: 2, file: 'audit.jsonl', detail: `the line's content does not match its hash ${hashOf(l[1] as string).slice(0, 12)}…` })
+
+    const removed = [l[0], l[2], l[3]] as string[]
+    expect(checkPlain(text(removed)).first).toEqual({ problem: 'removed', line: 2, file: 'audit.jsonl', detail: `the event it follows (${hashOf(l[1] as string).slice(0, 12)}…) is missing: events were removed before this line` })
+
+    const headless = l.slice(1)
+    expect(checkPlain(text(headless)).first).toEqual({ problem: 'truncated-head', line: 1, file: 'audit.jsonl', detail: `the first event continues from ${hashOf(l[0] as string).slice(0, 12)}…, not from the start of a chain: earlier events are missing (pass the rotated files before it)` })
+
+    // swapped 2 and 3: line 2 (event 3) follows event 2, stored later
+    const swapped = [l[0], l[2], l[1], l[3]] as string[]
+    expect(checkPlain(text(swapped)).first).toEqual({ problem: 'reordered', line: 2, file: 'audit.jsonl', detail: 'the event follows one that is stored later (line 3)' })
+
+    // event 2 repeated after event 3: it follows event 1, stored earlier than the line before it
+    const moved = [l[0], l[1], l[2], l[1]] as string[]
+    expect(checkPlain(text(moved)).first).toEqual({ problem: 'reordered', line: 4, file: 'audit.jsonl', detail: 'the event follows one stored earlier (line 1), not the line before it: events were moved' })
+
+    const unsealed = [...l]
+    unsealed[2] = '{"id":"x"}'
+    expect(checkPlain(text(unsealed)).first).toEqual({ problem: 'unsealed', line: 3, file: 'audit.jsonl', detail: 'the line carries no hash: it was not written by a chaining sink, or its end was cut off' })
+
+    const noPrev = [...l]
+    noPrev[2] = `{"id":"x","hash":"${'a'.repeat(64)}"}`
+    expect(checkPlain(text(noPrev)).first).toEqual({ problem: 'unsealed', line: 3, file: 'audit.jsonl', detail: 'the line carries no prev field' })
+  })
+
+  it('across rotated files, a line that follows one stored later names that file', () => {
+    const l = sealed(4)
+    const r = verifyChain([{ name: 'audit.1.jsonl', text: text([l[0], l[2]] as string[]) }, { name: 'audit.jsonl', text: text([l[1], l[3]] as string[]) }])
+    expect(r.first).toEqual({ problem: 'reordered', line: 2, file: 'audit.1.jsonl', detail: 'the event follows one that is stored later (line 1 of audit.jsonl)' })
+  })
+
+  it('a line repeated later is reported where the copy stands, from the first place its hash was seen', () => {
+    const l = sealed(3)
+    const r = checkPlain(text([l[0], l[1], l[2], l[1]] as string[]))
+    expect(r).toMatchObject({ ok: false, events: 3, first: { problem: 'reordered', line: 4, detail: 'the event follows one stored earlier (line 1), not the line before it: events were moved' } })
+  })
+
+  it('given the hash a log continues from, a wrong first line is a removal, not a cut head', () => {
+    const l = sealed(3)
+    const r = verifyChain([{ name: 'b', text: text(l.slice(2)) }], { continuesFrom: hashOf(l[0] as string) })
+    expect(r.first).toMatchObject({ problem: 'removed', line: 1 })
+    expect(prevOf(l[2] as string)).toBe(hashOf(l[1] as string))
+  })
+
+  it('a sealed line that is not JSON is checked by its hash and never crashes the verifier, with or without a key', () => {
+    const first = sealEvent(JSON.stringify({ id: 'a', type: 'request' }), GENESIS_HASH)
+    const odd = sealEvent('not json, "type":"audit.checkpoint" }', first.hash)
+    const after = sealEvent(JSON.stringify({ id: 'b', type: 'request' }), odd.hash)
+    const log = text([first.line, odd.line, after.line])
+    expect(checkPlain(log)).toMatchObject({ ok: true, events: 3 })
+    expect(check(log)).toMatchObject({ ok: true, events: 3, checkpoints: 0 })
+  })
+
+  it('a checkpoint whose seq is text is refused even when the signature was made for that number', () => {
+    const r = check(seal([event(1), checkpoint(0), event(2), checkpoint(1, { seqField: '1' }), event(3)]))
+    expect(r).toMatchObject({ ok: false, checkpoints: 1, first: { problem: 'bad-checkpoint', line: 4 } })
+  })
+
+  it('counts the events after the last checkpoint, and vouches for none when there is none', () => {
+    expect(check(seal([event(1), event(2), checkpoint(0)]))).toMatchObject({ ok: true, checkpoints: 1, unsignedTail: 0 })
+    expect(check(seal([event(1), checkpoint(0), event(2), event(3), event(4)]))).toMatchObject({ ok: true, checkpoints: 1, unsignedTail: 3 })
+    expect(check(seal([event(1), event(2)]))).toMatchObject({ ok: true, checkpoints: 0, unsignedTail: 2 })
+    // a failure reports how far it got
+    const l = seal([event(1), checkpoint(0), event(2), event(3)]).trim().split('\n')
+    l[3] = (l[3] as string).replace('SELECT 3', 'SELECT 8')
+    expect(check(text(l))).toMatchObject({ ok: false, events: 3, checkpoints: 1, unsignedTail: 1, last: hashOf(l[2] as string) })
+  })
+})
+

@@ -154,6 +154,75 @@ describe('which policies apply', () => {
   })
 })
 
+describe('the rule cache keeps principals apart', () => {
+  const allowAll = [{ effect: 'allow' }]
+  it('a group name with a comma is not two groups', () => {
+    const e = engine([{ id: 'p', principals: { groups: ['dba'] }, rules: allowAll }])
+    const two: Principal = { id: 'x', kind: 'agent', groups: ['interns', 'dba'], claims: {}, credential: 'token:1' }
+    const one: Principal = { id: 'x', kind: 'agent', groups: ['interns,dba'], claims: {}, credential: 'token:2' }
+    expect(e.decide(request({}), two).verdict).toBe('allow')
+    expect(e.decide(request({}), one)).toEqual(DEFAULT_DENY)
+  })
+
+  it('principals that differ only in their claims get their own rules when a policy filters on claims', () => {
+    const e = engine([{ id: 'p', principals: { claims: { team: ['payments'] } }, rules: allowAll }])
+    const payments: Principal = { id: 'ci', kind: 'agent', groups: [], claims: { team: 'payments' }, credential: 'jwt:1' }
+    const marketing: Principal = { id: 'ci', kind: 'agent', groups: [], claims: { team: 'marketing' }, credential: 'jwt:2' }
+    expect(e.decide(request({}), payments).verdict).toBe('allow')
+    expect(e.decide(request({}), marketing)).toEqual(DEFAULT_DENY)
+    expect(e.decide(request({}), { ...payments, credential: 'jwt:3' }).verdict).toBe('allow')
+  })
+
+  it('a missing or null claim matches no accepted value, not even the text "undefined" or "null"', () => {
+    const e = engine([{ id: 'p', principals: { claims: { team: ['undefined', 'null'] } }, rules: allowAll }])
+    const none: Principal = { id: 'a', kind: 'agent', groups: [], claims: {}, credential: 't:1' }
+    const nul: Principal = { id: 'b', kind: 'agent', groups: [], claims: { team: null }, credential: 't:2' }
+    const listed: Principal = { id: 'c', kind: 'agent', groups: [], claims: { team: ['x', 'null'] }, credential: 't:3' }
+    expect(e.decide(request({}), none)).toEqual(DEFAULT_DENY)
+    expect(e.decide(request({}), nul)).toEqual(DEFAULT_DENY)
+    expect(e.decide(request({}), listed).verdict).toBe('allow')
+  })
+
+  it('the same principal on two connections gets each connection\'s rules', () => {
+    const e = engine([{ id: 'p', connections: ['billing'], rules: allowAll }])
+    expect(e.decide(request({}, { connection: 'billing' }), agent).verdict).toBe('allow')
+    expect(e.decide(request({}, { connection: 'orders' }), agent)).toEqual(DEFAULT_DENY)
+    expect(e.decide(request({}, { connection: 'billing' }), agent).verdict).toBe('allow')
+  })
+})
+
+describe('decisions say why', () => {
+  it('a rule without a reason gets one naming what it did', () => {
+    const e = engine([{ id: 'p', rules: [
+      { id: 'r', effect: 'review', actions: ['sql.review'] },
+      { id: 'd', effect: 'deny', actions: ['sql.deny'] },
+      { id: 'a', effect: 'allow', actions: ['sql.query'] },
+    ] }])
+    expect(e.decide(request({}), agent)).toEqual({ verdict: 'allow', rule: 'p/a', reason: 'allowed' })
+    expect(e.decide(request({}, { action: 'sql.deny' }), agent)).toEqual({ verdict: 'deny', rule: 'p/d', reason: 'matched deny rule p/d' })
+    expect(e.decide(request({}, { action: 'sql.review' }), agent)).toEqual({ verdict: 'review', rule: 'p/r', reason: 'matched review rule p/r' })
+  })
+
+  it('a condition that fails or is not a boolean denies, naming the rule and the cause', () => {
+    const e = engine([{ id: 'p', rules: [{ id: 'odd', effect: 'allow', when: 'request.sql.statement' }] }])
+    expect(e.decide(request(sql('SELECT')), agent)).toEqual({ verdict: 'deny', rule: 'p/odd', reason: 'rule p/odd could not be evaluated: its condition gave string, not a boolean' })
+    const missing = e.decide(request({}), agent)
+    expect(missing).toMatchObject({ verdict: 'deny', rule: 'p/odd', reason: expect.stringMatching(/^rule p\/odd could not be evaluated: .+/) })
+    expect(missing.reason).not.toContain('its condition gave')
+  })
+
+  it('code the gateway cannot analyse is named in the refusal of an allow rule without allowOpaque', () => {
+    const e = engine([{ id: 'p', rules: [{ id: 'a', effect: 'allow' }] }])
+    const opaque = (v: Record<string, unknown>) => e.decide(request({ other: null, text: 'x', sql: { statement: ['DO'], opaque: true, ...v } }), agent)
+    expect(opaque({ code: [{ analysed: true, language: 'sql' }, { analysed: false, language: 'plpython3u', why: 'no parser for it' }] }).reason).toBe('the request carries code the gateway cannot analyse (plpython3u: no parser for it); rule p/a would allow it but does not set allowOpaque')
+    expect(opaque({ code: [{ analysed: false }] }).reason).toContain('(code: not analysed)')
+    expect(opaque({}).reason).toContain('(code the gateway cannot analyse)')
+    expect(opaque({ code: [{ analysed: true, language: 'plpgsql' }] }).reason).toContain('(code the gateway cannot analyse)')
+    // not opaque: the same rule allows
+    expect(e.decide(request({ other: null, sql: { statement: ['DO'], opaque: false } }), agent).verdict).toBe('allow')
+  })
+})
+
 describe('rule matchers', () => {
   it('match lists are case-sensitive except on sql.* attributes (SQL keywords and unquoted names fold)', () => {
     const ssh = (attrs: Record<string, unknown>) => request({ ssh: attrs }, { action: 'ssh.exec' })
@@ -264,3 +333,35 @@ function rootWith(config: unknown) {
   root.registerInstance(GatewayConfigToken, config as never)
   return root
 }
+
+describe('matchers on odd attributes', () => {
+  it('a null on the way to an attribute is a missing attribute, never an error', () => {
+    const e = engine([{ id: 'p', rules: [{ id: 'a', effect: 'allow', match: { 'sql.statement': ['SELECT'] } }, { id: 'w', effect: 'deny', match: { 'sql.write': true } }] }])
+    expect(e.decide(request({ sql: null }), agent)).toEqual(DEFAULT_DENY)
+    expect(e.decide(request({ sql: { statement: 'SELECT', write: null } }), agent).verdict).toBe('allow')
+    expect(e.decide(request({ sql: { statement: 'SELECT', write: [] } }), agent).verdict).toBe('allow')
+    expect(e.decide(request({ sql: { statement: 'SELECT', write: ['t'] } }), agent)).toMatchObject({ verdict: 'deny', rule: 'p/w' })
+  })
+
+  it('an object attribute never equals a listed text, even "[object Object]"', () => {
+    const e = engine([{ id: 'p', rules: [{ effect: 'allow', match: { 'ssh.program': ['[object Object]'] } }] }])
+    expect(e.decide(request({ ssh: { program: {} } }, { action: 'ssh.exec' }), agent)).toEqual(DEFAULT_DENY)
+  })
+
+  it('a list of word lists matches a list of texts only: an argv with a non-text word never matches', () => {
+    const e = engine([{ id: 'p', rules: [{ id: 'a', effect: 'allow', match: { 'ssh.argv': [['make', 'build'], ['uptime']] } }] }])
+    const argv = (a: unknown) => e.decide(request({ ssh: { argv: a } }, { action: 'ssh.exec' }), agent).verdict
+    expect(argv(['uptime'])).toBe('allow')
+    expect(argv(['make', 'build'])).toBe('allow')
+    expect(argv('uptime')).toBe('deny')
+    expect(argv(['make'])).toBe('deny')
+    expect(argv(['make', 1])).toBe('deny')
+  })
+
+  it('rule sets can be included by name or with an effect, and an unknown one is named with the list of sets', () => {
+    const byName = engine([{ id: 'p', include: ['sql-write'], rules: [{ effect: 'allow' }] }])
+    expect(byName.decide(request(sql('DELETE', { write: ['t'], writes: ['t'] })), agent)).toMatchObject({ verdict: 'deny', rule: expect.stringMatching(/^p\/sql-write\//) })
+    expect(() => engine([{ id: 'p', include: ['no-such-set'], rules: [] }])).toThrow(/policies\[0\]\.include\[0\]: unknown rule set "no-such-set"; built-in sets are sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl/)
+  })
+})
+

@@ -116,7 +116,7 @@ export function verifyChain(files: readonly { name: string; text: string }[], op
       if (pointsTo !== undefined && pointsTo < index) return at('reordered', `the event follows one stored earlier (line ${(lines[pointsTo] as { line: number }).line}), not the line before it: events were moved`)
       return at('removed', `the event it follows (${prev.slice(0, 12)}…) is missing: events were removed before this line`)
     }
-    const c = opts.publicKey && l.text.includes('"type":"audit.checkpoint"') ? (JSON.parse(l.text) as { type?: string; seq?: number; covers?: string; signature?: string }) : undefined
+    const c = opts.publicKey && l.text.includes('"type":"audit.checkpoint"') ? parseCheckpoint(l.text) : undefined
     // Only a line whose own type is audit.checkpoint is one (not an event quoting that text).
     if (opts.publicKey && c?.type === 'audit.checkpoint') {
       if (c.covers !== prev) return at('bad-checkpoint', 'the checkpoint does not cover the event before it')
@@ -133,4 +133,13 @@ export function verifyChain(files: readonly { name: string; text: string }[], op
     sinceCheckpoint++
   }
   return { ok: true, events, checkpoints, unsignedTail: sinceCheckpoint, last: expected }
+}
+
+/** A line's fields if it is JSON; a sealed line that is not (no sink writes one) is an event like any other. */
+function parseCheckpoint(text: string): { type?: string; seq?: number; covers?: string; signature?: string } | undefined {
+  try {
+    return JSON.parse(text) as { type?: string; seq?: number; covers?: string; signature?: string }
+  } catch {
+    return undefined
+  }
 }

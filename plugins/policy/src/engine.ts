@@ -179,7 +179,9 @@ export class RuleEngine {
     }
     let rules = perConnection.get(connection)
     if (!rules) {
-      const key = `${connection}\0${principal.id}\0${principal.kind}\0${principal.groups.join(',')}${this.usesClaims ? `\0${JSON.stringify(principal.claims)}` : ''}`
+      // Every part encoded, so no two principals share a key: group names come from identities and,
+      // with workload tokens, from claims ("a,b" must not read as the groups "a" and "b").
+      const key = JSON.stringify([connection, principal.id, principal.kind, principal.groups, this.usesClaims ? principal.claims : null])
       rules = this.applicable.get(key)
       if (!rules) {
         rules = this.compiled.filter((p) => policyApplies(p.policy, principal, connection)).flatMap((p) => p.rules)
