@@ -11,8 +11,11 @@
 //   A sandbox copy would not work: the symlinks in node_modules/@gatehouse point (relatively, via
 //   the symlinked node_modules) back to the original package folders, so tests would run the
 //   un-mutated dist of the checkout.
-// - In-place mode restores src/ when Stryker ends, but NOT dist/: the npm scripts rebuild dist
-//   afterwards (`tsc -b`), whatever Stryker's exit code.
+// - In-place mode restores src/ when Stryker ends, but NOT dist/, and the restored files keep
+//   their old mtimes, so a plain `tsc -b` thinks dist is current: the npm scripts run
+//   `tsc -b --force` afterwards, whatever Stryker's exit code.
+// - A mutant that breaks a test file's beforeAll would be reported "Survived" with no test run
+//   (vitest marks the tests skipped): test/mutation/suite-failure-reporter.ts fails them instead.
 // - vitest.related is off: the tests' module graph holds dist/*.js, never the mutated src/*.ts.
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 const config = {

@@ -12,6 +12,6 @@ export default defineConfig({
     setupFiles: ['test/mutation/propagate-mutant.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    reporters: ['default'],
+    reporters: ['default', './test/mutation/suite-failure-reporter.ts'],
   },
 })
