@@ -16,6 +16,6 @@ const config = {
   ],
   htmlReporter: { fileName: 'reports/mutation/ci.html' },
   jsonReporter: { fileName: 'reports/mutation/ci.json' },
-  thresholds: { high: 85, low: 75, break: 75 },
+  thresholds: { high: 90, low: 85, break: 85 },
 }
 export default config

@@ -230,6 +230,13 @@ describe('what verify says, word for word', () => {
     expect(r).toMatchObject({ ok: false, events: 3, first: { problem: 'reordered', line: 4, detail: 'the event follows one stored earlier (line 1), not the line before it: events were moved' } })
   })
 
+  it('a hash stored twice is placed where it was first stored', () => {
+    const l = sealed(3)
+    // event 3 follows event 2, which is stored at line 3 and again at line 4
+    const r = checkPlain(text([l[0], l[2], l[1], l[1]] as string[]))
+    expect(r.first).toEqual({ problem: 'reordered', line: 2, file: 'audit.jsonl', detail: 'the event follows one that is stored later (line 3)' })
+  })
+
   it('given the hash a log continues from, a wrong first line is a removal, not a cut head', () => {
     const l = sealed(3)
     const r = verifyChain([{ name: 'b', text: text(l.slice(2)) }], { continuesFrom: hashOf(l[0] as string) })
