@@ -46,6 +46,7 @@ describe('LoginThrottle', () => {
     const t = new LoginThrottle(limits)
     for (let i = 0; i < 6; i++) t.failed(`10.0.1.${i}`, 'agent', T0)
     expect(t.check('10.0.2.1', 'agent', T0)).toEqual({ key: 'identity', retryAfterMs: 1000 })
+    expect(t.check('10.0.2.1', 'agent', T0 + 1000)).toBeUndefined()
     expect(t.check('10.0.2.1', 'other', T0)).toBeUndefined()
     expect(t.check('10.0.2.1', undefined, T0)).toBeUndefined()
     // the source's own lock is reported first when both apply
@@ -106,5 +107,9 @@ describe('sourceOf', () => {
     expect(sourceOf('::1:5555')).toBe('::1')
     expect(sourceOf('[fe80::1%eth0]:22')).toBe('fe80::1%eth0')
     expect(sourceOf('explain')).toBe('explain')
+    // only a whole bracketed host loses its brackets
+    expect(sourceOf(':5555')).toBe('')
+    expect(sourceOf('a[b]:1')).toBe('a[b]')
+    expect(sourceOf('[::1]x:1')).toBe('[::1]x')
   })
 })
