@@ -157,34 +157,12 @@ describe('several decide plugins: deny-overrides, fail closed', () => {
 })
 
 describe('the intent record comes before the forward (a required sink that acknowledges late)', () => {
-  it('nothing reaches the server while the intent record is unacknowledged; the statement runs once it is', async () => {
-    await cluster.psql('TRUNCATE guard_t')
-    const { gateway, client } = await gatewayWith([{ verdict: 'allow', how: 'sync' }])
-    let release!: () => void
-    try {
-      const c = await client()
-      sink().held.length = 0
-      sink().gate = new Promise<void>((r) => { release = r })
-      const insert = c.query('INSERT INTO guard_t VALUES (1)')
-      // wait until the sink holds the intent record, then look at the server directly
-      for (let i = 0; i < 500 && sink().held.length === 0; i++) await new Promise((r) => setTimeout(r, 10))
-      expect(sink().held.map((e) => e.text)).toEqual(['INSERT INTO guard_t VALUES (1)'])
-      await new Promise((r) => setTimeout(r, 200))
-      expect(await serverRows()).toBe(0)
-      expect(await cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO guard_t%'")).toBe('0')
-      sink().gate = undefined
-      release()
-      await insert
-      expect(await serverRows()).toBe(1)
-      await c.end()
-    } finally {
-      sink().gate = undefined
-      release?.()
-      await gateway.shutdown(0)
-    }
-  })
-
-  it('an intent record that fails after a delay refuses the statement, which never runs; the session goes on', async () => {
+  /**
+   * Sends `INSERT INTO guard_t VALUES (1)` through a gateway whose sink holds the intent record,
+   * waits until the sink has it, and hands the test the pending query and a way to let the sink
+   * answer (taken, or refused when `failing` is set first).
+   */
+  async function withHeldIntent(run: (held: { insert: Promise<unknown>; client: pg.Client; release: () => void }) => Promise<void>): Promise<void> {
     await cluster.psql('TRUNCATE guard_t')
     const { gateway, client } = await gatewayWith([{ verdict: 'allow', how: 'sync' }])
     let release!: () => void
@@ -194,14 +172,8 @@ describe('the intent record comes before the forward (a required sink that ackno
       sink().gate = new Promise<void>((r) => { release = r })
       const insert = c.query('INSERT INTO guard_t VALUES (1)').then(() => undefined, (err: unknown) => err)
       for (let i = 0; i < 500 && sink().held.length === 0; i++) await new Promise((r) => setTimeout(r, 10))
-      expect(sink().held).toHaveLength(1)
-      sink().failing = true
-      sink().gate = undefined
-      release()
-      expect(await insert).toMatchObject({ code: '58000', message: expect.stringContaining('audit is unavailable') })
-      sink().failing = false
-      expect(await serverRows()).toBe(0)
-      expect((await c.query('SELECT 7 AS seven')).rows[0].seven).toBe(7)
+      expect(sink().held.map((e) => e.text)).toEqual(['INSERT INTO guard_t VALUES (1)'])
+      await run({ insert, client: c, release: () => { sink().gate = undefined; release() } })
       await c.end()
     } finally {
       sink().failing = false
@@ -209,5 +181,28 @@ describe('the intent record comes before the forward (a required sink that ackno
       release?.()
       await gateway.shutdown(0)
     }
+  }
+
+  it('nothing reaches the server while the intent record is unacknowledged; the statement runs once it is', async () => {
+    await withHeldIntent(async ({ insert, release }) => {
+      // the sink holds the intent record: look at the server directly
+      await new Promise((r) => setTimeout(r, 200))
+      expect(await serverRows()).toBe(0)
+      expect(await cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO guard_t%'")).toBe('0')
+      release()
+      expect(await insert).toBeUndefined()
+      expect(await serverRows()).toBe(1)
+    })
+  })
+
+  it('an intent record that fails after a delay refuses the statement, which never runs; the session goes on', async () => {
+    await withHeldIntent(async ({ insert, client, release }) => {
+      sink().failing = true
+      release()
+      expect(await insert).toMatchObject({ code: '58000', message: expect.stringContaining('audit is unavailable') })
+      sink().failing = false
+      expect(await serverRows()).toBe(0)
+      expect((await client.query('SELECT 7 AS seven')).rows[0].seven).toBe(7)
+    })
   })
 })
