@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import pg from 'pg'
+import { BackgroundPool } from '@gatehouse/core'
 import { BackgroundParser, loadSqlParser, MAX_INLINE_TEXT, SqlAnalyzer } from '@gatehouse/adapter-postgres'
 import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
 import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
@@ -55,17 +56,26 @@ describe('the background parser', () => {
     }
   })
 
-  it('counts a budget from when the worker has loaded the parser: a cold start does not refuse the first statements', async () => {
-    // Loading the parser takes far longer than 25 ms, more so on a loaded machine; the statements
-    // themselves take well under it.
-    const cold = new BackgroundParser(25, 2)
+  it('counts a budget from when the worker is ready: a slow start does not refuse the first jobs; a worker that never gets ready is', async () => {
+    // A worker that takes 3 s to get ready, then answers at once, under a 1 s budget per job.
+    const script = new URL('../../fixtures/workers/slow-start.mjs', import.meta.url)
+    const failed = (kind: string, detail: string) => `${kind}: ${detail}`
+    process.env.GH_TEST_WORKER_LOAD_MS = '3000'
+    const slow = new BackgroundPool<string, string>(script, { budgetMs: 1000, size: 2, failed })
     try {
       const started = performance.now()
-      const results = await Promise.all(['SELECT 1', 'INSERT INTO t VALUES (1)', 'UPDATE t SET a = 2'].map((t, i) => cold.parse(t, `owner-${i}`)))
-      expect(results.map((r) => ('error' in r ? r.error : 'ok'))).toEqual(['ok', 'ok', 'ok'])
-      expect(performance.now() - started).toBeGreaterThan(25)
+      expect(await Promise.all(['a', 'b', 'c'].map((t, i) => slow.run(t, `owner-${i}`)))).toEqual(['A', 'B', 'C'])
+      expect(performance.now() - started).toBeGreaterThan(2900)
     } finally {
-      await cold.close()
+      await slow.close()
+    }
+    process.env.GH_TEST_WORKER_LOAD_MS = '-1'
+    const stuck = new BackgroundPool<string, string>(script, { budgetMs: 1000, loadBudgetMs: 1500, size: 2, failed })
+    try {
+      expect(await stuck.run('a')).toBe('crashed: did not load in 1500 ms')
+    } finally {
+      await stuck.close()
+      delete process.env.GH_TEST_WORKER_LOAD_MS
     }
   })
 
