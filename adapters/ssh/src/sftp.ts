@@ -98,6 +98,8 @@ export class SftpProxy {
   private inFlight = 0
   /** The in-flight limit was reached in this session (recorded the first time). */
   private overInFlight = false
+  /** A handle the gateway never handed out was used in this session (recorded the first time). */
+  private forgedHandle = false
   /** The target's home directory (`REALPATH .`), fetched once: relative paths that cannot be resolved are judged against it. */
   private home: Promise<string> | undefined
 
@@ -297,8 +299,14 @@ export class SftpProxy {
 
   private known(id: number, handle: Buffer): OpenHandle | undefined {
     const h = this.handles.get(handle.toString('hex'))
-    if (!h) this.client.status(id, STATUS_CODE.FAILURE, 'gatehouse: unknown handle')
-    return h
+    if (h) return h
+    this.client.status(id, STATUS_CODE.FAILURE, 'gatehouse: unknown handle')
+    // a forged or stale handle is a probe or a broken client: the first one is recorded, the rest only refused
+    if (!this.forgedHandle) {
+      this.forgedHandle = true
+      void this.pipeline.protocolEvent(this.session, { event: 'sftp.unknown-handle', reason: 'the client used a handle the gateway never handed out (or already closed); later ones in this SFTP session are refused without a record', attrs: { handle: handle.subarray(0, 64).toString('hex') } })
+    }
+    return undefined
   }
 
   private attrs(id: number, err: Error | undefined, stats: Attributes, request: GatewayRequest): void {

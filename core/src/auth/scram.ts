@@ -182,8 +182,8 @@ export class ScramClient {
 
   /** Takes server-first-message, returns client-final-message (the key derivation on the event loop: for tests and tools). */
   final(serverFirst: string): string {
-    const { salt, iterations } = this.parseServerFirst(serverFirst)
-    return this.finish(serverFirst, pbkdf2Sync(saslPrep(this.password), salt, iterations, 32, 'sha256'))
+    const first = this.parseServerFirst(serverFirst)
+    return this.finish(serverFirst, first.nonce, pbkdf2Sync(saslPrep(this.password), first.salt, first.iterations, 32, 'sha256'))
   }
 
   /**
@@ -191,12 +191,12 @@ export class ScramClient {
    * upstream (or an impostor in its place) asking for millions must not stall every session.
    */
   async finalAsync(serverFirst: string): Promise<string> {
-    const { salt, iterations } = this.parseServerFirst(serverFirst)
-    const salted = await new Promise<Buffer>((resolve, reject) => pbkdf2(saslPrep(this.password), salt, iterations, 32, 'sha256', (err, key) => (err ? reject(err) : resolve(key))))
-    return this.finish(serverFirst, salted)
+    const first = this.parseServerFirst(serverFirst)
+    const salted = await new Promise<Buffer>((resolve, reject) => pbkdf2(saslPrep(this.password), first.salt, first.iterations, 32, 'sha256', (err, key) => (err ? reject(err) : resolve(key))))
+    return this.finish(serverFirst, first.nonce, salted)
   }
 
-  private parseServerFirst(serverFirst: string): { salt: Buffer; iterations: number } {
+  private parseServerFirst(serverFirst: string): { nonce: string; salt: Buffer; iterations: number } {
     if (this.expectedServerSignature !== undefined) throw protocolError('a second server-first-message')
     const a = attrs(serverFirst)
     const nonce = a.get('r')
@@ -204,11 +204,10 @@ export class ScramClient {
     const iterations = Number(a.get('i'))
     if (!nonce || !nonce.startsWith(this.clientNonce) || nonce.length === this.clientNonce.length) throw protocolError('server nonce')
     if (!salt || !Number.isSafeInteger(iterations) || iterations < 1 || iterations > 10_000_000) throw protocolError('server salt or iterations')
-    return { salt: Buffer.from(salt, 'base64'), iterations }
+    return { nonce, salt: Buffer.from(salt, 'base64'), iterations }
   }
 
-  private finish(serverFirst: string, salted: Buffer): string {
-    const nonce = attrs(serverFirst).get('r') as string
+  private finish(serverFirst: string, nonce: string, salted: Buffer): string {
     const clientKey = hmac(salted, 'Client Key')
     const withoutProof = `c=biws,r=${nonce}`
     const authMessage = `${this.clientFirstBare},${serverFirst},${withoutProof}`

@@ -404,6 +404,12 @@ describe('handles and metadata', () => {
       expect(await refusal((hh, cb) => s.read(hh, Buffer.alloc(8), 0, 8, 0, cb), handle)).toBe('gatehouse: unknown handle')
       expect(readFileSync(join(art, 'build.txt'), 'utf8')).toBe('artifact\n')
       expect(statSync(join(art, 'build.txt')).mode & 0o777).toBe(0o644)
+      // recorded once per SFTP session (two channels here), not once per forged handle
+      c.end()
+      await closed(c).catch(() => undefined)
+      const forged = (await gw.audit()).filter((e) => e.type === 'protocol' && (e as { event?: string }).event === 'sftp.unknown-handle')
+      expect(forged).toHaveLength(2)
+      expect(forged[0]).toMatchObject({ reason: expect.stringContaining('never handed out'), principal: { id: 'agent-1' } })
     } finally {
       c.end()
     }
