@@ -1,0 +1,77 @@
+// @ts-check
+// The security core in module groups for mutation testing: what each group mutates and the test
+// files that exercise it. Read by stryker.groups.mjs and scripts/mutation-run.mjs.
+/** @type {Record<string, { mutate: string[], testFiles: string[] }>} */
+export const GROUPS = {
+  audit: {
+    mutate: ['core/src/audit/**/*.ts', '!**/index.ts'],
+    testFiles: [
+      'test/core/audit-chain-forgery.test.ts',
+      'test/core/audit-required.test.ts',
+      'test/core/guards.test.ts',
+      'test/plugins/audit-jsonl/chain.test.ts',
+      'test/plugins/audit-webhook/webhook.test.ts',
+      'test/plugins/audit-postgres/postgres.test.ts',
+      'test/plugins/audit-stdout/stdout.test.ts',
+    ],
+  },
+  policy: {
+    mutate: ['plugins/policy/src/**/*.ts', '!**/index.ts'],
+    testFiles: [
+      'test/plugins/policy/rule-language.test.ts',
+      'test/plugins/policy/readme-policies.test.ts',
+      'test/core/policy.test.ts',
+      'test/core/guards.test.ts',
+      'test/adapters/postgres/evasion.test.ts',
+      'test/adapters/ssh/explain.test.ts',
+    ],
+  },
+  pipeline: {
+    mutate: ['core/src/pipeline/**/*.ts', '!**/index.ts'],
+    testFiles: [
+      'test/core/guards.test.ts',
+      'test/core/throttle.test.ts',
+      'test/core/admission.test.ts',
+      'test/core/limits.test.ts',
+      'test/core/session-limits.test.ts',
+      'test/core/audit-required.test.ts',
+      'test/core/auth-token.test.ts',
+      'test/core/secrets.test.ts',
+      'test/adapters/postgres/psql.test.ts',
+      'test/adapters/postgres/session-attacks.test.ts',
+      'test/adapters/ssh/ssh.test.ts',
+    ],
+  },
+  auth: {
+    mutate: ['core/src/auth/**/*.ts', 'plugins/auth-*/src/**/*.ts'],
+    testFiles: [
+      'test/core/auth-token.test.ts',
+      'test/core/secrets.test.ts',
+      'test/adapters/postgres/auth.test.ts',
+      'test/adapters/postgres/upstream-attacks.test.ts',
+      'test/adapters/ssh/keys.test.ts',
+    ],
+  },
+  postgres: {
+    mutate: ['adapters/postgres/src/upstream.ts', 'adapters/postgres/src/session-model.ts'],
+    testFiles: [
+      'test/adapters/postgres/upstream-attacks.test.ts',
+      'test/adapters/postgres/session-attacks.test.ts',
+      'test/adapters/postgres/interleavings.test.ts',
+      'test/adapters/postgres/transparency.test.ts',
+      'test/adapters/postgres/drivers.test.ts',
+      'test/adapters/postgres/psql.test.ts',
+      'test/adapters/postgres/auth.test.ts',
+    ],
+  },
+  ssh: {
+    mutate: ['adapters/ssh/src/upstream.ts', 'adapters/ssh/src/sftp.ts', 'adapters/ssh/src/shell/**/*.ts', '!adapters/ssh/src/shell/analyze-worker.ts', '!**/index.ts'],
+    testFiles: [
+      'test/adapters/ssh/programs.test.ts',
+      'test/adapters/ssh/explain.test.ts',
+      'test/adapters/ssh/ssh.test.ts',
+      'test/adapters/ssh/ssh-attacks.test.ts',
+      'test/adapters/ssh/keys.test.ts',
+    ],
+  },
+}
