@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   GH_ERR_AUDIT_UNAVAILABLE: { kind: 'Unavailable', safe: true, message: 'audit is unavailable; request refused', fix: 'restore the required audit sink' },
   GH_ERR_UPSTREAM_UNAVAILABLE: { kind: 'Unavailable', safe: true, message: 'upstream is unavailable', fix: 'check that the upstream is running and reachable from the gateway' },
   GH_ERR_UPSTREAM_AUTH: { kind: 'Unavailable', safe: true, message: 'gateway could not authenticate to the upstream', fix: 'check the connection\'s upstream credentials' },
+  GH_ERR_LOCKED: { kind: 'Unavailable', safe: true, message: 'in use by another gateway', fix: 'stop the other gateway, or give this one its own dataDir (and audit file)' },
   GH_ERR_SHUTTING_DOWN: { kind: 'Unavailable', safe: true, message: 'gateway is shutting down', fix: 'retry against another replica' },
   GH_ERR_SESSION_CLOSED: { kind: 'Unavailable', safe: true, message: 'session closed before the request finished', fix: 'the client or upstream went away; retry' },
   GH_ERR_TIMEOUT: { kind: 'Timeout', safe: true, message: 'timed out', fix: 'retry' },

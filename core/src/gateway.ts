@@ -12,6 +12,7 @@ import 'reflect-metadata'
 import { container as globalContainer, type DependencyContainer } from 'tsyringe'
 import { createHash } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
+import { lockExclusive, type HeldLock } from './lock.js'
 import { join } from 'node:path'
 import { AsciicastRecorder, TerminalRecorder } from './recording/asciicast.js'
 import { Metrics, MetricsRegistry } from './metrics.js'
@@ -228,8 +229,10 @@ export class Gateway {
   /** Starts stage objects, then opens every connection's listener. */
   async start(): Promise<void> {
     mkdirSync(this.config.dataDir, { recursive: true })
-    for (const inst of this.instances.values()) await inst.object.start?.()
+    // Before any plugin starts: a second gateway on this directory would fork its audit chain.
+    this.dataLock = await lockExclusive(this.config.dataDir, 'data directory')
     try {
+      for (const inst of this.instances.values()) await inst.object.start?.()
       for (const plan of this.plans) {
         const listener = await plan.adapter.listen(plan.connection, plan.pipeline, this.abort.signal)
         this.listeners.push({ connection: plan.connection, listener })
@@ -249,6 +252,7 @@ export class Gateway {
   }
 
   private admin: FastifyInstance | undefined
+  private dataLock: HeldLock | undefined
   /** The admin API's bound port, when it is configured. */
   adminPort: number | undefined
 
@@ -291,6 +295,7 @@ export class Gateway {
           this.logger.error({ plugin: inst.name, err: String(err) }, 'plugin close failed')
         }
       }
+      await this.dataLock?.release()
       this.logger.info('stopped')
       this.logger.flush()
     })()

@@ -224,6 +224,73 @@ describe('what verify says, word for word', () => {
     expect(r.first).toEqual({ problem: 'reordered', line: 2, file: 'audit.1.jsonl', detail: 'the event follows one that is stored later (line 1 of audit.jsonl)' })
   })
 
+  /** Lines a writer appends after `prev`, each sealed after the one before, as audit-jsonl does. */
+  const branch = (prev: string, writer: string, n: number): string[] => {
+    const out: string[] = []
+    for (let i = 1; i <= n; i++) {
+      const s = sealEvent(JSON.stringify({ id: `${writer}.${i}`, type: 'request', text: `SELECT ${i}` }), prev)
+      out.push(s.line)
+      prev = s.hash
+    }
+    return out
+  }
+  const forkText = (point: string, writers: number) => `from ${point} on, ${writers} writers appended to this log at once (each line is intact and continues an earlier one): two gateways shared the file, not an edit; if only one gateway writes here, treat it as tampering`
+
+  it('two writers that continued the same last line (two gateways on one file) are a fork, told apart from an edit', () => {
+    const l = sealed(2)
+    const a = branch(hashOf(l[1] as string), 'a', 3)
+    const b = branch(hashOf(l[1] as string), 'b', 2)
+    const interleaved = [l[0], l[1], a[0], b[0], a[1], b[1], a[2]] as string[]
+    expect(checkPlain(text(interleaved))).toEqual({ ok: false, events: 3, checkpoints: 0, unsignedTail: 3, last: hashOf(a[0] as string), first: { problem: 'forked', line: 4, file: 'audit.jsonl', detail: forkText('line 2', 2) } })
+    // one writer's lines all first, then the other's: the same fork
+    expect(checkPlain(text([l[0], l[1], ...a, ...b] as string[])).first).toMatchObject({ problem: 'forked', line: 6, detail: forkText('line 2', 2) })
+    // three writers
+    const c = branch(hashOf(l[1] as string), 'c', 1)
+    expect(checkPlain(text([...interleaved, ...c])).first).toMatchObject({ problem: 'forked', detail: forkText('line 2', 3) })
+    // both started on an empty file
+    const x = branch(GENESIS_HASH, 'x', 2)
+    const y = branch(GENESIS_HASH, 'y', 2)
+    expect(checkPlain(text([x[0], y[0], x[1], y[1]] as string[])).first).toEqual({ problem: 'forked', line: 2, file: 'audit.jsonl', detail: forkText('the start of the chain', 2) })
+    // a log that continues a kept hash, forked right there
+    const p = branch(hashOf(l[1] as string), 'p', 2)
+    const q = branch(hashOf(l[1] as string), 'q', 1)
+    expect(verifyChain([{ name: 'b', text: text([p[0], q[0], p[1]] as string[]) }], { continuesFrom: hashOf(l[1] as string) }).first).toMatchObject({ problem: 'forked', line: 2, detail: forkText('the start of the chain', 2) })
+  })
+
+  it('a fork is named only when every line after it is intact and follows an earlier one: an edit, a removal, a copied line or a forward pointer in it is not a fork', () => {
+    const l = sealed(2)
+    const a = branch(hashOf(l[1] as string), 'a', 3)
+    const b = branch(hashOf(l[1] as string), 'b', 3)
+    const forked = () => [l[0], l[1], a[0], b[0], a[1], b[1], a[2], b[2]] as string[]
+    const moved = 'the event follows one stored earlier (line 2), not the line before it: events were moved'
+
+    const edited = forked()
+    edited[6] = (edited[6] as string).replace('SELECT 3', 'SELECT 9')
+    expect(checkPlain(text(edited)).first).toEqual({ problem: 'reordered', line: 4, file: 'audit.jsonl', detail: moved })
+
+    const removed = forked()
+    removed.splice(4, 1) // a's second line: a's third follows a line no longer there
+    expect(checkPlain(text(removed)).first).toMatchObject({ problem: 'reordered', line: 4, detail: moved })
+
+    const copied = [...forked(), a[1] as string]
+    expect(checkPlain(text(copied)).first).toMatchObject({ problem: 'reordered', line: 4, detail: moved })
+
+    const forward = forked()
+    ;[forward[4], forward[6]] = [forward[6] as string, forward[4] as string] // a's third stored before a's second
+    expect(checkPlain(text(forward)).first).toMatchObject({ problem: 'reordered', line: 4, detail: moved })
+
+    const unsealed = [...forked(), '{"id":"z"}']
+    expect(checkPlain(text(unsealed)).first).toMatchObject({ problem: 'reordered', line: 4 })
+    const noPrev = [...forked(), `{"id":"z","hash":"${'a'.repeat(64)}"}`]
+    expect(checkPlain(text(noPrev)).first).toMatchObject({ problem: 'reordered', line: 4 })
+
+    // a line that restarts the chain, followed by an edited one: no fork from the start either
+    const restarted = [l[0], l[1], ...branch(GENESIS_HASH, 'r', 1), ...branch(hashOf(l[0] as string), 's', 1)]
+    expect(checkPlain(text(restarted)).first).toMatchObject({ problem: 'forked', line: 3, detail: forkText('the start of the chain', 3) })
+    restarted[3] = (restarted[3] as string).replace('SELECT 1', 'SELECT 2')
+    expect(checkPlain(text(restarted)).first).toMatchObject({ problem: 'removed', line: 3 })
+  })
+
   it('a line repeated later is reported where the copy stands, from the first place its hash was seen', () => {
     const l = sealed(3)
     const r = checkPlain(text([l[0], l[1], l[2], l[1]] as string[]))

@@ -555,6 +555,51 @@ ${o.extra ?? ''}`,
     }
     expect(existsSync(join(dir, 'reload-data', 'gatehouse.pid'))).toBe(false)
   })
+
+  it('one writer per data directory and per audit file: a second gateway is refused naming the holder\'s pid, and one killed with SIGKILL frees both at once', async () => {
+    const issued = await issue(['--identity', 'agent-1'])
+    const tokens = [{ id: 'agent-1-token', hash: issued.hash }]
+    const configA = join(dir, 'lock-a.yaml')
+    const { auditPath } = writeConfig(configA, { name: 'lock-a', tokens })
+    // Another data directory, but the same audit file (written by hand, as an operator might copy a config).
+    const configB = join(dir, 'lock-b.yaml')
+    writeConfig(configB, { name: 'lock-b', tokens })
+    writeFileSync(configB, readFileSync(configB, 'utf8').replace(JSON.stringify(join(dir, 'lock-b-audit.jsonl')), JSON.stringify(auditPath)))
+
+    const a = startCli(configA)
+    try {
+      const port = await a.port()
+      const holder = `is in use by another gateway (pid ${a.child.pid}, running since `
+
+      const sameDir = startCli(configA)
+      expect((await sameDir.exited).code).toBe(1)
+      expect(sameDir.stderr()).toContain(`gatehouse: cannot start: data directory ${realpathSync(join(dir, 'lock-a-data'))} ${holder}`)
+
+      const sameFile = startCli(configB)
+      expect((await sameFile.exited).code).toBe(1)
+      expect(sameFile.stderr()).toContain(`gatehouse: cannot start: audit file ${realpathSync(auditPath)} ${holder}`)
+
+      // The first gateway was not disturbed, and its chain has one writer.
+      expect((await psql({ port, user: 'agent-1', password: issued.token }, 'select 41 + 1;')).stdout.trim()).toBe('42')
+      a.child.kill('SIGKILL')
+      await a.exited
+    } finally {
+      if (a.child.exitCode === null && a.child.signalCode === null) a.child.kill('SIGKILL')
+    }
+
+    // No stale lock after a kill -9: the next gateway starts at once on the same directory and file.
+    const again = startCli(configA)
+    try {
+      const port = await again.port()
+      expect((await psql({ port, user: 'agent-1', password: issued.token }, 'select 7;')).stdout.trim()).toBe('7')
+    } finally {
+      again.child.kill('SIGTERM')
+      await again.exited
+    }
+    const verified = await cli(['audit', 'verify', auditPath])
+    expect(verified.stdout + verified.stderr).not.toMatch(/removed|reordered|tamper/i)
+    expect(verified.code).toBe(0)
+  })
 })
 
 describe('demo (the quickstart)', () => {

@@ -31,7 +31,7 @@ export function lineHash(line: string): string | undefined {
   return HASH_SUFFIX.exec(line)?.[1]
 }
 
-export type ChainProblem = 'edited' | 'removed' | 'reordered' | 'unsealed' | 'truncated-head' | 'bad-checkpoint'
+export type ChainProblem = 'edited' | 'removed' | 'reordered' | 'forked' | 'unsealed' | 'truncated-head' | 'bad-checkpoint'
 
 /**
  * A signed checkpoint: a line of type `audit.checkpoint` whose `covers` is the hash of the line
@@ -110,8 +110,12 @@ export function verifyChain(files: readonly { name: string; text: string }[], op
     const actual = createHash('sha256').update(body).digest('hex')
     if (actual !== stored[1]) return at('edited', `the line's content does not match its hash ${(stored[1] as string).slice(0, 12)}…`)
     if (prev !== expected) {
+      const start = opts.continuesFrom ?? GENESIS_HASH
       const pointsTo = positions.get(prev)
       if (index === 0 && opts.continuesFrom === undefined) return at('truncated-head', `the first event continues from ${prev.slice(0, 12)}…, not from the start of a chain: earlier events are missing (pass the rotated files before it)`)
+      const forkPoint = prev === start ? -1 : pointsTo
+      const fork = forkPoint !== undefined && forkPoint < index ? forkFrom(lines, forkPoint, start) : undefined
+      if (fork) return at('forked', fork)
       if (pointsTo !== undefined && pointsTo > index) return at('reordered', `the event follows one that is stored later (line ${(lines[pointsTo] as { line: number }).line}${(lines[pointsTo] as { file: string }).file === l.file ? '' : ` of ${(lines[pointsTo] as { file: string }).file}`})`)
       if (pointsTo !== undefined && pointsTo < index) return at('reordered', `the event follows one stored earlier (line ${(lines[pointsTo] as { line: number }).line}), not the line before it: events were moved`)
       return at('removed', `the event it follows (${prev.slice(0, 12)}…) is missing: events were removed before this line`)
@@ -133,6 +137,34 @@ export function verifyChain(files: readonly { name: string; text: string }[], op
     sinceCheckpoint++
   }
   return { ok: true, events, checkpoints, unsignedTail: sinceCheckpoint, last: expected }
+}
+
+/**
+ * Whether the lines from `from` on (the index of the line two lines continue; -1: the chain's start)
+ * are two or more writers appending to one file, each from the same last line (a second gateway on
+ * the same file): then every line is intact, no line appears twice, and every line follows a line
+ * stored before it. An edit, a removal or a move breaks one of those. Returns the description, or
+ * undefined when the evidence does not show a fork.
+ */
+function forkFrom(lines: readonly { file: string; line: number; text: string }[], from: number, start: string): string | undefined {
+  const seen = new Set<string>(from < 0 ? [start] : [])
+  const successors = new Map<string, number>()
+  for (let i = Math.max(from, 0); i < lines.length; i++) {
+    const text = (lines[i] as { text: string }).text
+    const stored = HASH_SUFFIX.exec(text)
+    const prev = stored ? PREV_FIELD.exec(text.slice(0, stored.index))?.[1] : undefined
+    if (!stored || prev === undefined || createHash('sha256').update(text.slice(0, stored.index)).digest('hex') !== stored[1]) return undefined
+    const hash = stored[1] as string
+    if (seen.has(hash)) return undefined
+    if (i > from) {
+      if (!seen.has(prev)) return undefined
+      successors.set(prev, (successors.get(prev) ?? 0) + 1)
+    }
+    seen.add(hash)
+  }
+  const branches = [...successors.values()].reduce((n, k) => n + k - 1, 1)
+  const point = from < 0 ? 'the start of the chain' : `line ${(lines[from] as { line: number }).line}`
+  return `from ${point} on, ${branches} writers appended to this log at once (each line is intact and continues an earlier one): two gateways shared the file, not an edit; if only one gateway writes here, treat it as tampering`
 }
 
 /** A line's fields if it is JSON; a sealed line that is not (no sink writes one) is an event like any other. */

@@ -18,7 +18,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { createPrivateKey, type KeyObject } from 'node:crypto'
 import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { constructPlugin, definePlugin, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, serializeAuditEvent, sealEvent, lineHash, checkpointJson, signingKeyId, GatewayError, GENESIS_HASH, type PluginContext, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
+import { constructPlugin, definePlugin, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, serializeAuditEvent, sealEvent, lineHash, checkpointJson, signingKeyId, GatewayError, GENESIS_HASH, lockExclusive, type HeldLock, type PluginContext, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
 
 const ConfigSchema = Type.Object(
   {
@@ -83,6 +83,7 @@ export class JsonlSink implements AuditSink, Lifecycle {
   private readonly rotateAgeMs: number | undefined
 
   readonly path: string
+  private lock: HeldLock | undefined
   private readonly fsyncEach: boolean
   private readonly maxBatchBytes: number
   private readonly logger: Logger
@@ -109,6 +110,8 @@ export class JsonlSink implements AuditSink, Lifecycle {
 
   async start(): Promise<void> {
     mkdirSync(dirname(this.path), { recursive: true })
+    // One writer per file: two sinks (of two gateways, or two instances of one) appending would fork the chain.
+    this.lock = await lockExclusive(this.path, 'audit file')
     this.openFile()
     const tail = fileTail(this.fd as number)
     this.prev = tail.lastHash ?? GENESIS_HASH
@@ -262,6 +265,7 @@ export class JsonlSink implements AuditSink, Lifecycle {
     this.closed = true
     if (this.fd !== undefined) closeSync(this.fd)
     this.fd = undefined
+    await this.lock?.release()
   }
 }
 
