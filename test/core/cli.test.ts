@@ -603,7 +603,7 @@ ${o.extra ?? ''}`,
 })
 
 describe('demo (the quickstart)', () => {
-  it('starts a gateway on an embedded PostgreSQL, prints how to connect, allows reads, denies DROP and file reads, and stops on SIGTERM', async () => {
+  it('starts a gateway on an embedded PostgreSQL, prints how to connect, allows reads, denies DROP and file reads, serves several sessions at once (two psql, pgbench -c 4), and stops on SIGTERM', async () => {
     const { freePort } = await import('../fixtures/net.js')
     const port = await freePort()
     const dataDir = join(dir, 'demo')
@@ -630,6 +630,33 @@ describe('demo (the quickstart)', () => {
       expect(session.stdout).toBe('1\n2\nt\n')
       expect(session.stderr).toMatch(/ERROR: {2}42501: gatehouse: denied by rule "demo\/no-ddl"/)
       expect(session.stderr).toMatch(/ERROR: {2}42501: gatehouse: denied by rule "demo\/sql-outbound\/server-files"/)
+
+      // several sessions at once: two psql terminals, one holding a transaction open while the other
+      // reads (it waits for the transaction, then sees the committed row), and pgbench -c 4
+      const psqlIn = (input: string) =>
+        new Promise<{ stdout: string; stderr: string }>((res) =>
+          execFile('psql', ['-X', '-At', url], { timeout: 60_000 }, (_e, stdout, stderr) => res({ stdout: String(stdout), stderr: String(stderr) })).stdin?.end(input),
+        )
+      const writer = psqlIn("BEGIN;\nINSERT INTO orders (customer, total) VALUES ('hopper', 12.5);\nSELECT pg_sleep(1);\nCOMMIT;\n")
+      await new Promise((r) => setTimeout(r, 300))
+      const reader = psqlIn("SELECT customer FROM orders WHERE customer = 'hopper';\n")
+      expect(await writer).toMatchObject({ stderr: '' })
+      expect(await reader).toEqual({ stdout: 'hopper\n', stderr: '' })
+      const u = new URL(url)
+      const pgbenchEnv = { ...process.env, PGPASSWORD: decodeURIComponent(u.password), PGSSLMODE: 'disable' }
+      const pgbench = (args: string[]) =>
+        new Promise<{ code: number; out: string }>((res) =>
+          execFile('pgbench', ['-h', u.hostname, '-p', u.port, '-U', u.username, ...args, 'postgres'], { env: pgbenchEnv, timeout: 60_000 }, (e, stdout, stderr) => res({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out: `${stdout}${stderr}` })),
+        )
+      // the demo's policy denies DDL (so no `pgbench -i`): a script of reads and writes on its table
+      const script = join(dir, 'demo-bench.sql')
+      writeFileSync(script, "SELECT count(*) FROM orders;\nINSERT INTO orders (customer, total) VALUES ('bench', 1);\n")
+      const bench = await pgbench(['-n', '-c', '4', '-j', '2', '-t', '50', '-f', script])
+      expect(bench.out).toContain('number of transactions actually processed: 200/200')
+      expect(bench.code).toBe(0)
+      const copy = await psqlIn('CREATE TEMP TABLE t (a int);\nCOPY t FROM STDIN;\n1\n\\.\nSELECT 3;\n')
+      expect(copy.stderr).toContain("gatehouse: denied by rule \"demo/demo-no-copy-from\": the demo's embedded PostgreSQL cannot take COPY FROM")
+      expect(copy.stdout).toContain('3')
       child.kill('SIGTERM')
       const code = await new Promise<number | null>((res) => child.once('exit', (c) => res(c)))
       expect(code).toBe(0)

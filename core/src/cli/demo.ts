@@ -31,6 +31,9 @@ async function portFree(port: number): Promise<boolean> {
   })
 }
 
+/** Sessions the demo serves at once (pgbench -c 4 and a few psql terminals). */
+const DEMO_SESSIONS = 16
+
 export async function runDemo(opts: { port: number; dataDir: string }): Promise<void> {
   const { PGlite } = await import('@electric-sql/pglite')
   const { PGLiteSocketServer } = await import('@electric-sql/pglite-socket')
@@ -40,7 +43,9 @@ export async function runDemo(opts: { port: number; dataDir: string }): Promise<
     INSERT INTO orders (customer, total) VALUES ('ada', 42.00), ('grace', 17.50), ('linus', 99.99);
   `)
   const upstreamPort = await freePort()
-  const upstream = new PGLiteSocketServer({ db, port: upstreamPort, host: '127.0.0.1' })
+  // PGlite is one backend; the socket server's multiplexer lets several sessions share it, one
+  // transaction at a time (a session's open transaction holds the others' statements until it ends).
+  const upstream = new PGLiteSocketServer({ db, port: upstreamPort, host: '127.0.0.1', maxConnections: DEMO_SESSIONS })
   await upstream.start()
 
   const port = (await portFree(opts.port)) ? opts.port : await freePort()
@@ -65,6 +70,8 @@ export async function runDemo(opts: { port: number; dataDir: string }): Promise<
         principals: { groups: ['demo'] },
         include: ['sql-outbound', 'sql-privilege', 'sql-dynamic'],
         rules: [
+          // The multiplexer loses the protocol's thread on COPY FROM STDIN and stops answering every session.
+          { id: 'demo-no-copy-from', effect: 'deny', match: { 'sql.copy.direction': ['from'] }, reason: "the demo's embedded PostgreSQL cannot take COPY FROM; use INSERT, or run a gateway in front of a real PostgreSQL" },
           { id: 'no-ddl', effect: 'deny', match: { 'sql.statement': ['DROP', 'TRUNCATE', 'ALTER', 'CREATE'] }, reason: 'schema changes are not allowed in the demo' },
           { id: 'read-write', effect: 'allow', match: { 'sql.statement': ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'SHOW', 'SET', 'BEGIN', 'COMMIT', 'ROLLBACK', 'EXPLAIN', 'COPY'] } },
         ],
