@@ -1,7 +1,7 @@
 /** The examples stay true: the example config validates, the example plugin loads and decides. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { execFile } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -26,6 +26,15 @@ describe('examples', () => {
     )
     expect(r.out).toContain(': ok (1 connection(s)')
     expect(r.code).toBe(0)
+  })
+
+  it("the README's plugin is the example package's code, installed with a command that leaves package.json alone", () => {
+    const readme = readFileSync(join(root, 'README.md'), 'utf8')
+    const block = /```js\n\/\/ examples\/custom-plugin\/index\.js[^\n]*\n([\s\S]*?)```/.exec(readme)?.[1]
+    const source = readFileSync(join(root, 'examples', 'custom-plugin', 'index.js'), 'utf8')
+    expect(block).toBe(source.slice(source.indexOf('import ')))
+    expect(readme).toContain('```sh\nnpm install --no-save ./examples/custom-plugin\n```')
+    expect(JSON.parse(readFileSync(join(root, 'examples', 'custom-plugin', 'package.json'), 'utf8')).name).toBe('gatehouse-plugin-business-hours')
   })
 
   it('the custom plugin loads by package name and judges requests', async () => {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { createLogger, Gateway, GatewayConfig, GatewayError, generateToken, hashToken, isSealed, validate, type AuditEvent } from '@gatehouse/core'
+import { BUILTIN_PLUGINS, createLogger, Gateway, GatewayConfig, GatewayError, generateToken, hashToken, isSealed, validate, type AuditEvent } from '@gatehouse/core'
 import { startPgCluster, type PgCluster } from '../fixtures/pg-cluster.js'
 import { pgUpstream } from '../fixtures/gateway.js'
 import { psql } from '../fixtures/clients.js'
@@ -167,6 +167,30 @@ describe('third-party plugins by npm package name', () => {
     const err = await buildError(config({ plugins: [{ use: 'gatehouse-plugin-future' }] }), [dir])
     expect(err.code).toBe('GH_ERR_PLUGIN_API')
     expect(err.message).toMatch(/^plugins\[0\]: .*API 2.*implements 1/)
+  })
+
+  it('an installed package whose own dependency is missing is reported with that import error, not as "not found, npm install" the plugin', async () => {
+    const dir = pluginDir({ 'gatehouse-plugin-needs-dep': "import 'gatehouse-test-absent-dependency'\nexport const plugin = {}\n" })
+    const err = await buildError(config({ plugins: [{ use: 'gatehouse-plugin-needs-dep' }] }), [dir])
+    expect(err.code).toBe('GH_ERR_PLUGIN_UNKNOWN')
+    expect(err.message).toBe(
+      `plugins[0]: plugin "gatehouse-plugin-needs-dep" (${join(dir, 'node_modules', 'gatehouse-plugin-needs-dep', 'index.js')}) failed to load: Cannot find package 'gatehouse-test-absent-dependency' imported from ${join(dir, 'node_modules', 'gatehouse-plugin-needs-dep', 'index.js')}`,
+    )
+    expect(err.message).not.toContain('npm install')
+  })
+
+  it('a package that is not installed says so and how to install it; a name close to a built-in suggests the built-in', async () => {
+    const absent = await buildError(config({ plugins: [{ use: 'gatehouse-plugin-not-installed' }] }), [pluginDir({})])
+    expect(absent.message).toBe('plugins[0]: plugin "gatehouse-plugin-not-installed" not found (is it installed? npm install gatehouse-plugin-not-installed)')
+    for (const [typo, meant] of [['audit-jsnol', 'audit-jsonl'], ['audit_jsonl', 'audit-jsonl'], ['auth-tokens', 'auth-token'], ['polcy', 'policy'], ['gatehouse-audit-webhook', 'audit-webhook'], ['postgress', 'postgres']] as const) {
+      const err = await buildError(config({ plugins: [{ use: typo }] }), [pluginDir({})])
+      expect(err.code).toBe('GH_ERR_PLUGIN_UNKNOWN')
+      expect(err.message).toBe(`plugins[0]: plugin "${typo}" not found (did you mean ${meant}?)`)
+    }
+    const spaced = await buildError(config({ plugins: [{ use: 'Audit JSONL' }] }))
+    expect(spaced.message).toBe(`plugins[0]: "Audit JSONL" is neither a built-in plugin (did you mean audit-jsonl? built-ins: ${Object.keys(BUILTIN_PLUGINS).join(', ')}) nor an npm package name`)
+    // far from every built-in: no guess
+    expect((await buildError(config({ plugins: [{ use: 'audit' }] }), [pluginDir({})])).message).toBe('plugins[0]: plugin "audit" not found (is it installed? npm install audit)')
   })
 
   it('a package that throws while loading is GH_ERR_PLUGIN_UNKNOWN with the path and the cause', async () => {

@@ -36,16 +36,43 @@ function resolveModule(pkg: string, searchDirs: readonly string[]): string | und
   return undefined
 }
 
+/** Edit distance (insertions, deletions, substitutions) of two short names. */
+function distance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i]
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min((row[j] as number) + 1, (next[j - 1] as number) + 1, (row[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1))
+    row = next
+  }
+  return row[b.length] as number
+}
+
+/** The built-in a mistyped name was probably meant to be: a few edits away, or the built-in's package or a part of it. */
+export function builtinLike(use: string): string | undefined {
+  const name = use.toLowerCase().replace(/_/g, '-')
+  let best: { name: string; d: number } | undefined
+  for (const [short, pkg] of Object.entries(BUILTIN_PLUGINS)) {
+    if (name === pkg || name === pkg.replace(/^@gatehouse\/(plugin|adapter)-/, 'gatehouse-')) return short
+    const d = distance(name, short)
+    if (d <= Math.max(1, Math.floor(short.length / 4)) && (!best || d < best.d)) best = { name: short, d }
+  }
+  return best?.name
+}
+
 export async function loadPluginDefinition(use: string, path: string, searchDirs: readonly string[] = [process.cwd()]): Promise<PluginDefinition> {
   const pkg = BUILTIN_PLUGINS[use] ?? use
-  if (!NPM_NAME.test(pkg)) throw new GatewayError('GH_ERR_PLUGIN_UNKNOWN', `${path}: "${use}" is neither a built-in plugin (${Object.keys(BUILTIN_PLUGINS).join(', ')}) nor an npm package name`)
+  const meant = BUILTIN_PLUGINS[use] === undefined ? builtinLike(use) : undefined
+  if (!NPM_NAME.test(pkg)) throw new GatewayError('GH_ERR_PLUGIN_UNKNOWN', `${path}: "${use}" is neither a built-in plugin (${meant ? `did you mean ${meant}? built-ins: ` : ''}${Object.keys(BUILTIN_PLUGINS).join(', ')}) nor an npm package name`)
   let mod: Record<string, unknown>
+  const file = resolveModule(pkg, searchDirs)
   try {
-    const file = resolveModule(pkg, searchDirs)
     mod = (await import(file ? pathToFileURL(file).href : pkg)) as Record<string, unknown>
   } catch (err) {
-    const notFound = (err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String((err as Error).message).includes(pkg)
-    throw new GatewayError('GH_ERR_PLUGIN_UNKNOWN', notFound ? `${path}: plugin "${use}" not found (npm install ${pkg})` : `${path}: plugin "${use}" failed to load: ${(err as Error).message}`, { cause: err })
+    // Absent only when the package itself cannot be found; a package that is there but fails to
+    // import (a dependency of its own missing, a syntax error, a throw) is reported as it failed.
+    const absent = file === undefined && (err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String((err as Error).message).startsWith(`Cannot find package '${pkg}'`)
+    const hint = meant ? `did you mean ${meant}?` : `is it installed? npm install ${pkg}`
+    throw new GatewayError('GH_ERR_PLUGIN_UNKNOWN', absent ? `${path}: plugin "${use}" not found (${hint})` : `${path}: plugin "${use}" (${file ?? pkg}) failed to load: ${(err as Error).message}`, { cause: err })
   }
   const def = mod.plugin ?? (mod.default as Record<string, unknown> | undefined)?.plugin ?? mod.default
   if (!isPluginDefinition(def)) throw new GatewayError('GH_ERR_PLUGIN_INVALID', `${path}: package "${pkg}" does not export a plugin made with definePlugin()`)
