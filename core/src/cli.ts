@@ -9,7 +9,7 @@ import { loadConfigFile } from './config/load.js'
 import { GatewayConfig } from './config/schema.js'
 import { ConfigError } from './config/validate.js'
 import { isGatewayError } from './errors.js'
-import { Gateway, type ExplainedDecision } from './gateway.js'
+import { configWarnings, Gateway, type ExplainedDecision } from './gateway.js'
 import { createLogger } from './logger.js'
 import { generateToken, hashToken, parseDuration, type TokenHashAlgorithm } from './auth/tokens.js'
 import { runDemo } from './cli/demo.js'
@@ -80,7 +80,9 @@ program
   .requiredOption('-c, --config <file>', 'gatehouse.yaml')
   .action(async (opts: { config: string }) => {
     const config = loadOrExit(opts.config)
-    await Gateway.build(config, { logger: createLogger('silent') }).catch(exitWithError)
+    // One format for every error, whatever step found it: `  <path>: <message>`.
+    await Gateway.build(config, { logger: createLogger('silent') }).catch((err: unknown) => exitWithError(asConfigError(err)))
+    for (const w of configWarnings(config)) process.stderr.write(`gatehouse: warning: ${w.path}: ${w.message}\n`)
     process.stdout.write(`${opts.config}: ok (${config.connections.length} connection(s), ${config.identities.length} identit${config.identities.length === 1 ? 'y' : 'ies'}, ${config.policies.length} polic${config.policies.length === 1 ? 'y' : 'ies'})\n`)
   })
 
@@ -325,9 +327,19 @@ function loadOrExit(file: string, opts: Parameters<typeof loadConfigFile>[1] = {
   }
 }
 
+/** A build error whose message starts with a config path, as a ConfigError of one issue. */
+function asConfigError(err: unknown): unknown {
+  if (err instanceof ConfigError || !isGatewayError(err)) return err
+  const at = /^([A-Za-z_][\w-]*(?:\[\d+\]|\.[\w-]+)*): ([\s\S]*)$/.exec(err.message)
+  return at ? new ConfigError([{ path: at[1] as string, message: at[2] as string }], err.code) : err
+}
+
 function exitWithError(err: unknown): never {
   if (err instanceof ConfigError) {
-    process.stderr.write(`gatehouse: invalid configuration (${err.code}):\n${err.issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}\n`)
+    const codes = new Set(err.issues.map((i) => i.code ?? err.code))
+    const code = codes.size === 1 ? [...codes][0] : err.code
+    const line = (i: (typeof err.issues)[number]) => `  ${i.path}: ${i.message}${(i.code ?? err.code) === code ? '' : ` (${i.code})`}`
+    process.stderr.write(`gatehouse: invalid configuration (${code}${err.issues.length > 1 ? `, ${err.issues.length} errors` : ''}):\n${err.issues.map(line).join('\n')}\n`)
   } else if (isGatewayError(err)) {
     process.stderr.write(`gatehouse: ${err.code}: ${err.message}\n`)
   } else {

@@ -22,7 +22,7 @@ import { AuditRecorder } from './audit/recorder.js'
 import { GatewayConfig as GatewayConfigToken, type GatewayConfigRef } from './config/token.js'
 import type { ConnectionConfig, GatewayConfig, StageChains } from './config/schema.js'
 import { ConfigError, validate, type ValidationIssue } from './config/validate.js'
-import { GatewayError } from './errors.js'
+import { GatewayError, isGatewayError } from './errors.js'
 import { createLogger, logDestination, Logger } from './logger.js'
 import type { Lifecycle, PluginDefinition, StageObjects } from './plugin/define.js'
 import { loadPluginDefinition } from './plugin/loader.js'
@@ -156,34 +156,56 @@ export class Gateway {
 
     const instances = new Map<string, Instance>()
     const searchDirs = opts.pluginSearchDirs ?? [process.cwd()]
-    const register = async (use: string, name: string, rawConfig: unknown, path: string) => {
+    // Every problem is collected, so `gatehouse validate` lists them all at once; whatever depends
+    // on a part that failed (a chain naming a plugin that did not load) is skipped, not re-reported.
+    const problems: unknown[] = []
+    const attempt = async <T>(fn: () => T | Promise<T>): Promise<T | undefined> => {
+      try {
+        return await fn()
+      } catch (err) {
+        problems.push(err)
+        return undefined
+      }
+    }
+    const failed = new Set<string>()
+    const register = async (use: string, name: string, rawConfig: unknown, path: string): Promise<void> => {
       if (instances.has(name)) throw new GatewayError('GH_ERR_PLUGIN_DUPLICATE', `${path}: plugin instance name "${name}" is already used; set a distinct "name"`)
-      const definition = await loadPluginDefinition(use, path, searchDirs)
-      const pluginConfig = definition.configSchema ? deepFreeze(validate(definition.configSchema, rawConfig ?? {}, { base: `${path}.config`, code: 'GH_ERR_PLUGIN_CONFIG' })) : {}
-      const object = (await definition.register(root, pluginConfig, {
-        gateway: config,
-        instance: name,
-        logger: logger.child({ plugin: name }),
-        dataDir: config.dataDir,
-      })) as Instance['object']
-      instances.set(name, { name, definition, object })
+      const loaded = await attempt(async () => {
+        const definition = await loadPluginDefinition(use, path, searchDirs)
+        const pluginConfig = definition.configSchema ? deepFreeze(validate(definition.configSchema, rawConfig ?? {}, { base: `${path}.config`, code: 'GH_ERR_PLUGIN_CONFIG' })) : {}
+        const object = (await definition.register(root, pluginConfig, {
+          gateway: config,
+          instance: name,
+          logger: logger.child({ plugin: name }),
+          dataDir: config.dataDir,
+        })) as Instance['object']
+        return { name, definition, object }
+      })
+      if (loaded) instances.set(name, loaded)
+      else failed.add(name)
+    }
+    /** The stage object of instance `name`, loading it by name if no instance has it yet; undefined if that failed. */
+    const use = async <K extends Stage>(name: string, stage: K, path: string): Promise<StageObjects[K] | undefined> => {
+      if (!instances.has(name) && !failed.has(name)) await attempt(() => register(name, name, {}, path))
+      if (failed.has(name)) return undefined
+      return attempt(() => stageObject(instances, name, stage, path))
     }
 
-    for (const [i, p] of config.plugins.entries()) await register(p.use, p.name ?? p.use, p.config, `plugins[${i}]`)
+    for (const [i, p] of config.plugins.entries()) await attempt(() => register(p.use, p.name ?? p.use, p.config, `plugins[${i}]`))
 
     const plans: { connection: ConnectionConfig; adapter: ProtocolAdapter; pipeline: ConnectionPipeline }[] = []
     for (const [i, connection] of config.connections.entries()) {
       const path = `connections[${i}]`
-      if (!instances.has(connection.adapter)) await register(connection.adapter, connection.adapter, {}, `${path}.adapter`)
-      const adapter = stageObject(instances, connection.adapter, 'adapter', `${path}.adapter`)
-      adapter.checkConnection?.(connection, path)
+      const adapter = await use(connection.adapter, 'adapter', `${path}.adapter`)
+      const checked = adapter && (await attempt(() => (adapter.checkConnection?.(connection, path), true)))
       const chains = { ...DEFAULT_CHAINS, ...(connection.plugins ?? {}) }
+      let complete = true
       const resolveChain = async <K extends Exclude<Stage, 'adapter'>>(stage: K): Promise<StageObjects[K][]> => {
         const out: StageObjects[K][] = []
         for (const [j, name] of chains[stage].entries()) {
-          const at = `${path}.plugins.${stage}[${j}]`
-          if (!instances.has(name)) await register(name, name, {}, at)
-          out.push(stageObject(instances, name, stage, at))
+          const object = await use(name, stage, `${path}.plugins.${stage}[${j}]`)
+          if (object === undefined) complete = false
+          else out.push(object)
         }
         return out
       }
@@ -192,14 +214,22 @@ export class Gateway {
       const policies = await resolveChain('decide')
       const sinks = await resolveChain('record')
       const transformers = await resolveChain('transform')
+      if (!adapter || !checked || !complete) continue
+      const limits = await attempt(() => resolveLimits(config.limits, connection.limits, { protocol: adapter.protocol, schema: adapter.limits, path }))
+      if (!limits) continue
       if (sinks.length === 0) logger.warn({ connection: connection.name }, 'connection has no audit sink: requests will not be recorded')
       const recorder = new AuditRecorder(chains.record.map((name, j) => ({ name, sink: sinks[j] as StageObjects['record'] })), logger)
-      const limits = resolveLimits(config.limits, connection.limits, { protocol: adapter.protocol, schema: adapter.limits, path })
       const pipeline = new ConnectionPipeline(connection.name, { authenticators, analyzers, policies, transformers }, recorder, root, logger.child({ connection: connection.name }), limits, identityLimits(config))
       plans.push({ connection, adapter, pipeline })
     }
-    checkPolicyActions(config, plans)
-    checkLimitGroups(config, plans)
+    // Checked against every connection's adapter: with one missing, they would report false problems.
+    if (plans.length === config.connections.length) {
+      await attempt(() => checkPolicyActions(config, plans))
+      await attempt(() => checkLimitGroups(config, plans))
+    }
+    for (const w of configWarnings(config)) logger.warn({ path: w.path }, w.message)
+    if (problems.length === 1) throw problems[0]
+    if (problems.length > 1) throw new ConfigError(problems.flatMap(issuesOf))
     sealContainer(root)
     return new Gateway(config, root, logger, instances, plans, opts)
   }
@@ -301,6 +331,42 @@ export class Gateway {
     })()
     return this.stopping
   }
+}
+
+/**
+ * What is valid but almost certainly not what the operator meant: a config that admits no one, or
+ * that denies everything, and plugin instances configured under `plugins` that no connection's
+ * chain uses (its settings then apply nowhere, and a chain naming the plugin gets a default one).
+ */
+export function configWarnings(config: GatewayConfig): ValidationIssue[] {
+  const out: ValidationIssue[] = []
+  const chains = config.connections.map((c) => ({ ...DEFAULT_CHAINS, ...(c.plugins ?? {}) }))
+  const builtinAuth = new Set(['auth-token', 'auth-ssh-key'])
+  if (config.connections.length > 0 && config.identities.length === 0 && chains.every((c) => c.authenticate.every((name) => builtinAuth.has(name)))) {
+    out.push({ path: 'identities', message: 'no identity is configured: no one can log in (add identities with tokens: `gatehouse token issue`)' })
+  }
+  if (config.policies.length === 0 && chains.some((c) => c.decide.includes('policy'))) {
+    out.push({ path: 'policies', message: 'no policy is configured: the policy plugin denies every request' })
+  }
+  config.plugins.forEach((p, i) => {
+    const name = p.name ?? p.use
+    if (chains.some((c) => Object.values(c).some((names) => names.includes(name)))) return
+    const stagesUsingKind = chains.some((c) => Object.values(c).some((names) => names.includes(p.use)))
+    out.push({
+      path: `plugins[${i}]`,
+      message: `instance "${name}" is not in any connection's chain, so its config applies nowhere${stagesUsingKind ? `; the chains name "${p.use}", which gets an instance of its own with the default config: use "${name}" there` : ''}`,
+    })
+  })
+  return out
+}
+
+/** A build problem as lines of `gatehouse validate`: the config path, the message, the error code. */
+function issuesOf(err: unknown): ValidationIssue[] {
+  if (err instanceof ConfigError) return err.issues.map((i) => ({ ...i, code: i.code ?? err.code }))
+  const message = err instanceof Error ? err.message : String(err)
+  const code = isGatewayError(err) ? err.code : 'GH_ERR_CONFIG_INVALID'
+  const at = /^([A-Za-z_][\w-]*(?:\[\d+\]|\.[\w-]+)*): ([\s\S]*)$/.exec(message)
+  return [at ? { path: at[1] as string, message: at[2] as string, code } : { path: '(root)', message, code }]
 }
 
 function stageObject<K extends Stage>(instances: Map<string, Instance>, name: string, stage: K, path: string): StageObjects[K] {

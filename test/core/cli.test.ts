@@ -191,7 +191,98 @@ policies:
     const r = await cli(['validate', '--config', file], { env: { GH_CLI_TEST_PW: 'pw' } })
     expect(r.code).toBe(1)
     expect(r.stdout).toBe('')
-    expect(r.stderr).toMatch(/^gatehouse: GH_ERR_PLUGIN_UNKNOWN: connections\[0\]\.plugins\.decide\[0\]: /)
+    expect(r.stderr).toBe('gatehouse: invalid configuration (GH_ERR_PLUGIN_UNKNOWN):\n  connections[0].plugins.decide[0]: plugin "no-such-plugin-gatehouse-test" not found (is it installed? npm install no-such-plugin-gatehouse-test)\n')
+  })
+
+  it('lists every plugin, rule-set and CEL error at once, one format, with paths and the code of each', async () => {
+    const file = join(dir, 'many-errors.yaml')
+    writeFileSync(
+      file,
+      `identities:
+  - id: ci
+    groups: [ci]
+    tokens: [{ hash: "not-a-token-hash" }]
+plugins:
+  - use: audit-jsnol
+  - use: audit-jsonl
+    config: { fsync: sometimes }
+connections:
+  - name: orders
+    adapter: postgres
+    listen: "127.0.0.1:15432"
+    upstream: { host: 127.0.0.1, port: 5432, database: orders, user: app }
+    plugins: { decide: [policy, no-such-guardrail-gatehouse-test] }
+  - name: orders-2
+    adapter: postgress
+    listen: "127.0.0.1:15433"
+    upstream: { host: 127.0.0.1 }
+policies:
+  - id: p
+    include: [sql-nonexistent]
+    rules:
+      - { id: a, effect: allow, when: "request.sql.statement ==" }
+      - { id: b, effect: allow, match: { sql.statement: [SELECT] } }
+      - { id: c, effect: deny, when: "1 + 1" }
+`,
+    )
+    const r = await cli(['validate', '--config', file])
+    expect(r.code).toBe(1)
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toBe(
+      [
+        'gatehouse: invalid configuration (GH_ERR_CONFIG_INVALID, 8 errors):',
+        '  plugins[0]: plugin "audit-jsnol" not found (did you mean audit-jsonl?) (GH_ERR_PLUGIN_UNKNOWN)',
+        '  plugins[1].config.fsync: expected one of "never", "always" (GH_ERR_PLUGIN_CONFIG)',
+        '  identities[0].tokens[0].hash: not a token hash (expected SCRAM-SHA-256$… or sha256:<64 hex>; use `gatehouse token issue`) (GH_ERR_PLUGIN_CONFIG)',
+        '  policies[0].include[0]: unknown rule set "sql-nonexistent"; built-in sets are sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl',
+        '  policies[0].rules[0].when: invalid CEL: Unexpected token: EOF',
+        '  policies[0].rules[2].when: a when condition must be boolean, this one is int',
+        '  connections[0].plugins.decide[1]: plugin "no-such-guardrail-gatehouse-test" not found (is it installed? npm install no-such-guardrail-gatehouse-test) (GH_ERR_PLUGIN_UNKNOWN)',
+        '  connections[1].adapter: plugin "postgress" not found (did you mean postgres?) (GH_ERR_PLUGIN_UNKNOWN)',
+        '',
+      ].join('\n'),
+    )
+  })
+
+  it('schema errors and unresolved references are listed together; a malformed address says what it expects', async () => {
+    const file = join(dir, 'schema-and-refs.yaml')
+    writeFileSync(file, 'connections:\n  - { name: "-a", adapter: postgres, listen: "localhost", upstream: { password: "${env:GH_CLI_TEST_UNSET_VAR}" } }\n  - { name: b, adapter: postgres, listen: "127.0.0.1:15433", upstream: {} }\n  - { name: c, adapter: postgres, listen: "127.0.0.1:15433", upstream: {} }\n')
+    const r = await cli(['validate', '--config', file])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toBe(
+      [
+        'gatehouse: invalid configuration (GH_ERR_CONFIG_INVALID, 3 errors):',
+        '  connections[0].upstream.password: environment variable GH_CLI_TEST_UNSET_VAR is not set (GH_ERR_CONFIG_REF)',
+        '  connections[0].name: expected a name of letters, digits, ".", "_" and "-", starting with a letter or digit, got "-a"',
+        '  connections[0].listen: expected host:port (e.g. 127.0.0.1:15432, [::1]:15432), got "localhost"',
+        '',
+      ].join('\n'),
+    )
+    // with the schema fixed, two listeners on one address are named
+    writeFileSync(file, readFileSync(file, 'utf8').replace('"-a"', 'a').replace('"localhost"', '"127.0.0.1:15432"').replace('"${env:GH_CLI_TEST_UNSET_VAR}"', 'x'))
+    const again = await cli(['validate', '--config', file])
+    expect(again.stderr).toBe('gatehouse: invalid configuration (GH_ERR_CONFIG_INVALID):\n  connections[2].listen: address 127.0.0.1:15433 already used by connections[1]\n')
+  })
+
+  it('warns (and still exits 0) about a config that admits no one, denies everything, or configures an instance no chain uses', async () => {
+    const file = join(dir, 'warnings.yaml')
+    writeFileSync(file, `plugins:\n  - use: audit-jsonl\n    name: audit\n    config: { fsync: always }\nconnections:\n  - name: orders\n    adapter: postgres\n    listen: "127.0.0.1:15432"\n    upstream: { host: 127.0.0.1, database: orders, user: app }\n`)
+    const r = await cli(['validate', '--config', file])
+    expect(r.code).toBe(0)
+    expect(r.stdout).toBe(`${file}: ok (1 connection(s), 0 identities, 0 policies)\n`)
+    expect(r.stderr).toBe(
+      [
+        'gatehouse: warning: identities: no identity is configured: no one can log in (add identities with tokens: `gatehouse token issue`)',
+        'gatehouse: warning: policies: no policy is configured: the policy plugin denies every request',
+        'gatehouse: warning: plugins[0]: instance "audit" is not in any connection\'s chain, so its config applies nowhere; the chains name "audit-jsonl", which gets an instance of its own with the default config: use "audit" there',
+        '',
+      ].join('\n'),
+    )
+    // wired as the warning says, and with an identity and a policy: no warning
+    writeFileSync(file, `${GOOD.replace('connections:', 'plugins:\n  - use: audit-jsonl\n    name: audit\n    config: { fsync: always }\nconnections:').replace('    upstream:', '    plugins: { record: [audit] }\n    upstream:')}`)
+    const clean = await cli(['validate', '--config', file], { env: { GH_CLI_TEST_PW: 'pw' } })
+    expect(clean.stderr).toBe('')
+    expect(clean.code).toBe(0)
   })
 
   it('a YAML syntax error exits 1 naming the line', async () => {

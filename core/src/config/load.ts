@@ -68,8 +68,16 @@ export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig
   const raw = doc.toJS({ maxAliasCount: 100 }) as unknown
   const refIssues: ValidationIssue[] = []
   const resolved = resolveRefs(raw ?? {}, full, '', refIssues)
+  // Unresolved references and schema errors are reported together (the placeholder a missing
+  // reference leaves is a valid string, so it adds no schema error of its own).
+  let config: GatewayConfig
+  try {
+    config = validate(GatewayConfig, resolved)
+  } catch (err) {
+    if (refIssues.length === 0 || !(err instanceof ConfigError)) throw err
+    throw new ConfigError([...refIssues.map((i) => ({ ...i, code: 'GH_ERR_CONFIG_REF' as const })), ...err.issues])
+  }
   if (refIssues.length > 0) throw new ConfigError(refIssues, 'GH_ERR_CONFIG_REF')
-  const config = validate(GatewayConfig, resolved)
   config.dataDir = resolve(full.baseDir, config.dataDir)
   checkReferences(config)
   return config

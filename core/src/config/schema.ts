@@ -6,8 +6,8 @@
 import { Type, type Static, type TProperties } from '@sinclair/typebox'
 import { LIMIT_DEFAULTS } from '../pipeline/limits.js'
 
-const Name = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', maxLength: 128 })
-const HostPort = Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$', description: 'host:port' })
+const Name = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', maxLength: 128, description: 'a name of letters, digits, ".", "_" and "-", starting with a letter or digit' })
+const HostPort = Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$', description: 'host:port (e.g. 127.0.0.1:15432, [::1]:15432)' })
 
 /** A count a limit allows, with its default (from LIMIT_DEFAULTS, so the two cannot disagree). */
 const limitCount = (description: string, fallback: number) => Type.Optional(Type.Integer({ minimum: 1, description: `${description} (default ${fallback})` }))

@@ -21,6 +21,8 @@ export function formatPath(pointer: string, base = ''): string {
 export interface ValidationIssue {
   readonly path: string
   readonly message: string
+  /** The error code of this issue when it differs from its ConfigError's (a plugin error among schema errors). */
+  readonly code?: ErrorCode
 }
 
 /** Applies defaults, then checks `value` against `schema`; returns the typed value or throws with every issue. */
@@ -43,6 +45,10 @@ export function collectIssues(schema: TSchema, value: unknown, base = ''): Valid
     seen.add(path)
     let message = err.message.replace(/^Expected /, 'expected ')
     if (err.message.startsWith('Unexpected property')) message = 'unknown field'
+    if (err.message === 'Expected required property') message = 'required field missing'
+    // A pattern is for the validator; the operator gets what the field expects, in words.
+    const described = (err.schema as { pattern?: unknown; description?: unknown })
+    if (err.message.startsWith('Expected string to match') && !err.message.endsWith(' format') && typeof described.pattern === 'string' && typeof described.description === 'string') message = `expected ${described.description}, got ${JSON.stringify(err.value)}`
     const anyOf = (err.schema as { anyOf?: { const?: unknown }[] }).anyOf
     if (anyOf && anyOf.every((s) => s.const !== undefined)) message = `expected one of ${anyOf.map((s) => JSON.stringify(s.const)).join(', ')}`
     issues.push({ path, message })

@@ -15,7 +15,7 @@
  * but the lower-cased strings of the case-insensitive (`sql.*`) attributes it compares. The CEL context is built only when a rule
  * with a `when` is reached.
  */
-import { GatewayError, type Decision, type GatewayRequest, type Policy, type Principal, type Rule } from '@gatehouse/core'
+import { ConfigError, GatewayError, type ValidationIssue, type Decision, type GatewayRequest, type Policy, type Principal, type Rule } from '@gatehouse/core'
 import { celContext, celError, compileCel, type CelProgram } from './cel.js'
 import { RULE_SETS } from './rule-sets.js'
 
@@ -113,20 +113,40 @@ function compileRule(rule: Rule, id: string, path: string): CompiledRule {
   }
 }
 
-/** Compiles every policy; throws GH_ERR_CONFIG_INVALID naming the path of a bad rule or rule set. */
+/**
+ * Compiles every policy; throws GH_ERR_CONFIG_INVALID naming the path of a bad rule or rule set
+ * (a ConfigError listing each, when there are several).
+ */
 export function compilePolicies(policies: readonly Policy[]): CompiledPolicy[] {
-  return policies.map((policy, i) => {
+  const issues: ValidationIssue[] = []
+  const attempt = (path: string, compile: () => void) => {
+    try {
+      compile()
+    } catch (err) {
+      const message = (err as Error).message
+      const at = /^([A-Za-z_][\w-]*(?:\[\d+\]|\.[\w-]+)*): ([\s\S]*)$/.exec(message)
+      issues.push(at ? { path: at[1] as string, message: at[2] as string } : { path, message })
+    }
+  }
+  const compiled = policies.map((policy, i) => {
     const rules: CompiledRule[] = []
     for (const [k, inc] of (policy.include ?? []).entries()) {
       const name = typeof inc === 'string' ? inc : inc.set
       const set = RULE_SETS[name]
-      if (!set) throw new GatewayError('GH_ERR_CONFIG_INVALID', `policies[${i}].include[${k}]: unknown rule set "${name}"; built-in sets are ${Object.keys(RULE_SETS).join(', ')}`)
+      if (!set) {
+        issues.push({ path: `policies[${i}].include[${k}]`, message: `unknown rule set "${name}"; built-in sets are ${Object.keys(RULE_SETS).join(', ')}` })
+        continue
+      }
       const effect = typeof inc === 'string' ? undefined : inc.effect
       for (const r of set.rules) rules.push(compileRule(effect ? { ...r, effect } : r, `${policy.id}/${name}/${r.id ?? ''}`, `rule set ${name}`))
     }
-    policy.rules.forEach((rule, j) => rules.push(compileRule(rule, `${policy.id}/${rule.id ?? String(j)}`, `policies[${i}].rules[${j}]`)))
+    policy.rules.forEach((rule, j) => attempt(`policies[${i}].rules[${j}]`, () => rules.push(compileRule(rule, `${policy.id}/${rule.id ?? String(j)}`, `policies[${i}].rules[${j}]`))))
     return { policy, rules }
   })
+  const [only] = issues
+  if (issues.length === 1 && only) throw new GatewayError('GH_ERR_CONFIG_INVALID', `${only.path}: ${only.message}`)
+  if (issues.length > 1) throw new ConfigError(issues)
+  return compiled
 }
 
 function claimMatches(claim: unknown, accepted: readonly string[]): boolean {

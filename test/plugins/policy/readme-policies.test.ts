@@ -4,11 +4,12 @@
  */
 import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { execFile } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
-import { GatewayConfig, validate, type GatewayRequest, type Principal, type SessionInfo } from '@gatehouse/core'
+import { GatewayConfig, hashToken, validate, type GatewayRequest, type Principal, type SessionInfo } from '@gatehouse/core'
 import { RuleEngine, RULE_SETS } from '@gatehouse/plugin-policy'
 import { loadSqlParser, SqlAnalyzer } from '@gatehouse/adapter-postgres'
 
@@ -46,6 +47,8 @@ describe('the configuration reference in the README', () => {
     expect(judge(engine, "SELECT pg_read_file('/etc/passwd')")).toMatchObject({ verdict: 'deny', rule: 'ci-read-only/sql-outbound/server-files' })
     expect(judge(engine, 'SELECT * FROM hr.payroll')).toMatchObject({ verdict: 'deny', rule: 'ci-read-only/no-payroll', reason: 'the payroll table is off limits to CI' })
     expect(judge(engine, 'DELETE FROM orders')).toMatchObject({ verdict: 'deny' })
+    // copied as is, the read-only policy must not let CI read password hashes
+    expect(judge(engine, 'SELECT usename, passwd FROM pg_shadow')).toMatchObject({ verdict: 'deny', rule: expect.stringMatching(/^ci-read-only\/sql-secrets\//) })
   })
 
   it('the rule shown in the Policies section is valid, CEL and all', () => {
@@ -72,6 +75,28 @@ describe('the configuration reference in the README', () => {
     expect(exec(['make', 'build'])).toMatchObject({ verdict: 'allow', rule: 'p/build' })
     expect(exec(['make', 'build', 'clean'])).toMatchObject({ verdict: 'deny', rule: 'default-deny' })
     expect(exec(['Make', 'build'])).toMatchObject({ verdict: 'deny', rule: 'default-deny' })
+  })
+
+  it('copied as is, with its files in place, the whole reference config validates without a warning (every configured instance is used)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-reference-'))
+    try {
+      // the certificate files it names (the hash is a placeholder in the README: a real one goes in)
+      const openssl = (args: string[]) => new Promise<void>((res, rej) => execFile('openssl', args, { cwd: dir }, (err) => (err ? rej(err) : res())))
+      await openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'gw.key', '-out', 'gw.crt', '-days', '1', '-subj', '/CN=gw'])
+      copyFileSync(join(dir, 'gw.crt'), join(dir, 'ca.pem'))
+      const hash = hashToken('gh_reference-test-token', 'ci-runner')
+      writeFileSync(join(dir, 'gatehouse.yaml'), yaml.replace('"SCRAM-SHA-256$4096:…"', JSON.stringify(hash)).replace('2026-12-01T00:00:00Z', '2099-01-01T00:00:00Z'))
+      const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+        execFile(process.execPath, [join(root, 'core/dist/cli.js'), 'validate', '--config', join(dir, 'gatehouse.yaml')], { env: { ...process.env, ORDERS_DB_PASSWORD: 'x' } }, (err, stdout, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        ),
+      )
+      expect(r.stderr).toBe('')
+      expect(r.stdout).toContain(': ok (1 connection(s), 1 identity, 1 policy)')
+      expect(r.code).toBe(0)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('documents every built-in rule set and every rule in it', () => {

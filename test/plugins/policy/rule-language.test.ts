@@ -4,7 +4,7 @@
  * validation that names the path of what is wrong.
  */
 import { beforeAll, describe, expect, it } from 'vitest'
-import { GatewayConfig, validate, Gateway, createLogger, type GatewayRequest, type Principal, type SessionInfo } from '@gatehouse/core'
+import { ConfigError, GatewayConfig, validate, Gateway, createLogger, type GatewayError, type GatewayRequest, type Principal, type SessionInfo } from '@gatehouse/core'
 import { RuleEngine, RULE_SETS } from '@gatehouse/plugin-policy'
 import { SqlAnalyzer, loadSqlParser } from '@gatehouse/adapter-postgres'
 
@@ -228,6 +228,26 @@ describe('validation at boot', () => {
 
   it('an unknown rule set names the include path and the sets there are', async () => {
     await expect(build([{ id: 'p', include: ['sql-outbund'], rules: [] }])).rejects.toThrow(/policies\[0\]\.include\[0\]: unknown rule set "sql-outbund"; built-in sets are sql-outbound/)
+  })
+
+  it('every bad rule and rule set of every policy is reported at once, each at its path; the good rules around them do not hide them', async () => {
+    const err = (await build([
+      { id: 'p', include: ['sql-outbound', 'sql-outbund'], rules: [{ effect: 'allow' }, { effect: 'deny', when: 'request.sql.statement == ' }, { effect: 'deny', when: '1 + 2' }] },
+      { id: 'q', include: [{ set: 'nope', effect: 'review' }], rules: [{ effect: 'deny', when: 'requst.x == 1' }] },
+    ]).catch((e: unknown) => e)) as ConfigError
+    expect(err).toBeInstanceOf(ConfigError)
+    expect(err.code).toBe('GH_ERR_CONFIG_INVALID')
+    expect(err.issues.map((i) => `${i.path}: ${i.message.replace(/^(invalid CEL|a when condition must be boolean).*$/, '$1')}`)).toEqual([
+      'policies[0].include[1]: unknown rule set "sql-outbund"; built-in sets are sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl',
+      'policies[0].rules[1].when: invalid CEL',
+      'policies[0].rules[2].when: a when condition must be boolean',
+      'policies[1].include[0]: unknown rule set "nope"; built-in sets are sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl',
+      'policies[1].rules[0].when: invalid CEL',
+    ])
+    // one problem alone is one GatewayError, its message the path and the problem
+    const one = (await build([{ id: 'p', include: ['sql-outbound'], rules: [{ effect: 'allow' }, { effect: 'deny', when: '"x"' }] }]).catch((e: unknown) => e)) as GatewayError
+    expect(one).not.toBeInstanceOf(ConfigError)
+    expect(one.message).toBe('policies[0].rules[1].when: a when condition must be boolean, this one is string')
   })
 
   it('unknown fields are named by path', () => {
