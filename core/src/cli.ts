@@ -6,7 +6,7 @@ import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypt
 import { readFileSync, writeFileSync } from 'node:fs'
 import { verifyChain } from './audit/chain.js'
 import { loadConfigFile } from './config/load.js'
-import { GatewayConfig } from './config/schema.js'
+import { editorSchema } from './config/schema.js'
 import { ConfigError } from './config/validate.js'
 import { isGatewayError } from './errors.js'
 import { configWarnings, Gateway, type ExplainedDecision } from './gateway.js'
@@ -136,7 +136,7 @@ program
   .description('print the JSON Schema of gatehouse.yaml (for editor completion)')
   .option('-o, --output <file>', 'write to a file instead of stdout')
   .action((opts: { output?: string }) => {
-    const text = `${JSON.stringify(GatewayConfig, null, 2)}\n`
+    const text = `${JSON.stringify(editorSchema(), null, 2)}\n`
     if (opts.output) writeFileSync(opts.output, text)
     else process.stdout.write(text)
   })

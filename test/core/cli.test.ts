@@ -421,6 +421,30 @@ describe.concurrent('schema', () => {
     expect(schema.required).toContain('connections')
   })
 
+  it('accepts every config validate accepts, as an editor sees the file (fields with defaults optional): the examples, the README reference, a minimal file', async () => {
+    const { default: Ajv } = await import('ajv')
+    const schema = JSON.parse((await cli(['schema'])).stdout) as Record<string, unknown>
+    const ajv = new Ajv({ strict: false, allErrors: true })
+    ajv.addFormat('date-time', /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/)
+    const check = ajv.compile(schema)
+    const { parse } = await import('yaml')
+    const readme = readFileSync(join(REPO, 'README.md'), 'utf8')
+    const files: [string, string][] = [
+      ['examples/local-postgres', readFileSync(join(REPO, 'examples/local-postgres/gatehouse.yaml'), 'utf8')],
+      ['examples/ssh-target', readFileSync(join(REPO, 'examples/ssh-target/gatehouse.yaml'), 'utf8')],
+      ['README reference', /## Configuration reference[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)?.[1] ?? ''],
+      ['minimal', 'connections:\n  - { name: a, adapter: postgres, listen: "127.0.0.1:15432", upstream: { host: db, database: d, user: u } }\n'],
+    ]
+    for (const [name, text] of files) {
+      const ok = check(parse(text))
+      expect(ok ? [] : check.errors, name).toEqual([])
+    }
+    // and still refuses what validate refuses: no connections, an unknown field, a wrong type
+    expect(check({})).toBe(false)
+    expect(check(parse('connections: []\ncolour: red\n'))).toBe(false)
+    expect(check(parse('connections:\n  - { name: a, adapter: postgres, listen: 15432, upstream: {} }\n'))).toBe(false)
+  })
+
   it('--output writes the same schema to a file', async () => {
     const out = join(dir, 'schema.json')
     const [toFile, toStdout] = await Promise.all([cli(['schema', '--output', out]), cli(['schema'])])

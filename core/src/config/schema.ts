@@ -213,3 +213,25 @@ export const GatewayConfig = Type.Object(
   { additionalProperties: false, $id: 'https://gatehouse.dev/schema/gatehouse.json' },
 )
 export type GatewayConfig = Static<typeof GatewayConfig>
+
+/**
+ * The JSON Schema of the config file as an editor reads it (`gatehouse schema`). A field with a
+ * default is optional in the file (the loader fills it in), but TypeBox lists it as required: the
+ * schema the loader validates is the one after defaults. Editors see the file before them.
+ */
+export function editorSchema(): Record<string, unknown> {
+  const relax = (node: unknown): unknown => {
+    if (Array.isArray(node)) return node.map(relax)
+    if (node === null || typeof node !== 'object') return node
+    const out: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(node)) out[k] = relax(v)
+    const props = out.properties as Record<string, { default?: unknown }> | undefined
+    if (props && Array.isArray(out.required)) {
+      const required = (out.required as string[]).filter((name) => props[name]?.default === undefined)
+      if (required.length > 0) out.required = required
+      else delete out.required
+    }
+    return out
+  }
+  return { $schema: 'http://json-schema.org/draft-07/schema#', title: 'gatehouse.yaml', ...(relax(GatewayConfig) as Record<string, unknown>) }
+}
