@@ -18,7 +18,7 @@ import { replay } from './cli/replay.js'
 import { BUILTIN_PLUGINS } from './plugin/loader.js'
 
 const program = new Command()
-program.name('gatehouse').description('Layer 7 access gateway for automation and AI-agent runtimes').version('0.1.0').showHelpAfterError()
+program.name('gatehouse').description('Layer 7 access gateway for automation and AI-agent runtimes').version('0.1.0', '-v, --version', 'print the version').showHelpAfterError()
 
 program
   .command('start')
@@ -146,13 +146,17 @@ policy
   .command('explain')
   .description('print what the gateway would decide for a request, with the rule, the reason and the analysed attributes; sends nothing to any upstream')
   .requiredOption('-c, --config <file>', 'gatehouse.yaml')
-  .requiredOption('-p, --principal <id>', 'identity id from the config')
+  .option('-i, --identity <id>', 'identity id from the config (as token issue names it)')
+  // The option's earlier name, still accepted; not shown.
+  .addOption(new Option('-p, --principal <id>').hideHelp())
   .requiredOption('--connection <name>', 'connection name from the config')
   .option('--sql <text>', 'a SQL query string (postgres connections); several statements are judged one by one')
   .option('--command <text>', 'a command line run with ssh exec (ssh connections)')
   .option('--claim <name=value...>', 'extra principal claims, as a JWT would carry them')
   .option('--json', 'print one JSON object {verdict, rule, reason, attrs}')
-  .action(async (opts: { config: string; principal: string; connection: string; sql?: string; command?: string; claim?: string[]; json?: boolean }) => {
+  .action(async (opts: { config: string; identity?: string; principal?: string; connection: string; sql?: string; command?: string; claim?: string[]; json?: boolean }) => {
+    const identity = opts.identity ?? opts.principal
+    if (identity === undefined) exitWithError(new Error("required option '-i, --identity <id>' not specified"))
     // Explaining never connects anywhere, so it does not need the upstream secrets.
     const config = loadOrExit(opts.config, { unresolved: 'placeholder' })
     const claims: Record<string, string> = {}
@@ -164,7 +168,7 @@ policy
     if (opts.sql === undefined && opts.command === undefined) exitWithError(new Error('say what to explain: --sql TEXT or --command TEXT'))
     const gateway = await Gateway.build(config, { logger: createLogger('silent') }).catch(exitWithError)
     const input = { ...(opts.sql !== undefined ? { sql: opts.sql } : {}), ...(opts.command !== undefined ? { command: opts.command } : {}) }
-    const decisions = await gateway.explain(opts.connection, opts.principal, input, claims).catch(exitWithError)
+    const decisions = await gateway.explain(opts.connection, identity as string, input, claims).catch(exitWithError)
     process.stdout.write(formatExplanation(decisions, opts.json === true))
   })
 
@@ -347,5 +351,21 @@ function exitWithError(err: unknown): never {
   }
   process.exit(1)
 }
+
+// `gatehouse help token issue` shows the help of `token issue` (commander's own help command stops at one level).
+program.helpCommand(false)
+program
+  .command('help')
+  .description('show the help of a command, e.g. gatehouse help token issue')
+  .argument('[command...]', 'the command and its subcommands')
+  .action((names: string[]) => {
+    let cmd: Command = program
+    for (const name of names) {
+      const sub = cmd.commands.find((c) => c.name() === name || c.aliases().includes(name))
+      if (!sub) exitWithError(new Error(`no command "${[...names.slice(0, names.indexOf(name)), name].join(' ')}"; see gatehouse --help`))
+      cmd = sub
+    }
+    cmd.outputHelp()
+  })
 
 await program.parseAsync(process.argv)

@@ -76,7 +76,7 @@ describe.concurrent('help', () => {
     [['schema'], ['--output <file>']],
     [['demo'], ['--port <port>', '--data-dir <dir>']],
     [['policy'], ['explain']],
-    [['policy', 'explain'], ['--config <file>', '--principal <id>', '--connection <name>', '--sql <text>', '--command <text>', '--claim <name=value...>', '--json']],
+    [['policy', 'explain'], ['--config <file>', '--identity <id>', '--connection <name>', '--sql <text>', '--command <text>', '--claim <name=value...>', '--json']],
     [['audit'], ['verify', 'keygen']],
     [['audit', 'verify'], ['--continues-from <hash>', '--public-key <file>', '--json']],
     [['audit', 'keygen'], ['--output <file>']],
@@ -96,10 +96,27 @@ describe.concurrent('help', () => {
     expect(r.stderr).toMatch(/unknown command 'frobnicate'/)
   })
 
-  it('--version prints the version', async () => {
-    const r = await cli(['--version'])
-    expect(r.code).toBe(0)
-    expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/)
+  it('--version and -v print the version', async () => {
+    for (const flag of ['--version', '-v']) {
+      const r = await cli([flag])
+      expect(r.code).toBe(0)
+      expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/)
+    }
+  })
+
+  it('`help token issue` shows the help of token issue, like `token issue --help`; an unknown command is named', async () => {
+    const [viaHelp, viaFlag] = await Promise.all([cli(['help', 'token', 'issue']), cli(['token', 'issue', '--help'])])
+    expect(viaHelp.code).toBe(0)
+    expect(viaHelp.stdout).toMatch(/^Usage: gatehouse token issue /)
+    expect(viaHelp.stdout).toBe(viaFlag.stdout)
+    const unknown = await cli(['help', 'token', 'mint'])
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toBe('gatehouse: no command "token mint"; see gatehouse --help\n')
+  })
+
+  it('one name for the identity option: --identity (-i) in token issue, token hash and policy explain; explain still takes its old --principal (-p)', async () => {
+    for (const command of [['token', 'issue'], ['token', 'hash'], ['policy', 'explain']]) expect((await cli([...command, '--help'])).stdout).toContain('-i, --identity <id>')
+    expect((await cli(['policy', 'explain', '--help'])).stdout).not.toContain('--principal')
   })
 
   it('`npx --no-install gatehouse` runs, as the README writes every command (the bootstrap links the bin)', async () => {

@@ -11,7 +11,7 @@ const root = fileURLToPath(new URL('../../..', import.meta.url))
 
 function explain(command: string): Promise<{ verdict: string; rule: string; attrs: { ssh: Record<string, unknown> } }> {
   return new Promise((resolve, reject) =>
-    execFile(process.execPath, [join(root, 'core/dist/cli.js'), 'policy', 'explain', '-c', join(root, 'examples/ssh-target/gatehouse.yaml'), '-p', 'ci-runner', '--connection', 'web-1', '--command', command, '--json'], (err, stdout, stderr) =>
+    execFile(process.execPath, [join(root, 'core/dist/cli.js'), 'policy', 'explain', '-c', join(root, 'examples/ssh-target/gatehouse.yaml'), '-i', 'ci-runner', '--connection', 'web-1', '--command', command, '--json'], (err, stdout, stderr) =>
       err ? reject(new Error(stderr)) : resolve(JSON.parse(stdout)),
     ),
   )

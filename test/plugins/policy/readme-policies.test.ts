@@ -30,7 +30,7 @@ function judge(engine: RuleEngine, text: string, principal: Principal = ci) {
 
 function explain(config: string, sql: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) =>
-    execFile(process.execPath, [join(root, 'core/dist/cli.js'), 'policy', 'explain', '--config', config, '--principal', 'ci-runner', '--connection', 'orders-db', '--sql', sql, '--json'], { env: { ...process.env, ORDERS_DB_PASSWORD: 'x' } }, (err, stdout, stderr) =>
+    execFile(process.execPath, [join(root, 'core/dist/cli.js'), 'policy', 'explain', '--config', config, '--identity', 'ci-runner', '--connection', 'orders-db', '--sql', sql, '--json'], { env: { ...process.env, ORDERS_DB_PASSWORD: 'x' } }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     ),
   )
@@ -133,7 +133,7 @@ describe('gatehouse policy explain', () => {
     const env = { ...process.env }
     delete env.ORDERS_DB_PASSWORD
     const r = await new Promise<{ code: number; stdout: string }>((resolve) =>
-      execFile(process.execPath, [join(root, 'core/dist/cli.js'), 'policy', 'explain', '-c', join(root, 'examples/local-postgres/gatehouse.yaml'), '-p', 'ci-runner', '--connection', 'orders-db', '--sql', 'SELECT 1', '--json'], { env }, (err, stdout) => resolve({ code: err ? 1 : 0, stdout })),
+      execFile(process.execPath, [join(root, 'core/dist/cli.js'), 'policy', 'explain', '-c', join(root, 'examples/local-postgres/gatehouse.yaml'), '-i', 'ci-runner', '--connection', 'orders-db', '--sql', 'SELECT 1', '--json'], { env }, (err, stdout) => resolve({ code: err ? 1 : 0, stdout })),
     )
     expect(r.code).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({ verdict: 'allow', rule: 'ci-read-only/reads' })
