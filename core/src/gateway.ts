@@ -146,7 +146,7 @@ export class Gateway {
   static async build(config: GatewayConfig, opts: BootOptions = {}): Promise<Gateway> {
     // With audit events on stdout, the log moves to stderr so the two never interleave.
     const auditOnStdout = config.plugins.some((p) => p.use === 'audit-stdout') || config.connections.some((c) => c.plugins?.record?.includes('audit-stdout'))
-    const logger = opts.logger ?? createLogger(config.log.level, auditOnStdout ? logDestination(2) : undefined)
+    const logger = opts.logger ?? createLogger(config.log.level, auditOnStdout ? logDestination(2) : undefined, config.log.format)
     const root = globalContainer.createChildContainer()
     root.registerInstance(Logger, logger)
     root.registerInstance<GatewayConfigRef>(GatewayConfigToken, Object.freeze(config))

@@ -1,6 +1,8 @@
 /** The gateway's structured log (pino). Secrets are redacted by key name as a second line of defence. */
 import type { InjectionToken } from 'tsyringe'
+import { isatty } from 'node:tty'
 import { pino, type Logger as PinoLogger, type DestinationStream } from 'pino'
+import { PinoPretty } from 'pino-pretty'
 
 export type Logger = PinoLogger
 export const Logger: InjectionToken<Logger> = Symbol.for('gatehouse.Logger')
@@ -12,7 +14,16 @@ export function logDestination(fd: 1 | 2): DestinationStream {
   return pino.destination({ fd, sync: false })
 }
 
-export function createLogger(level: string, destination?: DestinationStream): Logger {
+export type LogFormat = 'auto' | 'json' | 'pretty'
+
+/**
+ * A logger at `level`. JSON lines, unless `format` asks for text (`pretty`), or leaves it to the
+ * output (`auto`: text when the log goes to a terminal, so an operator at a shell reads it, and JSON
+ * for everything that collects logs). Text is formatted in process and written synchronously.
+ */
+export function createLogger(level: string, destination?: DestinationStream, format: LogFormat = 'json'): Logger {
+  const fd = (destination as { fd?: number } | undefined)?.fd ?? 1
+  const pretty = format === 'pretty' || (format === 'auto' && isatty(fd))
   return pino(
     {
       level,
@@ -20,6 +31,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    destination ?? pino.destination({ fd: 1, sync: false }),
+    pretty ? PinoPretty({ destination: fd, sync: true, colorize: isatty(fd), translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name' }) : (destination ?? pino.destination({ fd: 1, sync: false })),
   )
 }

@@ -563,8 +563,41 @@ ${o.extra ?? ''}`,
       })
       return Number(address.split(':').at(-1))
     }
-    return { child, exited, logs, port, stderr: () => stderr }
+    const raw = () => stdout.split('\n').filter((l) => l.startsWith('{'))
+    return { child, exited, logs, raw, port, stderr: () => stderr }
   }
+
+  it('logs JSON lines when stdout is not a terminal, no line repeating a key; text on a terminal (log.format: auto)', async () => {
+    const issued = await issue(['--identity', 'agent-1'])
+    const configPath = join(dir, 'logs.yaml')
+    writeConfig(configPath, { name: 'logs', tokens: [{ id: 'agent-1-token', hash: issued.hash }] })
+    const json = startCli(configPath)
+    try {
+      const port = await json.port()
+      await psql({ port, user: 'agent-1', password: issued.token }, 'select 1;')
+      await psql({ port, user: 'agent-1', password: 'gh_wrong' }, 'select 1;')
+      await until('the failed login log line', () => json.logs().find((l) => l.msg === 'authentication failed'))
+      expect(json.logs().map((l) => l.msg)).toEqual(expect.arrayContaining(['listening', 'gateway ready', 'session authenticated', 'authentication failed']))
+      // JSON.parse keeps one of two equal keys: a line with a repeated key does not survive the round trip
+      for (const line of json.raw()) expect(JSON.stringify(JSON.parse(line))).toBe(line)
+    } finally {
+      json.child.kill('SIGTERM')
+      await json.exited
+    }
+    // under a pseudo-terminal (script(1)), the same gateway logs text
+    const tty = spawn('script', ['-qefc', `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} start --config ${JSON.stringify(configPath)}`, '/dev/null'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+    let out = ''
+    tty.stdout?.on('data', (d: Buffer) => (out += d.toString()))
+    const ttyExited = new Promise((res) => tty.once('exit', res))
+    try {
+      await until('the text "gateway ready" line', () => (/INFO.*gateway ready/.test(out) ? true : undefined))
+      expect(out).toMatch(/INFO.*listening/)
+      expect(out).not.toMatch(/^\{"level"/m)
+    } finally {
+      if (tty.pid) process.kill(-tty.pid, 'SIGTERM')
+      await ttyExited
+    }
+  })
 
   it('lets an in-flight query finish, refuses new connections, records outcome and session.end, and exits 0', async () => {
     const issued = await issue(['--identity', 'agent-1'])

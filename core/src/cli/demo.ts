@@ -79,8 +79,9 @@ export async function runDemo(opts: { port: number; dataDir: string }): Promise<
     ],
   })
   const gateway = await Gateway.build(config)
-  const url = `postgresql://demo:${token}@127.0.0.1:${port}/postgres?sslmode=disable`
   await runUntilSignal(gateway, () => {
+    // The bound port (with --port 0, the one the system chose).
+    const url = `postgresql://demo:${token}@127.0.0.1:${gateway.address('demo').port}/postgres?sslmode=disable`
     process.stdout.write(
       [
         '',

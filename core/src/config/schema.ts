@@ -188,6 +188,7 @@ export const GatewayConfig = Type.Object(
     log: Type.Object(
       {
         level: Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+        format: Type.Union([Type.Literal('auto'), Type.Literal('json'), Type.Literal('pretty')], { default: 'auto', description: 'auto: one line of text per event on a terminal, JSON lines otherwise' }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -417,7 +417,7 @@ export class ConnectionPipeline implements Pipeline {
   limitReached(session: SessionInfo, limit: string, reason: string, opts: { recorded?: boolean } = {}): Promise<void> {
     this.limitRefusals?.inc({ connection: this.connection, limit })
     if (!opts.recorded) return this.protocolEvent(session, { event: `limit.${limit}`, reason })
-    this.logger.warn({ session: session.id, connection: this.connection, limit, reason, client: session.clientAddress }, 'request refused by a limit')
+    this.logger.warn({ session: session.id, limit, reason, client: session.clientAddress }, 'request refused by a limit')
     return Promise.resolve()
   }
 
@@ -436,7 +436,7 @@ export class ConnectionPipeline implements Pipeline {
     const source = r.source
     this.limitRefusals?.inc({ connection: this.connection, limit: r.limit })
     if (r.firstOfBurst) {
-      this.logger.warn({ connection: this.connection, limit: r.limit, client: source, reason: r.reason }, 'connection refused by a limit (the first of a burst from this address; the rest are counted in gatehouse_limit_refusals_total)')
+      this.logger.warn({ limit: r.limit, client: source, reason: r.reason }, 'connection refused by a limit (the first of a burst from this address; the rest are counted in gatehouse_limit_refusals_total)')
       void this.protocolEvent(this.sessionless(r.id, protocol, source), { event: `limit.${r.limit}`, reason: r.reason })
     }
   }
@@ -642,7 +642,7 @@ export class ConnectionPipeline implements Pipeline {
       client: session.clientAddress,
       tls: session.tls,
     })
-    this.logger.info({ session: session.id, connection: this.connection, principal: principal.id, client: session.clientAddress }, 'session authenticated')
+    this.logger.info({ session: session.id, principal: principal.id, client: session.clientAddress }, 'session authenticated')
     return principal
   }
 
@@ -652,7 +652,7 @@ export class ConnectionPipeline implements Pipeline {
     // One event per attempt, each with its own stable id: a brute force is n events, not one.
     const attempt = (this.authFailures.get(session) ?? 0) + 1
     this.authFailures.set(session, attempt)
-    this.logger.warn({ session: session.id, connection: this.connection, user, code: error.code, reason: error.message, client: session.clientAddress }, 'authentication failed')
+    this.logger.warn({ session: session.id, user, code: error.code, reason: error.message, client: session.clientAddress }, 'authentication failed')
     await this.recorder
       .recordAsync({
         ...this.base(session, `${session.id}:auth-failure:${attempt}`),
@@ -880,7 +880,7 @@ export class ConnectionPipeline implements Pipeline {
     const n = (this.protocolEventCounts.get(session) ?? 0) + 1
     this.protocolEventCounts.set(session, n)
     this.protocolEvents?.inc({ connection: this.connection, event: e.event })
-    this.logger.warn({ session: session.id, connection: this.connection, event: e.event, reason: e.reason, client: session.clientAddress, ...(session.principal ? { principal: session.principal.id } : {}) }, 'protocol event')
+    this.logger.warn({ session: session.id, event: e.event, reason: e.reason, client: session.clientAddress, ...(session.principal ? { principal: session.principal.id } : {}) }, 'protocol event')
     const event: ProtocolEvent = {
       ...this.base(session, `${session.id}:protocol:${n}`),
       type: 'protocol',
@@ -895,7 +895,7 @@ export class ConnectionPipeline implements Pipeline {
 
   async integrity(session: SessionInfo, v: { request?: GatewayRequest; expected: string; actual: string; reason: string }): Promise<void> {
     this.integrityViolations?.inc({ connection: this.connection })
-    this.logger.error({ session: session.id, connection: this.connection, request: v.request?.id, expected: v.expected, actual: v.actual, reason: v.reason }, 'integrity violation: the upstream contradicts what the gateway judged; session ended')
+    this.logger.error({ session: session.id, request: v.request?.id, expected: v.expected, actual: v.actual, reason: v.reason }, 'integrity violation: the upstream contradicts what the gateway judged; session ended')
     const event: IntegrityEvent = {
       ...this.base(session, `${session.id}:integrity:${v.request?.id ?? 'session'}`),
       type: 'integrity',
