@@ -3,8 +3,8 @@
 import 'reflect-metadata'
 import { Command, Option } from 'commander'
 import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
-import { readFileSync, writeFileSync } from 'node:fs'
-import { verifyChain } from './audit/chain.js'
+import { accessSync, constants, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { fileLines, storesHash, verifyLines, chainTextLines, type ChainLine } from './audit/chain.js'
 import { loadConfigFile } from './config/load.js'
 import { editorSchema } from './config/schema.js'
 import { ConfigError } from './config/validate.js'
@@ -185,20 +185,38 @@ audit
   .option('--expect <hash>', 'a hash printed by an earlier verify (kept elsewhere): it must still be in the chain, or events were cut from the end')
   .option('--json', 'print one JSON object')
   .action(async (files: string[], opts: { continuesFrom?: string; publicKey?: string; expect?: string; json?: boolean; postgres?: string; table: string; chain: string }) => {
-    let inputs: { name: string; text: string }[]
+    let source: () => Iterable<ChainLine>
+    let names: string[]
     if (opts.postgres) {
       if (!/^[a-z_][a-z0-9_]{0,62}$/.test(opts.table)) return exitWithError(new Error(`--table ${opts.table}: not a plain table name`))
       const { readChain } = (await import(BUILTIN_PLUGINS['audit-postgres'] as string)) as { readChain: (url: string, table: string, chain: string) => Promise<string> }
       const text = await readChain(opts.postgres, opts.table, opts.chain).catch((err: Error) => exitWithError(new Error(`cannot read the audit table: ${err.message}`)))
       // Rows are numbered in the report as if they were lines of a file named after the table.
-      inputs = [{ name: `${opts.table}[chain=${opts.chain}]`, text }]
+      const name = `${opts.table}[chain=${opts.chain}]`
+      names = [name]
+      source = () => chainTextLines([{ name, text }])
     } else {
       if (files.length === 0) return exitWithError(new Error('give audit files, or --postgres URL'))
-      try {
-        inputs = files.map((name) => ({ name, text: readFileSync(name, 'utf8') }))
-      } catch (err) {
-        return exitWithError(new Error(`cannot read ${(err as NodeJS.ErrnoException).path ?? 'file'}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`))
+      for (const f of files) {
+        try {
+          accessSync(f, constants.R_OK)
+        } catch (err) {
+          return exitWithError(new Error(`cannot read ${f}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`))
+        }
       }
+      names = files
+      // Read a chunk at a time: a log of any size, in constant memory; progress on a terminal.
+      const size = files.reduce((n, f) => n + statSync(f).size, 0)
+      let shown = 0
+      const progress = process.stderr.isTTY && !opts.json && size > 64 * 1024 * 1024
+        ? (bytes: number) => {
+            const now = Date.now()
+            if (now - shown < 500) return
+            shown = now
+            process.stderr.write(`\rverifying: ${Math.floor((100 * bytes) / size)}% of ${(size / 1024 / 1024).toFixed(0)} MiB`)
+          }
+        : undefined
+      source = fileLines(files, progress)
     }
     let publicKey: KeyObject | undefined
     if (opts.publicKey) {
@@ -208,15 +226,16 @@ audit
         return exitWithError(new Error(`--public-key ${opts.publicKey}: ${(err as NodeJS.ErrnoException).code ?? 'not a PEM public key'}`))
       }
     }
-    const checked = verifyChain(inputs, { ...(opts.continuesFrom ? { continuesFrom: opts.continuesFrom } : {}), ...(publicKey ? { publicKey } : {}) })
+    const checked = verifyLines(source, { ...(opts.continuesFrom ? { continuesFrom: opts.continuesFrom } : {}), ...(publicKey ? { publicKey } : {}) })
+    if (process.stderr.isTTY && !opts.json) process.stderr.write('\r\x1b[K')
     // With a key, a log without a single valid checkpoint is not vouched for: not ok, in every output form.
     const unsigned = checked.ok && publicKey !== undefined && checked.checkpoints === 0
     // An earlier head that is no longer in the chain: the end of the log was cut (and maybe regrown).
-    const cut = checked.ok && opts.expect !== undefined && !inputs.some((f) => f.text.includes(`"hash":"${opts.expect}"`))
+    const cut = checked.ok && opts.expect !== undefined && !storesHash(source, opts.expect)
     const report = unsigned
-      ? { ...checked, ok: false, first: { problem: 'no-checkpoint', line: 0, file: inputs[0]?.name ?? '', detail: 'no signed checkpoint: nothing here is vouched for by the key' } }
+      ? { ...checked, ok: false, first: { problem: 'no-checkpoint', line: 0, file: names[0] ?? '', detail: 'no signed checkpoint: nothing here is vouched for by the key' } }
       : cut
-        ? { ...checked, ok: false, first: { problem: 'truncated-tail', line: 0, file: inputs[inputs.length - 1]?.name ?? '', detail: `the expected hash ${opts.expect?.slice(0, 12)}… is not in the chain: events were cut from the end` } }
+        ? { ...checked, ok: false, first: { problem: 'truncated-tail', line: 0, file: names[names.length - 1] ?? '', detail: `the expected hash ${opts.expect?.slice(0, 12)}… is not in the chain: events were cut from the end` } }
         : checked
     if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`)
     else if (cut) process.stdout.write(`${report.first?.file}: truncated-tail: ${report.first?.detail}\n`)

@@ -12,6 +12,7 @@
  * serializer that normalizes away a change.
  */
 import { createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto'
+import { closeSync, openSync, readSync } from 'node:fs'
 
 /** The `prev` of the first event of a chain. */
 export const GENESIS_HASH = '0'.repeat(64)
@@ -77,30 +78,51 @@ export interface ChainReport {
   readonly first?: ChainFinding
 }
 
+/** One stored line of a log: its file, its 1-based number there, its text. */
+export interface ChainLine {
+  readonly file: string
+  readonly line: number
+  readonly text: string
+}
+
+export interface VerifyOptions {
+  /** The hash the first line continues from (a checkpoint kept elsewhere); default: the start of a chain. */
+  readonly continuesFrom?: string
+  /** The Ed25519 public key to check the signed checkpoints with. */
+  readonly publicKey?: KeyObject
+}
+
 /**
  * Verifies the chain across `files` given in order (a rotated log: oldest first). Reports the
- * first edited, removed or reordered event. The first file must start the chain (`prev` of 64
- * zeros) unless `opts.continuesFrom` gives the hash it continues from.
+ * first edited, removed, reordered or forked event. The first file must start the chain (`prev`
+ * of 64 zeros) unless `opts.continuesFrom` gives the hash it continues from.
  */
-export function verifyChain(files: readonly { name: string; text: string }[], opts: { continuesFrom?: string; publicKey?: KeyObject } = {}): ChainReport {
-  // Every stored hash and where it is, to tell a removal from a reordering.
-  const positions = new Map<string, number>()
-  const lines: { file: string; line: number; text: string }[] = []
+export function verifyChain(files: readonly { name: string; text: string }[], opts: VerifyOptions = {}): ChainReport {
+  return verifyLines(() => chainTextLines(files), opts)
+}
+
+export function* chainTextLines(files: readonly { name: string; text: string }[]): Generator<ChainLine> {
   for (const f of files) {
     const split = f.text.split('\n')
     if (split[split.length - 1] === '') split.pop()
-    split.forEach((text, i) => {
-      const h = lineHash(text)
-      if (h !== undefined && !positions.has(h)) positions.set(h, lines.length)
-      lines.push({ file: f.name, line: i + 1, text })
-    })
+    for (let i = 0; i < split.length; i++) yield { file: f.name, line: i + 1, text: split[i] as string }
   }
+}
+
+/**
+ * `verifyChain` over lines read from `source()`, which may be called more than once (each call
+ * reads the log from its start): the first pass checks the chain holding only the last hash, so a
+ * log of any size verifies in constant memory; only when a line does not follow the one before it
+ * do further passes look for where its predecessor is stored, to tell a removal from a move or a fork.
+ */
+export function verifyLines(source: () => Iterable<ChainLine>, opts: VerifyOptions = {}): ChainReport {
   let expected = opts.continuesFrom ?? GENESIS_HASH
   let events = 0
   let checkpoints = 0
   let sinceCheckpoint = 0
   let lastSeq: number | undefined
-  for (const [index, l] of lines.entries()) {
+  let index = 0
+  for (const l of source()) {
     const at = (problem: ChainProblem, detail: string): ChainReport => ({ ok: false, events, checkpoints, unsignedTail: sinceCheckpoint, last: expected, first: { problem, line: l.line, file: l.file, detail } })
     const stored = HASH_SUFFIX.exec(l.text)
     if (!stored) return at('unsealed', 'the line carries no hash: it was not written by a chaining sink, or its end was cut off')
@@ -110,14 +132,14 @@ export function verifyChain(files: readonly { name: string; text: string }[], op
     const actual = createHash('sha256').update(body).digest('hex')
     if (actual !== stored[1]) return at('edited', `the line's content does not match its hash ${(stored[1] as string).slice(0, 12)}…`)
     if (prev !== expected) {
-      const start = opts.continuesFrom ?? GENESIS_HASH
-      const pointsTo = positions.get(prev)
       if (index === 0 && opts.continuesFrom === undefined) return at('truncated-head', `the first event continues from ${prev.slice(0, 12)}…, not from the start of a chain: earlier events are missing (pass the rotated files before it)`)
-      const forkPoint = prev === start ? -1 : pointsTo
-      const fork = forkPoint !== undefined && forkPoint < index ? forkFrom(lines, forkPoint, start) : undefined
+      const start = opts.continuesFrom ?? GENESIS_HASH
+      const pointsTo = firstStored(source, prev)
+      const forkPoint = prev === start ? -1 : pointsTo?.index
+      const fork = forkPoint !== undefined && forkPoint < index ? forkFrom(source, forkPoint, start) : undefined
       if (fork) return at('forked', fork)
-      if (pointsTo !== undefined && pointsTo > index) return at('reordered', `the event follows one that is stored later (line ${(lines[pointsTo] as { line: number }).line}${(lines[pointsTo] as { file: string }).file === l.file ? '' : ` of ${(lines[pointsTo] as { file: string }).file}`})`)
-      if (pointsTo !== undefined && pointsTo < index) return at('reordered', `the event follows one stored earlier (line ${(lines[pointsTo] as { line: number }).line}), not the line before it: events were moved`)
+      if (pointsTo !== undefined && pointsTo.index > index) return at('reordered', `the event follows one that is stored later (line ${pointsTo.line}${pointsTo.file === l.file ? '' : ` of ${pointsTo.file}`})`)
+      if (pointsTo !== undefined && pointsTo.index < index) return at('reordered', `the event follows one stored earlier (line ${pointsTo.line}), not the line before it: events were moved`)
       return at('removed', `the event it follows (${prev.slice(0, 12)}…) is missing: events were removed before this line`)
     }
     const c = opts.publicKey && l.text.includes('"type":"audit.checkpoint"') ? parseCheckpoint(l.text) : undefined
@@ -135,35 +157,55 @@ export function verifyChain(files: readonly { name: string; text: string }[], op
     expected = stored[1] as string
     events++
     sinceCheckpoint++
+    index++
   }
   return { ok: true, events, checkpoints, unsignedTail: sinceCheckpoint, last: expected }
 }
 
+/** Whether a line of the log stores `hash` as its own. */
+export function storesHash(source: () => Iterable<ChainLine>, hash: string): boolean {
+  for (const l of source()) if (lineHash(l.text) === hash) return true
+  return false
+}
+
+/** Where a line whose stored hash is `hash` first stands, if one does. */
+function firstStored(source: () => Iterable<ChainLine>, hash: string): { index: number; file: string; line: number } | undefined {
+  let index = 0
+  for (const l of source()) {
+    if (lineHash(l.text) === hash) return { index, file: l.file, line: l.line }
+    index++
+  }
+  return undefined
+}
+
 /**
- * Whether the lines from `from` on (the index of the line two lines continue; -1: the chain's start)
- * are two or more writers appending to one file, each from the same last line (a second gateway on
- * the same file): then every line is intact, no line appears twice, and every line follows a line
+ * Whether the lines from index `from` on (the line two lines continue; -1: the chain's start) are
+ * two or more writers appending to one file, each from the same last line (a second gateway on the
+ * same file): then every line is intact, no line appears twice, and every line follows a line
  * stored before it. An edit, a removal or a move breaks one of those. Returns the description, or
- * undefined when the evidence does not show a fork.
+ * undefined when the evidence does not show a fork. Holds the hashes from the fork point on.
  */
-function forkFrom(lines: readonly { file: string; line: number; text: string }[], from: number, start: string): string | undefined {
+function forkFrom(source: () => Iterable<ChainLine>, from: number, start: string): string | undefined {
   const seen = new Set<string>(from < 0 ? [start] : [])
   const successors = new Map<string, number>()
-  for (let i = Math.max(from, 0); i < lines.length; i++) {
-    const text = (lines[i] as { text: string }).text
-    const stored = HASH_SUFFIX.exec(text)
-    const prev = stored ? PREV_FIELD.exec(text.slice(0, stored.index))?.[1] : undefined
-    if (!stored || prev === undefined || createHash('sha256').update(text.slice(0, stored.index)).digest('hex') !== stored[1]) return undefined
+  let point = 'the start of the chain'
+  let index = -1
+  for (const l of source()) {
+    index++
+    if (index < from) continue
+    const stored = HASH_SUFFIX.exec(l.text)
+    const prev = stored ? PREV_FIELD.exec(l.text.slice(0, stored.index))?.[1] : undefined
+    if (!stored || prev === undefined || createHash('sha256').update(l.text.slice(0, stored.index)).digest('hex') !== stored[1]) return undefined
     const hash = stored[1] as string
     if (seen.has(hash)) return undefined
-    if (i > from) {
+    if (index === from) point = `line ${l.line}`
+    else {
       if (!seen.has(prev)) return undefined
       successors.set(prev, (successors.get(prev) ?? 0) + 1)
     }
     seen.add(hash)
   }
   const branches = [...successors.values()].reduce((n, k) => n + k - 1, 1)
-  const point = from < 0 ? 'the start of the chain' : `line ${(lines[from] as { line: number }).line}`
   return `from ${point} on, ${branches} writers appended to this log at once (each line is intact and continues an earlier one): two gateways shared the file, not an edit; if only one gateway writes here, treat it as tampering`
 }
 
@@ -173,5 +215,56 @@ function parseCheckpoint(text: string): { type?: string; seq?: number; covers?: 
     return JSON.parse(text) as { type?: string; seq?: number; covers?: string; signature?: string }
   } catch {
     return undefined
+  }
+}
+
+/** Longer than this, a line is not an audit event: it is reported unsealed instead of read whole. */
+const MAX_LINE_BYTES = 256 * 1024 * 1024
+
+/**
+ * The lines of audit files read from disk a chunk at a time (for `verifyLines`: each call reads
+ * the files again from the start). `onBytes` is told the bytes read so far in this pass.
+ */
+export function fileLines(paths: readonly string[], onBytes?: (bytes: number) => void): () => Iterable<ChainLine> {
+  return function* lines(): Generator<ChainLine> {
+    const chunk = Buffer.allocUnsafe(1024 * 1024)
+    let total = 0
+    for (const path of paths) {
+      const fd = openSync(path, 'r')
+      try {
+        let parts: Buffer[] = []
+        let partBytes = 0
+        let tooLong = false
+        let line = 0
+        const emit = (tail: Buffer): ChainLine => {
+          const text = tooLong ? `(a line of more than ${MAX_LINE_BYTES} bytes)` : Buffer.concat([...parts, tail]).toString('utf8')
+          parts = []
+          partBytes = 0
+          tooLong = false
+          return { file: path, line: ++line, text }
+        }
+        for (;;) {
+          const n = readSync(fd, chunk, 0, chunk.length, null)
+          if (n === 0) break
+          total += n
+          onBytes?.(total)
+          let from = 0
+          for (let nl = chunk.indexOf(10, from); nl !== -1 && nl < n; nl = chunk.indexOf(10, from)) {
+            yield emit(Buffer.from(chunk.subarray(from, nl)))
+            from = nl + 1
+          }
+          if (from < n) {
+            if (partBytes + (n - from) > MAX_LINE_BYTES) tooLong = true
+            else {
+              parts.push(Buffer.from(chunk.subarray(from, n)))
+              partBytes += n - from
+            }
+          }
+        }
+        if (partBytes > 0 || tooLong) yield emit(Buffer.alloc(0))
+      } finally {
+        closeSync(fd)
+      }
+    }
   }
 }
