@@ -6,7 +6,10 @@
  */
 import { describe, expect, it } from 'vitest'
 import { createHash, createPublicKey, generateKeyPairSync, verify as verifySignature, type KeyObject } from 'node:crypto'
-import { checkpointJson, GENESIS_HASH, sealEvent, signingKeyId, verifyChain } from '@gatehouse/core'
+import { checkpointJson, fileLines, GENESIS_HASH, sealEvent, signingKeyId, storesHash, verifyChain, verifyLines } from '@gatehouse/core'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 const real = generateKeyPairSync('ed25519')
 const attacker = generateKeyPairSync('ed25519')
@@ -336,3 +339,63 @@ describe('what verify says, word for word', () => {
   })
 })
 
+
+describe('reading logs from disk a chunk at a time (what audit verify runs on files)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-lines-'))
+  const file = (name: string, content: string | Buffer) => {
+    const p = join(dir, name)
+    writeFileSync(p, content)
+    return p
+  }
+  const read = (paths: string[], max?: number) => [...fileLines(paths, undefined, max)()]
+
+  it('yields each line with its file and number, across files, without the newline; a last line without one; nothing for an empty file', () => {
+    const a = file('a', 'one\ntwo\n')
+    const b = file('b', '')
+    const c = file('c', 'three\nfour')
+    expect(read([a, b, c])).toEqual([
+      { file: a, line: 1, text: 'one' },
+      { file: a, line: 2, text: 'two' },
+      { file: c, line: 1, text: 'three' },
+      { file: c, line: 2, text: 'four' },
+    ])
+    expect(read([file('blank', '\n\nx\n')])).toEqual([{ file: join(dir, 'blank'), line: 1, text: '' }, { file: join(dir, 'blank'), line: 2, text: '' }, { file: join(dir, 'blank'), line: 3, text: 'x' }])
+  })
+
+  it('joins a line cut by the 1 MiB read boundary, multi-byte characters included; reads the files again on each call; counts the bytes', () => {
+    const long = `${'é'.repeat(700_000)}ü` // 1.4 MB: crosses one read boundary, in the middle of a character
+    const p = file('long', `short\n${long}\nend\n`)
+    expect(read([p]).map((l) => l.text)).toEqual(['short', long, 'end'])
+    const seen: number[] = []
+    const source = fileLines([p], (n) => seen.push(n))
+    expect([...source()].length).toBe(3)
+    expect([...source()].length).toBe(3)
+    expect(seen.at(-1)).toBe(Buffer.byteLength(`short\n${long}\nend\n`))
+    expect(seen.filter((n) => n === seen.at(-1)).length).toBe(2)
+  })
+
+  it('a line longer than the limit is not held: it comes back as a placeholder that fails as unsealed, the lines around it intact', () => {
+    const big = 'y'.repeat(3 * 1024 * 1024)
+    const p = file('huge', `before\n${big}\nafter\n${'z'.repeat(20)}\n`)
+    expect(read([p], 1024 * 1024).map((l) => l.text)).toEqual(['before', `(a line of more than ${1024 * 1024} bytes)`, 'after', 'z'.repeat(20)])
+    expect(read([p], 10).map((l) => l.text)).toEqual(['before', '(a line of more than 10 bytes)', 'after', '(a line of more than 10 bytes)'])
+    expect(read([p], 5).map((l) => l.text)).toEqual(['(a line of more than 5 bytes)', '(a line of more than 5 bytes)', 'after', '(a line of more than 5 bytes)'])
+  })
+
+  it('verifyLines over files gives what verifyChain gives over their text, problems and all; storesHash finds stored hashes only', () => {
+    const l = seal([event(1), event(2), event(3), event(4)]).trim().split('\n')
+    const cases = [l, [l[0], l[2], l[3]], [l[0], l[2], l[1], l[3]], l.slice(1), [l[0], (l[1] as string).replace('SELECT 2', 'SELECT 7'), l[2]]] as string[][]
+    for (const [i, lines] of cases.entries()) {
+      const p = file(`case-${i}`, `${lines.join('\n')}\n`)
+      expect(verifyLines(fileLines([p]))).toEqual(verifyChain([{ name: p, text: readFileSync(p, 'utf8') }]))
+    }
+    const p = join(dir, 'case-0')
+    const last = (/"hash":"([0-9a-f]{64})"\}$/.exec(l[3] as string) as RegExpExecArray)[1] as string
+    expect(storesHash(fileLines([p]), last)).toBe(true)
+    // a prev is not a stored hash, and neither is a hash that only appears inside a line's text
+    const prevOfFirst = (/"prev":"([0-9a-f]{64})"/.exec(l[0] as string) as RegExpExecArray)[1] as string
+    expect(storesHash(fileLines([p]), prevOfFirst)).toBe(false)
+    const quoting = file('quoting', `${sealEvent(JSON.stringify({ id: 'q', text: `"hash":"${'b'.repeat(64)}"` }), GENESIS_HASH).line}\n`)
+    expect(storesHash(fileLines([quoting]), 'b'.repeat(64))).toBe(false)
+  })
+})

@@ -225,7 +225,7 @@ const MAX_LINE_BYTES = 256 * 1024 * 1024
  * The lines of audit files read from disk a chunk at a time (for `verifyLines`: each call reads
  * the files again from the start). `onBytes` is told the bytes read so far in this pass.
  */
-export function fileLines(paths: readonly string[], onBytes?: (bytes: number) => void): () => Iterable<ChainLine> {
+export function fileLines(paths: readonly string[], onBytes?: (bytes: number) => void, maxLineBytes = MAX_LINE_BYTES): () => Iterable<ChainLine> {
   return function* lines(): Generator<ChainLine> {
     const chunk = Buffer.allocUnsafe(1024 * 1024)
     let total = 0
@@ -237,7 +237,7 @@ export function fileLines(paths: readonly string[], onBytes?: (bytes: number) =>
         let tooLong = false
         let line = 0
         const emit = (tail: Buffer): ChainLine => {
-          const text = tooLong ? `(a line of more than ${MAX_LINE_BYTES} bytes)` : Buffer.concat([...parts, tail]).toString('utf8')
+          const text = tooLong || partBytes + tail.length > maxLineBytes ? `(a line of more than ${maxLineBytes} bytes)` : Buffer.concat([...parts, tail]).toString('utf8')
           parts = []
           partBytes = 0
           tooLong = false
@@ -253,9 +253,13 @@ export function fileLines(paths: readonly string[], onBytes?: (bytes: number) =>
             yield emit(Buffer.from(chunk.subarray(from, nl)))
             from = nl + 1
           }
-          if (from < n) {
-            if (partBytes + (n - from) > MAX_LINE_BYTES) tooLong = true
-            else {
+          if (from < n && !tooLong) {
+            if (partBytes + (n - from) > maxLineBytes) {
+              // Past the limit: the rest of the line is skipped, not held.
+              tooLong = true
+              parts = []
+              partBytes = 0
+            } else {
               parts.push(Buffer.from(chunk.subarray(from, n)))
               partBytes += n - from
             }
