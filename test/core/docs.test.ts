@@ -1,15 +1,25 @@
-/** The README documents what the code does: every error code, and the quickstart commands. */
+/**
+ * The README and docs/ document what the code does: every error code, and the quickstart
+ * commands. And they hold together: every docs/ page is linked from the README, every relative
+ * link and anchor leads somewhere, every YAML example parses, and the README stays short.
+ */
 import { describe, expect, it } from 'vitest'
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { dirname, join, relative, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parse } from 'yaml'
 import { ERROR_CODES } from '@gatehouse/core'
 
+const root = fileURLToPath(new URL('../..', import.meta.url))
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+/** A page of docs/, where the README's reference material lives. */
+const doc = (page: string) => readFileSync(join(root, 'docs', `${page}.md`), 'utf8')
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string> }
 
-describe('README', () => {
-  it('lists every error code with its kind and message, and no code that does not exist', () => {
-    const rows = [...readme.matchAll(/^\| `(GH_ERR_[A-Z_]+)` \| (\w+) \| (yes|no) \| ([^|]+) \|/gm)]
+describe('README and docs/', () => {
+  it('lists every error code with its kind and message, and no code that does not exist (docs/operations.md)', () => {
+    const rows = [...doc('operations').matchAll(/^\| `(GH_ERR_[A-Z_]+)` \| (\w+) \| (yes|no) \| ([^|]+) \|/gm)]
     const documented = new Map(rows.map((m) => [m[1] as string, { kind: m[2], safe: m[3] === 'yes', message: (m[4] as string).trim() }]))
     expect([...documented.keys()].sort()).toEqual(Object.keys(ERROR_CODES).sort())
     for (const [code, spec] of Object.entries(ERROR_CODES)) expect(documented.get(code)).toEqual({ kind: spec.kind, safe: spec.safe, message: spec.message })
@@ -21,6 +31,77 @@ describe('README', () => {
     expect(commands).toEqual(['npm start', 'npm test'])
     expect(pkg.scripts.start).toContain('demo')
     expect(pkg.scripts.test).toContain('vitest run')
+  })
+})
+
+/** Markdown text without fenced code blocks (their `# comments` are not headings, their `[x](y)` not links). */
+function prose(markdown: string): string {
+  return markdown.replace(/^```[^\n]*\n[\s\S]*?^```$/gm, '')
+}
+
+/** The targets of every inline link `[text](target)` outside code. */
+function links(markdown: string): string[] {
+  const text = prose(markdown).replace(/`[^`\n]*`/g, '')
+  return [...text.matchAll(/\[[^\]]*\]\(([^)\s]+)\)/g)].map((m) => m[1] as string)
+}
+
+/** The anchors GitHub gives a page's headings: lower-cased, punctuation dropped, spaces to hyphens, repeats numbered. */
+function anchors(markdown: string): Set<string> {
+  const seen = new Map<string, number>()
+  const out = new Set<string>()
+  for (const m of prose(markdown).matchAll(/^#{1,6} +(.+?) *#*$/gm)) {
+    const text = (m[1] as string).replace(/\[([^\]]*)\]\([^)]*\)/g, '$1').replace(/[`*]/g, '')
+    const slug = text.toLowerCase().replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '').replace(/ /g, '-')
+    const n = seen.get(slug) ?? 0
+    seen.set(slug, n + 1)
+    out.add(n === 0 ? slug : `${slug}-${n}`)
+  }
+  return out
+}
+
+describe('docs/', () => {
+  const pages = readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).sort()
+  const files = ['README.md', ...pages.map((p) => `docs/${p}`)]
+
+  it('has its pages, each linked from the README', () => {
+    expect(pages).toEqual(expect.arrayContaining(['architecture.md', 'audit.md', 'benchmarks.md', 'configuration.md', 'operations.md', 'plugins.md', 'policy.md', 'postgres.md', 'ssh.md']))
+    const linked = new Set(links(readme).map((l) => l.split('#')[0]))
+    expect(pages.filter((p) => !linked.has(`docs/${p}`))).toEqual([])
+  })
+
+  it('every relative link in the README and docs/ points at a file that exists, and every #anchor at a heading in it', () => {
+    const broken: string[] = []
+    for (const file of files) {
+      for (const link of links(readFileSync(join(root, file), 'utf8'))) {
+        if (/^[a-z][a-z0-9+.-]*:/i.test(link)) continue
+        const [path = '', anchor] = link.split('#')
+        const target = path === '' ? join(root, file) : resolve(dirname(join(root, file)), decodeURI(path))
+        if (!existsSync(target)) broken.push(`${file}: ${link} (no file ${relative(root, target)})`)
+        else if (anchor !== undefined && !(target.endsWith('.md') && anchors(readFileSync(target, 'utf8')).has(anchor))) broken.push(`${file}: ${link} (no heading #${anchor} in ${relative(root, target)})`)
+      }
+    }
+    expect(broken).toEqual([])
+  })
+
+  it('every ```yaml block in docs/ parses', () => {
+    let blocks = 0
+    for (const page of pages) {
+      for (const [i, m] of [...doc(page.replace(/\.md$/, '')).matchAll(/^```yaml\n([\s\S]*?)^```$/gm)].entries()) {
+        blocks++
+        expect(() => parse(m[1] as string), `docs/${page}, yaml block ${i + 1}`).not.toThrow()
+      }
+    }
+    expect(blocks).toBeGreaterThan(0)
+  })
+
+  it('docs/plugins.md shows the same example plugin as the README', () => {
+    const example = (markdown: string) => /```js\n\/\/ examples\/custom-plugin\/index\.js[^\n]*\n([\s\S]*?)```/.exec(markdown)?.[1]
+    expect(example(doc('plugins'))).toBeDefined()
+    expect(example(doc('plugins'))).toBe(example(readme))
+  })
+
+  it('keeps the README under 15 KB', () => {
+    expect(Buffer.byteLength(readme, 'utf8')).toBeLessThan(15_000)
   })
 })
 

@@ -458,7 +458,7 @@ describe('properties', () => {
   })
 })
 
-describe('what a README-style policy must see (issue: exec analysis a policy can trust)', () => {
+describe('what a docs/ssh.md-style policy must see (issue: exec analysis a policy can trust)', () => {
   it.each([
     ['make -f - build', 'make -f'],
     ['make -f /dev/stdin build', 'make -f'],

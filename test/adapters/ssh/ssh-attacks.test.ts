@@ -149,14 +149,14 @@ beforeAll(async () => {
       },
     ],
     policies: [
-      // the README's lead pattern: exactly these commands
+      // docs/ssh.md's lead pattern: exactly these commands
       {
         id: 'build',
         connections: ['build'],
         principals: { groups: ['agents'] },
         rules: [{ id: 'exact', effect: 'allow', actions: ['ssh.exec'], match: { 'ssh.argv': [['make', 'build'], ['make', 'test'], ['make', '-f', join(dir, 'Makefile'), 'build']] } }],
       },
-      // the README's second pattern: by program (as the caller wrote it), nothing dynamic
+      // docs/ssh.md's second pattern: by program (as the caller wrote it), nothing dynamic
       {
         id: 'by-program',
         connections: ['by-program'],
@@ -416,7 +416,7 @@ describe('handles and metadata', () => {
   })
 })
 
-describe('exec analysis a README-style policy can trust', () => {
+describe('exec analysis a docs/ssh.md-style policy can trust', () => {
   const on = (connection: string, command: string) => run('ssh', [...asAgent([], gw.portOf(connection)), command])
 
   it('exact commands: only the listed argv runs, word for word and case-sensitively', async () => {

@@ -1,6 +1,6 @@
 /**
- * The policies the README shows load and behave as it says, and `gatehouse policy explain`
- * prints what the README shows, for the README's own example and the example config.
+ * The policies the README and docs/policy.md show load and behave as they say, and
+ * `gatehouse policy explain` prints what docs/policy.md shows, for its own example and the example config.
  */
 import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { execFile } from 'node:child_process'
@@ -15,6 +15,9 @@ import { loadSqlParser, SqlAnalyzer } from '@gatehouse/adapter-postgres'
 
 const root = fileURLToPath(new URL('../../..', import.meta.url))
 const readme = readFileSync(join(root, 'README.md'), 'utf8')
+/** A page of docs/, where the README's reference material lives. */
+const doc = (page: string) => readFileSync(join(root, 'docs', `${page}.md`), 'utf8')
+const policyDoc = doc('policy')
 const analyzer = new SqlAnalyzer()
 beforeAll(() => loadSqlParser())
 
@@ -52,7 +55,7 @@ describe('the configuration reference in the README', () => {
   })
 
   it('the rule shown in the Policies section is valid, CEL and all', () => {
-    const block = /### Policies[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)?.[1] ?? ''
+    const block = /## A rule, field by field[\s\S]*?```yaml\n([\s\S]*?)```/.exec(policyDoc)?.[1] ?? ''
     const rules = (parse(block) as { rules: unknown[] }).rules
     const e = new RuleEngine(validate(GatewayConfig, { connections: [{ name: 'orders-db', adapter: 'postgres', listen: '127.0.0.1:0', upstream: {} }], policies: [{ id: 'p', rules }] }).policies)
     // the rule's CEL reads the clock: pin it on each side of 18:00 UTC
@@ -101,8 +104,8 @@ describe('the configuration reference in the README', () => {
 
   it('documents every built-in rule set and every rule in it', () => {
     for (const [name, set] of Object.entries(RULE_SETS)) {
-      expect(readme).toContain(`| \`${name}\` |`)
-      for (const r of set.rules) expect(readme, `${name}/${r.id}`).toMatch(new RegExp(`[|,] \`${r.id}\`( |,)`))
+      expect(policyDoc).toContain(`| \`${name}\` |`)
+      for (const r of set.rules) expect(policyDoc, `${name}/${r.id}`).toMatch(new RegExp(`[|,] \`${r.id}\`( |,)`))
     }
   })
 })
@@ -114,7 +117,7 @@ describe('gatehouse policy explain', () => {
     const out = JSON.parse(r.stdout) as { verdict: string; rule: string; reason: string; attrs: { sql: { kinds: string[]; writes: string[] } } }
     expect(out).toMatchObject({ verdict: 'deny', rule: 'ci-read-only/sql-write/writes', reason: 'the statement changes data or state' })
     expect(out.attrs.sql).toMatchObject({ statement: 'SELECT', kinds: ['SELECT', 'DELETE'], writes: ['orders'] })
-    expect(readme).toContain('{"verdict":"deny","rule":"ci-read-only/sql-write/writes","reason":"the statement changes data or state"')
+    expect(policyDoc).toContain('{"verdict":"deny","rule":"ci-read-only/sql-write/writes","reason":"the statement changes data or state"')
   })
 
   it('judges every statement of a string and reports the one that decides', async () => {

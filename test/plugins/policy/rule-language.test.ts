@@ -1,5 +1,5 @@
 /**
- * The rule language (DESIGN §6, README "Policies"): CEL `when` conditions, claims, action
+ * The rule language (docs/policy.md): CEL `when` conditions, claims, action
  * wildcards, built-in rule sets and their effect override, opaque code, and boot-time
  * validation that names the path of what is wrong.
  */
