@@ -1,5 +1,6 @@
 /**
- * The admin API (DESIGN §5 `admin`): a small HTTP listener for operators, separate from the
+ * The admin API (docs/architecture.md, "Boot, start and shutdown"; configured as in
+ * docs/configuration.md, "Admin API"): a small HTTP listener for operators, separate from the
  * protocol listeners. Every route needs `Authorization: Bearer <admin token>`; tokens are
  * stored as hashes under `admin.tokens` (from `gatehouse token hash`/`issue`).
  *

@@ -1,4 +1,4 @@
-/** The gateway's vocabulary (DESIGN §1). Plain data: every stage and adapter shares these shapes. */
+/** The gateway's vocabulary (docs/architecture.md, "The vocabulary"). Plain data: every stage and adapter shares these shapes. */
 
 export type PrincipalKind = 'agent' | 'human' | 'service'
 

@@ -1,6 +1,7 @@
 /**
  * Configuration loading: YAML → secret references → defaults → schema → cross-references.
- * Every error must name the path the operator has to fix (DESIGN §5).
+ * Every error must name the path the operator has to fix (docs/architecture.md, "Boot, start and
+ * shutdown").
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'

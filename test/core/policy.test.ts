@@ -1,6 +1,7 @@
 /**
- * The policy plugin's RuleEngine (DESIGN §6): deny-overrides over every applicable rule of
- * every applicable policy; no applicable rule means deny.
+ * The policy plugin's RuleEngine (docs/architecture.md, "The built-in plugins"; docs/policy.md):
+ * deny-overrides over every applicable rule of every applicable policy; no applicable rule means
+ * deny.
  */
 import { describe, expect, it } from 'vitest'
 import { GatewayConfig, validate, type GatewayRequest, type Policy, type Principal, type SessionInfo } from '@gatehouse/core'

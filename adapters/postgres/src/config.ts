@@ -39,8 +39,8 @@ export const PostgresOptions = Type.Object(
 export type PostgresOptions = Static<typeof PostgresOptions>
 
 /**
- * The postgres adapter's own limits, under `limits.postgres` (README, "Limits"): validated,
- * resolved and observed by core like core's own.
+ * The postgres adapter's own limits, under `limits.postgres` (docs/configuration.md, "Limits"):
+ * validated, resolved and observed by core like core's own.
  */
 export const PostgresLimits = Type.Object(
   {

@@ -1,4 +1,7 @@
-/** The audit event union (DESIGN §7). Every event is self-describing JSON; sinks store them as given. */
+/**
+ * The audit event union (docs/architecture.md, "The stages", `AuditSink`; every type is listed in
+ * docs/audit.md). Every event is self-describing JSON; sinks store them as given.
+ */
 import type { Decision, Outcome, Principal } from '../types.js'
 
 interface EventBase {

@@ -74,10 +74,10 @@ export const StageChains = Type.Object(
 export type StageChains = Static<typeof StageChains>
 
 /**
- * Limits core enforces for every adapter (README, "Limits"). Set under `limits` for every
- * connection, and under a connection's own `limits` to override it there. Other keys are an
- * adapter's own limits, under its protocol name (`limits.postgres`), checked against what the
- * adapter declares.
+ * Limits core enforces for every adapter (docs/configuration.md, "Limits"). Set under `limits`
+ * for every connection, and under a connection's own `limits` to override it there. Other keys
+ * are an adapter's own limits, under its protocol name (`limits.postgres`), checked against what
+ * the adapter declares.
  */
 export const Limits = Type.Object(
   {

@@ -1,8 +1,9 @@
 /**
  * Core's limits with their defaults, resolved once per connection: the connection's own
- * `limits` over the gateway's `limits` over these defaults (README, "Limits"). An identity's
- * `limits.sessions` apply over the connection's to that identity's sessions; an adapter's own
- * limits live under `limits.<protocol>`, declared by the adapter and validated here too.
+ * `limits` over the gateway's `limits` over these defaults (docs/configuration.md, "Limits"). An
+ * identity's `limits.sessions` apply over the connection's to that identity's sessions; an
+ * adapter's own limits live under `limits.<protocol>`, declared by the adapter and validated here
+ * too.
  */
 import type { TObject } from '@sinclair/typebox'
 import type { Limits } from '../config/schema.js'

@@ -1,7 +1,8 @@
 /**
- * Terminal recordings (DESIGN §7): what a terminal session showed, timed, as asciicast v2 files
- * that `asciinema play` and asciinema-player replay. A service in core so every adapter with a
- * terminal (SSH shells, Kubernetes exec with a TTY) records the same way.
+ * Terminal recordings (docs/architecture.md, "The SSH adapter"): what a terminal session
+ * showed, timed, as asciicast v2 files that `asciinema play` and asciinema-player replay. A
+ * service in core so every adapter with a terminal (SSH shells, Kubernetes exec with a TTY)
+ * records the same way.
  *
  * One file per request: `<dataDir>/recordings/<session id>/<request id>.cast`; a header line,
  * then one JSON array per event: `[seconds, "o", text]` output, `[seconds, "i", text]` input

@@ -4,7 +4,7 @@
  * an unknown variable, a syntax error or a non-boolean result type is a config error naming the
  * rule's path.
  *
- * Variables (documented in the README):
+ * Variables (documented in docs/policy.md, "CEL conditions"):
  * - `principal`: `{id, kind, groups, claims, credential}`
  * - `connection`: `{name, protocol}`
  * - `request`: `{id, action, protocol, target, text}` plus the request's attributes under their

@@ -1,5 +1,6 @@
 /**
- * The rule engine behind the `policy` plugin (DESIGN §6).
+ * The rule engine behind the `policy` plugin (docs/architecture.md, "The built-in plugins"; the
+ * rules themselves: docs/policy.md).
  *
  * - A policy applies to a request when its `principals` (ids, kinds, groups, claims) and
  *   `connections` match (omitted = any).
