@@ -4,6 +4,8 @@
  */
 import { describe, expect, it } from 'vitest'
 import {
+  createLogger,
+  Gateway,
   GatewayConfig,
   GatewayError,
   ScramClient,
@@ -366,3 +368,62 @@ function rootWith(config: unknown) {
   root.registerInstance(GatewayConfigToken, config as never)
   return root
 }
+
+describe('TokenAuthenticator: what the tests above leave open', () => {
+  it('names the wrong part only in the log message; the principal carries the identity claims, the token id, and the expiry', async () => {
+    const t = generateToken()
+    const expires = new Date(NOW + HOUR).toISOString()
+    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', claims: { team: 'platform' }, tokens: [{ id: 'tk', token: t, expires }] }]), { cacheSize: 16 })
+    const p = (await a.authenticate(password('ci', t), ctx())) as Principal
+    expect(p).toEqual({ id: 'ci', kind: 'agent', groups: [], claims: { team: 'platform', token: 'tk' }, credential: 'token:tk', expiresAt: Date.parse(expires) })
+    const never = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ id: 'tk', token: t }] }]), { cacheSize: 16 })
+    expect('expiresAt' in ((await never.authenticate(password('ci', t), ctx())) as Principal)).toBe(false)
+    expect((await refusal(() => a.authenticate(password('nobody', t), ctx()))).message).toBe('unknown identity or wrong token for user "nobody"')
+    expect((await refusal(() => a.authenticate(password('ci', `${t}x`), ctx()))).message).toBe('wrong token for identity "ci"')
+    expect((await refusal(() => a.authenticate(password('ci', t), ctx('orders', Date.parse(expires))))).message).toBe(`token "tk" of identity "ci" expired at ${expires.replace(/\.\d+Z$/, '.000Z')}`)
+    const scoped = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ id: 'tk', token: t, connections: ['orders'] }] }]), { cacheSize: 16 })
+    expect(await refusal(() => scoped.authenticate(password('ci', t), ctx('billing')))).toMatchObject({ message: 'token "tk" of identity "ci" is not valid for connection "billing"', clientMessage: 'token not valid for connection "billing"' })
+  })
+
+  it('a remembered login is bound to its identity: "ci" + token is not "c" + "i" + token', async () => {
+    const t = generateToken()
+    const other = generateToken()
+    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ token: t }] }, { id: 'c', tokens: [{ token: other }] }]), { cacheSize: 16 })
+    expect(((await a.authenticate(password('ci', t), ctx())) as Principal).id).toBe('ci')
+    expect((await refusal(() => a.authenticate(password('c', `i${t}`), ctx()))).code).toBe('GH_ERR_AUTH_FAILED')
+    expect(((await a.authenticate(password('c', other), ctx())) as Principal).id).toBe('c')
+  })
+
+  it('of one token listed twice (two scopes), the first entry that matches is the one used', async () => {
+    const t = generateToken()
+    const a = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ id: 'first', token: t }, { id: 'second', token: t }] }]), { cacheSize: 0 })
+    expect(((await a.authenticate(password('ci', t), ctx())) as Principal).credential).toBe('token:first')
+  })
+
+  it('revalidate after a reload: the same token still configured gives the principal as the new config describes it; a removed one is revoked; a principal of another plugin is not its business', async () => {
+    const t = generateToken()
+    const before = new TokenAuthenticator(gatewayConfig([{ id: 'ci', groups: ['old'], tokens: [{ id: 'tk', token: t }] }]), { cacheSize: 16 })
+    const principal = (await before.authenticate(password('ci', t), ctx())) as Principal
+    const after = new TokenAuthenticator(gatewayConfig([{ id: 'ci', groups: ['new'], tokens: [{ id: 'renamed', token: generateToken() }, { id: 'tk2', token: t }] }]), { cacheSize: 16 })
+    expect(after.revalidate(principal, ctx())).toMatchObject({ id: 'ci', groups: ['new'], credential: 'token:tk2' })
+    const removed = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ id: 'tk', token: generateToken() }] }]), { cacheSize: 16 })
+    expect(() => removed.revalidate(principal, ctx())).toThrow(expect.objectContaining({ code: 'GH_ERR_AUTH_REVOKED', message: 'token:tk of identity "ci" is no longer in the configuration' }))
+    const gone = new TokenAuthenticator(gatewayConfig([{ id: 'ops', tokens: [{ token: t }] }]), { cacheSize: 16 })
+    expect(() => gone.revalidate(principal, ctx())).toThrow(expect.objectContaining({ code: 'GH_ERR_AUTH_REVOKED' }))
+    // now expired, or no longer scoped here: refused as a login would be
+    const expired = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ id: 'tk', token: t, expires: new Date(NOW - HOUR).toISOString() }] }]), { cacheSize: 16 })
+    expect(() => expired.revalidate(principal, ctx())).toThrow(expect.objectContaining({ code: 'GH_ERR_AUTH_EXPIRED' }))
+    const foreign: Principal = Object.freeze({ id: 'ci', kind: 'agent', groups: [], claims: {}, credential: 'ssh-key:x' })
+    expect(after.revalidate(foreign, ctx())).toBeUndefined()
+  })
+
+  it('its config takes cacheSize, a whole number from 0, and nothing else', async () => {
+    const build = (config: unknown) =>
+      Gateway.build(validate(GatewayConfig, { dataDir: '/tmp/gatehouse-auth-token-config', connections: [{ name: 'orders', adapter: 'postgres', listen: '127.0.0.1:0', upstream: { host: '127.0.0.1', database: 'x', user: 'x' } }], plugins: [{ use: 'auth-token', config }] }), { logger: createLogger('silent') })
+    await expect(build({ cacheSize: 0 })).resolves.toBeDefined()
+    await expect(build({})).resolves.toBeDefined()
+    await expect(build({ cacheSize: -1 })).rejects.toMatchObject({ code: 'GH_ERR_PLUGIN_CONFIG', message: expect.stringContaining('plugins[0].config.cacheSize') })
+    await expect(build({ cacheSize: 4, extra: true })).rejects.toMatchObject({ code: 'GH_ERR_PLUGIN_CONFIG', message: 'plugins[0].config.extra: unknown field' })
+    expect(plugin.description).toBe('gateway tokens (stored as hashes) presented as passwords')
+  })
+})

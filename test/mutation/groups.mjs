@@ -45,7 +45,9 @@ export const GROUPS = {
   auth: {
     mutate: ['core/src/auth/**/*.ts', 'plugins/auth-*/src/**/*.ts'],
     testFiles: [
+      'test/core/scram.test.ts',
       'test/core/auth-token.test.ts',
+      'test/plugins/auth-ssh-key/keys.test.ts',
       'test/core/secrets.test.ts',
       'test/adapters/postgres/auth.test.ts',
       'test/adapters/postgres/upstream-attacks.test.ts',

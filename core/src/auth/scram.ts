@@ -46,7 +46,8 @@ export function formatScramSecret(s: ScramSecret): string {
 }
 
 export function parseScramSecret(text: string): ScramSecret | undefined {
-  const m = /^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$/i.exec(text)
+  // Canonical base64 only (a decoder would skip what follows the padding): 32-byte keys are 44 characters.
+  const m = /^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]{43}=):([A-Za-z0-9+/]{43}=)$/i.exec(text)
   if (!m) return undefined
   const iterations = Number(m[1])
   const storedKey = Buffer.from(m[3] as string, 'base64')
@@ -145,6 +146,8 @@ export class ScramServer<T> {
 
   /** Takes client-final-message; returns the matched candidate and server-final-message, or undefined. */
   finish(clientFinal: string): { value: T; serverFinal: string } | undefined {
+    // Before start() every expected value is empty: an empty nonce and binding would match.
+    if (this.serverFirst === '') throw protocolError('client-final before client-first')
     const pIdx = clientFinal.lastIndexOf(',p=')
     if (pIdx < 0) throw protocolError('client-final')
     const withoutProof = clientFinal.slice(0, pIdx)
