@@ -125,3 +125,61 @@ describe('npm test checks its prerequisites first', () => {
     expect(present.status).toBe(0)
   })
 })
+
+describe('the gatehouse commands the docs show', () => {
+  const pages = ['README.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)]
+  /** Every `gatehouse …` command line in a page: inline code, and code lines (continuations joined). */
+  const commands = (markdown: string): string[] => {
+    const out: string[] = []
+    const joined = markdown.replace(/\\\n\s*/g, ' ')
+    for (const m of joined.matchAll(/`(?:npx )?gatehouse ([^`]+)`/g)) out.push((m[1] as string).replace(/"[^"]*"|'[^']*'/g, 'VALUE'))
+    // fenced blocks, read line by line (a closing fence is not an opening one)
+    let fence: string | undefined
+    for (const line of joined.split('\n')) {
+      const f = /^\s*```(\w*)\s*$/.exec(line)
+      if (f) {
+        fence = fence === undefined ? (f[1] as string) : undefined
+        continue
+      }
+      if (fence === undefined || !['sh', 'bash', 'console', ''].includes(fence)) continue
+      // quoted arguments are values, not options: "journalctl -u app" is one word
+      const m = /(?:^|\s|\$ )(?:npx )?gatehouse ([^#|]+)/.exec(line.replace(/"[^"]*"|'[^']*'/g, 'VALUE'))
+      if (m) out.push((m[1] as string).trim())
+    }
+    return out
+  }
+  const helpOf = new Map<string, { ok: boolean; text: string }>()
+  const help = (path: string[]) => {
+    const key = path.join(' ')
+    if (!helpOf.has(key)) {
+      const r = spawnSync(process.execPath, [join(root, 'core/dist/cli.js'), ...path, '--help'], { encoding: 'utf8' })
+      helpOf.set(key, { ok: r.status === 0, text: r.stdout })
+    }
+    return helpOf.get(key) as { ok: boolean; text: string }
+  }
+
+  it('name commands that exist, with options those commands take', () => {
+    let checked = 0
+    for (const page of pages) {
+      for (const line of commands(readFileSync(join(root, page), 'utf8'))) {
+        const words = line.replace(/[[\]]/g, ' ').split(/\s+/).filter(Boolean)
+        // the command path: leading words that are subcommands of the one before
+        const path: string[] = []
+        for (const w of words) {
+          if (w.startsWith('-')) break
+          const sub = help(path).text.match(new RegExp(`^  ${w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\b`, 'm'))
+          if (!sub) break
+          path.push(w)
+        }
+        expect(path.length, `${page}: "gatehouse ${line}" names no command`).toBeGreaterThan(0)
+        const h = help(path)
+        expect(h.ok, `${page}: gatehouse ${path.join(' ')} --help`).toBe(true)
+        for (const flag of words.filter((w) => /^--?[a-z]/.test(w)).map((w) => w.replace(/=.*$/, ''))) {
+          expect(h.text, `${page}: "gatehouse ${line}": ${flag} is not an option of gatehouse ${path.join(' ')}`).toMatch(new RegExp(`(^|[\\s,])${flag}[\\s,<]`, 'm'))
+        }
+        checked++
+      }
+    }
+    expect(checked).toBeGreaterThan(15)
+  })
+})
