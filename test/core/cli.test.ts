@@ -822,6 +822,14 @@ describe('demo (the quickstart)', () => {
       const copy = await psqlIn('CREATE TEMP TABLE t (a int);\nCOPY t FROM STDIN;\n1\n\\.\nSELECT 3;\n')
       expect(copy.stderr).toContain("gatehouse: denied by rule \"demo/demo-no-copy-from\": the demo's embedded PostgreSQL cannot take COPY FROM")
       expect(copy.stdout).toContain('3')
+
+      // `npm start` twice on one checkout: the second demo is refused, naming the first one's pid
+      const second = spawn(process.execPath, [CLI, 'demo', '--port', '0', '--data-dir', dataDir], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] })
+      let secondErr = ''
+      second.stderr.on('data', (d: Buffer) => (secondErr += d.toString()))
+      const secondCode = await new Promise<number | null>((res) => second.once('exit', (c) => res(c)))
+      expect(secondErr).toContain(`gatehouse: cannot start: data directory ${realpathSync(dataDir)} is in use by another gateway (pid ${child.pid}, running since `)
+      expect(secondCode).toBe(1)
       child.kill('SIGTERM')
       const code = await new Promise<number | null>((res) => child.once('exit', (c) => res(c)))
       expect(code).toBe(0)
