@@ -8,6 +8,7 @@ import { fileLines, storesHash, verifyLines, chainTextLines, type ChainLine } fr
 import { loadConfigFile } from './config/load.js'
 import { editorSchema } from './config/schema.js'
 import { ConfigError } from './config/validate.js'
+import { checkParts } from './config/partial.js'
 import { isGatewayError } from './errors.js'
 import { configWarnings, Gateway, type ExplainedDecision } from './gateway.js'
 import { createLogger } from './logger.js'
@@ -79,7 +80,16 @@ program
   .description('check a config file (schema, references, plugins) without opening listeners; exit 1 with the errors')
   .requiredOption('-c, --config <file>', 'gatehouse.yaml')
   .action(async (opts: { config: string }) => {
-    const config = loadOrExit(opts.config)
+    let config: ReturnType<typeof loadConfigFile>
+    try {
+      config = loadConfigFile(opts.config)
+    } catch (err) {
+      // A file that fails the schema: what its plugins would check too, so one run lists it all.
+      if (!(err instanceof ConfigError) || err.partial === undefined) return exitWithError(err)
+      const seen = new Set(err.issues.map((i) => i.path))
+      const more = (await checkParts(err.partial, [process.cwd()])).filter((i) => !seen.has(i.path))
+      return exitWithError(new ConfigError([...err.issues, ...more], err.code))
+    }
     // One format for every error, whatever step found it: `  <path>: <message>`.
     await Gateway.build(config, { logger: createLogger('silent') }).catch((err: unknown) => exitWithError(asConfigError(err)))
     for (const w of configWarnings(config)) process.stderr.write(`gatehouse: warning: ${w.path}: ${w.message}\n`)

@@ -261,6 +261,52 @@ policies:
     )
   })
 
+  it('a file that fails the schema still gets its plugin, token-hash, rule-set and CEL errors in the same run', async () => {
+    const file = join(dir, 'schema-and-plugins.yaml')
+    writeFileSync(
+      file,
+      `identities:
+  - id: ci
+    tokens: [{ hash: "not-a-token-hash" }]
+plugins:
+  - use: audit-jsnol
+  - use: audit-jsonl
+    config: { fsync: sometimes }
+connections:
+  - name: orders
+    adapter: postgres
+    listen: "localhost"
+    upstream: { host: 127.0.0.1, port: 5432, database: orders, user: app }
+    plugins: { decide: [policy, no-such-guardrail-gatehouse-test] }
+policies:
+  - id: p
+    include: [sql-nonexistent]
+    rules:
+      - { id: a, effect: allow, when: "request.sql.statement ==" }
+`,
+    )
+    const r = await cli(['validate', '--config', file])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toBe(
+      [
+        'gatehouse: invalid configuration (GH_ERR_CONFIG_INVALID, 7 errors):',
+        '  connections[0].listen: expected host:port (e.g. 127.0.0.1:15432, [::1]:15432), got "localhost"',
+        '  plugins[0]: plugin "audit-jsnol" not found (did you mean audit-jsonl?) (GH_ERR_PLUGIN_UNKNOWN)',
+        '  plugins[1].config.fsync: expected one of "never", "always" (GH_ERR_PLUGIN_CONFIG)',
+        '  connections[0].plugins.decide[1]: plugin "no-such-guardrail-gatehouse-test" not found (is it installed? npm install no-such-guardrail-gatehouse-test) (GH_ERR_PLUGIN_UNKNOWN)',
+        '  identities[0].tokens[0].hash: not a token hash (expected SCRAM-SHA-256$… or sha256:<64 hex>; use `gatehouse token issue`) (GH_ERR_PLUGIN_CONFIG)',
+        '  policies[0].include[0]: unknown rule set "sql-nonexistent"; built-in sets are sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl',
+        '  policies[0].rules[0].when: invalid CEL: Unexpected token: EOF',
+        '',
+      ].join('\n'),
+    )
+    // a policies section that is itself malformed is reported by the schema, not compiled
+    writeFileSync(file, 'connections:\n  - { name: a, adapter: postgres, listen: "x", upstream: {} }\npolicies:\n  - { id: p, rules: [{ effect: allow, when: "((" }], colour: red }\n')
+    const malformed = await cli(['validate', '--config', file])
+    expect(malformed.stderr).toContain('  policies[0].colour: unknown field')
+    expect(malformed.stderr).not.toContain('invalid CEL')
+  })
+
   it('schema errors and unresolved references are listed together; a malformed address says what it expects', async () => {
     const file = join(dir, 'schema-and-refs.yaml')
     writeFileSync(file, 'connections:\n  - { name: "-a", adapter: postgres, listen: "localhost", upstream: { password: "${env:GH_CLI_TEST_UNSET_VAR}" } }\n  - { name: b, adapter: postgres, listen: "127.0.0.1:15433", upstream: {} }\n  - { name: c, adapter: postgres, listen: "127.0.0.1:15433", upstream: {} }\n')

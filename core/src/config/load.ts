@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
+import { Value } from '@sinclair/typebox/value'
 import { parseDocument } from 'yaml'
 import { GatewayConfig } from './schema.js'
 import { ConfigError, validate, type ValidationIssue } from './validate.js'
@@ -74,8 +75,9 @@ export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig
   try {
     config = validate(GatewayConfig, resolved)
   } catch (err) {
-    if (refIssues.length === 0 || !(err instanceof ConfigError)) throw err
-    throw new ConfigError([...refIssues.map((i) => ({ ...i, code: 'GH_ERR_CONFIG_REF' as const })), ...err.issues])
+    if (!(err instanceof ConfigError)) throw err
+    const partial = Value.Default(GatewayConfig, Value.Clone(resolved))
+    throw new ConfigError([...refIssues.map((i) => ({ ...i, code: 'GH_ERR_CONFIG_REF' as const })), ...err.issues], err.code, partial)
   }
   if (refIssues.length > 0) throw new ConfigError(refIssues, 'GH_ERR_CONFIG_REF')
   config.dataDir = resolve(full.baseDir, config.dataDir)

@@ -60,6 +60,8 @@ export class ConfigError extends GatewayError {
   constructor(
     readonly issues: readonly ValidationIssue[],
     code: ErrorCode = 'GH_ERR_CONFIG_INVALID',
+    /** The file's content (references resolved, defaults applied) when it failed the schema: what `validate` checks further. */
+    readonly partial?: unknown,
   ) {
     super(code, issues.map((i) => `${i.path}: ${i.message}`).join('\n'))
   }
