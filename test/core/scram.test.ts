@@ -216,6 +216,11 @@ describe('the client half (the gateway logging in to an upstream) refuses an ups
     expect(thrown(() => client.verify(done!.serverFinal))).toMatchObject(malformed('server-final'))
   })
 
+  it('a server-first before our client-first is a protocol error (nothing to prove against)', () => {
+    const client = new ScramClient('pencil')
+    expect(thrown(() => client.final(`r=x,s=${Buffer.from('salt').toString('base64')},i=1`))).toMatchObject(malformed('server-first-message before client-first-message'))
+  })
+
   it('a server-first whose nonce does not extend ours, or only repeats it; a missing salt; an iteration count out of range; a second server-first', () => {
     const client = new ScramClient('pencil')
     const ours = nonceOf(client.first())

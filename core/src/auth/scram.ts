@@ -200,6 +200,7 @@ export class ScramClient {
   }
 
   private parseServerFirst(serverFirst: string): { nonce: string; salt: Buffer; iterations: number } {
+    if (this.clientFirstBare === '') throw protocolError('server-first-message before client-first-message')
     if (this.expectedServerSignature !== undefined) throw protocolError('a second server-first-message')
     const a = attrs(serverFirst)
     const nonce = a.get('r')

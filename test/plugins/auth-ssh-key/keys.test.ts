@@ -24,7 +24,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
 const blob = (line: string) => Buffer.from(line.split(' ')[1] as string, 'base64')
 const ctx: AuthContext = { session: { id: 's', connection: 'web', protocol: 'ssh', clientAddress: '127.0.0.1:1', startedAt: 0, tls: false, signal: new AbortController().signal }, connection: 'web', now: 0 }
-const config = (identities: { id: string; sshKeys: string[]; groups?: string[] }[]) =>
+const config = (identities: { id: string; sshKeys: string[]; groups?: string[]; claims?: Record<string, unknown> }[]) =>
   validate(GatewayConfig, { connections: [{ name: 'web', adapter: 'ssh', listen: '127.0.0.1:0', upstream: { host: 'h', user: 'u' } }], identities: identities.map((i) => ({ kind: 'agent', ...i })) })
 const offered = (user: string, line: string) => ({ kind: 'public-key' as const, user, algorithm: line.split(' ')[0] as string, key: blob(line) })
 
@@ -37,6 +37,9 @@ describe('parseAuthorizedKey', () => {
       expect(k.comment).toBe(`${name} key for tests`)
     }
     expect(parseAuthorizedKey((keys.a as string).split(' ').slice(0, 2).join(' ')).comment).toBe('')
+    // fields apart by several blanks, as authorized_keys files often are
+    expect(parseAuthorizedKey((keys.a as string).replace(/ /g, ' \t ')).blob).toEqual(blob(keys.a as string))
+    expect(parseAuthorizedKey((keys.a as string).replace(/ /g, ' \t ')).comment).toBe('a key for tests')
   })
 
   it('refuses a blob whose own algorithm name differs from the one written before it, and blobs too short to hold one', () => {
@@ -52,8 +55,8 @@ describe('parseAuthorizedKey', () => {
 describe('SshKeyAuthenticator', () => {
   it('a registered key proves its identity: the principal names the key by its comment, or by its position without one', () => {
     const noComment = (keys.b as string).split(' ').slice(0, 2).join(' ')
-    const auth = new SshKeyAuthenticator(config([{ id: 'ci', groups: ['ci'], sshKeys: [keys.a as string, noComment] }]))
-    expect(auth.authenticate(offered('ci', keys.a as string), ctx)).toEqual({ id: 'ci', kind: 'agent', groups: ['ci'], claims: { sshKey: 'a key for tests' }, credential: 'ssh-key:a key for tests' })
+    const auth = new SshKeyAuthenticator(config([{ id: 'ci', groups: ['ci'], claims: { team: 'platform' }, sshKeys: [keys.a as string, noComment] }]))
+    expect(auth.authenticate(offered('ci', keys.a as string), ctx)).toEqual({ id: 'ci', kind: 'agent', groups: ['ci'], claims: { team: 'platform', sshKey: 'a key for tests' }, credential: 'ssh-key:a key for tests' })
     expect(auth.authenticate(offered('ci', keys.b as string), ctx)).toMatchObject({ credential: 'ssh-key:key1', claims: { sshKey: 'key1' } })
   })
 
