@@ -294,6 +294,21 @@ describe('what verify says, word for word', () => {
     expect(checkPlain(text(restarted)).first).toMatchObject({ problem: 'removed', line: 3 })
   })
 
+  it('a line that follows one stored later is a move even when that later line has successors of its own', () => {
+    const l = sealed(3)
+    // event 3 first (it follows event 2), then event 2, then a line that also continues event 2
+    const other = branch(hashOf(l[1] as string), 'o', 1)
+    const r = checkPlain(text([l[0], l[2], l[1], ...other] as string[]))
+    expect(r.first).toEqual({ problem: 'reordered', line: 2, file: 'audit.jsonl', detail: 'the event follows one that is stored later (line 3)' })
+  })
+
+  it('a fork from a line is not widened to a second start of the chain', () => {
+    const l = sealed(2)
+    const a = branch(hashOf(l[0] as string), 'a', 1)
+    const restart = branch(GENESIS_HASH, 'r', 1)
+    expect(checkPlain(text([l[0], l[1], ...a, ...restart] as string[])).first).toMatchObject({ problem: 'reordered', line: 3 })
+  })
+
   it('a line repeated later is reported where the copy stands, from the first place its hash was seen', () => {
     const l = sealed(3)
     const r = checkPlain(text([l[0], l[1], l[2], l[1]] as string[]))
@@ -374,6 +389,16 @@ describe('reading logs from disk a chunk at a time (what audit verify runs on fi
     expect(seen.filter((n) => n === seen.at(-1)).length).toBe(2)
   })
 
+  it('a short line across the read boundary is whole under a limit near the read size; a line exactly at the limit is whole, one byte over is not', () => {
+    const first = 'a'.repeat(1024 * 1024 - 6) // with its newline, the next line starts 5 bytes before the first read ends
+    const p = file('boundary', `${first}\nshort line across\n`)
+    expect(read([p], 1024 * 1024).map((l) => l.text)).toEqual([first, 'short line across'])
+    const exact = 'b'.repeat(1024 * 1024 + 100) // across the boundary
+    const q = file('exact', `x\n${exact}\ny\n`)
+    expect(read([q], exact.length).map((l) => l.text)).toEqual(['x', exact, 'y'])
+    expect(read([q], exact.length - 1).map((l) => l.text)).toEqual(['x', `(a line of more than ${exact.length - 1} bytes)`, 'y'])
+  })
+
   it('a line longer than the limit is not held: it comes back as a placeholder that fails as unsealed, the lines around it intact', () => {
     const big = 'y'.repeat(3 * 1024 * 1024)
     const p = file('huge', `before\n${big}\nafter\n${'z'.repeat(20)}\n`)
@@ -397,5 +422,9 @@ describe('reading logs from disk a chunk at a time (what audit verify runs on fi
     expect(storesHash(fileLines([p]), prevOfFirst)).toBe(false)
     const quoting = file('quoting', `${sealEvent(JSON.stringify({ id: 'q', text: `"hash":"${'b'.repeat(64)}"` }), GENESIS_HASH).line}\n`)
     expect(storesHash(fileLines([quoting]), 'b'.repeat(64))).toBe(false)
+    // unsealed lines on the way are passed over, not fatal
+    const mixed = file('mixed', `not sealed\n{"id":"x"}\n${l[3]}\n`)
+    expect(storesHash(fileLines([mixed]), last)).toBe(true)
+    expect(storesHash(fileLines([mixed]), 'c'.repeat(64))).toBe(false)
   })
 })

@@ -244,6 +244,9 @@ describe('validation at boot', () => {
       'policies[1].include[0]: unknown rule set "nope"; built-in sets are sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl',
       'policies[1].rules[0].when: invalid CEL',
     ])
+    // rule indexes of two digits are paths like any other
+    const many = (await build([{ id: 'p', rules: [...Array.from({ length: 12 }, () => ({ effect: 'allow' })), { effect: 'deny', when: '((' }, { effect: 'deny', when: '))' }] }]).catch((e: unknown) => e)) as ConfigError
+    expect(many.issues.map((i) => i.path)).toEqual(['policies[0].rules[12].when', 'policies[0].rules[13].when'])
     // one problem alone is one GatewayError, its message the path and the problem
     const one = (await build([{ id: 'p', include: ['sql-outbound'], rules: [{ effect: 'allow' }, { effect: 'deny', when: '"x"' }] }]).catch((e: unknown) => e)) as GatewayError
     expect(one).not.toBeInstanceOf(ConfigError)
