@@ -7,6 +7,7 @@ export const GROUPS = {
     mutate: ['core/src/audit/**/*.ts', '!**/index.ts'],
     testFiles: [
       'test/core/audit-chain-forgery.test.ts',
+      'test/core/serialize.test.ts',
       'test/core/audit-required.test.ts',
       'test/core/guards.test.ts',
       'test/plugins/audit-jsonl/chain.test.ts',

@@ -22,7 +22,8 @@ function valueJson(v: unknown): string {
   if (typeof v === 'string') return q(v)
   if (typeof v === 'object' && v !== null) {
     if (Object.isFrozen(v)) return frozenJson(v)
-    if (Array.isArray(v)) return q(v)
+    // Arrays, and objects with their own JSON form (a Date, a Buffer): as JSON.stringify writes them.
+    if (Array.isArray(v) || typeof (v as { toJSON?: unknown }).toJSON === 'function') return q(v)
     let s = '{'
     for (const k in v) {
       const x = (v as Record<string, unknown>)[k]
@@ -39,7 +40,7 @@ export function serializeAuditEvent(event: AuditEvent): string {
   let s = '{'
   for (const k in event) {
     const v = (event as unknown as Record<string, unknown>)[k]
-    if (v === undefined) continue
+    if (v === undefined || typeof v === 'function') continue
     s += `${s.length === 1 ? '"' : ',"'}${k}":${valueJson(v)}`
   }
   return `${s}}`
