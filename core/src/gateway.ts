@@ -260,7 +260,7 @@ export class Gateway {
   async start(): Promise<void> {
     mkdirSync(this.config.dataDir, { recursive: true })
     // Before any plugin starts: a second gateway on this directory would fork its audit chain.
-    this.dataLock = await lockExclusive(this.config.dataDir, 'data directory')
+    this.dataLock = await lockExclusive(this.config.dataDir, 'data directory', join(this.config.dataDir, 'lock.key'))
     try {
       for (const inst of this.instances.values()) await inst.object.start?.()
       for (const plan of this.plans) {

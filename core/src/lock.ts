@@ -7,14 +7,17 @@
  * the holder exits, however it exits (no stale lock after a kill -9, no lock file to clean up). The
  * holder answers a connection on it with who it is, so the refusal can name its pid.
  *
+ * The name holds a random key kept beside what is locked (see `lockKey`), so a local process that
+ * cannot read the gateway's files cannot take the name first.
+ *
  * Limit: abstract sockets belong to a network namespace. Two containers with their own network
  * namespaces that mount the same volume do not see each other's locks (nor could they signal each
  * other's pids); give each replica its own data directory. Elsewhere than Linux, the lock is a file
  * created exclusively next to the locked path, holding the pid; a file whose pid is no longer alive
  * is taken over.
  */
-import { createHash } from 'node:crypto'
-import { existsSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
+import { createHash, randomBytes } from 'node:crypto'
+import { existsSync, linkSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { createConnection, createServer, type Server } from 'node:net'
 import { basename, dirname, join } from 'node:path'
 import { GatewayError } from './errors.js'
@@ -46,13 +49,43 @@ function refusal(what: string, path: string, holder: Holder | undefined): Gatewa
  * Takes the exclusive lock on `path` for this process, or throws GH_ERR_LOCKED naming the holder.
  * `what` names the thing in the message ("data directory", "audit file").
  */
-export async function lockExclusive(path: string, what: string): Promise<HeldLock> {
+export async function lockExclusive(path: string, what: string, keyFile: string): Promise<HeldLock> {
   const real = canonical(path)
-  return process.platform === 'linux' ? socketLock(real, what) : fileLock(real, what)
+  return process.platform === 'linux' ? socketLock(real, what, lockKey(keyFile)) : fileLock(real, what)
 }
 
-async function socketLock(path: string, what: string): Promise<HeldLock> {
-  const name = `\0gatehouse-lock:${createHash('sha256').update(`${what}\0${path}`).digest('hex')}`
+/**
+ * The secret in a lock's name. Abstract socket names have no permissions: any local process can
+ * listen on one first, and a name anyone can compute could be taken to keep the gateway from
+ * starting. The name includes 32 random bytes kept in `keyFile` (mode 0600, beside what is locked),
+ * which a process that cannot read the gateway's files cannot know. Created once, atomically
+ * (written aside, then linked into place: a second gateway starting at the same moment reads the
+ * winner's whole key).
+ */
+function lockKey(keyFile: string): Buffer {
+  try {
+    const key = readFileSync(keyFile)
+    if (key.length === 32) return key
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  const aside = `${keyFile}.${process.pid}.${randomBytes(4).toString('hex')}`
+  writeFileSync(aside, randomBytes(32), { flag: 'wx', mode: 0o600 })
+  try {
+    linkSync(aside, keyFile)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    // another gateway made it first, or the file is damaged (not 32 bytes): use what is there if whole
+  } finally {
+    rmSync(aside, { force: true })
+  }
+  const key = readFileSync(keyFile)
+  if (key.length !== 32) throw new GatewayError('GH_ERR_CONFIG_INVALID', `${keyFile} is not a lock key (32 bytes); remove it while no gateway runs`)
+  return key
+}
+
+async function socketLock(path: string, what: string, key: Buffer): Promise<HeldLock> {
+  const name = `\0gatehouse-lock:${createHash('sha256').update(key).update(`${what}\0${path}`).digest('hex')}`
   const me: Holder = { pid: process.pid, since: new Date().toISOString() }
   const server: Server = createServer((c) => {
     c.on('error', () => {})

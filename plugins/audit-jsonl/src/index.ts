@@ -17,7 +17,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { createPrivateKey, type KeyObject } from 'node:crypto'
 import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
+import { basename, dirname, join, resolve } from 'node:path'
 import { constructPlugin, definePlugin, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, serializeAuditEvent, sealEvent, lineHash, checkpointJson, signingKeyId, GatewayError, GENESIS_HASH, lockExclusive, type HeldLock, type PluginContext, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
 
 const ConfigSchema = Type.Object(
@@ -111,7 +111,8 @@ export class JsonlSink implements AuditSink, Lifecycle {
   async start(): Promise<void> {
     mkdirSync(dirname(this.path), { recursive: true })
     // One writer per file: two sinks (of two gateways, or two instances of one) appending would fork the chain.
-    this.lock = await lockExclusive(this.path, 'audit file')
+    // the key beside the file is a dotfile: a glob of the rotated files (audit.jsonl*) does not pick it up
+    this.lock = await lockExclusive(this.path, 'audit file', join(dirname(this.path), `.${basename(this.path)}.lock-key`))
     this.openFile()
     const tail = fileTail(this.fd as number)
     this.prev = tail.lastHash ?? GENESIS_HASH
