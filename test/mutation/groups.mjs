@@ -30,6 +30,7 @@ export const GROUPS = {
   pipeline: {
     mutate: ['core/src/pipeline/**/*.ts', '!**/index.ts'],
     testFiles: [
+      'test/core/pipeline.test.ts',
       'test/core/guards.test.ts',
       'test/core/throttle.test.ts',
       'test/core/admission.test.ts',
