@@ -9,6 +9,7 @@ export const GROUPS = {
       'test/core/audit-chain-forgery.test.ts',
       'test/core/serialize.test.ts',
       'test/core/spool.test.ts',
+      'test/core/recorder.test.ts',
       'test/core/audit-required.test.ts',
       'test/core/guards.test.ts',
       'test/plugins/audit-jsonl/chain.test.ts',
