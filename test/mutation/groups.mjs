@@ -61,6 +61,7 @@ export const GROUPS = {
   postgres: {
     mutate: ['adapters/postgres/src/upstream.ts', 'adapters/postgres/src/session-model.ts'],
     testFiles: [
+      'test/adapters/postgres/session-model.test.ts',
       'test/adapters/postgres/upstream-attacks.test.ts',
       'test/adapters/postgres/session-attacks.test.ts',
       'test/adapters/postgres/interleavings.test.ts',
