@@ -75,6 +75,7 @@ export const GROUPS = {
     mutate: ['adapters/ssh/src/upstream.ts', 'adapters/ssh/src/sftp.ts', 'adapters/ssh/src/shell/**/*.ts', '!adapters/ssh/src/shell/analyze-worker.ts', '!**/index.ts'],
     testFiles: [
       'test/adapters/ssh/sftp-units.test.ts',
+      'test/adapters/ssh/upstream.test.ts',
       'test/adapters/ssh/programs.test.ts',
       'test/adapters/ssh/explain.test.ts',
       'test/adapters/ssh/ssh.test.ts',
