@@ -66,7 +66,7 @@ describe('sessions', () => {
     expect(h.info.id).toMatch(/^[0-9a-f-]{36}$/)
     expect(pipeline.sessionCount).toBe(1)
     expect(principal).toMatchObject({ id: 'agent', credential: 'token:t1' })
-    expect(events).toEqual([expect.objectContaining({ id: `${h.info.id}:start`, type: 'session.start', session: h.info.id, connection: 'db', protocol: 'postgres', client: '10.1.2.3:5555', tls: false, principal: expect.objectContaining({ id: 'agent' }) })])
+    expect(events).toEqual([expect.objectContaining({ id: `${h.info.id}:start`, type: 'session.start', session: h.info.id, connection: 'db', protocol: 'postgres', client: '10.1.2.3:5555', tls: false, principal: { id: 'agent', kind: 'agent', groups: ['a'], credential: 'token:t1' } })])
     pipeline.request(h.info, { action: 'sql.query', attrs: {} })
     pipeline.request(h.info, { action: 'sql.query', attrs: {} })
     await Promise.all([h.end('client closed'), h.end('again')])

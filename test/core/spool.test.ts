@@ -85,5 +85,13 @@ describe('DiskSpool', () => {
     s.consume(5)
     expect(s.size).toBe(0)
     expect(s.read()).toEqual({ lines: [], bytes: 0 })
+    // the same without metrics
+    const plain = new DiskSpool(fresh(), 64)
+    plain.append(['a', 'b'])
+    plain.consume(2)
+    expect(plain.read().lines).toEqual(['b'])
+    rmSync(plain.path)
+    plain.consume(1)
+    expect(plain.size).toBe(0)
   })
 })

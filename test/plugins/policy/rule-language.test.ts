@@ -33,6 +33,13 @@ function engine(policies: unknown[]): RuleEngine {
 }
 
 describe('CEL when conditions', () => {
+  it('request.text is the request text, and the empty string for a request without one', () => {
+    const e = engine([{ id: 'p', rules: [{ id: 'has-text', effect: 'allow', when: 'request.text.contains("orders")' }, { id: 'no-text', effect: 'allow', when: 'request.text == ""' }] }])
+    expect(e.decide(sqlRequest('SELECT * FROM orders'), agent)).toMatchObject({ verdict: 'allow', rule: 'p/has-text' })
+    expect(e.decide(request({}), agent)).toMatchObject({ verdict: 'allow', rule: 'p/no-text' })
+    expect(e.decide(sqlRequest('SELECT 1'), agent)).toMatchObject({ verdict: 'deny' })
+  })
+
   it('sees the principal, its claims, the connection, the request and its sql attributes', () => {
     const e = engine([
       {
