@@ -7,7 +7,7 @@ import { accessSync, constants, readFileSync, statSync, writeFileSync } from 'no
 import { fileLines, storesHash, verifyLines, chainTextLines, type ChainLine } from './audit/chain.js'
 import { loadConfigFile } from './config/load.js'
 import { editorSchema } from './config/schema.js'
-import { ConfigError } from './config/validate.js'
+import { ConfigError, splitPathMessage } from './config/validate.js'
 import { checkParts } from './config/partial.js'
 import { isGatewayError } from './errors.js'
 import { configWarnings, Gateway, type ExplainedDecision } from './gateway.js'
@@ -363,8 +363,8 @@ function loadOrExit(file: string, opts: Parameters<typeof loadConfigFile>[1] = {
 /** A build error whose message starts with a config path, as a ConfigError of one issue. */
 function asConfigError(err: unknown): unknown {
   if (err instanceof ConfigError || !isGatewayError(err)) return err
-  const at = /^([A-Za-z_][\w-]*(?:\[\d+\]|\.[\w-]+)*): ([\s\S]*)$/.exec(err.message)
-  return at ? new ConfigError([{ path: at[1] as string, message: at[2] as string }], err.code) : err
+  const at = splitPathMessage(err.message)
+  return at ? new ConfigError([at], err.code) : err
 }
 
 function exitWithError(err: unknown): never {

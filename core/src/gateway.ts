@@ -21,8 +21,8 @@ import type { FastifyInstance } from 'fastify'
 import { AuditRecorder } from './audit/recorder.js'
 import { GatewayConfig as GatewayConfigToken, type GatewayConfigRef } from './config/token.js'
 import type { ConnectionConfig, GatewayConfig, StageChains } from './config/schema.js'
-import { ConfigError, validate, type ValidationIssue } from './config/validate.js'
-import { GatewayError, isGatewayError } from './errors.js'
+import { ConfigError, issuesOf, validate, type ValidationIssue } from './config/validate.js'
+import { GatewayError } from './errors.js'
 import { createLogger, logDestination, Logger } from './logger.js'
 import type { Lifecycle, PluginDefinition, StageObjects } from './plugin/define.js'
 import { loadPluginDefinition } from './plugin/loader.js'
@@ -229,7 +229,7 @@ export class Gateway {
     }
     for (const w of configWarnings(config)) logger.warn({ path: w.path }, w.message)
     if (problems.length === 1) throw problems[0]
-    if (problems.length > 1) throw new ConfigError(problems.flatMap(issuesOf))
+    if (problems.length > 1) throw new ConfigError(problems.flatMap((p) => issuesOf(p)))
     sealContainer(root)
     return new Gateway(config, root, logger, instances, plans, opts)
   }
@@ -358,15 +358,6 @@ export function configWarnings(config: GatewayConfig): ValidationIssue[] {
     })
   })
   return out
-}
-
-/** A build problem as lines of `gatehouse validate`: the config path, the message, the error code. */
-function issuesOf(err: unknown): ValidationIssue[] {
-  if (err instanceof ConfigError) return err.issues.map((i) => ({ ...i, code: i.code ?? err.code }))
-  const message = err instanceof Error ? err.message : String(err)
-  const code = isGatewayError(err) ? err.code : 'GH_ERR_CONFIG_INVALID'
-  const at = /^([A-Za-z_][\w-]*(?:\[\d+\]|\.[\w-]+)*): ([\s\S]*)$/.exec(message)
-  return [at ? { path: at[1] as string, message: at[2] as string, code } : { path: '(root)', message, code }]
 }
 
 function stageObject<K extends Stage>(instances: Map<string, Instance>, name: string, stage: K, path: string): StageObjects[K] {

@@ -7,21 +7,10 @@
  */
 import { Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
-import { isGatewayError } from '../errors.js'
 import { parseTokenHash } from '../auth/tokens.js'
 import { BUILTIN_PLUGINS, loadPluginDefinition } from '../plugin/loader.js'
 import { Policy } from './schema.js'
-import { collectIssues, ConfigError, type ValidationIssue } from './validate.js'
-
-const PATH_PREFIX = /^([A-Za-z_][\w-]*(?:\[\d+\]|\.[\w-]+)*): ([\s\S]*)$/
-
-function asIssues(err: unknown, fallbackPath: string): ValidationIssue[] {
-  if (err instanceof ConfigError) return err.issues.map((i) => ({ ...i, code: i.code ?? err.code }))
-  const message = err instanceof Error ? err.message : String(err)
-  const at = PATH_PREFIX.exec(message)
-  const code = isGatewayError(err) ? err.code : 'GH_ERR_CONFIG_INVALID'
-  return [at ? { path: at[1] as string, message: at[2] as string, code } : { path: fallbackPath, message, code }]
-}
+import { collectIssues, issuesOf, type ValidationIssue } from './validate.js'
 
 const record = (v: unknown): Record<string, unknown> | undefined => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined)
 const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : [])
@@ -33,7 +22,7 @@ export async function checkParts(partial: unknown, searchDirs: readonly string[]
     try {
       return await loadPluginDefinition(use, path, searchDirs)
     } catch (err) {
-      issues.push(...asIssues(err, path))
+      issues.push(...issuesOf(err, path))
       return undefined
     }
   }
@@ -69,7 +58,7 @@ export async function checkParts(partial: unknown, searchDirs: readonly string[]
       const { compilePolicies } = (await import(BUILTIN_PLUGINS.policy as string)) as { compilePolicies: (p: unknown) => unknown }
       compilePolicies(root.policies)
     } catch (err) {
-      issues.push(...asIssues(err, 'policies'))
+      issues.push(...issuesOf(err, 'policies'))
     }
   }
   return issues

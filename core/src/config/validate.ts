@@ -1,7 +1,7 @@
 /** Schema validation with errors that name the path the operator has to fix. */
 import { FormatRegistry, type TSchema, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
-import { GatewayError, type ErrorCode } from '../errors.js'
+import { GatewayError, isGatewayError, type ErrorCode } from '../errors.js'
 
 if (!FormatRegistry.Has('date-time')) {
   FormatRegistry.Set('date-time', (v) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(v) && !Number.isNaN(Date.parse(v)))
@@ -77,4 +77,18 @@ export function checkMovedOptions(options: unknown, path: string, moved: Readonl
     .filter((k) => Object.hasOwn(moved, k))
     .map((k) => ({ path: `${path}.options.${k}`, message: `moved: set ${moved[k]} instead (under the connection's limits, or the top-level limits for every connection)` }))
   if (issues.length > 0) throw new ConfigError(issues)
+}
+
+/** `connections[0].plugins.decide[1]: plugin "x" not found` → the config path and the message after it. */
+export function splitPathMessage(text: string): { path: string; message: string } | undefined {
+  const at = /^([A-Za-z_][\w-]*(?:\[\d+\]|\.[\w-]+)*): ([\s\S]*)$/.exec(text)
+  return at ? { path: at[1] as string, message: at[2] as string } : undefined
+}
+
+/** An error as lines of `gatehouse validate`: the config path (from its message, else `fallbackPath`), the message, the error code. */
+export function issuesOf(err: unknown, fallbackPath = '(root)'): ValidationIssue[] {
+  if (err instanceof ConfigError) return err.issues.map((i) => ({ ...i, code: i.code ?? err.code }))
+  const text = err instanceof Error ? err.message : String(err)
+  const code = isGatewayError(err) ? err.code : 'GH_ERR_CONFIG_INVALID'
+  return [{ ...(splitPathMessage(text) ?? { path: fallbackPath, message: text }), code }]
 }

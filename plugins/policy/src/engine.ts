@@ -16,7 +16,7 @@
  * but the lower-cased strings of the case-insensitive (`sql.*`) attributes it compares. The CEL context is built only when a rule
  * with a `when` is reached.
  */
-import { ConfigError, GatewayError, type ValidationIssue, type Decision, type GatewayRequest, type Policy, type Principal, type Rule } from '@gatehouse/core'
+import { ConfigError, GatewayError, splitPathMessage, type ValidationIssue, type Decision, type GatewayRequest, type Policy, type Principal, type Rule } from '@gatehouse/core'
 import { celContext, celError, compileCel, type CelProgram } from './cel.js'
 import { RULE_SETS } from './rule-sets.js'
 
@@ -125,8 +125,7 @@ export function compilePolicies(policies: readonly Policy[]): CompiledPolicy[] {
       compile()
     } catch (err) {
       const message = (err as Error).message
-      const at = /^([A-Za-z_][\w-]*(?:\[\d+\]|\.[\w-]+)*): ([\s\S]*)$/.exec(message)
-      issues.push(at ? { path: at[1] as string, message: at[2] as string } : { path, message })
+      issues.push(splitPathMessage(message) ?? { path, message })
     }
   }
   const compiled = policies.map((policy, i) => {
