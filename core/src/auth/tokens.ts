@@ -28,6 +28,9 @@ export function hashToken(token: string, identityId: string, algorithm: TokenHas
 
 export type ParsedTokenHash = { kind: 'scram'; secret: ScramSecret } | { kind: 'sha256'; digest: Buffer }
 
+/** What a config says when a token hash is not one `parseTokenHash` reads. */
+export const NOT_A_TOKEN_HASH = 'not a token hash (expected SCRAM-SHA-256$… or sha256:<64 hex>; use `gatehouse token issue`)'
+
 export function parseTokenHash(hash: string): ParsedTokenHash | undefined {
   if (/^sha256:[0-9a-f]{64}$/i.test(hash)) return { kind: 'sha256', digest: Buffer.from(hash.slice(7), 'hex') }
   const secret = parseScramSecret(hash)

@@ -7,7 +7,7 @@
  */
 import { Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
-import { parseTokenHash } from '../auth/tokens.js'
+import { NOT_A_TOKEN_HASH, parseTokenHash } from '../auth/tokens.js'
 import { BUILTIN_PLUGINS, loadPluginDefinition } from '../plugin/loader.js'
 import { Policy } from './schema.js'
 import { collectIssues, issuesOf, type ValidationIssue } from './validate.js'
@@ -48,7 +48,7 @@ export async function checkParts(partial: unknown, searchDirs: readonly string[]
     for (const [j, t] of list(record(raw)?.tokens).entries()) {
       const hash = record(t)?.hash
       if (typeof hash === 'string' && hash.length >= 8 && !parseTokenHash(hash)) {
-        issues.push({ path: `identities[${i}].tokens[${j}].hash`, message: 'not a token hash (expected SCRAM-SHA-256$… or sha256:<64 hex>; use `gatehouse token issue`)', code: 'GH_ERR_PLUGIN_CONFIG' })
+        issues.push({ path: `identities[${i}].tokens[${j}].hash`, message: NOT_A_TOKEN_HASH, code: 'GH_ERR_PLUGIN_CONFIG' })
       }
     }
   }

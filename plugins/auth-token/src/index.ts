@@ -19,6 +19,7 @@ import {
   deriveScramSecretAsync,
   GatewayError,
   identitySalt,
+  NOT_A_TOKEN_HASH,
   parseTokenHash,
   PLUGIN_API_VERSION,
   verifyTokenAsync,
@@ -73,7 +74,7 @@ export class TokenAuthenticator implements Authenticator {
     gateway.identities.forEach((identity, i) => {
       const tokens = identity.tokens.map((t, j): TokenRecord => {
         const hash = parseTokenHash(t.hash)
-        if (!hash) throw new GatewayError('GH_ERR_PLUGIN_CONFIG', `identities[${i}].tokens[${j}].hash: not a token hash (expected SCRAM-SHA-256$… or sha256:<64 hex>; use \`gatehouse token issue\`)`)
+        if (!hash) throw new GatewayError('GH_ERR_PLUGIN_CONFIG', `identities[${i}].tokens[${j}].hash: ${NOT_A_TOKEN_HASH}`)
         return {
           id: t.id ?? `${identity.id}#${j}`,
           hashText: t.hash,
