@@ -1,24 +1,30 @@
 #!/usr/bin/env node
-// bench:pg — pgbench select-only throughput through three paths to the same throwaway cluster:
+// bench:pg — pgbench select-only throughput through four paths to the same throwaway cluster:
 //
 //   direct     pgbench ──► PostgreSQL
-//   haproxy    pgbench ──► haproxy (mode tcp, a byte pump: the floor for any L4/L7 proxy)
-//   gatehouse  pgbench ──► Gatehouse postgres adapter (token auth, policy, audit-jsonl) ──► PostgreSQL
+//   haproxy    pgbench ──► haproxy (mode tcp, one thread: a byte pump, the floor for any proxy)
+//   node-pipe  pgbench ──► a bare Node.js socket pipe (the ceiling for a gateway written in Node)
+//   gatehouse  pgbench ──► Gatehouse postgres adapter (token auth, analysis, policy, a required
+//                          hash-chained audit-jsonl sink) ──► PostgreSQL
 //
 // For each target: a 2 s warm-up (not counted), then
-//   pgbench -n -S [-M prepared] -c 8 -j 2 -T $BENCH_SECONDS
-// in simple and prepared protocol mode. Prints a table, then as the very last line:
-//   ratio gatehouse/haproxy simple=X.XX prepared=Y.YY      (n/a where a value is missing)
+//   pgbench -n -S -M {simple,extended,prepared} -c 8 -j 2 -T $BENCH_SECONDS
+// logging a sample of transactions for the latency percentiles. Then, for the gateway, idle
+// authenticated sessions (BENCH_IDLE, default 200 and 2,000) and the gateway's RSS per session.
+// Prints a table (bench/pg-report.mjs), then as the very last line:
+//   ratio gatehouse/haproxy simple=X.XX extended=Y.YY prepared=Z.ZZ      (n/a where missing)
 //
 // Environment:
 //   BENCH_SECONDS   measured duration per run (default 15)
-//   BENCH_TARGETS   comma list out of direct,haproxy,gatehouse (default: all three)
+//   BENCH_TARGETS   comma list out of direct,haproxy,node-pipe,gatehouse (default: all)
+//   BENCH_IDLE      comma list of idle session counts, cumulative (default 200,2000; 0 = none)
+//   BENCH_GATEWAY_NODE_ARGS  extra node flags for the gateway (e.g. --cpu-prof --cpu-prof-dir=D)
 //
 // All clients use sslmode=disable so every path is compared in plaintext.
 // Progress goes to stderr; the table and the ratio line go to stdout after cleanup.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { mkdtemp, writeFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,6 +37,9 @@ import {
   cleanEnv,
   PG_BIN,
 } from '../test/fixtures/pg-cluster-impl.mjs';
+import pg from 'pg';
+import { formatReport } from './pg-report.mjs';
+import { percentile } from './common.mjs';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const GATEWAY_CLI = path.join(REPO, 'core', 'dist', 'cli.js');
@@ -38,9 +47,12 @@ const GATEWAY_CLI = path.join(REPO, 'core', 'dist', 'cli.js');
 // gateway written in Node on this machine, shown for reference.
 const ALL_TARGETS = ['direct', 'haproxy', 'node-pipe', 'gatehouse'];
 const MODES = [
-  { name: 'simple', args: [] },
+  { name: 'simple', args: ['-M', 'simple'] },
+  { name: 'extended', args: ['-M', 'extended'] },
   { name: 'prepared', args: ['-M', 'prepared'] },
 ];
+// pgbench logs this share of transactions (their latency) for p50/p99: enough samples, little cost.
+const SAMPLING_RATE = 0.2;
 const CLIENTS = 8;
 const THREADS = 2;
 const WARMUP_SECONDS = 2;
@@ -75,8 +87,13 @@ function parseEnv() {
     }
   }
   if (targets.length === 0) throw new BenchError('BENCH_TARGETS is empty');
+  const idleRaw = process.env.BENCH_IDLE ?? '200,2000';
+  const idle = idleRaw.split(',').map((v) => v.trim()).filter(Boolean).map(Number);
+  if (idle.some((n) => !Number.isInteger(n) || n < 0) || idle.some((n, i) => i > 0 && n <= (idle[i - 1] ?? 0))) {
+    throw new BenchError(`BENCH_IDLE must be increasing non-negative integers, got ${JSON.stringify(idleRaw)}`);
+  }
   // keep the canonical order whatever the env says
-  return { seconds, targets: ALL_TARGETS.filter((t) => targets.includes(t)) };
+  return { seconds, targets: ALL_TARGETS.filter((t) => targets.includes(t)), idle: idle.filter((n) => n > 0) };
 }
 
 // ==============================================================================================
@@ -86,12 +103,16 @@ function parseEnv() {
  * @param {{ listenPort: number,
  *           upstream: { host: string, port: number, database: string, user: string, password: string },
  *           tokenHash: string,
- *           auditPath: string }} p
+ *           auditPath: string,
+ *           sessions: number }} p
  * @returns {string} gatehouse.yaml contents
  */
-function gatehouseConfig({ listenPort, upstream, tokenHash, auditPath }) {
+function gatehouseConfig({ listenPort, upstream, tokenHash, auditPath, sessions }) {
   const q = (/** @type {string} */ s) => JSON.stringify(s); // JSON strings are valid YAML double-quoted scalars
-  return `identities:
+  // room for the idle sessions (one identity, one token) on top of pgbench's clients
+  return `limits:
+  sessions: { perIdentity: ${sessions}, perToken: ${sessions}, total: ${sessions} }
+identities:
   - id: bench
     kind: agent
     groups: [bench]
@@ -174,6 +195,19 @@ function processCpuMs(pid) {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
     return (Number(fields[11]) + Number(fields[12])) * (1000 / 100);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Resident set size of a process in MiB (Linux /proc), or undefined.
+ * @param {number} pid
+ */
+function processRssMiB(pid) {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : undefined;
   } catch {
     return undefined;
   }
@@ -314,7 +348,7 @@ backend pg_out
  * @param {{ host: string, port: number, database: string, user: string, password: string }} upstream
  * @returns {Promise<Endpoint>}
  */
-async function startGatehouse(tmp, upstream) {
+async function startGatehouse(tmp, upstream, sessions) {
   const issued = await run(process.execPath, [GATEWAY_CLI, 'token', 'issue', '--identity', 'bench', '--json'], {
     cwd: REPO,
   });
@@ -348,6 +382,7 @@ async function startGatehouse(tmp, upstream) {
       upstream,
       tokenHash: issuedToken.hash,
       auditPath: path.join(tmp, 'audit.jsonl'),
+      sessions,
     }),
   );
   // BENCH_GATEWAY_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the gateway.
@@ -368,11 +403,13 @@ async function startGatehouse(tmp, upstream) {
  * @param {Endpoint} ep
  * @param {string[]} modeArgs
  * @param {number} seconds
+ * @param {string} [logPrefix] log a sample of transactions under this prefix, for percentiles
  */
-async function pgbench(ep, modeArgs, seconds) {
+async function pgbench(ep, modeArgs, seconds, logPrefix) {
   const args = [
     '-n', '-S', ...modeArgs,
     '-c', String(CLIENTS), '-j', String(THREADS), '-T', String(seconds),
+    ...(logPrefix ? ['-l', `--sampling-rate=${SAMPLING_RATE}`, `--log-prefix=${logPrefix}`] : []),
     '-h', '127.0.0.1', '-p', String(ep.port), '-U', ep.user, 'app',
   ];
   const r = await run(path.join(PG_BIN, 'pgbench'), args, {
@@ -387,13 +424,79 @@ async function pgbench(ep, modeArgs, seconds) {
     if (ep.service) detail.push(`--- ${ep.service.name} output (tail) ---`, ep.service.tail() || '(none)');
     throw new BenchError(`pgbench against ${ep.name} failed (exit ${r.code})`, detail.join('\n'));
   }
-  return { tps: Number(tps[1]), latencyMs: Number(lat[1]) };
+  return { tps: Number(tps[1]), latencyMs: Number(lat[1]), ...(logPrefix ? latencyPercentiles(logPrefix) : {}) };
+}
+
+/**
+ * p50 and p99 in ms from pgbench's per-transaction logs (`<prefix>.<pid>[.<thread>]`, one line per
+ * sampled transaction: client, transaction number, latency in µs, …); the logs are removed.
+ * @param {string} prefix
+ */
+function latencyPercentiles(prefix) {
+  const dir = path.dirname(prefix);
+  const base = `${path.basename(prefix)}.`;
+  /** @type {number[]} */
+  const us = [];
+  for (const f of readdirSync(dir).filter((n) => n.startsWith(base))) {
+    const file = path.join(dir, f);
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const v = Number(line.split(' ')[2]);
+      if (line && Number.isFinite(v)) us.push(v);
+    }
+    rmSync(file);
+  }
+  if (us.length === 0) return {};
+  us.sort((a, b) => a - b);
+  return { p50Ms: percentile(us, 50) / 1000, p99Ms: percentile(us, 99) / 1000 };
+}
+
+/**
+ * Opens idle authenticated sessions through `ep` up to each count in `counts` (cumulative) and
+ * reports the proxy's RSS at each, against its RSS before the first: KiB per session.
+ * @param {Endpoint} ep
+ * @param {number[]} counts
+ */
+async function idleSessions(ep, counts) {
+  const pid = ep.service?.proc.pid;
+  if (!pid || counts.length === 0) return [];
+  /** @type {pg.Client[]} */
+  const clients = [];
+  const settle = async () => {
+    // let the gateway finish the logins' work and collect what they left behind
+    await new Promise((r) => setTimeout(r, 2000));
+  };
+  await settle();
+  const before = processRssMiB(pid);
+  /** @type {Array<{ target: string, sessions: number, rssMiB: number, perSessionKiB: number }>} */
+  const rows = [];
+  try {
+    for (const n of counts) {
+      log(`${ep.name}: ${n} idle sessions`);
+      while (clients.length < n) {
+        const batch = Array.from({ length: Math.min(8, n - clients.length) }, () => new pg.Client({ host: '127.0.0.1', port: ep.port, user: ep.user, password: ep.password, database: 'app', ssl: false }));
+        await Promise.all(batch.map((c) => c.connect()));
+        clients.push(...batch);
+      }
+      // every session is up and answered a statement
+      await Promise.all(clients.slice(-8).map((c) => c.query('SELECT 1')));
+      await settle();
+      const rss = processRssMiB(pid);
+      if (before === undefined || rss === undefined) break;
+      rows.push({ target: ep.name, sessions: n, rssMiB: rss, perSessionKiB: ((rss - before) * 1024) / n });
+    }
+  } catch (e) {
+    throw new BenchError(`idle sessions through ${ep.name} failed after ${clients.length}: ${/** @type {Error} */ (e).message}`, ep.service?.tail());
+  } finally {
+    await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+  }
+  return rows;
 }
 
 // ---------------------------------------------------------------------------------------------
 
 async function main() {
-  const { seconds, targets } = parseEnv();
+  const { seconds, targets, idle } = parseEnv();
+  const maxIdle = idle.at(-1) ?? 0;
 
   if (targets.includes('haproxy') && !haproxyAvailable()) {
     console.error('bench:pg needs haproxy: apt-get install -y haproxy');
@@ -414,7 +517,8 @@ async function main() {
   });
 
   log('starting throwaway PostgreSQL cluster');
-  const cluster = await startPgCluster();
+  // the idle sessions each hold a server connection too
+  const cluster = await startPgCluster({ maxConnections: maxIdle + 100 });
   cleanups.push(() => cluster.stop());
   const { user, password } = cluster.users.scram;
 
@@ -442,12 +546,14 @@ async function main() {
   if (targets.includes('gatehouse')) {
     log('starting gatehouse');
     endpoints.push(
-      await startGatehouse(tmp, { host: cluster.host, port: cluster.port, database: cluster.database, user, password }),
+      await startGatehouse(tmp, { host: cluster.host, port: cluster.port, database: cluster.database, user, password }, maxIdle + 64),
     );
   }
 
-  /** @type {Array<{ target: string, mode: string, tps: number, latencyMs: number }>} */
+  /** @type {import('./pg-report.mjs').Row[]} */
   const results = [];
+  /** @type {import('./pg-report.mjs').IdleRow[]} */
+  const idleRows = [];
   for (const ep of endpoints) {
     log(`${ep.name}: warm-up ${WARMUP_SECONDS}s`);
     await pgbench(ep, [], WARMUP_SECONDS);
@@ -455,47 +561,24 @@ async function main() {
       log(`${ep.name}: ${mode.name} ${seconds}s`);
       const pid = ep.service?.proc.pid;
       const cpu0 = pid ? processCpuMs(pid) : undefined;
-      const r = await pgbench(ep, mode.args, seconds);
+      const r = await pgbench(ep, mode.args, seconds, path.join(tmp, `pgbench-${ep.name}-${mode.name}`));
       const cpu1 = pid ? processCpuMs(pid) : undefined;
       // CPU the proxy process spent per transaction: steadier than tps on a shared 2-core box.
       const cpuUsPerTx = cpu0 !== undefined && cpu1 !== undefined && r.tps > 0 ? ((cpu1 - cpu0) * 1000) / (r.tps * seconds) : undefined;
-      results.push({ target: ep.name, mode: mode.name, ...r, cpuUsPerTx });
+      results.push({ target: ep.name, mode: mode.name, ...r, cpuUsPerTx, rssMiB: pid ? processRssMiB(pid) : undefined });
     }
+    if (ep.name === 'gatehouse') idleRows.push(...(await idleSessions(ep, idle)));
   }
 
   // Clean up first so nothing is printed after the ratio line.
   await cleanupAll();
-  return { results, seconds };
-}
-
-/**
- * @param {Array<{ target: string, mode: string, tps: number, latencyMs: number }>} results
- * @param {number} seconds
- */
-function report(results, seconds) {
-  const rows = [['target', 'mode', 'tps', 'avg latency ms', 'proxy cpu us/tx']];
-  for (const r of results) rows.push([r.target, r.mode, r.tps.toFixed(1), r.latencyMs.toFixed(3), r.cpuUsPerTx === undefined ? '-' : r.cpuUsPerTx.toFixed(1)]);
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
-  const line = (/** @type {string[]} */ row) =>
-    row.map((cell, i) => (i < 2 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ');
-  console.log(`pgbench -n -S -c ${CLIENTS} -j ${THREADS} -T ${seconds} (scale ${SCALE}, sslmode=disable)`);
-  console.log(line(rows[0]));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const row of rows.slice(1)) console.log(line(row));
-
-  const tps = (/** @type {string} */ target, /** @type {string} */ mode) =>
-    results.find((r) => r.target === target && r.mode === mode)?.tps;
-  const ratio = (/** @type {string} */ mode) => {
-    const g = tps('gatehouse', mode);
-    const h = tps('haproxy', mode);
-    return g !== undefined && h !== undefined && h > 0 ? (g / h).toFixed(2) : 'n/a';
-  };
-  console.log(`ratio gatehouse/haproxy simple=${ratio('simple')} prepared=${ratio('prepared')}`);
+  return { results, idleRows, seconds };
 }
 
 try {
-  const { results, seconds } = await main();
-  if (!interrupted) report(results, seconds);
+  const { results, idleRows, seconds } = await main();
+  const header = `pgbench -n -S -c ${CLIENTS} -j ${THREADS} -T ${seconds} (scale ${SCALE}, sslmode=disable), ${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} × ${os.cpus()[0]?.model.trim() ?? 'unknown CPU'}, node ${process.version}`;
+  if (!interrupted) console.log(formatReport({ header, rows: results, idle: idleRows }));
 } catch (e) {
   const err = /** @type {Error & { detail?: string }} */ (e);
   if (interrupted) {

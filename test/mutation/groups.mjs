@@ -7,6 +7,7 @@ export const GROUPS = {
     mutate: ['core/src/audit/**/*.ts', '!**/index.ts'],
     testFiles: [
       'test/core/audit-chain-forgery.test.ts',
+      'test/plugins/audit-jsonl/batch.test.ts',
       'test/core/serialize.test.ts',
       'test/core/spool.test.ts',
       'test/core/recorder.test.ts',
@@ -33,6 +34,7 @@ export const GROUPS = {
     mutate: ['core/src/pipeline/**/*.ts', '!**/index.ts'],
     testFiles: [
       'test/core/pipeline.test.ts',
+      'test/core/pipeline-lifecycle.test.ts',
       'test/core/guards.test.ts',
       'test/core/throttle.test.ts',
       'test/core/admission.test.ts',

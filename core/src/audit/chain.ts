@@ -11,6 +11,7 @@
  * of the event schema, works on files written by any version, and cannot be fooled by a
  * serializer that normalizes away a change.
  */
+import * as crypto from 'node:crypto'
 import { createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto'
 import { closeSync, openSync, readSync } from 'node:fs'
 
@@ -21,9 +22,14 @@ const HASH_SUFFIX = /,"hash":"([0-9a-f]{64})"\}$/
 const PREV_FIELD = /,"prev":"([0-9a-f]{64})"$/
 
 /** Seals one serialized event (a JSON object text) into the chain after `prev`. */
+// One call per line: crypto.hash (Node >= 20.12) hashes without a Hash object; the fallback is
+// the same digest.
+const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash
+const sha256Hex: (text: string) => string = oneShot ? (text) => oneShot('sha256', text, 'hex') : (text) => createHash('sha256').update(text).digest('hex')
+
 export function sealEvent(json: string, prev: string): { line: string; hash: string } {
   const body = `${json.slice(0, -1)},"prev":"${prev}"`
-  const hash = createHash('sha256').update(body).digest('hex')
+  const hash = sha256Hex(body)
   return { line: `${body},"hash":"${hash}"}`, hash }
 }
 

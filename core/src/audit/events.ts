@@ -119,3 +119,19 @@ export function principalRef(p: Principal): PrincipalRef {
   }
   return ref
 }
+
+let isoMs = -1
+let isoText = ''
+/**
+ * The current time as an ISO 8601 text, for audit events: the same text as
+ * `new Date().toISOString()`, formatted once per millisecond (two events per statement on the hot
+ * path ask within the same millisecond).
+ */
+export function isoNow(): string {
+  const ms = Date.now()
+  if (ms !== isoMs) {
+    isoMs = ms
+    isoText = new Date(ms).toISOString()
+  }
+  return isoText
+}

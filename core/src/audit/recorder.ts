@@ -55,6 +55,21 @@ export class AuditRecorder {
     return Promise.all(pending).then(() => undefined, refuse)
   }
 
+  /**
+   * Like record, for an event nobody waits for (a request's outcome): a required sink's failure
+   * goes to `failed` instead of a promise the caller must catch.
+   */
+  recordLater(event: AuditEvent, failed: (err: unknown, event: AuditEvent) => void): void {
+    let pending: Promise<void> | undefined
+    try {
+      pending = this.record(event)
+    } catch (err) {
+      failed(err, event)
+      return
+    }
+    pending?.then(undefined, (err: unknown) => failed(new GatewayError('GH_ERR_AUDIT_UNAVAILABLE', 'audit is unavailable; request refused', { cause: err }), event))
+  }
+
   /** Like record, but always a promise (for callers off the hot path). */
   recordAsync(event: AuditEvent): Promise<void> {
     try {

@@ -10,7 +10,7 @@ import { randomUUID, createHmac, randomBytes } from 'node:crypto'
 import type { DependencyContainer, InjectionToken } from 'tsyringe'
 import type { Counter } from 'prom-client'
 import { Metrics } from '../metrics.js'
-import { principalRef, type AuditEvent, type IntegrityEvent, type ProtocolEvent, type RequestEvent } from '../audit/events.js'
+import { isoNow, principalRef, type AuditEvent, type IntegrityEvent, type OutcomeEvent, type ProtocolEvent, type RequestEvent } from '../audit/events.js'
 import type { AuditRecorder } from '../audit/recorder.js'
 import { ScramServer } from '../auth/scram.js'
 import { ConnectionAdmission, isRefused, SessionCaps, type ConnectionSlot, type RefusedConnection } from './admission.js'
@@ -228,6 +228,7 @@ export class ConnectionPipeline implements Pipeline {
   private readonly credentialEnds: Counter<'connection' | 'cause'> | undefined
 
   private readonly decisions: Counter<'connection' | 'action' | 'verdict'> | undefined
+  private readonly decisionCounters = new Map<string, { inc(): void }>()
   private readonly protocolEvents: Counter<'connection' | 'event'> | undefined
   private readonly integrityViolations: Counter<'connection'> | undefined
   private readonly limitRefusals: Counter<'connection' | 'limit'> | undefined
@@ -504,7 +505,7 @@ export class ConnectionPipeline implements Pipeline {
 
   /** Common event fields. Event ids derive from session and request ids: unique, stable across retries. */
   private base(session: SessionInfo, id: string) {
-    return { id, time: new Date().toISOString(), session: session.id, connection: session.connection, protocol: session.protocol }
+    return { id, time: isoNow(), session: session.id, connection: session.connection, protocol: session.protocol }
   }
 
   private authContext(session: SessionInfo): AuthContext {
@@ -741,13 +742,26 @@ export class ConnectionPipeline implements Pipeline {
 
   /** The admission for a recorded decision; a refusal's outcome is recorded here, once for every adapter. */
   private verdict(request: GatewayRequest, decision: Decision): Admission {
-    this.decisions?.inc({ connection: this.connection, action: request.action, verdict: decision.verdict })
+    this.countDecision(request.action, decision.verdict)
     // The decision, not the request's text or parameters (the audit has those, under its own access control).
     if (this.logger.isLevelEnabled('trace')) this.logger.trace({ session: request.session.id, request: request.id, action: request.action, verdict: decision.verdict, rule: decision.rule }, 'request decided')
     if (decision.verdict === 'allow') return { admitted: true, decision }
     const refused = this.refusal(decision)
     this.completeRefused(request, refused.error)
     return refused
+  }
+
+  /** gatehouse_requests_total, through a cached child per action and verdict (prom-client hashes the labels on every `inc` otherwise). */
+  private countDecision(action: string, verdict: Decision['verdict']): void {
+    if (!this.decisions) return
+    const key = `${action}\0${verdict}`
+    let child = this.decisionCounters.get(key)
+    if (!child) {
+      if (this.decisionCounters.size >= 1024) this.decisionCounters.clear()
+      child = this.decisions.labels({ connection: this.connection, action, verdict })
+      this.decisionCounters.set(key, child)
+    }
+    child.inc()
   }
 
   private completeRefused(request: GatewayRequest, error: GatewayError): void {
@@ -772,7 +786,7 @@ export class ConnectionPipeline implements Pipeline {
       return this.intentFailed(request, err).error
     }
     const error = new GatewayError(refusal.code ?? 'GH_ERR_POLICY_DENIED', refusal.reason, { rule: refusal.rule })
-    this.decisions?.inc({ connection: this.connection, action: request.action, verdict: 'deny' })
+    this.countDecision(request.action, 'deny')
     this.completeRefused(request, error)
     return error
   }
@@ -786,7 +800,7 @@ export class ConnectionPipeline implements Pipeline {
     if (!this.recorder.hasSinks) return undefined
     const event: RequestEvent = {
       id: `${request.id}:request`,
-      time: new Date().toISOString(),
+      time: isoNow(),
       session: request.session.id,
       connection: request.session.connection,
       protocol: request.protocol,
@@ -860,7 +874,7 @@ export class ConnectionPipeline implements Pipeline {
     if (!this.recorder.hasSinks) return
     const event: AuditEvent = {
       id: `${request.id}:outcome`,
-      time: new Date().toISOString(),
+      time: isoNow(),
       session: request.session.id,
       connection: request.session.connection,
       protocol: request.protocol,
@@ -873,7 +887,11 @@ export class ConnectionPipeline implements Pipeline {
       durationMs: Math.round((performance.now() - admitted.startedAt) * 1000) / 1000,
       ...outcome,
     }
-    this.recorder.recordAsync(event).catch((err: unknown) => this.logger.error({ err: String(err), request: request.id }, 'could not record outcome'))
+    this.recorder.recordLater(event, this.outcomeFailed)
+  }
+
+  private readonly outcomeFailed = (err: unknown, event: AuditEvent): void => {
+    this.logger.error({ err: String(err), request: (event as OutcomeEvent).request }, 'could not record outcome')
   }
 
   async protocolEvent(session: SessionInfo, e: { event: string; reason: string; attrs?: Record<string, unknown> }): Promise<void> {

@@ -53,9 +53,24 @@ type JsonlConfig = Static<typeof ConfigSchema>
 /** How long an outcome record may wait for company before it is written on its own. */
 const LAZY_FLUSH_MS = 5
 
-interface Pending {
-  resolve: () => void
-  reject: (err: Error) => void
+/** The lines of one batch share one promise: settled when the batch is in the file (or failed). */
+interface Batch {
+  readonly done: Promise<void>
+  resolve(): void
+  reject(err: Error): void
+}
+
+function newBatch(): Batch {
+  let resolve!: () => void
+  let reject!: (err: Error) => void
+  const done = new Promise<void>((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  // A batch nobody waits for (only best-effort events) fails without an unhandled rejection: the
+  // failure is logged by the sink.
+  done.catch(() => undefined)
+  return { done, resolve, reject }
 }
 
 @injectable()
@@ -64,7 +79,7 @@ export class JsonlSink implements AuditSink, Lifecycle {
   private fd: number | undefined
   private lines: string[] = []
   private bytes = 0
-  private waiters: Pending[] = []
+  private batch: Batch | undefined
   private scheduled = false
   private closed = false
   private failing = false
@@ -151,7 +166,7 @@ export class JsonlSink implements AuditSink, Lifecycle {
     this.lines.push(line)
     this.bytes += line.length
     const lazy = event.type === 'outcome' || event.type === 'session.end'
-    const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }))
+    const batch = (this.batch ??= newBatch())
     if (this.bytes >= this.maxBatchBytes) this.drain()
     else if (lazy) {
       // Records nobody waits on ride along with the next intent record, or go out within a few ms.
@@ -160,7 +175,7 @@ export class JsonlSink implements AuditSink, Lifecycle {
       this.scheduled = true
       setImmediate(this.drainNow)
     }
-    return p
+    return batch.done
   }
 
   private readonly drainNow = () => this.drain()
@@ -197,15 +212,17 @@ export class JsonlSink implements AuditSink, Lifecycle {
       text += `${sealed.line}\n`
     }
     const count = this.lines.length
-    const waiters = this.waiters
+    const batch = this.batch as Batch
     this.lines = []
     this.bytes = 0
-    this.waiters = []
+    this.batch = undefined
+    const bytes = Buffer.byteLength(text)
     let sizeBefore: number | undefined
     try {
       if (this.fd === undefined) throw new Error('audit-jsonl sink not started')
-      this.rotateIfDue(Buffer.byteLength(text))
-      sizeBefore = fstatSync(this.fd as number).size
+      this.rotateIfDue(bytes)
+      // this sink is the file's only writer (the lock): its own count is the size
+      sizeBefore = this.size
       writeAll(this.fd as number, text)
     } catch (err) {
       // A partial write (the disk filled up mid-batch) must not leave a torn line in the chain.
@@ -216,11 +233,11 @@ export class JsonlSink implements AuditSink, Lifecycle {
           // the next start finds the torn line and refuses to continue from it
         }
       }
-      this.fail(waiters, err as Error)
+      this.fail(batch, err as Error)
       return
     }
     this.prev = prev
-    this.size += Buffer.byteLength(text)
+    this.size += bytes
     if (checkpointed) {
       this.checkpointSeq++
       this.sinceCheckpoint = 0
@@ -228,19 +245,19 @@ export class JsonlSink implements AuditSink, Lifecycle {
     } else this.sinceCheckpoint += count
     this.recovered()
     if (!this.fsyncEach) {
-      for (const w of waiters) w.resolve()
+      batch.resolve()
       return
     }
     fsync(this.fd as number, (err) => {
-      if (err) this.fail(waiters, err)
-      else for (const w of waiters) w.resolve()
+      if (err) this.fail(batch, err)
+      else batch.resolve()
     })
   }
 
-  private fail(waiters: Pending[], err: Error): void {
+  private fail(batch: Batch, err: Error): void {
     if (!this.failing) this.logger.error({ path: this.path, code: (err as NodeJS.ErrnoException).code, err: err.message }, 'audit file write failed')
     this.failing = true
-    for (const w of waiters) w.reject(err)
+    batch.reject(err)
   }
 
   async flush(): Promise<void> {
