@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest'
 import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parse } from 'yaml'
 import { ERROR_CODES } from '@gatehouse/core'
 
@@ -98,6 +98,22 @@ describe('docs/', () => {
     const example = (markdown: string) => /```js\n\/\/ examples\/custom-plugin\/index\.js[^\n]*\n([\s\S]*?)```/.exec(markdown)?.[1]
     expect(example(doc('plugins'))).toBeDefined()
     expect(example(doc('plugins'))).toBe(example(readme))
+  })
+
+  it("docs/benchmarks.md quotes bench:pg's own report: its table parses in the bench's format, the ratio line follows from it, and the prose names the run's date", async () => {
+    const { parseReport } = (await import(pathToFileURL(join(root, 'bench', 'pg-report.mjs')).href)) as { parseReport: (text: string) => { header: string; rows: { target: string; mode: string }[]; idle: { sessions: number }[]; ratios: Record<string, string> } }
+    const page = doc('benchmarks')
+    const block = /## PostgreSQL throughput[\s\S]*?```text\n([\s\S]*?)```/.exec(page)?.[1]
+    expect(block, 'a ```text block with the report under "PostgreSQL throughput"').toBeDefined()
+    const report = parseReport(block as string)
+    for (const target of ['direct', 'haproxy', 'node-pipe', 'gatehouse']) for (const mode of ['simple', 'extended', 'prepared']) expect(report.rows.some((r) => r.target === target && r.mode === mode), `${target} ${mode}`).toBe(true)
+    expect(report.idle.map((r) => r.sessions)).toEqual([200, 2000])
+    const date = /, (\d{4}-\d{2}-\d{2}),/.exec(report.header)?.[1]
+    expect(page).toContain(`Run on ${date}`)
+    // a figure typed by hand into the table is caught: the ratio line is recomputed from it
+    const doubled = (block as string).replace(/^(gatehouse +simple +)([\d.]+)/m, (_, head: string, tps: string) => `${head}${(Number(tps) * 2).toFixed(1)}`)
+    expect(doubled).not.toBe(block)
+    expect(() => parseReport(doubled)).toThrow(/does not follow/)
   })
 
   it('keeps the README under 15 KB', () => {

@@ -150,6 +150,24 @@ class Desync extends Error {
   }
 }
 
+/**
+ * Writes `pieces` in order with one write(2): small pieces (the common case: a few protocol
+ * messages, some the gateway built) are joined into one buffer, which costs less than Node's
+ * corked writev path; large ones go through cork/uncork without copying. False when the socket
+ * asks the caller to wait for 'drain'.
+ */
+function writeAll(socket: Socket, pieces: readonly Buffer[]): boolean {
+  if (pieces.length === 1) return socket.write(pieces[0] as Buffer)
+  let total = 0
+  for (const p of pieces) total += p.length
+  if (total <= JOIN_BELOW) return socket.write(Buffer.concat(pieces as Buffer[], total))
+  socket.cork()
+  for (const p of pieces) socket.write(p)
+  socket.uncork()
+  return !socket.writableNeedDrain
+}
+const JOIN_BELOW = 64 * 1024
+
 export class PostgresSession {
   private client: Socket
   private reader: MessageReader
@@ -705,14 +723,7 @@ export class PostgresSession {
     if (q.length === 0) return
     this.upQueue = []
     if (!up || up.destroyed) return
-    let ok: boolean
-    if (q.length === 1) ok = up.write(q[0] as Buffer)
-    else {
-      up.cork()
-      for (const b of q) up.write(b)
-      up.uncork()
-      ok = !up.writableNeedDrain
-    }
+    const ok = writeAll(up, q)
     // Backpressure: stop reading the client until the upstream drains.
     if (!ok) this.client.pause()
   }
@@ -1409,15 +1420,7 @@ export class PostgresSession {
       return
     }
     this.wakeQuietWaiter()
-    const out = this.client
-    let ok = true
-    if (pieces.length === 1) ok = out.write(pieces[0] as Buffer)
-    else if (pieces.length > 1) {
-      out.cork()
-      for (const p of pieces) out.write(p)
-      out.uncork()
-      ok = !out.writableNeedDrain
-    }
+    const ok = pieces.length === 0 || writeAll(this.client, pieces)
     // Backpressure: stop reading the upstream until the client drains.
     if (!ok) {
       this.upSocket?.pause()

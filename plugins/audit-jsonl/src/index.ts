@@ -173,12 +173,36 @@ export class JsonlSink implements AuditSink, Lifecycle {
       this.lazyTimer ??= setTimeout(this.drainLazy, LAZY_FLUSH_MS)
     } else if (!this.scheduled) {
       this.scheduled = true
+      this.urgent = true
       setImmediate(this.drainNow)
     }
     return batch.done
   }
 
   private readonly drainNow = () => this.drain()
+
+  /**
+   * Intent records written while the callers of the last batch go on (a client's pipeline: the
+   * Parse was admitted, its Execute is judged next) are written as soon as that cascade of
+   * promise callbacks is over, in the same event-loop turn, instead of waiting for the next one:
+   * a microtask queued at settling time schedules a tick, and Node runs ticks only once the
+   * microtask queue is empty.
+   */
+  private cascadeArmed = false
+  /** A line someone waits for (not only lazy ones) is pending. */
+  private urgent = false
+  private readonly afterCascade = () => {
+    this.cascadeArmed = false
+    if (this.urgent) this.drain()
+  }
+  private readonly armCascade = () => process.nextTick(this.afterCascade)
+
+  private settle(batch: Batch): void {
+    batch.resolve()
+    if (this.cascadeArmed) return
+    this.cascadeArmed = true
+    queueMicrotask(this.armCascade)
+  }
   private readonly drainLazy = () => {
     this.lazyTimer = undefined
     if (!this.scheduled) this.drain()
@@ -193,6 +217,7 @@ export class JsonlSink implements AuditSink, Lifecycle {
 
   private drain(): void {
     this.scheduled = false
+    this.urgent = false
     if (this.lazyTimer) {
       clearTimeout(this.lazyTimer)
       this.lazyTimer = undefined
@@ -245,12 +270,12 @@ export class JsonlSink implements AuditSink, Lifecycle {
     } else this.sinceCheckpoint += count
     this.recovered()
     if (!this.fsyncEach) {
-      batch.resolve()
+      this.settle(batch)
       return
     }
     fsync(this.fd as number, (err) => {
       if (err) this.fail(batch, err)
-      else batch.resolve()
+      else this.settle(batch)
     })
   }
 

@@ -509,6 +509,27 @@ describe('what a docs/ssh.md-style policy must see (issue: exec analysis a polic
     expect(facts('$@{1..2} x').dynamic).toBe(true)
   })
 
+  it.each([
+    ['python3', 'python3 runs code from its arguments or standard input'],
+    ['node --version x.js', 'node runs code from its arguments or standard input'],
+    ['go build -toolexec=/tmp/x ./...', 'go -toolexec'],
+    ['go -C /tmp/other build', 'go -C'],
+    ['openssl -engine /tmp/e.so version', 'openssl -engine'],
+    ['jq -rf prog.jq data.json', 'jq -f'],
+    ['jq --from-file prog.jq', 'jq --from-file'],
+  ])('%s is dynamic (%s): an interpreter without arguments reads code from stdin, one-dash long options, bundles', (command, reason) => {
+    const f = facts(command)
+    expect(f.dynamic).toBe(true)
+    expect(f.dynamicReasons).toContain(reason)
+  })
+
+  it('after --, options end: what follows is an operand (make still reads NAME=value there)', () => {
+    for (const command of ['make -- -f build', 'make -- build', 'jq -- -f x', 'jq -- a=b .', 'rsync -av src/ host:dst/', 'cmake --build build']) {
+      expect(facts(command).dynamic, command).toBe(false)
+    }
+    expect(facts("make -- 'CC=x' build").dynamicReasons).toContain('make CC=')
+  })
+
   it('plain uses stay static, and inert forms of interpreters run nothing', () => {
     for (const command of ['make build', 'make -j4 test', 'make -k build', 'python3 --version', 'git status', 'LANG=C git status', 'git log --oneline']) {
       expect(facts(command).dynamic, command).toBe(false)

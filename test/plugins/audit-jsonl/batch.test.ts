@@ -40,6 +40,21 @@ describe('audit-jsonl batches', () => {
     await s.close()
   })
 
+  it('an intent record written by a caller of the last batch (the Execute after its Parse) is written in the same event-loop turn', async () => {
+    const { sink: s, dir } = sink()
+    await s.start()
+    const order: string[] = []
+    await s.write(event(1))
+    // we run in the callbacks of the first batch: the next turn of the loop comes after this
+    setImmediate(() => order.push('next turn'))
+    await s.write(event(2))
+    order.push('second written')
+    await new Promise((r) => setImmediate(r))
+    expect(order).toEqual(['second written', 'next turn'])
+    expect(readFileSync(join(dir, 'audit.jsonl'), 'utf8').trim().split('\n')).toHaveLength(2)
+    await s.close()
+  })
+
   it('a batch the disk refuses fails every event in it, and a required sink refuses through the recorder', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gatehouse-jsonl-full-'))
     dirs.push(dir)
