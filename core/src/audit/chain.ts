@@ -21,12 +21,12 @@ export const GENESIS_HASH = '0'.repeat(64)
 const HASH_SUFFIX = /,"hash":"([0-9a-f]{64})"\}$/
 const PREV_FIELD = /,"prev":"([0-9a-f]{64})"$/
 
-/** Seals one serialized event (a JSON object text) into the chain after `prev`. */
 // One call per line: crypto.hash (Node >= 20.12) hashes without a Hash object; the fallback is
 // the same digest.
 const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash
 const sha256Hex: (text: string) => string = oneShot ? (text) => oneShot('sha256', text, 'hex') : (text) => createHash('sha256').update(text).digest('hex')
 
+/** Seals one serialized event (a JSON object text) into the chain after `prev`. */
 export function sealEvent(json: string, prev: string): { line: string; hash: string } {
   const body = `${json.slice(0, -1)},"prev":"${prev}"`
   const hash = sha256Hex(body)

@@ -67,7 +67,7 @@ export class AuditRecorder {
       failed(err, event)
       return
     }
-    pending?.then(undefined, (err: unknown) => failed(new GatewayError('GH_ERR_AUDIT_UNAVAILABLE', 'audit is unavailable; request refused', { cause: err }), event))
+    pending?.then(undefined, (err: unknown) => failed(unavailable(err), event))
   }
 
   /** Like record, but always a promise (for callers off the hot path). */
@@ -80,6 +80,10 @@ export class AuditRecorder {
   }
 }
 
+function unavailable(err: unknown): GatewayError {
+  return new GatewayError('GH_ERR_AUDIT_UNAVAILABLE', 'audit is unavailable; request refused', { cause: err })
+}
+
 function refuse(err: unknown): never {
-  throw new GatewayError('GH_ERR_AUDIT_UNAVAILABLE', 'audit is unavailable; request refused', { cause: err })
+  throw unavailable(err)
 }
