@@ -407,7 +407,7 @@ describe('TokenAuthenticator: what the tests above leave open', () => {
     const after = new TokenAuthenticator(gatewayConfig([{ id: 'ci', groups: ['new'], tokens: [{ id: 'renamed', token: generateToken() }, { id: 'tk2', token: t }] }]), { cacheSize: 16 })
     expect(after.revalidate(principal, ctx())).toMatchObject({ id: 'ci', groups: ['new'], credential: 'token:tk2' })
     const removed = new TokenAuthenticator(gatewayConfig([{ id: 'ci', tokens: [{ id: 'tk', token: generateToken() }] }]), { cacheSize: 16 })
-    expect(() => removed.revalidate(principal, ctx())).toThrow(expect.objectContaining({ code: 'GH_ERR_AUTH_REVOKED', message: 'token:tk of identity "ci" is no longer in the configuration' }))
+    expect(() => removed.revalidate(principal, ctx())).toThrow(expect.objectContaining({ code: 'GH_ERR_AUTH_REVOKED', message: 'identity "ci" no longer has this token in the configuration' }))
     const gone = new TokenAuthenticator(gatewayConfig([{ id: 'ops', tokens: [{ token: t }] }]), { cacheSize: 16 })
     expect(() => gone.revalidate(principal, ctx())).toThrow(expect.objectContaining({ code: 'GH_ERR_AUTH_REVOKED' }))
     // now expired, or no longer scoped here: refused as a login would be

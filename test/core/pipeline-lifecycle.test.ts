@@ -161,7 +161,7 @@ describe('config reload on open sessions', () => {
     const other = generateToken()
     // the same identity, t1 replaced by t2
     expect(reload([{ ...(identities[0] as Identity), tokens: [{ id: 't2', hash: hashToken(other, 'agent') }] }])).toEqual({ ended: 1 })
-    expect(rendered).toEqual([{ cause: 'credential.revoked', code: 'GH_ERR_AUTH_REVOKED', reason: 'the credential this session logged in with (token:t1) is no longer valid: token:t1 of identity "agent" is no longer in the configuration' }])
+    expect(rendered).toEqual([{ cause: 'credential.revoked', code: 'GH_ERR_AUTH_REVOKED', reason: 'the credential this session logged in with (token:t1) is no longer valid: identity "agent" no longer has this token in the configuration' }])
     await tick()
     expect(protocolEvents(events).map((e) => [e.event, e.attrs])).toEqual([['credential.revoked', { code: 'GH_ERR_AUTH_REVOKED' }]])
     expect(await counter('gatehouse_sessions_credential_ended_total', { connection: 'db', cause: 'credential.revoked' })).toBe(1)
@@ -216,7 +216,7 @@ describe('config reload on open sessions', () => {
     reload([{ ...(identities[0] as Identity), tokens: [] }])
     release()
     const err = await pending.catch((e: unknown) => e as Error & { code: string })
-    expect([err.code, err.message]).toEqual(['GH_ERR_AUTH_REVOKED', 'token:t1 of identity "agent" is no longer valid: token:t1 of identity "agent" is no longer in the configuration'])
+    expect([err.code, err.message]).toEqual(['GH_ERR_AUTH_REVOKED', 'token:t1 of identity "agent" is no longer valid: identity "agent" no longer has this token in the configuration'])
     // the connection is still there (the adapter ends it), but it never became a session
     expect(h.info.principal).toBeUndefined()
     await h.end()

@@ -359,7 +359,7 @@ describe('config reload', () => {
       expect(lost.message).toContain('token:agent-1-token) is no longer valid')
       const r = await ssh.done
       expect(r.stdout).toBe('up\n')
-      expect(r.stderr).toMatch(/Received disconnect from .*gatehouse: session ended: the credential this session logged in with \(ssh-key:[^)]*\) is no longer valid: key .* is no longer registered/)
+      expect(r.stderr).toMatch(/Received disconnect from .*gatehouse: session ended: the credential this session logged in with \(ssh-key:[^)]*\) is no longer valid: the key is no longer registered to identity/)
       expect((await kept.query('SELECT 3 AS n')).rows).toEqual([{ n: 3 }])
       const again = await psql(pgTarget(gw, 'agent-1'), 'SELECT 1;')
       expect(again.stderr).toContain('authentication failed')

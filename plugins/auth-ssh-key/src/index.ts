@@ -77,7 +77,7 @@ export class SshKeyAuthenticator implements Authenticator {
     if (!blob) return undefined
     const identity = this.identities.get(principal.id)
     const key = identity?.keys.find((k) => k.blob.equals(blob))
-    if (!key) throw new GatewayError('GH_ERR_AUTH_REVOKED', `key ${principal.credential} is no longer registered to identity "${principal.id}"`)
+    if (!key) throw new GatewayError('GH_ERR_AUTH_REVOKED', `the key is no longer registered to identity "${principal.id}"`)
     return this.authenticate({ kind: 'public-key', user: principal.id, algorithm: key.algorithm, key: blob }, ctx)
   }
 }

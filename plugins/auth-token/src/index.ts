@@ -157,7 +157,7 @@ export class TokenAuthenticator implements Authenticator {
     if (hashText === undefined) return undefined
     const identity = this.identities.get(principal.id)
     const token = identity?.tokens.find((t) => t.hashText === hashText)
-    if (!identity || !token) throw new GatewayError('GH_ERR_AUTH_REVOKED', `${principal.credential} of identity "${principal.id}" is no longer in the configuration`)
+    if (!identity || !token) throw new GatewayError('GH_ERR_AUTH_REVOKED', `identity "${principal.id}" no longer has this token in the configuration`)
     return this.accept(identity, token, ctx)
   }
 }

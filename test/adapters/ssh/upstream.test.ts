@@ -61,6 +61,20 @@ describe('connectUpstream', () => {
     expect(err.message).not.toContain('PRIVATE KEY')
   })
 
+  it('a target that offers keyboard-interactive after refusing the key: refused at once, not left waiting for answers nobody gives', async () => {
+    // sshd with PAM offers keyboard-interactive once the key is refused. The gateway must not try
+    // it: ssh2 would wait for prompt answers until readyTimeout and call the target unreachable.
+    const kbd = await startSshd({ config: { UsePAM: 'yes', KbdInteractiveAuthentication: 'yes' } })
+    try {
+      const started = Date.now()
+      const err = await connectUpstream({ ...config({ privateKey: stranger.privateKey, readyTimeoutMs: 8_000 }), port: kbd.port, hostKey: kbd.hostKeyFingerprint } as never, new AbortController().signal).catch((e: unknown) => e as Error & { reason: string })
+      expect(err).toMatchObject({ reason: 'auth', message: `the target refused the gateway's credential for ${kbd.user}` })
+      expect(Date.now() - started).toBeLessThan(6_000)
+    } finally {
+      await kbd.stop()
+    }
+  })
+
   it('an unreachable target, and a session that ended while connecting, are unreachable', async () => {
     const port = await freePort()
     await expect(connectUpstream(config({ port }), new AbortController().signal)).rejects.toMatchObject({ reason: 'unreachable', message: expect.stringMatching(new RegExp(`^cannot reach 127\\.0\\.0\\.1:${port}: `)) })

@@ -94,7 +94,7 @@ describe('SshKeyAuthenticator', () => {
     const after = new SshKeyAuthenticator(config([{ id: 'ci', groups: ['new'], sshKeys: [keys.b as string, keys.a as string] }]))
     expect(after.revalidate(principal, ctx)).toMatchObject({ id: 'ci', groups: ['new'], credential: 'ssh-key:a key for tests' })
     const removed = new SshKeyAuthenticator(config([{ id: 'ci', sshKeys: [keys.b as string] }]))
-    expect(() => removed.revalidate(principal, ctx)).toThrow(expect.objectContaining({ code: 'GH_ERR_AUTH_REVOKED', message: 'key ssh-key:a key for tests is no longer registered to identity "ci"' }))
+    expect(() => removed.revalidate(principal, ctx)).toThrow(expect.objectContaining({ code: 'GH_ERR_AUTH_REVOKED', message: 'the key is no longer registered to identity "ci"' }))
     const moved = new SshKeyAuthenticator(config([{ id: 'ops', sshKeys: [keys.a as string] }]))
     expect(() => moved.revalidate(principal, ctx)).toThrow(expect.objectContaining({ code: 'GH_ERR_AUTH_REVOKED' }))
     expect(after.revalidate({ id: 'ci', kind: 'agent', groups: [], claims: {}, credential: 'token:x' }, ctx)).toBeUndefined()
