@@ -5,68 +5,8 @@
  * age, credential expiry), analyzer plugins, and connection admission before login.
  */
 import { describe, expect, it } from 'vitest'
-import {
-  AuditRecorder,
-  ConnectionPipeline,
-  createLogger,
-  GatewayConfig,
-  generateToken,
-  hashToken,
-  Metrics,
-  MetricsRegistry,
-  validate,
-  type Analyzer,
-  type AuditEvent,
-  type AuditSink,
-  type Decision,
-  type GatewayRequest,
-  type PolicyEngine,
-  type SessionHandle,
-} from '@gatehouse/core'
-import { container } from 'tsyringe'
-import { TokenAuthenticator } from '@gatehouse/plugin-auth-token'
-import { resolveLimits } from '../../core/dist/pipeline/limits.js'
-
-const allow: Decision = { verdict: 'allow', rule: 'p/allow', reason: 'allowed' }
-const deny: Decision = { verdict: 'deny', rule: 'p/deny', reason: 'no writes' }
-
-type Identity = { id: string; groups: string[]; tokens: { id: string; hash: string; expires?: string }[] }
-type LogLine = { level: number; msg: string; [k: string]: unknown }
-
-function harness(opts: { policies?: PolicyEngine[]; analyzers?: Analyzer[]; limits?: Record<string, unknown>; sink?: Partial<AuditSink>; expires?: string } = {}) {
-  const token = generateToken()
-  const identities: Identity[] = [{ id: 'agent', groups: ['a'], tokens: [{ id: 't1', hash: hashToken(token, 'agent'), ...(opts.expires ? { expires: opts.expires } : {}) }] }]
-  const configWith = (ids: Identity[]) =>
-    validate(GatewayConfig, { connections: [{ name: 'db', adapter: 'postgres', listen: '127.0.0.1:0', upstream: { host: 'h', database: 'd', user: 'u' } }], identities: ids })
-  const events: AuditEvent[] = []
-  const logs: LogLine[] = []
-  const logger = createLogger('trace', { write: (s: string) => void logs.push(JSON.parse(s) as LogLine) } as never)
-  const sink: AuditSink = { mode: 'required', write: (e) => void events.push(e), flush: async () => {}, close: async () => {}, ...opts.sink }
-  const recorder = new AuditRecorder([{ name: 'mem', sink }], logger)
-  const metrics = new MetricsRegistry()
-  const root = container.createChildContainer()
-  root.registerInstance(Metrics, metrics)
-  const limits = resolveLimits(opts.limits as never, undefined)
-  const chains = (ids: Identity[]) => ({ authenticators: [new TokenAuthenticator(configWith(ids), { cacheSize: 0 })], analyzers: opts.analyzers ?? [], policies: opts.policies ?? [{ decide: () => allow }], transformers: [] })
-  const pipeline = new ConnectionPipeline('db', chains(identities), recorder, root, logger, limits)
-  const login = async (clientAddress = '10.1.2.3:5555') => {
-    const h = pipeline.openSession({ protocol: 'postgres', clientAddress, tls: false })
-    await pipeline.authenticate(h.info, { kind: 'password', user: 'agent', password: token })
-    return h
-  }
-  /** The value of a counter with exactly these labels, from the registry /metrics serves. */
-  const counter = async (name: string, labels: Record<string, string>): Promise<number | undefined> => {
-    const metric = metrics.registry.getSingleMetric(name)
-    const values = ((await metric?.get()) as { values: { labels: Record<string, string>; value: number }[] } | undefined)?.values ?? []
-    return values.find((v) => JSON.stringify(Object.entries(v.labels).sort()) === JSON.stringify(Object.entries(labels).sort()))?.value
-  }
-  const reload = (ids: Identity[], limitOverrides?: Record<string, unknown>) =>
-    pipeline.reconfigure({ chains: chains(ids), limits: resolveLimits(limitOverrides as never, undefined), identityLimits: new Map() })
-  return { pipeline, events, logs, token, login, counter, reload, identities }
-}
-
-const tick = () => new Promise((r) => setImmediate(r))
-const protocolEvents = (events: AuditEvent[]) => events.filter((e) => e.type === 'protocol') as (AuditEvent & { event: string; reason: string; attrs?: Record<string, unknown> })[]
+import { generateToken, hashToken, type Analyzer, type GatewayRequest, type SessionHandle } from '@gatehouse/core'
+import { allow, deny, harness, protocolEvents, tick, type Identity } from './pipeline-harness.js'
 
 describe('what an operator sees: logs and metrics', () => {
   it('decisions are counted by action and verdict; a deny and a refusal too; the trace log names the decision, never the text', async () => {
@@ -304,7 +244,13 @@ describe('analyzers and explain', () => {
     const seen: unknown[] = []
     const analyzers: Analyzer[] = [
       { analyze: (r: GatewayRequest) => void ((r.attrs as Record<string, unknown>).first = 1) },
-      { analyze: async (r: GatewayRequest) => void ((r.attrs as Record<string, unknown>).second = (r.attrs as { first: number }).first + 1) },
+      {
+        analyze: async (r: GatewayRequest) => {
+          // adds its attribute only after a turn of the event loop: policy must wait for it
+          await tick()
+          ;(r.attrs as Record<string, unknown>).second = (r.attrs as { first: number }).first + 1
+        },
+      },
     ]
     const { pipeline, login, events } = harness({ analyzers, policies: [{ decide: (r) => (seen.push({ ...r.attrs }), (r.attrs as { second?: number }).second === 2 ? allow : deny) }] })
     const h = await login()

@@ -35,6 +35,7 @@ export const GROUPS = {
     testFiles: [
       'test/core/pipeline.test.ts',
       'test/core/pipeline-lifecycle.test.ts',
+      'test/core/pipeline-edges.test.ts',
       'test/core/guards.test.ts',
       'test/core/throttle.test.ts',
       'test/core/admission.test.ts',
