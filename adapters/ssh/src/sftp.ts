@@ -98,6 +98,8 @@ export class SftpProxy {
   private inFlight = 0
   /** The in-flight limit was reached in this session (recorded the first time). */
   private overInFlight = false
+  /** The unread-replies limit was reached: the session is ending (recorded once). */
+  private overUnread = false
   /** A handle the gateway never handed out was used in this session (recorded the first time). */
   private forgedHandle = false
   /** The target's home directory (`REALPATH .`), fetched once: relative paths that cannot be resolved are judged against it. */
@@ -188,7 +190,7 @@ export class SftpProxy {
     on('FSETSTAT', async (t, id: number, handle: Buffer, attrs: Attributes) => {
       const h = this.known(id, handle)
       if (!h) return
-      const request = this.pipeline.request(this.session, { action: 'ssh.sftp', text: `sftp setstat ${h.path}`, attrs: { ssh: { subsystem: 'sftp', op: 'setstat', path: h.path, requestedPath: h.path, handle: true, attrs: describeAttrs(attrs) } } })
+      const request = this.pipeline.request(this.session, { action: 'ssh.sftp', text: `sftp setstat ${h.path}`, attrs: { ssh: { subsystem: 'sftp', op: 'setstat', path: h.path, paths: [h.path], requestedPath: h.path, handle: true, attrs: describeAttrs(attrs) } } })
       if (!(await this.admitted(id, request))) return
       t.fsetstat(handle, attrs, (err) => this.done(id, err, request))
     })
@@ -228,7 +230,11 @@ export class SftpProxy {
     const { sftpInFlight, sftpUnreadBytes } = this.pipeline.limits.adapter as SshLimits
     const buffered = ((this.client as unknown as { _buffer?: Buffer[] })._buffer ?? []).reduce((n, b) => n + b.length, 0)
     if (buffered > sftpUnreadBytes) {
-      this.limit(`the sftp client asked for more than ${sftpUnreadBytes} bytes it does not read (limits.ssh.sftpUnreadBytes)`)
+      // the session ends: requests already read from the client find it over the limit too
+      if (!this.overUnread) {
+        this.overUnread = true
+        this.limit(`the sftp client asked for more than ${sftpUnreadBytes} bytes it does not read (limits.ssh.sftpUnreadBytes)`)
+      }
       return false
     }
     if (this.inFlight >= sftpInFlight) {

@@ -11,7 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { spawn } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer, connect, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -324,6 +324,7 @@ describe('sftp limits (limits.ssh)', () => {
       expect(await read()).toBe('artifact\n')
       const events = (await gw.audit()).filter((e) => e.type === 'protocol' && (e as { event?: string }).event === 'limit.ssh.sftp-in-flight')
       expect(events).toHaveLength(1)
+      expect(events[0]).toMatchObject({ reason: 'the sftp client had more than 4 reads and writes in flight (limits.ssh.sftpInFlight); the excess is answered with a failure' })
     } finally {
       c.end()
       await gw.gateway.reload(running)
@@ -409,9 +410,164 @@ describe('handles and metadata', () => {
       await closed(c).catch(() => undefined)
       const forged = (await gw.audit()).filter((e) => e.type === 'protocol' && (e as { event?: string }).event === 'sftp.unknown-handle')
       expect(forged).toHaveLength(2)
-      expect(forged[0]).toMatchObject({ reason: expect.stringContaining('never handed out'), principal: { id: 'agent-1' } })
+      expect(forged[0]).toMatchObject({ reason: expect.stringContaining('never handed out'), principal: { id: 'agent-1' }, attrs: { handle: '00000000' } })
     } finally {
       c.end()
+    }
+  })
+})
+
+describe('every sftp operation, forwarded and recorded', () => {
+  type Result<T> = { err?: Error & { code?: number }; value?: T }
+  /** One sftp call, its error or value; a call the gateway never answers fails the test instead of hanging it. */
+  const call = <T>(f: (cb: (err: (Error & { code?: number }) | null | undefined, value?: T) => void) => void) =>
+    Promise.race([
+      new Promise<Result<T>>((resolve) => f((err, value) => resolve(err ? { err } : { value: value as T }))),
+      new Promise<Result<T>>((resolve) => setTimeout(() => resolve({ err: new Error('no answer within 5 s') }), 5000)),
+    ])
+  const outcomesOf = async (request: RequestEvent) => (await gw.audit()).filter((e) => e.type === 'outcome' && (e as { request?: string }).request === request.request) as (AuditEvent & Record<string, unknown>)[]
+
+  it('mkdir, open/write/fstat/close, setstat with each attribute, symlink, readlink, opendir/readdir, rename, remove, rmdir: each judged on its canonical path, done at the target, and its outcome recorded', async () => {
+    const ops = join(art, 'scratch', 'ops')
+    rmSync(ops, { recursive: true, force: true })
+    mkdirSync(ops, { recursive: true })
+    const before = (await requests('ssh.sftp')).length
+    const c = await client()
+    try {
+      const s = await sftpOf(c)
+      expect((await call((cb) => s.mkdir(`${ops}/d`, cb))).err).toBeUndefined()
+      expect(statSync(join(ops, 'd')).isDirectory()).toBe(true)
+
+      const handle = (await call<Buffer>((cb) => s.open(`${ops}/d/f`, 'w', cb))).value as Buffer
+      expect((await call((cb) => s.write(handle, Buffer.from('hello'), 0, 5, 0, cb))).err).toBeUndefined()
+      expect((await call<{ size: number }>((cb) => s.fstat(handle, cb))).value?.size).toBe(5)
+      // chmod through a writable handle in scratch: allowed, judged as setstat on its path
+      expect((await call((cb) => s.fchmod(handle, 0o640, cb))).err).toBeUndefined()
+      expect((await call((cb) => s.close(handle, cb))).err).toBeUndefined()
+      expect(readFileSync(join(ops, 'd', 'f'), 'utf8')).toBe('hello')
+
+      expect((await call((cb) => s.setstat(`${ops}/d/f`, { mode: 0o600 }, cb))).err).toBeUndefined()
+      expect(statSync(join(ops, 'd', 'f')).mode & 0o7777).toBe(0o600)
+      expect((await call((cb) => s.setstat(`${ops}/d/f`, { uid: 0, gid: 0, size: 2 }, cb))).err).toBeUndefined()
+      expect(readFileSync(join(ops, 'd', 'f'), 'utf8')).toBe('he')
+
+      expect((await call((cb) => s.symlink('f', `${ops}/d/l`, cb))).err).toBeUndefined()
+      expect(readlinkSync(join(ops, 'd', 'l'))).toBe('f')
+      expect(await call<string>((cb) => s.readlink(`${ops}/d/l`, cb))).toEqual({ value: 'f' })
+      // a link to a directory: opendir follows it, and is judged where it lands
+      symlinkSync(join(ops, 'd'), join(ops, 'dl'))
+      const dirHandle = (await call<Buffer>((cb) => s.opendir(`${ops}/dl`, cb))).value as Buffer
+      const listed = await call<{ filename: string }[]>((cb) => s.readdir(dirHandle, cb))
+      expect(listed.value?.map((e) => e.filename).sort()).toEqual(expect.arrayContaining(['f', 'l']))
+      // the listing is over: the next readdir is the end of it, as sftp-server says
+      const end = await call<unknown>((cb) => s.readdir(dirHandle, cb))
+      expect(end.value === false || end.err?.code === ssh2.utils.sftp.STATUS_CODE.EOF).toBe(true)
+      expect((await call((cb) => s.close(dirHandle, cb))).err).toBeUndefined()
+
+      expect((await call((cb) => s.rename(`${ops}/d/f`, `${ops}/d/g`, cb))).err).toBeUndefined()
+      // below a directory that does not exist (the target canonicalises a missing last name, not a
+      // missing directory on the way): judged as written (unresolved), the target's error comes back
+      const lost = await call((cb) => s.rename(`${ops}/d/g`, `${ops}/nodir/deeper/g`, cb))
+      expect(lost.err?.code).toBe(ssh2.utils.sftp.STATUS_CODE.NO_SUCH_FILE)
+      // a directory with something in it: the target refuses, and says so
+      const full = await call((cb) => s.rmdir(`${ops}/d`, cb))
+      expect(full.err?.code).toBe(ssh2.utils.sftp.STATUS_CODE.FAILURE)
+      expect((await call((cb) => s.unlink(`${ops}/d/g`, cb))).err).toBeUndefined()
+      expect((await call((cb) => s.unlink(`${ops}/d/l`, cb))).err).toBeUndefined()
+      expect((await call((cb) => s.rmdir(`${ops}/d`, cb))).err).toBeUndefined()
+      expect(existsSync(join(ops, 'd'))).toBe(false)
+
+      // a file left open when the session ends: its outcome says so, with the bytes written
+      const kept = (await call<Buffer>((cb) => s.open(`${ops}/kept`, 'w', cb))).value as Buffer
+      expect((await call((cb) => s.write(kept, Buffer.from('abc'), 0, 3, 0, cb))).err).toBeUndefined()
+    } finally {
+      c.end()
+      await closed(c).catch(() => undefined)
+    }
+    await new Promise((r) => setTimeout(r, 200))
+    const recorded = (await requests('ssh.sftp')).slice(before)
+    const find = (op: string, path: string) => recorded.find((e) => sshAttrs(e).op === op && sshAttrs(e).path === path) as RequestEvent
+    const byOp = recorded.map((e) => [sshAttrs(e).op, sshAttrs(e).path, e.verdict])
+    expect(byOp).toEqual(
+      expect.arrayContaining([
+        ['mkdir', `${ops}/d`, 'allow'],
+        ['open', `${ops}/d/f`, 'allow'],
+        ['setstat', `${ops}/d/f`, 'allow'],
+        ['symlink', `${ops}/d/l`, 'allow'],
+        ['readlink', `${ops}/d/l`, 'allow'],
+        ['opendir', `${ops}/d`, 'allow'],
+        ['rename', `${ops}/d/f`, 'allow'],
+        ['rename', `${ops}/d/g`, 'allow'],
+        ['rmdir', `${ops}/d`, 'allow'],
+        ['remove', `${ops}/d/g`, 'allow'],
+        ['remove', `${ops}/d/l`, 'allow'],
+      ]),
+    )
+    const fsetstat = recorded.find((e) => sshAttrs(e).op === 'setstat' && sshAttrs(e).handle === true) as RequestEvent
+    expect(fsetstat.text).toBe(`sftp setstat ${ops}/d/f`)
+    expect(sshAttrs(fsetstat)).toMatchObject({ subsystem: 'sftp', attrs: { mode: '0640' } })
+    const setstats = recorded.filter((e) => sshAttrs(e).op === 'setstat' && sshAttrs(e).handle === undefined).map((e) => sshAttrs(e).attrs)
+    expect(setstats).toEqual([{ mode: '0600' }, { uid: 0, gid: 0, size: 2 }])
+    expect(sshAttrs(find('symlink', `${ops}/d/l`))).toMatchObject({ to: 'f' })
+    expect(sshAttrs(find('opendir', `${ops}/d`))).toMatchObject({ requestedPath: `${ops}/dl` })
+    const unresolved = recorded.find((e) => sshAttrs(e).op === 'rename' && sshAttrs(e).resolved === false) as RequestEvent
+    expect(unresolved.text).toBe(`sftp rename ${ops}/d/g`)
+    expect(sshAttrs(unresolved)).toMatchObject({ subsystem: 'sftp', path: `${ops}/d/g`, requestedTo: `${ops}/nodir/deeper/g` })
+    // only a rename carries the destination it was asked for
+    expect(recorded.filter((e) => 'requestedTo' in sshAttrs(e)).every((e) => sshAttrs(e).op === 'rename')).toBe(true)
+    const outcome = async (op: string, path: string) => (await outcomesOf(find(op, path))).map(({ status, error, bytesIn }) => ({ status, error, bytesIn }))
+    expect(await outcome('open', `${ops}/d/f`)).toEqual([{ status: 'closed', error: undefined, bytesIn: 5 }])
+    expect(await outcome('opendir', `${ops}/d`)).toEqual([{ status: 'opened', error: undefined, bytesIn: undefined }])
+    expect(await outcome('readlink', `${ops}/d/l`)).toEqual([{ status: 'ok', error: undefined, bytesIn: undefined }])
+    expect(await outcome('open', `${ops}/kept`)).toEqual([{ status: 'not closed', error: undefined, bytesIn: 3 }])
+    const rmdirs = recorded.filter((e) => sshAttrs(e).op === 'rmdir')
+    const rmdirOutcomes = (await Promise.all(rmdirs.map(outcomesOf))).flat()
+    expect(rmdirOutcomes.map((o) => o.error ?? o.status)).toEqual([{ code: 'SFTP 4', message: expect.any(String) }, 'ok'])
+    expect((await outcomesOf(unresolved)).map((o) => o.error)).toEqual([{ code: 'SFTP 2', message: expect.any(String) }])
+  })
+
+  it('a relative path the target cannot resolve is judged against the home directory', async () => {
+    const c = await client()
+    try {
+      const s = await sftpOf(c)
+      const missing = await call((cb) => s.stat('no/such/place', cb))
+      expect(missing.err?.message).toContain('denied')
+    } finally {
+      c.end()
+    }
+    const stat = (await requests('ssh.sftp')).filter((e) => sshAttrs(e).op === 'stat' && sshAttrs(e).requestedPath === 'no/such/place').at(-1) as RequestEvent
+    expect(stat.text).toBe('sftp stat /root/no/such/place')
+    expect(sshAttrs(stat)).toMatchObject({ path: '/root/no/such/place', resolved: false })
+  })
+
+  it('a client that asks for more than sftpUnreadBytes of replies it does not read: the session ends, recorded', async () => {
+    const big = join(art, 'big.bin')
+    writeFileSync(big, Buffer.alloc(6 * 1024 * 1024, 7))
+    const running = structuredClone(gw.gateway.config)
+    await gw.gateway.reload({ ...structuredClone(running), limits: { ...running.limits, ssh: { sftpUnreadBytes: 65536, sftpInFlight: 4096 } } })
+    const c = await client()
+    try {
+      const s = await sftpOf(c)
+      const handle = (await call<Buffer>((cb) => s.open(big, 'r', cb))).value as Buffer
+      const ended = closed(c)
+      // stop reading what the gateway sends (requests still go out): its replies pile up once the window is used
+      const sock = (c as unknown as { _sock: Socket })._sock
+      sock.pause()
+      const ask = (n: number, from: number) => {
+        for (let i = 0; i < n; i++) s.read(handle, Buffer.alloc(32768), 0, 32768, (from + i) * 32768, () => undefined)
+      }
+      ask(96, 0)
+      await new Promise((r) => setTimeout(r, 1500))
+      ask(32, 96)
+      await new Promise((r) => setTimeout(r, 1000))
+      sock.resume()
+      await Promise.race([ended, new Promise((r) => setTimeout(r, 10_000))])
+      const events = (await gw.audit()).filter((e) => e.type === 'protocol' && (e as { event?: string }).event === 'limit.ssh.sftp-unread')
+      expect(events.map((e) => (e as { reason?: string }).reason)).toEqual(['the sftp client asked for more than 65536 bytes it does not read (limits.ssh.sftpUnreadBytes)'])
+    } finally {
+      c.end()
+      await gw.gateway.reload(running)
+      rmSync(big, { force: true })
     }
   })
 })
