@@ -6,7 +6,9 @@
  * lockouts; refusals when the audit cannot take the intent; a pipeline without a metrics registry.
  */
 import { describe, expect, it } from 'vitest'
-import { GatewayError, ScramClient, type AuditEvent, type Authenticator, type Principal, type SessionHandle } from '@gatehouse/core'
+import { AuditRecorder, ConnectionPipeline, createLogger, GatewayError, Metrics, MetricsRegistry, ScramClient, type AuditEvent, type Authenticator, type Principal, type SessionHandle } from '@gatehouse/core'
+import { container } from 'tsyringe'
+import { resolveLimits } from '../../core/dist/pipeline/limits.js'
 import { allow, harness, protocolEvents, sleep, tick, type Identity } from './pipeline-harness.js'
 
 const principal = (id: string, credential = `custom:${id}`): Principal => Object.freeze({ id, kind: 'agent', groups: [], claims: {}, credential })
@@ -149,6 +151,16 @@ describe('the sweeper applies each limit, and only the limits set', () => {
       expect((rendered[0] as { at: number }).at - loggedIn).toBeGreaterThanOrEqual(290)
       expect((rendered[0] as { at: number }).at - loggedIn).toBeLessThan(900)
     }
+  })
+
+  it("an identity's own max age sets the sweep interval too", async () => {
+    const { login } = harness({ limits: { sessions: { idleMs: 0, maxAgeMs: 0 } }, identityLimits: { agent: { maxAgeMs: 1000 } } })
+    const h = await login()
+    const loggedIn = Date.now()
+    const rendered = renderInto(h)
+    await until(() => rendered.length > 0, 4000)
+    expect(rendered.map((r) => r.cause)).toEqual(['sessions.max-age'])
+    expect((rendered[0] as { at: number }).at - loggedIn).toBeLessThan(1600)
   })
 
   it('no maxAge: a busy session lives on; no idle limit: a silent one lives until its max age', async () => {
@@ -339,6 +351,21 @@ describe('logins', () => {
     }
   })
 
+  it('an authenticator that throws a plain error refuses the login as GH_ERR_AUTH_FAILED, telling the client nothing more', async () => {
+    const { pipeline } = harness({
+      authenticators: () => [
+        {
+          authenticate: () => {
+            throw new Error('ldap connection reset')
+          },
+        },
+      ],
+    })
+    const h = pipeline.openSession({ protocol: 'postgres', clientAddress: '10.1.1.1:1', tls: false })
+    const err = await pipeline.authenticate(h.info, { kind: 'password', user: 'agent', password: 'x' }).catch((e: unknown) => e as GatewayError)
+    expect([err.code, err.message, err.clientMessage]).toEqual(['GH_ERR_AUTH_FAILED', 'authentication failed', 'authentication failed'])
+  })
+
   it('the audited user name is bounded: 256 characters kept whole, a longer one cut with an ellipsis; no user, no field', async () => {
     const { pipeline, events } = harness()
     const h = pipeline.openSession({ protocol: 'postgres', clientAddress: '10.1.1.1:1', tls: false })
@@ -378,6 +405,9 @@ describe('requests', () => {
     expect([error.code, error.message, error.opts.cause]).toEqual(['GH_ERR_AUDIT_UNAVAILABLE', 'audit is unavailable; request refused', failWith])
     const refused = await pipeline.refuse(pipeline.request(h.info, { action: 'x', attrs: {} }), { rule: 'gatehouse/parse', reason: 'unparseable' })
     expect([refused.code, refused.message]).toEqual(['GH_ERR_AUDIT_UNAVAILABLE', 'audit is unavailable; request refused'])
+    failWith = new GatewayError('GH_ERR_INTERNAL', 'sink bug')
+    const other = await pipeline.admit(pipeline.request(h.info, { action: 'x', attrs: {} }))
+    expect([(other as { error: GatewayError }).error.code, (other as { error: GatewayError }).error.message]).toEqual(['GH_ERR_AUDIT_UNAVAILABLE', 'audit is unavailable; request refused'])
     failWith = new GatewayError('GH_ERR_AUDIT_UNAVAILABLE', 'audit sink "siem" is down')
     const b = await pipeline.admit(pipeline.request(h.info, { action: 'x', attrs: {} }))
     expect((b as { error: GatewayError }).error.message).toBe('audit sink "siem" is down')
@@ -406,9 +436,25 @@ describe('requests', () => {
     expect(pipeline.admitConnection('10.1.1.1', 'postgres', () => undefined)).toBeDefined()
     expect(pipeline.admitConnection('10.1.1.1', 'postgres', () => undefined)).toBeUndefined()
     h.terminate({ cause: 'sessions.idle', code: 'GH_ERR_SESSION_LIMIT', reason: 'idle' })
+    const locked = pipeline.openSession({ protocol: 'postgres', clientAddress: '10.3.3.3:1', tls: false })
+    for (let i = 0; i < 7; i++) await pipeline.authenticate(locked.info, { kind: 'password', user: 'agent', password: 'gh_wrong' }).catch(() => undefined)
+    await expect(pipeline.authenticate(locked.info, { kind: 'password', user: 'agent', password: 'gh_wrong' })).rejects.toMatchObject({ code: 'GH_ERR_AUTH_THROTTLED' })
     const h2 = await login('10.2.2.2:2')
     expect(reload([{ ...(identities[0] as Identity), tokens: [] }])).toEqual({ ended: 1 })
     await tick()
     expect(h2.info.signal.aborted).toBe(true)
+  })
+
+  it('finds the metrics registry in a parent container; its settings are what a reload replaces', async () => {
+    const metrics = new MetricsRegistry()
+    const top = container.createChildContainer()
+    top.registerInstance(Metrics, metrics)
+    const chains = { authenticators: [], analyzers: [], policies: [{ decide: () => allow }], transformers: [] }
+    const limits = resolveLimits(undefined, undefined)
+    const identityLimits = new Map([['agent', { idleMs: 5 }]])
+    const pipeline = new ConnectionPipeline('db', chains, new AuditRecorder([], createLogger('silent')), top.createChildContainer(), createLogger('silent'), limits, identityLimits)
+    pipeline.limitReached({ id: 's', connection: 'db', protocol: 'postgres', clientAddress: '1.2.3.4:5', tls: false, startedAt: 0, signal: new AbortController().signal }, 'x.y', 'r', { recorded: true })
+    expect((await metrics.registry.getSingleMetric('gatehouse_limit_refusals_total')?.get())?.values).toEqual([{ labels: { connection: 'db', limit: 'x.y' }, value: 1 }])
+    expect(pipeline.settings).toEqual({ chains, limits, identityLimits })
   })
 })

@@ -124,6 +124,7 @@ describe('config reload on open sessions', () => {
     await tick()
     expect(h.info.principal?.groups).toEqual(['admins'])
     const updated = protocolEvents(events)
+    expect(updated[0]?.reason).toBe('a config reload changed the identity this session logged in as; its next requests are judged as the new config describes it')
     expect(updated.map((e) => [e.event, e.attrs])).toEqual([['principal.updated', { before: { kind: 'agent', groups: ['a'], credential: 'token:t1' }, after: { kind: 'agent', groups: ['admins'], credential: 'token:t1' } }]])
     expect(await pipeline.admit(pipeline.request(h.info, { action: 'x', attrs: {} }))).toMatchObject({ admitted: false })
     await h.end()
@@ -283,6 +284,7 @@ describe('connections before login', () => {
     expect(refused).toHaveLength(1)
     expect(refused[0]).toMatchObject({ event: 'limit.unauthenticated.per-source', client: '10.7.7.7', protocol: 'postgres' })
     expect(logs.filter((l) => (l.msg as string).startsWith('connection refused by a limit'))).toHaveLength(1)
+    expect(logs.find((l) => (l.msg as string).startsWith('connection refused by a limit'))).toMatchObject({ level: 40, limit: 'unauthenticated.per-source', client: '10.7.7.7', reason: expect.any(String) })
     expect(await counter('gatehouse_limit_refusals_total', { connection: 'db', limit: 'unauthenticated.per-source' })).toBe(2)
     // another address is not affected
     expect(pipeline.admitConnection('10.8.8.8', 'postgres', () => undefined)).toBeDefined()

@@ -235,4 +235,118 @@ describe('SessionModel', () => {
     expect(m.statement('new')).toBeUndefined()
     expect(m.statement('')?.text).toBe('SELECT 0')
   })
+
+  describe('edges mutation testing found (test/mutation/SURVIVORS.md)', () => {
+    it('the unnamed statement and portal never conflict, even while bound', () => {
+      const m = model()
+      const s = m.parse('', 'SELECT 1', a).statement
+      m.bindPortal('', s, [])
+      expect([m.conflict('S', ''), m.conflict('P', '')]).toEqual(['free', 'free'])
+    })
+
+    it('a named portal bound in an earlier block is unsettled until the server finishes that block', () => {
+      const m = model()
+      const s = m.parse('s', 'SELECT 1', a).statement
+      m.bindPortal('p', s, [])
+      m.endBlock()
+      expect([m.conflict('S', 's'), m.conflict('P', 'p')]).toEqual(['unsettled', 'unsettled'])
+      m.readyForQuery(T)
+      expect([m.conflict('S', 's'), m.conflict('P', 'p')]).toEqual(['taken', 'taken'])
+    })
+
+    it('closing a portal unbinds the portal, not a statement of the same name', () => {
+      const m = model()
+      const s = m.parse('x', 'SELECT 1', a).statement
+      const p = m.bindPortal('x', s, []).portal
+      expect(m.close('P', 'x').serverName).toBe(p.serverName)
+      expect(m.portal('x')).toBeUndefined()
+      expect(m.statement('x')).toBe(s)
+    })
+
+    it('a failed Parse of the unnamed statement drops the old one whatever the SQLSTATE; a failed Bind of the unnamed portal keeps the old one when it failed before replacing it', () => {
+      const m = model()
+      m.parse('', 'SELECT 1', a)
+      const { change } = m.parse('', 'SELECT 2', a)
+      // 25P02 (transaction aborted) is among the codes a Bind fails with before replacing its portal
+      m.rollback(change, '25P02')
+      expect(m.statement('')).toBeUndefined()
+
+      const n = model()
+      const s = n.parse('s', 'SELECT 1', a).statement
+      const old = n.bindPortal('', s, []).portal
+      const bind = n.bindPortal('', s, ['x']).change
+      n.rollback(bind, '25P02')
+      expect(n.portal('')).toBe(old)
+    })
+
+    it('a rolled-back Bind does not bring back a portal the transaction already dropped, up to and including the message that ended it', () => {
+      const m = model()
+      const s = m.parse('s', 'COMMIT', a).statement
+      m.bindPortal('', s, [])
+      const commitAt = m.position
+      const next = m.bindPortal('', m.parse('t', 'SELECT 1', a).statement, []).change
+      m.transactionEnded(commitAt)
+      m.rollback(next, undefined)
+      expect(m.portal('')).toBeUndefined()
+    })
+
+    it('a drop horizon never moves back: a later, earlier-positioned transaction end does not revive portals', () => {
+      const m = model()
+      const s = m.parse('s', 'SELECT 1', a).statement
+      m.bindPortal('', s, [])
+      const early = m.position
+      m.bindPortal('', s, [])
+      const late = m.position
+      const next = m.bindPortal('', s, []).change
+      m.transactionEnded(late)
+      m.transactionEnded(early)
+      m.rollback(next, undefined)
+      expect(m.portal('')).toBeUndefined()
+    })
+
+    it('DEALLOCATE ALL drops named statements bound up to its message (that one included) but never the unnamed one, which a rollback brings back', () => {
+      const m = model()
+      m.parse('', 'SELECT 1', a)
+      const kept = m.statement('')
+      m.parse('n', 'SELECT 2', a)
+      const at = m.position
+      const later = m.parse('', 'SELECT 3', a).change
+      m.serverDroppedAll(at, false)
+      expect(m.statement('n')).toBeUndefined()
+      m.rollback(later, undefined)
+      expect(m.statement('')).toBe(kept)
+    })
+
+    it('a named statement bound exactly at the DEALLOCATE ALL position is gone when a rollback would bring it back', () => {
+      const m = model()
+      m.parse('x', 'SELECT 1', a)
+      m.close('S', 'x')
+      const at = m.position
+      const reparse = m.parse('x', 'SELECT 2', a).change
+      m.serverDroppedAll(at, false)
+      m.rollback(reparse, undefined)
+      expect(m.statement('x')).toBeUndefined()
+    })
+
+    it('DEALLOCATE of one SQL-level name forgets only that name; DEALLOCATE ALL every name', () => {
+      const m = model()
+      const st = { serverName: 'a', text: 'SELECT 1', analysis: a }
+      m.learnSqlStatement('a', st)
+      m.learnSqlStatement('b', { ...st, serverName: 'b' })
+      m.forgetSqlStatement('a')
+      expect([m.sqlStatement('a'), m.sqlStatement('b')?.serverName]).toEqual([undefined, 'b'])
+      expect([m.mayHoldSqlStatement('a'), m.mayHoldSqlStatement('c')]).toEqual([true, false])
+      m.forgetSqlStatement('*')
+      expect([m.sqlStatement('b'), m.mayHoldSqlStatement('c')]).toEqual([undefined, true])
+    })
+
+    it('the notes of unsettled names are bounded: past 20,000 in one pipeline, the oldest is forgotten (a conflict then reads as taken, never as free)', () => {
+      const m = model()
+      const s = m.parse('first', 'SELECT 1', a).statement
+      for (let i = 0; i < 20_000; i++) m.bindPortal(`p${i}`, s, [])
+      m.endBlock()
+      expect(m.conflict('S', 'first')).toBe('taken')
+      expect(m.conflict('P', 'p19999')).toBe('unsettled')
+    })
+  })
 })
