@@ -320,7 +320,6 @@ describe('SessionModel', () => {
     it('a named statement bound exactly at the DEALLOCATE ALL position is gone when a rollback would bring it back', () => {
       const m = model()
       m.parse('x', 'SELECT 1', a)
-      m.close('S', 'x')
       const at = m.position
       const reparse = m.parse('x', 'SELECT 2', a).change
       m.serverDroppedAll(at, false)
