@@ -11,16 +11,20 @@ import base from './stryker.config.mjs'
 import { GROUPS } from './test/mutation/groups.mjs'
 
 const name = process.env.GATEHOUSE_MUTATION_GROUP ?? ''
+// GATEHOUSE_MUTATION_FAST=1: the group's `fast` test files, short timeouts, reports under fast/
+const fast = process.env.GATEHOUSE_MUTATION_FAST === '1'
 const group = GROUPS[name]
 if (!group) throw new Error(`GATEHOUSE_MUTATION_GROUP must be one of ${Object.keys(GROUPS).join(', ')} (got ${JSON.stringify(name)})`)
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
+const dir = fast ? 'reports/mutation/fast' : 'reports/mutation'
 const config = {
   ...base,
   mutate: group.mutate,
-  testFiles: group.testFiles,
-  htmlReporter: { fileName: `reports/mutation/${name}.html` },
-  jsonReporter: { fileName: `reports/mutation/${name}.json` },
-  incrementalFile: `reports/mutation/${name}.incremental.json`,
+  testFiles: fast ? group.fast : group.testFiles,
+  ...(fast ? { timeoutMS: 5000, timeoutFactor: 1.5 } : {}),
+  htmlReporter: { fileName: `${dir}/${name}.html` },
+  jsonReporter: { fileName: `${dir}/${name}.json` },
+  incrementalFile: `${dir}/${name}.incremental.json`,
 }
 export default config

@@ -6,6 +6,8 @@
 //   node scripts/mutation-run.mjs auth ssh        only these groups
 //   node scripts/mutation-run.mjs --incremental   reuse each group's last results for mutants and
 //                                                 tests that did not change (Stryker --incremental)
+//   node scripts/mutation-run.mjs --fast pipeline each group against its `fast` test files only
+//                                                 (minutes; reports/mutation/fast/; a lower bound)
 //
 // Writes reports/mutation/<group>.html and <group>.json, merges every group's JSON report present
 // into reports/mutation/mutation.json, and prints the score per module with
@@ -20,12 +22,13 @@ import { GROUPS } from '../test/mutation/groups.mjs'
 
 const args = process.argv.slice(2)
 const incremental = args.includes('--incremental')
-const unknown = args.filter((a) => a.startsWith('-') && a !== '--incremental')
+const fast = args.includes('--fast')
+const unknown = args.filter((a) => a.startsWith('-') && a !== '--incremental' && a !== '--fast')
 const named = args.filter((a) => !a.startsWith('-'))
 const bad = named.filter((g) => !(g in GROUPS))
 if (unknown.length || bad.length) {
   process.stderr.write(`mutation-run: ${unknown.length ? `unknown option ${unknown[0]}` : `unknown group ${bad[0]}`}\n` +
-    `usage: node scripts/mutation-run.mjs [--incremental] [${Object.keys(GROUPS).join('|')} ...]\n`)
+    `usage: node scripts/mutation-run.mjs [--incremental] [--fast] [${Object.keys(GROUPS).join('|')} ...]\n`)
   process.exit(2)
 }
 const groups = named.length ? named : Object.keys(GROUPS)
@@ -36,7 +39,7 @@ const failed = []
 for (const g of groups) {
   const started = Date.now()
   console.log(`\n=== mutation group ${g} (${GROUPS[g].mutate.filter((m) => !m.startsWith('!')).join(', ')}) ===`)
-  const status = run('npx', ['stryker', 'run', 'stryker.groups.mjs', ...(incremental ? ['--incremental'] : [])], { GATEHOUSE_MUTATION_GROUP: g })
+  const status = run('npx', ['stryker', 'run', 'stryker.groups.mjs', ...(incremental ? ['--incremental'] : [])], { GATEHOUSE_MUTATION_GROUP: g, GATEHOUSE_MUTATION_FAST: fast ? '1' : '0' })
   const rebuilt = run('npx', ['tsc', '-b', '--force'])
   if (rebuilt !== 0) {
     console.error('mutation-run: `tsc -b --force` failed: dist/ may still hold instrumented code')
@@ -47,18 +50,19 @@ for (const g of groups) {
 }
 
 // One report over every group that has one (this run's or an earlier run's).
-mkdirSync('reports/mutation', { recursive: true })
+const dir = fast ? 'reports/mutation/fast' : 'reports/mutation'
+mkdirSync(dir, { recursive: true })
 let merged
 for (const g of Object.keys(GROUPS)) {
-  const path = `reports/mutation/${g}.json`
+  const path = `${dir}/${g}.json`
   if (!existsSync(path)) continue
   const report = JSON.parse(readFileSync(path, 'utf8'))
   if (!merged) merged = { ...report, files: {} }
   Object.assign(merged.files, report.files)
 }
 if (merged) {
-  writeFileSync('reports/mutation/mutation.json', JSON.stringify(merged))
-  run('node', ['scripts/mutation-summary.mjs', 'reports/mutation/mutation.json', '--files'])
+  writeFileSync(`${dir}/mutation.json`, JSON.stringify(merged))
+  run('node', ['scripts/mutation-summary.mjs', `${dir}/mutation.json`, '--files'])
 }
 if (failed.length) {
   console.error(`mutation-run: stryker failed for ${failed.join(', ')}`)

@@ -59,6 +59,13 @@ async function requests(): Promise<RequestEvent[]> {
   return (await gw.audit()).filter((e): e is RequestEvent => e.type === 'request')
 }
 
+/**
+ * The tree the policy protects from sftp writes, standing in for /etc: a real system directory
+ * would be changed for good by a broken guard (a mutation run's mutant let a write into /etc through).
+ */
+const PROTECTED = mkdtempSync(join(tmpdir(), 'gatehouse-ssh-protected-'))
+writeFileSync(join(PROTECTED, 'hostname'), 'protected-host\n')
+
 const policies = (echoPort: number) => [
   {
     id: 'ops',
@@ -66,7 +73,7 @@ const policies = (echoPort: number) => [
     rules: [
       { id: 'no-lateral', effect: 'deny', actions: ['ssh.exec'], match: { 'ssh.programs': ['ssh', 'scp', 'nc', 'ncat', 'socat', 'curl', 'wget', 'telnet'] }, reason: 'no lateral movement from the target' },
       { id: 'no-dev-tcp', effect: 'deny', actions: ['ssh.exec'], match: { 'ssh.network': true }, reason: 'no network redirections' },
-      { id: 'no-etc-writes', effect: 'deny', actions: ['ssh.sftp'], when: 'has(request.ssh.path) && request.ssh.path.startsWith("/etc/") && !(request.ssh.op in ["open", "opendir", "stat", "lstat", "readlink", "realpath"]) || has(request.ssh.mode) && request.ssh.path.startsWith("/etc/") && request.ssh.mode.exists(m, m != "read")', reason: 'nothing under /etc changes over sftp' },
+      { id: 'no-etc-writes', effect: 'deny', actions: ['ssh.sftp'], when: `has(request.ssh.path) && request.ssh.path.startsWith("${PROTECTED}/") && !(request.ssh.op in ["open", "opendir", "stat", "lstat", "readlink", "realpath"]) || has(request.ssh.mode) && request.ssh.path.startsWith("${PROTECTED}/") && request.ssh.mode.exists(m, m != "read")`, reason: 'nothing under the protected tree changes over sftp' },
       { id: 'commands', effect: 'allow', actions: ['ssh.exec', 'ssh.shell', 'ssh.sftp'] },
       { id: 'echo-forward', effect: 'allow', actions: ['ssh.forward'], when: `request.ssh.kind == "local" && request.ssh.host == "127.0.0.1" && request.ssh.port == ${echoPort}` },
     ],
@@ -100,6 +107,7 @@ afterAll(async () => {
   await sshd?.stop()
   echo?.close()
   rmSync(dir, { recursive: true, force: true })
+  rmSync(PROTECTED, { recursive: true, force: true })
 })
 
 describe('exec through the gateway', () => {
@@ -213,23 +221,24 @@ describe('sftp and scp', () => {
     expect(readFileSync(back).equals(data)).toBe(true)
   })
 
-  it('judges each sftp operation by its path and mode: reads pass, writes under /etc are denied, the session goes on', async () => {
+  it('judges each sftp operation by its path and mode: reads pass, writes under the protected tree are denied, the session goes on', async () => {
     const local = join(dir, 'etc-probe.txt')
     const back = join(dir, 'hostname.txt')
     writeFileSync(local, 'not allowed here\n')
     const batch = join(dir, 'batch-etc')
-    writeFileSync(batch, [`get /etc/hostname ${back}`, `-put ${local} /etc/gatehouse-sftp-probe`, `-rm /etc/hostname`, `put ${local} /tmp/gatehouse-sftp-ok.txt`, 'rename /tmp/gatehouse-sftp-ok.txt /tmp/gatehouse-sftp-ok2.txt', 'rm /tmp/gatehouse-sftp-ok2.txt', ''].join('\n'))
+    writeFileSync(batch, [`get ${PROTECTED}/hostname ${back}`, `-put ${local} ${PROTECTED}/gatehouse-sftp-probe`, `-rm ${PROTECTED}/hostname`, `put ${local} /tmp/gatehouse-sftp-ok.txt`, 'rename /tmp/gatehouse-sftp-ok.txt /tmp/gatehouse-sftp-ok2.txt', 'rm /tmp/gatehouse-sftp-ok2.txt', ''].join('\n'))
     const r = await run('sftp', sftpArgs({ port: gw.port, user: 'agent-1', identityFile: agentKey.privateKeyPath, extra: ['-b', batch] }))
     expect(r.code, r.stderr).toBe(0)
     expect(r.stderr).toContain('Permission denied')
-    expect(readFileSync(back, 'utf8')).toBe(readFileSync('/etc/hostname', 'utf8'))
-    expect(existsSync('/etc/gatehouse-sftp-probe')).toBe(false)
+    expect(readFileSync(back, 'utf8')).toBe('protected-host\n')
+    expect(existsSync(join(PROTECTED, 'hostname'))).toBe(true)
+    expect(existsSync(join(PROTECTED, 'gatehouse-sftp-probe'))).toBe(false)
     const ops = (await requests()).filter((e) => e.action === 'ssh.sftp').map((e) => ({ ...(e.attrs as { ssh: { op: string; path?: string; mode?: string[] } }).ssh, verdict: e.verdict }))
     expect(ops).toEqual(
       expect.arrayContaining([
-        expect.objectContaining({ op: 'open', path: '/etc/hostname', mode: ['read'], verdict: 'allow' }),
-        expect.objectContaining({ op: 'open', path: '/etc/gatehouse-sftp-probe', verdict: 'deny' }),
-        expect.objectContaining({ op: 'remove', path: '/etc/hostname', verdict: 'deny' }),
+        expect.objectContaining({ op: 'open', path: `${PROTECTED}/hostname`, mode: ['read'], verdict: 'allow' }),
+        expect.objectContaining({ op: 'open', path: `${PROTECTED}/gatehouse-sftp-probe`, verdict: 'deny' }),
+        expect.objectContaining({ op: 'remove', path: `${PROTECTED}/hostname`, verdict: 'deny' }),
         expect.objectContaining({ op: 'rename', path: '/tmp/gatehouse-sftp-ok.txt', to: '/tmp/gatehouse-sftp-ok2.txt', verdict: 'allow' }),
         expect.objectContaining({ op: 'remove', path: '/tmp/gatehouse-sftp-ok2.txt', verdict: 'allow' }),
       ]),
