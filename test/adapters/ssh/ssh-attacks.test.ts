@@ -279,6 +279,11 @@ describe('sftp paths are judged as the target resolves them', () => {
       expect(readFileSync(join(art, 'build.txt'), 'utf8')).toBe('artifact\n')
       const open = (await requests('ssh.sftp')).filter((e) => sshAttrs(e).op === 'open' && (sshAttrs(e).mode as string[]).includes('truncate')).at(-1)
       expect(sshAttrs(open as RequestEvent)).toMatchObject({ mode: ['read', 'truncate'], writes: true })
+      // a plain read is not a write
+      const read = await new Promise<Error | undefined>((resolve) => raw.open(`${art}/build.txt`, OPEN_MODE.READ, (e) => resolve(e)))
+      expect(read).toBeUndefined()
+      const plain = (await requests('ssh.sftp')).filter((e) => sshAttrs(e).op === 'open' && JSON.stringify(sshAttrs(e).mode) === '["read"]').at(-1)
+      expect(sshAttrs(plain as RequestEvent)).toMatchObject({ mode: ['read'], writes: false })
     } finally {
       c.end()
     }
@@ -445,6 +450,10 @@ describe('every sftp operation, forwarded and recorded', () => {
       expect((await call((cb) => s.fchmod(handle, 0o640, cb))).err).toBeUndefined()
       expect((await call((cb) => s.close(handle, cb))).err).toBeUndefined()
       expect(readFileSync(join(ops, 'd', 'f'), 'utf8')).toBe('hello')
+      const reader = (await call<Buffer>((cb) => s.open(`${ops}/d/f`, 'r', cb))).value as Buffer
+      const got = Buffer.alloc(16)
+      expect((await call<number>((cb) => s.read(reader, got, 0, 16, 0, cb))).value).toBe(5)
+      expect((await call((cb) => s.close(reader, cb))).err).toBeUndefined()
 
       expect((await call((cb) => s.setstat(`${ops}/d/f`, { mode: 0o600 }, cb))).err).toBeUndefined()
       expect(statSync(join(ops, 'd', 'f')).mode & 0o7777).toBe(0o600)
@@ -517,6 +526,8 @@ describe('every sftp operation, forwarded and recorded', () => {
     expect(recorded.filter((e) => 'requestedTo' in sshAttrs(e)).every((e) => sshAttrs(e).op === 'rename')).toBe(true)
     const outcome = async (op: string, path: string) => (await outcomesOf(find(op, path))).map(({ status, error, bytesIn }) => ({ status, error, bytesIn }))
     expect(await outcome('open', `${ops}/d/f`)).toEqual([{ status: 'closed', error: undefined, bytesIn: 5 }])
+    const readOpen = recorded.filter((e) => sshAttrs(e).op === 'open' && sshAttrs(e).path === `${ops}/d/f`)[1] as RequestEvent
+    expect((await outcomesOf(readOpen)).map(({ status, bytesIn, bytesOut }) => ({ status, bytesIn, bytesOut }))).toEqual([{ status: 'closed', bytesIn: 0, bytesOut: 5 }])
     expect(await outcome('opendir', `${ops}/d`)).toEqual([{ status: 'opened', error: undefined, bytesIn: undefined }])
     expect(await outcome('readlink', `${ops}/d/l`)).toEqual([{ status: 'ok', error: undefined, bytesIn: undefined }])
     expect(await outcome('open', `${ops}/kept`)).toEqual([{ status: 'not closed', error: undefined, bytesIn: 3 }])
