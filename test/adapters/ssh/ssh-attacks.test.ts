@@ -445,6 +445,8 @@ describe('every sftp operation, forwarded and recorded', () => {
 
       const handle = (await call<Buffer>((cb) => s.open(`${ops}/d/f`, 'w', cb))).value as Buffer
       expect((await call((cb) => s.write(handle, Buffer.from('hello'), 0, 5, 0, cb))).err).toBeUndefined()
+      // more writes, one after another, than sftpInFlight allows at once (128): each one answered frees its place
+      for (let i = 0; i < 140; i++) expect((await call((cb) => s.write(handle, Buffer.from('o'), 0, 1, 4, cb))).err).toBeUndefined()
       expect((await call<{ size: number }>((cb) => s.fstat(handle, cb))).value?.size).toBe(5)
       // chmod through a writable handle in scratch: allowed, judged as setstat on its path
       expect((await call((cb) => s.fchmod(handle, 0o640, cb))).err).toBeUndefined()
@@ -453,6 +455,9 @@ describe('every sftp operation, forwarded and recorded', () => {
       const reader = (await call<Buffer>((cb) => s.open(`${ops}/d/f`, 'r', cb))).value as Buffer
       const got = Buffer.alloc(16)
       expect((await call<number>((cb) => s.read(reader, got, 0, 16, 0, cb))).value).toBe(5)
+      // at the end of the file: EOF, and none of the gateway's read buffer
+      const past = await call<number>((cb) => s.read(reader, Buffer.alloc(16), 0, 16, 5, cb))
+      expect(past.err?.code ?? past.value).toBe(past.err ? ssh2.utils.sftp.STATUS_CODE.EOF : 0)
       expect((await call((cb) => s.close(reader, cb))).err).toBeUndefined()
 
       expect((await call((cb) => s.setstat(`${ops}/d/f`, { mode: 0o600 }, cb))).err).toBeUndefined()
@@ -463,6 +468,8 @@ describe('every sftp operation, forwarded and recorded', () => {
       expect((await call((cb) => s.symlink('f', `${ops}/d/l`, cb))).err).toBeUndefined()
       expect(readlinkSync(join(ops, 'd', 'l'))).toBe('f')
       expect(await call<string>((cb) => s.readlink(`${ops}/d/l`, cb))).toEqual({ value: 'f' })
+      // readlink of a file that is no link: the target's error, as it gave it (sftp-server maps EINVAL to BAD_MESSAGE)
+      expect((await call<string>((cb) => s.readlink(`${ops}/d/f`, cb))).err?.code).toBe(ssh2.utils.sftp.STATUS_CODE.BAD_MESSAGE)
       // a link to a directory: opendir follows it, and is judged where it lands
       symlinkSync(join(ops, 'd'), join(ops, 'dl'))
       const dirHandle = (await call<Buffer>((cb) => s.opendir(`${ops}/dl`, cb))).value as Buffer
@@ -525,7 +532,7 @@ describe('every sftp operation, forwarded and recorded', () => {
     // only a rename carries the destination it was asked for
     expect(recorded.filter((e) => 'requestedTo' in sshAttrs(e)).every((e) => sshAttrs(e).op === 'rename')).toBe(true)
     const outcome = async (op: string, path: string) => (await outcomesOf(find(op, path))).map(({ status, error, bytesIn }) => ({ status, error, bytesIn }))
-    expect(await outcome('open', `${ops}/d/f`)).toEqual([{ status: 'closed', error: undefined, bytesIn: 5 }])
+    expect(await outcome('open', `${ops}/d/f`)).toEqual([{ status: 'closed', error: undefined, bytesIn: 145 }])
     const readOpen = recorded.filter((e) => sshAttrs(e).op === 'open' && sshAttrs(e).path === `${ops}/d/f`)[1] as RequestEvent
     expect((await outcomesOf(readOpen)).map(({ status, bytesIn, bytesOut }) => ({ status, bytesIn, bytesOut }))).toEqual([{ status: 'closed', bytesIn: 0, bytesOut: 5 }])
     expect(await outcome('opendir', `${ops}/d`)).toEqual([{ status: 'opened', error: undefined, bytesIn: undefined }])
@@ -543,12 +550,16 @@ describe('every sftp operation, forwarded and recorded', () => {
       const s = await sftpOf(c)
       const missing = await call((cb) => s.stat('no/such/place', cb))
       expect(missing.err?.message).toContain('denied')
+      // where sftp starts: the target's answer, given back by the gateway
+      expect(await call<string>((cb) => s.realpath('.', cb))).toEqual({ value: '/root' })
     } finally {
       c.end()
     }
     const stat = (await requests('ssh.sftp')).filter((e) => sshAttrs(e).op === 'stat' && sshAttrs(e).requestedPath === 'no/such/place').at(-1) as RequestEvent
     expect(stat.text).toBe('sftp stat /root/no/such/place')
     expect(sshAttrs(stat)).toMatchObject({ path: '/root/no/such/place', resolved: false })
+    const realpath = (await requests('ssh.sftp')).filter((e) => sshAttrs(e).op === 'realpath' && sshAttrs(e).requestedPath === '.').at(-1) as RequestEvent
+    expect((await outcomesOf(realpath)).map((o) => o.status)).toEqual(['ok'])
   })
 
   it('a client that asks for more than sftpUnreadBytes of replies it does not read: the session ends, recorded', async () => {
