@@ -93,16 +93,9 @@ describe('after a reload, the authenticator that recognises a session answers fo
   })
 
   it('a login checked before a reload that keeps its token becomes a session, described as the new config says; one whose client left does not', async () => {
-    const { pipeline, reload, token, identities } = harness()
-    let release: () => void = () => {}
-    const slow = new Promise<void>((r) => (release = r))
-    const auth = pipeline['chains'].authenticators[0] as { authenticate: (...a: unknown[]) => unknown }
-    const real = auth.authenticate.bind(auth)
-    auth.authenticate = async (...a: unknown[]) => {
-      const p = await real(...a)
-      await slow
-      return p
-    }
+    const { pipeline, reload, token, identities, holdLogins } = harness()
+    // the authenticator answers only after the reload
+    const release = holdLogins()
     const h = pipeline.openSession({ protocol: 'postgres', clientAddress: '10.1.2.3:1', tls: false })
     const pending = pipeline.authenticate(h.info, { kind: 'password', user: 'agent', password: token })
     const gone = pipeline.openSession({ protocol: 'postgres', clientAddress: '10.1.2.3:2', tls: false })
@@ -118,16 +111,9 @@ describe('after a reload, the authenticator that recognises a session answers fo
   })
 
   it('a login undone by a reload tells the client only that its credential is no longer valid', async () => {
-    const { pipeline, reload, token } = harness()
-    let release: () => void = () => {}
-    const slow = new Promise<void>((r) => (release = r))
-    const auth = pipeline['chains'].authenticators[0] as { authenticate: (...a: unknown[]) => unknown }
-    const real = auth.authenticate.bind(auth)
-    auth.authenticate = async (...a: unknown[]) => {
-      const p = await real(...a)
-      await slow
-      return p
-    }
+    const { pipeline, reload, token, holdLogins } = harness()
+    // the authenticator answers only after the reload
+    const release = holdLogins()
     const h = pipeline.openSession({ protocol: 'postgres', clientAddress: '10.1.2.3:1', tls: false })
     const pending = pipeline.authenticate(h.info, { kind: 'password', user: 'agent', password: token }).catch((e: unknown) => e as GatewayError)
     await tick()

@@ -83,7 +83,20 @@ export function harness(opts: HarnessOptions = {}) {
   }
   const reload = (ids: Identity[], limitOverrides?: Record<string, unknown>) =>
     pipeline.reconfigure({ chains: chains(ids), limits: resolveLimits(limitOverrides as never, undefined), identityLimits: new Map() })
-  return { pipeline, events, logs, token, login, counter, reload, identities }
+  /** Makes the authenticator in force answer only when the returned function is called (a login checked while a reload comes in). */
+  const holdLogins = (): (() => void) => {
+    let release: () => void = () => {}
+    const slow = new Promise<void>((r) => (release = r))
+    const auth = pipeline['chains'].authenticators[0] as { authenticate: (...a: unknown[]) => unknown }
+    const real = auth.authenticate.bind(auth)
+    auth.authenticate = async (...a: unknown[]) => {
+      const p = await real(...a)
+      await slow
+      return p
+    }
+    return release
+  }
+  return { pipeline, events, logs, token, login, counter, reload, identities, holdLogins }
 }
 
 export const tick = () => new Promise((r) => setImmediate(r))

@@ -140,18 +140,10 @@ describe('config reload on open sessions', () => {
   })
 
   it('a login checked under the config before a reload is checked again under the new one', async () => {
-    const { pipeline, reload, token, identities } = harness()
-    let release: () => void = () => {}
-    const slow = new Promise<void>((r) => (release = r))
+    const { pipeline, reload, token, identities, holdLogins } = harness()
     const h = pipeline.openSession({ protocol: 'postgres', clientAddress: '10.1.2.3:1', tls: false })
-    // the authenticator answers after the reload that removes the token
-    const auth = pipeline['chains'].authenticators[0] as { authenticate: (...a: unknown[]) => unknown }
-    const real = auth.authenticate.bind(auth)
-    auth.authenticate = async (...a: unknown[]) => {
-      const p = await real(...a)
-      await slow
-      return p
-    }
+    // the authenticator answers only after the reload
+    const release = holdLogins()
     const pending = pipeline.authenticate(h.info, { kind: 'password', user: 'agent', password: token })
     await tick()
     reload([{ ...(identities[0] as Identity), tokens: [] }])
