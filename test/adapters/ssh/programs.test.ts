@@ -329,6 +329,64 @@ describe('redirections, network and background', () => {
   })
 })
 
+describe('words as bash 5 expands them (found by the bash oracle)', () => {
+  it.each([
+    ['zero-padded sequences', 'echo {01..3} {-01..1} {1..03..+2}', ['01', '02', '03', '-01', '000', '001', '01', '03']],
+    ['a sign on a bound, and a step whose sign is ignored', 'echo {+1..2} {3..1..-2}', ['1', '2', '3', '1']],
+    ['a `}` before any comma is text', 'echo {q}x,y}', ['q}x', 'y']],
+    ['an unclosed brace: bash tries the next', 'echo {q,z{1..2}', ['{q,z1', '{q,z2']],
+    ['a `..` that is no sequence still makes a brace expression', 'echo {1..a{b,c}}', ['1..ab', '1..ac']],
+    ['a quoted comma makes none', 'echo {"q,z"} {q\\,z}', ['{q,z}', '{q,z}']],
+    ['bounds past 64 bits are text', 'echo {9223372036854775807..9223372036854775808}', ['{9223372036854775807..9223372036854775808}']],
+    ['an escaped tilde stays', 'echo \\~{a,b}', ['~a', '~b']],
+    ['ASCII escapes in $\'…\'', "echo $'\\x41\\101\\u0041\\cA'", ['AAA\u0001']],
+  ])('%s: %s', (_title, command, words) => {
+    expect(facts(command).argv).toEqual(['echo', ...words])
+  })
+
+  it.each([
+    ['a letter range through `[\\]^_`: bash expands its results again (a backtick starts a substitution)', '{Z..a}x'],
+    ['an empty result, which bash drops unless quoted', '{,}'],
+    ['a result that starts with `~`, which bash then expands', '{,}~'],
+    ['a character outside ASCII: a raw byte, or the target locale', "$'\\u00e9'"],
+    ['a raw byte', "$'\\xff'"],
+    ['a locale-translated string', '$"x"'],
+  ])('%s is computed: no argv', (_title, word) => {
+    // (or refused: tree-sitter-bash splits `echo $"x"`)
+    const e = analyzeCommand(`echo ${word}`)
+    expect(e.ok ? e.facts.argv : e.error).not.toBeInstanceOf(Array)
+    // as a program name: dynamic, or refused where tree-sitter-bash cannot parse it there
+    const a = analyzeCommand(`${word} arg`)
+    expect(a.ok ? String(a.facts.dynamic) : a.error).toMatch(/^true$|could not be parsed/)
+  })
+})
+
+describe('reserved words bash reads where tree-sitter-bash sees a command (found by the bash oracle)', () => {
+  it.each([
+    ['time ! curl x', ['time', 'curl']],
+    ['time -p ! curl x', ['time', 'curl']],
+    ['time -p -- curl x', ['time', 'curl']],
+    ['time x= curl', ['time', 'curl']],
+    ['! ! curl x', ['!', 'curl']],
+    ['! time -p curl', ['time', 'curl']],
+  ])('%s runs curl', (command, programs) => {
+    expect(facts(command).programs).toEqual(programs)
+  })
+
+  it('only `-p` and `--` are options of the reserved word `time`: the next word is the program', () => {
+    expect(facts('time -f x q').programs).toEqual(['time', '-f'])
+    expect(facts('time -- -p q').programs).toEqual(['time', '-p'])
+    // quoted, escaped or after an assignment it is /usr/bin/time, with its own options
+    expect(facts('\\time -f x q').programs).toEqual(['time', 'q'])
+    expect(facts('x=1 time -f x q').programs).toEqual(['time', 'q'])
+  })
+
+  it('after an assignment, `!` and `}` are command words', () => {
+    expect(facts('x=1 ! q').programs).toEqual(['!'])
+    expect(facts('x= }').programs).toEqual(['}'])
+  })
+})
+
 describe('what is refused', () => {
   it.each([
     ['an unterminated quote', 'echo "abc'],
@@ -351,6 +409,25 @@ describe('what is refused', () => {
     const a = analyzeCommand(command)
     expect(a.ok).toBe(false)
     if (!a.ok) expect(a.error).toMatch(/could not be parsed|read differently|NUL|splits where bash does not/)
+  })
+
+  // found by the bash oracle (programs-bash.test.ts): each is a line where tree-sitter-bash's tree
+  // and bash disagree, and the disagreement hid a program or a /dev/tcp target
+  it.each([
+    // the tree ends `$'\\'` one quote later than bash, so the two are out of step on every quote after it
+    ['`$\'\\\\\'` read as an escaped quote: bash runs curl, the tree holds one echo', "echo $'\\\\' ; curl x ; echo '\\'", 'read differently'],
+    ["a redirection target whose second piece starts with an escape: '/dev/'\\tcp is /dev/tcp for bash", "exec 3> '/dev/'\\tcp/10.0.0.1/80", 'splits where bash does not'],
+    ['a here-string followed by an escape: one word for bash', "cat <<<$'x'\\~ q", 'splits where bash does not'],
+    ['a word the tree leaves out (`-` before a brace word)', 'x - {1..2}q', 'leaves out of its tree'],
+    ['`!` glued to a word: bash runs `!x`, the tree negates x', '!"ls" x', 'splits where bash does not'],
+    ['`!` glued to a brace expansion', '!{3..1}', 'splits where bash does not'],
+    ['`[` glued to a word: a glob for bash, a test in the tree', '[q]', 'splits where bash does not'],
+    ['an assignment glued to a word: one word for bash', 'x=$a\\# curl', 'splits where bash does not'],
+    ['an assignment to a name bash does not take: a glob it runs', '*x=curl', 'splits where bash does not'],
+    ['an assignment in declare glued to a word', 'export a=$b\\#c', 'splits where bash does not'],
+  ])('%s', (_title, command, reason) => {
+    const a = analyzeCommand(command)
+    expect(a.ok ? a.facts : a.error, JSON.stringify(command)).toMatch(new RegExp(reason))
   })
 
   it('the parse error says so', () => {

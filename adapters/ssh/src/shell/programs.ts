@@ -87,6 +87,7 @@ const TOO_DEEP = 'the command line nests scripts or syntax deeper than the gatew
 const TOO_MUCH = 'the command line expands to more script text than the gateway analyses'
 const SPLIT_TOKEN = 'the command line has a word the parser splits where bash does not'
 const NUL = 'the command line contains a NUL character, where bash would cut it short'
+const DROPPED = 'the command line has text the parser leaves out of its tree, where bash reads it'
 
 let parser: Parser | undefined
 let loading: Promise<void> | undefined
@@ -276,8 +277,12 @@ function shellQuote(word: Word): string {
 /** A literal that bash could still run as code if it reaches arithmetic, `${x@P}`, PS4 or a subscript: it holds `$(` or a backtick. */
 const latentCode = (word: Word): boolean => !word.dynamic && (word.text.includes('$(') || word.text.includes('`'))
 
-/** Decodes the body of `$'…'` as bash does; a NUL ends the string, as in bash. */
-function decodeAnsiC(body: string): string {
+/**
+ * Decodes the body of `$'…'` as bash does; a NUL ends the string, as in bash. Undefined when an
+ * escape gives a character outside ASCII: bash writes `\xff` as one raw byte and `\u00e9` in the
+ * target's locale (`\u00E9` as written under `LANG=C`), which the gateway cannot know.
+ */
+function decodeAnsiC(body: string): string | undefined {
   let out = ''
   for (let i = 0; i < body.length; i++) {
     const c = body[i] as string
@@ -307,10 +312,6 @@ function decodeAnsiC(body: string): string {
         i += digits.length
         code = Number.parseInt(digits, 16)
         if (d === 'x') code &= 0xff
-        if (code > 0x10ffff) {
-          out += `\\${d}${digits}`
-          continue
-        }
         break
       }
       case 'c': {
@@ -334,9 +335,86 @@ function decodeAnsiC(body: string): string {
       }
     }
     if (code === 0) return out
+    if (code > 0x7f) return undefined
     out += String.fromCodePoint(code)
   }
   return out
+}
+
+/**
+ * Refuses a line where tree-sitter-bash ends a `$'…'` string somewhere other than bash does. Its
+ * token reads `\\'` as a backslash and an escaped quote, where bash reads an escaped backslash and
+ * the closing quote; from there on the two disagree about what is quoted, so in
+ * `echo $'\\' ; curl x ; echo '\'` the tree holds one `echo` and bash runs `curl`.
+ */
+function checkAnsiCStrings(root: Node): void {
+  for (const node of root.descendantsOfType('ansi_c_string')) {
+    const text = node?.text ?? ''
+    let end = 2
+    while (end < text.length && text[end] !== "'") end += text[end] === '\\' ? 2 : 1
+    if (end !== text.length - 1) throw new Refused(DIVERGENT)
+  }
+}
+
+/**
+ * Refuses a line where tree-sitter-bash joins pieces into one word across text it dropped: in
+ * `echo {q}- {1..2}` its concatenation holds `{`, `q`, `}` and `{1..2}`, without the `- `, where
+ * bash reads two words. The pieces of a word touch each other; a gap means the tree lost text.
+ */
+function checkConcatenations(root: Node): void {
+  for (const node of root.descendantsOfType('concatenation')) {
+    if (!node) continue
+    let at = node.startIndex
+    for (const child of node.children) {
+      if (!child || child.startIndex !== at) throw new Refused(SPLIT_TOKEN)
+      at = child.endIndex
+    }
+    if (at !== node.endIndex) throw new Refused(SPLIT_TOKEN)
+  }
+}
+
+/** Nodes that are a whole word, or the start of one. */
+const WORD_NODES = new Set(['variable_assignment', 'word', 'number', 'raw_string', 'string', 'ansi_c_string', 'translated_string', 'concatenation', 'simple_expansion', 'expansion', 'command_substitution', 'arithmetic_expansion', 'brace_expression'])
+/** Nodes whose named children are separate words. */
+const WORD_LISTS = new Set(['file_redirect', 'heredoc_redirect', 'herestring_redirect', 'declaration_command', 'unset_command', 'array', 'for_statement'])
+
+/**
+ * Refuses a line where tree-sitter-bash makes two words of what bash reads as one: a redirection
+ * target whose second piece starts with an escape (`> '/dev/'\tcp/1/2` is a target `/dev/` and
+ * an argument `tcp/1/2` in the tree, `/dev/tcp/1/2` for bash). Words in a list are separated by
+ * blanks; two that touch are one word the tree split. (`command` is checked where it is walked.)
+ */
+function checkTouchingWords(root: Node): void {
+  for (const node of root.descendantsOfType([...WORD_LISTS])) {
+    let previous: Node | undefined
+    for (const child of node?.namedChildren ?? []) {
+      if (!child) continue
+      if (WORD_NODES.has(child.type) && previous && previous.endIndex === child.startIndex) throw new Refused(SPLIT_TOKEN)
+      previous = WORD_NODES.has(child.type) ? child : undefined
+    }
+  }
+}
+
+/** A word bash takes as an assignment before a command: `NAME=`, `NAME+=`, `NAME[…]=`. */
+const BASH_ASSIGNMENT = /^[A-Za-z_]\w*(\[[^\]]*\])?\+?=/
+
+/** Reserved words, which bash recognises only as a whole word. */
+const RESERVED = ['!', '{', '}', '[', ']', '[[', ']]', 'if', 'then', 'elif', 'else', 'fi', 'do', 'done', 'case', 'esac', 'while', 'until', 'for', 'in', 'select', 'function', 'time', 'coproc']
+/** Where the reserved words are statements' keywords (elsewhere `{` and `}` belong to `${x}` or `a{1,2}`). */
+const KEYWORD_PARENTS = new Set(['negated_command', 'compound_statement', 'if_statement', 'elif_clause', 'else_clause', 'while_statement', 'for_statement', 'c_style_for_statement', 'case_statement', 'do_group', 'function_definition', 'test_command', 'subshell', 'program', 'list', 'pipeline', 'redirected_statement'])
+/** Characters that end a word in bash (blanks and operators), or the start or end of the text. */
+const WORD_BOUNDARY = /^[ \t\n;&|()<>]?$/
+
+/**
+ * Refuses a line where tree-sitter-bash takes a reserved word out of a longer word: in
+ * `!"x" y` or `!{3..1}` it reads the negation `!` and a command `x`; bash runs a program named
+ * `!x`. A reserved word counts only between blanks or operators.
+ */
+function checkReservedWords(root: Node, text: string): void {
+  for (const node of root.descendantsOfType(RESERVED)) {
+    if (!node || node.isNamed || !KEYWORD_PARENTS.has(node.parent?.type ?? '')) continue
+    if (!WORD_BOUNDARY.test(text.charAt(node.startIndex - 1)) || !WORD_BOUNDARY.test(text.charAt(node.endIndex))) throw new Refused(SPLIT_TOKEN)
+  }
 }
 
 /** A word being decoded: its text, which characters were quoted, and whether part of it is computed. */
@@ -403,70 +481,118 @@ function isGlob(text: string, quoted: string): boolean {
   return false
 }
 
-/** Bash brace expansion of a word with its quoting mask; undefined when it would produce more than MAX_BRACE_WORDS words. */
-function expandBraces(text: string, quoted: string, out: string[] = [], level = 0): string[] | undefined {
-  // every nested or successive brace expression at least doubles the words, so deep recursion means too many
-  if (level > 16) return undefined
-  for (let open = text.indexOf('{'); open >= 0; open = text.indexOf('{', open + 1)) {
-    if (quoted[open] === '1' || (open > 0 && text[open - 1] === '$' && quoted[open - 1] === '0')) continue
-    let depth = 0
-    const commas: number[] = []
-    let close = -1
-    for (let j = open + 1; j < text.length && close < 0; j++) {
-      if (quoted[j] === '1') continue
-      const c = text[j]
-      if (c === '{') depth++
-      else if (c === '}') {
-        if (depth === 0) close = j
-        else depth--
-      } else if (c === ',' && depth === 0) commas.push(j)
-    }
-    if (close < 0) return out.length + 1 > MAX_BRACE_WORDS ? undefined : (out.push(text), out)
-    const prefix = text.slice(0, open)
-    const suffix = text.slice(close + 1)
-    const qPrefix = quoted.slice(0, open)
-    const qSuffix = quoted.slice(close + 1)
-    let alternatives: Array<[string, string]> = []
-    if (commas.length > 0) {
-      const bounds = [open, ...commas, close]
-      for (let k = 0; k + 1 < bounds.length; k++) {
-        const from = (bounds[k] as number) + 1
-        const to = bounds[k + 1] as number
-        alternatives.push([text.slice(from, to), quoted.slice(from, to)])
-      }
-    } else {
-      const inner = text.slice(open + 1, close)
-      if (quoted.slice(open + 1, close).includes('1')) continue
-      const sequence = braceSequence(inner)
-      if (sequence === undefined) continue
-      if (sequence.length > MAX_BRACE_WORDS) return undefined
-      alternatives = sequence.map((s) => [s, '0'.repeat(s.length)])
-    }
-    for (const [alt, qAlt] of alternatives) {
-      if (expandBraces(prefix + alt + suffix, qPrefix + qAlt + qSuffix, out, level + 1) === undefined) return undefined
-    }
-    return out
+/**
+ * The `}` that closes the brace expression opened at `open`, as bash 5's brace_gobbler finds it:
+ * the first unquoted `}` at depth 0 after a comma or a `..` at depth 0 (a `}` before either is
+ * text: `{q}x,y}` is `q}x y`); -1 when there is none.
+ */
+function closingBrace(text: string, quoted: string, open: number): number {
+  let depth = 0
+  let separators = 0
+  for (let j = open + 1; j < text.length; j++) {
+    if (quoted[j] === '1') continue
+    const c = text[j]
+    if (c === '}' && depth === 0 && separators > 0) return j
+    if (c === '{') depth++
+    else if (c === '}') depth = Math.max(0, depth - 1)
+    else if (depth === 0 && (c === ',' || (c === '.' && text[j + 1] === '.' && quoted[j + 1] === '0' && text[j + 2] !== '}'))) separators++
   }
-  if (out.length + 1 > MAX_BRACE_WORDS) return undefined
-  out.push(text)
-  return out
+  return -1
 }
 
-/** The words of a sequence expression `{1..5}`, `{a..e..2}`; undefined when `inner` is not one. */
-function braceSequence(inner: string): string[] | undefined {
-  const m = /^(-?\d+|[A-Za-z])\.\.(-?\d+|[A-Za-z])(?:\.\.(-?\d+))?$/.exec(inner)
+/** Splits a brace expression's inside at its unquoted commas of depth 0. */
+function alternativesOf(text: string, quoted: string): Array<[string, string]> {
+  const alternatives: Array<[string, string]> = []
+  let depth = 0
+  let from = 0
+  for (let j = 0; j <= text.length; j++) {
+    if (j < text.length && quoted[j] === '1') continue
+    const c = text[j]
+    if (c === '{') depth++
+    else if (c === '}') depth = Math.max(0, depth - 1)
+    else if ((c === ',' && depth === 0) || j === text.length) {
+      alternatives.push([text.slice(from, j), quoted.slice(from, j)])
+      from = j + 1
+    }
+  }
+  return alternatives
+}
+
+/**
+ * Bash brace expansion of a word with its quoting mask, as bash 5 does it: the first `{` with a
+ * closing brace (see closingBrace) splits the word into a preamble kept as it is, the inside
+ * (alternatives at its commas, each expanded on its own, or a sequence `{1..3}`; neither leaves
+ * `{inside}` as text) and the rest, expanded on its own; the words are every combination.
+ * Undefined when it would make more than MAX_BRACE_WORDS words, or words bash expands again.
+ */
+function expandBraces(text: string, quoted: string, depth = 0): Array<[text: string, quoted: string]> | undefined {
+  // every nested or successive brace expression at least doubles the words, so deep recursion means too many
+  if (depth > 16) return undefined
+  for (let open = text.indexOf('{'); open >= 0; open = text.indexOf('{', open + 1)) {
+    if (quoted[open] === '1' || (open > 0 && text[open - 1] === '$' && quoted[open - 1] === '0')) continue
+    // no closing brace for this one: bash tries the next (`{q,z{1..2}` is `{q,z1 {q,z2`)
+    const close = closingBrace(text, quoted, open)
+    if (close < 0) continue
+    const inside = text.slice(open + 1, close)
+    const qInside = quoted.slice(open + 1, close)
+    const rest = expandBraces(text.slice(close + 1), quoted.slice(close + 1), depth + 1)
+    if (rest === undefined) return undefined
+    let middle: Array<[string, string]>
+    // without an unquoted comma at any depth, the inside is a sequence or text (bash's own test)
+    if (![...inside].some((c, k) => c === ',' && qInside[k] === '0')) {
+      const sequence = qInside.includes('1') ? undefined : braceSequence(inside)
+      if (sequence === null || (sequence && sequence.length > MAX_BRACE_WORDS)) return undefined
+      middle = sequence ? sequence.map((w) => [w, '0'.repeat(w.length)]) : [[`{${inside}}`, `0${qInside}0`]]
+    } else {
+      middle = []
+      for (const [alternative, qAlternative] of alternativesOf(inside, qInside)) {
+        const words = expandBraces(alternative, qAlternative, depth + 1)
+        if (words === undefined || middle.length + words.length > MAX_BRACE_WORDS) return undefined
+        middle.push(...words)
+      }
+    }
+    if (middle.length * rest.length > MAX_BRACE_WORDS) return undefined
+    const preamble = text.slice(0, open)
+    const qPreamble = quoted.slice(0, open)
+    return middle.flatMap(([m, qm]) => rest.map(([r, qr]): [string, string] => [preamble + m + r, qPreamble + qm + qr]))
+  }
+  return [[text, quoted]]
+}
+
+/** The largest and smallest integers bash's sequence expressions take (intmax_t); others leave the word as written. */
+const INTMAX = 2n ** 63n - 1n
+const INTMIN = -(2n ** 63n)
+
+/** A sequence bound bash pads with zeros: `01`, `-01` (not `0`, `-0` or `+01`). */
+const zeroPadded = (bound: string): boolean => (bound.length > 1 && bound[0] === '0') || (bound.length > 2 && bound.startsWith('-0'))
+
+/**
+ * The words of a sequence expression `{1..5}`, `{a..e..2}`, `{01..10}`, as bash 5 makes them;
+ * undefined when `inner` is not one. A bound with a leading zero pads every number to the longer
+ * bound's width; the step's sign is ignored; a step of 0 is 1. Stops after MAX_BRACE_WORDS + 1.
+ * Null when a letter range passes the characters between `Z` and `a` (`[ \ ] ^ _ \``): bash
+ * expands its results again, so `{Z..a}x` makes a backtick that starts a command substitution.
+ */
+function braceSequence(inner: string): string[] | null | undefined {
+  const m = /^([-+]?\d+|[A-Za-z])\.\.([-+]?\d+|[A-Za-z])(?:\.\.([-+]?\d+))?$/.exec(inner)
   if (!m) return undefined
-  const [, from = '', to = '', step] = m
+  const [, from = '', to = '', step = '1'] = m
   const numeric = /\d/.test(from)
   if (numeric !== /\d/.test(to)) return undefined
-  const a = numeric ? Number(from) : from.charCodeAt(0)
-  const b = numeric ? Number(to) : to.charCodeAt(0)
-  const by = Math.abs(Number(step ?? 1)) || 1
   const words: string[] = []
-  for (let v = a; a <= b ? v <= b : v >= b; v += a <= b ? by : -by) {
-    words.push(numeric ? String(v) : String.fromCharCode(v))
-    if (words.length > MAX_BRACE_WORDS) break
+  if (!numeric) {
+    const a = from.charCodeAt(0)
+    const b = to.charCodeAt(0)
+    const by = Math.abs(Number(step)) || 1
+    for (let v = a; (a <= b ? v <= b : v >= b) && words.length <= MAX_BRACE_WORDS; v += a <= b ? by : -by) words.push(String.fromCharCode(v))
+    return words.every((w) => /[A-Za-z]/.test(w)) ? words : null
   }
+  const [a, b, stepValue] = [BigInt(from), BigInt(to), BigInt(step)]
+  if ([a, b, stepValue].some((v) => v > INTMAX || v < INTMIN)) return undefined
+  const by = (stepValue < 0n ? -stepValue : stepValue) || 1n
+  const width = zeroPadded(from) || zeroPadded(to) ? Math.max(from.length, to.length) : 0
+  const format = (v: bigint): string => (v < 0n ? `-${String(-v).padStart(width - 1, '0')}` : String(v).padStart(width, '0'))
+  for (let v = a; (a <= b ? v <= b : v >= b) && words.length <= MAX_BRACE_WORDS; v += a <= b ? by : -by) words.push(format(v))
   return words
 }
 
@@ -1076,23 +1202,27 @@ class Script {
     if (text.includes('\0')) throw new Refused(NUL)
     let tree = this.parse(text)
     try {
-      if (text.includes('\\\n') || SUSPECT.test(text)) {
-        for (let pass = 0; ; pass++) {
-          const continuations: number[] = []
-          this.checkGaps(tree.rootNode, text, continuations, 0)
-          if (continuations.length === 0) break
-          if (pass >= 4) throw new Refused(PARSE_ERROR)
-          let joined = ''
-          let from = 0
-          for (const at of continuations) {
-            joined += text.slice(from, at)
-            from = at + 2
-          }
-          text = joined + text.slice(from)
-          tree.delete()
-          tree = this.parse(text)
+      // every line, not only one with continuations or odd whitespace: tree-sitter-bash can drop
+      // a token and leave its text between nodes (`x - {1..2}q` has no `-` in the tree)
+      for (let pass = 0; ; pass++) {
+        const continuations: number[] = []
+        this.checkGaps(tree.rootNode, text, continuations, 0)
+        if (continuations.length === 0) break
+        if (pass >= 4) throw new Refused(PARSE_ERROR)
+        let joined = ''
+        let from = 0
+        for (const at of continuations) {
+          joined += text.slice(from, at)
+          from = at + 2
         }
+        text = joined + text.slice(from)
+        tree.delete()
+        tree = this.parse(text)
       }
+      if (text.includes("$'")) checkAnsiCStrings(tree.rootNode)
+      checkConcatenations(tree.rootNode)
+      checkTouchingWords(tree.rootNode)
+      checkReservedWords(tree.rootNode, text)
       this.source = text
       this.walk(tree.rootNode, 0)
     } finally {
@@ -1135,7 +1265,7 @@ class Script {
           continuations.push(i++)
           continue
         }
-        throw new Refused(DIVERGENT)
+        throw new Refused(SUSPECT.test(text.slice(i, i + 2)) ? DIVERGENT : DROPPED)
       }
     }
     for (const child of children) {
@@ -1382,13 +1512,15 @@ class Script {
       // An operator-like token among the words (`make == build`, `make -C$"x"`): tree-sitter-bash
       // drops or splits what bash reads as one word. So are two word nodes with nothing between them.
       if (!child.isNamed) throw new Refused(SPLIT_TOKEN)
-      const word = type === 'command_name' || (!REDIRECTS.has(type) && type !== 'variable_assignment' && type !== 'comment')
+      const word = type === 'command_name' || (!REDIRECTS.has(type) && type !== 'comment')
+      // (an assignment too: `x=$a\# q` is one word for bash, an assignment and a command `#` in the tree)
+      // and a word that touches a redirection: `<<<$'\e'\~ q` is the here-string `\e~` for bash
       if (word && previous && previous.endIndex === child.startIndex) throw new Refused(SPLIT_TOKEN)
-      previous = word ? child : undefined
+      previous = word || REDIRECTS.has(type) ? child : undefined
       if (type === 'command_name') {
         const word = child.firstChild
-        // `coproc NAME { … }` leaves a lone `}` (or `{`) as a command name
-        if (word && !(word.type === 'word' && (word.text === '}' || word.text === '{'))) name = this.words(word)
+        // `coproc NAME { … }` leaves a lone `}` (or `{`) as a command name; after an assignment (`x= }`) it is one for bash too
+        if (word && !(word.type === 'word' && (word.text === '}' || word.text === '{') && node.firstChild?.id === child.id)) name = this.words(word)
         // reported before what its arguments run, so programs come in the order they are written
         if (name[0] && !(this.expansionOnly && node.startIndex === 0)) this.program(name[0])
       } else if (REDIRECTS.has(type)) redirects.push(child)
@@ -1405,11 +1537,41 @@ class Script {
       if (descriptor) descriptors.set(a.endIndex, a.text)
       return !descriptor
     })
-    const argv = [...name, ...argNodes.flatMap((a) => this.words(a))]
+    const argWords = argNodes.map((a) => this.words(a))
+    const argv = [...name, ...argWords.flat()]
     if (this.isWholeLine(node) && redirects.length === 0 && !node.children.some((c) => c?.type === 'variable_assignment') && argv.every((w) => !w.dynamic)) {
       this.facts.argv = argv.map((w) => w.text)
     }
-    this.run(argv, { stdin: () => this.stdinOf(redirects, descriptors), appended: false })
+    const context = { stdin: () => this.stdinOf(redirects, descriptors), appended: false }
+    const first = node.firstChild
+    if (first?.type === 'command_name' && (first.text === 'time' || first.text === '!')) return this.keywords([first, ...argNodes], [name, ...argWords], context)
+    this.run(argv, context)
+  }
+
+  /**
+   * `time` and `!` written plainly as the first word are bash's reserved words, which tree-sitter-bash
+   * reads as a command with arguments. `time` (not /usr/bin/time) takes only `-p`, then `--`, and
+   * times the pipeline after it; `!` negates it; either may follow the other (`time -p ! curl`,
+   * `! ! curl`), and the pipeline's first command may start with assignments (`time x= curl`).
+   * `nodes` are the words as written, `words` what each stands for.
+   */
+  private keywords(nodes: readonly Node[], words: readonly Word[][], context: RunContext): void {
+    let i = 0
+    for (;;) {
+      const text = nodes[i]?.text
+      if (text === '!') i++
+      else if (text === 'time') {
+        for (const word of words[i] ?? []) this.program(word)
+        i++
+        if (nodes[i]?.text === '-p') i++
+        if (nodes[i]?.text === '--') i++
+      } else break
+    }
+    for (; nodes[i] && BASH_ASSIGNMENT.test(nodes[i]?.text ?? ''); i++) {
+      const value = words[i] ?? []
+      this.environment(value.length === 1 ? value[0] : literal(nodes[i]?.text ?? ''), true)
+    }
+    this.run(words.slice(i).flat(), context)
   }
 
   /** The node is the command line's only statement (comments aside), at the top level. */
@@ -1513,6 +1675,8 @@ class Script {
   private variableAssignment(node: Node): void {
     const target = node.childForFieldName('name')
     const name = (target?.type === 'subscript' ? target.childForFieldName('name')?.text : target?.text) ?? ''
+    // `*x=q` is no assignment for bash but a word it runs (a glob); tree-sitter-bash takes any name
+    if (!/^[A-Za-z_]\w*$/.test(name)) throw new Refused(SPLIT_TOKEN)
     const append = node.children.some((c) => c?.type === '+=')
     const value = node.childForFieldName('value')
     if (!value) return this.assign(name, literal(''), append, true)
@@ -1625,8 +1789,11 @@ class Script {
     if (b.dynamic) words = [{ text: node.text, dynamic: true, prefix: b.prefix ?? '' }]
     else if (!b.quoted.includes('0') || !b.text.includes('{')) words = [literal(b.text)]
     else {
+      // an empty result (`{,x}`) is dropped by bash unless a quote made it (`""{,x}`); the mask cannot tell, so it is computed
       const expanded = expandBraces(b.text, b.quoted)
-      words = expanded ? expanded.map(literal) : [{ text: node.text, dynamic: true, prefix: '' }]
+      // and a result that starts with an unquoted `~` (`{,}~`) is tilde-expanded after brace expansion, like the word above
+      const computed = !expanded || expanded.some(([w, q]) => w === '' || (w.startsWith('~') && q[0] === '0' && !w.includes('/')))
+      words = computed ? [{ text: node.text, dynamic: true, prefix: '' }] : expanded.map(([w]) => literal(w))
     }
     for (const word of words) if (networkWord(word)) this.facts.network = true
     return words
@@ -1645,11 +1812,17 @@ class Script {
         return node.type === 'brace_expression' ? b.add(node.text, false) : b.unquoted(node.text)
       case 'raw_string':
         return b.add(node.text.slice(1, -1), true)
-      case 'ansi_c_string':
-        return b.add(decodeAnsiC(node.text.slice(2, -1)), true)
+      case 'ansi_c_string': {
+        const decoded = decodeAnsiC(node.text.slice(2, -1))
+        if (decoded !== undefined) return b.add(decoded, true)
+        b.computed()
+        return b.add(node.text, false)
+      }
       case 'translated_string':
+        // `$"ls"` is looked up in the message catalog TEXTDOMAIN and TEXTDOMAINDIR name, which the
+        // caller can set and write: its text is only known at run time
         for (const child of node.namedChildren) if (child) this.build(child, b)
-        return
+        return b.computed()
       case 'string': {
         const text = node.text
         const base = node.startIndex
