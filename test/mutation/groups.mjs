@@ -89,11 +89,12 @@ export const GROUPS = {
       'test/adapters/ssh/sftp-units.test.ts',
       'test/adapters/ssh/upstream.test.ts',
       'test/adapters/ssh/programs.test.ts',
+      'test/adapters/ssh/programs-bash.test.ts',
       'test/adapters/ssh/explain.test.ts',
       'test/adapters/ssh/ssh.test.ts',
       'test/adapters/ssh/ssh-attacks.test.ts',
       'test/adapters/ssh/keys.test.ts',
     ],
-    fast: ['test/adapters/ssh/sftp-units.test.ts', 'test/adapters/ssh/ssh-attacks.test.ts', 'test/adapters/ssh/ssh.test.ts', 'test/adapters/ssh/upstream.test.ts', 'test/adapters/ssh/programs.test.ts'],
+    fast: ['test/adapters/ssh/sftp-units.test.ts', 'test/adapters/ssh/ssh-attacks.test.ts', 'test/adapters/ssh/ssh.test.ts', 'test/adapters/ssh/upstream.test.ts', 'test/adapters/ssh/programs.test.ts', 'test/adapters/ssh/programs-bash.test.ts'],
   },
 }
