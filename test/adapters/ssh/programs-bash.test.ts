@@ -75,6 +75,8 @@ const STATIC_PIECES = [
   '{q,"z k"}', "{q,'z'}", '{q,\\,}', '{q\\,z}', '{"q,z"}', '{-1..1}', '{q,z}{1,2}', '{1..2}{a..b}', '{q,z',
   'q}', '{{q,z}}', '{q,z}}', '{q..z}', '{1..3..0}', '{01..3}', '{-01..1}', '{+1..2}', '{1..03..+2}', '{-3..-05}', '{+01..2}',
   '{9223372036854775806..9223372036854775807}', '{9223372036854775807..9223372036854775808}', '{q,z{1..2}', '{q,z{1..2}}',
+  "$'\\a\\b\\f\\r\\v\\E\\?'", "$'\\cz\\c['", "$'\\x4g\\1234\\u41g\\U41z'", "$'\\8'", "$'\\x7f'", "$'\\c'",
+  'q]', '{q..z..2}', '{-2..2..3}', '{1..1}', '{q,z}{a..b..-1}',
 ] as const
 
 /**
@@ -85,7 +87,7 @@ const STATIC_PIECES = [
 const CONSERVATIVE_PIECES = ['{Z..b}', '{b..Z}', "$'\\u00e9'", "$'\\U0001F600'", "$'\\xff'", '$"q"', '$""', '{,q}', '{q,}', '{,}', '{"",q}'] as const
 
 /** Word pieces whose value bash computes at run time: expansions, substitutions, globs. */
-const DYNAMIC_PIECES = ['$x', '${x}', '$(echo q)', '`echo q`', '$((1+2))', '*', '?', '[q]', '$1', '$@', '"$x"', '${x:-q}', '$$', '~', '{q,$x}', '"$@"', '$"$x"', ...CONSERVATIVE_PIECES] as const
+const DYNAMIC_PIECES = ['[q', ']q[', '$x', '${x}', '$(echo q)', '`echo q`', '$((1+2))', '*', '?', '[q]', '$1', '$@', '"$x"', '${x:-q}', '$$', '~', '{q,$x}', '"$@"', '$"$x"', ...CONSERVATIVE_PIECES] as const
 
 /** Pieces that make lines rather than words: separators, lone quotes and escapes, comments, more names. */
 const SOUP_PIECES = [' ', ' ', ' ', '; ', ' | ', ' && ', ' || ', '\n', ' # ', "'", '"', '`', "$'", '$"', '\\', "\\'", '\\"', '(', ')', '{ ', ' }', '$(', 'gh-a', 'gh-b', ' gh-c ', '=', 'x=', '<<<', ' 2>&1 ',

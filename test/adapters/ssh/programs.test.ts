@@ -425,6 +425,7 @@ describe('what is refused', () => {
     ['an assignment glued to a word: one word for bash', 'x=$a\\# curl', 'splits where bash does not'],
     ['an assignment to a name bash does not take: a glob it runs', '*x=curl', 'splits where bash does not'],
     ['an assignment in declare glued to a word', 'export a=$b\\#c', 'splits where bash does not'],
+    ["an operator token lexed from other text: `\\?<<'E'` is a heredoc in the tree, a word for bash", "{1..2}\\?<<'E'\n$(curl x)q", 'leaves out of its tree'],
   ])('%s', (_title, command, reason) => {
     const a = analyzeCommand(command)
     expect(a.ok ? a.facts : a.error, JSON.stringify(command)).toMatch(new RegExp(reason))
@@ -587,11 +588,14 @@ describe('what a docs/ssh.md-style policy must see (issue: exec analysis a polic
   it('words tree-sitter-bash splits or swallows where bash reads one word are refused, never given as argv', () => {
     for (const command of ['make -C$"build"', 'make -fevil$"build"', 'make -f$ build', 'make build -C$', 'make == build', 'make =~ build', 'make $ build', 'env -S$"curl x"', 'make ]]\\#']) {
       const a = analyzeCommand(command)
-      expect(a.ok ? a.facts.argv : a.error, command).toMatch(/splits where bash does not|could not be parsed/)
+      expect(a.ok ? a.facts.argv : a.error, command).toMatch(/splits where bash does not|could not be parsed|leaves out of its tree/)
     }
-    // a parameter inside a brace token is computed: no argv, and as a program name, dynamic
-    expect(facts('cat $@{1..2}').argv).toBeUndefined()
-    expect(facts('$@{1..2} x').dynamic).toBe(true)
+    // a parameter inside a brace token (tree-sitter-bash lexes `$@{1..2}` as one token): refused,
+    // or computed (no argv, and as a program name, dynamic)
+    const inArgs = analyzeCommand('cat $@{1..2}')
+    expect(inArgs.ok ? inArgs.facts.argv : inArgs.error).not.toBeInstanceOf(Array)
+    const asName = analyzeCommand('$@{1..2} x')
+    expect(asName.ok ? String(asName.facts.dynamic) : asName.error).toMatch(/^true$|leaves out of its tree/)
   })
 
   it('after --, options end: what follows is an operand (make still reads NAME=value there)', () => {

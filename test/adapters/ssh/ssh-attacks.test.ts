@@ -335,6 +335,31 @@ describe('sftp limits (limits.ssh)', () => {
       await gw.gateway.reload(running)
     }
   })
+  it('counts writes against sftpInFlight too: pipelined writes past it fail, naming the limit, and the file holds only what was admitted', async () => {
+    const running = structuredClone(gw.gateway.config)
+    await gw.gateway.reload({ ...structuredClone(running), limits: { ...running.limits, ssh: { sftpInFlight: 4 } } })
+    const target = join(art, 'scratch', 'inflight-writes')
+    rmSync(target, { force: true })
+    mkdirSync(join(art, 'scratch'), { recursive: true })
+    const c = await client()
+    try {
+      const s = await sftpOf(c)
+      const handle = await new Promise<Buffer>((resolve, reject) => s.open(target, 'w', (err, h) => (err ? reject(err) : resolve(h))))
+      // 40 one-byte writes at offsets 0..39, sent without waiting for answers
+      const write = (i: number) => new Promise<string>((resolve) => s.write(handle, Buffer.from('x'), 0, 1, i, (err) => resolve(err ? `error: ${err.message}` : 'ok')))
+      const results = await Promise.all(Array.from({ length: 40 }, (_, i) => write(i)))
+      const refused = results.filter((r) => r.startsWith('error'))
+      expect(refused.length).toBeGreaterThan(0)
+      expect(refused[0]).toContain('more than 4 reads and writes in flight (limits.ssh.sftpInFlight)')
+      await new Promise<void>((resolve) => s.close(handle, () => resolve()))
+      // every write that was answered ok is in the file, none that failed is
+      const written = readFileSync(target, 'latin1')
+      results.forEach((r, i) => expect(written[i] === 'x', `offset ${i}: ${r}`).toBe(r === 'ok'))
+    } finally {
+      c.end()
+      await gw.gateway.reload(running)
+    }
+  })
 })
 
 describe('handles and metadata', () => {
@@ -542,6 +567,34 @@ describe('every sftp operation, forwarded and recorded', () => {
     const rmdirOutcomes = (await Promise.all(rmdirs.map(outcomesOf))).flat()
     expect(rmdirOutcomes.map((o) => o.error ?? o.status)).toEqual([{ code: 'SFTP 4', message: expect.any(String) }, 'ok'])
     expect((await outcomesOf(unresolved)).map((o) => o.error)).toEqual([{ code: 'SFTP 2', message: expect.any(String) }])
+  })
+
+  it('mkdir, rmdir and symlink judge the name they create or remove, not what a symlink of that name points to', async () => {
+    // with the link followed, policy would see (and rmdir would remove) the directory it points to
+    const dir = join(art, 'scratch', 'lastname')
+    rmSync(dir, { recursive: true, force: true })
+    mkdirSync(join(dir, 'real'), { recursive: true })
+    symlinkSync(join(dir, 'real'), join(dir, 'link'))
+    const before = (await requests('ssh.sftp')).length
+    const c = await client()
+    try {
+      const s = await sftpOf(c)
+      // the target refuses each (the name exists, or is no directory): what matters is what was judged and touched
+      expect((await call((cb) => s.rmdir(`${dir}/link`, cb))).err).toBeDefined()
+      expect((await call((cb) => s.mkdir(`${dir}/link`, cb))).err).toBeDefined()
+      expect((await call((cb) => s.symlink('elsewhere', `${dir}/link`, cb))).err).toBeDefined()
+    } finally {
+      c.end()
+    }
+    expect(statSync(join(dir, 'real')).isDirectory()).toBe(true)
+    expect(readlinkSync(join(dir, 'link'))).toBe(join(dir, 'real'))
+    // (the sftp session's own request, op `session`, aside)
+    const judged = (await requests('ssh.sftp')).slice(before).filter((e) => sshAttrs(e).op !== 'session').map((e) => [sshAttrs(e).op, sshAttrs(e).path])
+    expect(judged).toEqual([
+      ['rmdir', `${dir}/link`],
+      ['mkdir', `${dir}/link`],
+      ['symlink', `${dir}/link`],
+    ])
   })
 
   it('a relative path the target cannot resolve is judged against the home directory', async () => {
