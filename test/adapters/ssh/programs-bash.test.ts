@@ -11,11 +11,12 @@
  *   reported as computed, or the line is refused.
  *
  * bash runs with an empty PATH and a `command_not_found_handle` that prints the name and the
- * arguments it was given, in an empty temporary directory (globs match nothing there, and the
- * redirect property sees which file appeared), so nothing the generator writes can run.
+ * arguments it was given, so nothing the generator writes can run: in a temporary directory
+ * holding files `q` and `kz` (a glob the gateway took for text matches them and changes the
+ * words), or, for the redirect property, an empty one (it sees which file appeared).
  */
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -27,6 +28,8 @@ const END = 'gh-end-of-call'
 const HANDLER = `command_not_found_handle() { printf '%s\\0' "$@" ${END}; return 127; }\nPATH=/gatehouse-no-such-dir\n`
 const BASH_ENV_VARS = { LANG: 'C', HOME: '/gatehouse-home' }
 let cwd = ''
+/** Where commands run: files named `q` and `kz`, so that a glob the gateway mistook for a literal (`[q]`, `k?`) matches and changes the words. */
+let globs = ''
 /** GH_ORACLE_SCALE=10 runs ten times the cases (a longer search after a change to the word reader). */
 const SCALE = Number(process.env.GH_ORACLE_SCALE ?? 1)
 const runs = (n: number): { numRuns: number } => ({ numRuns: Math.round(n * SCALE) })
@@ -34,12 +37,17 @@ const runs = (n: number): { numRuns: number } => ({ numRuns: Math.round(n * SCAL
 beforeAll(async () => {
   await loadShellParser()
   cwd = mkdtempSync(join(tmpdir(), 'gh-bash-oracle-'))
+  globs = mkdtempSync(join(tmpdir(), 'gh-bash-globs-'))
+  for (const name of ['q', 'kz']) writeFileSync(join(globs, name), '')
 })
-afterAll(() => rmSync(cwd, { recursive: true, force: true }))
+afterAll(() => {
+  rmSync(cwd, { recursive: true, force: true })
+  rmSync(globs, { recursive: true, force: true })
+})
 
 /** Runs `line` in bash; every command it tried to run, as the words it passed (name first), in order. */
 function bashCalls(line: string): string[][] {
-  const r = spawnSync('bash', ['--norc', '--noprofile', '-c', HANDLER + line], { cwd, env: BASH_ENV_VARS, encoding: 'latin1', timeout: 10_000 })
+  const r = spawnSync('bash', ['--norc', '--noprofile', '-c', HANDLER + line], { cwd: globs, env: BASH_ENV_VARS, encoding: 'latin1', timeout: 10_000 })
   if (r.error) throw r.error
   const calls: string[][] = []
   let call: string[] = []
@@ -87,7 +95,7 @@ const STATIC_PIECES = [
 const CONSERVATIVE_PIECES = ['{Z..b}', '{b..Z}', "$'\\u00e9'", "$'\\U0001F600'", "$'\\xff'", '$"q"', '$""', '{,q}', '{q,}', '{,}', '{"",q}'] as const
 
 /** Word pieces whose value bash computes at run time: expansions, substitutions, globs. */
-const DYNAMIC_PIECES = ['[q', ']q[', '$x', '${x}', '$(echo q)', '`echo q`', '$((1+2))', '*', '?', '[q]', '$1', '$@', '"$x"', '${x:-q}', '$$', '~', '{q,$x}', '"$@"', '$"$x"', ...CONSERVATIVE_PIECES] as const
+const DYNAMIC_PIECES = ['[q', ']q[', 'k?', '[kq]z', 'q*', '$x', '${x}', '$(echo q)', '`echo q`', '$((1+2))', '*', '?', '[q]', '$1', '$@', '"$x"', '${x:-q}', '$$', '~', '{q,$x}', '"$@"', '$"$x"', ...CONSERVATIVE_PIECES] as const
 
 /** Pieces that make lines rather than words: separators, lone quotes and escapes, comments, more names. */
 const SOUP_PIECES = [' ', ' ', ' ', '; ', ' | ', ' && ', ' || ', '\n', ' # ', "'", '"', '`', "$'", '$"', '\\', "\\'", '\\"', '(', ')', '{ ', ' }', '$(', 'gh-a', 'gh-b', ' gh-c ', '=', 'x=', '<<<', ' 2>&1 ',
