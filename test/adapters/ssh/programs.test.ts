@@ -340,8 +340,18 @@ describe('words as bash 5 expands them (found by the bash oracle)', () => {
     ['bounds past 64 bits are text', 'echo {9223372036854775807..9223372036854775808}', ['{9223372036854775807..9223372036854775808}']],
     ['an escaped tilde stays', 'echo \\~{a,b}', ['~a', '~b']],
     ['ASCII escapes in $\'…\'', "echo $'\\x41\\101\\u0041\\cA'", ['AAA\u0001']],
+    ['an escaped quote in $\'…\'', "echo $'\\''", ["'"]],
+    ['a `..` before `}` is no separator', 'echo {q..}x,y} {q..}x}', ['q..}x', 'y', '{q..}x}']],
+    ['a single 0 or -0 bound pads nothing', 'echo {0..10} {-0..2}', ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '0', '1', '2']],
+    ['a sequence is the whole inside of the braces', 'echo {x1..3} {1..3x} {1..30..10}', ['{x1..3}', '{1..3x}', '1', '11', '21']],
+    ['64-bit bounds: the smallest is one, one past it is text', 'echo {-9223372036854775808..-9223372036854775807} {-9223372036854775809..0}', ['-9223372036854775808', '-9223372036854775807', '{-9223372036854775809..0}']],
   ])('%s: %s', (_title, command, words) => {
     expect(facts(command).argv).toEqual(['echo', ...words])
+  })
+
+  it('up to 64 words from one brace expansion are words; more are computed (MAX_BRACE_WORDS)', () => {
+    for (const [word, count] of [['{1..64}', 64], ['{a,b}{1..32}', 64], ['{{1..32},{1..32}}', 64]] as const) expect(facts(`echo ${word}`).argv, word).toHaveLength(count + 1)
+    for (const word of ['{1..65}', '{a,b}{1..33}', '{{1..33},{1..32}}', '{{1..32},{1..32},x}', '{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}']) expect(facts(`echo ${word}`).argv, word).toBeUndefined()
   })
 
   it.each([
