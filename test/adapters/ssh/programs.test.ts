@@ -41,6 +41,8 @@ describe('every command in the tree', () => {
     ['escaped backticks nested inside backticks', 'x=`echo \\`nc y\\``', { programs: ['echo', 'nc'] }],
     ['a negated command and an array value', '! curl a; arr=(1 "$(wget b)")', { programs: ['curl', 'wget'] }],
     ['declaration builtins are programs too', 'export A=$(curl x); unset B', { programs: ['export', 'curl', 'unset'] }],
+    // the `${` token takes the blank before it along: still its own token, not text the tree lost
+    ['expansions after a blank inside double quotes', 'echo "${A:-u} ${B:-$(curl x)}"', { programs: ['echo', 'curl'] }],
   ]
   it.each(cases)('%s: %s', (_title, command, expected) => {
     expect(facts(command)).toMatchObject(expected)

@@ -1271,9 +1271,10 @@ class Script {
     for (const child of children) {
       if (!child) continue
       gap(at, child.startIndex)
-      // an operator or keyword token is its own text; one that is not was lexed from other text
-      // (`x\?<<'E'` gives a `<<` token whose text is the backslash)
-      if (!child.isNamed && child.type !== child.text && child.childCount === 0) throw new Refused(DROPPED)
+      // an operator or keyword token is its own text (after blanks the lexer took along: `"a ${x}"`
+      // gives a `${` token ` ${`); one that is not was lexed from other text (`x\?<<'E'` gives a
+      // `<<` token whose text is the backslash)
+      if (!child.isNamed && child.childCount === 0 && child.type !== child.text && child.type !== child.text.replace(/^[ \t\n]+/, '')) throw new Refused(DROPPED)
       if (child.childCount > 0) this.checkGaps(child, text, continuations, nest + 1)
       at = child.endIndex
     }
