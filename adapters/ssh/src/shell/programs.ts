@@ -417,6 +417,9 @@ function checkReservedWords(root: Node, text: string): void {
   }
 }
 
+/** Where a `word` node is a shell word (inside `${x:-…}` it is the expansion's text, which may hold blanks). */
+const BLANKLESS_WORD_PARENTS = new Set(['command', 'command_name', 'concatenation', 'file_redirect', 'herestring_redirect', 'declaration_command', 'unset_command'])
+
 /** A word being decoded: its text, which characters were quoted, and whether part of it is computed. */
 class WordBuilder {
   text = ''
@@ -1275,6 +1278,8 @@ class Script {
       // gives a `${` token ` ${`); one that is not was lexed from other text (`x\?<<'E'` gives a
       // `<<` token whose text is the backslash)
       if (!child.isNamed && child.childCount === 0 && child.type !== child.text && child.type !== child.text.replace(/^[ \t\n]+/, '')) throw new Refused(DROPPED)
+      // a word holds no blank (an escaped one is refused before): `<<< } } x` has the word `} }`
+      if (child.type === 'word' && BLANKLESS_WORD_PARENTS.has(node.type) && /[ \t\n]/.test(child.text)) throw new Refused(DROPPED)
       if (child.childCount > 0) this.checkGaps(child, text, continuations, nest + 1)
       at = child.endIndex
     }
