@@ -395,6 +395,8 @@ function checkTouchingWords(root: Node): void {
   }
 }
 
+/** A name bash takes for a variable. */
+const VARIABLE_NAME = /^[A-Za-z_]\w*$/
 /** A word bash takes as an assignment before a command: `NAME=`, `NAME+=`, `NAME[…]=`. */
 const BASH_ASSIGNMENT = /^[A-Za-z_]\w*(\[[^\]]*\])?\+?=/
 
@@ -1685,7 +1687,7 @@ class Script {
     const target = node.childForFieldName('name')
     const name = (target?.type === 'subscript' ? target.childForFieldName('name')?.text : target?.text) ?? ''
     // `*x=q` is no assignment for bash but a word it runs (a glob); tree-sitter-bash takes any name
-    if (!/^[A-Za-z_]\w*$/.test(name)) throw new Refused(SPLIT_TOKEN)
+    if (!VARIABLE_NAME.test(name)) throw new Refused(SPLIT_TOKEN)
     const append = node.children.some((c) => c?.type === '+=')
     const value = node.childForFieldName('value')
     if (!value) return this.assign(name, literal(''), append, true)
