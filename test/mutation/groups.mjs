@@ -73,6 +73,7 @@ export const GROUPS = {
     mutate: ['adapters/postgres/src/upstream.ts', 'adapters/postgres/src/session-model.ts'],
     testFiles: [
       'test/adapters/postgres/session-model.test.ts',
+      'test/adapters/postgres/upstream-login.test.ts',
       'test/adapters/postgres/upstream-attacks.test.ts',
       'test/adapters/postgres/session-attacks.test.ts',
       'test/adapters/postgres/interleavings.test.ts',
@@ -81,7 +82,7 @@ export const GROUPS = {
       'test/adapters/postgres/psql.test.ts',
       'test/adapters/postgres/auth.test.ts',
     ],
-    fast: ['test/adapters/postgres/session-model.test.ts'],
+    fast: ['test/adapters/postgres/session-model.test.ts', 'test/adapters/postgres/upstream-login.test.ts'],
   },
   ssh: {
     mutate: ['adapters/ssh/src/upstream.ts', 'adapters/ssh/src/sftp.ts', 'adapters/ssh/src/shell/**/*.ts', '!adapters/ssh/src/shell/analyze-worker.ts', '!**/index.ts'],

@@ -24,23 +24,56 @@ export interface UpstreamSession {
   readonly leftover: Buffer
 }
 
-function openSocket(cfg: UpstreamConfig, signal: AbortSignal): Promise<Socket> {
+/** Why a login deadline (see `loginDeadline`) fired: the session closed, or the time ran out. */
+const abortReason = (session: AbortSignal, cfg: UpstreamConfig, what: string): Error =>
+  new Error(session.aborted ? 'session closed' : `${what} did not finish within ${cfg.connectTimeoutMs} ms`)
+
+interface Deadline {
+  readonly signal: AbortSignal
+  /** Stops the timer and lets go of the session's signal. */
+  clear(): void
+}
+
+/**
+ * The session's signal, or `connectTimeoutMs` after now, whichever comes first. Like libpq's
+ * connect_timeout it bounds the whole login (TCP, TLS, authentication), not only the TCP connect:
+ * an upstream that accepts and then says nothing must not hold the session, or its socket, forever.
+ * A timer of its own (cleared when the login ends): an `AbortSignal.timeout` inside
+ * `AbortSignal.any` was seen never to fire here.
+ */
+function loginDeadline(cfg: UpstreamConfig, session: AbortSignal): Deadline {
+  const controller = new AbortController()
+  const abort = () => controller.abort()
+  const timer = setTimeout(abort, cfg.connectTimeoutMs)
+  if (session.aborted) abort()
+  else session.addEventListener('abort', abort, { once: true })
+  return {
+    signal: controller.signal,
+    clear: () => {
+      clearTimeout(timer)
+      session.removeEventListener('abort', abort)
+    },
+  }
+}
+
+function openSocket(cfg: UpstreamConfig, session: AbortSignal, deadline: AbortSignal): Promise<Socket> {
   return new Promise((resolve, reject) => {
+    if (deadline.aborted) {
+      reject(abortReason(session, cfg, 'connect'))
+      return
+    }
     const socket = netConnect({ host: cfg.host, port: cfg.port })
     socket.setNoDelay(true)
-    const timer = setTimeout(() => fail(new Error(`connect timeout after ${cfg.connectTimeoutMs} ms`)), cfg.connectTimeoutMs)
-    const onAbort = () => fail(new Error('session closed'))
-    signal.addEventListener('abort', onAbort, { once: true })
+    const onAbort = () => fail(abortReason(session, cfg, 'connect'))
+    deadline.addEventListener('abort', onAbort, { once: true })
     function fail(err: Error) {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', onAbort)
+      deadline.removeEventListener('abort', onAbort)
       socket.destroy()
       reject(err)
     }
     socket.once('error', fail)
     socket.once('connect', () => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', onAbort)
+      deadline.removeEventListener('abort', onAbort)
       socket.off('error', fail)
       resolve(socket)
     })
@@ -49,7 +82,6 @@ function openSocket(cfg: UpstreamConfig, signal: AbortSignal): Promise<Socket> {
 
 /** Reads whole backend messages from a socket during login. */
 class LoginReader {
-  private buf: Buffer = Buffer.alloc(0)
   private waiting: ((err?: Error) => void) | undefined
   private error: Error | undefined
   private readonly onData = (chunk: Buffer) => {
@@ -65,7 +97,11 @@ class LoginReader {
     this.wake()
   }
 
-  constructor(private readonly socket: Socket) {
+  /** `buf`: bytes already read from the socket (what an earlier reader left over). */
+  constructor(
+    private readonly socket: Socket,
+    private buf: Buffer = Buffer.alloc(0),
+  ) {
     socket.on('data', this.onData)
     socket.on('end', this.onEnd)
     socket.on('close', this.onEnd)
@@ -138,12 +174,29 @@ function serverError(body: Buffer, code: 'GH_ERR_UPSTREAM_AUTH' | 'GH_ERR_UPSTRE
 
 /** Opens and logs in an upstream connection. Throws GatewayError (GH_ERR_UPSTREAM_*) with a safe message. */
 export async function connectUpstream(cfg: UpstreamConfig, clientParams: Record<string, string>, signal: AbortSignal): Promise<UpstreamSession> {
+  const deadline = loginDeadline(cfg, signal)
+  try {
+    return await login(cfg, clientParams, signal, deadline.signal)
+  } finally {
+    deadline.clear()
+  }
+}
+
+async function login(cfg: UpstreamConfig, clientParams: Record<string, string>, signal: AbortSignal, deadline: AbortSignal): Promise<UpstreamSession> {
   let socket: Socket | TLSSocket
   try {
-    socket = await openSocket(cfg, signal)
+    socket = await openSocket(cfg, signal, deadline)
   } catch (err) {
     throw new GatewayError('GH_ERR_UPSTREAM_UNAVAILABLE', `cannot reach upstream ${cfg.host}:${cfg.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err })
   }
+  const tcp = socket
+  // past the deadline every read below fails with the reason, and the sockets are closed
+  const onAbort = () => {
+    const reason = abortReason(signal, cfg, 'login')
+    socket.destroy(reason)
+    tcp.destroy(reason)
+  }
+  deadline.addEventListener('abort', onAbort, { once: true })
   try {
     if (cfg.tls.mode !== 'disable') socket = await startTls(socket, cfg)
     const reader = new LoginReader(socket)
@@ -220,8 +273,11 @@ export async function connectUpstream(cfg: UpstreamConfig, clientParams: Record<
     }
   } catch (err) {
     socket.destroy()
+    tcp.destroy()
     if (err instanceof GatewayError) throw err
     throw new GatewayError('GH_ERR_UPSTREAM_UNAVAILABLE', `upstream login failed: ${(err as Error).message}`, { cause: err })
+  } finally {
+    deadline.removeEventListener('abort', onAbort)
   }
 }
 
@@ -271,7 +327,9 @@ async function startTls(socket: Socket, cfg: UpstreamConfig): Promise<TLSSocket>
 
 /** Sends a CancelRequest for an upstream backend on a fresh connection. */
 export async function cancelUpstream(cfg: UpstreamConfig, pid: number, secret: Buffer): Promise<void> {
-  const socket = await openSocket(cfg, new AbortController().signal)
+  const never = new AbortController().signal
+  const deadline = loginDeadline(cfg, never)
+  const socket = await openSocket(cfg, never, deadline.signal).finally(deadline.clear)
   await new Promise<void>((resolve) => {
     socket.end(buildCancel(pid, secret), () => resolve())
     socket.once('error', () => resolve())
@@ -286,7 +344,13 @@ export async function cancelUpstream(cfg: UpstreamConfig, pid: number, secret: B
  */
 export async function queryUpstream(cfg: UpstreamConfig, sql: string, signal: AbortSignal): Promise<(string | null)[][]> {
   const up = await connectUpstream(cfg, { client_encoding: 'UTF8', application_name: 'gatehouse catalog lookup' }, signal)
-  const reader = new LoginReader(up.socket)
+  // the query is bounded like the login: a statement waiting on the lookup must not wait forever
+  // on an upstream that stopped answering
+  const deadline = loginDeadline(cfg, signal)
+  const reader = new LoginReader(up.socket, up.leftover)
+  const onAbort = () => up.socket.destroy(abortReason(signal, cfg, 'catalog lookup'))
+  deadline.signal.addEventListener('abort', onAbort, { once: true })
+  if (deadline.signal.aborted) onAbort()
   try {
     up.socket.write(buildQuery(sql))
     const rows: (string | null)[][] = []
@@ -308,7 +372,11 @@ export async function queryUpstream(cfg: UpstreamConfig, sql: string, signal: Ab
     }
     if (error !== undefined) throw new GatewayError('GH_ERR_UPSTREAM_UNAVAILABLE', `catalog lookup failed: ${error}`)
     return rows
+  } catch (err) {
+    if (err instanceof GatewayError) throw err
+    throw new GatewayError('GH_ERR_UPSTREAM_UNAVAILABLE', `catalog lookup failed: ${(err as Error).message}`, { cause: err })
   } finally {
+    deadline.clear()
     up.socket.end(TERMINATE)
     up.socket.destroy()
   }

@@ -134,3 +134,37 @@ describe('an impostor upstream that does not know the password', () => {
     }
   }, 120_000)
 })
+
+describe('an upstream that accepts and then says nothing', () => {
+  it('psql gets "unavailable" (08006) after connectTimeoutMs, and the gateway closes its upstream socket', async () => {
+    const { createServer } = await import('node:net')
+    let accepted = 0
+    let closed = 0
+    const silent = createServer((s) => {
+      accepted++
+      s.resume() // reads (and drops) the startup packet, so the gateway's FIN is seen
+      s.on('error', () => undefined)
+      s.on('close', () => closed++)
+    })
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+    const port = (silent.address() as { port: number }).port
+    const gw = await startGateway({ upstream: { host: '127.0.0.1', port, database: 'app', user: 'app', password: 'x', connectTimeoutMs: 500 } })
+    try {
+      const started = Date.now()
+      const r = await psql({ port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'] as string }, 'SELECT 1;\n')
+      // well before the 15 s login timeout of core's limits
+      expect(Date.now() - started).toBeLessThan(10_000)
+      expect(r.code).not.toBe(0)
+      expect(r.stderr).toContain('upstream of connection "pg" is unavailable')
+      const end = (await gw.audit()).find((e) => e.type === 'session.end') as { reason?: string } | undefined
+      expect(end?.reason).toMatch(/login did not finish within 500 ms/)
+      expect(accepted).toBe(1)
+      // closed by the gateway, which is still running
+      for (let i = 0; i < 100 && closed === 0; i++) await new Promise((r) => setTimeout(r, 20))
+      expect(closed).toBe(1)
+    } finally {
+      await gw.stop()
+      silent.close()
+    }
+  }, 30_000)
+})
