@@ -91,6 +91,7 @@ export const GROUPS = {
       'test/adapters/ssh/upstream.test.ts',
       'test/adapters/ssh/programs.test.ts',
       'test/adapters/ssh/programs-bash.test.ts',
+      'test/adapters/ssh/programs-wrappers.test.ts',
       'test/adapters/ssh/explain.test.ts',
       'test/adapters/ssh/ssh.test.ts',
       'test/adapters/ssh/ssh-attacks.test.ts',

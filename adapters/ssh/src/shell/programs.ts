@@ -773,10 +773,15 @@ const shell: Handler = (s, args, context) => {
   s.stdinScript(context)
 }
 
-/** `su [-c SCRIPT] [user [shell args…]]` and `runuser` without `-u`: options may come anywhere. */
+/**
+ * `su [-c SCRIPT] [-s SHELL] [user [shell args…]]` and `runuser` without `-u`: options may come
+ * anywhere. The user's shell runs: SHELL when given (`-s /usr/bin/python3 -c CODE` runs python),
+ * otherwise the user's login shell, read as `sh`.
+ */
 const su: Handler = (s, args, context) => {
   const operands: Word[] = []
   let script: Word | undefined
+  let shellProgram: Word | undefined
   for (let i = 0; i < args.length; i++) {
     const a = args[i] as Word
     if (a.dynamic) return s.markDynamic()
@@ -789,6 +794,7 @@ const su: Handler = (s, args, context) => {
     if (long) {
       const value = long[2] !== undefined ? literal(long[2]) : args[++i]
       if (long[1] === 'command' || long[1] === 'session-command') script = value
+      else if (long[1] === 'shell') shellProgram = value
       continue
     }
     if (t.length > 1 && t[0] === '-' && t[1] !== '-') {
@@ -797,6 +803,7 @@ const su: Handler = (s, args, context) => {
         if ('cgGsw'.includes(ch)) {
           const value = j + 1 < t.length ? literal(t.slice(j + 1)) : args[++i]
           if (ch === 'c') script = value
+          else if (ch === 's') shellProgram = value
           break
         }
       }
@@ -804,9 +811,8 @@ const su: Handler = (s, args, context) => {
     }
     if (t !== '-') operands.push(a)
   }
-  if (script) return s.script(script)
-  if (operands.length > 1) return shell(s, operands.slice(1), context)
-  s.stdinScript(context)
+  const program = shellProgram ?? literal('sh')
+  s.run([program, ...(script ? [literal('-c'), script] : []), ...operands.slice(1)], context)
 }
 
 /** `env [options] [NAME=value…] [program args…]`, including `env -S 'string'`. */
@@ -958,7 +964,7 @@ const watch: Handler = (s, args, context) => {
   const rest = args.slice(scanned.index)
   if (scanned.shorts.has('x') || scanned.longs.has('exec')) return s.run(rest, context)
   if (rest.some((a) => a.dynamic)) return s.markDynamic()
-  if (rest.length > 0) s.scriptText(rest.map((a) => a.text).join(' '))
+  if (rest.length > 0) s.shellScript(literal(rest.map((a) => a.text).join(' ')))
 }
 
 /** `flock [options] lockfile program args…` or `flock lockfile -c script`. */
@@ -969,7 +975,7 @@ const flock: Handler = (s, args, context) => {
   const first = rest[0]
   if (first && !first.dynamic && (first.text === '-c' || first.text === '--command')) {
     const script = rest[1]
-    if (script) s.script(script)
+    if (script) s.shellScript(script)
     return
   }
   if (rest.length > 0) s.run(rest, context)
@@ -980,8 +986,11 @@ const scriptHandler: Handler = (s, args, context) => {
   const scanned = scanOptions(args, { args: 'cEIOBTm', longArgs: ['command', 'echo', 'log-in', 'log-out', 'log-io', 'log-timing', 'logging-format', 'output-limit'] })
   if (!scanned) return s.markDynamic()
   const script = scanned.values.get('c') ?? scanned.values.get('command')
-  if (script) s.script(script)
-  else s.stdinScript(context)
+  if (script) s.shellScript(script)
+  else {
+    s.program(literal('sh'))
+    s.stdinScript(context)
+  }
 }
 
 /** `sg group [-c] command`: the command runs through `/bin/sh -c`. */
@@ -991,14 +1000,35 @@ const sg: Handler = (s, args, context) => {
   i++
   if (args[i]?.text === '-c') i++
   const rest = args.slice(i)
+  s.program(literal('sh'))
   if (rest.length === 0) return s.stdinScript(context)
   if (rest.some((a) => a.dynamic)) return s.markDynamic()
   s.scriptText(rest.map((a) => a.text).join(' '))
 }
 
+/** Whether `runuser` is given `-u` (`-u x`, `-ux`, `-lu x`, `--user=x`): options may come anywhere, as getopt permutes them. */
+function runsAsUser(args: readonly Word[]): boolean {
+  for (let i = 0; i < args.length; i++) {
+    const t = (args[i] as Word).text
+    if (t === '--') return false
+    if (/^--user(=|$)/.test(t)) return true
+    if (/^--(command|session-command|shell|group|supp-group|whitelist-environment)$/.test(t)) i++
+    if (t.length < 2 || t[0] !== '-' || t[1] === '-') continue
+    for (let j = 1; j < t.length; j++) {
+      const ch = t[j] as string
+      if (ch === 'u') return true
+      if ('cgGsw'.includes(ch)) {
+        if (j + 1 === t.length) i++
+        break
+      }
+    }
+  }
+  return false
+}
+
 /** `runuser -u user -- program args…`, or `runuser [-l] user -c script` like su. */
 const runuser: Handler = (s, args, context) => {
-  if (!args.some((a) => a.text === '-u' || a.text.startsWith('--user'))) return su(s, args, context)
+  if (!runsAsUser(args)) return su(s, args, context)
   const scanned = scanOptions(args, { args: 'ugGw', longArgs: ['user', 'group', 'supp-group', 'whitelist-environment'] })
   if (!scanned) return s.markDynamic()
   const rest = args.slice(scanned.index)
@@ -1892,6 +1922,16 @@ class Script {
     // a program the caller named by path is also reported by that path: an allowlist of names
     // (`make`) then does not admit `~/bin/make`, and a denylist of names still catches `/usr/bin/curl`
     if (base && base !== word.text) this.facts.programs.add(word.text)
+  }
+
+  /**
+   * A script a program hands to the shell (`flock -c`, `script -c`, `watch`, `sg`, `su -c`): the
+   * shell is a program the line starts, reported as `sh` (the program starts `$SHELL` or
+   * `/bin/sh`; a line that sets SHELL is dynamic), and its script is parsed.
+   */
+  shellScript(word: Word): void {
+    this.program(literal('sh'))
+    this.script(word)
   }
 
   /** A script given as a word: parsed if literal, otherwise the facts are incomplete. */
