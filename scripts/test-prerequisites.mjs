@@ -27,6 +27,7 @@ const NEEDED = [
   ['tmux', undefined, 'tmux', 'interactive ssh under a pty'],
   ['asciinema', undefined, 'asciinema', 'replaying terminal recordings'],
   ['java', undefined, 'openjdk-17-jdk-headless', 'pgjdbc driver tests'],
+  ['strace', undefined, 'strace', 'the SSH wrapper oracle (programs-wrappers.test.ts)'],
   ['/usr/bin/python3', '', 'python3', 'psycopg driver tests'],
 ]
 
