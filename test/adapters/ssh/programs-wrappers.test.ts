@@ -73,9 +73,10 @@ function started(line: string): string[] {
         if (m) names.push((m[1] as string).slice((m[1] as string).lastIndexOf('/') + 1))
       }
     }
-    // the bash the test starts, once
+    // the bash the test starts, once; without it strace recorded nothing and the check would pass empty
     const first = names.indexOf('bash')
-    if (first >= 0) names.splice(first, 1)
+    if (first < 0) throw new Error(`strace recorded no execve of bash (status ${r.status}): ${r.stderr}`)
+    names.splice(first, 1)
     return names
   } finally {
     rmSync(traces, { recursive: true, force: true })
