@@ -101,6 +101,19 @@ describe('wrappers that run their argument', () => {
     ['words after a heredoc operator are still arguments', 'sudo <<EOF curl x\nhi\nEOF', { programs: ['sudo', 'curl'] }],
     ['hash -p makes a name run another program', 'hash -p /usr/bin/curl ls; ls x', { programs: ['hash', 'curl', '/usr/bin/curl', 'ls'] }],
     ['a program that runs no program is only itself', 'sudo -e /etc/hosts; timeout 5', { programs: ['sudo', 'timeout'], dynamic: false }],
+    // getopt_long reads an abbreviation as the one option it begins: `--unse FOO` takes FOO, so curl runs
+    ['abbreviated long options take their argument', 'env --unse FOO curl x; timeout --sig KILL 5 nc y; nice --adj 1 wget; stdbuf --out L ssh; xargs --max-a 1 scp', { programs: ['env', 'curl', 'timeout', 'nc', 'nice', 'wget', 'stdbuf', 'ssh', 'xargs', 'scp'], dynamic: false }],
+    ['abbreviated flags take nothing', 'setsid --wa curl; flock --nb /tmp/l nc; timeout --fore 5 wget', { programs: ['setsid', 'curl', 'flock', 'nc', 'timeout', 'wget'], dynamic: false }],
+    ['long options that take an argument the table once missed', 'chrt --sched-runtime 5 0 curl; unshare --map-users 0,0,1 nc; strace --summary-syscall-overhead 1 wget', { programs: ['chrt', 'curl', 'unshare', 'nc', 'strace', 'wget'], dynamic: false }],
+    ['env -S: the first split string is read again with every word after it (`-Sq -S env curl` runs q)', 'env -Sq -S env curl; env -i -S"nc -l" x', { programs: ['env', 'q', 'nc'], dynamic: false }],
+    ['an abbreviated --replace makes xargs replace', 'xargs --repl sh -c {}', { programs: ['xargs', 'sh'], dynamic: true }],
+    ['runuser: --user abbreviated, options taken out wherever they are', 'runuser --us=nobody curl; runuser -u nobody nc -w x', { programs: ['runuser', 'curl', 'nc'], dynamic: false }],
+    ['su: abbreviated --shell and --command', 'su --sh=/usr/bin/python3 --comm=x root', { programs: ['su', 'python3', '/usr/bin/python3'], dynamic: true }],
+    ['long forms of the options that start a shell', 'sudo --shell; systemd-run --shell', { programs: ['sudo', 'systemd-run'], dynamic: true }],
+    ['tar runs the commands its options name, in every form tar reads', "tar -xf a.tar --to-command='curl x'; tar -xf a --to-comm nc; tar -xIwget -f a; tar xIf scp a.tar; tar -cf b f --checkpoint=1 --checkpoint-act exec=ssh; tar -xf a --use-comp=rsync -F telnet", { programs: ['tar', 'sh', 'curl', 'nc', 'wget', 'scp', 'ssh', 'rsync', 'telnet'], dynamic: false }],
+    ['tar --checkpoint alone runs nothing, nor does a computed archive name', 'tar -cf b f --checkpoint; tar -xf "$a" "$m"', { programs: ['tar'], dynamic: false }],
+    ['tar: a computed option value is dynamic', 'tar -xf a --to-command="$c"; tar -xI"$p" -f a', { programs: ['tar'], dynamic: true }],
+    ['an unknown or ambiguous long option may take the next word: dynamic', 'setsid --zzz curl', { programs: ['setsid', 'curl'], dynamic: true, dynamicReasons: ['unknown option --zzz'] }],
   ]
   it.each(cases)('%s: %s', (_title, command, expected) => {
     expect(facts(command)).toMatchObject(expected)
@@ -123,6 +136,7 @@ describe('scripts given to shells, eval and friends', () => {
     ['nested quoting, three shells deep', `sh -c ${q(`bash -c ${q('eval "curl x"')}`)}`, { programs: ['sh', 'bash', 'eval', 'curl'] }],
     ['ssh: the remote command is judged too', "ssh -p 22 host 'curl x | sh -c \"nc y\"'", { programs: ['ssh', 'curl', 'sh', 'nc'] }],
     ['ssh -o ProxyCommand runs locally', 'ssh -o ProxyCommand="nc %h %p" host', { programs: ['ssh', 'nc'] }],
+    ['ssh -F and scp -F: the configuration file can name a ProxyCommand', 'ssh -F ./cfg host; scp -F cfg a b:', { programs: ['ssh', 'scp'], dynamic: true }],
     ['find -exec sh -c', 'find . -exec sh -c "wget x" \\;', { programs: ['find', 'sh', 'wget'] }],
     ['xargs sh -c', 'xargs -0 sh -c "curl x"', { programs: ['xargs', 'sh', 'curl'] }],
     ['a literal heredoc fed to bash', "bash <<'EOF'\ncurl x\nEOF", { programs: ['bash', 'curl'], dynamic: false }],

@@ -638,6 +638,16 @@ interface WrapperSpec {
   readonly args?: string
   /** Long options (without `--`) that take an argument when not written with `=`. */
   readonly longArgs?: readonly string[]
+  /**
+   * The program's other long options (flags, and those whose argument is optional), so that an
+   * abbreviation is read as getopt_long reads it (`--sig` is `--signal`). When given, a long option
+   * that is in neither list makes the line dynamic: it may take the next word as its argument.
+   */
+  readonly longFlags?: readonly string[]
+  /** Long options that are the long form of a short one (`--shell` is sudo's `-s`): `shorts` gets the letter. */
+  readonly longShorts?: Readonly<Record<string, string>>
+  /** Options after which the program reads no more options of this command line itself (`env -S`): the scan ends there. */
+  readonly stopAt?: readonly string[]
   /** Operands before the program: timeout's duration, chroot's directory, taskset's mask. */
   readonly skip?: number
   /** Short options after which nothing is run (`command -v`, `sudo -e`, `taskset -p`). */
@@ -664,20 +674,39 @@ interface Scanned {
   readonly values: Map<string, Word | undefined>
   /** Every option with an argument, in order (`-o` may be given several times). */
   readonly pairs: Array<readonly [string, Word | undefined]>
+  /** Why the options may not mean what they were read as (an unknown or ambiguous long option). */
+  readonly unsure: string[]
+}
+
+/**
+ * The long option `--name` stands for, as getopt_long reads it: the one it names exactly, else the
+ * only one it begins (`--sig` is `--signal`, `--us` is `--user`). `ambiguous` when it begins
+ * several (getopt refuses the line, unless the program has an option of exactly that name that
+ * the gateway does not know); `unknown` when it begins none.
+ */
+export function longOption(name: string, known: readonly string[]): { readonly name: string; readonly found: 'exact' | 'prefix' | 'ambiguous' | 'unknown' } {
+  if (known.includes(name)) return { name, found: 'exact' }
+  const matches = name === '' ? [] : known.filter((k) => k.startsWith(name))
+  if (matches.length === 1) return { name: matches[0] as string, found: 'prefix' }
+  return { name, found: matches.length > 1 ? 'ambiguous' : 'unknown' }
 }
 
 /** Reads options up to the first operand; undefined when a computed word stands where an option or the program could be. */
-function scanOptions(args: readonly Word[], spec: Pick<WrapperSpec, 'args' | 'longArgs' | 'numeric'>, from = 0, dashIsOption = false): Scanned | undefined {
+function scanOptions(args: readonly Word[], spec: Pick<WrapperSpec, 'args' | 'longArgs' | 'longFlags' | 'longShorts' | 'numeric' | 'stopAt'>, from = 0, dashIsOption = false): Scanned | undefined {
   const shorts = new Set<string>()
   const longs = new Set<string>()
   const values = new Map<string, Word | undefined>()
   const pairs: Array<readonly [string, Word | undefined]> = []
+  const unsure: string[] = []
+  const known = [...(spec.longArgs ?? []), ...(spec.longFlags ?? [])]
+  let stop = false
   const set = (key: string, value: Word | undefined): void => {
     values.set(key, value)
     pairs.push([key, value])
+    if (spec.stopAt?.includes(key)) stop = true
   }
   let i = from
-  for (; i < args.length; i++) {
+  for (; i < args.length && !stop; i++) {
     const a = args[i] as Word
     if (a.dynamic) return undefined
     const t = a.text
@@ -688,10 +717,14 @@ function scanOptions(args: readonly Word[], spec: Pick<WrapperSpec, 'args' | 'lo
     if (t === '-' && dashIsOption) continue
     if (t.startsWith('--')) {
       const eq = t.indexOf('=')
-      const name = t.slice(2, eq < 0 ? undefined : eq)
+      const written = t.slice(2, eq < 0 ? undefined : eq)
+      const { name, found } = longOption(written, known)
       longs.add(name)
+      const short = spec.longShorts?.[name]
+      if (short !== undefined) shorts.add(short)
       if (eq >= 0) set(name, literal(t.slice(eq + 1)))
       else if (spec.longArgs?.includes(name)) set(name, args[++i])
+      else if (spec.longFlags !== undefined && (found === 'ambiguous' || found === 'unknown')) unsure.push(`${found} option --${written}`)
       continue
     }
     if (t.length < 2 || t[0] !== '-') break
@@ -705,7 +738,18 @@ function scanOptions(args: readonly Word[], spec: Pick<WrapperSpec, 'args' | 'lo
       }
     }
   }
-  return { index: i, shorts, longs, values, pairs }
+  return { index: i, shorts, longs, values, pairs, unsure }
+}
+
+/** `scanOptions` for a program that runs others: an option the gateway may misread makes the line dynamic. */
+function readOptions(s: Script, args: readonly Word[], spec: Parameters<typeof scanOptions>[1], from = 0, dashIsOption = false): Scanned | undefined {
+  const scanned = scanOptions(args, spec, from, dashIsOption)
+  if (!scanned) {
+    s.markDynamic()
+    return undefined
+  }
+  for (const reason of scanned.unsure) s.markDynamic(reason)
+  return scanned
 }
 
 const hasAny = (set: Set<string>, letters: string | undefined): boolean => letters !== undefined && [...letters].some((c) => set.has(c))
@@ -716,8 +760,8 @@ type Handler = (script: Script, args: readonly Word[], context: RunContext) => v
 /** A wrapper that runs its first operand (after `skip` more) as a program with the rest as arguments. */
 function wrapper(spec: WrapperSpec): Handler {
   return (s, args, context) => {
-    const scanned = scanOptions(args, spec, 0, false)
-    if (!scanned) return s.markDynamic()
+    const scanned = readOptions(s, args, spec)
+    if (!scanned) return
     if (spec.background || hasAny(scanned.shorts, spec.backgroundOptions)) s.facts.background = true
     if (hasAny(scanned.shorts, spec.inert)) return
     for (const [key, value] of scanned.pairs) if (spec.envOptions?.includes(key)) s.environment(value)
@@ -773,52 +817,114 @@ const shell: Handler = (s, args, context) => {
   s.stdinScript(context)
 }
 
-/**
- * `su [-c SCRIPT] [-s SHELL] [user [shell args…]]` and `runuser` without `-u`: options may come
- * anywhere. The user's shell runs: SHELL when given (`-s /usr/bin/python3 -c CODE` runs python),
- * otherwise the user's login shell, read as `sh`.
- */
-const su: Handler = (s, args, context) => {
-  const operands: Word[] = []
-  let script: Word | undefined
-  let shellProgram: Word | undefined
+/** What su's and runuser's options say; getopt permutes, so options may come anywhere before `--`. */
+interface SuLine {
+  /** The words left when the options are taken out: the user, then the shell's arguments (or, with `-u`, the program and its arguments). */
+  readonly operands: Word[]
+  /** `-c SCRIPT`, `--command`, `--session-command`. */
+  script?: Word
+  /** `-s SHELL`, `--shell`: the shell that runs instead of the user's own. */
+  shell?: Word
+  /** `-u USER` (runuser): run a program as USER, not a shell. */
+  asUser: boolean
+  /** Why the options may not mean what they were read as. */
+  readonly unsure: string[]
+}
+
+const SU_LONG_ARGS = ['command', 'session-command', 'shell', 'group', 'supp-group', 'whitelist-environment', 'user']
+const SU_LONG_FLAGS = ['fast', 'login', 'preserve-environment', 'pty', 'help', 'version']
+
+/** Reads `su`/`runuser` options; undefined when a computed word stands before `--`. */
+function suOptions(args: readonly Word[]): SuLine | undefined {
+  const line: SuLine = { operands: [], asUser: false, unsure: [] }
+  const take = (option: string, value: Word | undefined): void => {
+    if (option === 'c' || option === 'command' || option === 'session-command') line.script = value
+    else if (option === 's' || option === 'shell') line.shell = value
+    else if (option === 'u' || option === 'user') line.asUser = true
+  }
   for (let i = 0; i < args.length; i++) {
     const a = args[i] as Word
-    if (a.dynamic) return s.markDynamic()
+    if (a.dynamic) return undefined
     const t = a.text
     if (t === '--') {
-      operands.push(...args.slice(i + 1))
+      line.operands.push(...args.slice(i + 1))
       break
     }
-    const long = /^--(command|session-command|shell|group|supp-group|whitelist-environment)(?:=(.*))?$/s.exec(t)
-    if (long) {
-      const value = long[2] !== undefined ? literal(long[2]) : args[++i]
-      if (long[1] === 'command' || long[1] === 'session-command') script = value
-      else if (long[1] === 'shell') shellProgram = value
+    if (t.startsWith('--')) {
+      const eq = t.indexOf('=')
+      const written = t.slice(2, eq < 0 ? undefined : eq)
+      const { name, found } = longOption(written, [...SU_LONG_ARGS, ...SU_LONG_FLAGS])
+      if (SU_LONG_ARGS.includes(name)) take(name, eq >= 0 ? literal(t.slice(eq + 1)) : args[++i])
+      else if (found === 'ambiguous' || found === 'unknown') line.unsure.push(`${found} option --${written}`)
       continue
     }
-    if (t.length > 1 && t[0] === '-' && t[1] !== '-') {
+    if (t.length > 1 && t[0] === '-') {
       for (let j = 1; j < t.length; j++) {
         const ch = t[j] as string
-        if ('cgGsw'.includes(ch)) {
-          const value = j + 1 < t.length ? literal(t.slice(j + 1)) : args[++i]
-          if (ch === 'c') script = value
-          else if (ch === 's') shellProgram = value
+        if ('cgGsuw'.includes(ch)) {
+          take(ch, j + 1 < t.length ? literal(t.slice(j + 1)) : args[++i])
           break
         }
       }
       continue
     }
-    if (t !== '-') operands.push(a)
+    if (t !== '-') line.operands.push(a)
   }
-  const program = shellProgram ?? literal('sh')
-  s.run([program, ...(script ? [literal('-c'), script] : []), ...operands.slice(1)], context)
+  return line
+}
+
+/**
+ * `su [-c SCRIPT] [-s SHELL] [user [shell args…]]` and `runuser` without `-u`. The user's shell
+ * runs: SHELL when given (`-s /usr/bin/python3 -c CODE` runs python), otherwise the user's login
+ * shell, read as `sh`.
+ */
+const su: Handler = (s, args, context) => {
+  const line = suOptions(args)
+  if (!line) return s.markDynamic()
+  runSu(s, line, context)
+}
+
+function runSu(s: Script, line: SuLine, context: RunContext): void {
+  for (const reason of line.unsure) s.markDynamic(reason)
+  const program = line.shell ?? literal('sh')
+  s.run([program, ...(line.script ? [literal('-c'), line.script] : []), ...line.operands.slice(1)], context)
+}
+
+/** Long option names written once, space-separated. */
+const names = (list: string): readonly string[] => list.split(' ')
+
+/** Every long option of each program below (util-linux 2.38, coreutils 9.1, findutils 4.9, procps 4.0, strace 6.1, sudo 1.9): an abbreviation is read as getopt_long reads it. */
+// env -S puts the split words in place of the option and reads options again from there
+const ENV_OPTIONS: WrapperSpec = {
+  args: 'uCS',
+  longArgs: names('unset chdir split-string'),
+  longFlags: names('ignore-environment null debug block-signal default-signal ignore-signal list-signal-handling help version'),
+  stopAt: ['S', 'split-string'],
+}
+const XARGS_OPTIONS: WrapperSpec = {
+  args: 'aEdILnPs',
+  longArgs: names('arg-file delimiter max-args max-procs max-chars process-slot-var'),
+  // --eof, --max-lines and --replace take their argument only after `=`
+  longFlags: names('eof exit interactive max-lines no-run-if-empty null open-tty replace show-limits verbose help version'),
+}
+const WATCH_OPTIONS: WrapperSpec = { args: 'nq', longArgs: names('interval equexit'), longFlags: names('beep chgexit color no-color differences errexit exec no-title no-wrap no-linewrap precise help version') }
+const FLOCK_OPTIONS: WrapperSpec = { args: 'Ew', longArgs: names('conflict-exit-code timeout wait'), longFlags: names('shared exclusive unlock nonblock nonblocking nb close no-fork verbose help version') }
+const SCRIPT_OPTIONS: WrapperSpec = {
+  args: 'cEIOBTm',
+  longArgs: names('command echo log-in log-out log-io log-timing logging-format output-limit'),
+  longFlags: names('append flush force quiet return timing help version'),
 }
 
 /** `env [options] [NAME=value…] [program args…]`, including `env -S 'string'`. */
 const env: Handler = (s, args, context) => {
-  const scanned = scanOptions(args, { args: 'uCS', longArgs: ['unset', 'chdir', 'split-string'] }, 0, true)
-  if (!scanned) return s.markDynamic()
+  const scanned = readOptions(s, args, ENV_OPTIONS, 0, true)
+  if (!scanned) return
+  const split = scanned.values.get('S') ?? scanned.values.get('split-string')
+  if (split) {
+    // the first -S: its words, then every word after it, are read again as env's arguments
+    if (split.dynamic) return s.markDynamic()
+    return s.scriptText(['env', split.text, ...args.slice(scanned.index).map(shellQuote)].join(' '))
+  }
   let i = scanned.index
   for (; i < args.length; i++) {
     const a = args[i] as Word
@@ -826,11 +932,6 @@ const env: Handler = (s, args, context) => {
     const eq = a.text.indexOf('=')
     if (eq < 0) break
     s.assignment(a.text.slice(0, eq), literal(a.text.slice(eq + 1)))
-  }
-  const split = scanned.values.get('S') ?? scanned.values.get('split-string')
-  if (split) {
-    if (split.dynamic) return s.markDynamic()
-    return s.scriptText(['env', split.text, ...args.slice(i).map(shellQuote)].join(' '))
   }
   if (i < args.length) s.run(args.slice(i), context)
   else if (context.appended) s.markDynamic()
@@ -842,8 +943,8 @@ const placeholder = (word: Word, marker: string): Word =>
 
 /** `xargs [options] [program [args…]]`: the program gets words from standard input appended. */
 const xargs: Handler = (s, args, context) => {
-  const scanned = scanOptions(args, { args: 'aEdILnPs', longArgs: ['arg-file', 'delimiter', 'max-args', 'max-procs', 'max-chars', 'process-slot-var'] })
-  if (!scanned) return s.markDynamic()
+  const scanned = readOptions(s, args, XARGS_OPTIONS)
+  if (!scanned) return
   const rest = args.slice(scanned.index)
   const attached = args.slice(0, scanned.index).find((a) => /^-i./s.test(a.text))?.text.slice(2)
   const replace = scanned.values.get('I')?.text ?? scanned.values.get('replace')?.text ?? attached ?? (scanned.shorts.has('i') || scanned.longs.has('replace') ? '{}' : undefined)
@@ -959,8 +1060,8 @@ const hash: Handler = (s, args) => {
 
 /** `watch [options] command…`: the words joined by spaces run through `sh -c` (with `-x`, as a program). */
 const watch: Handler = (s, args, context) => {
-  const scanned = scanOptions(args, { args: 'nq', longArgs: ['interval', 'equexit'] })
-  if (!scanned) return s.markDynamic()
+  const scanned = readOptions(s, args, WATCH_OPTIONS)
+  if (!scanned) return
   const rest = args.slice(scanned.index)
   if (scanned.shorts.has('x') || scanned.longs.has('exec')) return s.run(rest, context)
   if (rest.some((a) => a.dynamic)) return s.markDynamic()
@@ -969,8 +1070,8 @@ const watch: Handler = (s, args, context) => {
 
 /** `flock [options] lockfile program args…` or `flock lockfile -c script`. */
 const flock: Handler = (s, args, context) => {
-  const scanned = scanOptions(args, { args: 'Ew', longArgs: ['conflict-exit-code', 'timeout', 'wait'] })
-  if (!scanned) return s.markDynamic()
+  const scanned = readOptions(s, args, FLOCK_OPTIONS)
+  if (!scanned) return
   const rest = args.slice(scanned.index + 1)
   const first = rest[0]
   if (first && !first.dynamic && (first.text === '-c' || first.text === '--command')) {
@@ -983,8 +1084,8 @@ const flock: Handler = (s, args, context) => {
 
 /** `script -c command [file]` (util-linux); without `-c` it starts an interactive shell. */
 const scriptHandler: Handler = (s, args, context) => {
-  const scanned = scanOptions(args, { args: 'cEIOBTm', longArgs: ['command', 'echo', 'log-in', 'log-out', 'log-io', 'log-timing', 'logging-format', 'output-limit'] })
-  if (!scanned) return s.markDynamic()
+  const scanned = readOptions(s, args, SCRIPT_OPTIONS)
+  if (!scanned) return
   const script = scanned.values.get('c') ?? scanned.values.get('command')
   if (script) s.shellScript(script)
   else {
@@ -1006,33 +1107,13 @@ const sg: Handler = (s, args, context) => {
   s.scriptText(rest.map((a) => a.text).join(' '))
 }
 
-/** Whether `runuser` is given `-u` (`-u x`, `-ux`, `-lu x`, `--user=x`): options may come anywhere, as getopt permutes them. */
-function runsAsUser(args: readonly Word[]): boolean {
-  for (let i = 0; i < args.length; i++) {
-    const t = (args[i] as Word).text
-    if (t === '--') return false
-    if (/^--user(=|$)/.test(t)) return true
-    if (/^--(command|session-command|shell|group|supp-group|whitelist-environment)$/.test(t)) i++
-    if (t.length < 2 || t[0] !== '-' || t[1] === '-') continue
-    for (let j = 1; j < t.length; j++) {
-      const ch = t[j] as string
-      if (ch === 'u') return true
-      if ('cgGsw'.includes(ch)) {
-        if (j + 1 === t.length) i++
-        break
-      }
-    }
-  }
-  return false
-}
-
-/** `runuser -u user -- program args…`, or `runuser [-l] user -c script` like su. */
+/** `runuser -u user [--] program args…` (options are taken out wherever they are), or `runuser [-l] user -c script` like su. */
 const runuser: Handler = (s, args, context) => {
-  if (!runsAsUser(args)) return su(s, args, context)
-  const scanned = scanOptions(args, { args: 'ugGw', longArgs: ['user', 'group', 'supp-group', 'whitelist-environment'] })
-  if (!scanned) return s.markDynamic()
-  const rest = args.slice(scanned.index)
-  if (rest.length > 0) s.run(rest, context)
+  const line = suOptions(args)
+  if (!line) return s.markDynamic()
+  if (!line.asUser) return runSu(s, line, context)
+  for (const reason of line.unsure) s.markDynamic(reason)
+  if (line.operands.length > 0) s.run(line.operands, context)
 }
 
 /** `coproc [NAME] command`: tree-sitter-bash reads `coproc NAME { … }` as words, so the braces are skipped here. */
@@ -1084,7 +1165,11 @@ const ssh: Handler = (s, args) => {
     const scanned = scanOptions(args, spec, from)
     if (!scanned) return undefined
     if (scanned.shorts.has('f')) s.facts.background = true
-    for (const [key, value] of scanned.pairs) if (key === 'o') oValues.push(value)
+    for (const [key, value] of scanned.pairs) {
+      if (key === 'o') oValues.push(value)
+      // a configuration file can name ProxyCommand, LocalCommand, KnownHostsCommand: unseen
+      if (key === 'F') s.markDynamic('ssh -F: a configuration file can name commands ssh runs')
+    }
     return scanned
   }
   const first = collect(0)
@@ -1103,6 +1188,7 @@ const scp: Handler = (s, args) => {
   const scanned = scanOptions(args, { args: 'BbcDFiJlOoPRSsX' })
   if (!scanned) return s.markDynamic()
   sshOptions(s, scanned.pairs.filter(([key]) => key === 'o').map(([, value]) => value))
+  if (scanned.values.has('F')) s.markDynamic('scp -F: a configuration file can name commands ssh runs')
   for (const key of ['S', 'D']) {
     const program = scanned.values.get(key)
     if (program) s.program(program)
@@ -1127,19 +1213,66 @@ const rsync: Handler = (s, args) => {
   }
 }
 
-/** tar options that run commands: `--to-command`, `-I`/`--use-compress-program`, `--checkpoint-action=exec=`, volume scripts, `--rsh-command`. */
+/** tar's long options whose value it runs as a command, and the options they might be confused with when abbreviated. */
+const TAR_COMMAND_OPTIONS = names('to-command use-compress-program info-script new-volume-script rsh-command checkpoint-action')
+const TAR_KNOWN = [...TAR_COMMAND_OPTIONS, 'checkpoint']
+/** Short options that take an argument (`-I PROG` and `-F SCRIPT` run it). */
+const TAR_SHORT_ARGS = 'bCfFgHIKLNTVX'
+
+/**
+ * GNU tar options that run commands: `--to-command`, `-I`/`--use-compress-program`,
+ * `-F`/`--info-script`/`--new-volume-script`, `--rsh-command`, `--checkpoint-action=exec=`, in
+ * every form tar reads: abbreviated (`--to-comm`), with the value as the next word, in a bundle
+ * (`-xIcurl`), and in the traditional first word (`tar xIf PROG archive`), whose letters take
+ * their values from the words after it in order.
+ */
 const tar: Handler = (s, args) => {
-  const scripts = /^--(to-command|use-compress-program|info-script|new-volume-script|rsh-command)(?:=(.*))?$/s
-  for (let i = 0; i < args.length; i++) {
-    const t = (args[i] as Word).text
-    const m = scripts.exec(t)
-    if (m) {
-      const value = m[2] !== undefined ? literal(m[2]) : args[++i]
-      if (value) s.script(value)
-    } else if (t === '-I' || t === '-F') {
-      const value = args[++i]
-      if (value) s.script(value)
-    } else if (t.startsWith('--checkpoint-action=exec=')) s.scriptText(t.slice('--checkpoint-action=exec='.length))
+  // --to-command, the volume script and checkpoint exec run through `/bin/sh -c`; the compress and rsh programs are split into words and run
+  const value = (name: string, v: Word | undefined): void => {
+    if (!v) return
+    if (name === 'use-compress-program' || name === 'rsh-command') return s.script(v)
+    if (name !== 'checkpoint-action') return s.shellScript(v)
+    if (v.dynamic) return s.markDynamic()
+    if (v.text.startsWith('exec=')) s.shellScript(literal(v.text.slice(5)))
+  }
+  let i = 0
+  const first = args[0]
+  if (first && !first.dynamic && first.text.length > 0 && !first.text.startsWith('-')) {
+    i = 1
+    for (const letter of first.text) {
+      if (!TAR_SHORT_ARGS.includes(letter)) continue
+      const v = args[i++]
+      if (letter === 'I') value('use-compress-program', v)
+      else if (letter === 'F') value('info-script', v)
+    }
+  }
+  for (; i < args.length; i++) {
+    const a = args[i] as Word
+    const t = a.text
+    if (t === '--') break
+    if (a.dynamic) {
+      // an option whose name or value is computed (`--to-command=$x`, `-I"$p"`)
+      if (a.prefix.startsWith('-')) s.markDynamic()
+      continue
+    }
+    if (t.startsWith('--')) {
+      const eq = t.indexOf('=')
+      const written = t.slice(2, eq < 0 ? undefined : eq)
+      const { name, found } = longOption(written, TAR_KNOWN)
+      if (found === 'ambiguous') s.markDynamic(`ambiguous option --${written}`)
+      if (!TAR_COMMAND_OPTIONS.includes(name)) continue
+      value(name, eq >= 0 ? literal(t.slice(eq + 1)) : args[++i])
+      continue
+    }
+    if (t.length < 2 || t[0] !== '-') continue
+    for (let j = 1; j < t.length; j++) {
+      const letter = t[j] as string
+      if (!TAR_SHORT_ARGS.includes(letter)) continue
+      const v = j + 1 < t.length ? literal(t.slice(j + 1)) : args[++i]
+      if (letter === 'I') value('use-compress-program', v)
+      else if (letter === 'F') value('info-script', v)
+      break
+    }
   }
 }
 
@@ -1164,7 +1297,11 @@ const git: Handler = (s, args) => {
   }
 }
 
-const STRACE_LONG = ['output', 'attach', 'string-limit', 'user', 'env', 'trace', 'signal', 'status', 'columns', 'trace-path', 'summary-sort-by']
+const STRACE_LONG = names('abbrev attach columns const-print-style decode-pids detach-on env fault inject interruptible kvm output raw read signal status string-limit summary-columns summary-sort-by summary-syscall-overhead trace trace-path user verbose write')
+/** strace's flags, and the options whose argument comes only after `=`. */
+const STRACE_FLAGS = names(
+  'absolute-timestamps daemonize debug decode-fds failed-only follow-forks instruction-pointer no-abbrev output-append-mode output-separately quiet relative-timestamps seccomp-bpf stack-traces strings-in-hex successful-only summary summary-only summary-wall-clock syscall-number syscall-times tips timestamps help version',
+)
 
 /** `disown`, `bg`: their operands are jobs, already started; what they say is that something runs in the background. */
 const backgroundOnly: Handler = (s) => {
@@ -1181,40 +1318,86 @@ const HANDLERS = new Map<string, Handler>([
   ['env', env], ['xargs', xargs], ['find', find], ['watch', watch], ['flock', flock], ['script', scriptHandler],
   ['ssh', ssh], ['scp', scp], ['sftp', scp], ['rsync', rsync], ['tar', tar], ['git', git],
   ['coproc', coproc], ['at', at], ['batch', at],
-  ['sudo', wrapper({ args: 'aCcDgpRrTtUu', longArgs: ['user', 'group', 'prompt', 'close-from', 'chdir', 'chroot', 'role', 'type', 'command-timeout', 'other-user', 'host'], inert: 'e', backgroundOptions: 'b', shellWithoutProgram: 'is', assignments: true })],
+  [
+    'sudo',
+    wrapper({
+      args: 'aCcDgpRrTtUu',
+      longArgs: names('auth-type close-from chdir login-class group host prompt chroot role type command-timeout other-user user'),
+      longFlags: names('askpass background bell preserve-env edit set-home help login remove-timestamp reset-timestamp list no-update non-interactive preserve-groups stdin shell version validate'),
+      longShorts: { background: 'b', edit: 'e', login: 'i', shell: 's' },
+      inert: 'e',
+      backgroundOptions: 'b',
+      shellWithoutProgram: 'is',
+      assignments: true,
+    }),
+  ],
   ['doas', wrapper({ args: 'uC', shellWithoutProgram: 's' })],
-  ['pkexec', wrapper({ longArgs: ['user'] })],
-  ['nohup', wrapper({ background: true })],
-  ['setsid', wrapper({ background: true })],
+  ['pkexec', wrapper({ longArgs: ['user'], longFlags: names('keep-cwd disable-internal-agent help version') })],
+  ['nohup', wrapper({ background: true, longFlags: names('help version') })],
+  ['setsid', wrapper({ background: true, longFlags: names('ctty fork wait help version') })],
   ['disown', backgroundOnly],
   ['bg', backgroundOnly],
-  ['nice', wrapper({ args: 'n', longArgs: ['adjustment'], numeric: true })],
-  ['ionice', wrapper({ args: 'cnpPu', longArgs: ['class', 'classdata', 'pid', 'pgid', 'uid'], inert: 'pPu' })],
-  ['timeout', wrapper({ args: 'sk', longArgs: ['signal', 'kill-after'], skip: 1 })],
-  ['time', wrapper({ args: 'fo', longArgs: ['format', 'output'] })],
+  ['nice', wrapper({ args: 'n', longArgs: ['adjustment'], longFlags: names('help version'), numeric: true })],
+  ['ionice', wrapper({ args: 'cnpPu', longArgs: names('class classdata pid pgid uid'), longFlags: names('ignore help version'), longShorts: { pid: 'p', pgid: 'P', uid: 'u' }, inert: 'pPu' })],
+  ['timeout', wrapper({ args: 'sk', longArgs: names('signal kill-after'), longFlags: names('foreground preserve-status verbose help version'), skip: 1 })],
+  ['time', wrapper({ args: 'fo', longArgs: names('format output'), longFlags: names('append verbose quiet portability help version') })],
   ['exec', wrapper({ args: 'a' })],
   // `command -v`/`-V` only describe the program
   ['command', wrapper({ inert: 'vV' })],
   ['builtin', wrapper({})],
-  ['stdbuf', wrapper({ args: 'ioe', longArgs: ['input', 'output', 'error'] })],
-  ['chroot', wrapper({ longArgs: ['userspec', 'groups'], skip: 1, shellWithoutProgram: '*' })],
-  ['strace', wrapper({ args: 'abeEIoOpPsSuUX', longArgs: STRACE_LONG })],
-  ['ltrace', wrapper({ args: 'aADeFlnopsuwx', longArgs: ['output', 'library', 'config'] })],
+  ['stdbuf', wrapper({ args: 'ioe', longArgs: names('input output error'), longFlags: names('help version') })],
+  ['chroot', wrapper({ longArgs: names('userspec groups'), longFlags: names('skip-chdir help version'), skip: 1, shellWithoutProgram: '*' })],
+  ['strace', wrapper({ args: 'abeEIoOpPsSuUX', longArgs: STRACE_LONG, longFlags: STRACE_FLAGS })],
+  ['ltrace', wrapper({ args: 'aADeFlnopsuwx', longArgs: names('align config debug indent library output where'), longFlags: names('demangle no-signals help version') })],
   ['busybox', wrapper({})],
-  ['taskset', wrapper({ skip: 1, inert: 'p' })],
-  ['chrt', wrapper({ args: 'DPT', skip: 1, inert: 'p' })],
-  ['faketime', wrapper({ longArgs: ['date-prog'], skip: 1 })],
+  ['taskset', wrapper({ skip: 1, longFlags: names('all-tasks pid cpu-list help version'), longShorts: { pid: 'p' }, inert: 'p' })],
+  [
+    'chrt',
+    wrapper({
+      args: 'DPT',
+      longArgs: names('sched-runtime sched-period sched-deadline'),
+      longFlags: names('batch deadline fifo idle other rr reset-on-fork all-tasks max pid verbose help version'),
+      longShorts: { pid: 'p', max: 'm' },
+      skip: 1,
+      inert: 'pm',
+    }),
+  ],
+  ['faketime', wrapper({ longArgs: ['date-prog'], longFlags: names('exclude-monotonic disable-shm help version'), skip: 1 })],
   ['unbuffer', wrapper({})],
   ['catchsegv', wrapper({})],
   ['proxychains', wrapper({ args: 'f' })],
   ['proxychains4', wrapper({ args: 'f' })],
-  ['torsocks', wrapper({ args: 'uapP', longArgs: ['user', 'pass', 'address', 'port'] })],
+  // `torsocks --shell` starts a shell reading standard input
+  ['torsocks', wrapper({ args: 'uapP', longArgs: names('user pass address port'), longFlags: names('isolate shell help version'), shellWithoutProgram: '*' })],
   ['ssh-agent', wrapper({ args: 'aEtP' })],
-  ['dbus-run-session', wrapper({ longArgs: ['config-file', 'dbus-daemon'] })],
-  ['nsenter', wrapper({ args: 'tSG', longArgs: ['target', 'setuid', 'setgid'] })],
-  ['unshare', wrapper({ args: 'SGRw', longArgs: ['setuid', 'setgid', 'root', 'wd', 'map-user', 'map-group', 'propagation'] })],
+  ['dbus-run-session', wrapper({ longArgs: names('config-file dbus-daemon'), longFlags: names('help version') })],
+  [
+    'nsenter',
+    wrapper({ args: 'tSG', longArgs: names('target setuid setgid wdns'), longFlags: names('all mount uts ipc net pid cgroup user time preserve-credentials root wd no-fork follow-context help version') }),
+  ],
+  [
+    'unshare',
+    wrapper({
+      args: 'SGRw',
+      longArgs: names('setuid setgid root wd map-user map-group map-users map-groups propagation setgroups monotonic boottime'),
+      longFlags: names('mount uts ipc net pid user cgroup time fork map-root-user map-current-user map-auto kill-child mount-proc keep-caps help version'),
+    }),
+  ],
   ['firejail', wrapper({ envOptions: ['env'] })],
-  ['systemd-run', wrapper({ args: 'upEHM', longArgs: ['unit', 'property', 'description', 'slice', 'setenv', 'machine', 'host', 'uid', 'gid', 'working-directory', 'nice', 'service-type', 'on-active', 'on-boot', 'on-startup', 'on-unit-active', 'on-unit-inactive', 'on-calendar', 'timer-property'], background: true, envOptions: ['E', 'setenv'] })],
+  [
+    'systemd-run',
+    wrapper({
+      args: 'upEHM',
+      longArgs: names(
+        'unit property path-property socket-property timer-property description slice setenv machine host uid gid working-directory nice service-type on-active on-boot on-startup on-unit-active on-unit-inactive on-calendar',
+      ),
+      longFlags: names('no-ask-password user system scope slice-inherit no-block wait send-sighup same-dir pty pipe quiet remain-after-exit collect shell on-timezone-change on-clock-change help version'),
+      longShorts: { shell: 'S' },
+      background: true,
+      envOptions: ['E', 'setenv'],
+      shellWithoutProgram: 'S',
+    }),
+  ],
 ])
 
 /** One parsed script: the command line, or a script nested in it. */
