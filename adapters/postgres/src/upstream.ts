@@ -5,7 +5,7 @@
  * the server's message, not what was sent.
  */
 import { createHash } from 'node:crypto'
-import { connect as netConnect, type Socket } from 'node:net'
+import { isIP, connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls'
 import { GatewayError, ScramClient } from '@gatehouse/core'
 import { AUTH, B, parseErrorFields, parseParameterStatus } from './codec/backend.js'
@@ -25,8 +25,9 @@ export interface UpstreamSession {
 }
 
 /** Why a login deadline (see `loginDeadline`) fired: the session closed, or the time ran out. */
-const abortReason = (session: AbortSignal, cfg: UpstreamConfig, what: string): Error =>
-  new Error(session.aborted ? 'session closed' : `${what} did not finish within ${cfg.connectTimeoutMs} ms`)
+function abortReason(session: AbortSignal, cfg: UpstreamConfig, what: string): Error {
+  return new Error(session.aborted ? 'session closed' : `${what} did not finish within ${cfg.connectTimeoutMs} ms`)
+}
 
 interface Deadline {
   readonly signal: AbortSignal
@@ -309,7 +310,8 @@ async function startTls(socket: Socket, cfg: UpstreamConfig): Promise<TLSSocket>
   })
   if (answer !== 0x53) throw new GatewayError('GH_ERR_UPSTREAM_UNAVAILABLE', 'upstream does not accept TLS but the connection requires it')
   const verify = cfg.tls.mode === 'verify-full'
-  const isIp = /^[\d.]+$|:/.test(cfg.host)
+  // SNI names a host, never an address (RFC 6066)
+  const isIp = isIP(cfg.host) !== 0
   const options: ConnectionOptions = {
     socket,
     host: cfg.host,

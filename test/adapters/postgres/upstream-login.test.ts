@@ -5,12 +5,15 @@
 // not. The gateway-level attacks (an impostor that does not know the password, TLS verification)
 // are in upstream-attacks.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createHash } from 'node:crypto'
+import { spawn } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { getEventListeners } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { createServer, type Server, type Socket } from 'node:net'
+import { createInterface } from 'node:readline'
+import { createServer, Socket as NetSocket, type Server, type Socket } from 'node:net'
 import { TLSSocket } from 'node:tls'
-import { GatewayError } from '@gatehouse/core'
+import { deriveScramSecret, GatewayError, ScramServer } from '@gatehouse/core'
 import { cancelUpstream, connectUpstream, queryUpstream, UpstreamRefused } from '../../../adapters/postgres/dist/upstream.js'
 import { buildQuery } from '../../../adapters/postgres/dist/codec/frontend.js'
 import type { UpstreamConfig } from '../../../adapters/postgres/dist/config.js'
@@ -105,20 +108,22 @@ interface Stub {
   received: string[]
   /** Connections whose socket the gateway closed. */
   closed: number
+  /** The TLS server name (SNI) each TLS connection asked for, '' for none. */
+  servernames: string[]
   close(): Promise<void>
 }
 
 /**
  * A scripted upstream. `ssl`: what it answers to an SSLRequest ('N', 'S' to go on in TLS with the
- * cluster's certificate, or other bytes); `login`: called with the socket after the startup
- * packet; `onMessage`: called with each later message.
+ * cluster's certificate, 'hangup' to close without answering, or other bytes); `login`: called with
+ * the socket after the startup packet; `onMessage`: called with each later message.
  */
 async function stub(opts: {
   ssl?: string | Buffer
   login: (s: Socket) => void
   onMessage?: (s: Socket, type: string, body: Buffer) => void
 }): Promise<Stub> {
-  const state = { startups: 0, startupParams: [] as Record<string, string>[], received: [] as string[], closed: 0 }
+  const state = { startups: 0, startupParams: [] as Record<string, string>[], received: [] as string[], closed: 0, servernames: [] as string[] }
   const sockets = new Set<Socket>()
   const server: Server = createServer((raw) => {
     sockets.add(raw)
@@ -143,11 +148,17 @@ async function stub(opts: {
           buf = buf.subarray(len)
           if (code === 80877103) {
             const answer = opts.ssl ?? 'N'
+            if (answer === 'hangup') {
+              s.end()
+              return
+            }
             s.write(answer)
             if (answer === 'S') {
               s.off('data', onData)
               const dir = dirname(cluster.tlsCaFile as string)
-              s = new TLSSocket(raw, { isServer: true, key: readFileSync(join(dir, 'server.key')), cert: readFileSync(join(dir, 'server.crt')) })
+              const tls = new TLSSocket(raw, { isServer: true, key: readFileSync(join(dir, 'server.key')), cert: readFileSync(join(dir, 'server.crt')) })
+              tls.on('secure', () => state.servernames.push(typeof tls.servername === 'string' ? tls.servername : ''))
+              s = tls
               s.on('error', () => undefined)
               s.on('data', onData)
             }
@@ -341,6 +352,8 @@ describe('login to a real PostgreSQL 15', () => {
     const err = await refusal(connectUpstream(config({ port }), params, live()))
     expect(err.code).toBe('GH_ERR_UPSTREAM_UNAVAILABLE')
     expect(err.message).toBe(`cannot reach upstream 127.0.0.1:${port}: ECONNREFUSED`)
+    // the operator's log gets the socket error itself
+    expect((err.cause as NodeJS.ErrnoException).code).toBe('ECONNREFUSED')
   })
 })
 
@@ -562,5 +575,188 @@ describe('a login that does not finish is bounded', () => {
         expect(err.message).toBe('catalog lookup failed: error')
       },
     )
+  })
+})
+
+/** Timers alive in this process (a login must not leave its deadline behind). */
+const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
+
+/**
+ * A port whose listen queue is full: the kernel drops further SYNs, so a TCP connect to it neither
+ * succeeds nor fails, as with an upstream host that is down behind a firewall. Node accepts
+ * connections by itself, so the listener is a python process that never calls accept().
+ */
+async function blackhole(): Promise<{ port: number; close(): void }> {
+  const py = spawn('python3', [
+    '-c',
+    [
+      'import socket, sys',
+      's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)',
+      'c = socket.socket(); c.connect(s.getsockname())',
+      'print(s.getsockname()[1], flush=True)',
+      'sys.stdin.read()',
+    ].join('\n'),
+  ])
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: py.stdout }).once('line', resolve)
+    py.once('error', reject)
+    py.once('exit', (code) => reject(new Error(`python3 exited with ${code}`)))
+  })
+  return { port: Number(line), close: () => py.stdin.end() }
+}
+
+describe('what a login leaves behind, and the edges of what it reads', () => {
+  it('a finished login or lookup leaves no listener on the session, no timer and no reader on the socket', async () => {
+    const session = new AbortController()
+    const before = timers()
+    const up = await connectUpstream(config(), params, session.signal)
+    try {
+      expect(getEventListeners(session.signal, 'abort')).toHaveLength(0)
+      expect(timers()).toBe(before)
+      // the login's reader is gone: later bytes are the session's, not buffered a second time
+      const fresh = new NetSocket()
+      for (const event of ['data', 'end', 'close', 'error']) expect(up.socket.listenerCount(event), event).toBe(fresh.listenerCount(event))
+    } finally {
+      up.socket.destroy()
+    }
+    for (let i = 0; i < 3; i++) await queryUpstream(config(), 'SELECT 1', session.signal)
+    expect(getEventListeners(session.signal, 'abort')).toHaveLength(0)
+    expect(timers()).toBe(before)
+  })
+
+  it('an empty message (EmptyQueryResponse, 4 bytes) is read; 1 MiB is the largest message, one byte more is refused', async () => {
+    // '' makes the real server answer EmptyQueryResponse: a message whose length field is 4
+    expect(await queryUpstream(config(), '', live())).toEqual([])
+    const rowOfLength = (len: number) => {
+      // DataRow: int16 count, int32 column length, the column: len = 4 + 2 + 4 + column
+      const col = len - 10
+      return typed('D', Buffer.concat([Buffer.from([0, 1]), int32(col), Buffer.alloc(col, 0x61)]))
+    }
+    for (const [len, ok] of [
+      [1 << 20, true],
+      [(1 << 20) + 1, false],
+    ] as const) {
+      await withStub({ login: (s) => s.write(loggedIn()), onMessage: (s, type) => type === 'Q' && s.write(Buffer.concat([rowOfLength(len), typed('Z', Buffer.from('I'))])) }, async (s) => {
+        const lookup = queryUpstream(stubConfig(s, { auth: 'trust' }), 'SELECT 1', live())
+        if (ok) expect((await lookup)[0]?.[0]).toHaveLength(len - 10)
+        else expect((await refusal(lookup)).message).toBe(`catalog lookup failed: invalid message length ${len} from upstream during login`)
+      })
+    }
+  })
+
+  it('an upstream that sends half a message and closes: refused at once, not after the deadline', async () => {
+    await withStub({ login: (s) => s.end(auth(0).subarray(0, 6)) }, async (s) => {
+      const started = Date.now()
+      const err = await refusal(connectUpstream(stubConfig(s, { connectTimeoutMs: 10_000 }), params, live()))
+      expect(err.message).toBe('upstream login failed: upstream closed the connection during login')
+      expect((err.cause as Error).message).toBe('upstream closed the connection during login')
+      expect(Date.now() - started).toBeLessThan(5000)
+    })
+  })
+
+  it('an upstream that hangs up on the SSLRequest: refused at once, naming it', async () => {
+    await withStub({ ssl: 'hangup', login: () => undefined }, async (s) => {
+      const started = Date.now()
+      const err = await refusal(connectUpstream(stubConfig(s, { connectTimeoutMs: 10_000, tls: { mode: 'require' } }), params, live()))
+      expect(err.message).toBe('upstream login failed: upstream closed during SSLRequest')
+      expect(Date.now() - started).toBeLessThan(5000)
+    })
+  })
+
+  it('TLS names the host (SNI) when it is a name, never when it is an address', async () => {
+    for (const [host, expected] of [
+      ['localhost', 'localhost'],
+      ['127.0.0.1', ''],
+    ] as const) {
+      await withStub({ ssl: 'S', login: (s) => s.write(loggedIn()) }, async (s) => {
+        const up = await connectUpstream(stubConfig(s, { host, auth: 'trust', tls: { mode: 'require' } }), params, live())
+        up.socket.destroy()
+        expect(s.servernames).toEqual([expected])
+      })
+    }
+  })
+
+  it('a TCP connect that never completes is bounded by connectTimeoutMs, and ends when the session closes', async () => {
+    const hole = await blackhole()
+    try {
+      const started = Date.now()
+      const err = await refusal(connectUpstream(config({ port: hole.port, connectTimeoutMs: 300 }), params, live()))
+      expect(err.message).toBe(`cannot reach upstream 127.0.0.1:${hole.port}: connect did not finish within 300 ms`)
+      expect(Date.now() - started).toBeLessThan(3000)
+      const session = new AbortController()
+      const pending = refusal(connectUpstream(config({ port: hole.port, connectTimeoutMs: 60_000 }), params, session.signal))
+      await new Promise((r) => setTimeout(r, 100))
+      session.abort()
+      expect((await pending).message).toBe(`cannot reach upstream 127.0.0.1:${hole.port}: session closed`)
+    } finally {
+      hole.close()
+    }
+  })
+
+  it('a catalog lookup logs in as the gateway’s lookup, in UTF-8; its failures keep their cause', async () => {
+    await withStub({ login: (s) => s.write(loggedIn()) }, async (s) => {
+      const err = await refusal(queryUpstream(stubConfig(s, { auth: 'trust', connectTimeoutMs: 300 }), 'SELECT 1', live()))
+      expect((err.cause as Error).message).toBe('catalog lookup did not finish within 300 ms')
+      expect(s.startupParams[0]).toEqual({ client_encoding: 'UTF8', application_name: 'gatehouse catalog lookup', user: 'app', database: cluster.database })
+    })
+  })
+
+  it('an upstream offering several SASL mechanisms but not SCRAM-SHA-256 is named with all of them', async () => {
+    await withStub({ login: (s) => s.write(auth(10, cstrs('SCRAM-SHA-256-PLUS', 'OAUTHBEARER', ''))) }, async (s) => {
+      const err = await refusal(connectUpstream(stubConfig(s), params, live()))
+      expect(err.message).toBe('upstream offers only SCRAM-SHA-256-PLUS, OAUTHBEARER')
+    })
+  })
+
+  it('a SQLSTATE is a refused setting only by its class (22, 42, 55), not by digits elsewhere', () => {
+    for (const [sqlstate, setting] of [
+      ['22023', true],
+      ['42704', true],
+      ['55P02', true],
+      ['53422', false],
+      ['0A042', false],
+      ['XX055', false],
+    ] as const) {
+      expect(new UpstreamRefused('GH_ERR_UPSTREAM_UNAVAILABLE', sqlstate, 'm').setting, sqlstate).toBe(setting)
+    }
+  })
+
+  it('auth: scram-sha-256 — after a proven SCRAM login, a further request for the password is refused, the password not sent', async () => {
+    const password = 'stub-Pw-secret-5521'
+    for (const [after, name] of [
+      [auth(3), 'cleartext'],
+      [auth(5, Buffer.from([1, 2, 3, 4])), 'md5'],
+    ] as const) {
+      let server: ScramServer<number> | undefined
+      let answers = 0
+      const proven = deriveScramSecret(password, randomBytes(16))
+      await withStub(
+        {
+          ssl: 'S',
+          login: (s) => s.write(auth(10, cstrs('SCRAM-SHA-256', ''))),
+          onMessage: (s, type, body) => {
+            if (type !== 'p') return
+            answers++
+            if (!server) {
+              // SASLInitialResponse: mechanism, int32 length, client-first-message
+              const at = body.indexOf(0) + 1
+              server = new ScramServer([{ ...proven, value: 1 }], randomBytes(16))
+              s.write(auth(11, Buffer.from(server.start(body.toString('utf8', at + 4)))))
+              return
+            }
+            const done = server.finish(body.toString('utf8'))
+            if (!done) return s.write(errorResponse({ S: 'FATAL', C: '28P01', M: 'bad proof' }))
+            s.write(Buffer.concat([auth(12, Buffer.from(done.serverFinal)), after]))
+          },
+        },
+        async (s) => {
+          const err = await refusal(connectUpstream(stubConfig(s, { auth: 'scram-sha-256', tls: { mode: 'require' } }), params, live()))
+          expect(err.message, name).toMatch(/requires SCRAM-SHA-256/)
+          // the SCRAM messages went, and nothing after them
+          expect(answers, name).toBe(2)
+          expect(s.received[0], name).not.toContain(password)
+        },
+      )
+    }
   })
 })
