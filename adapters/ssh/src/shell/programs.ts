@@ -684,11 +684,18 @@ interface Scanned {
  * several (getopt refuses the line, unless the program has an option of exactly that name that
  * the gateway does not know); `unknown` when it begins none.
  */
-export function longOption(name: string, known: readonly string[]): { readonly name: string; readonly found: 'exact' | 'prefix' | 'ambiguous' | 'unknown' } {
+function longOption(name: string, known: readonly string[]): { readonly name: string; readonly found: 'exact' | 'prefix' | 'ambiguous' | 'unknown' } {
   if (known.includes(name)) return { name, found: 'exact' }
   const matches = name === '' ? [] : known.filter((k) => k.startsWith(name))
   if (matches.length === 1) return { name: matches[0] as string, found: 'prefix' }
   return { name, found: matches.length > 1 ? 'ambiguous' : 'unknown' }
+}
+
+/** A word `--name` or `--name=value` read against `known` (see `longOption`); `value` only when attached with `=`. */
+function longWord(t: string, known: readonly string[]): { readonly written: string; readonly name: string; readonly found: ReturnType<typeof longOption>['found']; readonly value?: Word } {
+  const eq = t.indexOf('=')
+  const written = t.slice(2, eq < 0 ? undefined : eq)
+  return { written, ...longOption(written, known), ...(eq >= 0 ? { value: literal(t.slice(eq + 1)) } : {}) }
 }
 
 /** Reads options up to the first operand; undefined when a computed word stands where an option or the program could be. */
@@ -716,13 +723,11 @@ function scanOptions(args: readonly Word[], spec: Pick<WrapperSpec, 'args' | 'lo
     }
     if (t === '-' && dashIsOption) continue
     if (t.startsWith('--')) {
-      const eq = t.indexOf('=')
-      const written = t.slice(2, eq < 0 ? undefined : eq)
-      const { name, found } = longOption(written, known)
+      const { written, name, found, value } = longWord(t, known)
       longs.add(name)
       const short = spec.longShorts?.[name]
       if (short !== undefined) shorts.add(short)
-      if (eq >= 0) set(name, literal(t.slice(eq + 1)))
+      if (value) set(name, value)
       else if (spec.longArgs?.includes(name)) set(name, args[++i])
       else if (spec.longFlags !== undefined && (found === 'ambiguous' || found === 'unknown')) unsure.push(`${found} option --${written}`)
       continue
@@ -832,7 +837,15 @@ interface SuLine {
 }
 
 const SU_LONG_ARGS = ['command', 'session-command', 'shell', 'group', 'supp-group', 'whitelist-environment', 'user']
-const SU_LONG_FLAGS = ['fast', 'login', 'preserve-environment', 'pty', 'help', 'version']
+const SU_LONG = [...SU_LONG_ARGS, 'fast', 'login', 'preserve-environment', 'pty', 'help', 'version']
+
+/** Reads `su`/`runuser` options; a computed word before `--`, or an option the gateway may misread, makes the line dynamic. */
+function readSuOptions(s: Script, args: readonly Word[]): SuLine | undefined {
+  const line = suOptions(args)
+  if (!line) s.markDynamic()
+  for (const reason of line?.unsure ?? []) s.markDynamic(reason)
+  return line
+}
 
 /** Reads `su`/`runuser` options; undefined when a computed word stands before `--`. */
 function suOptions(args: readonly Word[]): SuLine | undefined {
@@ -851,10 +864,8 @@ function suOptions(args: readonly Word[]): SuLine | undefined {
       break
     }
     if (t.startsWith('--')) {
-      const eq = t.indexOf('=')
-      const written = t.slice(2, eq < 0 ? undefined : eq)
-      const { name, found } = longOption(written, [...SU_LONG_ARGS, ...SU_LONG_FLAGS])
-      if (SU_LONG_ARGS.includes(name)) take(name, eq >= 0 ? literal(t.slice(eq + 1)) : args[++i])
+      const { written, name, found, value } = longWord(t, SU_LONG)
+      if (SU_LONG_ARGS.includes(name)) take(name, value ?? args[++i])
       else if (found === 'ambiguous' || found === 'unknown') line.unsure.push(`${found} option --${written}`)
       continue
     }
@@ -879,13 +890,11 @@ function suOptions(args: readonly Word[]): SuLine | undefined {
  * shell, read as `sh`.
  */
 const su: Handler = (s, args, context) => {
-  const line = suOptions(args)
-  if (!line) return s.markDynamic()
-  runSu(s, line, context)
+  const line = readSuOptions(s, args)
+  if (line) runSu(s, line, context)
 }
 
 function runSu(s: Script, line: SuLine, context: RunContext): void {
-  for (const reason of line.unsure) s.markDynamic(reason)
   const program = line.shell ?? literal('sh')
   s.run([program, ...(line.script ? [literal('-c'), line.script] : []), ...line.operands.slice(1)], context)
 }
@@ -893,8 +902,10 @@ function runSu(s: Script, line: SuLine, context: RunContext): void {
 /** Long option names written once, space-separated. */
 const names = (list: string): readonly string[] => list.split(' ')
 
-/** Every long option of each program below (util-linux 2.38, coreutils 9.1, findutils 4.9, procps 4.0, strace 6.1, sudo 1.9): an abbreviation is read as getopt_long reads it. */
-// env -S puts the split words in place of the option and reads options again from there
+// Every long option of each program below and in HANDLERS (util-linux 2.38, coreutils 9.1,
+// findutils 4.9, procps 4.0, strace 6.1, sudo 1.9): an abbreviation is read as getopt_long reads it.
+
+/** env -S puts the split words in place of the option and reads options again from there. */
 const ENV_OPTIONS: WrapperSpec = {
   args: 'uCS',
   longArgs: names('unset chdir split-string'),
@@ -1109,10 +1120,9 @@ const sg: Handler = (s, args, context) => {
 
 /** `runuser -u user [--] program args…` (options are taken out wherever they are), or `runuser [-l] user -c script` like su. */
 const runuser: Handler = (s, args, context) => {
-  const line = suOptions(args)
-  if (!line) return s.markDynamic()
+  const line = readSuOptions(s, args)
+  if (!line) return
   if (!line.asUser) return runSu(s, line, context)
-  for (const reason of line.unsure) s.markDynamic(reason)
   if (line.operands.length > 0) s.run(line.operands, context)
 }
 
@@ -1256,12 +1266,9 @@ const tar: Handler = (s, args) => {
       continue
     }
     if (t.startsWith('--')) {
-      const eq = t.indexOf('=')
-      const written = t.slice(2, eq < 0 ? undefined : eq)
-      const { name, found } = longOption(written, TAR_KNOWN)
-      if (found === 'ambiguous') s.markDynamic(`ambiguous option --${written}`)
-      if (!TAR_COMMAND_OPTIONS.includes(name)) continue
-      value(name, eq >= 0 ? literal(t.slice(eq + 1)) : args[++i])
+      const long = longWord(t, TAR_KNOWN)
+      if (long.found === 'ambiguous') s.markDynamic(`ambiguous option --${long.written}`)
+      if (TAR_COMMAND_OPTIONS.includes(long.name)) value(long.name, long.value ?? args[++i])
       continue
     }
     if (t.length < 2 || t[0] !== '-') continue
