@@ -106,6 +106,7 @@ describe('wrappers that run their argument', () => {
     ['abbreviated flags take nothing', 'setsid --wa curl; flock --nb /tmp/l nc; timeout --fore 5 wget', { programs: ['setsid', 'curl', 'flock', 'nc', 'timeout', 'wget'], dynamic: false }],
     ['long options that take an argument the table once missed', 'chrt --sched-runtime 5 0 curl; unshare --map-users 0,0,1 nc; strace --summary-syscall-overhead 1 wget', { programs: ['chrt', 'curl', 'unshare', 'nc', 'strace', 'wget'], dynamic: false }],
     ['env -S: the first split string is read again with every word after it (`-Sq -S env curl` runs q)', 'env -Sq -S env curl; env -i -S"nc -l" x', { programs: ['env', 'q', 'nc'], dynamic: false }],
+    ['env - before -S: what env runs then is not modelled, dynamic', 'env - --spl=q sh -c curl', { dynamic: true, dynamicReasons: ['env - with -S'] }],
     ['an abbreviated --replace makes xargs replace', 'xargs --repl sh -c {}', { programs: ['xargs', 'sh'], dynamic: true }],
     ['runuser: --user abbreviated, options taken out wherever they are', 'runuser --us=nobody curl; runuser -u nobody nc -w x', { programs: ['runuser', 'curl', 'nc'], dynamic: false }],
     ['su: abbreviated --shell and --command', 'su --sh=/usr/bin/python3 --comm=x root', { programs: ['su', 'python3', '/usr/bin/python3'], dynamic: true }],

@@ -934,6 +934,8 @@ const env: Handler = (s, args, context) => {
   if (split) {
     // the first -S: its words, then every word after it, are read again as env's arguments
     if (split.dynamic) return s.markDynamic()
+    // after a bare `-`, GNU env 9.1 does not run the first split word (`env - --spl=q sh -c …` runs sh, seen with strace): not modelled
+    if (args.slice(0, scanned.index).some((a) => a.text === '-')) return s.markDynamic('env - with -S')
     return s.scriptText(['env', split.text, ...args.slice(scanned.index).map(shellQuote)].join(' '))
   }
   let i = scanned.index
