@@ -90,6 +90,7 @@ export const GROUPS = {
       'test/adapters/ssh/sftp-units.test.ts',
       'test/adapters/ssh/upstream.test.ts',
       'test/adapters/ssh/programs.test.ts',
+      'test/adapters/ssh/programs-handlers.test.ts',
       'test/adapters/ssh/programs-bash.test.ts',
       'test/adapters/ssh/programs-wrappers.test.ts',
       'test/adapters/ssh/explain.test.ts',
@@ -97,6 +98,6 @@ export const GROUPS = {
       'test/adapters/ssh/ssh-attacks.test.ts',
       'test/adapters/ssh/keys.test.ts',
     ],
-    fast: ['test/adapters/ssh/sftp-units.test.ts', 'test/adapters/ssh/ssh-attacks.test.ts', 'test/adapters/ssh/ssh.test.ts', 'test/adapters/ssh/upstream.test.ts', 'test/adapters/ssh/programs.test.ts', 'test/adapters/ssh/programs-bash.test.ts'],
+    fast: ['test/adapters/ssh/sftp-units.test.ts', 'test/adapters/ssh/ssh-attacks.test.ts', 'test/adapters/ssh/ssh.test.ts', 'test/adapters/ssh/upstream.test.ts', 'test/adapters/ssh/programs.test.ts', 'test/adapters/ssh/programs-handlers.test.ts', 'test/adapters/ssh/programs-bash.test.ts'],
   },
 }

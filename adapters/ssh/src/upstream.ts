@@ -7,9 +7,12 @@ import { createHash } from 'node:crypto'
 import ssh2, { type Client } from 'ssh2'
 import type { UpstreamConfig } from './config.js'
 
-/** OpenSSH's fingerprint of a public key blob: `SHA256:` + unpadded base64 of its SHA-256. */
+/**
+ * OpenSSH's fingerprint of a public key blob: `SHA256:` + unpadded base64 of its SHA-256 (32 bytes
+ * are 44 base64 characters, the last one the single `=` of padding).
+ */
 export function fingerprint(keyBlob: Buffer): string {
-  return `SHA256:${createHash('sha256').update(keyBlob).digest('base64').replace(/=+$/, '')}`
+  return `SHA256:${createHash('sha256').update(keyBlob).digest('base64').slice(0, 43)}`
 }
 
 export class UpstreamError extends Error {

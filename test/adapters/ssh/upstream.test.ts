@@ -5,11 +5,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connectUpstream, fingerprint } from '@gatehouse/adapter-ssh'
-import { generateKeyPair, startSshd, type KeyPair, type Sshd } from '../../fixtures/sshd.js'
+import ssh2 from 'ssh2'
+import { generateKeyPair, hostKeyFingerprint, startSshd, type KeyPair, type Sshd } from '../../fixtures/sshd.js'
 import { freePort } from '../../fixtures/net.js'
 
 let sshd: Sshd
@@ -82,5 +83,38 @@ describe('connectUpstream', () => {
     const pending = connectUpstream(config(), ac.signal)
     ac.abort()
     await expect(pending).rejects.toMatchObject({ reason: 'unreachable', message: 'the session ended before the target was reached' })
+  })
+
+  it('logs in with a passphrase-protected key, given its passphrase', async () => {
+    const locked = join(dir, 'locked')
+    copyFileSync(sshd.clientKeyPath, locked)
+    execFileSync('ssh-keygen', ['-q', '-p', '-P', '', '-N', 'correct horse', '-f', locked])
+    const privateKey = readFileSync(locked, 'utf8')
+    expect(privateKey).not.toBe(sshd.clientPrivateKey)
+    const client = await connectUpstream(config({ privateKey, passphrase: 'correct horse' }), new AbortController().signal)
+    client.end()
+    await expect(connectUpstream(config({ privateKey }), new AbortController().signal)).rejects.toThrow(/passphrase/)
+  })
+
+  it('logs in with the configured password (an ssh2 server stub: the fixture sshd has no password account)', async () => {
+    const server = await generateKeyPair(dir, 'stub-host')
+    const offered: string[] = []
+    const stub = new ssh2.Server({ hostKeys: [server.privateKey] }, (conn) => {
+      conn.on('error', () => {})
+      conn.on('authentication', (ctx) => {
+        offered.push(ctx.method === 'password' ? `password:${ctx.password}` : ctx.method)
+        if (ctx.method === 'password' && ctx.username === 'deploy' && ctx.password === 'hunter2') ctx.accept()
+        else ctx.reject(['password'])
+      })
+    })
+    await new Promise<void>((resolve) => stub.listen(0, '127.0.0.1', resolve))
+    try {
+      const port = (stub.address() as { port: number }).port
+      const client = await connectUpstream({ host: '127.0.0.1', port, user: 'deploy', password: 'hunter2', hostKey: hostKeyFingerprint(server.publicKey), readyTimeoutMs: 5_000 } as never, new AbortController().signal)
+      client.end()
+      expect(offered).toEqual(['none', 'password:hunter2'])
+    } finally {
+      await new Promise((resolve) => stub.close(resolve))
+    }
   })
 })

@@ -1150,15 +1150,18 @@ const at: Handler = (s, args, context) => {
   else if (!hasAny(scanned.shorts, 'lrdc')) s.stdinScript(context)
 }
 
-/** ssh options that name a command run on the local machine. */
-const LOCAL_COMMAND_OPTIONS = /^\s*(proxycommand|localcommand|knownhostscommand)\s*(?:=\s*|\s+)(.*)$/is
+/** ssh options that name a command run on the local machine, or on the remote one (RemoteCommand, judged here too). */
+const LOCAL_COMMAND_OPTIONS = /^\s*(proxycommand|localcommand|knownhostscommand|remotecommand)\s*(?:=\s*|\s+)(.*)$/is
+/** An ssh option name followed by its separator: `Port=`, `User `. */
+const SSH_OPTION_NAME = /^\s*([a-z]+)\s*(=|\s)/i
 
-/** Scripts given in `-o Option=value` that ssh runs locally. */
+/** Scripts given in `-o Option=value` that ssh runs. A computed value is dynamic unless its literal start names an option that runs nothing (`-o "Port=$p"`). */
 function sshOptions(s: Script, values: Iterable<Word | undefined>): void {
   for (const value of values) {
     if (!value) continue
     if (value.dynamic) {
-      if (/command|setenv/i.test(value.text)) s.markDynamic()
+      const name = SSH_OPTION_NAME.exec(value.prefix)?.[1]
+      if (name === undefined || /command|setenv/i.test(name)) s.markDynamic()
       continue
     }
     const m = LOCAL_COMMAND_OPTIONS.exec(value.text)
@@ -1285,25 +1288,107 @@ const tar: Handler = (s, args) => {
   }
 }
 
-/** git configuration given with `-c key=value` whose value git runs as a command. */
-const GIT_COMMAND_KEYS = /^(core\.sshcommand|core\.pager|core\.editor|core\.askpass|core\.fsmonitor|sequence\.editor|diff\.external|pager\.[^=]+|alias\.[^=]+|credential\.helper|credential\..+\.helper)$/
+/**
+ * `git -c key=value` keys whose value git runs through the shell: ssh, proxy and pager commands,
+ * editors, diff, merge and filter drivers, gpg programs, tools, upload and receive packs.
+ * Matched against the key in lower case (`alias.*` and `credential.*helper` are read apart).
+ */
+const GIT_COMMAND_KEYS = /^(core\.(sshcommand|pager|editor|askpass|fsmonitor|gitproxy|alternaterefscommand)|sequence\.editor|diff\.external|pager\..+|gpg\.(.+\.)?program|gpg\.ssh\.defaultkeycommand|(diff|merge|filter|difftool|mergetool|browser|man)\..+\.(textconv|command|driver|clean|smudge|process|cmd|path)|uploadpack\.packobjectshook|remote\..+\.(uploadpack|receivepack))$/
+/**
+ * Keys git runs nothing from. Any other key makes the line dynamic: git has many more that run a
+ * command or load code (`core.hooksPath`, `init.templateDir`, `include.path`, `protocol.ext.allow`
+ * with an `ext::` URL, `url.*.insteadOf`), and new ones come with new versions.
+ */
+const GIT_INERT_KEYS = /^((user|author|committer|color|advice|column|status|log|i18n|gc|maintenance|pull|push|fetch|rebase|branch|safe|http|pack|index|checkout|commit|tag|merge|diff|format|blame|grep|help|feature)\..+|protocol\.version|init\.defaultbranch|core\.(quotepath|autocrlf|safecrlf|filemode|abbrev|ignorecase|eol|whitespace|symlinks|compression|bigfilethreshold|precomposeunicode|preloadindex|untrackedcache|logallrefupdates|commentchar|excludesfile|attributesfile|longpaths|checkstat|trustctime))$/
+/** git's global options (before the subcommand) that take the next word as their argument. */
+const GIT_GLOBAL_ARGS = ['-C', '--git-dir', '--work-tree', '--namespace', '--config-env', '--attr-source', '--super-prefix']
 
-/** `git -c core.sshCommand=… …`: configuration values git runs (`alias.x=!cmd`, pagers, editors). */
+/** What a credential helper value runs: `!script`; an absolute path, run by the shell; else `git credential-NAME args`, also through the shell. */
+function credentialHelper(value: string): string | undefined {
+  if (value === '') return undefined
+  if (value.startsWith('!')) return value.slice(1)
+  return value.startsWith('/') ? value : `git credential-${value}`
+}
+
+/**
+ * Options of git subcommands whose value git runs through the shell (`git rebase -x CMD`,
+ * `git clone -u CMD`, `git push --receive-pack=CMD`). git's parse-options takes an abbreviation
+ * (`--exe`), so a long option that begins one of these is read as it.
+ */
+const GIT_SUBCOMMAND_OPTIONS = new Map<string, { readonly short?: string; readonly long: readonly string[] }>([
+  ['rebase', { short: 'x', long: ['exec'] }],
+  ['clone', { short: 'u', long: ['upload-pack'] }],
+  ['fetch', { long: ['upload-pack'] }],
+  ['pull', { long: ['upload-pack'] }],
+  ['ls-remote', { long: ['upload-pack'] }],
+  ['push', { long: ['receive-pack', 'exec'] }],
+  ['send-pack', { long: ['receive-pack', 'exec'] }],
+  ['archive', { long: ['exec'] }],
+  ['difftool', { short: 'x', long: ['extcmd'] }],
+  ['filter-branch', { long: names('env-filter tree-filter index-filter parent-filter msg-filter commit-filter tag-name-filter') }],
+])
+
+/**
+ * `git -c key=value … subcommand …`: configuration values git runs, and subcommands that run a
+ * command. `alias.x=!cmd` is a script and `alias.x=args` the git command line it stands for; a
+ * credential helper runs through the shell whatever its form (`credential.helper='x; curl …'`
+ * runs curl). `-c` is read among the global options before the subcommand only (after it, `-c`
+ * is the subcommand's: `git log -c`).
+ */
 const git: Handler = (s, args) => {
-  for (let i = 0; i < args.length; i++) {
+  let i = 0
+  for (; i < args.length; i++) {
     const a = args[i] as Word
-    if (a.text !== '-c' || !args[i + 1]) continue
-    const setting = args[++i] as Word
-    if (setting.dynamic) {
-      s.markDynamic()
-      continue
-    }
-    const eq = setting.text.indexOf('=')
-    if (eq < 0 || !GIT_COMMAND_KEYS.test(setting.text.slice(0, eq).toLowerCase())) continue
-    const value = setting.text.slice(eq + 1)
-    const isAlias = /^(alias\.|credential\.)/i.test(setting.text)
-    if (!isAlias || value.startsWith('!')) s.scriptText(isAlias ? value.slice(1) : value)
+    if (a.dynamic) return // code-args marks a computed git argument dynamic
+    if (GIT_GLOBAL_ARGS.includes(a.text)) i++
+    else if (a.text === '-c') gitSetting(s, args[++i])
+    else if (!a.text.startsWith('-')) break
   }
+  const subcommand = args[i]?.text ?? ''
+  const rest = args.slice(i + 1)
+  if (subcommand === 'bisect' && rest[0]?.text === 'run') return s.run(rest.slice(1), { stdin: () => undefined, appended: false })
+  if (subcommand === 'submodule' && rest.some((a) => a.text === 'foreach')) {
+    const words = rest.slice(rest.findIndex((a) => a.text === 'foreach') + 1)
+    const script = words.findIndex((a) => !/^--(recursive|quiet)$/.test(a.text) && a.text !== '-q')
+    if (script < 0) return
+    if (words.slice(script).some((a) => a.dynamic)) return s.markDynamic()
+    return s.scriptText(words.slice(script).map((a) => a.text).join(' '))
+  }
+  const spec = GIT_SUBCOMMAND_OPTIONS.get(subcommand)
+  if (!spec) return
+  for (let j = 0; j < rest.length; j++) {
+    const t = (rest[j] as Word).text
+    if (t === '--') break
+    let value: Word | undefined
+    if (t.startsWith('--')) {
+      const eq = t.indexOf('=')
+      const name = t.slice(2, eq < 0 ? undefined : eq)
+      if (name === '' || !spec.long.some((l) => l.startsWith(name))) continue
+      value = eq < 0 ? rest[++j] : literal(t.slice(eq + 1))
+    } else if (spec.short && t.length > 1 && t[0] === '-' && t.includes(spec.short)) {
+      const at = t.indexOf(spec.short)
+      value = at + 1 < t.length ? literal(t.slice(at + 1)) : rest[++j]
+    } else continue
+    if (value) s.script(value)
+  }
+}
+
+/** One `git -c key[=value]`: a value git runs is a script; a key not known to be inert makes the line dynamic. */
+function gitSetting(s: Script, setting: Word | undefined): void {
+  if (!setting) return
+  if (setting.dynamic) return s.markDynamic()
+  const eq = setting.text.indexOf('=')
+  const key = (eq < 0 ? setting.text : setting.text.slice(0, eq)).toLowerCase()
+  const value = eq < 0 ? undefined : setting.text.slice(eq + 1)
+  if (key.startsWith('alias.')) {
+    if (value !== undefined) s.scriptText(value.startsWith('!') ? value.slice(1) : `git ${value}`)
+  } else if (/^credential\.(.+\.)?helper$/.test(key)) {
+    const script = credentialHelper(value ?? '')
+    if (script !== undefined) s.scriptText(script)
+  } else if (GIT_COMMAND_KEYS.test(key)) {
+    // `-c pager.log` alone is `true` (the default pager); core.fsmonitor=true is the built-in monitor
+    if (value !== undefined && !/^(true|false|yes|no|on|off|1|0|)$/i.test(value)) s.scriptText(value)
+  } else if (!GIT_INERT_KEYS.test(key)) s.markDynamic(`git -c ${key}: git may run code this setting names`)
 }
 
 const STRACE_LONG = names('abbrev attach columns const-print-style decode-pids detach-on env fault inject interruptible kvm output raw read signal status string-limit summary-columns summary-sort-by summary-syscall-overhead trace trace-path user verbose write')

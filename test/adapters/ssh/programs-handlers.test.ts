@@ -1,0 +1,299 @@
+/**
+ * What each program handler in adapters/ssh/src/shell/programs.ts reads, case by case, with the
+ * exact facts (programs in order, dynamic, background, reasons): the branches of git, ssh, scp,
+ * rsync, at, the shells, su/runuser/sg, env, xargs, find, trap, alias, source, the read builtins,
+ * completion, enable, hash, watch, flock, script and coproc. Written from the mutation report of
+ * 2026-12-03 (the handlers' survivors) and checked against the programs' documented behaviour;
+ * the git and ssh cases that run something were also run for real (below, and the ssh client's
+ * `-G`). A change to a handler that changes what a line runs fails one of these.
+ */
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { analyzeCommand, loadShellParser, type CommandFacts } from '../../../adapters/ssh/dist/shell/programs.js'
+
+beforeAll(loadShellParser)
+
+function facts(text: string): CommandFacts {
+  const a = analyzeCommand(text)
+  if (!a.ok) throw new Error(`${JSON.stringify(text)}: ${a.error}`)
+  return a.facts
+}
+
+describe('evasions through git configuration and ssh options (found in the handler review of 2026-12-03)', () => {
+  it.each([
+    // git runs a credential helper through the shell whatever its form: `git credential-store; nc x get`
+    ["git -c credential.helper='store; nc x' push", ['git', 'nc']],
+    ["git -c credential.helper='/usr/bin/curl -d @f' push", ['git', 'curl', '/usr/bin/curl']],
+    // an alias without `!` is a git command line, and `clone -u` runs its upload-pack locally
+    [`git -c alias.x='clone -u "curl z" /r' x`, ['git', 'curl']],
+    ["git clone -u 'curl z; git-upload-pack' /r d", ['git', 'curl', 'git-upload-pack']],
+    ['git clone -qu nc /r d', ['git', 'nc']],
+    // RemoteCommand is the remote command given as an option
+    ["ssh -o RemoteCommand='curl x' h", ['ssh', 'curl']],
+  ] as const)('%s runs %j', (command, programs) => {
+    expect(facts(command)).toMatchObject({ programs, dynamic: false })
+  })
+
+  it('a computed ssh -o value may be ProxyCommand, and an unknown git -c key may run code: dynamic', () => {
+    expect(facts('ssh -o "$x" h')).toMatchObject({ programs: ['ssh'], dynamic: true })
+    expect(facts('scp -o "$o" a b:')).toMatchObject({ programs: ['scp'], dynamic: true })
+    expect(facts('ssh -o "Port=$p" h')).toMatchObject({ programs: ['ssh'], dynamic: false })
+    expect(facts("git -c protocol.ext.allow=always clone 'ext::sh -c curl% x' d")).toMatchObject({ dynamic: true, dynamicReasons: ['git -c protocol.ext.allow: git may run code this setting names'] })
+  })
+
+  describe('the same lines run by git 2.39 here: the command the gateway reports is the one git runs', () => {
+    let dir: string
+    beforeAll(() => {
+      dir = mkdtempSync(join(tmpdir(), 'gatehouse-git-'))
+      const env = { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' }
+      execFileSync('git', ['init', '-q', join(dir, 'src')], { env })
+      writeFileSync(join(dir, 'src', 'f'), 'x\n')
+      execFileSync('git', ['-C', join(dir, 'src'), 'add', 'f'], { env })
+      execFileSync('git', ['-C', join(dir, 'src'), '-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-q', '-m', 'x'], { env })
+    })
+    afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+    it.each([
+      ['a credential helper that is not a helper name', (m: string) => `printf 'protocol=https\\nhost=h\\n\\n' | git -c credential.helper='store; touch ${m}' credential fill`],
+      ['an alias for clone -u', (m: string, d: string) => `git -c alias.x='clone -q -u "touch ${m}; git-upload-pack" ${d}/src ${d}/a' x`],
+      ['clone -u', (m: string, d: string) => `git clone -q -u 'touch ${m}; git-upload-pack' ${d}/src ${d}/b`],
+      ['rebase -x', (m: string, d: string) => `git -C ${d}/src -c user.name=t -c user.email=t@t rebase -q -x 'touch ${m}' --root`],
+    ] as const)('%s', (_title, line) => {
+      const marker = join(dir, `ran-${Math.random().toString(36).slice(2)}`)
+      const command = line(marker, dir)
+      expect(facts(command).programs).toContain('touch')
+      try {
+        execFileSync('bash', ['-c', command], { env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1', GIT_TERMINAL_PROMPT: '0' }, stdio: 'ignore', timeout: 10_000 })
+      } catch {
+        // git may fail after running the command (no credential, no such remote): the marker says whether it ran
+      }
+      expect(existsSync(marker)).toBe(true)
+    })
+  })
+})
+
+describe('every handler branch, exact facts', () => {
+  const cases: ReadonlyArray<readonly [string, Partial<CommandFacts>]> = [
+    ["git -c core.sshCommand='nc x' fetch", {programs: ['git', 'nc'], dynamic: false, background: false}],
+    ['git -c core.pager=curl log', {programs: ['git', 'curl'], dynamic: false, background: false}],
+    ["git -c alias.x='!wget y' x", {programs: ['git', 'wget'], dynamic: false, background: false}],
+    ['git -c alias.x=log x', {programs: ['git'], dynamic: false, background: false}],
+    ["git -c credential.helper='!ssh z' push", {programs: ['git', 'ssh'], dynamic: false, background: false}],
+    ['git -c credential.https://h.helper=scp push', {programs: ['git'], dynamic: false, background: false}],
+    ['git -c user.name=curl commit', {programs: ['git'], dynamic: false, background: false}],
+    ['git -c', {programs: ['git'], dynamic: false, background: false}],
+    ['git -c core.sshcommand', {programs: ['git'], dynamic: false, background: false}],
+    ["rsync -e 'ssh -p 2' a b:", {programs: ['rsync', 'ssh'], dynamic: false, background: false}],
+    ["rsync --rsh 'nc x' a b:", {programs: ['rsync', 'nc'], dynamic: false, background: false}],
+    ["rsync --rsh='curl y' a b:", {programs: ['rsync', 'curl'], dynamic: false, background: false}],
+    ["rsync -avze 'wget z' a b:", {programs: ['rsync', 'wget'], dynamic: false, background: false}],
+    ['rsync -essh a b:', {programs: ['rsync', 'ssh'], dynamic: false, background: false}],
+    ['rsync -aB 1024e ssh a b:', {programs: ['rsync'], dynamic: false, background: false}],
+    ['rsync -Te wget a b:', {programs: ['rsync'], dynamic: false, background: false}],
+    ['rsync -e', {programs: ['rsync'], dynamic: false, background: false}],
+    ['rsync -av --exclude=e a b:', {programs: ['rsync'], dynamic: false, background: false}],
+    ['at now', {programs: ['at'], dynamic: true, background: true}],
+    ['at -f /tmp/x now', {programs: ['at'], dynamic: true, background: true}],
+    ['at -l', {programs: ['at'], dynamic: false, background: true}],
+    ['at -q a now', {programs: ['at'], dynamic: true, background: true}],
+    ['at -t 202601010000', {programs: ['at'], dynamic: true, background: true}],
+    ['batch', {programs: ['batch'], dynamic: true, background: true}],
+    ['echo curl | at now', {programs: ['echo', 'at'], dynamic: true, background: true}],
+    ['at -c 1', {programs: ['at'], dynamic: false, background: true}],
+    ['at "$x"', {programs: ['at'], dynamic: true, background: true}],
+    ['scp -S nc a b:', {programs: ['scp', 'nc'], dynamic: false, background: false}],
+    ["scp -o ProxyCommand='curl %h' a b:", {programs: ['scp', 'curl'], dynamic: false, background: false}],
+    ['sftp -D /usr/lib/sftp-server h', {programs: ['sftp', 'sftp-server', '/usr/lib/sftp-server'], dynamic: false, background: false}],
+    ['scp -o "$o" a b:', {programs: ['scp'], dynamic: true, background: false}],
+    ['scp -P 22 -S wget a b:', {programs: ['scp', 'wget'], dynamic: false, background: false}],
+    ['scp a b:', {programs: ['scp'], dynamic: false, background: false}],
+    ['scp -i key -S ssh a b:', {programs: ['scp', 'ssh'], dynamic: false, background: false}],
+    ['ssh -f h', {programs: ['ssh'], dynamic: false, background: true}],
+    ["ssh -o LocalCommand='nc x' -o PermitLocalCommand=yes h", {programs: ['ssh', 'nc'], dynamic: false, background: false}],
+    ["ssh -o 'KnownHostsCommand curl %H' h", {programs: ['ssh', 'curl'], dynamic: false, background: false}],
+    ['ssh -o ProxyCommand=none h', {programs: ['ssh'], dynamic: false, background: false}],
+    ["ssh -o ProxyCommand=' NONE ' h", {programs: ['ssh'], dynamic: false, background: false}],
+    ["ssh -o SetEnv='FOO=1 BAR=2' h ls", {programs: ['ssh', 'ls'], dynamic: false, background: false, env: ['FOO', 'BAR']}],
+    ["ssh -o 'setenv FOO=1' h", {programs: ['ssh'], dynamic: false, background: false, env: ['FOO']}],
+    ['ssh -o "$x" h', {programs: ['ssh'], dynamic: true, background: false}],
+    ['ssh -o "X$command" h', {programs: ['ssh'], dynamic: true, background: false}],
+    ['ssh h', {programs: ['ssh'], dynamic: false, background: false}],
+    ['ssh h "$c"', {programs: ['ssh'], dynamic: true, background: false}],
+    ['ssh -p 22 h -l u curl', {programs: ['ssh', 'curl'], dynamic: false, background: false}],
+    ['ssh h curl x y', {programs: ['ssh', 'curl'], dynamic: false, background: false}],
+    ['ssh "$h" curl', {programs: ['ssh'], dynamic: true, background: false}],
+    ['ssh -i k h -o ProxyCommand=wget curl', {programs: ['ssh', 'wget', 'curl'], dynamic: false, background: false}],
+    [`git -c alias.x='clone -u "curl z" /r' x`, {programs: ['git', 'curl'], dynamic: false, background: false}],
+    ["git -c credential.helper='/usr/bin/curl -d @f' push", {programs: ['git', 'curl', '/usr/bin/curl'], dynamic: false, background: false}],
+    ["git -c credential.helper='store; nc x' push", {programs: ['git', 'nc'], dynamic: false, background: false}],
+    ['git -c credential.helper= push', {programs: ['git'], dynamic: false, background: false}],
+    ['git -c user.name=curl -c user.email=a@b commit', {programs: ['git'], dynamic: false, background: false}],
+    ['git -c core.hooksPath=/tmp/h commit', {programs: ['git'], dynamic: true, background: false, dynamicReasons: ['git -c core.hookspath: git may run code this setting names']}],
+    ['git -c init.templateDir=/tmp/t clone a b', {programs: ['git'], dynamic: true, background: false, dynamicReasons: ['git -c init.templatedir: git may run code this setting names']}],
+    ["git -c protocol.ext.allow=always clone 'ext::sh -c curl% x' d", {programs: ['git'], dynamic: true, background: false, dynamicReasons: ['git -c protocol.ext.allow: git may run code this setting names']}],
+    ['git -c core.fsmonitor=true status', {programs: ['git'], dynamic: false, background: false}],
+    ['git -c core.fsmonitor=/tmp/hook status', {programs: ['git', 'hook', '/tmp/hook'], dynamic: false, background: false}],
+    ['git -c pager.log log', {programs: ['git'], dynamic: false, background: false}],
+    ['git -C /tmp -c core.editor=vim commit', {programs: ['git', 'vim'], dynamic: true, background: false, dynamicReasons: ['vim runs code from its arguments or standard input', 'git -C']}],
+    ['git --no-pager -c diff.x.textconv=curl diff', {programs: ['git', 'curl'], dynamic: false, background: false}],
+    ["git -c filter.lfs.smudge='nc y' checkout", {programs: ['git', 'nc'], dynamic: false, background: false}],
+    ["git -c color.ui=never -c core.quotepath=off -c safe.directory='*' -c init.defaultBranch=main -c protocol.version=2 status", {programs: ['git'], dynamic: false, background: false}],
+    ['ssh -o "Port=$p" h', {programs: ['ssh'], dynamic: false, background: false}],
+    ['ssh -o "User $u" h', {programs: ['ssh'], dynamic: false, background: false}],
+    ['ssh -o "ProxyCommand=$p" h', {programs: ['ssh'], dynamic: true, background: false}],
+    ["ssh -o RemoteCommand='curl x' h", {programs: ['ssh', 'curl'], dynamic: false, background: false}],
+    ["ssh -o 'RemoteCommand none' h", {programs: ['ssh'], dynamic: false, background: false}],
+    ['scp -o "Port=$p" a b:', {programs: ['scp'], dynamic: false, background: false}],
+    ["git clone -u 'curl z; git-upload-pack' /r d", {programs: ['git', 'curl', 'git-upload-pack'], dynamic: false, background: false}],
+    ['git clone -qu nc /r d', {programs: ['git', 'nc'], dynamic: false, background: false}],
+    ["git clone --upload-pack='wget x' /r d", {programs: ['git', 'wget'], dynamic: true, background: false, dynamicReasons: ['git --upload-pack']}],
+    ['git clone --upl=scp /r d', {programs: ['git', 'scp'], dynamic: true, background: false, dynamicReasons: ['git --upl']}],
+    ['git add -u', {programs: ['git'], dynamic: false, background: false}],
+    ['git fetch -u', {programs: ['git'], dynamic: false, background: false}],
+    ["git rebase -x 'make test' main", {programs: ['git', 'make'], dynamic: false, background: false}],
+    ["git rebase --exec='curl x' main", {programs: ['git', 'curl'], dynamic: true, background: false, dynamicReasons: ['git --exec']}],
+    ['git rebase --exe ssh main', {programs: ['git', 'ssh'], dynamic: true, background: false, dynamicReasons: ['git --exe']}],
+    ['git bisect run curl x', {programs: ['git', 'curl'], dynamic: false, background: false}],
+    ['git bisect start', {programs: ['git'], dynamic: false, background: false}],
+    ["git submodule foreach 'nc y'", {programs: ['git', 'nc'], dynamic: false, background: false}],
+    ['git submodule foreach --recursive curl x', {programs: ['git', 'curl'], dynamic: false, background: false}],
+    ['git submodule update', {programs: ['git'], dynamic: false, background: false}],
+    ['git difftool -x wget', {programs: ['git', 'wget'], dynamic: false, background: false}],
+    ["git filter-branch --tree-filter 'curl x' HEAD", {programs: ['git', 'curl'], dynamic: false, background: false}],
+    ["git push --receive-pack='nc q' h", {programs: ['git', 'nc'], dynamic: true, background: false, dynamicReasons: ['git --receive-pack']}],
+    ['git status -- -x', {programs: ['git'], dynamic: false, background: false}],
+    ['bash -- curl', {programs: ['bash'], dynamic: true, background: false}],
+    ['bash - curl', {programs: ['bash'], dynamic: true, background: false}],
+    ['sh "$x" -c y', {programs: ['sh'], dynamic: true, background: false}],
+    ["bash --rcfile /tmp/r -c 'curl x'", {programs: ['bash', 'curl'], dynamic: true, background: false}],
+    ["bash --rcfile=/tmp/r -c 'curl x'", {programs: ['bash', 'curl'], dynamic: true, background: false}],
+    ['bash --init-file /tmp/r', {programs: ['bash'], dynamic: true, background: false}],
+    ["bash --norc -c 'nc x'", {programs: ['bash', 'nc'], dynamic: false, background: false}],
+    ['bash --posix x.sh', {programs: ['bash'], dynamic: true, background: false}],
+    ["bash +x -c 'curl y'", {programs: ['bash', 'curl'], dynamic: false, background: false}],
+    ['bash -s x y', {programs: ['bash'], dynamic: true, background: false}],
+    ["bash -O extglob -c 'nc z'", {programs: ['bash', 'nc'], dynamic: false, background: false}],
+    ["bash -o errexit -c 'nc z'", {programs: ['bash', 'nc'], dynamic: false, background: false}],
+    ['bash -c', {programs: ['bash'], dynamic: false, background: false}],
+    ['echo x | xargs bash -c', {programs: ['echo', 'xargs', 'bash'], dynamic: true, background: false}],
+    ['echo x | xargs bash', {programs: ['echo', 'xargs', 'bash'], dynamic: true, background: false}],
+    ['bash -x', {programs: ['bash'], dynamic: true, background: false}],
+    ["su -c 'curl x'", {programs: ['su', 'sh', 'curl'], dynamic: false, background: false}],
+    ["su --command='nc y' root", {programs: ['su', 'sh', 'nc'], dynamic: false, background: false}],
+    ["su --session-command 'wget z' root", {programs: ['su', 'sh', 'wget'], dynamic: false, background: false}],
+    ["su --comm 'scp q' root", {programs: ['su', 'sh', 'scp'], dynamic: false, background: false}],
+    ['su - root', {programs: ['su', 'sh'], dynamic: true, background: false}],
+    ['su "$u" -c x', {programs: ['su'], dynamic: true, background: false}],
+    ['su -cx root', {programs: ['su', 'sh', 'x'], dynamic: false, background: false}],
+    ["su -g adm -c 'curl q' root", {programs: ['su', 'sh', 'curl'], dynamic: false, background: false}],
+    ['su --zz root', {programs: ['su', 'sh'], dynamic: true, background: false, dynamicReasons: ['unknown option --zz']}],
+    ['su --pr root', {programs: ['su', 'sh'], dynamic: true, background: false}],
+    ['runuser "$u" -c x', {programs: ['runuser'], dynamic: true, background: false}],
+    ['runuser -u nobody', {programs: ['runuser'], dynamic: false, background: false}],
+    ["runuser nobody -c 'curl x'", {programs: ['runuser', 'sh', 'curl'], dynamic: false, background: false}],
+    ["su root -c 'nc x' arg0 arg1", {programs: ['su', 'sh', 'nc'], dynamic: false, background: false}],
+    ['env A=1', {programs: ['env'], dynamic: false, background: false, env: ['A']}],
+    ['env A=1 "$p"', {programs: ['env'], dynamic: true, background: false, env: ['A']}],
+    ['env -S "$s" x', {programs: ['env'], dynamic: true, background: false}],
+    ['env -u X', {programs: ['env'], dynamic: false, background: false}],
+    ['env -i -- curl', {programs: ['env', 'curl'], dynamic: false, background: false}],
+    ['echo x | xargs env', {programs: ['echo', 'xargs', 'env'], dynamic: true, background: false}],
+    ['echo x | xargs env A=1', {programs: ['echo', 'xargs', 'env'], dynamic: true, background: false, env: ['A']}],
+    ["xargs -i sh -c '{}'", {programs: ['xargs', 'sh'], dynamic: true, background: false}],
+    ["xargs -iXX sh -c 'XX'", {programs: ['xargs', 'sh'], dynamic: true, background: false}],
+    ['xargs -I% curl %', {programs: ['xargs', 'curl'], dynamic: false, background: false}],
+    ['xargs --replace=@ curl @', {programs: ['xargs', 'curl'], dynamic: false, background: false}],
+    ['xargs -0 curl {}', {programs: ['xargs', 'curl'], dynamic: false, background: false}],
+    ['xargs', {programs: ['xargs', 'echo'], dynamic: false, background: false}],
+    ['xargs -n1 -P4 -i curl pre{}', {programs: ['xargs', 'curl'], dynamic: false, background: false}],
+    ['find . -exec curl {} \\;', {programs: ['find', 'curl'], dynamic: false, background: false}],
+    ['find . -exec curl', {programs: ['find', 'curl'], dynamic: false, background: false}],
+    ['find . -exec \\;', {programs: ['find'], dynamic: false, background: false}],
+    ['find . -ok curl {} \\; -okdir nc {} \\;', {programs: ['find', 'curl', 'nc'], dynamic: false, background: false}],
+    ['find . -exec curl {} + -exec nc {} \\;', {programs: ['find', 'curl', 'nc'], dynamic: false, background: false}],
+    ['find . -name -exec', {programs: ['find'], dynamic: false, background: false}],
+    [`find . -exec sh -c 'x {}' \\;`, {programs: ['find', 'sh'], dynamic: true, background: false}],
+    ['eval', {programs: ['eval'], dynamic: false, background: false}],
+    ['eval "$x" y', {programs: ['eval'], dynamic: true, background: false}],
+    ['eval a "$x"', {programs: ['eval'], dynamic: true, background: false}],
+    ['trap', {programs: ['trap'], dynamic: false, background: false}],
+    ['trap -l', {programs: ['trap'], dynamic: false, background: false}],
+    ['trap -p', {programs: ['trap'], dynamic: false, background: false}],
+    ["trap -- 'curl x' EXIT", {programs: ['trap', 'curl'], dynamic: false, background: false}],
+    ['trap - EXIT', {programs: ['trap'], dynamic: false, background: false}],
+    ["trap '' INT", {programs: ['trap'], dynamic: false, background: false}],
+    ['trap curl', {programs: ['trap'], dynamic: false, background: false}],
+    ["trap 'nc y' INT TERM", {programs: ['trap', 'nc'], dynamic: false, background: false}],
+    ['trap INT', {programs: ['trap'], dynamic: false, background: false}],
+    ['trap SIGINT', {programs: ['trap'], dynamic: false, background: false}],
+    ["trap -lp 'nc z' EXIT", {programs: ['trap', 'nc'], dynamic: false, background: false}],
+    ['trap "$x" EXIT', {programs: ['trap'], dynamic: true, background: false}],
+    ['trap "$x"', {programs: ['trap'], dynamic: true, background: false}],
+    ['alias a="$x"', {programs: ['alias'], dynamic: true, background: false}],
+    ['alias a', {programs: ['alias'], dynamic: false, background: false}],
+    ['alias =curl', {programs: ['alias'], dynamic: false, background: false}],
+    ["alias a='nc x' b='curl y'", {programs: ['alias', 'nc', 'curl'], dynamic: false, background: false}],
+    ['source -- /tmp/f', {programs: ['source'], dynamic: true, background: false}],
+    ['source', {programs: ['source'], dynamic: false, background: false}],
+    ['. /dev/stdin', {programs: ['.'], dynamic: true, background: false}],
+    ['printf -v x %s 1', {programs: ['printf'], dynamic: false, background: false}],
+    ['printf "$f" x', {programs: ['printf'], dynamic: false, background: false}],
+    ['printf -vx %s', {programs: ['printf'], dynamic: false, background: false}],
+    ['printf %s -v', {programs: ['printf'], dynamic: false, background: false}],
+    ['read -a arr x y', {programs: ['read'], dynamic: false, background: false}],
+    ['read "$o" x', {programs: ['read'], dynamic: true, background: false}],
+    ['read -r x', {programs: ['read'], dynamic: false, background: false}],
+    ["mapfile -C 'curl x' -c 1 arr", {programs: ['mapfile', 'curl'], dynamic: false, background: false}],
+    ['mapfile "$o" arr', {programs: ['mapfile'], dynamic: true, background: false}],
+    ['mapfile -t lines', {programs: ['mapfile'], dynamic: false, background: false}],
+    ["compgen -C 'curl x' w", {programs: ['compgen', 'curl'], dynamic: false, background: false}],
+    ['compgen -F f w', {programs: ['compgen', 'f'], dynamic: false, background: false}],
+    ["compgen -V out -W 'a b' w", {programs: ['compgen'], dynamic: false, background: false}],
+    ["compgen -W '$(nc y)' w", {programs: ['compgen', 'nc'], dynamic: false, background: false}],
+    ['compgen -W "$w" w', {programs: ['compgen'], dynamic: true, background: false}],
+    ["compgen -W '<(nc y)' w", {programs: ['compgen'], dynamic: true, background: false}],
+    ['compgen "$o"', {programs: ['compgen'], dynamic: true, background: false}],
+    ['complete -o default -F _f cmd', {programs: ['complete', '_f'], dynamic: false, background: false}],
+    ['enable -f /tmp/x.so y', {programs: ['enable'], dynamic: true, background: false}],
+    ['enable -n echo', {programs: ['enable'], dynamic: false, background: false}],
+    ['enable "$x"', {programs: ['enable'], dynamic: true, background: false}],
+    ['hash -p /usr/bin/nc cat', {programs: ['hash', 'nc', '/usr/bin/nc'], dynamic: false, background: false}],
+    ['hash -r', {programs: ['hash'], dynamic: false, background: false}],
+    ['hash "$o"', {programs: ['hash'], dynamic: true, background: false}],
+    ['hash -p', {programs: ['hash'], dynamic: false, background: false}],
+    ['watch -x curl x', {programs: ['watch', 'curl'], dynamic: false, background: false}],
+    ['watch --exec nc y', {programs: ['watch', 'nc'], dynamic: false, background: false}],
+    ['watch -n 1 curl z', {programs: ['watch', 'sh', 'curl'], dynamic: false, background: false}],
+    ['watch curl "$x"', {programs: ['watch'], dynamic: true, background: false}],
+    ['watch', {programs: ['watch'], dynamic: false, background: false}],
+    ['watch -- curl q', {programs: ['watch', 'sh', 'curl'], dynamic: false, background: false}],
+    ['flock /tmp/l', {programs: ['flock'], dynamic: false, background: false}],
+    ["flock /tmp/l --command 'curl x'", {programs: ['flock', 'sh', 'curl'], dynamic: false, background: false}],
+    ['flock /tmp/l -c', {programs: ['flock'], dynamic: false, background: false}],
+    ['flock /tmp/l "$c" x', {programs: ['flock'], dynamic: true, background: false}],
+    ['flock -w 5 /tmp/l nc y', {programs: ['flock', 'nc'], dynamic: false, background: false}],
+    ['script', {programs: ['script', 'sh'], dynamic: true, background: false}],
+    ["script -c 'curl x'", {programs: ['script', 'sh', 'curl'], dynamic: false, background: false}],
+    ["script --command 'nc y' /dev/null", {programs: ['script', 'sh', 'nc'], dynamic: false, background: false}],
+    ['script -q /dev/null', {programs: ['script', 'sh'], dynamic: true, background: false}],
+    ['sg adm', {programs: ['sg', 'sh'], dynamic: true, background: false}],
+    ["sg - adm -c 'curl x'", {programs: ['sg', 'sh', 'curl'], dynamic: false, background: false}],
+    ['sg adm curl x', {programs: ['sg', 'sh', 'curl'], dynamic: false, background: false}],
+    ['sg adm "$c"', {programs: ['sg', 'sh'], dynamic: true, background: false}],
+    ["sg adm -c 'nc y' z", {programs: ['sg', 'sh', 'nc'], dynamic: false, background: false}],
+    ['runuser -u nobody -- curl x', {programs: ['runuser', 'curl'], dynamic: false, background: false}],
+    ['coproc curl x', {programs: ['coproc', 'curl'], dynamic: false, background: true}],
+    ['coproc NAME { nc y; }', {programs: ['coproc', 'nc'], dynamic: false, background: true}],
+    ['coproc { wget q; }', {programs: ['coproc', 'wget'], dynamic: false, background: true}],
+    ['coproc', {programs: ['coproc'], dynamic: false, background: true}],
+    ['coproc (curl y)', {programs: ['coproc', 'curl'], dynamic: false, background: true}],
+    ['at -r 1', {programs: ['at'], dynamic: false, background: true}],
+    ['at -d 1', {programs: ['at'], dynamic: false, background: true}],
+  ]
+  it.each(cases)('%s', (command, expected) => {
+    expect(facts(command)).toMatchObject(expected)
+  })
+})
