@@ -297,3 +297,98 @@ describe('every handler branch, exact facts', () => {
     expect(facts(command)).toMatchObject(expected)
   })
 })
+
+describe('what a shell reads as its script from standard input, and redirection targets', () => {
+  // bash applies redirections left to right: the last one to descriptor 0 is the script a shell
+  // reads; a here-string or literal heredoc is read, /dev/null is empty, anything else is unseen
+  // (dynamic). `<&N` only duplicates a descriptor; `~+`, `~-` and `~N` are directories cd and
+  // pushd change, so a target under them may be anything (network)
+  const cases: ReadonlyArray<readonly [string, Partial<CommandFacts>]> = [
+    ["bash <<< 'curl x'", {programs: ["bash","curl"], dynamic: false, redirects: [], network: false}],
+    ["bash 0<<< 'curl x'", {programs: ["bash","curl"], dynamic: false, redirects: [], network: false}],
+    ["bash <<< 'nc a' <<< 'curl x'", {programs: ["bash","curl"], dynamic: false, redirects: [], network: false}],
+    ["bash <<< \"$x\"", {programs: ["bash"], dynamic: true, redirects: [], network: false}],
+    ["bash < /dev/null", {programs: ["bash"], dynamic: false, redirects: ["/dev/null"], network: false}],
+    ["bash < /tmp/f", {programs: ["bash"], dynamic: true, redirects: ["/tmp/f"], network: false}],
+    ["bash <&3", {programs: ["bash"], dynamic: true, redirects: [], network: false}],
+    ["bash <<< 'curl x' < /dev/null", {programs: ["bash"], dynamic: false, redirects: ["/dev/null"], network: false}],
+    ["bash <<< 'curl x' 0< /dev/null", {programs: ["bash"], dynamic: false, redirects: ["/dev/null"], network: false}],
+    ["bash <<< 'curl x' 1< /dev/null", {programs: ["bash","curl"], dynamic: false, redirects: ["/dev/null"], network: false}],
+    ["bash <<EOF\ncurl x\nEOF", {programs: ["bash","curl"], dynamic: false, redirects: [], network: false}],
+    ["bash <<'EOF'\n$(nc y)\nEOF", {programs: ["bash","nc"], dynamic: true, redirects: [], network: false}],
+    ["bash <<EOF\n$x\nEOF", {programs: ["bash"], dynamic: true, redirects: [], network: false}],
+    ["bash <<EOF\nc\\\\\nurl x\nEOF", {programs: ["bash","curl"], dynamic: false, redirects: [], network: false}],
+    ["bash 3<<EOF\ncurl\nEOF", {programs: ["bash"], dynamic: true, redirects: [], network: false}],
+    ["bash <<EOF\ncurl\nEOF\n", {programs: ["bash","curl"], dynamic: false, redirects: [], network: false}],
+    ["bash <<EOF 3< /dev/null\nnc q\nEOF", {programs: ["bash","nc"], dynamic: false, redirects: ["/dev/null"], network: false}],
+    ["bash <<\"E\"\n`nc z`\nE", {programs: ["bash","nc"], dynamic: true, redirects: [], network: false}],
+    ["cat <<EOF\n`nc z` $(curl y)\nEOF", {programs: ["cat","nc","curl"], dynamic: false, redirects: [], network: false}],
+    ["cat <<'EOF'\n`nc z`\nEOF", {programs: ["cat"], dynamic: false, redirects: [], network: false}],
+    ["cat <<EOF\nno code\nEOF", {programs: ["cat"], dynamic: false, redirects: [], network: false}],
+    ["echo >&2", {programs: ["echo"], dynamic: false, redirects: [], network: false}],
+    ["echo >& /tmp/x", {programs: ["echo"], dynamic: false, redirects: ["/tmp/x"], network: false}],
+    ["cat <&3", {programs: ["cat"], dynamic: false, redirects: [], network: false}],
+    ["cat <& \"$fd\"", {programs: ["cat"], dynamic: false, redirects: ["\"$fd\""], network: false}],
+    ["echo > ~/x", {programs: ["echo"], dynamic: false, redirects: ["~/x"], network: false}],
+    ["echo > ~+/x", {programs: ["echo"], dynamic: false, redirects: ["~+/x"], network: true}],
+    ["echo > ~-", {programs: ["echo"], dynamic: false, redirects: ["~-"], network: true}],
+    ["echo > ~1/x", {programs: ["echo"], dynamic: false, redirects: ["~1/x"], network: true}],
+    ["echo > ~user/x", {programs: ["echo"], dynamic: false, redirects: ["~user/x"], network: false}],
+    ["cat < \"$f\"", {programs: ["cat"], dynamic: false, redirects: ["\"$f\""], network: true}],
+    ["cat < /tmp/$f", {programs: ["cat"], dynamic: false, redirects: ["/tmp/$f"], network: false}],
+    ["echo 2>&1-", {programs: ["echo"], dynamic: false, redirects: [], network: false}],
+    ["echo >& \"$f\"", {programs: ["echo"], dynamic: false, redirects: ["\"$f\""], network: true}],
+    ["echo &> /tmp/both", {programs: ["echo"], dynamic: false, redirects: ["/tmp/both"], network: false}],
+  ]
+  it.each(cases)('%j', (command, expected) => {
+    expect(facts(command)).toMatchObject(expected)
+  })
+})
+
+describe('names that get values: declarations, namerefs, ${NAME=word}, for', () => {
+  // a nameref (`declare -n`, `typeset -n`, `local -n`; not `export -n` or `+n`) to a variable
+  // whose assignments are checked makes the line dynamic: `declare -n r=PATH; r=/tmp; ls` sets PATH
+  // (found in this review: PATH and LD_* were missing, only code variables and HOME were there)
+  const cases: ReadonlyArray<readonly [string, Partial<CommandFacts>]> = [
+    ['declare -n r=PATH; r=/tmp; ls', {programs: ['declare', 'ls'], dynamic: true, background: false, env: ['r']}],
+    ['typeset -n r=PATH', {programs: ['typeset'], dynamic: true, background: false, env: ['r']}],
+    ['local -n r=LD_PRELOAD', {programs: ['local'], dynamic: true, background: false, env: ['r']}],
+    ['export -n r=PATH', {programs: ['export'], dynamic: false, background: false, env: ['r']}],
+    ['declare +n r=PATH', {programs: ['declare'], dynamic: false, background: false, env: ['r']}],
+    ['declare -n r=x', {programs: ['declare'], dynamic: false, background: false, env: ['r']}],
+    ['declare -rn r=PS4', {programs: ['declare'], dynamic: true, background: false, env: ['r']}],
+    ['declare -n r=x y=PS4', {programs: ['declare'], dynamic: true, background: false, env: ['r', 'y']}],
+    ['declare -n r="$x"', {programs: ['declare'], dynamic: true, background: false, env: ['r']}],
+    ['declare -n r', {programs: ['declare'], dynamic: true, background: false}],
+    ['declare -n r=PATH[0]', {programs: ['declare'], dynamic: true, background: false, env: ['r']}],
+    ['declare "x=$y"', {programs: ['declare'], dynamic: false, background: false, env: ['x']}],
+    ['declare "x+=$y"', {programs: ['declare'], dynamic: false, background: false, env: ['x']}],
+    ['declare "PATH=$y"', {programs: ['declare'], dynamic: true, background: false, dynamicReasons: ['PATH= changes what runs'], env: ['PATH']}],
+    ['declare "$y"', {programs: ['declare'], dynamic: true, background: false}],
+    ["declare x='$(curl y)'", {programs: ['declare'], dynamic: true, background: false, env: ['x']}],
+    ['declare x=nc y=curl', {programs: ['declare'], dynamic: false, background: false, env: ['x', 'y']}],
+    ['export x+=sh', {programs: ['export'], dynamic: false, background: false, env: ['x']}],
+    ['readonly a=1 b', {programs: ['readonly'], dynamic: false, background: false, env: ['a']}],
+    ['declare -a arr=(1 2)', {programs: ['declare'], dynamic: false, background: false, env: ['arr']}],
+    ['declare -- -x=1', {programs: ['declare'], dynamic: false, background: false}],
+    ['printf -v PATH /tmp; ls', {programs: ['printf', 'ls'], dynamic: true, background: false, dynamicReasons: ['PATH= changes what runs']}],
+    ['read PATH <<< /tmp; ls', {programs: ['read', 'ls'], dynamic: true, background: false, dynamicReasons: ['PATH= changes what runs']}],
+    [': ${PATH=/tmp}; ls', {programs: [':', 'ls'], dynamic: true, background: false, dynamicReasons: ['PATH= changes what runs']}],
+    [': ${PATH:=/tmp}; ls', {programs: [':', 'ls'], dynamic: true, background: false, dynamicReasons: ['PATH= changes what runs']}],
+    [': ${PATH-/tmp}; ls', {programs: [':', 'ls'], dynamic: false, background: false}],
+    [': ${!p=curl}', {programs: [':'], dynamic: true, background: false}],
+    [': ${a[1]=curl}', {programs: [':'], dynamic: false, background: false}],
+    [': ${PATH[0]=/tmp}; ls', {programs: [':', 'ls'], dynamic: true, background: false, dynamicReasons: ['PATH= changes what runs']}],
+    [`: "\${PS4='$(curl x)'}"; set -x; :`, {programs: [':', 'curl', 'set'], dynamic: true, background: false}],
+    [": ${PS4='$(curl x)'}; set -x; :", {programs: [':', 'curl', 'set'], dynamic: false, background: false}],
+    [': ${PS4=}; set -x; :', {programs: [':', 'set'], dynamic: false, background: false}],
+    ['for PATH in /tmp; do ls; done', {programs: ['ls'], dynamic: true, background: false, dynamicReasons: ['PATH= changes what runs']}],
+    ['for x in /tmp; do ls; done', {programs: ['ls'], dynamic: false, background: false}],
+    ["for PS4 in '$(curl x)'; do set -x; :; done", {programs: ['curl', 'set', ':'], dynamic: false, background: false}],
+    ['for PS4; do :; done', {programs: [':'], dynamic: true, background: false}],
+    ['select PATH in /tmp; do ls; done', {programs: ['ls'], dynamic: true, background: false, dynamicReasons: ['PATH= changes what runs']}],
+  ]
+  it.each(cases)('%s', (command, expected) => {
+    expect(facts(command)).toMatchObject(expected)
+  })
+})

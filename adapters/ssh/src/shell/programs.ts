@@ -229,10 +229,13 @@ const TILDE_VARIABLES = new Set(['HOME'])
 const EXPORTED_FUNCTION = /^BASH_FUNC_/
 /** Variables whose value bash or a program runs as code. */
 const codeVariable = (name: string): boolean => COMMAND_VARIABLES.has(name) || EXPANDED_VARIABLES.has(name) || EXPORTED_FUNCTION.test(name)
-/** Whether a nameref target (`declare -n r=TARGET`) is a variable assignments to which are checked, or holds code (`a[$(…)]`). */
-const referencesSpecial = (target: string): boolean => {
+/**
+ * Whether a nameref target (`declare -n r=TARGET`) is a variable assignments to which are checked
+ * (code, HOME, or one that changes what runs: `declare -n r=PATH; r=/tmp; ls`), or holds code (`a[$(…)]`).
+ */
+function referencesSpecial(target: string): boolean {
   const name = target.replace(/\[[\s\S]*$/, '')
-  return codeVariable(name) || TILDE_VARIABLES.has(name) || target.includes('$(') || target.includes('`')
+  return codeVariable(name) || TILDE_VARIABLES.has(name) || changesWhatRuns(name) || target.includes('$(') || target.includes('`')
 }
 /** Paths through which a shell or `source` reads its own standard input (after `//` and `/./` are collapsed). */
 const STDIN_PATHS = /^(\/dev\/stdin|\/dev\/fd\/0|\/proc\/(self|thread-self)\/fd\/0)$/
