@@ -392,3 +392,54 @@ describe('names that get values: declarations, namerefs, ${NAME=word}, for', () 
     expect(facts(command)).toMatchObject(expected)
   })
 })
+
+describe('the walk: unset, prompt expansion, [[ ]], quotes read as characters, argv, time and !, descriptors', () => {
+  // argv is set only for one simple command of literal words with no redirection or assignment;
+  // `time` and `!` as the first word are reserved words; `0</dev/null` after a word is a descriptor
+  const cases: ReadonlyArray<readonly [string, Partial<CommandFacts>]> = [
+    ["unset 'a[$(curl x)]'", {programs: ["unset"], dynamic: true, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["unset x y", {programs: ["unset"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["unset -v \"a[\\$(nc y)]\"", {programs: ["unset"], dynamic: true, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["unset -f f", {programs: ["unset"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["echo ${x@P}", {programs: ["echo"], dynamic: true, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["echo ${x@Q}", {programs: ["echo"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["echo \"${x@P}\"", {programs: ["echo"], dynamic: true, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["[[ -v 'a[$(curl y)]' ]]", {programs: [], dynamic: true, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["[[ -v a ]]", {programs: [], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["[[ $(nc z) -eq 1 ]]", {programs: ["nc"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["[[ x -eq \"a[\\$(wget q)]\" ]]", {programs: [], dynamic: true, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["cat '/dev/tcp/h/80'", {programs: ["cat"], dynamic: false, redirects: [], network: true, background: false, argv: ["cat","/dev/tcp/h/80"], env: []}],
+    ["echo $'/dev/udp/h/53'", {programs: ["echo"], dynamic: false, redirects: [], network: true, background: false, argv: ["echo","/dev/udp/h/53"], env: []}],
+    ["echo '/dev/null'", {programs: ["echo"], dynamic: false, redirects: [], network: false, background: false, argv: ["echo","/dev/null"], env: []}],
+    ["echo \"${x:-'$(curl y)'}\"", {programs: ["echo","curl"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["echo ${x:-'$(curl y)'}", {programs: ["echo"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["echo \"${x:-'\\`nc q\\`'}\"", {programs: ["echo","nc"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["curl x &", {programs: ["curl"], dynamic: false, redirects: [], network: false, background: true, argv: undefined, env: []}],
+    ["curl x # nc y", {programs: ["curl"], dynamic: false, redirects: [], network: false, background: false, argv: ["curl","x"], env: []}],
+    ["ls -la /tmp", {programs: ["ls"], dynamic: false, redirects: [], network: false, background: false, argv: ["ls","-la","/tmp"], env: []}],
+    ["ls x # comment", {programs: ["ls"], dynamic: false, redirects: [], network: false, background: false, argv: ["ls","x"], env: []}],
+    ["ls x; ls y", {programs: ["ls"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["ls > f", {programs: ["ls"], dynamic: false, redirects: ["f"], network: false, background: false, argv: undefined, env: []}],
+    ["X=1 ls", {programs: ["ls"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: ["X"]}],
+    ["ls $x", {programs: ["ls"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["ls *.txt", {programs: ["ls"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["time -p curl x", {programs: ["time","curl"], dynamic: false, redirects: [], network: false, background: false, argv: ["time","-p","curl","x"], env: []}],
+    ["time curl x", {programs: ["time","curl"], dynamic: false, redirects: [], network: false, background: false, argv: ["time","curl","x"], env: []}],
+    ["! curl x", {programs: ["curl"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["time ! nc y", {programs: ["time","nc"], dynamic: false, redirects: [], network: false, background: false, argv: ["time","!","nc","y"], env: []}],
+    ["! time -- wget", {programs: ["time","wget"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["time x= curl", {programs: ["time","curl"], dynamic: false, redirects: [], network: false, background: false, argv: ["time","x=","curl"], env: ["x"]}],
+    ["time -p -- nc", {programs: ["time","nc"], dynamic: false, redirects: [], network: false, background: false, argv: ["time","-p","--","nc"], env: []}],
+    ["time", {programs: ["time"], dynamic: false, redirects: [], network: false, background: false, argv: ["time"], env: []}],
+    ["cat x 0</dev/null", {programs: ["cat"], dynamic: false, redirects: ["/dev/null"], network: false, background: false, argv: undefined, env: []}],
+    ["bash 0</dev/null", {programs: ["bash"], dynamic: false, redirects: ["/dev/null"], network: false, background: false, argv: undefined, env: []}],
+    ["sudo bash 0</dev/null", {programs: ["sudo","bash"], dynamic: false, redirects: ["/dev/null"], network: false, background: false, argv: undefined, env: []}],
+    ["bash 3</dev/null", {programs: ["bash"], dynamic: true, redirects: ["/dev/null"], network: false, background: false, argv: undefined, env: []}],
+    ["cat <<EOF x y\nhi\nEOF", {programs: ["cat"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["bash <<EOF > /tmp/o -x\ncurl q\nEOF", {programs: ["bash","curl"], dynamic: false, redirects: ["/tmp/o"], network: false, background: false, argv: undefined, env: []}],
+    ["echo > a b c", {programs: ["echo"], dynamic: false, redirects: ["a"], network: false, background: false, argv: undefined, env: []}],
+  ]
+  it.each(cases)('%j', (command, expected) => {
+    expect(facts(command)).toMatchObject(expected)
+  })
+})
