@@ -37,6 +37,18 @@ describe('evasions through git configuration and ssh options (found in the handl
     expect(facts(command)).toMatchObject({ programs, dynamic: false })
   })
 
+  it('a computed word that tar or find would read as an option is dynamic (x=-exec; find . "$x" curl u \\;)', () => {
+    expect(facts('tar -xf a "$m"')).toMatchObject({ programs: ['tar'], dynamic: true, dynamicReasons: ['tar: a computed word may be an option that runs a command'] })
+    expect(facts('tar "$x" -xf a')).toMatchObject({ programs: ['tar'], dynamic: true })
+    expect(facts('tar -xf "$a" --file "$b" --directory "$d" -C "$e" -- "$m"')).toMatchObject({ programs: ['tar'], dynamic: false })
+    expect(facts('find . "$x" curl u \\;')).toMatchObject({ programs: ['find'], dynamic: true, dynamicReasons: ['find: a computed word may be -exec'] })
+    expect(facts('find . -type f "$x" curl "$y"')).toMatchObject({ programs: ['find'], dynamic: true })
+    // a path, and primaries' arguments, are not: were "$d" -exec, the program would be `-name`
+    expect(facts('find "$d" -name "$p" -exec rm {} \\;')).toMatchObject({ programs: ['find', 'rm'], dynamic: false })
+    expect(facts('find . -newermt "$t" -fprintf "$f" "$g" -exec ls {} +')).toMatchObject({ programs: ['find', 'ls'], dynamic: false })
+    expect(facts('find "$d" -type f')).toMatchObject({ programs: ['find'], dynamic: false })
+  })
+
   it('a computed ssh -o value may be ProxyCommand, and an unknown git -c key may run code: dynamic', () => {
     expect(facts('ssh -o "$x" h')).toMatchObject({ programs: ['ssh'], dynamic: true })
     expect(facts('scp -o "$o" a b:')).toMatchObject({ programs: ['scp'], dynamic: true })
@@ -57,14 +69,19 @@ describe('evasions through git configuration and ssh options (found in the handl
     afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
     it.each([
-      ['a credential helper that is not a helper name', (m: string) => `printf 'protocol=https\\nhost=h\\n\\n' | git -c credential.helper='store; touch ${m}' credential fill`],
-      ['an alias for clone -u', (m: string, d: string) => `git -c alias.x='clone -q -u "touch ${m}; git-upload-pack" ${d}/src ${d}/a' x`],
-      ['clone -u', (m: string, d: string) => `git clone -q -u 'touch ${m}; git-upload-pack' ${d}/src ${d}/b`],
-      ['rebase -x', (m: string, d: string) => `git -C ${d}/src -c user.name=t -c user.email=t@t rebase -q -x 'touch ${m}' --root`],
-    ] as const)('%s', (_title, line) => {
+      ['a credential helper that is not a helper name', 'touch', (m: string) => `printf 'protocol=https\\nhost=h\\n\\n' | git -c credential.helper='store; touch ${m}' credential fill`],
+      ['an alias for clone -u', 'touch', (m: string, d: string) => `git -c alias.x='clone -q -u "touch ${m}; git-upload-pack" ${d}/src ${d}/a' x`],
+      ['clone -u', 'touch', (m: string, d: string) => `git clone -q -u 'touch ${m}; git-upload-pack' ${d}/src ${d}/b`],
+      ['rebase -x', 'touch', (m: string, d: string) => `git -C ${d}/src -c user.name=t -c user.email=t@t rebase -q -x 'touch ${m}' --root`],
+      // find and tar read a computed word as an option: the gateway reports dynamic, real find and tar run the command
+      ['find with x=-exec', 'dynamic', (m: string, d: string) => `x=-exec; find ${d}/src -maxdepth 0 "$x" touch ${m} \\;`],
+      ['tar with m=--to-command=…', 'dynamic', (m: string, d: string) => `cd ${d} && tar -cf t.tar src/f && m='--to-command=touch ${m}'; tar -xf t.tar "$m"`],
+    ] as const)('%s: the gateway sees %s', (_title, seen, line) => {
       const marker = join(dir, `ran-${Math.random().toString(36).slice(2)}`)
       const command = line(marker, dir)
-      expect(facts(command).programs).toContain('touch')
+      const f = facts(command)
+      if (seen === 'touch') expect(f.programs).toContain('touch')
+      else expect(f.dynamic).toBe(true)
       try {
         execFileSync('bash', ['-c', command], { env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1', GIT_TERMINAL_PROMPT: '0' }, stdio: 'ignore', timeout: 10_000 })
       } catch {

@@ -112,7 +112,9 @@ describe('wrappers that run their argument', () => {
     ['su: abbreviated --shell and --command', 'su --sh=/usr/bin/python3 --comm=x root', { programs: ['su', 'python3', '/usr/bin/python3'], dynamic: true }],
     ['long forms of the options that start a shell', 'sudo --shell; systemd-run --shell', { programs: ['sudo', 'systemd-run'], dynamic: true }],
     ['tar runs the commands its options name, in every form tar reads', "tar -xf a.tar --to-command='curl x'; tar -xf a --to-comm nc; tar -xIwget -f a; tar xIf scp a.tar; tar -cf b f --checkpoint=1 --checkpoint-act exec=ssh; tar -xf a --use-comp=rsync -F telnet", { programs: ['tar', 'sh', 'curl', 'nc', 'wget', 'scp', 'ssh', 'rsync', 'telnet'], dynamic: false }],
-    ['tar --checkpoint alone runs nothing, nor does a computed archive name', 'tar -cf b f --checkpoint; tar -xf "$a" "$m"', { programs: ['tar'], dynamic: false }],
+    ['tar --checkpoint alone runs nothing, nor does a computed archive or member name after --', 'tar -cf b f --checkpoint; tar -xf "$a" -- "$m"; tar -xf "$a" "./$m"', { programs: ['tar'], dynamic: false }],
+    // tar reads options among its operands: m='--to-command=curl x' runs curl
+    ['tar: a computed operand may be an option', 'tar -xf "$a" "$m"', { programs: ['tar'], dynamic: true, dynamicReasons: ['tar: a computed word may be an option that runs a command'] }],
     ['tar: a computed option value is dynamic', 'tar -xf a --to-command="$c"; tar -xI"$p" -f a', { programs: ['tar'], dynamic: true }],
     ['an unknown or ambiguous long option may take the next word: dynamic', 'setsid --zzz curl', { programs: ['setsid', 'curl'], dynamic: true, dynamicReasons: ['unknown option --zzz'] }],
   ]

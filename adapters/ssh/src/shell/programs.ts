@@ -969,10 +969,33 @@ const xargs: Handler = (s, args, context) => {
   s.run(replace === undefined ? rest : rest.map((a) => placeholder(a, replace)), appended)
 }
 
-/** `find … -exec program args… ;` (and `-execdir`, `-ok`, `-okdir`; `+` appends file names). */
+/** find primaries whose next word is their argument (`-newerXY` too, and `-fprintf FILE FORMAT` takes two). */
+const FIND_ARG_PRIMARIES = names('-name -iname -path -ipath -wholename -iwholename -regex -iregex -lname -ilname -type -xtype -size -perm -user -group -uid -gid -newer -anewer -cnewer -mtime -atime -ctime -mmin -amin -cmin -used -inum -links -samefile -maxdepth -mindepth -fstype -context -printf -fprint -fprint0 -fls -fprintf -regextype -files0-from -D')
+
+/** Whether a computed word may begin with `-` (its literal start does not rule it out): it may then be read as an option. */
+function mayBeOption(word: Word): boolean {
+  return word.dynamic && (word.prefix === '' || word.prefix.startsWith('-'))
+}
+
+/**
+ * `find … -exec program args… ;` (and `-execdir`, `-ok`, `-okdir`; `+` appends file names). A
+ * computed word that is not a primary's argument may itself be `-exec` (`find . "$x" curl … \;`):
+ * dynamic when the word after it could be a program and a `;`, a `+` or another computed word
+ * follows (`find "$d" -name x -exec …` is a path).
+ */
 const find: Handler = (s, args) => {
   for (let i = 0; i < args.length; i++) {
-    const t = (args[i] as Word).text
+    const a = args[i] as Word
+    const t = a.text
+    if (mayBeOption(a)) {
+      const before = args[i - 1]
+      const value = (before !== undefined && !before.dynamic && (FIND_ARG_PRIMARIES.includes(before.text) || /^-newer[aBcmt]{2}$/.test(before.text))) || args[i - 2]?.text === '-fprintf'
+      // were it -exec, the next word would be the program: a literal `-name` is not one anybody runs
+      const next = args[i + 1]
+      const program = next !== undefined && (next.dynamic || !next.text.startsWith('-'))
+      if (!value && program && args.slice(i + 1).some((b) => b.dynamic || b.text === ';' || b.text === '+')) return s.markDynamic('find: a computed word may be -exec')
+      continue
+    }
     if (t !== '-exec' && t !== '-execdir' && t !== '-ok' && t !== '-okdir') continue
     let end = i + 1
     while (end < args.length && (args[end] as Word).text !== ';' && (args[end] as Word).text !== '+') end++
@@ -1234,6 +1257,9 @@ const rsync: Handler = (s, args) => {
 /** tar's long options whose value it runs as a command, and the options they might be confused with when abbreviated. */
 const TAR_COMMAND_OPTIONS = names('to-command use-compress-program info-script new-volume-script rsh-command checkpoint-action')
 const TAR_KNOWN = [...TAR_COMMAND_OPTIONS, 'checkpoint']
+/** Long options whose argument may be the next word (the values of `--file "$a"`, `--directory "$d"` are not options). */
+const TAR_LONG_ARGS = names('file directory exclude exclude-from files-from transform xform owner group mode mtime newer newer-mtime after-date label format blocking-factor record-size tape-length suffix backup starting-file strip-components exclude-tag exclude-tag-under exclude-tag-all index-file volno-file warning occurrence listed-incremental level owner-map group-map')
+const TAR_COMPUTED = 'tar: a computed word may be an option that runs a command'
 /** Short options that take an argument (`-I PROG` and `-F SCRIPT` run it). */
 const TAR_SHORT_ARGS = 'bCfFgHIKLNTVX'
 
@@ -1255,7 +1281,9 @@ const tar: Handler = (s, args) => {
   }
   let i = 0
   const first = args[0]
-  if (first && !first.dynamic && first.text.length > 0 && !first.text.startsWith('-')) {
+  // a computed first word may be the traditional bundle (`xI`) or an option that runs a command
+  if (first?.dynamic) return s.markDynamic(TAR_COMPUTED)
+  if (first && first.text.length > 0 && !first.text.startsWith('-')) {
     i = 1
     for (const letter of first.text) {
       if (!TAR_SHORT_ARGS.includes(letter)) continue
@@ -1269,14 +1297,16 @@ const tar: Handler = (s, args) => {
     const t = a.text
     if (t === '--') break
     if (a.dynamic) {
-      // an option whose name or value is computed (`--to-command=$x`, `-I"$p"`)
-      if (a.prefix.startsWith('-')) s.markDynamic()
+      // an option whose name or value is computed (`--to-command=$x`, `-I"$p"`), or a word that may
+      // be one: tar reads options among the operands (`tar -xf a "$m"` with m=--to-command=curl)
+      if (mayBeOption(a)) s.markDynamic(TAR_COMPUTED)
       continue
     }
     if (t.startsWith('--')) {
       const long = longWord(t, TAR_KNOWN)
       if (long.found === 'ambiguous') s.markDynamic(`ambiguous option --${long.written}`)
       if (TAR_COMMAND_OPTIONS.includes(long.name)) value(long.name, long.value ?? args[++i])
+      else if (long.value === undefined && TAR_LONG_ARGS.includes(longOption(long.written, TAR_LONG_ARGS).name)) i++
       continue
     }
     if (t.length < 2 || t[0] !== '-') continue
