@@ -402,6 +402,13 @@ describe('what a shell reads as its script from standard input, and redirection 
     ["echo 2>&1-", {programs: ["echo"], dynamic: false, redirects: [], network: false}],
     ["echo >& \"$f\"", {programs: ["echo"], dynamic: false, redirects: ["\"$f\""], network: true}],
     ["echo &> /tmp/both", {programs: ["echo"], dynamic: false, redirects: ["/tmp/both"], network: false}],
+    // shells: `-` and `--` end the options (the script then comes from standard input), a computed option, a startup file with and without `=`; backticks beside an expansion in a heredoc
+    ["cat <<EOF\n${x:-`wget q`} `nc y`\nEOF", {programs: ["cat","nc","wget"], dynamic: false, redirects: [], network: false}],
+    ["bash - <<< 'curl x'", {programs: ["bash","curl"], dynamic: false, redirects: [], network: false}],
+    ["bash \"-$o\" <<< 'curl x'", {programs: ["bash"], dynamic: true, redirects: [], network: false}],
+    ["bash --init-file=/tmp/r -c 'nc y'", {programs: ["bash","nc"], dynamic: true, redirects: [], network: false}],
+    ["bash --init-file /tmp/r -c 'nc y'", {programs: ["bash","nc"], dynamic: true, redirects: [], network: false}],
+    ["bash -- <<< 'nc y'", {programs: ["bash","nc"], dynamic: false, redirects: [], network: false}],
   ]
   it.each(cases)('%j', (command, expected) => {
     expect(facts(command)).toMatchObject(expected)
