@@ -565,3 +565,18 @@ describe('the walk: unset, prompt expansion, [[ ]], quotes read as characters, a
     expect(f.argv).toEqual(argv)
   })
 })
+
+describe('limits and separators', () => {
+  it('a tab separates words, a backslash-newline joins them, a no-break space does not separate (bash reads one word)', () => {
+    expect(facts('curl\tx')).toMatchObject({ programs: ['curl'], argv: ['curl', 'x'] })
+    expect(facts('cu\\\nrl x')).toMatchObject({ programs: ['curl'] })
+    expect(facts('curl\u00a0x')).toMatchObject({ programs: ['curl\u00a0x'] })
+    expect(analyzeCommand('echo a\u000bb')).toEqual({ ok: false, error: 'the command line contains whitespace or escapes that bash and the parser read differently' })
+  })
+
+  it('text parsed again by eval counts against the budget: three levels of 50 KB pass, five are refused', () => {
+    const payload = `': ${'A'.repeat(50_000)}'`
+    expect(facts(`eval eval eval ${payload}`)).toMatchObject({ programs: ['eval', ':'], dynamic: false })
+    expect(analyzeCommand(`eval eval eval eval eval ${payload}`)).toEqual({ ok: false, error: 'the command line expands to more script text than the gateway analyses' })
+  })
+})
