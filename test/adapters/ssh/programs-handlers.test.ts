@@ -558,6 +558,24 @@ describe('the walk: unset, prompt expansion, [[ ]], quotes read as characters, a
     ["BASH_ENV= bash -c ls", {programs: ["bash","ls"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: ["BASH_ENV"]}],
     ["HOME=/dev/tcp/h; cat < ~/80", {programs: ["cat"], dynamic: true, redirects: ["~/80"], network: true, background: false, argv: undefined, env: ["HOME"]}],
     ["HOME=/tmp; cat < ~/x\n", {programs: ["cat"], dynamic: true, redirects: ["~/x"], network: false, background: false, argv: undefined, env: ["HOME"]}],
+    // words: an unquoted leading ~ without a slash is a home directory (computed), brace expansion with quotes, $"…" (a message catalog), arrays, network paths
+    ["~foo x", {programs: [], dynamic: true, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["'~foo' x", {programs: ["~foo"], dynamic: false, redirects: [], network: false, background: false, argv: ["~foo","x"], env: []}],
+    ["~/bin/ls", {programs: ["ls","~/bin/ls"], dynamic: false, redirects: [], network: false, background: false, argv: ["~/bin/ls"], env: []}],
+    ["~", {programs: [], dynamic: true, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["\\~foo", {programs: ["~foo"], dynamic: false, redirects: [], network: false, background: false, argv: ["~foo"], env: []}],
+    ["\"\"{,cu}rl", {programs: ["rl"], dynamic: false, redirects: [], network: false, background: false, argv: ["rl","curl"], env: []}],
+    ["'{cu,x}'rl", {programs: ["{cu, x}rl"], dynamic: false, redirects: [], network: false, background: false, argv: ["{cu, x}rl"], env: []}],
+    ["$\"curl\" x", {programs: [], dynamic: true, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["\"cu\"rl x", {programs: ["curl"], dynamic: false, redirects: [], network: false, background: false, argv: ["curl","x"], env: []}],
+    ["\"c$(nc y)url\" x", {programs: ["nc"], dynamic: true, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["echo \"a\\\"b\" \"$x\"", {programs: ["echo"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: []}],
+    ["x[1]=curl", {programs: [], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: ["x"]}],
+    ["x=(a \"$(nc y)\" b)", {programs: ["nc"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: ["x"]}],
+    ["x+=(y)", {programs: [], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: ["x"]}],
+    ["echo > /dev/tcp/h/1", {programs: ["echo"], dynamic: false, redirects: ["/dev/tcp/h/1"], network: true, background: false, argv: undefined, env: []}],
+    ["echo \"/dev/tcp/$h/1\"", {programs: ["echo"], dynamic: false, redirects: [], network: true, background: false, argv: undefined, env: []}],
+    ["echo a/dev/tcp/b\n", {programs: ["echo"], dynamic: false, redirects: [], network: true, background: false, argv: ["echo","a/dev/tcp/b"], env: []}],
   ]
   it.each(cases)('%j', (command, { argv, ...expected }) => {
     const f = facts(command)
