@@ -565,7 +565,7 @@ describe('the walk: unset, prompt expansion, [[ ]], quotes read as characters, a
     ["~", {programs: [], dynamic: true, redirects: [], network: false, background: false, argv: undefined, env: []}],
     ["\\~foo", {programs: ["~foo"], dynamic: false, redirects: [], network: false, background: false, argv: ["~foo"], env: []}],
     ["\"\"{,cu}rl", {programs: ["rl"], dynamic: false, redirects: [], network: false, background: false, argv: ["rl","curl"], env: []}],
-    ["'{cu,x}'rl", {programs: ["{cu, x}rl"], dynamic: false, redirects: [], network: false, background: false, argv: ["{cu, x}rl"], env: []}],
+    ["'{cu,x}'rl", {programs: ["{cu,x}rl"], dynamic: false, redirects: [], network: false, background: false, argv: ["{cu,x}rl"], env: []}],
     ["$\"curl\" x", {programs: [], dynamic: true, redirects: [], network: false, background: false, argv: undefined, env: []}],
     ["\"cu\"rl x", {programs: ["curl"], dynamic: false, redirects: [], network: false, background: false, argv: ["curl","x"], env: []}],
     ["\"c$(nc y)url\" x", {programs: ["nc"], dynamic: true, redirects: [], network: false, background: false, argv: undefined, env: []}],
