@@ -576,6 +576,17 @@ describe('the walk: unset, prompt expansion, [[ ]], quotes read as characters, a
     ["echo > /dev/tcp/h/1", {programs: ["echo"], dynamic: false, redirects: ["/dev/tcp/h/1"], network: true, background: false, argv: undefined, env: []}],
     ["echo \"/dev/tcp/$h/1\"", {programs: ["echo"], dynamic: false, redirects: [], network: true, background: false, argv: undefined, env: []}],
     ["echo a/dev/tcp/b\n", {programs: ["echo"], dynamic: false, redirects: [], network: true, background: false, argv: ["echo","a/dev/tcp/b"], env: []}],
+    // redirections of a pipeline or group go to its last command; `}` after an assignment is a command; `!` before assignments; a number before a redirection
+    ["echo | bash < /dev/null", {programs: ["echo","bash"], dynamic: false, redirects: ["/dev/null"], network: false, background: false, argv: undefined, env: []}],
+    ["a | b > x", {programs: ["a","b"], dynamic: false, redirects: ["x"], network: false, background: false, argv: undefined, env: []}],
+    ["{ a; b; } > x", {programs: ["a","b"], dynamic: false, redirects: ["x"], network: false, background: false, argv: undefined, env: []}],
+    ["x= }", {programs: ["}"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: ["x"]}],
+    ["! x=1 curl", {programs: ["curl"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: ["x"]}],
+    ["cat x 2 >/dev/null", {programs: ["cat"], dynamic: false, redirects: ["/dev/null"], network: false, background: false, argv: undefined, env: []}],
+    ["cat x 2>/dev/null", {programs: ["cat"], dynamic: false, redirects: ["/dev/null"], network: false, background: false, argv: undefined, env: []}],
+    ["bash x 0</dev/null", {programs: ["bash"], dynamic: true, redirects: ["/dev/null"], network: false, background: false, argv: undefined, env: []}],
+    ["echo 10</dev/null", {programs: ["echo"], dynamic: false, redirects: ["/dev/null"], network: false, background: false, argv: undefined, env: []}],
+    ["bash <<< 'curl x' > /dev/null | cat\n", {programs: ["bash","curl","cat"], dynamic: false, redirects: ["/dev/null"], network: false, background: false, argv: undefined, env: []}],
   ]
   it.each(cases)('%j', (command, { argv, ...expected }) => {
     const f = facts(command)
