@@ -1387,6 +1387,7 @@ const git: Handler = (s, args) => {
     if (words.slice(script).some((a) => a.dynamic)) return s.markDynamic()
     return s.scriptText(words.slice(script).map((a) => a.text).join(' '))
   }
+  if (subcommand === 'config') return gitConfig(s, rest)
   const spec = GIT_SUBCOMMAND_OPTIONS.get(subcommand)
   if (!spec) return
   for (let j = 0; j < rest.length; j++) {
@@ -1406,8 +1407,35 @@ const git: Handler = (s, args) => {
   }
 }
 
+/** `git config` options whose value is the next word. */
+const GIT_CONFIG_ARGS = ['-f', '--file', '--blob', '--type', '--default', '--comment', '--value', '--fixed-value']
+/** `git config` verbs (git 2.46) and actions that write no value. */
+const GIT_CONFIG_READS = /^(get|list|edit|rename-section|remove-section|unset|--get|--get-all|--get-regexp|--get-urlmatch|--list|-l|--edit|-e|--unset|--unset-all|--rename-section|--remove-section|--get-color|--get-colorbool|--show-origin|--show-scope|--name-only|-z|--null)$/
+
+/**
+ * `git config [options] [set] NAME VALUE`: a value written to the configuration is run by the next
+ * git command that reads it (`git config alias.x '!curl …'; git x`, in this line or a later
+ * session), so it is judged as `git -c NAME=VALUE` is. Reading, listing and unsetting write nothing.
+ */
+function gitConfig(s: Script, args: readonly Word[]): void {
+  const operands: Word[] = []
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as Word
+    if (a.dynamic) return s.markDynamic()
+    if (GIT_CONFIG_READS.test(a.text)) return
+    if (GIT_CONFIG_ARGS.includes(a.text)) i++
+    else if (a.text === '--') operands.push(...args.slice(i + 1))
+    else if (!a.text.startsWith('-')) operands.push(a)
+    if (a.text === '--') break
+  }
+  const [name, value] = operands[0]?.text === 'set' ? operands.slice(1) : operands
+  if (!name || !value) return
+  if (value.dynamic) return s.markDynamic()
+  gitSetting(s, literal(`${name.text}=${value.text}`), 'config')
+}
+
 /** One `git -c key[=value]`: a value git runs is a script; a key not known to be inert makes the line dynamic. */
-function gitSetting(s: Script, setting: Word | undefined): void {
+function gitSetting(s: Script, setting: Word | undefined, how = '-c'): void {
   if (!setting) return
   if (setting.dynamic) return s.markDynamic()
   const eq = setting.text.indexOf('=')
@@ -1421,7 +1449,7 @@ function gitSetting(s: Script, setting: Word | undefined): void {
   } else if (GIT_COMMAND_KEYS.test(key)) {
     // `-c pager.log` alone is `true` (the default pager); core.fsmonitor=true is the built-in monitor
     if (value !== undefined && !/^(true|false|yes|no|on|off|1|0|)$/i.test(value)) s.scriptText(value)
-  } else if (!GIT_INERT_KEYS.test(key)) s.markDynamic(`git -c ${key}: git may run code this setting names`)
+  } else if (!GIT_INERT_KEYS.test(key)) s.markDynamic(`git ${how} ${key}: git may run code this setting names`)
 }
 
 const STRACE_LONG = names('abbrev attach columns const-print-style decode-pids detach-on env fault inject interruptible kvm output raw read signal status string-limit summary-columns summary-sort-by summary-syscall-overhead trace trace-path user verbose write')
