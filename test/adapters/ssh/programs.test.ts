@@ -639,6 +639,13 @@ describe('what a docs/ssh.md-style policy must see (issue: exec analysis a polic
     expect(facts("make -- 'CC=x' build").dynamicReasons).toContain('make CC=')
   })
 
+  it('package installers run the packages\' own code: dynamic, except --version', () => {
+    for (const command of ['pip install requests', 'pip3 install -r requirements.txt', 'pipx run x', 'uv pip install y', 'poetry install', 'gem install rails', 'bundle exec rake', 'composer install']) {
+      expect(facts(command), command).toMatchObject({ dynamic: true, dynamicReasons: [`${command.split(' ')[0]} runs code from its arguments or standard input`] })
+    }
+    expect(facts('pip --version').dynamic).toBe(false)
+  })
+
   it('plain uses stay static, and inert forms of interpreters run nothing', () => {
     for (const command of ['make build', 'make -j4 test', 'make -k build', 'python3 --version', 'git status', 'LANG=C git status', 'git log --oneline']) {
       expect(facts(command).dynamic, command).toBe(false)

@@ -54,6 +54,10 @@ export const CODE_ARGS: ReadonlyMap<string, CodeArgs> = new Map<string, CodeArgs
   ['npx', { interpreter: true, inert: VERSION }],
   ['yarn', { interpreter: true, inert: VERSION }],
   ['pnpm', { interpreter: true, inert: VERSION }],
+  // package installers run the packages' own build and install code (setup.py, gem extensions, composer scripts)
+  ['pip', { interpreter: true, inert: VERSION }], ['pip3', { interpreter: true, inert: VERSION }], ['pipx', { interpreter: true, inert: VERSION }],
+  ['uv', { interpreter: true, inert: VERSION }], ['uvx', { interpreter: true, inert: VERSION }], ['poetry', { interpreter: true, inert: VERSION }],
+  ['gem', { interpreter: true, inert: VERSION }], ['bundle', { interpreter: true, inert: VERSION }], ['composer', { interpreter: true, inert: VERSION }],
   // version control: -C / --git-dir reach another repository, whose config runs commands (core.fsmonitor, hooks)
   ['git', { short: 'C', long: ['git-dir', 'work-tree', 'exec-path', 'config-env', 'upload-pack', 'receive-pack', 'exec'] }],
   // interpreters: operands and standard input are programs
