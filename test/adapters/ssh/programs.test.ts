@@ -646,6 +646,15 @@ describe('what a docs/ssh.md-style policy must see (issue: exec analysis a polic
     expect(facts('pip --version').dynamic).toBe(false)
   })
 
+  it('programs that run a command in ways the gateway does not read are dynamic (eatmydata curl x reported only eatmydata)', () => {
+    for (const command of ['eatmydata curl x', 'chronic nc y', "tmux new-session -d 'curl x'", 'screen -dm wget q', 'socat - EXEC:nc', 'setarch x86_64 curl', 'parallel curl ::: a b', 'xvfb-run ssh h', 'sshpass -p x ssh h', 'fakeroot nc', 'valgrind -q curl', 'entr -r nc']) {
+      const f = facts(command)
+      expect(f.dynamic, command).toBe(true)
+      expect(f.dynamicReasons, command).toEqual([`${command.split(' ')[0]} runs code from its arguments or standard input`])
+    }
+    expect(facts('tmux -V').dynamic).toBe(false)
+  })
+
   it('plain uses stay static, and inert forms of interpreters run nothing', () => {
     for (const command of ['make build', 'make -j4 test', 'make -k build', 'python3 --version', 'git status', 'LANG=C git status', 'git log --oneline']) {
       expect(facts(command).dynamic, command).toBe(false)

@@ -54,6 +54,11 @@ export const CODE_ARGS: ReadonlyMap<string, CodeArgs> = new Map<string, CodeArgs
   ['npx', { interpreter: true, inert: VERSION }],
   ['yarn', { interpreter: true, inert: VERSION }],
   ['pnpm', { interpreter: true, inert: VERSION }],
+  // programs that run a command their arguments name, in ways the wrapper table does not read
+  // (found in the review of 2026-12-03: `eatmydata curl x` reported only eatmydata)
+  ...['parallel', 'sem', 'tmux', 'screen', 'dtach', 'socat', 'capsh', 'setpriv', 'setarch', 'linux32', 'linux64', 'prlimit', 'numactl', 'cgexec', 'runcon', 'xvfb-run',
+    'dbus-launch', 'dbus-run-session', 'eatmydata', 'faketime', 'proot', 'chpst', 'daemonize', 'start-stop-daemon', 'expect', 'entr', 'bwrap', 'newgrp', 'cpulimit', 'chronic',
+    'valgrind', 'toybox', 'systemd-nspawn', 'fakeroot', 'fakechroot', 'lxc-attach', 'sshpass', 'ifne', 'vipe', 'pee'].map((name) => [name, { interpreter: true, inert: VERSION }] as [string, CodeArgs]),
   // package installers run the packages' own build and install code (setup.py, gem extensions, composer scripts)
   ['pip', { interpreter: true, inert: VERSION }], ['pip3', { interpreter: true, inert: VERSION }], ['pipx', { interpreter: true, inert: VERSION }],
   ['uv', { interpreter: true, inert: VERSION }], ['uvx', { interpreter: true, inert: VERSION }], ['poetry', { interpreter: true, inert: VERSION }],
