@@ -1458,6 +1458,19 @@ const STRACE_FLAGS = names(
   'absolute-timestamps daemonize debug decode-fds failed-only follow-forks instruction-pointer no-abbrev output-append-mode output-separately quiet relative-timestamps seccomp-bpf stack-traces strings-in-hex successful-only summary summary-only summary-wall-clock syscall-number syscall-times tips timestamps help version',
 )
 
+/**
+ * `ip netns exec NAME program…`, `ip vrf exec NAME program…`: ip takes any prefix of an object or
+ * command that it matches first (`ip net e ns curl`), so a line that may be one is dynamic, as is
+ * `ip -batch FILE`.
+ */
+const ip: Handler = (s, args) => {
+  // `ip -batch FILE` reads its commands (netns exec among them) from a file or standard input
+  if (args.some((a) => /^--?b(a(t(ch?)?)?)?$/.test(a.text))) return s.markDynamic('ip -batch reads commands from a file')
+  const object = args.findIndex((a) => a.dynamic || (a.text.length >= 3 && 'netns'.startsWith(a.text)) || (a.text.length > 0 && 'vrf'.startsWith(a.text)))
+  if (object < 0) return
+  if (args.slice(object).some((a) => a.dynamic || (a.text.length > 0 && 'exec'.startsWith(a.text)))) s.markDynamic('ip netns exec and ip vrf exec run a program')
+}
+
 /** `disown`, `bg`: their operands are jobs, already started; what they say is that something runs in the background. */
 const backgroundOnly: Handler = (s) => {
   s.facts.background = true
@@ -1471,7 +1484,7 @@ const HANDLERS = new Map<string, Handler>([
   ['eval', evalHandler], ['trap', trap], ['alias', alias], ['source', source], ['.', source], ['hash', hash],
   ['printf', printf], ['read', read], ['mapfile', mapfile], ['readarray', mapfile], ['compgen', completion], ['complete', completion], ['enable', enable],
   ['env', env], ['xargs', xargs], ['find', find], ['watch', watch], ['flock', flock], ['script', scriptHandler],
-  ['ssh', ssh], ['scp', scp], ['sftp', scp], ['rsync', rsync], ['tar', tar], ['git', git],
+  ['ssh', ssh], ['scp', scp], ['sftp', scp], ['rsync', rsync], ['tar', tar], ['git', git], ['ip', ip],
   ['coproc', coproc], ['at', at], ['batch', at],
   [
     'sudo',
