@@ -647,12 +647,16 @@ describe('what a docs/ssh.md-style policy must see (issue: exec analysis a polic
   })
 
   it('programs that run a command in ways the gateway does not read are dynamic (eatmydata curl x reported only eatmydata)', () => {
-    for (const command of ['eatmydata curl x', 'chronic nc y', "tmux new-session -d 'curl x'", 'screen -dm wget q', 'socat - EXEC:nc', 'setarch x86_64 curl', 'parallel curl ::: a b', 'xvfb-run ssh h', 'sshpass -p x ssh h', 'fakeroot nc', 'valgrind -q curl', 'entr -r nc']) {
+    for (const command of ['eatmydata curl x', 'chronic nc y', "tmux new-session -d 'curl x'", 'screen -dm wget q', 'socat - EXEC:nc', 'setarch x86_64 curl', 'parallel curl ::: a b', 'xvfb-run ssh h', 'sshpass -p x ssh h', 'fakeroot nc', 'valgrind -q curl', 'entr -r nc', 'rlwrap nc y', 'sqlite3 db .shell']) {
       const f = facts(command)
       expect(f.dynamic, command).toBe(true)
       expect(f.dynamicReasons, command).toEqual([`${command.split(' ')[0]} runs code from its arguments or standard input`])
     }
     expect(facts('tmux -V').dynamic).toBe(false)
+    expect(facts('tcpdump -z curl -w f')).toMatchObject({ dynamic: true, dynamicReasons: ['tcpdump -z'] })
+    expect(facts('hg --config hooks.pre-log=curl log')).toMatchObject({ dynamic: true, dynamicReasons: ['hg --config'] })
+    expect(facts('tcpdump -i eth0').dynamic).toBe(false)
+    expect(facts('hg log').dynamic).toBe(false)
   })
 
   it('plain uses stay static, and inert forms of interpreters run nothing', () => {

@@ -58,7 +58,7 @@ export const CODE_ARGS: ReadonlyMap<string, CodeArgs> = new Map<string, CodeArgs
   // (found in the review of 2026-12-03: `eatmydata curl x` reported only eatmydata)
   ...['parallel', 'sem', 'tmux', 'screen', 'dtach', 'socat', 'capsh', 'setpriv', 'setarch', 'linux32', 'linux64', 'prlimit', 'numactl', 'cgexec', 'runcon', 'xvfb-run',
     'dbus-launch', 'dbus-run-session', 'eatmydata', 'faketime', 'proot', 'chpst', 'daemonize', 'start-stop-daemon', 'expect', 'entr', 'bwrap', 'newgrp', 'cpulimit', 'chronic',
-    'valgrind', 'toybox', 'systemd-nspawn', 'fakeroot', 'fakechroot', 'lxc-attach', 'sshpass', 'ifne', 'vipe', 'pee'].map((name) => [name, { interpreter: true, inert: VERSION }] as [string, CodeArgs]),
+    'valgrind', 'toybox', 'systemd-nspawn', 'fakeroot', 'fakechroot', 'lxc-attach', 'sshpass', 'ifne', 'vipe', 'pee', 'rlwrap', 'sqlite3'].map((name) => [name, { interpreter: true, inert: VERSION }] as [string, CodeArgs]),
   // package installers run the packages' own build and install code (setup.py, gem extensions, composer scripts)
   ['pip', { interpreter: true, inert: VERSION }], ['pip3', { interpreter: true, inert: VERSION }], ['pipx', { interpreter: true, inert: VERSION }],
   ['uv', { interpreter: true, inert: VERSION }], ['uvx', { interpreter: true, inert: VERSION }], ['poetry', { interpreter: true, inert: VERSION }],
@@ -80,6 +80,9 @@ export const CODE_ARGS: ReadonlyMap<string, CodeArgs> = new Map<string, CodeArgs
   ['gdb', { interpreter: true, inert: VERSION }],
   ['man', { short: 'PH', long: ['pager', 'html'] }],
   ['rsync', { long: ['rsync-path'] }],
+  // tcpdump -z runs a command on each saved file; hg --config sets hooks and aliases that run commands
+  ['tcpdump', { short: 'z', long: [] }],
+  ['hg', { short: 'R', long: ['config', 'repository', 'cwd'] }],
   ['crontab', { interpreter: true, inert: ['-l'] }],
   ['install', { short: 's', long: ['strip-program'] }],
   ['openssl', { long: ['engine'], dashLong: true }],
