@@ -56,7 +56,7 @@ describe('evasions through git configuration and ssh options (found in the handl
     expect(facts("git -c protocol.ext.allow=always clone 'ext::sh -c curl% x' d")).toMatchObject({ dynamic: true, dynamicReasons: ['git -c protocol.ext.allow: git may run code this setting names'] })
   })
 
-  describe('the same lines run by git 2.39 here: the command the gateway reports is the one git runs', () => {
+  describe('the same lines run by bash, git 2.39, find and tar here: the command the gateway reports is the one they run', () => {
     let dir: string
     beforeAll(() => {
       dir = mkdtempSync(join(tmpdir(), 'gatehouse-git-'))
@@ -72,6 +72,8 @@ describe('evasions through git configuration and ssh options (found in the handl
       ['a credential helper that is not a helper name', 'touch', (m: string) => `printf 'protocol=https\\nhost=h\\n\\n' | git -c credential.helper='store; touch ${m}' credential fill`],
       ['an alias for clone -u', 'touch', (m: string, d: string) => `git -c alias.x='clone -q -u "touch ${m}; git-upload-pack" ${d}/src ${d}/a' x`],
       ['clone -u', 'touch', (m: string, d: string) => `git clone -q -u 'touch ${m}; git-upload-pack' ${d}/src ${d}/b`],
+      // bash (extquote) decodes $'…' inside a double-quoted ${…} but still runs a $(…) it holds
+      ['$\'…\' inside "${x:-…}"', 'touch', (m: string) => `echo "\${x:-$'$(touch ${m})'}"`],
       ['git config then the alias', 'touch', (m: string, d: string) => `cd ${d}/src && git config alias.zz '!touch ${m}' && git zz`],
       ['rebase -x', 'touch', (m: string, d: string) => `git -C ${d}/src -c user.name=t -c user.email=t@t rebase -q -x 'touch ${m}' --root`],
       // find and tar read a computed word as an option: the gateway reports dynamic, real find and tar run the command
@@ -361,6 +363,26 @@ describe('every handler branch, exact facts', () => {
     ['ip -b cmds.txt', {programs: ['ip'], dynamic: true, background: false, dynamicReasons: ['ip -batch reads commands from a file']}],
     ['ip -batch -', {programs: ['ip'], dynamic: true, background: false, dynamicReasons: ['ip -batch reads commands from a file']}],
     ['ip -br addr', {programs: ['ip'], dynamic: false, background: false}],
+    // find: primaries' values (-newerXY, both -fprintf words), a computed word at the end or with no terminator after it, `+`; -exec sh -c with and without appended names; tar without arguments, the traditional I bundle, --file=, a letter bundle without a dash; submodule foreach without a script
+    ['find . -newermt "$t" x \\;', {programs: ['find'], dynamic: false, background: false}],
+    ['find . -fprintf f "$g" x \\;', {programs: ['find'], dynamic: false, background: false}],
+    ['find . "$x"', {programs: ['find'], dynamic: false, background: false}],
+    ['find "$d" x', {programs: ['find'], dynamic: false, background: false}],
+    ['find . "$x" curl {} +', {programs: ['find'], dynamic: true, background: false, dynamicReasons: ['find: a computed word may be -exec']}],
+    ['find . -exec sh -c \\;', {programs: ['find', 'sh'], dynamic: false, background: false}],
+    ['find . -exec sh -c +', {programs: ['find', 'sh'], dynamic: true, background: false}],
+    ['tar', {programs: ['tar'], dynamic: false, background: false}],
+    ['tar xIf wget a', {programs: ['tar', 'wget'], dynamic: false, background: false}],
+    ['tar -x --file=a "$m"', {programs: ['tar'], dynamic: true, background: false, dynamicReasons: ['tar: a computed word may be an option that runs a command']}],
+    ['tar -xf a Ix nc', {programs: ['tar'], dynamic: false, background: false}],
+    ['git submodule foreach --recursive', {programs: ['git'], dynamic: false, background: false}],
+    // quotes inside a double-quoted ${…}: '…' is characters and $'…' is decoded, and what they hold runs; not inside $(…) there, nor unquoted
+    [`echo "\${x:-$'$(curl y)'}"`, {programs: ['echo', 'curl'], dynamic: false, background: false}],
+    [`echo "$(echo \${x:-'$(curl y)'})"`, {programs: ['echo'], dynamic: false, background: false}],
+    [`echo "\${x:-'plain'}"`, {programs: ['echo'], dynamic: false, background: false}],
+    [`echo "\${x:-$'\\x41'}"`, {programs: ['echo'], dynamic: false, background: false}],
+    ["echo ${x:-$'$(curl y)'}", {programs: ['echo'], dynamic: false, background: false}],
+    [`echo "\${x:-$'\`nc q\`'}"`, {programs: ['echo', 'nc'], dynamic: false, background: false}],
     // wrappers: options, `--`, a lone `-`, assignments, environment options, a shell without a program
     ['sudo -- curl x', {programs: ['sudo', 'curl'], dynamic: false, background: false}],
     ['env "-$o" curl x', {programs: ['env'], dynamic: true, background: false}],

@@ -1749,8 +1749,10 @@ class Script {
           } else if (node.type === 'raw_string' || node.type === 'ansi_c_string') {
             const text = node.text
             if (text.includes('/dev/')) this.networkText(text)
-            // "${x:-'$(…)'}": inside double quotes bash reads these quotes as characters, and runs what they hold
-            if (node.type === 'raw_string' && /[$`]/.test(text) && this.insideDoubleQuotes(node)) this.expandedText(text.slice(1, -1))
+            // "${x:-'$(…)'}": inside double quotes bash reads these quotes as characters, and runs what
+            // they hold; "${x:-$'…'}" decodes the escapes (extquote) but still runs a $(…) or backticks inside
+            const inner = text.slice(node.type === 'raw_string' ? 1 : 2, -1)
+            if (/[$`]/.test(inner) && this.insideDoubleQuotes(node)) this.expandedText(inner)
           }
           return
         }
