@@ -656,6 +656,11 @@ describe('what a docs/ssh.md-style policy must see (issue: exec analysis a polic
     expect(facts('tcpdump -z curl -w f')).toMatchObject({ dynamic: true, dynamicReasons: ['tcpdump -z'] })
     expect(facts('hg --config hooks.pre-log=curl log')).toMatchObject({ dynamic: true, dynamicReasons: ['hg --config'] })
     expect(facts('tcpdump -i eth0').dynamic).toBe(false)
+    // wget --use-askpass runs the program it names (seen with wget 1.21 here: it ran touch)
+    expect(facts('wget --use-askpass=/usr/bin/curl --user=u http://x')).toMatchObject({ programs: ['wget'], dynamic: true, dynamicReasons: ['wget --use-askpass'] })
+    expect(facts('wget -e use_askpass=nc http://x')).toMatchObject({ dynamic: true, dynamicReasons: ['wget -e'] })
+    expect(facts('WGET_ASKPASS=/usr/bin/curl wget --user=u http://x')).toMatchObject({ programs: ['curl', '/usr/bin/curl', 'wget'], dynamic: false })
+    expect(facts('wget -q -O - http://x').dynamic).toBe(false)
     expect(facts('hg log').dynamic).toBe(false)
   })
 

@@ -80,6 +80,8 @@ export const CODE_ARGS: ReadonlyMap<string, CodeArgs> = new Map<string, CodeArgs
   ['gdb', { interpreter: true, inert: VERSION }],
   ['man', { short: 'PH', long: ['pager', 'html'] }],
   ['rsync', { long: ['rsync-path'] }],
+  // wget --use-askpass runs a program for credentials; -e/--execute and --config can set use_askpass
+  ['wget', { short: 'e', long: ['execute', 'config', 'use-askpass'] }],
   // tcpdump -z runs a command on each saved file; hg --config sets hooks and aliases that run commands
   ['tcpdump', { short: 'z', long: [] }],
   ['hg', { short: 'R', long: ['config', 'repository', 'cwd'] }],

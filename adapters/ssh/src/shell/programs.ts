@@ -212,7 +212,7 @@ const DATA_EVALUATING_BUILTINS = new Set(['let', 'declare', 'typeset', 'local', 
 const COMMAND_VARIABLES = new Set([
   'GIT_SSH_COMMAND', 'GIT_SSH', 'GIT_PROXY_COMMAND', 'GIT_EXTERNAL_DIFF', 'GIT_EDITOR', 'GIT_SEQUENCE_EDITOR', 'GIT_PAGER', 'GIT_ASKPASS',
   'SSH_ASKPASS', 'SUDO_ASKPASS', 'EDITOR', 'VISUAL', 'PAGER', 'MANPAGER', 'SYSTEMD_PAGER', 'LESSOPEN', 'LESSCLOSE', 'BROWSER',
-  'PROMPT_COMMAND', 'RSYNC_RSH', 'CVS_RSH',
+  'PROMPT_COMMAND', 'RSYNC_RSH', 'CVS_RSH', 'WGET_ASKPASS',
 ])
 /**
  * Variables bash expands like a double-quoted string when it uses them: the prompts (`set -x`
