@@ -31,8 +31,12 @@ import type { CommandAnalysis } from './shell/programs.js'
 import { SftpProxy } from './sftp.js'
 import { connectUpstream, UpstreamError } from './upstream.js'
 
-/** Environment variables that make the target's shell run something, or change which program runs. */
-const NEVER_PASSED_ENV = /^(BASH_ENV|ENV|PS[0-4]|PROMPT_COMMAND|SHELLOPTS|BASHOPTS|BASH_FUNC_.*|BASH_XTRACEFD|LD_.*|PATH|IFS|GLOBIGNORE|CDPATH|HISTFILE|MAIL|MAILPATH|PYTHON.*|PERL5.*|RUBY.*|NODE_OPTIONS|GIT_.*)$/
+/**
+ * Environment variables that make the target's shell run something, or change which program runs
+ * (the command's analysis reads these as scripts when the command line sets them: PAGER, EDITOR,
+ * the askpass programs; a value passed by the client would be unseen).
+ */
+const NEVER_PASSED_ENV = /^(BASH_ENV|ENV|PS[0-4]|PROMPT_COMMAND|SHELLOPTS|BASHOPTS|BASH_FUNC_.*|BASH_XTRACEFD|LD_.*|PATH|IFS|GLOBIGNORE|CDPATH|HISTFILE|MAIL|MAILPATH|PYTHON.*|PERL5.*|RUBY.*|NODE_OPTIONS|GIT_.*|EDITOR|VISUAL|PAGER|MANPAGER|SYSTEMD_PAGER|LESSOPEN|LESSCLOSE|BROWSER|SSH_ASKPASS|SUDO_ASKPASS|WGET_ASKPASS|RSYNC_RSH|CVS_RSH)$/
 
 /** SSH_OPEN_ADMINISTRATIVELY_PROHIBITED (RFC 4254 §5.1). */
 const ADMINISTRATIVELY_PROHIBITED = 1

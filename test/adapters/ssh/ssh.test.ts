@@ -501,11 +501,32 @@ describe('connections that never log in', () => {
     expect(greeted).toBeLessThan(5000)
   })
 
-  it('never passes variables that make the target shell run something, even when options.env lists them', async () => {
-    const r = await run('ssh', [...sshArgs({ port: tight.port, user: 'agent-1', identityFile: agentKey.privateKeyPath, extra: ['-o', 'SendEnv=LANG BASH_ENV LD_PRELOAD'] }), 'echo "${LANG:-unset} ${BASH_ENV:-unset} ${LD_PRELOAD:-unset}"'], {
-      env: { LANG: 'C.UTF-8', BASH_ENV: '/tmp/evil', LD_PRELOAD: '/tmp/evil.so' },
+  it('never passes variables that make the target shell run something, even when options.env lists them and the target accepts them', async () => {
+    // a target whose AcceptEnv takes them all: only the gateway stands between the client and the shell
+    const open = await startSshd({ config: { AcceptEnv: 'LANG BASH_ENV LD_PRELOAD PAGER SSH_ASKPASS' } })
+    const gw = await startGateway({
+      upstream: {},
+      identities: [{ id: 'agent-1', groups: ['agents'], sshKeys: [agentKey.publicKey] }],
+      connection: {
+        name: 'web',
+        adapter: 'ssh',
+        upstream: { host: open.host, port: open.port, user: open.user, privateKey: open.clientPrivateKey, hostKey: open.hostKeyFingerprint },
+        options: { hostKeys: [generateHostKey().privateKey], env: ['LANG', 'BASH_ENV', 'LD_*', 'PAGER', 'SSH_ASKPASS'] },
+      },
+      policies: policies(echoPort),
     })
-    expect(r.stdout).toBe('C.UTF-8 unset unset\n')
+    try {
+      const env = { LANG: 'C.UTF-8', BASH_ENV: '/tmp/evil', LD_PRELOAD: '/tmp/evil.so', PAGER: 'curl x', SSH_ASKPASS: '/tmp/evil' }
+      const line = 'echo "${LANG:-unset} ${BASH_ENV:-unset} ${LD_PRELOAD:-unset} ${PAGER:-unset} ${SSH_ASKPASS:-unset}"'
+      const r = await run('ssh', [...sshArgs({ port: gw.port, user: 'agent-1', identityFile: agentKey.privateKeyPath, extra: ['-o', 'SendEnv=LANG BASH_ENV LD_PRELOAD PAGER SSH_ASKPASS'] }), line], { env })
+      expect(r.stdout).toBe('C.UTF-8 unset unset unset unset\n')
+      // the same target straight: it would have taken them (the check above is the gateway's)
+      const direct = await run('ssh', [...sshArgs({ port: open.port, user: open.user, identityFile: open.clientKeyPath, extra: ['-o', 'SendEnv=LANG BASH_ENV PAGER'] }), 'echo "${BASH_ENV:-unset} ${PAGER:-unset}"'], { env })
+      expect(direct.stdout).toBe('/tmp/evil curl x\n')
+    } finally {
+      await gw.stop()
+      await open.stop()
+    }
   })
 
   it('drops connections beyond limits.unauthenticated.total at once, and still serves a real client afterwards', async () => {
