@@ -579,6 +579,10 @@ describe('a login that does not finish is bounded', () => {
 })
 
 /** Timers alive in this process (a login must not leave its deadline behind). */
+/**
+ * Active timers in the process. Another test's timer may expire while a check runs, so a check
+ * asserts "no more than before" (a timer left behind shows as one more), never "exactly as many".
+ */
 const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
 
 /**
@@ -612,7 +616,7 @@ describe('what a login leaves behind, and the edges of what it reads', () => {
     const up = await connectUpstream(config(), params, session.signal)
     try {
       expect(getEventListeners(session.signal, 'abort')).toHaveLength(0)
-      expect(timers()).toBe(before)
+      expect(timers()).toBeLessThanOrEqual(before)
       // the login's reader is gone: later bytes are the session's, not buffered a second time
       const fresh = new NetSocket()
       for (const event of ['data', 'end', 'close', 'error']) expect(up.socket.listenerCount(event), event).toBe(fresh.listenerCount(event))
@@ -621,7 +625,7 @@ describe('what a login leaves behind, and the edges of what it reads', () => {
     }
     for (let i = 0; i < 3; i++) await queryUpstream(config(), 'SELECT 1', session.signal)
     expect(getEventListeners(session.signal, 'abort')).toHaveLength(0)
-    expect(timers()).toBe(before)
+    expect(timers()).toBeLessThanOrEqual(before)
   })
 
   it('an empty message (EmptyQueryResponse, 4 bytes) is read; 1 MiB is the largest message, one byte more is refused', async () => {
