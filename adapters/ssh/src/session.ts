@@ -28,15 +28,16 @@ import { GatewayError, isGatewayError, toGatewayError, type Admission, type Gate
 import { disconnect, DISCONNECT } from './disconnect.js'
 import type { SshOptions, UpstreamConfig } from './config.js'
 import type { CommandAnalysis } from './shell/programs.js'
+import { COMMAND_VARIABLES } from './shell/code-args.js'
 import { SftpProxy } from './sftp.js'
 import { connectUpstream, UpstreamError } from './upstream.js'
 
-/**
- * Environment variables that make the target's shell run something, or change which program runs
- * (the command's analysis reads these as scripts when the command line sets them: PAGER, EDITOR,
- * the askpass programs; a value passed by the client would be unseen).
- */
-const NEVER_PASSED_ENV = /^(BASH_ENV|ENV|PS[0-4]|PROMPT_COMMAND|SHELLOPTS|BASHOPTS|BASH_FUNC_.*|BASH_XTRACEFD|LD_.*|PATH|IFS|GLOBIGNORE|CDPATH|HISTFILE|MAIL|MAILPATH|PYTHON.*|PERL5.*|RUBY.*|NODE_OPTIONS|GIT_.*|EDITOR|VISUAL|PAGER|MANPAGER|SYSTEMD_PAGER|LESSOPEN|LESSCLOSE|BROWSER|SSH_ASKPASS|SUDO_ASKPASS|WGET_ASKPASS|RSYNC_RSH|CVS_RSH)$/
+/** Environment variables that make the target's shell run something, or change which program runs. */
+const NEVER_PASSED_ENV = /^(BASH_ENV|ENV|PS[0-4]|PROMPT_COMMAND|SHELLOPTS|BASHOPTS|BASH_FUNC_.*|BASH_XTRACEFD|LD_.*|PATH|IFS|GLOBIGNORE|CDPATH|HISTFILE|MAIL|MAILPATH|PYTHON.*|PERL5.*|RUBY.*|NODE_OPTIONS|GIT_.*)$/
+/** …and those that name a program to run (PAGER, EDITOR, the askpass programs): the analysis reads them as scripts only when the command line sets them. */
+function neverPassed(name: string): boolean {
+  return NEVER_PASSED_ENV.test(name) || COMMAND_VARIABLES.has(name)
+}
 
 /** SSH_OPEN_ADMINISTRATIVELY_PROHIBITED (RFC 4254 §5.1). */
 const ADMINISTRATIVELY_PROHIBITED = 1
@@ -354,7 +355,7 @@ export class SshSession {
       }
       reject?.()
       // the name only: values may hold secrets
-      return this.refuseUnjudged('ssh.env', `env ${printable(info.key)}`, { name: printable(info.key) }, 'gatehouse/env', NEVER_PASSED_ENV.test(info.key) ? `${printable(info.key)} changes what the target runs; it is never passed` : `${printable(info.key)} is not in options.env`)
+      return this.refuseUnjudged('ssh.env', `env ${printable(info.key)}`, { name: printable(info.key) }, 'gatehouse/env', neverPassed(info.key) ? `${printable(info.key)} changes what the target runs; it is never passed` : `${printable(info.key)} is not in options.env`)
     })
     this.on(session, 'auth-agent', 'auth-agent', async (_accept: unknown, reject: (() => void) | undefined) => {
       await this.judgeUnsupported('ssh.agent-forward', 'agent forwarding', {})
@@ -419,7 +420,7 @@ export class SshSession {
   private envAllowed(name: string): boolean {
     // Variables the shell on the target executes or that change what runs: never passed,
     // whatever options.env says (the command analysis cannot see them).
-    if (NEVER_PASSED_ENV.test(name)) return false
+    if (neverPassed(name)) return false
     for (const pattern of this.deps.options.env) {
       if (pattern.endsWith('*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern) return true
     }

@@ -110,6 +110,22 @@ afterAll(async () => {
   rmSync(PROTECTED, { recursive: true, force: true })
 })
 
+/** A gateway in front of `target` for agent-1 with this file's policies; `hostKey` pins another fingerprint. */
+function gatewayTo(target: Sshd, more: { hostKey?: string; options?: Record<string, unknown>; limits?: Record<string, unknown> } = {}): Promise<TestGateway> {
+  return startGateway({
+    upstream: {},
+    identities: [{ id: 'agent-1', groups: ['agents'], sshKeys: [agentKey.publicKey] }],
+    connection: {
+      name: 'web',
+      adapter: 'ssh',
+      upstream: { host: target.host, port: target.port, user: target.user, privateKey: target.clientPrivateKey, hostKey: more.hostKey ?? target.hostKeyFingerprint },
+      options: { hostKeys: [generateHostKey().privateKey], ...more.options },
+      ...(more.limits ? { limits: more.limits } : {}),
+    },
+    policies: policies(echoPort),
+  })
+}
+
 describe('exec through the gateway', () => {
   it('runs a command with its exit code, stdout and stderr kept apart', async () => {
     const r = await ssh('echo out; echo err >&2; exit 3')
@@ -468,18 +484,7 @@ describe('a gateway whose policy allows only exec, with a credential the target 
 describe('connections that never log in', () => {
   let tight: TestGateway
   beforeAll(async () => {
-    tight = await startGateway({
-      upstream: {},
-      identities: [{ id: 'agent-1', groups: ['agents'], sshKeys: [agentKey.publicKey] }],
-      connection: {
-        name: 'web',
-        adapter: 'ssh',
-        upstream: { host: sshd.host, port: sshd.port, user: sshd.user, privateKey: sshd.clientPrivateKey, hostKey: sshd.hostKeyFingerprint },
-        options: { hostKeys: [generateHostKey().privateKey], env: ['LANG', 'BASH_ENV', 'LD_*'] },
-        limits: { unauthenticated: { total: 3, loginTimeoutMs: 1000 } },
-      },
-      policies: policies(echoPort),
-    })
+    tight = await gatewayTo(sshd, { options: { env: ['LANG', 'BASH_ENV', 'LD_*'] }, limits: { unauthenticated: { total: 3, loginTimeoutMs: 1000 } } })
   })
   afterAll(() => tight?.stop())
 
@@ -504,17 +509,7 @@ describe('connections that never log in', () => {
   it('never passes variables that make the target shell run something, even when options.env lists them and the target accepts them', async () => {
     // a target whose AcceptEnv takes them all: only the gateway stands between the client and the shell
     const open = await startSshd({ config: { AcceptEnv: 'LANG BASH_ENV LD_PRELOAD PAGER SSH_ASKPASS' } })
-    const gw = await startGateway({
-      upstream: {},
-      identities: [{ id: 'agent-1', groups: ['agents'], sshKeys: [agentKey.publicKey] }],
-      connection: {
-        name: 'web',
-        adapter: 'ssh',
-        upstream: { host: open.host, port: open.port, user: open.user, privateKey: open.clientPrivateKey, hostKey: open.hostKeyFingerprint },
-        options: { hostKeys: [generateHostKey().privateKey], env: ['LANG', 'BASH_ENV', 'LD_*', 'PAGER', 'SSH_ASKPASS'] },
-      },
-      policies: policies(echoPort),
-    })
+    const gw = await gatewayTo(open, { options: { env: ['LANG', 'BASH_ENV', 'LD_*', 'PAGER', 'SSH_ASKPASS'] } })
     try {
       const env = { LANG: 'C.UTF-8', BASH_ENV: '/tmp/evil', LD_PRELOAD: '/tmp/evil.so', PAGER: 'curl x', SSH_ASKPASS: '/tmp/evil' }
       const line = 'echo "${LANG:-unset} ${BASH_ENV:-unset} ${LD_PRELOAD:-unset} ${PAGER:-unset} ${SSH_ASKPASS:-unset}"'
@@ -543,17 +538,7 @@ describe('the target', () => {
   it('refuses a target whose host key does not match the pinned fingerprint, without sending the credential', async () => {
     const logins = () => (sshd.log().match(/Accepted publickey/g) ?? []).length
     const before = logins()
-    const other = await startGateway({
-      upstream: {},
-      identities: [{ id: 'agent-1', groups: ['agents'], sshKeys: [agentKey.publicKey] }],
-      connection: {
-        name: 'web',
-        adapter: 'ssh',
-        upstream: { host: sshd.host, port: sshd.port, user: sshd.user, privateKey: sshd.clientPrivateKey, hostKey: `SHA256:${createHash('sha256').update('not the key').digest('base64').replace(/=+$/, '')}` },
-        options: { hostKeys: [generateHostKey().privateKey] },
-      },
-      policies: policies(echoPort),
-    })
+    const other = await gatewayTo(sshd, { hostKey: `SHA256:${createHash('sha256').update('not the key').digest('base64').replace(/=+$/, '')}` })
     try {
       const r = await run('ssh', [...sshArgs({ port: other.port, user: 'agent-1', identityFile: agentKey.privateKeyPath }), 'echo should-not-run'])
       expect(r.code).toBe(255)

@@ -55,14 +55,12 @@ export const CODE_ARGS: ReadonlyMap<string, CodeArgs> = new Map<string, CodeArgs
   ['yarn', { interpreter: true, inert: VERSION }],
   ['pnpm', { interpreter: true, inert: VERSION }],
   // programs that run a command their arguments name, in ways the wrapper table does not read
-  // (found in the review of 2026-12-03: `eatmydata curl x` reported only eatmydata)
+  // (found in the review of 2026-12-03: `eatmydata curl x` reported only eatmydata), and package
+  // installers, which run the packages' own build and install code (setup.py, gem extensions)
   ...['parallel', 'sem', 'tmux', 'screen', 'dtach', 'socat', 'capsh', 'setpriv', 'setarch', 'linux32', 'linux64', 'prlimit', 'numactl', 'cgexec', 'runcon', 'xvfb-run',
     'dbus-launch', 'dbus-run-session', 'eatmydata', 'faketime', 'proot', 'chpst', 'daemonize', 'start-stop-daemon', 'expect', 'entr', 'bwrap', 'newgrp', 'cpulimit', 'chronic',
-    'valgrind', 'toybox', 'systemd-nspawn', 'fakeroot', 'fakechroot', 'lxc-attach', 'sshpass', 'ifne', 'vipe', 'pee', 'rlwrap', 'sqlite3'].map((name) => [name, { interpreter: true, inert: VERSION }] as [string, CodeArgs]),
-  // package installers run the packages' own build and install code (setup.py, gem extensions, composer scripts)
-  ['pip', { interpreter: true, inert: VERSION }], ['pip3', { interpreter: true, inert: VERSION }], ['pipx', { interpreter: true, inert: VERSION }],
-  ['uv', { interpreter: true, inert: VERSION }], ['uvx', { interpreter: true, inert: VERSION }], ['poetry', { interpreter: true, inert: VERSION }],
-  ['gem', { interpreter: true, inert: VERSION }], ['bundle', { interpreter: true, inert: VERSION }], ['composer', { interpreter: true, inert: VERSION }],
+    'valgrind', 'toybox', 'systemd-nspawn', 'fakeroot', 'fakechroot', 'lxc-attach', 'sshpass', 'ifne', 'vipe', 'pee', 'rlwrap', 'sqlite3',
+    'pip', 'pip3', 'pipx', 'uv', 'uvx', 'poetry', 'gem', 'bundle', 'composer'].map((name): [string, CodeArgs] => [name, { interpreter: true, inert: VERSION }]),
   // version control: -C / --git-dir reach another repository, whose config runs commands (core.fsmonitor, hooks)
   ['git', { short: 'C', long: ['git-dir', 'work-tree', 'exec-path', 'config-env', 'upload-pack', 'receive-pack', 'exec'] }],
   // interpreters: operands and standard input are programs
@@ -108,6 +106,16 @@ export const CODE_ENV: readonly RegExp[] = [
   /^(CC|CXX|CPP|LD|AR|AS|CFLAGS|CXXFLAGS|CPPFLAGS|LDFLAGS|LIBS|RUSTFLAGS|RUSTC|RUSTC_WRAPPER|CARGO_.*|GOFLAGS|GOPATH|GOROOT|GOTOOLCHAIN|CGO_.*)$/,
   /^TMPDIR$/,
 ]
+
+/**
+ * Environment variables whose value a program runs as a command. The analyzer reads a value the
+ * command line gives as a script (programs.ts); the SSH session never passes one from the client.
+ */
+export const COMMAND_VARIABLES: ReadonlySet<string> = new Set([
+  'GIT_SSH_COMMAND', 'GIT_SSH', 'GIT_PROXY_COMMAND', 'GIT_EXTERNAL_DIFF', 'GIT_EDITOR', 'GIT_SEQUENCE_EDITOR', 'GIT_PAGER', 'GIT_ASKPASS',
+  'SSH_ASKPASS', 'SUDO_ASKPASS', 'EDITOR', 'VISUAL', 'PAGER', 'MANPAGER', 'SYSTEMD_PAGER', 'LESSOPEN', 'LESSCLOSE', 'BROWSER',
+  'PROMPT_COMMAND', 'RSYNC_RSH', 'CVS_RSH', 'WGET_ASKPASS',
+])
 
 export const changesWhatRuns = (name: string): boolean => CODE_ENV.some((re) => re.test(name))
 

@@ -35,7 +35,7 @@
  */
 import { createRequire } from 'node:module'
 import { Language, Parser, type Node, type Tree } from 'web-tree-sitter'
-import { changesWhatRuns, codeArgsReason, CODE_ARGS } from './code-args.js'
+import { changesWhatRuns, codeArgsReason, CODE_ARGS, COMMAND_VARIABLES } from './code-args.js'
 
 /** What a command line would run, as far as the gateway can tell from its text. */
 export interface CommandFacts {
@@ -208,12 +208,6 @@ const NO_NODES: readonly Node[] = []
 const COMPOUNDS = new Set(['redirected_statement', 'pipeline', 'list', 'negated_command'])
 /** Builtins whose operands bash may evaluate as arithmetic or as names with subscripts, running `$(…)` inside data. */
 const DATA_EVALUATING_BUILTINS = new Set(['let', 'declare', 'typeset', 'local', 'export', 'readonly', 'printf', 'read', 'test', '[', 'unset', 'mapfile', 'readarray'])
-/** Environment variables whose value a program runs as a command. */
-const COMMAND_VARIABLES = new Set([
-  'GIT_SSH_COMMAND', 'GIT_SSH', 'GIT_PROXY_COMMAND', 'GIT_EXTERNAL_DIFF', 'GIT_EDITOR', 'GIT_SEQUENCE_EDITOR', 'GIT_PAGER', 'GIT_ASKPASS',
-  'SSH_ASKPASS', 'SUDO_ASKPASS', 'EDITOR', 'VISUAL', 'PAGER', 'MANPAGER', 'SYSTEMD_PAGER', 'LESSOPEN', 'LESSCLOSE', 'BROWSER',
-  'PROMPT_COMMAND', 'RSYNC_RSH', 'CVS_RSH', 'WGET_ASKPASS',
-])
 /**
  * Variables bash expands like a double-quoted string when it uses them: the prompts (`set -x`
  * prints PS4, `select` PS3), the mail message, and the startup files named by BASH_ENV and ENV.
@@ -1380,8 +1374,9 @@ const git: Handler = (s, args) => {
   const subcommand = args[i]?.text ?? ''
   const rest = args.slice(i + 1)
   if (subcommand === 'bisect' && rest[0]?.text === 'run') return s.run(rest.slice(1), { stdin: () => undefined, appended: false })
-  if (subcommand === 'submodule' && rest.some((a) => a.text === 'foreach')) {
-    const words = rest.slice(rest.findIndex((a) => a.text === 'foreach') + 1)
+  const foreach = subcommand === 'submodule' ? rest.findIndex((a) => a.text === 'foreach') : -1
+  if (foreach >= 0) {
+    const words = rest.slice(foreach + 1)
     const script = words.findIndex((a) => !/^--(recursive|quiet)$/.test(a.text) && a.text !== '-q')
     if (script < 0) return
     if (words.slice(script).some((a) => a.dynamic)) return s.markDynamic()
@@ -1395,10 +1390,10 @@ const git: Handler = (s, args) => {
     if (t === '--') break
     let value: Word | undefined
     if (t.startsWith('--')) {
-      const eq = t.indexOf('=')
-      const name = t.slice(2, eq < 0 ? undefined : eq)
-      if (name === '' || !spec.long.some((l) => l.startsWith(name))) continue
-      value = eq < 0 ? rest[++j] : literal(t.slice(eq + 1))
+      // an ambiguous abbreviation is read as one of these too: it errs towards reporting
+      const long = longWord(t, spec.long)
+      if (long.found === 'unknown') continue
+      value = long.value ?? rest[++j]
     } else if (spec.short && t.length > 1 && t[0] === '-' && t.includes(spec.short)) {
       const at = t.indexOf(spec.short)
       value = at + 1 < t.length ? literal(t.slice(at + 1)) : rest[++j]
@@ -1423,10 +1418,12 @@ function gitConfig(s: Script, args: readonly Word[]): void {
     const a = args[i] as Word
     if (a.dynamic) return s.markDynamic()
     if (GIT_CONFIG_READS.test(a.text)) return
+    if (a.text === '--') {
+      operands.push(...args.slice(i + 1))
+      break
+    }
     if (GIT_CONFIG_ARGS.includes(a.text)) i++
-    else if (a.text === '--') operands.push(...args.slice(i + 1))
     else if (!a.text.startsWith('-')) operands.push(a)
-    if (a.text === '--') break
   }
   const [name, value] = operands[0]?.text === 'set' ? operands.slice(1) : operands
   if (!name || !value) return
