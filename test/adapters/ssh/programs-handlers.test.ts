@@ -99,7 +99,8 @@ describe('evasions through git configuration and ssh options (found in the handl
       if (seen === 'touch') expect(f.programs).toContain('touch')
       else expect(f.dynamic).toBe(true)
       try {
-        execFileSync('bash', ['-c', command], { env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1', GIT_TERMINAL_PROMPT: '0' }, stdio: 'ignore', timeout: 10_000 })
+        // cwd: the credential helper line runs `touch MARKER get` (git appends the action), so 'get' lands in cwd
+        execFileSync('bash', ['-c', command], { cwd: dir, env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1', GIT_TERMINAL_PROMPT: '0' }, stdio: 'ignore', timeout: 10_000 })
       } catch {
         // git may fail after running the command (no credential, no such remote): the marker says whether it ran
       }
