@@ -577,7 +577,7 @@ describe('the walk: unset, prompt expansion, [[ ]], quotes read as characters, a
     ["! curl x", {programs: ["curl"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: []}],
     ["time ! nc y", {programs: ["time","nc"], dynamic: false, redirects: [], network: false, background: false, argv: ["time","!","nc","y"], env: []}],
     ["! time -- wget", {programs: ["time","wget"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: []}],
-    ["time x= curl", {programs: ["time","curl"], dynamic: false, redirects: [], network: false, background: false, argv: ["time","x=","curl"], env: ["x"]}],
+    ["time x= curl", {programs: ["time","curl"], dynamic: false, redirects: [], network: false, background: false, argv: undefined, env: ["x"]}],
     ["time -p -- nc", {programs: ["time","nc"], dynamic: false, redirects: [], network: false, background: false, argv: ["time","-p","--","nc"], env: []}],
     ["time", {programs: ["time"], dynamic: false, redirects: [], network: false, background: false, argv: ["time"], env: []}],
     ["cat x 0</dev/null", {programs: ["cat"], dynamic: false, redirects: ["/dev/null"], network: false, background: false, argv: undefined, env: []}],
@@ -658,5 +658,95 @@ describe('limits and separators', () => {
     const payload = `': ${'A'.repeat(50_000)}'`
     expect(facts(`eval eval eval ${payload}`)).toMatchObject({ programs: ['eval', ':'], dynamic: false })
     expect(analyzeCommand(`eval eval eval eval eval ${payload}`)).toEqual({ ok: false, error: 'the command line expands to more script text than the gateway analyses' })
+  })
+})
+
+describe('the walk, second pass: the Script class survivors of 2026-12-03, each checked against bash 5.2', () => {
+  describe('declarations: bash stops reading options at the first name or assignment', () => {
+    eachLine([
+      // `declare x=1 -n y=PATH`: bash says "`-n': not a valid identifier" and y is a plain variable
+      ['declare x=1 -n y=PATH; ls', { programs: ['declare', 'ls'], dynamic: false }],
+      ['declare y -n z=PATH; ls', { programs: ['declare', 'ls'], dynamic: false }],
+      ['declare "a" -n r=PATH; ls', { programs: ['declare', 'ls'], dynamic: false }],
+      ["declare -n 'r=PATH'; ls", { programs: ['declare', 'ls'], dynamic: true }],
+      ["declare -n 'r=x'; ls", { programs: ['declare', 'ls'], dynamic: false, env: ['r'] }],
+      ["declare -n 'r'; ls", { programs: ['declare', 'ls'], dynamic: true }],
+      // a reference to nothing, or to two words: its target is the next assignment's
+      ['declare -n r=; ls', { programs: ['declare', 'ls'], dynamic: true }],
+      ['declare -n r={PATH,x}; ls', { programs: ['declare', 'ls'], dynamic: true }],
+      // bash evaluates the subscript of an assignment declare is given, running the $(…)
+      ["declare 'a[$(id)]=1'", { programs: ['declare'], dynamic: true }],
+      // not identifiers: bash refuses them and assigns nothing
+      ['export "=$x"; ls', { programs: ['export', 'ls'], dynamic: false }],
+      ['declare "=PATH=/tmp"; ls', { programs: ['declare', 'ls'], dynamic: false, env: [] }],
+      ['declare "x"; ls', { programs: ['declare', 'ls'], dynamic: false, env: [] }],
+    ])
+  })
+
+  describe('standard input: the last redirection of descriptor 0 is the one the shell reads', () => {
+    eachLine([
+      ["bash <<< 'curl x' <&3", { programs: ['bash'], dynamic: true }],
+      ["bash 0<<< 'curl x'", { programs: ['bash', 'curl'], dynamic: false }],
+      ["bash <<< 'curl x' 0</dev/null", { programs: ['bash'], dynamic: false }],
+      ['bash 0< /dev/null', { programs: ['bash'], dynamic: false, redirects: ['/dev/null'] }],
+      ['bash </dev/null <<EOF\ncurl x\nEOF', { programs: ['bash', 'curl'], dynamic: false }],
+      ['bash <<EOF 2>/dev/null\ncurl x\nEOF', { programs: ['bash', 'curl'], dynamic: false }],
+      // a here-string is not brace-expanded by bash; the gateway does not guess which word it is
+      ['bash <<< {a,b}', { programs: ['bash'], dynamic: true }],
+      ['bash <<< $x', { programs: ['bash'], dynamic: true }],
+      ['bash <&-', { programs: ['bash'], dynamic: true }],
+      ['bash 2</dev/null', { programs: ['bash'], dynamic: true }],
+      ['bash 0>/dev/null', { programs: ['bash'], dynamic: true }],
+      ['bash <<EOF\nEOF', { programs: ['bash'], dynamic: false }],
+      ['bash <<EOF\n`id`\nEOF', { programs: ['bash', 'id'], dynamic: true }],
+      // words after a heredoc's redirection are the shell's arguments: it runs the file b, not the heredoc
+      ['bash <<EOF >/dev/null b\ncurl x\nEOF', { programs: ['bash'], dynamic: true }],
+    ])
+  })
+
+  describe('what the walk reads inside words', () => {
+    eachLine([
+      // inside $(…) a backslash before a backtick stays: echo prints `id`, nothing runs
+      ['echo $(echo \\`id\\`)', { programs: ['echo'], dynamic: false }],
+      ["unset x 'a[$(id)]'", { programs: ['unset'], dynamic: true }],
+      ['unset -v x y', { programs: ['unset'], dynamic: false }],
+      ['echo /dev/tcp/h/80', { programs: ['echo'], network: true }],
+      ["echo '/dev/tcp/h/80'", { programs: ['echo'], network: true }],
+      ["echo $'/dev/udp/h/53'", { programs: ['echo'], network: true }],
+      ['echo x/dev/x', { programs: ['echo'], network: false }],
+      ["echo \"${x:-'/dev/tcp/h/1'}\"", { programs: ['echo'], network: true }],
+      // quotes inside a double-quoted ${…} are characters: the $(…) and backticks they hold run
+      ["echo \"${x:-'$(curl y)'}\"", { programs: ['echo', 'curl'], dynamic: false }],
+      ["echo \"${x:-'`curl y`'}\"", { programs: ['echo', 'curl'], dynamic: false }],
+      // [[ ]] evaluates a subscript in -v and arithmetic operands; a $(…)'s own output is not evaluated
+      ["[[ -v a'[$(id)]' ]]", { programs: [], dynamic: true }],
+      ["[[ x -eq $'a[$(id)]' ]]", { programs: [], dynamic: true }],
+      ["[[ -n $(echo '$(id)') ]]", { programs: ['echo'], dynamic: false }],
+      ['[[ -v a ]]', { programs: [], dynamic: false }],
+    ])
+  })
+
+  describe('redirection targets, descriptors and argv', () => {
+    eachLine([
+      ['ls > 1', { redirects: ['1'], network: false }],
+      // `>& word` with a word that is not a descriptor number writes to the file
+      ['ls >& 2x', { redirects: ['2x'] }],
+      ['ls >&12', { redirects: [] }],
+      ['ls >&-', { redirects: [] }],
+      ['ls > a~+', { redirects: ['a~+'], network: false }],
+      ['ls > ~', { redirects: ['~'], network: false }],
+      ['ls > ~+', { redirects: ['~+'], network: true }],
+      // a number touching `<` is its descriptor; anything else is an argument
+      ['xargs a0</dev/null', { programs: ['xargs', 'a0'] }],
+      ['xargs 0a</dev/null', { programs: ['xargs', '0a'] }],
+      ['xargs 10</dev/null', { programs: ['xargs', 'echo'] }],
+      ['ls > f', { programs: ['ls'], redirects: ['f'], argv: undefined }],
+      ['ls 2>&1', { programs: ['ls'], argv: undefined }],
+      ['ls', { programs: ['ls'], argv: ['ls'] }],
+      // after `time`, an assignment is not a word: no argv, as for `x=1 curl` (and bash keeps x={a,b} as written)
+      ['time x={a,b} curl', { programs: ['time', 'curl'], env: ['x'], argv: undefined }],
+      ['time ! x=1 curl', { programs: ['time', 'curl'], env: ['x'], argv: undefined }],
+      ['time -p curl', { programs: ['time', 'curl'], argv: ['time', '-p', 'curl'] }],
+    ])
   })
 })

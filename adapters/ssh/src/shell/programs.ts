@@ -1959,6 +1959,8 @@ class Script {
       } else break
     }
     for (; nodes[i] && BASH_ASSIGNMENT.test(nodes[i]?.text ?? ''); i++) {
+      // an assignment, not a word: the line has no argv, as `x=1 curl` has none (and bash does not brace-expand it)
+      this.facts.argv = undefined
       const value = words[i] ?? []
       this.environment(value.length === 1 ? value[0] : literal(nodes[i]?.text ?? ''), true)
     }
