@@ -647,6 +647,12 @@ describe('the walk: unset, prompt expansion, [[ ]], quotes read as characters, a
 })
 
 describe('limits and separators', () => {
+  it('syntax nested deeper than the walk follows (256 levels) is refused; 100 levels are read', () => {
+    const nest = (n: number) => `${'( '.repeat(n)}curl x${' )'.repeat(n)}`
+    expect(facts(nest(100))).toMatchObject({ programs: ['curl'], dynamic: false })
+    expect(analyzeCommand(nest(300))).toEqual({ ok: false, error: 'the command line nests scripts or syntax deeper than the gateway analyses' })
+  })
+
   it('a tab separates words, a backslash-newline joins them, a no-break space does not separate (bash reads one word)', () => {
     expect(facts('curl\tx')).toMatchObject({ programs: ['curl'], argv: ['curl', 'x'] })
     expect(facts('cu\\\nrl x')).toMatchObject({ programs: ['curl'] })
@@ -723,6 +729,11 @@ describe('the walk, second pass: the Script class survivors of 2026-12-03, each 
       ["[[ x -eq $'a[$(id)]' ]]", { programs: [], dynamic: true }],
       ["[[ -n $(echo '$(id)') ]]", { programs: ['echo'], dynamic: false }],
       ['[[ -v a ]]', { programs: [], dynamic: false }],
+      // /dev//tcp is not bash's special path, but a word that may become one is reported (more, not less)
+      ['echo /dev//tcp/h/80', { programs: ['echo'], network: true }],
+      ['env x=/dev/tcp/h/80 cat', { programs: ['env', 'cat'], network: true, env: ['x'] }],
+      // the value after the first `=` is the command git runs
+      ["env GIT_SSH_COMMAND='nc x' git fetch", { programs: ['env', 'nc', 'git'], dynamic: false }],
     ])
   })
 
