@@ -737,6 +737,52 @@ describe('the walk, second pass: the Script class survivors of 2026-12-03, each 
     ])
   })
 
+  describe('words as bash builds them: quotes, brace expansion, message catalogs', () => {
+    eachLine([
+      ["echo 1'2'", { programs: ['echo'], argv: ['echo', '12'] }],
+      ["echo '{a,b}'", { programs: ['echo'], argv: ['echo', '{a,b}'] }],
+      ["echo $'{a,b}'", { programs: ['echo'], argv: ['echo', '{a,b}'] }],
+      ['echo "a\\"b"', { programs: ['echo'], argv: ['echo', 'a"b'] }],
+      ['echo "ab\\\\"', { programs: ['echo'], argv: ['echo', 'ab\\'] }],
+      ["echo a{1..2}'b'", { programs: ['echo'], argv: ['echo', 'a1b', 'a2b'] }],
+      // bash drops an empty brace result and tilde-expands a result that starts with ~: computed
+      ['echo {,x}', { programs: ['echo'], argv: undefined }],
+      ['echo {a,~}', { programs: ['echo'], argv: undefined }],
+      ['echo {a,x~}', { programs: ['echo'], argv: ['echo', 'a', 'x~'] }],
+      // $"…" is looked up in a message catalog the caller can write: known only at run time
+      ['$"curl" x', { programs: [], dynamic: true }],
+      // …but its literal text still rules out /dev/tcp as a redirection target
+      ['ls > $"/tmp/x"', { programs: ['ls'], network: false }],
+    ])
+  })
+
+  describe('${NAME=word} and program names', () => {
+    eachLine([
+      [': ${GIT_SSH_COMMAND=}; git fetch', { programs: [':', 'git'], dynamic: false }],
+      [': ${GIT_SSH_COMMAND=nc}; git fetch', { programs: [':', 'nc', 'git'], dynamic: false }],
+      [': "${GIT_SSH_COMMAND=nc}"; git fetch', { programs: [':', 'nc', 'git'], dynamic: false }],
+      // a value of several parts, or quotes that are characters inside "…" (bash keeps them: 'nc x' with the quotes)
+      [': ${GIT_SSH_COMMAND=nc$y}; git fetch', { programs: [':', 'git'], dynamic: true }],
+      [": \"${GIT_SSH_COMMAND:='nc x'}\"; git fetch", { programs: [':', 'git'], dynamic: true }],
+      // not assignments: a substitution whose pattern is `=`, and a name bash refuses
+      ['echo ${PATH/=/x}; ls', { programs: ['echo', 'ls'], dynamic: false }],
+      ['echo ${=PATH}; ls', { programs: ['echo', 'ls'], dynamic: false }],
+      // the octal escape is decoded loosely (more is found, not less): the $(…) after it runs
+      ["echo \"${x:-'\\134$(id)'}\"", { programs: ['echo', 'id'], dynamic: false }],
+      // no program name: bash runs nothing ("command not found", "Is a directory")
+      ["'' x", { programs: [], dynamic: false }],
+      ['/ x', { programs: [], dynamic: false }],
+      ['/usr/bin/ x', { programs: ['bin', '/usr/bin/'], dynamic: false }],
+    ])
+  })
+
+  it('text the parser skips between tokens: refused, with the reason that fits the character', () => {
+    // a carriage return before a newline is not a line continuation
+    expect(analyzeCommand('ls\r\nid')).toEqual({ ok: false, error: 'the command line contains whitespace or escapes that bash and the parser read differently' })
+    // the dropped `-` is judged by itself, not by an escaped blank elsewhere on the line
+    expect(analyzeCommand("x - {1..2}q 'a\\ b'")).toEqual({ ok: false, error: 'the command line has text the parser leaves out of its tree, where bash reads it' })
+  })
+
   describe('redirection targets, descriptors and argv', () => {
     eachLine([
       ['ls > 1', { redirects: ['1'], network: false }],
