@@ -204,6 +204,21 @@ const REDIRECTS = new Set(['file_redirect', 'heredoc_redirect', 'herestring_redi
  */
 const SINGLE_LINE = new Set(['command', 'redirected_statement', 'file_redirect', 'herestring_redirect', 'variable_assignment', 'variable_assignments', 'declaration_command', 'unset_command', 'concatenation', 'command_name'])
 const NO_NODES: readonly Node[] = []
+
+/**
+ * A node's children, all of them or the named ones. web-tree-sitter types them as nullable, but
+ * only a node id of 0 reads back as null, and a node of a parsed tree has none: checked here once
+ * instead of at every use.
+ */
+function kids(node: Node): Node[] {
+  return node.children.filter(isNode)
+}
+function namedKids(node: Node): Node[] {
+  return node.namedChildren.filter(isNode)
+}
+function isNode(c: Node | null): c is Node {
+  return c !== null
+}
 /** Statements through which a redirection reaches the last command (`a | b > x`, `a && b > x`). */
 const COMPOUNDS = new Set(['redirected_statement', 'pipeline', 'list', 'negated_command'])
 /** Builtins whose operands bash may evaluate as arithmetic or as names with subscripts, running `$(…)` inside data. */
@@ -362,8 +377,8 @@ function checkConcatenations(root: Node): void {
   for (const node of root.descendantsOfType('concatenation')) {
     if (!node) continue
     let at = node.startIndex
-    for (const child of node.children) {
-      if (!child || child.startIndex !== at) throw new Refused(SPLIT_TOKEN)
+    for (const child of kids(node)) {
+      if (child.startIndex !== at) throw new Refused(SPLIT_TOKEN)
       at = child.endIndex
     }
     if (at !== node.endIndex) throw new Refused(SPLIT_TOKEN)
@@ -384,8 +399,7 @@ const WORD_LISTS = new Set(['file_redirect', 'heredoc_redirect', 'herestring_red
 function checkTouchingWords(root: Node): void {
   for (const node of root.descendantsOfType([...WORD_LISTS])) {
     let previous: Node | undefined
-    for (const child of node?.namedChildren ?? []) {
-      if (!child) continue
+    for (const child of node ? namedKids(node) : NO_NODES) {
       if (WORD_NODES.has(child.type) && previous && previous.endIndex === child.startIndex) throw new Refused(SPLIT_TOKEN)
       previous = WORD_NODES.has(child.type) ? child : undefined
     }
@@ -1607,7 +1621,7 @@ class Script {
       checkTouchingWords(tree.rootNode)
       checkReservedWords(tree.rootNode, text)
       this.source = text
-      this.walk(tree.rootNode, 0)
+      this.walk(tree.rootNode)
     } finally {
       tree.delete()
     }
@@ -1638,7 +1652,7 @@ class Script {
     if (nest > MAX_SYNTAX_DEPTH) throw new Refused(TOO_DEEP)
     const literalGaps = LITERAL_GAPS.has(node.type)
     let at = nest === 0 ? 0 : node.startIndex
-    const children = node.children
+    const children = kids(node)
     const gap = (from: number, to: number): void => {
       if (literalGaps || from >= to) return
       for (let i = from; i < to; i++) {
@@ -1652,7 +1666,6 @@ class Script {
       }
     }
     for (const child of children) {
-      if (!child) continue
       gap(at, child.startIndex)
       // an operator or keyword token is its own text (after blanks the lexer took along: `"a ${x}"`
       // gives a `${` token ` ${`); one that is not was lexed from other text (`x\?<<'E'` gives a
@@ -1671,19 +1684,19 @@ class Script {
    * `trailing` are redirections of enclosing `redirected_statement`s that bash applies to the
    * last command of their body (`a | b > x` redirects `b`); they are passed down to it.
    */
-  private walk(node: Node, nest: number, trailing: readonly Node[] = NO_NODES): void {
-    if (nest > MAX_SYNTAX_DEPTH) throw new Refused(TOO_DEEP)
+  private walk(node: Node, trailing: readonly Node[] = NO_NODES): void {
+    // (no depth check: checkGaps went through this same tree and refuses one deeper than MAX_SYNTAX_DEPTH)
     // `( … ) > file word`: bash refuses the stray word; tree-sitter-bash makes it a redirect target
     if (trailing.length > 0 && node.type !== 'command' && !COMPOUNDS.has(node.type) && this.redirectWords(trailing).length > 0) throw new Refused(PARSE_ERROR)
     if (SINGLE_LINE.has(node.type)) this.singleLine(node)
     switch (node.type) {
       case 'command':
-        return this.command(node, nest, trailing)
+        return this.command(node, trailing)
       case 'redirected_statement':
       case 'pipeline':
       case 'list':
       case 'negated_command':
-        return this.compound(node, nest, trailing)
+        return this.compound(node, trailing)
       case 'comment':
         return
       case '&':
@@ -1716,8 +1729,8 @@ class Script {
       case 'unset_command': {
         const keyword = node.firstChild?.type
         if (keyword) this.program(literal(keyword))
-        for (const child of node.namedChildren) {
-          if (child && child.type !== 'variable_assignment' && this.words(child).some(latentCode)) this.markDynamic()
+        for (const child of namedKids(node)) {
+          if (child.type !== 'variable_assignment' && this.words(child).some(latentCode)) this.markDynamic()
         }
         break
       }
@@ -1754,13 +1767,12 @@ class Script {
           return
         }
     }
-    for (const child of node.children) if (child) this.walk(child, nest + 1)
+    for (const child of kids(node)) this.walk(child)
   }
 
   /** Whether a literal word under `node` holds `$(` or a backtick. */
   private holdsLatentCode(node: Node): boolean {
-    for (const child of node.namedChildren) {
-      if (!child) continue
+    for (const child of namedKids(node)) {
       const type = child.type
       if (type === 'word' || type === 'raw_string' || type === 'string' || type === 'ansi_c_string' || type === 'concatenation') {
         if (this.words(child).some(latentCode)) return true
@@ -1788,8 +1800,7 @@ class Script {
     const references = keyword === 'declare' || keyword === 'typeset' || keyword === 'local'
     let nameref = false
     let options = true
-    for (const child of node.namedChildren) {
-      if (!child) continue
+    for (const child of namedKids(node)) {
       if (child.type === 'variable_assignment') {
         options = false
         if (!nameref) continue
@@ -1871,34 +1882,32 @@ class Script {
   /** Refuses a node whose children are separated by a newline where bash would end the command. */
   private singleLine(node: Node): void {
     let at = -1
-    for (const child of node.children) {
-      if (!child) continue
+    for (const child of kids(node)) {
       if (at >= 0 && at < child.startIndex && this.source.slice(at, child.startIndex).includes('\n')) throw new Refused(PARSE_ERROR)
       at = child.endIndex
     }
   }
 
   /** Statements whose redirections, or whose last part, carry redirections to a command inside. */
-  private compound(node: Node, nest: number, trailing: readonly Node[]): void {
-    const children = node.children
+  private compound(node: Node, trailing: readonly Node[]): void {
+    const children = kids(node)
     if (node.type === 'redirected_statement') {
       const body = node.firstNamedChild
-      const own = children.filter((c): c is Node => c !== null && c.id !== body?.id && REDIRECTS.has(c.type))
-      for (const child of children) if (child) this.walk(child, nest + 1, child.id === body?.id ? [...trailing, ...own] : NO_NODES)
+      const own = children.filter((c) => c.id !== body?.id && REDIRECTS.has(c.type))
+      for (const child of children) this.walk(child, child.id === body?.id ? [...trailing, ...own] : NO_NODES)
       return
     }
     const last = node.lastNamedChild
-    for (const child of children) if (child) this.walk(child, nest + 1, child.id === last?.id ? trailing : NO_NODES)
+    for (const child of children) this.walk(child, child.id === last?.id ? trailing : NO_NODES)
   }
 
   /** A simple command: its name, arguments (including words tree-sitter put after a redirection), and what it runs. */
-  private command(node: Node, nest: number, trailing: readonly Node[]): void {
+  private command(node: Node, trailing: readonly Node[]): void {
     let name: Word[] = []
     const args: Node[] = []
     const redirects: Node[] = []
     let previous: Node | undefined
-    for (const child of node.children) {
-      if (!child) continue
+    for (const child of kids(node)) {
       const type = child.type
       // An operator-like token among the words (`make == build`, `make -C$"x"`): tree-sitter-bash
       // drops or splits what bash reads as one word. So are two word nodes with nothing between them.
@@ -1916,7 +1925,7 @@ class Script {
         if (name[0] && !(this.expansionOnly && node.startIndex === 0)) this.program(name[0])
       } else if (REDIRECTS.has(type)) redirects.push(child)
       else if (child.isNamed && type !== 'variable_assignment' && type !== 'comment') args.push(child)
-      this.walk(child, nest + 1)
+      this.walk(child)
     }
     redirects.push(...trailing)
     if (name.length === 0 || (this.expansionOnly && node.startIndex === 0)) return
@@ -1924,13 +1933,13 @@ class Script {
     const descriptors = new Map<number, string>()
     const argNodes = [...args, ...extra].sort((a, b) => a.startIndex - b.startIndex).filter((a) => {
       // `0</dev/null` after a word: tree-sitter reads the 0 as an argument, bash as the descriptor
-      const descriptor = /^\d+$/.test(a.text) && redirects.some((r) => r.startIndex === a.endIndex && !r.children.some((c) => c?.type === 'file_descriptor'))
+      const descriptor = /^\d+$/.test(a.text) && redirects.some((r) => r.startIndex === a.endIndex && !kids(r).some((c) => c.type === 'file_descriptor'))
       if (descriptor) descriptors.set(a.endIndex, a.text)
       return !descriptor
     })
     const argWords = argNodes.map((a) => this.words(a))
     const argv = [...name, ...argWords.flat()]
-    if (this.isWholeLine(node) && redirects.length === 0 && !node.children.some((c) => c?.type === 'variable_assignment') && argv.every((w) => !w.dynamic)) {
+    if (this.isWholeLine(node) && redirects.length === 0 && !kids(node).some((c) => c.type === 'variable_assignment') && argv.every((w) => !w.dynamic)) {
       this.facts.argv = argv.map((w) => w.text)
     }
     const context = { stdin: () => this.stdinOf(redirects, descriptors), appended: false }
@@ -1970,7 +1979,7 @@ class Script {
   /** The node is the command line's only statement (comments aside), at the top level. */
   private isWholeLine(node: Node): boolean {
     if (this.level !== 0 || this.expansionOnly || node.parent?.type !== 'program') return false
-    return node.parent.namedChildren.filter((c) => c !== null && c.type !== 'comment').length === 1
+    return namedKids(node.parent).filter((c) => c.type !== 'comment').length === 1
   }
 
   /** Words tree-sitter attached to redirections that bash gives to the command: a file redirection's second and later targets, a heredoc's arguments. */
@@ -1993,22 +2002,22 @@ class Script {
   }
 
   private destinations(redirect: Node): Node[] {
-    return redirect.namedChildren.filter((c): c is Node => c !== null && c.type !== 'file_descriptor')
+    return namedKids(redirect).filter((c) => c.type !== 'file_descriptor')
   }
 
   /** The script a command reads on standard input, if a heredoc or here-string gives it literally. */
   private stdinOf(redirects: readonly Node[], descriptors: ReadonlyMap<number, string>): Stdin {
     let stdin: Node | undefined
-    const nested = redirects.flatMap((r) => (r.type === 'heredoc_redirect' ? [r, ...r.namedChildren.filter((c): c is Node => c !== null && REDIRECTS.has(c.type))] : [r]))
+    const nested = redirects.flatMap((r) => (r.type === 'heredoc_redirect' ? [r, ...namedKids(r).filter((c) => REDIRECTS.has(c.type))] : [r]))
     for (const r of [...nested].sort((a, b) => a.startIndex - b.startIndex)) {
-      const fd = r.children.find((c) => c?.type === 'file_descriptor')?.text ?? descriptors.get(r.startIndex)
-      const operator = r.children.find((c) => c && !c.isNamed)?.type ?? ''
+      const fd = kids(r).find((c) => c.type === 'file_descriptor')?.text ?? descriptors.get(r.startIndex)
+      const operator = kids(r).find((c) => !c.isNamed)?.type ?? ''
       const input = r.type !== 'file_redirect' || operator === '<' || operator === '<&'
       if (input && (fd === undefined || fd === '0')) stdin = r
     }
     if (!stdin) return undefined
     if (stdin.type === 'herestring_redirect') {
-      const word = stdin.namedChildren.find((c) => c?.type !== 'file_descriptor')
+      const word = namedKids(stdin).find((c) => c.type !== 'file_descriptor')
       const value = word ? this.words(word) : []
       return value.length === 1 && !value[0]?.dynamic ? { script: `${value[0]?.text ?? ''}\n` } : undefined
     }
@@ -2019,11 +2028,11 @@ class Script {
 
   /** The text of a heredoc, if it is literal (a quoted delimiter, or no expansions in the body). */
   private heredocText(redirect: Node): Stdin {
-    const start = redirect.children.find((c) => c?.type === 'heredoc_start')
-    const body = redirect.children.find((c) => c?.type === 'heredoc_body')
+    const start = kids(redirect).find((c) => c.type === 'heredoc_start')
+    const body = kids(redirect).find((c) => c.type === 'heredoc_body')
     if (!body) return { script: '' }
     if (start && /['"\\]/.test(start.text)) return { script: body.text }
-    if (body.namedChildren.some((c) => c?.type !== 'heredoc_content')) return undefined
+    if (namedKids(body).some((c) => c.type !== 'heredoc_content')) return undefined
     const text = body.text
     if (/(^|[^\\])(\\\\)*(`|\$[\w{(@*#?$!-])/.test(text)) return undefined
     return { script: text.replace(/\\([\\$`])|\\\n/g, (_m, c: string | undefined) => c ?? '') }
@@ -2031,13 +2040,13 @@ class Script {
 
   /** An unquoted heredoc runs backticks in its body, which tree-sitter-bash leaves as text. */
   private heredoc(redirect: Node): void {
-    const start = redirect.children.find((c) => c?.type === 'heredoc_start')
-    const body = redirect.children.find((c) => c?.type === 'heredoc_body')
+    const start = kids(redirect).find((c) => c.type === 'heredoc_start')
+    const body = kids(redirect).find((c) => c.type === 'heredoc_body')
     if (!body || (start && /['"\\]/.test(start.text))) return
     const text = body.text
     if (!text.includes('`')) return
-    const skip = body.namedChildren
-      .filter((c): c is Node => c !== null && c.type !== 'heredoc_content')
+    const skip = namedKids(body)
+      .filter((c) => c.type !== 'heredoc_content')
       .map((c) => [c.startIndex - body.startIndex, c.endIndex - body.startIndex] as const)
     for (const script of backtickScripts(text, skip)) this.scriptText(script)
   }
@@ -2050,7 +2059,7 @@ class Script {
   private fileRedirect(node: Node): void {
     const target = this.destinations(node)[0]
     if (!target) return
-    const operator = node.children.find((c) => c && !c.isNamed)?.type ?? ''
+    const operator = kids(node).find((c) => !c.isNamed)?.type ?? ''
     for (const word of this.words(target)) {
       if ((operator === '>&' || operator === '<&') && /^(\d+-?|-)$/.test(word.text)) continue
       this.facts.redirects.add(word.text)
@@ -2070,10 +2079,10 @@ class Script {
     const name = (target?.type === 'subscript' ? target.childForFieldName('name')?.text : target?.text) ?? ''
     // `*x=q` is no assignment for bash but a word it runs (a glob); tree-sitter-bash takes any name
     if (!VARIABLE_NAME.test(name)) throw new Refused(SPLIT_TOKEN)
-    const append = node.children.some((c) => c?.type === '+=')
+    const append = kids(node).some((c) => c.type === '+=')
     const value = node.childForFieldName('value')
     if (!value) return this.assign(name, literal(''), append, true)
-    const elements = value.type === 'array' ? value.namedChildren.filter((c): c is Node => c !== null) : [value]
+    const elements = value.type === 'array' ? namedKids(value) : [value]
     for (const element of elements) for (const word of this.words(element)) this.assign(name, word, append, true)
   }
 
@@ -2214,14 +2223,13 @@ class Script {
       case 'translated_string':
         // `$"ls"` is looked up in the message catalog TEXTDOMAIN and TEXTDOMAINDIR name, which the
         // caller can set and write: its text is only known at run time
-        for (const child of node.namedChildren) if (child) this.build(child, b)
+        for (const child of namedKids(node)) this.build(child, b)
         return b.computed()
       case 'string': {
         const text = node.text
         const base = node.startIndex
         let at = 1
-        for (const child of node.namedChildren) {
-          if (!child) continue
+        for (const child of namedKids(node)) {
           b.doubleQuoted(text.slice(at, child.startIndex - base))
           if (child.type === 'string_content') b.doubleQuoted(child.text)
           else {
@@ -2234,7 +2242,7 @@ class Script {
         return
       }
       case 'concatenation':
-        for (const child of node.children) if (child) this.build(child, b)
+        for (const child of kids(node)) this.build(child, b)
         return
       default:
         b.computed()
