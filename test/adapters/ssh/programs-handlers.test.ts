@@ -769,6 +769,9 @@ describe('the walk, second pass: the Script class survivors of 2026-12-03, each 
       ['echo ${=PATH}; ls', { programs: ['echo', 'ls'], dynamic: false }],
       // the octal escape is decoded loosely (more is found, not less): the $(…) after it runs
       ["echo \"${x:-'\\134$(id)'}\"", { programs: ['echo', 'id'], dynamic: false }],
+      // each element of an array assignment is a value the variable may hold
+      ['GIT_SSH_COMMAND=(nc x); git fetch', { programs: ['nc', 'x', 'git'], dynamic: false }],
+      ["x=(a '$(id)'); ls", { programs: ['ls'], dynamic: true }],
       // no program name: bash runs nothing ("command not found", "Is a directory")
       ["'' x", { programs: [], dynamic: false }],
       ['/ x', { programs: [], dynamic: false }],
@@ -799,6 +802,11 @@ describe('the walk, second pass: the Script class survivors of 2026-12-03, each 
       ['xargs 10</dev/null', { programs: ['xargs', 'echo'] }],
       ['ls > f', { programs: ['ls'], redirects: ['f'], argv: undefined }],
       ['ls 2>&1', { programs: ['ls'], argv: undefined }],
+      // a here-string tree-sitter keeps inside the command is a redirection too
+      ['ls <<< x y', { programs: ['ls'], argv: undefined }],
+      ['> f', { programs: [], redirects: ['f'], argv: undefined }],
+      // the `{` of `coproc NAME { … }` is the group's, not a command
+      ['coproc x { curl y; }', { programs: ['coproc', 'curl'], background: true }],
       ['ls', { programs: ['ls'], argv: ['ls'] }],
       // after `time`, an assignment is not a word: no argv, as for `x=1 curl` (and bash keeps x={a,b} as written)
       ['time x={a,b} curl', { programs: ['time', 'curl'], env: ['x'], argv: undefined }],
