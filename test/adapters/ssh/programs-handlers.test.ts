@@ -646,6 +646,46 @@ describe('the walk: unset, prompt expansion, [[ ]], quotes read as characters, a
   ])
 })
 
+describe('handlers, second pass: the survivors of lines 684–1568 on 2026-12-03', () => {
+  eachLine([
+    // find: a computed word after -newerXY is its value; after anything else it may be -exec
+    ['find . -newermt "$x" ls \\;', { programs: ['find'], dynamic: false }],
+    ['find . -newermtx "$x" ls \\;', { programs: ['find'], dynamic: true }],
+    ['find . a-newermt "$x" ls \\;', { programs: ['find'], dynamic: true }],
+    ['find . -print "$x" ls \\;', { programs: ['find'], dynamic: true }],
+    // were "$x" -exec, it would have no terminator after it: find refuses to start
+    ['find . -exec ls \\; "$x" ls', { programs: ['find', 'ls'], dynamic: false }],
+    // trap: -l and -p are its options, `-` resets the signals named after it, a lone name is a signal
+    ['trap a-p curl INT', { programs: ['trap', 'a-p'], dynamic: false }],
+    ["trap -lx 'curl y' INT", { programs: ['trap', '-lx'], dynamic: false }],
+    ["trap - 'curl x' INT", { programs: ['trap'], dynamic: false }],
+    ['trap curl INT', { programs: ['trap', 'curl'], dynamic: false }],
+    ["trap 'x;id'", { programs: ['trap', 'x', 'id'], dynamic: false }],
+    ["trap '$(id)x'", { programs: ['trap', 'id'], dynamic: true }],
+    ['alias "$x"', { programs: ['alias'], dynamic: true }],
+    ["source -- /dev/stdin <<< 'curl x'", { programs: ['source', 'curl'], dynamic: false }],
+    ['printf', { programs: ['printf'], dynamic: false }],
+    // --PATH is no -v NAME
+    ['printf --PATH', { programs: ['printf'], dynamic: false }],
+    // read -p takes a prompt, so "$x" is not a name
+    ['read -p "$x" y', { programs: ['read'], dynamic: false }],
+    ['compgen -V PATH x', { programs: ['compgen'], dynamic: true }],
+    ["compgen -A '$(id)' x", { programs: ['compgen'], dynamic: false }],
+    ['hash "$x"', { programs: ['hash'], dynamic: true }],
+    ['watch "$x" ls', { programs: ['watch'], dynamic: true }],
+    ['watch', { programs: ['watch'], dynamic: false }],
+    ['watch -n 1', { programs: ['watch'], dynamic: false }],
+    ['flock "$x" ls', { programs: ['flock'], dynamic: true }],
+    ['sg grp', { programs: ['sg', 'sh'], dynamic: true }],
+    ['sg grp ls "$x"', { programs: ['sg', 'sh'], dynamic: true }],
+    ['coproc (curl y)', { programs: ['coproc', 'curl'], background: true }],
+    // at -l lists the queue; -f names a file of commands, whatever standard input holds
+    ['at -q a -l', { programs: ['at'], dynamic: false }],
+    ['at -f x now <<< ls', { programs: ['at'], dynamic: true }],
+    ['at now <<< ls', { programs: ['at', 'ls'], dynamic: false }],
+  ])
+})
+
 describe('limits and separators', () => {
   it('syntax nested deeper than the walk follows (256 levels) is refused; 100 levels are read', () => {
     const nest = (n: number) => `${'( '.repeat(n)}curl x${' )'.repeat(n)}`
