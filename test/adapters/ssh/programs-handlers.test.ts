@@ -683,6 +683,40 @@ describe('handlers, second pass: the survivors of lines 684–1568 on 2026-12-03
     ['at -q a -l', { programs: ['at'], dynamic: false }],
     ['at -f x now <<< ls', { programs: ['at'], dynamic: true }],
     ['at now <<< ls', { programs: ['at', 'ls'], dynamic: false }],
+    // ip: -batch in every abbreviation ip accepts; netns (3 letters or more) and vrf objects, then exec
+    ['ip -ba f', { programs: ['ip'], dynamic: true, dynamicReasons: ['ip -batch reads commands from a file'] }],
+    ['ip -bat f', { programs: ['ip'], dynamic: true }],
+    ['ip -batc f', { programs: ['ip'], dynamic: true }],
+    ['ip link show dev x-b', { programs: ['ip'], dynamic: false }],
+    // `ip n` and `ip ne` are neighbour; ip has no object '' or rf, and e before the object is no exec
+    ['ip ne exec curl', { programs: ['ip'], dynamic: false }],
+    ['ip n exec curl', { programs: ['ip'], dynamic: false }],
+    ["ip '' exec curl", { programs: ['ip'], dynamic: false }],
+    ['ip rf exec curl', { programs: ['ip'], dynamic: false }],
+    ['ip link show dev e', { programs: ['ip'], dynamic: false }],
+    ['ip e netns list', { programs: ['ip'], dynamic: false }],
+    ["ip netns list ''", { programs: ['ip'], dynamic: false }],
+    ['disown', { programs: ['disown'], background: true }],
+    ['bg', { programs: ['bg'], background: true }],
+    // ssh and scp: only -o values are options; SetEnv's quotes are ssh's; -F's file is unseen
+    ['ssh -o', { programs: ['ssh'], dynamic: false }],
+    ["ssh -o 'xsetenv=PATH=/tmp' h ls", { programs: ['ssh', 'ls'], dynamic: false }],
+    ["ssh -o 'SetEnv=\"PATH=/tmp\"' h ls", { programs: ['ssh', 'ls'], dynamic: true, dynamicReasons: ['PATH= changes what runs'] }],
+    ["ssh -l 'ProxyCommand=nc x' h ls", { programs: ['ssh', 'ls'], dynamic: false }],
+    ['ssh -F cfg h', { programs: ['ssh'], dynamic: true, dynamicReasons: ['ssh -F: a configuration file can name commands ssh runs'] }],
+    ['ssh h ls "$x"', { programs: ['ssh'], dynamic: true }],
+    ['scp "$x" a b:', { programs: ['scp'], dynamic: true }],
+    ["scp -l 'ProxyCommand=nc x' a b:", { programs: ['scp'], dynamic: false }],
+    ['scp -F cfg a b:', { programs: ['scp'], dynamic: true, dynamicReasons: ['scp -F: a configuration file can name commands ssh runs'] }],
+    ['rsync x-e nc a b:', { programs: ['rsync'], dynamic: false }],
+    ['rsync -ave', { programs: ['rsync'], dynamic: false }],
+    // git: bisect without run, run with a shell (its script is unseen), foreach's own options only
+    ['git bisect', { programs: ['git'], dynamic: false }],
+    ['git bisect run bash', { programs: ['git', 'bash'], dynamic: true }],
+    ["git submodule foreach --quietx 'curl y'", { programs: ['git', '--quietx'], dynamic: false }],
+    ["git submodule foreach x--quiet 'curl y'", { programs: ['git', 'x--quiet'], dynamic: false }],
+    ["git config --get alias.x '!curl y'", { programs: ['git'], dynamic: false }],
+    ['git config', { programs: ['git'], dynamic: false }],
   ])
 })
 
