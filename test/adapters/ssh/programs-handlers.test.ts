@@ -717,6 +717,30 @@ describe('handlers, second pass: the survivors of lines 684–1568 on 2026-12-03
     ["git submodule foreach x--quiet 'curl y'", { programs: ['git', 'x--quiet'], dynamic: false }],
     ["git config --get alias.x '!curl y'", { programs: ['git'], dynamic: false }],
     ['git config', { programs: ['git'], dynamic: false }],
+    // env: a `-` after -S is the split program's argument; `=x` is an assignment GNU env accepts
+    ["env -S 'curl x' -", { programs: ['env', 'curl'], dynamic: false }],
+    ['env =x curl', { programs: ['env', 'curl'], dynamic: false }],
+    // xargs: -I with an empty string replaces nothing; -i only among xargs' own options; a placeholder's prefix
+    ["xargs -I '' curl x", { programs: ['xargs', 'curl'], dynamic: false }],
+    ['xargs -I % find . %x ls \\;', { programs: ['xargs', 'find'], dynamic: true }],
+    ['xargs "$x" ls', { programs: ['xargs'], dynamic: true }],
+    ['xargs ls -il', { programs: ['xargs', 'ls'], dynamic: false }],
+    ['xargs --replace {} x', { programs: ['xargs'], dynamic: true }],
+    ['xargs {} x', { programs: ['xargs', '{}'], dynamic: false }],
+    ['xargs bash -c', { programs: ['xargs', 'bash'], dynamic: true }],
+    ['sudo -u PATH=x ls', { programs: ['sudo', 'ls'], dynamic: false }],
+    ['nice -10 curl x', { programs: ['nice', 'curl'], dynamic: false }],
+    // bash: after `--` or `-`, the next word is the script file; -s reads standard input whatever follows
+    ["bash -- -c 'curl x'", { programs: ['bash'], dynamic: true }],
+    ["bash - x <<< 'curl y'", { programs: ['bash'], dynamic: true }],
+    ['bash + <<< ls', { programs: ['bash'], dynamic: true }],
+    ["bash -s x <<< 'curl y'", { programs: ['bash', 'curl'], dynamic: false }],
+    // su: `-` is --login; -u is runuser's, not su's
+    ["su - root -c 'curl x'", { programs: ['su', 'sh', 'curl'], dynamic: false }],
+    ["su - -c 'curl x'", { programs: ['su', 'sh', 'curl'], dynamic: false }],
+    ["su -- -c 'curl x'", { programs: ['su', 'sh'], dynamic: true }],
+    ['su -u x curl', { programs: ['su', 'sh'], dynamic: true }],
+    ['runuser -u x curl', { programs: ['runuser', 'curl'], dynamic: false }],
   ])
 })
 
