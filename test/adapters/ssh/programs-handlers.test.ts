@@ -741,6 +741,12 @@ describe('handlers, second pass: the survivors of lines 684–1568 on 2026-12-03
     ["su -- -c 'curl x'", { programs: ['su', 'sh'], dynamic: true }],
     ['su -u x curl', { programs: ['su', 'sh'], dynamic: true }],
     ['runuser -u x curl', { programs: ['runuser', 'curl'], dynamic: false }],
+    ["runuser -g grp -c 'curl x' root", { programs: ['runuser', 'sh', 'curl'], dynamic: false }],
+    ["su --login -c 'curl x'", { programs: ['su', 'sh', 'curl'], dynamic: false }],
+    ['su --s x', { programs: ['su', 'sh'], dynamic: true, dynamicReasons: ['ambiguous option --s'] }],
+    // the user's shell reads the here-string: the user is not its argument
+    ["su - root <<< 'curl x'", { programs: ['su', 'sh', 'curl'], dynamic: false }],
+    ["su root <<< 'curl x'", { programs: ['su', 'sh', 'curl'], dynamic: false }],
   ])
 })
 
