@@ -735,6 +735,10 @@ describe('handlers, second pass: the survivors of lines 684–1568 on 2026-12-03
     ["bash - x <<< 'curl y'", { programs: ['bash'], dynamic: true }],
     ['bash + <<< ls', { programs: ['bash'], dynamic: true }],
     ["bash -s x <<< 'curl y'", { programs: ['bash', 'curl'], dynamic: false }],
+    // a computed option may be -c, --rcfile, anything
+    ['bash --"$x" <<< ls', { programs: ['bash'], dynamic: true }],
+    ['bash -"$x" <<< ls', { programs: ['bash'], dynamic: true }],
+    ['env "PATH=$x" ls', { programs: ['env'], dynamic: true }],
     // su: `-` is --login; -u is runuser's, not su's
     ["su - root -c 'curl x'", { programs: ['su', 'sh', 'curl'], dynamic: false }],
     ["su - -c 'curl x'", { programs: ['su', 'sh', 'curl'], dynamic: false }],
