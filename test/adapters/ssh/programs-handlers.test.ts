@@ -757,6 +757,9 @@ describe('limits and separators', () => {
     const nest = (n: number) => `${'( '.repeat(n)}curl x${' )'.repeat(n)}`
     expect(facts(nest(100))).toMatchObject({ programs: ['curl'], dynamic: false })
     expect(analyzeCommand(nest(300))).toEqual({ ok: false, error: 'the command line nests scripts or syntax deeper than the gateway analyses' })
+    // at the edge (each subshell is one level of the tree; the program, the command and its words add two)
+    expect(facts(nest(254))).toMatchObject({ programs: ['curl'] })
+    expect(analyzeCommand(nest(255)).ok).toBe(false)
   })
 
   it('a tab separates words, a backslash-newline joins them, a no-break space does not separate (bash reads one word)', () => {
@@ -1049,6 +1052,8 @@ describe('the walk, third pass: the Script class survivors of 2026-12-03 (aftern
       ['mapfile -C "$f" x', { programs: ['mapfile'], dynamic: true }],
       // a `$` that ends a double-quoted string is a character
       ['echo "a$"', { programs: ['echo'], argv: ['echo', 'a$'] }],
+      // the lexer takes the blanks before `${` into its token ("  ${"): text of the string, not dropped
+      ['echo "  ${x}"', { programs: ['echo'], dynamic: false }],
     ])
 
     it('an exported function value that does not start with `()` is read as a script: `(x) curl` does not parse', () => {
