@@ -1016,6 +1016,32 @@ describe('the walk, third pass: the Script class survivors of 2026-12-03 (aftern
     ])
   })
 
+  describe('the word reader (each argv as bash 5.2 prints it here)', () => {
+    eachLine([
+      // $'…': \u takes four hex digits at most, \x needs one to start, an unknown escape stays as written
+      ["echo $'\\u00411'", { argv: ['echo', 'A1'] }],
+      ["echo $'\\xg1'", { argv: ['echo', '\\xg1'] }],
+      ["echo $'\\q12'", { argv: ['echo', '\\q12'] }],
+      ["echo $'\\cA\\c[\\c?'", { argv: ['echo', '\x01\x1b\x7f'] }],
+      // \c takes the next byte: the first of é's two, leaving the second raw (0x03 0xa9): not known as text
+      ["echo $'\\c\u00e9'", { programs: ['echo'], argv: undefined }],
+      // brace expansion: a quoted `}` or `,` is text, nesting, results that bash expands again (`~`), limits
+      ["echo {a,'}'}", { argv: ['echo', 'a', '}'] }],
+      ["echo {a','b}", { argv: ['echo', '{a,b}'] }],
+      ['echo {a,{{b,c},d}}', { argv: ['echo', 'a', 'b', 'c', 'd'] }],
+      ['echo a,b}', { argv: ['echo', 'a,b}'] }],
+      ["echo {'~',~}", { programs: ['echo'], argv: undefined }],
+      ['echo {a,b}{1..100}', { programs: ['echo'], argv: undefined }],
+      ['echo {a,{1..100}}', { programs: ['echo'], argv: undefined }],
+      // a `[` without its `]` is no glob
+      ['echo [a', { argv: ['echo', '[a'] }],
+      // a backslash-newline inside double quotes is removed
+      ['echo "a\\\nb"', { argv: ['echo', 'ab'] }],
+      // trailing slashes are not the program's name
+      ['/usr/bin// x', { programs: ['bin', '/usr/bin//'] }],
+    ])
+  })
+
   describe('values bash runs: prompts, PROMPT_COMMAND, exported functions, ${NAME=word}', () => {
     eachLine([
       ["echo \"${x:-'\\044(id)'}\"", { programs: ['echo'], dynamic: false }],

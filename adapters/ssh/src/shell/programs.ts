@@ -333,6 +333,9 @@ function decodeAnsiC(body: string): string | undefined {
           continue
         }
         i++
+        // bash takes the next byte: after a non-ASCII character, the first byte of its UTF-8 form,
+        // leaving the others as raw bytes (`\cé` is 0x03 0xa9)
+        if (next.charCodeAt(0) > 0x7f) return undefined
         code = next === '?' ? 0x7f : next.toUpperCase().charCodeAt(0) & 0x1f
         break
       }
