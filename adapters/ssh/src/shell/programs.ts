@@ -559,6 +559,10 @@ function expandBraces(text: string, quoted: string, depth = 0): Array<[text: str
     let middle: Array<[string, string]>
     // without an unquoted comma at any depth, the inside is a sequence or text (bash's own test)
     if (![...inside].some((c, k) => c === ',' && qInside[k] === '0')) {
+      // bash's own test reads the raw text and skips only backslash escapes: a comma in quotes
+      // makes it a list of one (`{1..2','x}` is `1..2,x`), an escaped one does not (`{1..2\,x}`
+      // stays); the mask does not tell the two apart, so the word is computed
+      if (inside.includes(',')) return undefined
       const sequence = qInside.includes('1') ? undefined : braceSequence(inside)
       if (sequence === null || (sequence && sequence.length > MAX_BRACE_WORDS)) return undefined
       middle = sequence ? sequence.map((w) => [w, '0'.repeat(w.length)]) : [[`{${inside}}`, `0${qInside}0`]]
