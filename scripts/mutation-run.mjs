@@ -39,7 +39,7 @@ const failed = []
 for (const g of groups) {
   const started = Date.now()
   console.log(`\n=== mutation group ${g} (${GROUPS[g].mutate.filter((m) => !m.startsWith('!')).join(', ')}) ===`)
-  const status = run('npx', ['stryker', 'run', 'stryker.groups.mjs', ...(incremental ? ['--incremental'] : [])], { GATEHOUSE_MUTATION_GROUP: g, GATEHOUSE_MUTATION_FAST: fast ? '1' : '0' })
+  const status = run('npx', ['stryker', 'run', 'stryker.groups.mjs', ...(incremental ? ['--incremental'] : [])], { ...GROUPS[g].env, GATEHOUSE_MUTATION_GROUP: g, GATEHOUSE_MUTATION_FAST: fast ? '1' : '0' })
   const rebuilt = run('npx', ['tsc', '-b', '--force'])
   if (rebuilt !== 0) {
     console.error('mutation-run: `tsc -b --force` failed: dist/ may still hold instrumented code')
@@ -58,7 +58,11 @@ for (const g of Object.keys(GROUPS)) {
   if (!existsSync(path)) continue
   const report = JSON.parse(readFileSync(path, 'utf8'))
   if (!merged) merged = { ...report, files: {} }
-  Object.assign(merged.files, report.files)
+  // the shell-* groups each mutate a part of one file: its mutants are the parts' together
+  for (const [file, result] of Object.entries(report.files)) {
+    const seen = merged.files[file]
+    merged.files[file] = seen ? { ...seen, mutants: [...seen.mutants, ...result.mutants] } : result
+  }
 }
 if (merged) {
   writeFileSync(`${dir}/mutation.json`, JSON.stringify(merged))

@@ -1,11 +1,31 @@
 // @ts-check
+import { readFileSync } from 'node:fs'
 // The security core in module groups for mutation testing: what each group mutates and the test
 // files that exercise it. Read by stryker.groups.mjs and scripts/mutation-run.mjs.
+// `env`: environment for the group's test runs.
 // `fast`: the test files that need no long-lived gateway process or cluster per test file (or are
 // quick with one): `node scripts/mutation-run.mjs --fast` runs a group against them in minutes
 // instead of hours. Mutants only the other files reach count as "no coverage" there, so a fast
 // score is a lower bound of the full one; the scores in test/mutation/SURVIVORS.md say which.
-/** @type {Record<string, { mutate: string[], testFiles: string[], fast: string[] }>} */
+const PROGRAMS = 'adapters/ssh/src/shell/programs.ts'
+
+/**
+ * Where programs.ts's parts start (1-based lines): the word reader and the helpers before the
+ * program handlers, the handlers (from `interface WrapperSpec`), and the walk (`class Script`).
+ * Throws when a declaration moved out of the file, so a renamed one cannot silently empty a part.
+ */
+function shellParts() {
+  const lines = readFileSync(new URL(`../../${PROGRAMS}`, import.meta.url), 'utf8').split('\n')
+  const at = (/** @type {string} */ start) => {
+    const i = lines.findIndex((l) => l.startsWith(start))
+    if (i < 0) throw new Error(`test/mutation/groups.mjs: no line starting with ${JSON.stringify(start)} in ${PROGRAMS}`)
+    return i + 1
+  }
+  return { handlers: at('interface WrapperSpec {'), script: at('class Script {'), lines: lines.length - (lines.at(-1) === '' ? 1 : 0) }
+}
+const SHELL_PARTS = shellParts()
+
+/** @type {Record<string, { mutate: string[], testFiles: string[], fast: string[], env?: Record<string, string> }>} */
 export const GROUPS = {
   audit: {
     mutate: ['core/src/audit/**/*.ts', '!**/index.ts'],
@@ -85,19 +105,36 @@ export const GROUPS = {
     fast: ['test/adapters/postgres/session-model.test.ts', 'test/adapters/postgres/upstream-login.test.ts'],
   },
   ssh: {
-    mutate: ['adapters/ssh/src/upstream.ts', 'adapters/ssh/src/sftp.ts', 'adapters/ssh/src/shell/**/*.ts', '!adapters/ssh/src/shell/analyze-worker.ts', '!**/index.ts'],
+    mutate: ['adapters/ssh/src/upstream.ts', 'adapters/ssh/src/sftp.ts', 'adapters/ssh/src/shell/**/*.ts', '!adapters/ssh/src/shell/programs.ts', '!adapters/ssh/src/shell/analyze-worker.ts', '!**/index.ts'],
     testFiles: [
       'test/adapters/ssh/sftp-units.test.ts',
       'test/adapters/ssh/upstream.test.ts',
       'test/adapters/ssh/programs.test.ts',
-      'test/adapters/ssh/programs-handlers.test.ts',
-      'test/adapters/ssh/programs-bash.test.ts',
-      'test/adapters/ssh/programs-wrappers.test.ts',
       'test/adapters/ssh/explain.test.ts',
       'test/adapters/ssh/ssh.test.ts',
       'test/adapters/ssh/ssh-attacks.test.ts',
       'test/adapters/ssh/keys.test.ts',
     ],
-    fast: ['test/adapters/ssh/sftp-units.test.ts', 'test/adapters/ssh/ssh-attacks.test.ts', 'test/adapters/ssh/ssh.test.ts', 'test/adapters/ssh/upstream.test.ts', 'test/adapters/ssh/programs.test.ts', 'test/adapters/ssh/programs-handlers.test.ts', 'test/adapters/ssh/programs-bash.test.ts'],
+    fast: ['test/adapters/ssh/sftp-units.test.ts', 'test/adapters/ssh/ssh-attacks.test.ts', 'test/adapters/ssh/ssh.test.ts', 'test/adapters/ssh/upstream.test.ts', 'test/adapters/ssh/programs.test.ts'],
+  },
+  // programs.ts (the shell analysis) in three parts, each against the tests that exercise it: whole,
+  // it is some 4,000 mutants and more than a session's time. The parts are found by their first
+  // declarations (shellParts below), so they follow the file as it changes.
+  'shell-words': {
+    mutate: [`${PROGRAMS}:1-${SHELL_PARTS.handlers - 1}`],
+    testFiles: ['test/adapters/ssh/programs.test.ts', 'test/adapters/ssh/programs-bash.test.ts', 'test/adapters/ssh/programs-handlers.test.ts', 'test/adapters/ssh/explain.test.ts'],
+    fast: ['test/adapters/ssh/programs.test.ts', 'test/adapters/ssh/programs-handlers.test.ts'],
+    // the bash oracle at half its cases: each mutant reruns it (about 43 minutes in all on two cores)
+    env: { GH_ORACLE_SCALE: '0.5' },
+  },
+  'shell-handlers': {
+    mutate: [`${PROGRAMS}:${SHELL_PARTS.handlers}-${SHELL_PARTS.script - 1}`],
+    testFiles: ['test/adapters/ssh/programs.test.ts', 'test/adapters/ssh/programs-handlers.test.ts', 'test/adapters/ssh/explain.test.ts'],
+    fast: ['test/adapters/ssh/programs.test.ts', 'test/adapters/ssh/programs-handlers.test.ts'],
+  },
+  'shell-script': {
+    mutate: [`${PROGRAMS}:${SHELL_PARTS.script}-${SHELL_PARTS.lines}`],
+    testFiles: ['test/adapters/ssh/programs.test.ts', 'test/adapters/ssh/programs-handlers.test.ts', 'test/adapters/ssh/explain.test.ts'],
+    fast: ['test/adapters/ssh/programs.test.ts', 'test/adapters/ssh/programs-handlers.test.ts'],
   },
 }
