@@ -114,6 +114,9 @@ describe('docs/', () => {
     const doubled = (block as string).replace(/^(gatehouse +simple +)([\d.]+)/m, (_, head: string, tps: string) => `${head}${(Number(tps) * 2).toFixed(1)}`)
     expect(doubled).not.toBe(block)
     expect(() => parseReport(doubled)).toThrow(/does not follow/)
+    // the aim is for the gateway with its required audit sink: a run with BENCH_AUDIT=off or best-effort is marked, and refused here
+    expect(report.header).not.toMatch(/gatehouse audit/)
+    expect(() => parseReport(`${(block as string).trimEnd()} (gatehouse audit off)\n`)).toThrow(/does not follow/)
   })
 
   it('keeps the README under 15 KB', () => {

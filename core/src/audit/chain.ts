@@ -24,13 +24,36 @@ const PREV_FIELD = /,"prev":"([0-9a-f]{64})"$/
 // One call per line: crypto.hash (Node >= 20.12) hashes without a Hash object; the fallback is
 // the same digest.
 const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash
-const sha256Hex: (text: string) => string = oneShot ? (text) => oneShot('sha256', text, 'hex') : (text) => createHash('sha256').update(text).digest('hex')
+const sha256Hex: (data: string | Uint8Array) => string = oneShot ? (data) => oneShot('sha256', data as string, 'hex') : (data) => createHash('sha256').update(data).digest('hex')
 
 /** Seals one serialized event (a JSON object text) into the chain after `prev`. */
 export function sealEvent(json: string, prev: string): { line: string; hash: string } {
   const body = `${json.slice(0, -1)},"prev":"${prev}"`
   const hash = sha256Hex(body)
   return { line: `${body},"hash":"${hash}"}`, hash }
+}
+
+/**
+ * The most bytes `sealInto` writes for `json` (UTF-16 code units): each one is at most 3 bytes of
+ * UTF-8, and the seal adds `prev`, `hash` and a newline.
+ */
+export function sealedBytesAtMost(json: string): number {
+  return 3 * json.length + SEAL_BYTES
+}
+const SEAL_BYTES = `,"prev":"${GENESIS_HASH}","hash":"${GENESIS_HASH}"}\n`.length
+
+/**
+ * `sealEvent`'s line and a newline, written as UTF-8 into `buf` at `offset` (which must have
+ * `sealedBytesAtMost(json)` bytes free): the text is encoded once and hashed as those bytes, the
+ * same digest as the string's. Returns where the line ends and its hash.
+ */
+export function sealInto(buf: Buffer, offset: number, json: string, prev: string): { end: number; hash: string } {
+  // the JSON object's closing brace is one byte; the seal's fields go before it
+  let end = offset + buf.write(json, offset, 'utf8') - 1
+  end += buf.write(`,"prev":"${prev}"`, end, 'latin1')
+  const hash = sha256Hex(buf.subarray(offset, end))
+  end += buf.write(`,"hash":"${hash}"}\n`, end, 'latin1')
+  return { end, hash }
 }
 
 /** The stored hash of a sealed line, or undefined if the line is not sealed. */

@@ -18,7 +18,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { createPrivateKey, type KeyObject } from 'node:crypto'
 import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
-import { constructPlugin, definePlugin, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, serializeAuditEvent, sealEvent, lineHash, checkpointJson, signingKeyId, GatewayError, GENESIS_HASH, lockExclusive, type HeldLock, type PluginContext, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
+import { constructPlugin, definePlugin, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, serializeAuditEvent, sealEvent, sealInto, sealedBytesAtMost, lineHash, checkpointJson, signingKeyId, GatewayError, GENESIS_HASH, lockExclusive, type HeldLock, type PluginContext, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
 
 const ConfigSchema = Type.Object(
   {
@@ -52,6 +52,8 @@ type JsonlConfig = Static<typeof ConfigSchema>
 
 /** How long an outcome record may wait for company before it is written on its own. */
 const LAZY_FLUSH_MS = 5
+/** The encoding buffer the sink keeps between batches at most (bytes); a larger batch gets its own. */
+const SCRATCH_KEPT = 256 * 1024
 
 /** The lines of one batch share one promise: settled when the batch is in the file (or failed). */
 interface Batch {
@@ -223,32 +225,32 @@ export class JsonlSink implements AuditSink, Lifecycle {
       this.lazyTimer = undefined
     }
     if (this.lines.length === 0) return
-    let prev = this.prev
-    let text = ''
-    for (const json of this.lines) {
-      const sealed = sealEvent(json, prev)
-      prev = sealed.hash
-      text += `${sealed.line}\n`
-    }
     const checkpointed = this.signing && (this.sinceCheckpoint + this.lines.length >= this.signing.everyEvents || Date.now() - this.lastCheckpointAt >= this.signing.everyMs)
+    // The batch is encoded once, into a buffer the sink keeps (the write below is synchronous).
+    let need = 0
+    for (const json of this.lines) need += sealedBytesAtMost(json)
+    let buf = this.room(0, need)
+    let prev = this.prev
+    let end = 0
+    for (const json of this.lines) ({ end, hash: prev } = sealInto(buf, end, json, prev))
     if (checkpointed && this.signing) {
-      const sealed = sealEvent(checkpointJson(prev, this.sinceCheckpoint + this.lines.length, this.signing.key, this.signing.keyId, this.checkpointSeq), prev)
-      prev = sealed.hash
-      text += `${sealed.line}\n`
+      const json = checkpointJson(prev, this.sinceCheckpoint + this.lines.length, this.signing.key, this.signing.keyId, this.checkpointSeq)
+      buf = this.room(end, sealedBytesAtMost(json))
+      ;({ end, hash: prev } = sealInto(buf, end, json, prev))
     }
     const count = this.lines.length
     const batch = this.batch as Batch
     this.lines = []
     this.bytes = 0
     this.batch = undefined
-    const bytes = Buffer.byteLength(text)
+    const bytes = end
     let sizeBefore: number | undefined
     try {
       if (this.fd === undefined) throw new Error('audit-jsonl sink not started')
       this.rotateIfDue(bytes)
       // this sink is the file's only writer (the lock): its own count is the size
       sizeBefore = this.size
-      writeAll(this.fd as number, text)
+      writeAll(this.fd as number, buf.subarray(0, end))
     } catch (err) {
       // A partial write (the disk filled up mid-batch) must not leave a torn line in the chain.
       if (sizeBefore !== undefined && this.fd !== undefined) {
@@ -263,6 +265,7 @@ export class JsonlSink implements AuditSink, Lifecycle {
     }
     this.prev = prev
     this.size += bytes
+    if (this.scratch.length > SCRATCH_KEPT) this.scratch = Buffer.allocUnsafe(0)
     if (checkpointed) {
       this.checkpointSeq++
       this.sinceCheckpoint = 0
@@ -278,6 +281,21 @@ export class JsonlSink implements AuditSink, Lifecycle {
       else this.settle(batch)
     })
   }
+
+  /**
+   * The sink's encoding buffer with `more` bytes free after the first `used` (kept: a batch is
+   * written before the next one is encoded). One grown past SCRATCH_KEPT for a large batch is
+   * dropped after that batch.
+   */
+  private room(used: number, more: number): Buffer {
+    const need = used + more
+    if (this.scratch.length >= need) return this.scratch
+    const grown = Buffer.allocUnsafe(Math.max(need, Math.min(2 * this.scratch.length, SCRATCH_KEPT)))
+    this.scratch.copy(grown, 0, 0, used)
+    this.scratch = grown
+    return grown
+  }
+  private scratch: Buffer = Buffer.allocUnsafe(0)
 
   private fail(batch: Batch, err: Error): void {
     if (!this.failing) this.logger.error({ path: this.path, code: (err as NodeJS.ErrnoException).code, err: err.message }, 'audit file write failed')
@@ -335,8 +353,8 @@ function fileTail(fd: number): { lastHash?: string; lastCheckpointSeq?: number }
   return { ...(last === undefined ? {} : { lastHash: lineHash(last) }), ...(lastCheckpointSeq === undefined ? {} : { lastCheckpointSeq }) }
 }
 
-function writeAll(fd: number, text: string): void {
-  const buf = Buffer.from(text, 'utf8')
+function writeAll(fd: number, data: string | Buffer): void {
+  const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data
   let off = 0
   while (off < buf.length) off += writeSync(fd, buf, off)
 }

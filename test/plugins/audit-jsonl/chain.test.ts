@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { generateKeyPairSync } from 'node:crypto'
-import { createLogger, sealEvent, verifyChain } from '@gatehouse/core'
+import { createLogger, GENESIS_HASH, sealEvent, sealedBytesAtMost, sealInto, serializeAuditEvent, verifyChain } from '@gatehouse/core'
 import { JsonlSink } from '@gatehouse/plugin-audit-jsonl'
 import { startPgCluster, type PgCluster } from '../../fixtures/pg-cluster.js'
 import { pgUpstream, startGateway, type TestGateway } from '../../fixtures/gateway.js'
@@ -194,6 +194,54 @@ describe('the audit hash chain', () => {
     await sink.close()
     const report = verifyChain([{ name: 'audit.jsonl', text: readFileSync(join(dir, 'audit.jsonl'), 'utf8') }], { publicKey })
     expect(report).toMatchObject({ ok: true, events: 3, checkpoints: 1, unsignedTail: 0 })
+  })
+
+  it('sealInto writes the bytes of sealEvent\'s line and a newline, for any text, within sealedBytesAtMost', () => {
+    const texts = ['SELECT 1', 'SELECT \'é\', \'日本\'', 'emoji 😀 pair', 'lone \ud800 high', 'lone \udc00 low', '\u0000\u001f"\\', 'x'.repeat(70_000)]
+    let prev = GENESIS_HASH
+    for (const text of texts) {
+      const json = serializeAuditEvent({ id: 'e', time: 't', session: 's', connection: 'c', protocol: 'postgres', type: 'request', text } as never)
+      const expected = sealEvent(json, prev)
+      // garbage around the slot: only the line's bytes are written
+      const buf = Buffer.alloc(sealedBytesAtMost(json) + 20, 0x7a)
+      const { end, hash } = sealInto(buf, 10, json, prev)
+      expect(hash).toBe(expected.hash)
+      expect(buf.subarray(10, end).toString('utf8')).toBe(`${expected.line}\n`)
+      expect(end).toBeLessThanOrEqual(10 + sealedBytesAtMost(json))
+      expect(buf.subarray(end).every((b) => b === 0x7a)).toBe(true)
+      prev = hash
+    }
+  })
+
+  it('writes batches of any size and alphabet, with a checkpoint inside one, as one chain that verifies', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-batches-'))
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519')
+    const sink = new JsonlSink(
+      { path: join(dir, 'audit.jsonl'), required: true, fsync: 'never', maxBatchBytes: 8 << 20, checkpoint: { key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, everyEvents: 7, everySeconds: 3600 } },
+      { dataDir: dir, logger: createLogger('silent'), gateway: {} as never, instance: 'audit-jsonl' },
+    )
+    await sink.start()
+    const event = (n: number, text: string) => ({ id: `s.${n}:request`, time: new Date().toISOString(), session: 's', connection: 'c', protocol: 'postgres', type: 'request', request: `s.${n}`, text, verdict: 'allow' }) as never
+    const sizes = [1, 3, 40, 2, 600]
+    const texts: string[] = []
+    let n = 0
+    for (const size of sizes) {
+      const pending: Array<Promise<void> | void> = []
+      for (let i = 0; i < size; i++) {
+        // some batches pass the buffer the sink keeps (256 KiB): it grows for them and is let go after
+        const text = `${'é日😀'.repeat(n % 5)} ${n} ${n % 97 === 0 ? 'y'.repeat(300_000) : ''}`
+        texts.push(text)
+        pending.push(sink.write(event(n++, text)))
+      }
+      await Promise.all(pending)
+    }
+    await sink.close()
+    const file = readFileSync(join(dir, 'audit.jsonl'), 'utf8')
+    const report = verifyChain([{ name: 'audit.jsonl', text: file }], { publicKey })
+    // one checkpoint in the batch that passed 7 events since the last (the 40), one in the 600
+    expect(report).toMatchObject({ ok: true, events: n + 2, checkpoints: 2, unsignedTail: 0 })
+    const stored = file.split('\n').filter((l) => l.includes('"type":"request"')).map((l) => (JSON.parse(l) as { text: string }).text)
+    expect(stored).toEqual(texts)
   })
 
   it('continues the chain when a gateway starts on an existing file', async () => {
