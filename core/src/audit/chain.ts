@@ -23,8 +23,8 @@ const PREV_FIELD = /,"prev":"([0-9a-f]{64})"$/
 
 // One call per line: crypto.hash (Node >= 20.12) hashes without a Hash object; the fallback is
 // the same digest.
-const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash
-const sha256Hex: (data: string | Uint8Array) => string = oneShot ? (data) => oneShot('sha256', data as string, 'hex') : (data) => createHash('sha256').update(data).digest('hex')
+const oneShot = (crypto as { hash?: (algorithm: string, data: string | Uint8Array, encoding: 'hex') => string }).hash
+const sha256Hex: (data: string | Uint8Array) => string = oneShot ? (data) => oneShot('sha256', data, 'hex') : (data) => createHash('sha256').update(data).digest('hex')
 
 /** Seals one serialized event (a JSON object text) into the chain after `prev`. */
 export function sealEvent(json: string, prev: string): { line: string; hash: string } {
