@@ -1085,6 +1085,10 @@ describe('the walk, third pass: the Script class survivors of 2026-12-03 (aftern
       ['echo "a$"', { programs: ['echo'], argv: ['echo', 'a$'] }],
       // the lexer takes the blanks before `${` into its token ("  ${"): text of the string, not dropped
       ['echo "  ${x}"', { programs: ['echo'], dynamic: false }],
+      // `$[…]` is bash's old arithmetic expansion, also inside double quotes (bash 5.2 prints 3 for
+      // "$[1+2]"): a computed program name, not the literal text `$[1+2]`
+      ['"$[1+2]" x', { programs: [], dynamic: true }],
+      ['"a$[1]" x', { programs: [], dynamic: true }],
     ])
 
     it('an exported function value that does not start with `()` is read as a script: `(x) curl` does not parse', () => {
