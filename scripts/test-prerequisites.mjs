@@ -28,6 +28,8 @@ const NEEDED = [
   ['asciinema', undefined, 'asciinema', 'replaying terminal recordings'],
   ['java', undefined, 'openjdk-17-jdk-headless', 'pgjdbc driver tests'],
   ['strace', undefined, 'strace', 'the SSH wrapper oracle (programs-wrappers.test.ts)'],
+  ['zsh', undefined, 'zsh', 'a zsh line the shell analysis reads, run for real (programs-handlers.test.ts)'],
+  ['zip', undefined, 'zip', 'zip -TT run for real (programs-handlers.test.ts)'],
   ['/usr/bin/python3', '', 'python3', 'psycopg driver tests'],
 ]
 

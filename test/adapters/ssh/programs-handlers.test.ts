@@ -140,7 +140,7 @@ describe('every handler branch, exact facts', () => {
     ['at "$x"', {programs: ['at'], dynamic: true, background: true}],
     ['scp -S nc a b:', {programs: ['scp', 'nc'], dynamic: false, background: false}],
     ["scp -o ProxyCommand='curl %h' a b:", {programs: ['scp', 'curl'], dynamic: false, background: false}],
-    ['sftp -D /usr/lib/sftp-server h', {programs: ['sftp', 'sftp-server', '/usr/lib/sftp-server'], dynamic: false, background: false}],
+    ['sftp -D /usr/lib/sftp-server h', {programs: ['sftp', 'sftp-server', '/usr/lib/sftp-server'], dynamic: true, background: false}],
     ['scp -o "$o" a b:', {programs: ['scp'], dynamic: true, background: false}],
     ['scp -P 22 -S wget a b:', {programs: ['scp', 'wget'], dynamic: false, background: false}],
     ['scp a b:', {programs: ['scp'], dynamic: false, background: false}],
@@ -246,8 +246,8 @@ describe('every handler branch, exact facts', () => {
     ['find . -exec curl {} \\;', {programs: ['find', 'curl'], dynamic: false, background: false}],
     ['find . -exec curl', {programs: ['find', 'curl'], dynamic: false, background: false}],
     ['find . -exec \\;', {programs: ['find'], dynamic: false, background: false}],
-    ['find . -ok curl {} \\; -okdir nc {} \\;', {programs: ['find', 'curl', 'nc'], dynamic: false, background: false}],
-    ['find . -exec curl {} + -exec nc {} \\;', {programs: ['find', 'curl', 'nc'], dynamic: false, background: false}],
+    ['find . -ok curl {} \\; -okdir rm {} \\;', {programs: ['find', 'curl', 'rm'], dynamic: false, background: false}],
+    ['find . -exec curl {} + -exec rm {} \\;', {programs: ['find', 'curl', 'rm'], dynamic: false, background: false}],
     ['find . -name -exec', {programs: ['find'], dynamic: false, background: false}],
     [`find . -exec sh -c 'x {}' \\;`, {programs: ['find', 'sh'], dynamic: true, background: false}],
     ['eval', {programs: ['eval'], dynamic: false, background: false}],
@@ -1098,6 +1098,80 @@ describe('the walk, third pass: the Script class survivors of 2026-12-03 (aftern
     it('a vertical tab at either end of the line is no blank for bash: refused', () => {
       expect(analyzeCommand('\vcurl x').ok).toBe(false)
       expect(analyzeCommand('curl x\v').ok).toBe(false)
+    })
+  })
+})
+
+describe('programs with ways of their own to run commands, and shells that are not bash (review of 2026-12-03, late)', () => {
+  describe('exact facts', () => {
+    eachLine([
+      // zsh expands `=curl` to curl's path; bash would run a program named `=curl`: a grammar the
+      // gateway does not have. The programs bash's grammar finds are still reported.
+      ["zsh -c '=curl x'", { programs: ['zsh', '=curl'], dynamic: true, dynamicReasons: ["zsh is not bash: its script is read with bash's grammar, which zsh does not follow"] }],
+      ["fish -c 'curl x'", { programs: ['fish', 'curl'], dynamic: true }],
+      ["tcsh -c 'curl x'", { programs: ['tcsh', 'curl'], dynamic: true }],
+      ['csh', { programs: ['csh'], dynamic: true }],
+      ["su -s /bin/zsh -c 'id' u", { programs: ['su', 'zsh', '/bin/zsh', 'id'], dynamic: true }],
+      ['zsh --version', { programs: ['zsh'], dynamic: false }],
+      // bash's own family stays read as bash
+      ["ksh -c 'curl x'", { programs: ['ksh', 'curl'], dynamic: false }],
+      // clients whose input holds shell escapes (psql \!, mysql system, sftp/ftp/telnet !)
+      ["psql -c '\\! curl x'", { programs: ['psql'], dynamic: true, dynamicReasons: ['psql runs code from its arguments or standard input'] }],
+      ['psql -f q.sql', { programs: ['psql'], dynamic: true }],
+      ['psql --version', { programs: ['psql'], dynamic: false }],
+      ["mysql -e 'system curl x'", { programs: ['mysql'], dynamic: true }],
+      ['sftp h', { programs: ['sftp'], dynamic: true }],
+      ['perf stat curl x', { programs: ['perf'], dynamic: true }],
+      ['run-parts /etc/cron.daily', { programs: ['run-parts'], dynamic: true }],
+      // logsave FILE PROGRAM…: a wrapper
+      ['logsave /tmp/l curl x', { programs: ['logsave', 'curl'], dynamic: false }],
+      // zip -T runs unzip to test, -TT names what runs instead; ZIPOPT adds options
+      ["zip -T -TT 'curl x' a.zip f", { programs: ['zip'], dynamic: true, dynamicReasons: ['zip -T'] }],
+      ["zip a.zip f --unzip-command='curl x'", { programs: ['zip'], dynamic: true }],
+      ['ZIPOPT=-T zip a.zip f', { programs: ['zip'], dynamic: true, dynamicReasons: ['zip takes ZIPOPT= from its environment'] }],
+      ['zip -r a.zip d', { programs: ['zip'], dynamic: false }],
+      // netcat runs a program for the connection
+      ['nc -e /bin/sh h 1', { programs: ['nc'], dynamic: true, dynamicReasons: ['nc -e'] }],
+      ["ncat --sh-exec 'curl x' h 1", { programs: ['ncat'], dynamic: true, dynamicReasons: ['ncat --sh-exec'] }],
+      ['nc -zv h 1', { programs: ['nc'], dynamic: false }],
+      // nmap scripts are Lua; apt hooks and dpkg maintainer scripts run commands
+      ['nmap -sC h', { programs: ['nmap'], dynamic: true }],
+      ['nmap --script=/tmp/x.nse h', { programs: ['nmap'], dynamic: true }],
+      ['nmap -sS h', { programs: ['nmap'], dynamic: false }],
+      ["apt-get -o 'APT::Update::Pre-Invoke::=curl x' update", { programs: ['apt-get'], dynamic: true, dynamicReasons: ['apt-get -o'] }],
+      ['APT_CONFIG=/tmp/a apt-get update', { programs: ['apt-get'], dynamic: true }],
+      ['apt-get update', { programs: ['apt-get'], dynamic: false }],
+      ['dpkg -i x.deb', { programs: ['dpkg'], dynamic: true }],
+      ["dpkg --post-invoke='curl x' -r p", { programs: ['dpkg'], dynamic: true }],
+      ['dpkg -l', { programs: ['dpkg'], dynamic: false }],
+    ])
+  })
+
+  describe('run here: the command runs, so the gateway must not read the line as harmless', () => {
+    let dir: string
+    beforeAll(() => {
+      dir = mkdtempSync(join(tmpdir(), 'gatehouse-escape-'))
+      writeFileSync(join(dir, 'f'), 'x\n')
+    })
+    afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+    it.each([
+      // zsh 5.9: `=touch` is /usr/bin/touch
+      ['zsh =cmd', (m: string) => `zsh -c '=touch ${m}'`],
+      // zip 3.0: the test command gets the archive's temporary name appended
+      ['zip -TT', (m: string) => `zip -q a.zip f -T -TT 'touch ${m}'`],
+      // psql 15: \! runs a shell command (against the local server, which the suite needs anyway)
+      ['psql \\!', (m: string) => `psql -X -q -h 127.0.0.1 -U postgres -d postgres -c '\\! touch ${m}'`],
+    ] as const)('%s: dynamic, and the command runs', (_title, line) => {
+      const marker = join(dir, `ran-${Math.random().toString(36).slice(2)}`)
+      const command = line(marker)
+      expect(facts(command).dynamic).toBe(true)
+      try {
+        execFileSync('bash', ['-c', command], { cwd: dir, stdio: 'ignore', timeout: 10_000 })
+      } catch {
+        // zip reports the test as failed (touch is not unzip): the marker says whether it ran
+      }
+      expect(existsSync(marker)).toBe(true)
     })
   })
 })

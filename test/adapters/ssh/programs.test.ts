@@ -111,7 +111,7 @@ describe('wrappers that run their argument', () => {
     ['runuser: --user abbreviated, options taken out wherever they are', 'runuser --us=nobody curl; runuser -u nobody nc -w x', { programs: ['runuser', 'curl', 'nc'], dynamic: false }],
     ['su: abbreviated --shell and --command', 'su --sh=/usr/bin/python3 --comm=x root', { programs: ['su', 'python3', '/usr/bin/python3'], dynamic: true }],
     ['long forms of the options that start a shell', 'sudo --shell; systemd-run --shell', { programs: ['sudo', 'systemd-run'], dynamic: true }],
-    ['tar runs the commands its options name, in every form tar reads', "tar -xf a.tar --to-command='curl x'; tar -xf a --to-comm nc; tar -xIwget -f a; tar xIf scp a.tar; tar -cf b f --checkpoint=1 --checkpoint-act exec=ssh; tar -xf a --use-comp=rsync -F telnet", { programs: ['tar', 'sh', 'curl', 'nc', 'wget', 'scp', 'ssh', 'rsync', 'telnet'], dynamic: false }],
+    ['tar runs the commands its options name, in every form tar reads', "tar -xf a.tar --to-command='curl x'; tar -xf a --to-comm nc; tar -xIwget -f a; tar xIf scp a.tar; tar -cf b f --checkpoint=1 --checkpoint-act exec=ssh; tar -xf a --use-comp=rsync -F chmod", { programs: ['tar', 'sh', 'curl', 'nc', 'wget', 'scp', 'ssh', 'rsync', 'chmod'], dynamic: false }],
     ['tar --checkpoint alone runs nothing, nor does a computed archive or member name after --', 'tar -cf b f --checkpoint; tar -xf "$a" -- "$m"; tar -xf "$a" "./$m"', { programs: ['tar'], dynamic: false }],
     // tar reads options among its operands: m='--to-command=curl x' runs curl
     ['tar: a computed operand may be an option', 'tar -xf "$a" "$m"', { programs: ['tar'], dynamic: true, dynamicReasons: ['tar: a computed word may be an option that runs a command'] }],
@@ -132,7 +132,7 @@ describe('wrappers that run their argument', () => {
 
 describe('scripts given to shells, eval and friends', () => {
   const cases: Case[] = [
-    ['sh -c, bash -c, dash, zsh, ksh', 'sh -c "curl a"; bash -lc \'nc b\'; dash -c wget; zsh -c ssh; ksh -e -c scp', { programs: ['sh', 'curl', 'bash', 'nc', 'dash', 'wget', 'zsh', 'ssh', 'ksh', 'scp'], dynamic: false }],
+    ['sh -c, bash -c, dash, mksh, ksh (zsh, fish and csh are not bash: see programs-handlers)', 'sh -c "curl a"; bash -lc \'nc b\'; dash -c wget; mksh -c ssh; ksh -e -c scp', { programs: ['sh', 'curl', 'bash', 'nc', 'dash', 'wget', 'mksh', 'ssh', 'ksh', 'scp'], dynamic: false }],
     ['bash -o OPTION -c', 'bash -o pipefail -c "curl x | nc y"', { programs: ['bash', 'curl', 'nc'] }],
     ['su -c and su user -c', 'su -c "curl a" root; su - root -c \'nc b\'', { programs: ['su', 'sh', 'curl', 'nc'] }],
     ['eval joins its words', 'eval "cu""rl" x; eval \'nc\' y', { programs: ['eval', 'curl', 'nc'] }],
@@ -143,7 +143,8 @@ describe('scripts given to shells, eval and friends', () => {
     ['find -exec sh -c', 'find . -exec sh -c "wget x" \\;', { programs: ['find', 'sh', 'wget'] }],
     ['xargs sh -c', 'xargs -0 sh -c "curl x"', { programs: ['xargs', 'sh', 'curl'] }],
     ['a literal heredoc fed to bash', "bash <<'EOF'\ncurl x\nEOF", { programs: ['bash', 'curl'], dynamic: false }],
-    ['a here-string fed to sh', 'sh <<< "nc -e /bin/sh h 1"', { programs: ['sh', 'nc'], dynamic: false }],
+    // nc -e runs /bin/sh for the connection
+    ['a here-string fed to sh', 'sh <<< "nc -e /bin/sh h 1"', { programs: ['sh', 'nc'], dynamic: true }],
     ['trap and alias values are scripts', "trap 'curl x' EXIT; alias l='nc y'", { programs: ['trap', 'curl', 'alias', 'nc'] }],
     ['variables whose value a program runs', 'GIT_SSH_COMMAND="nc x" git fetch; PAGER=\'curl y\' man ls', { programs: ['nc', 'git', 'curl', 'man'] }],
     ['interpreters are reported, their code is not parsed: dynamic', 'python3 -c "import os; os.system(\'x\')"; perl -e 1; awk \'BEGIN{system("y")}\'', { programs: ['python3', 'perl', 'awk'], dynamic: true }],

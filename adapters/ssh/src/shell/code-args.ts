@@ -86,6 +86,21 @@ export const CODE_ARGS: ReadonlyMap<string, CodeArgs> = new Map<string, CodeArgs
   ['crontab', { interpreter: true, inert: ['-l'] }],
   ['install', { short: 's', long: ['strip-program'] }],
   ['openssl', { long: ['engine'], dashLong: true }],
+  // clients that read commands from their standard input or a file and run shell commands among
+  // them (psql `\!`, `\o |cmd`; mysql `system`, `\!`; ftp, sftp and telnet `!`), and perf,
+  // which runs the command it is given (`perf stat CMD`) or scripts (`perf script`)
+  ...['psql', 'mysql', 'mariadb', 'ftp', 'lftp', 'sftp', 'telnet', 'perf', 'run-parts'].map((name): [string, CodeArgs] => [name, { interpreter: true, inert: VERSION }]),
+  // netcat and ncat run a program for the connection (-e, -c, --exec, --sh-exec, --lua-exec)
+  ...['nc', 'netcat', 'nc.traditional', 'ncat'].map((name): [string, CodeArgs] => [name, { short: 'ec', long: ['exec', 'sh-exec', 'lua-exec'] }]),
+  // zip -T tests the archive by running unzip, -TT/--unzip-command names the program instead;
+  // ZIPOPT in the environment adds options
+  ['zip', { short: 'T', long: ['test', 'unzip-command'], environment: true }],
+  // nmap's scripts are Lua (os.execute): --script, -sC and -A run them
+  ['nmap', { short: 'CA', long: ['script', 'interactive'] }],
+  // dpkg runs a package's maintainer scripts, and the commands its invoke options name
+  ['dpkg', { short: 'i', long: ['install', 'configure', 'triggers-only', 'pre-invoke', 'post-invoke', 'status-logger'] }],
+  // apt -o sets any option, hooks included (APT::Update::Pre-Invoke, DPkg::Pre-Invoke); -c loads a configuration file
+  ...['apt', 'apt-get'].map((name): [string, CodeArgs] => [name, { short: 'oc', long: ['option', 'config-file'] }]),
 ])
 
 /**
@@ -105,6 +120,7 @@ export const CODE_ENV: readonly RegExp[] = [
   /^GIT_/,
   /^(CC|CXX|CPP|LD|AR|AS|CFLAGS|CXXFLAGS|CPPFLAGS|LDFLAGS|LIBS|RUSTFLAGS|RUSTC|RUSTC_WRAPPER|CARGO_.*|GOFLAGS|GOPATH|GOROOT|GOTOOLCHAIN|CGO_.*)$/,
   /^TMPDIR$/,
+  /^APT_CONFIG$/,
 ]
 
 /**

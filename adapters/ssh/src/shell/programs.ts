@@ -840,6 +840,20 @@ const shell: Handler = (s, args, context) => {
   s.stdinScript(context)
 }
 
+/**
+ * A shell whose grammar is not bash's: its script is read with bash's grammar all the same (the
+ * programs found are reported), and the line is dynamic, since the two disagree (`zsh -c '=curl x'`
+ * runs curl, where bash would run a program named `=curl`; fish and csh quote and substitute
+ * differently). Only `--version` and `--help` alone run nothing.
+ */
+function foreignShell(name: string): Handler {
+  return (s, args, context) => {
+    if (args.length > 0 && args.every((a) => !a.dynamic && (a.text === '--version' || a.text === '--help'))) return
+    s.markDynamic(`${name} is not bash: its script is read with bash's grammar, which ${name} does not follow`)
+    shell(s, args, context)
+  }
+}
+
 /** What su's and runuser's options say; getopt permutes, so options may come anywhere before `--`. */
 interface SuLine {
   /** The words left when the options are taken out: the user, then the shell's arguments (or, with `-u`, the program and its arguments). */
@@ -1496,8 +1510,9 @@ const backgroundOnly: Handler = (s) => {
 
 /** Programs whose operands are run as commands or scripts, by basename. */
 const HANDLERS = new Map<string, Handler>([
-  ['sh', shell], ['bash', shell], ['dash', shell], ['zsh', shell], ['ksh', shell], ['mksh', shell], ['pdksh', shell], ['ash', shell],
-  ['rbash', shell], ['yash', shell], ['posh', shell], ['fish', shell], ['csh', shell], ['tcsh', shell],
+  ['sh', shell], ['bash', shell], ['dash', shell], ['ksh', shell], ['mksh', shell], ['pdksh', shell], ['ash', shell],
+  ['rbash', shell], ['yash', shell], ['posh', shell],
+  ...['zsh', 'fish', 'csh', 'tcsh'].map((name): [string, Handler] => [name, foreignShell(name)]),
   ['su', su], ['runuser', runuser], ['sg', sg],
   ['eval', evalHandler], ['trap', trap], ['alias', alias], ['source', source], ['.', source], ['hash', hash],
   ['printf', printf], ['read', read], ['mapfile', mapfile], ['readarray', mapfile], ['compgen', completion], ['complete', completion], ['enable', enable],
@@ -1525,6 +1540,8 @@ const HANDLERS = new Map<string, Handler>([
   ['bg', backgroundOnly],
   ['nice', wrapper({ args: 'n', longArgs: ['adjustment'], longFlags: names('help version'), numeric: true })],
   ['ionice', wrapper({ args: 'cnpPu', longArgs: names('class classdata pid pgid uid'), longFlags: names('ignore help version'), longShorts: { pid: 'p', pgid: 'P', uid: 'u' }, inert: 'pPu' })],
+  // logsave [-asv] LOGFILE PROGRAM ARGS…
+  ['logsave', wrapper({ skip: 1 })],
   ['timeout', wrapper({ args: 'sk', longArgs: names('signal kill-after'), longFlags: names('foreground preserve-status verbose help version'), skip: 1 })],
   ['time', wrapper({ args: 'fo', longArgs: names('format output'), longFlags: names('append verbose quiet portability help version') })],
   ['exec', wrapper({ args: 'a' })],
