@@ -1144,6 +1144,16 @@ describe('programs with ways of their own to run commands, and shells that are n
       ['dpkg -i x.deb', { programs: ['dpkg'], dynamic: true }],
       ["dpkg --post-invoke='curl x' -r p", { programs: ['dpkg'], dynamic: true }],
       ['dpkg -l', { programs: ['dpkg'], dynamic: false }],
+      // PKCS#11 and security key providers are shared libraries loaded into ssh, ssh-keygen, ssh-add
+      ['ssh -I /tmp/p.so h', { programs: ['ssh'], dynamic: true, dynamicReasons: ['ssh -I: a PKCS#11 library ssh loads'] }],
+      ['ssh -o PKCS11Provider=/tmp/p.so h', { programs: ['ssh'], dynamic: true, dynamicReasons: ['ssh -o PKCS11Provider: a library ssh loads'] }],
+      ["scp -o 'SecurityKeyProvider /tmp/p.so' a h:", { programs: ['scp'], dynamic: true }],
+      ["ssh -o 'PKCS11Provider none' -o SecurityKeyProvider=internal h", { programs: ['ssh'], dynamic: false }],
+      ['SSH_SK_PROVIDER=/tmp/p.so ssh h', { programs: ['ssh'], dynamic: true }],
+      ['ssh-keygen -D /tmp/p.so', { programs: ['ssh-keygen'], dynamic: true, dynamicReasons: ['ssh-keygen -D'] }],
+      ['ssh-add -s /tmp/p.so', { programs: ['ssh-add'], dynamic: true }],
+      ["ssh-keygen -t ed25519 -f k -N ''", { programs: ['ssh-keygen'], dynamic: false }],
+      ['ssh-add -l', { programs: ['ssh-add'], dynamic: false }],
     ])
   })
 

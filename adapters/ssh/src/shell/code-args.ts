@@ -86,6 +86,10 @@ export const CODE_ARGS: ReadonlyMap<string, CodeArgs> = new Map<string, CodeArgs
   ['crontab', { interpreter: true, inert: ['-l'] }],
   ['install', { short: 's', long: ['strip-program'] }],
   ['openssl', { long: ['engine'], dashLong: true }],
+  // PKCS#11 and security key providers are shared libraries the program loads (ssh -I and
+  // -o PKCS11Provider are read in programs.ts)
+  ['ssh-keygen', { short: 'Dw', long: [] }],
+  ['ssh-add', { short: 'sS', long: [] }],
   // clients that read commands from their standard input or a file and run shell commands among
   // them (psql `\!`, `\o |cmd`; mysql `system`, `\!`; ftp, sftp and telnet `!`), and perf,
   // which runs the command it is given (`perf stat CMD`) or scripts (`perf script`)
@@ -121,6 +125,7 @@ export const CODE_ENV: readonly RegExp[] = [
   /^(CC|CXX|CPP|LD|AR|AS|CFLAGS|CXXFLAGS|CPPFLAGS|LDFLAGS|LIBS|RUSTFLAGS|RUSTC|RUSTC_WRAPPER|CARGO_.*|GOFLAGS|GOPATH|GOROOT|GOTOOLCHAIN|CGO_.*)$/,
   /^TMPDIR$/,
   /^APT_CONFIG$/,
+  /^SSH_SK_PROVIDER$/,
 ]
 
 /**

@@ -1211,6 +1211,9 @@ const LOCAL_COMMAND_OPTIONS = /^\s*(proxycommand|localcommand|knownhostscommand|
 const SSH_OPTION_NAME = /^\s*([a-z]+)\s*(=|\s)/i
 
 /** Scripts given in `-o Option=value` that ssh runs. A computed value is dynamic unless its literal start names an option that runs nothing (`-o "Port=$p"`). */
+/** ssh options that name a shared library (`none`, and `internal` for the security key one, load nothing). */
+const LIBRARY_OPTIONS = /^\s*(pkcs11provider|securitykeyprovider)\s*(?:=\s*|\s+)(.*)$/is
+
 function sshOptions(s: Script, values: Iterable<Word | undefined>): void {
   for (const value of values) {
     if (!value) continue
@@ -1221,6 +1224,9 @@ function sshOptions(s: Script, values: Iterable<Word | undefined>): void {
     }
     const m = LOCAL_COMMAND_OPTIONS.exec(value.text)
     if (m?.[2] && m[2].trim().toLowerCase() !== 'none') s.scriptText(m[2])
+    // a shared library ssh loads into itself: code the gateway does not see
+    const library = LIBRARY_OPTIONS.exec(value.text)
+    if (library?.[2] && !/^(none|internal)$/i.test(library[2].trim())) s.markDynamic(`ssh -o ${library[1] ?? ''}: a library ssh loads`)
     // SetEnv=NAME=value… sets the remote command's environment (quotes, if any, are ssh's)
     const env = /^\s*setenv\s*(?:=\s*|\s+)(.*)$/is.exec(value.text)
     if (env?.[1]) for (const pair of env[1].split(/\s+/)) s.environment(literal(pair.replace(/["']/g, '')))
@@ -1239,6 +1245,7 @@ const ssh: Handler = (s, args) => {
       if (key === 'o') oValues.push(value)
       // a configuration file can name ProxyCommand, LocalCommand, KnownHostsCommand: unseen
       if (key === 'F') s.markDynamic('ssh -F: a configuration file can name commands ssh runs')
+      if (key === 'I') s.markDynamic('ssh -I: a PKCS#11 library ssh loads')
     }
     return scanned
   }
