@@ -1210,10 +1210,10 @@ const LOCAL_COMMAND_OPTIONS = /^\s*(proxycommand|localcommand|knownhostscommand|
 /** An ssh option name followed by its separator: `Port=`, `User `. */
 const SSH_OPTION_NAME = /^\s*([a-z]+)\s*(=|\s)/i
 
-/** Scripts given in `-o Option=value` that ssh runs. A computed value is dynamic unless its literal start names an option that runs nothing (`-o "Port=$p"`). */
 /** ssh options that name a shared library (`none`, and `internal` for the security key one, load nothing). */
 const LIBRARY_OPTIONS = /^\s*(pkcs11provider|securitykeyprovider)\s*(?:=\s*|\s+)(.*)$/is
 
+/** Scripts given in `-o Option=value` that ssh runs, and libraries it loads. A computed value is dynamic unless its literal start names an option that runs nothing (`-o "Port=$p"`). */
 function sshOptions(s: Script, values: Iterable<Word | undefined>): void {
   for (const value of values) {
     if (!value) continue
