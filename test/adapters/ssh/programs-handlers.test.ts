@@ -1150,6 +1150,7 @@ describe('programs with ways of their own to run commands, and shells that are n
       ["scp -o 'SecurityKeyProvider /tmp/p.so' a h:", { programs: ['scp'], dynamic: true }],
       ["ssh -o 'PKCS11Provider none' -o SecurityKeyProvider=internal h", { programs: ['ssh'], dynamic: false }],
       ['SSH_SK_PROVIDER=/tmp/p.so ssh h', { programs: ['ssh'], dynamic: true }],
+      ['ssh -o "PKCS11Provider=$p" h', { programs: ['ssh'], dynamic: true }],
       ['ssh-keygen -D /tmp/p.so', { programs: ['ssh-keygen'], dynamic: true, dynamicReasons: ['ssh-keygen -D'] }],
       ['ssh-add -s /tmp/p.so', { programs: ['ssh-add'], dynamic: true }],
       ["ssh-keygen -t ed25519 -f k -N ''", { programs: ['ssh-keygen'], dynamic: false }],

@@ -1219,7 +1219,7 @@ function sshOptions(s: Script, values: Iterable<Word | undefined>): void {
     if (!value) continue
     if (value.dynamic) {
       const name = SSH_OPTION_NAME.exec(value.prefix)?.[1]
-      if (name === undefined || /command|setenv/i.test(name)) s.markDynamic()
+      if (name === undefined || /command|setenv|provider/i.test(name)) s.markDynamic()
       continue
     }
     const m = LOCAL_COMMAND_OPTIONS.exec(value.text)
