@@ -1186,3 +1186,29 @@ describe('programs with ways of their own to run commands, and shells that are n
     })
   })
 })
+
+describe('analyzeCommand at its edges: the size limit, the parser not loaded, a nameref to an element', () => {
+  const LIMIT = 64 * 1024
+  const refusal = `the command line is longer than ${LIMIT} bytes, more than the gateway analyses`
+
+  it('a line of exactly 64 KiB is analysed; one byte more is refused, counted in UTF-8 bytes, not characters', () => {
+    expect(facts(`ls ${'a'.repeat(LIMIT - 3)}`)).toMatchObject({ programs: ['ls'] })
+    expect(analyzeCommand(`ls ${'a'.repeat(LIMIT - 2)}`)).toEqual({ ok: false, error: refusal })
+    // 2 + 32,767 characters, 65,536 UTF-8 bytes: analysed; one more é is 65,538 bytes in 32,770 characters
+    expect(facts(`ls${'é'.repeat(LIMIT / 2 - 1)}`)).toMatchObject({ programs: [`ls${'é'.repeat(LIMIT / 2 - 1)}`] })
+    expect(analyzeCommand(`ls${'é'.repeat(LIMIT / 2)}`)).toEqual({ ok: false, error: refusal })
+  })
+
+  it('before loadShellParser has completed, analyzeCommand throws and says what to call (a fresh process)', () => {
+    const module = new URL('../../../adapters/ssh/dist/shell/programs.js', import.meta.url).href
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(module)}); try { m.analyzeCommand('ls'); console.log('no error') } catch (e) { console.log(e.message) }`], { encoding: 'utf8' })
+    expect(out.trim()).toBe('analyzeCommand: the shell parser is not loaded; await loadShellParser() first')
+  })
+
+  // bash 5.2: `declare -n r='PATH[1 - 1]'; r=/tmp/x` sets PATH (element 0 of a scalar is the scalar)
+  eachLine([
+    ["declare -n r='PATH[1 - 1]'; r=/tmp; ls", { programs: ['declare', 'ls'], dynamic: true }],
+    ["declare -n r='PATH[0]'; r=/tmp; ls", { programs: ['declare', 'ls'], dynamic: true }],
+    ["declare -n r='x[1 - 1]'; r=/tmp; ls", { programs: ['declare', 'ls'], dynamic: false }],
+  ])
+})
