@@ -1211,4 +1211,19 @@ describe('analyzeCommand at its edges: the size limit, the parser not loaded, a 
     ["declare -n r='PATH[0]'; r=/tmp; ls", { programs: ['declare', 'ls'], dynamic: true }],
     ["declare -n r='x[1 - 1]'; r=/tmp; ls", { programs: ['declare', 'ls'], dynamic: false }],
   ])
+
+  describe('/dev/tcp and /dev/udp: computed words whose literal start may become one', () => {
+    eachLine([
+      // a word that may name /dev/tcp/… is reported wherever it stands (a variable or eval can take
+      // it to a redirection); two characters are the least start that counts, `/` alone does not
+      ['cat "/d$x"', { network: true }],
+      ['cat "/dev/t$x"', { network: true }],
+      ['cat "/$x"', { network: false }],
+      // a redirection's start that runs past /dev/tcp/ (the text as written, quotes and all, does not hold it)
+      ["ls > \"/dev/\"'tcp/h/'$x", { network: true }],
+      // HOME is what ~ expands to: /dev/tcp makes `< ~/h/80` a connection (bash 5.2 connects)
+      ['HOME=/dev/tcp; cat < ~/h/80', { network: true }],
+      ['HOME=/tmp; cat < ~/h/80', { network: false }],
+    ])
+  })
 })
