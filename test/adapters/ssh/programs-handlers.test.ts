@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { analyzeCommand, loadShellParser, type CommandFacts } from '../../../adapters/ssh/dist/shell/programs.js'
 
 beforeAll(loadShellParser)
@@ -1199,10 +1199,11 @@ describe('analyzeCommand at its edges: the size limit, the parser not loaded, a 
     expect(analyzeCommand(`ls${'é'.repeat(LIMIT / 2)}`)).toEqual({ ok: false, error: refusal })
   })
 
-  it('before loadShellParser has completed, analyzeCommand throws and says what to call (a fresh process)', () => {
-    const module = new URL('../../../adapters/ssh/dist/shell/programs.js', import.meta.url).href
-    const out = execFileSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(module)}); try { m.analyzeCommand('ls'); console.log('no error') } catch (e) { console.log(e.message) }`], { encoding: 'utf8' })
-    expect(out.trim()).toBe('analyzeCommand: the shell parser is not loaded; await loadShellParser() first')
+  it('before loadShellParser has completed, analyzeCommand throws and says what to call (a fresh module instance)', async () => {
+    vi.resetModules()
+    const fresh = (await import('../../../adapters/ssh/dist/shell/programs.js')) as typeof import('../../../adapters/ssh/dist/shell/programs.js')
+    expect(fresh.analyzeCommand).not.toBe(analyzeCommand)
+    expect(() => fresh.analyzeCommand('ls')).toThrow(new Error('analyzeCommand: the shell parser is not loaded; await loadShellParser() first'))
   })
 
   // bash 5.2: `declare -n r='PATH[1 - 1]'; r=/tmp/x` sets PATH (element 0 of a scalar is the scalar)
