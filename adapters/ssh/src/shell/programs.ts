@@ -251,7 +251,7 @@ const STDIN_PATHS = /^(\/dev\/stdin|\/dev\/fd\/0|\/proc\/(self|thread-self)\/fd\
 const NETWORK_PREFIXES = ['/dev/tcp/', '/dev/udp/']
 
 /** A path with `//` and `/./` collapsed: the same file whatever the directories are. `..` is kept (through a symbolic link it may lead anywhere). */
-const collapsePath = (path: string): string => path.replace(/\/(\.\/)+/g, '/').replace(/\/{2,}/g, '/').replace(/\/(\.\/)+/g, '/')
+const collapsePath = (path: string): string => path.replace(/\/(\.\/)+/g, '/').replace(/\/{2,}/g, '/')
 
 /**
  * Whether a literal path is a shell's own standard input. A different process's (`/proc/1234/fd/0`),
