@@ -1233,4 +1233,12 @@ describe('analyzeCommand at its edges: the size limit, the parser not loaded, a 
       ['cat < /dev//./tcp/h/80', { network: true }],
     ])
   })
+
+  describe('escapes inside double quotes are quoted characters (bash 5.2 prints each argv here)', () => {
+    eachLine([
+      // an escaped `$` is quoted, so the brace after it is expanded: bash prints `$a $b`
+      ['echo "\\$"{a,b}', { argv: ['echo', '$a', '$b'] }],
+      ['echo "\\\\"{a,b}', { argv: ['echo', '\\a', '\\b'] }],
+    ])
+  })
 })
