@@ -1113,6 +1113,8 @@ describe('programs with ways of their own to run commands, and shells that are n
       ['csh', { programs: ['csh'], dynamic: true }],
       ["su -s /bin/zsh -c 'id' u", { programs: ['su', 'zsh', '/bin/zsh', 'id'], dynamic: true }],
       ['zsh --version', { programs: ['zsh'], dynamic: false }],
+      ['fish --help', { programs: ['fish'], dynamic: false }],
+      ['zsh --version -c id', { programs: ['zsh', 'id'], dynamic: true }],
       // bash's own family stays read as bash
       ["ksh -c 'curl x'", { programs: ['ksh', 'curl'], dynamic: false }],
       // clients whose input holds shell escapes (psql \!, mysql system, sftp/ftp/telnet !)
