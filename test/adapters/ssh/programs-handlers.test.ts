@@ -1236,6 +1236,15 @@ describe('analyzeCommand at its edges: the size limit, the parser not loaded, a 
     ])
   })
 
+  it('backticks in a heredoc: parsed substitutions are skipped, and an open backtick ends at the first backtick, as in bash', () => {
+    // the second parsed range holds a quoted backtick: it is not text (bash prints a backtick)
+    expect(facts('cat <<EOF\n$x $(echo \'`\')\nEOF')).toMatchObject({ programs: ['cat', 'echo'], dynamic: false })
+    // an old-style substitution ends at the first unescaped backtick, even inside $(…) and quotes:
+    // bash 5.2 fails this one ("unexpected EOF while looking for matching `''"), and so does the gateway
+    expect(analyzeCommand('cat <<EOF\n`echo $(echo \'`\')`\nEOF')).toEqual({ ok: false, error: 'the command line could not be parsed' })
+    expect(facts('cat <<EOF\n`echo $x`\nEOF')).toMatchObject({ programs: ['cat', 'echo'], dynamic: false })
+  })
+
   describe('escapes inside double quotes are quoted characters (bash 5.2 prints each argv here)', () => {
     eachLine([
       // an escaped `$` is quoted, so the brace after it is expanded: bash prints `$a $b`
