@@ -90,6 +90,8 @@ const STATIC_PIECES = [
   '{9223372036854775806..9223372036854775807}', '{9223372036854775807..9223372036854775808}', '{q,z{1..2}', '{q,z{1..2}}',
   "$'\\a\\b\\f\\r\\v\\E\\?'", "$'\\cz\\c['", "$'\\x4g\\1234\\u41g\\U41z'", "$'\\8'", "$'\\x7f'", "$'\\c'",
   'q]', '{q..z..2}', '{-2..2..3}', '{1..1}', '{q,z}{a..b..-1}',
+  // \c takes both backslashes of `\\`, and bash's own quoting byte before a raw 0x01 or 0x7f
+  "$'\\c\\\\q'", "$'\\c\x01q'", "$'\\c\x7fq'", "$'\\x41BC'", "$'\\U00000063'",
 ] as const
 
 /**
@@ -97,7 +99,7 @@ const STATIC_PIECES = [
  * `$'\\u00e9'` and `$"…"`, empty brace results, letter ranges through the characters between `Z`
  * and `a` (bash expands their results again: a backtick there starts a command substitution).
  */
-const CONSERVATIVE_PIECES = ['{Z..b}', '{b..Z}', "$'\\u00e9'", "$'\\U0001F600'", "$'\\xff'", '$"q"', '$""', '{,q}', '{q,}', '{,}', '{"",q}'] as const
+const CONSERVATIVE_PIECES = ['{Z..b}', '{b..Z}', "$'\\u00e9'", "$'\\u0163'", "$'\\U0001F600'", "$'\\xff'", '$"q"', '$""', '{,q}', '{q,}', '{,}', '{"",q}'] as const
 
 /** Word pieces whose value bash computes at run time: expansions, substitutions, globs. */
 const DYNAMIC_PIECES = ['[q', ']q[', 'k?', '[kq]z', 'q*', '$x', '${x}', '$(echo q)', '`echo q`', '$((1+2))', '*', '?', '[q]', '$1', '$@', '"$x"', '${x:-q}', '$$', '~', '{q,$x}', '"$@"', '$"$x"', ...CONSERVATIVE_PIECES] as const

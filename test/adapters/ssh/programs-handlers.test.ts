@@ -1245,4 +1245,22 @@ describe('analyzeCommand at its edges: the size limit, the parser not loaded, a 
       ['echo "\\\\"{a,b}', { argv: ['echo', '\\a', '\\b'] }],
     ])
   })
+
+  describe("$'…' escapes: digit counts, and what \\c takes (bash 5.2 prints each argv here)", () => {
+    eachLine([
+      // \c at the end stays as written; \c\\ is control-backslash with both backslashes taken (it was
+      // read as 0x1c and a backslash, which then escaped the next character)
+      ["echo $'\\c'", { argv: ['echo', '\\c'] }],
+      ["echo $'\\c\\\\cx'", { argv: ['echo', '\x1ccx'] }],
+      // bash's reader puts its quoting byte 0x01 before a raw 0x01 or 0x7f, and \c takes that byte
+      ["echo $'\\c\x7fx'", { argv: ['echo', '\x01\x7fx'] }],
+      ["echo $'\\c\x01x'", { argv: ['echo', '\x01\x01x'] }],
+      // \U takes eight hex digits, not four: `\U0000` would be a NUL that ends the string
+      ["$'\\U00000063'url x", { programs: ['curl'], argv: ['curl', 'x'] }],
+      // \x takes two hex digits at most: the rest is text
+      ["echo $'\\x41BC'", { argv: ['echo', 'ABC'] }],
+      // \u above 0x7f is not ASCII (bash writes ţ in UTF-8): computed, never its low byte (0x63, `c`)
+      ["$'\\u0163'url x", { programs: [], dynamic: true }],
+    ])
+  })
 })

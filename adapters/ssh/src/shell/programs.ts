@@ -332,10 +332,18 @@ function decodeAnsiC(body: string): string | undefined {
           out += '\\c'
           continue
         }
+        // bash's reader has already put its quoting byte (CTLESC, 0x01) before a raw 0x01 or 0x7f,
+        // and `\c` takes that byte, leaving the raw one as text: `\c<DEL>` is 0x01 0x7f
+        if (next === '\x01' || next === '\x7f') {
+          code = 0x01
+          break
+        }
         i++
         // bash takes the next byte: after a non-ASCII character, the first byte of its UTF-8 form,
         // leaving the others as raw bytes (`\cé` is 0x03 0xa9)
         if (next.charCodeAt(0) > 0x7f) return undefined
+        // POSIX: `\c\\` is control-backslash, both backslashes taken (bash 5.2 does so)
+        if (next === '\\' && body[i + 1] === '\\') i++
         code = next === '?' ? 0x7f : next.toUpperCase().charCodeAt(0) & 0x1f
         break
       }
