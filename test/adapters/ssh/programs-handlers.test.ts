@@ -1263,4 +1263,15 @@ describe('analyzeCommand at its edges: the size limit, the parser not loaded, a 
       ["$'\\u0163'url x", { programs: [], dynamic: true }],
     ])
   })
+
+  describe('brace expansion at its edges (bash 5.2 prints each argv here)', () => {
+    eachLine([
+      // the search starts at the first `{`: a `,` and `}` before it are text
+      ['echo a,b}{c,d}', { argv: ['echo', 'a,b}c', 'a,b}d'] }],
+      // a quoted `~` stays quoted in every result, whatever the alternative's quoting
+      ["echo '~'{'a',b}", { argv: ['echo', '~a', '~b'] }],
+      // a sequence of 10^11 words is cut at the word limit (computed), not built
+      ['echo {1..100000000000}', { programs: ['echo'], argv: undefined }],
+    ])
+  })
 })
