@@ -1151,6 +1151,10 @@ describe('programs with ways of their own to run commands, and shells that are n
       ['ssh -o PKCS11Provider=/tmp/p.so h', { programs: ['ssh'], dynamic: true, dynamicReasons: ['ssh -o PKCS11Provider: a library ssh loads'] }],
       ["scp -o 'SecurityKeyProvider /tmp/p.so' a h:", { programs: ['scp'], dynamic: true }],
       ["ssh -o 'PKCS11Provider none' -o SecurityKeyProvider=internal h", { programs: ['ssh'], dynamic: false }],
+      // only the whole words none and internal (ssh trims the value) name no library
+      ["ssh -o 'PKCS11Provider=none ' h", { programs: ['ssh'], dynamic: false }],
+      ['ssh -o SecurityKeyProvider=/lib/xinternal h', { programs: ['ssh'], dynamic: true }],
+      ['ssh -o SecurityKeyProvider=internal.so h', { programs: ['ssh'], dynamic: true }],
       ['SSH_SK_PROVIDER=/tmp/p.so ssh h', { programs: ['ssh'], dynamic: true }],
       ['ssh -o "PKCS11Provider=$p" h', { programs: ['ssh'], dynamic: true }],
       ['ssh-keygen -D /tmp/p.so', { programs: ['ssh-keygen'], dynamic: true, dynamicReasons: ['ssh-keygen -D'] }],
