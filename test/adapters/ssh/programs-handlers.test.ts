@@ -1279,3 +1279,36 @@ describe('analyzeCommand at its edges: the size limit, the parser not loaded, a 
     ])
   })
 })
+
+describe('handler edges from the mutation run of 2026-12-04 (each case fails against the mutant it was written for)', () => {
+  eachLine([
+    // a lone `-` is an operand for nice (GNU getopt): nice runs a program named `-`, not curl
+    ['nice - curl x', { programs: ['nice', '-'], dynamic: false, dynamicReasons: [] }],
+    // an option nohup does not know, even one that is a prefix of nothing it has, is reported
+    ['nohup --St curl', { programs: ['nohup', 'curl'], dynamic: true, dynamicReasons: ['unknown option --St'] }],
+    // a computed word among su's options: dynamic, with no made-up reason
+    ['su "$x"', { programs: ['su'], dynamic: true, dynamicReasons: [] }],
+    // coproc skips only a word that opens a group or subshell: `x(` is a program name
+    ["coproc 'x(' curl", { programs: ['coproc', 'x('], dynamic: false, background: true }],
+    // an operand holding I is a file name, not tar's -I
+    ['tar -cf a.tar xIcurl', { programs: ['tar'], dynamic: false }],
+    // git bisect run appends nothing to its program
+    ['git bisect run env X=1', { programs: ['git', 'env'], dynamic: false }],
+    // after `--`, git config's operands are the name and value, even one that starts with `-`
+    ['git config -- core.pager -x', { programs: ['git', '-x'], dynamic: false }],
+    // a setting that starts with `=` has an empty key, named as such
+    ['git -c =x status', { programs: ['git'], dynamic: true, dynamicReasons: ['git -c : git may run code this setting names'] }],
+    // a computed word where script or sg reads options or the group
+    ['script "$x"', { programs: ['script'], dynamic: true }],
+    ['sg', { programs: ['sg', 'sh'], dynamic: true }],
+    // xargs: only -i written first in its word is the replace option; --replace=R names R; no -I, no placeholder
+    ['xargs -ax-iy x-iy', { programs: ['xargs', 'x-iy'], dynamic: false }],
+    ['xargs --replace=R R', { programs: ['xargs'], dynamic: true }],
+    ['xargs undefined', { programs: ['xargs', 'undefined'], dynamic: false }],
+    // env: a computed NAME=value word after a literal one is not a literal assignment (the first
+    // word after the options is checked by the option reader)
+    ['env A=1 "$x=1" curl', { programs: ['env'], dynamic: true }],
+    // a lone `-` is ssh's destination: the remote command is `h curl x`
+    ['ssh - h curl x', { programs: ['ssh', 'h'], dynamic: false }],
+  ])
+})

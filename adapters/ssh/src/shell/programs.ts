@@ -1199,7 +1199,6 @@ const coproc: Handler = (s, args, context) => {
   if (opens(args[0])) i = 1
   else if (opens(args[1])) i = 2
   const rest = args.slice(i)
-  if (rest[0] && rest[0].dynamic && rest[0].text.startsWith('(')) return
   if (rest.length > 0) s.run(rest, context)
 }
 
