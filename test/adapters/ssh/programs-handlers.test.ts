@@ -1298,7 +1298,7 @@ describe('handler edges from the mutation run of 2026-12-04 (each case fails aga
     ['git config -- core.pager -x', { programs: ['git', '-x'], dynamic: false }],
     // a setting that starts with `=` has an empty key, named as such
     ['git -c =x status', { programs: ['git'], dynamic: true, dynamicReasons: ['git -c : git may run code this setting names'] }],
-    // a computed word where script or sg reads options or the group
+    // script given a computed word where it reads options; sg given no group at all
     ['script "$x"', { programs: ['script'], dynamic: true }],
     ['sg', { programs: ['sg', 'sh'], dynamic: true }],
     // xargs: only -i written first in its word is the replace option; --replace=R names R; no -I, no placeholder
