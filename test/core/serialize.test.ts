@@ -40,6 +40,21 @@ describe('serializeAuditEvent', () => {
     expect(serializeAuditEvent({ id: 'x', type: 'request' } as unknown as AuditEvent)).toBe('{"id":"x","type":"request"}')
   })
 
+  it('strings of any code units (controls, quotes, backslashes, DEL, non-ASCII, lone surrogates), short and long, as JSON.stringify writes them (property, 2,000 runs)', () => {
+    const anyString = fc.oneof(fc.string({ unit: 'binary' }), fc.string({ unit: fc.integer({ min: 0, max: 0x7f }).map((c) => String.fromCharCode(c)) }), fc.string({ unit: 'grapheme-ascii', minLength: 250, maxLength: 300 }))
+    fc.assert(
+      fc.property(anyString, fc.array(anyString, { maxLength: 3 }), (text, more) => {
+        const e = { id: text, type: 'request', text, attrs: { [text]: more } } as unknown as AuditEvent
+        expect(serializeAuditEvent(e)).toBe(JSON.stringify(e))
+      }),
+      { numRuns: 2000 },
+    )
+    for (const s of ['a"b', 'a\\b', 'a\nb', '\u0000', '\u001f', '\u007f', 'é', '\ud800', '\udc00x', '😀', `${'x'.repeat(300)}"`, 'x'.repeat(256), 'x'.repeat(257)]) {
+      const e = { id: s, type: 'request', text: s } as unknown as AuditEvent
+      expect(serializeAuditEvent(e)).toBe(JSON.stringify(e))
+    }
+  })
+
   it('objects with their own JSON form are written as JSON.stringify writes them (a Date, a Buffer)', () => {
     const e = { id: 'i', type: 'request', at: new Date('2026-12-02T00:00:00Z'), bytes: Buffer.from('ab'), nested: { at: new Date(0) } } as unknown as AuditEvent
     expect(serializeAuditEvent(e)).toBe(JSON.stringify(e))

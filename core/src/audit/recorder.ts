@@ -12,6 +12,9 @@ import type { AuditEvent } from './events.js'
 export class AuditRecorder {
   private readonly required: readonly AuditSink[]
   private readonly bestEffort: readonly AuditSink[]
+  /** Every required sink implements writeLater (recordLater then needs no promise per event). */
+  private readonly later: boolean
+  private readonly reporters = new WeakMap<(err: unknown, event: AuditEvent) => void, (err: Error, event: AuditEvent) => void>()
 
   constructor(
     sinks: readonly { name: string; sink: AuditSink }[],
@@ -19,6 +22,7 @@ export class AuditRecorder {
   ) {
     this.required = sinks.filter((s) => s.sink.mode === 'required').map((s) => s.sink)
     this.bestEffort = sinks.filter((s) => s.sink.mode !== 'required').map((s) => s.sink)
+    this.later = this.required.length > 0 && this.required.every((s) => typeof s.writeLater === 'function')
   }
 
   get hasSinks(): boolean {
@@ -32,13 +36,7 @@ export class AuditRecorder {
    * Throws GH_ERR_AUDIT_UNAVAILABLE (synchronously) when a required sink threw.
    */
   record(event: AuditEvent): Promise<void> | undefined {
-    for (const sink of this.bestEffort) {
-      try {
-        sink.write(event)?.catch((err: unknown) => this.logger.warn({ err: String(err), event: event.id }, 'best-effort audit sink failed'))
-      } catch (err) {
-        this.logger.warn({ err: String(err), event: event.id }, 'best-effort audit sink failed')
-      }
-    }
+    this.writeBestEffort(event)
     let pending: Promise<void>[] | undefined
     for (const sink of this.required) {
       let r: Promise<void> | void
@@ -60,14 +58,49 @@ export class AuditRecorder {
    * goes to `failed` instead of a promise the caller must catch.
    */
   recordLater(event: AuditEvent, failed: (err: unknown, event: AuditEvent) => void): void {
-    let pending: Promise<void> | undefined
-    try {
-      pending = this.record(event)
-    } catch (err) {
-      failed(err, event)
+    if (!this.later) {
+      let pending: Promise<void> | undefined
+      try {
+        pending = this.record(event)
+      } catch (err) {
+        failed(err, event)
+        return
+      }
+      pending?.then(undefined, (err: unknown) => failed(unavailable(err), event))
       return
     }
-    pending?.then(undefined, (err: unknown) => failed(unavailable(err), event))
+    // Every required sink takes events it reports on later (the common case: one audit-jsonl).
+    this.writeBestEffort(event)
+    const report = this.reporterFor(failed)
+    for (const sink of this.required) {
+      try {
+        ;(sink.writeLater as NonNullable<AuditSink['writeLater']>)(event, report)
+      } catch (err) {
+        failed(unavailable(err), event)
+        return
+      }
+    }
+  }
+
+  /** `failed` with the recorder's error: one function per caller's function, not per event. */
+  private reporterFor(failed: (err: unknown, event: AuditEvent) => void): (err: Error, event: AuditEvent) => void {
+    let r = this.reporters.get(failed)
+    if (r === undefined) {
+      r = (err, event) => failed(unavailable(err), event)
+      this.reporters.set(failed, r)
+    }
+    return r
+  }
+
+  /** Best-effort sinks are never waited for; their failures are logged. */
+  private writeBestEffort(event: AuditEvent): void {
+    for (const sink of this.bestEffort) {
+      try {
+        sink.write(event)?.catch((err: unknown) => this.logger.warn({ err: String(err), event: event.id }, 'best-effort audit sink failed'))
+      } catch (err) {
+        this.logger.warn({ err: String(err), event: event.id }, 'best-effort audit sink failed')
+      }
+    }
   }
 
   /** Like record, but always a promise (for callers off the hot path). */

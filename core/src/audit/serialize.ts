@@ -18,8 +18,22 @@ function frozenJson(v: object): string {
   return s
 }
 
+/**
+ * A string as JSON. Most strings in an event (ids, names, verdicts, SQL text) need no escaping:
+ * they are quoted as they are, which is several times cheaper than a call to JSON.stringify.
+ */
+function stringJson(s: string): string {
+  if (s.length > 256) return q(s)
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    // control characters, '"' and '\\' are escaped; U+007F and above (lone surrogates included) go to JSON.stringify
+    if (c < 0x20 || c === 0x22 || c === 0x5c || c > 0x7e) return q(s)
+  }
+  return `"${s}"`
+}
+
 function valueJson(v: unknown): string {
-  if (typeof v === 'string') return q(v)
+  if (typeof v === 'string') return stringJson(v)
   if (typeof v === 'object' && v !== null) {
     if (Object.isFrozen(v)) return frozenJson(v)
     // Arrays, and objects with their own JSON form (a Date, a Buffer): as JSON.stringify writes them.

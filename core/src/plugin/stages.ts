@@ -79,6 +79,12 @@ export interface AuditSink {
    * cannot be taken. Events must be written in call order.
    */
   write(event: AuditEvent): Promise<void> | void
+  /**
+   * Optional: takes an event nobody waits for (an outcome, a session's end) and reports a failure
+   * to write it through `failed` instead of a promise. A sink that holds such events back to share
+   * a write implements this to spare a promise per event; without it, `write` is used.
+   */
+  writeLater?(event: AuditEvent, failed: (err: Error, event: AuditEvent) => void): void
   /** Writes everything buffered. Called at shutdown and on demand. */
   flush(): Promise<void>
   /** Flushes and releases resources; no write follows. */

@@ -1,14 +1,16 @@
 /**
  * audit-jsonl: append-only JSON Lines file, one event per line.
  *
- * Guarantees: events are written in the order `write` was called. `write` resolves once the
- * line is in the file (handed to the kernel with write(2); with `fsync: always`, also fsync'd),
- * so for a `required` sink the gateway forwards a request only after its intent record is in
- * the file. Writes are batched (group commit): intent records taken in one turn of the event
- * loop, from every session, go out in one write(2) at the end of that turn; outcome and
- * session-end records, which nothing waits on, wait up to 5 ms to share the next write. When
- * the file cannot be written, pending and new writes reject (the gateway then refuses requests
- * on connections where this sink is required) until a write succeeds again.
+ * Guarantees: events are written in the order `write` was called, and for a `required` sink the
+ * gateway forwards a request only after its intent record is in the file. Without fsync, an
+ * intent record is written (write(2): handed to the kernel) inside `write`, which returns
+ * nothing or throws: a promise and a turn of the event loop per statement would cost more than
+ * the write itself. Outcome and session-end records, which nothing waits on, wait up to 5 ms to
+ * share the next write (their promise settles with it). With `fsync: always`, writes are batched
+ * (group commit): intent records taken in one turn of the event loop, from every session, go
+ * out in one write(2) and one fsync, and `write` resolves after the fsync. When the file cannot
+ * be written, pending writes reject and new intent writes fail (the gateway then refuses
+ * requests on connections where this sink is required) until a write succeeds again.
  *
  * Every line is sealed into a hash chain (core/src/audit/chain.ts): it carries the hash of the
  * line before it and its own, so `gatehouse audit verify` finds an edited, removed or reordered
@@ -161,6 +163,22 @@ export class JsonlSink implements AuditSink, Lifecycle {
     this.openFile()
   }
 
+  /**
+   * An event nobody waits for: it waits (up to LAZY_FLUSH_MS) to share the next write, and a
+   * failure to write it goes to `failed`; no promise is made for it.
+   */
+  writeLater(event: AuditEvent, failed: (err: Error, event: AuditEvent) => void): void {
+    if (this.closed) throw new Error('audit-jsonl sink is closed')
+    const line = serializeAuditEvent(event)
+    this.lines.push(line)
+    this.bytes += line.length
+    this.waiting.push(event, failed)
+    if (this.bytes >= this.maxBatchBytes) this.drain()
+    else this.lazyTimer ??= setTimeout(this.drainLazy, LAZY_FLUSH_MS)
+  }
+  /** The pending lines' writeLater callers, as pairs (event, failed): told if their write fails. */
+  private waiting: Array<AuditEvent | ((err: Error, event: AuditEvent) => void)> = []
+
   write(event: AuditEvent): Promise<void> | void {
     if (this.closed) throw new Error('audit-jsonl sink is closed')
     // Sealed into the chain when written (drain), so a batch that fails leaves no gap.
@@ -168,6 +186,13 @@ export class JsonlSink implements AuditSink, Lifecycle {
     this.lines.push(line)
     this.bytes += line.length
     const lazy = event.type === 'outcome' || event.type === 'session.end'
+    if (!lazy && !this.fsyncEach) {
+      // Without fsync, a write(2) is the whole cost of durability here: the intent record (and
+      // the lazy lines before it) goes to the kernel now, and the caller goes on in this turn.
+      const err = this.drain()
+      if (err) throw err
+      return undefined
+    }
     const batch = (this.batch ??= newBatch())
     if (this.bytes >= this.maxBatchBytes) this.drain()
     else if (lazy) {
@@ -181,7 +206,7 @@ export class JsonlSink implements AuditSink, Lifecycle {
     return batch.done
   }
 
-  private readonly drainNow = () => this.drain()
+  private readonly drainNow = () => void this.drain()
 
   /**
    * Intent records written while the callers of the last batch go on (a client's pipeline: the
@@ -217,14 +242,13 @@ export class JsonlSink implements AuditSink, Lifecycle {
     }
   }
 
-  private drain(): void {
+  /** Writes the pending lines in one write(2); returns the error when the file could not take them. */
+  private drain(): Error | undefined {
     this.scheduled = false
     this.urgent = false
-    if (this.lazyTimer) {
-      clearTimeout(this.lazyTimer)
-      this.lazyTimer = undefined
-    }
-    if (this.lines.length === 0) return
+    // A lazy timer stays armed: it writes whatever waits when it fires (often nothing), which
+    // costs less than clearing and arming a timer per statement.
+    if (this.lines.length === 0) return undefined
     const checkpointed = this.signing && (this.sinceCheckpoint + this.lines.length >= this.signing.everyEvents || Date.now() - this.lastCheckpointAt >= this.signing.everyMs)
     // The batch is encoded once, into a buffer the sink keeps (the write below is synchronous).
     let need = 0
@@ -239,7 +263,9 @@ export class JsonlSink implements AuditSink, Lifecycle {
       ;({ end, hash: prev } = sealInto(buf, end, json, prev))
     }
     const count = this.lines.length
-    const batch = this.batch as Batch
+    const batch = this.batch
+    const waiting = this.waiting.length === 0 ? undefined : this.waiting
+    if (waiting) this.waiting = []
     this.lines = []
     this.bytes = 0
     this.batch = undefined
@@ -260,8 +286,8 @@ export class JsonlSink implements AuditSink, Lifecycle {
           // the next start finds the torn line and refuses to continue from it
         }
       }
-      this.fail(batch, err as Error)
-      return
+      this.fail(batch, err as Error, waiting)
+      return err as Error
     }
     this.prev = prev
     this.size += bytes
@@ -273,13 +299,14 @@ export class JsonlSink implements AuditSink, Lifecycle {
     } else this.sinceCheckpoint += count
     this.recovered()
     if (!this.fsyncEach) {
-      this.settle(batch)
-      return
+      if (batch) this.settle(batch)
+      return undefined
     }
     fsync(this.fd as number, (err) => {
-      if (err) this.fail(batch, err)
-      else this.settle(batch)
+      if (err) this.fail(batch, err, waiting)
+      else if (batch) this.settle(batch)
     })
+    return undefined
   }
 
   /**
@@ -297,10 +324,19 @@ export class JsonlSink implements AuditSink, Lifecycle {
   }
   private scratch: Buffer = Buffer.allocUnsafe(0)
 
-  private fail(batch: Batch, err: Error): void {
+  private fail(batch: Batch | undefined, err: Error, waiting: readonly unknown[] | undefined): void {
     if (!this.failing) this.logger.error({ path: this.path, code: (err as NodeJS.ErrnoException).code, err: err.message }, 'audit file write failed')
     this.failing = true
-    batch.reject(err)
+    batch?.reject(err)
+    if (!waiting) return
+    for (let i = 0; i < waiting.length; i += 2) {
+      try {
+        ;(waiting[i + 1] as (err: Error, event: AuditEvent) => void)(err, waiting[i] as AuditEvent)
+      } catch (thrown) {
+        // one caller's handler must not keep the others from hearing of the failure
+        this.logger.error({ err: String(thrown) }, 'an audit failure handler threw')
+      }
+    }
   }
 
   async flush(): Promise<void> {
@@ -311,6 +347,8 @@ export class JsonlSink implements AuditSink, Lifecycle {
   async close(): Promise<void> {
     // Pending lines first, then the checkpoint that signs them: a clean shutdown leaves the whole log signed.
     this.drain()
+    if (this.lazyTimer) clearTimeout(this.lazyTimer)
+    this.lazyTimer = undefined
     if (this.signing && this.sinceCheckpoint > 0 && this.fd !== undefined && !this.failing) {
       const sealed = sealEvent(checkpointJson(this.prev, this.sinceCheckpoint, this.signing.key, this.signing.keyId, this.checkpointSeq), this.prev)
       try {

@@ -217,7 +217,8 @@ describe('the audit hash chain', () => {
     const dir = mkdtempSync(join(tmpdir(), 'gatehouse-batches-'))
     const { privateKey, publicKey } = generateKeyPairSync('ed25519')
     const sink = new JsonlSink(
-      { path: join(dir, 'audit.jsonl'), required: true, fsync: 'never', maxBatchBytes: 8 << 20, checkpoint: { key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, everyEvents: 7, everySeconds: 3600 } },
+      // fsync: always batches what one tick writes (without it, each intent record is its own write)
+      { path: join(dir, 'audit.jsonl'), required: true, fsync: 'always', maxBatchBytes: 8 << 20, checkpoint: { key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, everyEvents: 7, everySeconds: 3600 } },
       { dataDir: dir, logger: createLogger('silent'), gateway: {} as never, instance: 'audit-jsonl' },
     )
     await sink.start()
