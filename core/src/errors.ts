@@ -32,6 +32,8 @@ export const ERROR_CODES = {
   GH_ERR_PARSE_FAILED: { kind: 'BadRequest', safe: true, message: 'request could not be parsed', fix: 'send a statement the gateway can parse' },
   GH_ERR_PROTOCOL: { kind: 'BadRequest', safe: true, message: 'protocol violation', fix: 'the client sent a malformed message' },
   GH_ERR_PROTOCOL_UNSUPPORTED: { kind: 'BadRequest', safe: true, message: 'protocol feature not supported by the gateway', fix: 'use a supported feature' },
+  GH_ERR_STATE_UNAVAILABLE: { kind: 'Unavailable', safe: true, message: 'the state store is unavailable', fix: 'check the state store (state.store in the config): the embedded directory, or the PostgreSQL server at state.url' },
+  GH_ERR_STATE_SCHEMA: { kind: 'Internal', safe: false, message: "the state store's schema is newer than this gateway", fix: 'upgrade the gateway to the version the other replicas run' },
   GH_ERR_AUDIT_UNAVAILABLE: { kind: 'Unavailable', safe: true, message: 'audit is unavailable; request refused', fix: 'restore the required audit sink' },
   GH_ERR_UPSTREAM_UNAVAILABLE: { kind: 'Unavailable', safe: true, message: 'upstream is unavailable', fix: 'check that the upstream is running and reachable from the gateway' },
   GH_ERR_UPSTREAM_AUTH: { kind: 'Unavailable', safe: true, message: 'gateway could not authenticate to the upstream', fix: 'check the connection\'s upstream credentials' },

@@ -16,6 +16,8 @@ import { lockExclusive, type HeldLock } from './lock.js'
 import { join } from 'node:path'
 import { AsciicastRecorder, TerminalRecorder } from './recording/asciicast.js'
 import { Metrics, MetricsRegistry } from './metrics.js'
+import { stateStoreFor } from './state/index.js'
+import { StateStoreToken, type StateStore } from './state/store.js'
 import { startAdmin } from './admin.js'
 import type { FastifyInstance } from 'fastify'
 import { AuditRecorder } from './audit/recorder.js'
@@ -61,6 +63,8 @@ export interface BootOptions {
   pluginSearchDirs?: string[]
   /** The metrics registry to count in (a reload keeps the running gateway's). */
   metrics?: MetricsRegistry
+  /** The state store (a reload keeps the running gateway's). */
+  stateStore?: StateStore
 }
 
 export class Gateway {
@@ -104,7 +108,7 @@ export class Gateway {
   private async applyReload(next: GatewayConfig): Promise<{ ended: number }> {
     if (this.stopping) throw new GatewayError('GH_ERR_SHUTTING_DOWN', 'the gateway is shutting down; nothing was reloaded')
     if (this.listeners.length === 0) throw new GatewayError('GH_ERR_CONFIG_INVALID', 'the gateway has not started yet; nothing was reloaded')
-    const fresh = await Gateway.build(next, { ...this.bootOptions, logger: this.logger, metrics: this.container.resolve(Metrics) })
+    const fresh = await Gateway.build(next, { ...this.bootOptions, logger: this.logger, metrics: this.container.resolve(Metrics), stateStore: this.container.resolve(StateStoreToken) })
     const restart = restartOnlyChanges(this.current, next, (name) => (this.instances.get(name) ?? fresh.instances.get(name))?.definition.stage)
     if (restart.length > 0) throw new ConfigError(restart)
     const reloadable = (inst: Instance) => RELOADABLE_STAGES.has(inst.definition.stage)
@@ -153,6 +157,8 @@ export class Gateway {
     root.registerInstance(TerminalRecorder, new AsciicastRecorder(join(config.dataDir, 'recordings')))
     const metrics = opts.metrics ?? new MetricsRegistry()
     root.registerInstance(Metrics, metrics)
+    // Opened on first use (issued tokens, reviews): a gateway that needs neither never opens it.
+    root.registerInstance(StateStoreToken, opts.stateStore ?? stateStoreFor(config))
 
     const instances = new Map<string, Instance>()
     const searchDirs = opts.pluginSearchDirs ?? [process.cwd()]
@@ -325,6 +331,11 @@ export class Gateway {
           this.logger.error({ plugin: inst.name, err: String(err) }, 'plugin close failed')
         }
       }
+      try {
+        await this.container.resolve(StateStoreToken).close()
+      } catch (err) {
+        this.logger.error({ err: String(err) }, 'state store close failed')
+      }
       await this.dataLock?.release()
       this.logger.info('stopped')
       this.logger.flush()
@@ -436,7 +447,7 @@ function restartOnlyChanges(old: GatewayConfig, next: GatewayConfig, stageOf: (i
   const issues: ValidationIssue[] = []
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
   const needsRestart = (path: string) => issues.push({ path, message: 'changing this needs a restart; nothing was reloaded' })
-  for (const key of ['dataDir', 'log', 'shutdown', 'admin'] as const) if (!same(old[key], next[key])) needsRestart(key)
+  for (const key of ['dataDir', 'log', 'shutdown', 'admin', 'state'] as const) if (!same(old[key], next[key])) needsRestart(key)
   const names = (c: GatewayConfig) => c.connections.map((x) => x.name)
   if (!same(names(old), names(next))) needsRestart('connections')
   else {

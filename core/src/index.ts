@@ -29,3 +29,4 @@ export { Gateway, DEFAULT_CHAINS, configWarnings, type BootOptions } from './gat
 export { sealContainer, isSealed } from './container.js'
 export { lockExclusive, type HeldLock } from './lock.js'
 export { parseHostPort, serveListener, type ListenerSessions } from './net.js'
+export * from './state/index.js'

@@ -205,6 +205,29 @@ export const GatewayConfig = Type.Object(
         { additionalProperties: false, description: 'the admin API: /metrics and terminal recordings' },
       ),
     ),
+    state: Type.Union(
+      [
+        Type.Object(
+          {
+            store: Type.Literal('embedded'),
+            dir: Type.Optional(Type.String({ minLength: 1, description: 'the PGlite database directory; default <dataDir>/state' })),
+          },
+          { additionalProperties: false },
+        ),
+        Type.Object(
+          {
+            store: Type.Literal('postgres'),
+            url: Type.String({ minLength: 1, description: 'a PostgreSQL connection URI (use ${env:…} or ${file:…} for the password); the tables live in schema "gatehouse"' }),
+            poolSize: Type.Integer({ minimum: 1, maximum: 100, default: 5 }),
+          },
+          { additionalProperties: false },
+        ),
+      ],
+      {
+        default: { store: 'embedded' },
+        description: 'where issued tokens, grants, reviews and sessions are kept: embedded (PGlite under the data directory, one gateway) or a PostgreSQL shared by replicas',
+      },
+    ),
     identities: Type.Array(Identity, { default: [] }),
     plugins: Type.Array(PluginInstance, { default: [] }),
     limits: Type.Optional(Limits),
