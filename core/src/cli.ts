@@ -105,7 +105,17 @@ token
   .option('--ttl <duration>', 'expiry from now, e.g. 30m, 12h, 7d')
   .addOption(new Option('--algorithm <alg>', 'hash form').choices(['scram-sha-256', 'sha256']).default('scram-sha-256'))
   .option('--json', 'print one JSON object')
-  .action((opts: { identity: string; connections?: string; ttl?: string; algorithm: TokenHashAlgorithm; json?: boolean }) => {
+  .option('--admin <url>', "mint the token in a running gateway (its admin API, e.g. http://127.0.0.1:8080), stored there as a hash; needs --ttl and the admin token in $GATEHOUSE_ADMIN_TOKEN")
+  .option('--description <text>', 'with --admin: a note stored with the token')
+  .action(async (opts: { identity: string; connections?: string; ttl?: string; algorithm: TokenHashAlgorithm; json?: boolean; admin?: string; description?: string }) => {
+    if (opts.admin) {
+      if (!opts.ttl) return exitWithError(new Error('--admin needs --ttl: a token issued at run time always expires (e.g. --ttl 15m)'))
+      const connections = opts.connections?.split(',').map((s) => s.trim()).filter(Boolean)
+      const issued = (await adminCall(opts.admin, 'POST', '/tokens', { identity: opts.identity, ttl: opts.ttl, ...(connections?.length ? { connections } : {}), ...(opts.description ? { description: opts.description } : {}) })) as { token: string; id: string; expiresAt: string }
+      if (opts.json) process.stdout.write(`${JSON.stringify(issued)}\n`)
+      else process.stdout.write(`token (give this to the runtime; the gateway keeps only its hash):\n  ${issued.token}\n\nid ${issued.id}, identity ${opts.identity}, expires ${issued.expiresAt}\nrevoke it with: gatehouse token revoke ${issued.id} --admin ${opts.admin}\n`)
+      return
+    }
     const secret = generateToken()
     const entry: Record<string, unknown> = { hash: hashToken(secret, opts.identity, opts.algorithm) }
     if (opts.connections) entry.connections = opts.connections.split(',').map((s) => s.trim()).filter(Boolean)
@@ -123,6 +133,27 @@ token
       return
     }
     process.stdout.write(`token (give this to the runtime; it is not stored anywhere):\n  ${secret}\n\nconfig entry for identities[id=${opts.identity}].tokens:\n  - ${JSON.stringify(entry)}\n`)
+  })
+token
+  .command('revoke')
+  .description('revoke a token issued at run time; the sessions that logged in with it end at once')
+  .argument('<id>', 'the token id (from token issue --admin, or token list)')
+  .requiredOption('--admin <url>', "the gateway's admin API, e.g. http://127.0.0.1:8080 (admin token in $GATEHOUSE_ADMIN_TOKEN)")
+  .option('--reason <text>', 'recorded with the revocation')
+  .action(async (id: string, opts: { admin: string; reason?: string }) => {
+    const revoked = await adminCall(opts.admin, 'DELETE', `/tokens/${encodeURIComponent(id)}${opts.reason ? `?reason=${encodeURIComponent(opts.reason)}` : ''}`)
+    process.stdout.write(`${JSON.stringify(revoked)}\n`)
+  })
+token
+  .command('list')
+  .description('list the tokens a running gateway issued (never their hashes)')
+  .requiredOption('--admin <url>', "the gateway's admin API (admin token in $GATEHOUSE_ADMIN_TOKEN)")
+  .option('-i, --identity <id>', 'only this identity')
+  .option('--all', 'also revoked and expired ones')
+  .action(async (opts: { admin: string; identity?: string; all?: boolean }) => {
+    const q = new URLSearchParams({ ...(opts.identity ? { identity: opts.identity } : {}), ...(opts.all ? { all: 'true' } : {}) })
+    const { tokens } = (await adminCall(opts.admin, 'GET', `/tokens${q.size > 0 ? `?${q}` : ''}`)) as { tokens: unknown[] }
+    for (const t of tokens) process.stdout.write(`${JSON.stringify(t)}\n`)
   })
 token
   .command('hash')
@@ -398,3 +429,28 @@ program
   })
 
 await program.parseAsync(process.argv)
+
+/**
+ * One call to a running gateway's admin API, with the admin token from $GATEHOUSE_ADMIN_TOKEN
+ * (never an argument: it would be in the shell history and the process list). Exits with the
+ * API's error on a refusal.
+ */
+async function adminCall(base: string, method: string, path: string, body?: unknown): Promise<unknown> {
+  const secret = process.env.GATEHOUSE_ADMIN_TOKEN
+  if (!secret) return exitWithError(new Error('set GATEHOUSE_ADMIN_TOKEN to an admin token of the gateway (admin.tokens in its config)'))
+  let res: Response
+  try {
+    res = await fetch(new URL(path, base), { method, headers: { authorization: `Bearer ${secret}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
+  } catch (err) {
+    return exitWithError(new Error(`could not reach the admin API at ${base}: ${(err as Error).message}`))
+  }
+  const text = await res.text()
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    parsed = { error: text }
+  }
+  if (!res.ok) return exitWithError(new Error(`admin API: ${res.status} ${(parsed as { error?: string }).error ?? res.statusText}`))
+  return parsed
+}

@@ -11,12 +11,13 @@
 import 'reflect-metadata'
 import { container as globalContainer, type DependencyContainer } from 'tsyringe'
 import { createHash } from 'node:crypto'
-import { mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import { lockExclusive, type HeldLock } from './lock.js'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { AsciicastRecorder, TerminalRecorder } from './recording/asciicast.js'
 import { Metrics, MetricsRegistry } from './metrics.js'
 import { stateStoreFor } from './state/index.js'
+import { IssuedTokens, IssuedTokensToken } from './auth/issued.js'
 import { StateStoreToken, type StateStore } from './state/store.js'
 import { startAdmin } from './admin.js'
 import type { FastifyInstance } from 'fastify'
@@ -65,7 +66,12 @@ export interface BootOptions {
   metrics?: MetricsRegistry
   /** The state store (a reload keeps the running gateway's). */
   stateStore?: StateStore
+  /** The tokens issued at run time (a reload keeps the running gateway's). */
+  issuedTokens?: IssuedTokens
 }
+
+/** How often a gateway on a shared state store reads the tokens other replicas issued or revoked. */
+const ISSUED_TOKENS_POLL_MS = 5000
 
 export class Gateway {
   private listeners: { connection: ConnectionConfig; listener: Listener }[] = []
@@ -108,7 +114,7 @@ export class Gateway {
   private async applyReload(next: GatewayConfig): Promise<{ ended: number }> {
     if (this.stopping) throw new GatewayError('GH_ERR_SHUTTING_DOWN', 'the gateway is shutting down; nothing was reloaded')
     if (this.listeners.length === 0) throw new GatewayError('GH_ERR_CONFIG_INVALID', 'the gateway has not started yet; nothing was reloaded')
-    const fresh = await Gateway.build(next, { ...this.bootOptions, logger: this.logger, metrics: this.container.resolve(Metrics), stateStore: this.container.resolve(StateStoreToken) })
+    const fresh = await Gateway.build(next, { ...this.bootOptions, logger: this.logger, metrics: this.container.resolve(Metrics), stateStore: this.container.resolve(StateStoreToken), issuedTokens: this.container.resolve(IssuedTokensToken) })
     const restart = restartOnlyChanges(this.current, next, (name) => (this.instances.get(name) ?? fresh.instances.get(name))?.definition.stage)
     if (restart.length > 0) throw new ConfigError(restart)
     const reloadable = (inst: Instance) => RELOADABLE_STAGES.has(inst.definition.stage)
@@ -132,6 +138,7 @@ export class Gateway {
     for (const inst of retired) this.instances.delete(inst.name)
     for (const inst of started) this.instances.set(inst.name, inst)
     this.current = next
+    this.container.resolve(IssuedTokensToken).know(next)
     for (const inst of retired) {
       try {
         await inst.object.close?.()
@@ -158,7 +165,18 @@ export class Gateway {
     const metrics = opts.metrics ?? new MetricsRegistry()
     root.registerInstance(Metrics, metrics)
     // Opened on first use (issued tokens, reviews): a gateway that needs neither never opens it.
-    root.registerInstance(StateStoreToken, opts.stateStore ?? stateStoreFor(config))
+    const store = opts.stateStore ?? stateStoreFor(config)
+    root.registerInstance(StateStoreToken, store)
+    // Tokens issued at run time; read from the store at start only when it can hold any.
+    let issued = opts.issuedTokens
+    if (!issued) {
+      issued = new IssuedTokens(store, logger, {
+        load: config.state.store === 'postgres' || existsSync(resolve(config.dataDir, config.state.dir ?? 'state')),
+        ...(config.state.store === 'postgres' ? { pollMs: ISSUED_TOKENS_POLL_MS } : {}),
+      })
+      issued.know(config)
+    }
+    root.registerInstance(IssuedTokensToken, issued)
 
     const instances = new Map<string, Instance>()
     const searchDirs = opts.pluginSearchDirs ?? [process.cwd()]
@@ -268,6 +286,13 @@ export class Gateway {
     // Before any plugin starts: a second gateway on this directory would fork its audit chain.
     this.dataLock = await lockExclusive(this.config.dataDir, 'data directory', join(this.config.dataDir, 'lock.key'))
     try {
+      const issued = this.container.resolve(IssuedTokensToken)
+      await issued.start()
+      // a token revoked (here, or by a replica) ends the sessions that logged in with it
+      issued.onChange(() => {
+        const ended = this.pipelines.reduce((n, p) => n + p.recheckCredentials(), 0)
+        if (ended > 0) this.logger.info({ sessionsEnded: ended }, 'issued tokens changed: sessions of revoked tokens ended')
+      })
       for (const inst of this.instances.values()) await inst.object.start?.()
       for (const plan of this.plans) {
         const listener = await plan.adapter.listen(plan.connection, plan.pipeline, this.abort.signal)
@@ -276,7 +301,7 @@ export class Gateway {
         this.logger.info({ connection: plan.connection.name, adapter: plan.connection.adapter, address: `${listener.address.host}:${listener.address.port}` }, 'listening')
       }
       if (this.config.admin) {
-        const admin = await startAdmin(this.config.admin, { dataDir: this.config.dataDir, metrics: this.container.resolve(Metrics) })
+        const admin = await startAdmin(this.config.admin, { dataDir: this.config.dataDir, metrics: this.container.resolve(Metrics), issued: this.container.resolve(IssuedTokensToken) })
         this.admin = admin.app
         this.adminPort = admin.port
         this.logger.info({ address: `${this.config.admin.listen.replace(/:\d+$/, '')}:${admin.port}` }, 'admin API listening')
@@ -332,6 +357,7 @@ export class Gateway {
         }
       }
       try {
+        this.container.resolve(IssuedTokensToken).stop()
         await this.container.resolve(StateStoreToken).close()
       } catch (err) {
         this.logger.error({ err: String(err) }, 'state store close failed')

@@ -264,11 +264,28 @@ export class ConnectionPipeline implements Pipeline {
     this.admission.limits = next.limits.unauthenticated
     this.throttle.limits = next.limits.logins
     this.caps.limits = next.limits.sessions
-    let ended = 0
     for (const live of this.open.values()) {
       const principal = live.handle.info.principal
       if (!principal || live.terminated) continue
       live.limits = sessionLimitsFor(next.limits.sessions, next.identityLimits.get(principal.id))
+    }
+    const ended = this.recheckCredentials()
+    this.rearmSweeper()
+    return { ended }
+  }
+
+  /**
+   * Asks the authenticators again about every open session's credential (after a config reload,
+   * or a token revoked at run time) and ends the sessions whose credential they no longer accept
+   * (`credential.revoked`). Returns how many were ended.
+   */
+  recheckCredentials(): number {
+    // a login already past its credential check is checked again before it becomes a session
+    this.generation++
+    let ended = 0
+    for (const live of this.open.values()) {
+      const principal = live.handle.info.principal
+      if (!principal || live.terminated) continue
       const verdict = this.revalidate(live.handle.info, principal)
       if (verdict.valid) {
         this.refreshPrincipal(live, verdict.principal)
@@ -277,8 +294,7 @@ export class ConnectionPipeline implements Pipeline {
       ended++
       this.terminate(live, { cause: 'credential.revoked', code: 'GH_ERR_AUTH_REVOKED', reason: `the credential this session logged in with (${principal.credential}) is no longer valid: ${verdict.reason}` })
     }
-    this.rearmSweeper()
-    return { ended }
+    return ended
   }
 
   /**

@@ -19,6 +19,9 @@ import {
   deriveScramSecretAsync,
   GatewayError,
   identitySalt,
+  IssuedTokensToken,
+  type IssuedToken,
+  type IssuedTokens,
   NOT_A_TOKEN_HASH,
   parseTokenHash,
   PLUGIN_API_VERSION,
@@ -39,6 +42,9 @@ interface TokenRecord {
   readonly hash: ParsedTokenHash
   readonly connections?: ReadonlySet<string>
   readonly expiresAt?: number
+  /** Issued at run time (the state store), not configured. */
+  readonly issued?: boolean
+  readonly revokedAt?: number
 }
 
 interface IdentityRecord {
@@ -69,7 +75,11 @@ export class TokenAuthenticator implements Authenticator {
 
   private readonly cacheSize: number
 
-  constructor(@inject(GatewayConfigToken) gateway: Readonly<GatewayConfig>, @inject(PluginConfig) config: { readonly cacheSize: number }) {
+  constructor(
+    @inject(GatewayConfigToken) gateway: Readonly<GatewayConfig>,
+    @inject(PluginConfig) config: { readonly cacheSize: number },
+    @inject(IssuedTokensToken) private readonly issued?: Pick<IssuedTokens, 'forIdentity' | 'get'>,
+  ) {
     this.cacheSize = config.cacheSize
     gateway.identities.forEach((identity, i) => {
       const tokens = identity.tokens.map((t, j): TokenRecord => {
@@ -106,11 +116,18 @@ export class TokenAuthenticator implements Authenticator {
     let match = this.verified.get(cacheKey)
     const cached = match !== undefined
     if (!match) {
-      for (const t of identity.tokens) {
+      for (const t of this.tokensOf(presented.user, identity)) {
         if ((await verifyTokenAsync(presented.password, t.hash)) && match === undefined) match = t
       }
     }
     if (!match) throw new GatewayError('GH_ERR_AUTH_FAILED', `wrong token for identity "${presented.user}"`, { clientMessage: 'authentication failed' })
+    if (match.issued) {
+      // a remembered issued token is looked up again: it may have been revoked since
+      const current = this.issued?.get(match.id)
+      const record = current ? this.recordOf(current) : undefined
+      if (!record) throw new GatewayError('GH_ERR_AUTH_REVOKED', `the issued token of identity "${presented.user}" is no longer active (revoked or expired)`, { clientMessage: 'credential no longer valid' })
+      match = record
+    }
     // Expiry and scope are checked on every attempt; only the hash comparison is remembered.
     const principal = this.accept(identity, match, ctx)
     if (!cached && this.cacheSize > 0) {
@@ -124,14 +141,45 @@ export class TokenAuthenticator implements Authenticator {
     const identity = this.identities.get(user)
     if (!identity) return []
     const out: ScramVerifier[] = []
-    for (const t of identity.tokens) {
+    for (const t of this.tokensOf(user, identity)) {
       if (t.hash.kind !== 'scram') continue
       out.push({ ...t.hash.secret, accept: () => this.accept(identity, t, ctx) })
     }
     return out
   }
 
+  /** The identity's configured tokens, then those issued at run time (state store). */
+  private tokensOf(user: string, identity: IdentityRecord): readonly TokenRecord[] {
+    const issued = this.issued?.forIdentity(user)
+    if (!issued || issued.length === 0) return identity.tokens
+    return [...identity.tokens, ...issued.map((t) => this.recordOf(t)).filter((t): t is TokenRecord => t !== undefined)]
+  }
+
+  /** An issued token as a token entry (parsed once per stored record). */
+  private recordOf(t: IssuedToken): TokenRecord | undefined {
+    let r = this.issuedRecords.get(t)
+    if (r === undefined) {
+      const hash = parseTokenHash(t.hash)
+      if (!hash) return undefined
+      r = {
+        id: t.id,
+        hashText: `issued:${t.id}`,
+        hash,
+        issued: true,
+        expiresAt: t.expiresAt,
+        ...(t.connections ? { connections: new Set(t.connections) } : {}),
+        ...(t.revokedAt === undefined ? {} : { revokedAt: t.revokedAt }),
+      }
+      this.issuedRecords.set(t, r)
+    }
+    return r
+  }
+  private readonly issuedRecords = new WeakMap<IssuedToken, TokenRecord>()
+
   private accept(identity: IdentityRecord, token: TokenRecord, ctx: AuthContext): Principal {
+    if (token.revokedAt !== undefined) {
+      throw new GatewayError('GH_ERR_AUTH_REVOKED', `token "${token.id}" of identity "${identity.principalBase.id}" was revoked at ${new Date(token.revokedAt).toISOString()}`, { clientMessage: 'credential no longer valid' })
+    }
     if (token.expiresAt !== undefined && ctx.now >= token.expiresAt) {
       throw new GatewayError('GH_ERR_AUTH_EXPIRED', `token "${token.id}" of identity "${identity.principalBase.id}" expired at ${new Date(token.expiresAt).toISOString()}`, { clientMessage: 'token expired' })
     }
@@ -156,11 +204,20 @@ export class TokenAuthenticator implements Authenticator {
     const hashText = tokenOf.get(principal)
     if (hashText === undefined) return undefined
     const identity = this.identities.get(principal.id)
+    if (hashText.startsWith('issued:')) {
+      // issued at run time: active while the registry holds it unrevoked and unexpired
+      const stored = this.issued?.get(hashText.slice('issued:'.length))
+      const token = stored && stored.identity === principal.id ? this.recordOf(stored) : undefined
+      if (!identity || !token) throw new GatewayError('GH_ERR_AUTH_REVOKED', `the issued token of identity "${principal.id}" is no longer active (revoked or expired)`)
+      return this.accept(identity, token, ctx)
+    }
     const token = identity?.tokens.find((t) => t.hashText === hashText)
     if (!identity || !token) throw new GatewayError('GH_ERR_AUTH_REVOKED', `identity "${principal.id}" no longer has this token in the configuration`)
     return this.accept(identity, token, ctx)
   }
 }
+
+const NO_ISSUED_TOKENS: Pick<IssuedTokens, 'forIdentity' | 'get'> = { forIdentity: () => [], get: () => undefined }
 
 export const plugin = definePlugin({
   name: 'auth-token',
@@ -169,7 +226,11 @@ export const plugin = definePlugin({
   configSchema: ConfigSchema,
   description: 'gateway tokens (stored as hashes) presented as passwords',
   register(container, config, ctx) {
-    return constructPlugin(container, TokenAuthenticator, config, ctx)
+    // A container without run-time tokens (a plugin test, a tool that only validates): the config's tokens alone.
+    if (container.isRegistered(IssuedTokensToken, true)) return constructPlugin(container, TokenAuthenticator, config, ctx)
+    const scope = container.createChildContainer()
+    scope.registerInstance(IssuedTokensToken, NO_ISSUED_TOKENS as IssuedTokens)
+    return constructPlugin(scope, TokenAuthenticator, config, ctx)
   },
 })
 
