@@ -135,10 +135,11 @@ describe('tokens issued at run time', () => {
     const dataDir = mkdtempSync(join(dir, 'gw-'))
     const gw = await startOn(dataDir)
     try {
-      const short = await cli(['token', 'issue', '--identity', 'agent-1', '--ttl', '2s', '--admin', gw.admin, '--json'], asAdmin)
-      const t = JSON.parse(short.stdout) as { token: string }
+      // long enough to log in once under a loaded machine's spawn times, short enough to wait out
+      const short = await cli(['token', 'issue', '--identity', 'agent-1', '--ttl', '8s', '--admin', gw.admin, '--json'], asAdmin)
+      const t = JSON.parse(short.stdout) as { token: string; expiresAt: string }
       expect((await psql({ port: gw.port('orders'), user: 'agent-1', password: t.token }, 'SELECT 1;\n')).stdout.trim()).toBe('1')
-      await new Promise((r) => setTimeout(r, 2200))
+      await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(t.expiresAt) - Date.now() + 200)))
       const late = await psql({ port: gw.port('orders'), user: 'agent-1', password: t.token }, 'SELECT 1;\n')
       expect(late.code).not.toBe(0)
       expect(late.stderr).toMatch(/token expired/)
