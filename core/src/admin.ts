@@ -13,34 +13,44 @@ import { existsSync, readFileSync } from 'node:fs'
 import { basename } from 'node:path'
 import type { IssuedToken } from './state/store.js'
 import type { IssuedTokens } from './auth/issued.js'
+import type { Reviews } from './review/reviews.js'
+import type { ReviewStatus } from './state/store.js'
 import { parseDuration, parseTokenHash, verifyTokenAsync } from './auth/tokens.js'
 import { GatewayError, toGatewayError } from './errors.js'
 import { recordingsOf } from './cli/replay.js'
 import type { MetricsRegistry } from './metrics.js'
 import { parseHostPort } from './net.js'
 
+export type AdminRole = 'admin' | 'approver' | 'auditor'
+
 export interface AdminConfig {
   readonly listen: string
-  readonly tokens: readonly string[]
+  readonly tokens: readonly (string | { readonly id: string; readonly hash: string; readonly role: AdminRole })[]
 }
 
-export async function startAdmin(config: AdminConfig, deps: { dataDir: string; metrics: MetricsRegistry; issued: IssuedTokens }): Promise<{ app: FastifyInstance; port: number }> {
-  const hashes = config.tokens.map((t, i) => {
-    const h = parseTokenHash(t)
+/** What each role may do: auditors read, approvers also decide reviews, admins do everything. */
+const RANK: Record<AdminRole, number> = { auditor: 0, approver: 1, admin: 2 }
+
+export async function startAdmin(config: AdminConfig, deps: { dataDir: string; metrics: MetricsRegistry; issued: IssuedTokens; reviews: Reviews }): Promise<{ app: FastifyInstance; port: number }> {
+  const callersConfigured = config.tokens.map((t, i) => {
+    const entry = typeof t === 'string' ? { id: `admin#${i}`, hash: t, role: 'admin' as const } : t
+    const h = parseTokenHash(entry.hash)
     if (!h) throw new Error(`admin.tokens[${i}]: not a token hash (use \`gatehouse token issue --identity admin\`)`)
-    return h
+    return { id: entry.id, role: entry.role, hash: h }
   })
   const app = Fastify({ logger: false })
   app.addHook('onRequest', async (req, reply) => {
     const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')
     // Same check as identity tokens: constant time, every hash tried, the key derivation off the event loop.
-    let who: string | undefined
-    if (m !== null) for (const [i, h] of hashes.entries()) if ((await verifyTokenAsync(m[1] as string, h)) && who === undefined) who = `admin#${i}`
+    let who: { id: string; role: AdminRole } | undefined
+    if (m !== null) for (const c of callersConfigured) if ((await verifyTokenAsync(m[1] as string, c.hash)) && who === undefined) who = c
     if (who === undefined) return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized' })
     callers.set(req, who)
+    const needed = neededRole(req.method, req.routeOptions.url ?? req.url)
+    if (RANK[who.role] < RANK[needed]) return reply.code(403).send({ error: `forbidden: this needs the ${needed} role; ${who.id} has ${who.role}` })
   })
-  const callers = new WeakMap<object, string>()
-  const caller = (req: object) => callers.get(req) ?? 'admin'
+  const callers = new WeakMap<object, { id: string; role: AdminRole }>()
+  const caller = (req: object) => callers.get(req)?.id ?? 'admin'
 
   // Tokens issued at run time: shown once, stored as a hash, scoped, expiring, revocable.
   app.post<{ Body: { identity: string; connections?: string[]; ttl: string; description?: string } }>(
@@ -92,6 +102,64 @@ export async function startAdmin(config: AdminConfig, deps: { dataDir: string; m
       return refusal(reply, err)
     }
   })
+  // Held requests: list, show, approve (with an optional grant), deny.
+  app.get<{ Querystring: { status?: string; connection?: string } }>('/reviews', async (req, reply) => {
+    const status = req.query.status ?? 'pending'
+    if (!['pending', 'approved', 'denied', 'expired', 'all'].includes(status)) return reply.code(400).send({ error: 'status is one of pending, approved, denied, expired, all' })
+    try {
+      const reviews = await deps.reviews.list({ ...(status === 'all' ? {} : { status: status as ReviewStatus }), ...(req.query.connection ? { connection: req.query.connection } : {}) })
+      return { reviews }
+    } catch (err) {
+      return refusal(reply, err)
+    }
+  })
+  app.get<{ Params: { id: string } }>('/reviews/:id', async (req, reply) => {
+    try {
+      const review = await deps.reviews.get(req.params.id)
+      return review ?? reply.code(404).send({ error: 'no such review' })
+    } catch (err) {
+      return refusal(reply, err)
+    }
+  })
+  const voteSchema = {
+    body: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        reason: { type: 'string', maxLength: 1024 },
+        grant: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['minutes'],
+          properties: {
+            minutes: { type: 'integer', minimum: 1, maximum: 1440 },
+            match: { type: 'object', description: 'what later requests must match (attribute → allowed values); default: the same action, statement kind and tables' },
+          },
+        },
+      },
+    },
+  }
+  type VoteBody = { reason?: string; grant?: { minutes: number; match?: Record<string, unknown> } } | undefined
+  for (const approve of [true, false]) {
+    // a vote without a body (curl -X POST …/approve) is a vote without reason or grant
+    const noBody = async (req: { body: unknown }) => {
+      req.body ??= {}
+    }
+    app.post<{ Params: { id: string }; Body: VoteBody }>(`/reviews/:id/${approve ? 'approve' : 'deny'}`, { schema: voteSchema, preValidation: noBody }, async (req, reply) => {
+      const body = req.body ?? {}
+      if (!approve && body.grant) return reply.code(400).send({ error: 'a denial carries no grant' })
+      try {
+        const r = await deps.reviews.decide(req.params.id, { by: caller(req), approve, ...(body.reason ? { reason: body.reason } : {}), at: Date.now() }, body.grant)
+        if (r.result === 'not-found') return reply.code(404).send({ error: 'no such review' })
+        if (r.result === 'self-approval') return reply.code(403).send({ error: 'a requester cannot decide its own request', review: r.review })
+        if (r.result === 'already-decided' || r.result === 'already-voted' || r.result === 'expired') return reply.code(409).send({ error: r.result, review: r.review })
+        return { result: r.result, review: r.review, ...(r.grant ? { grant: r.grant } : {}) }
+      } catch (err) {
+        return refusal(reply, err)
+      }
+    })
+  }
+
   app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4').send(await deps.metrics.text()))
   app.get<{ Params: { session: string } }>('/recordings/:session', async (req) => ({
     session: req.params.session,
@@ -127,4 +195,11 @@ function refusal(reply: FastifyReply, err: unknown): FastifyReply {
   const e = err instanceof GatewayError ? err : toGatewayError(err)
   const status = e.code === 'GH_ERR_CONFIG_INVALID' ? 400 : e.code === 'GH_ERR_STATE_UNAVAILABLE' ? 503 : 500
   return reply.code(status).send({ error: e.code === 'GH_ERR_INTERNAL' ? 'internal error' : e.message, code: e.code })
+}
+
+/** The least role a route needs: reading is for auditors, deciding reviews for approvers, the rest for admins. */
+function neededRole(method: string, url: string): AdminRole {
+  if (method === 'GET' || method === 'HEAD') return 'auditor'
+  if (/^\/reviews\/[^/]+\/(approve|deny)$/.test(url) || url.startsWith('/reviews/:id/')) return 'approver'
+  return 'admin'
 }

@@ -155,6 +155,42 @@ token
     const { tokens } = (await adminCall(opts.admin, 'GET', `/tokens${q.size > 0 ? `?${q}` : ''}`)) as { tokens: unknown[] }
     for (const t of tokens) process.stdout.write(`${JSON.stringify(t)}\n`)
   })
+const review = program.command('review').description("list and decide held requests through a running gateway's admin API (admin token in $GATEHOUSE_ADMIN_TOKEN)")
+review
+  .command('list')
+  .description('reviews, pending ones by default, one JSON object per line')
+  .requiredOption('--admin <url>', "the gateway's admin API, e.g. http://127.0.0.1:8080")
+  .option('--status <status>', 'pending, approved, denied, expired or all', 'pending')
+  .option('--connection <name>', 'only this connection')
+  .action(async (opts: { admin: string; status: string; connection?: string }) => {
+    const q = new URLSearchParams({ status: opts.status, ...(opts.connection ? { connection: opts.connection } : {}) })
+    const { reviews } = (await adminCall(opts.admin, 'GET', `/reviews?${q}`)) as { reviews: unknown[] }
+    for (const r of reviews) process.stdout.write(`${JSON.stringify(r)}\n`)
+  })
+review
+  .command('show')
+  .description('one review: the request as the approver sees it (text, parameters, attributes)')
+  .argument('<id>', 'the review id (rev_…)')
+  .requiredOption('--admin <url>', "the gateway's admin API")
+  .action(async (id: string, opts: { admin: string }) => {
+    process.stdout.write(`${JSON.stringify(await adminCall(opts.admin, 'GET', `/reviews/${encodeURIComponent(id)}`), null, 2)}\n`)
+  })
+for (const approve of [true, false]) {
+  const decide = review
+    .command(approve ? 'approve' : 'deny')
+    .description(approve ? 'approve a held request (it runs once the approvals it needs are in)' : 'deny a held request (it is refused at once)')
+    .argument('<id>', 'the review id (rev_…)')
+    .requiredOption('--admin <url>', "the gateway's admin API")
+    .option('--reason <text>', 'recorded with the decision; the requester sees it on a denial')
+  if (approve) decide.option('--grant <minutes>', 'also let this principal run matching requests (same action, statement kind and tables) on this connection for this many minutes without review')
+  decide.action(async (id: string, opts: { admin: string; reason?: string; grant?: string | boolean }) => {
+      const minutes = typeof opts.grant === 'string' ? Number(opts.grant) : undefined
+      if (minutes !== undefined && (!Number.isInteger(minutes) || minutes < 1 || minutes > 1440)) return exitWithError(new Error('--grant takes whole minutes, 1 to 1440'))
+      const r = await adminCall(opts.admin, 'POST', `/reviews/${encodeURIComponent(id)}/${approve ? 'approve' : 'deny'}`, { ...(opts.reason ? { reason: opts.reason } : {}), ...(minutes ? { grant: { minutes } } : {}) })
+      process.stdout.write(`${JSON.stringify(r)}\n`)
+    })
+}
+
 token
   .command('hash')
   .description('hash an existing token (read from stdin, or --token) for the config')

@@ -29,6 +29,8 @@ export const ERROR_CODES = {
   GH_ERR_POLICY_DENIED: { kind: 'AccessDenied', safe: true, message: 'denied by policy', fix: 'ask an operator to add a rule that allows this request' },
   GH_ERR_POLICY_ERROR: { kind: 'AccessDenied', safe: true, message: 'policy evaluation failed; request refused', fix: 'check the gateway log for the failing rule' },
   GH_ERR_POLICY_REVIEW: { kind: 'AccessDenied', safe: true, message: 'request needs approval, and no approval workflow is configured', fix: 'configure an approval plugin or change the rule effect' },
+  GH_ERR_REVIEW_DENIED: { kind: 'AccessDenied', safe: true, message: 'the request was held for review and denied', fix: 'ask the reviewer why, or change the request' },
+  GH_ERR_REVIEW_EXPIRED: { kind: 'AccessDenied', safe: true, message: 'the request was held for review and nobody decided in time', fix: 'ask an approver to watch the review queue (gatehouse review list), or raise the rule\'s review timeout' },
   GH_ERR_PARSE_FAILED: { kind: 'BadRequest', safe: true, message: 'request could not be parsed', fix: 'send a statement the gateway can parse' },
   GH_ERR_PROTOCOL: { kind: 'BadRequest', safe: true, message: 'protocol violation', fix: 'the client sent a malformed message' },
   GH_ERR_PROTOCOL_UNSUPPORTED: { kind: 'BadRequest', safe: true, message: 'protocol feature not supported by the gateway', fix: 'use a supported feature' },

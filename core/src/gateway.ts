@@ -10,14 +10,15 @@
  */
 import 'reflect-metadata'
 import { container as globalContainer, type DependencyContainer } from 'tsyringe'
-import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync } from 'node:fs'
+import { createHash, randomUUID } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { lockExclusive, type HeldLock } from './lock.js'
 import { join, resolve } from 'node:path'
 import { AsciicastRecorder, TerminalRecorder } from './recording/asciicast.js'
 import { Metrics, MetricsRegistry } from './metrics.js'
 import { stateStoreFor } from './state/index.js'
 import { IssuedTokens, IssuedTokensToken } from './auth/issued.js'
+import { Reviews, ReviewsToken } from './review/reviews.js'
 import { StateStoreToken, type StateStore } from './state/store.js'
 import { startAdmin } from './admin.js'
 import type { FastifyInstance } from 'fastify'
@@ -68,6 +69,29 @@ export interface BootOptions {
   stateStore?: StateStore
   /** The tokens issued at run time (a reload keeps the running gateway's). */
   issuedTokens?: IssuedTokens
+  /** Held requests (a reload keeps the running gateway's). */
+  reviews?: Reviews
+}
+
+/** How often a gateway on a shared state store reads back the reviews it holds (another replica may decide them). */
+const REVIEW_POLL_MS = 1000
+
+/**
+ * This gateway's id, kept in its data directory: the reviews it holds carry it, so a restart
+ * finds the ones it left pending. Replicas have a data directory each, so an id each.
+ */
+function gatewayId(dataDir: string): string {
+  const file = join(dataDir, 'gateway-id')
+  try {
+    const id = readFileSync(file, 'utf8').trim()
+    if (/^[0-9a-f-]{36}$/.test(id)) return id
+  } catch {
+    // first start
+  }
+  const id = randomUUID()
+  mkdirSync(dataDir, { recursive: true })
+  writeFileSync(file, `${id}\n`, { mode: 0o600 })
+  return id
 }
 
 /** How often a gateway on a shared state store reads the tokens other replicas issued or revoked. */
@@ -114,7 +138,7 @@ export class Gateway {
   private async applyReload(next: GatewayConfig): Promise<{ ended: number }> {
     if (this.stopping) throw new GatewayError('GH_ERR_SHUTTING_DOWN', 'the gateway is shutting down; nothing was reloaded')
     if (this.listeners.length === 0) throw new GatewayError('GH_ERR_CONFIG_INVALID', 'the gateway has not started yet; nothing was reloaded')
-    const fresh = await Gateway.build(next, { ...this.bootOptions, logger: this.logger, metrics: this.container.resolve(Metrics), stateStore: this.container.resolve(StateStoreToken), issuedTokens: this.container.resolve(IssuedTokensToken) })
+    const fresh = await Gateway.build(next, { ...this.bootOptions, logger: this.logger, metrics: this.container.resolve(Metrics), stateStore: this.container.resolve(StateStoreToken), issuedTokens: this.container.resolve(IssuedTokensToken), reviews: this.container.resolve(ReviewsToken) })
     const restart = restartOnlyChanges(this.current, next, (name) => (this.instances.get(name) ?? fresh.instances.get(name))?.definition.stage)
     if (restart.length > 0) throw new ConfigError(restart)
     const reloadable = (inst: Instance) => RELOADABLE_STAGES.has(inst.definition.stage)
@@ -177,6 +201,11 @@ export class Gateway {
       issued.know(config)
     }
     root.registerInstance(IssuedTokensToken, issued)
+    // Held requests; reviews are records in the store, decided by any replica.
+    root.registerInstance(
+      ReviewsToken,
+      opts.reviews ?? new Reviews(store, logger, gatewayId(config.dataDir), config.state.store === 'postgres' ? { pollMs: REVIEW_POLL_MS } : {}),
+    )
 
     const instances = new Map<string, Instance>()
     const searchDirs = opts.pluginSearchDirs ?? [process.cwd()]
@@ -294,6 +323,15 @@ export class Gateway {
         if (ended > 0) this.logger.info({ sessionsEnded: ended }, 'issued tokens changed: sessions of revoked tokens ended')
       })
       for (const inst of this.instances.values()) await inst.object.start?.()
+      // Requests this gateway held when it last stopped without ending them: denied, and audited.
+      if (this.storeMayHoldRecords()) {
+        const leftovers = await this.container.resolve(ReviewsToken).abandonLeftovers()
+        for (const review of leftovers) {
+          const plan = this.plans.find((p) => p.connection.name === review.connection)
+          await plan?.pipeline.recordReviewEnd(review)
+        }
+        if (leftovers.length > 0) this.logger.warn({ reviews: leftovers.length }, 'requests held when the gateway last stopped were denied')
+      }
       for (const plan of this.plans) {
         const listener = await plan.adapter.listen(plan.connection, plan.pipeline, this.abort.signal)
         this.listeners.push({ connection: plan.connection, listener })
@@ -301,7 +339,7 @@ export class Gateway {
         this.logger.info({ connection: plan.connection.name, adapter: plan.connection.adapter, address: `${listener.address.host}:${listener.address.port}` }, 'listening')
       }
       if (this.config.admin) {
-        const admin = await startAdmin(this.config.admin, { dataDir: this.config.dataDir, metrics: this.container.resolve(Metrics), issued: this.container.resolve(IssuedTokensToken) })
+        const admin = await startAdmin(this.config.admin, { dataDir: this.config.dataDir, metrics: this.container.resolve(Metrics), issued: this.container.resolve(IssuedTokensToken), reviews: this.container.resolve(ReviewsToken) })
         this.admin = admin.app
         this.adminPort = admin.port
         this.logger.info({ address: `${this.config.admin.listen.replace(/:\d+$/, '')}:${admin.port}` }, 'admin API listening')
@@ -310,6 +348,11 @@ export class Gateway {
       await this.shutdown(0)
       throw err
     }
+  }
+
+  /** Whether the state store can hold records already (a shared one; an embedded one that exists): opening it costs nothing then. */
+  private storeMayHoldRecords(): boolean {
+    return this.config.state.store === 'postgres' || existsSync(resolve(this.config.dataDir, this.config.state.dir ?? 'state'))
   }
 
   private admin: FastifyInstance | undefined
@@ -348,6 +391,13 @@ export class Gateway {
       if (left > 0) this.logger.warn({ sessions: left }, 'grace period over: ending remaining sessions')
       await Promise.all(this.listeners.map((l) => l.listener.closeAll('gateway shutting down')))
       await Promise.all(this.pipelines.map((p) => p.endAll('gateway shutting down')))
+      // Held requests end denied (in the store too), and their refusals are recorded while the sinks are open.
+      try {
+        await this.container.resolve(ReviewsToken).stop()
+      } catch (err) {
+        this.logger.error({ err: String(err) }, 'could not end the held requests')
+      }
+      await new Promise((r) => setImmediate(r))
       this.abort.abort()
       for (const inst of [...this.instances.values()].reverse()) {
         try {

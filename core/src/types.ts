@@ -45,6 +45,21 @@ export interface GatewayRequest {
   /** Values that go to the audit but not to policy matching (bound parameters …). */
   readonly params?: readonly unknown[]
   readonly receivedAt: number
+  /**
+   * Set by the adapter: called when the request is held for review (policy verdict `review`),
+   * to tell the client it waits and for which review (a PostgreSQL NoticeResponse, a line on
+   * SSH stderr). The request's admission settles once the review is decided.
+   */
+  readonly onHeld?: (hold: HeldNotice) => void
+}
+
+/** What a client is told of its held request. */
+export interface HeldNotice {
+  readonly review: string
+  readonly reason: string
+  readonly rule?: string
+  readonly approvals: number
+  readonly expiresAt: number
 }
 
 export interface Obligation {
@@ -55,7 +70,7 @@ export interface Obligation {
 export type Decision =
   | { readonly verdict: 'allow'; readonly rule?: string; readonly reason?: string; readonly obligations?: readonly Obligation[] }
   | { readonly verdict: 'deny'; readonly rule?: string; readonly reason: string }
-  | { readonly verdict: 'review'; readonly rule?: string; readonly reason: string; readonly approvers?: readonly string[] }
+  | { readonly verdict: 'review'; readonly rule?: string; readonly reason: string; readonly approvers?: readonly string[]; readonly approvals?: number; readonly timeoutMs?: number }
 
 /** What `Pipeline.admit` answers: go ahead (with obligations), or refuse with a renderable error. */
 export type Admission =

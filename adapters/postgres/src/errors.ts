@@ -23,6 +23,8 @@ export const SQLSTATE = {
 const BY_CODE: Partial<Record<GatewayError['code'], string>> = {
   GH_ERR_POLICY_DENIED: SQLSTATE.insufficientPrivilege,
   GH_ERR_POLICY_REVIEW: SQLSTATE.insufficientPrivilege,
+  GH_ERR_REVIEW_DENIED: SQLSTATE.insufficientPrivilege,
+  GH_ERR_REVIEW_EXPIRED: SQLSTATE.insufficientPrivilege,
   GH_ERR_POLICY_ERROR: SQLSTATE.insufficientPrivilege,
   GH_ERR_PARSE_FAILED: SQLSTATE.syntaxError,
   GH_ERR_PROTOCOL: SQLSTATE.protocolViolation,

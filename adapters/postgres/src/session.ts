@@ -37,6 +37,7 @@ import {
   type Admission,
   type ErrorCode,
   type GatewayRequest,
+  type HeldNotice,
   type Logger,
   type Pipeline,
   type SessionHandle,
@@ -910,7 +911,34 @@ export class PostgresSession {
   }
 
   private newRequest(text: string, attrs: Record<string, unknown>, params?: readonly (string | null)[]): GatewayRequest {
-    return this.deps.pipeline.request((this.handle as SessionHandle).info, { action: 'sql.query', text, attrs, ...(params ? { params } : {}) })
+    return this.deps.pipeline.request((this.handle as SessionHandle).info, { action: 'sql.query', text, attrs, ...(params ? { params } : {}), onHeld: this.onHeld })
+  }
+
+  /**
+   * A statement held for review: the client learns it waits, and for which review, in a
+   * NoticeResponse (psql prints it at once). Written between whole responses only: while answers
+   * to earlier statements are still coming from the server, it waits for them.
+   */
+  private readonly onHeld = (hold: HeldNotice): void => {
+    const notice = buildError(
+      {
+        severity: 'NOTICE',
+        code: '00000',
+        message: `gatehouse: this statement is held for review ${hold.review}: ${hold.reason}`,
+        detail: `${hold.approvals === 1 ? 'one approval is' : `${hold.approvals} approvals are`} needed${hold.rule ? ` (rule ${hold.rule})` : ''}; it is denied if nobody decides by ${new Date(hold.expiresAt).toISOString()}`,
+        hint: `an approver runs: gatehouse review approve ${hold.review}`,
+      },
+      B.NoticeResponse,
+    )
+    const send = (): void => {
+      if (this.closed) return
+      if (this.expect.length > 0) {
+        setTimeout(send, 10).unref()
+        return
+      }
+      this.client.write(notice)
+    }
+    send()
   }
 
   /**

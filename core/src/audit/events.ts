@@ -57,6 +57,22 @@ export interface RequestEvent extends EventBase {
   readonly verdict: Decision['verdict']
   readonly rule?: string
   readonly reason?: string
+  /** The review holding the request (verdict `review`). */
+  readonly review?: string
+}
+
+/** How a held request's review ended, recorded before the request goes on or is refused. */
+export interface ReviewEvent extends EventBase {
+  readonly type: 'review'
+  readonly request: string
+  /** The requester. */
+  readonly principal: PrincipalRef
+  readonly review: string
+  readonly decision: 'approved' | 'denied' | 'expired'
+  /** Who decided: the last approver, the denier, or `gatehouse` (timeout, client gone, restart). */
+  readonly by?: string
+  readonly approvals?: readonly string[]
+  readonly reason?: string
 }
 
 /** The outcome record: after the upstream answered, correlated to its request by `request`. */
@@ -106,7 +122,7 @@ export interface IntegrityEvent extends EventBase {
   readonly reason: string
 }
 
-export type AuditEvent = SessionStartEvent | SessionEndEvent | AuthFailureEvent | RequestEvent | OutcomeEvent | ProtocolEvent | IntegrityEvent
+export type AuditEvent = SessionStartEvent | SessionEndEvent | AuthFailureEvent | RequestEvent | ReviewEvent | OutcomeEvent | ProtocolEvent | IntegrityEvent
 
 const refs = new WeakMap<Principal, PrincipalRef>()
 

@@ -140,6 +140,15 @@ export const Rule = Type.Object(
     ),
     when: Type.Optional(Type.String({ minLength: 1, description: 'a CEL expression over principal, connection, request and time that must be true' })),
     allowOpaque: Type.Optional(Type.Boolean({ description: 'an allow rule that also admits code the gateway cannot analyse (a DO block in another language, dynamic SQL)' })),
+    review: Type.Optional(
+      Type.Object(
+        {
+          approvals: Type.Optional(Type.Integer({ minimum: 1, maximum: 10, description: 'distinct approvers needed (default 1); the requester is never one' })),
+          timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400, description: 'how long the request waits for a decision before it is denied (default 300)' })),
+        },
+        { additionalProperties: false, description: 'for effect: review — how the held request is decided' },
+      ),
+    ),
     reason: Type.Optional(Type.String()),
   },
   { additionalProperties: false },
@@ -200,9 +209,22 @@ export const GatewayConfig = Type.Object(
       Type.Object(
         {
           listen: HostPort,
-          tokens: Type.Array(Type.String({ minLength: 8 }), { minItems: 1, description: 'hashes of admin bearer tokens (`gatehouse token issue --identity admin`)' }),
+          tokens: Type.Array(
+            Type.Union([
+              Type.String({ minLength: 8, description: 'the hash of an admin token with role admin (its caller is admin#<index>)' }),
+              Type.Object(
+                {
+                  id: Name,
+                  hash: Type.String({ minLength: 8, description: 'from `gatehouse token issue --identity <id>`' }),
+                  role: Type.Union([Type.Literal('admin'), Type.Literal('approver'), Type.Literal('auditor')], { description: 'auditor reads; approver also decides reviews; admin does everything' }),
+                },
+                { additionalProperties: false },
+              ),
+            ]),
+            { minItems: 1, description: 'admin bearer tokens: hashes (role admin), or {id, hash, role} for named callers' },
+          ),
         },
-        { additionalProperties: false, description: 'the admin API: /metrics and terminal recordings' },
+        { additionalProperties: false, description: 'the admin API: /metrics, terminal recordings, issued tokens, reviews' },
       ),
     ),
     state: Type.Union(

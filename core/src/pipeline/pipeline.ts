@@ -19,7 +19,9 @@ import { resolveLimits, sessionLimitsFor, type ResolvedLimits, type SessionLimit
 import { GatewayError, isGatewayError, toGatewayError, type ErrorCode } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { Analyzer, AuthContext, Authenticator, PolicyEngine, Transformer } from '../plugin/stages.js'
-import type { Admission, Credentials, Decision, GatewayRequest, Outcome, Principal, SessionInfo } from '../types.js'
+import type { Admission, Credentials, Decision, GatewayRequest, HeldNotice, Outcome, Principal, SessionInfo } from '../types.js'
+import { holdRefusal, ReviewsToken, type HoldResult, type Reviews } from '../review/reviews.js'
+import type { Grant, Review } from '../state/store.js'
 
 export const SessionInfoToken: InjectionToken<SessionInfo> = Symbol.for('gatehouse.SessionInfo')
 
@@ -118,7 +120,7 @@ export interface Pipeline {
    */
   scram(session: SessionInfo, user: string, channelBinding?: { data: Buffer; plus: boolean }): ScramExchange
   /** Builds a request with a fresh id. */
-  request(session: SessionInfo, init: { action: string; target?: string; text?: string; attrs: Record<string, unknown>; params?: readonly unknown[] }): GatewayRequest
+  request(session: SessionInfo, init: { action: string; target?: string; text?: string; attrs: Record<string, unknown>; params?: readonly unknown[]; onHeld?: (hold: HeldNotice) => void }): GatewayRequest
   /**
    * Enrich → decide → record intent; never forwards anything itself. Answers synchronously when
    * every stage did (the common case: a cached analysis, a synchronous policy, a sink that wrote
@@ -222,10 +224,13 @@ export class ConnectionPipeline implements Pipeline {
     this.protocolEvents = metrics?.counter('gatehouse_protocol_events_total', 'protocol-level events (startup refusals, cancels, refused names, limits), by connection and event', ['connection', 'event'])
     this.limitRefusals = metrics?.counter('gatehouse_limit_refusals_total', 'connections and requests refused by a limit, by connection and limit', ['connection', 'limit'])
     this.integrityViolations = metrics?.counter('gatehouse_integrity_violations_total', "sessions ended because the upstream's answer contradicted what the gateway judged, by connection", ['connection'])
+    this.reviews = root.isRegistered(ReviewsToken, true) ? root.resolve(ReviewsToken) : undefined
     this.credentialEnds = metrics?.counter('gatehouse_sessions_credential_ended_total', 'sessions ended because the credential they logged in with expired or was removed, by connection and cause', ['connection', 'cause'])
   }
 
   private readonly credentialEnds: Counter<'connection' | 'cause'> | undefined
+  /** Held requests, when the gateway has them (always, in a gateway; not in a bare pipeline). */
+  private readonly reviews: Reviews | undefined
 
   private readonly decisions: Counter<'connection' | 'action' | 'verdict'> | undefined
   private readonly decisionCounters = new Map<string, { inc(): void }>()
@@ -682,7 +687,7 @@ export class ConnectionPipeline implements Pipeline {
       .catch((err: unknown) => this.logger.error({ err: String(err) }, 'could not record auth.failure'))
   }
 
-  request(session: SessionInfo, init: { action: string; target?: string; text?: string; attrs: Record<string, unknown>; params?: readonly unknown[] }): GatewayRequest {
+  request(session: SessionInfo, init: { action: string; target?: string; text?: string; attrs: Record<string, unknown>; params?: readonly unknown[]; onHeld?: (hold: HeldNotice) => void }): GatewayRequest {
     const n = (this.requestCounts.get(session) ?? 0) + 1
     this.requestCounts.set(session, n)
     return {
@@ -695,6 +700,7 @@ export class ConnectionPipeline implements Pipeline {
       receivedAt: performance.now(),
       text: init.text,
       params: init.params,
+      ...(init.onHeld ? { onHeld: init.onHeld } : {}),
     }
   }
 
@@ -743,6 +749,7 @@ export class ConnectionPipeline implements Pipeline {
 
   /** Records the intent, then answers; synchronous when every required sink took the record synchronously. */
   private conclude(request: GatewayRequest, principal: Principal, decision: Decision): Admission | Promise<Admission> {
+    if (decision.verdict === 'review' && this.reviews) return this.holdForReview(request, principal, decision, this.reviews)
     let pending: Promise<void> | undefined
     try {
       pending = this.recordIntent(request, principal, decision)
@@ -757,6 +764,110 @@ export class ConnectionPipeline implements Pipeline {
   }
 
   /** The admission for a recorded decision; a refusal's outcome is recorded here, once for every adapter. */
+  /**
+   * A request the policy sends to review: let through by a grant in force, or held until people
+   * decide. The intent record (verdict `review`, with the review's id) is written before the
+   * client is told it waits; the decision is recorded (a `review` event) before the request goes
+   * on or is refused. A store or audit that fails refuses the request.
+   */
+  private async holdForReview(request: GatewayRequest, principal: Principal, decision: Decision & { verdict: 'review' }, reviews: Reviews): Promise<Admission> {
+    let grant: Grant | undefined
+    try {
+      grant = await reviews.grantFor(request, principal, this.connection)
+    } catch (err) {
+      return this.reviewFailed(request, principal, decision, err)
+    }
+    if (grant) {
+      const granted: Decision = { verdict: 'allow', rule: decision.rule ?? `grant:${grant.id}`, reason: `held by rule ${decision.rule ?? 'unnamed'}, let through by grant ${grant.id} of ${grant.createdBy}${grant.review ? ` (review ${grant.review})` : ''}` }
+      return this.conclude(request, principal, granted)
+    }
+    let result: HoldResult
+    try {
+      result = await reviews.hold(
+        request,
+        principal,
+        this.connection,
+        decision,
+        async (review) => {
+          await this.recordIntent(request, principal, decision, review.id)
+          request.onHeld?.({ review: review.id, reason: decision.reason, ...(decision.rule === undefined ? {} : { rule: decision.rule }), approvals: review.approvalsRequired, expiresAt: review.expiresAt })
+        },
+        request.session.signal,
+      )
+    } catch (err) {
+      return this.reviewFailed(request, principal, decision, err)
+    }
+    const review = result.review
+    try {
+      await this.recorder.recordAsync({
+        ...this.base(request.session, `${request.id}:review`),
+        type: 'review',
+        request: request.id,
+        principal: principalRef(principal),
+        review: review?.id ?? 'unknown',
+        decision: result.approved ? 'approved' : review?.status === 'expired' ? 'expired' : 'denied',
+        ...(review?.decidedBy === undefined ? {} : { by: review.decidedBy }),
+        ...(review && review.approvals.length > 0 ? { approvals: review.approvals } : {}),
+        ...(result.approved ? {} : { reason: result.reason }),
+      })
+    } catch (err) {
+      const error = this.intentError(err)
+      this.countDecision(request.action, 'deny')
+      this.completeRefused(request, error)
+      return { admitted: false, decision, error }
+    }
+    if (!result.approved) {
+      const error = holdRefusal(result)
+      this.countDecision(request.action, 'deny')
+      this.completeRefused(request, error)
+      return { admitted: false, decision, error }
+    }
+    const approved: Decision & { verdict: 'allow' } = { verdict: 'allow', ...(decision.rule === undefined ? {} : { rule: decision.rule }), reason: `approved by ${result.review.approvals.join(', ')}` }
+    const admitted = this.admitted.get(request)
+    if (admitted) admitted.decision = approved
+    return this.verdict(request, approved)
+  }
+
+  /** A review that ended without its requester (the gateway restarted while it was held): audited as denied. */
+  async recordReviewEnd(review: Review): Promise<void> {
+    await this.recorder
+      .recordAsync({
+        id: `${review.request}:review`,
+        time: isoNow(),
+        session: review.session,
+        connection: review.connection,
+        protocol: review.protocol,
+        type: 'review',
+        request: review.request,
+        principal: { id: review.principal, kind: 'unknown', groups: [], credential: 'unknown' },
+        review: review.id,
+        decision: review.status === 'expired' ? 'expired' : 'denied',
+        ...(review.decidedBy === undefined ? {} : { by: review.decidedBy }),
+        ...(review.decisionReason === undefined ? {} : { reason: review.decisionReason }),
+      })
+      .catch((err: unknown) => this.logger.error({ review: review.id, err: String(err) }, 'could not record the end of a review'))
+  }
+
+  private reviewFailed(request: GatewayRequest, principal: Principal, decision: Decision, err: unknown): Admission | Promise<Admission> {
+    if (isGatewayError(err) && err.code === 'GH_ERR_AUDIT_UNAVAILABLE') return this.intentFailed(request, err)
+    this.logger.error({ request: request.id, err: String(err) }, 'could not hold the request for review')
+    const error = new GatewayError('GH_ERR_STATE_UNAVAILABLE', `needs approval (rule ${decision.rule ?? 'unnamed'}), and the review could not be created: the state store is unavailable`)
+    if (!this.admitted.has(request)) {
+      // nothing recorded yet: the refusal is the request's one intent record
+      return this.recordIntent(request, principal, { verdict: 'deny', rule: decision.rule ?? 'gatehouse/review', reason: error.message })?.then(
+        () => this.refused(request, decision, error),
+        (e: unknown) => this.intentFailed(request, e),
+      ) ?? this.refused(request, decision, error)
+    }
+    return this.refused(request, decision, error)
+  }
+
+  private refused(request: GatewayRequest, decision: Decision, error: GatewayError): Admission {
+    this.countDecision(request.action, 'deny')
+    this.completeRefused(request, error)
+    return { admitted: false, decision, error }
+  }
+
   private verdict(request: GatewayRequest, decision: Decision): Admission {
     this.countDecision(request.action, decision.verdict)
     // The decision, not the request's text or parameters (the audit has those, under its own access control).
@@ -811,7 +922,7 @@ export class ConnectionPipeline implements Pipeline {
    * Writes the intent record. Returns undefined when every required sink took it synchronously,
    * otherwise a promise that rejects when a required sink could not take it; may also throw.
    */
-  private recordIntent(request: GatewayRequest, principal: Principal, decision: Decision): Promise<void> | undefined {
+  private recordIntent(request: GatewayRequest, principal: Principal, decision: Decision, review?: string): Promise<void> | undefined {
     this.admitted.set(request, { decision, startedAt: request.receivedAt })
     if (!this.recorder.hasSinks) return undefined
     const event: RequestEvent = {
@@ -831,12 +942,17 @@ export class ConnectionPipeline implements Pipeline {
       verdict: decision.verdict,
       rule: decision.rule,
       reason: decision.reason,
+      review,
     }
     return this.recorder.record(event)
   }
 
+  private intentError(err: unknown): GatewayError {
+    return isGatewayError(err) && err.code === 'GH_ERR_AUDIT_UNAVAILABLE' ? err : new GatewayError('GH_ERR_AUDIT_UNAVAILABLE', 'audit is unavailable; request refused', { cause: err })
+  }
+
   private intentFailed(request: GatewayRequest, err: unknown): Admission & { admitted: false } {
-    const error = isGatewayError(err) && err.code === 'GH_ERR_AUDIT_UNAVAILABLE' ? err : new GatewayError('GH_ERR_AUDIT_UNAVAILABLE', 'audit is unavailable; request refused', { cause: err })
+    const error = this.intentError(err)
     this.logger.error({ request: request.id, code: error.code, err: String((err as Error).cause ?? err) }, 'intent record failed; request refused')
     const refused: Decision = { verdict: 'deny', rule: 'gatehouse/audit', reason: error.message }
     this.admitted.set(request, { decision: refused, startedAt: request.receivedAt })

@@ -1,0 +1,268 @@
+/**
+ * Held requests, end to end with psql: a statement a policy sends to `review` waits (psql shows
+ * a NOTICE naming the review), with the session's later statements queued behind it, until an
+ * approver decides through the admin API or the CLI. Approved, it runs; denied or timed out, it
+ * is refused in PostgreSQL's terms and the session goes on. The requester cannot decide its own
+ * request; a rule can need two approvers; an approval releases only the request it showed; a
+ * grant lets the next matching statement through without a review; roles are enforced; held
+ * requests end denied and audited when the gateway stops, and reviews left pending by a gateway
+ * that died end denied and audited when it starts again.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { execFile, spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createLogger, Gateway, generateToken, hashToken, loadConfigFile, openEmbedded, SqlStateStore } from '@gatehouse/core'
+import { startPgCluster, type PgCluster } from '../fixtures/pg-cluster.js'
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url))
+const CLI = join(REPO, 'core', 'dist', 'cli.js')
+
+let cluster: PgCluster
+let dir: string
+const tokens = { agent: generateToken(), alice: generateToken(), bob: generateToken(), audrey: generateToken(), agentApprover: generateToken(), root: generateToken() }
+
+interface Running {
+  gateway: Gateway
+  port: number
+  admin: string
+  dataDir: string
+  audit(): { type: string; [k: string]: unknown }[]
+}
+
+async function start(dataDir: string): Promise<Running> {
+  const u = cluster.users.scram
+  const path = join(dataDir, 'gatehouse.yaml')
+  writeFileSync(
+    path,
+    `dataDir: ${dataDir}
+log: { level: silent }
+admin:
+  listen: "127.0.0.1:0"
+  tokens:
+    - "${hashToken(tokens.root, 'admin')}"
+    - { id: alice, role: approver, hash: "${hashToken(tokens.alice, 'alice')}" }
+    - { id: bob, role: approver, hash: "${hashToken(tokens.bob, 'bob')}" }
+    - { id: audrey, role: auditor, hash: "${hashToken(tokens.audrey, 'audrey')}" }
+    - { id: agent-1, role: approver, hash: "${hashToken(tokens.agentApprover, 'agent-1')}" }
+identities:
+  - { id: agent-1, groups: [agents], tokens: [ { hash: "${hashToken(tokens.agent, 'agent-1')}" } ] }
+plugins:
+  - { use: audit-jsonl, config: { path: audit.jsonl } }
+connections:
+  - { name: orders, adapter: postgres, listen: "127.0.0.1:0", upstream: { host: 127.0.0.1, port: ${cluster.port}, database: app, user: ${u.user}, password: "${u.password}" } }
+policies:
+  - id: p
+    principals: { groups: [agents] }
+    rules:
+      - { id: reads, effect: allow, match: { sql.statement: [SELECT] } }
+      - { id: deletes, effect: review, match: { sql.statement: [DELETE] }, reason: deletes need a person, review: { timeoutSeconds: 60 } }
+      - { id: updates, effect: review, match: { sql.statement: [UPDATE] }, reason: updates need two people, review: { approvals: 2, timeoutSeconds: 60 } }
+      - { id: inserts, effect: review, match: { sql.statement: [INSERT] }, reason: inserts wait briefly, review: { timeoutSeconds: 2 } }
+`,
+  )
+  const gateway = await Gateway.build(loadConfigFile(path), { logger: createLogger('silent') })
+  await gateway.start()
+  return {
+    gateway,
+    port: gateway.address('orders').port,
+    admin: `http://127.0.0.1:${gateway.adminPort}`,
+    dataDir,
+    audit: () =>
+      readFileSync(join(dataDir, 'audit.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { type: string }),
+  }
+}
+
+/** psql running `sql`, with a way to wait for what it prints on stderr (the NOTICE) and for its end. */
+function psqlLive(port: number, sql: string): { stderrMatch(re: RegExp): Promise<RegExpExecArray>; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
+  const child = spawn('psql', ['-X', '-h', '127.0.0.1', '-p', String(port), '-U', 'agent-1', '-d', 'app', '-At'], {
+    env: { PATH: process.env.PATH ?? '', PGPASSWORD: tokens.agent, PGSSLMODE: 'disable', PGCONNECT_TIMEOUT: '10' },
+  })
+  let stdout = ''
+  let stderr = ''
+  const waiters: { re: RegExp; resolve: (m: RegExpExecArray) => void }[] = []
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString()
+    for (const w of [...waiters]) {
+      const m = w.re.exec(stderr)
+      if (m) {
+        waiters.splice(waiters.indexOf(w), 1)
+        w.resolve(m)
+      }
+    }
+  })
+  child.stdin.end(sql)
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })))
+  return {
+    stderrMatch: (re) =>
+      new Promise((resolve, reject) => {
+        const m = re.exec(stderr)
+        if (m) return resolve(m)
+        waiters.push({ re, resolve })
+        setTimeout(() => reject(new Error(`psql printed no ${re} within 20 s; stderr so far: ${stderr}`)), 20_000).unref()
+      }),
+    done,
+  }
+}
+
+const HELD = /held for review (rev_[0-9a-f-]+)/
+
+function api(base: string, method: string, path: string, token: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  return fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) }).then(async (r) => ({ status: r.status, json: (await r.json()) as Record<string, unknown> }))
+}
+
+function cli(args: string[], token: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, GATEHOUSE_ADMIN_TOKEN: token }, timeout: 30_000 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }))
+  })
+}
+
+let gw: Running
+
+beforeAll(async () => {
+  cluster = await startPgCluster()
+  await cluster.psql(`CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20) g; CREATE TABLE other (id int); INSERT INTO other VALUES (1); GRANT ALL ON t, other TO ${cluster.users.scram.user};`)
+  dir = mkdtempSync(join(tmpdir(), 'gatehouse-reviews-'))
+  gw = await start(mkdtempSync(join(dir, 'gw-')))
+}, 60_000)
+
+afterAll(async () => {
+  await gw?.gateway.shutdown(0)
+  await cluster?.stop()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+describe('held requests', () => {
+  it('a DELETE waits with a NOTICE naming its review, the next statement queued behind it; approved with the CLI, both run, and the audit tells the story', async () => {
+    const psql = psqlLive(gw.port, 'DELETE FROM t WHERE id = 1;\nSELECT count(*) FROM t;\n')
+    const id = (await psql.stderrMatch(HELD))[1] as string
+    // the statement waits: nothing ran, and the review is listed with what the approver needs to see
+    expect(await cluster.psql('SELECT count(*) FROM t WHERE id = 1')).toBe('1')
+    const listed = await cli(['review', 'list', '--admin', gw.admin], tokens.audrey)
+    const pending = listed.stdout.trim().split('\n').map((l) => JSON.parse(l) as { id: string; text: string; principal: string; rule: string; approvalsRequired: number })
+    expect(pending.find((r) => r.id === id)).toMatchObject({ text: 'DELETE FROM t WHERE id = 1', principal: 'agent-1', rule: 'p/deletes', approvalsRequired: 1 })
+
+    const approved = await cli(['review', 'approve', id, '--admin', gw.admin, '--reason', 'ticket 42'], tokens.alice)
+    expect(approved.code, approved.stderr).toBe(0)
+    expect(JSON.parse(approved.stdout)).toMatchObject({ result: 'approved', review: { status: 'approved', decidedBy: 'alice' } })
+    const r = await psql.done
+    expect(r.stdout.trim().split('\n')).toEqual(['DELETE 1', '19'])
+    expect(r.stderr).toMatch(/NOTICE: {2}gatehouse: this statement is held for review rev_/)
+    expect(await cluster.psql('SELECT count(*) FROM t WHERE id = 1')).toBe('0')
+
+    const events = gw.audit()
+    const intent = events.find((e) => e.type === 'request' && e.review === id) as { request: string; verdict: string }
+    expect(intent).toMatchObject({ verdict: 'review', rule: 'p/deletes', text: 'DELETE FROM t WHERE id = 1' })
+    expect(events.find((e) => e.type === 'review' && e.review === id)).toMatchObject({ decision: 'approved', by: 'alice', approvals: ['alice'], request: intent.request })
+    expect(events.find((e) => e.type === 'outcome' && e.request === intent.request)).toMatchObject({ verdict: 'allow', status: 'DELETE 1' })
+    // the order: intent, decision, outcome
+    const at = (pred: (e: { type: string; [k: string]: unknown }) => boolean) => events.findIndex(pred)
+    expect(at((e) => e.type === 'request' && e.review === id)).toBeLessThan(at((e) => e.type === 'review' && e.review === id))
+    expect(at((e) => e.type === 'review' && e.review === id)).toBeLessThan(at((e) => e.type === 'outcome' && e.request === intent.request))
+  })
+
+  it('denied: the statement is refused with 42501 and the reason, the session goes on', async () => {
+    const psql = psqlLive(gw.port, 'DELETE FROM t WHERE id = 2;\nSELECT 7;\n')
+    const id = (await psql.stderrMatch(HELD))[1] as string
+    const denied = await api(gw.admin, 'POST', `/reviews/${id}/deny`, tokens.bob, { reason: 'not on a Friday' })
+    expect(denied).toMatchObject({ status: 200, json: { result: 'denied' } })
+    const r = await psql.done
+    expect(r.stderr).toMatch(/ERROR: {2}gatehouse: review denied: denied by bob: not on a Friday/)
+    expect(r.stdout.trim()).toBe('7')
+    expect(await cluster.psql('SELECT count(*) FROM t WHERE id = 2')).toBe('1')
+    expect(gw.audit().find((e) => e.type === 'review' && e.review === id)).toMatchObject({ decision: 'denied', by: 'bob', reason: 'denied by bob: not on a Friday' })
+  })
+
+  it('nobody decides in time: the statement is refused as timed out', async () => {
+    const psql = psqlLive(gw.port, 'INSERT INTO t VALUES (100, $$x$$);\nSELECT 8;\n')
+    const id = (await psql.stderrMatch(HELD))[1] as string
+    const r = await psql.done
+    expect(r.stderr).toMatch(/review timed out/)
+    expect(r.stdout.trim()).toBe('8')
+    expect((await api(gw.admin, 'GET', `/reviews/${id}`, tokens.audrey)).json).toMatchObject({ status: 'expired', decidedBy: 'gatehouse' })
+    expect((await api(gw.admin, 'POST', `/reviews/${id}/approve`, tokens.alice)).status).toBe(409)
+  })
+
+  it('the requester cannot approve its own request; two approvals needed means two distinct people; roles are enforced', async () => {
+    const psql = psqlLive(gw.port, "UPDATE t SET v = 'two' WHERE id = 3;\n")
+    const id = (await psql.stderrMatch(HELD))[1] as string
+    expect(await api(gw.admin, 'POST', `/reviews/${id}/approve`, tokens.agentApprover)).toMatchObject({ status: 403, json: { error: 'a requester cannot decide its own request' } })
+    expect(await api(gw.admin, 'POST', `/reviews/${id}/approve`, tokens.audrey)).toMatchObject({ status: 403 })
+    expect((await api(gw.admin, 'POST', `/reviews/${id}/approve`, 'gh_not_a_token')).status).toBe(401)
+    expect((await fetch(`${gw.admin}/reviews`)).status).toBe(401)
+    expect(await api(gw.admin, 'POST', `/reviews/${id}/approve`, tokens.alice)).toMatchObject({ status: 200, json: { result: 'counted', review: { status: 'pending', approvals: ['alice'] } } })
+    expect(await api(gw.admin, 'POST', `/reviews/${id}/approve`, tokens.alice)).toMatchObject({ status: 409, json: { error: 'already-voted' } })
+    expect(await cluster.psql('SELECT v FROM t WHERE id = 3')).toBe('v3')
+    expect(await api(gw.admin, 'POST', `/reviews/${id}/approve`, tokens.bob)).toMatchObject({ status: 200, json: { result: 'approved', review: { approvals: ['alice', 'bob'] } } })
+    expect((await psql.done).stdout.trim()).toBe('UPDATE 1')
+    expect(await cluster.psql('SELECT v FROM t WHERE id = 3')).toBe('two')
+  })
+
+  it('an approval releases only the request it showed: of two held DELETEs, approving one runs that one', async () => {
+    const first = psqlLive(gw.port, 'DELETE FROM t WHERE id = 4;\n')
+    const firstId = (await first.stderrMatch(HELD))[1] as string
+    const second = psqlLive(gw.port, 'DELETE FROM t WHERE id = 5;\n')
+    const secondId = (await second.stderrMatch(HELD))[1] as string
+    expect(firstId).not.toBe(secondId)
+    await api(gw.admin, 'POST', `/reviews/${secondId}/approve`, tokens.alice)
+    await second.done
+    expect(await cluster.psql('SELECT string_agg(id::text, $$,$$ ORDER BY id) FROM t WHERE id IN (4, 5)')).toBe('4')
+    expect((await api(gw.admin, 'GET', `/reviews/${firstId}`, tokens.audrey)).json).toMatchObject({ status: 'pending' })
+    await api(gw.admin, 'POST', `/reviews/${firstId}/deny`, tokens.alice, { reason: 'only 5' })
+    expect((await first.done).stderr).toMatch(/review denied/)
+    expect(await cluster.psql('SELECT count(*) FROM t WHERE id = 4')).toBe('1')
+  })
+
+  it('an approval with a grant lets the next matching statement through without a review, and only a matching one', async () => {
+    const psql = psqlLive(gw.port, 'DELETE FROM t WHERE id = 6;\n')
+    const id = (await psql.stderrMatch(HELD))[1] as string
+    const approved = await cli(['review', 'approve', id, '--admin', gw.admin, '--grant', '5'], tokens.alice)
+    expect(JSON.parse(approved.stdout)).toMatchObject({ result: 'approved', grant: { principal: 'agent-1', connection: 'orders', match: { action: ['sql.query'], 'sql.statement': ['DELETE'], 'sql.tables': ['t'] }, review: id } })
+    await psql.done
+    // the same kind of statement on the same table: runs at once, no NOTICE
+    const next = psqlLive(gw.port, 'DELETE FROM t WHERE id = 7;\n')
+    const r = await next.done
+    expect(r.stdout.trim()).toBe('DELETE 1')
+    expect(r.stderr).not.toMatch(/held for review/)
+    expect(await cluster.psql('SELECT count(*) FROM t WHERE id IN (6, 7)')).toBe('0')
+    const intent = gw.audit().filter((e) => e.type === 'request' && e.text === 'DELETE FROM t WHERE id = 7')
+    expect(intent[0]).toMatchObject({ verdict: 'allow', rule: 'p/deletes' })
+    expect(String(intent[0]?.reason)).toMatch(/let through by grant grant_/)
+    // another table: held again
+    const elsewhere = psqlLive(gw.port, 'DELETE FROM other;\n')
+    const otherId = (await elsewhere.stderrMatch(HELD))[1] as string
+    await api(gw.admin, 'POST', `/reviews/${otherId}/deny`, tokens.alice)
+    expect((await elsewhere.done).stderr).toMatch(/review denied/)
+  })
+
+  it('a gateway that stops ends its held requests denied and audited; one that died finds its leftovers at start and ends them the same way', async () => {
+    const dataDir = mkdtempSync(join(dir, 'gw-'))
+    let own = await start(dataDir)
+    const psql = psqlLive(own.port, 'DELETE FROM t WHERE id = 8;\n')
+    const id = (await psql.stderrMatch(HELD))[1] as string
+    await own.gateway.shutdown(0)
+    const r = await psql.done
+    expect(r.code).not.toBe(0)
+    expect(own.audit().find((e) => e.type === 'review' && e.review === id)).toMatchObject({ decision: 'denied', by: 'gatehouse' })
+
+    // a pending review of this gateway, as a crash would leave it
+    const store = new SqlStateStore('embedded', () => openEmbedded(join(dataDir, 'state')))
+    const gatewayId = readFileSync(join(dataDir, 'gateway-id'), 'utf8').trim()
+    const now = Date.now()
+    await store.createReview({ id: 'rev_left-over', connection: 'orders', protocol: 'postgres', principal: 'agent-1', session: 's-gone', request: 's-gone.1', action: 'sql.query', target: 'orders', text: 'DELETE FROM t', attrs: {}, fingerprint: 'f', rule: 'p/deletes', reason: 'r', approvalsRequired: 1, gateway: gatewayId, createdAt: now, expiresAt: now + 60_000 })
+    await store.close()
+    own = await start(dataDir)
+    try {
+      expect((await api(own.admin, 'GET', '/reviews/rev_left-over', tokens.audrey)).json).toMatchObject({ status: 'denied', decidedBy: 'gatehouse', decisionReason: 'the gateway restarted while the request was held' })
+      expect(own.audit().find((e) => e.type === 'review' && e.review === 'rev_left-over')).toMatchObject({ decision: 'denied', request: 's-gone.1', session: 's-gone' })
+    } finally {
+      await own.gateway.shutdown(0)
+    }
+  })
+})
