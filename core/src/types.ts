@@ -51,6 +51,12 @@ export interface GatewayRequest {
    * SSH stderr). The request's admission settles once the review is decided.
    */
   readonly onHeld?: (hold: HeldNotice) => void
+  /**
+   * Set by the adapter on a request that only prepares what a later request executes (a
+   * PostgreSQL Parse): a `review` verdict does not hold it, since nothing runs yet; the request
+   * that executes it is judged (and held) with everything the approver must see, parameters too.
+   */
+  readonly deferReview?: boolean
 }
 
 /** What a client is told of its held request. */

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createLogger, Gateway, generateToken, hashToken, loadConfigFile, openEmbedded, SqlStateStore } from '@gatehouse/core'
+import pg from 'pg'
 import { startPgCluster, type PgCluster } from '../fixtures/pg-cluster.js'
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url))
@@ -127,7 +128,7 @@ let gw: Running
 
 beforeAll(async () => {
   cluster = await startPgCluster()
-  await cluster.psql(`CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20) g; CREATE TABLE other (id int); INSERT INTO other VALUES (1); GRANT ALL ON t, other TO ${cluster.users.scram.user};`)
+  await cluster.psql(`CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20) g; CREATE TABLE other (id int); INSERT INTO other VALUES (1), (21), (22), (23); GRANT ALL ON t, other TO ${cluster.users.scram.user};`)
   dir = mkdtempSync(join(tmpdir(), 'gatehouse-reviews-'))
   gw = await start(mkdtempSync(join(dir, 'gw-')))
 }, 60_000)
@@ -239,6 +240,43 @@ describe('held requests', () => {
     const otherId = (await elsewhere.stderrMatch(HELD))[1] as string
     await api(gw.admin, 'POST', `/reviews/${otherId}/deny`, tokens.alice)
     expect((await elsewhere.done).stderr).toMatch(/review denied/)
+  })
+
+  // (table "other": the grant of the test before covers DELETEs on t)
+  it('extended protocol (node-postgres with parameters): the Parse is prepared, the execution is held once, with its parameters, and a second execution is held again', async () => {
+    const client = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: tokens.agent, database: 'app' })
+    const notices: string[] = []
+    client.on('notice', (n) => notices.push(n.message ?? ''))
+    await client.connect()
+    try {
+      const reviewsBefore = ((await api(gw.admin, 'GET', '/reviews?status=all', tokens.audrey)).json.reviews as unknown[]).length
+      const waitHeld = async (n: number): Promise<string> => {
+        for (let i = 0; i < 200; i++) {
+          const m = notices.length >= n ? HELD.exec(notices[n - 1] as string) : null
+          if (m) return m[1] as string
+          await new Promise((r) => setTimeout(r, 25))
+        }
+        throw new Error(`no notice ${n}: ${JSON.stringify(notices)}; reviews ${JSON.stringify((await api(gw.admin, 'GET', '/reviews?status=all', tokens.audrey)).json.reviews).slice(-600)}`)
+      }
+      const first = client.query({ name: 'del', text: 'DELETE FROM other WHERE id = $1', values: [21] })
+      const id1 = await waitHeld(1)
+      expect((await api(gw.admin, 'GET', `/reviews/${id1}`, tokens.audrey)).json).toMatchObject({ text: 'DELETE FROM other WHERE id = $1', params: ['21'], attrs: { phase: 'execute' } })
+      await api(gw.admin, 'POST', `/reviews/${id1}/approve`, tokens.alice)
+      expect((await first).rowCount).toBe(1)
+      // the prepared statement again, with another parameter: a new review
+      const second = client.query({ name: 'del', text: 'DELETE FROM other WHERE id = $1', values: [22] })
+      const id2 = await waitHeld(2)
+      expect(id2).not.toBe(id1)
+      expect((await api(gw.admin, 'GET', `/reviews/${id2}`, tokens.audrey)).json).toMatchObject({ params: ['22'] })
+      await api(gw.admin, 'POST', `/reviews/${id2}/deny`, tokens.alice, { reason: 'enough' })
+      await expect(second).rejects.toThrow(/review denied/)
+      // one review per execution, none for the Parse
+      const reviewsAfter = ((await api(gw.admin, 'GET', '/reviews?status=all', tokens.audrey)).json.reviews as unknown[]).length
+      expect(reviewsAfter - reviewsBefore).toBe(2)
+      expect((await client.query('SELECT count(*)::int AS n FROM other WHERE id IN (21, 22)')).rows).toEqual([{ n: 1 }])
+    } finally {
+      await client.end()
+    }
   })
 
   it('a gateway that stops ends its held requests denied and audited; one that died finds its leftovers at start and ends them the same way', async () => {

@@ -910,14 +910,14 @@ export class PostgresSession {
     return undefined
   }
 
-  private newRequest(text: string, attrs: Record<string, unknown>, params?: readonly (string | null)[]): GatewayRequest {
-    return this.deps.pipeline.request((this.handle as SessionHandle).info, { action: 'sql.query', text, attrs, ...(params ? { params } : {}), onHeld: this.onHeld })
+  private newRequest(text: string, attrs: Record<string, unknown>, params?: readonly (string | null)[], prepareOnly = false): GatewayRequest {
+    return this.deps.pipeline.request((this.handle as SessionHandle).info, { action: 'sql.query', text, attrs, ...(params ? { params } : {}), onHeld: this.onHeld, ...(prepareOnly ? { deferReview: true } : {}) })
   }
 
   /**
    * A statement held for review: the client learns it waits, and for which review, in a
-   * NoticeResponse (psql prints it at once). Written between whole responses only: while answers
-   * to earlier statements are still coming from the server, it waits for them.
+   * NoticeResponse (psql prints it at once). Written between two of the server's messages only:
+   * while a row or a COPY chunk is half relayed, it waits for its end.
    */
   private readonly onHeld = (hold: HeldNotice): void => {
     const notice = buildError(
@@ -932,8 +932,9 @@ export class PostgresSession {
     )
     const send = (): void => {
       if (this.closed) return
-      if (this.expect.length > 0) {
-        setTimeout(send, 10).unref()
+      // between two messages of the server's answers only: a DataRow or CopyData may be half relayed
+      if (this.streamRemaining > 0) {
+        setTimeout(send, 5).unref()
         return
       }
       this.client.write(notice)
@@ -1197,7 +1198,7 @@ export class PostgresSession {
     const s = analysis.statements[0] as AnalyzedStatement
     const facts = this.resolveExecutes(s.facts)
     if (typeof facts === 'string') return this.refuseUnknownStatement(s.text, facts, undefined, this.substituteExtended)
-    const request = this.newRequest(s.text, { sql: facts, phase: 'parse' })
+    const request = this.newRequest(s.text, { sql: facts, phase: 'parse' }, undefined, true)
     const admission = this.deps.pipeline.admit(request)
     if (admission instanceof Promise) return admission.then((a) => this.afterParseAdmission(msg, p, analysis, request, a))
     this.afterParseAdmission(msg, p, analysis, request, admission)

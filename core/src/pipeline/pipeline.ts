@@ -120,7 +120,7 @@ export interface Pipeline {
    */
   scram(session: SessionInfo, user: string, channelBinding?: { data: Buffer; plus: boolean }): ScramExchange
   /** Builds a request with a fresh id. */
-  request(session: SessionInfo, init: { action: string; target?: string; text?: string; attrs: Record<string, unknown>; params?: readonly unknown[]; onHeld?: (hold: HeldNotice) => void }): GatewayRequest
+  request(session: SessionInfo, init: { action: string; target?: string; text?: string; attrs: Record<string, unknown>; params?: readonly unknown[]; onHeld?: (hold: HeldNotice) => void; deferReview?: boolean }): GatewayRequest
   /**
    * Enrich → decide → record intent; never forwards anything itself. Answers synchronously when
    * every stage did (the common case: a cached analysis, a synchronous policy, a sink that wrote
@@ -687,7 +687,7 @@ export class ConnectionPipeline implements Pipeline {
       .catch((err: unknown) => this.logger.error({ err: String(err) }, 'could not record auth.failure'))
   }
 
-  request(session: SessionInfo, init: { action: string; target?: string; text?: string; attrs: Record<string, unknown>; params?: readonly unknown[]; onHeld?: (hold: HeldNotice) => void }): GatewayRequest {
+  request(session: SessionInfo, init: { action: string; target?: string; text?: string; attrs: Record<string, unknown>; params?: readonly unknown[]; onHeld?: (hold: HeldNotice) => void; deferReview?: boolean }): GatewayRequest {
     const n = (this.requestCounts.get(session) ?? 0) + 1
     this.requestCounts.set(session, n)
     return {
@@ -701,6 +701,7 @@ export class ConnectionPipeline implements Pipeline {
       text: init.text,
       params: init.params,
       ...(init.onHeld ? { onHeld: init.onHeld } : {}),
+      ...(init.deferReview ? { deferReview: true } : {}),
     }
   }
 
@@ -749,7 +750,11 @@ export class ConnectionPipeline implements Pipeline {
 
   /** Records the intent, then answers; synchronous when every required sink took the record synchronously. */
   private conclude(request: GatewayRequest, principal: Principal, decision: Decision): Admission | Promise<Admission> {
-    if (decision.verdict === 'review' && this.reviews) return this.holdForReview(request, principal, decision, this.reviews)
+    if (decision.verdict === 'review' && this.reviews) {
+      // preparing runs nothing: the execution is what waits for the review
+      if (request.deferReview) decision = { verdict: 'allow', ...(decision.rule === undefined ? {} : { rule: decision.rule }), reason: `${decision.reason} (prepared now; each execution is held for review)` }
+      else return this.holdForReview(request, principal, decision, this.reviews)
+    }
     let pending: Promise<void> | undefined
     try {
       pending = this.recordIntent(request, principal, decision)
