@@ -224,7 +224,7 @@ describe('held requests', () => {
     const psql = psqlLive(gw.port, 'DELETE FROM t WHERE id = 6;\n')
     const id = (await psql.stderrMatch(HELD))[1] as string
     const approved = await cli(['review', 'approve', id, '--admin', gw.admin, '--grant', '5'], tokens.alice)
-    expect(JSON.parse(approved.stdout)).toMatchObject({ result: 'approved', grant: { principal: 'agent-1', connection: 'orders', match: { action: ['sql.query'], 'sql.statement': ['DELETE'], 'sql.tables': ['t'] }, review: id } })
+    expect(JSON.parse(approved.stdout)).toMatchObject({ result: 'approved', grant: { principal: 'agent-1', connection: 'orders', match: { action: ['sql.query'], 'sql.statement': ['DELETE'], 'sql.tables': ['t'], 'sql.functions': false, 'sql.sideEffects': false }, review: id } })
     await psql.done
     // the same kind of statement on the same table: runs at once, no NOTICE
     const next = psqlLive(gw.port, 'DELETE FROM t WHERE id = 7;\n')

@@ -24,7 +24,7 @@
  */
 import ssh2, { type AuthContext, type ClientChannel, type Connection, type PseudoTtyInfo, type ServerChannel, type Session, type SFTPWrapper, type Client as SshClient, type TcpipBindInfo, type TcpipRequestInfo } from 'ssh2'
 import type { Duplex } from 'node:stream'
-import { GatewayError, isGatewayError, toGatewayError, type Admission, type GatewayRequest, type Logger, type Pipeline, type SessionHandle, type TerminalRecorder, type TerminalRecording, type Termination } from '@gatehouse/core'
+import { GatewayError, isGatewayError, toGatewayError, type Admission, type GatewayRequest, type HeldNotice, type Logger, type Pipeline, type SessionHandle, type TerminalRecorder, type TerminalRecording, type Termination } from '@gatehouse/core'
 import { disconnect, DISCONNECT } from './disconnect.js'
 import type { SshOptions, UpstreamConfig } from './config.js'
 import type { CommandAnalysis } from './shell/programs.js'
@@ -294,8 +294,16 @@ export class SshSession {
 
   // ------------------------------------------------------------------ requests
 
-  private request(action: string, text: string, attrs: Record<string, unknown>): GatewayRequest {
-    return this.deps.pipeline.request(this.info, { action, text, attrs: { ssh: attrs } })
+  private request(action: string, text: string, attrs: Record<string, unknown>, onHeld?: (hold: HeldNotice) => void): GatewayRequest {
+    return this.deps.pipeline.request(this.info, { action, text, attrs: { ssh: attrs }, ...(onHeld ? { onHeld } : {}) })
+  }
+
+  /** A held exec or shell: the client reads on stderr that it waits, and for which review. */
+  private heldOn(channel: ServerChannel): (hold: HeldNotice) => void {
+    return (hold) => {
+      if (channel.destroyed) return
+      channel.stderr.write(`gatehouse: held for review ${hold.review}: ${hold.reason}; ${hold.approvals === 1 ? 'one approval is' : `${hold.approvals} approvals are`} needed, denied if nobody decides by ${new Date(hold.expiresAt).toISOString()} (gatehouse review approve ${hold.review})\n`)
+    }
   }
 
   private async admit(request: GatewayRequest): Promise<Admission> {
@@ -438,21 +446,21 @@ export class SshSession {
     const attrs: Record<string, unknown> = analysis.ok
       ? { command, ...analysis.facts, ...(pty ? { pty } : {}), env: [...new Set([...Object.keys(setup.env), ...analysis.facts.env])] }
       : { command, error: analysis.error, ...(pty ? { pty } : {}) }
-    const request = this.request('ssh.exec', command, attrs)
+    const request = this.request('ssh.exec', command, attrs, this.heldOn(down))
     if (!analysis.ok) {
       await this.deps.pipeline.refuse(request, { rule: 'gatehouse/parse', reason: `the command could not be judged: ${analysis.error}`, code: 'GH_ERR_PARSE_FAILED' })
       return this.denyExec(down, 'gatehouse/parse', `the command could not be judged: ${analysis.error}`)
     }
     const admission = await this.admit(request)
-    if (!admission.admitted) return this.denyExec(down, admission.decision.rule ?? 'default-deny', admission.decision.reason ?? 'denied')
+    if (!admission.admitted) return this.refuseExec(down, admission)
     await this.runOnTarget(request, setup, () => down, (message) => this.failExec(down, message), (u, cb) => u.exec(command, { ...(setup.pty ? { pty: this.ptyOptions(setup) } : {}), env: setup.env }, cb), setup.pty !== undefined)
   }
 
   private async onShell(setup: ChannelSetup, down: ServerChannel): Promise<void> {
     const pty = this.ptyAttrs(setup)
-    const request = this.request('ssh.shell', 'shell', { pty: pty ?? false, env: Object.keys(setup.env) })
+    const request = this.request('ssh.shell', 'shell', { pty: pty ?? false, env: Object.keys(setup.env) }, this.heldOn(down))
     const admission = await this.admit(request)
-    if (!admission.admitted) return this.denyExec(down, admission.decision.rule ?? 'default-deny', admission.decision.reason ?? 'denied')
+    if (!admission.admitted) return this.refuseExec(down, admission)
     await this.runOnTarget(request, setup, () => down, (message) => this.failExec(down, message), (u, cb) => u.shell(setup.pty ? this.ptyOptions(setup) : false, { env: setup.env }, cb), true)
   }
 
@@ -540,6 +548,18 @@ export class SshSession {
   }
 
   /** A refused command or shell: the reason on stderr, exit status 126, the channel closed. */
+  /** A refused exec or shell: a held one that was denied or timed out says so; a denial names its rule. */
+  private refuseExec(channel: ServerChannel, admission: Admission & { admitted: false }): void {
+    if (admission.error.code === 'GH_ERR_REVIEW_DENIED' || admission.error.code === 'GH_ERR_REVIEW_EXPIRED' || admission.error.code === 'GH_ERR_STATE_UNAVAILABLE') {
+      if (channel.destroyed) return
+      channel.stderr.write(`gatehouse: ${admission.error.clientMessage}\n`)
+      channel.exit(126)
+      channel.end()
+      return
+    }
+    this.denyExec(channel, admission.decision.rule ?? 'default-deny', admission.decision.reason ?? 'denied')
+  }
+
   private denyExec(channel: ServerChannel, rule: string, reason: string): void {
     channel.stderr.write(`gatehouse: denied by ${rule}: ${reason}\n`)
     channel.exit(126)

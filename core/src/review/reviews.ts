@@ -44,14 +44,16 @@ export function requestFingerprint(request: Pick<GatewayRequest, 'action' | 'tar
 /**
  * Whether a grant's `match` covers a request: every key must match. A key names `action`,
  * `target`, or a dotted path into the request's attributes; a list of strings matches when the
- * value (or every element of a list value) is one of them; `true`/`false` a present/absent one.
+ * value (or every element of a list value) is one of them; `true`/`false` a flag that is so, or
+ * any other value present (non-empty) or not.
  */
 export function grantMatches(match: Readonly<Record<string, unknown>>, request: Pick<GatewayRequest, 'action' | 'target' | 'attrs'>): boolean {
   for (const [key, allowed] of Object.entries(match)) {
     const value = key === 'action' ? request.action : key === 'target' ? request.target : pathValue(request.attrs, key)
     if (typeof allowed === 'boolean') {
-      const present = value !== undefined && value !== null && !(Array.isArray(value) && value.length === 0) && value !== ''
-      if (present !== allowed) return false
+      // a flag is itself; anything else is true when present and non-empty
+      const truth = typeof value === 'boolean' ? value : value !== undefined && value !== null && !(Array.isArray(value) && value.length === 0) && value !== ''
+      if (truth !== allowed) return false
       continue
     }
     if (!Array.isArray(allowed)) return false
@@ -276,14 +278,27 @@ export class Reviews {
   }
 }
 
-/** What a grant given with an approval covers by default: the same action, and for SQL the same statement kind and tables. */
+/**
+ * What a grant given with an approval covers by default: the same action; for SQL the same
+ * statement kind and tables; for an SSH command the same programs, in a command line whose
+ * programs are all known.
+ */
 export function defaultGrantMatch(review: Pick<Review, 'action' | 'attrs'>): Record<string, unknown> {
   const match: Record<string, unknown> = { action: [review.action] }
-  const sql = review.attrs.sql as { statement?: unknown; tables?: unknown } | undefined
+  const sql = review.attrs.sql as { statement?: unknown; tables?: unknown; functions?: unknown; sideEffects?: unknown; opaque?: unknown; dynamic?: unknown } | undefined
   if (sql && typeof sql.statement === 'string') match['sql.statement'] = [sql.statement]
   if (sql && Array.isArray(sql.tables) && sql.tables.length > 0) match['sql.tables'] = sql.tables
-  const ssh = review.attrs.ssh as { program?: unknown } | undefined
-  if (ssh && typeof ssh.program === 'string') match['ssh.program'] = [ssh.program]
+  if (sql) {
+    // no more than the reviewed statement called: the same functions at most, and no code the gateway cannot read
+    match['sql.functions'] = Array.isArray(sql.functions) && sql.functions.length > 0 ? sql.functions : false
+    for (const flag of ['sideEffects', 'opaque', 'dynamic'] as const) if (sql[flag] !== true) match[`sql.${flag}`] = false
+  }
+  const ssh = review.attrs.ssh as { programs?: unknown } | undefined
+  if (ssh && Array.isArray(ssh.programs) && ssh.programs.length > 0) {
+    match['ssh.programs'] = ssh.programs
+    // a command line whose programs the gateway could not all see is never covered
+    match['ssh.dynamic'] = false
+  }
   return match
 }
 
