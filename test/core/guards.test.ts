@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import pg from 'pg'
-import { createLogger, Gateway, GatewayConfig, generateToken, hashToken, validate } from '@gatehouse/core'
+import { createLogger, Gateway, GatewayConfig, generateToken, hashToken, ReviewsToken, validate } from '@gatehouse/core'
 import { startPgCluster, type PgCluster } from '../fixtures/pg-cluster.js'
 import { DEFAULT_POLICIES, pgUpstream } from '../fixtures/gateway.js'
 
@@ -72,6 +72,11 @@ async function attempt(decide: { verdict: Verdict; how: How }[], opts: { withPol
   sink().events.length = 0
   try {
     const c = await client()
+    // a statement held for review is denied as soon as the client hears of it
+    c.on('notice', (n) => {
+      const id = /held for review (rev_[0-9a-f-]+)/.exec(n.message ?? '')?.[1]
+      if (id) void gateway.container.resolve(ReviewsToken).vote(id, { by: 'tester', approve: false, reason: 'not in this test', at: Date.now() })
+    })
     let error: { code?: string; message: string } | undefined
     try {
       await c.query('INSERT INTO guard_t VALUES (1)')
@@ -136,10 +141,10 @@ describe('several decide plugins: deny-overrides, fail closed', () => {
   }
 
   for (const how of ['sync', 'async'] as const) {
-    it(`a review verdict (${how}) is refused while no approval workflow exists, alone or beside an allow`, async () => {
+    it(`a review verdict (${how}) holds the statement, alone or beside an allow; denied, it never runs`, async () => {
       for (const chain of [[{ verdict: 'review' as const, how }], [allowSync, { verdict: 'review' as const, how }], [{ verdict: 'review' as const, how }, allowAsync]]) {
         const r = await attempt(chain)
-        expect(r.error).toMatchObject({ code: '42501', message: expect.stringContaining('needs approval') })
+        expect(r.error).toMatchObject({ code: '42501', message: expect.stringContaining('review denied: denied by tester: not in this test') })
         expect(r.rows).toBe(0)
         expect(r.intent).toMatchObject({ verdict: 'review' })
       }
