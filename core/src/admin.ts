@@ -6,7 +6,10 @@
  *
  * Routes: `GET /metrics` (Prometheus), `GET /recordings/:session` (the session's recordings),
  * `GET /recordings/:session/:file` (one asciicast file), and tokens issued at run time:
- * `POST /tokens`, `GET /tokens`, `DELETE /tokens/:id` (auth/issued.ts).
+ * `POST /tokens`, `GET /tokens`, `DELETE /tokens/:id` (auth/issued.ts); held requests:
+ * `GET /reviews`, `GET /reviews/:id`, `POST /reviews/:id/approve|deny` (review/reviews.ts);
+ * `GET /sessions`, `DELETE /sessions/:id`; `GET /healthz` and `GET /readyz` (no token).
+ * Roles: auditor reads, approver also decides reviews, admin does everything.
  */
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
 import { existsSync, readFileSync } from 'node:fs'
@@ -15,6 +18,7 @@ import type { IssuedToken } from './state/store.js'
 import type { IssuedTokens } from './auth/issued.js'
 import type { Reviews } from './review/reviews.js'
 import type { ReviewStatus } from './state/store.js'
+import type { LiveSession } from './pipeline/pipeline.js'
 import { parseDuration, parseTokenHash, verifyTokenAsync } from './auth/tokens.js'
 import { GatewayError, toGatewayError } from './errors.js'
 import { recordingsOf } from './cli/replay.js'
@@ -31,7 +35,22 @@ export interface AdminConfig {
 /** What each role may do: auditors read, approvers also decide reviews, admins do everything. */
 const RANK: Record<AdminRole, number> = { auditor: 0, approver: 1, admin: 2 }
 
-export async function startAdmin(config: AdminConfig, deps: { dataDir: string; metrics: MetricsRegistry; issued: IssuedTokens; reviews: Reviews }): Promise<{ app: FastifyInstance; port: number }> {
+export interface AdminDeps {
+  readonly dataDir: string
+  readonly metrics: MetricsRegistry
+  readonly issued: IssuedTokens
+  readonly reviews: Reviews
+  readonly sessions: { list(): LiveSession[]; terminate(id: string, by: string, reason?: string): boolean }
+  /** Every listener open and the gateway not stopping. */
+  readonly ready: () => boolean
+  /** Sets the gauges that are read at scrape time (sessions open, requests held). */
+  readonly beforeScrape: () => void
+}
+
+/** Probes answer without a token: they say nothing but up or not, and a kubelet holds no secret. */
+const OPEN_ROUTES = new Set(['/healthz', '/readyz'])
+
+export async function startAdmin(config: AdminConfig, deps: AdminDeps): Promise<{ app: FastifyInstance; port: number }> {
   const callersConfigured = config.tokens.map((t, i) => {
     const entry = typeof t === 'string' ? { id: `admin#${i}`, hash: t, role: 'admin' as const } : t
     const h = parseTokenHash(entry.hash)
@@ -40,6 +59,7 @@ export async function startAdmin(config: AdminConfig, deps: { dataDir: string; m
   })
   const app = Fastify({ logger: false })
   app.addHook('onRequest', async (req, reply) => {
+    if (OPEN_ROUTES.has(req.routeOptions.url ?? '') && req.method === 'GET') return
     const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')
     // Same check as identity tokens: constant time, every hash tried, the key derivation off the event loop.
     let who: { id: string; role: AdminRole } | undefined
@@ -160,7 +180,25 @@ export async function startAdmin(config: AdminConfig, deps: { dataDir: string; m
     })
   }
 
-  app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4').send(await deps.metrics.text()))
+  app.get('/metrics', async (_req, reply) => {
+    deps.beforeScrape()
+    return reply.type('text/plain; version=0.0.4').send(await deps.metrics.text())
+  })
+  app.get('/healthz', async () => ({ status: 'ok' }))
+  app.get('/readyz', async (_req, reply) => (deps.ready() ? { status: 'ready' } : reply.code(503).send({ status: 'not ready' })))
+
+  // Sessions open now, on every connection; an operator can end one.
+  app.get<{ Querystring: { connection?: string; principal?: string } }>('/sessions', async (req) => {
+    const sessions = deps.sessions
+      .list()
+      .filter((s) => (req.query.connection === undefined || s.connection === req.query.connection) && (req.query.principal === undefined || s.principal === req.query.principal))
+      .map((s) => ({ ...s, startedAt: new Date(s.startedAt).toISOString(), lastActive: new Date(s.lastActive).toISOString() }))
+    return { sessions }
+  })
+  app.delete<{ Params: { id: string }; Querystring: { reason?: string } }>('/sessions/:id', async (req, reply) => {
+    if (!deps.sessions.terminate(req.params.id, caller(req), req.query.reason)) return reply.code(404).send({ error: 'no such session open' })
+    return { terminated: req.params.id }
+  })
   app.get<{ Params: { session: string } }>('/recordings/:session', async (req) => ({
     session: req.params.session,
     recordings: recordingsOf(deps.dataDir, req.params.session).map((f) => basename(f)),

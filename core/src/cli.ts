@@ -155,6 +155,28 @@ token
     const { tokens } = (await adminCall(opts.admin, 'GET', `/tokens${q.size > 0 ? `?${q}` : ''}`)) as { tokens: unknown[] }
     for (const t of tokens) process.stdout.write(`${JSON.stringify(t)}\n`)
   })
+const sessions = program.command('sessions').description("the sessions open in a running gateway, through its admin API (admin token in $GATEHOUSE_ADMIN_TOKEN)")
+sessions
+  .command('list')
+  .description('sessions open now, one JSON object per line')
+  .requiredOption('--admin <url>', "the gateway's admin API, e.g. http://127.0.0.1:8080")
+  .option('--connection <name>', 'only this connection')
+  .option('-i, --identity <id>', 'only sessions of this principal')
+  .action(async (opts: { admin: string; connection?: string; identity?: string }) => {
+    const q = new URLSearchParams({ ...(opts.connection ? { connection: opts.connection } : {}), ...(opts.identity ? { principal: opts.identity } : {}) })
+    const { sessions: list } = (await adminCall(opts.admin, 'GET', `/sessions${q.size > 0 ? `?${q}` : ''}`)) as { sessions: unknown[] }
+    for (const one of list) process.stdout.write(`${JSON.stringify(one)}\n`)
+  })
+sessions
+  .command('kill')
+  .description('end a session now (the client is told an operator ended it; the audit names you)')
+  .argument('<id>', 'the session id (from sessions list, or the audit)')
+  .requiredOption('--admin <url>', "the gateway's admin API")
+  .option('--reason <text>', 'told to the client and recorded')
+  .action(async (id: string, opts: { admin: string; reason?: string }) => {
+    process.stdout.write(`${JSON.stringify(await adminCall(opts.admin, 'DELETE', `/sessions/${encodeURIComponent(id)}${opts.reason ? `?reason=${encodeURIComponent(opts.reason)}` : ''}`))}\n`)
+  })
+
 const review = program.command('review').description("list and decide held requests through a running gateway's admin API (admin token in $GATEHOUSE_ADMIN_TOKEN)")
 review
   .command('list')

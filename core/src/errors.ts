@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   GH_ERR_AUTH_THROTTLED: { kind: 'AccessDenied', safe: true, message: 'too many failed logins; try again later', fix: 'wait for the lockout to pass, and check the token the client presents' },
   GH_ERR_LIMIT_SESSIONS: { kind: 'AccessDenied', safe: true, message: 'too many sessions', fix: 'end sessions you no longer use, or ask an operator to raise limits.sessions' },
   GH_ERR_AUTH_REVOKED: { kind: 'AccessDenied', safe: true, message: 'credential no longer valid', fix: 'the token or key was removed or revoked, or no longer reaches this connection; ask an operator for a new one' },
+  GH_ERR_SESSION_TERMINATED: { kind: 'Unavailable', safe: true, message: 'session ended by an operator', fix: 'ask the operator who ended it (the audit names them); reconnect if you may' },
   GH_ERR_SESSION_LIMIT: { kind: 'Timeout', safe: true, message: 'session ended by a gateway limit', fix: 'reconnect; ask an operator to raise limits.sessions.idleMs or maxAgeMs if sessions need to stay open longer' },
   GH_ERR_AUTH_SCOPE: { kind: 'AccessDenied', safe: true, message: 'token not valid for this connection', fix: 'issue a token scoped to this connection' },
   GH_ERR_AUTH_UNSUPPORTED: { kind: 'BadRequest', safe: true, message: 'authentication method not supported', fix: 'use a gateway token as the password' },

@@ -339,7 +339,25 @@ export class Gateway {
         this.logger.info({ connection: plan.connection.name, adapter: plan.connection.adapter, address: `${listener.address.host}:${listener.address.port}` }, 'listening')
       }
       if (this.config.admin) {
-        const admin = await startAdmin(this.config.admin, { dataDir: this.config.dataDir, metrics: this.container.resolve(Metrics), issued: this.container.resolve(IssuedTokensToken), reviews: this.container.resolve(ReviewsToken) })
+        const metrics = this.container.resolve(Metrics)
+        const active = metrics.gauge('gatehouse_sessions_active', 'sessions open now, by connection', ['connection'])
+        const held = metrics.gauge('gatehouse_reviews_held', 'requests this gateway holds for review now')
+        const reviews = this.container.resolve(ReviewsToken)
+        const admin = await startAdmin(this.config.admin, {
+          dataDir: this.config.dataDir,
+          metrics,
+          issued: this.container.resolve(IssuedTokensToken),
+          reviews,
+          sessions: {
+            list: () => this.pipelines.flatMap((p) => p.liveSessions()),
+            terminate: (id, by, reason) => this.pipelines.some((p) => p.terminateSession(id, by, reason)),
+          },
+          ready: () => this.listeners.length === this.plans.length && !this.stopping,
+          beforeScrape: () => {
+            for (const plan of this.plans) active.set({ connection: plan.connection.name }, plan.pipeline.liveSessions().length)
+            held.set(reviews.held)
+          },
+        })
         this.admin = admin.app
         this.adminPort = admin.port
         this.logger.info({ address: `${this.config.admin.listen.replace(/:\d+$/, '')}:${admin.port}` }, 'admin API listening')

@@ -40,6 +40,7 @@ const BY_CODE: Partial<Record<GatewayError['code'], string>> = {
   GH_ERR_AUTH_SCOPE: SQLSTATE.invalidAuthorization,
   GH_ERR_AUTH_REVOKED: SQLSTATE.adminShutdown,
   GH_ERR_SESSION_LIMIT: SQLSTATE.adminShutdown,
+  GH_ERR_SESSION_TERMINATED: SQLSTATE.adminShutdown,
 }
 
 export function sqlstateFor(err: GatewayError): string {

@@ -69,6 +69,22 @@ export interface Termination {
   readonly reason: string
 }
 
+/** An open session as the admin API shows it. */
+export interface LiveSession {
+  readonly id: string
+  readonly connection: string
+  readonly protocol: string
+  readonly client: string
+  readonly tls: boolean
+  readonly startedAt: number
+  readonly lastActive: number
+  readonly principal?: string
+  readonly credential?: string
+  readonly requests: number
+  /** Being ended (a limit, a revocation, an operator). */
+  readonly ending: boolean
+}
+
 /** One SCRAM handshake run by core on an adapter's behalf. */
 export interface ScramExchange {
   /** client-first-message → server-first-message */
@@ -406,9 +422,10 @@ export class ConnectionPipeline implements Pipeline {
     live.terminated = true
     const info = live.handle.info
     const credential = t.cause.startsWith('credential.')
+    const byOperator = t.cause.startsWith('admin.')
     if (credential) this.credentialEnds?.inc({ connection: this.connection, cause: t.cause })
-    else this.limitRefusals?.inc({ connection: this.connection, limit: t.cause })
-    void this.protocolEvent(info, { event: credential ? t.cause : `limit.${t.cause}`, reason: t.reason, attrs: { code: t.code } })
+    else if (!byOperator) this.limitRefusals?.inc({ connection: this.connection, limit: t.cause })
+    void this.protocolEvent(info, { event: credential || byOperator ? t.cause : `limit.${t.cause}`, reason: t.reason, attrs: { code: t.code } })
     if (!live.render) {
       void live.handle.end(t.reason)
       return
@@ -520,6 +537,37 @@ export class ConnectionPipeline implements Pipeline {
   }
 
   /** Ends every open session (used by shutdown after the grace period). */
+  /** The sessions open on this connection now, as the admin API lists them. */
+  liveSessions(): LiveSession[] {
+    const out: LiveSession[] = []
+    for (const live of this.open.values()) {
+      const info = live.handle.info
+      out.push({
+        id: info.id,
+        connection: info.connection,
+        protocol: info.protocol,
+        client: info.clientAddress,
+        tls: info.tls,
+        startedAt: info.startedAt,
+        lastActive: live.lastActive,
+        ...(info.principal ? { principal: info.principal.id, credential: info.principal.credential } : {}),
+        requests: this.requestCounts.get(info) ?? 0,
+        ending: live.terminated,
+      })
+    }
+    return out
+  }
+
+  /** Ends one session at an operator's word (the admin API); false when it is not open here. */
+  terminateSession(id: string, by: string, reason?: string): boolean {
+    for (const live of this.open.values()) {
+      if (live.handle.info.id !== id) continue
+      this.terminate(live, { cause: 'admin.terminated', code: 'GH_ERR_SESSION_TERMINATED', reason: `ended by ${by}${reason ? `: ${reason}` : ''}` })
+      return true
+    }
+    return false
+  }
+
   async endAll(reason: string): Promise<void> {
     await Promise.all([...this.open.values()].map((s) => s.handle.end(reason)))
   }

@@ -1,0 +1,77 @@
+/**
+ * The admin API's sessions, probes and gauges, with node-postgres and the CLI: the open sessions
+ * listed with their principal; an operator ending one (the client is told, the audit names the
+ * operator); an auditor may list but not end; /healthz and /readyz answer without a token;
+ * /metrics, scraped and parsed, counts the sessions open per connection and the requests held.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { execFile } from 'node:child_process'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import pg from 'pg'
+import { generateToken, hashToken } from '@gatehouse/core'
+import { startPgCluster, type PgCluster } from '../fixtures/pg-cluster.js'
+import { pgUpstream, startGateway, type TestGateway } from '../fixtures/gateway.js'
+
+const CLI = join(fileURLToPath(new URL('../..', import.meta.url)), 'core', 'dist', 'cli.js')
+const root = generateToken()
+const auditor = generateToken()
+let cluster: PgCluster
+let gw: TestGateway
+let admin: string
+
+beforeAll(async () => {
+  cluster = await startPgCluster()
+  gw = await startGateway({ upstream: pgUpstream(cluster), admin: { listen: '127.0.0.1:0', tokens: [hashToken(root, 'admin'), { id: 'audrey', role: 'auditor', hash: hashToken(auditor, 'audrey') }] } })
+  admin = `http://127.0.0.1:${gw.gateway.adminPort}`
+}, 60_000)
+afterAll(async () => {
+  await gw?.stop()
+  await cluster?.stop()
+})
+
+const get = (path: string, token?: string) => fetch(`${admin}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} })
+
+/** Prometheus text: the value of one sample, by name and labels as written. */
+function sample(text: string, name: string, labels = ''): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `) || (labels === '' && l.startsWith(`${name} `)))
+  return line === undefined ? undefined : Number(line.split(' ').pop())
+}
+
+describe('admin API: sessions, probes, gauges', () => {
+  it('lists open sessions; an auditor may not end one; an admin ends it through the CLI, the client is told and the audit names who', async () => {
+    const client = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app' })
+    const ended = new Promise<Error>((resolve) => client.on('error', resolve))
+    await client.connect()
+    await client.query('SELECT 1')
+    const { sessions } = (await (await get('/sessions', auditor)).json()) as { sessions: { id: string; principal?: string; connection: string; requests: number; client: string }[] }
+    const mine = sessions.find((s) => s.principal === 'agent-1')
+    expect(mine).toMatchObject({ connection: 'pg', requests: 1 })
+    expect(mine?.client).toMatch(/^127\.0\.0\.1:\d+$/)
+
+    const metrics = await (await get('/metrics', auditor)).text()
+    expect(sample(metrics, 'gatehouse_sessions_active', '{connection="pg"}')).toBe(1)
+    expect(sample(metrics, 'gatehouse_reviews_held')).toBe(0)
+
+    expect((await fetch(`${admin}/sessions/${mine?.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${auditor}` } })).status).toBe(403)
+    const kill = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+      execFile(process.execPath, [CLI, 'sessions', 'kill', mine?.id as string, '--admin', admin, '--reason', 'incident 7'], { env: { ...process.env, GATEHOUSE_ADMIN_TOKEN: root } }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, stdout, stderr })),
+    )
+    expect(kill.code, kill.stderr).toBe(0)
+    expect(JSON.parse(kill.stdout)).toEqual({ terminated: mine?.id })
+    const err = await ended
+    expect(err.message).toMatch(/ended by admin#0: incident 7/)
+    await client.end().catch(() => undefined)
+    const events = await gw.audit()
+    expect(events.find((e) => e.type === 'protocol' && (e as { event?: string }).event === 'admin.terminated')).toMatchObject({ session: mine?.id, reason: 'ended by admin#0: incident 7' })
+    expect((await fetch(`${admin}/sessions/${mine?.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${root}` } })).status).toBe(404)
+  })
+
+  it('probes answer without a token; everything else needs one', async () => {
+    expect(await (await get('/healthz')).json()).toEqual({ status: 'ok' })
+    expect(await (await get('/readyz')).json()).toEqual({ status: 'ready' })
+    expect((await get('/sessions')).status).toBe(401)
+    expect((await get('/metrics')).status).toBe(401)
+    expect((await fetch(`${admin}/healthz`, { method: 'POST' })).status).toBe(401)
+  })
+})
