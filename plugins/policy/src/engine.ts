@@ -91,7 +91,8 @@ function sequenceMatcher(path: readonly string[], expected: readonly (readonly s
 
 function compileRule(rule: Rule, id: string, path: string): CompiledRule {
   const reason = rule.reason ?? (rule.effect === 'allow' ? 'allowed' : rule.effect === 'deny' ? `matched deny rule ${id}` : `matched review rule ${id}`)
-  const review = rule.effect === 'review' && rule.review ? { ...(rule.review.approvals === undefined ? {} : { approvals: rule.review.approvals }), ...(rule.review.timeoutSeconds === undefined ? {} : { timeoutMs: rule.review.timeoutSeconds * 1000 }) } : {}
+  if (rule.review && rule.effect !== 'review') throw new GatewayError('GH_ERR_CONFIG_INVALID', `${path}.review: only a rule with effect review takes review options (this one is ${rule.effect})`)
+  const review = rule.review ? { ...(rule.review.approvals === undefined ? {} : { approvals: rule.review.approvals }), ...(rule.review.timeoutSeconds === undefined ? {} : { timeoutMs: rule.review.timeoutSeconds * 1000 }) } : {}
   const decision: Decision = Object.freeze(rule.effect === 'allow' ? { verdict: 'allow' as const, rule: id, reason } : rule.effect === 'review' ? { verdict: 'review' as const, rule: id, reason, ...review } : { verdict: rule.effect, rule: id, reason })
   let when: CelProgram | undefined
   if (rule.when !== undefined) {

@@ -265,3 +265,29 @@ describe('validation at boot', () => {
   })
 })
 
+
+describe('review rules', () => {
+  it('carry their approvals and timeout into the decision; without them the decision has neither; allow and deny rules never carry them', () => {
+    const e = engine([
+      {
+        id: 'p',
+        rules: [
+          { id: 'two', effect: 'review', match: { 'sql.statement': ['DELETE'] }, review: { approvals: 2, timeoutSeconds: 90 } },
+          { id: 'timeout-only', effect: 'review', match: { 'sql.statement': ['UPDATE'] }, review: { timeoutSeconds: 5 } },
+          { id: 'approvals-only', effect: 'review', match: { 'sql.statement': ['INSERT'] }, review: { approvals: 3 } },
+          { id: 'plain', effect: 'review', match: { 'sql.statement': ['TRUNCATE'] } },
+          { id: 'reads', effect: 'allow', match: { 'sql.statement': ['SELECT'] } },
+        ],
+      },
+    ])
+    expect(e.decide(sqlRequest('DELETE FROM t'), agent)).toEqual({ verdict: 'review', rule: 'p/two', reason: 'matched review rule p/two', approvals: 2, timeoutMs: 90_000 })
+    expect(e.decide(sqlRequest('UPDATE t SET a = 1'), agent)).toEqual({ verdict: 'review', rule: 'p/timeout-only', reason: 'matched review rule p/timeout-only', timeoutMs: 5000 })
+    expect(e.decide(sqlRequest('INSERT INTO t VALUES (1)'), agent)).toEqual({ verdict: 'review', rule: 'p/approvals-only', reason: 'matched review rule p/approvals-only', approvals: 3 })
+    expect(e.decide(sqlRequest('TRUNCATE t'), agent)).toEqual({ verdict: 'review', rule: 'p/plain', reason: 'matched review rule p/plain' })
+    expect(e.decide(sqlRequest('SELECT 1'), agent)).toEqual({ verdict: 'allow', rule: 'p/reads', reason: 'allowed' })
+  })
+
+  it('review options are refused on a rule that is not a review, at boot', () => {
+    expect(() => engine([{ id: 'p', rules: [{ id: 'a', effect: 'allow', review: { approvals: 2 } }] }])).toThrow(/review/)
+  })
+})
