@@ -12,6 +12,7 @@
  * Roles: auditor reads, approver also decides reviews, admin does everything.
  */
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
+import swagger from '@fastify/swagger'
 import { existsSync, readFileSync } from 'node:fs'
 import { basename } from 'node:path'
 import type { IssuedToken } from './state/store.js'
@@ -47,6 +48,9 @@ export interface AdminDeps {
   readonly beforeScrape: () => void
 }
 
+const ID = { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] } as const
+const REASON = { type: 'object', properties: { reason: { type: 'string', maxLength: 1024 } } } as const
+
 /** Probes answer without a token: they say nothing but up or not, and a kubelet holds no secret. */
 const OPEN_ROUTES = new Set(['/healthz', '/readyz'])
 
@@ -58,6 +62,15 @@ export async function startAdmin(config: AdminConfig, deps: AdminDeps): Promise<
     return { id: entry.id, role: entry.role, hash: h }
   })
   const app = Fastify({ logger: false })
+  // The OpenAPI document, generated from the routes' own schemas, at /openapi.json.
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'Gatehouse admin API', version: '1', description: 'Operators: sessions, issued tokens, held requests, metrics and recordings. Bearer admin tokens; roles auditor < approver < admin.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  })
   app.addHook('onRequest', async (req, reply) => {
     if (OPEN_ROUTES.has(req.routeOptions.url ?? '') && req.method === 'GET') return
     const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')
@@ -77,6 +90,8 @@ export async function startAdmin(config: AdminConfig, deps: AdminDeps): Promise<
     '/tokens',
     {
       schema: {
+        summary: 'issue a short-lived token (shown once)',
+        tags: ['tokens'],
         body: {
           type: 'object',
           required: ['identity', 'ttl'],
@@ -105,7 +120,7 @@ export async function startAdmin(config: AdminConfig, deps: AdminDeps): Promise<
       }
     },
   )
-  app.get<{ Querystring: { identity?: string; all?: string } }>('/tokens', async (req, reply) => {
+  app.get<{ Querystring: { identity?: string; all?: string } }>('/tokens', { schema: { summary: 'issued tokens, newest first (never their hashes)', tags: ['tokens'], querystring: { type: 'object', properties: { identity: { type: 'string' }, all: { type: 'string', enum: ['true', 'false'] } } } } }, async (req, reply) => {
     try {
       const tokens = await deps.issued.list({ ...(req.query.identity ? { identity: req.query.identity } : {}), includeInactive: req.query.all === 'true' })
       return { tokens: tokens.map(publicToken) }
@@ -113,7 +128,7 @@ export async function startAdmin(config: AdminConfig, deps: AdminDeps): Promise<
       return refusal(reply, err)
     }
   })
-  app.delete<{ Params: { id: string }; Querystring: { reason?: string } }>('/tokens/:id', async (req, reply) => {
+  app.delete<{ Params: { id: string }; Querystring: { reason?: string } }>('/tokens/:id', { schema: { summary: 'revoke an issued token; its sessions end at once', tags: ['tokens'], params: ID, querystring: REASON } }, async (req, reply) => {
     try {
       const revoked = await deps.issued.revoke(req.params.id, caller(req), req.query.reason)
       if (!revoked) return reply.code(404).send({ error: 'no such token' })
@@ -123,7 +138,7 @@ export async function startAdmin(config: AdminConfig, deps: AdminDeps): Promise<
     }
   })
   // Held requests: list, show, approve (with an optional grant), deny.
-  app.get<{ Querystring: { status?: string; connection?: string } }>('/reviews', async (req, reply) => {
+  app.get<{ Querystring: { status?: string; connection?: string } }>('/reviews', { schema: { summary: 'reviews of held requests (pending by default)', tags: ['reviews'], querystring: { type: 'object', properties: { status: { type: 'string', enum: ['pending', 'approved', 'denied', 'expired', 'all'] }, connection: { type: 'string' } } } } }, async (req, reply) => {
     const status = req.query.status ?? 'pending'
     if (!['pending', 'approved', 'denied', 'expired', 'all'].includes(status)) return reply.code(400).send({ error: 'status is one of pending, approved, denied, expired, all' })
     try {
@@ -133,7 +148,7 @@ export async function startAdmin(config: AdminConfig, deps: AdminDeps): Promise<
       return refusal(reply, err)
     }
   })
-  app.get<{ Params: { id: string } }>('/reviews/:id', async (req, reply) => {
+  app.get<{ Params: { id: string } }>('/reviews/:id', { schema: { summary: 'one review: the request as the approver sees it', tags: ['reviews'], params: ID } }, async (req, reply) => {
     try {
       const review = await deps.reviews.get(req.params.id)
       return review ?? reply.code(404).send({ error: 'no such review' })
@@ -142,6 +157,8 @@ export async function startAdmin(config: AdminConfig, deps: AdminDeps): Promise<
     }
   })
   const voteSchema = {
+    tags: ['reviews'],
+    params: ID,
     body: {
       type: 'object',
       additionalProperties: false,
@@ -165,7 +182,7 @@ export async function startAdmin(config: AdminConfig, deps: AdminDeps): Promise<
     const noBody = async (req: { body: unknown }) => {
       req.body ??= {}
     }
-    app.post<{ Params: { id: string }; Body: VoteBody }>(`/reviews/:id/${approve ? 'approve' : 'deny'}`, { schema: voteSchema, preValidation: noBody }, async (req, reply) => {
+    app.post<{ Params: { id: string }; Body: VoteBody }>(`/reviews/:id/${approve ? 'approve' : 'deny'}`, { schema: { ...voteSchema, summary: approve ? 'approve a held request (optionally with a grant)' : 'deny a held request' }, preValidation: noBody }, async (req, reply) => {
       const body = req.body ?? {}
       if (!approve && body.grant) return reply.code(400).send({ error: 'a denial carries no grant' })
       try {
@@ -180,30 +197,31 @@ export async function startAdmin(config: AdminConfig, deps: AdminDeps): Promise<
     })
   }
 
-  app.get('/metrics', async (_req, reply) => {
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'] } }, async (_req, reply) => {
     deps.beforeScrape()
     return reply.type('text/plain; version=0.0.4').send(await deps.metrics.text())
   })
-  app.get('/healthz', async () => ({ status: 'ok' }))
-  app.get('/readyz', async (_req, reply) => (deps.ready() ? { status: 'ready' } : reply.code(503).send({ status: 'not ready' })))
+  app.get('/healthz', { schema: { summary: 'liveness probe (no token)', tags: ['operations'], security: [] } }, async () => ({ status: 'ok' }))
+  app.get('/readyz', { schema: { summary: 'readiness probe (no token): every listener open, not shutting down', tags: ['operations'], security: [] } }, async (_req, reply) => (deps.ready() ? { status: 'ready' } : reply.code(503).send({ status: 'not ready' })))
 
   // Sessions open now, on every connection; an operator can end one.
-  app.get<{ Querystring: { connection?: string; principal?: string } }>('/sessions', async (req) => {
+  app.get<{ Querystring: { connection?: string; principal?: string } }>('/sessions', { schema: { summary: 'sessions open now', tags: ['sessions'], querystring: { type: 'object', properties: { connection: { type: 'string' }, principal: { type: 'string' } } } } }, async (req) => {
     const sessions = deps.sessions
       .list()
       .filter((s) => (req.query.connection === undefined || s.connection === req.query.connection) && (req.query.principal === undefined || s.principal === req.query.principal))
       .map((s) => ({ ...s, startedAt: new Date(s.startedAt).toISOString(), lastActive: new Date(s.lastActive).toISOString() }))
     return { sessions }
   })
-  app.delete<{ Params: { id: string }; Querystring: { reason?: string } }>('/sessions/:id', async (req, reply) => {
+  app.delete<{ Params: { id: string }; Querystring: { reason?: string } }>('/sessions/:id', { schema: { summary: 'end a session now', tags: ['sessions'], params: ID, querystring: REASON } }, async (req, reply) => {
     if (!deps.sessions.terminate(req.params.id, caller(req), req.query.reason)) return reply.code(404).send({ error: 'no such session open' })
     return { terminated: req.params.id }
   })
-  app.get<{ Params: { session: string } }>('/recordings/:session', async (req) => ({
+  app.get<{ Params: { session: string } }>('/recordings/:session', { schema: { summary: "a session's terminal recordings", tags: ['recordings'], params: { type: 'object', properties: { session: { type: 'string' } }, required: ['session'] } } }, async (req) => ({
     session: req.params.session,
     recordings: recordingsOf(deps.dataDir, req.params.session).map((f) => basename(f)),
   }))
-  app.get<{ Params: { session: string; file: string } }>('/recordings/:session/:file', async (req, reply) => {
+  app.get<{ Params: { session: string; file: string } }>('/recordings/:session/:file', { schema: { summary: 'one recording (asciicast v2)', tags: ['recordings'], params: { type: 'object', properties: { session: { type: 'string' }, file: { type: 'string' } }, required: ['session', 'file'] } } }, async (req, reply) => {
     const file = recordingsOf(deps.dataDir, req.params.session).find((f) => basename(f) === req.params.file)
     if (!file || !existsSync(file)) return reply.code(404).send({ error: 'no such recording' })
     return reply.type('application/x-asciicast').send(readFileSync(file))

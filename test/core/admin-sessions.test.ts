@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
+import SwaggerParser from '@apidevtools/swagger-parser'
 import { generateToken, hashToken } from '@gatehouse/core'
 import { startPgCluster, type PgCluster } from '../fixtures/pg-cluster.js'
 import { pgUpstream, startGateway, type TestGateway } from '../fixtures/gateway.js'
@@ -73,5 +74,17 @@ describe('admin API: sessions, probes, gauges', () => {
     expect((await get('/sessions')).status).toBe(401)
     expect((await get('/metrics')).status).toBe(401)
     expect((await fetch(`${admin}/healthz`, { method: 'POST' })).status).toBe(401)
+  })
+
+  it('serves its OpenAPI document, generated from the routes, valid OpenAPI 3 with every route', async () => {
+    expect((await get('/openapi.json')).status).toBe(401)
+    const doc = (await (await get('/openapi.json', auditor)).json()) as { openapi: string; paths: Record<string, Record<string, unknown>> }
+    expect(doc.openapi).toBe('3.0.3')
+    await SwaggerParser.validate(structuredClone(doc) as never)
+    expect(Object.keys(doc.paths).sort()).toEqual(
+      ['/healthz', '/metrics', '/readyz', '/recordings/{session}', '/recordings/{session}/{file}', '/reviews', '/reviews/{id}', '/reviews/{id}/approve', '/reviews/{id}/deny', '/sessions', '/sessions/{id}', '/tokens', '/tokens/{id}'].sort(),
+    )
+    expect(Object.keys(doc.paths['/tokens'] ?? {}).sort()).toEqual(['get', 'post'])
+    expect(doc.paths['/reviews/{id}/approve']?.post).toMatchObject({ requestBody: { content: { 'application/json': { schema: { properties: { grant: { required: ['minutes'] } } } } } } })
   })
 })
