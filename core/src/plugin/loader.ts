@@ -22,6 +22,7 @@ export const BUILTIN_PLUGINS: Readonly<Record<string, string>> = Object.freeze({
   'audit-stdout': '@gatehouse/plugin-audit-stdout',
   'audit-postgres': '@gatehouse/plugin-audit-postgres',
   'audit-webhook': '@gatehouse/plugin-audit-webhook',
+  'approval-webhook': '@gatehouse/plugin-approval-webhook',
 })
 
 const NPM_NAME = /^(@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*$/
