@@ -19,6 +19,8 @@ import type { IssuedToken } from './state/store.js'
 import type { IssuedTokens } from './auth/issued.js'
 import type { Reviews } from './review/reviews.js'
 import type { ReviewStatus } from './state/store.js'
+import type { AuditEvent } from './audit/events.js'
+import type { AuditQuery } from './plugin/stages.js'
 import type { LiveSession } from './pipeline/pipeline.js'
 import { parseDuration, parseTokenHash, verifyTokenAsync } from './auth/tokens.js'
 import { GatewayError, toGatewayError } from './errors.js'
@@ -46,6 +48,8 @@ export interface AdminDeps {
   readonly ready: () => boolean
   /** Sets the gauges that are read at scrape time (sessions open, requests held). */
   readonly beforeScrape: () => void
+  /** The audit as a sink that can read it back stores it (audit-jsonl), when one is configured. */
+  readonly audit: ((filter: AuditQuery) => Promise<AuditEvent[]>) | undefined
 }
 
 const ID = { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] } as const
@@ -213,6 +217,40 @@ export async function startAdmin(config: AdminConfig, deps: AdminDeps): Promise<
       .map((s) => ({ ...s, startedAt: new Date(s.startedAt).toISOString(), lastActive: new Date(s.lastActive).toISOString() }))
     return { sessions }
   })
+  // The audit, read back: by session, principal, connection, action, verdict, type and time.
+  const auditQuery = {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      session: { type: 'string' },
+      principal: { type: 'string' },
+      connection: { type: 'string' },
+      action: { type: 'string' },
+      verdict: { type: 'string', enum: ['allow', 'deny', 'review'] },
+      type: { type: 'string' },
+      request: { type: 'string' },
+      from: { type: 'string', format: 'date-time' },
+      to: { type: 'string', format: 'date-time' },
+      limit: { type: 'integer', minimum: 1, maximum: 10_000, default: 100 },
+    },
+  } as const
+  type AuditQueryString = { session?: string; principal?: string; connection?: string; action?: string; verdict?: string; type?: string; request?: string; from?: string; to?: string; limit: number }
+  const readAudit = async (reply: FastifyReply, q: AuditQueryString) => {
+    if (!deps.audit) return reply.code(501).send({ error: 'no configured audit sink can be read back (audit-jsonl can)' })
+    const { from, to, ...rest } = q
+    try {
+      return { events: await deps.audit({ ...rest, ...(from ? { from: Date.parse(from) } : {}), ...(to ? { to: Date.parse(to) } : {}) }) }
+    } catch (err) {
+      return refusal(reply, err)
+    }
+  }
+  app.get<{ Querystring: AuditQueryString }>('/audit', { schema: { summary: 'audit events, newest first', tags: ['audit'], querystring: auditQuery } }, async (req, reply) => readAudit(reply, req.query))
+  app.get<{ Params: { id: string }; Querystring: { limit: number } }>(
+    '/sessions/:id/events',
+    { schema: { summary: "a session's audit events, newest first", tags: ['sessions'], params: ID, querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 10_000, default: 1000 } } } } },
+    async (req, reply) => readAudit(reply, { session: req.params.id, limit: req.query.limit }),
+  )
+
   app.delete<{ Params: { id: string }; Querystring: { reason?: string } }>('/sessions/:id', { schema: { summary: 'end a session now', tags: ['sessions'], params: ID, querystring: REASON } }, async (req, reply) => {
     if (!deps.sessions.terminate(req.params.id, caller(req), req.query.reason)) return reply.code(404).send({ error: 'no such session open' })
     return { terminated: req.params.id }

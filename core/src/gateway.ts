@@ -30,7 +30,8 @@ import { GatewayError } from './errors.js'
 import { createLogger, logDestination, Logger } from './logger.js'
 import type { Lifecycle, PluginDefinition, StageObjects } from './plugin/define.js'
 import { loadPluginDefinition } from './plugin/loader.js'
-import type { AuditSink, ExplainInput, Listener, ProtocolAdapter, Stage } from './plugin/stages.js'
+import type { AuditQuery, AuditSink, ExplainInput, Listener, ProtocolAdapter, Stage } from './plugin/stages.js'
+import type { AuditEvent } from './audit/events.js'
 import type { Decision, Principal, SessionInfo } from './types.js'
 
 /** One request of `gatehouse policy explain` with its decision. */
@@ -353,6 +354,7 @@ export class Gateway {
             terminate: (id, by, reason) => this.pipelines.some((p) => p.terminateSession(id, by, reason)),
           },
           ready: () => this.listeners.length === this.plans.length && !this.stopping,
+          audit: this.auditReader(),
           beforeScrape: () => {
             for (const plan of this.plans) active.set({ connection: plan.connection.name }, plan.pipeline.liveSessions().length)
             held.set(reviews.held)
@@ -366,6 +368,15 @@ export class Gateway {
       await this.shutdown(0)
       throw err
     }
+  }
+
+  /** The first record-stage sink that can read its events back (audit-jsonl), for the admin API's audit query. */
+  private auditReader(): ((filter: AuditQuery) => Promise<AuditEvent[]>) | undefined {
+    for (const inst of this.instances.values()) {
+      const sink = inst.object as AuditSink
+      if (inst.definition.stage === 'record' && typeof sink.query === 'function') return (filter) => (sink.query as NonNullable<AuditSink['query']>).call(sink, filter)
+    }
+    return undefined
   }
 
   /** Whether the state store can hold records already (a shared one; an embedded one that exists): opening it costs nothing then. */

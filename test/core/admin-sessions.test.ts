@@ -82,9 +82,32 @@ describe('admin API: sessions, probes, gauges', () => {
     expect(doc.openapi).toBe('3.0.3')
     await SwaggerParser.validate(structuredClone(doc) as never)
     expect(Object.keys(doc.paths).sort()).toEqual(
-      ['/healthz', '/metrics', '/readyz', '/recordings/{session}', '/recordings/{session}/{file}', '/reviews', '/reviews/{id}', '/reviews/{id}/approve', '/reviews/{id}/deny', '/sessions', '/sessions/{id}', '/tokens', '/tokens/{id}'].sort(),
+      ['/audit', '/sessions/{id}/events', '/healthz', '/metrics', '/readyz', '/recordings/{session}', '/recordings/{session}/{file}', '/reviews', '/reviews/{id}', '/reviews/{id}/approve', '/reviews/{id}/deny', '/sessions', '/sessions/{id}', '/tokens', '/tokens/{id}'].sort(),
     )
     expect(Object.keys(doc.paths['/tokens'] ?? {}).sort()).toEqual(['get', 'post'])
     expect(doc.paths['/reviews/{id}/approve']?.post).toMatchObject({ requestBody: { content: { 'application/json': { schema: { properties: { grant: { required: ['minutes'] } } } } } } })
+  })
+
+  it('reads the audit back: by principal, type, verdict, session and time, newest first, bounded by limit', async () => {
+    const client = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app' })
+    await client.connect()
+    for (const n of [1, 2, 3]) await client.query(`SELECT ${n}`)
+    await expect(client.query('DROP TABLE nothing_here')).rejects.toThrow(/denied/)
+    await client.end()
+    type E = { type: string; text?: string; verdict?: string; session: string; time: string }
+    const q = async (query: string, token = auditor) => ((await (await get(`/audit?${query}`, token)).json()) as { events: E[] }).events
+    const newest = await q('principal=agent-1&type=request&limit=2')
+    expect(newest.map((e) => e.text)).toEqual(['DROP TABLE nothing_here', 'SELECT 3'])
+    const denied = await q('verdict=deny&type=request')
+    expect(denied.map((e) => e.text)).toContain('DROP TABLE nothing_here')
+    expect(denied.every((e) => e.verdict === 'deny')).toBe(true)
+    const session = newest[0]?.session as string
+    const ofSession = ((await (await get(`/sessions/${session}/events`, auditor)).json()) as { events: E[] }).events
+    expect(ofSession.map((e) => e.type)).toEqual(expect.arrayContaining(['session.start', 'request', 'outcome', 'session.end']))
+    expect(ofSession.every((e) => e.session === session)).toBe(true)
+    expect(await q(`principal=agent-1&from=${new Date(Date.now() + 60_000).toISOString()}`)).toEqual([])
+    expect((await q(`principal=agent-1&to=${new Date(Date.parse(newest[1]?.time as string) - 1).toISOString()}&type=request`)).map((e) => e.text)).not.toContain('SELECT 3')
+    expect((await get('/audit?verdict=maybe', auditor)).status).toBe(400)
+    expect((await get('/audit')).status).toBe(401)
   })
 })

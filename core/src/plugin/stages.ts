@@ -85,11 +85,46 @@ export interface AuditSink {
    * a write implements this to spare a promise per event; without it, `write` is used.
    */
   writeLater?(event: AuditEvent, failed: (err: Error, event: AuditEvent) => void): void
+  /**
+   * Optional: the events this sink stored that `filter` keeps, newest first, at most
+   * `filter.limit` (the admin API's audit query). Sinks that cannot read back leave it out.
+   */
+  query?(filter: AuditQuery): Promise<AuditEvent[]>
   /** Writes everything buffered. Called at shutdown and on demand. */
   flush(): Promise<void>
   /** Flushes and releases resources; no write follows. */
   close(): Promise<void>
 }
+/** What an audit query asks for: every field given must match; times are ms since the epoch. */
+export interface AuditQuery {
+  readonly session?: string
+  readonly principal?: string
+  readonly connection?: string
+  readonly action?: string
+  readonly verdict?: string
+  readonly type?: string
+  readonly request?: string
+  readonly from?: number
+  readonly to?: number
+  readonly limit: number
+}
+
+/** Whether a stored event matches an audit query (the fields a sink's `query` must honour). */
+export function matchesAuditQuery(e: Record<string, unknown>, q: AuditQuery): boolean {
+  if (q.type !== undefined ? e.type !== q.type : e.type === 'audit.checkpoint') return false
+  if (q.session !== undefined && e.session !== q.session) return false
+  if (q.connection !== undefined && e.connection !== q.connection) return false
+  if (q.action !== undefined && e.action !== q.action) return false
+  if (q.verdict !== undefined && e.verdict !== q.verdict) return false
+  if (q.request !== undefined && e.request !== q.request) return false
+  if (q.principal !== undefined && (e.principal as { id?: unknown } | undefined)?.id !== q.principal) return false
+  if (q.from !== undefined || q.to !== undefined) {
+    const t = typeof e.time === 'string' ? Date.parse(e.time) : Number.NaN
+    if (Number.isNaN(t) || (q.from !== undefined && t < q.from) || (q.to !== undefined && t > q.to)) return false
+  }
+  return true
+}
+
 export const AuditSink: InjectionToken<AuditSink> = Symbol.for('gatehouse.AuditSink')
 
 /** Response path: applies obligations (masking) to items flowing back to the client. */

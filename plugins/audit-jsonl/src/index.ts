@@ -18,9 +18,10 @@
  */
 import { Type, type Static } from '@sinclair/typebox'
 import { createPrivateKey, type KeyObject } from 'node:crypto'
-import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs'
+import { closeSync, createReadStream, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, renameSync, writeSync } from 'node:fs'
+import { createInterface } from 'node:readline'
 import { basename, dirname, join, resolve } from 'node:path'
-import { constructPlugin, definePlugin, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, serializeAuditEvent, sealEvent, sealInto, sealedBytesAtMost, lineHash, checkpointJson, signingKeyId, GatewayError, GENESIS_HASH, lockExclusive, type HeldLock, type PluginContext, type AuditEvent, type AuditSink, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
+import { constructPlugin, definePlugin, inject, injectable, PluginConfig, PluginContextToken, PLUGIN_API_VERSION, serializeAuditEvent, sealEvent, sealInto, sealedBytesAtMost, lineHash, checkpointJson, signingKeyId, GatewayError, GENESIS_HASH, lockExclusive, type HeldLock, type PluginContext, type AuditEvent, type AuditQuery, type AuditSink, matchesAuditQuery, type Lifecycle, type Logger, type SinkMode } from '@gatehouse/core'
 
 const ConfigSchema = Type.Object(
   {
@@ -337,6 +338,36 @@ export class JsonlSink implements AuditSink, Lifecycle {
         this.logger.error({ err: String(thrown) }, 'an audit failure handler threw')
       }
     }
+  }
+
+  /**
+   * Events of this file and the files rotated from it, newest first, that `filter` keeps. The
+   * files are read forward, oldest first, keeping only the last `limit` matches: memory stays
+   * bounded by the answer, whatever the files' size.
+   */
+  async query(filter: AuditQuery): Promise<AuditEvent[]> {
+    this.drain()
+    const dir = dirname(this.path)
+    const base = basename(this.path)
+    // rotated files are <path>.<UTC time>[-n]: their names sort in time order; the current file is the newest
+    const rotated = readdirSync(dir).filter((n) => n.startsWith(`${base}.`) && /^\.\d{8}T\d{9}Z(-\d+)?$/.test(n.slice(base.length))).sort()
+    const kept: AuditEvent[] = []
+    for (const name of [...rotated, base]) {
+      const lines = createInterface({ input: createReadStream(join(dir, name), { encoding: 'utf8' }), crlfDelay: Infinity })
+      for await (const line of lines) {
+        if (line === '') continue
+        let e: Record<string, unknown>
+        try {
+          e = JSON.parse(line) as Record<string, unknown>
+        } catch {
+          continue
+        }
+        if (!matchesAuditQuery(e, filter)) continue
+        kept.push(e as unknown as AuditEvent)
+        if (kept.length > filter.limit) kept.shift()
+      }
+    }
+    return kept.reverse()
   }
 
   async flush(): Promise<void> {

@@ -6,7 +6,7 @@
  * behind, and the next write goes on with the chain.
  */
 import { afterEach, describe, expect, it } from 'vitest'
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { AuditRecorder, createLogger, GENESIS_HASH, isoNow, verifyChain, type AuditEvent, type GatewayConfig } from '@gatehouse/core'
@@ -158,6 +158,26 @@ describe('audit-jsonl batches', () => {
     const lines = readFileSync(join(dir, 'audit.jsonl'), 'utf8').trim().split('\n')
     expect(lines.map((l) => (JSON.parse(l) as { id: string }).id)).toEqual(['s.1:request', 's.3:request'])
     expect(verifyChain([{ name: 'audit.jsonl', text: `${lines.join('\n')}\n` }]).ok).toBe(true)
+    await s.close()
+  })
+
+  it('query reads the file and the files rotated from it, newest first, keeping only the last matches', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-jsonl-query-'))
+    dirs.push(dir)
+    const ctx = { gateway: {} as GatewayConfig, instance: 'audit-jsonl', logger: createLogger('silent'), dataDir: dir }
+    const s = new JsonlSink({ path: 'audit.jsonl', required: true, fsync: 'never', maxBatchBytes: 1 << 20, rotate: { maxBytes: 4096 } } as never, ctx)
+    await s.start()
+    for (let n = 0; n < 60; n++) {
+      s.write({ ...event(n), principal: { id: n % 2 === 0 ? 'even' : 'odd', kind: 'agent', groups: [], credential: 'c' }, verdict: n % 10 === 0 ? 'deny' : 'allow' } as unknown as AuditEvent)
+      s.writeLater(event(n, 'outcome'), () => undefined)
+    }
+    expect(readdirSync(dir).filter((f) => f.startsWith('audit.jsonl.')).length).toBeGreaterThan(3)
+    const ids = async (q: Parameters<JsonlSink['query']>[0]) => (await s.query(q)).map((e) => e.id)
+    expect(await ids({ type: 'request', principal: 'even', limit: 3 })).toEqual(['s.58:request', 's.56:request', 's.54:request'])
+    expect(await ids({ verdict: 'deny', limit: 100 })).toEqual(['s.50:request', 's.40:request', 's.30:request', 's.20:request', 's.10:request', 's.0:request'])
+    // the outcome still waiting for company is read too: the sink writes what it holds first
+    expect(await ids({ request: 's.59', limit: 10 })).toEqual(['s.59:outcome', 's.59:request'])
+    expect(await ids({ session: 'nobody', limit: 10 })).toEqual([])
     await s.close()
   })
 
