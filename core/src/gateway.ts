@@ -272,7 +272,11 @@ export class Gateway {
       const limits = await attempt(() => resolveLimits(config.limits, connection.limits, { protocol: adapter.protocol, schema: adapter.limits, path }))
       if (!limits) continue
       if (sinks.length === 0) logger.warn({ connection: connection.name }, 'connection has no audit sink: requests will not be recorded')
-      const recorder = new AuditRecorder(chains.record.map((name, j) => ({ name, sink: sinks[j] as StageObjects['record'] })), logger)
+      const recorder = new AuditRecorder(
+        chains.record.map((name, j) => ({ name, sink: sinks[j] as StageObjects['record'] })),
+        logger,
+        metrics.counter('gatehouse_audit_sink_errors_total', 'audit events a sink could not take, by sink', ['sink']),
+      )
       const pipeline = new ConnectionPipeline(connection.name, { authenticators, analyzers, policies, transformers }, recorder, root, logger.child({ connection: connection.name }), limits, identityLimits(config))
       plans.push({ connection, adapter, pipeline })
     }

@@ -3,7 +3,7 @@
  * decide whether the caller may go on; best-effort sinks never hold it up or fail it.
  */
 import { describe, expect, it } from 'vitest'
-import { AuditRecorder, createLogger, GatewayError, type AuditEvent, type AuditSink } from '@gatehouse/core'
+import { AuditRecorder, createLogger, GatewayError, MetricsRegistry, type AuditEvent, type AuditSink } from '@gatehouse/core'
 
 const event = { id: 'e1', type: 'request', time: 't', session: 's', connection: 'c', protocol: 'postgres' } as unknown as AuditEvent
 const sink = (mode: 'required' | 'best-effort', write: AuditSink['write']): AuditSink => ({ mode, write, flush: async () => {}, close: async () => {} })
@@ -61,5 +61,34 @@ describe('AuditRecorder', () => {
     await expect(recorder(sink('required', () => undefined)).recordAsync(event)).resolves.toBeUndefined()
     await expect(recorder(sink('required', () => { throw new Error('x') })).recordAsync(event)).rejects.toMatchObject({ code: 'GH_ERR_AUDIT_UNAVAILABLE' })
     await expect(recorder(sink('required', () => Promise.reject(new Error('y')))).recordAsync(event)).rejects.toMatchObject({ code: 'GH_ERR_AUDIT_UNAVAILABLE', cause: expect.objectContaining({ message: 'y' }) })
+  })
+
+  it('counts every failed write by sink: thrown, rejected, and reported later through writeLater', async () => {
+    const metrics = new MetricsRegistry()
+    const errors = metrics.counter('gatehouse_audit_sink_errors_total', 'test', ['sink'])
+    let laterFailed: ((err: Error, e: AuditEvent) => void) | undefined
+    const later: AuditSink = { mode: 'required', write: () => undefined, writeLater: (_e, failed) => void (laterFailed = failed), flush: async () => {}, close: async () => {} }
+    const r = new AuditRecorder(
+      [
+        { name: 'thrower', sink: sink('best-effort', () => { throw new Error('down') }) },
+        { name: 'rejecter', sink: sink('best-effort', () => Promise.reject(new Error('down'))) },
+        { name: 'jsonl', sink: later },
+      ],
+      createLogger('silent'),
+      errors,
+    )
+    const outcomes: unknown[] = []
+    r.recordLater(event, (err) => outcomes.push(err))
+    laterFailed?.(new Error('ENOSPC'), event)
+    await new Promise((res) => setImmediate(res))
+    expect(outcomes).toEqual([expect.objectContaining({ code: 'GH_ERR_AUDIT_UNAVAILABLE' })])
+    const text = await metrics.text()
+    expect(text).toContain('gatehouse_audit_sink_errors_total{sink="thrower"} 1')
+    expect(text).toContain('gatehouse_audit_sink_errors_total{sink="rejecter"} 1')
+    expect(text).toContain('gatehouse_audit_sink_errors_total{sink="jsonl"} 1')
+    // a required sink whose promise rejects is counted too, and the record refused
+    const rejecting = new AuditRecorder([{ name: 'slow', sink: sink('required', () => Promise.reject(new Error('gone'))) }], createLogger('silent'), errors)
+    await expect(rejecting.record(event)).rejects.toThrow()
+    expect(await metrics.text()).toContain('gatehouse_audit_sink_errors_total{sink="slow"} 1')
   })
 })

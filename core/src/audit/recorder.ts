@@ -8,20 +8,25 @@ import { GatewayError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { AuditSink } from '../plugin/stages.js'
 import type { AuditEvent } from './events.js'
+import type { Counter } from 'prom-client'
 
 export class AuditRecorder {
   private readonly required: readonly AuditSink[]
   private readonly bestEffort: readonly AuditSink[]
   /** Every required sink implements writeLater (recordLater then needs no promise per event). */
   private readonly later: boolean
+  private readonly names = new Map<AuditSink, string>()
   private readonly reporters = new WeakMap<(err: unknown, event: AuditEvent) => void, (err: Error, event: AuditEvent) => void>()
 
   constructor(
     sinks: readonly { name: string; sink: AuditSink }[],
     private readonly logger: Logger,
+    /** Counts each failed write, by sink name (`gatehouse_audit_sink_errors_total{sink}`). */
+    private readonly errors?: Counter<'sink'>,
   ) {
     this.required = sinks.filter((s) => s.sink.mode === 'required').map((s) => s.sink)
     this.bestEffort = sinks.filter((s) => s.sink.mode !== 'required').map((s) => s.sink)
+    for (const s of sinks) this.names.set(s.sink, s.name)
     this.later = this.required.length > 0 && this.required.every((s) => typeof s.writeLater === 'function')
   }
 
@@ -43,9 +48,13 @@ export class AuditRecorder {
       try {
         r = sink.write(event)
       } catch (err) {
+        this.count(sink)
         refuse(err)
       }
-      if (r !== undefined) (pending ??= []).push(r)
+      if (r !== undefined) (pending ??= []).push(this.errors ? r.catch((err: unknown) => {
+        this.count(sink)
+        throw err
+      }) : r)
     }
     if (!pending) return undefined
     // One required sink (the common case): its own promise, without another link in the chain.
@@ -74,12 +83,38 @@ export class AuditRecorder {
     const report = this.reporterFor(failed)
     for (const sink of this.required) {
       try {
-        ;(sink.writeLater as NonNullable<AuditSink['writeLater']>)(event, report)
+        ;(sink.writeLater as NonNullable<AuditSink['writeLater']>)(event, this.errors ? this.counted(sink, report) : report)
       } catch (err) {
+        this.count(sink)
         failed(unavailable(err), event)
         return
       }
     }
+  }
+
+  private count(sink: AuditSink): void {
+    this.errors?.inc({ sink: this.names.get(sink) ?? 'unknown' })
+  }
+
+  /** `report`, counting the failure first (one wrapper per sink and report, kept). */
+  private counted(sink: AuditSink, report: (err: Error, event: AuditEvent) => void): (err: Error, event: AuditEvent) => void {
+    let byReport = this.countedReporters.get(sink)
+    if (!byReport) this.countedReporters.set(sink, (byReport = new WeakMap()))
+    let r = byReport.get(report)
+    if (!r) {
+      r = (err, event) => {
+        this.count(sink)
+        report(err, event)
+      }
+      byReport.set(report, r)
+    }
+    return r
+  }
+  private readonly countedReporters = new Map<AuditSink, WeakMap<(err: Error, event: AuditEvent) => void, (err: Error, event: AuditEvent) => void>>()
+
+  private bestEffortFailed(sink: AuditSink, err: unknown, event: AuditEvent): void {
+    this.count(sink)
+    this.logger.warn({ err: String(err), event: event.id, sink: this.names.get(sink) }, 'best-effort audit sink failed')
   }
 
   /** `failed` with the recorder's error: one function per caller's function, not per event. */
@@ -96,9 +131,9 @@ export class AuditRecorder {
   private writeBestEffort(event: AuditEvent): void {
     for (const sink of this.bestEffort) {
       try {
-        sink.write(event)?.catch((err: unknown) => this.logger.warn({ err: String(err), event: event.id }, 'best-effort audit sink failed'))
+        sink.write(event)?.catch((err: unknown) => this.bestEffortFailed(sink, err, event))
       } catch (err) {
-        this.logger.warn({ err: String(err), event: event.id }, 'best-effort audit sink failed')
+        this.bestEffortFailed(sink, err, event)
       }
     }
   }
