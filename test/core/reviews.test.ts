@@ -80,7 +80,7 @@ policies:
 }
 
 /** psql running `sql`, with a way to wait for what it prints on stderr (the NOTICE) and for its end. */
-function psqlLive(port: number, sql: string): { stderrMatch(re: RegExp): Promise<RegExpExecArray>; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
+function psqlLive(port: number, sql: string): { stderrMatch(re: RegExp): Promise<RegExpExecArray>; interrupt(): void; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
   const child = spawn('psql', ['-X', '-h', '127.0.0.1', '-p', String(port), '-U', 'agent-1', '-d', 'app', '-At'], {
     env: { PATH: process.env.PATH ?? '', PGPASSWORD: tokens.agent, PGSSLMODE: 'disable', PGCONNECT_TIMEOUT: '10' },
   })
@@ -108,6 +108,7 @@ function psqlLive(port: number, sql: string): { stderrMatch(re: RegExp): Promise
         waiters.push({ re, resolve })
         setTimeout(() => reject(new Error(`psql printed no ${re} within 20 s; stderr so far: ${stderr}`)), 20_000).unref()
       }),
+    interrupt: () => child.kill('SIGINT'),
     done,
   }
 }
@@ -277,6 +278,18 @@ describe('held requests', () => {
     } finally {
       await client.end()
     }
+  })
+
+  it('a cancel (psql interrupted) withdraws the held statement: it is refused and the review ends denied', async () => {
+    // (table "other": DELETEs on t are granted by an earlier test)
+    const psql = psqlLive(gw.port, 'DELETE FROM other WHERE id = 23;\nSELECT 9;\n')
+    const id = (await psql.stderrMatch(HELD))[1] as string
+    psql.interrupt()
+    const r = await psql.done
+    expect(r.stderr).toMatch(/review denied: .*the client cancelled the statement while it was held/)
+    // (psql stops a script it was interrupted in: the SELECT after it is not sent)
+    expect((await api(gw.admin, 'GET', `/reviews/${id}`, tokens.audrey)).json).toMatchObject({ status: 'denied', decidedBy: 'gatehouse' })
+    expect(await cluster.psql('SELECT count(*) FROM other WHERE id = 23')).toBe('1')
   })
 
   it('a gateway that stops ends its held requests denied and audited; one that died finds its leftovers at start and ends them the same way', async () => {

@@ -679,6 +679,11 @@ export class PostgresSession {
 
   /** Forwards a cancel for this session's running statement to the upstream backend. */
   cancel(): void {
+    // a statement held for review has not reached the server: the cancel withdraws it here
+    if (this.handle && this.deps.pipeline.withdrawHeld(this.handle.info, 'the client cancelled the statement while it was held')) {
+      this.deps.logger.info({ session: this.handle.info.id }, 'cancel request withdrew a statement held for review')
+      return
+    }
     const up = this.upstream
     if (!up) return
     this.deps.logger.info({ session: this.handle?.info.id }, 'cancel request forwarded to upstream')
@@ -911,7 +916,7 @@ export class PostgresSession {
   }
 
   private newRequest(text: string, attrs: Record<string, unknown>, params?: readonly (string | null)[], prepareOnly = false): GatewayRequest {
-    return this.deps.pipeline.request((this.handle as SessionHandle).info, { action: 'sql.query', text, attrs, ...(params ? { params } : {}), onHeld: this.onHeld, ...(prepareOnly ? { deferReview: true } : {}) })
+    return this.deps.pipeline.request((this.handle as SessionHandle).info, { action: 'sql.query', text, attrs, params, onHeld: this.onHeld, deferReview: prepareOnly })
   }
 
   /**

@@ -135,6 +135,12 @@ export interface Pipeline {
    * chose SCRAM-SHA-256-PLUS (then its proof must carry that data).
    */
   scram(session: SessionInfo, user: string, channelBinding?: { data: Buffer; plus: boolean }): ScramExchange
+  /**
+   * The client withdrew the request it waits on (a cancel): any request of this session held for
+   * review ends denied. Returns whether there was one (then the cancel is answered here, not
+   * upstream, where nothing runs yet).
+   */
+  withdrawHeld(session: SessionInfo, reason: string): boolean
   /** Builds a request with a fresh id. */
   request(session: SessionInfo, init: { action: string; target?: string; text?: string; attrs: Record<string, unknown>; params?: readonly unknown[]; onHeld?: (hold: HeldNotice) => void; deferReview?: boolean }): GatewayRequest
   /**
@@ -748,8 +754,9 @@ export class ConnectionPipeline implements Pipeline {
       receivedAt: performance.now(),
       text: init.text,
       params: init.params,
-      ...(init.onHeld ? { onHeld: init.onHeld } : {}),
-      ...(init.deferReview ? { deferReview: true } : {}),
+      // one shape for every request (no conditional spreads on the hot path)
+      onHeld: init.onHeld,
+      deferReview: init.deferReview,
     }
   }
 
@@ -879,6 +886,10 @@ export class ConnectionPipeline implements Pipeline {
     const admitted = this.admitted.get(request)
     if (admitted) admitted.decision = approved
     return this.verdict(request, approved)
+  }
+
+  withdrawHeld(session: SessionInfo, reason: string): boolean {
+    return (this.reviews?.withdraw(session.id, reason) ?? 0) > 0
   }
 
   /** A review that ended without its requester (the gateway restarted while it was held): audited as denied. */

@@ -29,6 +29,7 @@ export type HoldResult =
   | { readonly approved: false; readonly review?: Review; readonly code: 'GH_ERR_REVIEW_DENIED' | 'GH_ERR_REVIEW_EXPIRED'; readonly reason: string }
 
 interface Waiter {
+  readonly session: string
   readonly fingerprint: string
   readonly resolve: (r: HoldResult) => void
   readonly timer: NodeJS.Timeout
@@ -132,7 +133,7 @@ export class Reviews {
     })
     const result = new Promise<HoldResult>((resolve) => {
       const timer = setTimeout(() => void this.expire(review.id), Math.max(0, review.expiresAt - Date.now()))
-      this.waiting.set(review.id, { fingerprint, resolve, timer })
+      this.waiting.set(review.id, { session: request.session.id, fingerprint, resolve, timer })
     })
     const abandon = () => void this.deny(review.id, 'gatehouse', 'the client went away while the request was held')
     if (signal.aborted) abandon()
@@ -189,6 +190,20 @@ export class Reviews {
     const result = await this.store.vote(id, vote)
     if (result.result === 'approved' || result.result === 'denied') this.settle(result.review)
     return result
+  }
+
+  /**
+   * The client withdrew what it waits for (a PostgreSQL CancelRequest): the session's held
+   * requests end denied, recorded as withdrawn. Returns how many there were.
+   */
+  withdraw(session: string, reason: string): number {
+    let n = 0
+    for (const [id, w] of this.waiting) {
+      if (w.session !== session) continue
+      n++
+      void this.deny(id, 'gatehouse', reason)
+    }
+    return n
   }
 
   /** Denies a pending review on the gateway's behalf (timeout, client gone). */
