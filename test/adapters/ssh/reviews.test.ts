@@ -12,7 +12,8 @@ import { join } from 'node:path'
 import { generateToken, hashToken } from '@gatehouse/core'
 import { generateHostKey } from '@gatehouse/adapter-ssh'
 import { startGateway, type TestGateway } from '../../fixtures/gateway.js'
-import { generateKeyPair, sshArgs, startSshd, type KeyPair, type Sshd } from '../../fixtures/sshd.js'
+import { writeFileSync } from 'node:fs'
+import { generateKeyPair, sftpArgs, sshArgs, startSshd, type KeyPair, type Sshd } from '../../fixtures/sshd.js'
 
 let sshd: Sshd
 let gw: TestGateway
@@ -42,6 +43,8 @@ beforeAll(async () => {
         rules: [
           { id: 'touch-needs-review', effect: 'review', actions: ['ssh.exec'], match: { 'ssh.programs': ['touch'] }, reason: 'writes on the host need a person', review: { timeoutSeconds: 60 } },
           { id: 'reads', effect: 'allow', actions: ['ssh.exec'], match: { 'ssh.programs': ['echo', 'cat', 'true'] } },
+          { id: 'sftp-remove', effect: 'review', actions: ['ssh.sftp'], match: { 'ssh.op': ['remove'] }, reason: 'removing files needs a person', review: { timeoutSeconds: 60 } },
+          { id: 'sftp', effect: 'allow', actions: ['ssh.sftp'] },
         ],
       },
     ],
@@ -125,5 +128,36 @@ describe('held SSH commands', () => {
     await vote(again, 'deny')
     expect((await mixed.done).code).toBe(126)
     expect(existsSync(join(dir, 'g3'))).toBe(false)
+  })
+
+  it('an sftp remove waits for its review (the client is told nothing: SFTP has no channel for it); approved it runs, denied the client gets a permission error', async () => {
+    const reviews = () => fetch(`${admin}/reviews`, { headers: { authorization: `Bearer ${approver}` } }).then(async (r) => ((await r.json()) as { reviews: { id: string; text: string }[] }).reviews)
+    for (const approve of [true, false]) {
+      const file = join(dir, approve ? 'sftp-approved' : 'sftp-denied')
+      writeFileSync(file, 'x')
+      const batch = join(dir, `batch-${approve}`)
+      writeFileSync(batch, `rm ${file}\n`)
+      const child = spawn('sftp', sftpArgs({ port: gw.port, user: 'agent-1', identityFile: agentKey.privateKeyPath, extra: ['-b', batch] }), { stdio: ['ignore', 'pipe', 'pipe'] })
+      let stderr = ''
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+      const done = new Promise<number | null>((resolve) => child.on('close', resolve))
+      let held: { id: string; text: string } | undefined
+      for (let i = 0; i < 200 && !held; i++) {
+        held = (await reviews()).find((r) => r.text.includes(file))
+        if (!held) await new Promise((r) => setTimeout(r, 50))
+      }
+      expect(held, 'the remove is held for review').toBeDefined()
+      expect(existsSync(file)).toBe(true)
+      await vote(held?.id as string, approve ? 'approve' : 'deny')
+      const code = await done
+      if (approve) {
+        expect(code, stderr).toBe(0)
+        expect(existsSync(file)).toBe(false)
+      } else {
+        expect(code).not.toBe(0)
+        expect(stderr).toMatch(/Permission denied|Couldn't delete/i)
+        expect(existsSync(file)).toBe(true)
+      }
+    }
   })
 })
