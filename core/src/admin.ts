@@ -48,6 +48,8 @@ export interface AdminDeps {
   readonly ready: () => boolean
   /** Sets the gauges that are read at scrape time (sessions open, requests held). */
   readonly beforeScrape: () => void
+  /** Proves a bearer token that is not an admin token (admin.authenticate): its caller and role. */
+  readonly bearer?: ((token: string, client: string) => Promise<{ id: string; role: AdminRole | undefined } | undefined>) | undefined
   /** The audit as a sink that can read it back stores it (audit-jsonl), when one is configured. */
   readonly audit: ((filter: AuditQuery) => Promise<AuditEvent[]>) | undefined
 }
@@ -81,6 +83,12 @@ export async function startAdmin(config: AdminConfig, deps: AdminDeps): Promise<
     // Same check as identity tokens: constant time, every hash tried, the key derivation off the event loop.
     let who: { id: string; role: AdminRole } | undefined
     if (m !== null) for (const c of callersConfigured) if ((await verifyTokenAsync(m[1] as string, c.hash)) && who === undefined) who = c
+    if (who === undefined && m !== null && deps.bearer) {
+      // not an admin token: an authenticate plugin (a JWT from the identity provider) may prove it
+      const proved = await deps.bearer(m[1] as string, req.ip)
+      if (proved && proved.role === undefined) return reply.code(403).send({ error: `forbidden: ${proved.id} is in no group that holds an admin role (admin.roles)` })
+      if (proved) who = { id: proved.id, role: proved.role as AdminRole }
+    }
     if (who === undefined) return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized' })
     callers.set(req, who)
     const needed = neededRole(req.method, req.routeOptions.url ?? req.url)

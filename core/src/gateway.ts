@@ -20,17 +20,17 @@ import { stateStoreFor } from './state/index.js'
 import { IssuedTokens, IssuedTokensToken } from './auth/issued.js'
 import { Reviews, ReviewsToken } from './review/reviews.js'
 import { StateStoreToken, type StateStore } from './state/store.js'
-import { startAdmin } from './admin.js'
+import { startAdmin, type AdminRole } from './admin.js'
 import type { FastifyInstance } from 'fastify'
 import { AuditRecorder } from './audit/recorder.js'
 import { GatewayConfig as GatewayConfigToken, type GatewayConfigRef } from './config/token.js'
 import type { ConnectionConfig, GatewayConfig, StageChains } from './config/schema.js'
 import { ConfigError, issuesOf, validate, type ValidationIssue } from './config/validate.js'
-import { GatewayError } from './errors.js'
+import { GatewayError, isGatewayError } from './errors.js'
 import { createLogger, logDestination, Logger } from './logger.js'
 import type { Lifecycle, PluginDefinition, StageObjects } from './plugin/define.js'
 import { loadPluginDefinition } from './plugin/loader.js'
-import type { AuditQuery, AuditSink, ExplainInput, Listener, ProtocolAdapter, Stage } from './plugin/stages.js'
+import type { AuditQuery, AuditSink, Authenticator, ExplainInput, Listener, ProtocolAdapter, Stage } from './plugin/stages.js'
 import type { AuditEvent } from './audit/events.js'
 import type { Decision, Principal, SessionInfo } from './types.js'
 
@@ -280,6 +280,13 @@ export class Gateway {
       const pipeline = new ConnectionPipeline(connection.name, { authenticators, analyzers, policies, transformers }, recorder, root, logger.child({ connection: connection.name }), limits, identityLimits(config))
       plans.push({ connection, adapter, pipeline })
     }
+    // The admin API's bearer authenticators: authenticate-stage instances, checked like a chain.
+    if (config.admin) {
+      if (config.admin.tokens.length === 0 && config.admin.authenticate.length === 0) {
+        problems.push(new ConfigError([{ path: 'admin', message: 'no way to call the admin API: give admin.tokens or admin.authenticate' }]))
+      }
+      for (const [j, name] of config.admin.authenticate.entries()) await use(name, 'authenticate', `admin.authenticate[${j}]`)
+    }
     // Checked against every connection's adapter: with one missing, they would report false problems.
     if (plans.length === config.connections.length) {
       await attempt(() => checkPolicyActions(config, plans))
@@ -353,6 +360,7 @@ export class Gateway {
           metrics,
           issued: this.container.resolve(IssuedTokensToken),
           reviews,
+          bearer: this.adminBearer(),
           sessions: {
             list: () => this.pipelines.flatMap((p) => p.liveSessions()),
             terminate: (id, by, reason) => this.pipelines.some((p) => p.terminateSession(id, by, reason)),
@@ -371,6 +379,35 @@ export class Gateway {
     } catch (err) {
       await this.shutdown(0)
       throw err
+    }
+  }
+
+  /**
+   * A bearer token that is not an admin token, proved by `admin.authenticate` (an auth-jwt, say):
+   * the caller's id and the highest role one of its groups holds under `admin.roles`; no role is
+   * a 403 (`role: undefined`); a token none of them proves, undefined (401).
+   */
+  private adminBearer(): ((token: string, client: string) => Promise<{ id: string; role: AdminRole | undefined } | undefined>) | undefined {
+    const admin = this.config.admin
+    if (!admin || admin.authenticate.length === 0) return undefined
+    const authenticators = admin.authenticate.map((name) => this.instances.get(name)?.object as Authenticator)
+    const roles = admin.roles
+    return async (token, client) => {
+      const session: SessionInfo = { id: `admin:${randomUUID()}`, connection: 'admin', protocol: 'http', clientAddress: client, startedAt: Date.now(), tls: false, signal: new AbortController().signal }
+      for (const a of authenticators) {
+        let principal: Principal | undefined
+        try {
+          principal = await a.authenticate({ kind: 'bearer', token }, { session, connection: 'admin', now: Date.now() })
+        } catch (err) {
+          this.logger.warn({ client, err: isGatewayError(err) ? err.message : String(err) }, 'admin API bearer token refused')
+          return undefined
+        }
+        if (!principal) continue
+        const has = (groups: readonly string[]) => groups.some((g) => principal.groups.includes(g))
+        const role: AdminRole | undefined = has(roles.admin) ? 'admin' : has(roles.approver) ? 'approver' : has(roles.auditor) ? 'auditor' : undefined
+        return { id: principal.id, role }
+      }
+      return undefined
     }
   }
 

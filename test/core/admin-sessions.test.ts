@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import SwaggerParser from '@apidevtools/swagger-parser'
-import { generateToken, hashToken } from '@gatehouse/core'
+import { createLogger, Gateway, generateToken, hashToken, parseConfig } from '@gatehouse/core'
 import { startPgCluster, type PgCluster } from '../fixtures/pg-cluster.js'
 import { pgUpstream, startGateway, type TestGateway } from '../fixtures/gateway.js'
 
@@ -109,5 +109,11 @@ describe('admin API: sessions, probes, gauges', () => {
     expect((await q(`principal=agent-1&to=${new Date(Date.parse(newest[1]?.time as string) - 1).toISOString()}&type=request`)).map((e) => e.text)).not.toContain('SELECT 3')
     expect((await get('/audit?verdict=maybe', auditor)).status).toBe(400)
     expect((await get('/audit')).status).toBe(401)
+  })
+
+  it('a config whose admin API nobody could call, or that names a plugin that does not authenticate, is refused with the path', async () => {
+    const base = 'dataDir: /tmp/gatehouse-admin-config\nconnections: [{ name: db, adapter: postgres, listen: "127.0.0.1:0", upstream: { host: 127.0.0.1, port: 5432, database: d, user: u } }]\n'
+    await expect(Gateway.build(parseConfig(`${base}admin: { listen: "127.0.0.1:0" }\n`), { logger: createLogger('silent') })).rejects.toThrow(/admin: no way to call the admin API/)
+    await expect(Gateway.build(parseConfig(`${base}admin: { listen: "127.0.0.1:0", authenticate: [audit-jsonl] }\n`), { logger: createLogger('silent') })).rejects.toThrow(/admin\.authenticate\[0\]/)
   })
 })

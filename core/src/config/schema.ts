@@ -221,7 +221,16 @@ export const GatewayConfig = Type.Object(
                 { additionalProperties: false },
               ),
             ]),
-            { minItems: 1, description: 'admin bearer tokens: hashes (role admin), or {id, hash, role} for named callers' },
+            { default: [], description: 'admin bearer tokens: hashes (role admin), or {id, hash, role} for named callers' },
+          ),
+          authenticate: Type.Array(Name, { default: [], description: 'authenticate-stage plugin instances (e.g. an auth-jwt) that may prove a bearer token that is not an admin token; its principal gets the highest role one of its groups has under roles' }),
+          roles: Type.Object(
+            {
+              admin: Type.Array(Name, { default: [] }),
+              approver: Type.Array(Name, { default: [] }),
+              auditor: Type.Array(Name, { default: [] }),
+            },
+            { additionalProperties: false, default: {}, description: 'groups that hold each role, for callers proved by an authenticate plugin' },
           ),
         },
         { additionalProperties: false, description: 'the admin API: /metrics, terminal recordings, issued tokens, reviews' },

@@ -163,4 +163,31 @@ describe('auth-jwt', () => {
       await other.stop()
     }
   })
+
+  it('proves callers of the admin API too (admin.authenticate): roles by group, 403 without one, 401 for a token it refuses', async () => {
+    const file = join(dir, 'admin-jwks.json')
+    writeFileSync(file, JSON.stringify({ keys: [publicJwk] }))
+    const admin = await startGateway({
+      upstream: pgUpstream(cluster),
+      extraPlugins: [{ use: 'auth-jwt', name: 'admin-jwt', config: { issuer: ISSUER, audience: AUDIENCE, jwksFile: file, principal: { groupsClaim: 'groups' } } }],
+      admin: { listen: '127.0.0.1:0', authenticate: ['admin-jwt'], roles: { approver: ['reviewers'], auditor: ['ops'] } },
+    })
+    try {
+      const base = `http://127.0.0.1:${admin.gateway.adminPort}`
+      const call = async (method: string, path: string, token: string) => (await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(method === 'POST' ? { body: '{}' } : {}) })).status
+      const ops = await jwt({ sub: 'olga', groups: ['ops'] })
+      const reviewer = await jwt({ sub: 'rita', groups: ['reviewers'] })
+      expect(await call('GET', '/reviews', ops)).toBe(200)
+      expect(await call('POST', '/reviews/rev_nope/approve', ops)).toBe(403)
+      // authorised to vote: the review just does not exist
+      expect(await call('POST', '/reviews/rev_nope/approve', reviewer)).toBe(404)
+      expect(await call('POST', '/tokens', reviewer)).toBe(403)
+      expect(await call('GET', '/reviews', await jwt({ sub: 'nina', groups: ['nobody'] }))).toBe(403)
+      expect(await call('GET', '/reviews', await jwt({ sub: 'olga', groups: ['ops'], exp: Math.floor(Date.now() / 1000) - 120 }))).toBe(401)
+      expect(await call('GET', '/reviews', await jwt({ sub: 'olga', groups: ['ops'] }, stranger))).toBe(401)
+      expect(await call('GET', '/reviews', 'gh_not_a_jwt')).toBe(401)
+    } finally {
+      await admin.stop()
+    }
+  })
 })
