@@ -33,7 +33,7 @@ interface Running {
   audit(): { type: string; [k: string]: unknown }[]
 }
 
-async function start(dataDir: string): Promise<Running> {
+async function start(dataDir: string, extra = ''): Promise<Running> {
   const u = cluster.users.scram
   const path = join(dataDir, 'gatehouse.yaml')
   writeFileSync(
@@ -62,7 +62,7 @@ policies:
       - { id: deletes, effect: review, match: { sql.statement: [DELETE] }, reason: deletes need a person, review: { timeoutSeconds: 60 } }
       - { id: updates, effect: review, match: { sql.statement: [UPDATE] }, reason: updates need two people, review: { approvals: 2, timeoutSeconds: 60 } }
       - { id: inserts, effect: review, match: { sql.statement: [INSERT] }, reason: inserts wait briefly, review: { timeoutSeconds: 2 } }
-`,
+${extra}`,
   )
   const gateway = await Gateway.build(loadConfigFile(path), { logger: createLogger('silent') })
   await gateway.start()
@@ -290,6 +290,20 @@ describe('held requests', () => {
     // (psql stops a script it was interrupted in: the SELECT after it is not sent)
     expect((await api(gw.admin, 'GET', `/reviews/${id}`, tokens.audrey)).json).toMatchObject({ status: 'denied', decidedBy: 'gatehouse' })
     expect(await cluster.psql('SELECT count(*) FROM other WHERE id = 23')).toBe('1')
+  })
+
+  it('a session waiting for its review is not idle: the idle limit does not end it', async () => {
+    const own = await start(mkdtempSync(join(dir, 'gw-')), 'limits: { sessions: { idleMs: 1000 } }\n')
+    try {
+      const psql = psqlLive(own.port, 'DELETE FROM other WHERE id = 22;\n')
+      const id = (await psql.stderrMatch(HELD))[1] as string
+      await new Promise((r) => setTimeout(r, 2500))
+      expect((await api(own.admin, 'POST', `/reviews/${id}/approve`, tokens.alice)).json).toMatchObject({ result: 'approved' })
+      const r = await psql.done
+      expect(r.stdout.trim(), r.stderr).toBe('DELETE 1')
+    } finally {
+      await own.gateway.shutdown(0)
+    }
   })
 
   it('a gateway that stops ends its held requests denied and audited; one that died finds its leftovers at start and ends them the same way', async () => {

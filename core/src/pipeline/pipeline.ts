@@ -415,7 +415,8 @@ export class ConnectionPipeline implements Pipeline {
     } else if (maxAgeMs > 0 && now - info.startedAt >= maxAgeMs) {
       this.terminate(live, { cause: 'sessions.max-age', code: 'GH_ERR_SESSION_LIMIT', reason: `the session is older than the gateway's limit of ${maxAgeMs} ms (limits.sessions.maxAgeMs)` })
     } else if (idleMs > 0 && now - live.lastActive >= idleMs) {
-      if (live.busy?.()) {
+      // a statement running on the server, or a request waiting for its review, is not idleness
+      if (live.busy?.() || this.reviews?.holds(info.id)) {
         live.lastActive = now
         return
       }

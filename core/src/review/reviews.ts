@@ -272,6 +272,12 @@ export class Reviews {
     this.poller.unref()
   }
 
+  /** Whether a request of `session` waits for its review here. */
+  holds(session: string): boolean {
+    for (const w of this.waiting.values()) if (w.session === session) return true
+    return false
+  }
+
   /** Held requests of this gateway now. */
   get held(): number {
     return this.waiting.size
