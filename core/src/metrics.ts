@@ -3,7 +3,7 @@
  * in the root container as `Metrics`, so plugins count what matters to an operator (a spool
  * filling up, requests refused) and the admin API serves it at /metrics.
  */
-import { Counter, Gauge, Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { InjectionToken } from 'tsyringe'
 
 export class MetricsRegistry {
@@ -21,6 +21,13 @@ export class MetricsRegistry {
     const existing = this.registry.getSingleMetric(name)
     if (existing) return existing as Gauge<L>
     return new Gauge({ name, help, labelNames: [...labelNames], registers: [this.registry] })
+  }
+
+  /** A histogram, created once per name. */
+  histogram<L extends string>(name: string, help: string, labelNames: readonly L[], buckets: readonly number[]): Histogram<L> {
+    const existing = this.registry.getSingleMetric(name)
+    if (existing) return existing as Histogram<L>
+    return new Histogram({ name, help, labelNames: [...labelNames], buckets: [...buckets], registers: [this.registry] })
   }
 
   text(): Promise<string> {

@@ -116,4 +116,19 @@ describe('admin API: sessions, probes, gauges', () => {
     await expect(Gateway.build(parseConfig(`${base}admin: { listen: "127.0.0.1:0" }\n`), { logger: createLogger('silent') })).rejects.toThrow(/admin: no way to call the admin API/)
     await expect(Gateway.build(parseConfig(`${base}admin: { listen: "127.0.0.1:0", authenticate: [audit-jsonl] }\n`), { logger: createLogger('silent') })).rejects.toThrow(/admin\.authenticate\[0\]/)
   })
+
+  it('times the decide and record stages of one request in 16 (gatehouse_stage_duration_seconds)', async () => {
+    const count = (text: string, stage: string) => sample(text, 'gatehouse_stage_duration_seconds_count', `{connection="pg",stage="${stage}"}`) ?? 0
+    const before = await (await get('/metrics', auditor)).text()
+    const client = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: gw.tokens['agent-1'], database: 'app' })
+    await client.connect()
+    for (let i = 0; i < 48; i++) await client.query('SELECT 1')
+    await client.end()
+    const after = await (await get('/metrics', auditor)).text()
+    for (const stage of ['decide', 'record']) {
+      expect(count(after, stage) - count(before, stage)).toBe(3)
+      expect(sample(after, 'gatehouse_stage_duration_seconds_bucket', `{le="+Inf",connection="pg",stage="${stage}"}`)).toBe(count(after, stage))
+    }
+    expect(sample(after, 'gatehouse_stage_duration_seconds_sum', '{connection="pg",stage="record"}')).toBeGreaterThan(0)
+  })
 })

@@ -8,7 +8,7 @@
  */
 import { randomUUID, createHmac, randomBytes } from 'node:crypto'
 import type { DependencyContainer, InjectionToken } from 'tsyringe'
-import type { Counter } from 'prom-client'
+import type { Counter, Histogram } from 'prom-client'
 import { Metrics } from '../metrics.js'
 import { isoNow, principalRef, type AuditEvent, type IntegrityEvent, type OutcomeEvent, type ProtocolEvent, type RequestEvent } from '../audit/events.js'
 import type { AuditRecorder } from '../audit/recorder.js'
@@ -212,6 +212,10 @@ export interface PipelineSettings {
   readonly identityLimits: ReadonlyMap<string, Partial<SessionLimits>>
 }
 
+/** One request in this many has its stages timed: a histogram per request would cost the hot path more than it tells. */
+const STAGE_SAMPLE = 16
+const STAGE_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1]
+
 /** How long an adapter has to close a terminated session before core ends it anyway. */
 const TERMINATE_GRACE_MS = 5000
 
@@ -247,10 +251,15 @@ export class ConnectionPipeline implements Pipeline {
     this.limitRefusals = metrics?.counter('gatehouse_limit_refusals_total', 'connections and requests refused by a limit, by connection and limit', ['connection', 'limit'])
     this.integrityViolations = metrics?.counter('gatehouse_integrity_violations_total', "sessions ended because the upstream's answer contradicted what the gateway judged, by connection", ['connection'])
     this.reviews = root.isRegistered(ReviewsToken, true) ? root.resolve(ReviewsToken) : undefined
+    const stages = metrics?.histogram('gatehouse_stage_duration_seconds', `time in a stage of the pipeline (decide: policy; record: the intent record), one request in ${STAGE_SAMPLE} timed, by connection and stage`, ['connection', 'stage'], STAGE_BUCKETS)
+    this.stageTimes = stages ? { decide: stages.labels({ connection, stage: 'decide' }), record: stages.labels({ connection, stage: 'record' }) } : undefined
     this.credentialEnds = metrics?.counter('gatehouse_sessions_credential_ended_total', 'sessions ended because the credential they logged in with expired or was removed, by connection and cause', ['connection', 'cause'])
   }
 
   private readonly credentialEnds: Counter<'connection' | 'cause'> | undefined
+  /** The stage histograms' children for this connection (when the gateway has metrics). */
+  private readonly stageTimes: { decide: Histogram.Internal<'connection' | 'stage'>; record: Histogram.Internal<'connection' | 'stage'> } | undefined
+  private sampleCount = 0
   /** Held requests, when the gateway has them (always, in a gateway; not in a bare pipeline). */
   private readonly reviews: Reviews | undefined
 
@@ -765,14 +774,28 @@ export class ConnectionPipeline implements Pipeline {
     const principal = request.session.principal
     if (!principal) throw new GatewayError('GH_ERR_INTERNAL', 'admit called before authentication')
     if (this.chains.analyzers.length > 0) return this.admitAfterAnalysis(request, principal)
+    // one request in STAGE_SAMPLE has its decide and record stages timed (gatehouse_stage_duration_seconds)
+    const sampled = this.stageTimes !== undefined && ++this.sampleCount % STAGE_SAMPLE === 0
+    const t0 = sampled ? performance.now() : 0
     let d: Decision | Promise<Decision>
     try {
       d = this.decide(request, principal)
     } catch (err) {
       d = this.decideFailed(request, err)
     }
-    if (d instanceof Promise) return d.then((decision) => this.conclude(request, principal, decision))
-    return this.conclude(request, principal, d)
+    if (d instanceof Promise) {
+      return d.then((decision) => {
+        if (sampled) this.timed('decide', t0)
+        return this.conclude(request, principal, decision, sampled)
+      })
+    }
+    if (sampled) this.timed('decide', t0)
+    return this.conclude(request, principal, d, sampled)
+  }
+
+  private timed(stage: 'decide' | 'record', since: number): void {
+    const stages = this.stageTimes as NonNullable<typeof this.stageTimes>
+    stages[stage].observe((performance.now() - since) / 1000)
   }
 
   private async admitAfterAnalysis(request: GatewayRequest, principal: Principal): Promise<Admission> {
@@ -805,26 +828,32 @@ export class ConnectionPipeline implements Pipeline {
   }
 
   /** Records the intent, then answers; synchronous when every required sink took the record synchronously. */
-  private conclude(request: GatewayRequest, principal: Principal, decision: Decision): Admission | Promise<Admission> {
+  private conclude(request: GatewayRequest, principal: Principal, decision: Decision, sampled = false): Admission | Promise<Admission> {
     if (decision.verdict === 'review' && this.reviews) {
       // preparing runs nothing: the execution is what waits for the review
       if (request.deferReview) decision = { verdict: 'allow', ...(decision.rule === undefined ? {} : { rule: decision.rule }), reason: `${decision.reason} (prepared now; each execution is held for review)` }
       else return this.holdForReview(request, principal, decision, this.reviews)
     }
     let pending: Promise<void> | undefined
+    const t1 = sampled ? performance.now() : 0
     try {
       pending = this.recordIntent(request, principal, decision)
     } catch (err) {
       return this.intentFailed(request, err)
     }
-    if (pending === undefined) return this.verdict(request, decision)
+    if (pending === undefined) {
+      if (sampled) this.timed('record', t1)
+      return this.verdict(request, decision)
+    }
     return pending.then(
-      () => this.verdict(request, decision),
+      () => {
+        if (sampled) this.timed('record', t1)
+        return this.verdict(request, decision)
+      },
       (err: unknown) => this.intentFailed(request, err),
     )
   }
 
-  /** The admission for a recorded decision; a refusal's outcome is recorded here, once for every adapter. */
   /**
    * A request the policy sends to review: let through by a grant in force, or held until people
    * decide. The intent record (verdict `review`, with the review's id) is written before the
@@ -933,6 +962,7 @@ export class ConnectionPipeline implements Pipeline {
     return { admitted: false, decision, error }
   }
 
+  /** The admission for a recorded decision; a refusal's outcome is recorded here, once for every adapter. */
   private verdict(request: GatewayRequest, decision: Decision): Admission {
     this.countDecision(request.action, decision.verdict)
     // The decision, not the request's text or parameters (the audit has those, under its own access control).
