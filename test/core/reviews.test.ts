@@ -306,6 +306,18 @@ describe('held requests', () => {
     }
   })
 
+  it('the metrics count what became of the requests sent to review', async () => {
+    const text = await (await fetch(`${gw.admin}/metrics`, { headers: { authorization: `Bearer ${tokens.audrey}` } })).text()
+    const n = (result: string) => Number(text.split('\n').find((l) => l.startsWith(`gatehouse_reviews_total{connection="orders",result="${result}"}`))?.split(' ').pop() ?? 0)
+    // the tests above held statements and ended every one: approved, denied (incl. a cancel), one timed out, one let through by a grant
+    expect(n('held')).toBeGreaterThanOrEqual(10)
+    expect(n('approved')).toBeGreaterThanOrEqual(4)
+    expect(n('denied')).toBeGreaterThanOrEqual(4)
+    expect(n('expired')).toBe(1)
+    expect(n('granted')).toBe(1)
+    expect(n('held')).toBe(n('approved') + n('denied') + n('expired'))
+  })
+
   it('a gateway that stops ends its held requests denied and audited; one that died finds its leftovers at start and ends them the same way', async () => {
     const dataDir = mkdtempSync(join(dir, 'gw-'))
     let own = await start(dataDir)

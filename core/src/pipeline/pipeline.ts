@@ -251,6 +251,7 @@ export class ConnectionPipeline implements Pipeline {
     this.limitRefusals = metrics?.counter('gatehouse_limit_refusals_total', 'connections and requests refused by a limit, by connection and limit', ['connection', 'limit'])
     this.integrityViolations = metrics?.counter('gatehouse_integrity_violations_total', "sessions ended because the upstream's answer contradicted what the gateway judged, by connection", ['connection'])
     this.reviews = root.isRegistered(ReviewsToken, true) ? root.resolve(ReviewsToken) : undefined
+    this.reviewCounts = metrics?.counter('gatehouse_reviews_total', 'requests a policy sent to review, by connection and what became of them: held, granted (a grant let it through), approved, denied, expired', ['connection', 'result'])
     const stages = metrics?.histogram('gatehouse_stage_duration_seconds', `time in a stage of the pipeline (decide: policy; record: the intent record), one request in ${STAGE_SAMPLE} timed, by connection and stage`, ['connection', 'stage'], STAGE_BUCKETS)
     this.stageTimes = stages ? { decide: stages.labels({ connection, stage: 'decide' }), record: stages.labels({ connection, stage: 'record' }) } : undefined
     this.credentialEnds = metrics?.counter('gatehouse_sessions_credential_ended_total', 'sessions ended because the credential they logged in with expired or was removed, by connection and cause', ['connection', 'cause'])
@@ -260,6 +261,7 @@ export class ConnectionPipeline implements Pipeline {
   /** The stage histograms' children for this connection (when the gateway has metrics). */
   private readonly stageTimes: { decide: Histogram.Internal<'connection' | 'stage'>; record: Histogram.Internal<'connection' | 'stage'> } | undefined
   private sampleCount = 0
+  private readonly reviewCounts: Counter<'connection' | 'result'> | undefined
   /** Held requests, when the gateway has them (always, in a gateway; not in a bare pipeline). */
   private readonly reviews: Reviews | undefined
 
@@ -868,6 +870,7 @@ export class ConnectionPipeline implements Pipeline {
       return this.reviewFailed(request, principal, decision, err)
     }
     if (grant) {
+      this.reviewCounts?.inc({ connection: this.connection, result: 'granted' })
       const granted: Decision = { verdict: 'allow', rule: decision.rule ?? `grant:${grant.id}`, reason: `held by rule ${decision.rule ?? 'unnamed'}, let through by grant ${grant.id} of ${grant.createdBy}${grant.review ? ` (review ${grant.review})` : ''}` }
       return this.conclude(request, principal, granted)
     }
@@ -880,6 +883,7 @@ export class ConnectionPipeline implements Pipeline {
         decision,
         async (review) => {
           await this.recordIntent(request, principal, decision, review.id)
+          this.reviewCounts?.inc({ connection: this.connection, result: 'held' })
           request.onHeld?.({ review: review.id, reason: decision.reason, ...(decision.rule === undefined ? {} : { rule: decision.rule }), approvals: review.approvalsRequired, expiresAt: review.expiresAt })
         },
         request.session.signal,
@@ -888,6 +892,7 @@ export class ConnectionPipeline implements Pipeline {
       return this.reviewFailed(request, principal, decision, err)
     }
     const review = result.review
+    this.reviewCounts?.inc({ connection: this.connection, result: result.approved ? 'approved' : review?.status === 'expired' ? 'expired' : 'denied' })
     try {
       await this.recorder.recordAsync({
         ...this.base(request.session, `${request.id}:review`),
