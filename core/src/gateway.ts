@@ -337,7 +337,13 @@ export class Gateway {
       for (const inst of this.instances.values()) await inst.object.start?.()
       // Requests this gateway held when it last stopped without ending them: denied, and audited.
       if (this.storeMayHoldRecords()) {
-        const leftovers = await this.container.resolve(ReviewsToken).abandonLeftovers()
+        const leftovers = await this.container
+          .resolve(ReviewsToken)
+          .abandonLeftovers()
+          .catch((err: unknown) => {
+            this.logger.error({ err: String(err) }, 'could not end the reviews left pending by the last run: the state store did not answer')
+            return []
+          })
         for (const review of leftovers) {
           const plan = this.plans.find((p) => p.connection.name === review.connection)
           await plan?.pipeline.recordReviewEnd(review)

@@ -306,6 +306,19 @@ describe('held requests', () => {
     }
   })
 
+  it('a state store that does not answer: the gateway starts, the statement sent to review is refused (fail closed), the session goes on', async () => {
+    const own = await start(mkdtempSync(join(dir, 'gw-')), 'state: { store: postgres, url: "postgres://gh:secret@127.0.0.1:1/none?connect_timeout=2" }\n')
+    try {
+      const r = await psqlLive(own.port, 'DELETE FROM other WHERE id = 1;\nSELECT 5;\n').done
+      expect(r.stderr).toMatch(/ERROR: {2}gatehouse: needs approval \(rule p\/deletes\), and the review could not be created: the state store is unavailable/)
+      expect(r.stderr).not.toContain('secret')
+      expect(r.stdout.trim()).toBe('5')
+      expect(own.audit().find((e) => e.type === 'request' && e.text === 'DELETE FROM other WHERE id = 1')).toMatchObject({ verdict: 'deny', rule: 'p/deletes' })
+    } finally {
+      await own.gateway.shutdown(0)
+    }
+  })
+
   it('the metrics count what became of the requests sent to review', async () => {
     const text = await (await fetch(`${gw.admin}/metrics`, { headers: { authorization: `Bearer ${tokens.audrey}` } })).text()
     const n = (result: string) => Number(text.split('\n').find((l) => l.startsWith(`gatehouse_reviews_total{connection="orders",result="${result}"}`))?.split(' ').pop() ?? 0)

@@ -52,7 +52,11 @@ export class IssuedTokens {
   private connections: ReadonlySet<string> = new Set()
 
   async start(): Promise<void> {
-    if (this.opts.load) await this.refresh()
+    // A store that is down at boot does not keep the gateway from serving what needs no store:
+    // issued tokens are refused until a read succeeds (the poll, or the next issue).
+    if (this.opts.load) {
+      await this.refresh().catch((err: unknown) => this.logger.error({ err: String(err) }, 'could not read issued tokens from the state store at start; they are refused until it answers'))
+    }
     if (this.opts.pollMs) {
       this.timer = setInterval(() => {
         this.refresh().catch((err: unknown) => this.logger.warn({ err: String(err) }, 'could not read issued tokens from the state store; keeping the last ones read'))

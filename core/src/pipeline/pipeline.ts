@@ -953,10 +953,13 @@ export class ConnectionPipeline implements Pipeline {
     const error = new GatewayError('GH_ERR_STATE_UNAVAILABLE', `needs approval (rule ${decision.rule ?? 'unnamed'}), and the review could not be created: the state store is unavailable`)
     if (!this.admitted.has(request)) {
       // nothing recorded yet: the refusal is the request's one intent record
-      return this.recordIntent(request, principal, { verdict: 'deny', rule: decision.rule ?? 'gatehouse/review', reason: error.message })?.then(
-        () => this.refused(request, decision, error),
-        (e: unknown) => this.intentFailed(request, e),
-      ) ?? this.refused(request, decision, error)
+      let pending: Promise<void> | undefined
+      try {
+        pending = this.recordIntent(request, principal, { verdict: 'deny', rule: decision.rule ?? 'gatehouse/review', reason: error.message })
+      } catch (e) {
+        return this.intentFailed(request, e)
+      }
+      if (pending) return pending.then(() => this.refused(request, decision, error), (e: unknown) => this.intentFailed(request, e))
     }
     return this.refused(request, decision, error)
   }
