@@ -34,15 +34,30 @@ describe('grants', () => {
     expect(grantMatches({ 'ssh.network': false }, req({ ssh: { network: '' } }))).toBe(true)
   })
 
-  it('by default an approval grants the same action, statement kind and tables (SQL), or the same programs in a line without unknown ones (SSH)', () => {
-    const plain = { 'sql.functions': false, 'sql.sideEffects': false, 'sql.opaque': false, 'sql.dynamic': false }
-    expect(defaultGrantMatch({ action: 'sql.query', attrs: { sql: { statement: 'DELETE', tables: ['t'], functions: [], sideEffects: false } } })).toEqual({ action: ['sql.query'], 'sql.statement': ['DELETE'], 'sql.tables': ['t'], ...plain })
-    expect(defaultGrantMatch({ action: 'sql.query', attrs: { sql: { statement: 'SELECT', tables: [] } } })).toEqual({ action: ['sql.query'], 'sql.statement': ['SELECT'], ...plain })
+  it('by default an approval grants no more than the reviewed request did: same action, statement, kinds, tables, writes, functions; nothing it did not have (SQL); the same known programs (SSH)', () => {
+    const none = { 'sql.kinds': false, 'sql.tables': false, 'sql.writes': false, 'sql.functions': false, 'sql.settings': false, 'sql.executes': false, 'sql.code': false }
+    const flags = { 'sql.ddl': false, 'sql.locking': false, 'sql.readWrite': false, 'sql.write': false, 'sql.sideEffects': false, 'sql.opaque': false, 'sql.dynamic': false, 'sql.securityDefiner': false }
+    const del = { statement: 'DELETE', kinds: ['DELETE'], tables: ['t'], writes: ['t'], functions: [], write: true, readWrite: false }
+    expect(defaultGrantMatch({ action: 'sql.query', attrs: { sql: del } })).toEqual({ action: ['sql.query'], 'sql.statement': ['DELETE'], ...none, 'sql.kinds': ['DELETE'], 'sql.tables': ['t'], 'sql.writes': ['t'], ...flags, 'sql.write': undefined })
+    expect(defaultGrantMatch({ action: 'sql.query', attrs: { sql: { statement: 'SELECT', kinds: ['SELECT'], tables: [] } } })).toEqual({ action: ['sql.query'], 'sql.statement': ['SELECT'], ...none, 'sql.kinds': ['SELECT'], ...flags })
+    // a SELECT approved does not cover a DELETE hidden in a WITH, a locking read, or a read of another table
+    const select = defaultGrantMatch({ action: 'sql.query', attrs: { sql: { statement: 'SELECT', kinds: ['SELECT'], tables: ['users'], functions: [], locking: false } } })
+    expect(grantMatches(select, req({ sql: { statement: 'SELECT', kinds: ['SELECT'], tables: ['users'], functions: [] } }))).toBe(true)
+    expect(grantMatches(select, req({ sql: { statement: 'SELECT', kinds: ['SELECT', 'DELETE'], tables: ['users'], writes: ['users'], functions: [], write: true } }))).toBe(false)
+    expect(grantMatches(select, req({ sql: { statement: 'SELECT', kinds: ['SELECT'], tables: ['users'], functions: [], locking: true } }))).toBe(false)
+    expect(grantMatches(select, req({ sql: { statement: 'SELECT', kinds: ['SELECT'], tables: ['users', 'secrets'], functions: [] } }))).toBe(false)
+    // a statement on no table covers no table
+    const one = defaultGrantMatch({ action: 'sql.query', attrs: { sql: { statement: 'SELECT', kinds: ['SELECT'], tables: [] } } })
+    expect(grantMatches(one, req({ sql: { statement: 'SELECT', kinds: ['SELECT'], tables: ['users'] } }))).toBe(false)
     // a statement that called a function: later ones may call that one, no other
-    const withFn = defaultGrantMatch({ action: 'sql.query', attrs: { sql: { statement: 'DELETE', tables: ['t'], functions: ['public.audit_me'], sideEffects: true } } })
-    expect(withFn).toEqual({ action: ['sql.query'], 'sql.statement': ['DELETE'], 'sql.tables': ['t'], 'sql.functions': ['public.audit_me'], 'sql.opaque': false, 'sql.dynamic': false })
-    expect(grantMatches(defaultGrantMatch({ action: 'sql.query', attrs: { sql: { statement: 'DELETE', tables: ['t'], functions: [] } } }), req({ sql: { statement: 'DELETE', tables: ['t'], functions: ['public.evil'] } }))).toBe(false)
+    const withFn = defaultGrantMatch({ action: 'sql.query', attrs: { sql: { ...del, functions: ['public.audit_me'], sideEffects: true } } })
+    expect(withFn['sql.functions']).toEqual(['public.audit_me'])
+    expect(withFn['sql.sideEffects']).toBeUndefined()
+    expect(grantMatches(defaultGrantMatch({ action: 'sql.query', attrs: { sql: del } }), req({ sql: { ...del, functions: ['public.evil'] } }))).toBe(false)
+    // SSH: the same programs; a line with no program covers no program; never a dynamic line
     expect(defaultGrantMatch({ action: 'ssh.exec', attrs: { ssh: { programs: ['touch'] } } })).toEqual({ action: ['ssh.exec'], 'ssh.programs': ['touch'], 'ssh.dynamic': false })
-    expect(defaultGrantMatch({ action: 'ssh.shell', attrs: { ssh: {} } })).toEqual({ action: ['ssh.shell'] })
+    expect(defaultGrantMatch({ action: 'ssh.exec', attrs: { ssh: { programs: [] } } })).toEqual({ action: ['ssh.exec'], 'ssh.programs': false, 'ssh.dynamic': false })
+    expect(grantMatches(defaultGrantMatch({ action: 'ssh.exec', attrs: { ssh: { programs: [] } } }), req({ ssh: { programs: ['rm'] } }, 'ssh.exec'))).toBe(false)
+    expect(defaultGrantMatch({ action: 'ssh.shell', attrs: { ssh: {} } })).toEqual({ action: ['ssh.shell'], 'ssh.programs': false, 'ssh.dynamic': false })
   })
 })

@@ -198,4 +198,21 @@ describe('tokens issued at run time', () => {
       for (const s of stores) await s.close()
     }
   })
+
+  it('a read of the store that began before a revocation cannot bring the revoked token back', async () => {
+    const record = { id: 'tok_1', identity: 'agent-1', hash: 'sha256:' + '0'.repeat(64), createdAt: 0, createdBy: 't', expiresAt: Date.now() + 60_000 }
+    let release: (v: (typeof record)[]) => void = () => undefined
+    const store = {
+      listTokens: () => new Promise<(typeof record)[]>((r) => (release = r)),
+      revokeToken: async () => ({ ...record, revokedAt: Date.now(), revokedBy: 'admin' }),
+    } as unknown as ConstructorParameters<typeof IssuedTokens>[0]
+    const issued = new IssuedTokens(store, createLogger('silent'), { load: false })
+    const stale = issued.refresh()
+    await issued.revoke('tok_1', 'admin', 'leaked')
+    // the read that started before the revocation answers now, with the token still active
+    release([record])
+    await stale
+    expect(issued.forIdentity('agent-1')).toEqual([])
+    expect(issued.get('tok_1')).toBeUndefined()
+  })
 })

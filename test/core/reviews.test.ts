@@ -319,6 +319,17 @@ describe('held requests', () => {
     }
   })
 
+  it('a grant is refused from a review that needs several approvals, and one that matches everything is refused too', async () => {
+    const psql = psqlLive(gw.port, "UPDATE t SET v = 'g' WHERE id = 14;\n")
+    const id = (await psql.stderrMatch(HELD))[1] as string
+    expect(await api(gw.admin, 'POST', `/reviews/${id}/approve`, tokens.alice, { grant: { minutes: 60 } })).toMatchObject({ status: 400, json: { error: `review ${id} needs 2 approvals: its rule takes no grants` } })
+    expect(await api(gw.admin, 'POST', `/reviews/${id}/approve`, tokens.alice, { grant: { minutes: 60, match: {} } })).toMatchObject({ status: 400 })
+    // neither refusal counted as a vote
+    expect((await api(gw.admin, 'GET', `/reviews/${id}`, tokens.audrey)).json).toMatchObject({ status: 'pending', approvals: [] })
+    await api(gw.admin, 'POST', `/reviews/${id}/deny`, tokens.alice)
+    await psql.done
+  })
+
   it('the metrics count what became of the requests sent to review', async () => {
     const text = await (await fetch(`${gw.admin}/metrics`, { headers: { authorization: `Bearer ${tokens.audrey}` } })).text()
     const n = (result: string) => Number(text.split('\n').find((l) => l.startsWith(`gatehouse_reviews_total{connection="orders",result="${result}"}`))?.split(' ').pop() ?? 0)

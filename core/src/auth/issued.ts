@@ -49,6 +49,8 @@ export class IssuedTokens {
     this.connections = new Set(config.connections.map((c) => c.name))
   }
   private identities: ReadonlySet<string> = new Set()
+  /** Tokens this gateway revoked: never active again, whatever a read of the store says. */
+  private readonly revokedHere = new Set<string>()
   private connections: ReadonlySet<string> = new Set()
 
   async start(): Promise<void> {
@@ -112,6 +114,8 @@ export class IssuedTokens {
   async revoke(id: string, by: string, reason: string | undefined, now = Date.now()): Promise<IssuedToken | undefined> {
     const revoked = await this.store.revokeToken(id, by, reason, now)
     if (!revoked) return undefined
+    // a poll already in flight read the store before this: its answer must not bring the token back
+    this.revokedHere.add(id)
     this.put(revoked)
     this.changed()
     return revoked
@@ -126,6 +130,7 @@ export class IssuedTokens {
     const active = await this.store.listTokens({ now })
     const next = new Map<string, IssuedToken[]>()
     for (const t of active) {
+      if (this.revokedHere.has(t.id)) continue
       const list = next.get(t.identity)
       if (list) list.push(t)
       else next.set(t.identity, [t])

@@ -865,7 +865,7 @@ export class ConnectionPipeline implements Pipeline {
   private async holdForReview(request: GatewayRequest, principal: Principal, decision: Decision & { verdict: 'review' }, reviews: Reviews): Promise<Admission> {
     let grant: Grant | undefined
     try {
-      grant = await reviews.grantFor(request, principal, this.connection)
+      grant = await reviews.grantFor(request, principal, this.connection, decision.rule)
     } catch (err) {
       return this.reviewFailed(request, principal, decision, err)
     }

@@ -20,6 +20,16 @@ import type { Logger } from '../logger.js'
 import type { Grant, Review, ReviewStatus, ReviewVote, StateStore, VoteResult } from '../state/store.js'
 import type { GatewayRequest, Principal } from '../types.js'
 
+/** The key in a grant's match that names the rule it answers (not an attribute: `$` cannot start one). */
+export const GRANT_RULE = '$rule'
+function withoutRule(match: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const { [GRANT_RULE]: _rule, ...rest } = match
+  return rest
+}
+
+/** The longest a request may wait for a review (a timer cannot wait longer than 2^31 ms anyway). */
+const MAX_REVIEW_TIMEOUT_MS = 86_400_000
+
 /** How long a review waits when the rule names no timeout. */
 export const DEFAULT_REVIEW_TIMEOUT_MS = 5 * 60_000
 
@@ -92,9 +102,9 @@ export class Reviews {
   }
 
   /** The grant in force that lets `request` through without a review, if any. */
-  async grantFor(request: GatewayRequest, principal: Principal, connection: string, now = Date.now()): Promise<Grant | undefined> {
+  async grantFor(request: GatewayRequest, principal: Principal, connection: string, rule: string | undefined, now = Date.now()): Promise<Grant | undefined> {
     const grants = await this.store.listGrants({ principal: principal.id, connection, now })
-    return grants.find((g) => grantMatches(g.match, request))
+    return grants.find((g) => g.match[GRANT_RULE] === (rule ?? 'unnamed') && grantMatches(withoutRule(g.match), request))
   }
 
   /**
@@ -129,7 +139,7 @@ export class Reviews {
       approvalsRequired: Math.max(1, decision.approvals ?? 1),
       gateway: this.gateway,
       createdAt: now,
-      expiresAt: now + (decision.timeoutMs ?? DEFAULT_REVIEW_TIMEOUT_MS),
+      expiresAt: now + Math.min(Math.max(1, decision.timeoutMs ?? DEFAULT_REVIEW_TIMEOUT_MS), MAX_REVIEW_TIMEOUT_MS),
     })
     const result = new Promise<HoldResult>((resolve) => {
       const timer = setTimeout(() => void this.expire(review.id), Math.max(0, review.expiresAt - Date.now()))
@@ -168,6 +178,12 @@ export class Reviews {
    * and tables) on this connection for `minutes`, without another review.
    */
   async decide(id: string, vote: ReviewVote, grant?: { minutes: number; match?: Record<string, unknown> }): Promise<VoteResult & { grant?: Grant }> {
+    if (grant) {
+      // one person cannot waive a rule that wants several: no grant from a review that needs more than one approval
+      const shown = await this.store.getReview(id)
+      if (shown && shown.approvalsRequired > 1) throw new GatewayError('GH_ERR_CONFIG_INVALID', `review ${id} needs ${shown.approvalsRequired} approvals: its rule takes no grants`)
+      if (grant.match !== undefined && Object.keys(grant.match).length === 0) throw new GatewayError('GH_ERR_CONFIG_INVALID', 'a grant that matches everything is not a grant: give match keys, or leave match out for the default')
+    }
     const result = await this.vote(id, vote)
     if (!grant || result.result !== 'approved') return result
     const review = result.review
@@ -175,7 +191,8 @@ export class Reviews {
       id: `grant_${randomUUID()}`,
       principal: review.principal,
       connection: review.connection,
-      match: grant.match ?? defaultGrantMatch(review),
+      // bound to the rule that held the request: it lets through only what that rule sends to review
+      match: { ...(grant.match ?? defaultGrantMatch(review)), [GRANT_RULE]: review.rule },
       createdAt: vote.at,
       createdBy: vote.by,
       expiresAt: vote.at + grant.minutes * 60_000,
@@ -221,6 +238,13 @@ export class Reviews {
     try {
       await this.store.expireReviews(Date.now())
       const r = await this.store.getReview(id)
+      const w = this.waiting.get(id)
+      if (r && r.status === 'pending' && w) {
+        // the timer fired a little early (or the clock stepped back): wait for the rest
+        clearTimeout(w.timer)
+        this.waiting.set(id, { ...w, timer: setTimeout(() => void this.expire(id), Math.max(1, Math.min(r.expiresAt - Date.now() + 1, MAX_REVIEW_TIMEOUT_MS))) })
+        return
+      }
       if (r) this.settle(r)
     } catch (err) {
       this.logger.error({ review: id, err: String(err) }, 'could not expire a held review')
@@ -306,17 +330,20 @@ export class Reviews {
  */
 export function defaultGrantMatch(review: Pick<Review, 'action' | 'attrs'>): Record<string, unknown> {
   const match: Record<string, unknown> = { action: [review.action] }
-  const sql = review.attrs.sql as { statement?: unknown; tables?: unknown; functions?: unknown; sideEffects?: unknown; opaque?: unknown; dynamic?: unknown } | undefined
-  if (sql && typeof sql.statement === 'string') match['sql.statement'] = [sql.statement]
-  if (sql && Array.isArray(sql.tables) && sql.tables.length > 0) match['sql.tables'] = sql.tables
+  /** A list the request's must stay within, or `false` (none at all) when the reviewed one had none. */
+  const within = (v: unknown): unknown => (Array.isArray(v) && v.length > 0 ? v : false)
+  const sql = review.attrs.sql as Record<string, unknown> | undefined
   if (sql) {
-    // no more than the reviewed statement called: the same functions at most, and no code the gateway cannot read
-    match['sql.functions'] = Array.isArray(sql.functions) && sql.functions.length > 0 ? sql.functions : false
-    for (const flag of ['sideEffects', 'opaque', 'dynamic'] as const) if (sql[flag] !== true) match[`sql.${flag}`] = false
+    if (typeof sql.statement === 'string') match['sql.statement'] = [sql.statement]
+    // no more than the reviewed statement did: the same kinds of statement (a DELETE inside a WITH
+    // is a kind), tables, writes, functions, settings and prepared statements it executed at most
+    for (const list of ['kinds', 'tables', 'writes', 'functions', 'settings', 'executes', 'code'] as const) match[`sql.${list}`] = within(sql[list])
+    // and nothing it did not have: DDL, row locks, side effects, code the gateway cannot read
+    for (const flag of ['ddl', 'locking', 'readWrite', 'write', 'sideEffects', 'opaque', 'dynamic', 'securityDefiner'] as const) if (sql[flag] !== true) match[`sql.${flag}`] = false
   }
-  const ssh = review.attrs.ssh as { programs?: unknown } | undefined
-  if (ssh && Array.isArray(ssh.programs) && ssh.programs.length > 0) {
-    match['ssh.programs'] = ssh.programs
+  const ssh = review.attrs.ssh as Record<string, unknown> | undefined
+  if (ssh) {
+    match['ssh.programs'] = within(ssh.programs)
     // a command line whose programs the gateway could not all see is never covered
     match['ssh.dynamic'] = false
   }

@@ -44,6 +44,8 @@ export interface ReviewNotice {
   readonly action: string
   readonly target: string
   readonly text?: string
+  /** The text was longer than a message carries: `approve` then says to read it whole first. */
+  readonly truncated?: boolean
   readonly params?: readonly unknown[]
   readonly rule?: string
   readonly reason?: string
@@ -133,6 +135,7 @@ export class ApprovalWebhook implements AuditSink, Lifecycle {
 function notice(e: RequestEvent, config: WebhookConfig): ReviewNotice {
   const id = e.review as string
   const base = config.adminUrl?.replace(/\/+$/, '')
+  const truncated = e.text !== undefined && e.text.length > MAX_TEXT
   return {
     type: 'review.requested',
     review: id,
@@ -143,24 +146,31 @@ function notice(e: RequestEvent, config: WebhookConfig): ReviewNotice {
     action: e.action,
     target: e.target,
     ...(e.text === undefined ? {} : { text: e.text.length > MAX_TEXT ? `${e.text.slice(0, MAX_TEXT)}…` : e.text }),
+    ...(e.text !== undefined && e.text.length > MAX_TEXT ? { truncated: true } : {}),
     ...(config.includeParams && e.params !== undefined ? { params: e.params } : {}),
     ...(e.rule === undefined ? {} : { rule: e.rule }),
     ...(e.reason === undefined ? {} : { reason: e.reason }),
     time: e.time,
-    approve: { cli: `gatehouse review approve ${id}${base ? ` --admin ${base}` : ''}`, ...(base ? { url: `${base}/reviews/${id}/approve` } : {}) },
+    // a cut text is not what the approver decides on: the way to approve is to read it whole first
+    approve: truncated
+      ? { cli: `gatehouse review show ${id}${base ? ` --admin ${base}` : ''}  # the text is longer than this message; read it whole before approving` }
+      : { cli: `gatehouse review approve ${id}${base ? ` --admin ${base}` : ''}`, ...(base ? { url: `${base}/reviews/${id}/approve` } : {}) },
     deny: { cli: `gatehouse review deny ${id}${base ? ` --admin ${base}` : ''} --reason "…"`, ...(base ? { url: `${base}/reviews/${id}/deny` } : {}) },
   }
 }
 
 /** A Slack-compatible message: a line of text for notifications, and blocks for the channel. */
+/** Slack's mrkdwn control characters, escaped; backticks and newlines kept from ending the code span. */
+const mrkdwn = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 function slack(n: ReviewNotice): Record<string, unknown> {
-  const what = n.text === undefined ? n.action : `\`${n.text.replace(/`/g, "'")}\``
-  const text = `Review ${n.review}: ${n.principal.id} waits on ${n.connection} for ${what} (${n.rule ?? 'rule'}: ${n.reason ?? 'needs approval'})`
+  const what = n.text === undefined ? n.action : `\`${mrkdwn(n.text.replace(/`/g, "'").replace(/[\r\n]+/g, ' '))}\``
+  const why = `${mrkdwn(n.rule ?? 'rule')}: ${mrkdwn(n.reason ?? 'needs approval')}`
+  const text = `Review ${n.review}: ${mrkdwn(n.principal.id)} waits on ${mrkdwn(n.connection)} for ${what} (${why})`
   return {
     text,
     blocks: [
-      { type: 'section', text: { type: 'mrkdwn', text: `*${n.principal.id}* waits on *${n.connection}* (${n.protocol})\n${what}\n_${n.rule ?? 'rule'}: ${n.reason ?? 'needs approval'}_` } },
-      { type: 'context', elements: [{ type: 'mrkdwn', text: `review \`${n.review}\` · approve: \`${n.approve.cli}\` · deny: \`${n.deny.cli}\`` }] },
+      { type: 'section', text: { type: 'mrkdwn', text: `*${mrkdwn(n.principal.id)}* waits on *${mrkdwn(n.connection)}* (${n.protocol})\n${what}\n_${why}_` } },
+      { type: 'context', elements: [{ type: 'mrkdwn', text: `review \`${n.review}\` · ${n.truncated ? 'read it whole' : 'approve'}: \`${mrkdwn(n.approve.cli)}\` · deny: \`${mrkdwn(n.deny.cli)}\`` }] },
     ],
   }
 }

@@ -137,6 +137,33 @@ describe('approval-webhook', () => {
     expect(body.text).toBe("Review rev_1: ci waits on orders for `DELETE FROM 't'` (p/deletes: needs a person)")
     expect(body.blocks[0]?.text?.text).toContain('*ci* waits on *orders* (postgres)')
     expect(body.blocks[1]?.elements?.[0]?.text).toContain('gatehouse review approve rev_1')
+    // a text longer than a message: the approve command becomes "read it whole"; mrkdwn is escaped, a newline cannot end the code span
+    received.length = 0
+    hook.write({ ...event, text: `DELETE FROM t WHERE id = 5 /*${' '.repeat(2100)}*/ OR true`, review: 'rev_2' } as RequestEvent)
+    hook.write({ ...event, text: 'SELECT 1\n<!channel> *click* <http://evil|here> & more', review: 'rev_3' } as RequestEvent)
+    await hook.flush()
+    const [long, odd] = received.map((r) => r.body as { text: string; blocks: { elements?: { text: string }[] }[] })
+    expect(long?.blocks[1]?.elements?.[0]?.text).toContain('read it whole: `gatehouse review show rev_2')
+    expect(long?.blocks[1]?.elements?.[0]?.text).not.toContain('review approve')
+    expect(odd?.text).toBe('Review rev_3: ci waits on orders for `SELECT 1 &lt;!channel&gt; *click* &lt;http://evil|here&gt; &amp; more` (p/deletes: needs a person)')
+    await hook.close()
+  })
+
+  it('json form: a truncated text carries no approve URL, only the command to read it whole', async () => {
+    received.length = 0
+    const hook = new ApprovalWebhook(
+      { url, format: 'json', headers: {}, adminUrl: 'http://gh.example:8080', includeParams: false, retries: 0, backoffMs: 10, timeoutMs: 2000 },
+      { gateway: {} as GatewayConfig, instance: 'hook', logger: createLogger('silent'), dataDir: '/tmp' },
+      new MetricsRegistry(),
+    )
+    const event = { id: 's.1:request', time: isoNow(), session: 's', connection: 'orders', protocol: 'postgres', type: 'request', request: 's.1', principal: { id: 'ci', kind: 'agent', groups: [], credential: 'token:x' }, action: 'sql.query', target: 'orders', text: 'x'.repeat(2500), attrs: {}, verdict: 'review', rule: 'p/r', reason: 'r', review: 'rev_9' } as RequestEvent
+    hook.write(event)
+    await hook.flush()
+    const n = received[0]?.body as ReviewNotice
+    expect(n.truncated).toBe(true)
+    expect(n.text).toHaveLength(2001)
+    expect(n.approve).toEqual({ cli: 'gatehouse review show rev_9 --admin http://gh.example:8080  # the text is longer than this message; read it whole before approving' })
+    expect(n.deny.url).toBe('http://gh.example:8080/reviews/rev_9/deny')
     await hook.close()
   })
 })
