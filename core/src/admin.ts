@@ -209,6 +209,28 @@ export async function startAdmin(config: AdminConfig, deps: AdminDeps): Promise<
     })
   }
 
+  // Grants given with approvals: listed, and revoked by an approver when one was a mistake.
+  app.get<{ Querystring: { principal?: string; connection?: string } }>(
+    '/grants',
+    { schema: { summary: 'grants in force now', tags: ['reviews'], querystring: { type: 'object', properties: { principal: { type: 'string' }, connection: { type: 'string' } } } } },
+    async (req, reply) => {
+      try {
+        const grants = await deps.reviews.grants({ ...(req.query.principal ? { principal: req.query.principal } : {}), ...(req.query.connection ? { connection: req.query.connection } : {}) })
+        return { grants: grants.map((g) => ({ ...g, createdAt: new Date(g.createdAt).toISOString(), expiresAt: new Date(g.expiresAt).toISOString() })) }
+      } catch (err) {
+        return refusal(reply, err)
+      }
+    },
+  )
+  app.delete<{ Params: { id: string } }>('/grants/:id', { schema: { summary: 'revoke a grant now', tags: ['reviews'], params: ID } }, async (req, reply) => {
+    try {
+      const g = await deps.reviews.revokeGrant(req.params.id, caller(req))
+      return g ?? reply.code(404).send({ error: 'no such grant' })
+    } catch (err) {
+      return refusal(reply, err)
+    }
+  })
+
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
   app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'] } }, async (_req, reply) => {
     deps.beforeScrape()
@@ -302,6 +324,6 @@ function refusal(reply: FastifyReply, err: unknown): FastifyReply {
 /** The least role a route needs: reading is for auditors, deciding reviews for approvers, the rest for admins. */
 function neededRole(method: string, url: string): AdminRole {
   if (method === 'GET' || method === 'HEAD') return 'auditor'
-  if (/^\/reviews\/[^/]+\/(approve|deny)$/.test(url) || url.startsWith('/reviews/:id/')) return 'approver'
+  if (/^\/reviews\/[^/]+\/(approve|deny)$/.test(url) || url.startsWith('/reviews/:id/') || url === '/grants/:id') return 'approver'
   return 'admin'
 }

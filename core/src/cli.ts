@@ -197,6 +197,23 @@ review
   .action(async (id: string, opts: { admin: string }) => {
     process.stdout.write(`${JSON.stringify(await adminCall(opts.admin, 'GET', `/reviews/${encodeURIComponent(id)}`), null, 2)}\n`)
   })
+review
+  .command('grants')
+  .description('grants in force (given with approvals), one JSON object per line')
+  .requiredOption('--admin <url>', "the gateway's admin API")
+  .option('-i, --identity <id>', 'only grants of this principal')
+  .action(async (opts: { admin: string; identity?: string }) => {
+    const { grants } = (await adminCall(opts.admin, 'GET', `/grants${opts.identity ? `?principal=${encodeURIComponent(opts.identity)}` : ''}`)) as { grants: unknown[] }
+    for (const g of grants) process.stdout.write(`${JSON.stringify(g)}\n`)
+  })
+review
+  .command('revoke-grant')
+  .description('end a grant now: what it covered is held for review again')
+  .argument('<id>', 'the grant id (grant_…)')
+  .requiredOption('--admin <url>', "the gateway's admin API")
+  .action(async (id: string, opts: { admin: string }) => {
+    process.stdout.write(`${JSON.stringify(await adminCall(opts.admin, 'DELETE', `/grants/${encodeURIComponent(id)}`))}\n`)
+  })
 for (const approve of [true, false]) {
   const decide = review
     .command(approve ? 'approve' : 'deny')

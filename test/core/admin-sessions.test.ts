@@ -82,7 +82,7 @@ describe('admin API: sessions, probes, gauges', () => {
     expect(doc.openapi).toBe('3.0.3')
     await SwaggerParser.validate(structuredClone(doc) as never)
     expect(Object.keys(doc.paths).sort()).toEqual(
-      ['/audit', '/sessions/{id}/events', '/healthz', '/metrics', '/readyz', '/recordings/{session}', '/recordings/{session}/{file}', '/reviews', '/reviews/{id}', '/reviews/{id}/approve', '/reviews/{id}/deny', '/sessions', '/sessions/{id}', '/tokens', '/tokens/{id}'].sort(),
+      ['/audit', '/grants', '/grants/{id}', '/sessions/{id}/events', '/healthz', '/metrics', '/readyz', '/recordings/{session}', '/recordings/{session}/{file}', '/reviews', '/reviews/{id}', '/reviews/{id}/approve', '/reviews/{id}/deny', '/sessions', '/sessions/{id}', '/tokens', '/tokens/{id}'].sort(),
     )
     expect(Object.keys(doc.paths['/tokens'] ?? {}).sort()).toEqual(['get', 'post'])
     expect(doc.paths['/reviews/{id}/approve']?.post).toMatchObject({ requestBody: { content: { 'application/json': { schema: { properties: { grant: { required: ['minutes'] } } } } } } })

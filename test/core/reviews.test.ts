@@ -241,6 +241,17 @@ describe('held requests', () => {
     const otherId = (await elsewhere.stderrMatch(HELD))[1] as string
     await api(gw.admin, 'POST', `/reviews/${otherId}/deny`, tokens.alice)
     expect((await elsewhere.done).stderr).toMatch(/review denied/)
+    // the grant is listed, and an approver can end it: the next such DELETE is held again
+    const listed = await cli(['review', 'grants', '--admin', gw.admin, '--identity', 'agent-1'], tokens.audrey)
+    const grantId = (JSON.parse(listed.stdout.trim().split('\n')[0] as string) as { id: string; review: string }).id
+    expect(listed.stdout).toContain(id)
+    expect((await api(gw.admin, 'DELETE', `/grants/${grantId}`, tokens.audrey)).status).toBe(403)
+    const revoked = await cli(['review', 'revoke-grant', grantId, '--admin', gw.admin], tokens.alice)
+    expect(JSON.parse(revoked.stdout)).toMatchObject({ id: grantId, revokedBy: 'alice' })
+    const again = psqlLive(gw.port, 'DELETE FROM t WHERE id = 8;\n')
+    const againId = (await again.stderrMatch(HELD))[1] as string
+    await api(gw.admin, 'POST', `/reviews/${againId}/deny`, tokens.alice)
+    await again.done
   })
 
   // (table "other": the grant of the test before covers DELETEs on t)

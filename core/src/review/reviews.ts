@@ -172,6 +172,16 @@ export class Reviews {
     return this.store.getReview(id)
   }
 
+  /** Grants in force now (all principals and connections, or one of each). */
+  grants(filter: { principal?: string; connection?: string }, now = Date.now()): Promise<Grant[]> {
+    return this.store.listGrants({ ...filter, now })
+  }
+
+  /** Ends a grant now: the next request it would have covered is held for review again. */
+  revokeGrant(id: string, by: string, now = Date.now()): Promise<Grant | undefined> {
+    return this.store.revokeGrant(id, by, now)
+  }
+
   /**
    * A person's vote, and with an approval that decides the review, an optional grant: the
    * requester may run requests matching `match` (by default: the same action, statement kind
