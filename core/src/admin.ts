@@ -22,6 +22,7 @@ import type { ReviewStatus } from './state/store.js'
 import type { AuditEvent } from './audit/events.js'
 import type { AuditQuery } from './plugin/stages.js'
 import type { LiveSession } from './pipeline/pipeline.js'
+import type { Logger } from './logger.js'
 import { parseDuration, parseTokenHash, verifyTokenAsync } from './auth/tokens.js'
 import { GatewayError, toGatewayError } from './errors.js'
 import { recordingsOf } from './cli/replay.js'
@@ -40,6 +41,8 @@ const RANK: Record<AdminRole, number> = { auditor: 0, approver: 1, admin: 2 }
 
 export interface AdminDeps {
   readonly dataDir: string
+  /** Refused callers are logged (address and route, never the token). */
+  readonly logger?: Logger
   readonly metrics: MetricsRegistry
   readonly issued: IssuedTokens
   readonly reviews: Reviews
@@ -86,13 +89,22 @@ export async function startAdmin(config: AdminConfig, deps: AdminDeps): Promise<
     if (who === undefined && m !== null && deps.bearer) {
       // not an admin token: an authenticate plugin (a JWT from the identity provider) may prove it
       const proved = await deps.bearer(m[1] as string, req.ip)
-      if (proved && proved.role === undefined) return reply.code(403).send({ error: `forbidden: ${proved.id} is in no group that holds an admin role (admin.roles)` })
+      if (proved && proved.role === undefined) {
+        deps.logger?.warn({ client: req.ip, route: `${req.method} ${req.routeOptions.url ?? req.url}`, caller: proved.id }, 'admin API caller refused: no role')
+        return reply.code(403).send({ error: `forbidden: ${proved.id} is in no group that holds an admin role (admin.roles)` })
+      }
       if (proved) who = { id: proved.id, role: proved.role as AdminRole }
     }
-    if (who === undefined) return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized' })
+    if (who === undefined) {
+      deps.logger?.warn({ client: req.ip, route: `${req.method} ${req.routeOptions.url ?? req.url}` }, 'admin API caller refused: no valid token')
+      return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized' })
+    }
     callers.set(req, who)
     const needed = neededRole(req.method, req.routeOptions.url ?? req.url)
-    if (RANK[who.role] < RANK[needed]) return reply.code(403).send({ error: `forbidden: this needs the ${needed} role; ${who.id} has ${who.role}` })
+    if (RANK[who.role] < RANK[needed]) {
+      deps.logger?.warn({ client: req.ip, route: `${req.method} ${req.routeOptions.url ?? req.url}`, caller: who.id, role: who.role, needed }, 'admin API caller refused: role too low')
+      return reply.code(403).send({ error: `forbidden: this needs the ${needed} role; ${who.id} has ${who.role}` })
+    }
   })
   const callers = new WeakMap<object, { id: string; role: AdminRole }>()
   const caller = (req: object) => callers.get(req)?.id ?? 'admin'

@@ -95,6 +95,14 @@ function gatewayId(dataDir: string): string {
   return id
 }
 
+/**
+ * Whether the state store can hold records already (a shared one; an embedded one that exists):
+ * only then are they read at start, so a gateway that never used the store never opens it.
+ */
+function storeMayHoldRecords(config: Pick<GatewayConfig, 'state' | 'dataDir'>): boolean {
+  return config.state.store === 'postgres' || existsSync(resolve(config.dataDir, config.state.dir ?? 'state'))
+}
+
 /** How often a gateway on a shared state store reads the tokens other replicas issued or revoked. */
 const ISSUED_TOKENS_POLL_MS = 5000
 
@@ -196,7 +204,7 @@ export class Gateway {
     let issued = opts.issuedTokens
     if (!issued) {
       issued = new IssuedTokens(store, logger, {
-        load: config.state.store === 'postgres' || existsSync(resolve(config.dataDir, config.state.dir ?? 'state')),
+        load: storeMayHoldRecords(config),
         ...(config.state.store === 'postgres' ? { pollMs: ISSUED_TOKENS_POLL_MS } : {}),
       })
       issued.know(config)
@@ -336,7 +344,7 @@ export class Gateway {
       })
       for (const inst of this.instances.values()) await inst.object.start?.()
       // Requests this gateway held when it last stopped without ending them: denied, and audited.
-      if (this.storeMayHoldRecords()) {
+      if (storeMayHoldRecords(this.config)) {
         const leftovers = await this.container
           .resolve(ReviewsToken)
           .abandonLeftovers()
@@ -363,6 +371,7 @@ export class Gateway {
         const reviews = this.container.resolve(ReviewsToken)
         const admin = await startAdmin(this.config.admin, {
           dataDir: this.config.dataDir,
+          logger: this.logger.child({ component: 'admin' }),
           metrics,
           issued: this.container.resolve(IssuedTokensToken),
           reviews,
@@ -426,10 +435,6 @@ export class Gateway {
     return undefined
   }
 
-  /** Whether the state store can hold records already (a shared one; an embedded one that exists): opening it costs nothing then. */
-  private storeMayHoldRecords(): boolean {
-    return this.config.state.store === 'postgres' || existsSync(resolve(this.config.dataDir, this.config.state.dir ?? 'state'))
-  }
 
   private admin: FastifyInstance | undefined
   private dataLock: HeldLock | undefined

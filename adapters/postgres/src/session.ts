@@ -38,6 +38,7 @@ import {
   type ErrorCode,
   type GatewayRequest,
   type HeldNotice,
+  holdTerms,
   type Logger,
   type Pipeline,
   type SessionHandle,
@@ -930,8 +931,7 @@ export class PostgresSession {
         severity: 'NOTICE',
         code: '00000',
         message: `gatehouse: this statement is held for review ${hold.review}: ${hold.reason}`,
-        detail: `${hold.approvals === 1 ? 'one approval is' : `${hold.approvals} approvals are`} needed${hold.rule ? ` (rule ${hold.rule})` : ''}; it is denied if nobody decides by ${new Date(hold.expiresAt).toISOString()}`,
-        hint: `an approver runs: gatehouse review approve ${hold.review}`,
+        detail: holdTerms(hold),
       },
       B.NoticeResponse,
     )

@@ -24,7 +24,7 @@
  */
 import ssh2, { type AuthContext, type ClientChannel, type Connection, type PseudoTtyInfo, type ServerChannel, type Session, type SFTPWrapper, type Client as SshClient, type TcpipBindInfo, type TcpipRequestInfo } from 'ssh2'
 import type { Duplex } from 'node:stream'
-import { GatewayError, isGatewayError, toGatewayError, type Admission, type GatewayRequest, type HeldNotice, type Logger, type Pipeline, type SessionHandle, type TerminalRecorder, type TerminalRecording, type Termination } from '@gatehouse/core'
+import { GatewayError, holdTerms, isGatewayError, toGatewayError, type Admission, type GatewayRequest, type HeldNotice, type Logger, type Pipeline, type SessionHandle, type TerminalRecorder, type TerminalRecording, type Termination } from '@gatehouse/core'
 import { disconnect, DISCONNECT } from './disconnect.js'
 import type { SshOptions, UpstreamConfig } from './config.js'
 import type { CommandAnalysis } from './shell/programs.js'
@@ -302,7 +302,7 @@ export class SshSession {
   private heldOn(channel: ServerChannel): (hold: HeldNotice) => void {
     return (hold) => {
       if (channel.destroyed) return
-      channel.stderr.write(`gatehouse: held for review ${hold.review}: ${hold.reason}; ${hold.approvals === 1 ? 'one approval is' : `${hold.approvals} approvals are`} needed, denied if nobody decides by ${new Date(hold.expiresAt).toISOString()} (gatehouse review approve ${hold.review})\n`)
+      channel.stderr.write(`gatehouse: held for review ${hold.review}: ${hold.reason}; ${holdTerms(hold)}\n`)
     }
   }
 

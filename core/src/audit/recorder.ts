@@ -16,7 +16,7 @@ export class AuditRecorder {
   /** Every required sink implements writeLater (recordLater then needs no promise per event). */
   private readonly later: boolean
   private readonly names = new Map<AuditSink, string>()
-  private readonly reporters = new WeakMap<(err: unknown, event: AuditEvent) => void, (err: Error, event: AuditEvent) => void>()
+  private readonly reporters = new Map<AuditSink, WeakMap<(err: unknown, event: AuditEvent) => void, (err: Error, event: AuditEvent) => void>>()
 
   constructor(
     sinks: readonly { name: string; sink: AuditSink }[],
@@ -80,10 +80,9 @@ export class AuditRecorder {
     }
     // Every required sink takes events it reports on later (the common case: one audit-jsonl).
     this.writeBestEffort(event)
-    const report = this.reporterFor(failed)
     for (const sink of this.required) {
       try {
-        ;(sink.writeLater as NonNullable<AuditSink['writeLater']>)(event, this.errors ? this.counted(sink, report) : report)
+        ;(sink.writeLater as NonNullable<AuditSink['writeLater']>)(event, this.reporterFor(sink, failed))
       } catch (err) {
         this.count(sink)
         failed(unavailable(err), event)
@@ -96,33 +95,25 @@ export class AuditRecorder {
     this.errors?.inc({ sink: this.names.get(sink) ?? 'unknown' })
   }
 
-  /** `report`, counting the failure first (one wrapper per sink and report, kept). */
-  private counted(sink: AuditSink, report: (err: Error, event: AuditEvent) => void): (err: Error, event: AuditEvent) => void {
-    let byReport = this.countedReporters.get(sink)
-    if (!byReport) this.countedReporters.set(sink, (byReport = new WeakMap()))
-    let r = byReport.get(report)
-    if (!r) {
-      r = (err, event) => {
-        this.count(sink)
-        report(err, event)
-      }
-      byReport.set(report, r)
-    }
-    return r
-  }
-  private readonly countedReporters = new Map<AuditSink, WeakMap<(err: Error, event: AuditEvent) => void, (err: Error, event: AuditEvent) => void>>()
-
   private bestEffortFailed(sink: AuditSink, err: unknown, event: AuditEvent): void {
     this.count(sink)
     this.logger.warn({ err: String(err), event: event.id, sink: this.names.get(sink) }, 'best-effort audit sink failed')
   }
 
-  /** `failed` with the recorder's error: one function per caller's function, not per event. */
-  private reporterFor(failed: (err: unknown, event: AuditEvent) => void): (err: Error, event: AuditEvent) => void {
-    let r = this.reporters.get(failed)
+  /**
+   * What `sink` calls when it could not write an event given to writeLater: counts the failure
+   * and hands `failed` the recorder's error. One function per sink and caller's function, kept.
+   */
+  private reporterFor(sink: AuditSink, failed: (err: unknown, event: AuditEvent) => void): (err: Error, event: AuditEvent) => void {
+    let bySink = this.reporters.get(sink)
+    if (!bySink) this.reporters.set(sink, (bySink = new WeakMap()))
+    let r = bySink.get(failed)
     if (r === undefined) {
-      r = (err, event) => failed(unavailable(err), event)
-      this.reporters.set(failed, r)
+      r = (err, event) => {
+        this.count(sink)
+        failed(unavailable(err), event)
+      }
+      bySink.set(failed, r)
     }
     return r
   }

@@ -892,7 +892,8 @@ export class ConnectionPipeline implements Pipeline {
       return this.reviewFailed(request, principal, decision, err)
     }
     const review = result.review
-    this.reviewCounts?.inc({ connection: this.connection, result: result.approved ? 'approved' : review?.status === 'expired' ? 'expired' : 'denied' })
+    const ended = result.approved ? 'approved' : review?.status === 'expired' ? 'expired' : 'denied'
+    this.reviewCounts?.inc({ connection: this.connection, result: ended })
     try {
       await this.recorder.recordAsync({
         ...this.base(request.session, `${request.id}:review`),
@@ -900,23 +901,16 @@ export class ConnectionPipeline implements Pipeline {
         request: request.id,
         principal: principalRef(principal),
         review: review?.id ?? 'unknown',
-        decision: result.approved ? 'approved' : review?.status === 'expired' ? 'expired' : 'denied',
+        decision: ended,
         ...(review?.decidedBy === undefined ? {} : { by: review.decidedBy }),
         ...(review && review.approvals.length > 0 ? { approvals: review.approvals } : {}),
         ...(result.approved ? {} : { reason: result.reason }),
       })
     } catch (err) {
-      const error = this.intentError(err)
-      this.countDecision(request.action, 'deny')
-      this.completeRefused(request, error)
-      return { admitted: false, decision, error }
+      this.logger.error({ request: request.id, review: review?.id, err: String(err) }, 'the end of a review could not be recorded; request refused')
+      return this.refused(request, decision, this.intentError(err))
     }
-    if (!result.approved) {
-      const error = holdRefusal(result)
-      this.countDecision(request.action, 'deny')
-      this.completeRefused(request, error)
-      return { admitted: false, decision, error }
-    }
+    if (!result.approved) return this.refused(request, decision, holdRefusal(result))
     const approved: Decision & { verdict: 'allow' } = { verdict: 'allow', ...(decision.rule === undefined ? {} : { rule: decision.rule }), reason: `approved by ${result.review.approvals.join(', ')}` }
     const admitted = this.admitted.get(request)
     if (admitted) admitted.decision = approved

@@ -18,7 +18,7 @@ import type { InjectionToken } from 'tsyringe'
 import { GatewayError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { Grant, Review, ReviewStatus, ReviewVote, StateStore, VoteResult } from '../state/store.js'
-import type { GatewayRequest, Principal } from '../types.js'
+import type { GatewayRequest, HeldNotice, Principal } from '../types.js'
 
 /** The key in a grant's match that names the rule it answers (not an attribute: `$` cannot start one). */
 export const GRANT_RULE = '$rule'
@@ -184,8 +184,9 @@ export class Reviews {
 
   /**
    * A person's vote, and with an approval that decides the review, an optional grant: the
-   * requester may run requests matching `match` (by default: the same action, statement kind
-   * and tables) on this connection for `minutes`, without another review.
+   * requester may run requests that the same rule holds and that match `match` (by default
+   * `defaultGrantMatch`: no more than the reviewed request had) on this connection for
+   * `minutes`, without another review.
    */
   async decide(id: string, vote: ReviewVote, grant?: { minutes: number; match?: Record<string, unknown> }): Promise<VoteResult & { grant?: Grant }> {
     if (grant) {
@@ -238,6 +239,9 @@ export class Reviews {
     try {
       const r = await this.store.vote(id, { by, approve: false, reason, at: Date.now() })
       if ('review' in r) this.settle(r.review)
+      // the store would not take the gateway's own denial (a principal named like the gateway, a
+      // review already past its expiry): the request is refused here all the same
+      if (r.result !== 'denied' && r.result !== 'already-decided') this.release(id, 'review' in r ? r.review : undefined, reason)
     } catch (err) {
       this.logger.error({ review: id, err: String(err) }, 'could not end a held review')
       this.release(id, undefined, 'the state store could not record the end of the review')
@@ -361,6 +365,11 @@ export function defaultGrantMatch(review: Pick<Review, 'action' | 'attrs'>): Rec
 }
 
 export const ReviewsToken: InjectionToken<Reviews> = Symbol.for('gatehouse.Reviews')
+
+/** What a held request's client is told of the terms, in any adapter: approvals needed, the rule, the deadline, the command. */
+export function holdTerms(hold: HeldNotice): string {
+  return `${hold.approvals === 1 ? 'one approval is' : `${hold.approvals} approvals are`} needed${hold.rule ? ` (rule ${hold.rule})` : ''}; it is denied if nobody decides by ${new Date(hold.expiresAt).toISOString()}; an approver runs: gatehouse review approve ${hold.review}`
+}
 
 /** The error a refused hold becomes. */
 export function holdRefusal(result: Extract<HoldResult, { approved: false }>): GatewayError {

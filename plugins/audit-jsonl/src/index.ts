@@ -169,10 +169,7 @@ export class JsonlSink implements AuditSink, Lifecycle {
    * failure to write it goes to `failed`; no promise is made for it.
    */
   writeLater(event: AuditEvent, failed: (err: Error, event: AuditEvent) => void): void {
-    if (this.closed) throw new Error('audit-jsonl sink is closed')
-    const line = serializeAuditEvent(event)
-    this.lines.push(line)
-    this.bytes += line.length
+    this.enqueue(event)
     this.waiting.push(event, failed)
     if (this.bytes >= this.maxBatchBytes) this.drain()
     else this.lazyTimer ??= setTimeout(this.drainLazy, LAZY_FLUSH_MS)
@@ -180,12 +177,16 @@ export class JsonlSink implements AuditSink, Lifecycle {
   /** The pending lines' writeLater callers, as pairs (event, failed): told if their write fails. */
   private waiting: Array<AuditEvent | ((err: Error, event: AuditEvent) => void)> = []
 
-  write(event: AuditEvent): Promise<void> | void {
+  /** Serialises the event into the pending lines; sealed into the chain when written (drain), so a batch that fails leaves no gap. */
+  private enqueue(event: AuditEvent): void {
     if (this.closed) throw new Error('audit-jsonl sink is closed')
-    // Sealed into the chain when written (drain), so a batch that fails leaves no gap.
     const line = serializeAuditEvent(event)
     this.lines.push(line)
     this.bytes += line.length
+  }
+
+  write(event: AuditEvent): Promise<void> | void {
+    this.enqueue(event)
     const lazy = event.type === 'outcome' || event.type === 'session.end'
     if (!lazy && !this.fsyncEach) {
       // Without fsync, a write(2) is the whole cost of durability here: the intent record (and
