@@ -291,6 +291,47 @@ describe('held requests', () => {
     }
   })
 
+  it('one Query of several statements: when one is denied, none runs and none is held for review, wherever it stands; each is recorded', async () => {
+    const client = new pg.Client({ host: '127.0.0.1', port: gw.port, user: 'agent-1', password: tokens.agent, database: 'app' })
+    await client.connect()
+    try {
+      const reviewsBefore = ((await api(gw.admin, 'GET', '/reviews?status=all', tokens.audrey)).json.reviews as unknown[]).length
+      // the DELETE (review) comes before the denied TRUNCATE, the UPDATE (review) after it
+      const text = "SELECT 1; DELETE FROM other WHERE id = 1; TRUNCATE other; UPDATE other SET id = 2 WHERE id = 1"
+      await expect(client.query(text)).rejects.toThrow(/denied/)
+      expect((await client.query('SELECT count(*)::int AS n FROM other WHERE id = 1')).rows).toEqual([{ n: 1 }])
+      const reviewsAfter = ((await api(gw.admin, 'GET', '/reviews?status=all', tokens.audrey)).json.reviews as unknown[]).length
+      expect(reviewsAfter).toBe(reviewsBefore)
+      const intents = gw.audit().filter((e) => e.type === 'request' && ['SELECT 1', 'DELETE FROM other WHERE id = 1', 'TRUNCATE other', 'UPDATE other SET id = 2 WHERE id = 1'].includes(e.text as string))
+      expect(intents.map((e) => [e.text, e.verdict, e.rule])).toEqual([
+        ['SELECT 1', 'allow', 'p/reads'],
+        ['DELETE FROM other WHERE id = 1', 'deny', 'gatehouse/batch'],
+        ['TRUNCATE other', 'deny', expect.not.stringMatching(/^gatehouse\/batch/)],
+        ['UPDATE other SET id = 2 WHERE id = 1', 'deny', 'gatehouse/batch'],
+      ])
+      expect(intents[1]?.reason).toBe('not held for review: another request of the same batch was refused')
+      const outcome = (req: unknown) => gw.audit().find((e) => e.type === 'outcome' && e.request === req)
+      expect(outcome(intents[0]?.request)).toMatchObject({ skipped: true })
+      // with nothing denied, the statements are admitted in order: the held one waits, and its denial stops the rest
+      const held = client.query('SELECT 2; DELETE FROM other WHERE id = 1; SELECT 3')
+      let id: string | undefined
+      for (let i = 0; i < 200 && !id; i++) {
+        const pending = (await api(gw.admin, 'GET', '/reviews', tokens.audrey)).json.reviews as { id: string; text: string }[]
+        id = pending.find((r) => r.text === 'DELETE FROM other WHERE id = 1')?.id
+        if (!id) await new Promise((r) => setTimeout(r, 25))
+      }
+      await api(gw.admin, 'POST', `/reviews/${id}/deny`, tokens.alice, { reason: 'no' })
+      await expect(held).rejects.toThrow(/review denied/)
+      // the SELECT after it was allowed, and did not run
+      const later = gw.audit().filter((e) => e.type === 'request' && e.text === 'SELECT 3')
+      expect(later.map((e) => [e.verdict, e.rule])).toEqual([['allow', 'p/reads']])
+      expect((await client.query('SELECT count(*)::int AS n FROM other WHERE id = 1')).rows).toEqual([{ n: 1 }])
+      expect(outcome(later[0]?.request)).toMatchObject({ skipped: true })
+    } finally {
+      await client.end()
+    }
+  })
+
   it('a cancel (psql interrupted) withdraws the held statement: it is refused and the review ends denied', async () => {
     // (table "other": DELETEs on t are granted by an earlier test)
     const psql = psqlLive(gw.port, 'DELETE FROM other WHERE id = 23;\nSELECT 9;\n')

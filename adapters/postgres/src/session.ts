@@ -1056,26 +1056,27 @@ export class PostgresSession {
     if (!this.closed) substitute(renderError(error, sqlstate, position))
   }
 
-  /** Several statements in one Query: each judged and recorded; if one is refused, none runs. */
+  /**
+   * Several statements in one Query: each judged and recorded; if one is refused, none runs and
+   * none is held for review (core's admitAll).
+   */
   private async onMultiStatementQuery(msg: FrontendMessage, statements: readonly AnalyzedStatement[]): Promise<void> {
-    const stmts: Pending[] = []
-    let refusal: GatewayError | undefined
+    const requests: GatewayRequest[] = []
     for (const s of statements) {
       const facts = this.resolveExecutes(s.facts)
-      if (typeof facts === 'string') {
-        for (const p of stmts) this.finish(p, { skipped: true })
-        return this.refuseUnknownStatement(s.text, facts, undefined, this.substituteQuery)
-      }
-      const request = this.newRequest(s.text, { sql: facts })
-      const admission = await this.deps.pipeline.admit(request)
-      if (admission.admitted) stmts.push({ request, rows: 0, at: this.state.position })
-      else refusal ??= admission.error
-      if (this.closed) return
+      if (typeof facts === 'string') return this.refuseUnknownStatement(s.text, facts, undefined, this.substituteQuery)
+      requests.push(this.newRequest(s.text, { sql: facts }))
     }
-    if (refusal) {
-      // Nothing in the string runs: the allowed statements are recorded as skipped.
+    const { admitted, error } = await this.deps.pipeline.admitAll(requests)
+    const stmts: Pending[] = admitted.map((request) => ({ request, rows: 0, at: this.state.position }))
+    if (error) {
+      // Nothing in the string runs: the statements admitted before the refusal are recorded as skipped.
       for (const p of stmts) this.finish(p, { skipped: true })
-      this.substituteQuery(renderError(refusal))
+      if (!this.closed) this.substituteQuery(renderError(error))
+      return
+    }
+    if (this.closed) {
+      for (const p of stmts) this.finish(p, { skipped: true })
       return
     }
     for (const p of stmts) this.forgetSqlLevelState(p)

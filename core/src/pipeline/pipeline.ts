@@ -150,6 +150,15 @@ export interface Pipeline {
    */
   admit(request: GatewayRequest): Admission | Promise<Admission>
   /**
+   * Requests that run together or not at all (the statements of one multi-statement Query, say).
+   * Each is judged first. When one is denied, none is held for review: each is recorded with its
+   * verdict, those the policy sends to review as refused unjudged. Otherwise they are concluded in
+   * order (one held for review waits before the next is asked); once one is refused (its review
+   * denied, its intent not recorded) no later one is held. `error` is the first refusal; then
+   * nothing may run, and the adapter completes the `admitted` requests as skipped. Never rejects.
+   */
+  admitAll(requests: readonly GatewayRequest[]): Promise<{ admitted: readonly GatewayRequest[]; error?: GatewayError }>
+  /**
    * Refuses a request without asking policy (unparseable text, a protocol feature the gateway
    * does not allow): records the intent with verdict deny and the outcome, and returns the
    * error to render.
@@ -812,6 +821,28 @@ export class ConnectionPipeline implements Pipeline {
       decision = this.decideFailed(request, err)
     }
     return this.conclude(request, principal, decision)
+  }
+
+  async admitAll(requests: readonly GatewayRequest[]): Promise<{ admitted: readonly GatewayRequest[]; error?: GatewayError }> {
+    const first = requests[0]
+    const principal = first?.session.principal
+    if (!first || !principal) throw new GatewayError('GH_ERR_INTERNAL', 'admitAll called before authentication or with no requests')
+    const decisions: Decision[] = []
+    for (const request of requests) decisions.push(await this.explain(request, principal))
+    const denied = decisions.some((d) => d.verdict === 'deny')
+    const admitted: GatewayRequest[] = []
+    let error: GatewayError | undefined
+    for (const [i, request] of requests.entries()) {
+      const decision = decisions[i] as Decision
+      if (decision.verdict === 'review' && (denied || error)) {
+        await this.refuse(request, { rule: 'gatehouse/batch', reason: 'not held for review: another request of the same batch was refused' })
+        continue
+      }
+      const admission = await this.conclude(request, principal, decision)
+      if (admission.admitted) admitted.push(request)
+      else error ??= admission.error
+    }
+    return error ? { admitted, error } : { admitted }
   }
 
   /** The decision for `request` as `admit` would reach it, with nothing recorded (`gatehouse policy explain`). */
