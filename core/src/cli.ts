@@ -3,7 +3,8 @@
 import 'reflect-metadata'
 import { Command, Option } from 'commander'
 import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
-import { accessSync, constants, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { accessSync, constants, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { fileLines, storesHash, verifyLines, chainTextLines, type ChainLine } from './audit/chain.js'
 import { loadConfigFile } from './config/load.js'
 import { editorSchema } from './config/schema.js'
@@ -268,9 +269,10 @@ policy
   .requiredOption('--connection <name>', 'connection name from the config')
   .option('--sql <text>', 'a SQL query string (postgres connections); several statements are judged one by one')
   .option('--command <text>', 'a command line run with ssh exec (ssh connections)')
+  .option('--k8s <request>', 'a Kubernetes API request as "METHOD PATH", e.g. "DELETE /api/v1/namespaces/prod/pods/web-1" (kubernetes connections)')
   .option('--claim <name=value...>', 'extra principal claims, as a JWT would carry them')
   .option('--json', 'print one JSON object {verdict, rule, reason, attrs}')
-  .action(async (opts: { config: string; identity?: string; principal?: string; connection: string; sql?: string; command?: string; claim?: string[]; json?: boolean }) => {
+  .action(async (opts: { config: string; identity?: string; principal?: string; connection: string; sql?: string; command?: string; k8s?: string; claim?: string[]; json?: boolean }) => {
     const identity = opts.identity ?? opts.principal
     if (identity === undefined) exitWithError(new Error("required option '-i, --identity <id>' not specified"))
     // Explaining never connects anywhere, so it does not need the upstream secrets.
@@ -281,9 +283,9 @@ policy
       if (eq <= 0) exitWithError(new Error(`--claim ${c}: expected name=value`))
       claims[c.slice(0, eq)] = c.slice(eq + 1)
     }
-    if (opts.sql === undefined && opts.command === undefined) exitWithError(new Error('say what to explain: --sql TEXT or --command TEXT'))
+    if (opts.sql === undefined && opts.command === undefined && opts.k8s === undefined) exitWithError(new Error('say what to explain: --sql TEXT, --command TEXT or --k8s "METHOD PATH"'))
     const gateway = await Gateway.build(config, { logger: createLogger('silent') }).catch(exitWithError)
-    const input = { ...(opts.sql !== undefined ? { sql: opts.sql } : {}), ...(opts.command !== undefined ? { command: opts.command } : {}) }
+    const input = { ...(opts.sql !== undefined ? { sql: opts.sql } : {}), ...(opts.command !== undefined ? { command: opts.command } : {}), ...(opts.k8s !== undefined ? { k8s: opts.k8s } : {}) }
     const decisions = await gateway.explain(opts.connection, identity as string, input, claims).catch(exitWithError)
     process.stdout.write(formatExplanation(decisions, opts.json === true))
   })
@@ -422,6 +424,50 @@ ssh
     }
     const blob = Buffer.from(key.publicKey.trim().split(/\s+/)[1] ?? '', 'base64')
     process.stdout.write(`${opts.output}: new host key\n${key.publicKey.trim()}\n${fingerprint(blob)}\n`)
+  })
+
+const k8s = program.command('k8s').description('kubernetes connections')
+k8s
+  .command('cert')
+  .description("make a CA and a serving certificate for a kubernetes connection's listener (tls.cert, tls.key); kubeconfigs carry the CA")
+  .requiredOption('-o, --out <dir>', 'directory for ca.crt, ca.key, tls.crt and tls.key (keys mode 0600; existing files are never overwritten)')
+  .option('--host <name>', 'a name or IP address callers reach the gateway at (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .option('--days <n>', 'validity of the serving certificate', '365')
+  .action(async (opts: { out: string; host: string[]; days: string }) => {
+    const { generateCertificates } = (await import(BUILTIN_PLUGINS.kubernetes as string)) as { generateCertificates: (hosts: readonly string[], days: number) => Promise<{ caCert: string; caKey: string; cert: string; key: string }> }
+    const hosts = opts.host.length > 0 ? opts.host : ['127.0.0.1', 'localhost']
+    const days = Number(opts.days)
+    if (!(days > 0)) return exitWithError(new Error('--days must be a positive number'))
+    const certs = await generateCertificates(hosts, days).catch(exitWithError)
+    mkdirSync(opts.out, { recursive: true })
+    const files: [string, string, number][] = [['ca.crt', certs.caCert, 0o644], ['ca.key', certs.caKey, 0o600], ['tls.crt', certs.cert, 0o644], ['tls.key', certs.key, 0o600]]
+    try {
+      for (const [name, text, mode] of files) writeFileSync(join(opts.out, name), text, { mode, flag: 'wx' })
+    } catch (err) {
+      return exitWithError(new Error(`cannot write into ${opts.out}: ${(err as NodeJS.ErrnoException).code ?? String(err)} (existing files are never overwritten)`))
+    }
+    process.stdout.write(`${opts.out}: ca.crt, ca.key, tls.crt, tls.key for ${hosts.join(', ')}\nin the connection: tls: { cert: "\${file:${join(opts.out, 'tls.crt')}}", key: "\${file:${join(opts.out, 'tls.key')}}" }\n`)
+  })
+k8s
+  .command('kubeconfig')
+  .description('print a kubeconfig for one caller of a kubernetes connection (the token is read from $GATEHOUSE_TOKEN, never from the command line)')
+  .requiredOption('--server <url>', 'the gateway listener, e.g. https://127.0.0.1:6443')
+  .requiredOption('--ca <file>', 'the CA certificate (ca.crt of `gatehouse k8s cert`)')
+  .option('--identity <id>', 'the identity of a gateway token (omit for a JWT)')
+  .option('--namespace <ns>', 'default namespace of the context')
+  .option('--name <name>', 'cluster, user and context name', 'gatehouse')
+  .action(async (opts: { server: string; ca: string; identity?: string; namespace?: string; name: string }) => {
+    const token = process.env.GATEHOUSE_TOKEN
+    if (!token) return exitWithError(new Error('set GATEHOUSE_TOKEN to the caller\'s gateway token or JWT'))
+    const { kubeconfigFor } = (await import(BUILTIN_PLUGINS.kubernetes as string)) as { kubeconfigFor: (o: { server: string; ca: string; credential: string; name?: string; namespace?: string }) => string }
+    let ca: string
+    try {
+      ca = readFileSync(opts.ca, 'utf8')
+    } catch (err) {
+      return exitWithError(new Error(`cannot read ${opts.ca}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`))
+    }
+    const credential = opts.identity === undefined ? token : `${opts.identity}:${token}`
+    process.stdout.write(kubeconfigFor({ server: opts.server, ca, credential, name: opts.name, ...(opts.namespace ? { namespace: opts.namespace } : {}) }))
   })
 
 program

@@ -97,6 +97,8 @@ export interface Outcome {
   readonly skipped?: boolean
   /** The terminal recording the request produced (a shell, or an exec with a pty), once it exists. */
   readonly recording?: string
+  /** What of the response the gateway replaced before the client saw it (Secret values, masked fields): names, never values. */
+  readonly masked?: readonly string[]
 }
 
 /** What a client presented to prove who it is. Adapters produce these; authenticators judge them. */

@@ -91,6 +91,7 @@ export interface OutcomeEvent extends EventBase {
   readonly error?: Outcome['error']
   readonly skipped?: boolean
   readonly recording?: string
+  readonly masked?: Outcome['masked']
 }
 
 /**

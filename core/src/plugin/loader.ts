@@ -14,6 +14,7 @@ import { isPluginDefinition, PLUGIN_API_VERSION, type PluginDefinition } from '.
 export const BUILTIN_PLUGINS: Readonly<Record<string, string>> = Object.freeze({
   postgres: '@gatehouse/adapter-postgres',
   ssh: '@gatehouse/adapter-ssh',
+  kubernetes: '@gatehouse/adapter-kubernetes',
   'auth-token': '@gatehouse/plugin-auth-token',
   'auth-jwt': '@gatehouse/plugin-auth-jwt',
   'auth-ssh-key': '@gatehouse/plugin-auth-ssh-key',

@@ -1,0 +1,338 @@
+/**
+ * One client connection to the kubernetes listener (TLS, HTTP/1.1, keep-alive): one gateway
+ * session. The first request's bearer credential logs the session in; every later request on
+ * the connection must carry the same one. Each request is read as the API server reads it
+ * (request.ts, body.ts), judged, recorded, and only then sent to the API server with the
+ * gateway's credential, on a path and query rebuilt from what was judged.
+ */
+import { createHash } from 'node:crypto'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import { request as httpsRequest } from 'node:https'
+import type { TLSSocket } from 'node:tls'
+import { isGatewayError, type ConnectionSlot, type Credentials, type GatewayError, type GatewayRequest, type Logger, type Pipeline, type SessionHandle } from '@gatehouse/core'
+import { decodeBody, type BodyFacts } from './body.js'
+import type { KubernetesLimits } from './config.js'
+import { parseRequest, type K8sRequest } from './request.js'
+import { redactSecrets, SecretRedactor, type Redactions } from './secrets.js'
+import { sendStatus } from './status.js'
+import type { Upstream } from './upstream.js'
+
+export interface SessionDeps {
+  readonly connection: string
+  readonly pipeline: Pipeline
+  readonly upstream: Upstream
+  readonly logger: Logger
+  readonly slot: ConnectionSlot
+}
+
+/** Headers that are the connection's own, or the caller's identity: never forwarded. */
+const DROPPED_HEADERS = new Set(['authorization', 'connection', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length', 'accept-encoding', 'expect', 'http2-settings'])
+const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'trailer', 'upgrade', 'proxy-authenticate'])
+/** Requests that stream for as long as the client reads: no upstream timeout. */
+const STREAMING_VERBS = new Set(['watch', 'exec', 'attach', 'portforward', 'proxy'])
+/** Largest response the gateway reads whole to redact Secret values (a list of secrets). */
+const MAX_REDACTED_RESPONSE = 64 * 1024 * 1024
+
+export class KubernetesSession {
+  readonly handle: SessionHandle
+  private credentialDigest: string | undefined
+  private loggingIn: Promise<void> | undefined
+  private readonly inflight = new Set<ServerResponse>()
+  private closed = false
+
+  constructor(
+    private readonly socket: TLSSocket,
+    private readonly deps: SessionDeps,
+    private readonly limits: () => KubernetesLimits,
+  ) {
+    this.handle = deps.pipeline.openSession({ protocol: 'kubernetes', clientAddress: socket.remoteAddress ?? '', tls: true })
+    this.handle.busyWhen(() => this.inflight.size > 0)
+    this.handle.onTerminate((t) => {
+      for (const res of this.inflight) sendStatus(res, t.code === 'GH_ERR_AUTH_REVOKED' || t.code === 'GH_ERR_AUTH_EXPIRED' ? 401 : 503, `gatehouse: ${t.reason}`, true)
+      this.close(t.reason)
+    })
+    socket.once('close', () => this.close('the client closed the connection'))
+  }
+
+  /** Ends the session (shutdown, a limit, the client gone). */
+  close(reason: string): void {
+    if (this.closed) return
+    this.closed = true
+    this.socket.destroy()
+    void this.handle.end(reason)
+  }
+
+  async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.inflight.add(res)
+    res.once('close', () => this.inflight.delete(res))
+    this.handle.touch()
+    try {
+      if (!(await this.login(req, res))) return
+      await this.judgeAndForward(req, res)
+    } catch (err) {
+      this.deps.logger.error({ session: this.handle.info.id, err: String(err) }, 'kubernetes request failed')
+      sendStatus(res, 500, 'gatehouse: internal gateway error')
+    }
+  }
+
+  /** Logs the session in with the request's credential, or checks it is the one it logged in with. */
+  private async login(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const presented = credentialsOf(req.headers.authorization)
+    if (!presented) {
+      sendStatus(res, 401, 'gatehouse: present a gateway token as the bearer token (IDENTITY:TOKEN) or a workload JWT')
+      return false
+    }
+    const digest = createHash('sha256').update(presented.raw).digest('base64')
+    while (this.loggingIn) await this.loggingIn
+    const info = this.handle.info
+    if (info.principal) {
+      if (digest === this.credentialDigest) return true
+      sendStatus(res, 401, 'gatehouse: this connection logged in with another credential; open a new connection', true)
+      this.close('a request presented another credential')
+      return false
+    }
+    let done: () => void = () => undefined
+    this.loggingIn = new Promise((resolve) => (done = resolve))
+    try {
+      await this.deps.pipeline.authenticate(info, presented.credentials)
+      this.credentialDigest = digest
+      this.deps.slot.authenticated()
+      return true
+    } catch (err) {
+      const message = isGatewayError(err) ? err.clientMessage : 'authentication failed'
+      const last = this.deps.pipeline.loginAttemptsLeft(info) <= 0
+      sendStatus(res, 401, `gatehouse: ${message}`, last)
+      if (last) this.close('too many failed logins on one connection')
+      return false
+    } finally {
+      this.loggingIn = undefined
+      done()
+    }
+  }
+
+  private async judgeAndForward(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { pipeline } = this.deps
+    const info = this.handle.info
+    const method = req.method ?? ''
+    const parsed = parseRequest(method, req.url ?? '')
+    if (!parsed.ok) {
+      const refused = pipeline.request(info, { action: 'k8s.request', text: `${method} ${(req.url ?? '').slice(0, 1024)}`, attrs: { k8s: { method, error: parsed.reason } } })
+      return this.refuse(res, refused, parsed.status, 'gatehouse/parse', parsed.reason, 'GH_ERR_PARSE_FAILED')
+    }
+    const k = parsed.request
+    const impersonation = Object.keys(req.headers).filter((h) => h.startsWith('impersonate-'))
+    if (req.headers.upgrade !== undefined || impersonation.length > 0) {
+      const refused = this.newRequest(k, parsed.target, undefined)
+      if (impersonation.length > 0) return this.refuse(res, refused, 403, 'gatehouse/impersonation', `impersonation (${impersonation.join(', ')}) would act with the gateway's own credential: refused`, 'GH_ERR_POLICY_DENIED')
+      return this.refuse(res, refused, 400, 'gatehouse/upgrade', 'exec, attach and port-forward streams are not served by this gateway yet', 'GH_ERR_PROTOCOL_UNSUPPORTED')
+    }
+
+    const body = await this.readBody(req)
+    if (typeof body === 'string') return this.refuse(res, this.newRequest(k, parsed.target, undefined), 413, 'gatehouse/limits', body, 'GH_ERR_PROTOCOL_UNSUPPORTED')
+    let facts: BodyFacts | undefined
+    if (body.length > 0 && (method === 'POST' || method === 'PUT' || method === 'PATCH')) {
+      const decoded = decodeBody(req.headers['content-type'], body)
+      if (!decoded.ok) return this.refuse(res, this.newRequest(k, parsed.target, undefined), decoded.status, 'gatehouse/parse', decoded.reason, 'GH_ERR_PARSE_FAILED')
+      facts = decoded.facts
+    }
+    const request = this.newRequest(k, parsed.target, facts)
+    const admission = await pipeline.admit(request)
+    if (!admission.admitted) {
+      sendStatus(res, statusOf(admission.error), `gatehouse: ${admission.error.clientMessage}`)
+      return
+    }
+    if (this.closed || res.destroyed) {
+      pipeline.complete(request, { skipped: true })
+      return
+    }
+    await this.forward(req, res, request, k, parsed.target, body)
+  }
+
+  private newRequest(k: K8sRequest, target: string, body: BodyFacts | undefined): GatewayRequest {
+    const q = k.query
+    const attrs = {
+      verb: k.verb,
+      resourceRequest: k.resourceRequest,
+      path: k.path,
+      ...(k.resourceRequest ? { group: k.group, version: k.version, resource: k.resource } : {}),
+      ...(k.namespace === undefined ? {} : { namespace: k.namespace }),
+      ...(k.name === undefined ? {} : { name: k.name }),
+      ...(k.subresource === undefined ? {} : { subresource: k.subresource }),
+      ...(q.has('dryRun') ? { dryRun: true } : {}),
+      ...(q.has('fieldManager') ? { fieldManager: q.get('fieldManager')?.[0] } : {}),
+      ...(body ? { body } : {}),
+    }
+    const resource = k.group ? `${k.resource}.${k.group}` : k.resource
+    const objectTarget = k.resourceRequest ? [resource, k.namespace, k.name].filter((x) => x !== undefined).join('/') : k.path
+    return this.deps.pipeline.request(this.handle.info, { action: `k8s.${k.verb}`, target: objectTarget, text: `${k.method} ${target}`, attrs: { k8s: attrs } })
+  }
+
+  /** Records a refusal the gateway makes before policy, and answers it as a Status. */
+  private async refuse(res: ServerResponse, request: GatewayRequest, status: number, rule: string, reason: string, code: 'GH_ERR_PARSE_FAILED' | 'GH_ERR_POLICY_DENIED' | 'GH_ERR_PROTOCOL_UNSUPPORTED'): Promise<void> {
+    const error = await this.deps.pipeline.refuse(request, { rule, reason, code })
+    sendStatus(res, error.code === 'GH_ERR_AUDIT_UNAVAILABLE' ? 503 : status, `gatehouse: ${error.clientMessage}`)
+  }
+
+  /** The whole body, or why it is refused (too large). */
+  private async readBody(req: IncomingMessage): Promise<Buffer | string> {
+    const max = this.limits().maxBodyBytes
+    const declared = Number(req.headers['content-length'] ?? 0)
+    if (declared > max) {
+      req.resume()
+      return `the request body (${declared} bytes) is larger than limits.kubernetes.maxBodyBytes (${max})`
+    }
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length
+      if (size > max) return `the request body is larger than limits.kubernetes.maxBodyBytes (${max})`
+      chunks.push(chunk)
+    }
+    return Buffer.concat(chunks)
+  }
+
+  private async forward(req: IncomingMessage, res: ServerResponse, request: GatewayRequest, k: K8sRequest, target: string, body: Buffer): Promise<void> {
+    const { pipeline, upstream } = this.deps
+    let opts: Awaited<ReturnType<Upstream['options']>>
+    try {
+      opts = await upstream.options()
+    } catch (err) {
+      this.deps.logger.error({ err: String(err) }, 'could not load the upstream credential')
+      pipeline.complete(request, { error: { code: 'GH_ERR_UPSTREAM_AUTH', message: 'the gateway could not load its credential for the API server' } })
+      sendStatus(res, 503, 'gatehouse: the gateway could not load its credential for the API server')
+      return
+    }
+    const headers = forwardedHeaders(req.headers)
+    if (body.length > 0) headers['content-length'] = String(body.length)
+    // every answer about secrets is read and redacted (a delete answers with the deleted object too)
+    const redact = k.resource === 'secrets' && k.group === ''
+    const found: Redactions = new Set()
+    const up = httpsRequest({ ...opts, method: k.method, path: upstream.basePath + target, headers: { ...headers, ...opts.headers, host: upstream.server.host } })
+    const streaming = STREAMING_VERBS.has(k.verb) || k.query.get('follow')?.[0] === 'true'
+    if (!streaming) up.setTimeout(this.limits().upstreamTimeoutMs, () => up.destroy(new Error('the API server did not answer in time')))
+    let bytesOut = 0
+    let finished = false
+    const finish = (outcome: { status?: number; error?: { code: string; message: string } }) => {
+      if (finished) return
+      finished = true
+      pipeline.complete(request, {
+        ...(outcome.status === undefined ? {} : { status: outcome.status }),
+        bytesIn: body.length,
+        bytesOut,
+        ...(outcome.error ? { error: outcome.error } : {}),
+        ...(found.size > 0 ? { masked: [...found].sort() } : {}),
+      })
+    }
+    res.once('close', () => {
+      if (!finished) {
+        up.destroy()
+        finish({ ...(res.headersSent ? { status: res.statusCode } : {}), error: { code: 'GH_ERR_SESSION_CLOSED', message: 'the client went away before the response ended' } })
+      }
+    })
+    up.on('response', (ur) => {
+      up.setTimeout(0)
+      const status = ur.statusCode ?? 502
+      const responseHeaders: Record<string, string | string[]> = {}
+      for (const [name, value] of Object.entries(ur.headers)) if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name)) responseHeaders[name] = value
+      if (redact && k.verb === 'watch') {
+        const redactor = new SecretRedactor(found)
+        res.writeHead(status, responseHeaders)
+        ur.on('data', (chunk: Buffer) => {
+          this.handle.touch()
+          let out: Buffer
+          try {
+            out = redactor.push(chunk)
+          } catch (err) {
+            up.destroy()
+            finish({ status, error: { code: 'GH_ERR_PROTOCOL_UNSUPPORTED', message: (err as Error).message } })
+            res.destroy()
+            return
+          }
+          bytesOut += out.length
+          if (out.length > 0) res.write(out)
+        })
+        ur.on('end', () => {
+          if (finished) return
+          const out = redactor.end()
+          bytesOut += out.length
+          res.end(out)
+          finish({ status })
+        })
+        return
+      }
+      if (redact) {
+        const chunks: Buffer[] = []
+        let size = 0
+        ur.on('data', (chunk: Buffer) => {
+          size += chunk.length
+          if (size > MAX_REDACTED_RESPONSE) {
+            up.destroy()
+            finish({ error: { code: 'GH_ERR_PROTOCOL_UNSUPPORTED', message: 'a response with secrets was too large to redact' } })
+            sendStatus(res, 502, 'gatehouse: the response was too large for the gateway to redact its secrets')
+            return
+          }
+          chunks.push(chunk)
+        })
+        ur.on('end', () => {
+          if (finished) return
+          const out = redactSecrets(Buffer.concat(chunks), found)
+          bytesOut = out.length
+          res.writeHead(status, { ...responseHeaders, 'content-length': out.length })
+          res.end(out)
+          finish({ status })
+        })
+        return
+      }
+      res.writeHead(status, responseHeaders)
+      ur.on('data', (chunk: Buffer) => {
+        bytesOut += chunk.length
+        this.handle.touch()
+      })
+      ur.pipe(res)
+      ur.on('end', () => finish({ status }))
+      ur.on('error', (err) => finish({ status, error: { code: 'GH_ERR_UPSTREAM_UNAVAILABLE', message: err.message } }))
+    })
+    up.on('error', (err) => {
+      if (finished) return
+      this.deps.logger.warn({ session: this.handle.info.id, err: err.message }, 'the API server request failed')
+      finish({ error: { code: 'GH_ERR_UPSTREAM_UNAVAILABLE', message: err.message } })
+      sendStatus(res, 503, 'gatehouse: the API server is unavailable')
+    })
+    up.end(body)
+  }
+}
+
+/** `Bearer IDENTITY:TOKEN` (a gateway token) or `Bearer TOKEN` (a workload JWT). */
+function credentialsOf(header: string | undefined): { credentials: Credentials; raw: string } | undefined {
+  const m = /^Bearer +(\S+)\s*$/i.exec(header ?? '')
+  if (!m) return undefined
+  const raw = m[1] as string
+  const colon = raw.indexOf(':')
+  if (colon > 0) return { raw, credentials: { kind: 'password', user: raw.slice(0, colon), password: raw.slice(colon + 1) } }
+  return { raw, credentials: { kind: 'bearer', token: raw } }
+}
+
+function forwardedHeaders(h: IncomingHttpHeaders): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {}
+  for (const [name, value] of Object.entries(h)) {
+    if (value === undefined || DROPPED_HEADERS.has(name) || name.startsWith('impersonate-') || name.startsWith('x-remote-')) continue
+    out[name] = value
+  }
+  // responses the gateway can read: JSON, never protobuf
+  const accept = out.accept
+  if (typeof accept === 'string' && accept.includes('protobuf')) out.accept = 'application/json'
+  return out
+}
+
+function statusOf(err: GatewayError): number {
+  switch (err.code) {
+    case 'GH_ERR_AUDIT_UNAVAILABLE':
+    case 'GH_ERR_STATE_UNAVAILABLE':
+      return 503
+    case 'GH_ERR_PARSE_FAILED':
+    case 'GH_ERR_PROTOCOL_UNSUPPORTED':
+      return 400
+    default:
+      return 403
+  }
+}
