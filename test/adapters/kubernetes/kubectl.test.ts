@@ -34,6 +34,16 @@ const audit = (): Event[] =>
     .split('\n')
     .map((l) => JSON.parse(l) as Event)
 
+/** The first audit event matching `pred`, waiting for it: outcomes are written lazily, with the next intent or within a second. */
+async function auditFind(pred: (e: Event) => boolean): Promise<Event | undefined> {
+  for (let i = 0; i < 100; i++) {
+    const found = audit().find(pred)
+    if (found) return found
+    await new Promise((r) => setTimeout(r, 25))
+  }
+  return undefined
+}
+
 function kubeconfig(credential: string): string {
   const file = join(dir, `kubeconfig-${Math.random().toString(36).slice(2)}`)
   writeFileSync(file, kubeconfigFor({ server, ca, credential }))
@@ -116,7 +126,7 @@ describe('kubectl through the gateway', () => {
     }
     const list = audit().find((e) => e.type === 'request' && e.action === 'k8s.list' && (e.attrs as { k8s?: { resource?: string } }).k8s?.resource === 'pods')
     expect(list).toMatchObject({ verdict: 'allow', rule: 'k/reads', target: 'pods/default', principal: { id: 'agent-1' }, attrs: { k8s: { verb: 'list', namespace: 'default', resource: 'pods', group: '', version: 'v1' } } })
-    expect(audit().find((e) => e.type === 'outcome' && e.request === list?.request)).toMatchObject({ status: 200 })
+    expect(await auditFind((e) => e.type === 'outcome' && e.request === list?.request)).toMatchObject({ status: 200 })
   })
 
   it('a read in another namespace is denied as a Kubernetes Forbidden that names the rule, and never reaches the API server', async () => {
@@ -184,7 +194,7 @@ describe('kubectl through the gateway', () => {
     const table = await kubectl(['get', 'secrets', '-n', 'default', '-o', 'wide'])
     expect(table.stdout).toContain('db-password')
     const get = audit().find((e) => e.type === 'request' && e.action === 'k8s.get' && (e.attrs as { k8s: { resource?: string } }).k8s.resource === 'secrets')
-    const outcome = audit().find((e) => e.type === 'outcome' && e.request === get?.request)
+    const outcome = await auditFind((e) => e.type === 'outcome' && e.request === get?.request)
     expect(outcome).toMatchObject({ status: 200, masked: ['annotations.last-applied-configuration', 'data.password', 'data.user'] })
     expect(JSON.stringify(audit())).not.toContain('aHVudGVyMg')
   })
