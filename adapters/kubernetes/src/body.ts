@@ -58,7 +58,11 @@ export function decodeBody(contentType: string | undefined, body: Buffer): Decod
     // one document, no duplicate keys, no aliases (the API server's YAML reader expands them; so would we, but a billion laughs)
     const parsed = parseDocument(text, { uniqueKeys: true, version: '1.2' })
     if (parsed.errors.length > 0) return { ok: false, status: 400, reason: `the request body is not YAML the gateway reads: ${parsed.errors[0]?.message.split('\n')[0] ?? ''}` }
-    doc = parsed.toJS({ maxAliasCount: 0 })
+    try {
+      doc = parsed.toJS({ maxAliasCount: 0 })
+    } catch {
+      return { ok: false, status: 400, reason: 'the request body uses YAML aliases (&anchor / *alias): the gateway does not expand them; write the values out' }
+    }
   } else {
     return { ok: false, status: 415, reason: `content type "${type}" is not one the gateway judges (JSON, YAML, JSON/merge/strategic-merge/apply patches)` }
   }

@@ -39,6 +39,8 @@ export class KubernetesSession {
   private loggingIn: Promise<void> | undefined
   private readonly inflight = new Set<ServerResponse>()
   private closed = false
+  /** Set once the connection must serve nothing more: its later requests are refused until it closes. */
+  private refusing: string | undefined
 
   constructor(
     private readonly socket: TLSSocket,
@@ -84,11 +86,16 @@ export class KubernetesSession {
     }
     const digest = createHash('sha256').update(presented.raw).digest('base64')
     while (this.loggingIn) await this.loggingIn
+    if (this.refusing) {
+      sendStatus(res, 401, `gatehouse: ${this.refusing}`, true)
+      return false
+    }
     const info = this.handle.info
     if (info.principal) {
       if (digest === this.credentialDigest) return true
-      sendStatus(res, 401, 'gatehouse: this connection logged in with another credential; open a new connection', true)
-      this.close('a request presented another credential')
+      // the answers to earlier requests still go out; this and every later one is refused, then the connection closes
+      this.refusing = 'this connection logged in with another credential; open a new connection'
+      sendStatus(res, 401, `gatehouse: ${this.refusing}`, true)
       return false
     }
     let done: () => void = () => undefined
@@ -100,9 +107,8 @@ export class KubernetesSession {
       return true
     } catch (err) {
       const message = isGatewayError(err) ? err.clientMessage : 'authentication failed'
-      const last = this.deps.pipeline.loginAttemptsLeft(info) <= 0
-      sendStatus(res, 401, `gatehouse: ${message}`, last)
-      if (last) this.close('too many failed logins on one connection')
+      if (this.deps.pipeline.loginAttemptsLeft(info) <= 0) this.refusing = 'too many failed logins on this connection'
+      sendStatus(res, 401, `gatehouse: ${message}`, this.refusing !== undefined)
       return false
     } finally {
       this.loggingIn = undefined
@@ -130,7 +136,9 @@ export class KubernetesSession {
     const body = await this.readBody(req)
     if (typeof body === 'string') return this.refuse(res, this.newRequest(k, parsed.target, undefined), 413, 'gatehouse/limits', body, 'GH_ERR_PROTOCOL_UNSUPPORTED')
     let facts: BodyFacts | undefined
-    if (body.length > 0 && (method === 'POST' || method === 'PUT' || method === 'PATCH')) {
+    // a body on a read would go upstream unjudged
+    if (body.length > 0 && (method === 'GET' || method === 'HEAD')) return this.refuse(res, this.newRequest(k, parsed.target, undefined), 400, 'gatehouse/parse', `a ${method} request carries no body`, 'GH_ERR_PARSE_FAILED')
+    if (body.length > 0) {
       const decoded = decodeBody(req.headers['content-type'], body)
       if (!decoded.ok) return this.refuse(res, this.newRequest(k, parsed.target, undefined), decoded.status, 'gatehouse/parse', decoded.reason, 'GH_ERR_PARSE_FAILED')
       facts = decoded.facts

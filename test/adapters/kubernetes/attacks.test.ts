@@ -1,0 +1,207 @@
+/**
+ * Attacks on the kubernetes adapter, through a real gateway in front of the STUB API server:
+ * paths the gateway and the API server could read differently, impersonation through the
+ * gateway's credential, another credential pipelined on a logged-in connection, bodies the
+ * gateway cannot judge, protocol upgrades, malformed and smuggled HTTP, plaintext clients. Each
+ * is refused in Kubernetes' terms (a Status), never reaches the stub, and harms no other session.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { connect as tlsConnect } from 'node:tls'
+import { connect as netConnect } from 'node:net'
+import { startK8sGateway, type K8sGateway } from '../../fixtures/k8s-gateway.js'
+
+let gw: K8sGateway
+const auth = () => ({ authorization: `Bearer agent-1:${gw.tokens.agent}` })
+
+beforeAll(async () => {
+  gw = await startK8sGateway(`
+      - { id: discovery, effect: allow, actions: [k8s.get], match: { k8s.resourceRequest: false } }
+      - { id: pods, effect: allow, actions: [k8s.get, k8s.list, k8s.watch, k8s.create], match: { k8s.namespace: [default], k8s.resource: [pods] } }
+      - { id: secrets, effect: allow, actions: [k8s.get, k8s.list, k8s.watch], match: { k8s.namespace: [default], k8s.resource: [secrets] } }
+      - { id: no-host, effect: deny, match: { k8s.body.hostNetwork: true } }
+`)
+}, 60_000)
+
+afterAll(async () => {
+  await gw?.close()
+})
+
+/** Whether the stub received anything whose target contains `needle` since `from`. */
+const reached = (from: number, needle: string) => gw.stub.received.slice(from).some((r) => r.url.includes(needle))
+
+/** Writes `text` on a fresh TLS connection and returns what came back before the gateway closed it (or 2 s passed). */
+function rawTls(text: string | Buffer): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port: gw.port, ca: gw.ca, servername: 'localhost' }, () => socket.write(text))
+    let out = ''
+    socket.on('data', (d: Buffer) => (out += d.toString('latin1')))
+    const done = () => resolve(out)
+    socket.on('close', done)
+    socket.on('error', done)
+    setTimeout(() => {
+      socket.destroy()
+      done()
+    }, 2000).unref()
+  })
+}
+
+describe('paths read two ways', () => {
+  it.each([
+    ['an encoded slash', '/api/v1/namespaces/default/pods%2F..%2F..%2Fprod%2Fsecrets'],
+    ['a dot-dot segment', '/api/v1/namespaces/default/pods/../../prod/secrets'],
+    ['an encoded dot-dot', '/api/v1/namespaces/default/pods/%2e%2e/%2e%2e/prod/secrets'],
+    ['a double slash', '/api/v1/namespaces/default//pods'],
+    ['a parameter given twice', '/api/v1/namespaces/default/pods?watch=false&watch=true'],
+    ['a semicolon', '/api/v1/namespaces/default/pods?watch=false;watch=true'],
+  ])('%s: 400 Status, nothing upstream', async (_what, path) => {
+    // on a raw connection: an HTTP client library would resolve the dot segments itself
+    const from = gw.stub.received.length
+    const out = await rawTls(`GET ${path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer agent-1:${gw.tokens.agent}\r\nconnection: close\r\n\r\n`)
+    expect(out).toMatch(/^HTTP\/1\.1 400/)
+    expect(JSON.parse(out.slice(out.indexOf('\r\n\r\n') + 4))).toMatchObject({ kind: 'Status', code: 400, reason: 'BadRequest' })
+    expect(gw.stub.received.length).toBe(from)
+  })
+
+  it('an encoded letter is judged decoded: %73ecrets in prod is the secrets of prod, denied', async () => {
+    const from = gw.stub.received.length
+    const r = await gw.raw('/api/v1/namespaces/prod/%73ecrets/x', auth())
+    expect(r.status).toBe(403)
+    expect(gw.stub.received.length).toBe(from)
+    const intent = gw.audit().findLast((e) => e.type === 'request' && e.text === 'GET /api/v1/namespaces/prod/secrets/x')
+    expect(intent).toMatchObject({ verdict: 'deny', attrs: { k8s: { resource: 'secrets', namespace: 'prod' } } })
+  })
+
+  it('booleans are forwarded as the gateway read them: watch=0 is a list, and the server is told watch=false', async () => {
+    const from = gw.stub.received.length
+    const r = await gw.raw('/api/v1/namespaces/default/pods?watch=0', auth())
+    expect(r.status).toBe(200)
+    expect(r.body).toMatchObject({ kind: 'PodList' })
+    expect(gw.stub.received.slice(from).map((x) => x.url)).toEqual(['/api/v1/namespaces/default/pods?watch=false'])
+  })
+
+  it('the legacy watch path to secrets is redacted like the rest', async () => {
+    const r = await gw.raw('/api/v1/watch/namespaces/default/secrets?timeoutSeconds=1', auth())
+    expect(r.status).toBe(200)
+    expect(r.text).toContain('"password":"REDACTED"')
+    expect(r.text).not.toContain('aHVudGVyMg')
+  })
+})
+
+describe("the gateway's credential is not the caller's to use", () => {
+  it.each([['impersonate-user'], ['impersonate-group'], ['impersonate-uid'], ['impersonate-extra-scopes']])('%s: 403, nothing upstream', async (header) => {
+    const from = gw.stub.received.length
+    const r = await gw.raw('/api/v1/namespaces/default/pods', { ...auth(), [header]: 'system:admin' })
+    expect(r.status).toBe(403)
+    expect(String(r.body.message)).toMatch(/impersonation/)
+    expect(gw.stub.received.length).toBe(from)
+  })
+
+  it('front-proxy identity headers and the Authorization header are never forwarded', async () => {
+    const from = gw.stub.received.length
+    const r = await gw.raw('/api/v1/namespaces/default/pods', { ...auth(), 'x-remote-user': 'system:admin', 'x-remote-group': 'system:masters' })
+    expect(r.status).toBe(200)
+    const got = gw.stub.received.slice(from)
+    expect(got).toHaveLength(1)
+    expect(got[0]?.headers['x-remote-user']).toBeUndefined()
+    expect(got[0]?.headers['x-remote-group']).toBeUndefined()
+    expect(got[0]?.authorization).toBe(`Bearer ${gw.stub.token}`)
+  })
+
+  it('a second credential pipelined on a logged-in connection is refused and the connection closed', async () => {
+    const from = gw.stub.received.length
+    const req = (token: string) => `GET /api/v1/namespaces/default/pods HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${token}\r\n\r\n`
+    const out = await rawTls(req(`agent-1:${gw.tokens.agent}`) + req(`agent-3:${gw.tokens.other}`))
+    expect(out).toMatch(/^HTTP\/1\.1 200/)
+    expect(out).toMatch(/HTTP\/1\.1 401[^]*another credential/)
+    expect(gw.stub.received.length - from).toBe(1)
+  })
+
+  it('a token scoped to another connection is refused', async () => {
+    const r = await gw.raw('/api/v1/namespaces/default/pods', { authorization: `Bearer agent-2:${gw.tokens.elsewhere}` })
+    expect(r.status).toBe(401)
+  })
+})
+
+describe('bodies the gateway cannot judge', () => {
+  const post = (body: string | Buffer, type: string) => gw.raw('/api/v1/namespaces/default/pods', { ...auth(), 'content-type': type }, 'POST', body)
+
+  it.each([
+    ['a key given twice', '{"metadata":{"name":"p"},"spec":{"hostNetwork":false,"hostNetwork":true}}', 'application/json', 400],
+    ['protobuf', 'k8s\u0000\n\u0002v1', 'application/vnd.kubernetes.protobuf', 415],
+    ['no content type', '{"metadata":{"name":"p"}}', '', 415],
+    ['YAML with an alias', 'metadata: &m {name: p}\nspec: {x: *m}\n', 'application/yaml', 400],
+  ])('%s: refused, nothing upstream', async (_what, body, type, status) => {
+    const from = gw.stub.received.length
+    const r = await post(body, type)
+    expect(r.status).toBe(status)
+    expect(r.body).toMatchObject({ kind: 'Status', code: status })
+    expect(reached(from, '/pods')).toBe(false)
+  })
+
+  it('a body over limits.kubernetes.maxBodyBytes: 413', async () => {
+    const from = gw.stub.received.length
+    const r = await post(`{"metadata":{"name":"p"},"pad":"${'x'.repeat(4 * 1024 * 1024)}"}`, 'application/json')
+    expect(r.status).toBe(413)
+    expect(reached(from, '/pods')).toBe(false)
+  })
+
+  it('a GET with a body: refused (it would go upstream unjudged)', async () => {
+    const from = gw.stub.received.length
+    const r = await gw.raw('/api/v1/namespaces/default/pods', { ...auth(), 'content-type': 'application/json', 'content-length': '7' }, 'GET', '{"x":1}')
+    expect(r.status).toBe(400)
+    expect(r.body).toMatchObject({ kind: 'Status', message: 'gatehouse: a GET request carries no body' })
+    expect(gw.stub.received.length).toBe(from)
+  })
+
+  it('hostNetwork in YAML is judged like JSON', async () => {
+    const from = gw.stub.received.length
+    const r = await post('metadata: {name: y}\nspec:\n  hostNetwork: true\n  containers: [{name: c, image: x}]\n', 'application/yaml')
+    expect(r.status).toBe(403)
+    expect(reached(from, '/pods')).toBe(false)
+  })
+})
+
+describe('protocol abuse harms nothing else', () => {
+  it('exec over SPDY or WebSocket is refused with a Status until streams are served', async () => {
+    const from = gw.stub.received.length
+    const r = await gw.raw('/api/v1/namespaces/default/pods/web-1/exec?command=id&stdout=true', { ...auth(), connection: 'Upgrade', upgrade: 'SPDY/3.1', 'x-stream-protocol-version': 'v4.channel.k8s.io' })
+    expect(r.status).toBe(400)
+    expect(r.body).toMatchObject({ kind: 'Status' })
+    expect(gw.stub.received.length).toBe(from)
+  })
+
+  it.each([
+    ['Content-Length and Transfer-Encoding together', 'POST /api/v1/namespaces/default/pods HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /api/v1/namespaces/prod/secrets HTTP/1.1\r\nhost: x\r\n\r\n'],
+    ['a header line without a colon', 'GET /api/v1/pods HTTP/1.1\r\nhost x\r\n\r\n'],
+    ['a bare LF request line', 'GET /api/v1/pods HTTP/1.1\nhost: x\n\n'],
+    ['an oversized header block', `GET /api/v1/pods HTTP/1.1\r\nhost: x\r\nx-pad: ${'a'.repeat(64 * 1024)}\r\n\r\n`],
+    ['binary noise', Buffer.from([0, 1, 2, 3, 255, 254, 13, 10, 13, 10])],
+  ])('%s: 400 or closed, nothing upstream, the gateway goes on', async (_what, text) => {
+    const from = gw.stub.received.length
+    const out = await rawTls(text)
+    expect(out === '' || /^HTTP\/1\.1 4\d\d/.test(out)).toBe(true)
+    expect(gw.stub.received.length).toBe(from)
+    expect((await gw.raw('/api/v1/namespaces/default/pods', auth())).status).toBe(200)
+  })
+
+  it('a plaintext HTTP client gets nothing, and the gateway goes on', async () => {
+    const out = await new Promise<string>((resolve) => {
+      const s = netConnect(gw.port, '127.0.0.1', () => s.write('GET /api/v1/pods HTTP/1.1\r\nhost: x\r\n\r\n'))
+      let text = ''
+      s.on('data', (d: Buffer) => (text += d.toString('latin1')))
+      s.on('close', () => resolve(text))
+      s.on('error', () => resolve(text))
+      setTimeout(() => s.destroy(), 2000).unref()
+    })
+    expect(out).not.toMatch(/PodList|web-1/)
+    expect((await gw.raw('/api/v1/namespaces/default/pods', auth())).status).toBe(200)
+  })
+
+  it('many requests on one connection are one session', async () => {
+    const req = `GET /api/v1/namespaces/default/pods HTTP/1.1\r\nhost: x\r\nauthorization: Bearer agent-1:${gw.tokens.agent}\r\n\r\n`
+    const before = gw.audit().filter((e) => e.type === 'session.start').length
+    const out = await rawTls(req.repeat(5))
+    expect(out.match(/HTTP\/1\.1 200/g)).toHaveLength(5)
+    expect(gw.audit().filter((e) => e.type === 'session.start').length - before).toBe(1)
+  })
+})
