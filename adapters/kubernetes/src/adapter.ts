@@ -1,8 +1,10 @@
 /** The kubernetes adapter's listener: an HTTPS server kubectl and client libraries use as their API server. */
 import { createServer as createHttpsServer } from 'node:https'
 import { createServer as createNetServer, type Socket } from 'node:net'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
-import { GatewayError, inject, injectable, PluginContextToken, serveListener, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
+import { GatewayError, inject, TerminalRecorder, injectable, PluginContextToken, serveListener, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
 import { KubernetesLimits, KubernetesOptions, UpstreamConfig } from './config.js'
 import { parseRequest } from './request.js'
 import { KubernetesSession } from './session.js'
@@ -18,7 +20,10 @@ export class KubernetesAdapter implements ProtocolAdapter {
   readonly limits = KubernetesLimits
   private readonly logger: Logger
 
-  constructor(@inject(PluginContextToken) ctx: PluginContext) {
+  constructor(
+    @inject(PluginContextToken) ctx: PluginContext,
+    @inject(TerminalRecorder) private readonly recorder: TerminalRecorder,
+  ) {
     this.logger = ctx.logger
   }
 
@@ -68,7 +73,7 @@ export class KubernetesAdapter implements ProtocolAdapter {
         socket.destroy()
         return
       }
-      const session = new KubernetesSession(socket, { connection: connection.name, pipeline, upstream, logger, slot }, limits)
+      const session = new KubernetesSession(socket, { connection: connection.name, pipeline, upstream, logger, slot, recorder: this.recorder }, limits)
       sessions.add(session)
       bySocket.set(socket, session)
       socket.once('close', () => sessions.delete(session))
@@ -80,6 +85,15 @@ export class KubernetesAdapter implements ProtocolAdapter {
         return
       }
       void session.serve(req, res)
+    })
+    // exec and attach (WebSocket); anything else that asks to upgrade gets a Status
+    https.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const session = bySocket.get(socket as TLSSocket)
+      if (!session) {
+        socket.destroy()
+        return
+      }
+      void session.serveUpgrade(req, socket, head)
     })
     https.on('tlsClientError', (err: Error) => logger.debug({ err: err.message }, 'TLS handshake failed'))
     https.on('clientError', (err: Error, socket: Socket) => {

@@ -6,15 +6,18 @@
  * gateway's credential, on a path and query rebuilt from what was judged.
  */
 import { createHash } from 'node:crypto'
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
-import { request as httpsRequest } from 'node:https'
+import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
+import { request as httpsRequest, type Agent } from 'node:https'
+import type { Duplex } from 'node:stream'
+import WebSocket from 'ws'
 import type { TLSSocket } from 'node:tls'
-import { isGatewayError, type ConnectionSlot, type Credentials, type GatewayError, type GatewayRequest, type Logger, type Pipeline, type SessionHandle } from '@gatehouse/core'
+import { isGatewayError, type ConnectionSlot, type Credentials, type GatewayError, type GatewayRequest, type Logger, type Pipeline, type SessionHandle, type TerminalRecorder } from '@gatehouse/core'
 import { decodeBody, type BodyFacts } from './body.js'
 import type { KubernetesLimits } from './config.js'
 import { parseRequest, type K8sRequest } from './request.js'
 import { redactSecrets, SecretRedactor, type Redactions } from './secrets.js'
-import { sendStatus } from './status.js'
+import { sendStatus, statusBody } from './status.js'
+import { execFacts, offersV5, relay, V5, type ExecFacts } from './exec.js'
 import type { Upstream } from './upstream.js'
 
 export interface SessionDeps {
@@ -23,6 +26,7 @@ export interface SessionDeps {
   readonly upstream: Upstream
   readonly logger: Logger
   readonly slot: ConnectionSlot
+  readonly recorder: TerminalRecorder
 }
 
 /** Headers that are the connection's own, or the caller's identity: never forwarded. */
@@ -38,6 +42,8 @@ export class KubernetesSession {
   private credentialDigest: string | undefined
   private loggingIn: Promise<void> | undefined
   private readonly inflight = new Set<ServerResponse>()
+  /** exec/attach streams open now. */
+  private streams = 0
   private closed = false
   /** Set once the connection must serve nothing more: its later requests are refused until it closes. */
   private refusing: string | undefined
@@ -48,7 +54,7 @@ export class KubernetesSession {
     private readonly limits: () => KubernetesLimits,
   ) {
     this.handle = deps.pipeline.openSession({ protocol: 'kubernetes', clientAddress: socket.remoteAddress ?? '', tls: true })
-    this.handle.busyWhen(() => this.inflight.size > 0)
+    this.handle.busyWhen(() => this.inflight.size > 0 || this.streams > 0)
     this.handle.onTerminate((t) => {
       for (const res of this.inflight) sendStatus(res, t.code === 'GH_ERR_AUTH_REVOKED' || t.code === 'GH_ERR_AUTH_EXPIRED' ? 401 : 503, `gatehouse: ${t.reason}`, true)
       this.close(t.reason)
@@ -69,7 +75,8 @@ export class KubernetesSession {
     res.once('close', () => this.inflight.delete(res))
     this.handle.touch()
     try {
-      if (!(await this.login(req, res))) return
+      const refusal = await this.authorize(req.headers.authorization)
+      if (refusal) return sendStatus(res, refusal.status, refusal.message, refusal.close)
       await this.judgeAndForward(req, res)
     } catch (err) {
       this.deps.logger.error({ session: this.handle.info.id, err: String(err) }, 'kubernetes request failed')
@@ -77,26 +84,19 @@ export class KubernetesSession {
     }
   }
 
-  /** Logs the session in with the request's credential, or checks it is the one it logged in with. */
-  private async login(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-    const presented = credentialsOf(req.headers.authorization)
-    if (!presented) {
-      sendStatus(res, 401, 'gatehouse: present a gateway token as the bearer token (IDENTITY:TOKEN) or a workload JWT')
-      return false
-    }
+  /** Logs the session in with the request's credential, or checks it is the one it logged in with; a refusal to render otherwise. */
+  private async authorize(header: string | undefined): Promise<{ status: number; message: string; close: boolean } | undefined> {
+    const presented = credentialsOf(header)
+    if (!presented) return { status: 401, message: 'gatehouse: present a gateway token as the bearer token (IDENTITY:TOKEN) or a workload JWT', close: false }
     const digest = createHash('sha256').update(presented.raw).digest('base64')
     while (this.loggingIn) await this.loggingIn
-    if (this.refusing) {
-      sendStatus(res, 401, `gatehouse: ${this.refusing}`, true)
-      return false
-    }
+    if (this.refusing) return { status: 401, message: `gatehouse: ${this.refusing}`, close: true }
     const info = this.handle.info
     if (info.principal) {
-      if (digest === this.credentialDigest) return true
+      if (digest === this.credentialDigest) return undefined
       // the answers to earlier requests still go out; this and every later one is refused, then the connection closes
       this.refusing = 'this connection logged in with another credential; open a new connection'
-      sendStatus(res, 401, `gatehouse: ${this.refusing}`, true)
-      return false
+      return { status: 401, message: `gatehouse: ${this.refusing}`, close: true }
     }
     let done: () => void = () => undefined
     this.loggingIn = new Promise((resolve) => (done = resolve))
@@ -104,16 +104,92 @@ export class KubernetesSession {
       await this.deps.pipeline.authenticate(info, presented.credentials)
       this.credentialDigest = digest
       this.deps.slot.authenticated()
-      return true
+      return undefined
     } catch (err) {
       const message = isGatewayError(err) ? err.clientMessage : 'authentication failed'
       if (this.deps.pipeline.loginAttemptsLeft(info) <= 0) this.refusing = 'too many failed logins on this connection'
-      sendStatus(res, 401, `gatehouse: ${message}`, this.refusing !== undefined)
-      return false
+      return { status: 401, message: `gatehouse: ${message}`, close: this.refusing !== undefined }
     } finally {
       this.loggingIn = undefined
       done()
     }
+  }
+
+  /**
+   * An upgrade: exec or attach over WebSocket (v5.channel.k8s.io), judged like any request, then
+   * relayed to the API server's own stream. Anything else (SPDY, port-forward for now) is
+   * answered with a Status, and the connection closes.
+   */
+  async serveUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    this.streams++
+    socket.once('close', () => this.streams--)
+    this.handle.touch()
+    const answer = (status: number, message: string) => {
+      const body = statusBody(status, message)
+      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+    }
+    try {
+      const refusal = await this.authorize(req.headers.authorization)
+      if (refusal) return answer(refusal.status, refusal.message)
+      const { pipeline } = this.deps
+      const method = req.method ?? ''
+      const parsed = parseRequest(method, req.url ?? '')
+      if (!parsed.ok) {
+        const refused = pipeline.request(this.handle.info, { action: 'k8s.request', text: `${method} ${(req.url ?? '').slice(0, 1024)}`, attrs: { k8s: { method, error: parsed.reason } } })
+        const error = await pipeline.refuse(refused, { rule: 'gatehouse/parse', reason: parsed.reason, code: 'GH_ERR_PARSE_FAILED' })
+        return answer(parsed.status, `gatehouse: ${error.clientMessage}`)
+      }
+      const k = parsed.request
+      const exec = k.verb === 'exec' || k.verb === 'attach' ? execFacts(k.query) : undefined
+      const request = this.newRequest(k, parsed.target, undefined, exec)
+      const impersonation = Object.keys(req.headers).filter((h) => h.startsWith('impersonate-'))
+      const unserved = impersonation.length > 0 ? `impersonation (${impersonation.join(', ')}) would act with the gateway's own credential: refused` : !exec ? `${k.verb} streams are not served by this gateway (exec and attach are)` : !offersV5(req) ? `exec and attach need WebSocket with the ${V5} subprotocol (kubectl 1.30 or later does this by default); SPDY is not served` : undefined
+      if (unserved) {
+        const error = await pipeline.refuse(request, { rule: impersonation.length > 0 ? 'gatehouse/impersonation' : 'gatehouse/upgrade', reason: unserved, code: impersonation.length > 0 ? 'GH_ERR_POLICY_DENIED' : 'GH_ERR_PROTOCOL_UNSUPPORTED' })
+        return answer(impersonation.length > 0 ? 403 : 400, `gatehouse: ${error.clientMessage}`)
+      }
+      const admission = await pipeline.admit(request)
+      if (!admission.admitted) return answer(statusOf(admission.error), `gatehouse: ${admission.error.clientMessage}`)
+      if (this.closed || socket.destroyed) return pipeline.complete(request, { skipped: true })
+      await this.relayExec(req, socket, head, request, parsed.target, exec as ExecFacts, answer)
+    } catch (err) {
+      this.deps.logger.error({ session: this.handle.info.id, err: String(err) }, 'kubernetes stream failed')
+      if (!socket.destroyed) answer(500, 'gatehouse: internal gateway error')
+    }
+  }
+
+  private async relayExec(req: IncomingMessage, socket: Duplex, head: Buffer, request: GatewayRequest, target: string, exec: ExecFacts, answer: (status: number, message: string) => void): Promise<void> {
+    const { pipeline, upstream } = this.deps
+    const opts = await upstream.options()
+    const up = new WebSocket(`wss://${upstream.server.host}${upstream.basePath}${target}`, [V5], { agent: opts.agent as Agent, headers: opts.headers, perMessageDeflate: false, handshakeTimeout: this.limits().upstreamTimeoutMs })
+    const opened = await new Promise<{ ok: true } | { ok: false; status: number; body?: string; error?: string }>((resolve) => {
+      up.once('open', () => resolve({ ok: true }))
+      up.once('unexpected-response', (_r, res) => {
+        let body = ''
+        res.on('data', (d: Buffer) => (body += d.toString('utf8').slice(0, 65536)))
+        res.on('end', () => resolve({ ok: false, status: res.statusCode ?? 502, body }))
+        res.on('error', () => resolve({ ok: false, status: res.statusCode ?? 502, body }))
+      })
+      up.once('error', (err) => resolve({ ok: false, status: 503, error: err.message }))
+    })
+    if (!opened.ok) {
+      pipeline.complete(request, { status: opened.status, error: { code: 'GH_ERR_UPSTREAM_UNAVAILABLE', message: opened.error ?? `the API server answered ${opened.status}` } })
+      // the API server's own Status (a 404 for a pod that is not there) is what the client should see
+      if (opened.body && opened.body.startsWith('{')) {
+        socket.end(`HTTP/1.1 ${opened.status} ${STATUS_CODES[opened.status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(opened.body)}\r\nconnection: close\r\n\r\n${opened.body}`)
+      } else answer(503, 'gatehouse: the API server did not open the stream')
+      return
+    }
+    const recording = exec.tty ? this.deps.recorder.open({ session: this.handle.info.id, request: request.id, cols: 80, rows: 24, title: request.text ?? '' }) : undefined
+    const result = await relay(req, socket, head, up, { ...(recording ? { recording } : {}), touch: () => this.handle.touch() })
+    await recording?.close()
+    pipeline.complete(request, {
+      ...(result.exitCode === undefined ? {} : { status: result.exitCode }),
+      bytesIn: result.bytesIn,
+      bytesOut: result.bytesOut,
+      ...(result.error === undefined ? {} : { error: { code: 'GH_ERR_UPSTREAM_UNAVAILABLE', message: result.error } }),
+      ...(recording ? { recording: recording.path } : {}),
+    })
   }
 
   private async judgeAndForward(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -127,11 +203,9 @@ export class KubernetesSession {
     }
     const k = parsed.request
     const impersonation = Object.keys(req.headers).filter((h) => h.startsWith('impersonate-'))
-    if (req.headers.upgrade !== undefined || impersonation.length > 0) {
-      const refused = this.newRequest(k, parsed.target, undefined)
-      if (impersonation.length > 0) return this.refuse(res, refused, 403, 'gatehouse/impersonation', `impersonation (${impersonation.join(', ')}) would act with the gateway's own credential: refused`, 'GH_ERR_POLICY_DENIED')
-      return this.refuse(res, refused, 400, 'gatehouse/upgrade', 'exec, attach and port-forward streams are not served by this gateway yet', 'GH_ERR_PROTOCOL_UNSUPPORTED')
-    }
+    if (impersonation.length > 0) return this.refuse(res, this.newRequest(k, parsed.target, undefined), 403, 'gatehouse/impersonation', `impersonation (${impersonation.join(', ')}) would act with the gateway's own credential: refused`, 'GH_ERR_POLICY_DENIED')
+    // exec, attach and port-forward are streams: without an upgrade the API server answers them with an error
+    if (k.verb === 'exec' || k.verb === 'attach' || k.verb === 'portforward') return this.refuse(res, this.newRequest(k, parsed.target, undefined), 400, 'gatehouse/upgrade', `${k.verb} needs WebSocket with the ${V5} subprotocol (kubectl 1.30 or later)`, 'GH_ERR_PROTOCOL_UNSUPPORTED')
 
     const body = await this.readBody(req)
     if (typeof body === 'string') return this.refuse(res, this.newRequest(k, parsed.target, undefined), 413, 'gatehouse/limits', body, 'GH_ERR_PROTOCOL_UNSUPPORTED')
@@ -156,7 +230,7 @@ export class KubernetesSession {
     await this.forward(req, res, request, k, parsed.target, body)
   }
 
-  private newRequest(k: K8sRequest, target: string, body: BodyFacts | undefined): GatewayRequest {
+  private newRequest(k: K8sRequest, target: string, body: BodyFacts | undefined, exec?: ExecFacts): GatewayRequest {
     const q = k.query
     const attrs = {
       verb: k.verb,
@@ -169,6 +243,7 @@ export class KubernetesSession {
       ...(q.has('dryRun') ? { dryRun: true } : {}),
       ...(q.has('fieldManager') ? { fieldManager: q.get('fieldManager')?.[0] } : {}),
       ...(body ? { body } : {}),
+      ...(exec ? { exec } : {}),
     }
     const resource = k.group ? `${k.resource}.${k.group}` : k.resource
     const objectTarget = k.resourceRequest ? [resource, k.namespace, k.name].filter((x) => x !== undefined).join('/') : k.path

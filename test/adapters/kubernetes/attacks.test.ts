@@ -162,11 +162,18 @@ describe('bodies the gateway cannot judge', () => {
 })
 
 describe('protocol abuse harms nothing else', () => {
-  it('exec over SPDY or WebSocket is refused with a Status until streams are served', async () => {
+  it('exec offered only over SPDY, or WebSocket without v5, is told WebSocket v5 is required; port-forward is not served; nothing upstream', async () => {
     const from = gw.stub.received.length
-    const r = await gw.raw('/api/v1/namespaces/default/pods/web-1/exec?command=id&stdout=true', { ...auth(), connection: 'Upgrade', upgrade: 'SPDY/3.1', 'x-stream-protocol-version': 'v4.channel.k8s.io' })
-    expect(r.status).toBe(400)
-    expect(r.body).toMatchObject({ kind: 'Status' })
+    const upgrade = (path: string, headers: Record<string, string>) =>
+      rawTls(`GET ${path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer agent-1:${gw.tokens.agent}\r\nconnection: Upgrade\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`)
+    const spdy = await upgrade('/api/v1/namespaces/default/pods/web-1/exec?command=id&stdout=true', { upgrade: 'SPDY/3.1', 'x-stream-protocol-version': 'v4.channel.k8s.io' })
+    expect(spdy).toMatch(/^HTTP\/1\.1 400[^]*WebSocket with the v5\.channel\.k8s\.io subprotocol[^]*SPDY is not served/)
+    const v4 = await upgrade('/api/v1/namespaces/default/pods/web-1/exec?command=id&stdout=true', { upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-protocol': 'v4.channel.k8s.io' })
+    expect(v4).toMatch(/^HTTP\/1\.1 400/)
+    const pf = await upgrade('/api/v1/namespaces/default/pods/web-1/portforward?ports=80', { upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-protocol': 'v5.channel.k8s.io' })
+    expect(pf).toMatch(/^HTTP\/1\.1 400[^]*portforward streams are not served/)
+    // without an upgrade, an exec is refused too
+    expect((await gw.raw('/api/v1/namespaces/default/pods/web-1/exec?command=id', auth())).status).toBe(400)
     expect(gw.stub.received.length).toBe(from)
   })
 

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { execFile, spawn } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { generateToken } from '@gatehouse/core'
@@ -25,6 +25,7 @@ beforeAll(async () => {
       - { id: reads, effect: allow, actions: [k8s.get, k8s.list, k8s.watch, k8s.log], match: { k8s.namespace: [default] } }
       - { id: namespaces, effect: allow, actions: [k8s.get, k8s.list], match: { k8s.resource: [namespaces] } }
       - { id: writes, effect: allow, actions: [k8s.create, k8s.delete], match: { k8s.namespace: [default], k8s.resource: [pods, configmaps] } }
+      - { id: exec, effect: allow, actions: [k8s.exec], match: { k8s.namespace: [default] } }
       - { id: no-host, effect: deny, actions: [k8s.create, k8s.update, k8s.patch], match: { k8s.body.privileged: true }, reason: privileged pods are not allowed }
 `)
 }, 60_000)
@@ -139,6 +140,58 @@ describe('kubectl through the gateway', () => {
     const err = await api.deleteNamespacedPod({ namespace: 'prod', name: 'db-1' }).catch((e: unknown) => e)
     expect(err).toMatchObject({ code: 403 })
     expect(gw.stub.received.some((s) => s.method === 'DELETE' && s.url.includes('db-1'))).toBe(false)
+  })
+
+  it('exec over WebSocket: output, the exit code kubectl exits with, and the outcome', async () => {
+    const hello = await gw.kubectl(['exec', 'web-1', '-n', 'default', '--', 'echo', 'hello', 'world'])
+    expect(hello).toMatchObject({ code: 0, stdout: 'hello world\n' })
+    const failed = await gw.kubectl(['exec', 'web-1', '-n', 'default', '--', 'sh', '-c', 'exit 3'])
+    expect(failed.code).toBe(3)
+    const intent = await gw.auditFind((e) => e.type === 'request' && e.action === 'k8s.exec' && JSON.stringify((e.attrs as { k8s: { exec: { command: string[] } } }).k8s.exec.command) === '["sh","-c","exit 3"]')
+    expect(intent).toMatchObject({ verdict: 'allow', rule: 'k/exec', attrs: { k8s: { name: 'web-1', namespace: 'default', exec: { tty: false, stdout: true } } } })
+    expect(await gw.auditFind((e) => e.type === 'outcome' && e.request === intent?.request)).toMatchObject({ status: 3 })
+    // stdin through, and its end (the v5 close of channel 0) ends cat
+    const config = gw.kubeconfig(`agent-1:${gw.tokens.agent}`)
+    const cat = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(KUBECTL, ['--kubeconfig', config, 'exec', '-i', 'web-1', '-n', 'default', '--', 'cat'], { env: { PATH: process.env.PATH ?? '', HOME: gw.dir } })
+      let out = ''
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+      child.on('close', (code) => resolve({ code, out }))
+      child.stdin.end('line one\nline two\n')
+    })
+    expect(cat).toEqual({ code: 0, out: 'line one\nline two\n' })
+  })
+
+  it('exec with a tty is recorded as asciicast v2 with the session, the exit code in the outcome', async () => {
+    const config = gw.kubeconfig(`agent-1:${gw.tokens.agent}`)
+    // script(1) gives kubectl a terminal
+    const child = spawn('script', ['-qfec', `${KUBECTL} --kubeconfig ${config} exec -it web-2 -n default -- sh`, '/dev/null'], { env: { PATH: process.env.PATH ?? '', HOME: gw.dir, TERM: 'xterm' } })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    const waitFor = async (text: string) => {
+      for (let i = 0; i < 400 && !out.includes(text); i++) await new Promise((r) => setTimeout(r, 25))
+      expect(out).toContain(text)
+    }
+    await waitFor('$ ')
+    child.stdin.write('whoami\r')
+    await waitFor('you typed: whoami')
+    child.stdin.write('exit\r')
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+    expect(code).toBe(0)
+    const intent = await gw.auditFind((e) => e.type === 'request' && e.action === 'k8s.exec' && (e.attrs as { k8s: { exec: { tty: boolean } } }).k8s.exec.tty)
+    const outcome = (await gw.auditFind((e) => e.type === 'outcome' && e.request === intent?.request)) as { status: number; recording: string }
+    expect(outcome.status).toBe(0)
+    const lines = readFileSync(outcome.recording, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as unknown)
+    expect(lines[0]).toMatchObject({ version: 2 })
+    expect(lines.filter((l) => Array.isArray(l) && l[1] === 'o').map((l) => (l as string[])[2]).join('')).toContain('you typed: whoami')
+  })
+
+  it('exec in another namespace is Forbidden and never reaches the API server', async () => {
+    const before = gw.stub.received.length
+    const r = await gw.kubectl(['exec', 'db-1', '-n', 'prod', '--', 'echo', 'x'])
+    expect(r.code).not.toBe(0)
+    expect(r.stderr).toMatch(/Forbidden|forbidden/)
+    expect(gw.stub.received.slice(before).filter((x) => x.url.includes('/exec'))).toEqual([])
   })
 
   it('gatehouse policy explain --k8s answers for a request', async () => {
