@@ -19,6 +19,10 @@ const SQL = ['sql.query']
 
 const deny = (id: string, reason: string, rule: Omit<Rule, 'id' | 'effect' | 'reason'>): Rule => ({ id, effect: 'deny', actions: SQL, reason, ...rule })
 
+/** The Kubernetes verbs that write (adapters/kubernetes names each request `k8s.<verb>`). */
+const K8S_WRITES = ['k8s.create', 'k8s.update', 'k8s.patch']
+const kdeny = (id: string, reason: string, rule: Omit<Rule, 'id' | 'effect' | 'reason'>): Rule => ({ id, effect: 'deny', reason, ...rule })
+
 /**
  * Denies calls of these functions however they are written: as calls (`sql.functionNames`) and
  * in attribute notation, `('/etc/passwd'::text).pg_read_file` (`sql.attributeNames`).
@@ -272,5 +276,45 @@ export const RULE_SETS: Readonly<Record<string, RuleSet>> = {
   'sql-ddl': {
     description: 'statements that create, change or remove schema objects',
     rules: [deny('ddl', 'the statement changes the schema', { match: { 'sql.ddl': true } })],
+  },
+
+  // Kubernetes (adapters/kubernetes): the ways out of a namespace and onto a node.
+  'k8s-exec': {
+    description: 'commands run in containers: exec, attach, and debug containers added to a running pod',
+    rules: [
+      kdeny('exec', 'exec runs a command inside a container', { actions: ['k8s.exec'] }),
+      kdeny('attach', 'attach joins the console of a running container', { actions: ['k8s.attach'] }),
+      kdeny('ephemeral-containers', 'an ephemeral container (kubectl debug) runs a command inside a pod', { actions: K8S_WRITES, match: { 'k8s.resource': ['pods'], 'k8s.subresource': ['ephemeralcontainers'] } }),
+    ],
+  },
+  'k8s-portforward': {
+    description: 'network paths into the cluster through the API server: port-forward and the proxy subresources',
+    rules: [
+      kdeny('portforward', 'port-forward opens a tunnel to a pod', { actions: ['k8s.portforward'] }),
+      kdeny('proxy', 'the proxy subresource reaches pods, services and nodes over the cluster network', { actions: ['k8s.proxy'] }),
+    ],
+  },
+  'k8s-host-access': {
+    description: 'workloads that reach the node: host namespaces, privileged mode, host paths and ports, added capabilities, privilege escalation',
+    rules: [
+      kdeny('host-network', 'the pod asks for the host network namespace', { actions: K8S_WRITES, match: { 'k8s.body.hostNetwork': true } }),
+      kdeny('host-pid', 'the pod asks for the host PID namespace', { actions: K8S_WRITES, match: { 'k8s.body.hostPID': true } }),
+      kdeny('host-ipc', 'the pod asks for the host IPC namespace', { actions: K8S_WRITES, match: { 'k8s.body.hostIPC': true } }),
+      kdeny('privileged', 'a container asks for privileged mode', { actions: K8S_WRITES, match: { 'k8s.body.privileged': true } }),
+      kdeny('host-path', 'the pod mounts a directory of the node (hostPath)', { actions: K8S_WRITES, match: { 'k8s.body.hostPath': true } }),
+      kdeny('host-ports', 'a container binds a port of the node (hostPort)', { actions: K8S_WRITES, match: { 'k8s.body.hostPorts': true } }),
+      kdeny('capabilities', 'a container adds Linux capabilities', { actions: K8S_WRITES, match: { 'k8s.body.capabilities': true } }),
+      kdeny('privilege-escalation', 'a container allows privilege escalation', { actions: K8S_WRITES, match: { 'k8s.body.allowPrivilegeEscalation': true } }),
+    ],
+  },
+  'k8s-escalation': {
+    description: 'more privilege than the caller has: RBAC, service-account tokens, certificate signing, admission webhooks, impersonation-capable roles',
+    rules: [
+      kdeny('rbac', 'RBAC roles and bindings grant permissions', { actions: K8S_WRITES, match: { 'k8s.group': ['rbac.authorization.k8s.io'] } }),
+      kdeny('service-account-tokens', 'a token request mints a credential of a service account', { actions: ['k8s.create'], match: { 'k8s.resource': ['serviceaccounts'], 'k8s.subresource': ['token'] } }),
+      kdeny('certificates', 'certificate signing requests and their approval mint client certificates', { actions: K8S_WRITES, match: { 'k8s.group': ['certificates.k8s.io'] } }),
+      kdeny('admission-webhooks', 'admission webhooks see and change every object the API server admits', { actions: K8S_WRITES, match: { 'k8s.group': ['admissionregistration.k8s.io'] } }),
+      kdeny('nodes', 'changes to nodes (labels, taints) steer workloads onto them', { actions: K8S_WRITES, match: { 'k8s.resource': ['nodes'] } }),
+    ],
   },
 }
