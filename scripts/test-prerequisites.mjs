@@ -31,6 +31,8 @@ const NEEDED = [
   ['zsh', undefined, 'zsh', 'a zsh line the shell analysis reads, run for real (programs-handlers.test.ts)'],
   ['zip', undefined, 'zip', 'zip -TT run for real (programs-handlers.test.ts)'],
   ['/usr/bin/python3', '', 'python3', 'psycopg driver tests'],
+  ['kubectl.1.32', '/usr/lib/google-cloud-sdk/bin', 'kubectl', 'the Kubernetes client the tests drive, pinned to 1.32 (test/fixtures/k8s-gateway.ts)'],
+  ['script', undefined, 'bsdutils', 'kubectl exec -it under a pseudo-terminal'],
 ]
 
 const executable = (path) => {
