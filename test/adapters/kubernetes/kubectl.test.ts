@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { execFile, spawn } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { X509Certificate } from 'node:crypto'
+import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { generateToken } from '@gatehouse/core'
@@ -192,6 +193,34 @@ describe('kubectl through the gateway', () => {
     expect(r.code).not.toBe(0)
     expect(r.stderr).toMatch(/Forbidden|forbidden/)
     expect(gw.stub.received.slice(before).filter((x) => x.url.includes('/exec'))).toEqual([])
+  })
+
+  it('gatehouse k8s cert makes a CA and a serving certificate for the hosts; k8s kubeconfig prints one kubectl uses', async () => {
+    const out = join(gw.dir, 'made-certs')
+    const run = (args: string[], env: Record<string, string> = {}) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+        execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } }, (e, stdout, stderr) => resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, stdout, stderr })),
+      )
+    const made = await run(['k8s', 'cert', '--out', out, '--host', '127.0.0.1', '--host', 'gateway.internal'])
+    expect(made.code, made.stderr).toBe(0)
+    expect((statSync(join(out, 'tls.key')).mode & 0o777).toString(8)).toBe('600')
+    expect((statSync(join(out, 'ca.key')).mode & 0o777).toString(8)).toBe('600')
+    const cert = new X509Certificate(readFileSync(join(out, 'tls.crt')))
+    expect(cert.verify(new X509Certificate(readFileSync(join(out, 'ca.crt'))).publicKey)).toBe(true)
+    expect(cert.subjectAltName).toBe('IP Address:127.0.0.1, DNS:gateway.internal')
+    expect(cert.checkIP('127.0.0.1')).toBe('127.0.0.1')
+    // never overwrites
+    expect((await run(['k8s', 'cert', '--out', out])).code).not.toBe(0)
+    // a kubeconfig for agent-1 against the running gateway (its CA), the token from the environment
+    writeFileSync(join(gw.dir, 'gw-ca.crt'), gw.ca)
+    const printed = await run(['k8s', 'kubeconfig', '--server', gw.server, '--ca', join(gw.dir, 'gw-ca.crt'), '--identity', 'agent-1', '--namespace', 'default'], { GATEHOUSE_TOKEN: gw.tokens.agent })
+    expect(printed.code, printed.stderr).toBe(0)
+    const file = join(gw.dir, 'cli.kubeconfig')
+    writeFileSync(file, printed.stdout)
+    const r = await new Promise<{ stdout: string; stderr: string }>((resolve) => execFile(KUBECTL, ['--kubeconfig', file, 'get', 'pods', '-o', 'name'], { env: { PATH: process.env.PATH ?? '', HOME: gw.dir } }, (_e, stdout, stderr) => resolve({ stdout, stderr })))
+    expect(r.stderr).toBe('')
+    expect(r.stdout.split('\n')).toContain('pod/web-1')
+    expect((await run(['k8s', 'kubeconfig', '--server', gw.server, '--ca', join(gw.dir, 'gw-ca.crt')], { GATEHOUSE_TOKEN: '' })).stderr).toMatch(/set GATEHOUSE_TOKEN/)
   })
 
   it('gatehouse policy explain --k8s answers for a request', async () => {
