@@ -207,8 +207,14 @@ export class KubernetesSession {
     // exec, attach and port-forward are streams: without an upgrade the API server answers them with an error
     if (k.verb === 'exec' || k.verb === 'attach' || k.verb === 'portforward') return this.refuse(res, this.newRequest(k, parsed.target, undefined), 400, 'gatehouse/upgrade', `${k.verb} needs WebSocket with the ${V5} subprotocol (kubectl 1.30 or later)`, 'GH_ERR_PROTOCOL_UNSUPPORTED')
 
+    const encoding = String(req.headers['content-encoding'] ?? 'identity').toLowerCase()
+    if (encoding !== 'identity') return this.refuse(res, this.newRequest(k, parsed.target, undefined), 415, 'gatehouse/parse', `a request body in content-encoding ${encoding.slice(0, 32)} is not judged: send it uncompressed`, 'GH_ERR_PARSE_FAILED')
     const body = await this.readBody(req)
-    if (typeof body === 'string') return this.refuse(res, this.newRequest(k, parsed.target, undefined), 413, 'gatehouse/limits', body, 'GH_ERR_PROTOCOL_UNSUPPORTED')
+    if (!Buffer.isBuffer(body)) {
+      // the rest of the body may still come: the connection closes after this answer
+      this.refusing ??= 'an earlier request on this connection sent a body the gateway did not take'
+      return this.refuse(res, this.newRequest(k, parsed.target, undefined), body.status, 'gatehouse/limits', body.reason, 'GH_ERR_PROTOCOL_UNSUPPORTED', true)
+    }
     let facts: BodyFacts | undefined
     // a body on a read would go upstream unjudged
     if (body.length > 0 && (method === 'GET' || method === 'HEAD')) return this.refuse(res, this.newRequest(k, parsed.target, undefined), 400, 'gatehouse/parse', `a ${method} request carries no body`, 'GH_ERR_PARSE_FAILED')
@@ -251,27 +257,43 @@ export class KubernetesSession {
   }
 
   /** Records a refusal the gateway makes before policy, and answers it as a Status. */
-  private async refuse(res: ServerResponse, request: GatewayRequest, status: number, rule: string, reason: string, code: 'GH_ERR_PARSE_FAILED' | 'GH_ERR_POLICY_DENIED' | 'GH_ERR_PROTOCOL_UNSUPPORTED'): Promise<void> {
+  private async refuse(res: ServerResponse, request: GatewayRequest, status: number, rule: string, reason: string, code: 'GH_ERR_PARSE_FAILED' | 'GH_ERR_POLICY_DENIED' | 'GH_ERR_PROTOCOL_UNSUPPORTED', close = false): Promise<void> {
     const error = await this.deps.pipeline.refuse(request, { rule, reason, code })
-    sendStatus(res, error.code === 'GH_ERR_AUDIT_UNAVAILABLE' ? 503 : status, `gatehouse: ${error.clientMessage}`)
+    sendStatus(res, error.code === 'GH_ERR_AUDIT_UNAVAILABLE' ? 503 : status, `gatehouse: ${error.clientMessage}`, close)
   }
 
-  /** The whole body, or why it is refused (too large). */
-  private async readBody(req: IncomingMessage): Promise<Buffer | string> {
-    const max = this.limits().maxBodyBytes
+  /** The whole body, or why it is refused: too large, or not all there within limits.kubernetes.upstreamTimeoutMs. */
+  private readBody(req: IncomingMessage): Promise<Buffer | { status: number; reason: string }> {
+    const { maxBodyBytes: max, upstreamTimeoutMs } = this.limits()
     const declared = Number(req.headers['content-length'] ?? 0)
     if (declared > max) {
       req.resume()
-      return `the request body (${declared} bytes) is larger than limits.kubernetes.maxBodyBytes (${max})`
+      return Promise.resolve({ status: 413, reason: `the request body (${declared} bytes) is larger than limits.kubernetes.maxBodyBytes (${max})` })
     }
-    const chunks: Buffer[] = []
-    let size = 0
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length
-      if (size > max) return `the request body is larger than limits.kubernetes.maxBodyBytes (${max})`
-      chunks.push(chunk)
-    }
-    return Buffer.concat(chunks)
+    return new Promise((resolve) => {
+      const chunks: Buffer[] = []
+      let size = 0
+      const done = (result: Buffer | { status: number; reason: string }) => {
+        clearTimeout(timer)
+        req.off('data', onData)
+        req.off('end', onEnd)
+        req.off('error', onError)
+        if (!Buffer.isBuffer(result)) req.resume()
+        resolve(result)
+      }
+      // a body sent a byte a minute would keep the session busy (never idle) for ever
+      const timer = setTimeout(() => done({ status: 408, reason: `the request body did not arrive within limits.kubernetes.upstreamTimeoutMs (${upstreamTimeoutMs} ms)` }), upstreamTimeoutMs)
+      const onData = (chunk: Buffer) => {
+        size += chunk.length
+        if (size > max) done({ status: 413, reason: `the request body is larger than limits.kubernetes.maxBodyBytes (${max})` })
+        else chunks.push(chunk)
+      }
+      const onEnd = () => done(Buffer.concat(chunks))
+      const onError = () => done({ status: 400, reason: 'the request body was cut off' })
+      req.on('data', onData)
+      req.on('end', onEnd)
+      req.on('error', onError)
+    })
   }
 
   private async forward(req: IncomingMessage, res: ServerResponse, request: GatewayRequest, k: K8sRequest, target: string, body: Buffer): Promise<void> {

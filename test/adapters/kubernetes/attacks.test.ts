@@ -19,7 +19,7 @@ beforeAll(async () => {
       - { id: pods, effect: allow, actions: [k8s.get, k8s.list, k8s.watch, k8s.create], match: { k8s.namespace: [default], k8s.resource: [pods] } }
       - { id: secrets, effect: allow, actions: [k8s.get, k8s.list, k8s.watch], match: { k8s.namespace: [default], k8s.resource: [secrets] } }
       - { id: no-host, effect: deny, match: { k8s.body.hostNetwork: true } }
-`)
+`, 'limits:\n  kubernetes: { upstreamTimeoutMs: 1500 }\n')
 }, 60_000)
 
 afterAll(async () => {
@@ -143,6 +143,18 @@ describe('bodies the gateway cannot judge', () => {
     const r = await post(`{"metadata":{"name":"p"},"pad":"${'x'.repeat(4 * 1024 * 1024)}"}`, 'application/json')
     expect(r.status).toBe(413)
     expect(reached(from, '/pods')).toBe(false)
+  })
+
+  it('a compressed body is refused (415), never judged as garbage or forwarded', async () => {
+    const from = gw.stub.received.length
+    const r = await gw.raw('/api/v1/namespaces/default/pods', { ...auth(), 'content-type': 'application/json', 'content-encoding': 'gzip' }, 'POST', Buffer.from([0x1f, 0x8b, 8, 0]))
+    expect(r.status).toBe(415)
+    expect(gw.stub.received.length).toBe(from)
+  })
+
+  it('a body that never finishes arriving is cut at limits.kubernetes.upstreamTimeoutMs (408), and the session is not kept busy by it', async () => {
+    const out = await rawTls(`POST /api/v1/namespaces/default/pods HTTP/1.1\r\nhost: x\r\nauthorization: Bearer agent-1:${gw.tokens.agent}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"metadata":`)
+    expect(out).toMatch(/^HTTP\/1\.1 408[^]*did not arrive/)
   })
 
   it('a GET with a body: refused (it would go upstream unjudged)', async () => {
