@@ -362,7 +362,7 @@ describe('matchers on odd attributes', () => {
   it('rule sets can be included by name or with an effect, and an unknown one is named with the list of sets', () => {
     const byName = engine([{ id: 'p', include: ['sql-write'], rules: [{ effect: 'allow' }] }])
     expect(byName.decide(request(sql('DELETE', { write: ['t'], writes: ['t'] })), agent)).toMatchObject({ verdict: 'deny', rule: expect.stringMatching(/^p\/sql-write\//) })
-    expect(() => engine([{ id: 'p', include: ['no-such-set'], rules: [] }])).toThrow(/policies\[0\]\.include\[0\]: unknown rule set "no-such-set"; built-in sets are sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl/)
+    expect(() => engine([{ id: 'p', include: ['no-such-set'], rules: [] }])).toThrow(/policies\[0\]\.include\[0\]: unknown rule set "no-such-set"; built-in sets are sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl, k8s-exec, k8s-portforward, k8s-host-access, k8s-escalation/)
   })
 })
 

@@ -143,7 +143,9 @@ export class KubernetesSession {
       const exec = k.verb === 'exec' || k.verb === 'attach' ? execFacts(k.query) : undefined
       const request = this.newRequest(k, parsed.target, undefined, exec)
       const impersonation = Object.keys(req.headers).filter((h) => h.startsWith('impersonate-'))
-      const unserved = impersonation.length > 0 ? `impersonation (${impersonation.join(', ')}) would act with the gateway's own credential: refused` : !exec ? `${k.verb} streams are not served by this gateway (exec and attach are)` : !offersV5(req) ? `exec and attach need WebSocket with the ${V5} subprotocol (kubectl 1.30 or later does this by default); SPDY is not served` : undefined
+      // a port-forward is judged first (a rule that denies it is named), then refused as not served
+      const judgedFirst = k.verb === 'portforward' && impersonation.length === 0
+      const unserved = impersonation.length > 0 ? `impersonation (${impersonation.join(', ')}) would act with the gateway's own credential: refused` : !exec && !judgedFirst ? `${k.verb} streams are not served by this gateway (exec and attach are)` : exec && !offersV5(req) ? `exec and attach need WebSocket with the ${V5} subprotocol (kubectl 1.30 or later does this by default); SPDY is not served` : undefined
       if (unserved) {
         const error = await pipeline.refuse(request, { rule: impersonation.length > 0 ? 'gatehouse/impersonation' : 'gatehouse/upgrade', reason: unserved, code: impersonation.length > 0 ? 'GH_ERR_POLICY_DENIED' : 'GH_ERR_PROTOCOL_UNSUPPORTED' })
         return answer(impersonation.length > 0 ? 403 : 400, `gatehouse: ${error.clientMessage}`)
@@ -151,6 +153,10 @@ export class KubernetesSession {
       const admission = await pipeline.admit(request)
       if (!admission.admitted) return answer(statusOf(admission.error), `gatehouse: ${admission.error.clientMessage}`)
       if (this.closed || socket.destroyed) return pipeline.complete(request, { skipped: true })
+      if (!exec) {
+        pipeline.complete(request, { skipped: true, error: { code: 'GH_ERR_PROTOCOL_UNSUPPORTED', message: 'port-forward streams are not served by this gateway' } })
+        return answer(400, `gatehouse: port-forward is allowed by rule ${admission.decision.rule ?? ''} but its streams are not served by this gateway yet`)
+      }
       await this.relayExec(req, socket, head, request, parsed.target, exec as ExecFacts, answer)
     } catch (err) {
       this.deps.logger.error({ session: this.handle.info.id, err: String(err) }, 'kubernetes stream failed')

@@ -174,7 +174,7 @@ describe('bodies the gateway cannot judge', () => {
 })
 
 describe('protocol abuse harms nothing else', () => {
-  it('exec offered only over SPDY, or WebSocket without v5, is told WebSocket v5 is required; port-forward is not served; nothing upstream', async () => {
+  it('exec offered only over SPDY, or WebSocket without v5, is told WebSocket v5 is required; a port-forward is judged (denied here); nothing upstream', async () => {
     const from = gw.stub.received.length
     const upgrade = (path: string, headers: Record<string, string>) =>
       rawTls(`GET ${path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer agent-1:${gw.tokens.agent}\r\nconnection: Upgrade\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`)
@@ -183,7 +183,8 @@ describe('protocol abuse harms nothing else', () => {
     const v4 = await upgrade('/api/v1/namespaces/default/pods/web-1/exec?command=id&stdout=true', { upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-protocol': 'v4.channel.k8s.io' })
     expect(v4).toMatch(/^HTTP\/1\.1 400/)
     const pf = await upgrade('/api/v1/namespaces/default/pods/web-1/portforward?ports=80', { upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-protocol': 'v5.channel.k8s.io' })
-    expect(pf).toMatch(/^HTTP\/1\.1 400[^]*portforward streams are not served/)
+    // no rule here allows a port-forward: judged, and denied
+    expect(pf).toMatch(/^HTTP\/1\.1 403[^]*denied/)
     // without an upgrade, an exec is refused too
     expect((await gw.raw('/api/v1/namespaces/default/pods/web-1/exec?command=id', auth())).status).toBe(400)
     expect(gw.stub.received.length).toBe(from)

@@ -29,6 +29,7 @@ beforeAll(async () => {
       - { id: discovery, effect: allow, actions: [k8s.get], match: { k8s.resourceRequest: false } }
       - { id: reads, effect: allow, actions: [k8s.get, k8s.list], match: { k8s.namespace: [default] } }
       - { id: deletes, effect: review, actions: [k8s.delete], match: { k8s.namespace: [default] }, reason: deleting needs a person, review: { timeoutSeconds: 60 } }
+      - { id: exec, effect: review, actions: [k8s.exec], match: { k8s.namespace: [default] }, reason: exec needs a person, review: { timeoutSeconds: 60 } }
 `,
     `admin:
   listen: "127.0.0.1:0"
@@ -63,5 +64,15 @@ describe('held kubernetes requests', () => {
     expect(r.code).not.toBe(0)
     expect(r.stderr).toMatch(/Error from server \(Forbidden\): gatehouse: .*web-1 serves traffic/)
     expect(gw.stub.received.some((x) => x.method === 'DELETE' && x.url.endsWith('/web-1'))).toBe(false)
+  })
+
+  it('kubectl exec waits for an approval, then runs with its exit code', async () => {
+    const run = gw.kubectl(['exec', 'web-1', '-n', 'default', '--', 'echo', 'approved'])
+    const id = await pendingFor('GET /api/v1/namespaces/default/pods/web-1/exec?command=echo&command=approved&container=main&stderr=true&stdout=true')
+    expect(gw.stub.received.some((r) => r.url.includes('/exec'))).toBe(false)
+    const review = (await api('GET', `/reviews/${id}`)).json
+    expect(review).toMatchObject({ action: 'k8s.exec', attrs: { k8s: { exec: { command: ['echo', 'approved'] } } } })
+    await api('POST', `/reviews/${id}/approve`)
+    expect(await run).toMatchObject({ code: 0, stdout: 'approved\n' })
   })
 })

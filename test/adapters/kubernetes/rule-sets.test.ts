@@ -36,6 +36,15 @@ describe('built-in kubernetes rule sets', () => {
     expect(gw.stub.received.some((x) => x.url.includes('/exec'))).toBe(false)
   })
 
+  it('kubectl port-forward is denied by k8s-portforward/portforward, and never reaches the API server', async () => {
+    const r = await gw.kubectl(['port-forward', 'pod/web-1', '-n', 'default', '18080:80'], { timeoutMs: 20_000 })
+    expect(r.code).not.toBe(0)
+    const forwards = gw.audit().filter((e) => e.type === 'request' && e.action === 'k8s.portforward')
+    expect(forwards.length).toBeGreaterThan(0)
+    expect(forwards.every((e) => e.verdict === 'deny' && e.rule === 'k/k8s-portforward/portforward')).toBe(true)
+    expect(gw.stub.received.some((x) => x.url.includes('/portforward'))).toBe(false)
+  })
+
   it.each([
     ['hostNetwork', pod({ hostNetwork: true }), 'k/k8s-host-access/host-network'],
     ['hostPID', pod({ hostPID: true }), 'k/k8s-host-access/host-pid'],
