@@ -50,6 +50,7 @@ export function redactValue(doc: unknown, found: Redactions): void {
  * on: it is replaced by a Status (fail closed).
  */
 export function redactSecrets(body: Buffer, found: Redactions): Buffer {
+  if (body.length === 0) return body
   let doc: unknown
   try {
     doc = JSON.parse(body.toString('utf8'))

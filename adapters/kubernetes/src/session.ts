@@ -316,7 +316,7 @@ export class KubernetesSession {
     const headers = forwardedHeaders(req.headers)
     if (body.length > 0) headers['content-length'] = String(body.length)
     // every answer about secrets is read and redacted (a delete answers with the deleted object too)
-    const redact = k.resource === 'secrets' && k.group === ''
+    const redact = k.resource === 'secrets' && k.group === '' && k.method !== 'HEAD'
     const found: Redactions = new Set()
     const up = httpsRequest({ ...opts, method: k.method, path: upstream.basePath + target, headers: { ...headers, ...opts.headers, host: upstream.server.host } })
     const streaming = STREAMING_VERBS.has(k.verb) || k.query.get('follow')?.[0] === 'true'
