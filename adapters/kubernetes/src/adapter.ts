@@ -44,7 +44,7 @@ export class KubernetesAdapter implements ProtocolAdapter {
     const parsed = parseRequest(method, m[2] as string)
     if (!parsed.ok) return [{ action: 'k8s.request', text: input.k8s, attrs: { k8s: { method, error: parsed.reason } }, refusal: { rule: 'gatehouse/parse', reason: parsed.reason } }]
     const k = parsed.request
-    return [{ action: `k8s.${k.verb}`, text: `${method} ${parsed.target}`, attrs: { k8s: { verb: k.verb, resourceRequest: k.resourceRequest, path: k.path, ...(k.resourceRequest ? { group: k.group, version: k.version, resource: k.resource } : {}), ...(k.namespace === undefined ? {} : { namespace: k.namespace }), ...(k.name === undefined ? {} : { name: k.name }), ...(k.subresource === undefined ? {} : { subresource: k.subresource }) } } }]
+    return [{ action: `k8s.${k.verb}`, text: `${method} ${parsed.target}`, attrs: { k8s: { verb: k.verb, resourceRequest: k.resourceRequest, discovery: k.discovery, path: k.path, ...(k.resourceRequest ? { group: k.group, version: k.version, resource: k.resource } : {}), ...(k.namespace === undefined ? {} : { namespace: k.namespace }), ...(k.name === undefined ? {} : { name: k.name }), ...(k.subresource === undefined ? {} : { subresource: k.subresource }) } } }]
   }
 
   async listen(connection: ConnectionConfig, pipeline: Pipeline, signal: AbortSignal): Promise<Listener> {

@@ -22,7 +22,8 @@ export const KubernetesLimits = Type.Object(
   {
     maxBodyBytes: Type.Integer({ minimum: 1024, default: 3 * 1024 * 1024, description: 'largest request body read and judged (the API server takes 3 MiB)' }),
     maxHeaderBytes: Type.Integer({ minimum: 4096, default: 32 * 1024, description: "largest request header block" }),
-    upstreamTimeoutMs: Type.Integer({ minimum: 100, default: 30_000, description: 'how long a request (not a watch or a stream) may wait for the API server to answer' }),
+    upstreamTimeoutMs: Type.Integer({ minimum: 100, default: 30_000, description: 'how long a request (not a watch or a stream) may wait for the API server to answer, and a request body to arrive' }),
+    maxInflight: Type.Integer({ minimum: 1, default: 64, description: 'requests (watches included) one client connection may have in flight at once' }),
   },
   { additionalProperties: false },
 )

@@ -37,12 +37,32 @@ export function execFacts(query: ReadonlyMap<string, readonly string[]>): ExecFa
   return { command: [...(query.get('command') ?? [])], ...(container === undefined ? {} : { container }), stdin: flag('stdin'), stdout: flag('stdout'), stderr: flag('stderr'), tty: flag('tty') }
 }
 
-/** Whether a WebSocket upgrade offers the v5 channel protocol. */
+/**
+ * Whether a request is a WebSocket handshake the gateway can complete (GET, version 13, a key)
+ * offering the v5 channel protocol: checked before the request is judged, so nothing is opened
+ * upstream for a handshake that would then fail.
+ */
 export function offersV5(req: IncomingMessage): boolean {
-  if (String(req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return false
+  if (req.method !== 'GET' || String(req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return false
+  if (req.headers['sec-websocket-version'] !== '13') return false
+  const key = req.headers['sec-websocket-key']
+  if (typeof key !== 'string' || !/^[+/0-9A-Za-z]{22}==$/.test(key)) return false
   return String(req.headers['sec-websocket-protocol'] ?? '')
     .split(',')
     .some((p) => p.trim() === V5)
+}
+
+/** Bytes queued towards one side before the other side is paused, and resumed below LOW. */
+const HIGH_WATER = 1024 * 1024
+const LOW_WATER = 256 * 1024
+
+/** Sends `data` to `to`; pauses `from` while `to` has more than HIGH_WATER queued. */
+function pipeMessage(from: WebSocket, to: WebSocket, data: Buffer): void {
+  if (to.readyState !== WebSocket.OPEN) return
+  to.send(data, { binary: true }, () => {
+    if (from.isPaused && to.bufferedAmount < LOW_WATER) from.resume()
+  })
+  if (to.bufferedAmount > HIGH_WATER && !from.isPaused) from.pause()
 }
 
 export interface RelayResult {
@@ -61,7 +81,14 @@ const server = new WebSocketServer({ noServer: true, perMessageDeflate: false, m
  */
 export function relay(req: IncomingMessage, socket: Duplex, head: Buffer, upstream: WebSocket, opts: { recording?: TerminalRecording; touch: () => void }): Promise<RelayResult> {
   return new Promise((resolve) => {
+    // a client gone before its handshake completes: the server's stream is closed, and that is the outcome
+    const early = () => {
+      upstream.terminate()
+      resolve({ error: 'the client went away before the stream opened', bytesIn: 0, bytesOut: 0 })
+    }
+    socket.once('close', early)
     server.handleUpgrade(req, socket, head, (client) => {
+      socket.off('close', early)
       let bytesIn = 0
       let bytesOut = 0
       let exitCode: number | undefined
@@ -87,7 +114,7 @@ export function relay(req: IncomingMessage, socket: Duplex, head: Buffer, upstre
           const size = resizeOf(data.subarray(1))
           if (size) opts.recording?.resize(size.cols, size.rows)
         }
-        if (upstream.readyState === WebSocket.OPEN) upstream.send(data, { binary: true })
+        pipeMessage(client, upstream, data)
       })
       upstream.on('message', (data: Buffer, binary: boolean) => {
         opts.touch()
@@ -102,7 +129,7 @@ export function relay(req: IncomingMessage, socket: Duplex, head: Buffer, upstre
           exitCode = status.exitCode
           error = status.error
         }
-        if (client.readyState === WebSocket.OPEN) client.send(data, { binary: true })
+        pipeMessage(upstream, client, data)
       })
       client.on('close', (code: number, reason: Buffer) => end(code, reason))
       upstream.on('close', (code: number, reason: Buffer) => end(code, reason))

@@ -22,6 +22,12 @@ export interface K8sRequest {
   readonly method: string
   /** False for discovery, `/version`, `/openapi/…` and other paths outside `/api/V/…` and `/apis/G/V/…`. */
   readonly resourceRequest: boolean
+  /**
+   * True only for what clients read to find the API: `/api`, `/api/V`, `/apis`, `/apis/G`,
+   * `/apis/G/V`, `/version`, `/openapi/v2`, `/openapi/v3[/…]` — not `/logs`, `/metrics`,
+   * `/debug/…` or other non-resource paths a rule for discovery should not open.
+   */
+  readonly discovery: boolean
   /** The decoded path, rebuilt from its segments (what was judged). */
   readonly path: string
   readonly apiPrefix?: 'api' | 'apis'
@@ -104,7 +110,10 @@ export function parseRequest(method: string, rawTarget: string): ParsedRequest {
 function describe(method: string, segments: readonly string[], query: ReadonlyMap<string, readonly string[]>): K8sRequest | string {
   const path = `/${segments.map((s) => s).join('/')}`
   const methodVerb = METHOD_VERBS[method] as string
-  const nonResource: K8sRequest = { verb: method.toLowerCase(), method, resourceRequest: false, path, query }
+  const discovery =
+    (method === 'GET' || method === 'HEAD') &&
+    (((segments[0] === 'api' || segments[0] === 'apis') && segments.length <= 3) || path === '/version' || path === '/openapi/v2' || (segments[0] === 'openapi' && segments[1] === 'v3'))
+  const nonResource: K8sRequest = { verb: method.toLowerCase(), method, resourceRequest: false, discovery, path, query }
   const prefix = segments[0]
   if (segments.length < 3 || (prefix !== 'api' && prefix !== 'apis')) return nonResource
   let parts = segments.slice(1)
@@ -145,6 +154,7 @@ function describe(method: string, segments: readonly string[], query: ReadonlyMa
     verb,
     method,
     resourceRequest: true,
+    discovery: false,
     path,
     apiPrefix: prefix,
     group,

@@ -30,7 +30,7 @@ export interface SessionDeps {
 }
 
 /** Headers that are the connection's own, or the caller's identity: never forwarded. */
-const DROPPED_HEADERS = new Set(['authorization', 'connection', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length', 'accept-encoding', 'expect', 'http2-settings'])
+const DROPPED_HEADERS = new Set(['authorization', 'connection', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length', 'accept-encoding', 'expect', 'http2-settings', 'audit-id', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip', 'forwarded'])
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'trailer', 'upgrade', 'proxy-authenticate'])
 /** Requests that stream for as long as the client reads: no upstream timeout. */
 const STREAMING_VERBS = new Set(['watch', 'exec', 'attach', 'portforward', 'proxy'])
@@ -71,6 +71,11 @@ export class KubernetesSession {
   }
 
   async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // pipelined requests all start at once: one connection cannot open without bound upstream
+    if (this.inflight.size >= this.limits().maxInflight) {
+      sendStatus(res, 429, `gatehouse: more than ${this.limits().maxInflight} requests in flight on this connection (limits.kubernetes.maxInflight)`)
+      return
+    }
     this.inflight.add(res)
     res.once('close', () => this.inflight.delete(res))
     this.handle.touch()
@@ -222,12 +227,15 @@ export class KubernetesSession {
       return this.refuse(res, this.newRequest(k, parsed.target, undefined), body.status, 'gatehouse/limits', body.reason, 'GH_ERR_PROTOCOL_UNSUPPORTED', true)
     }
     let facts: BodyFacts | undefined
+    let sent = body
     // a body on a read would go upstream unjudged
     if (body.length > 0 && (method === 'GET' || method === 'HEAD')) return this.refuse(res, this.newRequest(k, parsed.target, undefined), 400, 'gatehouse/parse', `a ${method} request carries no body`, 'GH_ERR_PARSE_FAILED')
     if (body.length > 0) {
       const decoded = decodeBody(req.headers['content-type'], body)
       if (!decoded.ok) return this.refuse(res, this.newRequest(k, parsed.target, undefined), decoded.status, 'gatehouse/parse', decoded.reason, 'GH_ERR_PARSE_FAILED')
       facts = decoded.facts
+      // YAML goes on as the JSON the gateway read, so the server cannot read it another way
+      if (decoded.forward) sent = decoded.forward
     }
     const request = this.newRequest(k, parsed.target, facts)
     const admission = await pipeline.admit(request)
@@ -239,7 +247,7 @@ export class KubernetesSession {
       pipeline.complete(request, { skipped: true })
       return
     }
-    await this.forward(req, res, request, k, parsed.target, body)
+    await this.forward(req, res, request, k, parsed.target, sent)
   }
 
   private newRequest(k: K8sRequest, target: string, body: BodyFacts | undefined, exec?: ExecFacts): GatewayRequest {
@@ -247,6 +255,7 @@ export class KubernetesSession {
     const attrs = {
       verb: k.verb,
       resourceRequest: k.resourceRequest,
+      discovery: k.discovery,
       path: k.path,
       ...(k.resourceRequest ? { group: k.group, version: k.version, resource: k.resource } : {}),
       ...(k.namespace === undefined ? {} : { namespace: k.namespace }),
@@ -318,6 +327,8 @@ export class KubernetesSession {
     // every answer about secrets is read and redacted (a delete answers with the deleted object too)
     const redact = k.resource === 'secrets' && k.group === '' && k.method !== 'HEAD'
     const found: Redactions = new Set()
+    // about secrets the gateway asks for JSON only (the Table form kubectl asks for is JSON too)
+    if (redact) headers.accept = String(headers.accept ?? '').toLowerCase().includes('as=table') ? 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json' : 'application/json'
     const up = httpsRequest({ ...opts, method: k.method, path: upstream.basePath + target, headers: { ...headers, ...opts.headers, host: upstream.server.host } })
     const streaming = STREAMING_VERBS.has(k.verb) || k.query.get('follow')?.[0] === 'true'
     if (!streaming) up.setTimeout(this.limits().upstreamTimeoutMs, () => up.destroy(new Error('the API server did not answer in time')))
@@ -345,6 +356,18 @@ export class KubernetesSession {
       const status = ur.statusCode ?? 502
       const responseHeaders: Record<string, string | string[]> = {}
       for (const [name, value] of Object.entries(ur.headers)) if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name)) responseHeaders[name] = value
+      const json = /^application\/json\b/i.test(String(ur.headers['content-type'] ?? 'application/json'))
+      if (redact && !json) {
+        up.destroy()
+        found.add('unreadable response')
+        finish({ status: 502, error: { code: 'GH_ERR_PROTOCOL_UNSUPPORTED', message: `an answer about secrets in ${String(ur.headers['content-type']).slice(0, 64)} was withheld` } })
+        sendStatus(res, 502, 'gatehouse: an answer about secrets that is not JSON is withheld')
+        return
+      }
+      ur.on('error', (err) => {
+        finish({ status, error: { code: 'GH_ERR_UPSTREAM_UNAVAILABLE', message: err.message } })
+        res.destroy()
+      })
       if (redact && k.verb === 'watch') {
         const redactor = new SecretRedactor(found)
         res.writeHead(status, responseHeaders)
@@ -360,7 +383,11 @@ export class KubernetesSession {
             return
           }
           bytesOut += out.length
-          if (out.length > 0) res.write(out)
+          // a client that stops reading holds the API server's stream, not the gateway's memory
+          if (out.length > 0 && !res.write(out)) {
+            ur.pause()
+            res.once('drain', () => ur.resume())
+          }
         })
         ur.on('end', () => {
           if (finished) return
@@ -401,7 +428,6 @@ export class KubernetesSession {
       })
       ur.pipe(res)
       ur.on('end', () => finish({ status }))
-      ur.on('error', (err) => finish({ status, error: { code: 'GH_ERR_UPSTREAM_UNAVAILABLE', message: err.message } }))
     })
     up.on('error', (err) => {
       if (finished) return
@@ -429,9 +455,9 @@ function forwardedHeaders(h: IncomingHttpHeaders): Record<string, string | strin
     if (value === undefined || DROPPED_HEADERS.has(name) || name.startsWith('impersonate-') || name.startsWith('x-remote-')) continue
     out[name] = value
   }
-  // responses the gateway can read: JSON, never protobuf
-  const accept = out.accept
-  if (typeof accept === 'string' && accept.includes('protobuf')) out.accept = 'application/json'
+  // responses the gateway can read: JSON, never protobuf or CBOR
+  const accept = String(out.accept ?? '').toLowerCase()
+  if (accept.includes('protobuf') || accept.includes('cbor')) out.accept = 'application/json'
   return out
 }
 

@@ -51,6 +51,8 @@ export class Upstream {
       await this.kc.applyToHTTPSOptions(applied)
       this.agent ??= new Agent({
         keepAlive: true,
+        // every caller shares the gateway's credential on the API server: bounded
+        maxSockets: 512,
         ...(applied.ca === undefined ? {} : { ca: applied.ca }),
         ...(applied.cert === undefined ? {} : { cert: applied.cert }),
         ...(applied.key === undefined ? {} : { key: applied.key }),

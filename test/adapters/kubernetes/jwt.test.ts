@@ -37,7 +37,7 @@ beforeAll(async () => {
   writeFileSync(file, JSON.stringify({ keys: [jwk] }))
   gw = await startK8sGateway(
     `      - { id: reads, effect: allow, actions: [k8s.get, k8s.list], match: { k8s.namespace: [default] } }
-      - { id: discovery, effect: allow, actions: [k8s.get], match: { k8s.resourceRequest: false } }
+      - { id: discovery, effect: allow, actions: [k8s.get], match: { k8s.discovery: true } }
 `,
     '',
     [],

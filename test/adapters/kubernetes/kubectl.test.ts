@@ -22,7 +22,7 @@ let gw: K8sGateway
 
 beforeAll(async () => {
   gw = await startK8sGateway(`
-      - { id: discovery, effect: allow, actions: [k8s.get], match: { k8s.resourceRequest: false } }
+      - { id: discovery, effect: allow, actions: [k8s.get], match: { k8s.discovery: true } }
       - { id: reads, effect: allow, actions: [k8s.get, k8s.list, k8s.watch, k8s.log], match: { k8s.namespace: [default] } }
       - { id: namespaces, effect: allow, actions: [k8s.get, k8s.list], match: { k8s.resource: [namespaces] } }
       - { id: writes, effect: allow, actions: [k8s.create, k8s.delete], match: { k8s.namespace: [default], k8s.resource: [pods, configmaps] } }

@@ -59,8 +59,12 @@ describe('reading a request as the API server does', () => {
     ['/apis/apps', 'get'],
     ['/apis/apps/v1', 'get'],
     ['/openapi/v3', 'get'],
-  ])('%s is not a resource request', (target, verb) => {
-    expect(read('GET', target)).toMatchObject({ resourceRequest: false, verb })
+  ])('%s is not a resource request; it is discovery', (target, verb) => {
+    expect(read('GET', target)).toMatchObject({ resourceRequest: false, discovery: true, verb })
+  })
+
+  it.each([['/logs/kube-apiserver.log'], ['/metrics'], ['/debug/pprof/profile'], ['/debug/api_priority_and_fairness/dump_requests'], ['/healthz/etcd'], ['/openapi/v2x']])('%s is not discovery', (target) => {
+    expect(read('GET', target)).toMatchObject({ resourceRequest: false, discovery: false })
   })
 
   it.each([
@@ -135,6 +139,32 @@ describe('write bodies', () => {
     ['broken JSON', 'application/json', '{"a":', 400],
   ])('refuses %s', (_what, type, body, status) => {
     expect(decodeBody(type, Buffer.from(body, 'latin1'))).toMatchObject({ ok: false, status })
+  })
+
+  it.each([
+    ['JSON patch copy (a value from elsewhere lands where it is not judged)', 'application/json-patch+json', '[{"op":"copy","from":"/metadata/annotations/x","path":"/spec/hostNetwork"}]'],
+    ['JSON patch move', 'application/json-patch+json', '[{"op":"move","from":"/metadata/labels/x","path":"/spec/template/spec/hostPID"}]'],
+    ['JSON patch test on data (an oracle for secret values)', 'application/json-patch+json', '[{"op":"test","path":"/data/password","value":"aHVudGVyMg=="}]'],
+    ['a !!binary key hiding hostNetwork', 'application/yaml', 'spec: {!!binary aG9zdE5ldHdvcms=: true}\n'],
+    ['an explicit tag', 'application/yaml', 'spec: {hostNetwork: !!bool true}\n'],
+    ['a non-string key', 'application/yaml', 'spec: {[a]: 1}\n'],
+  ])('refuses %s', (_what, type, body) => {
+    expect(decodeBody(type, Buffer.from(body))).toMatchObject({ ok: false, status: 400 })
+  })
+
+  it('YAML goes on as the JSON that was judged; JSON sent as YAML is read as JSON, large YAML is refused', () => {
+    const d = decodeBody('application/yaml', Buffer.from('metadata: {name: p}\nspec:\n  hostNetwork: true\n'))
+    expect(d).toMatchObject({ ok: true, facts: { hostNetwork: true } })
+    expect(d.ok && d.forward?.toString()).toBe('{"metadata":{"name":"p"},"spec":{"hostNetwork":true}}')
+    const big = JSON.stringify({ metadata: { name: 'crd' }, spec: { pad: 'x'.repeat(1024 * 1024) } })
+    expect(decodeBody('application/apply-patch+yaml', Buffer.from(big))).toMatchObject({ ok: true, facts: { patchType: 'apply' } })
+    expect(decodeBody('application/yaml', Buffer.from(`a: 1\npad: ${'x'.repeat(300 * 1024)}\n`))).toMatchObject({ ok: false, status: 413 })
+  })
+
+  it('a JSON patch adding one capability or removing allowPrivilegeEscalation is seen', () => {
+    expect(decodeBody('application/json-patch+json', Buffer.from('[{"op":"add","path":"/spec/containers/0/securityContext/capabilities/add/-","value":"SYS_ADMIN"}]'))).toMatchObject({ ok: true, facts: { capabilities: ['SYS_ADMIN'] } })
+    expect(decodeBody('application/json-patch+json', Buffer.from('[{"op":"remove","path":"/spec/containers/0/securityContext/allowPrivilegeEscalation"}]'))).toMatchObject({ ok: true, facts: { allowPrivilegeEscalation: true } })
+    expect(decodeBody('application/merge-patch+json', Buffer.from('{"spec":{"containers":[{"name":"c","securityContext":{"allowPrivilegeEscalation":null}}]}}'))).toMatchObject({ ok: true, facts: { allowPrivilegeEscalation: true } })
   })
 
   it('a key escaped differently is still the same key', () => {

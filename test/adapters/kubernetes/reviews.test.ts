@@ -26,7 +26,7 @@ async function pendingFor(text: string): Promise<string> {
 beforeAll(async () => {
   gw = await startK8sGateway(
     `
-      - { id: discovery, effect: allow, actions: [k8s.get], match: { k8s.resourceRequest: false } }
+      - { id: discovery, effect: allow, actions: [k8s.get], match: { k8s.discovery: true } }
       - { id: reads, effect: allow, actions: [k8s.get, k8s.list], match: { k8s.namespace: [default] } }
       - { id: deletes, effect: review, actions: [k8s.delete], match: { k8s.namespace: [default] }, reason: deleting needs a person, review: { timeoutSeconds: 60 } }
       - { id: exec, effect: review, actions: [k8s.exec], match: { k8s.namespace: [default] }, reason: exec needs a person, review: { timeoutSeconds: 60 } }
