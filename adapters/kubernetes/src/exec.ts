@@ -37,19 +37,28 @@ export function execFacts(query: ReadonlyMap<string, readonly string[]>): ExecFa
   return { command: [...(query.get('command') ?? [])], ...(container === undefined ? {} : { container }), stdin: flag('stdin'), stdout: flag('stdout'), stderr: flag('stderr'), tty: flag('tty') }
 }
 
+/** What a port-forward may be tunnelled with: the channel protocols (client libraries) and kubectl's SPDY-over-WebSocket tunnel (1.31+). */
+export const TUNNEL_PROTOCOLS: readonly string[] = ['v5.channel.k8s.io', 'v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io', 'SPDY/3.1+portforward.k8s.io', 'portforward.k8s.io']
+
 /**
- * Whether a request is a WebSocket handshake the gateway can complete (GET, version 13, a key)
- * offering the v5 channel protocol: checked before the request is judged, so nothing is opened
- * upstream for a handshake that would then fail.
+ * The subprotocols out of `allowed` a request offers, in its order, when it is a WebSocket
+ * handshake the gateway can complete (GET, version 13, a key); none otherwise. Checked before
+ * the request is judged, so nothing is opened upstream for a handshake that would then fail.
  */
-export function offersV5(req: IncomingMessage): boolean {
-  if (req.method !== 'GET' || String(req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return false
-  if (req.headers['sec-websocket-version'] !== '13') return false
+export function offeredProtocols(req: IncomingMessage, allowed: readonly string[]): string[] {
+  if (req.method !== 'GET' || String(req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return []
+  if (req.headers['sec-websocket-version'] !== '13') return []
   const key = req.headers['sec-websocket-key']
-  if (typeof key !== 'string' || !/^[+/0-9A-Za-z]{22}==$/.test(key)) return false
+  if (typeof key !== 'string' || !/^[+/0-9A-Za-z]{22}==$/.test(key)) return []
   return String(req.headers['sec-websocket-protocol'] ?? '')
     .split(',')
-    .some((p) => p.trim() === V5)
+    .map((p) => p.trim())
+    .filter((p) => allowed.includes(p))
+}
+
+/** Whether a request is a WebSocket handshake offering the v5 channel protocol (exec, attach). */
+export function offersV5(req: IncomingMessage): boolean {
+  return offeredProtocols(req, [V5]).length > 0
 }
 
 /** Bytes queued towards one side before the other side is paused, and resumed below LOW. */
@@ -73,13 +82,15 @@ export interface RelayResult {
   readonly bytesOut: number
 }
 
-const server = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE, handleProtocols: (offered) => (offered.has(V5) ? V5 : false) })
-
 /**
- * Completes the client's upgrade and relays between it and `upstream` (already open) until
- * either side ends; resolves with the exit code the server reported.
+ * Completes the client's upgrade (with the subprotocol the API server chose) and relays between
+ * it and `upstream` (already open) until either side ends. `exec`: channels by direction, the
+ * exit code from the status channel. `tunnel` (port-forward): every binary message both ways,
+ * counted, unread.
  */
-export function relay(req: IncomingMessage, socket: Duplex, head: Buffer, upstream: WebSocket, opts: { recording?: TerminalRecording; touch: () => void }): Promise<RelayResult> {
+export function relay(req: IncomingMessage, socket: Duplex, head: Buffer, upstream: WebSocket, opts: { mode: 'exec' | 'tunnel'; recording?: TerminalRecording; touch: () => void }): Promise<RelayResult> {
+  const server = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE, handleProtocols: (offered) => (offered.has(upstream.protocol) ? upstream.protocol : false) })
+  const tunnel = opts.mode === 'tunnel'
   return new Promise((resolve) => {
     // a client gone before its handshake completes: the server's stream is closed, and that is the outcome
     const early = () => {
@@ -106,6 +117,10 @@ export function relay(req: IncomingMessage, socket: Duplex, head: Buffer, upstre
       }
       client.on('message', (data: Buffer, binary: boolean) => {
         opts.touch()
+        if (tunnel && binary) {
+          bytesIn += data.length
+          return pipeMessage(client, upstream, data)
+        }
         const channel = data[0]
         if (!binary || channel === undefined || !FROM_CLIENT.has(channel)) return
         bytesIn += data.length - 1
@@ -118,6 +133,10 @@ export function relay(req: IncomingMessage, socket: Duplex, head: Buffer, upstre
       })
       upstream.on('message', (data: Buffer, binary: boolean) => {
         opts.touch()
+        if (tunnel && binary) {
+          bytesOut += data.length
+          return pipeMessage(upstream, client, data)
+        }
         const channel = data[0]
         if (!binary || channel === undefined || !FROM_SERVER.has(channel)) return
         if (channel === CHANNEL.stdout || channel === CHANNEL.stderr) {

@@ -17,7 +17,7 @@ import type { KubernetesLimits } from './config.js'
 import { parseRequest, type K8sRequest } from './request.js'
 import { redactSecrets, SecretRedactor, type Redactions } from './secrets.js'
 import { sendStatus, statusBody } from './status.js'
-import { execFacts, offersV5, relay, V5, type ExecFacts } from './exec.js'
+import { execFacts, offeredProtocols, offersV5, relay, TUNNEL_PROTOCOLS, V5, type ExecFacts } from './exec.js'
 import type { Upstream } from './upstream.js'
 
 export interface SessionDeps {
@@ -148,9 +148,19 @@ export class KubernetesSession {
       const exec = k.verb === 'exec' || k.verb === 'attach' ? execFacts(k.query) : undefined
       const request = this.newRequest(k, parsed.target, undefined, exec)
       const impersonation = Object.keys(req.headers).filter((h) => h.startsWith('impersonate-'))
-      // a port-forward is judged first (a rule that denies it is named), then refused as not served
-      const judgedFirst = k.verb === 'portforward' && impersonation.length === 0
-      const unserved = impersonation.length > 0 ? `impersonation (${impersonation.join(', ')}) would act with the gateway's own credential: refused` : !exec && !judgedFirst ? `${k.verb} streams are not served by this gateway (exec and attach are)` : exec && !offersV5(req) ? `exec and attach need WebSocket with the ${V5} subprotocol (kubectl 1.30 or later does this by default); SPDY is not served` : undefined
+      const tunnel = k.verb === 'portforward' ? offeredProtocols(req, TUNNEL_PROTOCOLS) : []
+      const unserved =
+        impersonation.length > 0
+          ? `impersonation (${impersonation.join(', ')}) would act with the gateway's own credential: refused`
+          : k.verb === 'portforward'
+            ? tunnel.length === 0
+              ? 'port-forward needs WebSocket (kubectl 1.31 or later does this by default, client libraries with the channel protocols); SPDY is not served'
+              : undefined
+            : !exec
+              ? `${k.verb} streams are not served by this gateway (exec, attach and port-forward are)`
+              : !offersV5(req)
+                ? `exec and attach need WebSocket with the ${V5} subprotocol (kubectl 1.30 or later does this by default); SPDY is not served`
+                : undefined
       if (unserved) {
         const error = await pipeline.refuse(request, { rule: impersonation.length > 0 ? 'gatehouse/impersonation' : 'gatehouse/upgrade', reason: unserved, code: impersonation.length > 0 ? 'GH_ERR_POLICY_DENIED' : 'GH_ERR_PROTOCOL_UNSUPPORTED' })
         return answer(impersonation.length > 0 ? 403 : 400, `gatehouse: ${error.clientMessage}`)
@@ -158,21 +168,18 @@ export class KubernetesSession {
       const admission = await pipeline.admit(request)
       if (!admission.admitted) return answer(statusOf(admission.error), `gatehouse: ${admission.error.clientMessage}`)
       if (this.closed || socket.destroyed) return pipeline.complete(request, { skipped: true })
-      if (!exec) {
-        pipeline.complete(request, { skipped: true, error: { code: 'GH_ERR_PROTOCOL_UNSUPPORTED', message: 'port-forward streams are not served by this gateway' } })
-        return answer(400, `gatehouse: port-forward is allowed by rule ${admission.decision.rule ?? ''} but its streams are not served by this gateway yet`)
-      }
-      await this.relayExec(req, socket, head, request, parsed.target, exec as ExecFacts, answer)
+      await this.relayStream(req, socket, head, request, parsed.target, exec ? { mode: 'exec', exec } : { mode: 'tunnel', protocols: tunnel }, answer)
     } catch (err) {
       this.deps.logger.error({ session: this.handle.info.id, err: String(err) }, 'kubernetes stream failed')
       if (!socket.destroyed) answer(500, 'gatehouse: internal gateway error')
     }
   }
 
-  private async relayExec(req: IncomingMessage, socket: Duplex, head: Buffer, request: GatewayRequest, target: string, exec: ExecFacts, answer: (status: number, message: string) => void): Promise<void> {
+  /** Opens the API server's own stream for a judged exec, attach or port-forward, then relays. */
+  private async relayStream(req: IncomingMessage, socket: Duplex, head: Buffer, request: GatewayRequest, target: string, stream: { mode: 'exec'; exec: ExecFacts } | { mode: 'tunnel'; protocols: readonly string[] }, answer: (status: number, message: string) => void): Promise<void> {
     const { pipeline, upstream } = this.deps
     const opts = await upstream.options()
-    const up = new WebSocket(`wss://${upstream.server.host}${upstream.basePath}${target}`, [V5], { agent: opts.agent as Agent, headers: opts.headers, perMessageDeflate: false, handshakeTimeout: this.limits().upstreamTimeoutMs })
+    const up = new WebSocket(`wss://${upstream.server.host}${upstream.basePath}${target}`, stream.mode === 'exec' ? [V5] : [...stream.protocols], { agent: opts.agent as Agent, headers: opts.headers, perMessageDeflate: false, handshakeTimeout: this.limits().upstreamTimeoutMs })
     const opened = await new Promise<{ ok: true } | { ok: false; status: number; body?: string; error?: string }>((resolve) => {
       up.once('open', () => resolve({ ok: true }))
       up.once('unexpected-response', (_r, res) => {
@@ -191,8 +198,8 @@ export class KubernetesSession {
       } else answer(503, 'gatehouse: the API server did not open the stream')
       return
     }
-    const recording = exec.tty ? this.deps.recorder.open({ session: this.handle.info.id, request: request.id, cols: 80, rows: 24, title: request.text ?? '' }) : undefined
-    const result = await relay(req, socket, head, up, { ...(recording ? { recording } : {}), touch: () => this.handle.touch() })
+    const recording = stream.mode === 'exec' && stream.exec.tty ? this.deps.recorder.open({ session: this.handle.info.id, request: request.id, cols: 80, rows: 24, title: request.text ?? '' }) : undefined
+    const result = await relay(req, socket, head, up, { mode: stream.mode, ...(recording ? { recording } : {}), touch: () => this.handle.touch() })
     await recording?.close()
     pipeline.complete(request, {
       ...(result.exitCode === undefined ? {} : { status: result.exitCode }),
@@ -265,6 +272,7 @@ export class KubernetesSession {
       ...(q.has('fieldManager') ? { fieldManager: q.get('fieldManager')?.[0] } : {}),
       ...(body ? { body } : {}),
       ...(exec ? { exec } : {}),
+      ...(k.verb === 'portforward' ? { ports: [...(k.query.get('ports') ?? [])].flatMap((p) => p.split(',')) } : {}),
     }
     const resource = k.group ? `${k.resource}.${k.group}` : k.resource
     const objectTarget = k.resourceRequest ? [resource, k.namespace, k.name].filter((x) => x !== undefined).join('/') : k.path

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { execFile, spawn } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { readFileSync, statSync, writeFileSync } from 'node:fs'
+import { PassThrough } from 'node:stream'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { generateToken } from '@gatehouse/core'
@@ -27,6 +28,7 @@ beforeAll(async () => {
       - { id: namespaces, effect: allow, actions: [k8s.get, k8s.list], match: { k8s.resource: [namespaces] } }
       - { id: writes, effect: allow, actions: [k8s.create, k8s.delete], match: { k8s.namespace: [default], k8s.resource: [pods, configmaps] } }
       - { id: exec, effect: allow, actions: [k8s.exec], match: { k8s.namespace: [default] } }
+      - { id: forward, effect: allow, actions: [k8s.portforward], match: { k8s.namespace: [default], k8s.ports: ['8080'] } }
       - { id: no-host, effect: deny, actions: [k8s.create, k8s.update, k8s.patch], match: { k8s.body.privileged: true }, reason: privileged pods are not allowed }
 `)
 }, 60_000)
@@ -221,6 +223,30 @@ describe('kubectl through the gateway', () => {
     expect(r.stderr).toBe('')
     expect(r.stdout.split('\n')).toContain('pod/web-1')
     expect((await run(['k8s', 'kubeconfig', '--server', gw.server, '--ca', join(gw.dir, 'gw-ca.crt')], { GATEHOUSE_TOKEN: '' })).stderr).toMatch(/set GATEHOUSE_TOKEN/)
+  })
+
+  it('port-forward allowed by a rule is tunnelled (client-node PortForward) and its bytes recorded; another port is denied', async () => {
+    const kc = new k8s.KubeConfig()
+    kc.loadFromString(kubeconfigFor({ server: gw.server, ca: gw.ca, credential: `agent-1:${gw.tokens.agent}` }))
+    const forward = new k8s.PortForward(kc)
+    const output = new PassThrough()
+    const input = new PassThrough()
+    let received = ''
+    output.on('data', (d: Buffer) => (received += d.toString()))
+    const ws = (await forward.portForward('default', 'web-1', [8080], output, null, input)) as { close(): void }
+    input.write('ping')
+    for (let i = 0; i < 200 && !received.includes('echo:ping'); i++) await new Promise((r) => setTimeout(r, 25))
+    expect(received).toBe('echo:ping')
+    ws.close()
+    const intent = await gw.auditFind((e) => e.type === 'request' && e.action === 'k8s.portforward' && e.verdict === 'allow')
+    expect(intent).toMatchObject({ rule: 'k/forward', attrs: { k8s: { ports: ['8080'], name: 'web-1' } } })
+    const outcome = (await gw.auditFind((e) => e.type === 'outcome' && e.request === intent?.request)) as { bytesIn: number; bytesOut: number }
+    expect(outcome.bytesIn).toBeGreaterThanOrEqual(5)
+    expect(outcome.bytesOut).toBeGreaterThanOrEqual(10)
+    // port 22 is not allowed
+    await forward.portForward('default', 'web-1', [22], new PassThrough(), null, new PassThrough()).catch(() => undefined)
+    expect(await gw.auditFind((e) => e.type === 'request' && e.action === 'k8s.portforward' && JSON.stringify((e.attrs as { k8s: { ports: string[] } }).k8s.ports) === '["22"]')).toMatchObject({ verdict: 'deny' })
+    expect(gw.stub.received.filter((x) => x.url.includes('/portforward')).map((x) => x.url)).toEqual(['/api/v1/namespaces/default/pods/web-1/portforward?ports=8080'])
   })
 
   it('gatehouse policy explain --k8s answers for a request', async () => {
