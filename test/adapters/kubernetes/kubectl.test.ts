@@ -27,7 +27,7 @@ beforeAll(async () => {
       - { id: reads, effect: allow, actions: [k8s.get, k8s.list, k8s.watch, k8s.log], match: { k8s.namespace: [default] } }
       - { id: namespaces, effect: allow, actions: [k8s.get, k8s.list], match: { k8s.resource: [namespaces] } }
       - { id: writes, effect: allow, actions: [k8s.create, k8s.delete], match: { k8s.namespace: [default], k8s.resource: [pods, configmaps] } }
-      - { id: exec, effect: allow, actions: [k8s.exec], match: { k8s.namespace: [default] } }
+      - { id: exec, effect: allow, actions: [k8s.exec, k8s.attach], match: { k8s.namespace: [default] } }
       - { id: forward, effect: allow, actions: [k8s.portforward], match: { k8s.namespace: [default], k8s.ports: ['8080'] } }
       - { id: no-host, effect: deny, actions: [k8s.create, k8s.update, k8s.patch], match: { k8s.body.privileged: true }, reason: privileged pods are not allowed }
 `)
@@ -165,10 +165,24 @@ describe('kubectl through the gateway', () => {
     expect(cat).toEqual({ code: 0, out: 'line one\nline two\n' })
   })
 
+  it('attach -i joins the running process (the stub attaches to a cat)', async () => {
+    const config = gw.kubeconfig(`agent-1:${gw.tokens.agent}`)
+    const attached = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(KUBECTL, ['--kubeconfig', config, 'attach', '-i', 'web-1', '-n', 'default'], { env: { PATH: process.env.PATH ?? '', HOME: gw.dir } })
+      let out = ''
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+      child.on('close', (code) => resolve({ code, out }))
+      child.stdin.end('hello attach\n')
+    })
+    expect(attached.out).toContain('hello attach')
+    expect(await gw.auditFind((e) => e.type === 'request' && e.action === 'k8s.attach')).toMatchObject({ verdict: 'allow', attrs: { k8s: { verb: 'attach', exec: { stdin: true } } } })
+  })
+
   it('exec with a tty is recorded as asciicast v2 with the session, the exit code in the outcome', async () => {
     const config = gw.kubeconfig(`agent-1:${gw.tokens.agent}`)
     // script(1) gives kubectl a terminal
-    const child = spawn('script', ['-qfec', `${KUBECTL} --kubeconfig ${config} exec -it web-2 -n default -- sh`, '/dev/null'], { env: { PATH: process.env.PATH ?? '', HOME: gw.dir, TERM: 'xterm' } })
+    // (a terminal of 100x30: kubectl sends its size on the resize channel)
+    const child = spawn('script', ['-qfec', `stty cols 100 rows 30; ${KUBECTL} --kubeconfig ${config} exec -it web-2 -n default -- sh`, '/dev/null'], { env: { PATH: process.env.PATH ?? '', HOME: gw.dir, TERM: 'xterm' } })
     let out = ''
     child.stdout.on('data', (d: Buffer) => (out += d.toString()))
     const waitFor = async (text: string) => {
@@ -187,6 +201,8 @@ describe('kubectl through the gateway', () => {
     const lines = readFileSync(outcome.recording, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as unknown)
     expect(lines[0]).toMatchObject({ version: 2 })
     expect(lines.filter((l) => Array.isArray(l) && l[1] === 'o').map((l) => (l as string[])[2]).join('')).toContain('you typed: whoami')
+    // kubectl sends the terminal's size on the resize channel: recorded
+    expect(lines.filter((l) => Array.isArray(l) && l[1] === 'r').map((l) => (l as string[])[2])).toContain('100x30')
   })
 
   it('exec in another namespace is Forbidden and never reaches the API server', async () => {
