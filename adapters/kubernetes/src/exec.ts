@@ -97,6 +97,7 @@ export function relay(req: IncomingMessage, socket: Duplex, head: Buffer, upstre
       upstream.terminate()
       resolve({ error: 'the client went away before the stream opened', bytesIn: 0, bytesOut: 0 })
     }
+    if (socket.destroyed) return early()
     socket.once('close', early)
     server.handleUpgrade(req, socket, head, (client) => {
       socket.off('close', early)
