@@ -4,8 +4,9 @@ import { createServer as createNetServer, type Socket } from 'node:net'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
-import { GatewayError, inject, TerminalRecorder, injectable, PluginContextToken, serveListener, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
+import { BackgroundPool, GatewayError, inject, TerminalRecorder, injectable, PluginContextToken, serveListener, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
 import { KubernetesLimits, KubernetesOptions, UpstreamConfig } from './config.js'
+import type { DecodedBody } from './body.js'
 import { parseRequest } from './request.js'
 import { KubernetesSession } from './session.js'
 import { Upstream } from './upstream.js'
@@ -25,6 +26,17 @@ export class KubernetesAdapter implements ProtocolAdapter {
     @inject(TerminalRecorder) private readonly recorder: TerminalRecorder,
   ) {
     this.logger = ctx.logger
+  }
+
+  /** YAML request bodies are read here, each within two seconds, never on the event loop. */
+  private readonly yaml = new BackgroundPool<{ type: string; body: Buffer }, DecodedBody>(new URL('./yaml-worker.js', import.meta.url), {
+    budgetMs: 2000,
+    failed: (kind, detail) => ({ ok: false, status: kind === 'timeout' ? 413 : 503, reason: kind === 'timeout' ? 'the YAML body took too long to read: send it as JSON' : `the YAML body could not be read: ${detail}` }),
+  })
+
+  /** At gateway shutdown, after sessions ended: stops the YAML workers. */
+  async close(): Promise<void> {
+    await this.yaml.close()
   }
 
   checkConnection(connection: ConnectionConfig, path: string): void {
@@ -73,7 +85,7 @@ export class KubernetesAdapter implements ProtocolAdapter {
         socket.destroy()
         return
       }
-      const session = new KubernetesSession(socket, { connection: connection.name, pipeline, upstream, logger, slot, recorder: this.recorder }, limits)
+      const session = new KubernetesSession(socket, { connection: connection.name, pipeline, upstream, logger, slot, recorder: this.recorder, yaml: this.yaml }, limits)
       sessions.add(session)
       bySocket.set(socket, session)
       socket.once('close', () => sessions.delete(session))

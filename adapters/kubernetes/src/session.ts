@@ -11,8 +11,8 @@ import { request as httpsRequest, type Agent } from 'node:https'
 import type { Duplex } from 'node:stream'
 import WebSocket from 'ws'
 import type { TLSSocket } from 'node:tls'
-import { isGatewayError, type ConnectionSlot, type Credentials, type GatewayError, type GatewayRequest, type Logger, type Pipeline, type SessionHandle, type TerminalRecorder } from '@gatehouse/core'
-import { decodeBody, type BodyFacts } from './body.js'
+import { isGatewayError, type BackgroundPool, type ConnectionSlot, type Credentials, type GatewayError, type GatewayRequest, type Logger, type Pipeline, type SessionHandle, type TerminalRecorder } from '@gatehouse/core'
+import { decodeBody, needsYamlReader, type BodyFacts, type DecodedBody } from './body.js'
 import type { KubernetesLimits } from './config.js'
 import { parseRequest, type K8sRequest } from './request.js'
 import { redactSecrets, SecretRedactor, type Redactions } from './secrets.js'
@@ -27,6 +27,8 @@ export interface SessionDeps {
   readonly logger: Logger
   readonly slot: ConnectionSlot
   readonly recorder: TerminalRecorder
+  /** Reads YAML bodies off the event loop (yaml-worker.ts). */
+  readonly yaml: BackgroundPool<{ type: string; body: Buffer }, DecodedBody>
 }
 
 /** Headers that are the connection's own, or the caller's identity: never forwarded. */
@@ -238,11 +240,12 @@ export class KubernetesSession {
     // a body on a read would go upstream unjudged
     if (body.length > 0 && (method === 'GET' || method === 'HEAD')) return this.refuse(res, this.newRequest(k, parsed.target, undefined), 400, 'gatehouse/parse', `a ${method} request carries no body`, 'GH_ERR_PARSE_FAILED')
     if (body.length > 0) {
-      const decoded = decodeBody(req.headers['content-type'], body)
+      const type = req.headers['content-type']
+      const decoded = needsYamlReader(type, body) ? await this.deps.yaml.run({ type: type ?? '', body }, this.handle.info.principal?.id) : decodeBody(type, body)
       if (!decoded.ok) return this.refuse(res, this.newRequest(k, parsed.target, undefined), decoded.status, 'gatehouse/parse', decoded.reason, 'GH_ERR_PARSE_FAILED')
       facts = decoded.facts
       // YAML goes on as the JSON the gateway read, so the server cannot read it another way
-      if (decoded.forward) sent = decoded.forward
+      if (decoded.forward) sent = Buffer.from(decoded.forward)
     }
     const request = this.newRequest(k, parsed.target, facts)
     const admission = await pipeline.admit(request)

@@ -158,7 +158,7 @@ describe('write bodies', () => {
     expect(d.ok && d.forward?.toString()).toBe('{"metadata":{"name":"p"},"spec":{"hostNetwork":true}}')
     const big = JSON.stringify({ metadata: { name: 'crd' }, spec: { pad: 'x'.repeat(1024 * 1024) } })
     expect(decodeBody('application/apply-patch+yaml', Buffer.from(big))).toMatchObject({ ok: true, facts: { patchType: 'apply' } })
-    expect(decodeBody('application/yaml', Buffer.from(`a: 1\npad: ${'x'.repeat(300 * 1024)}\n`))).toMatchObject({ ok: false, status: 413 })
+    expect(decodeBody('application/yaml', Buffer.from(`a: 1\npad: ${'x'.repeat(1100 * 1024)}\n`))).toMatchObject({ ok: false, status: 413 })
   })
 
   it('a JSON patch adding one capability or removing allowPrivilegeEscalation is seen', () => {
