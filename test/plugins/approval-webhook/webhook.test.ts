@@ -86,7 +86,12 @@ describe('approval-webhook', () => {
       expect(n.params).toBeUndefined()
       expect(got.headers.authorization).toBe('Bearer hook-secret')
       expect(refuseNext).toBe(0)
-      const metrics = await gw.gateway.container.resolve(Metrics).text()
+      // the receiver records the POST before it answers; the gateway counts it once the answer is in
+      let metrics = ''
+      for (let i = 0; i < 200 && !/gatehouse_approval_webhook_sent_total\{/.test(metrics); i++) {
+        metrics = await gw.gateway.container.resolve(Metrics).text()
+        if (!/gatehouse_approval_webhook_sent_total\{/.test(metrics)) await new Promise((r) => setTimeout(r, 20))
+      }
       expect(metrics).toMatch(/gatehouse_approval_webhook_failures_total\{sink="approval-webhook"\} 1/)
       expect(metrics).toMatch(/gatehouse_approval_webhook_sent_total\{sink="approval-webhook"\} 1/)
       // the notice did not decide anything: the statement still waits
