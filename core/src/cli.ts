@@ -3,7 +3,7 @@
 import 'reflect-metadata'
 import { Command, Option } from 'commander'
 import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
-import { accessSync, constants, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileLines, storesHash, verifyLines, chainTextLines, type ChainLine } from './audit/chain.js'
 import { loadConfigFile } from './config/load.js'
@@ -441,6 +441,9 @@ k8s
     const certs = await generateCertificates(hosts, days).catch(exitWithError)
     mkdirSync(opts.out, { recursive: true })
     const files: [string, string, number][] = [['ca.crt', certs.caCert, 0o644], ['ca.key', certs.caKey, 0o600], ['tls.crt', certs.cert, 0o644], ['tls.key', certs.key, 0o600]]
+    // all four or none: a CA that does not match its certificate would be worse than no files
+    const present = files.map(([name]) => name).filter((name) => existsSync(join(opts.out, name)))
+    if (present.length > 0) return exitWithError(new Error(`cannot write into ${opts.out}: ${present.join(', ')} already there (existing files are never overwritten)`))
     try {
       for (const [name, text, mode] of files) writeFileSync(join(opts.out, name), text, { mode, flag: 'wx' })
     } catch (err) {

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { execFile, spawn } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
-import { readFileSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { PassThrough } from 'node:stream'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -227,8 +227,13 @@ describe('kubectl through the gateway', () => {
     expect(cert.verify(new X509Certificate(readFileSync(join(out, 'ca.crt'))).publicKey)).toBe(true)
     expect(cert.subjectAltName).toBe('IP Address:127.0.0.1, DNS:gateway.internal')
     expect(cert.checkIP('127.0.0.1')).toBe('127.0.0.1')
-    // never overwrites
+    // never overwrites, and writes all four files or none
+    const again = await run(['k8s', 'cert', '--out', out])
+    expect(again.code).not.toBe(0)
+    expect(again.stderr).toMatch(/ca\.crt, ca\.key, tls\.crt, tls\.key already there/)
+    rmSync(join(out, 'ca.crt'))
     expect((await run(['k8s', 'cert', '--out', out])).code).not.toBe(0)
+    expect(existsSync(join(out, 'ca.crt'))).toBe(false)
     // a kubeconfig for agent-1 against the running gateway (its CA), the token from the environment
     writeFileSync(join(gw.dir, 'gw-ca.crt'), gw.ca)
     const printed = await run(['k8s', 'kubeconfig', '--server', gw.server, '--ca', join(gw.dir, 'gw-ca.crt'), '--identity', 'agent-1', '--namespace', 'default'], { GATEHOUSE_TOKEN: gw.tokens.agent })
