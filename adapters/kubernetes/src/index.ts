@@ -5,8 +5,8 @@ import { KubernetesAdapter } from './adapter.js'
 
 export { KubernetesAdapter, K8S_ACTIONS } from './adapter.js'
 export { parseRequest, type K8sRequest, type ParsedRequest } from './request.js'
-export { decodeBody, type BodyFacts } from './body.js'
-export { redactSecrets, REDACTED } from './secrets.js'
+export { decodeBody, needsYamlReader, type BodyFacts, type DecodedBody } from './body.js'
+export { redactSecrets, SecretRedactor, REDACTED } from './secrets.js'
 export { UpstreamConfig, KubernetesLimits } from './config.js'
 
 export const plugin = definePlugin({

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { decodeBody, parseRequest, redactSecrets } from '@gatehouse/adapter-kubernetes'
+import { decodeBody, needsYamlReader, parseRequest, redactSecrets, SecretRedactor } from '@gatehouse/adapter-kubernetes'
 
 const read = (method: string, target: string) => {
   const r = parseRequest(method, target)
@@ -89,6 +89,40 @@ describe('reading a request as the API server does', () => {
     expect(refused('GET', target)).toBe(400)
   })
 
+  it.each([
+    // `+` is a plus in a path and a space in a query (Go's PathUnescape and QueryUnescape)
+    ['GET', '/api/v1/namespaces/default/configmaps/a+b?labelSelector=app+in+(x)', { name: 'a+b' }, (q: ReadonlyMap<string, readonly string[]>) => expect(q.get('labelSelector')).toEqual(['app in (x)'])],
+    // a bare parameter is an empty value: for a boolean, true
+    ['GET', '/api/v1/namespaces/default/pods?watch&&limit=5', { verb: 'watch' }, (q: ReadonlyMap<string, readonly string[]>) => expect(q.get('limit')).toEqual(['5'])],
+    // a selector that excludes a name, or names something that is not a name, narrows nothing
+    ['GET', '/api/v1/namespaces/default/secrets?fieldSelector=metadata.name!%3Ddb', { verb: 'list' }, undefined],
+    ['GET', '/api/v1/namespaces/default/secrets?fieldSelector=metadata.name%3DDB_X', { verb: 'list' }, undefined],
+    ['GET', '/api/v1/namespaces/default/secrets?fieldSelector=type%3DOpaque,metadata.name%3D%3Ddb', { verb: 'list', name: 'db' }, undefined],
+    ['GET', '/api/v1/namespaces/default/secrets?fieldSelector=xmetadata.name%3Ddb', { verb: 'list' }, undefined],
+    ['HEAD', '/apis/apps/v1', { verb: 'head', discovery: true }, undefined],
+    ['GET', '/openapi/v3/apis/apps/v1', { discovery: true }, undefined],
+    ['POST', '/apis', { discovery: false, resourceRequest: false }, undefined],
+    ['GET', '/apis/apps/v1/deployments', { discovery: false, resourceRequest: true, verb: 'list' }, undefined],
+    ['GET', '/api/v1/namespaces/kube-system/status', { resource: 'namespaces', name: 'kube-system', subresource: 'status' }, undefined],
+  ])('%s %s reads as the API server reads it', (method, target, expected, check) => {
+    const r = parseRequest(method, target)
+    expect(r.ok).toBe(true)
+    if (!r.ok) return
+    expect(r.request).toMatchObject(expected)
+    if (!('name' in expected)) expect(r.request.name).toBeUndefined()
+    check?.(r.request.query)
+  })
+
+  it.each([
+    ['a path over 8,192 characters', `/api/v1/namespaces/default/pods/${'a'.repeat(8200)}`, 414],
+    ['a control character in a parameter name', '/api/v1/pods?wat%01ch=true', 400],
+    ['a bad escape in a parameter', '/api/v1/pods?labelSelector=%4', 400],
+    ['a lone special verb', '/api/v1/watch', 400],
+    ['a space', '/api/v1/pods /x', 400],
+  ])('refuses %s', (_what, target, status) => {
+    expect(refused('GET', target)).toBe(status)
+  })
+
   it('refuses methods the API does not use', () => {
     expect(refused('OPTIONS', '/api/v1/pods')).toBe(405)
     expect(refused('CONNECT', '/api/v1/pods')).toBe(405)
@@ -167,6 +201,39 @@ describe('write bodies', () => {
     expect(decodeBody('application/merge-patch+json', Buffer.from('{"spec":{"containers":[{"name":"c","securityContext":{"allowPrivilegeEscalation":null}}]}}'))).toMatchObject({ ok: true, facts: { allowPrivilegeEscalation: true } })
   })
 
+  it('plainly off is off: false, null, "false" and port 0 ask for nothing', () => {
+    const pod = { kind: 'Pod', apiVersion: 'v1', spec: { hostNetwork: false, hostPID: null, hostIPC: 'false', volumes: [{ name: 'v', hostPath: null }], containers: [{ name: 'c', ports: [{ containerPort: 80, hostPort: 0 }], securityContext: { privileged: false, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } } }] } }
+    expect(decodeBody('application/json', Buffer.from(JSON.stringify(pod)))).toEqual({ ok: true, facts: { kind: 'Pod', apiVersion: 'v1', hostNetwork: false, hostPID: false, hostIPC: false, privileged: false, hostPath: false, hostPorts: false, allowPrivilegeEscalation: false, capabilities: [] } })
+    expect(decodeBody('application/json', Buffer.from('{"spec":{"containers":[{"securityContext":{"capabilities":{"add":["SYS_PTRACE","NET_ADMIN"]}}}]}}'))).toMatchObject({ ok: true, facts: { capabilities: ['NET_ADMIN', 'SYS_PTRACE'] } })
+    // a JSON patch path escapes / as ~1: the key is still the key
+    expect(decodeBody('application/json-patch+json', Buffer.from('[{"op":"add","path":"/metadata/annotations/a~1b","value":"x"},{"op":"replace","path":"/spec/hostNetwork","value":true}]'))).toMatchObject({ ok: true, facts: { hostNetwork: true } })
+  })
+
+  it('the same key in different objects is no duplicate; escaped quotes do not confuse the scan', () => {
+    for (const body of ['[{"a":1},{"a":2}]', '{"a":{"b":1},"b":2}', '{"a":[1,{"a":2}],"b":{"a":3}}', '{"x":"a\\"b","a":"\\"a\\"","y":{"x":1}}', '{"a":"}","b":"{","c":"]"}']) {
+      expect(decodeBody('application/merge-patch+json', Buffer.from(body)), body).toMatchObject({ ok: true })
+    }
+    expect(decodeBody('application/merge-patch+json', Buffer.from('{"a":"}","a":1}'))).toMatchObject({ ok: false, status: 400 })
+    expect(decodeBody('application/merge-patch+json', Buffer.from('[{"a":1,"b":[{"c":1}],"a":2}]'))).toMatchObject({ ok: false, status: 400 })
+  })
+
+  it('test against other paths is judged, not refused; a key that is a number in YAML is refused; YAML that is not UTF-8 is refused', () => {
+    expect(decodeBody('application/json-patch+json', Buffer.from('[{"op":"test","path":"/metadata/name","value":"x"},{"op":"test","path":"/database","value":1}]'))).toMatchObject({ ok: true })
+    expect(decodeBody('application/json-patch+json', Buffer.from('[{"op":"test","path":"/stringData","value":{}}]'))).toMatchObject({ ok: false, status: 400 })
+    expect(decodeBody('application/yaml', Buffer.from('spec:\n  1: x\n'))).toMatchObject({ ok: false, status: 400 })
+    expect(decodeBody('application/yaml', Buffer.from('a: 1\nb: [\n'))).toMatchObject({ ok: false, status: 400 })
+    expect(decodeBody('application/yaml', Buffer.concat([Buffer.from('a: '), Buffer.from([0xff]), Buffer.from('\n')]))).toMatchObject({ ok: false, status: 400, reason: 'the request body is not UTF-8' })
+    expect(decodeBody('application/json', Buffer.from('{"spec":{"x":1}}'))).toEqual({ ok: true, facts: expect.not.objectContaining({ kind: expect.anything() }) })
+  })
+
+  it('which bodies need the YAML reader (a worker thread)', () => {
+    expect(needsYamlReader('application/yaml', Buffer.from('a: 1\n'))).toBe(true)
+    expect(needsYamlReader('application/apply-patch+yaml; charset=utf-8', Buffer.from('  {"a": 1}'))).toBe(false)
+    expect(needsYamlReader('application/apply-patch+yaml', Buffer.from('{a: 1}'))).toBe(true)
+    expect(needsYamlReader('application/json', Buffer.from('a: 1'))).toBe(false)
+    expect(needsYamlReader(undefined, Buffer.from('a: 1'))).toBe(false)
+  })
+
   it('a key escaped differently is still the same key', () => {
     expect(decodeBody('application/json', Buffer.from('{"spec":{"hostNetwork":false,"host\\u004eetwork":true}}'))).toMatchObject({ ok: false, status: 400 })
   })
@@ -181,6 +248,41 @@ describe('secret redaction', () => {
     expect(out).not.toContain('plain')
     expect(JSON.parse(out)).toMatchObject({ items: [{ data: { k: 'REDACTED' }, stringData: { s: 'REDACTED' } }] })
     expect([...found].sort()).toEqual(['annotations.last-applied-configuration', 'data.k', 'stringData.s'])
+  })
+
+  it('a Secret whose data is not an object still has it replaced; objects without metadata are left alone; empty answers pass', () => {
+    const found = new Set<string>()
+    const out = JSON.parse(redactSecrets(Buffer.from(JSON.stringify({ items: [{ metadata: { name: 'odd' }, data: 'c2VjcmV0', stringData: ['x'] }, { data: { k: 'v' } }, { metadata: 'x', data: { k: 'v' } }] })), found).toString())
+    expect(out.items[0]).toMatchObject({ data: 'REDACTED', stringData: 'REDACTED' })
+    expect(out.items[1]).toEqual({ data: { k: 'v' } })
+    expect(out.items[2]).toEqual({ metadata: 'x', data: { k: 'v' } })
+    expect([...found].sort()).toEqual(['data', 'stringData'])
+    expect(redactSecrets(Buffer.alloc(0), new Set()).length).toBe(0)
+  })
+
+  it('a watch of secrets is redacted event by event, however the stream is cut into chunks', () => {
+    const events = [
+      { type: 'ADDED', object: { kind: 'Secret', metadata: { name: 'a' }, data: { k: 'c2VjcmV0LWE=' } } },
+      { type: 'MODIFIED', object: { kind: 'Secret', metadata: { name: 'b', annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{"data":{"k":"c2VjcmV0LWI="}}' } }, stringData: { p: 'plain-b' } } },
+    ]
+    const stream = Buffer.from(events.map((e) => JSON.stringify(e)).join('\n') + '\n')
+    for (const size of [1, 2, 3, 7, 64, stream.length]) {
+      const found = new Set<string>()
+      const r = new SecretRedactor(found)
+      const parts: Buffer[] = []
+      for (let i = 0; i < stream.length; i += size) parts.push(r.push(stream.subarray(i, i + size)))
+      parts.push(r.end())
+      const text = Buffer.concat(parts).toString()
+      expect(text, `chunks of ${size}`).not.toMatch(/c2VjcmV0|plain-b/)
+      expect(text.trim().split('\n').map((l) => JSON.parse(l) as { type: string })).toMatchObject([{ type: 'ADDED', object: { data: { k: 'REDACTED' } } }, { type: 'MODIFIED', object: { stringData: { p: 'REDACTED' } } }])
+      expect([...found].sort()).toEqual(['annotations.last-applied-configuration', 'data.k', 'stringData.p'])
+    }
+    // the last event without its newline is redacted at the end; an event that never ends is refused
+    const r = new SecretRedactor(new Set())
+    expect(r.push(Buffer.from('{"metadata":{},"data":{"k":"c2VjcmV0"}}')).length).toBe(0)
+    expect(r.end().toString()).toBe('{"metadata":{},"data":{"k":"REDACTED"}}')
+    const small = new SecretRedactor(new Set(), 16)
+    expect(() => small.push(Buffer.from('{"metadata":{},"data":{"k":"c2VjcmV0"'))).toThrow(/too large/)
   })
 
   it('a response it cannot read is withheld, not passed on', () => {
