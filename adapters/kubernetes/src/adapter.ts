@@ -109,10 +109,13 @@ export class KubernetesAdapter implements ProtocolAdapter {
     })
     https.on('tlsClientError', (err: Error) => logger.debug({ err: err.message }, 'TLS handshake failed'))
     https.on('clientError', (err: Error, socket: Socket) => {
-      // malformed HTTP: a plain 400, as the API server would, and the connection closes
+      // malformed HTTP: a plain 400, as the API server would, and the connection closes; recorded
+      // against the connection's session (it exists once the TLS handshake is done)
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')
       else socket.destroy()
-      logger.debug({ err: err.message }, 'malformed HTTP request')
+      const session = bySocket.get(socket as TLSSocket)
+      if (session) void pipeline.protocolEvent(session.handle.info, { event: 'http.malformed', reason: `malformed HTTP: ${err.message.slice(0, 200)}` })
+      else logger.debug({ err: err.message }, 'malformed HTTP request')
     })
 
     // Our own listener in front: core's limits decide how many may be logging in at once (in all

@@ -178,21 +178,13 @@ function exactName(selector: string | undefined): string | undefined {
   return undefined
 }
 
-/** Go's unescape: `%XX` only (an invalid escape is an error), `+` is a space in the query; the bytes must be UTF-8. */
+/**
+ * Go's unescape: `%XX` only, an invalid escape or bytes that are not UTF-8 an error (as
+ * decodeURIComponent has it); `+` is a space in the query, a plus in the path.
+ */
 function decode(s: string, query: boolean): string | undefined {
-  if (!s.includes('%') && !(query && s.includes('+'))) return s
-  const bytes: number[] = []
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i)
-    if (c === 0x25) {
-      const hex = s.slice(i + 1, i + 3)
-      if (!/^[0-9a-fA-F]{2}$/.test(hex)) return undefined
-      bytes.push(parseInt(hex, 16))
-      i += 2
-    } else bytes.push(query && c === 0x2b ? 0x20 : c)
-  }
   try {
-    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(Uint8Array.from(bytes))
+    return decodeURIComponent(query ? s.replace(/\+/g, ' ') : s)
   } catch {
     return undefined
   }

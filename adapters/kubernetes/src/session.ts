@@ -36,6 +36,7 @@ const DROPPED_HEADERS = new Set(['authorization', 'connection', 'keep-alive', 'p
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'trailer', 'upgrade', 'proxy-authenticate'])
 /** Requests that stream for as long as the client reads: no upstream timeout. */
 const STREAMING_VERBS = new Set(['watch', 'exec', 'attach', 'portforward', 'proxy'])
+const EMPTY = Buffer.alloc(0)
 /** Largest response the gateway reads whole to redact Secret values (a list of secrets). */
 const MAX_REDACTED_RESPONSE = 64 * 1024 * 1024
 
@@ -75,7 +76,10 @@ export class KubernetesSession {
   async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     // pipelined requests all start at once: one connection cannot open without bound upstream
     if (this.inflight.size >= this.limits().maxInflight) {
-      sendStatus(res, 429, `gatehouse: more than ${this.limits().maxInflight} requests in flight on this connection (limits.kubernetes.maxInflight)`)
+      const reason = `more than ${this.limits().maxInflight} requests in flight on this connection (limits.kubernetes.maxInflight)`
+      sendStatus(res, 429, `gatehouse: ${reason}`)
+      // counted, logged and recorded by core like its own limits
+      void this.deps.pipeline.limitReached(this.handle.info, 'kubernetes.inflight', reason)
       return
     }
     this.inflight.add(res)
@@ -94,7 +98,14 @@ export class KubernetesSession {
   /** Logs the session in with the request's credential, or checks it is the one it logged in with; a refusal to render otherwise. */
   private async authorize(header: string | undefined): Promise<{ status: number; message: string; close: boolean } | undefined> {
     const presented = credentialsOf(header)
-    if (!presented) return { status: 401, message: 'gatehouse: present a gateway token as the bearer token (IDENTITY:TOKEN) or a workload JWT', close: false }
+    if (!presented) {
+      // recorded, not counted as a failed login (a health check without a token must not lock out
+      // its address); the connection closes, so each such record costs a new TLS connection
+      const reason = 'present a gateway token as the bearer token (IDENTITY:TOKEN) or a workload JWT'
+      void this.deps.pipeline.protocolEvent(this.handle.info, { event: 'auth.missing', reason })
+      this.refusing ??= 'an earlier request on this connection presented no credential'
+      return { status: 401, message: `gatehouse: ${reason}`, close: true }
+    }
     const digest = createHash('sha256').update(presented.raw).digest('base64')
     while (this.loggingIn) await this.loggingIn
     if (this.refusing) return { status: 401, message: `gatehouse: ${this.refusing}`, close: true }
@@ -103,6 +114,7 @@ export class KubernetesSession {
       if (digest === this.credentialDigest) return undefined
       // the answers to earlier requests still go out; this and every later one is refused, then the connection closes
       this.refusing = 'this connection logged in with another credential; open a new connection'
+      void this.deps.pipeline.protocolEvent(info, { event: 'auth.credential-changed', reason: this.refusing })
       return { status: 401, message: `gatehouse: ${this.refusing}`, close: true }
     }
     let done: () => void = () => undefined
@@ -139,38 +151,33 @@ export class KubernetesSession {
       const refusal = await this.authorize(req.headers.authorization)
       if (refusal) return answer(refusal.status, refusal.message)
       const { pipeline } = this.deps
-      const method = req.method ?? ''
-      const parsed = parseRequest(method, req.url ?? '')
-      if (!parsed.ok) {
-        const refused = pipeline.request(this.handle.info, { action: 'k8s.request', text: `${method} ${(req.url ?? '').slice(0, 1024)}`, attrs: { k8s: { method, error: parsed.reason } } })
-        const error = await pipeline.refuse(refused, { rule: 'gatehouse/parse', reason: parsed.reason, code: 'GH_ERR_PARSE_FAILED' })
-        return answer(parsed.status, `gatehouse: ${error.clientMessage}`)
+      const screened = this.screen(req)
+      if (!screened.ok) {
+        const error = await pipeline.refuse(screened.request, screened.refusal)
+        return answer(refusalStatus(error, screened.status), `gatehouse: ${error.clientMessage}`)
       }
-      const k = parsed.request
+      const { k, target } = screened
       const exec = k.verb === 'exec' || k.verb === 'attach' ? execFacts(k.query) : undefined
-      const request = this.newRequest(k, parsed.target, undefined, exec)
-      const impersonation = Object.keys(req.headers).filter((h) => h.startsWith('impersonate-'))
+      const request = this.newRequest(k, target, undefined, exec)
       const tunnel = k.verb === 'portforward' ? offeredProtocols(req, TUNNEL_PROTOCOLS) : []
       const unserved =
-        impersonation.length > 0
-          ? `impersonation (${impersonation.join(', ')}) would act with the gateway's own credential: refused`
-          : k.verb === 'portforward'
-            ? tunnel.length === 0
-              ? 'port-forward needs WebSocket (kubectl 1.31 or later does this by default, client libraries with the channel protocols); SPDY is not served'
+        k.verb === 'portforward'
+          ? tunnel.length === 0
+            ? 'port-forward needs WebSocket (kubectl 1.31 or later does this by default, client libraries with the channel protocols); SPDY is not served'
+            : undefined
+          : !exec
+            ? `${k.verb} streams are not served by this gateway (exec, attach and port-forward are)`
+            : !offersV5(req)
+              ? `exec and attach need WebSocket with the ${V5} subprotocol (kubectl 1.30 or later does this by default); SPDY is not served`
               : undefined
-            : !exec
-              ? `${k.verb} streams are not served by this gateway (exec, attach and port-forward are)`
-              : !offersV5(req)
-                ? `exec and attach need WebSocket with the ${V5} subprotocol (kubectl 1.30 or later does this by default); SPDY is not served`
-                : undefined
       if (unserved) {
-        const error = await pipeline.refuse(request, { rule: impersonation.length > 0 ? 'gatehouse/impersonation' : 'gatehouse/upgrade', reason: unserved, code: impersonation.length > 0 ? 'GH_ERR_POLICY_DENIED' : 'GH_ERR_PROTOCOL_UNSUPPORTED' })
-        return answer(impersonation.length > 0 ? 403 : 400, `gatehouse: ${error.clientMessage}`)
+        const error = await pipeline.refuse(request, { rule: 'gatehouse/upgrade', reason: unserved, code: 'GH_ERR_PROTOCOL_UNSUPPORTED' })
+        return answer(refusalStatus(error, 400), `gatehouse: ${error.clientMessage}`)
       }
       const admission = await pipeline.admit(request)
       if (!admission.admitted) return answer(statusOf(admission.error), `gatehouse: ${admission.error.clientMessage}`)
       if (this.closed || socket.destroyed) return pipeline.complete(request, { skipped: true })
-      await this.relayStream(req, socket, head, request, parsed.target, exec ? { mode: 'exec', exec } : { mode: 'tunnel', protocols: tunnel }, answer)
+      await this.relayStream(req, socket, head, request, target, exec ? { mode: 'exec', exec } : { mode: 'tunnel', protocols: tunnel }, answer)
     } catch (err) {
       this.deps.logger.error({ session: this.handle.info.id, err: String(err) }, 'kubernetes stream failed')
       if (!socket.destroyed) answer(500, 'gatehouse: internal gateway error')
@@ -214,40 +221,34 @@ export class KubernetesSession {
 
   private async judgeAndForward(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { pipeline } = this.deps
-    const info = this.handle.info
     const method = req.method ?? ''
-    const parsed = parseRequest(method, req.url ?? '')
-    if (!parsed.ok) {
-      const refused = pipeline.request(info, { action: 'k8s.request', text: `${method} ${(req.url ?? '').slice(0, 1024)}`, attrs: { k8s: { method, error: parsed.reason } } })
-      return this.refuse(res, refused, parsed.status, 'gatehouse/parse', parsed.reason, 'GH_ERR_PARSE_FAILED')
-    }
-    const k = parsed.request
-    const impersonation = Object.keys(req.headers).filter((h) => h.startsWith('impersonate-'))
-    if (impersonation.length > 0) return this.refuse(res, this.newRequest(k, parsed.target, undefined), 403, 'gatehouse/impersonation', `impersonation (${impersonation.join(', ')}) would act with the gateway's own credential: refused`, 'GH_ERR_POLICY_DENIED')
+    const screened = this.screen(req)
+    if (!screened.ok) return this.refuse(res, screened.request, screened.status, screened.refusal.rule, screened.refusal.reason, screened.refusal.code)
+    const { k, target } = screened
     // exec, attach and port-forward are streams: without an upgrade the API server answers them with an error
-    if (k.verb === 'exec' || k.verb === 'attach' || k.verb === 'portforward') return this.refuse(res, this.newRequest(k, parsed.target, undefined), 400, 'gatehouse/upgrade', `${k.verb} needs WebSocket with the ${V5} subprotocol (kubectl 1.30 or later)`, 'GH_ERR_PROTOCOL_UNSUPPORTED')
+    if (k.verb === 'exec' || k.verb === 'attach' || k.verb === 'portforward') return this.refuse(res, this.newRequest(k, target, undefined), 400, 'gatehouse/upgrade', `${k.verb} needs WebSocket with the ${V5} subprotocol (kubectl 1.30 or later)`, 'GH_ERR_PROTOCOL_UNSUPPORTED')
 
     const encoding = String(req.headers['content-encoding'] ?? 'identity').toLowerCase()
-    if (encoding !== 'identity') return this.refuse(res, this.newRequest(k, parsed.target, undefined), 415, 'gatehouse/parse', `a request body in content-encoding ${encoding.slice(0, 32)} is not judged: send it uncompressed`, 'GH_ERR_PARSE_FAILED')
+    if (encoding !== 'identity') return this.refuse(res, this.newRequest(k, target, undefined), 415, 'gatehouse/parse', `a request body in content-encoding ${encoding.slice(0, 32)} is not judged: send it uncompressed`, 'GH_ERR_PARSE_FAILED')
     const body = await this.readBody(req)
     if (!Buffer.isBuffer(body)) {
       // the rest of the body may still come: the connection closes after this answer
       this.refusing ??= 'an earlier request on this connection sent a body the gateway did not take'
-      return this.refuse(res, this.newRequest(k, parsed.target, undefined), body.status, 'gatehouse/limits', body.reason, 'GH_ERR_PROTOCOL_UNSUPPORTED', true)
+      return this.refuse(res, this.newRequest(k, target, undefined), body.status, 'gatehouse/limits', body.reason, 'GH_ERR_PROTOCOL_UNSUPPORTED', true)
     }
     let facts: BodyFacts | undefined
     let sent = body
     // a body on a read would go upstream unjudged
-    if (body.length > 0 && (method === 'GET' || method === 'HEAD')) return this.refuse(res, this.newRequest(k, parsed.target, undefined), 400, 'gatehouse/parse', `a ${method} request carries no body`, 'GH_ERR_PARSE_FAILED')
+    if (body.length > 0 && (method === 'GET' || method === 'HEAD')) return this.refuse(res, this.newRequest(k, target, undefined), 400, 'gatehouse/parse', `a ${method} request carries no body`, 'GH_ERR_PARSE_FAILED')
     if (body.length > 0) {
       const type = req.headers['content-type']
       const decoded = needsYamlReader(type, body) ? await this.deps.yaml.run({ type: type ?? '', body }, this.handle.info.principal?.id) : decodeBody(type, body)
-      if (!decoded.ok) return this.refuse(res, this.newRequest(k, parsed.target, undefined), decoded.status, 'gatehouse/parse', decoded.reason, 'GH_ERR_PARSE_FAILED')
+      if (!decoded.ok) return this.refuse(res, this.newRequest(k, target, undefined), decoded.status, 'gatehouse/parse', decoded.reason, 'GH_ERR_PARSE_FAILED')
       facts = decoded.facts
       // YAML goes on as the JSON the gateway read, so the server cannot read it another way
       if (decoded.forward) sent = Buffer.from(decoded.forward)
     }
-    const request = this.newRequest(k, parsed.target, facts)
+    const request = this.newRequest(k, target, facts)
     const admission = await pipeline.admit(request)
     if (!admission.admitted) {
       sendStatus(res, statusOf(admission.error), `gatehouse: ${admission.error.clientMessage}`)
@@ -257,7 +258,27 @@ export class KubernetesSession {
       pipeline.complete(request, { skipped: true })
       return
     }
-    await this.forward(req, res, request, k, parsed.target, sent)
+    await this.forward(req, res, request, k, target, sent)
+  }
+
+  /**
+   * The request read as the API server reads it, or what to refuse before policy (a path or query
+   * read two ways, impersonation through the gateway's credential): the caller records it with
+   * `pipeline.refuse` and answers in its own way (a response, or a raw socket for an upgrade).
+   */
+  private screen(req: IncomingMessage): { ok: true; k: K8sRequest; target: string } | { ok: false; request: GatewayRequest; status: number; refusal: { rule: string; reason: string; code: 'GH_ERR_PARSE_FAILED' | 'GH_ERR_POLICY_DENIED' } } {
+    const method = req.method ?? ''
+    const parsed = parseRequest(method, req.url ?? '')
+    if (!parsed.ok) {
+      const request = this.deps.pipeline.request(this.handle.info, { action: 'k8s.request', text: `${method} ${(req.url ?? '').slice(0, 1024)}`, attrs: { k8s: { method, error: parsed.reason } } })
+      return { ok: false, request, status: parsed.status, refusal: { rule: 'gatehouse/parse', reason: parsed.reason, code: 'GH_ERR_PARSE_FAILED' } }
+    }
+    const impersonation = Object.keys(req.headers).filter((h) => h.startsWith('impersonate-'))
+    if (impersonation.length > 0) {
+      const reason = `impersonation (${impersonation.join(', ')}) would act with the gateway's own credential: refused`
+      return { ok: false, request: this.newRequest(parsed.request, parsed.target, undefined), status: 403, refusal: { rule: 'gatehouse/impersonation', reason, code: 'GH_ERR_POLICY_DENIED' } }
+    }
+    return { ok: true, k: parsed.request, target: parsed.target }
   }
 
   private newRequest(k: K8sRequest, target: string, body: BodyFacts | undefined, exec?: ExecFacts): GatewayRequest {
@@ -285,13 +306,15 @@ export class KubernetesSession {
   /** Records a refusal the gateway makes before policy, and answers it as a Status. */
   private async refuse(res: ServerResponse, request: GatewayRequest, status: number, rule: string, reason: string, code: 'GH_ERR_PARSE_FAILED' | 'GH_ERR_POLICY_DENIED' | 'GH_ERR_PROTOCOL_UNSUPPORTED', close = false): Promise<void> {
     const error = await this.deps.pipeline.refuse(request, { rule, reason, code })
-    sendStatus(res, error.code === 'GH_ERR_AUDIT_UNAVAILABLE' ? 503 : status, `gatehouse: ${error.clientMessage}`, close)
+    sendStatus(res, refusalStatus(error, status), `gatehouse: ${error.clientMessage}`, close)
   }
 
   /** The whole body, or why it is refused: too large, or not all there within limits.kubernetes.upstreamTimeoutMs. */
   private readBody(req: IncomingMessage): Promise<Buffer | { status: number; reason: string }> {
     const { maxBodyBytes: max, upstreamTimeoutMs } = this.limits()
     const declared = Number(req.headers['content-length'] ?? 0)
+    // most requests (every get, list and watch) have no body: no timer, no listeners
+    if (declared === 0 && req.headers['transfer-encoding'] === undefined) return Promise.resolve(EMPTY)
     if (declared > max) {
       req.resume()
       return Promise.resolve({ status: 413, reason: `the request body (${declared} bytes) is larger than limits.kubernetes.maxBodyBytes (${max})` })
@@ -470,6 +493,11 @@ function forwardedHeaders(h: IncomingHttpHeaders): Record<string, string | strin
   const accept = String(out.accept ?? '').toLowerCase()
   if (accept.includes('protobuf') || accept.includes('cbor')) out.accept = 'application/json'
   return out
+}
+
+/** The status of a refusal the gateway recorded: `status`, unless the record itself failed (then the audit is down: 503). */
+function refusalStatus(error: GatewayError, status: number): number {
+  return error.code === 'GH_ERR_AUDIT_UNAVAILABLE' ? 503 : status
 }
 
 function statusOf(err: GatewayError): number {

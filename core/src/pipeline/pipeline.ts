@@ -155,7 +155,8 @@ export interface Pipeline {
    * verdict, those the policy sends to review as refused unjudged. Otherwise they are concluded in
    * order (one held for review waits before the next is asked); once one is refused (its review
    * denied, its intent not recorded) no later one is held. `error` is the first refusal; then
-   * nothing may run, and the adapter completes the `admitted` requests as skipped. Never rejects.
+   * nothing may run, and the adapter completes the `admitted` requests as skipped. Never rejects
+   * once the session has logged in (like `admit`, it throws before that, or for no requests).
    */
   admitAll(requests: readonly GatewayRequest[]): Promise<{ admitted: readonly GatewayRequest[]; error?: GatewayError }>
   /**

@@ -116,6 +116,7 @@ describe("the gateway's credential is not the caller's to use", () => {
     expect(out).toMatch(/^HTTP\/1\.1 200/)
     expect(out).toMatch(/HTTP\/1\.1 401[^]*another credential/)
     expect(gw.stub.received.length - from).toBe(1)
+    expect(await gw.auditFind((e) => e.type === 'protocol' && e.event === 'auth.credential-changed')).toMatchObject({ principal: { id: 'agent-1' } })
   })
 
   it('a token scoped to another connection is refused', async () => {
@@ -211,6 +212,13 @@ describe('protocol abuse harms nothing else', () => {
     expect(gw.stub.received.length).toBe(from)
   })
 
+  it('malformed HTTP after the TLS handshake is recorded against the connection', async () => {
+    const before = gw.audit().filter((e) => e.type === 'protocol' && e.event === 'http.malformed').length
+    await rawTls('GET /api/v1/pods HTTP/1.1\r\nhost x\r\n\r\n')
+    for (let i = 0; i < 100 && gw.audit().filter((e) => e.type === 'protocol' && e.event === 'http.malformed').length === before; i++) await new Promise((r) => setTimeout(r, 20))
+    expect(gw.audit().filter((e) => e.type === 'protocol' && e.event === 'http.malformed').length).toBe(before + 1)
+  })
+
   it.each([
     ['Content-Length and Transfer-Encoding together', 'POST /api/v1/namespaces/default/pods HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /api/v1/namespaces/prod/secrets HTTP/1.1\r\nhost: x\r\n\r\n'],
     ['a header line without a colon', 'GET /api/v1/pods HTTP/1.1\r\nhost x\r\n\r\n'],
@@ -261,7 +269,11 @@ describe('protocol abuse harms nothing else', () => {
     // Node starts pipelined requests at once here: 4 open, 2 refused (were it to serialise them, fewer would open)
     expect(opened).toBeGreaterThanOrEqual(1)
     expect(opened).toBeLessThanOrEqual(4)
-    if (opened === 4) expect(out).toMatch(/HTTP\/1\.1 429[^]*maxInflight/)
+    if (opened === 4) {
+      expect(out).toMatch(/HTTP\/1\.1 429[^]*maxInflight/)
+      // (counted before the connection's first request has logged in: the record may have no principal yet)
+      expect(String((await gw.auditFind((e) => e.type === 'protocol' && e.event === 'limit.kubernetes.inflight'))?.reason)).toMatch(/limits\.kubernetes\.maxInflight/)
+    }
   })
 
   it('an exec upgrade that is not a complete WebSocket handshake is refused before anything opens upstream', async () => {

@@ -132,6 +132,7 @@ describe('kubectl through the gateway', () => {
     const bare = await gw.raw('/api/v1/namespaces/default/pods', {})
     expect(bare.status).toBe(401)
     expect(bare.body).toMatchObject({ kind: 'Status', code: 401, reason: 'Unauthorized' })
+    expect(await gw.auditFind((e) => e.type === 'protocol' && e.event === 'auth.missing')).toMatchObject({ connection: 'cluster' })
   })
 
   it('@kubernetes/client-node as a client: list pods, and a delete in prod is Forbidden', async () => {
