@@ -21,6 +21,7 @@ export { inject, injectable, type DependencyContainer, type InjectionToken } fro
 export * from './plugin/stages.js'
 export { BUILTIN_PLUGINS, loadPluginDefinition } from './plugin/loader.js'
 export * from './pipeline/pipeline.js'
+export { MASKED, maskDocument, maskPathsOf, isMaskObligation, type MaskObligation, type MaskPath } from './pipeline/masking.js'
 export { type ConnectionSlot } from './pipeline/admission.js'
 export { LIMIT_DEFAULTS, type ResolvedLimits, type CoreLimits, type SessionLimits } from './pipeline/limits.js'
 export * from './recording/asciicast.js'

@@ -140,6 +140,12 @@ export const Rule = Type.Object(
     ),
     when: Type.Optional(Type.String({ minLength: 1, description: 'a CEL expression over principal, connection, request and time that must be true' })),
     allowOpaque: Type.Optional(Type.Boolean({ description: 'an allow rule that also admits code the gateway cannot analyse (a DO block in another language, dynamic SQL)' })),
+    mask: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[^.\\s]+(\\.[^.\\s]+)*$' }), {
+        minItems: 1,
+        description: "for effect: allow — fields of returned documents whose values are replaced before the client sees them: dot paths, '*' for any one field name or array index (e.g. ssn, card.number, contacts.*.phone); every matching allow rule's fields are masked",
+      }),
+    ),
     review: Type.Optional(
       Type.Object(
         {
@@ -183,7 +189,7 @@ export const Policy = Type.Object(
       ),
     ),
     connections: Type.Optional(StringList),
-    include: Type.Optional(Type.Array(RuleSetInclude, { minItems: 1, description: 'built-in rule sets by name: sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl' })),
+    include: Type.Optional(Type.Array(RuleSetInclude, { minItems: 1, description: 'built-in rule sets by name (docs/policy.md): sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl, k8s-exec, k8s-portforward, k8s-host-access, k8s-escalation, mongo-write, mongo-js, mongo-admin, mongo-cross-collection' })),
     rules: Type.Array(Rule, { default: [] }),
   },
   { additionalProperties: false },

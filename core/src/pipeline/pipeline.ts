@@ -13,6 +13,7 @@ import { Metrics } from '../metrics.js'
 import { isoNow, principalRef, type AuditEvent, type IntegrityEvent, type OutcomeEvent, type ProtocolEvent, type RequestEvent } from '../audit/events.js'
 import type { AuditRecorder } from '../audit/recorder.js'
 import { ScramServer } from '../auth/scram.js'
+import { maskDocument, maskPathsOf, type MaskPath } from './masking.js'
 import { ConnectionAdmission, isRefused, SessionCaps, type ConnectionSlot, type RefusedConnection } from './admission.js'
 import { LoginThrottle, sourceOf } from './throttle.js'
 import { resolveLimits, sessionLimitsFor, type ResolvedLimits, type SessionLimits } from './limits.js'
@@ -170,7 +171,12 @@ export interface Pipeline {
    * `refuse`) have their outcome recorded by the pipeline already; a second call is ignored.
    */
   complete(request: GatewayRequest, outcome: Outcome): void
-  /** Applies transform plugins to a response item. */
+  /**
+   * The response path, for each item (a document, a row) the upstream sends back for an admitted
+   * request: applies the decision's `mask` obligation (masking.ts: the values of the named fields
+   * of a plain object are replaced in place) and then the transform plugins. The fields replaced
+   * are named in the request's outcome record. Call it before `complete`.
+   */
   transform<T>(request: GatewayRequest, item: T): T
   /**
    * Records a protocol-level event no request covers (a startup refused, a CancelRequest, a name
@@ -195,6 +201,10 @@ export interface Chains {
 interface Admitted {
   decision: Decision
   startedAt: number
+  /** The decision's mask paths, split on first use; null when it masks nothing. */
+  masks?: readonly MaskPath[] | null
+  /** Mask paths that replaced something in this request's response so far. */
+  masked?: Set<string>
 }
 
 const MOCK_SALT_KEY = randomBytes(32)
@@ -1147,6 +1157,7 @@ export class ConnectionPipeline implements Pipeline {
       rule: admitted.decision.rule,
       durationMs: Math.round((performance.now() - admitted.startedAt) * 1000) / 1000,
       ...outcome,
+      ...(admitted.masked ? { masked: [...new Set([...(outcome.masked ?? []), ...admitted.masked])] } : {}),
     }
     this.recorder.recordLater(event, this.outcomeFailed)
   }
@@ -1188,6 +1199,11 @@ export class ConnectionPipeline implements Pipeline {
   }
 
   transform<T>(request: GatewayRequest, item: T): T {
+    const admitted = this.admitted.get(request)
+    if (admitted) {
+      if (admitted.masks === undefined) admitted.masks = maskPathsOf(admitted.decision) ?? null
+      if (admitted.masks !== null) for (const path of maskDocument(item, admitted.masks)) (admitted.masked ??= new Set()).add(path)
+    }
     let out = item
     for (const t of this.chains.transformers) out = t.transform(request, out)
     return out

@@ -15,6 +15,7 @@ export const BUILTIN_PLUGINS: Readonly<Record<string, string>> = Object.freeze({
   postgres: '@gatehouse/adapter-postgres',
   ssh: '@gatehouse/adapter-ssh',
   kubernetes: '@gatehouse/adapter-kubernetes',
+  mongodb: '@gatehouse/adapter-mongodb',
   'auth-token': '@gatehouse/plugin-auth-token',
   'auth-jwt': '@gatehouse/plugin-auth-jwt',
   'auth-ssh-key': '@gatehouse/plugin-auth-ssh-key',

@@ -32,6 +32,8 @@ export interface CompiledRule {
   readonly when?: CelProgram
   readonly allowOpaque: boolean
   readonly decision: Decision
+  /** The fields an allow rule masks in returned documents. */
+  readonly mask?: readonly string[]
 }
 
 interface CompiledPolicy {
@@ -91,9 +93,11 @@ function sequenceMatcher(path: readonly string[], expected: readonly (readonly s
 
 function compileRule(rule: Rule, id: string, path: string): CompiledRule {
   const reason = rule.reason ?? (rule.effect === 'allow' ? 'allowed' : rule.effect === 'deny' ? `matched deny rule ${id}` : `matched review rule ${id}`)
+  if (rule.mask && rule.effect !== 'allow') throw new GatewayError('GH_ERR_CONFIG_INVALID', `${path}.mask: only a rule with effect allow masks fields (this one is ${rule.effect})`)
   if (rule.review && rule.effect !== 'review') throw new GatewayError('GH_ERR_CONFIG_INVALID', `${path}.review: only a rule with effect review takes review options (this one is ${rule.effect})`)
   const review = rule.review ? { ...(rule.review.approvals === undefined ? {} : { approvals: rule.review.approvals }), ...(rule.review.timeoutSeconds === undefined ? {} : { timeoutMs: rule.review.timeoutSeconds * 1000 }) } : {}
-  const decision: Decision = Object.freeze(rule.effect === 'allow' ? { verdict: 'allow' as const, rule: id, reason } : rule.effect === 'review' ? { verdict: 'review' as const, rule: id, reason, ...review } : { verdict: rule.effect, rule: id, reason })
+  const mask = rule.mask && rule.effect === 'allow' ? Object.freeze([...new Set(rule.mask)]) : undefined
+  const decision: Decision = Object.freeze(rule.effect === 'allow' ? { verdict: 'allow' as const, rule: id, reason, ...(mask ? { obligations: Object.freeze([Object.freeze({ kind: 'mask', fields: mask })]) } : {}) } : rule.effect === 'review' ? { verdict: 'review' as const, rule: id, reason, ...review } : { verdict: rule.effect, rule: id, reason })
   let when: CelProgram | undefined
   if (rule.when !== undefined) {
     try {
@@ -113,6 +117,7 @@ function compileRule(rule: Rule, id: string, path: string): CompiledRule {
     ...(when ? { when } : {}),
     allowOpaque: rule.allowOpaque === true,
     decision,
+    ...(mask ? { mask } : {}),
   }
 }
 
@@ -219,6 +224,8 @@ export class RuleEngine {
     let review: Decision | undefined
     let allow: Decision | undefined
     let allowWithoutOpaque: CompiledRule | undefined
+    // Masks are obligations: every allow rule that applies adds its fields, whichever one allows.
+    let masks: string[] | undefined
     let context: Record<string, unknown> | undefined
     const attrs = request.attrs
     const opaque = opaqueReason(attrs)
@@ -245,9 +252,19 @@ export class RuleEngine {
       if (rule.effect === 'deny') return rule.decision
       if (rule.effect === 'review') review ??= rule.decision
       else if (opaque !== undefined && !rule.allowOpaque) allowWithoutOpaque ??= rule
-      else allow ??= rule.decision
+      else {
+        allow ??= rule.decision
+        if (rule.mask) masks = masks ? [...masks, ...rule.mask] : [...rule.mask]
+      }
     }
-    if (review ?? allow) return (review ?? allow) as Decision
+    if (review) return review
+    if (allow) {
+      if (masks === undefined || allow.verdict !== 'allow') return allow
+      const own = allow.obligations?.find((o) => o.kind === 'mask') as { fields: readonly string[] } | undefined
+      const fields = [...new Set(masks)]
+      if (own && own.fields.length === fields.length) return allow
+      return { ...allow, obligations: [...(allow.obligations ?? []).filter((o) => o.kind !== 'mask'), { kind: 'mask', fields }] }
+    }
     if (allowWithoutOpaque) return { verdict: 'deny', rule: 'gatehouse/opaque-code', reason: `the request carries code the gateway cannot analyse (${opaque}); rule ${allowWithoutOpaque.id} would allow it but does not set allowOpaque` }
     return DEFAULT_DENY
   }

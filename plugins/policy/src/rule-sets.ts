@@ -22,6 +22,7 @@ const deny = (id: string, reason: string, rule: Omit<Rule, 'id' | 'effect' | 're
 /** The Kubernetes verbs that write (adapters/kubernetes names each request `k8s.<verb>`). */
 const K8S_WRITES = ['k8s.create', 'k8s.update', 'k8s.patch']
 const kdeny = (id: string, reason: string, rule: Omit<Rule, 'id' | 'effect' | 'reason'>): Rule => ({ id, effect: 'deny', reason, ...rule })
+const mdeny = (id: string, reason: string, match: NonNullable<Rule['match']>): Rule => ({ id, effect: 'deny', reason, actions: ['mongo.command'], match })
 
 /**
  * Denies calls of these functions however they are written: as calls (`sql.functionNames`) and
@@ -316,5 +317,26 @@ export const RULE_SETS: Readonly<Record<string, RuleSet>> = {
       kdeny('admission-webhooks', 'admission webhooks see and change every object the API server admits', { actions: K8S_WRITES, match: { 'k8s.group': ['admissionregistration.k8s.io'] } }),
       kdeny('nodes', 'changes to nodes (labels, taints) steer workloads onto them', { actions: K8S_WRITES, match: { 'k8s.resource': ['nodes'] } }),
     ],
+  },
+
+  // MongoDB (adapters/mongodb): writes, server-side JavaScript, administration, and reach into other collections.
+  'mongo-write': {
+    description: 'commands that change data or collections: insert, update, delete, findAndModify, $out and $merge, DDL',
+    rules: [mdeny('write', 'the command writes', { 'mongo.write': true })],
+  },
+  'mongo-js': {
+    description: 'server-side JavaScript: $where, $function, $accumulator, mapReduce, JavaScript code values',
+    rules: [mdeny('js', 'the command runs JavaScript on the server', { 'mongo.js': true })],
+  },
+  'mongo-admin': {
+    description: 'administration: users and roles, server parameters, shutdown, fsync, replication and sharding, killing operations, profiling; and commands the gateway does not know',
+    rules: [
+      mdeny('admin', 'the command administers the server', { 'mongo.admin': true }),
+      mdeny('unknown', 'the gateway does not know this command, so cannot say what it touches', { 'mongo.unknown': true }),
+    ],
+  },
+  'mongo-cross-collection': {
+    description: 'one command that reaches collections besides the one it names: $lookup, $graphLookup, $unionWith, $out, $merge, views over other collections',
+    rules: [mdeny('cross-collection', 'the command reaches another collection', { 'mongo.crossCollection': true })],
   },
 }

@@ -1,0 +1,111 @@
+/** The mongodb adapter's listener: MongoDB clients (drivers, mongosh) connect here as to a mongod. */
+import { createServer, type Socket } from 'node:net'
+import { createSecureContext, TLSSocket } from 'node:tls'
+import { BSON } from 'bson'
+import { GatewayError, inject, injectable, PluginContextToken, serveListener, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
+import { analyseCommand, commandName } from './command.js'
+import { MongoLimits, MongoOptions, UpstreamConfig } from './config.js'
+import { MongoSession } from './session.js'
+import { Upstream } from './upstream.js'
+
+/** Every action the adapter produces. */
+export const MONGO_ACTIONS = ['mongo.command'] as const
+
+/** The first byte of a TLS handshake (a ClientHello record); a MongoDB message starts with its length. */
+const TLS_HANDSHAKE = 0x16
+
+@injectable()
+export class MongoAdapter implements ProtocolAdapter {
+  readonly protocol = 'mongodb'
+  readonly actions = MONGO_ACTIONS
+  readonly limits = MongoLimits
+  private readonly logger: Logger
+
+  constructor(@inject(PluginContextToken) ctx: PluginContext) {
+    this.logger = ctx.logger
+  }
+
+  checkConnection(connection: ConnectionConfig, path: string): void {
+    validate(UpstreamConfig, connection.upstream, { base: `${path}.upstream` })
+    validate(MongoOptions, connection.options ?? {}, { base: `${path}.options` })
+  }
+
+  /** `gatehouse policy explain --command '{"find": "users", "filter": {…}, "$db": "app"}'` (extended JSON). */
+  async explain(input: ExplainInput): Promise<readonly ExplainedRequest[]> {
+    if (input.command === undefined) throw new GatewayError('GH_ERR_CONFIG_INVALID', 'a mongodb connection is explained with --command \'{"find": "users", "filter": {…}, "$db": "app"}\' (a command in extended JSON)')
+    let doc: BSON.Document
+    try {
+      doc = BSON.EJSON.parse(input.command, { relaxed: false }) as BSON.Document
+    } catch (err) {
+      return [{ action: 'mongo.command', text: input.command, attrs: {}, refusal: { rule: 'gatehouse/parse', reason: `not a command in extended JSON: ${(err as Error).message}` } }]
+    }
+    // read it back as the wire would carry it
+    doc = BSON.deserialize(BSON.serialize(doc), { promoteValues: false, bsonRegExp: true })
+    const db = typeof doc.$db === 'string' ? doc.$db : 'admin'
+    return [{ action: 'mongo.command', text: input.command, attrs: { mongo: { ...analyseCommand(doc, db), command: commandName(doc) } } }]
+  }
+
+  async listen(connection: ConnectionConfig, pipeline: Pipeline, signal: AbortSignal): Promise<Listener> {
+    const upstream = new Upstream(validate(UpstreamConfig, connection.upstream))
+    const options = validate(MongoOptions, connection.options ?? {})
+    const tls = connection.tls ? { context: createSecureContext({ cert: connection.tls.cert, key: connection.tls.key }), required: connection.tls.required } : undefined
+    const logger = this.logger.child({ connection: connection.name })
+    const limits = () => pipeline.limits.adapter as MongoLimits
+    const sessions = new Set<MongoSession>()
+    const monitors = { count: 0 }
+    let connectionIds = 0
+    let accepting = true
+
+    const start = (socket: Socket, slot: NonNullable<ReturnType<Pipeline['admitConnection']>>) => {
+      const session = new MongoSession(socket, { connection: connection.name, pipeline, upstream, logger, slot, limits, connectionId: ++connectionIds, advertise: options.advertise, monitors })
+      sessions.add(session)
+      socket.once('close', () => {
+        sessions.delete(session)
+        slot.release()
+      })
+    }
+
+    const server = createServer({ noDelay: true }, (socket) => {
+      const slot = accepting ? pipeline.admitConnection(socket.remoteAddress ?? '', 'mongodb', () => socket.destroy()) : undefined
+      if (!slot) {
+        socket.destroy()
+        return
+      }
+      socket.on('error', () => socket.destroy())
+      if (!tls) return start(socket, slot)
+      // MongoDB has no STARTTLS: TLS starts with the first byte, which tells the two apart (as mongod's allowTLS does)
+      socket.once('data', (first: Buffer) => {
+        socket.pause()
+        socket.unshift(first)
+        if (first[0] !== TLS_HANDSHAKE) {
+          if (!tls.required) return start(socket, slot)
+          slot.release()
+          socket.destroy()
+          logger.debug({ client: socket.remoteAddress }, 'plaintext client refused: this connection requires TLS')
+          return
+        }
+        const secure = new TLSSocket(socket, { isServer: true, secureContext: tls.context })
+        secure.once('secure', () => {
+          secure.removeAllListeners('error')
+          start(secure, slot)
+          socket.once('close', () => secure.destroy())
+        })
+        secure.on('error', (err: Error) => {
+          logger.debug({ err: err.message }, 'TLS handshake failed')
+          socket.destroy()
+        })
+        socket.resume()
+      })
+      socket.once('close', () => slot.release())
+    })
+    server.on('error', (err: Error) => logger.error({ err: err.message }, 'listener error'))
+    signal.addEventListener('abort', () => void upstream.close(), { once: true })
+    return serveListener(server, connection.listen, {
+      sessions: { get size() { return sessions.size }, [Symbol.iterator]: () => sessions[Symbol.iterator]() },
+      signal,
+      stopAccepting: () => {
+        accepting = false
+      },
+    })
+  }
+}
