@@ -18,8 +18,9 @@
 import type { Socket } from 'node:net'
 import { TLSSocket } from 'node:tls'
 import { BSON, Binary, Int32, Long, type Document } from 'bson'
-import { GatewayError, isGatewayError, type ConnectionSlot, type GatewayRequest, type Logger, type Pipeline, type ScramExchange, type SessionHandle } from '@gatehouse/core'
-import { analyseCommand, commandName, opensCursor, trueValue } from './command.js'
+import { GatewayError, isGatewayError, maskPathsOf, type ConnectionSlot, type GatewayRequest, type Logger, type Pipeline, type ScramExchange, type SessionHandle } from '@gatehouse/core'
+import { analyseCommand, commandName, opensCursor, trueValue, type MongoFacts } from './command.js'
+import { maskRefusal } from './masking.js'
 import type { MongoLimits } from './config.js'
 import { mongoError, refusalError, type MongoErrorDoc } from './errors.js'
 import { encodeOpMsg, encodeOpReply, FrameReader, MSG_FLAGS, OP, OP_NAMES, readOpMsg, readOpQuery, WireError, type Frame } from './codec/wire.js'
@@ -230,7 +231,18 @@ export class MongoSession {
     }
     const admission = await this.deps.pipeline.admit(request)
     if (!admission.admitted) return this.refused(frame, admission.error, moreToCome)
-    const masks = admission.decision.obligations?.some((o) => o.kind === 'mask') === true
+    const maskPaths = maskPathsOf(admission.decision)
+    const masks = maskPaths !== undefined
+    if (maskPaths) {
+      const why = maskRefusal(doc, request.attrs.mongo as MongoFacts, maskPaths)
+      if (why !== undefined) {
+        // allowed with a mask the gateway cannot keep for this command: refused before it runs
+        const message = `gatehouse: ${why} (rule ${admission.decision.rule ?? '?'} masks ${maskPaths.map((m) => m.text).join(', ')})`
+        this.deps.pipeline.complete(request, { error: { code: 'GH_ERR_POLICY_DENIED', message } })
+        if (moreToCome) return this.close(message)
+        return this.reply(frame, mongoError('Unauthorized', message))
+      }
+    }
     const answer = await this.forward(request, db, doc, moreToCome)
     if (!answer) return
     if (moreToCome) {

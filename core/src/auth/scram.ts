@@ -175,11 +175,15 @@ export class ScramClient {
   private expectedServerSignature: Buffer | undefined
   private serverVerified = false
 
-  constructor(private readonly password: string) {}
+  /** @param user the name in client-first-message: `*` for PostgreSQL (which takes it from the startup packet); MongoDB reads it from here. */
+  constructor(
+    private readonly password: string,
+    private readonly user = '*',
+  ) {}
 
-  /** client-first-message (no channel binding, empty authzid and username as PostgreSQL does). */
+  /** client-first-message (no channel binding, empty authzid). */
   first(): string {
-    this.clientFirstBare = `n=*,r=${this.clientNonce}`
+    this.clientFirstBare = `n=${this.user.replace(/=/g, '=3D').replace(/,/g, '=2C')},r=${this.clientNonce}`
     return `n,,${this.clientFirstBare}`
   }
 
