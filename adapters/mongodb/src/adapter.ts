@@ -1,5 +1,6 @@
 /** The mongodb adapter's listener: MongoDB clients (drivers, mongosh) connect here as to a mongod. */
 import { createServer, type Socket } from 'node:net'
+import { Duplex } from 'node:stream'
 import { createSecureContext, TLSSocket } from 'node:tls'
 import { BSON } from 'bson'
 import { GatewayError, inject, injectable, PluginContextToken, serveListener, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
@@ -73,28 +74,29 @@ export class MongoAdapter implements ProtocolAdapter {
       }
       socket.on('error', () => socket.destroy())
       if (!tls) return start(socket, slot)
-      // MongoDB has no STARTTLS: TLS starts with the first byte, which tells the two apart (as mongod's allowTLS does)
-      socket.once('data', (first: Buffer) => {
-        socket.pause()
-        socket.unshift(first)
-        if (first[0] !== TLS_HANDSHAKE) {
-          if (!tls.required) return start(socket, slot)
-          slot.release()
-          socket.destroy()
-          logger.debug({ client: socket.remoteAddress }, 'plaintext client refused: this connection requires TLS')
-          return
-        }
-        const secure = new TLSSocket(socket, { isServer: true, secureContext: tls.context })
-        secure.once('secure', () => {
-          secure.removeAllListeners('error')
-          start(secure, slot)
-          socket.once('close', () => secure.destroy())
+      const secure = (stream: Duplex) => {
+        const wrapped = new TLSSocket(stream, { isServer: true, secureContext: tls.context })
+        wrapped.once('secure', () => {
+          wrapped.removeAllListeners('error')
+          start(wrapped, slot)
         })
-        secure.on('error', (err: Error) => {
+        wrapped.on('error', (err: Error) => {
           logger.debug({ err: err.message }, 'TLS handshake failed')
           socket.destroy()
         })
-        socket.resume()
+        socket.once('close', () => wrapped.destroy())
+      }
+      if (tls.required) return secure(socket)
+      // MongoDB has no STARTTLS: TLS starts with the first byte, which tells the two apart (as mongod's allowTLS does)
+      socket.once('data', (first: Buffer) => {
+        if (first[0] !== TLS_HANDSHAKE) {
+          socket.pause()
+          socket.unshift(first)
+          start(socket, slot)
+          socket.resume()
+          return
+        }
+        secure(replaying(socket, first))
       })
       socket.once('close', () => slot.release())
     })
@@ -108,4 +110,34 @@ export class MongoAdapter implements ProtocolAdapter {
       },
     })
   }
+}
+
+/**
+ * `socket` as a stream that first gives back `first` (the bytes read to tell TLS from plaintext):
+ * a TLSSocket over the socket itself would read from its handle and miss them.
+ */
+function replaying(socket: Socket, first: Buffer): Duplex {
+  const stream = new Duplex({
+    read: () => {
+      socket.resume()
+    },
+    write: (chunk: Buffer, _enc, done) => {
+      socket.write(chunk, done)
+    },
+    final: (done) => {
+      socket.end()
+      done()
+    },
+    destroy: (err, done) => {
+      socket.destroy()
+      done(err)
+    },
+  })
+  stream.push(first)
+  socket.on('data', (chunk: Buffer) => {
+    if (!stream.push(chunk)) socket.pause()
+  })
+  socket.once('end', () => stream.push(null))
+  socket.once('close', () => stream.destroy())
+  return stream
 }

@@ -6,7 +6,7 @@
  * (which documents have `ssn` starting with 1). So a command whose decision masks fields runs
  * only when its answer keeps the documents' shape: `find` with a plain inclusion or exclusion
  * projection, `aggregate` of stages that only select and order ($match, $sort, $limit, $skip,
- * $sample), `count`, and commands that return no documents (writes); and only when no filter
+ * $sample) or count ($count, countDocuments' `$group`), `count`, and commands that return no documents (writes); and only when no filter
  * tests a masked field. Anything else is refused, naming why.
  */
 import type { Document } from 'bson'
@@ -25,12 +25,14 @@ export function maskRefusal(doc: Document, facts: MongoFacts, masks: readonly Ma
   if (name === 'find') {
     const projection = doc.projection as Document | undefined
     if (projection && Object.values(projection).some((v) => !isPlainFlag(v))) return 'a find that masks fields takes only an inclusion or exclusion projection (no expressions)'
-    if (doc.sort && typeof doc.sort === 'object' && Object.keys(doc.sort as Document).some((k) => masks.some((m) => covers(m.segments, k.split('.'))))) return 'a find that masks fields cannot sort by a masked field'
+    if (sortsByMasked(doc.sort, masks)) return 'a find that masks fields cannot sort by a masked field'
     return undefined
   }
   if (name === 'aggregate') {
-    const other = facts.stages.find((s) => !SHAPE_KEEPING_STAGES.has(s))
+    const pipeline = Array.isArray(doc.pipeline) ? (doc.pipeline as unknown[]) : []
+    const other = pipeline.map(stageName).find((s, i) => !SHAPE_KEEPING_STAGES.has(s) && !isCounting(pipeline[i] as Document, s))
     if (other !== undefined) return `an aggregation that masks fields may only select and order documents ($match, $sort, $limit, $skip, $sample), not ${other}`
+    for (const stage of pipeline) if (stageName(stage) === '$sort' && sortsByMasked((stage as Document).$sort, masks)) return 'an aggregation that masks fields cannot sort by a masked field'
     return undefined
   }
   if (NO_DOCUMENTS.has(name)) return undefined
@@ -43,6 +45,29 @@ function covers(mask: readonly string[], field: readonly string[]): boolean {
   for (let i = 0; i < n; i++) if (mask[i] !== '*' && mask[i] !== field[i] && !/^\d+$/.test(field[i] as string)) return false
   return true
 }
+
+const sortsByMasked = (sort: unknown, masks: readonly MaskPath[]): boolean => sort !== null && typeof sort === 'object' && Object.keys(sort).some((k) => masks.some((m) => covers(m.segments, k.split('.'))))
+
+const stageName = (stage: unknown): string => (stage !== null && typeof stage === 'object' ? (Object.keys(stage)[0] ?? '') : '')
+
+/** `$count`, or a `$group` on a constant whose accumulators all sum constants (countDocuments): only a number comes back. */
+function isCounting(stage: Document, name: string): boolean {
+  if (name === '$count') return true
+  if (name !== '$group') return false
+  const spec = stage.$group as Document
+  if (spec === null || typeof spec !== 'object') return false
+  for (const [k, v] of Object.entries(spec)) {
+    if (k === '_id') {
+      if (!isConstant(v)) return false
+      continue
+    }
+    const acc = v as Document | null
+    if (acc === null || typeof acc !== 'object' || Object.keys(acc).length !== 1 || !('$sum' in acc) || !isPlainFlag(acc.$sum)) return false
+  }
+  return true
+}
+
+const isConstant = (v: unknown): boolean => v === null || isPlainFlag(v) || (typeof v === 'string' && !v.startsWith('$'))
 
 function isPlainFlag(v: unknown): boolean {
   if (typeof v === 'number' || typeof v === 'boolean') return true

@@ -272,3 +272,29 @@ interface AuditRecord {
   request: string
   attrs: { mongo: Record<string, unknown> & { filterFields: string[] } }
 }
+
+describe('TLS', () => {
+  it('one listener takes the driver over TLS and a plaintext client; with required: true, plaintext is refused', async () => {
+    const optional = await startMongoGateway('      - { id: all, effect: allow, actions: [mongo.command] }', { tls: { required: false } })
+    const required = await startMongoGateway('      - { id: all, effect: allow, actions: [mongo.command] }', { tls: { required: true } })
+    try {
+      const overTls = await optional.client()
+      await overTls.db('app').collection('t').insertOne({ _id: 1 })
+      expect(await overTls.db('app').collection('t').countDocuments()).toBe(1)
+      const plain = new MongoClient(optional.uri().replace(/&tls=true&tlsCAFile=[^&]*/, ''), { serverSelectionTimeoutMS: 3000 })
+      expect(await plain.db('app').collection('t').countDocuments()).toBe(1)
+      await plain.close()
+      const sessions = optional.audit().filter((e) => e.type === 'session.start')
+      expect(sessions.map((e) => e.tls).sort()).toEqual([false, true])
+
+      const secure = await required.client()
+      expect(await secure.db('app').collection('t').countDocuments()).toBe(0)
+      const refused = new MongoClient(required.uri().replace(/&tls=true&tlsCAFile=[^&]*/, ''), { serverSelectionTimeoutMS: 1500 })
+      await expect(refused.db('app').collection('t').countDocuments()).rejects.toThrow()
+      await refused.close()
+    } finally {
+      await optional.close()
+      await required.close()
+    }
+  })
+})
