@@ -50,6 +50,7 @@ const missing = NEEDED.filter(([name, dir]) => (dir === undefined ? !onPath(name
 // Python drivers and the JDBC jar: present as files, not programs.
 const FILES = [
   ['/usr/share/java/postgresql.jar', 'libpostgresql-jdbc-java', 'pgjdbc driver tests'],
+  ['node_modules/.bin/mongosh', 'the mongosh devDependency (npm ci)', 'the MongoDB shell the mongodb adapter tests drive'],
 ]
 for (const [file, pkg, why] of FILES) {
   try {

@@ -268,7 +268,7 @@ policy
   .addOption(new Option('-p, --principal <id>').hideHelp())
   .requiredOption('--connection <name>', 'connection name from the config')
   .option('--sql <text>', 'a SQL query string (postgres connections); several statements are judged one by one')
-  .option('--command <text>', 'a command line run with ssh exec (ssh connections)')
+  .option('--command <text>', 'a command line run with ssh exec (ssh connections), or a command in extended JSON (mongodb connections)')
   .option('--k8s <request>', 'a Kubernetes API request as "METHOD PATH", e.g. "DELETE /api/v1/namespaces/prod/pods/web-1" (kubernetes connections)')
   .option('--claim <name=value...>', 'extra principal claims, as a JWT would carry them')
   .option('--json', 'print one JSON object {verdict, rule, reason, attrs}')

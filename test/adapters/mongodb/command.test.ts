@@ -125,3 +125,15 @@ describe('flags and transactions', () => {
     for (const cmd of [{ find: 'a' }, { listCollections: 1 }, { listDatabases: 1 }, { buildInfo: 1 }, { endSessions: [] }]) expect(facts(cmd).admin, JSON.stringify(cmd)).toBe(false)
   })
 })
+
+describe('gatehouse policy explain', () => {
+  it('judges a command written in extended JSON, and refuses text that is not one', async () => {
+    const { MongoAdapter } = await import('@gatehouse/adapter-mongodb')
+    const adapter = new MongoAdapter({ logger: { child: () => ({}) } } as never)
+    const [judged] = await adapter.explain({ command: '{"aggregate": "orders", "pipeline": [{"$lookup": {"from": "users", "pipeline": [], "as": "u"}}, {"$out": "copy"}], "$db": "app"}' })
+    expect(judged?.attrs.mongo).toMatchObject({ command: 'aggregate', reads: ['app.orders', 'app.users'], writes: ['app.copy'], write: true, crossCollection: true })
+    const [bad] = await adapter.explain({ command: 'db.users.find()' })
+    expect(bad?.refusal).toMatchObject({ rule: 'gatehouse/parse' })
+    await expect(adapter.explain({ sql: 'SELECT 1' })).rejects.toThrow(/explained with --command/)
+  })
+})

@@ -245,10 +245,10 @@ describe('validation at boot', () => {
     expect(err).toBeInstanceOf(ConfigError)
     expect(err.code).toBe('GH_ERR_CONFIG_INVALID')
     expect(err.issues.map((i) => `${i.path}: ${i.message.replace(/^(invalid CEL|a when condition must be boolean).*$/, '$1')}`)).toEqual([
-      'policies[0].include[1]: unknown rule set "sql-outbund"; built-in sets are sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl, k8s-exec, k8s-portforward, k8s-host-access, k8s-escalation',
+      'policies[0].include[1]: unknown rule set "sql-outbund"; built-in sets are sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl, k8s-exec, k8s-portforward, k8s-host-access, k8s-escalation, mongo-write, mongo-js, mongo-admin, mongo-cross-collection',
       'policies[0].rules[1].when: invalid CEL',
       'policies[0].rules[2].when: a when condition must be boolean',
-      'policies[1].include[0]: unknown rule set "nope"; built-in sets are sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl, k8s-exec, k8s-portforward, k8s-host-access, k8s-escalation',
+      'policies[1].include[0]: unknown rule set "nope"; built-in sets are sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl, k8s-exec, k8s-portforward, k8s-host-access, k8s-escalation, mongo-write, mongo-js, mongo-admin, mongo-cross-collection',
       'policies[1].rules[0].when: invalid CEL',
     ])
     // rule indexes of two digits are paths like any other
