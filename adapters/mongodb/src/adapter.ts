@@ -5,6 +5,7 @@ import { createSecureContext, TLSSocket } from 'node:tls'
 import { BSON } from 'bson'
 import { GatewayError, inject, injectable, PluginContextToken, serveListener, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
 import { analyseCommand, commandName } from './command.js'
+import { plainDbRefs } from './codec/dbref.js'
 import { MongoLimits, MongoOptions, UpstreamConfig } from './config.js'
 import { MongoSession } from './session.js'
 import { Upstream } from './upstream.js'
@@ -41,7 +42,7 @@ export class MongoAdapter implements ProtocolAdapter {
       return [{ action: 'mongo.command', text: input.command, attrs: {}, refusal: { rule: 'gatehouse/parse', reason: `not a command in extended JSON: ${(err as Error).message}` } }]
     }
     // read it back as the wire would carry it
-    doc = BSON.deserialize(BSON.serialize(doc), { promoteValues: false, bsonRegExp: true })
+    doc = plainDbRefs(BSON.deserialize(BSON.serialize(doc), { promoteValues: false, bsonRegExp: true }))
     const db = typeof doc.$db === 'string' ? doc.$db : 'admin'
     return [{ action: 'mongo.command', text: input.command, attrs: { mongo: { ...analyseCommand(doc, db), command: commandName(doc) } } }]
   }
@@ -53,12 +54,13 @@ export class MongoAdapter implements ProtocolAdapter {
     const logger = this.logger.child({ connection: connection.name })
     const limits = () => pipeline.limits.adapter as MongoLimits
     const sessions = new Set<MongoSession>()
-    const monitors = { count: 0 }
+    const monitors = { count: 0, bySource: new Map<string, number>() }
+    const lsids = new Map<string, { readonly identity: string; readonly sessions: Set<MongoSession> }>()
     let connectionIds = 0
     let accepting = true
 
     const start = (socket: Socket, slot: NonNullable<ReturnType<Pipeline['admitConnection']>>) => {
-      const session = new MongoSession(socket, { connection: connection.name, pipeline, upstream, logger, slot, limits, connectionId: ++connectionIds, advertise: options.advertise, monitors })
+      const session = new MongoSession(socket, { connection: connection.name, pipeline, upstream, logger, slot, limits, connectionId: ++connectionIds, advertise: options.advertise, monitors, lsids })
       sessions.add(session)
       socket.once('close', () => {
         sessions.delete(session)

@@ -38,6 +38,8 @@ export interface MongoFacts {
   stages: string[]
   /** Field names the filter(s) test, dotted as written. */
   filterFields: string[]
+  /** Query operators the filter(s) use ($gt, $in, $expr …). */
+  filterOperators: string[]
   bypassDocumentValidation: boolean
   allowDiskUse: boolean
   /** `start` (startTransaction), `commit`, `abort`, `in` (a later command of a transaction). */
@@ -72,7 +74,6 @@ const COMMANDS: ReadonlyMap<string, CommandInfo> = new Map<string, CommandInfo>(
   ['distinct', READ],
   ['listIndexes', CURSOR_READ],
   ['collStats', READ],
-  ['dataSize', READ],
   ['validate', READ],
   ['listCollections', { cursor: true }],
   ['listDatabases', PLAIN],
@@ -85,7 +86,7 @@ const COMMANDS: ReadonlyMap<string, CommandInfo> = new Map<string, CommandInfo>(
   ['endSessions', PLAIN],
   ['startSession', PLAIN],
   ['refreshSessions', PLAIN],
-  ['killSessions', PLAIN],
+  ['killSessions', ADMIN_WRITE],
   ['commitTransaction', PLAIN],
   ['abortTransaction', PLAIN],
   ['whatsmyuri', PLAIN],
@@ -185,9 +186,12 @@ const ALIASES: ReadonlyMap<string, string> = new Map([
 ])
 
 /** Operators whose argument is JavaScript the server runs. */
-const JS_OPERATORS = new Set(['$where', '$function', '$accumulator'])
+const JS_OPERATORS = new Set(['$where', '$function', '$accumulator', '$_internalJsEmit', '$_internalJsReduce'])
 /** Aggregation stages that read or report beyond the collection and the caller's own work. */
-const ADMIN_STAGES = new Set(['$currentOp', '$listLocalSessions', '$listSessions', '$listSampledQueries', '$shardedDataDistribution', '$querySettings', '$listClusterCatalog'])
+const ADMIN_STAGES = new Set(['$currentOp', '$listLocalSessions', '$listSessions', '$listSampledQueries', '$shardedDataDistribution', '$querySettings', '$listClusterCatalog', '$listCatalog', '$queryStats', '$backupCursor', '$backupCursorExtend'])
+/** Deepest nesting of pipelines and filters the analysis follows; deeper, the command is marked unknown (the server allows 20 sub-pipelines). */
+const MAX_PIPELINE_DEPTH = 24
+const MAX_FILTER_DEPTH = 64
 
 /** The command name the server will run: the body's first field, aliases folded. */
 export function commandName(doc: Document): string {
@@ -217,8 +221,13 @@ const isPlain = (v: unknown): v is Document => v !== null && typeof v === 'objec
 /** Reads one command document (sequences merged in) into facts. */
 export function analyseCommand(doc: Document, database: string): MongoFacts {
   const name = commandName(doc)
-  const f: MongoFacts = { command: name, database, reads: [], writes: [], collections: [], write: false, js: false, jsOperators: [], admin: false, unknown: false, crossCollection: false, stages: [], filterFields: [], bypassDocumentValidation: false, allowDiskUse: false }
+  const f: MongoFacts = { command: name, database, reads: [], writes: [], collections: [], write: false, js: false, jsOperators: [], admin: false, unknown: false, crossCollection: false, stages: [], filterFields: [], filterOperators: [], bypassDocumentValidation: false, allowDiskUse: false }
   describe(doc, name, database, f)
+  // what the gateway cannot say everything about is assumed to do everything
+  if (f.unknown) {
+    f.write = true
+    f.admin = true
+  }
   if (trueValue(doc.startTransaction)) f.transaction = 'start'
   else if (name === 'commitTransaction') f.transaction = 'commit'
   else if (name === 'abortTransaction') f.transaction = 'abort'
@@ -232,6 +241,7 @@ export function analyseCommand(doc: Document, database: string): MongoFacts {
   f.collections = [...new Set([...touched].map((ns) => ns.slice(ns.indexOf('.') + 1)))]
   f.stages = [...new Set(f.stages)]
   f.filterFields = [...new Set(f.filterFields)]
+  f.filterOperators = [...new Set(f.filterOperators)]
   f.jsOperators = [...new Set(f.jsOperators)]
   f.reads = [...new Set(f.reads)]
   f.writes = [...new Set(f.writes)]
@@ -242,7 +252,10 @@ function describe(doc: Document, name: string, database: string, f: MongoFacts):
   const info = COMMANDS.get(name)
   if (!info) f.unknown = true
   const first = doc[Object.keys(doc)[0] as string] as unknown
-  const coll = info?.collection && typeof first === 'string' ? first : undefined
+  // a collection named by UUID (find, count …) or anything but a name: what it reads cannot be said
+  if (info?.collection && typeof first !== 'string' && !(name === 'aggregate' && isNumberLike(first))) f.unknown = true
+  const coll = info?.collection && typeof first === 'string' ? (name === 'dataSize' ? first.slice(first.indexOf('.') + 1) : first) : undefined
+  if (name === 'dataSize' && typeof first === 'string') database = first.slice(0, Math.max(0, first.indexOf('.')))
   if (coll !== undefined) f.collection = coll
   const ns = (c: string, db = database) => `${db}.${c}`
   if (info?.write) f.write = true
@@ -292,6 +305,16 @@ function describe(doc: Document, name: string, database: string, f: MongoFacts):
       filter(doc.query, f)
       outTarget(doc.out, database, f)
       break
+    case 'dropDatabase':
+      f.writes.push(ns('*'))
+      break
+    case 'cloneCollectionAsCapped':
+      if (coll !== undefined) {
+        f.writes.splice(f.writes.indexOf(ns(coll)), 1)
+        f.reads.push(ns(coll))
+      }
+      if (typeof doc.toCollection === 'string') f.writes.push(ns(doc.toCollection))
+      break
     case 'renameCollection':
       if (typeof doc.renameCollection === 'string') f.writes.push(doc.renameCollection)
       if (typeof doc.to === 'string') f.writes.push(doc.to)
@@ -316,11 +339,16 @@ function describe(doc: Document, name: string, database: string, f: MongoFacts):
   }
 }
 
-/** The field names a filter tests, through $and/$or/$nor/$not/$elemMatch. */
+/** The field names a filter tests, and its operators, through $and/$or/$nor/$not/$elemMatch. */
 function filter(q: unknown, f: MongoFacts, prefix = '', depth = 0): void {
-  if (!isPlain(q) || depth > 32) return
+  if (!isPlain(q)) return
+  if (depth > MAX_FILTER_DEPTH) {
+    f.unknown = true
+    return
+  }
   for (const key of Object.keys(q)) {
     const v = q[key] as unknown
+    if (key.startsWith('$')) f.filterOperators.push(key)
     if (key === '$and' || key === '$or' || key === '$nor') {
       if (Array.isArray(v)) for (const c of v) filter(c, f, prefix, depth + 1)
     } else if (key.startsWith('$')) {
@@ -328,14 +356,24 @@ function filter(q: unknown, f: MongoFacts, prefix = '', depth = 0): void {
     } else {
       const path = prefix ? `${prefix}.${key}` : key
       f.filterFields.push(path)
-      if (isPlain(v) && typeof v.$elemMatch === 'object') filter(v.$elemMatch, f, path, depth + 1)
+      // operators on the field: { a: { $gt: 1, $elemMatch: {…} } }
+      if (isPlain(v)) {
+        for (const op of Object.keys(v)) if (op.startsWith('$')) f.filterOperators.push(op)
+        if (typeof v.$elemMatch === 'object') filter(v.$elemMatch, f, path, depth + 1)
+        if (isPlain(v.$not)) filter({ [key]: v.$not }, f, prefix, depth + 1)
+      }
     }
   }
 }
 
+const isNumberLike = (v: unknown): boolean => typeof v === 'number' || ['Int32', 'Double', 'Long', 'Decimal128'].includes((v as { _bsontype?: string } | null)?._bsontype ?? '')
+
 /** An aggregation pipeline: stages, the collections its stages reach, sub-pipelines. */
 function pipeline(stages: readonly unknown[], database: string, f: MongoFacts, depth = 0): void {
-  if (depth > 16) return
+  if (depth > MAX_PIPELINE_DEPTH) {
+    f.unknown = true
+    return
+  }
   for (const stage of stages) {
     if (!isPlain(stage)) continue
     const name = Object.keys(stage)[0]
@@ -369,6 +407,14 @@ function pipeline(stages: readonly unknown[], database: string, f: MongoFacts, d
         f.write = true
         outTarget(spec, database, f)
         break
+      case '$changeStream':
+        // on a collection it reads that collection (named already); on a database every collection of it, or of every database
+        if (f.collection === undefined) {
+          const cluster = isPlain(spec) && trueValue(spec.allChangesForCluster)
+          f.reads.push(cluster ? '*.*' : `${database}.*`)
+          if (cluster) f.admin = true
+        }
+        break
       case '$merge':
         f.write = true
         outTarget(isPlain(spec) ? spec.into : spec, database, f)
@@ -396,7 +442,11 @@ function outTarget(v: unknown, database: string, f: MongoFacts): void {
 
 /** Every `$where`, `$function`, `$accumulator` and JavaScript code value, anywhere in the document. */
 function scanForJavaScript(v: unknown, f: MongoFacts, depth: number): void {
-  if (v === null || typeof v !== 'object' || depth > 128) return
+  if (v === null || typeof v !== 'object') return
+  if (depth > 200) {
+    f.unknown = true
+    return
+  }
   if (v instanceof Code || (v as { _bsontype?: string })._bsontype === 'Code') {
     f.js = true
     f.jsOperators.push('code')
@@ -406,11 +456,18 @@ function scanForJavaScript(v: unknown, f: MongoFacts, depth: number): void {
     for (const el of v) scanForJavaScript(el, f, depth + 1)
     return
   }
-  if (!isPlain(v)) return
+  if (!isPlain(v)) {
+    // BSON values (numbers, ids, binaries …) hold no documents; anything else is not understood
+    if (typeof (v as { _bsontype?: unknown })._bsontype !== 'string') f.unknown = true
+    return
+  }
   for (const key of Object.keys(v)) {
     if (JS_OPERATORS.has(key)) {
       f.js = true
       f.jsOperators.push(key)
+    } else if (key.startsWith('$_internal')) {
+      // the server's internal operators and stages: not for clients, and not analysed here
+      f.unknown = true
     }
     scanForJavaScript(v[key], f, depth + 1)
   }

@@ -28,6 +28,7 @@ export const MongoLimits = Type.Object(
     maxDepth: Type.Integer({ minimum: 8, maximum: 180, default: 100, description: 'deepest nesting of documents in a command (the server stores at most 100 levels)' }),
     maxCursors: Type.Integer({ minimum: 1, default: 1000, description: 'cursors one session may have open at once' }),
     monitorConnections: Type.Integer({ minimum: 0, default: 256, description: "connections that only ask hello (drivers' server monitors, which never log in) held open at once on this listener" }),
+    monitorConnectionsPerSource: Type.Integer({ minimum: 0, default: 32, description: 'such connections from one client address' }),
   },
   { additionalProperties: false },
 )

@@ -14,15 +14,31 @@ import type { MaskPath } from '@gatehouse/core'
 import type { MongoFacts } from './command.js'
 
 const SHAPE_KEEPING_STAGES = new Set(['$match', '$sort', '$limit', '$skip', '$sample'])
-/** Commands whose answers carry no documents of the collection. */
-const NO_DOCUMENTS = new Set(['insert', 'update', 'delete', 'count', 'create', 'drop', 'createIndexes', 'dropIndexes', 'listIndexes', 'listCollections', 'listDatabases', 'dbStats', 'collStats', 'endSessions', 'commitTransaction', 'abortTransaction', 'buildInfo', 'connectionStatus', 'ping'])
+/**
+ * Commands whose answers carry no documents of the collection and that cannot copy a value
+ * elsewhere (an update can, through a pipeline or $rename: it is checked on its own; a view or an
+ * index cannot be made under a mask).
+ */
+const NO_DOCUMENTS = new Set(['insert', 'delete', 'count', 'drop', 'dropIndexes', 'listIndexes', 'listCollections', 'listDatabases', 'dbStats', 'collStats', 'endSessions', 'commitTransaction', 'abortTransaction', 'buildInfo', 'ping'])
+/** Query operators that test the field they sit under (and only it); any other ($expr, $jsonSchema, $text, $where …) can reach any field. */
+const FIELD_OPERATORS = new Set(['$and', '$or', '$nor', '$not', '$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin', '$exists', '$type', '$elemMatch', '$size', '$all', '$regex', '$options', '$mod', '$comment'])
+/** find options that read an index (a range on a masked field is an oracle) or return keys under other names. */
+const INDEX_OPTIONS = ['hint', 'min', 'max', 'returnKey', 'showRecordId']
+/** Update operators that change only the fields they name, with values given. */
+const PLAIN_UPDATES = new Set(['$set', '$unset', '$inc', '$mul', '$min', '$max', '$currentDate', '$setOnInsert', '$push', '$addToSet', '$pull', '$pullAll', '$pop'])
 
 /** Why the command cannot run under these masks, or undefined when the masks hold. */
 export function maskRefusal(doc: Document, facts: MongoFacts, masks: readonly MaskPath[]): string | undefined {
-  const tested = facts.filterFields.find((field) => masks.some((m) => covers(m.segments, field.split('.'))))
+  if (facts.unknown) return 'the gateway cannot say what this command reads'
+  const tested = facts.filterFields.find((field) => masked(field, masks))
   if (tested !== undefined) return `the filter tests ${tested}, a masked field`
+  const operator = facts.filterOperators.find((op) => !FIELD_OPERATORS.has(op))
+  if (operator !== undefined) return `the filter uses ${operator}, which can read any field`
   const name = facts.command
+  if (name === 'update') return updateRefusal(doc, masks)
   if (name === 'find') {
+    const option = INDEX_OPTIONS.find((o) => doc[o] !== undefined)
+    if (option !== undefined) return `a find that masks fields takes no ${option}`
     const projection = doc.projection as Document | undefined
     if (projection && Object.values(projection).some((v) => !isPlainFlag(v))) return 'a find that masks fields takes only an inclusion or exclusion projection (no expressions)'
     if (sortsByMasked(doc.sort, masks)) return 'a find that masks fields cannot sort by a masked field'
@@ -37,6 +53,24 @@ export function maskRefusal(doc: Document, facts: MongoFacts, masks: readonly Ma
   }
   if (NO_DOCUMENTS.has(name)) return undefined
   return `${name} returns values the gateway cannot mask field by field`
+}
+
+const masked = (field: string, masks: readonly MaskPath[]): boolean => masks.some((m) => covers(m.segments, field.split('.')))
+
+/** An update under a mask: plain operators on fields that are not masked, no pipeline, no arrayFilters. */
+function updateRefusal(doc: Document, masks: readonly MaskPath[]): string | undefined {
+  for (const u of Array.isArray(doc.updates) ? (doc.updates as unknown[]) : []) {
+    const spec = (u as Document | null)?.u as unknown
+    if (!spec || typeof spec !== 'object' || Array.isArray(spec)) return 'an update that masks fields takes no pipeline'
+    if ((u as Document).arrayFilters !== undefined) return 'an update that masks fields takes no arrayFilters'
+    for (const [op, fields] of Object.entries(spec as Document)) {
+      if (!op.startsWith('$')) return 'an update that masks fields cannot replace whole documents'
+      if (!PLAIN_UPDATES.has(op)) return `an update that masks fields cannot use ${op}`
+      const hit = Object.keys((fields as Document | null) ?? {}).find((f) => masked(f, masks))
+      if (hit !== undefined) return `the update changes ${hit}, a masked field`
+    }
+  }
+  return undefined
 }
 
 /** Whether a mask path names `field` or one of its parents or children (`*` matches any one name). */

@@ -20,6 +20,7 @@ import { TLSSocket } from 'node:tls'
 import { BSON, Binary, Int32, Long, type Document } from 'bson'
 import { GatewayError, isGatewayError, maskPathsOf, type ConnectionSlot, type GatewayRequest, type Logger, type Pipeline, type ScramExchange, type SessionHandle } from '@gatehouse/core'
 import { analyseCommand, commandName, opensCursor, trueValue, type MongoFacts } from './command.js'
+import { plainDbRefs } from './codec/dbref.js'
 import { maskRefusal } from './masking.js'
 import type { MongoLimits } from './config.js'
 import { mongoError, refusalError, type MongoErrorDoc } from './errors.js'
@@ -31,7 +32,11 @@ const SCRAM_SHA_256 = 'SCRAM-SHA-256'
 /** The longest audit text of one command; the rest is cut (its attributes are complete). */
 const MAX_TEXT = 4096
 /** Commands the gateway answers itself, logged in or not, as the server does. */
-const OWN = new Set(['hello', 'ping', 'saslStart', 'saslContinue', 'authenticate', 'logout'])
+const OWN = new Set(['hello', 'ping', 'saslStart', 'saslContinue', 'authenticate', 'logout', 'connectionStatus'])
+/** The largest message read from a client that has not logged in. */
+const PRE_LOGIN_MESSAGE_BYTES = 64 * 1024
+/** Distinct client sessions (lsids) one gateway session may use. */
+const MAX_LSIDS = 10_000
 
 export interface SessionDeps {
   readonly connection: string
@@ -43,8 +48,15 @@ export interface SessionDeps {
   readonly connectionId: number
   /** host:port named in hello (replica sets), when configured. */
   readonly advertise: string | undefined
-  /** Monitor connections held on this listener (they never log in). */
-  readonly monitors: { count: number }
+  /** Monitor connections held on this listener (they never log in), in all and by client address. */
+  readonly monitors: { count: number; bySource: Map<string, number> }
+  /**
+   * Client session ids (lsid) in use on this listener: the identity that uses each, and its
+   * connections that did. Every client reaches the upstream as the gateway's one user, so the
+   * server would let one identity continue another's session or transaction by naming its lsid.
+   * (A driver uses one lsid on several of its connections, all of one identity.)
+   */
+  readonly lsids: Map<string, { readonly identity: string; readonly sessions: Set<MongoSession> }>
 }
 
 /** A cursor this session opened: getMore continues the request that opened it. */
@@ -67,12 +79,14 @@ export class MongoSession {
   private role: 'unknown' | 'login' | 'monitor' = 'unknown'
   private readonly cursors = new Map<string, OpenCursor>()
   private shape: UpstreamShape | undefined
+  private readonly ownLsids = new Set<string>()
 
   constructor(
     private readonly socket: Socket,
     private readonly deps: SessionDeps,
   ) {
-    this.reader = new FrameReader(() => deps.limits().maxMessageBytes)
+    // before login a client sends hello and its SCRAM messages, each well under 64 KiB
+    this.reader = new FrameReader(() => (this.loggedIn ? deps.limits().maxMessageBytes : PRE_LOGIN_MESSAGE_BYTES))
     const tls = socket instanceof TLSSocket
     this.handle = deps.pipeline.openSession({ protocol: 'mongodb', clientAddress: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`, tls })
     this.handle.busyWhen(() => this.working)
@@ -91,7 +105,18 @@ export class MongoSession {
     if (this.closed) return
     this.closed = true
     this.socket.destroy()
-    if (this.role === 'monitor') this.deps.monitors.count--
+    if (this.role === 'monitor') {
+      this.deps.monitors.count--
+      const source = this.socket.remoteAddress ?? ''
+      const n = (this.deps.monitors.bySource.get(source) ?? 1) - 1
+      if (n <= 0) this.deps.monitors.bySource.delete(source)
+      else this.deps.monitors.bySource.set(source, n)
+    }
+    for (const id of this.ownLsids) {
+      const entry = this.deps.lsids.get(id)
+      entry?.sessions.delete(this)
+      if (entry && entry.sessions.size === 0) this.deps.lsids.delete(id)
+    }
     // a command cut off mid-way leaves its answer on the wire: that connection cannot be reused
     if (this.working) this.up?.destroy()
     else this.up?.release()
@@ -146,8 +171,9 @@ export class MongoSession {
         doc = BSON.deserialize(msg.body, DECODE)
         for (const [id, docs] of msg.sequences) {
           if (Object.prototype.hasOwnProperty.call(doc, id)) return this.malformed(frame, `field "${id}" is both in the body and a document sequence`)
-          doc[id] = docs.map((d) => BSON.deserialize(d, DECODE))
+          Object.defineProperty(doc, id, { value: docs.map((d) => BSON.deserialize(d, DECODE)), enumerable: true, writable: true, configurable: true })
         }
+        if (msg.dbRef) plainDbRefs(doc)
       } catch (err) {
         return this.malformed(frame, `invalid BSON: ${(err as Error).message}`)
       }
@@ -220,8 +246,31 @@ export class MongoSession {
     return this.deps.pipeline.request(this.handle.info, { action: 'mongo.command', target: facts.collection === undefined ? db : `${db}.${facts.collection}`, text: textOf(doc), attrs: { mongo: facts } })
   }
 
+  /** Why this command may not use its lsid (another gateway session's), or undefined. */
+  private lsidRefusal(doc: Document): string | undefined {
+    const lsid = doc.lsid as Document | undefined
+    if (lsid === undefined) return undefined
+    const id = lsid !== null && typeof lsid === 'object' ? lsid.id : undefined
+    if (!(id instanceof Binary) || Object.keys(lsid).length !== 1) return 'lsid must be { id: UUID }'
+    const key = Buffer.from(id.buffer).toString('hex')
+    if (this.ownLsids.has(key)) return undefined
+    const identity = this.handle.info.principal?.id ?? ''
+    const entry = this.deps.lsids.get(key)
+    if (entry !== undefined && entry.identity !== identity) return 'this client session (lsid) is in use by another identity'
+    if (this.ownLsids.size >= MAX_LSIDS) return `this connection has used ${MAX_LSIDS} client sessions (lsid)`
+    this.ownLsids.add(key)
+    if (entry) entry.sessions.add(this)
+    else this.deps.lsids.set(key, { identity, sessions: new Set([this]) })
+    return undefined
+  }
+
   private async judgeAndForward(frame: Frame, doc: Document, db: string, name: string, moreToCome: boolean): Promise<void> {
     const request = this.requestFor(doc, db)
+    const foreign = this.lsidRefusal(doc)
+    if (foreign !== undefined) {
+      const err = await this.deps.pipeline.refuse(request, { rule: 'gatehouse/foreign-session', reason: foreign })
+      return this.refused(frame, err, moreToCome)
+    }
     const limits = this.deps.limits()
     if (opensCursor(name) && this.cursors.size >= limits.maxCursors) {
       const reason = `this session has ${limits.maxCursors} cursors open (limits.mongodb.maxCursors): exhaust or kill some first`
@@ -250,6 +299,11 @@ export class MongoSession {
       return
     }
     const reply = BSON.deserialize(answer.bytes, DECODE)
+    // under a mask an error could quote a masked value (a failed conversion, a duplicate key): withheld
+    if (masks && withholdErrors(reply)) {
+      this.deps.pipeline.complete(request, answer.ok && trueValue(reply.ok) ? writeOutcome(reply) : { error: errorOf(reply) })
+      return this.reply(frame, reply)
+    }
     if (!answer.ok || !trueValue(reply.ok)) {
       this.deps.pipeline.complete(request, { error: errorOf(reply) })
       return this.reply(frame, answer.bytes)
@@ -257,6 +311,7 @@ export class MongoSession {
     const cursor = reply.cursor as Document | undefined
     const batch = cursor && Array.isArray(cursor.firstBatch) ? (cursor.firstBatch as Document[]) : undefined
     if (cursor && batch) {
+      if (masks) plainDbRefs(batch)
       for (const d of batch) this.deps.pipeline.transform(request, d)
       const id = cursor.id
       if (id instanceof Long && !id.isZero()) this.cursors.set(id.toString(), { request, ns: String(cursor.ns ?? ''), masks, rows: batch.length })
@@ -313,6 +368,11 @@ export class MongoSession {
     const answer = await this.forward(cursor.request, db, doc, false)
     if (!answer) return
     const reply = BSON.deserialize(answer.bytes, DECODE)
+    if (cursor.masks && withholdErrors(reply)) {
+      this.cursors.delete(key)
+      this.deps.pipeline.complete(cursor.request, { rows: cursor.rows, error: errorOf(reply) })
+      return this.reply(frame, reply)
+    }
     const c = reply.cursor as Document | undefined
     const batch = answer.ok && trueValue(reply.ok) && c && Array.isArray(c.nextBatch) ? (c.nextBatch as Document[]) : undefined
     if (!batch || !c) {
@@ -320,6 +380,7 @@ export class MongoSession {
       this.deps.pipeline.complete(cursor.request, { rows: cursor.rows, error: errorOf(reply) })
       return this.reply(frame, answer.bytes)
     }
+    if (cursor.masks) plainDbRefs(batch)
     for (const d of batch) this.deps.pipeline.transform(cursor.request, d)
     cursor.rows += batch.length
     if (!(c.id instanceof Long) || c.id.isZero()) {
@@ -364,6 +425,11 @@ export class MongoSession {
         return this.saslStart(doc, db)
       case 'saslContinue':
         return this.saslContinue(doc)
+      case 'connectionStatus': {
+        // the caller's identity, not the gateway's user on the upstream
+        const principal = this.handle.info.principal
+        return { authInfo: { authenticatedUsers: principal ? [{ user: principal.id, db: 'admin' }] : [], authenticatedUserRoles: [] }, ok: 1 }
+      }
       default:
         return mongoError('AuthenticationFailed', `gatehouse: ${name} is not supported: log in with SCRAM-SHA-256 (a gateway identity and its token)`)
     }
@@ -426,13 +492,18 @@ export class MongoSession {
    * hello and ping until it logs in.
    */
   private becomeMonitor(): void {
-    const max = this.deps.limits().monitorConnections
-    if (this.deps.monitors.count >= max) {
-      void this.fatal('limit.mongodb.monitor-connections', `${max} monitoring connections are open on this listener (limits.mongodb.monitorConnections)`)
+    const { monitorConnections: max, monitorConnectionsPerSource: perSource } = this.deps.limits()
+    const source = this.socket.remoteAddress ?? ''
+    const fromSource = this.deps.monitors.bySource.get(source) ?? 0
+    if (this.deps.monitors.count >= max || fromSource >= perSource) {
+      const reason = fromSource >= perSource ? `${perSource} monitoring connections from ${source} are open on this listener (limits.mongodb.monitorConnectionsPerSource)` : `${max} monitoring connections are open on this listener (limits.mongodb.monitorConnections)`
+      void this.deps.pipeline.limitReached(this.handle.info, fromSource >= perSource ? 'mongodb.monitor-connections-per-source' : 'mongodb.monitor-connections', reason)
+      this.close(reason)
       return
     }
     this.role = 'monitor'
     this.deps.monitors.count++
+    this.deps.monitors.bySource.set(source, fromSource + 1)
     this.deps.slot.authenticated()
   }
 
@@ -503,7 +574,7 @@ function hostPort(host: string, port: number): string {
 /** The command as the audit shows it: relaxed extended JSON, without the session plumbing. */
 function textOf(doc: Document): string {
   const shown: Document = {}
-  for (const k of Object.keys(doc)) if (k !== 'lsid' && k !== '$clusterTime' && k !== '$db') shown[k] = doc[k]
+  for (const k of Object.keys(doc)) if (k !== 'lsid' && k !== '$clusterTime' && k !== '$db') shown[k] = k === 'pwd' ? 'REDACTED' : doc[k]
   let text: string
   try {
     text = BSON.EJSON.stringify(shown, { relaxed: true })
@@ -511,6 +582,30 @@ function textOf(doc: Document): string {
     text = `{"${commandName(doc)}": …}`
   }
   return text.length > MAX_TEXT ? `${text.slice(0, MAX_TEXT)}…` : text
+}
+
+const WITHHELD = 'gatehouse: the error is withheld: the command reads masked fields, and the message could quote one'
+
+/** Replaces the messages of a reply's error and write errors (under a mask); whether there were any. */
+function withholdErrors(reply: Document): boolean {
+  let any = false
+  if (!trueValue(reply.ok) && reply.errmsg !== undefined) {
+    reply.errmsg = WITHHELD
+    any = true
+  }
+  for (const key of ['writeErrors', 'writeConcernError'] as const) {
+    const v = reply[key] as unknown
+    for (const e of Array.isArray(v) ? v : v && typeof v === 'object' ? [v] : []) {
+      if (e && typeof e === 'object') {
+        ;(e as Document).errmsg = WITHHELD
+        delete (e as Document).errInfo
+        delete (e as Document).keyValue
+        any = true
+      }
+    }
+  }
+  delete reply.keyValue
+  return any
 }
 
 function errorOf(reply: Document): { code: string; message: string } {

@@ -331,8 +331,8 @@ export const RULE_SETS: Readonly<Record<string, RuleSet>> = {
   'mongo-admin': {
     description: 'administration: users and roles, server parameters, shutdown, fsync, replication and sharding, killing operations, profiling; and commands the gateway does not know',
     rules: [
+      mdeny('unknown', 'the gateway does not know this command (or a part of it), so cannot say what it touches', { 'mongo.unknown': true }),
       mdeny('admin', 'the command administers the server', { 'mongo.admin': true }),
-      mdeny('unknown', 'the gateway does not know this command, so cannot say what it touches', { 'mongo.unknown': true }),
     ],
   },
   'mongo-cross-collection': {

@@ -282,7 +282,7 @@ describe('malformed and unsupported messages', () => {
 })
 
 describe('the decoder under fast-check', () => {
-  const keyArb = fc.oneof(fc.constantFrom('a', 'b', '_id', '$where', '0', '1', '2024', '__proto__'), fc.string({ maxLength: 6 }).filter((s) => !s.includes('\0')))
+  const keyArb = fc.oneof(fc.constantFrom('a', 'b', '_id', '$where', '0', '1', '2024', '__proto__', '$ref', '$id', '$db'), fc.string({ maxLength: 6 }).filter((s) => !s.includes('\0')))
   type El = [string, number, Buffer]
   const leaf: fc.Arbitrary<El> = fc.oneof(
     fc.tuple(keyArb, fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 })).map(([k, n]): El => {
@@ -335,5 +335,102 @@ describe('the decoder under fast-check', () => {
       }),
       { numRuns: 5000, seed: 11 },
     )
+  })
+})
+
+describe('what a review of the adapter found', () => {
+  it('a document sequence named __proto__ (which would hide the body from the analysis) is refused', async () => {
+    const raw = await loggedIn()
+    const before = gw.stub.received.length
+    const body = RawMongo.opMsgBody(doc({ find: 'orders', filter: { $where: 'sleep(100) || true' }, $db: 'app' }), 0, [{ id: '__proto__', docs: [doc({})] }])
+    raw.write(raw.message(2013, body))
+    const reply = BSON.deserialize((await raw.next())?.body.subarray(5) as Buffer)
+    expect(reply).toMatchObject({ ok: 0, codeName: 'FailedToParse' })
+    expect(String(reply.errmsg)).toMatch(/sequence name/)
+    expect(gw.stub.received.length).toBe(before)
+  })
+
+  it("the server's internal JavaScript operators, other internal names, a collection named by UUID and deep nesting are not let through", async () => {
+    const raw = await loggedIn()
+    const before = gw.stub.received.length
+    const tries: Document[] = [
+      { aggregate: 'orders', pipeline: [{ $project: { x: { $_internalJsEmit: { eval: 'function() { sleep(10) }', this: '$$ROOT' } } } }], cursor: {}, $db: 'app' },
+      { aggregate: 'orders', pipeline: [{ $_internalInhibitOptimization: {} }], cursor: {}, $db: 'app' },
+      { find: new BSON.UUID(), $db: 'app' },
+    ]
+    let deep: Document[] = [{ $unionWith: 'secrets' }]
+    for (let i = 0; i < 30; i++) deep = [{ $lookup: { from: 'orders', pipeline: deep, as: `l${i}` } }]
+    tries.push({ aggregate: 'orders', pipeline: deep, cursor: {}, $db: 'app' })
+    for (const t of tries) {
+      const r = await raw.command(t)
+      expect(r, JSON.stringify(Object.keys(t))).toMatchObject({ ok: 0, code: 13 })
+    }
+    expect(gw.stub.received.length).toBe(before)
+  })
+
+  it('a change stream on a whole database reads every collection of it; killSessions is administration', async () => {
+    const raw = await loggedIn()
+    const r = await raw.command({ aggregate: 1, pipeline: [{ $changeStream: {} }], cursor: {}, $db: 'app' })
+    expect(r).toMatchObject({ ok: 0 })
+    const rec = await gw.auditFind((e) => e.type === 'request' && String(e.text).includes('$changeStream'))
+    expect((rec?.attrs as { mongo: Record<string, unknown> }).mongo).toMatchObject({ reads: ['app.*'], crossCollection: true })
+    expect(await raw.command({ killSessions: [], $db: 'admin' })).toMatchObject({ ok: 0, code: 13 })
+  })
+
+  it('a DBRef-shaped document is sent as it came, and read as the plain document it is', async () => {
+    const raw = await loggedIn()
+    // out of the order the library writes a DBRef back: refused
+    const reordered = bsonOf([['z', 0x10, Buffer.from([1, 0, 0, 0])], ['$ref', 0x02, str('orders')], ['$id', 0x10, Buffer.from([1, 0, 0, 0])]])
+    const r1 = await raw.command(bsonOf([['insert', 0x02, str('refs')], ['documents', 0x04, bsonOf([['0', 0x03, reordered]])], ['$db', 0x02, str('app')]]))
+    expect(String(r1?.errmsg)).toMatch(/shaped like a DBRef/)
+    // in order it goes through unchanged, and what is inside is analysed: a code value there is JavaScript
+    const inOrder = bsonOf([['$ref', 0x02, str('orders')], ['$id', 0x10, Buffer.from([1, 0, 0, 0])], ['note', 0x02, str('x')]])
+    expect(await raw.command(bsonOf([['insert', 0x02, str('refs')], ['documents', 0x04, bsonOf([['0', 0x03, inOrder]])], ['$db', 0x02, str('app')]]))).toMatchObject({ ok: 0, code: 13 })
+    const rec = await gw.auditFind((e) => e.type === 'request' && String(e.text).includes('"refs"'))
+    expect(String(rec?.text)).toContain('"$ref":"orders"')
+    const withCode = bsonOf([['$ref', 0x02, str('orders')], ['$id', 0x10, Buffer.from([1, 0, 0, 0])], ['f', 0x0d, str('function() {}')]])
+    const r3 = await raw.command(bsonOf([['find', 0x02, str('orders')], ['filter', 0x03, bsonOf([['r', 0x03, withCode]])], ['$db', 0x02, str('app')]]))
+    expect(r3).toMatchObject({ ok: 0, code: 13 })
+    expect(String(r3?.errmsg)).toMatch(/mongo-js/)
+  })
+
+  it('an lsid in use by another identity is refused; connectionStatus names the caller; passwords stay out of the audit', async () => {
+    const a = await loggedIn()
+    const b = await loggedIn('agent-3')
+    const lsid = { id: new BSON.UUID() }
+    expect(await a.command({ count: 'orders', lsid, $db: 'app' })).toMatchObject({ ok: 1 })
+    const r = await b.command({ count: 'orders', lsid, $db: 'app' })
+    expect(r).toMatchObject({ ok: 0, code: 13 })
+    expect(String(r?.errmsg)).toMatch(/in use by another identity/)
+    // the same identity on another connection may (a driver's session pool does)
+    const a2 = await loggedIn()
+    expect(await a2.command({ count: 'orders', lsid, $db: 'app' })).toMatchObject({ ok: 1 })
+    expect(await a.command({ connectionStatus: 1, $db: 'admin' })).toMatchObject({ ok: 1, authInfo: { authenticatedUsers: [{ user: 'agent-1', db: 'admin' }] } })
+    await a.command({ createUser: 'x', pwd: 'hunter2-password', roles: [], $db: 'admin' })
+    expect(JSON.stringify(gw.audit())).not.toContain('hunter2-password')
+  })
+
+  it('before login, a message over 64 KiB closes the connection; monitor connections from one address are capped', async () => {
+    const raw = await gw.raw()
+    raw.write(raw.message(2013, RawMongo.opMsgBody(doc({ hello: 1, pad: 'x'.repeat(70_000), $db: 'admin' }))))
+    await raw.closedPromise
+    const monitors: RawMongo[] = []
+    let refusedAt = 0
+    for (let i = 1; i <= 40 && refusedAt === 0; i++) {
+      const m = await gw.raw()
+      monitors.push(m)
+      const hello = await m.command({ hello: 1, $db: 'admin' })
+      if (!hello) refusedAt = i
+    }
+    // 32 per address (the drivers of earlier tests hold some of them)
+    expect(refusedAt).toBeGreaterThan(0)
+    expect(refusedAt).toBeLessThanOrEqual(33)
+    expect(await gw.auditFind((e) => e.type === 'protocol' && e.event === 'limit.mongodb.monitor-connections-per-source')).toBeDefined()
+    for (const m of monitors) m.destroy()
+    await Promise.all(monitors.map((m) => m.closedPromise))
+    await new Promise((r) => setTimeout(r, 50))
+    const again = await gw.raw()
+    expect(await again.command({ hello: 1, $db: 'admin' })).toMatchObject({ ok: 1 })
+    await othersStillWork()
   })
 })

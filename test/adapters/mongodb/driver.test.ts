@@ -298,3 +298,36 @@ describe('TLS', () => {
     }
   })
 })
+
+describe('masks against other routes to a value', () => {
+  it('filters that can read any field, index options, copying updates and indexes are refused; errors that could quote a value are withheld', async () => {
+    const c = await gw.client()
+    const users = c.db('app').collection('users')
+    const before = gw.stub.received.length
+    const attempts: [string, () => Promise<unknown>][] = [
+      ['$expr', () => users.find({ $expr: { $eq: [{ $toInt: '$ssn' }, 1] } }).toArray()],
+      ['$jsonSchema', () => users.find({ $jsonSchema: { properties: { ssn: { pattern: '^1' } } } }).toArray()],
+      ['hint', () => users.find({}, { hint: { ssn: 1 } }).toArray()],
+      ['min/max', () => users.find({}, { min: { ssn: '1' }, max: { ssn: '2' } }).toArray()],
+      ['an update pipeline', () => users.updateMany({}, [{ $set: { nick: '$ssn' } }])],
+      ['$rename', () => users.updateMany({}, { $rename: { ssn: 'nick' } })],
+      ['an update of the masked field', () => users.updateMany({}, { $set: { ssn: 'x' } })],
+      ['a replacement', () => users.replaceOne({ _id: 1 }, { name: 'ann' })],
+      ['a view', () => c.db('app').command({ create: 'v', viewOn: 'users', pipeline: [{ $project: { x: '$ssn' } }] })],
+      ['an index', () => users.createIndex({ ssn: 1 }, { unique: true })],
+    ]
+    for (const [what, attempt] of attempts) {
+      const err = (await attempt().catch((e: unknown) => e)) as MongoServerError
+      expect(err, what).toBeInstanceOf(MongoServerError)
+      expect(err.code, what).toBe(13)
+    }
+    expect(gw.stub.received.length).toBe(before)
+    // a plain update of another field still runs
+    expect((await users.updateOne({ _id: 2 }, { $set: { name: 'bo' } })).modifiedCount).toBe(1)
+    // a duplicate key error would quote the key: withheld, in the answer and in the audit
+    const dup = (await users.insertOne({ _id: 1 }).catch((e: unknown) => e)) as Error
+    expect(dup.message).toMatch(/withheld/)
+    expect(dup.message).not.toMatch(/dup key/)
+    expect(JSON.stringify(gw.audit())).not.toMatch(/dup key/)
+  })
+})

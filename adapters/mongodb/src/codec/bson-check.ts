@@ -11,6 +11,10 @@
  *   first, so the document sent on would have its fields in another order. Refused.
  * - field names that are not UTF-8, or `__proto__`: decoded, they could become another name.
  * - deprecated types the library does not give back as they came (undefined, DBPointer).
+ * - a document shaped like a DBRef (`$ref`, `$id`, optionally `$db`, no other `$` names) whose
+ *   fields are not in the order the library writes a DBRef back ($ref, $id, $db, the rest): the
+ *   library decodes it into a DBRef and would send it on reordered. In order, it is accepted and
+ *   reported (`facts.dbRef`), so the session can read it as the plain document it is.
  * - nesting deeper than `maxDepth` (a depth bomb would take the decoder's stack).
  * Lengths, terminators and every value's size are checked too, so a truncated or lying document
  * is refused here, not half-read later.
@@ -37,10 +41,16 @@ const FIXED_SIZE: Readonly<Record<number, number>> = {
 
 const INDEX_NAME = /^(?:0|[1-9]\d{0,8})$/
 
+/** What the check saw that the reader of the decoded document must know. */
+export interface BsonFacts {
+  /** Some document is shaped like a DBRef: the decoder made it a DBRef object. */
+  dbRef: boolean
+}
+
 /** Undefined when `doc` (exactly one document) is well-formed and unambiguous; otherwise why not. */
-export function checkBson(doc: Buffer, maxDepth: number): BsonProblem | undefined {
+export function checkBson(doc: Buffer, maxDepth: number, facts?: BsonFacts): BsonProblem | undefined {
   try {
-    const end = walk(doc, 0, false, 1, maxDepth)
+    const end = walk(doc, 0, false, 1, maxDepth, facts)
     if (end !== doc.length) return { problem: 'document length does not match its content' }
     return undefined
   } catch (err) {
@@ -57,7 +67,7 @@ function int32(buf: Buffer, at: number, limit: number): number {
 }
 
 /** Walks the document at `at`; returns the offset after it. */
-function walk(buf: Buffer, at: number, isArray: boolean, depth: number, maxDepth: number): number {
+function walk(buf: Buffer, at: number, isArray: boolean, depth: number, maxDepth: number, facts: BsonFacts | undefined): number {
   if (depth > maxDepth) throw new Malformed(`documents nested deeper than ${maxDepth} levels`)
   const len = int32(buf, at, buf.length)
   const end = at + len
@@ -68,6 +78,12 @@ function walk(buf: Buffer, at: number, isArray: boolean, depth: number, maxDepth
   let names: Set<string> | undefined
   let sawName = false
   let lastIndex = -1
+  // DBRef shape, as the bson library decides it: $-names only $ref/$id/$db, $ref a string, $id not null, $db a string if present
+  let dollarNames: string[] | undefined
+  let possibleRef = !isArray
+  let refString = false
+  let idPresent = false
+  let dbOk = true
   while (p < end - 1) {
     const type = buf[p] as number
     const nameEnd = buf.indexOf(0, p + 1)
@@ -91,9 +107,26 @@ function walk(buf: Buffer, at: number, isArray: boolean, depth: number, maxDepth
         sawName = true
       }
     }
-    p = value(buf, type, nameEnd + 1, end - 1, depth, maxDepth)
+    if (possibleRef && name.startsWith('$')) {
+      if (name === '$ref' || name === '$id' || name === '$db') {
+        ;(dollarNames ??= []).push(name)
+        if (name === '$ref') refString = type === 0x02
+        else if (name === '$id') idPresent = type !== 0x0a
+        else dbOk = type === 0x02
+      } else {
+        possibleRef = false
+      }
+    }
+    p = value(buf, type, nameEnd + 1, end - 1, depth, maxDepth, facts)
   }
   if (p !== end - 1) throw new Malformed('element runs past the end of its document')
+  if (possibleRef && refString && idPresent && dbOk && dollarNames) {
+    // the library writes a DBRef back as $ref, $id, $db, then the other fields in their order
+    const first = names ? [...names].slice(0, dollarNames.length) : []
+    const canonical = ['$ref', '$id', '$db'].filter((n) => dollarNames?.includes(n))
+    if (first.join() !== canonical.join()) throw new Malformed('a document shaped like a DBRef must start with $ref, $id (and $db): its fields would be reordered on the way')
+    if (facts) facts.dbRef = true
+  }
   return end
 }
 
@@ -111,7 +144,7 @@ function cstring(buf: Buffer, at: number, limit: number): number {
 }
 
 /** Checks one value of `type` at `at`; returns the offset after it. */
-function value(buf: Buffer, type: number, at: number, limit: number, depth: number, maxDepth: number): number {
+function value(buf: Buffer, type: number, at: number, limit: number, depth: number, maxDepth: number, facts: BsonFacts | undefined): number {
   const fixed = FIXED_SIZE[type]
   if (fixed !== undefined) {
     if (at + fixed > limit) throw new Malformed('value truncated')
@@ -125,7 +158,7 @@ function value(buf: Buffer, type: number, at: number, limit: number, depth: numb
       return string(buf, at, limit)
     case 0x03:
     case 0x04: {
-      const end = walk(buf, at, type === 0x04, depth + 1, maxDepth)
+      const end = walk(buf, at, type === 0x04, depth + 1, maxDepth, facts)
       if (end > limit) throw new Malformed('embedded document runs past its parent')
       return end
     }
@@ -142,7 +175,7 @@ function value(buf: Buffer, type: number, at: number, limit: number, depth: numb
       const end = at + total
       if (total < 14 || end > limit) throw new Malformed('code with scope length does not fit')
       const afterCode = string(buf, at + 4, end)
-      const afterScope = walk(buf, afterCode, false, depth + 1, maxDepth)
+      const afterScope = walk(buf, afterCode, false, depth + 1, maxDepth, facts)
       if (afterScope !== end) throw new Malformed('code with scope length does not match its content')
       return end
     }

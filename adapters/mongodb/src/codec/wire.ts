@@ -6,7 +6,7 @@
  * A message is read whole before anything looks at it; its length is checked against the
  * connection's limit before a byte of it is buffered beyond the header.
  */
-import { checkBson, type BsonProblem } from './bson-check.js'
+import { checkBson, type BsonFacts, type BsonProblem } from './bson-check.js'
 
 export const OP = {
   REPLY: 1,
@@ -59,8 +59,7 @@ export class FrameReader {
   /** The next whole message, undefined until it has arrived; throws WireError on a length no message can have. */
   next(): Frame | undefined {
     if (this.buffered < 4) return undefined
-    const head = this.peek(HEADER_BYTES)
-    const length = head.readInt32LE(0)
+    const length = this.peek(4).readInt32LE(0)
     const max = this.maxMessageBytes()
     if (length < HEADER_BYTES) throw new WireError(`message length ${length} is shorter than a message header`)
     if (length > max) throw new WireError(`message of ${length} bytes is larger than this connection takes (${max}, limits.mongodb.maxMessageBytes)`)
@@ -69,9 +68,10 @@ export class FrameReader {
     return { length, requestId: whole.readInt32LE(4), responseTo: whole.readInt32LE(8), opCode: whole.readInt32LE(12), body: whole.subarray(HEADER_BYTES) }
   }
 
+  /** The first `n` buffered bytes (at least; `n` must be buffered) in one buffer. */
   private peek(n: number): Buffer {
     const first = this.chunks[0] as Buffer
-    if (first.length >= n || this.buffered < n) return first
+    if (first.length >= n) return first
     const joined = Buffer.concat(this.chunks)
     this.chunks = [joined]
     return joined
@@ -103,6 +103,8 @@ export interface OpMsg {
   readonly body: Buffer
   /** Kind-1 sections: identifier → the documents' bytes, in order. */
   readonly sequences: ReadonlyMap<string, readonly Buffer[]>
+  /** Some document is shaped like a DBRef (bson-check.ts): read the decoded one as a plain document. */
+  readonly dbRef: boolean
 }
 
 /** Why a message cannot be judged, in terms the client is told. */
@@ -126,12 +128,13 @@ export function readOpMsg(body: Buffer, maxDepth: number): OpMsg | MessageProble
   let at = 4
   let doc: Buffer | undefined
   const sequences = new Map<string, Buffer[]>()
+  const facts = { dbRef: false }
   while (at < body.length) {
     const kind = body[at] as number
     at++
     if (kind === 0) {
       if (doc) return { problem: 'OP_MSG has more than one body section' }
-      const one = documentAt(body, at, body.length, maxDepth)
+      const one = documentAt(body, at, body.length, maxDepth, facts)
       if ('problem' in one) return one
       doc = one.doc
       at += one.doc.length
@@ -143,11 +146,13 @@ export function readOpMsg(body: Buffer, maxDepth: number): OpMsg | MessageProble
       const nul = body.indexOf(0, at + 4)
       if (nul < 0 || nul >= end) return { problem: 'OP_MSG document sequence identifier is not terminated' }
       const id = body.toString('utf8', at + 4, nul)
+      // the server's sequence names are field names of the command (documents, updates, deletes, ops, nsInfo)
+      if (!/^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(id)) return { problem: `OP_MSG document sequence name "${id.slice(0, 40)}" is not a command field name` }
       if (sequences.has(id)) return { problem: `OP_MSG has two document sequences named "${id}"` }
       const docs: Buffer[] = []
       let p = nul + 1
       while (p < end) {
-        const one = documentAt(body, p, end, maxDepth)
+        const one = documentAt(body, p, end, maxDepth, facts)
         if ('problem' in one) return { problem: `document ${docs.length} of sequence "${id}": ${one.problem}` }
         docs.push(one.doc)
         p += one.doc.length
@@ -159,15 +164,15 @@ export function readOpMsg(body: Buffer, maxDepth: number): OpMsg | MessageProble
     }
   }
   if (!doc) return { problem: 'OP_MSG has no body section' }
-  return { flags, body: doc, sequences }
+  return { flags, body: doc, sequences, dbRef: facts.dbRef }
 }
 
-function documentAt(buf: Buffer, at: number, end: number, maxDepth: number): { doc: Buffer } | MessageProblem {
+function documentAt(buf: Buffer, at: number, end: number, maxDepth: number, facts?: BsonFacts): { doc: Buffer } | MessageProblem {
   if (at + 5 > end) return { problem: 'BSON document truncated' }
   const len = buf.readInt32LE(at)
   if (len < 5 || at + len > end) return { problem: `BSON document length ${len} does not fit the message` }
   const doc = buf.subarray(at, at + len)
-  const bad: BsonProblem | undefined = checkBson(doc, maxDepth)
+  const bad: BsonProblem | undefined = checkBson(doc, maxDepth, facts)
   if (bad) return { problem: `invalid BSON: ${bad.problem}` }
   return { doc }
 }
