@@ -331,3 +331,29 @@ describe('masks against other routes to a value', () => {
     expect(JSON.stringify(gw.audit())).not.toMatch(/dup key/)
   })
 })
+
+describe('a replica set upstream', () => {
+  it('the gateway presents itself as the one member of the set; the driver discovers it and runs a transaction, each step judged', async () => {
+    const rs = await startMongoGateway('      - { id: all, effect: allow, actions: [mongo.command] }', { replicaSet: 'rs0' })
+    try {
+      const c = await rs.client('agent-1', { replicaSet: 'rs0' })
+      const hello = await c.db('admin').command({ hello: 1 })
+      expect(hello).toMatchObject({ isWritablePrimary: true, setName: 'rs0', hosts: [`127.0.0.1:${rs.port}`], primary: `127.0.0.1:${rs.port}`, me: `127.0.0.1:${rs.port}` })
+      const session = c.startSession()
+      await session.withTransaction(async () => {
+        await c.db('app').collection('tx').insertOne({ _id: 1 }, { session })
+        await c.db('app').collection('tx').insertOne({ _id: 2 }, { session })
+      })
+      await session.endSession()
+      expect(rs.stub.documents('app', 'tx')).toEqual([{ _id: 1 }, { _id: 2 }])
+      // the client's own session fields reached the upstream unchanged
+      const inserts = rs.stub.received.filter((r) => r.command === 'insert')
+      expect(inserts[0]?.doc).toMatchObject({ startTransaction: true, autocommit: false })
+      expect(JSON.stringify(inserts[0]?.doc.lsid)).toBe(JSON.stringify(inserts[1]?.doc.lsid))
+      const steps = rs.audit().filter((e) => e.type === 'request').map((e) => (e.attrs as { mongo: { command: string; transaction?: string } }).mongo)
+      expect(steps.filter((m) => m.transaction !== undefined).map((m) => `${m.command}:${m.transaction}`)).toEqual(['insert:start', 'insert:in', 'commitTransaction:commit'])
+    } finally {
+      await rs.close()
+    }
+  })
+})
