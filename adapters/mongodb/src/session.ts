@@ -35,6 +35,8 @@ const MAX_TEXT = 4096
 const OWN = new Set(['hello', 'ping', 'saslStart', 'saslContinue', 'authenticate', 'logout', 'connectionStatus'])
 /** The largest message read from a client that has not logged in. */
 const PRE_LOGIN_MESSAGE_BYTES = 64 * 1024
+/** Commands (other than hello, ping and the login) a connection may send before it logs in. */
+const MAX_COMMANDS_BEFORE_LOGIN = 16
 /** Distinct client sessions (lsids) one gateway session may use. */
 const MAX_LSIDS = 10_000
 
@@ -80,6 +82,7 @@ export class MongoSession {
   private readonly cursors = new Map<string, OpenCursor>()
   private shape: UpstreamShape | undefined
   private readonly ownLsids = new Set<string>()
+  private commandsBeforeLogin = 0
 
   constructor(
     private readonly socket: Socket,
@@ -228,11 +231,15 @@ export class MongoSession {
     if (typeof db !== 'string' || db === '') return this.malformed(frame, 'OP_MSG requests require a $db argument')
     if (OWN.has(name)) {
       if (moreToCome) return this.fatal('mongo.more-to-come', `${name} cannot be sent unacknowledged`)
-      return this.reply(frame, await this.own(name, doc, db, Object.keys(doc)[0] !== name))
+      return this.reply(frame, await this.own(name, doc, Object.keys(doc)[0] !== name))
     }
     if (this.role === 'unknown') this.role = 'login'
     if (!this.loggedIn || !this.up) {
-      void this.deps.pipeline.protocolEvent(this.handle.info, { event: 'auth.missing', reason: `${name.slice(0, 100)} before login` })
+      // recorded once per connection; a connection that keeps trying (a monitor connection has no
+      // login timeout) is closed rather than allowed to fill the audit
+      this.commandsBeforeLogin++
+      if (this.commandsBeforeLogin > MAX_COMMANDS_BEFORE_LOGIN) return this.fatal('auth.missing', `more than ${MAX_COMMANDS_BEFORE_LOGIN} commands before login`)
+      if (this.commandsBeforeLogin === 1) void this.deps.pipeline.protocolEvent(this.handle.info, { event: 'auth.missing', reason: `${name.slice(0, 100)} before login` })
       if (moreToCome) return this.close('unacknowledged command before login')
       return this.reply(frame, mongoError('Unauthorized', `gatehouse: command ${name.slice(0, 100)} requires authentication (log in with SCRAM-SHA-256: a gateway identity and its token)`))
     }
@@ -415,14 +422,14 @@ export class MongoSession {
   }
 
   /** hello, ping and the login conversation, answered by the gateway. */
-  private async own(name: string, doc: Document, db: string, legacyName: boolean): Promise<Document> {
+  private async own(name: string, doc: Document, legacyName: boolean): Promise<Document> {
     switch (name) {
       case 'hello':
         return this.hello(doc, legacyName)
       case 'ping':
         return { ok: 1 }
       case 'saslStart':
-        return this.saslStart(doc, db)
+        return this.saslStart(doc)
       case 'saslContinue':
         return this.saslContinue(doc)
       case 'connectionStatus': {
@@ -474,7 +481,7 @@ export class MongoSession {
     const spec = doc.speculativeAuthenticate as Document | undefined
     if (spec && typeof spec === 'object' && !this.loggedIn && spec.mechanism === SCRAM_SHA_256) {
       // the first SCRAM step rides on hello; a failure here leaves the client to log in the long way
-      const first = await this.saslStart(spec, typeof spec.db === 'string' ? spec.db : 'admin')
+      const first = await this.saslStart(spec)
       if (first.ok === 1) {
         delete first.ok
         answer.speculativeAuthenticate = first
@@ -507,7 +514,8 @@ export class MongoSession {
     this.deps.slot.authenticated()
   }
 
-  private async saslStart(doc: Document, db: string): Promise<Document> {
+  /** The first SCRAM step (the authentication database, admin or another, is not used: identities are the gateway's). */
+  private async saslStart(doc: Document): Promise<Document> {
     if (this.loggedIn) return mongoError('AuthenticationFailed', 'gatehouse: this connection is logged in already; open a new connection to log in as another identity')
     if (doc.mechanism !== SCRAM_SHA_256) return mongoError('MechanismUnavailable', `gatehouse: mechanism ${String(doc.mechanism).slice(0, 40)} is not supported: use SCRAM-SHA-256 (authMechanism=SCRAM-SHA-256) with a gateway identity and its token`)
     const payload = doc.payload
@@ -520,7 +528,6 @@ export class MongoSession {
       const serverFirst = exchange.start(clientFirst)
       const options = doc.options as Document | undefined
       this.login = { exchange, skipEmpty: options !== undefined && trueValue(options.skipEmptyExchange) }
-      void db
       return { conversationId: new Int32(1), done: false, payload: new Binary(Buffer.from(serverFirst, 'utf8')), ok: 1 }
     } catch (err) {
       return mongoError('AuthenticationFailed', `gatehouse: ${isGatewayError(err) ? err.clientMessage : 'authentication failed'}`)

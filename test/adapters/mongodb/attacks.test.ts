@@ -136,6 +136,15 @@ describe('login and cursors', () => {
     expect(await raw.login('agent-3', gw.tokens.other)).toMatchObject({ ok: 0, codeName: 'AuthenticationFailed' })
   })
 
+  it('a connection that keeps sending commands without logging in is recorded once, then closed', async () => {
+    const raw = await gw.raw()
+    await raw.command({ hello: 1, $db: 'admin' })
+    let answered = 0
+    while (answered < 100 && (await raw.command({ find: 'orders', $db: 'app' }))) answered++
+    expect(answered).toBe(16)
+    expect(raw.closed).toBe(true)
+  })
+
   it('a proof made with the wrong token fails, and the connection closes once its attempts are spent', async () => {
     const raw = await gw.raw()
     let closedAfter = 0
