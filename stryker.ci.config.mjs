@@ -16,6 +16,7 @@ const config = {
     'test/core/policy.test.ts',
     'test/core/throttle.test.ts',
     'test/core/admission.test.ts',
+    'test/core/masking.test.ts',
   ],
   htmlReporter: { fileName: 'reports/mutation/ci.html' },
   jsonReporter: { fileName: 'reports/mutation/ci.json' },
