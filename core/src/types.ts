@@ -76,7 +76,16 @@ export interface Obligation {
 export type Decision =
   | { readonly verdict: 'allow'; readonly rule?: string; readonly reason?: string; readonly obligations?: readonly Obligation[] }
   | { readonly verdict: 'deny'; readonly rule?: string; readonly reason: string }
-  | { readonly verdict: 'review'; readonly rule?: string; readonly reason: string; readonly approvers?: readonly string[]; readonly approvals?: number; readonly timeoutMs?: number }
+  | {
+      readonly verdict: 'review'
+      readonly rule?: string
+      readonly reason: string
+      readonly approvers?: readonly string[]
+      readonly approvals?: number
+      readonly timeoutMs?: number
+      /** Obligations that hold once the request is let through (approved, or by a grant): the masks of the allow rules that applied. */
+      readonly obligations?: readonly Obligation[]
+    }
 
 /** What `Pipeline.admit` answers: go ahead (with obligations), or refuse with a renderable error. */
 export type Admission =

@@ -50,6 +50,28 @@ describe('the policy mask', () => {
     expect(maskPathsOf(e.decide(request(['orders']), agent))).toBeUndefined()
   })
 
+  it('the allowing rule keeps its own fields and takes those of later rules', () => {
+    const e = engine([
+      { id: 'users', effect: 'allow', match: { 'mongo.collections': ['users'] }, mask: ['ssn', 'ssn'] },
+      { id: 'cards', effect: 'allow', match: { 'mongo.collections': ['cards'] }, mask: ['number'] },
+      { id: 'plain', effect: 'allow', match: { 'mongo.collections': ['orders'] } },
+    ])
+    const own = e.decide(request(['users']), agent)
+    expect(own).toMatchObject({ verdict: 'allow', rule: 'p/users', obligations: [{ kind: 'mask', fields: ['ssn'] }] })
+    const both = e.decide(request(['users', 'cards']), agent)
+    expect(both).toMatchObject({ verdict: 'allow', rule: 'p/users' })
+    expect((both as { obligations: unknown[] }).obligations).toEqual([{ kind: 'mask', fields: ['ssn', 'number'] }])
+    expect(maskPathsOf(e.decide(request(['orders']), agent))).toBeUndefined()
+    expect((e.decide(request(['orders']), agent) as { obligations?: unknown }).obligations).toBeUndefined()
+    // a review that applies wins over the masked allow, and carries its mask for when it is approved
+    const r = engine([
+      { id: 'users', effect: 'allow', mask: ['ssn'] },
+      { id: 'hold', effect: 'review', match: { 'mongo.collections': ['users'] } },
+    ]).decide(request(['users']), agent)
+    expect(r).toMatchObject({ verdict: 'review', rule: 'p/hold', obligations: [{ kind: 'mask', fields: ['ssn'] }] })
+    expect(maskPathsOf(r)).toBeUndefined()
+  })
+
   it('a deny still wins over a masked allow', () => {
     const e = engine([
       { id: 'users', effect: 'allow', mask: ['ssn'] },

@@ -875,7 +875,7 @@ export class ConnectionPipeline implements Pipeline {
   private conclude(request: GatewayRequest, principal: Principal, decision: Decision, sampled = false): Admission | Promise<Admission> {
     if (decision.verdict === 'review' && this.reviews) {
       // preparing runs nothing: the execution is what waits for the review
-      if (request.deferReview) decision = { verdict: 'allow', ...(decision.rule === undefined ? {} : { rule: decision.rule }), reason: `${decision.reason} (prepared now; each execution is held for review)` }
+      if (request.deferReview) decision = { verdict: 'allow', ...(decision.rule === undefined ? {} : { rule: decision.rule }), reason: `${decision.reason} (prepared now; each execution is held for review)`, ...(decision.obligations ? { obligations: decision.obligations } : {}) }
       else return this.holdForReview(request, principal, decision, this.reviews)
     }
     let pending: Promise<void> | undefined
@@ -913,7 +913,7 @@ export class ConnectionPipeline implements Pipeline {
     }
     if (grant) {
       this.reviewCounts?.inc({ connection: this.connection, result: 'granted' })
-      const granted: Decision = { verdict: 'allow', rule: decision.rule ?? `grant:${grant.id}`, reason: `held by rule ${decision.rule ?? 'unnamed'}, let through by grant ${grant.id} of ${grant.createdBy}${grant.review ? ` (review ${grant.review})` : ''}` }
+      const granted: Decision = { verdict: 'allow', rule: decision.rule ?? `grant:${grant.id}`, reason: `held by rule ${decision.rule ?? 'unnamed'}, let through by grant ${grant.id} of ${grant.createdBy}${grant.review ? ` (review ${grant.review})` : ''}`, ...(decision.obligations ? { obligations: decision.obligations } : {}) }
       return this.conclude(request, principal, granted)
     }
     let result: HoldResult
@@ -953,7 +953,8 @@ export class ConnectionPipeline implements Pipeline {
       return this.refused(request, decision, this.intentError(err))
     }
     if (!result.approved) return this.refused(request, decision, holdRefusal(result))
-    const approved: Decision & { verdict: 'allow' } = { verdict: 'allow', ...(decision.rule === undefined ? {} : { rule: decision.rule }), reason: `approved by ${result.review.approvals.join(', ')}` }
+    // what the allow rules that applied oblige (masks) holds for the approved request too
+    const approved: Decision & { verdict: 'allow' } = { verdict: 'allow', ...(decision.rule === undefined ? {} : { rule: decision.rule }), reason: `approved by ${result.review.approvals.join(', ')}`, ...(decision.verdict === 'review' && decision.obligations ? { obligations: decision.obligations } : {}) }
     const admitted = this.admitted.get(request)
     if (admitted) admitted.decision = approved
     return this.verdict(request, approved)

@@ -257,7 +257,11 @@ export class RuleEngine {
         if (rule.mask) masks = masks ? [...masks, ...rule.mask] : [...rule.mask]
       }
     }
-    if (review) return review
+    if (review) {
+      // once let through (approved, or by a grant), the masks of the allow rules that applied hold
+      if (masks === undefined || review.verdict !== 'review') return review
+      return { ...review, obligations: [{ kind: 'mask', fields: [...new Set(masks)] }] }
+    }
     if (allow) {
       if (masks === undefined || allow.verdict !== 'allow') return allow
       const own = allow.obligations?.find((o) => o.kind === 'mask') as { fields: readonly string[] } | undefined

@@ -18,6 +18,7 @@ beforeAll(async () => {
     `
       - { id: no-secrets, effect: deny, actions: [mongo.command], match: { mongo.collections: [secrets] }, reason: the secrets collection is off limits }
       - { id: hold-deletes, effect: review, actions: [mongo.command], match: { mongo.command: [delete], mongo.collection: [audit_me] }, reason: deleting needs a person, review: { timeoutSeconds: 60 } }
+      - { id: hold-vip, effect: review, actions: [mongo.command], match: { mongo.collections: [users], mongo.filterFields: [vip] }, reason: vip lookups need a person, review: { timeoutSeconds: 60 } }
       - { id: users-masked, effect: allow, actions: [mongo.command], match: { mongo.collections: [users] }, mask: [ssn, card.number, contacts.*.phone] }
       - { id: everything-else, effect: allow, actions: [mongo.command] }
 `,
@@ -248,7 +249,27 @@ describe('cursors', () => {
   })
 })
 
+async function approve(text: string): Promise<void> {
+  let id: string | undefined
+  for (let i = 0; i < 200 && !id; i++) {
+    const r = await fetch(`http://127.0.0.1:${gw.gateway.adminPort}/reviews`, { headers: { authorization: `Bearer ${alice}` } })
+    id = ((await r.json()) as { reviews: { id: string; text: string }[] }).reviews.find((x) => x.text.includes(text))?.id
+    if (!id) await new Promise((r) => setTimeout(r, 25))
+  }
+  expect(id).toBeDefined()
+  const ok = await fetch(`http://127.0.0.1:${gw.gateway.adminPort}/reviews/${id}/approve`, { method: 'POST', headers: { authorization: `Bearer ${alice}`, 'content-type': 'application/json' }, body: '{}' })
+  expect(ok.status).toBeLessThan(300)
+}
+
 describe('reviews', () => {
+  it('a held find on a masked collection, once approved, still comes back masked', async () => {
+    gw.stub.seed('app', 'users', [{ _id: 3, name: 'vip', vip: true, ssn: '333-33-3333' }])
+    const c = await gw.client()
+    const pending = c.db('app').collection('users').find({ vip: true }).toArray()
+    await approve('"vip":true')
+    expect(await pending).toEqual([{ _id: 3, name: 'vip', vip: true, ssn: '[masked]' }])
+  })
+
   it('a held delete waits for an approval, then runs', async () => {
     gw.stub.seed('app', 'audit_me', [{ _id: 1 }, { _id: 2 }])
     const c = await gw.client()
