@@ -59,8 +59,8 @@ export class MongoAdapter implements ProtocolAdapter {
     let connectionIds = 0
     let accepting = true
 
-    const start = (socket: Socket, slot: NonNullable<ReturnType<Pipeline['admitConnection']>>) => {
-      const session = new MongoSession(socket, { connection: connection.name, pipeline, upstream, logger, slot, limits, connectionId: ++connectionIds, advertise: options.advertise, monitors, lsids })
+    const start = (socket: Socket, slot: NonNullable<ReturnType<Pipeline['admitConnection']>>, client: { address: string; port: number; local: string }) => {
+      const session = new MongoSession(socket, { connection: connection.name, pipeline, upstream, logger, slot, limits, connectionId: ++connectionIds, advertise: options.advertise, monitors, lsids, client })
       sessions.add(session)
       socket.once('close', () => {
         sessions.delete(session)
@@ -75,12 +75,13 @@ export class MongoAdapter implements ProtocolAdapter {
         return
       }
       socket.on('error', () => socket.destroy())
-      if (!tls) return start(socket, slot)
+      const client = { address: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0, local: hostPort(socket.localAddress ?? '127.0.0.1', socket.localPort ?? 0) }
+      if (!tls) return start(socket, slot, client)
       const secure = (stream: Duplex) => {
         const wrapped = new TLSSocket(stream, { isServer: true, secureContext: tls.context })
         wrapped.once('secure', () => {
           wrapped.removeAllListeners('error')
-          start(wrapped, slot)
+          start(wrapped, slot, client)
         })
         wrapped.on('error', (err: Error) => {
           logger.debug({ err: err.message }, 'TLS handshake failed')
@@ -94,7 +95,7 @@ export class MongoAdapter implements ProtocolAdapter {
         if (first[0] !== TLS_HANDSHAKE) {
           socket.pause()
           socket.unshift(first)
-          start(socket, slot)
+          start(socket, slot, client)
           socket.resume()
           return
         }
@@ -142,4 +143,8 @@ function replaying(socket: Socket, first: Buffer): Duplex {
   socket.once('end', () => stream.push(null))
   socket.once('close', () => stream.destroy())
   return stream
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
 }

@@ -48,6 +48,8 @@ export interface SessionDeps {
   readonly slot: ConnectionSlot
   readonly limits: () => MongoLimits
   readonly connectionId: number
+  /** The client's address and port, from the TCP connection (a TLS stream over a replayed one has none of its own). */
+  readonly client: { readonly address: string; readonly port: number; readonly local: string }
   /** host:port named in hello (replica sets), when configured. */
   readonly advertise: string | undefined
   /** Monitor connections held on this listener (they never log in), in all and by client address. */
@@ -91,7 +93,7 @@ export class MongoSession {
     // before login a client sends hello and its SCRAM messages, each well under 64 KiB
     this.reader = new FrameReader(() => (this.loggedIn ? deps.limits().maxMessageBytes : PRE_LOGIN_MESSAGE_BYTES))
     const tls = socket instanceof TLSSocket
-    this.handle = deps.pipeline.openSession({ protocol: 'mongodb', clientAddress: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`, tls })
+    this.handle = deps.pipeline.openSession({ protocol: 'mongodb', clientAddress: `${deps.client.address}:${deps.client.port}`, tls })
     this.handle.busyWhen(() => this.working)
     // MongoDB has no message a server sends unasked: a session the gateway ends is closed.
     this.handle.onTerminate((t) => this.close(t.reason))
@@ -110,7 +112,7 @@ export class MongoSession {
     this.socket.destroy()
     if (this.role === 'monitor') {
       this.deps.monitors.count--
-      const source = this.socket.remoteAddress ?? ''
+      const source = this.deps.client.address
       const n = (this.deps.monitors.bySource.get(source) ?? 1) - 1
       if (n <= 0) this.deps.monitors.bySource.delete(source)
       else this.deps.monitors.bySource.set(source, n)
@@ -461,7 +463,7 @@ export class MongoSession {
     }
     const s = this.shape
     const limits = this.deps.limits()
-    const me = this.deps.advertise ?? hostPort(this.socket.localAddress ?? '127.0.0.1', this.socket.localPort ?? 0)
+    const me = this.deps.advertise ?? this.deps.client.local
     const answer: Document = {
       [legacyName ? 'ismaster' : 'isWritablePrimary']: true,
       helloOk: true,
@@ -500,7 +502,7 @@ export class MongoSession {
    */
   private becomeMonitor(): void {
     const { monitorConnections: max, monitorConnectionsPerSource: perSource } = this.deps.limits()
-    const source = this.socket.remoteAddress ?? ''
+    const source = this.deps.client.address
     const fromSource = this.deps.monitors.bySource.get(source) ?? 0
     if (this.deps.monitors.count >= max || fromSource >= perSource) {
       const reason = fromSource >= perSource ? `${perSource} monitoring connections from ${source} are open on this listener (limits.mongodb.monitorConnectionsPerSource)` : `${max} monitoring connections are open on this listener (limits.mongodb.monitorConnections)`
@@ -572,10 +574,6 @@ export class MongoSession {
     else login.serverFinal = serverFinal
     return { conversationId: new Int32(1), done: login.skipEmpty, payload: new Binary(Buffer.from(serverFinal, 'utf8')), ok: 1 }
   }
-}
-
-function hostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
 }
 
 /** The command as the audit shows it: relaxed extended JSON, without the session plumbing. */

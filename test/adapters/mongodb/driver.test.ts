@@ -307,6 +307,8 @@ describe('TLS', () => {
       await plain.close()
       const sessions = optional.audit().filter((e) => e.type === 'session.start')
       expect(sessions.map((e) => e.tls).sort()).toEqual([false, true])
+      // the client's address is known over TLS too (the TLS stream runs over a replayed one)
+      expect(sessions.every((e) => /^127\.0\.0\.1:\d+$/.test(String(e.client)))).toBe(true)
 
       const secure = await required.client()
       expect(await secure.db('app').collection('t').countDocuments()).toBe(0)
