@@ -16,6 +16,9 @@ if (!existsSync(marker) || (existsSync(lock) && statSync(lock).mtimeMs > statSyn
   run('npm ci --no-audit --no-fund')
 }
 run('npx tsc -b')
+// The Redis adapter in examples/ is a package of its own, outside the workspace (as a vendor's
+// would be): built on its own, against the installed @gatehouse/core.
+run('npx tsc -p examples/redis-adapter/tsconfig.json')
 // npm links a workspace's bin only if its target exists at install time, and `npm ci` runs before
 // the build: link `gatehouse` now, so the README's `npx gatehouse …` works on a fresh clone.
 if (!existsSync(join(root, 'node_modules', '.bin', 'gatehouse'))) run('npm rebuild @gatehouse/core --ignore-scripts --no-audit --no-fund')

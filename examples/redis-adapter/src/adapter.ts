@@ -1,0 +1,67 @@
+/** The redis adapter's listener: Redis clients (redis-cli, client libraries) connect here as to a Redis server. */
+import { createServer } from 'node:net'
+import { GatewayError, serveListener, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type ProtocolAdapter } from '@gatehouse/core'
+import { commandTable, keysByPosition, specFor, type CommandSpec } from './commands.js'
+import { RedisLimits, UpstreamSchema } from './config.js'
+import { RedisSession, textOf } from './session.js'
+import type { UpstreamConnection } from './upstream.js'
+
+export const REDIS_ACTIONS = ['redis.command'] as const
+
+export class RedisAdapter implements ProtocolAdapter {
+  readonly protocol = 'redis'
+  readonly actions = REDIS_ACTIONS
+  readonly limits = RedisLimits
+
+  constructor(private readonly logger: Logger) {}
+
+  checkConnection(connection: ConnectionConfig, path: string): void {
+    validate(UpstreamSchema, connection.upstream, { base: `${path}.upstream` })
+    if (connection.tls) throw new GatewayError('GH_ERR_CONFIG_INVALID', `${path}.tls: the redis adapter does not terminate TLS yet`)
+  }
+
+  /** `gatehouse policy explain --command "SET k v"`: by position only (explain connects nowhere, so movable keys are not asked of a server). */
+  async explain(input: ExplainInput): Promise<readonly ExplainedRequest[]> {
+    if (input.command === undefined) throw new GatewayError('GH_ERR_CONFIG_INVALID', 'a redis connection is explained with --command "SET key value"')
+    const argv = input.command.trim().split(/\s+/).map((w) => Buffer.from(w))
+    return [{ action: 'redis.command', text: textOf(argv), attrs: { redis: { command: (argv[0] as Buffer).toString('utf8').toLowerCase(), keys: argv.slice(1, 2).map(String), note: 'explained without the server: keys by position' } } }]
+  }
+
+  async listen(connection: ConnectionConfig, pipeline: Pipeline, signal: AbortSignal): Promise<Listener> {
+    const upstream = validate(UpstreamSchema, connection.upstream)
+    const logger = this.logger.child({ connection: connection.name })
+    const limits = () => pipeline.limits.adapter as RedisLimits
+    const sessions = new Set<RedisSession>()
+    let table: Promise<ReadonlyMap<string, CommandSpec>> | undefined
+    // read once, from the first logged-in session's upstream connection
+    const commandTableOf = (conn: UpstreamConnection) =>
+      (table ??= conn.ask(['COMMAND']).then(commandTable).catch((err: unknown) => {
+        table = undefined
+        throw err
+      }))
+    let accepting = true
+    const server = createServer({ noDelay: true }, (socket) => {
+      const slot = accepting ? pipeline.admitConnection(socket.remoteAddress ?? '', 'redis', () => socket.destroy()) : undefined
+      if (!slot) {
+        socket.destroy()
+        return
+      }
+      const session = new RedisSession(socket, { pipeline, upstream, logger, slot, limits, commandTable: commandTableOf })
+      sessions.add(session)
+      socket.once('close', () => {
+        sessions.delete(session)
+        slot.release()
+      })
+    })
+    server.on('error', (err: Error) => logger.error({ err: err.message }, 'listener error'))
+    return serveListener(server, connection.listen, {
+      sessions: { get size() { return sessions.size }, [Symbol.iterator]: () => sessions[Symbol.iterator]() },
+      signal,
+      stopAccepting: () => {
+        accepting = false
+      },
+    })
+  }
+}
+
+export { keysByPosition, specFor }

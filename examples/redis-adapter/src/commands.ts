@@ -1,0 +1,119 @@
+/**
+ * What a Redis command does, read from the server's own command table: the upstream's `COMMAND`
+ * reply gives each command's (and subcommand's) flags, ACL categories and key positions, so the
+ * adapter names keys and kinds exactly as the server it forwards to does, whatever its version
+ * and modules. Commands whose keys move with their arguments (`movablekeys`: EVAL's numkeys,
+ * ZUNIONSTORE, SORT … STORE, XREAD …) are asked of the server itself (`COMMAND GETKEYS`).
+ */
+import { RespError, type RespValue } from './resp.js'
+
+export interface CommandSpec {
+  readonly name: string
+  readonly arity: number
+  readonly flags: ReadonlySet<string>
+  readonly categories: ReadonlySet<string>
+  readonly firstKey: number
+  readonly lastKey: number
+  readonly step: number
+  readonly subcommands: ReadonlyMap<string, CommandSpec>
+}
+
+/** The attributes of one command (`request.attrs.redis`). */
+export interface RedisFacts {
+  /** The command, lower-cased, and its subcommand for container commands (`config`, `get`). */
+  command: string
+  subcommand?: string
+  /** The keys it names, as the server reads them. */
+  keys: string[]
+  write: boolean
+  readonly: boolean
+  /** ACL categories @admin, @dangerous, @scripting, @pubsub … without the @. */
+  categories: string[]
+  admin: boolean
+  dangerous: boolean
+  scripting: boolean
+  /** Not in the upstream's command table: what it does cannot be said. */
+  unknown: boolean
+}
+
+const str = (v: RespValue | undefined): string => (Buffer.isBuffer(v) ? v.toString('utf8') : typeof v === 'string' ? v : '')
+const num = (v: RespValue | undefined): number => (typeof v === 'number' ? v : Number(str(v)))
+const list = (v: RespValue | undefined): string[] => (Array.isArray(v) ? v.map((x) => str(x).toLowerCase().replace(/^@/, '')) : [])
+
+function specOf(entry: RespValue): CommandSpec | undefined {
+  if (!Array.isArray(entry) || entry.length < 6) return undefined
+  const full = str(entry[0]).toLowerCase()
+  const name = full.includes('|') ? full.slice(full.indexOf('|') + 1) : full
+  const subs = new Map<string, CommandSpec>()
+  for (const s of Array.isArray(entry[9]) ? entry[9] : []) {
+    const spec = specOf(s)
+    if (spec) subs.set(spec.name, spec)
+  }
+  return { name, arity: num(entry[1]), flags: new Set(list(entry[2])), firstKey: num(entry[3]), lastKey: num(entry[4]), step: num(entry[5]), categories: new Set(list(entry[6])), subcommands: subs }
+}
+
+/** The command table from a `COMMAND` reply. */
+export function commandTable(reply: RespValue): Map<string, CommandSpec> {
+  const table = new Map<string, CommandSpec>()
+  for (const entry of Array.isArray(reply) ? reply : []) {
+    const spec = specOf(entry)
+    if (spec) table.set(spec.name, spec)
+  }
+  return table
+}
+
+/** The spec that applies to `argv` (a container's subcommand when there is one). */
+export function specFor(table: ReadonlyMap<string, CommandSpec>, argv: readonly Buffer[]): { spec?: CommandSpec; command: string; subcommand?: string } {
+  const command = (argv[0] as Buffer).toString('utf8').toLowerCase()
+  const spec = table.get(command)
+  if (!spec) return { command }
+  if (spec.subcommands.size > 0 && argv.length > 1) {
+    const subcommand = (argv[1] as Buffer).toString('utf8').toLowerCase()
+    const sub = spec.subcommands.get(subcommand)
+    return sub ? { spec: sub, command, subcommand } : { command, subcommand }
+  }
+  return { spec, command }
+}
+
+/** Key positions by the legacy first/last/step triple (what every command without movable keys declares). */
+export function keysByPosition(spec: CommandSpec, argv: readonly Buffer[]): string[] {
+  if (spec.firstKey <= 0) return []
+  const last = spec.lastKey < 0 ? argv.length + spec.lastKey : spec.lastKey
+  const keys: string[] = []
+  for (let i = spec.firstKey; i <= last && i < argv.length; i += Math.max(1, spec.step)) keys.push((argv[i] as Buffer).toString('utf8'))
+  return keys
+}
+
+/** The facts of a command; `keys` from the server for movable-keys commands (`getKeys`). */
+export async function factsOf(table: ReadonlyMap<string, CommandSpec>, argv: readonly Buffer[], getKeys: (argv: readonly Buffer[]) => Promise<RespValue>): Promise<RedisFacts | { error: string }> {
+  const { spec, command, subcommand } = specFor(table, argv)
+  const base = { command, ...(subcommand === undefined ? {} : { subcommand }) }
+  if (!spec) return { ...base, keys: [], write: true, readonly: false, categories: [], admin: true, dangerous: true, scripting: false, unknown: true }
+  // the server refuses a wrong number of arguments before anything runs; so does the gateway (arity < 0: at least -arity)
+  if (spec.arity > 0 ? argv.length !== spec.arity : argv.length < -spec.arity) return { error: `ERR wrong number of arguments for '${subcommand ? `${command}|${subcommand}` : command}' command` }
+  let keys: string[]
+  if (spec.flags.has('movablekeys')) {
+    const reply = await getKeys(argv)
+    if (reply instanceof RespError) {
+      // "The command has no key arguments" is an answer; anything else the server would refuse too
+      if (/no key arguments/i.test(reply.message)) keys = []
+      else return { error: reply.message }
+    } else {
+      keys = Array.isArray(reply) ? reply.map(str) : []
+    }
+  } else {
+    keys = keysByPosition(spec, argv)
+  }
+  const categories = [...spec.categories].sort()
+  return {
+    ...base,
+    keys,
+    write: spec.flags.has('write'),
+    readonly: spec.flags.has('readonly'),
+    categories,
+    admin: spec.flags.has('admin') || spec.categories.has('admin'),
+    dangerous: spec.categories.has('dangerous'),
+    scripting: spec.categories.has('scripting'),
+    unknown: false,
+  }
+}

@@ -1,0 +1,27 @@
+/**
+ * gatehouse-adapter-redis — a Gatehouse protocol adapter for Redis, built outside the Gatehouse
+ * tree against @gatehouse/core's published plugin API only: the gateway loads it by package name
+ * (`adapter: gatehouse-adapter-redis`), core authenticates, judges, records and holds; this package
+ * translates RESP.
+ */
+import { definePlugin, PLUGIN_API_VERSION } from '@gatehouse/core'
+import { Type } from '@sinclair/typebox'
+import { RedisAdapter } from './adapter.js'
+
+export { RedisAdapter, REDIS_ACTIONS } from './adapter.js'
+export { commandTable, factsOf, keysByPosition, specFor, type CommandSpec, type RedisFacts } from './commands.js'
+export { readCommand, replyEnd, parseReply, encodeCommand, RespProtocolError } from './resp.js'
+export { RedisLimits, UpstreamSchema } from './config.js'
+
+export const plugin = definePlugin({
+  name: 'redis',
+  stage: 'adapter',
+  apiVersion: PLUGIN_API_VERSION,
+  configSchema: Type.Object({}, { additionalProperties: false }),
+  description: 'Redis (RESP2/RESP3): every command judged by name, keys and the server’s own command flags; AUTH and HELLO answered with gateway tokens; the upstream password brokered',
+  register(_container, _config, ctx) {
+    return new RedisAdapter(ctx.logger)
+  },
+})
+
+export default plugin

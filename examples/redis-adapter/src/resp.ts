@@ -1,0 +1,223 @@
+/**
+ * RESP, the Redis serialization protocol, as far as the adapter needs it.
+ *
+ * From clients the adapter takes what Redis clients send: an array of bulk strings per command.
+ * The inline form (`PING\r\n`, what a person types into telnet) is refused: Redis splits it
+ * with its own quoting rules, and a second reading of those is a second chance to disagree with
+ * the server about what a command says.
+ *
+ * From the upstream it only needs to know where each reply ends (RESP2 and RESP3), to relay
+ * replies one by one, and to read a few of them (the handshake, COMMAND, COMMAND GETKEYS).
+ */
+
+/** A value read from a reply (RESP2/RESP3), for the replies the adapter itself reads. */
+export type RespValue = string | number | bigint | boolean | null | Buffer | RespError | RespValue[] | Map<RespValue, RespValue>
+
+export class RespError {
+  constructor(readonly message: string) {}
+}
+
+/** Input that cannot be a command: the connection cannot continue (framing is lost). */
+export class RespProtocolError extends Error {}
+
+export interface CommandLimits {
+  /** Largest number of arguments in one command. */
+  readonly maxArgs: number
+  /** Largest bulk string. */
+  readonly maxBulkBytes: number
+}
+
+const CRLF = 0x0a
+
+/** Finds the `\r\n` that ends the line starting at `at`; -1 when it has not arrived. */
+function lineEnd(buf: Buffer, at: number): number {
+  const nl = buf.indexOf(CRLF, at)
+  if (nl < 0) return -1
+  if (nl === at || buf[nl - 1] !== 0x0d) throw new RespProtocolError('line not terminated by CRLF')
+  return nl - 1
+}
+
+function integer(buf: Buffer, from: number, to: number, what: string): number {
+  const text = buf.toString('latin1', from, to)
+  if (!/^-?\d{1,18}$/.test(text)) throw new RespProtocolError(`invalid ${what} "${text.slice(0, 20)}"`)
+  return Number(text)
+}
+
+/**
+ * The next command in `buf` from `at`: its arguments and where it ends, or undefined until it
+ * has all arrived. Throws RespProtocolError on anything but an array of bulk strings.
+ */
+export function readCommand(buf: Buffer, at: number, limits: CommandLimits): { argv: Buffer[]; end: number } | undefined {
+  if (at >= buf.length) return undefined
+  if (buf[at] !== 0x2a /* * */) throw new RespProtocolError('expected a command as an array of bulk strings (the inline form is not accepted)')
+  const head = lineEnd(buf, at)
+  if (head < 0) {
+    if (buf.length - at > 32) throw new RespProtocolError('array length line too long')
+    return undefined
+  }
+  const n = integer(buf, at + 1, head, 'array length')
+  if (n < 1 || n > limits.maxArgs) throw new RespProtocolError(n < 1 ? 'empty command' : `more than ${limits.maxArgs} arguments`)
+  let p = head + 2
+  const argv: Buffer[] = []
+  for (let i = 0; i < n; i++) {
+    if (p >= buf.length) return undefined
+    if (buf[p] !== 0x24 /* $ */) throw new RespProtocolError('expected a bulk string argument')
+    const e = lineEnd(buf, p)
+    if (e < 0) {
+      if (buf.length - p > 32) throw new RespProtocolError('bulk length line too long')
+      return undefined
+    }
+    const len = integer(buf, p + 1, e, 'bulk length')
+    if (len < 0 || len > limits.maxBulkBytes) throw new RespProtocolError(len < 0 ? 'null argument' : `an argument is larger than ${limits.maxBulkBytes} bytes`)
+    const start = e + 2
+    if (start + len + 2 > buf.length) return undefined
+    if (buf[start + len] !== 0x0d || buf[start + len + 1] !== 0x0a) throw new RespProtocolError('bulk string not terminated by CRLF')
+    argv.push(buf.subarray(start, start + len))
+    p = start + len + 2
+  }
+  return { argv, end: p }
+}
+
+/** Where the reply starting at `at` ends (RESP2 and RESP3), or -1 until it has all arrived. */
+export function replyEnd(buf: Buffer, at: number, depth = 0): number {
+  if (depth > 64) throw new RespProtocolError('reply nested too deeply')
+  if (at >= buf.length) return -1
+  const type = buf[at] as number
+  const e = lineEnd(buf, at)
+  if (e < 0) return -1
+  const next = e + 2
+  switch (type) {
+    case 0x2b: // + simple string
+    case 0x2d: // - error
+    case 0x3a: // : integer
+    case 0x5f: // _ null
+    case 0x2c: // , double
+    case 0x23: // # boolean
+    case 0x28: // ( big number
+      return next
+    case 0x24: // $ bulk string
+    case 0x21: // ! bulk error
+    case 0x3d: {
+      // = verbatim string
+      const len = integer(buf, at + 1, e, 'length')
+      if (len < 0) return next
+      return next + len + 2 <= buf.length ? next + len + 2 : -1
+    }
+    case 0x2a: // * array
+    case 0x7e: // ~ set
+    case 0x3e: // > push
+    case 0x25: // % map
+    case 0x7c: {
+      // | attribute (precedes the value it describes)
+      const n = integer(buf, at + 1, e, 'length')
+      if (n < 0) return next
+      const items = type === 0x25 || type === 0x7c ? n * 2 : n
+      let p = next
+      for (let i = 0; i < items; i++) {
+        p = replyEnd(buf, p, depth + 1)
+        if (p < 0) return -1
+      }
+      return type === 0x7c ? replyEnd(buf, p, depth + 1) : p
+    }
+    default:
+      throw new RespProtocolError(`unknown reply type 0x${type.toString(16)}`)
+  }
+}
+
+/** Reads one whole reply (`buf` holds exactly it, or more). */
+export function parseReply(buf: Buffer, at = 0): { value: RespValue; end: number } {
+  const type = buf[at] as number
+  const e = lineEnd(buf, at)
+  const line = buf.toString('utf8', at + 1, e)
+  const next = e + 2
+  switch (type) {
+    case 0x2b:
+      return { value: line, end: next }
+    case 0x2d:
+      return { value: new RespError(line), end: next }
+    case 0x3a:
+      return { value: Number(line), end: next }
+    case 0x5f:
+      return { value: null, end: next }
+    case 0x2c:
+      return { value: Number(line), end: next }
+    case 0x23:
+      return { value: line === 't', end: next }
+    case 0x28:
+      return { value: BigInt(line), end: next }
+    case 0x24:
+    case 0x21:
+    case 0x3d: {
+      const len = Number(line)
+      if (len < 0) return { value: null, end: next }
+      const body = buf.subarray(next, next + len)
+      return { value: type === 0x21 ? new RespError(body.toString('utf8')) : type === 0x3d ? body.subarray(4) : body, end: next + len + 2 }
+    }
+    case 0x2a:
+    case 0x7e:
+    case 0x3e: {
+      const n = Number(line)
+      if (n < 0) return { value: null, end: next }
+      const out: RespValue[] = []
+      let p = next
+      for (let i = 0; i < n; i++) {
+        const r = parseReply(buf, p)
+        out.push(r.value)
+        p = r.end
+      }
+      return { value: out, end: p }
+    }
+    case 0x25: {
+      const n = Number(line)
+      const out = new Map<RespValue, RespValue>()
+      let p = next
+      for (let i = 0; i < n; i++) {
+        const k = parseReply(buf, p)
+        const v = parseReply(buf, k.end)
+        out.set(k.value, v.value)
+        p = v.end
+      }
+      return { value: out, end: p }
+    }
+    case 0x7c: {
+      // an attribute: skip it, read the value it describes
+      let p = next
+      for (let i = 0; i < Number(line) * 2; i++) p = parseReply(buf, p).end
+      return parseReply(buf, p)
+    }
+    default:
+      throw new RespProtocolError(`unknown reply type 0x${type.toString(16)}`)
+  }
+}
+
+/** A command as RESP, to send upstream. */
+export function encodeCommand(argv: readonly (Buffer | string)[]): Buffer {
+  const parts: Buffer[] = [Buffer.from(`*${argv.length}\r\n`)]
+  for (const a of argv) {
+    const b = typeof a === 'string' ? Buffer.from(a) : a
+    parts.push(Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n'))
+  }
+  return Buffer.concat(parts)
+}
+
+/** An error reply. Line breaks in the message would end the reply early: they become spaces. */
+export function encodeError(message: string): Buffer {
+  return Buffer.from(`-${message.replace(/[\r\n]+/g, ' ')}\r\n`)
+}
+
+export const OK = Buffer.from('+OK\r\n')
+
+/** A reply value in RESP2 or RESP3 (maps become flat arrays in RESP2). */
+export function encodeValue(v: RespValue, proto: 2 | 3): Buffer {
+  if (v === null) return Buffer.from(proto === 3 ? '_\r\n' : '$-1\r\n')
+  if (typeof v === 'number') return Buffer.from(`:${v}\r\n`)
+  if (typeof v === 'string') return Buffer.concat([Buffer.from(`$${Buffer.byteLength(v)}\r\n`), Buffer.from(v), Buffer.from('\r\n')])
+  if (Buffer.isBuffer(v)) return Buffer.concat([Buffer.from(`$${v.length}\r\n`), v, Buffer.from('\r\n')])
+  if (v instanceof RespError) return encodeError(v.message)
+  if (Array.isArray(v)) return Buffer.concat([Buffer.from(`*${v.length}\r\n`), ...v.map((x) => encodeValue(x, proto))])
+  if (v instanceof Map) {
+    const items = [...v.entries()].flatMap(([k, x]) => [encodeValue(k, proto), encodeValue(x, proto)])
+    return Buffer.concat([Buffer.from(proto === 3 ? `%${v.size}\r\n` : `*${v.size * 2}\r\n`), ...items])
+  }
+  return Buffer.from(`:${String(v)}\r\n`)
+}

@@ -1,0 +1,318 @@
+/**
+ * One Redis client connection through the gateway.
+ *
+ * - Login: `AUTH <identity> <token>` or `HELLO <2|3> AUTH <identity> <token>`, checked by core
+ *   (`pipeline.authenticate`); nothing but AUTH, HELLO and QUIT before it. The upstream connection
+ *   is opened after it, with the gateway's own credential.
+ * - Commands are handled one at a time, in order (pipelined commands wait their turn): each is
+ *   read, described from the server's own command table (commands.ts), judged, recorded, and only
+ *   then sent; its reply is relayed as it came.
+ * - The model of the upstream session (the selected database, an open MULTI, the protocol) is
+ *   updated from the upstream's replies, never from what the client asked for.
+ * - A command refused inside MULTI makes EXEC fail as the server would have (EXECABORT): the
+ *   transaction is discarded upstream, so the commands queued before it never run.
+ * - Commands after which replies stop pairing with commands (SUBSCRIBE, MONITOR, CLIENT TRACKING,
+ *   replication) or that would log the upstream connection out (RESET) are refused.
+ */
+import type { Socket } from 'node:net'
+import { GatewayError, isGatewayError, type ConnectionSlot, type GatewayRequest, type Logger, type Pipeline, type SessionHandle } from '@gatehouse/core'
+import { factsOf, type CommandSpec } from './commands.js'
+import type { RedisLimits } from './config.js'
+import { encodeError, encodeValue, OK, parseReply, readCommand, RespError, RespProtocolError, type RespValue } from './resp.js'
+import { UpstreamConnection, type UpstreamConfig } from './upstream.js'
+
+/** Commands after which the connection is no longer one reply per command, or which would undo the upstream login. */
+const NOT_RELAYED: ReadonlyMap<string, string> = new Map([
+  ['subscribe', 'publish/subscribe is not relayed by the gateway'],
+  ['psubscribe', 'publish/subscribe is not relayed by the gateway'],
+  ['ssubscribe', 'publish/subscribe is not relayed by the gateway'],
+  ['monitor', 'MONITOR is not relayed by the gateway'],
+  ['sync', 'replication is not relayed by the gateway'],
+  ['psync', 'replication is not relayed by the gateway'],
+  ['reset', 'RESET would log the gateway out of the upstream'],
+])
+
+const MAX_TEXT = 2048
+
+export interface SessionDeps {
+  readonly pipeline: Pipeline
+  readonly upstream: UpstreamConfig
+  readonly logger: Logger
+  readonly slot: ConnectionSlot
+  readonly limits: () => RedisLimits
+  /** The upstream's command table, read once per listener from its COMMAND reply. */
+  readonly commandTable: (conn: UpstreamConnection) => Promise<ReadonlyMap<string, CommandSpec>>
+}
+
+export class RedisSession {
+  readonly handle: SessionHandle
+  private buf: Buffer = Buffer.alloc(0)
+  private working = false
+  private closed = false
+  private up: UpstreamConnection | undefined
+  private table: ReadonlyMap<string, CommandSpec> | undefined
+  private proto: 2 | 3 = 2
+  /** The upstream session as its replies say it is. */
+  private db = 0
+  private inMulti = false
+  /** A command was refused after MULTI: EXEC must fail. */
+  private multiRefused = false
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly deps: SessionDeps,
+  ) {
+    this.handle = deps.pipeline.openSession({ protocol: 'redis', clientAddress: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`, tls: false })
+    this.handle.busyWhen(() => this.working)
+    this.handle.onTerminate((t) => {
+      this.write(encodeError(`ERR gatehouse: ${t.reason}`))
+      this.close(t.reason)
+    })
+    socket.on('data', (chunk: Buffer) => {
+      this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk])
+      void this.pump()
+    })
+    socket.on('error', () => this.close('client socket error'))
+    socket.once('close', () => this.close('the client closed the connection'))
+  }
+
+  close(reason: string): void {
+    if (this.closed) return
+    this.closed = true
+    this.socket.destroy()
+    this.up?.close()
+    void this.handle.end(reason)
+  }
+
+  private write(bytes: Buffer): void {
+    if (!this.closed) this.socket.write(bytes)
+  }
+
+  private async pump(): Promise<void> {
+    if (this.working || this.closed) return
+    this.working = true
+    this.socket.pause()
+    try {
+      for (;;) {
+        let cmd: { argv: Buffer[]; end: number } | undefined
+        try {
+          cmd = readCommand(this.buf, 0, this.deps.limits())
+        } catch (err) {
+          if (!(err instanceof RespProtocolError)) throw err
+          this.write(encodeError(`ERR Protocol error: ${err.message}`))
+          await this.deps.pipeline.protocolEvent(this.handle.info, { event: 'redis.protocol-error', reason: err.message })
+          this.close(`protocol error: ${err.message}`)
+          return
+        }
+        if (!cmd || this.closed) break
+        this.buf = this.buf.subarray(cmd.end)
+        this.handle.touch()
+        await this.command(cmd.argv)
+        if (this.closed) return
+        if (this.socket.writableNeedDrain) await new Promise<void>((resolve) => this.socket.once('drain', resolve).once('close', resolve))
+      }
+    } catch (err) {
+      this.deps.logger.error({ session: this.handle.info.id, err: String(err) }, 'redis session failed')
+      this.close('internal gateway error')
+      return
+    } finally {
+      this.working = false
+    }
+    if (!this.closed) this.socket.resume()
+  }
+
+  private async command(argv: Buffer[]): Promise<void> {
+    const name = (argv[0] as Buffer).toString('utf8').toLowerCase()
+    if (name === 'quit') {
+      this.write(OK)
+      this.close('the client quit')
+      return
+    }
+    if (!this.up) return this.beforeLogin(name, argv)
+    if (name === 'auth' || (name === 'hello' && argv.some((a) => a.toString('utf8').toLowerCase() === 'auth'))) return this.write(encodeError('ERR gatehouse: this connection is logged in already; open a new connection to log in as another identity'))
+    if (name === 'hello') return this.hello(argv)
+    const notRelayed = NOT_RELAYED.get(name) ?? (name === 'client' && argv[1]?.toString('utf8').toLowerCase() === 'tracking' ? 'CLIENT TRACKING is not relayed by the gateway' : undefined)
+    if (notRelayed !== undefined) {
+      const request = this.deps.pipeline.request(this.handle.info, { action: 'redis.command', target: `db${this.db}`, text: textOf(argv), attrs: { redis: { command: name, db: this.db } } })
+      const err = await this.deps.pipeline.refuse(request, { rule: 'gatehouse/not-relayed', reason: notRelayed, code: 'GH_ERR_PROTOCOL_UNSUPPORTED' })
+      this.refused(err)
+      return
+    }
+    await this.judgeAndForward(name, argv)
+  }
+
+  private async beforeLogin(name: string, argv: Buffer[]): Promise<void> {
+    if (name === 'auth') {
+      if (argv.length !== 3) return this.write(encodeError('ERR gatehouse: log in with AUTH <identity> <token> (a gateway identity and its token)'))
+      return this.login(argv[1] as Buffer, argv[2] as Buffer, 2, undefined)
+    }
+    if (name === 'hello') {
+      const proto = argv[1] === undefined ? 2 : Number(argv[1].toString('utf8'))
+      if (proto !== 2 && proto !== 3) return this.write(encodeError('NOPROTO unsupported protocol version'))
+      const auth = argv.findIndex((a, i) => i >= 2 && a.toString('utf8').toLowerCase() === 'auth')
+      if (auth < 0 || argv[auth + 2] === undefined) return this.write(encodeError('NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time'))
+      return this.login(argv[auth + 1] as Buffer, argv[auth + 2] as Buffer, proto, argv)
+    }
+    void this.deps.pipeline.protocolEvent(this.handle.info, { event: 'auth.missing', reason: `${name.slice(0, 64)} before login` })
+    this.write(encodeError('NOAUTH Authentication required.'))
+  }
+
+  /** Core checks the token; then the upstream connection is opened with the gateway's credential. */
+  private async login(user: Buffer, token: Buffer, proto: 2 | 3, hello: Buffer[] | undefined): Promise<void> {
+    const identity = user.toString('utf8')
+    try {
+      await this.deps.pipeline.authenticate(this.handle.info, { kind: 'password', user: identity, password: token.toString('utf8') })
+    } catch (err) {
+      const e = isGatewayError(err) ? err : new GatewayError('GH_ERR_AUTH_FAILED')
+      // core has recorded the failure
+      this.write(encodeError(e.code === 'GH_ERR_AUTH_FAILED' ? 'WRONGPASS invalid username-password pair or user is disabled.' : `ERR gatehouse: ${e.clientMessage}`))
+      if (this.deps.pipeline.loginAttemptsLeft(this.handle.info) <= 0) this.close('too many failed logins on this connection')
+      return
+    }
+    let opened: { conn: UpstreamConnection; hello: Buffer }
+    try {
+      opened = await UpstreamConnection.open(this.deps.upstream, proto, this.deps.limits().upstreamTimeoutMs)
+      this.table = await this.deps.commandTable(opened.conn)
+    } catch (err) {
+      this.deps.logger.warn({ session: this.handle.info.id, err: (err as Error).message }, 'upstream connection failed')
+      this.write(encodeError('ERR gatehouse: the upstream is unavailable'))
+      this.close('upstream unavailable')
+      return
+    }
+    if (this.closed) {
+      opened.conn.close()
+      return
+    }
+    this.up = opened.conn
+    this.proto = proto
+    this.deps.slot.authenticated()
+    // HELLO answers with the server's description; AUTH with OK
+    this.write(hello ? opened.hello : OK)
+  }
+
+  /** HELLO after login: a change of protocol, asked of the upstream (without AUTH), its answer relayed. */
+  private async hello(argv: Buffer[]): Promise<void> {
+    const proto = argv[1] === undefined ? this.proto : Number(argv[1].toString('utf8'))
+    if (proto !== 2 && proto !== 3) return this.write(encodeError('NOPROTO unsupported protocol version'))
+    const reply = await this.forwardRaw(['HELLO', String(proto)])
+    if (!reply) return
+    if (reply[0] !== 0x2d) this.proto = proto
+    this.write(reply)
+  }
+
+  private async judgeAndForward(name: string, argv: Buffer[]): Promise<void> {
+    const up = this.up as UpstreamConnection
+    const facts = await factsOf(this.table as ReadonlyMap<string, CommandSpec>, argv, (a) => up.ask(['COMMAND', 'GETKEYS', ...a])).catch((err: unknown) => ({ error: `ERR gatehouse: ${(err as Error).message}` }))
+    if ('error' in facts) {
+      // the server would refuse it as well (arity, bad key arguments): nothing to judge
+      if (this.inMulti) this.multiRefused = true
+      this.write(encodeError(facts.error))
+      return
+    }
+    const request = this.deps.pipeline.request(this.handle.info, { action: 'redis.command', target: facts.keys.length === 1 ? `db${this.db}:${facts.keys[0]}` : `db${this.db}`, text: textOf(argv), attrs: { redis: { ...facts, db: this.db, ...(this.inMulti ? { inMulti: true } : {}) } } })
+    if (name === 'exec' && this.multiRefused) return this.abortExec(request)
+    const admission = await this.deps.pipeline.admit(request)
+    if (!admission.admitted) {
+      if (this.inMulti) this.multiRefused = true
+      return this.refused(admission.error)
+    }
+    const reply = await this.forwardRaw(argv, request)
+    if (!reply) return
+    const failed = reply[0] === 0x2d || reply[0] === 0x21
+    this.learn(name, argv, reply, failed)
+    this.deps.pipeline.complete(request, failed ? { error: { code: 'redis', message: errorText(reply) } } : { status: 'ok', ...countOf(reply) })
+    this.write(reply)
+  }
+
+  /** What the reply says about the upstream session: the database, MULTI. */
+  private learn(name: string, argv: Buffer[], reply: Buffer, failed: boolean): void {
+    if (failed) {
+      if (name === 'exec' || name === 'discard') this.endMulti()
+      return
+    }
+    if (name === 'select') this.db = Number((argv[1] as Buffer).toString('utf8'))
+    else if (name === 'multi') this.inMulti = true
+    else if (name === 'exec' || name === 'discard') this.endMulti()
+  }
+
+  private endMulti(): void {
+    this.inMulti = false
+    this.multiRefused = false
+  }
+
+  /** EXEC after a refused command: the server would answer EXECABORT and run nothing; so does the gateway. */
+  private async abortExec(request: GatewayRequest): Promise<void> {
+    const reason = 'a command of this transaction was refused'
+    await this.deps.pipeline.refuse(request, { rule: 'gatehouse/transaction-aborted', reason })
+    const discarded = await this.forwardRaw(['DISCARD'])
+    if (!discarded) return
+    this.endMulti()
+    this.write(encodeError('EXECABORT Transaction discarded because of previous errors.'))
+  }
+
+  private async forwardRaw(argv: readonly (Buffer | string)[], request?: GatewayRequest): Promise<Buffer | undefined> {
+    try {
+      return await (this.up as UpstreamConnection).send(argv)
+    } catch (err) {
+      if (request) this.deps.pipeline.complete(request, { error: { code: 'GH_ERR_UPSTREAM_UNAVAILABLE', message: 'the upstream connection failed' } })
+      this.deps.logger.warn({ session: this.handle.info.id, err: (err as Error).message }, 'upstream connection failed')
+      this.write(encodeError('ERR gatehouse: the upstream connection failed'))
+      this.close('upstream connection failed')
+      return undefined
+    }
+  }
+
+  /** A refusal as Redis says "no permission": -NOPERM, naming the rule. */
+  private refused(err: GatewayError): void {
+    const prefix = err.kind === 'AccessDenied' ? 'NOPERM' : 'ERR'
+    this.write(encodeError(`${prefix} gatehouse: ${err.clientMessage}`))
+  }
+
+  /** For tests and tools: the reply to a command as a value. */
+  static valueOf(reply: Buffer): RespValue {
+    return parseReply(reply).value
+  }
+
+  /** The protocol the client speaks (HELLO). */
+  get protocol(): 2 | 3 {
+    return this.proto
+  }
+
+  /** A value in the client's protocol. */
+  encode(v: RespValue): Buffer {
+    return encodeValue(v, this.proto)
+  }
+}
+
+/** A command as the audit shows it: its words, quoted where needed, AUTH arguments hidden, cut at 2 KiB. */
+export function textOf(argv: readonly Buffer[]): string {
+  const words: string[] = []
+  let hideNext = 0
+  for (const a of argv) {
+    const s = a.toString('utf8')
+    if (hideNext > 0) {
+      words.push('"REDACTED"')
+      hideNext--
+      continue
+    }
+    words.push(/^[\x21-\x7e]+$/.test(s) && !s.includes('"') ? s : JSON.stringify(s))
+    // MIGRATE … AUTH password / AUTH2 user password
+    const upper = s.toUpperCase()
+    if (upper === 'AUTH') hideNext = 1
+    else if (upper === 'AUTH2') hideNext = 2
+  }
+  const text = words.join(' ')
+  return text.length > MAX_TEXT ? `${text.slice(0, MAX_TEXT)}…` : text
+}
+
+function errorText(reply: Buffer): string {
+  const v = parseReply(reply).value
+  return (v instanceof RespError ? v.message : 'error').slice(0, 300)
+}
+
+/** Elements of an array reply, as the outcome's rows. */
+function countOf(reply: Buffer): { rows?: number } {
+  if (reply[0] !== 0x2a && reply[0] !== 0x7e) return {}
+  const n = Number(reply.toString('latin1', 1, reply.indexOf(0x0d)))
+  return n >= 0 ? { rows: n } : {}
+}

@@ -1,0 +1,103 @@
+/**
+ * One connection to the Redis server per logged-in session, logged in with the credential the
+ * gateway holds (HELLO … AUTH): the caller never sees it. Replies come back in the order commands
+ * were sent; the session sends one command at a time.
+ */
+import { connect, type Socket } from 'node:net'
+import { encodeCommand, parseReply, replyEnd, RespError, RespProtocolError, type RespValue } from './resp.js'
+
+export interface UpstreamConfig {
+  readonly host: string
+  readonly port: number
+  readonly user?: string
+  readonly password?: string
+}
+
+export class UpstreamConnection {
+  private buf: Buffer = Buffer.alloc(0)
+  private waiting: { resolve: (reply: Buffer) => void; reject: (err: Error) => void }[] = []
+  private failed: Error | undefined
+
+  private constructor(private readonly socket: Socket) {
+    socket.on('data', (chunk: Buffer) => this.onData(chunk))
+    socket.on('error', (err) => this.fail(err))
+    socket.on('close', () => this.fail(new Error('the upstream closed the connection')))
+  }
+
+  /** Connects and logs in; `hello` is the server's answer to HELLO, in the protocol asked for. */
+  static async open(config: UpstreamConfig, proto: 2 | 3, timeoutMs: number): Promise<{ conn: UpstreamConnection; hello: Buffer }> {
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const s = connect({ host: config.host, port: config.port, noDelay: true })
+      const timer = setTimeout(() => s.destroy(new Error('connect timed out')), timeoutMs)
+      s.once('connect', () => {
+        clearTimeout(timer)
+        resolve(s)
+      })
+      s.once('error', (err) => {
+        clearTimeout(timer)
+        reject(err)
+      })
+    })
+    const conn = new UpstreamConnection(socket)
+    const argv = config.password === undefined ? ['HELLO', String(proto)] : ['HELLO', String(proto), 'AUTH', config.user ?? 'default', config.password]
+    const hello = await conn.send(argv)
+    if (hello[0] === 0x2d || hello[0] === 0x21) {
+      conn.close()
+      // the server's message, never the credential
+      throw new Error(`the upstream refused the gateway's login: ${String((parseReply(hello).value as RespError).message).slice(0, 200)}`)
+    }
+    return { conn, hello }
+  }
+
+  /** Sends one command; resolves with its whole reply, raw. */
+  send(argv: readonly (Buffer | string)[]): Promise<Buffer> {
+    if (this.failed) return Promise.reject(this.failed)
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject })
+      this.socket.write(encodeCommand(argv))
+    })
+  }
+
+  /** Sends one command and reads its reply as a value (for the replies the adapter reads itself). */
+  async ask(argv: readonly (Buffer | string)[]): Promise<RespValue> {
+    return parseReply(await this.send(argv)).value
+  }
+
+  private onData(chunk: Buffer): void {
+    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk])
+    for (;;) {
+      let end: number
+      try {
+        end = replyEnd(this.buf, 0)
+      } catch (err) {
+        this.fail(err instanceof RespProtocolError ? err : new Error(String(err)))
+        return
+      }
+      if (end < 0) return
+      const reply = this.buf.subarray(0, end)
+      this.buf = this.buf.subarray(end)
+      const w = this.waiting.shift()
+      // a reply nobody asked for (a push message): the adapter refuses the commands that cause them
+      if (!w) {
+        this.fail(new Error('the upstream sent a reply no command asked for'))
+        return
+      }
+      w.resolve(Buffer.from(reply))
+    }
+  }
+
+  private fail(err: Error): void {
+    if (this.failed) return
+    this.failed = err
+    this.socket.destroy()
+    for (const w of this.waiting.splice(0)) w.reject(err)
+  }
+
+  get closed(): boolean {
+    return this.failed !== undefined
+  }
+
+  close(): void {
+    this.fail(new Error('closed'))
+  }
+}

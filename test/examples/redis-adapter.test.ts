@@ -1,0 +1,189 @@
+/**
+ * The Redis adapter in examples/redis-adapter, a package built outside the workspace against
+ * @gatehouse/core's published API, loaded by the gateway by its package name from a node_modules
+ * directory (as an installed package is), in front of a real redis-server that requires a
+ * password. Clients: the real redis-cli and the `redis` Node client (RESP2 and RESP3).
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createClient } from 'redis'
+import { createLogger, Gateway, generateToken, hashToken, loadConfigFile } from '@gatehouse/core'
+import { freePort, waitForPort } from '../fixtures/net.js'
+
+const root = join(import.meta.dirname, '../..')
+const UPSTREAM_PASSWORD = `upstream-${Math.random().toString(36).slice(2)}`
+let dir: string
+let redis: ChildProcess
+let redisPort: number
+let gateway: Gateway
+let port: number
+const token = generateToken()
+const other = generateToken()
+
+type AuditEvent = { type: string; [k: string]: unknown }
+const audit = (): AuditEvent[] =>
+  readFileSync(join(dir, 'audit.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as AuditEvent)
+
+/** redis-cli as agent-1 (or `as`), one command; resolves with what it printed. */
+function cli(args: string[], as: { user: string; pass: string } = { user: 'agent-1', pass: token }): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile('redis-cli', ['-p', String(port), '--user', as.user, '--pass', as.pass, '--no-auth-warning', ...args], { timeout: 10_000 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: `${stdout}${stderr}`.trim() }))
+  })
+}
+
+/** A client straight to the server, with its password: to look at what really happened there. */
+async function direct() {
+  const c = createClient({ socket: { port: redisPort, host: '127.0.0.1' }, password: UPSTREAM_PASSWORD })
+  await c.connect()
+  return c
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'gatehouse-redis-'))
+  redisPort = await freePort()
+  redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--requirepass', UPSTREAM_PASSWORD, '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
+  await waitForPort(redisPort, '127.0.0.1', 10_000)
+  // installed as a user installs a package: by name, in node_modules next to the config
+  mkdirSync(join(dir, 'node_modules'))
+  symlinkSync(join(root, 'examples', 'redis-adapter'), join(dir, 'node_modules', 'gatehouse-adapter-redis'))
+  writeFileSync(
+    join(dir, 'gatehouse.yaml'),
+    `dataDir: ${dir}
+log: { level: silent }
+identities:
+  - { id: agent-1, groups: [agents], tokens: [ { hash: "${hashToken(token, 'agent-1')}" } ] }
+  - { id: agent-2, groups: [readers], tokens: [ { hash: "${hashToken(other, 'agent-2')}" } ] }
+plugins:
+  - { use: audit-jsonl, config: { path: audit.jsonl } }
+connections:
+  - name: cache
+    adapter: gatehouse-adapter-redis
+    listen: "127.0.0.1:0"
+    upstream: { host: 127.0.0.1, port: ${redisPort}, password: "${UPSTREAM_PASSWORD}" }
+policies:
+  - id: r
+    principals: { groups: [agents] }
+    rules:
+      - { id: dangerous, effect: deny, actions: [redis.command], match: { redis.command: [flushall, flushdb, config, eval, evalsha, eval_ro, evalsha_ro, fcall, fcall_ro, function, script, migrate, replicaof, slaveof, module, debug, shutdown, acl] } }
+      - { id: secret-keys, effect: deny, actions: [redis.command], when: 'request.redis.keys.exists(k, k.startsWith("secret:"))', reason: secret keys are off limits }
+      - { id: all, effect: allow, actions: [redis.command] }
+  - id: readers
+    principals: { groups: [readers] }
+    rules:
+      - { id: reads, effect: allow, actions: [redis.command], match: { redis.readonly: true } }
+`,
+  )
+  gateway = await Gateway.build(loadConfigFile(join(dir, 'gatehouse.yaml')), { logger: createLogger('silent'), pluginSearchDirs: [dir] })
+  await gateway.start()
+  port = gateway.address('cache').port
+}, 60_000)
+
+afterAll(async () => {
+  await gateway?.shutdown(0)
+  redis?.kill('SIGTERM')
+  if (dir) rmSync(dir, { recursive: true, force: true })
+})
+
+describe('the redis adapter, installed by package name', () => {
+  it('redis-cli logs in with a gateway token and runs commands; the server saw the gateway, never the token', async () => {
+    expect(await cli(['SET', 'greeting', 'hello'])).toEqual({ code: 0, out: 'OK' })
+    expect(await cli(['GET', 'greeting'])).toEqual({ code: 0, out: 'hello' })
+    const d = await direct()
+    expect(await d.get('greeting')).toBe('hello')
+    await d.quit()
+    // the token is not the server's password, and the server's password never reached the caller
+    const straight = await new Promise<string>((resolve) => execFile('redis-cli', ['-p', String(redisPort), '--user', 'agent-1', '--pass', token, '--no-auth-warning', 'GET', 'greeting'], { timeout: 10_000 }, (_e, out, err) => resolve(`${out}${err}`)))
+    expect(straight).toMatch(/WRONGPASS|NOAUTH/)
+    const set = audit().find((e) => e.type === 'request' && e.text === 'SET greeting hello')
+    expect(set).toMatchObject({ verdict: 'allow', principal: { id: 'agent-1' }, attrs: { redis: { command: 'set', keys: ['greeting'], write: true } } })
+    expect(JSON.stringify(audit())).not.toContain(token)
+    expect(JSON.stringify(audit())).not.toContain(UPSTREAM_PASSWORD)
+  })
+
+  it('a wrong token is WRONGPASS and audited; nothing runs before login', async () => {
+    const r = await cli(['GET', 'greeting'], { user: 'agent-1', pass: 'not-the-token' })
+    expect(r.out).toMatch(/WRONGPASS/)
+    expect(audit().some((e) => e.type === 'auth.failure')).toBe(true)
+    const anon = await new Promise<string>((resolve) => execFile('redis-cli', ['-p', String(port), 'GET', 'greeting'], { timeout: 10_000 }, (_e, out, err) => resolve(`${out}${err}`.trim())))
+    expect(anon).toMatch(/NOAUTH/)
+  })
+
+  it('FLUSHALL, CONFIG, EVAL, MODULE LOAD are denied as NOPERM naming the rule, and nothing happens on the server', async () => {
+    for (const args of [['FLUSHALL'], ['CONFIG', 'SET', 'dir', '/tmp'], ['EVAL', 'return redis.call("flushall")', '0'], ['MODULE', 'LOAD', '/tmp/x.so'], ['REPLICAOF', '127.0.0.1', '1']]) {
+      const r = await cli(args)
+      expect(r.out, args.join(' ')).toMatch(/NOPERM gatehouse: denied by rule "r\/dangerous"/)
+    }
+    expect(await cli(['GET', 'greeting'])).toEqual({ code: 0, out: 'hello' })
+  })
+
+  it('keys are the server’s reading, movable keys included: a secret key reached through ZUNIONSTORE or SORT … STORE is denied', async () => {
+    const d = await direct()
+    await d.zAdd('z1', { score: 1, value: 'a' })
+    await d.quit()
+    const union = await cli(['ZUNIONSTORE', 'secret:out', '1', 'z1'])
+    expect(union.out).toMatch(/secret keys are off limits/)
+    const sorted = await cli(['SORT', 'z1', 'ALPHA', 'STORE', 'secret:sorted'])
+    expect(sorted.out).toMatch(/secret keys are off limits/)
+    const ok = await cli(['ZUNIONSTORE', 'public:out', '1', 'z1'])
+    expect(ok.out).toBe('1')
+    const rec = audit().find((e) => e.type === 'request' && String(e.text).startsWith('ZUNIONSTORE public:out'))
+    expect((rec?.attrs as { redis: { keys: string[] } }).redis.keys).toEqual(['public:out', 'z1'])
+  })
+
+  it('a refused command inside MULTI aborts the transaction, as the server would: nothing queued before it runs', async () => {
+    const c = createClient({ socket: { port, host: '127.0.0.1' }, username: 'agent-1', password: token })
+    await c.connect()
+    const err = await c
+      .multi()
+      .set('tx:a', '1')
+      .set('secret:b', '2')
+      .exec()
+      .catch((e: unknown) => e)
+    expect(String(err)).toMatch(/EXECABORT|NOPERM/)
+    const d = await direct()
+    expect(await d.get('tx:a')).toBeNull()
+    await d.quit()
+    // an allowed transaction runs
+    expect(await c.multi().set('tx:a', '1').incr('tx:n').exec()).toEqual(['OK', 1])
+    await c.quit()
+  })
+
+  it('the Node client over RESP3 (HELLO 3 AUTH) and pipelined commands', async () => {
+    const c = createClient({ socket: { port, host: '127.0.0.1' }, username: 'agent-1', password: token, RESP: 3 })
+    await c.connect()
+    await c.hSet('h', { a: '1', b: '2' })
+    expect(await c.hGetAll('h')).toEqual({ a: '1', b: '2' })
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => c.set(`p:${i}`, String(i))))
+    expect(results.every((r) => r === 'OK')).toBe(true)
+    expect(await Promise.all(Array.from({ length: 50 }, (_, i) => c.get(`p:${i}`)))).toEqual(Array.from({ length: 50 }, (_, i) => String(i)))
+    await c.quit()
+  })
+
+  it('a reader identity may only run the server’s readonly commands; SUBSCRIBE and MONITOR are refused', async () => {
+    const reader = { user: 'agent-2', pass: other }
+    expect((await cli(['GET', 'greeting'], reader)).out).toBe('hello')
+    expect((await cli(['SET', 'greeting', 'x'], reader)).out).toMatch(/NOPERM gatehouse: .*no rule allows this request/)
+    expect((await cli(['MONITOR'])).out).toMatch(/not relayed/)
+    const r = await new Promise<string>((resolve) => execFile('redis-cli', ['-p', String(port), '--user', 'agent-1', '--pass', token, '--no-auth-warning', 'SUBSCRIBE', 'ch'], { timeout: 5000 }, (_e, out, err) => resolve(`${out}${err}`)))
+    expect(r).toMatch(/not relayed/)
+  })
+
+  it('a malformed or inline command is a protocol error that closes only that connection', async () => {
+    const net = await import('node:net')
+    const raw = net.connect(port, '127.0.0.1')
+    const answer = await new Promise<string>((resolve) => {
+      let text = ''
+      raw.on('data', (d: Buffer) => (text += d.toString()))
+      raw.on('close', () => resolve(text))
+      raw.write('PING\r\n')
+    })
+    expect(answer).toMatch(/Protocol error/)
+    expect(await cli(['GET', 'greeting'])).toEqual({ code: 0, out: 'hello' })
+  })
+})
