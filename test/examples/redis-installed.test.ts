@@ -1,0 +1,102 @@
+/**
+ * Installed the way a user installs it: core (with its CLI), the built-in plugins the config
+ * uses, and the Redis adapter from examples/ are packed with `npm pack`, the tarballs installed
+ * into an empty directory with `npm install`, and the gateway started from there with its own
+ * `gatehouse start`, from a config that names the adapter by package name. redis-cli talks to it.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { generateToken, hashToken } from '@gatehouse/core'
+import { freePort, waitForPort } from '../fixtures/net.js'
+
+const root = join(import.meta.dirname, '../..')
+const PACKAGES = ['core', 'plugins/auth-token', 'plugins/policy', 'plugins/audit-jsonl', 'examples/redis-adapter']
+const UPSTREAM_PASSWORD = `upstream-${Math.random().toString(36).slice(2)}`
+const token = generateToken()
+let dir: string
+let redis: ChildProcess
+let gateway: ChildProcess
+let port: number
+let gatewayLog = ''
+
+function run(cmd: string, args: string[], cwd: string, timeout = 240_000): Promise<string> {
+  return new Promise((resolve, reject) =>
+    execFile(cmd, args, { cwd, timeout, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' } }, (err, stdout, stderr) => (err ? reject(new Error(`${cmd} ${args.join(' ')}: ${err.message}\n${stdout}\n${stderr}`)) : resolve(stdout))),
+  )
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'gatehouse-installed-'))
+  const packs = join(dir, 'packs')
+  const app = join(dir, 'app')
+  mkdirSync(packs)
+  mkdirSync(app)
+  const tarballs: string[] = []
+  for (const p of PACKAGES) {
+    const out = await run('npm', ['pack', '--silent', '--pack-destination', packs], join(root, p))
+    tarballs.push(join(packs, out.trim().split('\n').at(-1) as string))
+  }
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'my-gateway', private: true, type: 'module' }))
+  // dependencies from the npm cache the checkout's own install filled (the registry if not there)
+  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', ...tarballs], app)
+
+  const redisPort = await freePort()
+  redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--requirepass', UPSTREAM_PASSWORD, '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
+  await waitForPort(redisPort, '127.0.0.1', 10_000)
+  port = await freePort()
+  writeFileSync(
+    join(app, 'gatehouse.yaml'),
+    `log: { level: warn }
+identities:
+  - { id: agent-1, groups: [agents], tokens: [ { hash: "${hashToken(token, 'agent-1')}" } ] }
+plugins:
+  - { use: audit-jsonl, config: { path: audit.jsonl } }
+connections:
+  - name: cache
+    adapter: gatehouse-adapter-redis
+    listen: "127.0.0.1:${port}"
+    upstream: { host: 127.0.0.1, port: ${redisPort}, password: "\${env:REDIS_PASSWORD}" }
+    # only what was installed: gateway tokens, the policy engine, the JSONL audit
+    plugins: { authenticate: [auth-token], decide: [policy], record: [audit-jsonl] }
+policies:
+  - id: r
+    principals: { groups: [agents] }
+    rules:
+      - { id: no-flush, effect: deny, actions: [redis.command], match: { redis.command: [flushall, flushdb] } }
+      - { id: all, effect: allow, actions: [redis.command] }
+`,
+  )
+  gateway = spawn(join(app, 'node_modules/.bin/gatehouse'), ['start', '--config', 'gatehouse.yaml'], { cwd: app, env: { ...process.env, REDIS_PASSWORD: UPSTREAM_PASSWORD }, stdio: ['ignore', 'pipe', 'pipe'] })
+  gateway.stdout?.on('data', (d: Buffer) => (gatewayLog += d.toString()))
+  gateway.stderr?.on('data', (d: Buffer) => (gatewayLog += d.toString()))
+  await waitForPort(port, '127.0.0.1', 30_000).catch((err: unknown) => {
+    throw new Error(`the installed gateway did not start: ${(err as Error).message}\n${gatewayLog}`)
+  })
+}, 300_000)
+
+afterAll(async () => {
+  if (gateway && gateway.exitCode === null) {
+    gateway.kill('SIGTERM')
+    await new Promise((r) => gateway.once('close', r))
+  }
+  redis?.kill('SIGTERM')
+  if (dir) rmSync(dir, { recursive: true, force: true })
+})
+
+const cli = (args: string[]) =>
+  new Promise<string>((resolve) => execFile('redis-cli', ['-p', String(port), '--user', 'agent-1', '--pass', token, '--no-auth-warning', ...args], { timeout: 10_000 }, (_e, out, err) => resolve(`${out}${err}`.trim())))
+
+describe('the Redis adapter installed from tarballs', () => {
+  it('the gateway installed with npm loads it by package name; redis-cli works through it and a denial reads as NOPERM', async () => {
+    const installed = JSON.parse(readFileSync(join(dir, 'app', 'node_modules', 'gatehouse-adapter-redis', 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> }
+    expect(installed.peerDependencies['@gatehouse/core']).toBe('^0.1.0')
+    expect(await cli(['SET', 'installed', 'yes'])).toBe('OK')
+    expect(await cli(['GET', 'installed'])).toBe('yes')
+    expect(await cli(['FLUSHALL'])).toMatch(/NOPERM gatehouse: denied by rule "r\/no-flush"/)
+    const audit = readFileSync(join(dir, 'app', '.gatehouse', 'audit.jsonl'), 'utf8')
+    expect(audit).toContain('"text":"SET installed yes"')
+  })
+})
