@@ -174,6 +174,11 @@ describe('the redis adapter, installed by package name', () => {
     expect(r).toMatch(/not relayed/)
   })
 
+  it('a command with the wrong number of arguments is answered as the server would, and recorded as refused', async () => {
+    expect((await cli(['GET'])).out).toMatch(/ERR wrong number of arguments for 'get' command/)
+    expect(audit().some((e) => e.type === 'request' && e.text === 'GET' && e.verdict === 'deny' && e.rule === 'gatehouse/unreadable')).toBe(true)
+  })
+
   it('a malformed or inline command is a protocol error that closes only that connection', async () => {
     const net = await import('node:net')
     const raw = net.connect(port, '127.0.0.1')

@@ -204,8 +204,10 @@ export class RedisSession {
     const up = this.up as UpstreamConnection
     const facts = await factsOf(this.table as ReadonlyMap<string, CommandSpec>, argv, (a) => up.ask(['COMMAND', 'GETKEYS', ...a])).catch((err: unknown) => ({ error: `ERR gatehouse: ${(err as Error).message}` }))
     if ('error' in facts) {
-      // the server would refuse it as well (arity, bad key arguments): nothing to judge
+      // the server would refuse it as well (arity, bad key arguments): recorded as refused, answered with the server's words
       if (this.inMulti) this.multiRefused = true
+      const request = this.deps.pipeline.request(this.handle.info, { action: 'redis.command', target: `db${this.db}`, text: textOf(argv), attrs: { redis: { command: name, db: this.db } } })
+      await this.deps.pipeline.refuse(request, { rule: 'gatehouse/unreadable', reason: facts.error, code: 'GH_ERR_PARSE_FAILED' })
       this.write(encodeError(facts.error))
       return
     }
