@@ -1,7 +1,7 @@
 /** The redis adapter's listener: Redis clients (redis-cli, client libraries) connect here as to a Redis server. */
 import { createServer } from 'node:net'
 import { GatewayError, serveListener, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type ProtocolAdapter } from '@gatehouse/core'
-import { commandTable, keysByPosition, specFor, type CommandSpec } from './commands.js'
+import { commandTable, type CommandSpec } from './commands.js'
 import { RedisLimits, UpstreamSchema } from './config.js'
 import { RedisSession, textOf } from './session.js'
 import type { UpstreamConnection } from './upstream.js'
@@ -64,4 +64,3 @@ export class RedisAdapter implements ProtocolAdapter {
   }
 }
 
-export { keysByPosition, specFor }

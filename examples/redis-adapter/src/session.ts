@@ -18,7 +18,7 @@ import type { Socket } from 'node:net'
 import { GatewayError, isGatewayError, type ConnectionSlot, type GatewayRequest, type Logger, type Pipeline, type SessionHandle } from '@gatehouse/core'
 import { factsOf, type CommandSpec } from './commands.js'
 import type { RedisLimits } from './config.js'
-import { encodeError, encodeValue, OK, parseReply, readCommand, RespError, RespProtocolError, type RespValue } from './resp.js'
+import { encodeError, OK, parseReply, readCommand, RespError, RespProtocolError } from './resp.js'
 import { UpstreamConnection, type UpstreamConfig } from './upstream.js'
 
 /** Commands after which the connection is no longer one reply per command, or which would undo the upstream login. */
@@ -33,6 +33,8 @@ const NOT_RELAYED: ReadonlyMap<string, string> = new Map([
 ])
 
 const MAX_TEXT = 2048
+/** Commands a connection may send before it logs in. */
+const MAX_COMMANDS_BEFORE_LOGIN = 16
 
 export interface SessionDeps {
   readonly pipeline: Pipeline
@@ -57,6 +59,7 @@ export class RedisSession {
   private inMulti = false
   /** A command was refused after MULTI: EXEC must fail. */
   private multiRefused = false
+  private commandsBeforeLogin = 0
 
   constructor(
     private readonly socket: Socket,
@@ -153,8 +156,11 @@ export class RedisSession {
       if (auth < 0 || argv[auth + 2] === undefined) return this.write(encodeError('NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time'))
       return this.login(argv[auth + 1] as Buffer, argv[auth + 2] as Buffer, proto, argv)
     }
-    void this.deps.pipeline.protocolEvent(this.handle.info, { event: 'auth.missing', reason: `${name.slice(0, 64)} before login` })
+    // recorded once per connection; one that keeps trying is closed rather than left to fill the audit
+    this.commandsBeforeLogin++
+    if (this.commandsBeforeLogin === 1) void this.deps.pipeline.protocolEvent(this.handle.info, { event: 'auth.missing', reason: `${name.slice(0, 64)} before login` })
     this.write(encodeError('NOAUTH Authentication required.'))
+    if (this.commandsBeforeLogin >= MAX_COMMANDS_BEFORE_LOGIN) this.close('too many commands before login')
   }
 
   /** Core checks the token; then the upstream connection is opened with the gateway's credential. */
@@ -268,21 +274,6 @@ export class RedisSession {
   private refused(err: GatewayError): void {
     const prefix = err.kind === 'AccessDenied' ? 'NOPERM' : 'ERR'
     this.write(encodeError(`${prefix} gatehouse: ${err.clientMessage}`))
-  }
-
-  /** For tests and tools: the reply to a command as a value. */
-  static valueOf(reply: Buffer): RespValue {
-    return parseReply(reply).value
-  }
-
-  /** The protocol the client speaks (HELLO). */
-  get protocol(): 2 | 3 {
-    return this.proto
-  }
-
-  /** A value in the client's protocol. */
-  encode(v: RespValue): Buffer {
-    return encodeValue(v, this.proto)
   }
 }
 
