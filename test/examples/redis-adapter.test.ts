@@ -5,13 +5,14 @@
  * password. Clients: the real redis-cli and the `redis` Node client (RESP2 and RESP3).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createClient } from 'redis'
 import { createLogger, Gateway, generateToken, hashToken, loadConfigFile } from '@gatehouse/core'
 import { freePort, waitForPort } from '../fixtures/net.js'
+import { readAuditFile } from '../fixtures/audit-file.js'
 
 const root = join(import.meta.dirname, '../..')
 const UPSTREAM_PASSWORD = `upstream-${Math.random().toString(36).slice(2)}`
@@ -23,12 +24,7 @@ let port: number
 const token = generateToken()
 const other = generateToken()
 
-type AuditEvent = { type: string; [k: string]: unknown }
-const audit = (): AuditEvent[] =>
-  readFileSync(join(dir, 'audit.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as AuditEvent)
+const audit = () => readAuditFile(join(dir, 'audit.jsonl'))
 
 /** redis-cli as agent-1 (or `as`), one command; resolves with what it printed. */
 function cli(args: string[], as: { user: string; pass: string } = { user: 'agent-1', pass: token }): Promise<{ code: number; out: string }> {
@@ -151,6 +147,24 @@ describe('the redis adapter, installed by package name', () => {
     await d.quit()
     // an allowed transaction runs
     expect(await c.multi().set('tx:a', '1').incr('tx:n').exec()).toEqual(['OK', 1])
+    await c.quit()
+  })
+
+  it('inside MULTI, keys are still the server’s reading: a secret key reached through ZUNIONSTORE is refused and the transaction aborts', async () => {
+    const c = createClient({ socket: { port, host: '127.0.0.1' }, username: 'agent-1', password: token })
+    await c.connect()
+    const err = await c
+      .multi()
+      .set('tx:c', '1')
+      .zUnionStore('secret:multi', ['z1'])
+      .exec()
+      .catch((e: unknown) => e)
+    expect(String(err)).toMatch(/EXECABORT|NOPERM/)
+    const d = await direct()
+    expect(await d.exists(['tx:c', 'secret:multi'])).toBe(0)
+    await d.quit()
+    const rec = audit().find((e) => e.type === 'request' && String(e.text).startsWith('ZUNIONSTORE secret:multi'))
+    expect(rec).toMatchObject({ verdict: 'deny', attrs: { redis: { keys: ['secret:multi', 'z1'], inMulti: true } } })
     await c.quit()
   })
 

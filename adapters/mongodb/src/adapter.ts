@@ -84,7 +84,8 @@ export class MongoAdapter implements ProtocolAdapter {
           start(wrapped, slot, client)
         })
         wrapped.on('error', (err: Error) => {
-          logger.debug({ err: err.message }, 'TLS handshake failed')
+          // no session exists yet to record it against (a plaintext client of a TLS-only listener ends here): a log line
+          logger.warn({ client: client.address, err: err.message }, 'TLS handshake failed: connection refused')
           socket.destroy()
         })
         socket.once('close', () => wrapped.destroy())

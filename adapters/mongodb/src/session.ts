@@ -518,7 +518,11 @@ export class MongoSession {
 
   /** The first SCRAM step (the authentication database, admin or another, is not used: identities are the gateway's). */
   private async saslStart(doc: Document): Promise<Document> {
-    if (this.loggedIn) return mongoError('AuthenticationFailed', 'gatehouse: this connection is logged in already; open a new connection to log in as another identity')
+    if (this.loggedIn) {
+      const reason = 'this connection is logged in already; open a new connection to log in as another identity'
+      void this.deps.pipeline.protocolEvent(this.handle.info, { event: 'auth.refused', reason })
+      return mongoError('AuthenticationFailed', `gatehouse: ${reason}`)
+    }
     if (doc.mechanism !== SCRAM_SHA_256) return mongoError('MechanismUnavailable', `gatehouse: mechanism ${String(doc.mechanism).slice(0, 40)} is not supported: use SCRAM-SHA-256 (authMechanism=SCRAM-SHA-256) with a gateway identity and its token`)
     const payload = doc.payload
     if (!(payload instanceof Binary)) return mongoError('BadValue', 'gatehouse: saslStart payload must be binary')

@@ -4,7 +4,7 @@ import { GatewayError, serveListener, validate, type ConnectionConfig, type Expl
 import { commandTable, type CommandSpec } from './commands.js'
 import { RedisLimits, UpstreamSchema } from './config.js'
 import { RedisSession, textOf } from './session.js'
-import type { UpstreamConnection } from './upstream.js'
+import { UpstreamConnection } from './upstream.js'
 
 export const REDIS_ACTIONS = ['redis.command'] as const
 
@@ -32,29 +32,45 @@ export class RedisAdapter implements ProtocolAdapter {
     const logger = this.logger.child({ connection: connection.name })
     const limits = () => pipeline.limits.adapter as RedisLimits
     const sessions = new Set<RedisSession>()
+    // The server's command table and COMMAND GETKEYS are asked on a connection of their own: on a
+    // session's connection inside MULTI they would be queued, not answered.
+    let metadata: Promise<UpstreamConnection> | undefined
+    const metadataConnection = async (): Promise<UpstreamConnection> => {
+      const open = await (metadata ??= UpstreamConnection.open(upstream, 2, limits().upstreamTimeoutMs).then((o) => o.conn))
+      if (!open.closed) return open
+      metadata = undefined
+      return metadataConnection()
+    }
     let table: Promise<ReadonlyMap<string, CommandSpec>> | undefined
-    // read once, from the first logged-in session's upstream connection
-    const commandTableOf = (conn: UpstreamConnection) =>
-      (table ??= conn.ask(['COMMAND']).then(commandTable).catch((err: unknown) => {
-        table = undefined
-        throw err
-      }))
+    const server = {
+      commandTable: () =>
+        (table ??= metadataConnection()
+          .then((c) => c.ask(['COMMAND']))
+          .then(commandTable)
+          .catch((err: unknown) => {
+            table = undefined
+            metadata = undefined
+            throw err
+          })),
+      getKeys: async (argv: readonly Buffer[]) => (await metadataConnection()).ask(['COMMAND', 'GETKEYS', ...argv]),
+    }
+    signal.addEventListener('abort', () => void metadata?.then((c) => c.close(), () => undefined), { once: true })
     let accepting = true
-    const server = createServer({ noDelay: true }, (socket) => {
+    const listener = createServer({ noDelay: true }, (socket) => {
       const slot = accepting ? pipeline.admitConnection(socket.remoteAddress ?? '', 'redis', () => socket.destroy()) : undefined
       if (!slot) {
         socket.destroy()
         return
       }
-      const session = new RedisSession(socket, { pipeline, upstream, logger, slot, limits, commandTable: commandTableOf })
+      const session = new RedisSession(socket, { pipeline, upstream, logger, slot, limits, server })
       sessions.add(session)
       socket.once('close', () => {
         sessions.delete(session)
         slot.release()
       })
     })
-    server.on('error', (err: Error) => logger.error({ err: err.message }, 'listener error'))
-    return serveListener(server, connection.listen, {
+    listener.on('error', (err: Error) => logger.error({ err: err.message }, 'listener error'))
+    return serveListener(listener, connection.listen, {
       sessions: { get size() { return sessions.size }, [Symbol.iterator]: () => sessions[Symbol.iterator]() },
       signal,
       stopAccepting: () => {

@@ -18,7 +18,7 @@ import type { Socket } from 'node:net'
 import { GatewayError, isGatewayError, type ConnectionSlot, type GatewayRequest, type Logger, type Pipeline, type SessionHandle } from '@gatehouse/core'
 import { factsOf, type CommandSpec } from './commands.js'
 import type { RedisLimits } from './config.js'
-import { encodeError, OK, parseReply, readCommand, RespError, RespProtocolError } from './resp.js'
+import { encodeError, OK, parseReply, readCommand, RespError, RespProtocolError, type RespValue } from './resp.js'
 import { UpstreamConnection, type UpstreamConfig } from './upstream.js'
 
 /** Commands after which the connection is no longer one reply per command, or which would undo the upstream login. */
@@ -42,8 +42,15 @@ export interface SessionDeps {
   readonly logger: Logger
   readonly slot: ConnectionSlot
   readonly limits: () => RedisLimits
-  /** The upstream's command table, read once per listener from its COMMAND reply. */
-  readonly commandTable: (conn: UpstreamConnection) => Promise<ReadonlyMap<string, CommandSpec>>
+  /**
+   * What the server says about commands, asked on the listener's own connection (never a
+   * session's, where inside MULTI the question would be queued): its command table, read once,
+   * and the keys of a movable-keys command (COMMAND GETKEYS).
+   */
+  readonly server: {
+    commandTable(): Promise<ReadonlyMap<string, CommandSpec>>
+    getKeys(argv: readonly Buffer[]): Promise<RespValue>
+  }
 }
 
 export class RedisSession {
@@ -132,7 +139,11 @@ export class RedisSession {
       return
     }
     if (!this.up) return this.beforeLogin(name, argv)
-    if (name === 'auth' || (name === 'hello' && argv.some((a) => a.toString('utf8').toLowerCase() === 'auth'))) return this.write(encodeError('ERR gatehouse: this connection is logged in already; open a new connection to log in as another identity'))
+    if (name === 'auth' || (name === 'hello' && argv.some((a) => a.toString('utf8').toLowerCase() === 'auth'))) {
+      const reason = 'this connection is logged in already; open a new connection to log in as another identity'
+      void this.deps.pipeline.protocolEvent(this.handle.info, { event: 'auth.refused', reason })
+      return this.write(encodeError(`ERR gatehouse: ${reason}`))
+    }
     if (name === 'hello') return this.hello(argv)
     const notRelayed = NOT_RELAYED.get(name) ?? (name === 'client' && argv[1]?.toString('utf8').toLowerCase() === 'tracking' ? 'CLIENT TRACKING is not relayed by the gateway' : undefined)
     if (notRelayed !== undefined) {
@@ -146,20 +157,24 @@ export class RedisSession {
 
   private async beforeLogin(name: string, argv: Buffer[]): Promise<void> {
     if (name === 'auth') {
-      if (argv.length !== 3) return this.write(encodeError('ERR gatehouse: log in with AUTH <identity> <token> (a gateway identity and its token)'))
+      if (argv.length !== 3) return this.notLoggedIn(name, 'ERR gatehouse: log in with AUTH <identity> <token> (a gateway identity and its token)')
       return this.login(argv[1] as Buffer, argv[2] as Buffer, 2, undefined)
     }
     if (name === 'hello') {
       const proto = argv[1] === undefined ? 2 : Number(argv[1].toString('utf8'))
       if (proto !== 2 && proto !== 3) return this.write(encodeError('NOPROTO unsupported protocol version'))
       const auth = argv.findIndex((a, i) => i >= 2 && a.toString('utf8').toLowerCase() === 'auth')
-      if (auth < 0 || argv[auth + 2] === undefined) return this.write(encodeError('NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time'))
+      if (auth < 0 || argv[auth + 2] === undefined) return this.notLoggedIn(name, 'NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time')
       return this.login(argv[auth + 1] as Buffer, argv[auth + 2] as Buffer, proto, argv)
     }
-    // recorded once per connection; one that keeps trying is closed rather than left to fill the audit
+    this.notLoggedIn(name, 'NOAUTH Authentication required.')
+  }
+
+  /** A command that needs a login it does not carry: recorded once per connection; one that keeps trying is closed rather than left to fill the audit. */
+  private notLoggedIn(name: string, error: string): void {
     this.commandsBeforeLogin++
     if (this.commandsBeforeLogin === 1) void this.deps.pipeline.protocolEvent(this.handle.info, { event: 'auth.missing', reason: `${name.slice(0, 64)} before login` })
-    this.write(encodeError('NOAUTH Authentication required.'))
+    this.write(encodeError(error))
     if (this.commandsBeforeLogin >= MAX_COMMANDS_BEFORE_LOGIN) this.close('too many commands before login')
   }
 
@@ -178,7 +193,7 @@ export class RedisSession {
     let opened: { conn: UpstreamConnection; hello: Buffer }
     try {
       opened = await UpstreamConnection.open(this.deps.upstream, proto, this.deps.limits().upstreamTimeoutMs)
-      this.table = await this.deps.commandTable(opened.conn)
+      this.table = await this.deps.server.commandTable()
     } catch (err) {
       this.deps.logger.warn({ session: this.handle.info.id, err: (err as Error).message }, 'upstream connection failed')
       this.write(encodeError('ERR gatehouse: the upstream is unavailable'))
@@ -207,8 +222,7 @@ export class RedisSession {
   }
 
   private async judgeAndForward(name: string, argv: Buffer[]): Promise<void> {
-    const up = this.up as UpstreamConnection
-    const facts = await factsOf(this.table as ReadonlyMap<string, CommandSpec>, argv, (a) => up.ask(['COMMAND', 'GETKEYS', ...a])).catch((err: unknown) => ({ error: `ERR gatehouse: ${(err as Error).message}` }))
+    const facts = await factsOf(this.table as ReadonlyMap<string, CommandSpec>, argv, (a) => this.deps.server.getKeys(a)).catch((err: unknown) => ({ error: `ERR gatehouse: ${(err as Error).message}` }))
     if ('error' in facts) {
       // the server would refuse it as well (arity, bad key arguments): recorded as refused, answered with the server's words
       if (this.inMulti) this.multiRefused = true

@@ -134,6 +134,7 @@ describe('login and cursors', () => {
     expect(gw.stub.received.length).toBe(before)
     expect((await raw.login('agent-1', gw.tokens.agent))?.ok).toBe(1)
     expect(await raw.login('agent-3', gw.tokens.other)).toMatchObject({ ok: 0, codeName: 'AuthenticationFailed' })
+    expect(await gw.auditFind((e) => e.type === 'protocol' && e.event === 'auth.refused')).toBeDefined()
   })
 
   it('a connection that keeps sending commands without logging in is recorded once, then closed', async () => {
