@@ -28,9 +28,9 @@ import type { ConnectionConfig, GatewayConfig, StageChains } from './config/sche
 import { ConfigError, issuesOf, validate, type ValidationIssue } from './config/validate.js'
 import { GatewayError, isGatewayError } from './errors.js'
 import { createLogger, logDestination, Logger } from './logger.js'
-import type { Lifecycle, PluginDefinition, StageObjects } from './plugin/define.js'
+import type { Lifecycle, PluginDefinition, RuleSet, StageObjects } from './plugin/define.js'
 import { loadPluginDefinition } from './plugin/loader.js'
-import type { AuditQuery, AuditSink, Authenticator, ExplainInput, Listener, ProtocolAdapter, Stage } from './plugin/stages.js'
+import type { AuditQuery, AuditSink, Authenticator, ExplainInput, Listener, PolicyEngine, ProtocolAdapter, Stage } from './plugin/stages.js'
 import type { AuditEvent } from './audit/events.js'
 import type { Decision, Principal, SessionInfo } from './types.js'
 
@@ -295,6 +295,14 @@ export class Gateway {
       }
       for (const [j, name] of config.admin.authenticate.entries()) await use(name, 'authenticate', `admin.authenticate[${j}]`)
     }
+    // Rule sets plugins ship, handed to every decide-stage engine that takes them.
+    const ruleSets = await attempt(() => pluginRuleSets(instances))
+    if (ruleSets) {
+      for (const inst of instances.values()) {
+        const engine = inst.object as Partial<PolicyEngine>
+        if (inst.definition.stage === 'decide' && typeof engine.useRuleSets === 'function') await attempt(() => engine.useRuleSets?.(ruleSets))
+      }
+    }
     // Checked against every connection's adapter: with one missing, they would report false problems.
     if (plans.length === config.connections.length) {
       await attempt(() => checkPolicyActions(config, plans))
@@ -549,6 +557,28 @@ function deepFreeze<T>(value: T): T {
  * on `ssh.exec` over a PostgreSQL connection (or a typo, `sql.querry`) would never match, and an
  * operator reading the config would believe it protects something.
  */
+/** The rule sets of every loaded plugin, by name; two plugins shipping one name is a config error. */
+function pluginRuleSets(instances: ReadonlyMap<string, Instance>): Readonly<Record<string, RuleSet>> {
+  const sets: Record<string, RuleSet> = {}
+  const owner = new Map<string, string>()
+  const issues: ValidationIssue[] = []
+  const seen = new Set<PluginDefinition>()
+  for (const inst of instances.values()) {
+    if (seen.has(inst.definition)) continue
+    seen.add(inst.definition)
+    for (const [name, set] of Object.entries(inst.definition.ruleSets ?? {})) {
+      const other = owner.get(name)
+      if (other !== undefined) issues.push({ path: 'plugins', message: `rule set "${name}" is shipped by both plugin "${other}" and plugin "${inst.definition.name}"` })
+      else {
+        owner.set(name, inst.definition.name)
+        sets[name] = set
+      }
+    }
+  }
+  if (issues.length > 0) throw new ConfigError(issues)
+  return Object.freeze(sets)
+}
+
 function checkPolicyActions(config: GatewayConfig, plans: readonly { connection: ConnectionConfig; adapter: ProtocolAdapter }[]): void {
   const issues: ValidationIssue[] = []
   config.policies.forEach((policy, i) => {

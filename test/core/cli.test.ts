@@ -251,11 +251,11 @@ policies:
         '  plugins[0]: plugin "audit-jsnol" not found (did you mean audit-jsonl?) (GH_ERR_PLUGIN_UNKNOWN)',
         '  plugins[1].config.fsync: expected one of "never", "always" (GH_ERR_PLUGIN_CONFIG)',
         '  identities[0].tokens[0].hash: not a token hash (expected SCRAM-SHA-256$… or sha256:<64 hex>; use `gatehouse token issue`) (GH_ERR_PLUGIN_CONFIG)',
+        '  connections[0].plugins.decide[1]: plugin "no-such-guardrail-gatehouse-test" not found (is it installed? npm install no-such-guardrail-gatehouse-test) (GH_ERR_PLUGIN_UNKNOWN)',
+        '  connections[1].adapter: plugin "postgress" not found (did you mean postgres?) (GH_ERR_PLUGIN_UNKNOWN)',
         '  policies[0].include[0]: unknown rule set "sql-nonexistent"; built-in sets are sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl, k8s-exec, k8s-portforward, k8s-host-access, k8s-escalation, mongo-write, mongo-js, mongo-admin, mongo-cross-collection',
         '  policies[0].rules[0].when: invalid CEL: Unexpected token: EOF',
         '  policies[0].rules[2].when: a when condition must be boolean, this one is int',
-        '  connections[0].plugins.decide[1]: plugin "no-such-guardrail-gatehouse-test" not found (is it installed? npm install no-such-guardrail-gatehouse-test) (GH_ERR_PLUGIN_UNKNOWN)',
-        '  connections[1].adapter: plugin "postgress" not found (did you mean postgres?) (GH_ERR_PLUGIN_UNKNOWN)',
         '',
       ].join('\n'),
     )

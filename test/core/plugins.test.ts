@@ -276,6 +276,55 @@ describe('third-party plugins by npm package name', () => {
   })
 })
 
+describe('rule sets plugins ship', () => {
+  /** A parse-stage plugin (it analyses nothing) shipping `sets`. */
+  const shipping = (name: string, sets: Record<string, unknown>) =>
+    `export const plugin = { name: '${name}', stage: 'parse', apiVersion: 1, ruleSets: ${JSON.stringify(sets)}, register() { return { analyze() {} } } }\n`
+  const NO_DROP = { 'test-no-drop': { description: 'no DROP', rules: [{ id: 'drop', effect: 'deny', actions: ['sql.query'], match: { 'sql.statement': ['DROP'] }, reason: 'no dropping' }] } }
+  const policies = (include: unknown[]) => [{ id: 'p', include, rules: [{ id: 'rest', effect: 'allow', actions: ['sql.query'] }] }]
+  const identities = [{ id: 'agent', tokens: [{ hash: hashToken(generateToken(), 'agent') }] }]
+
+  it('a policy includes a set a loaded plugin ships, and it judges like a built-in set', async () => {
+    const dir = pluginDir({ 'gatehouse-plugin-sets': shipping('sets', NO_DROP) })
+    const gateway = await Gateway.build(config({ identities, plugins: [{ use: 'gatehouse-plugin-sets' }], policies: policies(['test-no-drop', 'sql-outbound']) }, { plugins: { parse: ['gatehouse-plugin-sets'] } }), { logger: silent(), pluginSearchDirs: [dir] })
+    const [drop] = await gateway.explain('db', 'agent', { sql: 'DROP TABLE orders' })
+    expect(drop?.decision).toMatchObject({ verdict: 'deny', rule: 'p/test-no-drop/drop', reason: 'no dropping' })
+    const [select] = await gateway.explain('db', 'agent', { sql: 'SELECT 1' })
+    expect(select?.decision).toMatchObject({ verdict: 'allow', rule: 'p/rest' })
+    // `effect: review` turns the shipped set's denials into holds, as with built-in sets
+    const held = await Gateway.build(config({ identities, plugins: [{ use: 'gatehouse-plugin-sets' }], policies: policies([{ set: 'test-no-drop', effect: 'review' }]) }), { logger: silent(), pluginSearchDirs: [dir] })
+    expect((await held.explain('db', 'agent', { sql: 'DROP TABLE orders' }))[0]?.decision).toMatchObject({ verdict: 'review', rule: 'p/test-no-drop/drop' })
+  })
+
+  it('without the plugin that ships it, the set is unknown; the message lists the sets loaded plugins ship', async () => {
+    const absent = await buildError(config({ identities, policies: policies(['test-no-drop']) }))
+    expect(absent.code).toBe('GH_ERR_CONFIG_INVALID')
+    expect(absent.message).toMatch(/^policies\[0\]\.include\[0\]: unknown rule set "test-no-drop"; built-in sets are sql-outbound/)
+    const dir = pluginDir({ 'gatehouse-plugin-sets': shipping('sets', NO_DROP) })
+    const other = await buildError(config({ identities, plugins: [{ use: 'gatehouse-plugin-sets' }], policies: policies(['test-no-dorp']) }), [dir])
+    expect(other.message).toMatch(/unknown rule set "test-no-dorp"; built-in sets are .*; the loaded plugins ship test-no-drop$/)
+  })
+
+  it('a set named like a built-in one, or shipped by two plugins, stops the boot naming both', async () => {
+    const dir = pluginDir({
+      'gatehouse-plugin-shadow': shipping('shadow', { 'sql-write': NO_DROP['test-no-drop'] }),
+      'gatehouse-plugin-sets-a': shipping('sets-a', NO_DROP),
+      'gatehouse-plugin-sets-b': shipping('sets-b', NO_DROP),
+    })
+    const shadow = await buildError(config({ identities, plugins: [{ use: 'gatehouse-plugin-shadow' }], policies: policies(['sql-write']) }), [dir])
+    expect(shadow.message).toBe('plugins: a plugin ships rule set "sql-write", the name of a built-in set')
+    const twice = await buildError(config({ identities, plugins: [{ use: 'gatehouse-plugin-sets-a' }, { use: 'gatehouse-plugin-sets-b' }], policies: policies(['test-no-drop']) }), [dir])
+    expect(twice.message).toBe('plugins: rule set "test-no-drop" is shipped by both plugin "sets-a" and plugin "sets-b"')
+  })
+
+  it('a shipped rule that does not compile is reported at the include that uses it', async () => {
+    const dir = pluginDir({ 'gatehouse-plugin-bad-set': shipping('bad', { 'test-bad': { description: 'bad', rules: [{ id: 'x', effect: 'deny', when: 'request.(' }] } }) })
+    const err = await buildError(config({ identities, plugins: [{ use: 'gatehouse-plugin-bad-set' }], policies: policies(['test-bad']) }), [dir])
+    expect(err.code).toBe('GH_ERR_CONFIG_INVALID')
+    expect(err.message).toMatch(/rule set test-bad\.when: /)
+  })
+})
+
 describe('the root container is sealed after build', () => {
   it('registering into gateway.container throws GH_ERR_CONTAINER_SEALED; a child container stays writable', async () => {
     const gateway = await Gateway.build(config(), { logger: silent() })

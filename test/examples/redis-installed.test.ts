@@ -64,8 +64,8 @@ connections:
 policies:
   - id: r
     principals: { groups: [agents] }
+    include: [redis-dangerous]
     rules:
-      - { id: no-flush, effect: deny, actions: [redis.command], match: { redis.command: [flushall, flushdb] } }
       - { id: all, effect: allow, actions: [redis.command] }
 `,
   )
@@ -90,12 +90,12 @@ const cli = (args: string[]) =>
   new Promise<string>((resolve) => execFile('redis-cli', ['-p', String(port), '--user', 'agent-1', '--pass', token, '--no-auth-warning', ...args], { timeout: 10_000 }, (_e, out, err) => resolve(`${out}${err}`.trim())))
 
 describe('the Redis adapter installed from tarballs', () => {
-  it('the gateway installed with npm loads it by package name; redis-cli works through it and a denial reads as NOPERM', async () => {
+  it('the gateway installed with npm loads it by package name; redis-cli works through it and a denial by the rule set the package ships reads as NOPERM', async () => {
     const installed = JSON.parse(readFileSync(join(dir, 'app', 'node_modules', 'gatehouse-adapter-redis', 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> }
     expect(installed.peerDependencies['@gatehouse/core']).toBe('^0.1.0')
     expect(await cli(['SET', 'installed', 'yes'])).toBe('OK')
     expect(await cli(['GET', 'installed'])).toBe('yes')
-    expect(await cli(['FLUSHALL'])).toMatch(/NOPERM gatehouse: denied by rule "r\/no-flush"/)
+    expect(await cli(['FLUSHALL'])).toMatch(/NOPERM gatehouse: denied by rule "r\/redis-dangerous\/wipe"/)
     const audit = readFileSync(join(dir, 'app', '.gatehouse', 'audit.jsonl'), 'utf8')
     expect(audit).toContain('"text":"SET installed yes"')
   })

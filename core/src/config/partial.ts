@@ -9,6 +9,7 @@ import { Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { NOT_A_TOKEN_HASH, parseTokenHash } from '../auth/tokens.js'
 import { BUILTIN_PLUGINS, loadPluginDefinition } from '../plugin/loader.js'
+import type { RuleSet } from '../plugin/define.js'
 import { Policy } from './schema.js'
 import { collectIssues, issuesOf, type ValidationIssue } from './validate.js'
 
@@ -18,7 +19,7 @@ const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : [])
 export async function checkParts(partial: unknown, searchDirs: readonly string[] = [process.cwd()]): Promise<ValidationIssue[]> {
   const root = record(partial) ?? {}
   const issues: ValidationIssue[] = []
-  const load = async (use: string, path: string) => {
+  const loadDefinition = async (use: string, path: string) => {
     try {
       return await loadPluginDefinition(use, path, searchDirs)
     } catch (err) {
@@ -27,6 +28,12 @@ export async function checkParts(partial: unknown, searchDirs: readonly string[]
     }
   }
   const instances = new Set<string>()
+  const ruleSets: Record<string, RuleSet> = {}
+  const load = async (use: string, path: string) => {
+    const def = await loadDefinition(use, path)
+    Object.assign(ruleSets, def?.ruleSets)
+    return def
+  }
   for (const [i, raw] of list(root.plugins).entries()) {
     const p = record(raw)
     if (typeof p?.use !== 'string') continue
@@ -55,8 +62,8 @@ export async function checkParts(partial: unknown, searchDirs: readonly string[]
   const policies = Type.Array(Policy)
   if (Array.isArray(root.policies) && collectIssues(policies, root.policies).length === 0) {
     try {
-      const { compilePolicies } = (await import(BUILTIN_PLUGINS.policy as string)) as { compilePolicies: (p: unknown) => unknown }
-      compilePolicies(root.policies)
+      const { compilePolicies } = (await import(BUILTIN_PLUGINS.policy as string)) as { compilePolicies: (p: unknown, sets: Record<string, RuleSet>) => unknown }
+      compilePolicies(root.policies, ruleSets)
     } catch (err) {
       issues.push(...issuesOf(err, 'policies'))
     }

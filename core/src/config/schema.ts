@@ -189,7 +189,7 @@ export const Policy = Type.Object(
       ),
     ),
     connections: Type.Optional(StringList),
-    include: Type.Optional(Type.Array(RuleSetInclude, { minItems: 1, description: 'built-in rule sets by name (docs/policy.md): sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl, k8s-exec, k8s-portforward, k8s-host-access, k8s-escalation, mongo-write, mongo-js, mongo-admin, mongo-cross-collection' })),
+    include: Type.Optional(Type.Array(RuleSetInclude, { minItems: 1, description: 'rule sets by name (docs/policy.md): those a loaded plugin ships, and the built-in sql-outbound, sql-privilege, sql-dynamic, sql-secrets, sql-write, sql-ddl, k8s-exec, k8s-portforward, k8s-host-access, k8s-escalation, mongo-write, mongo-js, mongo-admin, mongo-cross-collection' })),
     rules: Type.Array(Rule, { default: [] }),
   },
   { additionalProperties: false },

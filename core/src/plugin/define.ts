@@ -6,7 +6,7 @@
  */
 import type { Static, TSchema } from '@sinclair/typebox'
 import type { DependencyContainer, InjectionToken } from 'tsyringe'
-import type { GatewayConfig } from '../config/schema.js'
+import type { GatewayConfig, Rule } from '../config/schema.js'
 import type { Logger } from '../logger.js'
 import type { Analyzer, AuditSink, Authenticator, PolicyEngine, ProtocolAdapter, Stage, Transformer } from './stages.js'
 
@@ -39,6 +39,12 @@ export interface PluginContext {
   readonly dataDir: string
 }
 
+/** A named list of rules a policy includes (`include: [name]`); every rule is normally a deny. */
+export interface RuleSet {
+  readonly description: string
+  readonly rules: readonly Rule[]
+}
+
 export interface PluginDefinition<K extends Stage = Stage, S extends TSchema = TSchema> {
   readonly name: string
   readonly stage: K
@@ -46,6 +52,13 @@ export interface PluginDefinition<K extends Stage = Stage, S extends TSchema = T
   readonly apiVersion: number
   readonly configSchema?: S
   readonly description?: string
+  /**
+   * Rule sets this package ships, by name: policies include them like the built-in ones
+   * (`include: [redis-dangerous]`). Written in the config's rule language over the attributes
+   * the package's requests carry. A name must not be one a built-in set or another loaded
+   * plugin already uses; the gateway refuses to start if it is.
+   */
+  readonly ruleSets?: Readonly<Record<string, RuleSet>>
   /**
    * Runs once per instance at boot, before the container is sealed. May register services in
    * `container` (the root container); returns the stage object. Must not open listeners.

@@ -8,6 +8,7 @@ import type { AuditEvent } from '../audit/events.js'
 import type { ConnectionConfig } from '../config/schema.js'
 import type { Credentials, Decision, GatewayRequest, Principal, SessionInfo } from '../types.js'
 import type { Pipeline } from '../pipeline/pipeline.js'
+import type { RuleSet } from './define.js'
 
 export type Stage = 'adapter' | 'authenticate' | 'parse' | 'decide' | 'record' | 'transform'
 
@@ -64,6 +65,13 @@ export const Analyzer: InjectionToken<Analyzer> = Symbol.for('gatehouse.Analyzer
 /** Decide stage. Must be pure with respect to the request; throwing counts as deny (fail closed). */
 export interface PolicyEngine {
   decide(request: GatewayRequest, principal: Principal): Decision | Promise<Decision>
+  /**
+   * Optional: called once at boot, after every plugin loaded and before the gateway starts, with
+   * the rule sets plugins ship (`PluginDefinition.ruleSets`, by name). An engine whose policies
+   * include sets compiles them here; throwing (GH_ERR_CONFIG_INVALID naming the path) stops the
+   * boot like any config error.
+   */
+  useRuleSets?(sets: Readonly<Record<string, RuleSet>>): void
 }
 export const PolicyEngine: InjectionToken<PolicyEngine> = Symbol.for('gatehouse.PolicyEngine')
 

@@ -7,11 +7,13 @@
 import { definePlugin, PLUGIN_API_VERSION } from '@gatehouse/core'
 import { Type } from '@sinclair/typebox'
 import { RedisAdapter } from './adapter.js'
+import { RULE_SETS } from './rule-sets.js'
 
 export { RedisAdapter, REDIS_ACTIONS } from './adapter.js'
 export { commandTable, factsOf, keysByPosition, specFor, type CommandSpec, type RedisFacts } from './commands.js'
 export { readCommand, replyEnd, parseReply, encodeCommand, RespProtocolError } from './resp.js'
 export { RedisLimits, UpstreamSchema } from './config.js'
+export { RULE_SETS } from './rule-sets.js'
 
 export const plugin = definePlugin({
   name: 'redis',
@@ -19,6 +21,7 @@ export const plugin = definePlugin({
   apiVersion: PLUGIN_API_VERSION,
   configSchema: Type.Object({}, { additionalProperties: false }),
   description: 'Redis (RESP2/RESP3): every command judged by name, keys and the server’s own command flags; AUTH and HELLO answered with gateway tokens; the upstream password brokered',
+  ruleSets: RULE_SETS,
   register(_container, _config, ctx) {
     return new RedisAdapter(ctx.logger)
   },

@@ -16,7 +16,7 @@
  * but the lower-cased strings of the case-insensitive (`sql.*`) attributes it compares. The CEL context is built only when a rule
  * with a `when` is reached.
  */
-import { ConfigError, GatewayError, splitPathMessage, type ValidationIssue, type Decision, type GatewayRequest, type Policy, type Principal, type Rule } from '@gatehouse/core'
+import { ConfigError, GatewayError, splitPathMessage, type ValidationIssue, type Decision, type GatewayRequest, type Policy, type Principal, type Rule, type RuleSet } from '@gatehouse/core'
 import { celContext, celError, compileCel, type CelProgram } from './cel.js'
 import { RULE_SETS } from './rule-sets.js'
 
@@ -125,7 +125,7 @@ function compileRule(rule: Rule, id: string, path: string): CompiledRule {
  * Compiles every policy; throws GH_ERR_CONFIG_INVALID naming the path of a bad rule or rule set
  * (a ConfigError listing each, when there are several).
  */
-export function compilePolicies(policies: readonly Policy[]): CompiledPolicy[] {
+export function compilePolicies(policies: readonly Policy[], pluginSets: Readonly<Record<string, RuleSet>> = {}): CompiledPolicy[] {
   const issues: ValidationIssue[] = []
   const attempt = (path: string, compile: () => void) => {
     try {
@@ -135,17 +135,22 @@ export function compilePolicies(policies: readonly Policy[]): CompiledPolicy[] {
       issues.push(splitPathMessage(message) ?? { path, message })
     }
   }
+  for (const name of Object.keys(pluginSets)) {
+    if (Object.hasOwn(RULE_SETS, name)) issues.push({ path: 'plugins', message: `a plugin ships rule set "${name}", the name of a built-in set` })
+  }
+  const known = { ...pluginSets, ...RULE_SETS }
   const compiled = policies.map((policy, i) => {
     const rules: CompiledRule[] = []
     for (const [k, inc] of (policy.include ?? []).entries()) {
       const name = typeof inc === 'string' ? inc : inc.set
-      const set = RULE_SETS[name]
+      const set = Object.hasOwn(known, name) ? known[name] : undefined
       if (!set) {
-        issues.push({ path: `policies[${i}].include[${k}]`, message: `unknown rule set "${name}"; built-in sets are ${Object.keys(RULE_SETS).join(', ')}` })
+        const shipped = Object.keys(pluginSets).filter((n) => !Object.hasOwn(RULE_SETS, n))
+        issues.push({ path: `policies[${i}].include[${k}]`, message: `unknown rule set "${name}"; built-in sets are ${Object.keys(RULE_SETS).join(', ')}${shipped.length > 0 ? `; the loaded plugins ship ${shipped.join(', ')}` : ''}` })
         continue
       }
       const effect = typeof inc === 'string' ? undefined : inc.effect
-      for (const r of set.rules) rules.push(compileRule(effect ? { ...r, effect } : r, `${policy.id}/${name}/${r.id ?? ''}`, `rule set ${name}`))
+      set.rules.forEach((r, j) => attempt(`policies[${i}].include[${k}]`, () => rules.push(compileRule(effect ? { ...r, effect } : r, `${policy.id}/${name}/${r.id ?? String(j)}`, `rule set ${name}`))))
     }
     policy.rules.forEach((rule, j) => attempt(`policies[${i}].rules[${j}]`, () => rules.push(compileRule(rule, `${policy.id}/${rule.id ?? String(j)}`, `policies[${i}].rules[${j}]`))))
     return { policy, rules }
@@ -189,8 +194,9 @@ export class RuleEngine {
   private readonly applicable = new Map<string, readonly CompiledRule[]>()
   private readonly usesClaims: boolean
 
-  constructor(policies: readonly Policy[]) {
-    this.compiled = compilePolicies(policies)
+  /** `ruleSets`: the sets plugins ship, which policies may include beside the built-in ones. */
+  constructor(policies: readonly Policy[], ruleSets: Readonly<Record<string, RuleSet>> = {}) {
+    this.compiled = compilePolicies(policies, ruleSets)
     this.usesClaims = policies.some((p) => p.principals?.claims !== undefined)
   }
 

@@ -8,12 +8,7 @@
  * Function names are matched on `sql.functionNames` (lower-cased, without schema), so a call
  * written `"PG_READ_FILE"`, `pg_catalog.pg_read_file` or `U&"\0070g_read_file"` matches too.
  */
-import type { Rule } from '@gatehouse/core'
-
-export interface RuleSet {
-  readonly description: string
-  readonly rules: readonly Rule[]
-}
+import type { Rule, RuleSet } from '@gatehouse/core'
 
 const SQL = ['sql.query']
 
