@@ -10,6 +10,13 @@
 import { Type } from '@sinclair/typebox'
 import { definePlugin, PLUGIN_API_VERSION, type AuditEvent, type AuditSink } from '@gatehouse/core'
 
+/** Whether a request event carries `marker` in its text or its parameters (a bound value). */
+export function carries(event: AuditEvent, marker: string): boolean {
+  if (event.type !== 'request') return false
+  if (typeof event.text === 'string' && event.text.includes(marker)) return true
+  return event.params !== undefined && JSON.stringify(event.params).includes(marker)
+}
+
 interface Gate {
   readonly marker: string
   readonly arrived: Promise<AuditEvent>
@@ -28,7 +35,7 @@ export class AuditProbe implements AuditSink {
     if (this.failing) throw new Error('conformance probe: this audit sink is down')
     this.events.push(event)
     const gate = this.gate
-    if (gate && event.type === 'request' && typeof event.text === 'string' && event.text.includes(gate.marker)) {
+    if (gate && event.type === 'request' && carries(event, gate.marker)) {
       this.gate = undefined
       gate.resolveArrived(event)
       return gate.released
@@ -37,7 +44,7 @@ export class AuditProbe implements AuditSink {
   }
 
   /**
-   * Holds the next intent record whose text carries `marker`: `arrived` settles when the gateway
+   * Holds the next intent record whose text or parameters carry `marker`: `arrived` settles when the gateway
    * hands it to this sink, and the write completes only after `release()`.
    */
   holdIntent(marker: string): Gate {
