@@ -125,7 +125,7 @@ async function startGateway(subject: ConformanceSubject): Promise<Running> {
       { id: 'ck-limited', groups: ['ck'], tokens: [{ hash: hashToken(tokens.limited, 'ck-limited') }], limits: { sessions: { perIdentity: 1 } } },
     ],
     plugins: [{ use: 'gatehouse-conformance-probe', config: { id } }],
-    connections: [{ name: 'subject', adapter: subject.adapter, listen: '127.0.0.1:0', ...upstream.connection, plugins: { record: ['gatehouse-conformance-probe'] } }],
+    connections: [{ name: 'subject', adapter: subject.adapter, listen: '127.0.0.1:0', ...upstream.connection, plugins: { authenticate: ['auth-token'], decide: ['policy'], record: ['gatehouse-conformance-probe'] } }],
     policies: [
       {
         id: POLICY,
