@@ -24,7 +24,7 @@ import { startAdmin, type AdminRole } from './admin.js'
 import type { FastifyInstance } from 'fastify'
 import { AuditRecorder } from './audit/recorder.js'
 import { GatewayConfig as GatewayConfigToken, type GatewayConfigRef } from './config/token.js'
-import type { ConnectionConfig, GatewayConfig, StageChains } from './config/schema.js'
+import { Rule as RuleSchema, type ConnectionConfig, type GatewayConfig, type Rule, type StageChains } from './config/schema.js'
 import { ConfigError, issuesOf, validate, type ValidationIssue } from './config/validate.js'
 import { GatewayError, isGatewayError } from './errors.js'
 import { createLogger, logDestination, Logger } from './logger.js'
@@ -553,11 +553,10 @@ function deepFreeze<T>(value: T): T {
 
 
 /**
- * Every action a policy names must be one the adapters of its connections can produce: a rule
- * on `ssh.exec` over a PostgreSQL connection (or a typo, `sql.querry`) would never match, and an
- * operator reading the config would believe it protects something.
+ * The rule sets of every loaded plugin, by name, each rule checked against the config's rule
+ * schema (a plugin's set is config the operator did not write, so it is read as strictly); two
+ * plugins shipping one name is a config error.
  */
-/** The rule sets of every loaded plugin, by name; two plugins shipping one name is a config error. */
 function pluginRuleSets(instances: ReadonlyMap<string, Instance>): Readonly<Record<string, RuleSet>> {
   const sets: Record<string, RuleSet> = {}
   const owner = new Map<string, string>()
@@ -568,17 +567,32 @@ function pluginRuleSets(instances: ReadonlyMap<string, Instance>): Readonly<Reco
     seen.add(inst.definition)
     for (const [name, set] of Object.entries(inst.definition.ruleSets ?? {})) {
       const other = owner.get(name)
-      if (other !== undefined) issues.push({ path: 'plugins', message: `rule set "${name}" is shipped by both plugin "${other}" and plugin "${inst.definition.name}"` })
-      else {
-        owner.set(name, inst.definition.name)
-        sets[name] = set
+      if (other !== undefined) {
+        issues.push({ path: 'plugins', message: `rule set "${name}" is shipped by both plugin "${other}" and plugin "${inst.definition.name}"` })
+        continue
       }
+      owner.set(name, inst.definition.name)
+      const rules: Rule[] = []
+      for (const [j, rule] of (Array.isArray(set?.rules) ? set.rules : []).entries()) {
+        try {
+          rules.push(validate(RuleSchema, rule, { base: `plugin "${inst.definition.name}" rule set ${name}.rules[${j}]` }))
+        } catch (err) {
+          issues.push(...issuesOf(err))
+        }
+      }
+      if (!Array.isArray(set?.rules) || rules.length === 0) issues.push({ path: `plugin "${inst.definition.name}" rule set ${name}`, message: 'a rule set needs a list of rules' })
+      sets[name] = deepFreeze({ description: String(set?.description ?? ''), rules })
     }
   }
   if (issues.length > 0) throw new ConfigError(issues)
   return Object.freeze(sets)
 }
 
+/**
+ * Every action a policy names must be one the adapters of its connections can produce: a rule
+ * on `ssh.exec` over a PostgreSQL connection (or a typo, `sql.querry`) would never match, and an
+ * operator reading the config would believe it protects something.
+ */
 function checkPolicyActions(config: GatewayConfig, plans: readonly { connection: ConnectionConfig; adapter: ProtocolAdapter }[]): void {
   const issues: ValidationIssue[] = []
   config.policies.forEach((policy, i) => {

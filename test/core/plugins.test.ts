@@ -317,6 +317,18 @@ describe('rule sets plugins ship', () => {
     expect(twice.message).toBe('plugins: rule set "test-no-drop" is shipped by both plugin "sets-a" and plugin "sets-b"')
   })
 
+  it('a shipped set is read as strictly as the config: a rule of the wrong shape, or no rules, stops the boot naming the plugin and the set', async () => {
+    const dir = pluginDir({
+      'gatehouse-plugin-odd-set': shipping('odd', { 'test-odd': { description: 'odd', rules: [{ id: 'x', effect: 'alow', match: { 'sql.statement': ['DROP'] } }] } }),
+      'gatehouse-plugin-empty-set': shipping('empty', { 'test-empty': { description: 'empty', rules: [] } }),
+    })
+    const odd = await buildError(config({ identities, plugins: [{ use: 'gatehouse-plugin-odd-set' }], policies: policies(['sql-write']) }), [dir])
+    expect(odd.code).toBe('GH_ERR_CONFIG_INVALID')
+    expect(odd.message).toMatch(/^plugin "odd" rule set test-odd\.rules\[0\]\.effect: /)
+    const empty = await buildError(config({ identities, plugins: [{ use: 'gatehouse-plugin-empty-set' }], policies: policies(['sql-write']) }), [dir])
+    expect(empty.message).toBe('plugin "empty" rule set test-empty: a rule set needs a list of rules')
+  })
+
   it('a shipped rule that does not compile is reported at the include that uses it', async () => {
     const dir = pluginDir({ 'gatehouse-plugin-bad-set': shipping('bad', { 'test-bad': { description: 'bad', rules: [{ id: 'x', effect: 'deny', when: 'request.(' }] } }) })
     const err = await buildError(config({ identities, plugins: [{ use: 'gatehouse-plugin-bad-set' }], policies: policies(['test-bad']) }), [dir])
