@@ -145,7 +145,7 @@ export function compilePolicies(policies: readonly Policy[], pluginSets: Readonl
       const name = typeof inc === 'string' ? inc : inc.set
       const set = Object.hasOwn(known, name) ? known[name] : undefined
       if (!set) {
-        const shipped = Object.keys(pluginSets).filter((n) => !Object.hasOwn(RULE_SETS, n))
+        const shipped = Object.keys(pluginSets)
         issues.push({ path: `policies[${i}].include[${k}]`, message: `unknown rule set "${name}"; built-in sets are ${Object.keys(RULE_SETS).join(', ')}${shipped.length > 0 ? `; the loaded plugins ship ${shipped.join(', ')}` : ''}` })
         continue
       }

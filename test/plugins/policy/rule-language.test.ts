@@ -237,6 +237,30 @@ describe('validation at boot', () => {
     await expect(build([{ id: 'p', include: ['sql-outbund'], rules: [] }])).rejects.toThrow(/policies\[0\]\.include\[0\]: unknown rule set "sql-outbund"; built-in sets are sql-outbound/)
   })
 
+  it('rule sets a plugin ships are included by name like built-in ones, with their effect override and index ids', () => {
+    const shipped = {
+      'test-drops': { description: 'no drops', rules: [{ id: 'drop', effect: 'deny' as const, match: { 'sql.statement': ['DROP'] }, reason: 'no drops' }, { effect: 'deny' as const, match: { 'sql.statement': ['TRUNCATE'] } }] },
+    }
+    const config = validate(GatewayConfig, { connections: [{ name: 'orders', adapter: 'postgres', listen: '127.0.0.1:0', upstream: {} }], policies: [{ id: 'p', include: ['test-drops'], rules: [{ id: 'rest', effect: 'allow' }] }, { id: 'q', principals: { ids: ['agent-2'] }, include: [{ set: 'test-drops', effect: 'review' }], rules: [{ id: 'rest', effect: 'allow' }] }] })
+    const e = new RuleEngine(config.policies, shipped)
+    expect(e.decide(sqlRequest('DROP TABLE orders'), agent)).toEqual({ verdict: 'deny', rule: 'p/test-drops/drop', reason: 'no drops' })
+    expect(e.decide(sqlRequest('TRUNCATE orders'), agent)).toMatchObject({ verdict: 'deny', rule: 'p/test-drops/1', reason: 'matched deny rule p/test-drops/1' })
+    expect(e.decide(sqlRequest('SELECT 1'), agent)).toMatchObject({ verdict: 'allow', rule: 'p/rest' })
+    // agent-2 is under q too: q holds what p denies, and deny still wins
+    expect(e.decide(sqlRequest('DROP TABLE orders'), other)).toMatchObject({ verdict: 'deny', rule: 'p/test-drops/drop' })
+    const reviewOnly = new RuleEngine(validate(GatewayConfig, { connections: [{ name: 'orders', adapter: 'postgres', listen: '127.0.0.1:0', upstream: {} }], policies: [{ id: 'q', include: [{ set: 'test-drops', effect: 'review' }], rules: [{ id: 'rest', effect: 'allow' }] }] }).policies, shipped)
+    expect(reviewOnly.decide(sqlRequest('DROP TABLE orders'), agent)).toMatchObject({ verdict: 'review', rule: 'q/test-drops/drop' })
+    // without the plugin, the set is unknown; with it, an unknown name lists it
+    expect(() => new RuleEngine(config.policies)).toThrow('policies[0].include[0]: unknown rule set "test-drops"')
+    expect(() => new RuleEngine(validate(GatewayConfig, { connections: [{ name: 'orders', adapter: 'postgres', listen: '127.0.0.1:0', upstream: {} }], policies: [{ id: 'p', include: ['test-drop'], rules: [] }] }).policies, shipped)).toThrow(
+      /^policies\[0\]\.include\[0\]: unknown rule set "test-drop"; built-in sets are sql-outbound, .*, mongo-cross-collection; the loaded plugins ship test-drops$/,
+    )
+    // a shipped name may not shadow a built-in one, even when no policy includes it
+    expect(() => new RuleEngine([], { 'sql-write': shipped['test-drops'] })).toThrow('plugins: a plugin ships rule set "sql-write", the name of a built-in set')
+    // the built-in set wins its own name: a policy including sql-outbound gets the built-in rules
+    expect(() => new RuleEngine(validate(GatewayConfig, { connections: [{ name: 'orders', adapter: 'postgres', listen: '127.0.0.1:0', upstream: {} }], policies: [{ id: 'p', include: ['sql-outbound'], rules: [] }] }).policies, { 'sql-outbound': shipped['test-drops'] })).toThrow(/the name of a built-in set/)
+  })
+
   it('every bad rule and rule set of every policy is reported at once, each at its path; the good rules around them do not hide them', async () => {
     const err = (await build([
       { id: 'p', include: ['sql-outbound', 'sql-outbund'], rules: [{ effect: 'allow' }, { effect: 'deny', when: 'request.sql.statement == ' }, { effect: 'deny', when: '1 + 2' }] },
