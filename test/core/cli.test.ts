@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { connect } from 'node:net'
 import { join, resolve } from 'node:path'
@@ -259,6 +259,34 @@ policies:
         '',
       ].join('\n'),
     )
+  })
+
+  it('rule sets an installed adapter ships are known to validate, in a whole file and in one that fails the schema', async () => {
+    const app = join(dir, 'with-redis')
+    mkdirSync(join(app, 'node_modules'), { recursive: true })
+    symlinkSync(join(REPO, 'examples', 'redis-adapter'), join(app, 'node_modules', 'gatehouse-adapter-redis'))
+    const config = (listen: string, include: string) => `identities:
+  - { id: ci, tokens: [ { hash: "sha256:${'0'.repeat(64)}" } ] }
+connections:
+  - name: cache
+    adapter: gatehouse-adapter-redis
+    listen: "${listen}"
+    upstream: { host: 127.0.0.1, port: 6379 }
+policies:
+  - id: p
+    include: [${include}]
+    rules: [ { id: rest, effect: allow, actions: [redis.command] } ]
+`
+    writeFileSync(join(app, 'good.yaml'), config('127.0.0.1:16379', 'redis-dangerous, redis-write'))
+    const good = await cli(['validate', '--config', 'good.yaml'], { cwd: app })
+    expect(good.stderr).toBe('')
+    expect(good.code).toBe(0)
+    writeFileSync(join(app, 'bad.yaml'), config('localhost', 'redis-dangerous, redis-dangerus'))
+    const bad = await cli(['validate', '--config', 'bad.yaml'], { cwd: app })
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toContain('connections[0].listen: expected host:port')
+    expect(bad.stderr).toMatch(/policies\[0\]\.include\[1\]: unknown rule set "redis-dangerus"; built-in sets are .*; the loaded plugins ship redis-dangerous, redis-write\n/)
+    expect(bad.stderr).not.toMatch(/"redis-dangerous";/)
   })
 
   it('a file that fails the schema still gets its plugin, token-hash, rule-set and CEL errors in the same run', async () => {
