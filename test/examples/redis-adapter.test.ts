@@ -23,6 +23,7 @@ let gateway: Gateway
 let port: number
 const token = generateToken()
 const other = generateToken()
+const keyed = generateToken()
 
 const audit = () => readAuditFile(join(dir, 'audit.jsonl'))
 
@@ -55,6 +56,7 @@ log: { level: silent }
 identities:
   - { id: agent-1, groups: [agents], tokens: [ { hash: "${hashToken(token, 'agent-1')}" } ] }
   - { id: agent-2, groups: [readers], tokens: [ { hash: "${hashToken(other, 'agent-2')}" } ] }
+  - { id: agent-3, groups: [keyed], tokens: [ { hash: "${hashToken(keyed, 'agent-3')}" } ] }
 plugins:
   - { use: audit-jsonl, config: { path: audit.jsonl } }
 connections:
@@ -68,6 +70,12 @@ policies:
     include: [redis-dangerous]
     rules:
       - { id: secret-keys, effect: deny, actions: [redis.command], when: 'request.redis.keys.exists(k, k.startsWith("secret:"))', reason: secret keys are off limits }
+      - { id: all, effect: allow, actions: [redis.command] }
+  - id: keyed
+    principals: { groups: [keyed] }
+    rules:
+      - { id: secret-keys, effect: deny, actions: [redis.command], when: 'request.redis.keys.exists(k, k.startsWith("secret:"))' }
+      - { id: reviewed-script, effect: allow, actions: [redis.command], allowOpaque: true, match: { redis.command: [eval] }, when: 'request.text.contains("reviewed-script")' }
       - { id: all, effect: allow, actions: [redis.command] }
   - id: readers
     principals: { groups: [readers] }
@@ -133,6 +141,29 @@ describe('the redis adapter, installed by package name', () => {
     expect(ok.out).toBe('1')
     const rec = audit().find((e) => e.type === 'request' && String(e.text).startsWith('ZUNIONSTORE public:out'))
     expect((rec?.attrs as { redis: { keys: string[] } }).redis.keys).toEqual(['public:out', 'z1'])
+  })
+
+  it('keys a command reaches without naming them make it opaque: SORT BY/GET patterns and scripts pass a key rule only by an allowOpaque rule', async () => {
+    const as3 = { user: 'agent-3', pass: keyed }
+    const d = await direct()
+    await d.set('secret:pw', 'hunter2')
+    await d.rPush('names', ['pw'])
+    await d.quit()
+    // without the opaque mark, a key rule on secret:* sees only the key `names`, and the server reads secret:pw
+    for (const args of [['SORT', 'names', 'BY', 'nosort', 'GET', 'secret:*'], ['SORT_RO', 'names', 'ALPHA', 'GET', '#', 'GET', 'secret:*'], ['SORT', 'names', 'BY', 'secret:*', 'ALPHA'], ['EVAL', "return redis.call('get', 'secret:pw')", '0'], ['EVAL_RO', "return redis.call('get', KEYS[1] .. ':pw')", '1', 'secret']]) {
+      const r = await cli(args, as3)
+      expect(r.out, args.join(' ')).toMatch(/NOPERM gatehouse: denied by rule "gatehouse\/opaque-code": the request carries code the gateway cannot analyse/)
+      expect(r.out).not.toContain('hunter2')
+    }
+    const rec = audit().find((e) => e.type === 'request' && String(e.text).startsWith('SORT names BY nosort GET secret:*'))
+    expect(rec?.attrs).toMatchObject({ redis: { opaque: true, code: [{ language: 'redis-pattern', analysed: false }] } })
+    // patterns without `*` read no other key, and GET # is the element itself
+    expect((await cli(['SORT', 'names', 'BY', 'nosort', 'GET', '#'], as3)).out).toBe('pw')
+    // a script an allowOpaque rule admits runs
+    expect((await cli(['EVAL', "return 'reviewed-script'", '0'], as3)).out).toBe('reviewed-script')
+    // explain, which asks no server, reads them the same way
+    const [explained] = await gateway.explain('cache', 'agent-3', { command: 'SORT names GET secret:*' })
+    expect(explained?.decision).toMatchObject({ verdict: 'deny', rule: 'gatehouse/opaque-code' })
   })
 
   it('a refused command inside MULTI aborts the transaction, as the server would: nothing queued before it runs', async () => {

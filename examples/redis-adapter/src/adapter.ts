@@ -1,7 +1,7 @@
 /** The redis adapter's listener: Redis clients (redis-cli, client libraries) connect here as to a Redis server. */
 import { createServer } from 'node:net'
 import { GatewayError, serveListener, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type ProtocolAdapter } from '@gatehouse/core'
-import { commandTable, type CommandSpec } from './commands.js'
+import { commandTable, opaqueReason, type CommandSpec } from './commands.js'
 import { RedisLimits, UpstreamSchema } from './config.js'
 import { RedisSession, textOf } from './session.js'
 import { UpstreamConnection } from './upstream.js'
@@ -24,7 +24,10 @@ export class RedisAdapter implements ProtocolAdapter {
   async explain(input: ExplainInput): Promise<readonly ExplainedRequest[]> {
     if (input.command === undefined) throw new GatewayError('GH_ERR_CONFIG_INVALID', 'a redis connection is explained with --command "SET key value"')
     const argv = input.command.trim().split(/\s+/).map((w) => Buffer.from(w))
-    return [{ action: 'redis.command', text: textOf(argv), attrs: { redis: { command: (argv[0] as Buffer).toString('utf8').toLowerCase(), keys: argv.slice(1, 2).map(String), note: 'explained without the server: keys by position' } } }]
+    const command = (argv[0] as Buffer).toString('utf8').toLowerCase()
+    // without the server's table, every script runner counts as scripting
+    const opaque = opaqueReason(command, argv, true)
+    return [{ action: 'redis.command', text: textOf(argv), attrs: { redis: { command, keys: argv.slice(1, 2).map(String), ...(opaque ? { opaque: true, code: [opaque] } : {}), note: 'explained without the server: keys by position' } } }]
   }
 
   async listen(connection: ConnectionConfig, pipeline: Pipeline, signal: AbortSignal): Promise<Listener> {

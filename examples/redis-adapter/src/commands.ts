@@ -34,7 +34,38 @@ export interface RedisFacts {
   scripting: boolean
   /** Not in the upstream's command table: what it does cannot be said. */
   unknown: boolean
+  /**
+   * Set when the command reaches keys its arguments do not name, so no key rule can judge it: a
+   * server-side script (it may call any command on any key), or SORT/SORT_RO whose BY or GET
+   * patterns make the server read keys named by the data. The policy engine allows such a
+   * request only by a rule with `allowOpaque: true` (core's rule for code it cannot analyse).
+   */
+  opaque?: true
+  code?: { language: string; analysed: false; why: string }[]
 }
+
+/** Why a command reaches keys beyond those it names, if it does. */
+export function opaqueReason(command: string, argv: readonly Buffer[], scripting: boolean): { language: string; analysed: false; why: string } | undefined {
+  if (scripting && SCRIPT_RUNNERS.has(command)) return { language: 'lua', analysed: false, why: `${command} runs server-side code that may call any command on any key` }
+  if (command === 'sort' || command === 'sort_ro') {
+    // SORT key [BY pattern] [LIMIT offset count] [GET pattern …] [ASC|DESC] [ALPHA] [STORE dest]:
+    // a BY or GET pattern with `*` makes the server read the keys the elements name
+    for (let i = 2; i < argv.length; i++) {
+      const word = str(argv[i]).toLowerCase()
+      if (word === 'limit') i += 2
+      else if (word === 'store') i += 1
+      else if (word === 'by' || word === 'get') {
+        const pattern = argv[i + 1]
+        if (pattern !== undefined && pattern.includes(0x2a)) return { language: 'redis-pattern', analysed: false, why: `${command} ${word.toUpperCase()} ${str(pattern).slice(0, 64)} reads keys named by the sorted elements` }
+        i += 1
+      }
+    }
+  }
+  return undefined
+}
+
+/** Commands that run code on the server (scripts loaded with SCRIPT/FUNCTION LOAD run through these). */
+const SCRIPT_RUNNERS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro'])
 
 const str = (v: RespValue | undefined): string => (Buffer.isBuffer(v) ? v.toString('utf8') : typeof v === 'string' ? v : '')
 const num = (v: RespValue | undefined): number => (typeof v === 'number' ? v : Number(str(v)))
@@ -105,8 +136,10 @@ export async function factsOf(table: ReadonlyMap<string, CommandSpec>, argv: rea
     keys = keysByPosition(spec, argv)
   }
   const categories = [...spec.categories].sort()
+  const opaque = opaqueReason(command, argv, spec.categories.has('scripting'))
   return {
     ...base,
+    ...(opaque ? { opaque: true as const, code: [opaque] } : {}),
     keys,
     write: spec.flags.has('write'),
     readonly: spec.flags.has('readonly'),
