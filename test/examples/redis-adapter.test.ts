@@ -34,6 +34,14 @@ function cli(args: string[], as: { user: string; pass: string } = { user: 'agent
   })
 }
 
+/** redis-cli reading commands from its standard input, one per line, all on one connection; resolves with the lines it printed (replies on stdout, errors on stderr: compare as a set). */
+function cliLines(lines: string[], as: { user: string; pass: string } = { user: 'agent-1', pass: token }): Promise<string[]> {
+  return new Promise((resolve) => {
+    const child = execFile('redis-cli', ['-p', String(port), '--user', as.user, '--pass', as.pass, '--no-auth-warning'], { timeout: 10_000 }, (_err, stdout, stderr) => resolve(`${stdout}${stderr}`.trim().split('\n')))
+    child.stdin?.end(`${lines.join('\n')}\n`)
+  })
+}
+
 /** A client straight to the server, with its password: to look at what really happened there. */
 async function direct() {
   const c = createClient({ socket: { port: redisPort, host: '127.0.0.1' }, password: UPSTREAM_PASSWORD })
@@ -200,6 +208,37 @@ describe('the redis adapter, installed by package name', () => {
     const rec = audit().find((e) => e.type === 'request' && String(e.text).startsWith('ZUNIONSTORE secret:multi'))
     expect(rec).toMatchObject({ verdict: 'deny', attrs: { redis: { keys: ['secret:multi', 'z1'], inMulti: true } } })
     await c.quit()
+  })
+
+  it('what would make the gateway guess the server’s state is refused: SELECT inside MULTI, CLIENT REPLY; a refusal of any kind inside MULTI aborts it', async () => {
+    const as3 = { user: 'agent-3', pass: keyed }
+    // SELECT inside MULTI takes effect at EXEC, or never (DISCARD, a failed WATCH): refused, and the transaction with it
+    const multi = await cliLines(['MULTI', 'SELECT 5', 'SET drift:after-select 1', 'EXEC', 'SET drift:db 0'], as3)
+    expect(multi.join('\n')).toMatch(/ERR gatehouse: SELECT inside MULTI is not relayed/)
+    expect(multi.join('\n')).toMatch(/EXECABORT/)
+    // CLIENT REPLY OFF|SKIP would stop the one-reply-per-command pairing: refused, and the next command gets its reply
+    const reply = await cliLines(['CLIENT REPLY SKIP', 'PING', 'CLIENT REPLY OFF', 'ECHO still-paired'], as3)
+    expect(reply.filter((l) => /ERR gatehouse: CLIENT REPLY is not relayed/.test(l))).toHaveLength(2)
+    expect(reply).toContain('PONG')
+    expect(reply).toContain('still-paired')
+    // a command the gateway does not relay, inside MULTI, aborts it like a policy refusal does
+    const sub = await cliLines(['MULTI', 'SET drift:queued 1', 'SUBSCRIBE ch', 'EXEC'], as3)
+    expect(sub.join('\n')).toMatch(/publish\/subscribe is not relayed/)
+    expect(sub.join('\n')).toMatch(/EXECABORT/)
+    const d = await direct()
+    expect(await d.exists(['drift:after-select', 'drift:queued'])).toBe(0)
+    expect(await d.get('drift:db')).toBe('0')
+    await d.select(5)
+    expect(await d.exists('drift:after-select')).toBe(0)
+    await d.quit()
+  })
+
+  it('MOVE and COPY … DB name the databases they reach (redis.targetDbs)', async () => {
+    const as3 = { user: 'agent-3', pass: keyed }
+    await cliLines(['SET moved:a 1', 'MOVE moved:a 3', 'COPY moved:b moved:c DB 4 REPLACE'], as3)
+    const attrsOf = (prefix: string) => (audit().find((e) => e.type === 'request' && String(e.text).startsWith(prefix))?.attrs as { redis: Record<string, unknown> }).redis
+    expect(attrsOf('MOVE moved:a 3')).toMatchObject({ command: 'move', db: 0, targetDbs: [3] })
+    expect(attrsOf('COPY moved:b moved:c DB 4')).toMatchObject({ command: 'copy', targetDbs: [4] })
   })
 
   it('the Node client over RESP3 (HELLO 3 AUTH) and pipelined commands', async () => {

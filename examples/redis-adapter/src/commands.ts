@@ -42,6 +42,24 @@ export interface RedisFacts {
    */
   opaque?: true
   code?: { language: string; analysed: false; why: string }[]
+  /** Databases other than the selected one the command writes into or swaps (MOVE, COPY … DB n, SWAPDB). */
+  targetDbs?: (number | string)[]
+}
+
+/** The databases MOVE, COPY … DB n and SWAPDB reach beyond the selected one. */
+export function targetDbsOf(command: string, argv: readonly Buffer[]): (number | string)[] | undefined {
+  const db = (v: Buffer | undefined) => {
+    const t = str(v)
+    return /^-?\d+$/.test(t) ? Number(t) : t
+  }
+  if (command === 'move' && argv.length >= 3) return [db(argv[2])]
+  if (command === 'swapdb' && argv.length >= 3) return [db(argv[1]), db(argv[2])]
+  if (command === 'copy') {
+    const out: (number | string)[] = []
+    for (let i = 3; i < argv.length; i++) if (str(argv[i]).toLowerCase() === 'db') out.push(db(argv[++i]))
+    return out.length > 0 ? out : undefined
+  }
+  return undefined
 }
 
 /** Why a command reaches keys beyond those it names, if it does. */
@@ -137,8 +155,10 @@ export async function factsOf(table: ReadonlyMap<string, CommandSpec>, argv: rea
   }
   const categories = [...spec.categories].sort()
   const opaque = opaqueReason(command, argv, spec.categories.has('scripting'))
+  const targetDbs = targetDbsOf(command, argv)
   return {
     ...base,
+    ...(targetDbs ? { targetDbs } : {}),
     ...(opaque ? { opaque: true as const, code: [opaque] } : {}),
     keys,
     write: spec.flags.has('write'),

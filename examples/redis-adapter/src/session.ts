@@ -32,6 +32,23 @@ const NOT_RELAYED: ReadonlyMap<string, string> = new Map([
   ['reset', 'RESET would log the gateway out of the upstream'],
 ])
 
+/**
+ * Why the gateway will not relay this command, if it will not: it would break the pairing of one
+ * reply per command (subscriptions, MONITOR, replication, CLIENT TRACKING, CLIENT REPLY OFF|SKIP),
+ * log the gateway out upstream (RESET), or change the database only if a transaction later
+ * succeeds (SELECT inside MULTI: queued, applied at EXEC or never; the gateway would have to guess
+ * which database the next commands run in).
+ */
+function notRelayedReason(name: string, argv: readonly Buffer[], inMulti: boolean): string | undefined {
+  const known = NOT_RELAYED.get(name)
+  if (known !== undefined) return known
+  const sub = argv[1]?.toString('utf8').toLowerCase()
+  if (name === 'client' && sub === 'tracking') return 'CLIENT TRACKING is not relayed by the gateway'
+  if (name === 'client' && sub === 'reply') return 'CLIENT REPLY is not relayed by the gateway: every command gets its reply'
+  if (name === 'select' && inMulti) return 'SELECT inside MULTI is not relayed by the gateway: select the database before MULTI'
+  return undefined
+}
+
 const MAX_TEXT = 2048
 /** Commands a connection may send before it logs in. */
 const MAX_COMMANDS_BEFORE_LOGIN = 16
@@ -145,9 +162,11 @@ export class RedisSession {
       return this.write(encodeError(`ERR gatehouse: ${reason}`))
     }
     if (name === 'hello') return this.hello(argv)
-    const notRelayed = NOT_RELAYED.get(name) ?? (name === 'client' && argv[1]?.toString('utf8').toLowerCase() === 'tracking' ? 'CLIENT TRACKING is not relayed by the gateway' : undefined)
+    const notRelayed = notRelayedReason(name, argv, this.inMulti)
     if (notRelayed !== undefined) {
-      const request = this.deps.pipeline.request(this.handle.info, { action: 'redis.command', target: `db${this.db}`, text: textOf(argv), attrs: { redis: { command: name, db: this.db } } })
+      // refused inside MULTI like any refusal: EXEC then answers EXECABORT and runs nothing
+      if (this.inMulti) this.multiRefused = true
+      const request = this.deps.pipeline.request(this.handle.info, { action: 'redis.command', target: `db${this.db}`, text: textOf(argv), attrs: { redis: { command: name, db: this.db, ...(this.inMulti ? { inMulti: true } : {}) } } })
       const err = await this.deps.pipeline.refuse(request, { rule: 'gatehouse/not-relayed', reason: notRelayed, code: 'GH_ERR_PROTOCOL_UNSUPPORTED' })
       this.refused(err)
       return
