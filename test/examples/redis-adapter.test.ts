@@ -210,7 +210,7 @@ describe('the redis adapter, installed by package name', () => {
     await c.quit()
   })
 
-  it('what would make the gateway guess the server’s state is refused: SELECT inside MULTI, CLIENT REPLY; a refusal of any kind inside MULTI aborts it', async () => {
+  it('what would make the gateway guess the server’s state is refused: SELECT or HELLO inside MULTI, CLIENT REPLY; a refusal of any kind inside MULTI aborts it', async () => {
     const as3 = { user: 'agent-3', pass: keyed }
     // SELECT inside MULTI takes effect at EXEC, or never (DISCARD, a failed WATCH): refused, and the transaction with it
     const multi = await cliLines(['MULTI', 'SELECT 5', 'SET drift:after-select 1', 'EXEC', 'SET drift:db 0'], as3)
@@ -221,6 +221,10 @@ describe('the redis adapter, installed by package name', () => {
     expect(reply.filter((l) => /ERR gatehouse: CLIENT REPLY is not relayed/.test(l))).toHaveLength(2)
     expect(reply).toContain('PONG')
     expect(reply).toContain('still-paired')
+    // HELLO is judged and recorded like any command; inside MULTI it would switch the protocol at EXEC or never: refused
+    const hello = await cliLines(['HELLO 3', 'MULTI', 'HELLO 2', 'EXEC'], as3)
+    expect(hello.join('\n')).toMatch(/ERR gatehouse: HELLO inside MULTI is not relayed/)
+    expect(audit().some((e) => e.type === 'request' && e.text === 'HELLO 3' && e.verdict === 'allow' && (e.principal as { id: string }).id === 'agent-3')).toBe(true)
     // a command the gateway does not relay, inside MULTI, aborts it like a policy refusal does
     const sub = await cliLines(['MULTI', 'SET drift:queued 1', 'SUBSCRIBE ch', 'EXEC'], as3)
     expect(sub.join('\n')).toMatch(/publish\/subscribe is not relayed/)

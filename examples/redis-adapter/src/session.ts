@@ -7,8 +7,9 @@
  * - Commands are handled one at a time, in order (pipelined commands wait their turn): each is
  *   read, described from the server's own command table (commands.ts), judged, recorded, and only
  *   then sent; its reply is relayed as it came.
- * - The model of the upstream session (the selected database, an open MULTI, the protocol) is
- *   updated from the upstream's replies, never from what the client asked for.
+ * - The model of the upstream session (the selected database, an open MULTI) is updated from the
+ *   upstream's replies, never from what the client asked for. Replies are framed the same way in
+ *   RESP2 and RESP3, so a HELLO that changes the protocol is judged and relayed like any command.
  * - A command refused inside MULTI makes EXEC fail as the server would have (EXECABORT): the
  *   transaction is discarded upstream, so the commands queued before it never run.
  * - Commands after which replies stop pairing with commands (SUBSCRIBE, MONITOR, CLIENT TRACKING,
@@ -35,9 +36,9 @@ const NOT_RELAYED: ReadonlyMap<string, string> = new Map([
 /**
  * Why the gateway will not relay this command, if it will not: it would break the pairing of one
  * reply per command (subscriptions, MONITOR, replication, CLIENT TRACKING, CLIENT REPLY OFF|SKIP),
- * log the gateway out upstream (RESET), or change the database only if a transaction later
- * succeeds (SELECT inside MULTI: queued, applied at EXEC or never; the gateway would have to guess
- * which database the next commands run in).
+ * log the gateway out upstream (RESET), or change the session only if a transaction later
+ * succeeds (SELECT or HELLO inside MULTI: queued, applied at EXEC or never; the gateway would have
+ * to guess which database or protocol the next commands run in).
  */
 function notRelayedReason(name: string, argv: readonly Buffer[], inMulti: boolean): string | undefined {
   const known = NOT_RELAYED.get(name)
@@ -46,6 +47,7 @@ function notRelayedReason(name: string, argv: readonly Buffer[], inMulti: boolea
   if (name === 'client' && sub === 'tracking') return 'CLIENT TRACKING is not relayed by the gateway'
   if (name === 'client' && sub === 'reply') return 'CLIENT REPLY is not relayed by the gateway: every command gets its reply'
   if (name === 'select' && inMulti) return 'SELECT inside MULTI is not relayed by the gateway: select the database before MULTI'
+  if (name === 'hello' && inMulti) return 'HELLO inside MULTI is not relayed by the gateway: choose the protocol before MULTI'
   return undefined
 }
 
@@ -77,7 +79,6 @@ export class RedisSession {
   private closed = false
   private up: UpstreamConnection | undefined
   private table: ReadonlyMap<string, CommandSpec> | undefined
-  private proto: 2 | 3 = 2
   /** The upstream session as its replies say it is. */
   private db = 0
   private inMulti = false
@@ -161,7 +162,6 @@ export class RedisSession {
       void this.deps.pipeline.protocolEvent(this.handle.info, { event: 'auth.refused', reason })
       return this.write(encodeError(`ERR gatehouse: ${reason}`))
     }
-    if (name === 'hello') return this.hello(argv)
     const notRelayed = notRelayedReason(name, argv, this.inMulti)
     if (notRelayed !== undefined) {
       // refused inside MULTI like any refusal: EXEC then answers EXECABORT and runs nothing
@@ -224,20 +224,9 @@ export class RedisSession {
       return
     }
     this.up = opened.conn
-    this.proto = proto
     this.deps.slot.authenticated()
     // HELLO answers with the server's description; AUTH with OK
     this.write(hello ? opened.hello : OK)
-  }
-
-  /** HELLO after login: a change of protocol, asked of the upstream (without AUTH), its answer relayed. */
-  private async hello(argv: Buffer[]): Promise<void> {
-    const proto = argv[1] === undefined ? this.proto : Number(argv[1].toString('utf8'))
-    if (proto !== 2 && proto !== 3) return this.write(encodeError('NOPROTO unsupported protocol version'))
-    const reply = await this.forwardRaw(['HELLO', String(proto)])
-    if (!reply) return
-    if (reply[0] !== 0x2d) this.proto = proto
-    this.write(reply)
   }
 
   private async judgeAndForward(name: string, argv: Buffer[]): Promise<void> {
