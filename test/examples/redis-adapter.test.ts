@@ -67,6 +67,8 @@ identities:
   - { id: agent-3, groups: [keyed], tokens: [ { hash: "${hashToken(keyed, 'agent-3')}" } ] }
 plugins:
   - { use: audit-jsonl, config: { path: audit.jsonl } }
+limits:
+  redis: { maxCommandBytes: 8388608 }
 connections:
   - name: cache
     adapter: gatehouse-adapter-redis
@@ -281,5 +283,74 @@ describe('the redis adapter, installed by package name', () => {
     })
     expect(answer).toMatch(/Protocol error/)
     expect(await cli(['GET', 'greeting'])).toEqual({ code: 0, out: 'hello' })
+  })
+
+  it('a command of a million small arguments, trickling in, does not stall other sessions; it runs once whole', async () => {
+    const net = await import('node:net')
+    const raw = net.connect(port, '127.0.0.1')
+    await new Promise((r) => raw.once('connect', r))
+    const replies: string[] = []
+    raw.on('data', (d: Buffer) => replies.push(d.toString()))
+    raw.write(`*3\r\n$4\r\nAUTH\r\n$7\r\nagent-3\r\n$${keyed.length}\r\n${keyed}\r\n`)
+    const n = 1_000_000
+    const arg = Buffer.from('$1\r\na\r\n')
+    const body = Buffer.alloc(arg.length * n)
+    for (let i = 0; i < n; i++) arg.copy(body, i * arg.length)
+    // another session's round trips, timed while the big command streams in 16 KiB pieces
+    const other = await direct()
+    const d2 = createClient({ socket: { host: '127.0.0.1', port }, username: 'agent-3', password: keyed })
+    await d2.connect()
+    raw.write(`*${n + 2}\r\n$4\r\nSADD\r\n$8\r\nbig:set1\r\n`)
+    let worst = 0
+    let sent = 0
+    const writer = (async () => {
+      while (sent < body.length) {
+        const piece = body.subarray(sent, sent + 16 * 1024)
+        sent += piece.length
+        if (!raw.write(piece)) await new Promise((r) => raw.once('drain', r))
+        else await new Promise((r) => setImmediate(r))
+      }
+    })()
+    while (sent < body.length) {
+      const t = performance.now()
+      await d2.ping()
+      worst = Math.max(worst, performance.now() - t)
+      await new Promise((r) => setTimeout(r, 5))
+    }
+    await writer
+    for (let i = 0; i < 400 && !replies.join('').includes(':1'); i++) await new Promise((r) => setTimeout(r, 25))
+    expect(replies.join('')).toMatch(/^\+OK\r\n:1\r\n$/)
+    expect(await other.sCard('big:set1')).toBe(1)
+    // bounded by reading, not by re-reading: the other session never waited for seconds
+    expect(worst, `the other session waited ${worst.toFixed(0)} ms`).toBeLessThan(1000)
+    await other.quit()
+    await d2.quit()
+    raw.destroy()
+  }, 60_000)
+
+  it('a command larger than limits.redis.maxCommandBytes is a protocol error that closes only that connection, before the rest of it is held', async () => {
+    const net = await import('node:net')
+    const raw = net.connect(port, '127.0.0.1')
+    await new Promise((r) => raw.once('connect', r))
+    let text = ''
+    raw.on('data', (d: Buffer) => (text += d.toString()))
+    const closed = new Promise((r) => raw.once('close', r))
+    raw.on('error', () => undefined)
+    raw.write(`*3\r\n$4\r\nAUTH\r\n$7\r\nagent-3\r\n$${keyed.length}\r\n${keyed}\r\n`)
+    // three arguments of 3 MiB: each under maxBulkBytes, together over the 8 MiB of this gateway's maxCommandBytes
+    const three = 3 * 1024 * 1024
+    raw.write(`*5\r\n$5\r\nRPUSH\r\n$9\r\nhuge:list\r\n$${three}\r\n`)
+    raw.write(Buffer.alloc(three, 0x61))
+    raw.write(`\r\n$${three}\r\n`)
+    raw.write(Buffer.alloc(three, 0x62))
+    raw.write(`\r\n$${three}\r\n`)
+    // the third argument is refused at its length line: nothing more of it needs to arrive
+    await closed
+    expect(text).toMatch(/^\+OK\r\n-ERR Protocol error: a command is larger than 8388608 bytes\r\n$/)
+    expect(audit().some((e) => e.type === 'protocol' && e.event === 'redis.protocol-error' && String(e.reason).includes('larger than 8388608'))).toBe(true)
+    expect(await cli(['GET', 'greeting'])).toEqual({ code: 0, out: 'hello' })
+    const d = await direct()
+    expect(await d.exists('huge:list')).toBe(0)
+    await d.quit()
   })
 })

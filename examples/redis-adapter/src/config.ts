@@ -16,6 +16,7 @@ export const RedisLimits = Type.Object(
   {
     maxArgs: Type.Integer({ minimum: 1, default: 1024 * 1024, description: 'arguments in one command' }),
     maxBulkBytes: Type.Integer({ minimum: 1024, default: 64 * 1024 * 1024, description: 'largest argument' }),
+    maxCommandBytes: Type.Integer({ minimum: 1024, default: 128 * 1024 * 1024, description: 'largest command, all arguments and framing together: what one connection can make the gateway hold' }),
     upstreamTimeoutMs: Type.Integer({ minimum: 100, default: 10_000, description: 'how long connecting to the server may take' }),
   },
   { additionalProperties: false },

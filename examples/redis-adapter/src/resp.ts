@@ -25,6 +25,8 @@ export interface CommandLimits {
   readonly maxArgs: number
   /** Largest bulk string. */
   readonly maxBulkBytes: number
+  /** Largest command, all its arguments and framing together (what one connection may make the gateway hold). */
+  readonly maxCommandBytes: number
 }
 
 const CRLF = 0x0a
@@ -44,38 +46,91 @@ function integer(buf: Buffer, from: number, to: number, what: string): number {
 }
 
 /**
- * The next command in `buf` from `at`: its arguments and where it ends, or undefined until it
- * has all arrived. Throws RespProtocolError on anything but an array of bulk strings.
+ * Reads commands from a client's bytes as they arrive, in time and memory linear in what was
+ * sent: bytes go into one buffer that grows by doubling and is compacted once the commands before
+ * them are read; a command that has not all arrived is resumed where its reading stopped (a
+ * command of a million arguments arriving in a thousand pieces is read once, not a thousand
+ * times). A command larger than `maxCommandBytes` in all is refused before more of it is held.
+ * Throws RespProtocolError on anything but an array of bulk strings.
  */
-export function readCommand(buf: Buffer, at: number, limits: CommandLimits): { argv: Buffer[]; end: number } | undefined {
-  if (at >= buf.length) return undefined
-  if (buf[at] !== 0x2a /* * */) throw new RespProtocolError('expected a command as an array of bulk strings (the inline form is not accepted)')
-  const head = lineEnd(buf, at)
-  if (head < 0) {
-    if (buf.length - at > 32) throw new RespProtocolError('array length line too long')
-    return undefined
+export class CommandReader {
+  private buf = Buffer.alloc(0)
+  /** Where unread bytes start and end in `buf`. */
+  private start = 0
+  private end = 0
+  /** The command being read: its argument count, its arguments so far (offsets from `start`), where reading stopped (from `start`). */
+  private pending: { n: number; args: [number, number][]; at: number } | undefined
+
+  constructor(private readonly limits: () => CommandLimits) {}
+
+  /** Bytes held that no command has taken yet. */
+  get buffered(): number {
+    return this.end - this.start
   }
-  const n = integer(buf, at + 1, head, 'array length')
-  if (n < 1 || n > limits.maxArgs) throw new RespProtocolError(n < 1 ? 'empty command' : `more than ${limits.maxArgs} arguments`)
-  let p = head + 2
-  const argv: Buffer[] = []
-  for (let i = 0; i < n; i++) {
-    if (p >= buf.length) return undefined
-    if (buf[p] !== 0x24 /* $ */) throw new RespProtocolError('expected a bulk string argument')
-    const e = lineEnd(buf, p)
-    if (e < 0) {
-      if (buf.length - p > 32) throw new RespProtocolError('bulk length line too long')
-      return undefined
+
+  push(chunk: Buffer): void {
+    const need = this.end - this.start + chunk.length
+    if (this.end + chunk.length > this.buf.length) {
+      if (need <= this.buf.length && this.start >= this.buf.length / 2) {
+        this.buf.copy(this.buf, 0, this.start, this.end)
+      } else {
+        const grown = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2, 16 * 1024))
+        this.buf.copy(grown, 0, this.start, this.end)
+        this.buf = grown
+      }
+      this.end -= this.start
+      this.start = 0
     }
-    const len = integer(buf, p + 1, e, 'bulk length')
-    if (len < 0 || len > limits.maxBulkBytes) throw new RespProtocolError(len < 0 ? 'null argument' : `an argument is larger than ${limits.maxBulkBytes} bytes`)
-    const start = e + 2
-    if (start + len + 2 > buf.length) return undefined
-    if (buf[start + len] !== 0x0d || buf[start + len + 1] !== 0x0a) throw new RespProtocolError('bulk string not terminated by CRLF')
-    argv.push(buf.subarray(start, start + len))
-    p = start + len + 2
+    chunk.copy(this.buf, this.end)
+    this.end += chunk.length
   }
-  return { argv, end: p }
+
+  /** The next whole command (its arguments copied out), or undefined until more arrives. */
+  next(): Buffer[] | undefined {
+    const limits = this.limits()
+    const buf = this.buf.subarray(this.start, this.end)
+    if (buf.length === 0) return undefined
+    let state = this.pending
+    if (!state) {
+      if (buf[0] !== 0x2a /* * */) throw new RespProtocolError('expected a command as an array of bulk strings (the inline form is not accepted)')
+      const head = lineEnd(buf, 0)
+      if (head < 0) {
+        if (buf.length > 32) throw new RespProtocolError('array length line too long')
+        return undefined
+      }
+      const n = integer(buf, 1, head, 'array length')
+      if (n < 1 || n > limits.maxArgs) throw new RespProtocolError(n < 1 ? 'empty command' : `more than ${limits.maxArgs} arguments`)
+      state = this.pending = { n, args: [], at: head + 2 }
+    }
+    while (state.args.length < state.n) {
+      const p = state.at
+      if (p > limits.maxCommandBytes) throw new RespProtocolError(`a command is larger than ${limits.maxCommandBytes} bytes`)
+      if (p >= buf.length) return undefined
+      if (buf[p] !== 0x24 /* $ */) throw new RespProtocolError('expected a bulk string argument')
+      const e = lineEnd(buf, p)
+      if (e < 0) {
+        if (buf.length - p > 32) throw new RespProtocolError('bulk length line too long')
+        return undefined
+      }
+      const len = integer(buf, p + 1, e, 'bulk length')
+      if (len < 0 || len > limits.maxBulkBytes) throw new RespProtocolError(len < 0 ? 'null argument' : `an argument is larger than ${limits.maxBulkBytes} bytes`)
+      const from = e + 2
+      if (from + len + 2 > limits.maxCommandBytes) throw new RespProtocolError(`a command is larger than ${limits.maxCommandBytes} bytes`)
+      if (from + len + 2 > buf.length) return undefined
+      if (buf[from + len] !== 0x0d || buf[from + len + 1] !== 0x0a) throw new RespProtocolError('bulk string not terminated by CRLF')
+      state.args.push([from, len])
+      state.at = from + len + 2
+    }
+    const argv = state.args.map(([from, len]) => Buffer.from(buf.subarray(from, from + len)))
+    this.start += state.at
+    this.pending = undefined
+    // a large command read, nothing after it: let its buffer go
+    if (this.start === this.end && this.buf.length > 64 * 1024) {
+      this.buf = Buffer.alloc(0)
+      this.start = this.end = 0
+    }
+    return argv
+  }
 }
 
 /** Where the reply starting at `at` ends (RESP2 and RESP3), or -1 until it has all arrived. */

@@ -19,7 +19,7 @@ import type { Socket } from 'node:net'
 import { GatewayError, isGatewayError, type ConnectionSlot, type GatewayRequest, type Logger, type Pipeline, type SessionHandle } from '@gatehouse/core'
 import { factsOf, type CommandSpec } from './commands.js'
 import type { RedisLimits } from './config.js'
-import { encodeError, OK, parseReply, readCommand, RespError, RespProtocolError, type RespValue } from './resp.js'
+import { CommandReader, encodeError, OK, parseReply, RespError, RespProtocolError, type RespValue } from './resp.js'
 import { UpstreamConnection, type UpstreamConfig } from './upstream.js'
 
 /** Commands after which the connection is no longer one reply per command, or which would undo the upstream login. */
@@ -74,7 +74,7 @@ export interface SessionDeps {
 
 export class RedisSession {
   readonly handle: SessionHandle
-  private buf: Buffer = Buffer.alloc(0)
+  private readonly reader: CommandReader
   private working = false
   private closed = false
   private up: UpstreamConnection | undefined
@@ -96,8 +96,9 @@ export class RedisSession {
       this.write(encodeError(`ERR gatehouse: ${t.reason}`))
       this.close(t.reason)
     })
+    this.reader = new CommandReader(deps.limits)
     socket.on('data', (chunk: Buffer) => {
-      this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk])
+      this.reader.push(chunk)
       void this.pump()
     })
     socket.on('error', () => this.close('client socket error'))
@@ -122,9 +123,9 @@ export class RedisSession {
     this.socket.pause()
     try {
       for (;;) {
-        let cmd: { argv: Buffer[]; end: number } | undefined
+        let argv: Buffer[] | undefined
         try {
-          cmd = readCommand(this.buf, 0, this.deps.limits())
+          argv = this.reader.next()
         } catch (err) {
           if (!(err instanceof RespProtocolError)) throw err
           this.write(encodeError(`ERR Protocol error: ${err.message}`))
@@ -132,10 +133,9 @@ export class RedisSession {
           this.close(`protocol error: ${err.message}`)
           return
         }
-        if (!cmd || this.closed) break
-        this.buf = this.buf.subarray(cmd.end)
+        if (!argv || this.closed) break
         this.handle.touch()
-        await this.command(cmd.argv)
+        await this.command(argv)
         if (this.closed) return
         if (this.socket.writableNeedDrain) await new Promise<void>((resolve) => this.socket.once('drain', resolve).once('close', resolve))
       }
