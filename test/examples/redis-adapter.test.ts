@@ -328,6 +328,32 @@ describe('the redis adapter, installed by package name', () => {
     raw.destroy()
   }, 60_000)
 
+  it('a reply of a million elements is relayed whole without stalling other sessions', async () => {
+    const d = await direct()
+    for (let i = 0; i < 10; i++) await d.rPush('big:list', Array.from({ length: 100_000 }, (_, j) => String((i * 100_000 + j) % 10)))
+    const reader = createClient({ socket: { host: '127.0.0.1', port }, username: 'agent-3', password: keyed })
+    const pinger = createClient({ socket: { host: '127.0.0.1', port }, username: 'agent-3', password: keyed })
+    await reader.connect()
+    await pinger.connect()
+    let done = false
+    let worst = 0
+    const read = reader.lRange('big:list', 0, -1).finally(() => (done = true))
+    while (!done) {
+      const t = performance.now()
+      await pinger.ping()
+      worst = Math.max(worst, performance.now() - t)
+      await new Promise((r) => setTimeout(r, 5))
+    }
+    const items = await read
+    expect(items).toHaveLength(1_000_000)
+    expect(items[999_999]).toBe('9')
+    expect(worst, `the other session waited ${worst.toFixed(0)} ms`).toBeLessThan(1000)
+    await d.del('big:list')
+    await d.quit()
+    await reader.quit()
+    await pinger.quit()
+  }, 60_000)
+
   it('a command larger than limits.redis.maxCommandBytes is a protocol error that closes only that connection, before the rest of it is held', async () => {
     const net = await import('node:net')
     const raw = net.connect(port, '127.0.0.1')

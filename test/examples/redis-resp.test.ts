@@ -1,11 +1,13 @@
 /**
- * The Redis example's command reader (examples/redis-adapter/src/resp.ts) on its own: however a
- * client's bytes are cut into pieces, it reads the same commands as from the whole, and it
- * refuses what is not a command with a protocol error, never another exception.
+ * The Redis example's RESP readers (examples/redis-adapter/src/resp.ts) on their own: however a
+ * client's bytes are cut into pieces, the command reader reads the same commands as from the
+ * whole, and refuses what is not a command with a protocol error, never another exception; the
+ * reply scanner finds where each server reply ends (RESP2 and RESP3, nested, with attributes)
+ * however the replies are cut.
  */
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { CommandReader, encodeCommand, RespProtocolError } from '../../examples/redis-adapter/dist/index.js'
+import { CommandReader, encodeCommand, ReplyScanner, RespProtocolError } from '../../examples/redis-adapter/dist/index.js'
 
 const LIMITS = { maxArgs: 64, maxBulkBytes: 4096, maxCommandBytes: 64 * 1024 }
 const command = fc.array(fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)), { minLength: 1, maxLength: 12 })
@@ -70,5 +72,54 @@ describe('the Redis command reader', () => {
     expect(over(['SET', 'k', 'v'.repeat(4097)])).toThrow('an argument is larger than 4096 bytes')
     expect(over(['RPUSH', 'k', ...Array.from({ length: 20 }, () => 'v'.repeat(4000))])).toThrow('a command is larger than 65536 bytes')
     expect(over(['SET', 'k', 'v'.repeat(4096)])()).toHaveLength(3)
+  })
+})
+
+/** A RESP2/RESP3 reply as the server writes it, built from the leaves up (nested at most `depth`). */
+const reply: fc.Memo<string> = fc.memo((depth) => {
+  const leaf = fc.oneof(
+    fc.constantFrom('+OK\r\n', '-ERR no\r\n', ':42\r\n', '_\r\n', ',3.5\r\n', '#t\r\n', '(123456789012345678901\r\n', '$-1\r\n', '*-1\r\n'),
+    fc.string({ maxLength: 30 }).map((t) => `$${Buffer.byteLength(t)}\r\n${t}\r\n`),
+    fc.string({ maxLength: 30 }).map((t) => `=${Buffer.byteLength(t) + 4}\r\ntxt:${t}\r\n`),
+  )
+  if (depth <= 1) return leaf
+  const items = fc.array(reply(depth - 1), { maxLength: 5 })
+  return fc.oneof(
+    leaf,
+    items.map((xs) => `*${xs.length}\r\n${xs.join('')}`),
+    items.map((xs) => `~${xs.length}\r\n${xs.join('')}`),
+    fc.array(fc.tuple(reply(depth - 1), reply(depth - 1)), { maxLength: 3 }).map((kv) => `%${kv.length}\r\n${kv.map(([k, v]) => k + v).join('')}`),
+    fc.tuple(fc.array(fc.tuple(reply(1), reply(1)), { maxLength: 2 }), reply(depth - 1)).map(([kv, v]) => `|${kv.length}\r\n${kv.map(([a, b]) => a + b).join('')}${v}`),
+  )
+})
+
+describe('the Redis reply scanner', () => {
+  it('finds where each reply ends however the bytes are cut', () => {
+    fc.assert(
+      fc.property(fc.array(reply(4), { minLength: 1, maxLength: 6 }), fc.array(fc.nat(2000), { maxLength: 30 }), (replies, cuts) => {
+        const bytes = Buffer.from(replies.join(''))
+        const scanner = new ReplyScanner()
+        const found: string[] = []
+        let held = Buffer.alloc(0)
+        let from = 0
+        for (const to of [...cuts.filter((c) => c > 0 && c < bytes.length).sort((a, b) => a - b), bytes.length]) {
+          held = Buffer.concat([held, bytes.subarray(from, to)])
+          from = to
+          for (let end = scanner.scan(held); end >= 0; end = scanner.scan(held)) {
+            found.push(held.subarray(0, end).toString())
+            held = held.subarray(end)
+          }
+        }
+        expect(found).toEqual(replies)
+        expect(held.length).toBe(0)
+      }),
+      { numRuns: 2000 },
+    )
+  })
+
+  it('refuses an unknown type and nesting past 64 levels', () => {
+    expect(() => new ReplyScanner().scan(Buffer.from('?x\r\n'))).toThrow(RespProtocolError)
+    expect(() => new ReplyScanner().scan(Buffer.from('*1\r\n'.repeat(65)))).toThrow('reply nested too deeply')
+    expect(new ReplyScanner().scan(Buffer.from(`${'*1\r\n'.repeat(63)}:1\r\n`))).toBe(63 * 4 + 4)
   })
 })

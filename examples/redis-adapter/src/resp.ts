@@ -54,41 +54,25 @@ function integer(buf: Buffer, from: number, to: number, what: string): number {
  * Throws RespProtocolError on anything but an array of bulk strings.
  */
 export class CommandReader {
-  private buf = Buffer.alloc(0)
-  /** Where unread bytes start and end in `buf`. */
-  private start = 0
-  private end = 0
-  /** The command being read: its argument count, its arguments so far (offsets from `start`), where reading stopped (from `start`). */
+  private readonly bytes = new ByteQueue()
+  /** The command being read: its argument count, its arguments so far (offsets from the unread start), where reading stopped. */
   private pending: { n: number; args: [number, number][]; at: number } | undefined
 
   constructor(private readonly limits: () => CommandLimits) {}
 
   /** Bytes held that no command has taken yet. */
   get buffered(): number {
-    return this.end - this.start
+    return this.bytes.length
   }
 
   push(chunk: Buffer): void {
-    const need = this.end - this.start + chunk.length
-    if (this.end + chunk.length > this.buf.length) {
-      if (need <= this.buf.length && this.start >= this.buf.length / 2) {
-        this.buf.copy(this.buf, 0, this.start, this.end)
-      } else {
-        const grown = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2, 16 * 1024))
-        this.buf.copy(grown, 0, this.start, this.end)
-        this.buf = grown
-      }
-      this.end -= this.start
-      this.start = 0
-    }
-    chunk.copy(this.buf, this.end)
-    this.end += chunk.length
+    this.bytes.push(chunk)
   }
 
   /** The next whole command (its arguments copied out), or undefined until more arrives. */
   next(): Buffer[] | undefined {
     const limits = this.limits()
-    const buf = this.buf.subarray(this.start, this.end)
+    const buf = this.bytes.view()
     if (buf.length === 0) return undefined
     let state = this.pending
     if (!state) {
@@ -122,60 +106,126 @@ export class CommandReader {
       state.at = from + len + 2
     }
     const argv = state.args.map(([from, len]) => Buffer.from(buf.subarray(from, from + len)))
-    this.start += state.at
+    this.bytes.consume(state.at)
     this.pending = undefined
-    // a large command read, nothing after it: let its buffer go
-    if (this.start === this.end && this.buf.length > 64 * 1024) {
-      this.buf = Buffer.alloc(0)
-      this.start = this.end = 0
-    }
     return argv
   }
 }
 
-/** Where the reply starting at `at` ends (RESP2 and RESP3), or -1 until it has all arrived. */
-export function replyEnd(buf: Buffer, at: number, depth = 0): number {
-  if (depth > 64) throw new RespProtocolError('reply nested too deeply')
-  if (at >= buf.length) return -1
-  const type = buf[at] as number
-  const e = lineEnd(buf, at)
-  if (e < 0) return -1
-  const next = e + 2
-  switch (type) {
-    case 0x2b: // + simple string
-    case 0x2d: // - error
-    case 0x3a: // : integer
-    case 0x5f: // _ null
-    case 0x2c: // , double
-    case 0x23: // # boolean
-    case 0x28: // ( big number
-      return next
-    case 0x24: // $ bulk string
-    case 0x21: // ! bulk error
-    case 0x3d: {
-      // = verbatim string
-      const len = integer(buf, at + 1, e, 'length')
-      if (len < 0) return next
-      return next + len + 2 <= buf.length ? next + len + 2 : -1
-    }
-    case 0x2a: // * array
-    case 0x7e: // ~ set
-    case 0x3e: // > push
-    case 0x25: // % map
-    case 0x7c: {
-      // | attribute (precedes the value it describes)
-      const n = integer(buf, at + 1, e, 'length')
-      if (n < 0) return next
-      const items = type === 0x25 || type === 0x7c ? n * 2 : n
-      let p = next
-      for (let i = 0; i < items; i++) {
-        p = replyEnd(buf, p, depth + 1)
-        if (p < 0) return -1
+/**
+ * Bytes that arrive in pieces and are taken from the front: one buffer that grows by doubling
+ * and is compacted when the taken part is at least half of it, so holding and taking n bytes
+ * costs O(n) whatever the pieces. Views are valid until the next `push`.
+ */
+export class ByteQueue {
+  private buf = Buffer.alloc(0)
+  private start = 0
+  private end = 0
+
+  get length(): number {
+    return this.end - this.start
+  }
+
+  push(chunk: Buffer): void {
+    const need = this.end - this.start + chunk.length
+    if (this.end + chunk.length > this.buf.length) {
+      if (need <= this.buf.length && this.start >= this.buf.length / 2) {
+        this.buf.copy(this.buf, 0, this.start, this.end)
+      } else {
+        const grown = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2, 16 * 1024))
+        this.buf.copy(grown, 0, this.start, this.end)
+        this.buf = grown
       }
-      return type === 0x7c ? replyEnd(buf, p, depth + 1) : p
+      this.end -= this.start
+      this.start = 0
     }
-    default:
-      throw new RespProtocolError(`unknown reply type 0x${type.toString(16)}`)
+    chunk.copy(this.buf, this.end)
+    this.end += chunk.length
+  }
+
+  /** The bytes not yet taken. */
+  view(): Buffer {
+    return this.buf.subarray(this.start, this.end)
+  }
+
+  /** Takes `n` bytes from the front; a large buffer left empty is let go. */
+  consume(n: number): void {
+    this.start += n
+    if (this.start === this.end) {
+      this.start = this.end = 0
+      if (this.buf.length > 64 * 1024) this.buf = Buffer.alloc(0)
+    }
+  }
+}
+
+/**
+ * Finds where a reply ends (RESP2 and RESP3) as its bytes arrive, resuming where it stopped: the
+ * open aggregates are a stack of the elements each still waits for, and a bulk string is skipped
+ * by its length, so a reply of a million elements arriving in a thousand pieces is scanned once.
+ */
+export class ReplyScanner {
+  /** How far the reply at the front has been scanned. */
+  private at = 0
+  /** Elements still to come in each open aggregate, innermost last (an attribute counts the value it describes). */
+  private readonly open: number[] = []
+
+  /** Where the reply at the start of `buf` ends, or -1 until it has all arrived; then starts over for the next one. */
+  scan(buf: Buffer): number {
+    for (;;) {
+      if (this.at >= buf.length) return -1
+      const type = buf[this.at] as number
+      const e = lineEnd(buf, this.at)
+      if (e < 0) return -1
+      const next = e + 2
+      switch (type) {
+        case 0x2b: // + simple string
+        case 0x2d: // - error
+        case 0x3a: // : integer
+        case 0x5f: // _ null
+        case 0x2c: // , double
+        case 0x23: // # boolean
+        case 0x28: // ( big number
+          this.at = next
+          break
+        case 0x24: // $ bulk string
+        case 0x21: // ! bulk error
+        case 0x3d: {
+          // = verbatim string
+          const len = integer(buf, this.at + 1, e, 'length')
+          if (len >= 0 && next + len + 2 > buf.length) return -1
+          this.at = len < 0 ? next : next + len + 2
+          break
+        }
+        case 0x2a: // * array
+        case 0x7e: // ~ set
+        case 0x3e: // > push
+        case 0x25: // % map
+        case 0x7c: {
+          // | attribute (precedes the value it describes)
+          const n = integer(buf, this.at + 1, e, 'length')
+          this.at = next
+          if (n < 0) break
+          const items = (type === 0x25 || type === 0x7c ? n * 2 : n) + (type === 0x7c ? 1 : 0)
+          if (items === 0) break
+          if (this.open.length >= 64) throw new RespProtocolError('reply nested too deeply')
+          this.open.push(items)
+          continue
+        }
+        default:
+          throw new RespProtocolError(`unknown reply type 0x${type.toString(16)}`)
+      }
+      // an element ended: it may end the aggregates around it
+      for (;;) {
+        const last = this.open.length - 1
+        if (last < 0) {
+          const end = this.at
+          this.at = 0
+          return end
+        }
+        if (--(this.open[last] as number) > 0) break
+        this.open.pop()
+      }
+    }
   }
 }
 

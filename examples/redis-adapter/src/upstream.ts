@@ -4,7 +4,7 @@
  * were sent; the session sends one command at a time.
  */
 import { connect, type Socket } from 'node:net'
-import { encodeCommand, parseReply, replyEnd, RespError, RespProtocolError, type RespValue } from './resp.js'
+import { ByteQueue, encodeCommand, parseReply, ReplyScanner, RespError, RespProtocolError, type RespValue } from './resp.js'
 
 export interface UpstreamConfig {
   readonly host: string
@@ -14,7 +14,9 @@ export interface UpstreamConfig {
 }
 
 export class UpstreamConnection {
-  private buf: Buffer = Buffer.alloc(0)
+  /** Reply bytes as they arrive, and where the reply at their front ends (scanned once, however it is cut). */
+  private readonly bytes = new ByteQueue()
+  private readonly scanner = new ReplyScanner()
   private waiting: { resolve: (reply: Buffer) => void; reject: (err: Error) => void }[] = []
   private failed: Error | undefined
 
@@ -64,25 +66,25 @@ export class UpstreamConnection {
   }
 
   private onData(chunk: Buffer): void {
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk])
+    this.bytes.push(chunk)
     for (;;) {
       let end: number
       try {
-        end = replyEnd(this.buf, 0)
+        end = this.scanner.scan(this.bytes.view())
       } catch (err) {
         this.fail(err instanceof RespProtocolError ? err : new Error(String(err)))
         return
       }
       if (end < 0) return
-      const reply = this.buf.subarray(0, end)
-      this.buf = this.buf.subarray(end)
+      const reply = Buffer.from(this.bytes.view().subarray(0, end))
+      this.bytes.consume(end)
       const w = this.waiting.shift()
       // a reply nobody asked for (a push message): the adapter refuses the commands that cause them
       if (!w) {
         this.fail(new Error('the upstream sent a reply no command asked for'))
         return
       }
-      w.resolve(Buffer.from(reply))
+      w.resolve(reply)
     }
   }
 
