@@ -239,6 +239,19 @@ describe('the redis adapter, installed by package name', () => {
     await d.quit()
   })
 
+  it('a reply holding the gateway’s upstream credential is withheld, whatever the policy allowed', async () => {
+    const as3 = { user: 'agent-3', pass: keyed }
+    // agent-3's policy allows CONFIG and ACL: the server would hand back its password, and its SHA-256
+    for (const args of [['CONFIG', 'GET', 'requirepass'], ['ACL', 'GETUSER', 'default'], ['CONFIG', 'GET', '*']]) {
+      const r = await cli(args, as3)
+      expect(r.out, args.join(' ')).toBe("ERR gatehouse: the reply held the gateway's upstream credential and was withheld")
+    }
+    expect((await cli(['CONFIG', 'GET', 'maxmemory'], as3)).out).toContain('maxmemory')
+    const withheld = audit().filter((e) => e.type === 'outcome' && (e.error as { code?: string } | undefined)?.code === 'gatehouse/credential-withheld')
+    expect(withheld.length).toBeGreaterThanOrEqual(3)
+    expect(JSON.stringify(audit())).not.toContain(UPSTREAM_PASSWORD)
+  })
+
   it('MOVE and COPY … DB name the databases they reach (redis.targetDbs)', async () => {
     const as3 = { user: 'agent-3', pass: keyed }
     await cliLines(['SET moved:a 1', 'MOVE moved:a 3', 'COPY moved:b moved:c DB 4 REPLACE'], as3)

@@ -1,4 +1,5 @@
 /** The redis adapter's listener: Redis clients (redis-cli, client libraries) connect here as to a Redis server. */
+import { createHash } from 'node:crypto'
 import { createServer } from 'node:net'
 import { GatewayError, serveListener, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type ProtocolAdapter } from '@gatehouse/core'
 import { commandTable, opaqueReason, type CommandSpec } from './commands.js'
@@ -32,6 +33,7 @@ export class RedisAdapter implements ProtocolAdapter {
 
   async listen(connection: ConnectionConfig, pipeline: Pipeline, signal: AbortSignal): Promise<Listener> {
     const upstream = validate(UpstreamSchema, connection.upstream)
+    const secrets = upstream.password ? [Buffer.from(upstream.password), Buffer.from(createHash('sha256').update(upstream.password).digest('hex'))] : []
     const logger = this.logger.child({ connection: connection.name })
     const limits = () => pipeline.limits.adapter as RedisLimits
     const sessions = new Set<RedisSession>()
@@ -65,7 +67,7 @@ export class RedisAdapter implements ProtocolAdapter {
         socket.destroy()
         return
       }
-      const session = new RedisSession(socket, { pipeline, upstream, logger, slot, limits, server })
+      const session = new RedisSession(socket, { pipeline, upstream, logger, slot, limits, server, secrets })
       sessions.add(session)
       socket.once('close', () => {
         sessions.delete(session)

@@ -62,6 +62,12 @@ export interface SessionDeps {
   readonly slot: ConnectionSlot
   readonly limits: () => RedisLimits
   /**
+   * The forms in which the server could hand back the gateway's own credential (the password;
+   * the SHA-256 hex ACL GETUSER shows): a reply holding one is withheld, whatever the policy
+   * allowed (CONFIG GET requirepass, ACL GETUSER …), since callers never see the credential.
+   */
+  readonly secrets: readonly Buffer[]
+  /**
    * What the server says about commands, asked on the listener's own connection (never a
    * session's, where inside MULTI the question would be queued): its command table, read once,
    * and the keys of a movable-keys command (COMMAND GETKEYS).
@@ -250,6 +256,12 @@ export class RedisSession {
     if (!reply) return
     const failed = reply[0] === 0x2d || reply[0] === 0x21
     this.learn(name, argv, reply, failed)
+    if (this.deps.secrets.some((secret) => reply.includes(secret))) {
+      const message = "the reply held the gateway's upstream credential and was withheld"
+      this.deps.logger.warn({ session: this.handle.info.id, request: request.id }, message)
+      this.deps.pipeline.complete(request, { error: { code: 'gatehouse/credential-withheld', message } })
+      return this.write(encodeError(`ERR gatehouse: ${message}`))
+    }
     this.deps.pipeline.complete(request, failed ? { error: { code: 'redis', message: errorText(reply) } } : { status: 'ok', ...countOf(reply) })
     this.write(reply)
   }
