@@ -192,7 +192,13 @@ export class PostgresSession {
   private idleTimer: NodeJS.Timeout | undefined
   private cancelKey: string | undefined
   // backend stream state
-  private upPending: Buffer | undefined
+  /**
+   * A backend message (or its header) that began in an earlier chunk and is not relayed as it
+   * streams: its chunks so far, and how many bytes it needs in all. Joined once when complete,
+   * never per chunk: a 20 MB ErrorResponse (`SELECT repeat('x', 2e7)::int` quotes its input) would
+   * otherwise be copied again with every piece.
+   */
+  private upPending: { chunks: Buffer[]; bytes: number; need: number } | undefined
   private streamRemaining = 0
   private closeReason: string | undefined
 
@@ -1394,7 +1400,11 @@ export class PostgresSession {
     if (this.closed) return
     let buf = chunk
     if (this.upPending) {
-      buf = Buffer.concat([this.upPending, chunk])
+      const pending = this.upPending
+      pending.chunks.push(chunk)
+      pending.bytes += chunk.length
+      if (pending.bytes < pending.need) return
+      buf = Buffer.concat(pending.chunks, pending.bytes)
       this.upPending = undefined
     }
     // Pieces to send, in order: views into `buf` and the gateway's own replacement messages.
@@ -1412,7 +1422,7 @@ export class PostgresSession {
         }
         if (n - i < 5) {
           if (passFrom < i) pieces.push(buf.subarray(passFrom, i))
-          this.upPending = Buffer.from(buf.subarray(i))
+          this.upPending = { chunks: [Buffer.from(buf.subarray(i))], bytes: n - i, need: 5 }
           passFrom = n
           break
         }
@@ -1432,7 +1442,7 @@ export class PostgresSession {
         }
         if (end > n) {
           if (passFrom < i) pieces.push(buf.subarray(passFrom, i))
-          this.upPending = Buffer.from(buf.subarray(i))
+          this.upPending = { chunks: [Buffer.from(buf.subarray(i))], bytes: n - i, need: end - i }
           passFrom = n
           break
         }
