@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createClient } from 'redis'
-import { createLogger, Gateway, generateToken, hashToken, loadConfigFile } from '@gatehouse/core'
+import { createLogger, Gateway, generateToken, hashToken, loadConfigFile, Metrics } from '@gatehouse/core'
 import { freePort, waitForPort } from '../fixtures/net.js'
 import { readAuditFile } from '../fixtures/audit-file.js'
 
@@ -387,6 +387,8 @@ describe('the redis adapter, installed by package name', () => {
     await closed
     expect(text).toMatch(/^\+OK\r\n-ERR Protocol error: a command is larger than 8388608 bytes\r\n$/)
     expect(audit().some((e) => e.type === 'protocol' && e.event === 'redis.protocol-error' && String(e.reason).includes('larger than 8388608'))).toBe(true)
+    // and counted as a limit, as core counts its own
+    expect(await gateway.container.resolve(Metrics).text()).toMatch(/gatehouse_limit_refusals_total\{[^}]*limit="redis\.max-command-bytes"[^}]*\} 1/)
     expect(await cli(['GET', 'greeting'])).toEqual({ code: 0, out: 'hello' })
     const d = await direct()
     expect(await d.exists('huge:list')).toBe(0)

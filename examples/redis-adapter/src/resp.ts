@@ -20,6 +20,16 @@ export class RespError {
 /** Input that cannot be a command: the connection cannot continue (framing is lost). */
 export class RespProtocolError extends Error {}
 
+/** A command over one of `limits.redis` (named as the limit metric names it): refused like bad framing, and counted as a limit. */
+export class RespLimitError extends RespProtocolError {
+  constructor(
+    readonly limit: string,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
 export interface CommandLimits {
   /** Largest number of arguments in one command. */
   readonly maxArgs: number
@@ -83,12 +93,13 @@ export class CommandReader {
         return undefined
       }
       const n = integer(buf, 1, head, 'array length')
-      if (n < 1 || n > limits.maxArgs) throw new RespProtocolError(n < 1 ? 'empty command' : `more than ${limits.maxArgs} arguments`)
+      if (n < 1) throw new RespProtocolError('empty command')
+      if (n > limits.maxArgs) throw new RespLimitError('redis.max-args', `more than ${limits.maxArgs} arguments`)
       state = this.pending = { n, args: [], at: head + 2 }
     }
     while (state.args.length < state.n) {
       const p = state.at
-      if (p > limits.maxCommandBytes) throw new RespProtocolError(`a command is larger than ${limits.maxCommandBytes} bytes`)
+      if (p > limits.maxCommandBytes) throw new RespLimitError('redis.max-command-bytes', `a command is larger than ${limits.maxCommandBytes} bytes`)
       if (p >= buf.length) return undefined
       if (buf[p] !== 0x24 /* $ */) throw new RespProtocolError('expected a bulk string argument')
       const e = lineEnd(buf, p)
@@ -97,9 +108,10 @@ export class CommandReader {
         return undefined
       }
       const len = integer(buf, p + 1, e, 'bulk length')
-      if (len < 0 || len > limits.maxBulkBytes) throw new RespProtocolError(len < 0 ? 'null argument' : `an argument is larger than ${limits.maxBulkBytes} bytes`)
+      if (len < 0) throw new RespProtocolError('null argument')
+      if (len > limits.maxBulkBytes) throw new RespLimitError('redis.max-bulk-bytes', `an argument is larger than ${limits.maxBulkBytes} bytes`)
       const from = e + 2
-      if (from + len + 2 > limits.maxCommandBytes) throw new RespProtocolError(`a command is larger than ${limits.maxCommandBytes} bytes`)
+      if (from + len + 2 > limits.maxCommandBytes) throw new RespLimitError('redis.max-command-bytes', `a command is larger than ${limits.maxCommandBytes} bytes`)
       if (from + len + 2 > buf.length) return undefined
       if (buf[from + len] !== 0x0d || buf[from + len + 1] !== 0x0a) throw new RespProtocolError('bulk string not terminated by CRLF')
       state.args.push([from, len])

@@ -19,7 +19,7 @@ import type { Socket } from 'node:net'
 import { GatewayError, isGatewayError, type ConnectionSlot, type GatewayRequest, type Logger, type Pipeline, type SessionHandle } from '@gatehouse/core'
 import { factsOf, type CommandSpec } from './commands.js'
 import type { RedisLimits } from './config.js'
-import { CommandReader, encodeError, OK, parseReply, RespError, RespProtocolError, type RespValue } from './resp.js'
+import { CommandReader, encodeError, OK, parseReply, RespError, RespLimitError, RespProtocolError, type RespValue } from './resp.js'
 import { UpstreamConnection, type UpstreamConfig } from './upstream.js'
 
 /** Commands after which the connection is no longer one reply per command, or which would undo the upstream login. */
@@ -136,6 +136,8 @@ export class RedisSession {
           if (!(err instanceof RespProtocolError)) throw err
           this.write(encodeError(`ERR Protocol error: ${err.message}`))
           await this.deps.pipeline.protocolEvent(this.handle.info, { event: 'redis.protocol-error', reason: err.message })
+          // a limit is also counted as one (gatehouse_limit_refusals_total), recorded by the event above
+          if (err instanceof RespLimitError) await this.deps.pipeline.limitReached(this.handle.info, err.limit, err.message, { recorded: true })
           this.close(`protocol error: ${err.message}`)
           return
         }
@@ -172,8 +174,7 @@ export class RedisSession {
     if (notRelayed !== undefined) {
       // refused inside MULTI like any refusal: EXEC then answers EXECABORT and runs nothing
       if (this.inMulti) this.multiRefused = true
-      const request = this.deps.pipeline.request(this.handle.info, { action: 'redis.command', target: `db${this.db}`, text: textOf(argv), attrs: { redis: { command: name, db: this.db, ...(this.inMulti ? { inMulti: true } : {}) } } })
-      const err = await this.deps.pipeline.refuse(request, { rule: 'gatehouse/not-relayed', reason: notRelayed, code: 'GH_ERR_PROTOCOL_UNSUPPORTED' })
+      const err = await this.deps.pipeline.refuse(this.unjudgedRequest(name, argv), { rule: 'gatehouse/not-relayed', reason: notRelayed, code: 'GH_ERR_PROTOCOL_UNSUPPORTED' })
       this.refused(err)
       return
     }
@@ -240,8 +241,7 @@ export class RedisSession {
     if ('error' in facts) {
       // the server would refuse it as well (arity, bad key arguments): recorded as refused, answered with the server's words
       if (this.inMulti) this.multiRefused = true
-      const request = this.deps.pipeline.request(this.handle.info, { action: 'redis.command', target: `db${this.db}`, text: textOf(argv), attrs: { redis: { command: name, db: this.db } } })
-      await this.deps.pipeline.refuse(request, { rule: 'gatehouse/unreadable', reason: facts.error, code: 'GH_ERR_PARSE_FAILED' })
+      await this.deps.pipeline.refuse(this.unjudgedRequest(name, argv), { rule: 'gatehouse/unreadable', reason: facts.error, code: 'GH_ERR_PARSE_FAILED' })
       this.write(encodeError(facts.error))
       return
     }
@@ -264,6 +264,11 @@ export class RedisSession {
     }
     this.deps.pipeline.complete(request, failed ? { error: { code: 'redis', message: errorText(reply) } } : { status: 'ok', ...countOf(reply) })
     this.write(reply)
+  }
+
+  /** The request for a command the gateway refuses before describing it (not relayed, unreadable): its name and where it was sent. */
+  private unjudgedRequest(name: string, argv: readonly Buffer[]): GatewayRequest {
+    return this.deps.pipeline.request(this.handle.info, { action: 'redis.command', target: `db${this.db}`, text: textOf(argv), attrs: { redis: { command: name, db: this.db, ...(this.inMulti ? { inMulti: true } : {}) } } })
   }
 
   /** What the reply says about the upstream session: the database, MULTI. */
