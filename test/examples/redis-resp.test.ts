@@ -3,30 +3,36 @@
  * client's bytes are cut into pieces, the command reader reads the same commands as from the
  * whole, and refuses what is not a command with a protocol error, never another exception; the
  * reply scanner finds where each server reply ends (RESP2 and RESP3, nested, with attributes)
- * however the replies are cut.
+ * however the replies are cut. A command is read only in the form `encodeCommand` writes (no
+ * leading zeros or signs in lengths, as the server itself requires), so the bytes it came in are
+ * forwarded as they are: they are exactly its arguments, encoded.
  */
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { CommandReader, encodeCommand, ReplyScanner, RespProtocolError } from '../../examples/redis-adapter/dist/index.js'
+import { CommandReader, encodeCommand, prefixed, ReplyScanner, RespProtocolError } from '../../examples/redis-adapter/dist/index.js'
 
 const LIMITS = { maxArgs: 64, maxBulkBytes: 4096, maxCommandBytes: 64 * 1024 }
 const command = fc.array(fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)), { minLength: 1, maxLength: 12 })
 
 /** Feeds `bytes` in pieces cut at `cuts`, reading after each piece; the commands read, or the error thrown. */
-function readInPieces(bytes: Buffer, cuts: number[]): { commands: Buffer[][]; error?: unknown; left?: number } {
+function readInPieces(bytes: Buffer, cuts: number[]): { commands: Buffer[][]; raws: Buffer[]; error?: unknown; left?: number } {
   const reader = new CommandReader(() => LIMITS)
   const commands: Buffer[][] = []
+  const raws: Buffer[] = []
   let from = 0
   try {
     for (const to of [...cuts.filter((c) => c > 0 && c < bytes.length).sort((a, b) => a - b), bytes.length]) {
       reader.push(bytes.subarray(from, to))
       from = to
-      for (let argv = reader.next(); argv; argv = reader.next()) commands.push(argv)
+      for (let c = reader.next(); c; c = reader.next()) {
+        commands.push(c.argv)
+        raws.push(c.raw)
+      }
     }
   } catch (error) {
-    return { commands, error }
+    return { commands, raws, error }
   }
-  return { commands, left: reader.buffered }
+  return { commands, raws, left: reader.buffered }
 }
 
 describe('the Redis command reader', () => {
@@ -37,10 +43,35 @@ describe('the Redis command reader', () => {
         const r = readInPieces(bytes, cuts)
         expect(r.error).toBeUndefined()
         expect(r.commands).toEqual(commands)
+        // what is forwarded is the command as it came, and that is its arguments encoded
+        expect(r.raws).toEqual(commands.map((c) => encodeCommand(c)))
         expect(r.left).toBe(0)
       }),
       { numRuns: 2000 },
     )
+  })
+
+  it('whatever it reads, the bytes it came in are its arguments encoded: anything else is refused', () => {
+    // arbitrary bytes after a valid prefix, so that lengths and counts of every shape are tried
+    const piece = fc.oneof(fc.constantFrom('*', '$', '\r\n', '0', '1', '2', '-', '+', ' ', 'a', '00', '01', '-0'), fc.string({ maxLength: 3 }))
+    fc.assert(
+      fc.property(fc.array(piece, { minLength: 1, maxLength: 40 }), (pieces) => {
+        const r = readInPieces(Buffer.from(pieces.join(''), 'latin1'), [])
+        expect(r.raws).toEqual(r.commands.map((c) => encodeCommand(c)))
+        if (r.error !== undefined) expect(r.error).toBeInstanceOf(RespProtocolError)
+      }),
+      { numRuns: 5000 },
+    )
+    for (const form of ['*01\r\n$1\r\na\r\n', '*1\r\n$01\r\na\r\n', '*+1\r\n$1\r\na\r\n', '*1\r\n$-0\r\n\r\n', '*1\r\n$ 1\r\na\r\n']) {
+      expect(readInPieces(Buffer.from(form), []).error, form).toBeInstanceOf(RespProtocolError)
+    }
+  })
+
+  it('COMMAND GETKEYS is asked with the command\'s own bytes after it', () => {
+    const reader = new CommandReader(() => LIMITS)
+    reader.push(encodeCommand(['EVAL', 'return 1', '2', 'k1', 'k2']))
+    const c = reader.next()
+    expect(c && prefixed(['COMMAND', 'GETKEYS'], c)).toEqual(encodeCommand(['COMMAND', 'GETKEYS', 'EVAL', 'return 1', '2', 'k1', 'k2']))
   })
 
   it('arguments are copies: bytes pushed later never change a command already read', () => {
@@ -49,7 +80,8 @@ describe('the Redis command reader', () => {
     const first = reader.next()
     for (let i = 0; i < 200; i++) reader.push(encodeCommand(['SET', 'k', `v${i}`.repeat(10)]))
     while (reader.next());
-    expect(first?.map(String)).toEqual(['SET', 'k', 'v1'])
+    expect(first?.argv.map(String)).toEqual(['SET', 'k', 'v1'])
+    expect(first?.raw).toEqual(encodeCommand(['SET', 'k', 'v1']))
   })
 
   it('anything else is a protocol error, never another exception, whatever the pieces', () => {
@@ -71,7 +103,7 @@ describe('the Redis command reader', () => {
     expect(over(Array.from({ length: 65 }, () => 'x'))).toThrow('more than 64 arguments')
     expect(over(['SET', 'k', 'v'.repeat(4097)])).toThrow('an argument is larger than 4096 bytes')
     expect(over(['RPUSH', 'k', ...Array.from({ length: 20 }, () => 'v'.repeat(4000))])).toThrow('a command is larger than 65536 bytes')
-    expect(over(['SET', 'k', 'v'.repeat(4096)])()).toHaveLength(3)
+    expect(over(['SET', 'k', 'v'.repeat(4096)])()?.argv).toHaveLength(3)
   })
 })
 

@@ -5,6 +5,7 @@ import { GatewayError, serveListener, validate, type ConnectionConfig, type Expl
 import { commandTable, opaqueReason, type CommandSpec } from './commands.js'
 import { RedisLimits, UpstreamSchema } from './config.js'
 import { RedisSession, textOf } from './session.js'
+import { prefixed, type Command } from './resp.js'
 import { UpstreamConnection } from './upstream.js'
 
 export const REDIS_ACTIONS = ['redis.command'] as const
@@ -57,7 +58,7 @@ export class RedisAdapter implements ProtocolAdapter {
             metadata = undefined
             throw err
           })),
-      getKeys: async (argv: readonly Buffer[]) => (await metadataConnection()).ask(['COMMAND', 'GETKEYS', ...argv]),
+      getKeys: async (command: Command) => (await metadataConnection()).ask(prefixed(['COMMAND', 'GETKEYS'], command)),
     }
     signal.addEventListener('abort', () => void metadata?.then((c) => c.close(), () => undefined), { once: true })
     let accepting = true

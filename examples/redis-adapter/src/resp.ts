@@ -49,10 +49,21 @@ function lineEnd(buf: Buffer, at: number): number {
   return nl - 1
 }
 
+/**
+ * A length as Redis writes and reads it: decimal, no sign but a leading `-`, no leading zeros (the
+ * server refuses `$01` as well). So a command read here is, byte for byte, the one
+ * `encodeCommand` would write from its arguments, and can be forwarded as it came.
+ */
 function integer(buf: Buffer, from: number, to: number, what: string): number {
   const text = buf.toString('latin1', from, to)
-  if (!/^-?\d{1,18}$/.test(text)) throw new RespProtocolError(`invalid ${what} "${text.slice(0, 20)}"`)
+  if (!/^(?:0|-?[1-9]\d{0,17})$/.test(text)) throw new RespProtocolError(`invalid ${what} "${text.slice(0, 20)}"`)
   return Number(text)
+}
+
+/** A command read whole: its bytes as they came (one copy) and its arguments, views into them. */
+export interface Command {
+  readonly raw: Buffer
+  readonly argv: Buffer[]
 }
 
 /**
@@ -66,7 +77,7 @@ function integer(buf: Buffer, from: number, to: number, what: string): number {
 export class CommandReader {
   private readonly bytes = new ByteQueue()
   /** The command being read: its argument count, its arguments so far (offsets from the unread start), where reading stopped. */
-  private pending: { n: number; args: [number, number][]; at: number } | undefined
+  private pending: { n: number; read: number; args: number[]; at: number } | undefined
 
   constructor(private readonly limits: () => CommandLimits) {}
 
@@ -79,8 +90,8 @@ export class CommandReader {
     this.bytes.push(chunk)
   }
 
-  /** The next whole command (its arguments copied out), or undefined until more arrives. */
-  next(): Buffer[] | undefined {
+  /** The next whole command (copied out of the reader's buffer), or undefined until more arrives. */
+  next(): Command | undefined {
     const limits = this.limits()
     const buf = this.bytes.view()
     if (buf.length === 0) return undefined
@@ -95,9 +106,9 @@ export class CommandReader {
       const n = integer(buf, 1, head, 'array length')
       if (n < 1) throw new RespProtocolError('empty command')
       if (n > limits.maxArgs) throw new RespLimitError('redis.max-args', `more than ${limits.maxArgs} arguments`)
-      state = this.pending = { n, args: [], at: head + 2 }
+      state = this.pending = { n, read: 0, args: [], at: head + 2 }
     }
-    while (state.args.length < state.n) {
+    while (state.read < state.n) {
       const p = state.at
       if (p > limits.maxCommandBytes) throw new RespLimitError('redis.max-command-bytes', `a command is larger than ${limits.maxCommandBytes} bytes`)
       if (p >= buf.length) return undefined
@@ -114,13 +125,20 @@ export class CommandReader {
       if (from + len + 2 > limits.maxCommandBytes) throw new RespLimitError('redis.max-command-bytes', `a command is larger than ${limits.maxCommandBytes} bytes`)
       if (from + len + 2 > buf.length) return undefined
       if (buf[from + len] !== 0x0d || buf[from + len + 1] !== 0x0a) throw new RespProtocolError('bulk string not terminated by CRLF')
-      state.args.push([from, len])
+      // where each argument lies, flat (from, len, from, len, …): one array, not one per argument
+      state.args.push(from, len)
+      state.read++
       state.at = from + len + 2
     }
-    const argv = state.args.map(([from, len]) => Buffer.from(buf.subarray(from, from + len)))
+    const raw = Buffer.from(buf.subarray(0, state.at))
+    const argv: Buffer[] = new Array(state.n)
+    for (let i = 0; i < state.n; i++) {
+      const from = state.args[2 * i] as number
+      argv[i] = raw.subarray(from, from + (state.args[2 * i + 1] as number))
+    }
     this.bytes.consume(state.at)
     this.pending = undefined
-    return argv
+    return { raw, argv }
   }
 }
 
@@ -315,6 +333,15 @@ export function encodeCommand(argv: readonly (Buffer | string)[]): Buffer {
     parts.push(Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n'))
   }
   return Buffer.concat(parts)
+}
+
+/** `words` followed by a command's arguments, encoded (`COMMAND GETKEYS …`): the command's bytes are reused, not encoded again. */
+export function prefixed(words: readonly string[], command: Command): Buffer {
+  const head = encodeCommand(words)
+  const count = Buffer.from(`*${words.length + command.argv.length}\r\n`)
+  const wordsAt = head.indexOf(0x0a) + 1
+  const argsAt = command.raw.indexOf(0x0a) + 1
+  return Buffer.concat([count, head.subarray(wordsAt), command.raw.subarray(argsAt)])
 }
 
 /** An error reply. Line breaks in the message would end the reply early: they become spaces. */

@@ -19,7 +19,7 @@ import type { Socket } from 'node:net'
 import { GatewayError, isGatewayError, type ConnectionSlot, type GatewayRequest, type Logger, type Pipeline, type SessionHandle } from '@gatehouse/core'
 import { factsOf, type CommandSpec } from './commands.js'
 import type { RedisLimits } from './config.js'
-import { CommandReader, encodeError, OK, parseReply, RespError, RespLimitError, RespProtocolError, type RespValue } from './resp.js'
+import { CommandReader, encodeError, type Command, OK, parseReply, RespError, RespLimitError, RespProtocolError, type RespValue } from './resp.js'
 import { UpstreamConnection, type UpstreamConfig } from './upstream.js'
 
 /** Commands after which the connection is no longer one reply per command, or which would undo the upstream login. */
@@ -74,7 +74,7 @@ export interface SessionDeps {
    */
   readonly server: {
     commandTable(): Promise<ReadonlyMap<string, CommandSpec>>
-    getKeys(argv: readonly Buffer[]): Promise<RespValue>
+    getKeys(command: Command): Promise<RespValue>
   }
 }
 
@@ -129,9 +129,9 @@ export class RedisSession {
     this.socket.pause()
     try {
       for (;;) {
-        let argv: Buffer[] | undefined
+        let command: Command | undefined
         try {
-          argv = this.reader.next()
+          command = this.reader.next()
         } catch (err) {
           if (!(err instanceof RespProtocolError)) throw err
           this.write(encodeError(`ERR Protocol error: ${err.message}`))
@@ -141,9 +141,9 @@ export class RedisSession {
           this.close(`protocol error: ${err.message}`)
           return
         }
-        if (!argv || this.closed) break
+        if (!command || this.closed) break
         this.handle.touch()
-        await this.command(argv)
+        await this.command(command)
         if (this.closed) return
         if (this.socket.writableNeedDrain) await new Promise<void>((resolve) => this.socket.once('drain', resolve).once('close', resolve))
       }
@@ -157,7 +157,8 @@ export class RedisSession {
     if (!this.closed) this.socket.resume()
   }
 
-  private async command(argv: Buffer[]): Promise<void> {
+  private async command(command: Command): Promise<void> {
+    const { argv } = command
     const name = (argv[0] as Buffer).toString('utf8').toLowerCase()
     if (name === 'quit') {
       this.write(OK)
@@ -178,7 +179,7 @@ export class RedisSession {
       this.refused(err)
       return
     }
-    await this.judgeAndForward(name, argv)
+    await this.judgeAndForward(name, command)
   }
 
   private async beforeLogin(name: string, argv: Buffer[]): Promise<void> {
@@ -236,8 +237,9 @@ export class RedisSession {
     this.write(hello ? opened.hello : OK)
   }
 
-  private async judgeAndForward(name: string, argv: Buffer[]): Promise<void> {
-    const facts = await factsOf(this.table as ReadonlyMap<string, CommandSpec>, argv, (a) => this.deps.server.getKeys(a)).catch((err: unknown) => ({ error: `ERR gatehouse: ${(err as Error).message}` }))
+  private async judgeAndForward(name: string, command: Command): Promise<void> {
+    const { argv } = command
+    const facts = await factsOf(this.table as ReadonlyMap<string, CommandSpec>, argv, () => this.deps.server.getKeys(command)).catch((err: unknown) => ({ error: `ERR gatehouse: ${(err as Error).message}` }))
     if ('error' in facts) {
       // the server would refuse it as well (arity, bad key arguments): recorded as refused, answered with the server's words
       if (this.inMulti) this.multiRefused = true
@@ -252,7 +254,8 @@ export class RedisSession {
       if (this.inMulti) this.multiRefused = true
       return this.refused(admission.error)
     }
-    const reply = await this.forwardRaw(argv, request)
+    // the bytes judged, as they came: the reader takes only the canonical form, which is what re-encoding would send
+    const reply = await this.forwardRaw(command.raw, request)
     if (!reply) return
     const failed = reply[0] === 0x2d || reply[0] === 0x21
     this.learn(name, argv, reply, failed)
@@ -297,9 +300,11 @@ export class RedisSession {
     this.write(encodeError('EXECABORT Transaction discarded because of previous errors.'))
   }
 
-  private async forwardRaw(argv: readonly (Buffer | string)[], request?: GatewayRequest): Promise<Buffer | undefined> {
+  /** Sends a command (its arguments, or bytes already encoded) and waits for its reply. */
+  private async forwardRaw(command: readonly (Buffer | string)[] | Buffer, request?: GatewayRequest): Promise<Buffer | undefined> {
+    const up = this.up as UpstreamConnection
     try {
-      return await (this.up as UpstreamConnection).send(argv)
+      return await (Buffer.isBuffer(command) ? up.sendEncoded(command) : up.send(command))
     } catch (err) {
       if (request) this.deps.pipeline.complete(request, { error: { code: 'GH_ERR_UPSTREAM_UNAVAILABLE', message: 'the upstream connection failed' } })
       this.deps.logger.warn({ session: this.handle.info.id, err: (err as Error).message }, 'upstream connection failed')
@@ -316,22 +321,32 @@ export class RedisSession {
   }
 }
 
-/** A command as the audit shows it: its words, quoted where needed, AUTH arguments hidden, cut at 2 KiB. */
+/**
+ * A command as the audit shows it: its words, quoted where needed, AUTH arguments hidden, cut at
+ * 2 KiB. Only what the cut keeps is looked at: a million arguments or a 100 MB value cost no more
+ * than 2 KiB of text (a word is read from its first bytes; 4 per character cover any UTF-8).
+ */
 export function textOf(argv: readonly Buffer[]): string {
   const words: string[] = []
+  /** The length of `words.join(' ')`. */
+  let joined = -1
   let hideNext = 0
   for (const a of argv) {
-    const s = a.toString('utf8')
+    if (joined > MAX_TEXT) break
+    let word: string
     if (hideNext > 0) {
-      words.push('"REDACTED"')
+      word = '"REDACTED"'
       hideNext--
-      continue
+    } else {
+      const s = a.subarray(0, 4 * MAX_TEXT + 4).toString('utf8')
+      word = /^[\x21-\x7e]+$/.test(s) && !s.includes('"') ? s : JSON.stringify(s)
+      // MIGRATE … AUTH password / AUTH2 user password
+      const upper = s.toUpperCase()
+      if (upper === 'AUTH') hideNext = 1
+      else if (upper === 'AUTH2') hideNext = 2
     }
-    words.push(/^[\x21-\x7e]+$/.test(s) && !s.includes('"') ? s : JSON.stringify(s))
-    // MIGRATE … AUTH password / AUTH2 user password
-    const upper = s.toUpperCase()
-    if (upper === 'AUTH') hideNext = 1
-    else if (upper === 'AUTH2') hideNext = 2
+    words.push(word)
+    joined += word.length + 1
   }
   const text = words.join(' ')
   return text.length > MAX_TEXT ? `${text.slice(0, MAX_TEXT)}…` : text

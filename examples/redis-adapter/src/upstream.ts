@@ -53,16 +53,21 @@ export class UpstreamConnection {
 
   /** Sends one command; resolves with its whole reply, raw. */
   send(argv: readonly (Buffer | string)[]): Promise<Buffer> {
+    return this.sendEncoded(encodeCommand(argv))
+  }
+
+  /** Sends one command already encoded as RESP (exactly one). */
+  sendEncoded(command: Buffer): Promise<Buffer> {
     if (this.failed) return Promise.reject(this.failed)
     return new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject })
-      this.socket.write(encodeCommand(argv))
+      this.socket.write(command)
     })
   }
 
   /** Sends one command and reads its reply as a value (for the replies the adapter reads itself). */
-  async ask(argv: readonly (Buffer | string)[]): Promise<RespValue> {
-    return parseReply(await this.send(argv)).value
+  async ask(command: readonly (Buffer | string)[] | Buffer): Promise<RespValue> {
+    return parseReply(await (Buffer.isBuffer(command) ? this.sendEncoded(command) : this.send(command))).value
   }
 
   private onData(chunk: Buffer): void {
