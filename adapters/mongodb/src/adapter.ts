@@ -1,9 +1,7 @@
 /** The mongodb adapter's listener: MongoDB clients (drivers, mongosh) connect here as to a mongod. */
 import { createServer, type Socket } from 'node:net'
-import { Duplex } from 'node:stream'
-import { createSecureContext, TLSSocket } from 'node:tls'
 import { BSON } from 'bson'
-import { GatewayError, inject, injectable, PluginContextToken, serveListener, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
+import { acceptTls, GatewayError, inject, injectable, listenerTls, PluginContextToken, serveListener, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type PluginContext, type ProtocolAdapter } from '@gatehouse/core'
 import { analyseCommand, commandName } from './command.js'
 import { plainDbRefs } from './codec/dbref.js'
 import { MongoLimits, MongoOptions, UpstreamConfig } from './config.js'
@@ -12,9 +10,6 @@ import { Upstream } from './upstream.js'
 
 /** Every action the adapter produces. */
 export const MONGO_ACTIONS = ['mongo.command'] as const
-
-/** The first byte of a TLS handshake (a ClientHello record); a MongoDB message starts with its length. */
-const TLS_HANDSHAKE = 0x16
 
 @injectable()
 export class MongoAdapter implements ProtocolAdapter {
@@ -50,7 +45,7 @@ export class MongoAdapter implements ProtocolAdapter {
   async listen(connection: ConnectionConfig, pipeline: Pipeline, signal: AbortSignal): Promise<Listener> {
     const upstream = new Upstream(validate(UpstreamConfig, connection.upstream))
     const options = validate(MongoOptions, connection.options ?? {})
-    const tls = connection.tls ? { context: createSecureContext({ cert: connection.tls.cert, key: connection.tls.key }), required: connection.tls.required } : undefined
+    const tls = listenerTls(connection.tls)
     const logger = this.logger.child({ connection: connection.name })
     const limits = () => pipeline.limits.adapter as MongoLimits
     const sessions = new Set<MongoSession>()
@@ -76,33 +71,14 @@ export class MongoAdapter implements ProtocolAdapter {
       }
       socket.on('error', () => socket.destroy())
       const client = { address: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0, local: hostPort(socket.localAddress ?? '127.0.0.1', socket.localPort ?? 0) }
-      if (!tls) return start(socket, slot, client)
-      const secure = (stream: Duplex) => {
-        const wrapped = new TLSSocket(stream, { isServer: true, secureContext: tls.context })
-        wrapped.once('secure', () => {
-          wrapped.removeAllListeners('error')
-          start(wrapped, slot, client)
-        })
-        wrapped.on('error', (err: Error) => {
-          // no session exists yet to record it against (a plaintext client of a TLS-only listener ends here): a log line
-          logger.warn({ client: client.address, err: err.message }, 'TLS handshake failed: connection refused')
-          socket.destroy()
-        })
-        socket.once('close', () => wrapped.destroy())
-      }
-      if (tls.required) return secure(socket)
-      // MongoDB has no STARTTLS: TLS starts with the first byte, which tells the two apart (as mongod's allowTLS does)
-      socket.once('data', (first: Buffer) => {
-        if (first[0] !== TLS_HANDSHAKE) {
-          socket.pause()
-          socket.unshift(first)
-          start(socket, slot, client)
-          socket.resume()
-          return
-        }
-        secure(replaying(socket, first))
-      })
+      // released however the connection ends, before or after its session starts (releasing twice is harmless)
       socket.once('close', () => slot.release())
+      if (!tls) return start(socket, slot, client)
+      // MongoDB has no STARTTLS: TLS starts with the first byte, which tells the two apart (as mongod's allowTLS does)
+      acceptTls(socket, tls, (stream) => start(stream, slot, client), (err) => {
+        // no session exists yet to record it against (a plaintext client of a TLS-only listener ends here): a log line
+        logger.warn({ client: client.address, err: err.message }, 'TLS handshake failed: connection refused')
+      })
     })
     server.on('error', (err: Error) => logger.error({ err: err.message }, 'listener error'))
     signal.addEventListener('abort', () => void upstream.close(), { once: true })
@@ -114,36 +90,6 @@ export class MongoAdapter implements ProtocolAdapter {
       },
     })
   }
-}
-
-/**
- * `socket` as a stream that first gives back `first` (the bytes read to tell TLS from plaintext):
- * a TLSSocket over the socket itself would read from its handle and miss them.
- */
-function replaying(socket: Socket, first: Buffer): Duplex {
-  const stream = new Duplex({
-    read: () => {
-      socket.resume()
-    },
-    write: (chunk: Buffer, _enc, done) => {
-      socket.write(chunk, done)
-    },
-    final: (done) => {
-      socket.end()
-      done()
-    },
-    destroy: (err, done) => {
-      socket.destroy()
-      done(err)
-    },
-  })
-  stream.push(first)
-  socket.on('data', (chunk: Buffer) => {
-    if (!stream.push(chunk)) socket.pause()
-  })
-  socket.once('end', () => stream.push(null))
-  socket.once('close', () => stream.destroy())
-  return stream
 }
 
 function hostPort(host: string, port: number): string {
