@@ -11,6 +11,7 @@
 import 'reflect-metadata'
 import { container as globalContainer, type DependencyContainer } from 'tsyringe'
 import { createHash, randomUUID } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { lockExclusive, type HeldLock } from './lock.js'
 import { join, resolve } from 'node:path'
@@ -106,10 +107,16 @@ function storeMayHoldRecords(config: Pick<GatewayConfig, 'state' | 'dataDir'>): 
 /** How often a gateway on a shared state store reads the tokens other replicas issued or revoked. */
 const ISSUED_TOKENS_POLL_MS = 5000
 
+function unlimited(controller: AbortController): AbortController {
+  setMaxListeners(0, controller.signal)
+  return controller
+}
+
 export class Gateway {
   private listeners: { connection: ConnectionConfig; listener: Listener }[] = []
   private pipelines: ConnectionPipeline[] = []
-  private readonly abort = new AbortController()
+  /** Aborted at shutdown; every connection's listener (a few listeners each) hangs on it, so it has no listener limit: ten connections are not a leak. */
+  private readonly abort = unlimited(new AbortController())
   private stopping: Promise<void> | undefined
 
   private constructor(

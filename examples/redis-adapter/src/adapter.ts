@@ -1,9 +1,9 @@
 /** The redis adapter's listener: Redis clients (redis-cli, client libraries) connect here as to a Redis server. */
 import { createHash } from 'node:crypto'
-import { createServer } from 'node:net'
-import { GatewayError, serveListener, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type ProtocolAdapter } from '@gatehouse/core'
+import { createServer, type Socket } from 'node:net'
+import { acceptTls, GatewayError, listenerTls, parseHostPort, serveListener, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type ProtocolAdapter } from '@gatehouse/core'
 import { commandTable, opaqueReason, type CommandSpec } from './commands.js'
-import { RedisLimits, UpstreamSchema } from './config.js'
+import { RedisLimits, RedisOptions, UpstreamSchema } from './config.js'
 import { RedisSession, textOf } from './session.js'
 import { prefixed, type Command } from './resp.js'
 import { UpstreamConnection } from './upstream.js'
@@ -18,8 +18,14 @@ export class RedisAdapter implements ProtocolAdapter {
   constructor(private readonly logger: Logger) {}
 
   checkConnection(connection: ConnectionConfig, path: string): void {
-    validate(UpstreamSchema, connection.upstream, { base: `${path}.upstream` })
-    if (connection.tls) throw new GatewayError('GH_ERR_CONFIG_INVALID', `${path}.tls: the redis adapter does not terminate TLS yet`)
+    const upstream = validate(UpstreamSchema, connection.upstream, { base: `${path}.upstream` })
+    const options = validate(RedisOptions, connection.options ?? {}, { base: `${path}.options` })
+    if ((upstream.tls.cert === undefined) !== (upstream.tls.key === undefined)) throw new GatewayError('GH_ERR_CONFIG_INVALID', `${path}.upstream.tls: a client certificate needs both cert and key`)
+    if (upstream.tls.mode === 'disable' && (upstream.tls.ca ?? upstream.tls.cert ?? upstream.tls.servername) !== undefined) throw new GatewayError('GH_ERR_CONFIG_INVALID', `${path}.upstream.tls: ca, cert and servername are used only with mode require or verify-full; set the mode`)
+    // AUTH and HELLO carry the caller's token as it is: beyond loopback only over TLS
+    if (!connection.tls?.required && !options.plaintextTokens && !isLoopback(parseHostPort(connection.listen).host)) {
+      throw new GatewayError('GH_ERR_CONFIG_INVALID', `${path}: listening on ${connection.listen} without tls.required: true would take callers' tokens in plain text over the network (AUTH carries them as they are); add tls (cert, key, required: true), listen on loopback, or set options.plaintextTokens: true where a mesh or tunnel encrypts the link`)
+    }
   }
 
   /** `gatehouse policy explain --command "SET k v"`: by position only (explain connects nowhere, so movable keys are not asked of a server). */
@@ -62,18 +68,25 @@ export class RedisAdapter implements ProtocolAdapter {
     }
     signal.addEventListener('abort', () => void metadata?.then((c) => c.close(), () => undefined), { once: true })
     let accepting = true
+    const tls = listenerTls(connection.tls)
     const listener = createServer({ noDelay: true }, (socket) => {
       const slot = accepting ? pipeline.admitConnection(socket.remoteAddress ?? '', 'redis', () => socket.destroy()) : undefined
       if (!slot) {
         socket.destroy()
         return
       }
-      const session = new RedisSession(socket, { pipeline, upstream, logger, slot, limits, server, secrets })
-      sessions.add(session)
-      socket.once('close', () => {
-        sessions.delete(session)
-        slot.release()
-      })
+      socket.on('error', () => socket.destroy())
+      // released however the connection ends, before or after its session starts
+      socket.once('close', () => slot.release())
+      const client = { address: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 }
+      const start = (stream: Socket, encrypted: boolean) => {
+        const session = new RedisSession(stream, { pipeline, upstream, logger, slot, limits, server, secrets, client, tls: encrypted })
+        sessions.add(session)
+        stream.once('close', () => sessions.delete(session))
+      }
+      if (!tls) return start(socket, false)
+      // Redis has no STARTTLS: TLS from the first byte (a command starts with `*`, a handshake with 0x16)
+      acceptTls(socket, tls, start, (err) => logger.warn({ client: client.address, err: err.message }, 'TLS handshake failed: connection refused'))
     })
     listener.on('error', (err: Error) => logger.error({ err: err.message }, 'listener error'))
     return serveListener(listener, connection.listen, {
@@ -86,3 +99,7 @@ export class RedisAdapter implements ProtocolAdapter {
   }
 }
 
+/** Whether `host` (as `listen` names it) is this machine's loopback. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^(?:::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+}

@@ -67,6 +67,10 @@ export interface SessionDeps {
    * allowed (CONFIG GET requirepass, ACL GETUSER …), since callers never see the credential.
    */
   readonly secrets: readonly Buffer[]
+  /** Where the client connects from (a TLS stream over a replayed socket does not know). */
+  readonly client: { readonly address: string; readonly port: number }
+  /** Whether the client's connection is encrypted. */
+  readonly tls: boolean
   /**
    * What the server says about commands, asked on the listener's own connection (never a
    * session's, where inside MULTI the question would be queued): its command table, read once,
@@ -96,7 +100,7 @@ export class RedisSession {
     private readonly socket: Socket,
     private readonly deps: SessionDeps,
   ) {
-    this.handle = deps.pipeline.openSession({ protocol: 'redis', clientAddress: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`, tls: false })
+    this.handle = deps.pipeline.openSession({ protocol: 'redis', clientAddress: `${deps.client.address}:${deps.client.port}`, tls: deps.tls })
     this.handle.busyWhen(() => this.working)
     this.handle.onTerminate((t) => {
       this.write(encodeError(`ERR gatehouse: ${t.reason}`))

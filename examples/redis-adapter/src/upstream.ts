@@ -4,6 +4,7 @@
  * were sent; the session sends one command at a time.
  */
 import { connect, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import { ByteQueue, encodeCommand, parseReply, ReplyScanner, RespError, RespProtocolError, type RespValue } from './resp.js'
 
 export interface UpstreamConfig {
@@ -11,6 +12,8 @@ export interface UpstreamConfig {
   readonly port: number
   readonly user?: string
   readonly password?: string
+  /** TLS to the server; the password is sent only once the handshake (and, with verify-full, the certificate check) is done. */
+  readonly tls?: { readonly mode: 'disable' | 'require' | 'verify-full'; readonly ca?: string; readonly servername?: string; readonly cert?: string; readonly key?: string }
 }
 
 export class UpstreamConnection {
@@ -29,9 +32,13 @@ export class UpstreamConnection {
   /** Connects and logs in; `hello` is the server's answer to HELLO, in the protocol asked for. */
   static async open(config: UpstreamConfig, proto: 2 | 3, timeoutMs: number): Promise<{ conn: UpstreamConnection; hello: Buffer }> {
     const socket = await new Promise<Socket>((resolve, reject) => {
-      const s = connect({ host: config.host, port: config.port, noDelay: true })
+      const tls = config.tls && config.tls.mode !== 'disable' ? config.tls : undefined
+      const s = tls
+        ? tlsConnect({ host: config.host, port: config.port, ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.servername, rejectUnauthorized: tls.mode === 'verify-full' })
+        : connect({ host: config.host, port: config.port, noDelay: true })
       const timer = setTimeout(() => s.destroy(new Error('connect timed out')), timeoutMs)
-      s.once('connect', () => {
+      s.setNoDelay(true)
+      s.once(tls ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer)
         resolve(s)
       })
