@@ -126,6 +126,7 @@ policies:
     rules:
       - { id: secret-keys, effect: deny, actions: [redis.command], when: 'request.redis.keys.exists(k, k.startsWith("secret:"))' }
       - { id: reviewed-script, effect: allow, actions: [redis.command], allowOpaque: true, match: { redis.command: [eval] }, when: 'request.text.contains("reviewed-script")' }
+      - { id: listed-names, effect: deny, actions: [redis.command], when: 'request.redis.enumerates && !request.redis.patterns.all(p, p.startsWith("public:"))', reason: only public key names may be listed }
       - { id: all, effect: allow, actions: [redis.command] }
   - id: readers
     principals: { groups: [readers] }
@@ -214,6 +215,30 @@ describe('the redis adapter, installed by package name', () => {
     // explain, which asks no server, reads them the same way
     const [explained] = await gateway.explain('cache', 'agent-3', { command: 'SORT names GET secret:*' })
     expect(explained?.decision).toMatchObject({ verdict: 'deny', rule: 'gatehouse/opaque-code' })
+  })
+
+  it('commands that list key names they do not name (KEYS, SCAN, RANDOMKEY) carry the pattern the names match, and a rule can keep names private', async () => {
+    const as3 = { user: 'agent-3', pass: keyed }
+    const d = await direct()
+    await d.set('session:tok-123', 'x')
+    await d.set('public:listed', 'y')
+    await d.quit()
+    // a key rule on secret:* does not see names: without the pattern, SCAN would list session tokens
+    for (const args of [['SCAN', '0'], ['SCAN', '0', 'COUNT', '1000'], ['KEYS', '*'], ['KEYS', 'session:*'], ['RANDOMKEY'], ['SCAN', '0', 'MATCH', 'public:*', 'MATCH', '*']]) {
+      const r = await cli(args, as3)
+      expect(r.out, args.join(' ')).toMatch(/NOPERM gatehouse: denied by rule "keyed\/listed-names": only public key names may be listed/)
+      expect(r.out).not.toContain('tok-123')
+    }
+    expect((await cli(['KEYS', 'public:*'], as3)).out.split('\n')).toContain('public:listed')
+    expect((await cli(['SCAN', '0', 'COUNT', '1000', 'MATCH', 'public:*'], as3)).out).toMatch(/public:listed/)
+    const rec = audit().find((e) => e.type === 'request' && e.text === 'SCAN 0 MATCH public:* MATCH *')
+    expect(rec?.attrs).toMatchObject({ redis: { command: 'scan', enumerates: true, patterns: ['*'] } })
+    // other commands carry enumerates: false, so a rule can read it without has()
+    expect(audit().find((e) => e.type === 'request' && e.text === 'KEYS public:*')?.attrs).toMatchObject({ redis: { enumerates: true, patterns: ['public:*'] } })
+    expect((await cli(['GET', 'public:listed'], as3)).out).toBe('y')
+    expect(audit().findLast((e) => e.type === 'request' && e.text === 'GET public:listed')?.attrs).toMatchObject({ redis: { enumerates: false } })
+    const [explained] = await gateway.explain('cache', 'agent-3', { command: 'SCAN 0 MATCH session:*' })
+    expect(explained?.decision).toMatchObject({ verdict: 'deny', rule: 'keyed/listed-names' })
   })
 
   it('a refused command inside MULTI aborts the transaction, as the server would: nothing queued before it runs', async () => {

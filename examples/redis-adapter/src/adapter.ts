@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto'
 import { createServer, type Socket } from 'node:net'
 import { acceptTls, GatewayError, listenerTls, parseHostPort, serveListener, validate, type ConnectionConfig, type ExplainedRequest, type ExplainInput, type Listener, type Logger, type Pipeline, type ProtocolAdapter } from '@gatehouse/core'
-import { commandTable, opaqueReason, type CommandSpec } from './commands.js'
+import { commandTable, enumeratedPatterns, opaqueReason, type CommandSpec } from './commands.js'
 import { RedisLimits, RedisOptions, UpstreamSchema } from './config.js'
 import { RedisSession, textOf } from './session.js'
 import { prefixed, type Command } from './resp.js'
@@ -35,7 +35,8 @@ export class RedisAdapter implements ProtocolAdapter {
     const command = (argv[0] as Buffer).toString('utf8').toLowerCase()
     // without the server's table, every script runner counts as scripting
     const opaque = opaqueReason(command, argv, true)
-    return [{ action: 'redis.command', text: textOf(argv), attrs: { redis: { command, keys: argv.slice(1, 2).map(String), ...(opaque ? { opaque: true, code: [opaque] } : {}), note: 'explained without the server: keys by position' } } }]
+    const patterns = enumeratedPatterns(command, argv[1]?.toString('utf8').toLowerCase(), argv)
+    return [{ action: 'redis.command', text: textOf(argv), attrs: { redis: { command, keys: argv.slice(1, 2).map(String), ...(opaque ? { opaque: true, code: [opaque] } : {}), enumerates: patterns !== undefined, ...(patterns ? { patterns } : {}), note: 'explained without the server: keys by position' } } }]
   }
 
   async listen(connection: ConnectionConfig, pipeline: Pipeline, signal: AbortSignal): Promise<Listener> {

@@ -44,6 +44,25 @@ export interface RedisFacts {
   code?: { language: string; analysed: false; why: string }[]
   /** Databases other than the selected one the command writes into or swaps (MOVE, COPY … DB n, SWAPDB). */
   targetDbs?: (number | string)[]
+  /**
+   * The command answers with key names it does not name (KEYS, SCAN, RANDOMKEY, CLUSTER
+   * GETKEYSINSLOT): a key rule judges the keys a command names, not the names it lists, and key
+   * names can be secrets themselves (`session:<token>`). `patterns`: the glob the names are
+   * matched against (`*` when the command takes none).
+   */
+  enumerates: boolean
+  patterns?: string[]
+}
+
+/** The key names a command lists without naming them, as the glob it matches them against; undefined when it lists none. */
+export function enumeratedPatterns(command: string, subcommand: string | undefined, argv: readonly Buffer[]): string[] | undefined {
+  if (command === 'keys') return [str(argv[1])]
+  if (command === 'randomkey' || (command === 'cluster' && subcommand === 'getkeysinslot')) return ['*']
+  if (command !== 'scan') return undefined
+  // SCAN cursor [MATCH pattern] [COUNT n] [TYPE t], read as the server reads it: in pairs, the last MATCH counts
+  let pattern = '*'
+  for (let i = 2; i + 1 < argv.length; i += 2) if (str(argv[i]).toLowerCase() === 'match') pattern = str(argv[i + 1])
+  return [pattern]
 }
 
 /** The databases MOVE, COPY … DB n and SWAPDB reach beyond the selected one. */
@@ -137,7 +156,7 @@ export function keysByPosition(spec: CommandSpec, argv: readonly Buffer[]): stri
 export async function factsOf(table: ReadonlyMap<string, CommandSpec>, argv: readonly Buffer[], getKeys: (argv: readonly Buffer[]) => Promise<RespValue>): Promise<RedisFacts | { error: string }> {
   const { spec, command, subcommand } = specFor(table, argv)
   const base = { command, ...(subcommand === undefined ? {} : { subcommand }) }
-  if (!spec) return { ...base, keys: [], write: true, readonly: false, categories: [], admin: true, dangerous: true, scripting: false, unknown: true }
+  if (!spec) return { ...base, keys: [], write: true, readonly: false, categories: [], admin: true, dangerous: true, scripting: false, unknown: true, enumerates: true, patterns: ['*'] }
   // the server refuses a wrong number of arguments before anything runs; so does the gateway (arity < 0: at least -arity)
   if (spec.arity > 0 ? argv.length !== spec.arity : argv.length < -spec.arity) return { error: `ERR wrong number of arguments for '${subcommand ? `${command}|${subcommand}` : command}' command` }
   let keys: string[]
@@ -156,9 +175,12 @@ export async function factsOf(table: ReadonlyMap<string, CommandSpec>, argv: rea
   const categories = [...spec.categories].sort()
   const opaque = opaqueReason(command, argv, spec.categories.has('scripting'))
   const targetDbs = targetDbsOf(command, argv)
+  const patterns = enumeratedPatterns(command, subcommand, argv)
   return {
     ...base,
     ...(targetDbs ? { targetDbs } : {}),
+    ...(patterns ? { patterns } : {}),
+    enumerates: patterns !== undefined,
     ...(opaque ? { opaque: true as const, code: [opaque] } : {}),
     keys,
     write: spec.flags.has('write'),

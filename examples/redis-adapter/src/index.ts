@@ -10,7 +10,7 @@ import { RedisAdapter } from './adapter.js'
 import { RULE_SETS } from './rule-sets.js'
 
 export { RedisAdapter, REDIS_ACTIONS } from './adapter.js'
-export { commandTable, factsOf, keysByPosition, opaqueReason, specFor, type CommandSpec, type RedisFacts } from './commands.js'
+export { commandTable, enumeratedPatterns, factsOf, keysByPosition, opaqueReason, specFor, type CommandSpec, type RedisFacts } from './commands.js'
 export { ByteQueue, CommandReader, ReplyScanner, parseReply, encodeCommand, prefixed, RespLimitError, RespProtocolError, type Command } from './resp.js'
 export { RedisLimits, RedisOptions, UpstreamSchema } from './config.js'
 export { RULE_SETS } from './rule-sets.js'
