@@ -25,7 +25,7 @@ function readInPieces(bytes: Buffer, cuts: number[]): { commands: Buffer[][]; ra
       reader.push(bytes.subarray(from, to))
       from = to
       for (let c = reader.next(); c; c = reader.next()) {
-        commands.push(c.argv)
+        commands.push([...c.argv])
         raws.push(c.raw)
       }
     }
@@ -80,7 +80,11 @@ describe('the Redis command reader', () => {
     const first = reader.next()
     for (let i = 0; i < 200; i++) reader.push(encodeCommand(['SET', 'k', `v${i}`.repeat(10)]))
     while (reader.next());
-    expect(first?.argv.map(String)).toEqual(['SET', 'k', 'v1'])
+    expect([...(first?.argv ?? [])].map(String)).toEqual(['SET', 'k', 'v1'])
+    // read on demand: in range only (no counting from the end, as an array's at() would)
+    expect(first?.argv.length).toBe(3)
+    expect(String(first?.argv.at(2))).toBe('v1')
+    expect([first?.argv.at(3), first?.argv.at(-1), first?.argv.at(1.5)]).toEqual([undefined, undefined, undefined])
     expect(first?.raw).toEqual(encodeCommand(['SET', 'k', 'v1']))
   })
 

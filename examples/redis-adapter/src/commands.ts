@@ -5,7 +5,7 @@
  * and modules. Commands whose keys move with their arguments (`movablekeys`: EVAL's numkeys,
  * ZUNIONSTORE, SORT … STORE, XREAD …) are asked of the server itself (`COMMAND GETKEYS`).
  */
-import { RespError, type RespValue } from './resp.js'
+import { RespError, type ArgList, type RespValue } from './resp.js'
 
 export interface CommandSpec {
   readonly name: string
@@ -55,44 +55,44 @@ export interface RedisFacts {
 }
 
 /** The key names a command lists without naming them, as the glob it matches them against; undefined when it lists none. */
-export function enumeratedPatterns(command: string, subcommand: string | undefined, argv: readonly Buffer[]): string[] | undefined {
-  if (command === 'keys') return [str(argv[1])]
+export function enumeratedPatterns(command: string, subcommand: string | undefined, argv: ArgList): string[] | undefined {
+  if (command === 'keys') return [str(argv.at(1))]
   if (command === 'randomkey' || (command === 'cluster' && subcommand === 'getkeysinslot')) return ['*']
   if (command !== 'scan') return undefined
   // SCAN cursor [MATCH pattern] [COUNT n] [TYPE t], read as the server reads it: in pairs, the last MATCH counts
   let pattern = '*'
-  for (let i = 2; i + 1 < argv.length; i += 2) if (str(argv[i]).toLowerCase() === 'match') pattern = str(argv[i + 1])
+  for (let i = 2; i + 1 < argv.length; i += 2) if (str(argv.at(i)).toLowerCase() === 'match') pattern = str(argv.at(i + 1))
   return [pattern]
 }
 
 /** The databases MOVE, COPY … DB n and SWAPDB reach beyond the selected one. */
-export function targetDbsOf(command: string, argv: readonly Buffer[]): (number | string)[] | undefined {
+export function targetDbsOf(command: string, argv: ArgList): (number | string)[] | undefined {
   const db = (v: Buffer | undefined) => {
     const t = str(v)
     return /^-?\d+$/.test(t) ? Number(t) : t
   }
-  if (command === 'move' && argv.length >= 3) return [db(argv[2])]
-  if (command === 'swapdb' && argv.length >= 3) return [db(argv[1]), db(argv[2])]
+  if (command === 'move' && argv.length >= 3) return [db(argv.at(2))]
+  if (command === 'swapdb' && argv.length >= 3) return [db(argv.at(1)), db(argv.at(2))]
   if (command === 'copy') {
     const out: (number | string)[] = []
-    for (let i = 3; i < argv.length; i++) if (str(argv[i]).toLowerCase() === 'db') out.push(db(argv[++i]))
+    for (let i = 3; i < argv.length; i++) if (str(argv.at(i)).toLowerCase() === 'db') out.push(db(argv.at(++i)))
     return out.length > 0 ? out : undefined
   }
   return undefined
 }
 
 /** Why a command reaches keys beyond those it names, if it does. */
-export function opaqueReason(command: string, argv: readonly Buffer[], scripting: boolean): { language: string; analysed: false; why: string } | undefined {
+export function opaqueReason(command: string, argv: ArgList, scripting: boolean): { language: string; analysed: false; why: string } | undefined {
   if (scripting && SCRIPT_RUNNERS.has(command)) return { language: 'lua', analysed: false, why: `${command} runs server-side code that may call any command on any key` }
   if (command === 'sort' || command === 'sort_ro') {
     // SORT key [BY pattern] [LIMIT offset count] [GET pattern …] [ASC|DESC] [ALPHA] [STORE dest]:
     // a BY or GET pattern with `*` makes the server read the keys the elements name
     for (let i = 2; i < argv.length; i++) {
-      const word = str(argv[i]).toLowerCase()
+      const word = str(argv.at(i)).toLowerCase()
       if (word === 'limit') i += 2
       else if (word === 'store') i += 1
       else if (word === 'by' || word === 'get') {
-        const pattern = argv[i + 1]
+        const pattern = argv.at(i + 1)
         if (pattern !== undefined && pattern.includes(0x2a)) return { language: 'redis-pattern', analysed: false, why: `${command} ${word.toUpperCase()} ${str(pattern).slice(0, 64)} reads keys named by the sorted elements` }
         i += 1
       }
@@ -131,12 +131,12 @@ export function commandTable(reply: RespValue): Map<string, CommandSpec> {
 }
 
 /** The spec that applies to `argv` (a container's subcommand when there is one). */
-export function specFor(table: ReadonlyMap<string, CommandSpec>, argv: readonly Buffer[]): { spec?: CommandSpec; command: string; subcommand?: string } {
-  const command = (argv[0] as Buffer).toString('utf8').toLowerCase()
+export function specFor(table: ReadonlyMap<string, CommandSpec>, argv: ArgList): { spec?: CommandSpec; command: string; subcommand?: string } {
+  const command = (argv.at(0) as Buffer).toString('utf8').toLowerCase()
   const spec = table.get(command)
   if (!spec) return { command }
   if (spec.subcommands.size > 0 && argv.length > 1) {
-    const subcommand = (argv[1] as Buffer).toString('utf8').toLowerCase()
+    const subcommand = (argv.at(1) as Buffer).toString('utf8').toLowerCase()
     const sub = spec.subcommands.get(subcommand)
     return sub ? { spec: sub, command, subcommand } : { command, subcommand }
   }
@@ -144,16 +144,16 @@ export function specFor(table: ReadonlyMap<string, CommandSpec>, argv: readonly 
 }
 
 /** Key positions by the legacy first/last/step triple (what every command without movable keys declares). */
-export function keysByPosition(spec: CommandSpec, argv: readonly Buffer[]): string[] {
+export function keysByPosition(spec: CommandSpec, argv: ArgList): string[] {
   if (spec.firstKey <= 0) return []
   const last = spec.lastKey < 0 ? argv.length + spec.lastKey : spec.lastKey
   const keys: string[] = []
-  for (let i = spec.firstKey; i <= last && i < argv.length; i += Math.max(1, spec.step)) keys.push((argv[i] as Buffer).toString('utf8'))
+  for (let i = spec.firstKey; i <= last && i < argv.length; i += Math.max(1, spec.step)) keys.push((argv.at(i) as Buffer).toString('utf8'))
   return keys
 }
 
 /** The facts of a command; `keys` from the server for movable-keys commands (`getKeys`). */
-export async function factsOf(table: ReadonlyMap<string, CommandSpec>, argv: readonly Buffer[], getKeys: (argv: readonly Buffer[]) => Promise<RespValue>): Promise<RedisFacts | { error: string }> {
+export async function factsOf(table: ReadonlyMap<string, CommandSpec>, argv: ArgList, getKeys: () => Promise<RespValue>): Promise<RedisFacts | { error: string }> {
   const { spec, command, subcommand } = specFor(table, argv)
   const base = { command, ...(subcommand === undefined ? {} : { subcommand }) }
   if (!spec) return { ...base, keys: [], write: true, readonly: false, categories: [], admin: true, dangerous: true, scripting: false, unknown: true, enumerates: true, patterns: ['*'] }
@@ -161,7 +161,7 @@ export async function factsOf(table: ReadonlyMap<string, CommandSpec>, argv: rea
   if (spec.arity > 0 ? argv.length !== spec.arity : argv.length < -spec.arity) return { error: `ERR wrong number of arguments for '${subcommand ? `${command}|${subcommand}` : command}' command` }
   let keys: string[]
   if (spec.flags.has('movablekeys')) {
-    const reply = await getKeys(argv)
+    const reply = await getKeys()
     if (reply instanceof RespError) {
       // "The command has no key arguments" is an answer; anything else the server would refuse too
       if (/no key arguments/i.test(reply.message)) keys = []

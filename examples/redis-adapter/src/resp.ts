@@ -60,10 +60,42 @@ function integer(buf: Buffer, from: number, to: number, what: string): number {
   return Number(text)
 }
 
-/** A command read whole: its bytes as they came (one copy) and its arguments, views into them. */
+/**
+ * A command's arguments. An array of Buffers is one; a command read by `CommandReader` gives one
+ * whose `at(i)` makes a view into the command's bytes when asked, so a command of a million
+ * arguments costs a million views only if something walks all of them.
+ */
+export interface ArgList extends Iterable<Buffer> {
+  readonly length: number
+  at(index: number): Buffer | undefined
+}
+
+/** The arguments of a command read whole: where each lies in its bytes (from, len, from, len, …). */
+class LazyArgs implements ArgList {
+  constructor(
+    private readonly raw: Buffer,
+    private readonly offsets: readonly number[],
+  ) {}
+
+  get length(): number {
+    return this.offsets.length / 2
+  }
+
+  at(index: number): Buffer | undefined {
+    if (!Number.isInteger(index) || index < 0 || index >= this.length) return undefined
+    const from = this.offsets[2 * index] as number
+    return this.raw.subarray(from, from + (this.offsets[2 * index + 1] as number))
+  }
+
+  *[Symbol.iterator](): Iterator<Buffer> {
+    for (let i = 0; i < this.length; i++) yield this.at(i) as Buffer
+  }
+}
+
+/** A command read whole: its bytes as they came (one copy) and its arguments, read from them on demand. */
 export interface Command {
   readonly raw: Buffer
-  readonly argv: Buffer[]
+  readonly argv: ArgList
 }
 
 /**
@@ -131,14 +163,9 @@ export class CommandReader {
       state.at = from + len + 2
     }
     const raw = Buffer.from(buf.subarray(0, state.at))
-    const argv: Buffer[] = new Array(state.n)
-    for (let i = 0; i < state.n; i++) {
-      const from = state.args[2 * i] as number
-      argv[i] = raw.subarray(from, from + (state.args[2 * i + 1] as number))
-    }
     this.bytes.consume(state.at)
     this.pending = undefined
-    return { raw, argv }
+    return { raw, argv: new LazyArgs(raw, state.args) }
   }
 }
 

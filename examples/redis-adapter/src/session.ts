@@ -19,7 +19,7 @@ import type { Socket } from 'node:net'
 import { GatewayError, isGatewayError, type ConnectionSlot, type GatewayRequest, type Logger, type Pipeline, type SessionHandle } from '@gatehouse/core'
 import { factsOf, type CommandSpec } from './commands.js'
 import type { RedisLimits } from './config.js'
-import { CommandReader, encodeError, type Command, OK, parseReply, RespError, RespLimitError, RespProtocolError, type RespValue } from './resp.js'
+import { CommandReader, encodeError, type ArgList, type Command, OK, parseReply, RespError, RespLimitError, RespProtocolError, type RespValue } from './resp.js'
 import { UpstreamConnection, type UpstreamConfig } from './upstream.js'
 
 /** Commands after which the connection is no longer one reply per command, or which would undo the upstream login. */
@@ -40,15 +40,21 @@ const NOT_RELAYED: ReadonlyMap<string, string> = new Map([
  * succeeds (SELECT or HELLO inside MULTI: queued, applied at EXEC or never; the gateway would have
  * to guess which database or protocol the next commands run in).
  */
-function notRelayedReason(name: string, argv: readonly Buffer[], inMulti: boolean): string | undefined {
+function notRelayedReason(name: string, argv: ArgList, inMulti: boolean): string | undefined {
   const known = NOT_RELAYED.get(name)
   if (known !== undefined) return known
-  const sub = argv[1]?.toString('utf8').toLowerCase()
+  const sub = argv.at(1)?.toString('utf8').toLowerCase()
   if (name === 'client' && sub === 'tracking') return 'CLIENT TRACKING is not relayed by the gateway'
   if (name === 'client' && sub === 'reply') return 'CLIENT REPLY is not relayed by the gateway: every command gets its reply'
   if (name === 'select' && inMulti) return 'SELECT inside MULTI is not relayed by the gateway: select the database before MULTI'
   if (name === 'hello' && inMulti) return 'HELLO inside MULTI is not relayed by the gateway: choose the protocol before MULTI'
   return undefined
+}
+
+/** Where a word AUTH is in HELLO's arguments from `from` on (HELLO protover [AUTH user pass] [SETNAME name]), or -1. */
+function helloAuthAt(argv: ArgList, from = 2): number {
+  for (let i = from; i < argv.length; i++) if ((argv.at(i) as Buffer).toString('utf8').toLowerCase() === 'auth') return i
+  return -1
 }
 
 const MAX_TEXT = 2048
@@ -163,14 +169,14 @@ export class RedisSession {
 
   private async command(command: Command): Promise<void> {
     const { argv } = command
-    const name = (argv[0] as Buffer).toString('utf8').toLowerCase()
+    const name = (argv.at(0) as Buffer).toString('utf8').toLowerCase()
     if (name === 'quit') {
       this.write(OK)
       this.close('the client quit')
       return
     }
     if (!this.up) return this.beforeLogin(name, argv)
-    if (name === 'auth' || (name === 'hello' && argv.some((a) => a.toString('utf8').toLowerCase() === 'auth'))) {
+    if (name === 'auth' || (name === 'hello' && helloAuthAt(argv, 1) >= 0)) {
       const reason = 'this connection is logged in already; open a new connection to log in as another identity'
       void this.deps.pipeline.protocolEvent(this.handle.info, { event: 'auth.refused', reason })
       return this.write(encodeError(`ERR gatehouse: ${reason}`))
@@ -186,17 +192,17 @@ export class RedisSession {
     await this.judgeAndForward(name, command)
   }
 
-  private async beforeLogin(name: string, argv: Buffer[]): Promise<void> {
+  private async beforeLogin(name: string, argv: ArgList): Promise<void> {
     if (name === 'auth') {
       if (argv.length !== 3) return this.notLoggedIn(name, 'ERR gatehouse: log in with AUTH <identity> <token> (a gateway identity and its token)')
-      return this.login(argv[1] as Buffer, argv[2] as Buffer, 2, undefined)
+      return this.login(argv.at(1) as Buffer, argv.at(2) as Buffer, 2, false)
     }
     if (name === 'hello') {
-      const proto = argv[1] === undefined ? 2 : Number(argv[1].toString('utf8'))
+      const proto = argv.length < 2 ? 2 : Number((argv.at(1) as Buffer).toString('utf8'))
       if (proto !== 2 && proto !== 3) return this.write(encodeError('NOPROTO unsupported protocol version'))
-      const auth = argv.findIndex((a, i) => i >= 2 && a.toString('utf8').toLowerCase() === 'auth')
-      if (auth < 0 || argv[auth + 2] === undefined) return this.notLoggedIn(name, 'NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time')
-      return this.login(argv[auth + 1] as Buffer, argv[auth + 2] as Buffer, proto, argv)
+      const auth = helloAuthAt(argv)
+      if (auth < 0 || argv.at(auth + 2) === undefined) return this.notLoggedIn(name, 'NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time')
+      return this.login(argv.at(auth + 1) as Buffer, argv.at(auth + 2) as Buffer, proto, true)
     }
     this.notLoggedIn(name, 'NOAUTH Authentication required.')
   }
@@ -210,7 +216,7 @@ export class RedisSession {
   }
 
   /** Core checks the token; then the upstream connection is opened with the gateway's credential. */
-  private async login(user: Buffer, token: Buffer, proto: 2 | 3, hello: Buffer[] | undefined): Promise<void> {
+  private async login(user: Buffer, token: Buffer, proto: 2 | 3, hello: boolean): Promise<void> {
     const identity = user.toString('utf8')
     try {
       await this.deps.pipeline.authenticate(this.handle.info, { kind: 'password', user: identity, password: token.toString('utf8') })
@@ -274,17 +280,17 @@ export class RedisSession {
   }
 
   /** The request for a command the gateway refuses before describing it (not relayed, unreadable): its name and where it was sent. */
-  private unjudgedRequest(name: string, argv: readonly Buffer[]): GatewayRequest {
+  private unjudgedRequest(name: string, argv: ArgList): GatewayRequest {
     return this.deps.pipeline.request(this.handle.info, { action: 'redis.command', target: `db${this.db}`, text: textOf(argv), attrs: { redis: { command: name, db: this.db, ...(this.inMulti ? { inMulti: true } : {}) } } })
   }
 
   /** What the reply says about the upstream session: the database, MULTI. */
-  private learn(name: string, argv: Buffer[], reply: Buffer, failed: boolean): void {
+  private learn(name: string, argv: ArgList, reply: Buffer, failed: boolean): void {
     if (failed) {
       if (name === 'exec' || name === 'discard') this.endMulti()
       return
     }
-    if (name === 'select') this.db = Number((argv[1] as Buffer).toString('utf8'))
+    if (name === 'select') this.db = Number((argv.at(1) as Buffer).toString('utf8'))
     else if (name === 'multi') this.inMulti = true
     else if (name === 'exec' || name === 'discard') this.endMulti()
   }
@@ -330,7 +336,7 @@ export class RedisSession {
  * 2 KiB. Only what the cut keeps is looked at: a million arguments or a 100 MB value cost no more
  * than 2 KiB of text (a word is read from its first bytes; 4 per character cover any UTF-8).
  */
-export function textOf(argv: readonly Buffer[]): string {
+export function textOf(argv: ArgList): string {
   const words: string[] = []
   /** The length of `words.join(' ')`. */
   let joined = -1
