@@ -57,10 +57,8 @@ export class MongoAdapter implements ProtocolAdapter {
     const start = (socket: Socket, slot: NonNullable<ReturnType<Pipeline['admitConnection']>>, client: { address: string; port: number; local: string }) => {
       const session = new MongoSession(socket, { connection: connection.name, pipeline, upstream, logger, slot, limits, connectionId: ++connectionIds, advertise: options.advertise, monitors, lsids, client })
       sessions.add(session)
-      socket.once('close', () => {
-        sessions.delete(session)
-        slot.release()
-      })
+      // the slot is released when the client's socket closes (below)
+      socket.once('close', () => sessions.delete(session))
     }
 
     const server = createServer({ noDelay: true }, (socket) => {

@@ -5,7 +5,7 @@ import { acceptTls, GatewayError, listenerTls, parseHostPort, serveListener, val
 import { commandTable, enumeratedPatterns, opaqueReason, type CommandSpec } from './commands.js'
 import { RedisLimits, RedisOptions, UpstreamSchema } from './config.js'
 import { RedisSession, textOf } from './session.js'
-import { prefixed, type Command } from './resp.js'
+import { encodeCommand, prefixed, type Command } from './resp.js'
 import { UpstreamConnection } from './upstream.js'
 
 export const REDIS_ACTIONS = ['redis.command'] as const
@@ -58,7 +58,7 @@ export class RedisAdapter implements ProtocolAdapter {
     const server = {
       commandTable: () =>
         (table ??= metadataConnection()
-          .then((c) => c.ask(['COMMAND']))
+          .then((c) => c.ask(encodeCommand(['COMMAND'])))
           .then(commandTable)
           .catch((err: unknown) => {
             table = undefined

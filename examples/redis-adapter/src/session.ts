@@ -19,7 +19,7 @@ import type { Socket } from 'node:net'
 import { GatewayError, isGatewayError, type ConnectionSlot, type GatewayRequest, type Logger, type Pipeline, type SessionHandle } from '@gatehouse/core'
 import { factsOf, type CommandSpec } from './commands.js'
 import type { RedisLimits } from './config.js'
-import { CommandReader, encodeError, type ArgList, type Command, OK, parseReply, RespError, RespLimitError, RespProtocolError, type RespValue } from './resp.js'
+import { CommandReader, encodeCommand, encodeError, type ArgList, type Command, OK, parseReply, RespError, RespLimitError, RespProtocolError, type RespValue } from './resp.js'
 import { UpstreamConnection, type UpstreamConfig } from './upstream.js'
 
 /** Commands after which the connection is no longer one reply per command, or which would undo the upstream login. */
@@ -304,17 +304,16 @@ export class RedisSession {
   private async abortExec(request: GatewayRequest): Promise<void> {
     const reason = 'a command of this transaction was refused'
     await this.deps.pipeline.refuse(request, { rule: 'gatehouse/transaction-aborted', reason })
-    const discarded = await this.forwardRaw(['DISCARD'])
+    const discarded = await this.forwardRaw(encodeCommand(['DISCARD']))
     if (!discarded) return
     this.endMulti()
     this.write(encodeError('EXECABORT Transaction discarded because of previous errors.'))
   }
 
-  /** Sends a command (its arguments, or bytes already encoded) and waits for its reply. */
-  private async forwardRaw(command: readonly (Buffer | string)[] | Buffer, request?: GatewayRequest): Promise<Buffer | undefined> {
-    const up = this.up as UpstreamConnection
+  /** Sends a command, encoded, and waits for its reply. */
+  private async forwardRaw(command: Buffer, request?: GatewayRequest): Promise<Buffer | undefined> {
     try {
-      return await (Buffer.isBuffer(command) ? up.sendEncoded(command) : up.send(command))
+      return await (this.up as UpstreamConnection).send(command)
     } catch (err) {
       if (request) this.deps.pipeline.complete(request, { error: { code: 'GH_ERR_UPSTREAM_UNAVAILABLE', message: 'the upstream connection failed' } })
       this.deps.logger.warn({ session: this.handle.info.id, err: (err as Error).message }, 'upstream connection failed')

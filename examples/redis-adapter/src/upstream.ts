@@ -35,7 +35,7 @@ export class UpstreamConnection {
       const tls = config.tls && config.tls.mode !== 'disable' ? config.tls : undefined
       const s = tls
         ? tlsConnect({ host: config.host, port: config.port, ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.servername, rejectUnauthorized: tls.mode === 'verify-full' })
-        : connect({ host: config.host, port: config.port, noDelay: true })
+        : connect({ host: config.host, port: config.port })
       const timer = setTimeout(() => s.destroy(new Error('connect timed out')), timeoutMs)
       s.setNoDelay(true)
       s.once(tls ? 'secureConnect' : 'connect', () => {
@@ -49,7 +49,7 @@ export class UpstreamConnection {
     })
     const conn = new UpstreamConnection(socket)
     const argv = config.password === undefined ? ['HELLO', String(proto)] : ['HELLO', String(proto), 'AUTH', config.user ?? 'default', config.password]
-    const hello = await conn.send(argv)
+    const hello = await conn.send(encodeCommand(argv))
     if (hello[0] === 0x2d || hello[0] === 0x21) {
       conn.close()
       // the server's message, never the credential
@@ -58,13 +58,8 @@ export class UpstreamConnection {
     return { conn, hello }
   }
 
-  /** Sends one command; resolves with its whole reply, raw. */
-  send(argv: readonly (Buffer | string)[]): Promise<Buffer> {
-    return this.sendEncoded(encodeCommand(argv))
-  }
-
-  /** Sends one command already encoded as RESP (exactly one). */
-  sendEncoded(command: Buffer): Promise<Buffer> {
+  /** Sends one command, encoded as RESP (exactly one: `encodeCommand`, or a command's bytes as read); resolves with its whole reply, raw. */
+  send(command: Buffer): Promise<Buffer> {
     if (this.failed) return Promise.reject(this.failed)
     return new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject })
@@ -73,8 +68,8 @@ export class UpstreamConnection {
   }
 
   /** Sends one command and reads its reply as a value (for the replies the adapter reads itself). */
-  async ask(command: readonly (Buffer | string)[] | Buffer): Promise<RespValue> {
-    return parseReply(await (Buffer.isBuffer(command) ? this.sendEncoded(command) : this.send(command))).value
+  async ask(command: Buffer): Promise<RespValue> {
+    return parseReply(await this.send(command)).value
   }
 
   private onData(chunk: Buffer): void {
